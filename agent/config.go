@@ -1,0 +1,595 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+	"github.com/sethvargo/go-envconfig"
+)
+
+// EnvPrefix is the prefix of every environment variable the agent reads.
+const EnvPrefix = "VITALS_"
+
+// Config is the agent's configuration, read from core.yaml:
+//
+//	core:
+//	  log: {level: info, format: text}
+//	  lifecycle: {step_timeout: 15s, stop_timeout: 15s, readiness: required}
+//	  api_gateway:
+//	    listen: 127.0.0.1:9464
+//	    plugins:
+//	      message_bus:
+//	        enabled: true
+//	        required: true
+//	        publish_address: tcp://127.0.0.1:5555   # the plugin's own keys
+type Config struct {
+	Core CoreConfig `yaml:"core"`
+
+	// File is where the config came from, for messages.
+	File string `yaml:"-"`
+}
+
+// CoreConfig holds the agent settings and the plugin sections.
+type CoreConfig struct {
+	Log        LogConfig       `yaml:"log"`
+	Lifecycle  LifecycleConfig `yaml:"lifecycle"`
+	APIGateway GatewayConfig   `yaml:"api_gateway"`
+}
+
+// LogConfig sets the agent's slog output.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level" env:"LOG_LEVEL, overwrite"`
+	// Format is text or json.
+	Format string `yaml:"format" env:"LOG_FORMAT, overwrite"`
+}
+
+// LifecycleConfig bounds the lifecycle steps and sets the readiness policy.
+type LifecycleConfig struct {
+	// StepTimeout bounds each Initialize, Start and Reload call.
+	StepTimeout Duration `yaml:"step_timeout" env:"STEP_TIMEOUT, overwrite"`
+	// StopTimeout bounds each Stop call.
+	StopTimeout Duration `yaml:"stop_timeout" env:"STOP_TIMEOUT, overwrite"`
+	// Readiness is the /readyz policy: "all" wants every enabled plugin
+	// running; "required" wants every required plugin running and lets
+	// optional ones be failed.
+	Readiness string `yaml:"readiness" env:"READINESS, overwrite"`
+	// WatchConfig reloads when the config file changes.
+	WatchConfig *bool `yaml:"watch_config" env:"WATCH_CONFIG, overwrite"`
+}
+
+// GatewayConfig is the agent's HTTP front and its plugins.
+type GatewayConfig struct {
+	// Listen is the host:port of the HTTP listener.
+	Listen string `yaml:"listen" env:"LISTEN_ADDRESS, overwrite"`
+	// Plugins maps plugin names to their sections.
+	Plugins map[string]PluginConfig `yaml:"plugins" env:"-"`
+}
+
+// Readiness policies.
+const (
+	ReadinessAll      = "all"
+	ReadinessRequired = "required"
+)
+
+// DefaultConfig returns the agent settings' defaults, with no plugins.
+func DefaultConfig() *Config {
+	watch := true
+	return &Config{Core: CoreConfig{
+		Log: LogConfig{Level: "info", Format: "text"},
+		Lifecycle: LifecycleConfig{
+			StepTimeout: Duration(15 * time.Second),
+			StopTimeout: Duration(15 * time.Second),
+			Readiness:   ReadinessRequired,
+			WatchConfig: &watch,
+		},
+		APIGateway: GatewayConfig{Listen: "127.0.0.1:9464", Plugins: map[string]PluginConfig{}},
+	}}
+}
+
+// Watch reports whether the config file is watched for changes.
+func (c *Config) Watch() bool {
+	return c.Core.Lifecycle.WatchConfig == nil || *c.Core.Lifecycle.WatchConfig
+}
+
+// Plugin returns the named plugin's section; a plugin the file does not
+// mention is disabled.
+func (c *Config) Plugin(name string) PluginConfig {
+	if pc, ok := c.Core.APIGateway.Plugins[name]; ok {
+		return pc
+	}
+	return PluginConfig{Section: Section{path: pluginPath(name), file: c.File}}
+}
+
+// PluginConfig is one entry of core.api_gateway.plugins.
+type PluginConfig struct {
+	// Enabled starts the plugin. Listing a plugin enables it unless it says
+	// enabled: false.
+	Enabled bool
+	// Required makes a failure of the plugin abort startup.
+	Required bool
+	// Section is the plugin's own keys.
+	Section Section
+
+	line int
+}
+
+// UnmarshalYAML takes enabled and required and keeps the rest of the mapping
+// as the plugin's own section.
+func (pc *PluginConfig) UnmarshalYAML(node ast.Node) error {
+	pc.Enabled = true
+	pc.line = node.GetToken().Position.Line
+	if _, ok := node.(*ast.NullNode); ok {
+		return nil
+	}
+	m, ok := node.(*ast.MappingNode)
+	if !ok {
+		return errorAt(node.GetToken(), "", "plugin section must be a mapping, got %s", node.Type())
+	}
+	own := *m
+	own.Values = nil
+	for _, kv := range m.Values {
+		switch kv.Key.String() {
+		case "enabled", "required":
+			b, err := strconv.ParseBool(kv.Value.String())
+			if _, isBool := kv.Value.(*ast.BoolNode); !isBool || err != nil {
+				return errorAt(kv.Value.GetToken(), "", "%s must be true or false, got %q", kv.Key.String(), kv.Value.String())
+			}
+			if kv.Key.String() == "enabled" {
+				pc.Enabled = b
+			} else {
+				pc.Required = b
+			}
+		default:
+			own.Values = append(own.Values, kv)
+		}
+	}
+	if len(own.Values) > 0 {
+		pc.Section.node = &own
+	}
+	return nil
+}
+
+// Section is a plugin's own part of the config. It keeps the parsed YAML so
+// that the plugin's decode and validation errors name the file, line and
+// full key.
+type Section struct {
+	node ast.Node
+	path string // e.g. core.api_gateway.plugins.message_bus
+	file string
+}
+
+// NewSection parses YAML text as a plugin section, for tests and for plugins
+// built outside a config file.
+func NewSection(yamlText string) (Section, error) {
+	s := Section{path: "section", file: "<section>"}
+	if strings.TrimSpace(yamlText) == "" {
+		return s, nil
+	}
+	f, err := parser.ParseBytes([]byte(yamlText), 0)
+	if err != nil {
+		return s, yamlError(s.file, s.path, nil, err)
+	}
+	if len(f.Docs) > 0 && f.Docs[0].Body != nil {
+		s.node = f.Docs[0].Body
+	}
+	return s, nil
+}
+
+// Empty reports whether the section has no keys.
+func (s Section) Empty() bool { return s.node == nil }
+
+// Path returns the section's key path in the config.
+func (s Section) Path() string { return s.path }
+
+// Decode decodes the section into v, a pointer to a struct that holds the
+// defaults. Unknown keys and wrong types are errors naming the key and line.
+func (s Section) Decode(v any) error {
+	if s.node == nil {
+		return nil
+	}
+	if err := yaml.NodeToValue(s.node, v, yaml.DisallowUnknownField()); err != nil {
+		return yamlError(s.file, s.path, s.node, err)
+	}
+	return nil
+}
+
+// Errorf returns an error about one key of the section, naming its line. The
+// key is a dotted path below the section ("retention.max_age").
+func (s Section) Errorf(key, format string, args ...any) error {
+	e := &ConfigError{File: s.file, Key: joinKey(s.path, key), Msg: fmt.Sprintf(format, args...)}
+	if n := lookup(s.node, key); n != nil {
+		e.Line, e.Column = n.GetToken().Position.Line, n.GetToken().Position.Column
+	}
+	return e
+}
+
+// Equal reports whether two sections hold the same keys and values.
+func (s Section) Equal(o Section) bool {
+	var a, b any
+	if s.node != nil {
+		_ = yaml.NodeToValue(s.node, &a)
+	}
+	if o.node != nil {
+		_ = yaml.NodeToValue(o.node, &b)
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// Duration is a time.Duration written as "15s" in YAML and environment.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(node ast.Node) error {
+	v, err := time.ParseDuration(strings.Trim(node.String(), `"'`))
+	if err != nil {
+		return errorAt(node.GetToken(), "", "invalid duration %q, want e.g. 15s or 500ms", node.String())
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// EnvDecode parses a Go duration string from the environment.
+func (d *Duration) EnvDecode(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q, want e.g. 15s or 500ms", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText formats the duration for JSON.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// ConfigError is one problem in a config, located by file, line and key.
+type ConfigError struct {
+	File   string
+	Line   int // 0 when the problem has no line (an environment variable)
+	Column int
+	Key    string
+	Msg    string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
+		}
+		b.WriteString(": ")
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// LoadFile reads, parses and validates a config file, then applies the
+// VITALS_ environment overrides found by lookup (nil means the process
+// environment).
+func LoadFile(ctx context.Context, path string, reg *Registry, lookup envconfig.Lookuper) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(ctx, path, data, reg, lookup)
+}
+
+// Parse is LoadFile for config text already in memory; name is used in
+// messages.
+func Parse(ctx context.Context, name string, data []byte, reg *Registry, lookup envconfig.Lookuper) (*Config, error) {
+	cfg := DefaultConfig()
+	cfg.File = name
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, yamlError(name, "", nil, err)
+	}
+	var root ast.Node
+	if len(f.Docs) > 0 {
+		root = f.Docs[0].Body
+	}
+	if root != nil {
+		if err := yaml.NodeToValue(root, cfg, yaml.DisallowUnknownField()); err != nil {
+			return nil, yamlError(name, "", root, err)
+		}
+	}
+	for pname, pc := range cfg.Core.APIGateway.Plugins {
+		pc.Section.path, pc.Section.file = pluginPath(pname), name
+		cfg.Core.APIGateway.Plugins[pname] = pc
+	}
+	if err := cfg.applyEnv(ctx, lookup); err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(root, reg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// applyEnv overrides agent settings from VITALS_* variables and plugin
+// switches from VITALS_PLUGINS_ENABLED ("name:true,other:false") and
+// VITALS_PLUGINS_REQUIRED.
+func (c *Config) applyEnv(ctx context.Context, lookup envconfig.Lookuper) error {
+	if lookup == nil {
+		lookup = envconfig.OsLookuper()
+	}
+	lookup = envconfig.PrefixLookuper(EnvPrefix, lookup)
+	var errs []error
+	for _, target := range []any{&c.Core.Log, &c.Core.Lifecycle, &c.Core.APIGateway} {
+		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: lookup, DefaultNoInit: true}); err != nil {
+			errs = append(errs, &ConfigError{File: "environment", Msg: strings.TrimPrefix(err.Error(), ": ")})
+		}
+	}
+	var sw struct {
+		Enabled  map[string]bool `env:"PLUGINS_ENABLED"`
+		Required map[string]bool `env:"PLUGINS_REQUIRED"`
+	}
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &sw, Lookuper: lookup}); err != nil {
+		errs = append(errs, &ConfigError{File: "environment", Msg: err.Error()})
+	}
+	for name, on := range sw.Enabled {
+		pc := c.Plugin(name)
+		pc.Enabled = on
+		c.Core.APIGateway.Plugins[name] = pc
+	}
+	for name, req := range sw.Required {
+		pc := c.Plugin(name)
+		pc.Required = req
+		c.Core.APIGateway.Plugins[name] = pc
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validate(root ast.Node, reg *Registry) error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		e := &ConfigError{File: c.File, Key: key, Msg: fmt.Sprintf(format, args...)}
+		if n := lookup(root, key); n != nil {
+			e.Line, e.Column = n.GetToken().Position.Line, n.GetToken().Position.Column
+		} else {
+			e.File = "environment"
+		}
+		errs = append(errs, e)
+	}
+	core := c.Core
+	switch core.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("core.log.level", "unknown level %q, want debug, info, warn or error", core.Log.Level)
+	}
+	switch core.Log.Format {
+	case "text", "json":
+	default:
+		bad("core.log.format", "unknown format %q, want text or json", core.Log.Format)
+	}
+	if d := core.Lifecycle.StepTimeout.D(); d <= 0 || d > time.Hour {
+		bad("core.lifecycle.step_timeout", "must be between 0 and 1h, got %s", d)
+	}
+	if d := core.Lifecycle.StopTimeout.D(); d <= 0 || d > time.Hour {
+		bad("core.lifecycle.stop_timeout", "must be between 0 and 1h, got %s", d)
+	}
+	switch core.Lifecycle.Readiness {
+	case ReadinessAll, ReadinessRequired:
+	default:
+		bad("core.lifecycle.readiness", "unknown policy %q, want all or required", core.Lifecycle.Readiness)
+	}
+	if host, port, err := net.SplitHostPort(core.APIGateway.Listen); err != nil {
+		bad("core.api_gateway.listen", "invalid address %q: want host:port", core.APIGateway.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad("core.api_gateway.listen", "invalid port %q in %q", port, core.APIGateway.Listen)
+	} else {
+		_ = host
+	}
+
+	names := make([]string, 0, len(core.APIGateway.Plugins))
+	for name := range core.APIGateway.Plugins {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		pc := core.APIGateway.Plugins[name]
+		key := pluginPath(name)
+		if reg == nil {
+			continue
+		}
+		if !reg.Has(name) {
+			bad(key, "unknown plugin %q; known plugins: %s", name, strings.Join(reg.Names(), ", "))
+			continue
+		}
+		// Build every configured plugin, enabled or not, so a bad section
+		// is found before it is switched on.
+		if _, err := reg.New(name, pc.Section); err != nil {
+			errs = append(errs, asConfigError(c.File, key, lookup(root, key), err))
+		}
+	}
+	if len(errs) == 0 && reg != nil {
+		if _, err := c.startOrder(reg); err != nil {
+			errs = append(errs, &ConfigError{File: c.File, Key: "core.api_gateway.plugins", Msg: err.Error()})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// startOrder builds the enabled plugins (throwaway values) and orders them;
+// it finds missing dependencies and cycles.
+func (c *Config) startOrder(reg *Registry) ([]string, error) {
+	var metas []Metadata
+	provided := map[string]string{}
+	for _, name := range reg.Names() {
+		pc := c.Plugin(name)
+		if !pc.Enabled {
+			continue
+		}
+		p, err := reg.New(name, pc.Section)
+		if err != nil {
+			return nil, err
+		}
+		metas = append(metas, p.Metadata())
+		if sp, ok := p.(ServiceProvider); ok {
+			for _, s := range sp.Services() {
+				provided[s] = name
+			}
+		}
+	}
+	return Order(metas, provided, hostServices)
+}
+
+var hostServices = []string{ServiceMetrics, ServiceTracerProvider, ServiceEvents}
+
+func pluginPath(name string) string { return "core.api_gateway.plugins." + name }
+
+func joinKey(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "." + b
+}
+
+func errorAt(tk *token.Token, key, format string, args ...any) *ConfigError {
+	e := &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)}
+	if tk != nil && tk.Position != nil {
+		e.Line, e.Column = tk.Position.Line, tk.Position.Column
+	}
+	return e
+}
+
+// yamlError turns a go-yaml error into a ConfigError with file, line and the
+// full key path of the offending node below base.
+func yamlError(file, base string, root ast.Node, err error) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		out := *ce
+		out.File = file
+		if out.Key == "" {
+			out.Key = joinKey(base, keyAt(root, out.Line, out.Column))
+		}
+		return &out
+	}
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		e := &ConfigError{File: file, Msg: cleanYAMLMessage(ye.GetMessage())}
+		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			e.Line, e.Column = tk.Position.Line, tk.Position.Column
+			e.Key = joinKey(base, keyAt(root, e.Line, e.Column))
+		}
+		return e
+	}
+	return &ConfigError{File: file, Key: base, Msg: err.Error()}
+}
+
+func asConfigError(file, key string, n ast.Node, err error) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return err
+	}
+	e := &ConfigError{File: file, Key: key, Msg: err.Error()}
+	if n != nil {
+		e.Line, e.Column = n.GetToken().Position.Line, n.GetToken().Position.Column
+	}
+	return e
+}
+
+func cleanYAMLMessage(m string) string {
+	m = strings.ReplaceAll(m, "cannot unmarshal ", "cannot use ")
+	return m
+}
+
+// lookup finds the node at a dotted key path below n.
+func lookup(n ast.Node, key string) ast.Node {
+	if n == nil || key == "" {
+		return n
+	}
+	parts := strings.Split(key, ".")
+	cur := n
+	for i, part := range parts {
+		m, ok := cur.(*ast.MappingNode)
+		if !ok {
+			return nil
+		}
+		var next ast.Node
+		for _, kv := range m.Values {
+			if kv.Key.String() == part {
+				next = kv.Value
+				if i == len(parts)-1 {
+					// Point at the key: that is where a reader looks.
+					return kv.Key
+				}
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		cur = next
+	}
+	return cur
+}
+
+// keyAt returns the dotted key path of the mapping key or value at line:col.
+func keyAt(n ast.Node, line, col int) string {
+	var walk func(n ast.Node, path string) (string, bool)
+	walk = func(n ast.Node, path string) (string, bool) {
+		switch v := n.(type) {
+		case *ast.MappingNode:
+			for _, kv := range v.Values {
+				p := joinKey(path, kv.Key.String())
+				kt := kv.Key.GetToken().Position
+				if kt.Line == line && kt.Column == col {
+					return p, true
+				}
+				if kv.Value != nil {
+					vt := kv.Value.GetToken().Position
+					if vt.Line == line && vt.Column == col {
+						return p, true
+					}
+					if r, ok := walk(kv.Value, p); ok {
+						return r, true
+					}
+				}
+			}
+		case *ast.MappingValueNode:
+			return walk(&ast.MappingNode{Values: []*ast.MappingValueNode{v}}, path)
+		case *ast.SequenceNode:
+			for i, item := range v.Values {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				t := item.GetToken().Position
+				if t.Line == line && t.Column == col {
+					return p, true
+				}
+				if r, ok := walk(item, p); ok {
+					return r, true
+				}
+			}
+		}
+		return "", false
+	}
+	if n == nil {
+		return ""
+	}
+	p, _ := walk(n, "")
+	return p
+}
