@@ -30,7 +30,7 @@ func plan(plugins []Metadata, provided map[string]string, host []string) ([]stri
 		isHost[s] = true
 	}
 
-	deps := map[string][]string{}     // plugin -> plugins it needs
+	deps := map[string][]string{}       // plugin -> plugins it needs
 	dependents := map[string][]string{} // plugin -> plugins that need it
 	var missing []string
 	for _, m := range plugins {
