@@ -1,0 +1,135 @@
+package probes
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+)
+
+// ErrorClass is a bounded classification of probe errors, safe to use as a
+// metric label.
+type ErrorClass string
+
+// The error classes. ClassNone is the class of a nil error.
+const (
+	ClassNone        ErrorClass = ""
+	ClassTimeout     ErrorClass = "timeout"
+	ClassRefused     ErrorClass = "refused"
+	ClassReset       ErrorClass = "reset"
+	ClassHTTP5xx     ErrorClass = "http_5xx"
+	ClassHTTP4xx     ErrorClass = "http_4xx"
+	ClassBadResponse ErrorClass = "bad_response"
+	ClassTLS         ErrorClass = "tls"
+	ClassDNS         ErrorClass = "dns"
+	ClassCanceled    ErrorClass = "canceled"
+	ClassOther       ErrorClass = "other"
+)
+
+// ErrorClasses returns every non-empty class, in a stable order.
+func ErrorClasses() []ErrorClass {
+	return []ErrorClass{ClassTimeout, ClassRefused, ClassReset, ClassHTTP5xx, ClassHTTP4xx,
+		ClassBadResponse, ClassTLS, ClassDNS, ClassCanceled, ClassOther}
+}
+
+// Transient reports whether errors of class c may go away on retry: the
+// server was slow, down, dropped the connection or failed with a 5xx.
+func (c ErrorClass) Transient() bool {
+	switch c {
+	case ClassTimeout, ClassRefused, ClassReset, ClassHTTP5xx:
+		return true
+	}
+	return false
+}
+
+// ErrNoMatch reports that an endpoint does not speak the protocol a family
+// client asked it about. Family clients wrap it; test with errors.Is.
+var ErrNoMatch = errors.New("endpoint does not speak this protocol")
+
+// HTTPError is a response with a status code outside 2xx.
+type HTTPError struct {
+	Method string
+	URL    string
+	Status int
+	// Body is the start of the response body, for humans.
+	Body string
+}
+
+func (e *HTTPError) Error() string {
+	if e.Body == "" {
+		return fmt.Sprintf("%s %s: http %d", e.Method, e.URL, e.Status)
+	}
+	return fmt.Sprintf("%s %s: http %d: %s", e.Method, e.URL, e.Status, e.Body)
+}
+
+// DecodeError is a 2xx response whose body is not what the protocol says.
+type DecodeError struct {
+	// What names the document, e.g. "ollama /api/tags".
+	What string
+	Err  error
+}
+
+func (e *DecodeError) Error() string { return fmt.Sprintf("decode %s: %v", e.What, e.Err) }
+
+// Unwrap returns the underlying error.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Classify returns the class of err: ClassNone for nil, ClassOther for
+// errors it does not recognise. It sees through wrapping.
+func Classify(err error) ErrorClass {
+	if err == nil {
+		return ClassNone
+	}
+	var (
+		httpErr   *HTTPError
+		decErr    *DecodeError
+		dnsErr    *net.DNSError
+		netErr    net.Error
+		recErr    tls.RecordHeaderError
+		verErr    *tls.CertificateVerificationError
+		alertErr  tls.AlertError
+		uaErr     x509.UnknownAuthorityError
+		hostErr   x509.HostnameError
+		invErr    x509.CertificateInvalidError
+		syscallNo syscall.Errno
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return ClassCanceled
+	case errors.As(err, &httpErr):
+		if httpErr.Status >= 500 {
+			return ClassHTTP5xx
+		}
+		if httpErr.Status >= 400 {
+			return ClassHTTP4xx
+		}
+		return ClassBadResponse
+	case errors.As(err, &decErr):
+		return ClassBadResponse
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsTimeout {
+			return ClassTimeout
+		}
+		return ClassDNS
+	case errors.As(err, &recErr), errors.As(err, &verErr), errors.As(err, &alertErr),
+		errors.As(err, &uaErr), errors.As(err, &hostErr), errors.As(err, &invErr):
+		return ClassTLS
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT):
+		return ClassTimeout
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return ClassTimeout
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ClassRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed):
+		return ClassReset
+	case errors.As(err, &syscallNo):
+		return ClassOther
+	}
+	return ClassOther
+}

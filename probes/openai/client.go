@@ -1,0 +1,266 @@
+package openai
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// Client talks to one OpenAI-compatible server. It holds no state besides
+// its fields and is safe for concurrent use.
+type Client struct {
+	// HTTP sends the requests; nil means http.DefaultClient.
+	HTTP *http.Client
+	// BaseURL is the server root, without /v1 ("http://127.0.0.1:8080").
+	BaseURL string
+	// Now is the clock for time to first token; nil means time.Now.
+	Now func() time.Time
+}
+
+// New returns a client for baseURL.
+func New(client *http.Client, baseURL string) *Client {
+	return &Client{HTTP: client, BaseURL: baseURL}
+}
+
+func (c *Client) url(path string) string { return probes.JoinURL(c.BaseURL, path) }
+
+func (c *Client) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// Models fetches GET /v1/models.
+func (c *Client) Models(ctx context.Context) (ModelList, error) {
+	b, err := probes.Fetch(ctx, c.HTTP, http.MethodGet, c.url("/v1/models"), nil)
+	if err != nil {
+		return ModelList{}, err
+	}
+	return DecodeModels(b)
+}
+
+// Props fetches llama.cpp's GET /props.
+func (c *Client) Props(ctx context.Context) (Props, error) {
+	b, err := probes.Fetch(ctx, c.HTTP, http.MethodGet, c.url("/props"), nil)
+	if err != nil {
+		return Props{}, err
+	}
+	return DecodeProps(b)
+}
+
+// Health fetches llama.cpp's GET /health. A server still loading its model
+// answers 503, which is returned as an *probes.HTTPError.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	b, err := probes.Fetch(ctx, c.HTTP, http.MethodGet, c.url("/health"), nil)
+	if err != nil {
+		return Health{}, err
+	}
+	return DecodeHealth(b)
+}
+
+// Version fetches vLLM's GET /version.
+func (c *Client) Version(ctx context.Context) (string, error) {
+	b, err := probes.Fetch(ctx, c.HTTP, http.MethodGet, c.url("/version"), nil)
+	if err != nil {
+		return "", err
+	}
+	return DecodeVersion(b)
+}
+
+// Chat sends a non-streamed chat completion.
+func (c *Client) Chat(ctx context.Context, req ChatRequest) (ChatResponse, error) {
+	req.Stream = false
+	req.StreamOptions = nil
+	b, err := probes.Fetch(ctx, c.HTTP, http.MethodPost, c.url("/v1/chat/completions"), req)
+	if err != nil {
+		return ChatResponse{}, err
+	}
+	return DecodeChat(b)
+}
+
+// StreamResult summarises a streamed chat completion.
+type StreamResult struct {
+	Content string
+	Chunks  int
+	// TimeToFirstToken is the time from sending the request to the first
+	// chunk that carries content.
+	TimeToFirstToken time.Duration
+	// Duration is the time from sending the request to [DONE].
+	Duration time.Duration
+	Usage    *Usage
+}
+
+// ChatStream sends a streamed chat completion (with include_usage) and
+// reads it to the end, measuring time to first token.
+func (c *Client) ChatStream(ctx context.Context, req ChatRequest) (StreamResult, error) {
+	req.Stream = true
+	req.StreamOptions = &StreamOptions{IncludeUsage: true}
+	u := c.url("/v1/chat/completions")
+	body, err := json.Marshal(req)
+	if err != nil {
+		return StreamResult{}, fmt.Errorf("POST %s: encode request: %w", u, err)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return StreamResult{}, fmt.Errorf("POST %s: %w", u, err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("Accept", "text/event-stream")
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	start := c.now()
+	resp, err := hc.Do(hreq)
+	if err != nil {
+		return StreamResult{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return StreamResult{}, &probes.HTTPError{Method: http.MethodPost, URL: u, Status: resp.StatusCode, Body: strings.TrimSpace(string(b))}
+	}
+	var res StreamResult
+	var sb strings.Builder
+	err = ReadStream(resp.Body, func(ch ChatChunk) error {
+		res.Chunks++
+		if s := ch.Content(); s != "" {
+			if res.TimeToFirstToken == 0 {
+				res.TimeToFirstToken = c.now().Sub(start)
+			}
+			sb.WriteString(s)
+		}
+		if ch.Usage != nil {
+			res.Usage = ch.Usage
+		}
+		return nil
+	})
+	res.Content = sb.String()
+	res.Duration = c.now().Sub(start)
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("POST %s: %w", u, ctx.Err())
+		}
+		return res, fmt.Errorf("POST %s: %w", u, err)
+	}
+	return res, nil
+}
+
+// Embeddings sends POST /v1/embeddings.
+func (c *Client) Embeddings(ctx context.Context, req EmbeddingsRequest) (EmbeddingsResponse, error) {
+	b, err := probes.Fetch(ctx, c.HTTP, http.MethodPost, c.url("/v1/embeddings"), req)
+	if err != nil {
+		return EmbeddingsResponse{}, err
+	}
+	return DecodeEmbeddings(b)
+}
+
+// Detect asks the server what it is. It returns a Detection of kind
+// llamacpp, vllm or openai; an error wrapping probes.ErrNoMatch when
+// /v1/models is missing or is not an OpenAI model list; and transient
+// errors (timeouts, resets, 5xx) unwrapped, for the caller to retry.
+func (c *Client) Detect(ctx context.Context) (probes.Detection, error) {
+	list, err := c.Models(ctx)
+	if err != nil {
+		return probes.Detection{}, fmt.Errorf("openai: %w", probes.NoMatch(err))
+	}
+	switch Flavor(list) {
+	case probes.KindLlamaCpp:
+		return c.describeLlamaCpp(ctx, list)
+	case probes.KindVLLM:
+		return c.describeVLLM(ctx, list)
+	}
+	d := probes.Detection{Kind: probes.KindOpenAI}
+	for _, m := range list.Data {
+		d.Models = append(d.Models, probes.Model{ID: m.ID, Capabilities: probes.GuessCapabilities(m.ID)})
+	}
+	return d.Finish(), nil
+}
+
+// Flavor tells llama.cpp and vLLM model lists from other OpenAI-compatible
+// ones: KindLlamaCpp, KindVLLM or KindOpenAI.
+func Flavor(l ModelList) probes.Kind {
+	for _, m := range l.Data {
+		switch {
+		case m.OwnedBy == "llamacpp", m.Meta != nil && m.Meta.NCtxTrain > 0:
+			return probes.KindLlamaCpp
+		case m.OwnedBy == "vllm", m.MaxModelLen > 0:
+			return probes.KindVLLM
+		}
+	}
+	return probes.KindOpenAI
+}
+
+func (c *Client) describeLlamaCpp(ctx context.Context, list ModelList) (probes.Detection, error) {
+	d := probes.Detection{Kind: probes.KindLlamaCpp, Server: "llama.cpp"}
+	props, err := c.Props(ctx)
+	havePropsErr := err != nil
+	if err != nil && !errors.Is(probes.NoMatch(err), probes.ErrNoMatch) {
+		// A missing or odd /props is fine (older builds); a timeout is not.
+		return d, fmt.Errorf("llama.cpp props: %w", err)
+	}
+	loaded := false
+	if h, err := c.Health(ctx); err == nil {
+		loaded = h.Status == "ok"
+	} else if probes.Classify(err) == probes.ClassCanceled {
+		return d, fmt.Errorf("llama.cpp health: %w", err)
+	}
+	if !havePropsErr {
+		d.Version = props.BuildInfo
+	}
+	for _, m := range list.Data {
+		pm := probes.Model{ID: m.ID, Capabilities: probes.GuessCapabilities(m.ID), Loaded: loaded}
+		if m.Meta != nil {
+			pm.ContextLength = m.Meta.NCtx
+			if pm.ContextLength == 0 {
+				pm.ContextLength = m.Meta.NCtxTrain
+			}
+			pm.SizeBytes = m.Meta.Size
+		}
+		if !havePropsErr {
+			if pm.ContextLength == 0 {
+				pm.ContextLength = props.DefaultGenerationSettings.NCtx
+			}
+			if pm.Has(probes.CapChat) {
+				if props.Modalities.Vision {
+					pm.Capabilities = append(pm.Capabilities, probes.CapVision)
+				}
+				if props.ChatTemplateCaps.SupportsTools || props.ChatTemplateCaps.SupportsToolCalls {
+					pm.Capabilities = append(pm.Capabilities, probes.CapTools)
+				}
+			}
+		}
+		pm.Capabilities = probes.SortCapabilities(pm.Capabilities)
+		d.Models = append(d.Models, pm)
+	}
+	return d.Finish(), nil
+}
+
+func (c *Client) describeVLLM(ctx context.Context, list ModelList) (probes.Detection, error) {
+	d := probes.Detection{Kind: probes.KindVLLM, Server: "vllm"}
+	v, err := c.Version(ctx)
+	switch {
+	case err == nil:
+		d.Version = v
+	case !errors.Is(probes.NoMatch(err), probes.ErrNoMatch):
+		return d, fmt.Errorf("vllm version: %w", err)
+	}
+	for _, m := range list.Data {
+		d.Models = append(d.Models, probes.Model{
+			ID:            m.ID,
+			Capabilities:  probes.GuessCapabilities(m.ID),
+			ContextLength: m.MaxModelLen,
+			Loaded:        true, // vLLM lists only the models it serves
+		})
+	}
+	return d.Finish(), nil
+}

@@ -1,0 +1,303 @@
+package openai
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// ModelList is the body of GET /v1/models.
+type ModelList struct {
+	Object string       `json:"object"`
+	Data   []ModelEntry `json:"data"`
+	// Models is llama.cpp's Ollama-compatible copy of the list.
+	Models []LlamaModel `json:"models,omitempty"`
+}
+
+// ModelEntry is one model in /v1/models. OwnedBy is "llamacpp" on
+// llama.cpp and "vllm" on vLLM; MaxModelLen is vLLM's context length; Meta
+// is llama.cpp's model metadata.
+type ModelEntry struct {
+	ID          string     `json:"id"`
+	Object      string     `json:"object"`
+	Created     int64      `json:"created"`
+	OwnedBy     string     `json:"owned_by"`
+	Root        string     `json:"root,omitempty"`
+	Parent      *string    `json:"parent,omitempty"`
+	MaxModelLen int64      `json:"max_model_len,omitempty"`
+	Aliases     []string   `json:"aliases,omitempty"`
+	Meta        *LlamaMeta `json:"meta,omitempty"`
+}
+
+// LlamaMeta is the "meta" block llama.cpp adds to each model.
+type LlamaMeta struct {
+	VocabType int64  `json:"vocab_type"`
+	NVocab    int64  `json:"n_vocab"`
+	NCtx      int64  `json:"n_ctx"`
+	NCtxTrain int64  `json:"n_ctx_train"`
+	NEmbd     int64  `json:"n_embd"`
+	NParams   int64  `json:"n_params"`
+	Size      int64  `json:"size"`
+	FType     string `json:"ftype"`
+}
+
+// LlamaModel is an entry of llama.cpp's "models" list.
+type LlamaModel struct {
+	Name         string   `json:"name"`
+	Model        string   `json:"model"`
+	Capabilities []string `json:"capabilities"`
+}
+
+// DecodeModels decodes a /v1/models body. A body without a "data" list is
+// not an OpenAI model list and is an error.
+func DecodeModels(b []byte) (ModelList, error) {
+	var raw struct {
+		ModelList
+		Data *[]ModelEntry `json:"data"`
+	}
+	if err := probes.DecodeJSON("openai /v1/models", b, &raw); err != nil {
+		return ModelList{}, err
+	}
+	if raw.Data == nil {
+		return ModelList{}, &probes.DecodeError{What: "openai /v1/models", Err: errors.New(`no "data" list`)}
+	}
+	l := raw.ModelList
+	l.Data = *raw.Data
+	for i, m := range l.Data {
+		if m.ID == "" {
+			return ModelList{}, &probes.DecodeError{What: "openai /v1/models", Err: fmt.Errorf("model %d has no id", i)}
+		}
+	}
+	return l, nil
+}
+
+// Props is the part of llama.cpp's GET /props that probes use.
+type Props struct {
+	DefaultGenerationSettings struct {
+		NCtx int64 `json:"n_ctx"`
+	} `json:"default_generation_settings"`
+	TotalSlots int64  `json:"total_slots"`
+	ModelAlias string `json:"model_alias"`
+	ModelPath  string `json:"model_path"`
+	Modalities struct {
+		Vision bool `json:"vision"`
+		Audio  bool `json:"audio"`
+	} `json:"modalities"`
+	ChatTemplate     string `json:"chat_template"`
+	ChatTemplateCaps struct {
+		SupportsTools     bool `json:"supports_tools"`
+		SupportsToolCalls bool `json:"supports_tool_calls"`
+	} `json:"chat_template_caps"`
+	BuildInfo  string `json:"build_info"`
+	IsSleeping bool   `json:"is_sleeping"`
+}
+
+// DecodeProps decodes llama.cpp's /props. It must name a build or a model.
+func DecodeProps(b []byte) (Props, error) {
+	var p Props
+	if err := probes.DecodeJSON("llama.cpp /props", b, &p); err != nil {
+		return Props{}, err
+	}
+	if p.BuildInfo == "" && p.ModelPath == "" && p.ModelAlias == "" {
+		return Props{}, &probes.DecodeError{What: "llama.cpp /props", Err: errors.New("no build_info, model_path or model_alias")}
+	}
+	return p, nil
+}
+
+// Health is the body of llama.cpp's GET /health (and of its 503 while the
+// model loads).
+type Health struct {
+	Status string `json:"status"`
+	Error  *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Type    string `json:"type"`
+	} `json:"error,omitempty"`
+}
+
+// DecodeHealth decodes llama.cpp's /health.
+func DecodeHealth(b []byte) (Health, error) {
+	var h Health
+	if err := probes.DecodeJSON("llama.cpp /health", b, &h); err != nil {
+		return Health{}, err
+	}
+	if h.Status == "" && h.Error == nil {
+		return Health{}, &probes.DecodeError{What: "llama.cpp /health", Err: errors.New("no status")}
+	}
+	return h, nil
+}
+
+// DecodeVersion decodes vLLM's GET /version, {"version":"0.6.3"}.
+func DecodeVersion(b []byte) (string, error) {
+	var v struct {
+		Version string `json:"version"`
+	}
+	if err := probes.DecodeJSON("vllm /version", b, &v); err != nil {
+		return "", err
+	}
+	if v.Version == "" {
+		return "", &probes.DecodeError{What: "vllm /version", Err: errors.New("no version")}
+	}
+	return v.Version, nil
+}
+
+// Message is one chat message.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// Usage is the token accounting of a response.
+type Usage struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
+}
+
+// ChatRequest is the body of POST /v1/chat/completions.
+type ChatRequest struct {
+	Model         string         `json:"model"`
+	Messages      []Message      `json:"messages"`
+	MaxTokens     int            `json:"max_tokens,omitempty"`
+	Temperature   *float64       `json:"temperature,omitempty"`
+	Stream        bool           `json:"stream,omitempty"`
+	StreamOptions *StreamOptions `json:"stream_options,omitempty"`
+}
+
+// StreamOptions asks a streaming server for a final usage chunk.
+type StreamOptions struct {
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// ChatResponse is the body of a non-streamed chat completion.
+type ChatResponse struct {
+	ID                string `json:"id"`
+	Object            string `json:"object"`
+	Created           int64  `json:"created"`
+	Model             string `json:"model"`
+	SystemFingerprint string `json:"system_fingerprint,omitempty"`
+	Choices           []struct {
+		Index        int     `json:"index"`
+		Message      Message `json:"message"`
+		FinishReason string  `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// DecodeChat decodes a chat completion; it must have at least one choice.
+func DecodeChat(b []byte) (ChatResponse, error) {
+	var r ChatResponse
+	if err := probes.DecodeJSON("openai chat completion", b, &r); err != nil {
+		return ChatResponse{}, err
+	}
+	if len(r.Choices) == 0 {
+		return ChatResponse{}, &probes.DecodeError{What: "openai chat completion", Err: errors.New("no choices")}
+	}
+	return r, nil
+}
+
+// ChatChunk is one event of a streamed chat completion.
+type ChatChunk struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Model   string `json:"model"`
+	Choices []struct {
+		Index int `json:"index"`
+		Delta struct {
+			Role    string  `json:"role,omitempty"`
+			Content *string `json:"content"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Content returns the text this chunk adds.
+func (c ChatChunk) Content() string {
+	var s string
+	for _, ch := range c.Choices {
+		if ch.Delta.Content != nil {
+			s += *ch.Delta.Content
+		}
+	}
+	return s
+}
+
+// maxSSELine bounds one line of a server-sent event stream.
+const maxSSELine = 1 << 20
+
+// ReadStream reads a server-sent event stream of chat chunks from r and
+// calls fn for each chunk until "data: [DONE]" or the end of r. A stream
+// that ends without [DONE] is an error, as is a data line that is not a
+// chunk. An "error" event object is returned as an error.
+func ReadStream(r io.Reader, fn func(ChatChunk) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), maxSSELine)
+	for sc.Scan() {
+		line := bytes.TrimRight(sc.Bytes(), "\r")
+		data, ok := bytes.CutPrefix(line, []byte("data:"))
+		if !ok {
+			continue // blank separators, comments, event: and id: lines
+		}
+		data = bytes.TrimSpace(data)
+		if bytes.Equal(data, []byte("[DONE]")) {
+			return nil
+		}
+		var probe struct {
+			Error json.RawMessage `json:"error"`
+		}
+		if err := json.Unmarshal(data, &probe); err != nil {
+			return &probes.DecodeError{What: "openai stream chunk", Err: err}
+		}
+		if len(probe.Error) > 0 && !bytes.Equal(probe.Error, []byte("null")) {
+			return &probes.DecodeError{What: "openai stream", Err: fmt.Errorf("server error event: %s", probe.Error)}
+		}
+		var c ChatChunk
+		if err := json.Unmarshal(data, &c); err != nil {
+			return &probes.DecodeError{What: "openai stream chunk", Err: err}
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read stream: %w", err)
+	}
+	return &probes.DecodeError{What: "openai stream", Err: io.ErrUnexpectedEOF}
+}
+
+// EmbeddingsRequest is the body of POST /v1/embeddings.
+type EmbeddingsRequest struct {
+	Model string   `json:"model"`
+	Input []string `json:"input"`
+}
+
+// EmbeddingsResponse is the body of an embeddings response.
+type EmbeddingsResponse struct {
+	Object string `json:"object"`
+	Model  string `json:"model"`
+	Data   []struct {
+		Index     int       `json:"index"`
+		Object    string    `json:"object"`
+		Embedding []float64 `json:"embedding"`
+	} `json:"data"`
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// DecodeEmbeddings decodes an embeddings response; it must hold at least
+// one non-empty vector.
+func DecodeEmbeddings(b []byte) (EmbeddingsResponse, error) {
+	var r EmbeddingsResponse
+	if err := probes.DecodeJSON("openai embeddings", b, &r); err != nil {
+		return EmbeddingsResponse{}, err
+	}
+	if len(r.Data) == 0 || len(r.Data[0].Embedding) == 0 {
+		return EmbeddingsResponse{}, &probes.DecodeError{What: "openai embeddings", Err: errors.New("no vectors")}
+	}
+	return r, nil
+}
