@@ -75,7 +75,7 @@ type GatewayConfig struct {
 	// Listen is the host:port of the HTTP listener.
 	Listen string `yaml:"listen" env:"LISTEN_ADDRESS, overwrite"`
 	// Plugins maps plugin names to their sections.
-	Plugins map[string]PluginConfig `yaml:"plugins" env:"-"`
+	Plugins map[string]PluginConfig `yaml:"plugins"`
 }
 
 // Readiness policies.

@@ -27,6 +27,8 @@ var (
 	// ErrConflict is returned when a change would break a running plugin's
 	// dependencies.
 	ErrConflict = errors.New("conflict")
+
+	errReloadRejected = errors.New("reload rejected")
 )
 
 // PanicError is a panic recovered from a plugin step.
@@ -544,7 +546,7 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config) error {
 func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool) error {
 	newOrder, newDeps, fresh, err := m.build(cfg)
 	if err != nil {
-		return fmt.Errorf("reload rejected: %w", err)
+		return fmt.Errorf("%w: %w", errReloadRejected, err)
 	}
 
 	m.mu.Lock()

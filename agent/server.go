@@ -1,0 +1,272 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/heptiolabs/healthcheck"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// ServerOptions configures the agent's HTTP front.
+type ServerOptions struct {
+	Manager  *Manager
+	Gatherer prometheus.Gatherer
+	// Tracez serves /debug/tracez; nil leaves it out.
+	Tracez http.Handler
+	// Reload re-reads the config file for POST /api/v1/admin/reload.
+	Reload  func(ctx context.Context) error
+	Logger  *slog.Logger
+	Version string
+}
+
+// Server is the agent's HTTP front: /metrics, /livez, /readyz,
+// /debug/tracez, the admin API, and the routes of running plugins, wrapped
+// in the middleware of running plugins. It rebuilds its routes whenever the
+// set of running plugins changes.
+type Server struct {
+	o       ServerOptions
+	health  healthcheck.Handler
+	handler atomic.Pointer[http.Handler]
+}
+
+// NewServer builds the HTTP front and keeps it current with the manager.
+func NewServer(o ServerOptions) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{o: o, health: healthcheck.NewHandler()}
+	s.health.AddLivenessCheck("goroutines", healthcheck.GoroutineCountCheck(100_000))
+	s.health.AddReadinessCheck("plugins", o.Manager.Ready)
+	s.rebuild()
+	o.Manager.OnChange(s.rebuild)
+	return s
+}
+
+// ServeHTTP serves the current routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.handler.Load()).ServeHTTP(w, r)
+}
+
+func (s *Server) rebuild() {
+	mux := http.NewServeMux()
+	if s.o.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{
+			ErrorLog:          slog.NewLogLogger(s.o.Logger.Handler(), slog.LevelError),
+			EnableOpenMetrics: true,
+		}))
+	}
+	mux.HandleFunc("GET /livez", s.health.LiveEndpoint)
+	mux.HandleFunc("GET /readyz", s.health.ReadyEndpoint)
+	if s.o.Tracez != nil {
+		mux.Handle("GET /debug/tracez", s.o.Tracez)
+	}
+	mux.HandleFunc("GET /{$}", s.index)
+
+	admin := []struct {
+		pattern string
+		h       http.HandlerFunc
+	}{
+		{"GET /api/v1/admin/plugins", s.listPlugins},
+		{"GET /api/v1/admin/plugins/{name}", s.getPlugin},
+		{"POST /api/v1/admin/plugins/{name}/enable", s.toggle(true)},
+		{"POST /api/v1/admin/plugins/{name}/disable", s.toggle(false)},
+		{"GET /api/v1/admin/health", s.getHealth},
+		{"POST /api/v1/admin/reload", s.reload},
+	}
+	for _, a := range admin {
+		mux.HandleFunc(a.pattern, a.h)
+	}
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { apiNotFound(mux, w, r) })
+
+	// Routes and middleware of running plugins, in start order.
+	plugins := s.o.Manager.RunningPlugins()
+	for _, p := range plugins {
+		rp, ok := p.(RouteProvider)
+		if !ok {
+			continue
+		}
+		for _, rt := range rp.Routes() {
+			if err := register(mux, rt); err != nil {
+				s.o.Logger.Error("plugin route not served", "plugin", p.Metadata().Name, "pattern", rt.Pattern, "err", err)
+			}
+		}
+	}
+	var h http.Handler = mux
+	mw := make([]Plugin, 0, len(plugins))
+	for _, p := range plugins {
+		if _, ok := p.(HTTPMiddleware); ok {
+			mw = append(mw, p)
+		}
+	}
+	// Lowest priority number outermost: wrap from the innermost out.
+	sort.SliceStable(mw, func(i, j int) bool { return mw[i].Metadata().Priority > mw[j].Metadata().Priority })
+	for _, p := range mw {
+		h = p.(HTTPMiddleware).WrapHTTP(h)
+	}
+	s.handler.Store(&h)
+}
+
+// register adds a plugin route, turning ServeMux's panic on a conflicting
+// pattern into an error.
+func register(mux *http.ServeMux, rt Route) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%v", v)
+		}
+	}()
+	if rt.Handler == nil {
+		return errors.New("nil handler")
+	}
+	mux.Handle(rt.Pattern, rt.Handler)
+	return nil
+}
+
+// apiNotFound answers an /api/ request no route took: 405 with Allow when
+// the path exists for other methods, else 404, both as JSON.
+func apiNotFound(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/api/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+		return
+	}
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
+}
+
+func (s *Server) index(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "Vitals %s\n\n", s.o.Version)
+	for _, l := range []string{
+		"/metrics                      Prometheus metrics",
+		"/livez, /readyz               agent liveness and readiness (?full=1 for details)",
+		"/debug/tracez                 recent spans (zPages)",
+		"/api/v1/admin/plugins         plugin states, timings and errors",
+		"/api/v1/admin/health          container-wide health report",
+		"POST /api/v1/admin/reload     re-read the config file",
+	} {
+		fmt.Fprintln(w, l)
+	}
+}
+
+func (s *Server) listPlugins(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"plugins": s.o.Manager.Plugins()})
+}
+
+func (s *Server) getPlugin(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	st, ok := s.o.Manager.Plugin(r.Context(), name)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown plugin %q", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) toggle(on bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		var err error
+		if on {
+			err = s.o.Manager.Enable(r.Context(), name)
+		} else {
+			err = s.o.Manager.Disable(r.Context(), name)
+		}
+		switch {
+		case errors.Is(err, ErrUnknownPlugin):
+			writeError(w, http.StatusNotFound, err.Error())
+			return
+		case errors.Is(err, ErrConflict):
+			writeError(w, http.StatusConflict, err.Error())
+			return
+		case err != nil:
+			st, _ := s.o.Manager.Plugin(r.Context(), name)
+			writeJSON(w, http.StatusInternalServerError, map[string]any{"error": err.Error(), "status": http.StatusInternalServerError, "plugin": st})
+			return
+		}
+		st, _ := s.o.Manager.Plugin(r.Context(), name)
+		writeJSON(w, http.StatusOK, st)
+	}
+}
+
+func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) {
+	type pluginHealth struct {
+		Name   string  `json:"name"`
+		State  State   `json:"state"`
+		Health *Health `json:"health,omitempty"`
+	}
+	rep := s.o.Manager.Container().Health(r.Context(), 2*time.Second)
+	var plugins []pluginHealth
+	status := rep.Status
+	for _, p := range s.o.Manager.Plugins() {
+		if p.State == StateDisabled {
+			continue
+		}
+		full, _ := s.o.Manager.Plugin(r.Context(), p.Name)
+		plugins = append(plugins, pluginHealth{Name: p.Name, State: p.State, Health: full.Health})
+		if full.Health != nil {
+			status = worse(status, full.Health.Status)
+		}
+	}
+	out := map[string]any{"status": status, "ready": true, "plugins": plugins, "services": rep.Services}
+	if err := s.o.Manager.Ready(); err != nil {
+		out["ready"], out["not_ready_reason"] = false, err.Error()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	if s.o.Reload == nil {
+		writeError(w, http.StatusConflict, "the agent runs on its built-in config; start it with --config to reload")
+		return
+	}
+	if err := s.o.Reload(r.Context()); err != nil {
+		var re *ReloadError
+		if errors.As(err, &re) && re.Rejected {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{
+				"error": "config rejected; the running config stays", "status": http.StatusUnprocessableEntity,
+				"problems": re.Problems(),
+			})
+			return
+		}
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "reloaded", "plugins": s.o.Manager.Plugins()})
+}
+
+type apiError struct {
+	Error  string `json:"error"`
+	Status int    `json:"status"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Error: msg, Status: code})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

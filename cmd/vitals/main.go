@@ -1,0 +1,254 @@
+// Command vitals is the Vitals agent: a plugin host that watches AI plugins
+// and exports their health as Prometheus metrics, traces and alerts.
+//
+//	vitals [--config FILE] [--log-format text|json] [--log-level LEVEL]
+//	vitals check-config FILE
+//	vitals version
+//
+// With no --config (and no VITALS_CONFIG) it runs a built-in demo config.
+// SIGINT and SIGTERM shut it down gracefully (a second one exits at once);
+// SIGHUP reloads the config file.
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/exporters/tracing"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+//go:embed core.yaml
+var defaultConfig []byte
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version", "--version", "-version":
+			fmt.Fprintf(stdout, "vitals %s (%s, %s/%s)\n", fullVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return 0
+		case "check-config":
+			return checkConfig(args[1:], stdout, stderr)
+		case "run":
+			args = args[1:]
+		}
+	}
+	return serve(args, stderr)
+}
+
+func usage(fs *flag.FlagSet, w io.Writer) func() {
+	return func() {
+		fmt.Fprintf(w, `Usage:
+  vitals [flags]              run the agent
+  vitals check-config FILE    validate a config file and exit
+  vitals version              print the version
+
+Flags:
+`)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+}
+
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: vitals check-config FILE")
+		return 2
+	}
+	reg, err := registry()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	cfg, err := agent.LoadFile(context.Background(), args[0], reg, nil)
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
+	}
+	var enabled []string
+	for _, name := range reg.Names() {
+		if cfg.Plugin(name).Enabled {
+			enabled = append(enabled, name)
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok; enabled plugins: %v\n", args[0], enabled)
+	return 0
+}
+
+// printErrors prints joined errors one per line.
+func printErrors(w io.Writer, err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			printErrors(w, e)
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vitals", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configPath := fs.String("config", os.Getenv("VITALS_CONFIG"), "config file (default: $VITALS_CONFIG, else the built-in demo config)")
+	logFormat := fs.String("log-format", "", "log format, text or json (overrides core.log.format)")
+	logLevel := fs.String("log-level", "", "log level, debug, info, warn or error (overrides core.log.level)")
+	fs.Usage = usage(fs, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return 0
+		}
+		fmt.Fprintf(stderr, "vitals: %v\n", err)
+		fs.Usage()
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "vitals: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reg, err := registry()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	var cfg *agent.Config
+	if *configPath != "" {
+		cfg, err = agent.LoadFile(ctx, *configPath, reg, nil)
+	} else {
+		cfg, err = agent.Parse(ctx, "built-in demo config", defaultConfig, reg, nil)
+	}
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
+	}
+	if *logFormat != "" {
+		cfg.Core.Log.Format = *logFormat
+	}
+	if *logLevel != "" {
+		cfg.Core.Log.Level = *logLevel
+	}
+	level := new(slog.LevelVar)
+	level.Set(agent.ParseLevel(cfg.Core.Log.Level))
+	var handler slog.Handler
+	switch cfg.Core.Log.Format {
+	case "json":
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	case "text":
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	default:
+		fmt.Fprintf(stderr, "vitals: --log-format %q: want text or json\n", cfg.Core.Log.Format)
+		return 2
+	}
+	log := slog.New(handler)
+	slog.SetDefault(log)
+
+	tp, err := tracing.Setup(ctx, tracing.Options{ServiceName: "vitals", ServiceVersion: fullVersion()})
+	if err != nil {
+		log.Error("tracing setup failed", "err", err)
+		return 1
+	}
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), shutdownFlush)
+		defer scancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			log.Warn("trace flush failed", "err", err)
+		}
+	}()
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "vitals_build_info",
+			Help:        "Version of the running agent; always 1.",
+			ConstLabels: prometheus.Labels{"version": fullVersion(), "goversion": runtime.Version()},
+		}, func() float64 { return 1 }),
+	)
+
+	a, err := agent.New(agent.Options{
+		Registry: reg, Config: cfg, ConfigPath: *configPath, Logger: log, LogLevel: level,
+		TracerProvider: tp, Tracez: tp.Tracez(), Metrics: metrics, Version: fullVersion(),
+	})
+	if err != nil {
+		log.Error("agent setup failed", "err", err)
+		return 1
+	}
+	source := *configPath
+	if source == "" {
+		source = "built-in demo config (pass --config FILE to use your own)"
+	}
+	log.Info("vitals starting", "version", fullVersion(), "config", source, "traces", traceTarget(tp))
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		stopping := false
+		for sig := range sigs {
+			switch {
+			case sig == syscall.SIGHUP:
+				if *configPath == "" {
+					log.Warn("SIGHUP ignored: the agent runs on its built-in config")
+					continue
+				}
+				log.Info("SIGHUP: reloading config", "file", *configPath)
+				go func() { _ = a.Reload(ctx) }() // logged and counted inside
+			case stopping:
+				log.Warn("second signal; exiting now", "signal", sig.String())
+				os.Exit(1)
+			default:
+				stopping = true
+				log.Info("signal received; shutting down gracefully (send it again to exit at once)", "signal", sig.String())
+				cancel()
+			}
+		}
+	}()
+
+	if err := a.Run(ctx); err != nil {
+		log.Error("vitals stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func traceTarget(tp *tracing.Provider) string {
+	if tp.Exporter == "" {
+		return "/debug/tracez (set OTEL_EXPORTER_OTLP_ENDPOINT to export)"
+	}
+	return "/debug/tracez and " + tp.Exporter
+}
+
+func fullVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
