@@ -1,0 +1,540 @@
+package aisim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration
+// string ("250ms", "1.5s"); it also reads a JSON number as seconds.
+type Duration time.Duration
+
+// MarshalJSON writes d as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("duration: want a string like \"250ms\" or a number of seconds, got %s", b)
+	}
+	*d = Duration(f * float64(time.Second))
+	return nil
+}
+
+// Knobs make the server misbehave. The zero value is a well-behaved
+// server.
+type Knobs struct {
+	// Latency is added before every answer, plus a uniform random part in
+	// [0, Jitter).
+	Latency Duration `json:"latency"`
+	Jitter  Duration `json:"jitter"`
+	// ErrorRate is the fraction of requests, in [0, 1], answered with a
+	// 500 in the kind's error shape.
+	ErrorRate float64 `json:"error_rate"`
+	// Down resets every connection without an answer.
+	Down bool `json:"down"`
+	// Hang accepts requests and never answers until the client gives up or
+	// the server closes.
+	Hang bool `json:"hang"`
+	// Stuck answers health, version and list endpoints but hangs
+	// inference.
+	Stuck bool `json:"stuck"`
+	// SlowFirstToken delays the first streamed chunk (and non-streamed
+	// inference answers) by this much.
+	SlowFirstToken Duration `json:"slow_first_token"`
+	// TokenInterval is the pause between streamed chunks.
+	TokenInterval Duration `json:"token_interval"`
+	// Garbage answers 200 with a body that is not what the protocol says.
+	Garbage bool `json:"garbage"`
+	// Version, when set, is the version string the server reports instead
+	// of its default.
+	Version string `json:"version,omitempty"`
+}
+
+// Validate reports knob values out of range.
+func (k Knobs) Validate() error {
+	var errs []error
+	if k.ErrorRate < 0 || k.ErrorRate > 1 {
+		errs = append(errs, fmt.Errorf("error_rate %v: want 0..1", k.ErrorRate))
+	}
+	for name, d := range map[string]Duration{"latency": k.Latency, "jitter": k.Jitter, "slow_first_token": k.SlowFirstToken, "token_interval": k.TokenInterval} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s %v: want >= 0", name, time.Duration(d)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Config describes the simulated server.
+type Config struct {
+	// Kind is the server kind to simulate; it must be concrete (not auto
+	// or unknown).
+	Kind probes.Kind
+	// Version is the reported version; empty means the kind's default.
+	Version string
+	// ModelType picks the model for kinds that serve one of several: for
+	// tei "embedding" (default), "classifier" or "reranker"; for llamacpp
+	// "embedding" starts it as an embedding server, like --embeddings.
+	ModelType string
+	// Seed seeds the random numbers behind jitter and the error rate.
+	Seed uint64
+	// Knobs are the knobs at start.
+	Knobs Knobs
+	// Created is the time the server reports for model creation and
+	// responses; zero means a fixed time, so bodies are deterministic.
+	Created time.Time
+}
+
+// DefaultVersion returns the version a kind reports by default.
+func DefaultVersion(k probes.Kind) string {
+	switch k {
+	case probes.KindLlamaCpp:
+		return "b1-aisim"
+	case probes.KindVLLM:
+		return "0.6.3"
+	case probes.KindOllama:
+		return "0.24.0"
+	case probes.KindTGI:
+		return "3.0.1"
+	case probes.KindTEI:
+		return "1.5.0"
+	case probes.KindKServe:
+		return "2.50.0"
+	}
+	return "aisim-1.0.0"
+}
+
+// ErrClosed is returned by waits that end because the server closed.
+var ErrClosed = errors.New("aisim: server closed")
+
+// Server is a simulated AI server; it is an http.Handler. Its methods are
+// safe for concurrent use.
+type Server struct {
+	cfg     Config
+	created time.Time
+	api     *http.ServeMux
+	control *http.ServeMux
+
+	mu      sync.Mutex
+	knobs   Knobs
+	rng     *rand.Rand
+	loaded  map[string]bool // ollama: models loaded by a request
+	done    chan struct{}
+	closed  bool
+	reqs    atomic.Int64
+	seq     atomic.Int64
+	prompt  atomic.Int64
+	predict atomic.Int64
+	active  atomic.Int64
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	switch cfg.Kind {
+	case probes.KindOpenAI, probes.KindLlamaCpp, probes.KindVLLM, probes.KindOllama,
+		probes.KindTGI, probes.KindTEI, probes.KindKServe:
+	default:
+		return nil, fmt.Errorf("aisim: kind %q: want one of openai, llamacpp, vllm, ollama, tgi, tei, kserve", cfg.Kind)
+	}
+	switch {
+	case cfg.Kind == probes.KindTEI && cfg.ModelType == "":
+		cfg.ModelType = "embedding"
+	case cfg.Kind == probes.KindTEI && cfg.ModelType != "embedding" && cfg.ModelType != "classifier" && cfg.ModelType != "reranker":
+		return nil, fmt.Errorf("aisim: tei model type %q: want embedding, classifier or reranker", cfg.ModelType)
+	case cfg.Kind == probes.KindLlamaCpp && cfg.ModelType != "" && cfg.ModelType != "embedding" && cfg.ModelType != "chat":
+		return nil, fmt.Errorf("aisim: llamacpp model type %q: want chat or embedding", cfg.ModelType)
+	}
+	if err := cfg.Knobs.Validate(); err != nil {
+		return nil, fmt.Errorf("aisim: knobs: %w", err)
+	}
+	if cfg.Version == "" {
+		cfg.Version = DefaultVersion(cfg.Kind)
+	}
+	s := &Server{
+		cfg:     cfg,
+		created: cfg.Created,
+		api:     http.NewServeMux(),
+		control: http.NewServeMux(),
+		knobs:   cfg.Knobs,
+		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		loaded:  map[string]bool{},
+		done:    make(chan struct{}),
+	}
+	if s.created.IsZero() {
+		s.created = time.Unix(1795332313, 0).UTC()
+	}
+	s.control.HandleFunc("GET /aisim/knobs", s.getKnobs)
+	s.control.HandleFunc("POST /aisim/knobs", s.postKnobs)
+	s.control.HandleFunc("DELETE /aisim/knobs", s.deleteKnobs)
+	s.control.HandleFunc("GET /aisim/stats", s.getStats)
+	switch cfg.Kind {
+	case probes.KindOpenAI, probes.KindLlamaCpp, probes.KindVLLM:
+		s.routesOpenAI()
+	case probes.KindOllama:
+		s.routesOllama()
+	case probes.KindTGI, probes.KindTEI:
+		s.routesHF()
+	case probes.KindKServe:
+		s.routesKServe()
+	}
+	return s, nil
+}
+
+// Kind returns the simulated kind.
+func (s *Server) Kind() probes.Kind { return s.cfg.Kind }
+
+// Knobs returns the current knobs.
+func (s *Server) Knobs() Knobs {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.knobs
+}
+
+// SetKnobs replaces all knobs.
+func (s *Server) SetKnobs(k Knobs) error {
+	if err := k.Validate(); err != nil {
+		return fmt.Errorf("aisim: knobs: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.knobs = k
+	return nil
+}
+
+// Update changes the knobs with f, atomically.
+func (s *Server) Update(f func(*Knobs)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.knobs
+	f(&k)
+	if err := k.Validate(); err != nil {
+		return fmt.Errorf("aisim: knobs: %w", err)
+	}
+	s.knobs = k
+	return nil
+}
+
+// SetLatency sets the fixed latency and the jitter.
+func (s *Server) SetLatency(fixed, jitter time.Duration) {
+	_ = s.Update(func(k *Knobs) { k.Latency, k.Jitter = Duration(max(fixed, 0)), Duration(max(jitter, 0)) })
+}
+
+// SetErrorRate sets the fraction of requests answered with 500, clamped
+// to [0, 1].
+func (s *Server) SetErrorRate(r float64) {
+	_ = s.Update(func(k *Knobs) { k.ErrorRate = min(max(r, 0), 1) })
+}
+
+// SetDown turns hard down on or off.
+func (s *Server) SetDown(on bool) { _ = s.Update(func(k *Knobs) { k.Down = on }) }
+
+// SetHang turns hang on or off.
+func (s *Server) SetHang(on bool) { _ = s.Update(func(k *Knobs) { k.Hang = on }) }
+
+// SetStuck turns stuck on or off.
+func (s *Server) SetStuck(on bool) { _ = s.Update(func(k *Knobs) { k.Stuck = on }) }
+
+// SetSlowFirstToken sets the delay before the first token.
+func (s *Server) SetSlowFirstToken(d time.Duration) {
+	_ = s.Update(func(k *Knobs) { k.SlowFirstToken = Duration(max(d, 0)) })
+}
+
+// SetTokenInterval sets the pause between streamed chunks.
+func (s *Server) SetTokenInterval(d time.Duration) {
+	_ = s.Update(func(k *Knobs) { k.TokenInterval = Duration(max(d, 0)) })
+}
+
+// SetGarbage turns garbage bodies on or off.
+func (s *Server) SetGarbage(on bool) { _ = s.Update(func(k *Knobs) { k.Garbage = on }) }
+
+// SetVersion sets the reported version; empty restores the default.
+func (s *Server) SetVersion(v string) { _ = s.Update(func(k *Knobs) { k.Version = v }) }
+
+// Version returns the version the server reports now.
+func (s *Server) Version() string {
+	if v := s.Knobs().Version; v != "" {
+		return v
+	}
+	return s.cfg.Version
+}
+
+// Requests returns how many API requests (not /aisim/) the server has
+// received.
+func (s *Server) Requests() int64 { return s.reqs.Load() }
+
+// Close ends every hang and wait in progress (their connections are
+// reset) and makes the server reset every later API request. It is safe to
+// call more than once.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
+}
+
+// ServeHTTP serves /aisim/ control requests as they are and API requests
+// through the knobs.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/aisim/") {
+		s.control.ServeHTTP(w, r)
+		return
+	}
+	s.reqs.Add(1)
+	select {
+	case <-s.done:
+		abort(w)
+		return
+	default:
+	}
+	k := s.Knobs()
+	if k.Down {
+		abort(w)
+		return
+	}
+	if err := s.wait(r.Context(), s.latency(k)); err != nil {
+		s.ended(w, err)
+		return
+	}
+	if k.Hang {
+		s.ended(w, s.hang(r.Context()))
+		return
+	}
+	if k.ErrorRate > 0 && s.chance(k.ErrorRate) {
+		s.serverError(w, http.StatusInternalServerError, "aisim: injected error")
+		return
+	}
+	if k.Garbage {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(garbage)
+		return
+	}
+	s.api.ServeHTTP(w, r)
+}
+
+// garbage is what a server with the garbage knob sends.
+var garbage = []byte("\x00\x1b<html>{{garbage \xff\xfe not the protocol you are looking for]]")
+
+func (s *Server) latency(k Knobs) time.Duration {
+	d := time.Duration(k.Latency)
+	if k.Jitter > 0 {
+		s.mu.Lock()
+		d += time.Duration(s.rng.Int64N(int64(k.Jitter)))
+		s.mu.Unlock()
+	}
+	return d
+}
+
+func (s *Server) chance(p float64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rng.Float64() < p
+}
+
+// wait waits d, or until ctx ends or the server closes.
+func (s *Server) wait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrClosed
+	}
+}
+
+// hang waits until ctx ends or the server closes.
+func (s *Server) hang(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return ErrClosed
+	}
+}
+
+// ended finishes a request whose wait ended early: a closed server resets
+// the connection; a gone client needs nothing.
+func (s *Server) ended(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrClosed) {
+		abort(w)
+	}
+}
+
+// inference gates an inference endpoint: stuck hangs it, slow first token
+// delays it when stream is false (streams delay their first chunk
+// themselves). It reports whether to go on.
+func (s *Server) inference(w http.ResponseWriter, r *http.Request, stream bool) bool {
+	k := s.Knobs()
+	if k.Stuck {
+		s.ended(w, s.hang(r.Context()))
+		return false
+	}
+	if !stream {
+		if err := s.wait(r.Context(), time.Duration(k.SlowFirstToken)); err != nil {
+			s.ended(w, err)
+			return false
+		}
+	}
+	return true
+}
+
+// abort drops the connection without an answer: with an RST where it can
+// hijack a TCP connection, else by aborting the handler.
+func abort(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			if tc, ok := conn.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			_ = conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// serverError writes an error in the kind's shape.
+func (s *Server) serverError(w http.ResponseWriter, status int, msg string) {
+	switch s.cfg.Kind {
+	case probes.KindOpenAI, probes.KindLlamaCpp:
+		typ := "server_error"
+		if status < 500 {
+			typ = "invalid_request_error"
+		}
+		writeJSON(w, status, map[string]any{"error": map[string]any{"code": status, "message": msg, "type": typ}})
+	case probes.KindVLLM:
+		writeJSON(w, status, map[string]any{"object": "error", "message": msg, "type": http.StatusText(status), "param": nil, "code": status})
+	case probes.KindTGI, probes.KindTEI:
+		writeJSON(w, status, map[string]any{"error": msg, "error_type": http.StatusText(status)})
+	default:
+		writeJSON(w, status, map[string]any{"error": msg})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// maxRequestBody bounds request bodies.
+const maxRequestBody = 1 << 20
+
+// readJSON decodes the request body into v; on failure it writes a 400
+// (500 on llama.cpp, as the real one does) and returns false.
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
+	if err == nil {
+		err = json.Unmarshal(bytes.TrimSpace(b), v)
+	}
+	if err != nil {
+		status := http.StatusBadRequest
+		if s.cfg.Kind == probes.KindLlamaCpp {
+			status = http.StatusInternalServerError
+		}
+		s.serverError(w, status, "bad request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (s *Server) getKnobs(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.Knobs())
+}
+
+// postKnobs merges the JSON object in the body into the knobs: fields not
+// in the body keep their values; unknown fields are an error.
+func (s *Server) postKnobs(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
+		return
+	}
+	s.mu.Lock()
+	k := s.knobs
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(&k)
+	if err == nil {
+		err = k.Validate()
+	}
+	if err == nil {
+		s.knobs = k
+	}
+	s.mu.Unlock()
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "knobs: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, k)
+}
+
+func (s *Server) deleteKnobs(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	s.knobs = s.cfg.Knobs
+	k := s.knobs
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, k)
+}
+
+// Stats are counters the server keeps about itself.
+type Stats struct {
+	Kind             probes.Kind `json:"kind"`
+	Version          string      `json:"version"`
+	Requests         int64       `json:"requests"`
+	PromptTokens     int64       `json:"prompt_tokens"`
+	CompletionTokens int64       `json:"completion_tokens"`
+	Active           int64       `json:"active"`
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Kind: s.cfg.Kind, Version: s.Version(), Requests: s.reqs.Load(),
+		PromptTokens: s.prompt.Load(), CompletionTokens: s.predict.Load(), Active: s.active.Load(),
+	}
+}
+
+func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.Stats())
+}
