@@ -1,0 +1,189 @@
+package agenttest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/vitals-dev/vitals/agent"
+)
+
+// Fault is what a fake plugin does in one step instead of succeeding.
+type Fault int
+
+// Faults a step can have.
+const (
+	OK    Fault = iota
+	Error       // return an error
+	Panic       // panic
+	Hang        // block until ctx is done or the plugin is released
+)
+
+// Journal records the steps fake plugins ran, in order, as "step:name".
+type Journal struct {
+	mu      sync.Mutex
+	entries []string
+}
+
+// Add appends an entry.
+func (j *Journal) Add(s string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.entries = append(j.entries, s)
+}
+
+// Entries returns a copy of the entries.
+func (j *Journal) Entries() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]string(nil), j.entries...)
+}
+
+// Steps returns the names of the plugins that ran step, in order.
+func (j *Journal) Steps(step string) []string {
+	var out []string
+	for _, e := range j.Entries() {
+		if len(e) > len(step) && e[:len(step)+1] == step+":" {
+			out = append(out, e[len(step)+1:])
+		}
+	}
+	return out
+}
+
+// Plugin is a fake plugin whose steps can be made to fail. It embeds
+// agent.Base and records every call in its Journal.
+type Plugin struct {
+	agent.Base
+	Journal *Journal
+	// Faults per step: "initialize", "start", "stop", "reload".
+	Faults map[string]Fault
+	// Provides lists services it registers in Initialize (value: itself).
+	Provides []string
+	// Requires lists services it looks up in Initialize.
+	Requires []string
+	// Handler, when set, is served at Route.
+	Route   string
+	Handler http.Handler
+
+	release chan struct{}
+	once    sync.Once
+
+	mu       sync.Mutex
+	started  bool
+	reloads  int
+	sections []agent.Section
+}
+
+// New returns a fake plugin that journals into j.
+func New(j *Journal, m agent.Metadata) *Plugin {
+	if m.Version == "" {
+		m.Version = "1.0.0"
+	}
+	return &Plugin{Base: agent.NewBase(m), Journal: j, Faults: map[string]Fault{}, release: make(chan struct{})}
+}
+
+// Release ends every Hang of this plugin.
+func (p *Plugin) Release() { p.once.Do(func() { close(p.release) }) }
+
+// Started reports whether Start succeeded and Stop has not run since.
+func (p *Plugin) Started() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.started
+}
+
+// Reloads returns how many times Reload succeeded.
+func (p *Plugin) Reloads() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reloads
+}
+
+func (p *Plugin) act(ctx context.Context, step string) error {
+	if p.Journal != nil {
+		p.Journal.Add(step + ":" + p.Name())
+	}
+	switch p.Faults[step] {
+	case Error:
+		return fmt.Errorf("%s %s: injected failure", p.Name(), step)
+	case Panic:
+		panic(fmt.Sprintf("%s %s: injected panic", p.Name(), step))
+	case Hang:
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.release:
+			return errors.New("released")
+		}
+	}
+	return nil
+}
+
+// Initialize provides and requires the configured services.
+func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
+	if err := p.act(ctx, "initialize"); err != nil {
+		return err
+	}
+	for _, s := range p.Requires {
+		if _, err := c.Get(ctx, s); err != nil {
+			return err
+		}
+	}
+	for _, s := range p.Provides {
+		if err := c.Provide(s, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Start records the call.
+func (p *Plugin) Start(ctx context.Context) error {
+	if err := p.act(ctx, "start"); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.started = true
+	p.mu.Unlock()
+	return nil
+}
+
+// Stop records the call; it is safe twice and without Start.
+func (p *Plugin) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	p.started = false
+	p.mu.Unlock()
+	return p.act(ctx, "stop")
+}
+
+// Reload records the call and the section.
+func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
+	if err := p.act(ctx, "reload"); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.reloads++
+	p.sections = append(p.sections, s)
+	p.mu.Unlock()
+	return nil
+}
+
+// Services lists Provides.
+func (p *Plugin) Services() []string { return p.Provides }
+
+// Routes serves Handler at Route.
+func (p *Plugin) Routes() []agent.Route {
+	if p.Handler == nil {
+		return nil
+	}
+	return []agent.Route{{Pattern: p.Route, Handler: p.Handler}}
+}
+
+var (
+	_ agent.Plugin          = (*Plugin)(nil)
+	_ agent.Reloader        = (*Plugin)(nil)
+	_ agent.ServiceProvider = (*Plugin)(nil)
+	_ agent.RouteProvider   = (*Plugin)(nil)
+)
