@@ -39,6 +39,24 @@ type Config struct {
 
 	// File is where the config came from, for messages.
 	File string `yaml:"-"`
+
+	// fromEnv maps keys whose value came from the environment to the
+	// variable that set it, so errors blame the variable, not the file.
+	fromEnv map[string]string
+}
+
+// envKeys are the agent settings the environment can override.
+var envKeys = []struct {
+	key, env string
+	get      func(*Config) string
+}{
+	{"core.log.level", "VITALS_LOG_LEVEL", func(c *Config) string { return c.Core.Log.Level }},
+	{"core.log.format", "VITALS_LOG_FORMAT", func(c *Config) string { return c.Core.Log.Format }},
+	{"core.lifecycle.step_timeout", "VITALS_STEP_TIMEOUT", func(c *Config) string { return c.Core.Lifecycle.StepTimeout.String() }},
+	{"core.lifecycle.stop_timeout", "VITALS_STOP_TIMEOUT", func(c *Config) string { return c.Core.Lifecycle.StopTimeout.String() }},
+	{"core.lifecycle.readiness", "VITALS_READINESS", func(c *Config) string { return c.Core.Lifecycle.Readiness }},
+	{"core.lifecycle.watch_config", "VITALS_WATCH_CONFIG", func(c *Config) string { return fmt.Sprint(c.Watch()) }},
+	{"core.api_gateway.listen", "VITALS_LISTEN_ADDRESS", func(c *Config) string { return c.Core.APIGateway.Listen }},
 }
 
 // CoreConfig holds the agent settings and the plugin sections.
@@ -316,6 +334,9 @@ func Parse(ctx context.Context, name string, data []byte, reg *Registry, lookup 
 		}
 	}
 	for pname, pc := range cfg.Core.APIGateway.Plugins {
+		if pc.line == 0 {
+			pc.Enabled = true // "name:" with nothing after it
+		}
 		pc.Section.path, pc.Section.file = pluginPath(pname), name
 		cfg.Core.APIGateway.Plugins[pname] = pc
 	}
@@ -335,26 +356,40 @@ func (c *Config) applyEnv(ctx context.Context, lookup envconfig.Lookuper) error 
 	if lookup == nil {
 		lookup = envconfig.OsLookuper()
 	}
+	before := map[string]string{}
+	for _, k := range envKeys {
+		before[k.key] = k.get(c)
+	}
 	lookup = envconfig.PrefixLookuper(EnvPrefix, lookup)
 	var errs []error
 	for _, target := range []any{&c.Core.Log, &c.Core.Lifecycle, &c.Core.APIGateway} {
 		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: lookup, DefaultNoInit: true}); err != nil {
-			errs = append(errs, &ConfigError{File: "environment", Msg: strings.TrimPrefix(err.Error(), ": ")})
+			errs = append(errs, &ConfigError{File: "environment", Msg: envMessage(err)})
 		}
 	}
-	var sw struct {
-		Enabled  map[string]bool `env:"PLUGINS_ENABLED"`
-		Required map[string]bool `env:"PLUGINS_REQUIRED"`
+	c.fromEnv = map[string]string{}
+	for _, k := range envKeys {
+		if k.get(c) != before[k.key] {
+			c.fromEnv[k.key] = k.env
+		}
 	}
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &sw, Lookuper: lookup}); err != nil {
-		errs = append(errs, &ConfigError{File: "environment", Msg: err.Error()})
+	var enabled struct {
+		V map[string]bool `env:"PLUGINS_ENABLED"`
 	}
-	for name, on := range sw.Enabled {
+	var required struct {
+		V map[string]bool `env:"PLUGINS_REQUIRED"`
+	}
+	for env, target := range map[string]any{"VITALS_PLUGINS_ENABLED": &enabled, "VITALS_PLUGINS_REQUIRED": &required} {
+		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: lookup}); err != nil {
+			errs = append(errs, &ConfigError{File: "environment", Key: env, Msg: envMessage(err) + `; want "name:true,other:false"`})
+		}
+	}
+	for name, on := range enabled.V {
 		pc := c.Plugin(name)
 		pc.Enabled = on
 		c.Core.APIGateway.Plugins[name] = pc
 	}
-	for name, req := range sw.Required {
+	for name, req := range required.V {
 		pc := c.Plugin(name)
 		pc.Required = req
 		c.Core.APIGateway.Plugins[name] = pc
@@ -366,10 +401,10 @@ func (c *Config) validate(root ast.Node, reg *Registry) error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		e := &ConfigError{File: c.File, Key: key, Msg: fmt.Sprintf(format, args...)}
-		if n := lookup(root, key); n != nil {
+		if env, ok := c.fromEnv[key]; ok {
+			e.File, e.Key = "environment", env+" ("+key+")"
+		} else if n := lookup(root, key); n != nil {
 			e.Line, e.Column = n.GetToken().Position.Line, n.GetToken().Position.Column
-		} else {
-			e.File = "environment"
 		}
 		errs = append(errs, e)
 	}
@@ -457,6 +492,16 @@ func (c *Config) startOrder(reg *Registry) ([]string, error) {
 }
 
 var hostServices = []string{ServiceMetrics, ServiceTracerProvider, ServiceEvents}
+
+// envMessage turns go-envconfig's "Field: reason" into the reason alone;
+// the caller names the variable.
+func envMessage(err error) string {
+	msg := err.Error()
+	if _, rest, ok := strings.Cut(msg, ": "); ok {
+		return rest
+	}
+	return msg
+}
 
 func pluginPath(name string) string { return "core.api_gateway.plugins." + name }
 

@@ -399,7 +399,7 @@ func mustVec(t *testing.T, g prometheus.Gatherer, name string, labels map[string
 
 type constCollector struct{ m prometheus.Metric }
 
-func (constCollector) Describe(chan<- *prometheus.Desc)    {}
+func (constCollector) Describe(chan<- *prometheus.Desc)      {}
 func (c constCollector) Collect(ch chan<- prometheus.Metric) { ch <- c.m }
 
 func equal(a, b []string) bool {
@@ -432,3 +432,27 @@ func contains(s []string, v string) bool {
 }
 
 var _ = time.Second
+
+func TestReloadRestartsDependentsOfRestartedPlugin(t *testing.T) {
+	r := newRig(t, map[string]agenttest.Spec{
+		"base":    {Priority: agent.PriorityInfrastructure, NoReload: true},
+		"child":   {Priority: agent.PriorityBusiness, Dependencies: []string{"base"}},
+		"bystand": {Priority: agent.PriorityBusiness},
+	})
+	if err := r.m.Start(context.Background(), r.config(t, "", "base", "child", "bystand")); err != nil {
+		t.Fatal(err)
+	}
+	n := len(r.fleet.Journal.Entries())
+	text := "core:\n  api_gateway:\n    plugins:\n      base:\n        setting: new\n      child: {}\n      bystand: {}\n"
+	cfg, err := agent.Parse(context.Background(), "core.yaml", []byte(text), r.reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.m.Reload(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(r.fleet.Journal.Entries()[n:], " ")
+	if want := "stop:child stop:base initialize:base initialize:child start:base start:child"; got != want {
+		t.Errorf("steps = %q, want %q", got, want)
+	}
+}

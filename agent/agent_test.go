@@ -1,0 +1,365 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/agent/agenttest"
+)
+
+// live is an agent running on loopback from a config file in a temp dir.
+type live struct {
+	t       *testing.T
+	fleet   *agenttest.Fleet
+	a       *agent.Agent
+	path    string
+	base    string
+	metrics *prometheus.Registry
+	done    chan error
+	cancel  context.CancelFunc
+}
+
+const liveHeader = "core:\n  lifecycle:\n    step_timeout: 2s\n    stop_timeout: 2s\n    watch_config: %v\n  api_gateway:\n    plugins:\n"
+
+func startLive(t *testing.T, watch bool, plugins string) *live {
+	t.Helper()
+	l := &live{t: t, fleet: agenttest.NewFleet(map[string]agenttest.Spec{
+		"bus":     {Priority: agent.PriorityInfrastructure, Provides: []string{"bus_api"}},
+		"auth":    {Priority: agent.PrioritySecurity, NoReload: true},
+		"catalog": {Priority: agent.PriorityBusiness, Dependencies: []string{"bus_api"}},
+		"extra":   {Priority: agent.PriorityBusiness},
+	}), metrics: prometheus.NewRegistry(), done: make(chan error, 1)}
+	l.path = filepath.Join(t.TempDir(), "core.yaml")
+	l.write(watch, plugins)
+	reg := l.fleet.Registry()
+	cfg, err := agent.LoadFile(context.Background(), l.path, reg, envconfig.MapLookuper(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.a, err = agent.New(agent.Options{
+		Registry: reg, Config: cfg, ConfigPath: l.path, Env: envconfig.MapLookuper(nil),
+		Metrics: l.metrics, Listener: ln, Version: "test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctx context.Context
+	ctx, l.cancel = context.WithCancel(context.Background())
+	go func() { l.done <- l.a.Run(ctx) }()
+	select {
+	case <-l.a.Started():
+	case err := <-l.done:
+		t.Fatalf("agent exited: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not start")
+	}
+	l.base = "http://" + ln.Addr().String()
+	t.Cleanup(l.stop)
+	return l
+}
+
+func (l *live) stop() {
+	if l.cancel == nil {
+		return
+	}
+	l.cancel()
+	l.cancel = nil
+	if err := <-l.done; err != nil {
+		l.t.Errorf("agent Run: %v", err)
+	}
+}
+
+func (l *live) write(watch bool, plugins string) {
+	l.t.Helper()
+	tmp := l.path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf(liveHeader, watch)+plugins), 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, l.path); err != nil { // as editors and config managers do
+		l.t.Fatal(err)
+	}
+}
+
+func (l *live) do(method, path string) (int, map[string]any) {
+	l.t.Helper()
+	req, _ := http.NewRequest(method, l.base+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(body, &out); err != nil {
+			l.t.Fatalf("%s %s: bad JSON %q", method, path, body)
+		}
+	} else {
+		out = map[string]any{"text": string(body)}
+	}
+	return resp.StatusCode, out
+}
+
+func (l *live) states() map[string]string {
+	out := map[string]string{}
+	for _, p := range l.a.Manager().Plugins() {
+		out[p.Name] = string(p.State)
+	}
+	return out
+}
+
+func (l *live) waitFor(what string, ok func() bool) {
+	l.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			l.t.Fatalf("timed out waiting for %s; states %v", what, l.states())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const basePlugins = "      bus: {}\n      auth: {}\n      catalog:\n        setting: one\n"
+
+func TestReloadAppliesDifference(t *testing.T) {
+	l := startLive(t, false, basePlugins)
+	ctx := context.Background()
+	since := func(n int) string { return strings.Join(l.fleet.Journal.Entries()[n:], " ") }
+
+	// enable extra
+	n := len(l.fleet.Journal.Entries())
+	l.write(false, basePlugins+"      extra: {}\n")
+	if err := l.a.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := since(n); got != "initialize:extra start:extra" {
+		t.Errorf("enabling extra ran %q; want only extra's initialize and start", got)
+	}
+
+	// change catalog (reloadable) and auth (not reloadable)
+	n = len(l.fleet.Journal.Entries())
+	l.write(false, "      bus: {}\n      auth:\n        setting: strict\n      catalog:\n        setting: two\n      extra: {}\n")
+	if err := l.a.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := since(n); got != "stop:auth reload:catalog initialize:auth start:auth" {
+		t.Errorf("changing auth and catalog ran %q", got)
+	}
+
+	// change bus, which catalog needs: catalog restarts around it
+	n = len(l.fleet.Journal.Entries())
+	l.fleet.SetFaults("bus", nil)
+	l.write(false, "      bus:\n        limit: 2\n      auth:\n        setting: strict\n      catalog:\n        setting: two\n      extra: {}\n")
+	if err := l.a.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := since(n); got != "reload:bus" {
+		t.Errorf("changing bus (reloadable) ran %q", got)
+	}
+
+	// disable extra
+	n = len(l.fleet.Journal.Entries())
+	l.write(false, "      bus:\n        limit: 2\n      auth:\n        setting: strict\n      catalog:\n        setting: two\n")
+	if err := l.a.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.states(); st["extra"] != "disabled" || since(n) != "stop:extra" {
+		t.Errorf("disabling extra: states %v, steps %q", st, since(n))
+	}
+	if got := testutil.ToFloat64(counter(t, l.metrics, "vitals_config_reloads_total", "success")); got != 4 {
+		t.Errorf("successful reloads = %v, want 4", got)
+	}
+}
+
+func TestReloadRejectsBadConfig(t *testing.T) {
+	l := startLive(t, false, basePlugins)
+	for name, body := range map[string]string{
+		"unknown key":        basePlugins + "      bus_typo: {}\n",
+		"bad plugin value":   "      bus: {}\n      auth: {}\n      catalog:\n        limit: -1\n",
+		"broken dependency":  "      bus:\n        enabled: false\n      auth: {}\n      catalog: {}\n",
+		"not yaml":           "      bus: [\n",
+		"plugin wrong types": "      bus:\n        limit: many\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := l.fleet.Journal.Entries()
+			l.write(false, body)
+			err := l.a.Reload(context.Background())
+			var re *agent.ReloadError
+			if !errors.As(err, &re) || !re.Rejected {
+				t.Fatalf("Reload = %v, want a rejection", err)
+			}
+			if after := l.fleet.Journal.Entries(); len(after) != len(before) {
+				t.Errorf("a rejected config ran steps: %v", after[len(before):])
+			}
+			for p, st := range map[string]string{"bus": "running", "auth": "running", "catalog": "running"} {
+				if got := l.states()[p]; got != st {
+					t.Errorf("%s = %s after rejection, want %s", p, got, st)
+				}
+			}
+		})
+	}
+	if got := testutil.ToFloat64(counter(t, l.metrics, "vitals_config_reloads_total", "rejected")); got != 5 {
+		t.Errorf("rejected reloads = %v, want 5", got)
+	}
+	if got := testutil.ToFloat64(gauge(t, l.metrics, "vitals_config_last_reload_successful")); got != 0 {
+		t.Errorf("last_reload_successful = %v, want 0", got)
+	}
+}
+
+func TestReloadOnFileChange(t *testing.T) {
+	l := startLive(t, true, basePlugins)
+	l.write(true, basePlugins+"      extra: {}\n")
+	l.waitFor("extra to start after the file changed", func() bool { return l.states()["extra"] == "running" })
+	l.write(true, basePlugins+"      extra: {}\n      bogus: {}\n")
+	l.waitFor("the bad file to be rejected", func() bool {
+		return testutil.ToFloat64(counter(t, l.metrics, "vitals_config_reloads_total", "rejected")) == 1
+	})
+	if l.states()["extra"] != "running" {
+		t.Errorf("running config lost after a bad file: %v", l.states())
+	}
+}
+
+func TestAdminAPI(t *testing.T) {
+	l := startLive(t, false, basePlugins+"      extra:\n        enabled: false\n")
+
+	code, body := l.do("GET", "/api/v1/admin/plugins")
+	if code != 200 {
+		t.Fatalf("plugins: %d %v", code, body)
+	}
+	var names []string
+	for _, p := range body["plugins"].([]any) {
+		names = append(names, p.(map[string]any)["name"].(string))
+	}
+	if got := strings.Join(names, ","); got != "bus,auth,catalog,extra" {
+		t.Errorf("plugin list order = %s, want start order then disabled", got)
+	}
+
+	code, body = l.do("GET", "/api/v1/admin/plugins/catalog")
+	if code != 200 || body["state"] != "running" || body["health"].(map[string]any)["status"] != "ok" {
+		t.Errorf("catalog: %d %v", code, body)
+	}
+	if _, ok := body["timings_seconds"].(map[string]any)["start"]; !ok {
+		t.Errorf("catalog has no start timing: %v", body)
+	}
+
+	tests := []struct {
+		method, path string
+		code         int
+		check        func(map[string]any) string
+	}{
+		{"GET", "/api/v1/admin/plugins/ghost", 404, errorIs(`unknown plugin "ghost"`)},
+		{"POST", "/api/v1/admin/plugins/extra/enable", 200, field("state", "running")},
+		{"POST", "/api/v1/admin/plugins/extra/disable", 200, field("state", "disabled")},
+		{"POST", "/api/v1/admin/plugins/bus/disable", 409, errorIs("conflict: bus is needed by catalog")},
+		{"POST", "/api/v1/admin/plugins/ghost/enable", 404, errorIs(`unknown plugin "ghost"`)},
+		{"GET", "/api/v1/admin/plugins/extra/enable", 405, errorIs("method GET not allowed")},
+		{"GET", "/api/v1/admin/nothing", 404, errorIs("no endpoint GET /api/v1/admin/nothing")},
+		{"GET", "/api/v1/admin/health", 200, field("status", "ok")},
+		{"POST", "/api/v1/admin/reload", 200, field("status", "reloaded")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			code, body := l.do(tt.method, tt.path)
+			if code != tt.code {
+				t.Errorf("status %d, want %d: %v", code, tt.code, body)
+			}
+			if msg := tt.check(body); msg != "" {
+				t.Error(msg)
+			}
+		})
+	}
+
+	l.write(false, basePlugins+"      nonsense: {}\n")
+	code, body = l.do("POST", "/api/v1/admin/reload")
+	if code != 422 || !strings.Contains(fmt.Sprint(body["problems"]), `unknown plugin "nonsense"`) {
+		t.Errorf("bad reload: %d %v", code, body)
+	}
+
+	for path, want := range map[string]int{"/livez": 200, "/readyz": 200, "/metrics": 200, "/": 200} {
+		if code, body := l.do("GET", path); code != want {
+			t.Errorf("%s: %d %v", path, code, body)
+		}
+	}
+	if _, body := l.do("GET", "/metrics"); !strings.Contains(body["text"].(string), `vitals_plugin_state{plugin="catalog",state="running"} 1`) {
+		t.Error("/metrics lacks the running catalog")
+	}
+}
+
+func TestReadyzFollowsPolicy(t *testing.T) {
+	l := startLive(t, false, basePlugins)
+	if code, _ := l.do("GET", "/readyz"); code != 200 {
+		t.Fatalf("readyz = %d", code)
+	}
+	// A failing optional plugin keeps the agent ready under "required".
+	l.fleet.SetFaults("extra", map[string]agenttest.Fault{"start": agenttest.Error})
+	code, _ := l.do("POST", "/api/v1/admin/plugins/extra/enable")
+	if code != 500 {
+		t.Errorf("enabling a failing plugin: %d, want 500", code)
+	}
+	if code, body := l.do("GET", "/readyz?full=1"); code != 200 {
+		t.Errorf("readyz with a failed optional plugin = %d %v", code, body)
+	}
+	// Enabling a failed plugin retries it.
+	l.fleet.SetFaults("extra", nil)
+	if code, body := l.do("POST", "/api/v1/admin/plugins/extra/enable"); code != 200 || body["state"] != "running" {
+		t.Errorf("retry: %d %v", code, body)
+	}
+	l.stop()
+	if st := l.states(); st["bus"] != "stopped" || st["catalog"] != "stopped" {
+		t.Errorf("after Run returned: %v", st)
+	}
+}
+
+func errorIs(want string) func(map[string]any) string {
+	return func(b map[string]any) string {
+		if s, _ := b["error"].(string); !strings.Contains(s, want) {
+			return fmt.Sprintf("error = %q, want %q", s, want)
+		}
+		return ""
+	}
+}
+
+func field(k, want string) func(map[string]any) string {
+	return func(b map[string]any) string {
+		if b[k] != want {
+			return fmt.Sprintf("%s = %v, want %q (body %v)", k, b[k], want, b)
+		}
+		return ""
+	}
+}
+
+func counter(t *testing.T, g prometheus.Gatherer, name, result string) prometheus.Collector {
+	return mustVec(t, g, name, map[string]string{"result": result})
+}
+
+func gauge(t *testing.T, g prometheus.Gatherer, name string) prometheus.Collector {
+	t.Helper()
+	mfs, _ := g.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			desc := prometheus.NewDesc(name, "x", nil, nil)
+			return constCollector{prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, mf.GetMetric()[0].GetGauge().GetValue())}
+		}
+	}
+	t.Fatalf("no %s", name)
+	return nil
+}

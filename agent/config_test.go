@@ -1,0 +1,128 @@
+package agent_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/agent/agenttest"
+)
+
+func testRegistry() *agent.Registry {
+	return agenttest.NewFleet(map[string]agenttest.Spec{
+		"alpha": {Priority: agent.PriorityInfrastructure},
+		"beta":  {Priority: agent.PriorityBusiness, Dependencies: []string{"alpha"}},
+	}).Registry()
+}
+
+// Each testdata/invalid-*.yaml starts with "# error: TEXT": loading it must
+// fail with an error that contains TEXT.
+func TestInvalidConfigs(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid-*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no invalid configs: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(string(data), "\n")
+			want, ok := strings.CutPrefix(first, "# error: ")
+			if !ok {
+				t.Fatalf("%s does not start with '# error: '", f)
+			}
+			_, err = agent.Parse(context.Background(), "core.yaml", data, testRegistry(), envconfig.MapLookuper(nil))
+			if err == nil {
+				t.Fatalf("loaded without error; want %q", want)
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error:\n  %v\nwant it to contain:\n  %s", err, want)
+			}
+		})
+	}
+}
+
+func TestValidConfig(t *testing.T) {
+	cfg, err := agent.LoadFile(context.Background(), "testdata/valid-full.yaml", testRegistry(), envconfig.MapLookuper(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Core
+	if c.Log.Level != "debug" || c.Log.Format != "json" || c.Lifecycle.StepTimeout.D() != 2*time.Second ||
+		c.Lifecycle.StopTimeout.D() != 3*time.Second || c.Lifecycle.Readiness != "all" || cfg.Watch() ||
+		c.APIGateway.Listen != "127.0.0.1:0" {
+		t.Errorf("config = %+v", c)
+	}
+	alpha, beta := cfg.Plugin("alpha"), cfg.Plugin("beta")
+	if !alpha.Enabled || !alpha.Required || alpha.Section.Empty() || !beta.Enabled || beta.Required || !beta.Section.Empty() {
+		t.Errorf("alpha = %+v, beta = %+v", alpha, beta)
+	}
+	var own agenttest.FakeConfig
+	if err := alpha.Section.Decode(&own); err != nil || own.Setting != "fast" || own.Limit != 3 {
+		t.Errorf("alpha's own keys = %+v, %v", own, err)
+	}
+	if cfg.Plugin("gamma").Enabled {
+		t.Error("a plugin the file does not mention is enabled")
+	}
+}
+
+func TestDefaultsWhenEmpty(t *testing.T) {
+	cfg, err := agent.Parse(context.Background(), "empty.yaml", nil, testRegistry(), envconfig.MapLookuper(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := agent.DefaultConfig()
+	if cfg.Core.APIGateway.Listen != "127.0.0.1:9464" || cfg.Core.Lifecycle.StepTimeout != def.Core.Lifecycle.StepTimeout || !cfg.Watch() {
+		t.Errorf("defaults = %+v", cfg.Core)
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	data, err := os.ReadFile("testdata/valid-full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := envconfig.MapLookuper(map[string]string{
+		"VITALS_LOG_LEVEL":        "warn",
+		"VITALS_LISTEN_ADDRESS":   "127.0.0.1:19464",
+		"VITALS_STEP_TIMEOUT":     "750ms",
+		"VITALS_READINESS":        "required",
+		"VITALS_PLUGINS_ENABLED":  "beta:false",
+		"VITALS_PLUGINS_REQUIRED": "alpha:false",
+		"LOG_LEVEL":               "error", // no prefix: ignored
+	})
+	cfg, err := agent.Parse(context.Background(), "core.yaml", data, testRegistry(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Core
+	if c.Log.Level != "warn" || c.APIGateway.Listen != "127.0.0.1:19464" || c.Lifecycle.StepTimeout.D() != 750*time.Millisecond ||
+		c.Lifecycle.Readiness != "required" || c.Log.Format != "json" {
+		t.Errorf("overridden config = %+v", c)
+	}
+	if cfg.Plugin("beta").Enabled || cfg.Plugin("alpha").Required || !cfg.Plugin("alpha").Enabled {
+		t.Errorf("plugin switches: alpha %+v, beta %+v", cfg.Plugin("alpha"), cfg.Plugin("beta"))
+	}
+
+	for name, tt := range map[string]struct{ env, want string }{
+		"bad duration": {"VITALS_STOP_TIMEOUT=soon", `environment: invalid duration "soon"`},
+		"bad level":    {"VITALS_LOG_LEVEL=chatty", `environment: VITALS_LOG_LEVEL (core.log.level): unknown level "chatty"`},
+		"bad switch":   {"VITALS_PLUGINS_ENABLED=beta:maybe", `environment: VITALS_PLUGINS_ENABLED: maybe: strconv.ParseBool`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			k, v, _ := strings.Cut(tt.env, "=")
+			_, err := agent.Parse(context.Background(), "core.yaml", data, testRegistry(), envconfig.MapLookuper(map[string]string{k: v}))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
