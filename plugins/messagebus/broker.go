@@ -1,0 +1,325 @@
+package messagebus
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
+)
+
+// Name is the plugin's name in config and in the registry.
+const Name = "message_bus"
+
+// Version of the plugin.
+const Version = "0.1.0"
+
+// Broker is the message_bus plugin.
+type Broker struct {
+	agent.Base
+	cfg Config
+
+	mu          sync.Mutex
+	log         *slog.Logger
+	reg         prometheus.Registerer
+	tp          trace.TracerProvider
+	events      *agent.Events
+	metrics     *bus.Metrics
+	srv         *server
+	svc         *Service
+	internal    bus.Credentials
+	unsubEvents func()
+	stopped     bool
+}
+
+// Factory builds a Broker from its config section; it allocates nothing.
+func Factory(s agent.Section) (agent.Plugin, error) {
+	cfg := DefaultConfig()
+	if err := s.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	if err := cfg.validate(s); err != nil {
+		return nil, err
+	}
+	return New(cfg), nil
+}
+
+// New returns a Broker with a validated config.
+func New(cfg Config) *Broker {
+	return &Broker{
+		Base: agent.NewBase(agent.Metadata{
+			Name:        Name,
+			Version:     Version,
+			Description: "ZeroMQ message bus broker: pub/sub between plugins and external processes",
+			Priority:    agent.PriorityInfrastructure,
+		}),
+		cfg: cfg,
+	}
+}
+
+// Services implements agent.ServiceProvider.
+func (b *Broker) Services() []string { return []string{bus.ServiceName} }
+
+// Initialize reads the host services, registers the metrics, resolves
+// credentials and provides the message_bus service. It binds nothing.
+func (b *Broker) Initialize(ctx context.Context, c *agent.Container) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.log = c.Logger()
+	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
+	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
+		return err
+	}
+	tp, err := agent.Require[trace.TracerProvider](ctx, c, agent.ServiceTracerProvider)
+	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
+		return err
+	}
+	if _, isNoop := tp.(noop.TracerProvider); isNoop {
+		tp = nil
+	}
+	events, err := agent.Require[*agent.Events](ctx, c, agent.ServiceEvents)
+	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
+		return err
+	}
+	b.tp, b.events = tp, events
+
+	var users map[string]userEntry
+	if b.cfg.Auth != nil {
+		users = map[string]userEntry{}
+		for _, u := range b.cfg.Auth.Users {
+			pw, err := u.password()
+			if err != nil {
+				return err
+			}
+			perms := ExternalPermissions(u.Username)
+			if u.Permissions != nil {
+				perms = *u.Permissions
+			}
+			users[u.Username] = userEntry{password: pw, perms: &perms}
+		}
+		// The agent's own client authenticates too; its plugins are
+		// scoped on the client side.
+		b.internal = bus.Credentials{Username: "vitals-internal-" + randHex(4), Password: randHex(24)}
+		users[b.internal.Username] = userEntry{password: b.internal.Password}
+	}
+
+	b.metrics = bus.NewMetrics()
+	if reg != nil {
+		if err := b.metrics.Register(reg); err != nil {
+			return fmt.Errorf("message bus: %w", err)
+		}
+		b.reg = reg
+	}
+	b.srv = newServer(b.cfg, b.log, b.metrics, users)
+	b.svc = &Service{broker: b}
+	if err := c.Provide(bus.ServiceName, b.svc); err != nil {
+		b.metrics.Unregister(b.reg)
+		return err
+	}
+	return nil
+}
+
+// Start binds both sockets (an address in use fails Start, naming it),
+// starts forwarding and publishes lifecycle events from now on.
+func (b *Broker) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.srv == nil {
+		return errors.New("message bus: Start before Initialize")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := b.srv.start(); err != nil {
+		return err
+	}
+	b.log.Info("message bus listening", "publish_address", b.cfg.PublishAddress, "subscribe_address", b.cfg.SubscribeAddress, "auth", b.cfg.Auth != nil)
+	if b.cfg.LifecycleEvents && b.events != nil {
+		b.unsubEvents = b.events.Subscribe(b.publishEvent)
+	}
+	return nil
+}
+
+// publishEvent runs on the lifecycle goroutine: it only queues.
+func (b *Broker) publishEvent(ev agent.Event) {
+	cl := b.svc.client()
+	if cl == nil {
+		return
+	}
+	m, err := bus.NewProto(&busv1.LifecycleEvent{
+		Plugin:     ev.Plugin,
+		Step:       ev.Step,
+		From:       string(ev.From),
+		To:         string(ev.To),
+		Error:      ev.Error,
+		DurationNs: int64(ev.Duration),
+		Time:       timestamppb.New(ev.Time),
+	})
+	if err != nil {
+		return
+	}
+	if err := cl.Publish(context.Background(), "lifecycle."+ev.Plugin, m); errors.Is(err, bus.ErrQueueFull) {
+		b.log.Debug("lifecycle event dropped", "plugin", ev.Plugin, "err", err)
+	}
+}
+
+// Stop ends forwarding, closes every connection and the in-agent client,
+// and unregisters the metrics. Safe without Start and twice.
+func (b *Broker) Stop(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return nil
+	}
+	b.stopped = true
+	if b.unsubEvents != nil {
+		b.unsubEvents()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if b.svc != nil {
+			b.svc.close()
+		}
+		if b.srv != nil {
+			b.srv.close()
+		}
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("message bus stop: %w", ctx.Err())
+	}
+	if b.metrics != nil {
+		b.metrics.Unregister(b.reg)
+	}
+	return err
+}
+
+// HealthCheck reports the lifecycle state and the connection counts.
+func (b *Broker) HealthCheck(ctx context.Context) agent.Health {
+	h := b.Base.HealthCheck(ctx)
+	b.mu.Lock()
+	srv := b.srv
+	b.mu.Unlock()
+	if srv != nil {
+		h.Details = map[string]string{
+			"publish_address":   b.cfg.PublishAddress,
+			"subscribe_address": b.cfg.SubscribeAddress,
+			"subscribers":       fmt.Sprint(len(*srv.subs.Load())),
+		}
+	}
+	return h
+}
+
+// Metrics returns the bus metrics (nil before Initialize).
+func (b *Broker) Metrics() *bus.Metrics {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.metrics
+}
+
+func randHex(n int) string {
+	buf := make([]byte, n)
+	_, _ = crand.Read(buf)
+	return hex.EncodeToString(buf)
+}
+
+// Service is the value of the message_bus service.
+type Service struct {
+	broker *Broker
+
+	mu     sync.Mutex
+	cl     *bus.Client
+	closed bool
+}
+
+// ClientFor returns a Bus for plugin, scoped to the permissions the
+// broker's config gives it (default: bus.DefaultPermissions). Denials are
+// counted in vitals_bus_denied_total and written as audit log lines. The
+// agent's plugins share one connection pair, made on first use; it
+// connects in the background, so ClientFor may be called in Initialize,
+// before the broker has started.
+func (s *Service) ClientFor(plugin string) (bus.Bus, error) {
+	if !agent.ValidName(plugin) {
+		return nil, fmt.Errorf("message bus client for %q: invalid plugin name", plugin)
+	}
+	cl, err := s.ensureClient()
+	if err != nil {
+		return nil, err
+	}
+	perms, ok := s.broker.cfg.Permissions[plugin]
+	if !ok {
+		perms = bus.DefaultPermissions(plugin)
+	}
+	log, m := s.broker.log, s.broker.metrics
+	return cl.Scope(plugin, perms, func(op, topic string) {
+		m.Deny(plugin, op)
+		log.Warn("bus permission denied", "audit", true, "plugin", plugin, "operation", op, "topic", topic)
+	}), nil
+}
+
+func (s *Service) ensureClient() (*bus.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("message bus: %w", bus.ErrClosed)
+	}
+	if s.cl == nil {
+		b := s.broker
+		s.cl = bus.Dial(bus.Options{
+			PublishEndpoint:   b.cfg.PublishAddress,
+			SubscribeEndpoint: b.cfg.SubscribeAddress,
+			Name:              Name,
+			Username:          b.internal.Username,
+			Password:          b.internal.Password,
+			QueueSize:         b.cfg.ClientQueue,
+			SubscriptionSize:  b.cfg.SubscriptionQueue,
+			MaxMessageBytes:   b.cfg.MaxMessageBytes,
+			TracerProvider:    b.tp,
+			Metrics:           b.metrics,
+			Logger:            b.log,
+			ReconnectMax:      250 * time.Millisecond,
+		})
+	}
+	return s.cl, nil
+}
+
+// client returns the shared client, creating it unless closed.
+func (s *Service) client() *bus.Client {
+	cl, err := s.ensureClient()
+	if err != nil {
+		return nil
+	}
+	return cl
+}
+
+func (s *Service) close() {
+	s.mu.Lock()
+	cl := s.cl
+	s.closed = true
+	s.mu.Unlock()
+	if cl != nil {
+		_ = cl.Close()
+	}
+}
+
+var (
+	_ agent.Plugin          = (*Broker)(nil)
+	_ agent.ServiceProvider = (*Broker)(nil)
+	_ agent.HealthChecker   = (*Broker)(nil)
+	_ bus.Provider          = (*Service)(nil)
+)

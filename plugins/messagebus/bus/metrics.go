@@ -1,0 +1,179 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the bus metrics, shared by the broker and the clients of one
+// process. A nil *Metrics records nothing. Labels are bounded: topic
+// families (Family), fixed reasons, socket kinds and plugin names.
+type Metrics struct {
+	Messages  *prometheus.CounterVec // direction, family
+	Bytes     *prometheus.CounterVec // direction, family
+	Dropped   *prometheus.CounterVec // reason
+	Malformed *prometheus.CounterVec // reason
+	Denied    *prometheus.CounterVec // plugin, operation
+	Reconnect *prometheus.CounterVec // socket
+	AuthFail  prometheus.Counter
+	Latency   *prometheus.HistogramVec // family
+	Conns     *prometheus.GaugeVec     // socket
+
+	registered []prometheus.Collector
+}
+
+// Drop reasons.
+const (
+	DropPublishQueueFull      = "publish_queue_full"
+	DropSubscriberQueueFull   = "subscriber_queue_full"
+	DropSubscriptionQueueFull = "subscription_queue_full"
+	DropDisconnected          = "disconnected"
+	DropEventQueueFull        = "event_queue_full"
+)
+
+// Malformed reasons.
+const (
+	MalformedFrames   = "frames"
+	MalformedTopic    = "topic"
+	MalformedEnvelope = "envelope"
+	MalformedOversize = "oversized"
+)
+
+// NewMetrics creates the collectors, unregistered.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_bus_messages_total",
+			Help: "Messages through the broker, by direction (in from publishers, out to subscribers) and topic family.",
+		}, []string{"direction", "family"}),
+		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_bus_bytes_total",
+			Help: "Bytes of topic and envelope through the broker, by direction and topic family.",
+		}, []string{"direction", "family"}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_bus_dropped_total",
+			Help: "Messages dropped because a bounded queue was full or a peer was gone, by reason.",
+		}, []string{"reason"}),
+		Malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_bus_malformed_total",
+			Help: "Messages dropped as malformed, by reason (frames, topic, envelope, oversized).",
+		}, []string{"reason"}),
+		Denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_bus_denied_total",
+			Help: "Publish and subscribe operations refused by topic permissions, by plugin and operation.",
+		}, []string{"plugin", "operation"}),
+		Reconnect: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_bus_reconnects_total",
+			Help: "Client reconnections to the broker, by socket (pub, sub).",
+		}, []string{"socket"}),
+		AuthFail: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vitals_bus_auth_failures_total",
+			Help: "Connections refused by the broker's PLAIN authentication.",
+		}),
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vitals_bus_delivery_latency_seconds",
+			Help:    "Time from publish to delivery to a subscriber in this process, by topic family.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"family"}),
+		Conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vitals_bus_connections",
+			Help: "Connections open at the broker, by socket (pub: publishers, sub: subscribers).",
+		}, []string{"socket"}),
+	}
+}
+
+// Register registers the collectors with reg. A collector that is already
+// registered (a plugin started again in the same process) is replaced by
+// the registered one, so counts continue. Unregister undoes it.
+func (m *Metrics) Register(reg prometheus.Registerer) error {
+	if m == nil || reg == nil {
+		return nil
+	}
+	var errs []error
+	reg1 := func(c prometheus.Collector) prometheus.Collector {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				m.registered = append(m.registered, are.ExistingCollector)
+				return are.ExistingCollector
+			}
+			errs = append(errs, err)
+			return c
+		}
+		m.registered = append(m.registered, c)
+		return c
+	}
+	if v, ok := reg1(m.Messages).(*prometheus.CounterVec); ok {
+		m.Messages = v
+	}
+	if v, ok := reg1(m.Bytes).(*prometheus.CounterVec); ok {
+		m.Bytes = v
+	}
+	if v, ok := reg1(m.Dropped).(*prometheus.CounterVec); ok {
+		m.Dropped = v
+	}
+	if v, ok := reg1(m.Malformed).(*prometheus.CounterVec); ok {
+		m.Malformed = v
+	}
+	if v, ok := reg1(m.Denied).(*prometheus.CounterVec); ok {
+		m.Denied = v
+	}
+	if v, ok := reg1(m.Reconnect).(*prometheus.CounterVec); ok {
+		m.Reconnect = v
+	}
+	if v, ok := reg1(m.AuthFail).(prometheus.Counter); ok {
+		m.AuthFail = v
+	}
+	if v, ok := reg1(m.Latency).(*prometheus.HistogramVec); ok {
+		m.Latency = v
+	}
+	if v, ok := reg1(m.Conns).(*prometheus.GaugeVec); ok {
+		m.Conns = v
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bus metrics: %w", err)
+	}
+	return nil
+}
+
+// Unregister removes what Register registered.
+func (m *Metrics) Unregister(reg prometheus.Registerer) {
+	if m == nil || reg == nil {
+		return
+	}
+	for _, c := range m.registered {
+		reg.Unregister(c)
+	}
+	m.registered = nil
+}
+
+func (m *Metrics) drop(reason string) {
+	if m != nil {
+		m.Dropped.WithLabelValues(reason).Inc()
+	}
+}
+
+// Drop counts one dropped message.
+func (m *Metrics) Drop(reason string) { m.drop(reason) }
+
+// Malform counts one malformed message.
+func (m *Metrics) Malform(reason string) {
+	if m != nil {
+		m.Malformed.WithLabelValues(reason).Inc()
+	}
+}
+
+// Deny counts one refused operation.
+func (m *Metrics) Deny(plugin, op string) {
+	if m != nil {
+		m.Denied.WithLabelValues(plugin, op).Inc()
+	}
+}
+
+func (m *Metrics) reconnect(socket string) {
+	if m != nil {
+		m.Reconnect.WithLabelValues(socket).Inc()
+	}
+}

@@ -1,0 +1,90 @@
+package bus
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
+)
+
+var (
+	attrSystem  = semconv.MessagingSystemKey.String("zeromq")
+	attrDropped = attribute.Bool("vitals.bus.dropped", true)
+)
+
+func (c *Client) producerSpan(ctx context.Context, topic string, msg *Message) (context.Context, trace.Span) {
+	attrs := []attribute.KeyValue{
+		attrSystem,
+		semconv.MessagingDestinationName(topic),
+		semconv.MessagingOperationName("publish"),
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingMessageID(msg.ID),
+		semconv.MessagingMessageBodySize(len(msg.Payload)),
+	}
+	if msg.CorrelationID != "" {
+		attrs = append(attrs, semconv.MessagingMessageConversationID(msg.CorrelationID))
+	}
+	return c.tracer.Start(ctx, "publish "+topic,
+		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+}
+
+// consumerSpan records a delivery as a CONSUMER span whose parent is the
+// producer's span (from the envelope), also linked to it, and returns its
+// context.
+func (c *Client) consumerSpan(parent context.Context, s *subscription, msg *Message, size int) (trace.SpanContext, trace.Span) {
+	attrs := []attribute.KeyValue{
+		attrSystem,
+		semconv.MessagingDestinationName(msg.Topic),
+		semconv.MessagingDestinationSubscriptionName(s.prefix),
+		semconv.MessagingOperationName("receive"),
+		semconv.MessagingOperationTypeReceive,
+		semconv.MessagingMessageID(msg.ID),
+		semconv.MessagingMessageBodySize(len(msg.Payload)),
+		semconv.MessagingMessageEnvelopeSize(size),
+	}
+	if msg.CorrelationID != "" {
+		attrs = append(attrs, semconv.MessagingMessageConversationID(msg.CorrelationID))
+	}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)}
+	if psc := trace.SpanContextFromContext(parent); psc.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: psc}))
+	}
+	_, span := c.tracer.Start(parent, "receive "+msg.Topic, opts...)
+	return span.SpanContext(), span
+}
+
+func recordErr(span trace.Span, err error) {
+	if span == nil {
+		return
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+}
+
+// envCarrier carries W3C trace context in an Envelope.
+type envCarrier struct{ e *busv1.Envelope }
+
+func (c envCarrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return c.e.GetTraceparent()
+	case "tracestate":
+		return c.e.GetTracestate()
+	}
+	return ""
+}
+
+func (c envCarrier) Set(key, value string) {
+	switch key {
+	case "traceparent":
+		c.e.Traceparent = value
+	case "tracestate":
+		c.e.Tracestate = value
+	}
+}
+
+func (c envCarrier) Keys() []string { return []string{"traceparent", "tracestate"} }

@@ -1,0 +1,165 @@
+package messagebus
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/plugins/messagebus/internal/zmtp"
+)
+
+// Config is the message_bus section of core.yaml:
+//
+//	message_bus:
+//	  publish_address: tcp://127.0.0.1:5555    # publishers connect here
+//	  subscribe_address: tcp://127.0.0.1:5556  # subscribers connect here
+//	  max_message_bytes: 1048576
+//	  subscriber_queue: 10000     # per-subscriber high-water mark at the broker
+//	  client_queue: 10000         # publish high-water mark of in-agent clients
+//	  subscription_queue: 1024    # per-subscription channel of in-agent clients
+//	  lifecycle_events: true      # publish lifecycle.<plugin>
+//	  permissions:                # in-agent plugins; default: own namespace and logs.
+//	    ext_manager: {publish: ["ext_manager.", "logs.", "health."], subscribe: ["plugin.", "health."]}
+//	  auth:                       # ZeroMQ PLAIN for external processes; absent: NULL
+//	    users:
+//	      - username: gpu_probe
+//	        password_env: VITALS_BUS_GPU_PROBE_PASSWORD
+//	        permissions: {publish: ["plugin.", "health.", "logs."], subscribe: ["health.request.gpu_probe"]}
+type Config struct {
+	PublishAddress    string                     `yaml:"publish_address"`
+	SubscribeAddress  string                     `yaml:"subscribe_address"`
+	MaxMessageBytes   int                        `yaml:"max_message_bytes"`
+	SubscriberQueue   int                        `yaml:"subscriber_queue"`
+	ClientQueue       int                        `yaml:"client_queue"`
+	SubscriptionQueue int                        `yaml:"subscription_queue"`
+	HandshakeTimeout  agent.Duration             `yaml:"handshake_timeout"`
+	LifecycleEvents   bool                       `yaml:"lifecycle_events"`
+	Permissions       map[string]bus.Permissions `yaml:"permissions"`
+	Auth              *AuthConfig                `yaml:"auth"`
+}
+
+// AuthConfig turns on ZeroMQ PLAIN authentication on both broker sockets.
+type AuthConfig struct {
+	Users []User `yaml:"users"`
+}
+
+// User is one set of PLAIN credentials for an external process.
+type User struct {
+	Username string `yaml:"username"`
+	// Password, or PasswordEnv naming the environment variable holding it.
+	Password    string `yaml:"password"`
+	PasswordEnv string `yaml:"password_env"`
+	// Permissions of the process; default: ExternalPermissions(username).
+	Permissions *bus.Permissions `yaml:"permissions"`
+}
+
+// DefaultConfig returns the defaults that a section overrides.
+func DefaultConfig() Config {
+	return Config{
+		PublishAddress:    bus.DefaultPublishEndpoint,
+		SubscribeAddress:  bus.DefaultSubscribeEndpoint,
+		MaxMessageBytes:   bus.DefaultMaxMessageBytes,
+		SubscriberQueue:   10000,
+		ClientQueue:       bus.DefaultQueueSize,
+		SubscriptionQueue: bus.DefaultSubscriptionSize,
+		HandshakeTimeout:  agent.Duration(5 * time.Second),
+		LifecycleEvents:   true,
+	}
+}
+
+// ExternalPermissions is what an authenticated external process may do when
+// config does not say: publish in its namespace, logs, announcements,
+// heartbeats, goodbyes and health; subscribe to its namespace and to
+// health requests addressed to it.
+func ExternalPermissions(user string) bus.Permissions {
+	return bus.Permissions{
+		Publish:   []string{user + ".", "logs.", "plugin.", "health.status." + user, "health.response"},
+		Subscribe: []string{user + ".", "health.request." + user},
+	}
+}
+
+// validate checks values that decoding cannot.
+func (c *Config) validate(s agent.Section) error {
+	if _, _, err := zmtp.Endpoint(c.PublishAddress); err != nil {
+		return s.Errorf("publish_address", "%v", err)
+	}
+	if _, _, err := zmtp.Endpoint(c.SubscribeAddress); err != nil {
+		return s.Errorf("subscribe_address", "%v", err)
+	}
+	if c.PublishAddress == c.SubscribeAddress {
+		return s.Errorf("subscribe_address", "must differ from publish_address %s", c.PublishAddress)
+	}
+	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 256<<20 {
+		return s.Errorf("max_message_bytes", "must be between 1024 and %d, got %d", 256<<20, c.MaxMessageBytes)
+	}
+	for key, v := range map[string]int{"subscriber_queue": c.SubscriberQueue, "client_queue": c.ClientQueue, "subscription_queue": c.SubscriptionQueue} {
+		if v < 1 || v > 10_000_000 {
+			return s.Errorf(key, "must be between 1 and 10000000, got %d", v)
+		}
+	}
+	if c.HandshakeTimeout.D() <= 0 {
+		return s.Errorf("handshake_timeout", "must be positive, got %s", c.HandshakeTimeout)
+	}
+	for name, p := range c.Permissions {
+		if !agent.ValidName(name) {
+			return s.Errorf("permissions."+name, "%q is not a plugin name", name)
+		}
+		if err := checkPrefixes(p); err != nil {
+			return s.Errorf("permissions."+name, "%v", err)
+		}
+	}
+	if c.Auth != nil {
+		if len(c.Auth.Users) == 0 {
+			return s.Errorf("auth.users", "auth needs at least one user")
+		}
+		seen := map[string]bool{}
+		for i, u := range c.Auth.Users {
+			key := fmt.Sprintf("auth.users[%d]", i)
+			if u.Username == "" || len(u.Username) > 255 {
+				return s.Errorf(key, "username must be 1..255 bytes")
+			}
+			if seen[u.Username] {
+				return s.Errorf(key, "duplicate username %q", u.Username)
+			}
+			seen[u.Username] = true
+			if (u.Password == "") == (u.PasswordEnv == "") {
+				return s.Errorf(key, "set exactly one of password and password_env")
+			}
+			if len(u.Password) > 255 {
+				return s.Errorf(key, "password must be at most 255 bytes")
+			}
+			if u.Permissions != nil {
+				if err := checkPrefixes(*u.Permissions); err != nil {
+					return s.Errorf(key+".permissions", "%v", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func checkPrefixes(p bus.Permissions) error {
+	for _, list := range [][]string{p.Publish, p.Subscribe} {
+		for _, pre := range list {
+			if pre == "" || strings.ContainsAny(pre, " \t\n") {
+				return fmt.Errorf("bad prefix %q: use a non-empty topic prefix, or \"*\" for all", pre)
+			}
+		}
+	}
+	return nil
+}
+
+// password resolves a user's password.
+func (u User) password() (string, error) {
+	if u.PasswordEnv == "" {
+		return u.Password, nil
+	}
+	p, ok := os.LookupEnv(u.PasswordEnv)
+	if !ok || p == "" {
+		return "", fmt.Errorf("bus user %q: environment variable %s is not set", u.Username, u.PasswordEnv)
+	}
+	return p, nil
+}

@@ -1,0 +1,187 @@
+package messagebus
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+)
+
+// freeAddr returns a tcp:// endpoint on a loopback port that was free.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return "tcp://" + addr
+}
+
+// ipcAddrs returns two ipc:// endpoints in a temp dir.
+func ipcAddrs(t testing.TB) (string, string) {
+	dir := t.TempDir()
+	return "ipc://" + filepath.Join(dir, "pub.sock"), "ipc://" + filepath.Join(dir, "sub.sock")
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type env struct {
+	broker *Broker
+	reg    *prometheus.Registry
+	events *agent.Events
+	logs   *syncBuffer
+	cfg    Config
+}
+
+type envOpt func(*Config, *envExtra)
+
+type envExtra struct {
+	tp trace.TracerProvider
+}
+
+// startBroker runs a Broker through Initialize and Start with host
+// services, and stops it at cleanup.
+func startBroker(t testing.TB, yamlText string, opts ...envOpt) *env {
+	t.Helper()
+	s, err := agent.NewSection(yamlText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Factory(s)
+	if err != nil {
+		t.Fatalf("factory: %v", err)
+	}
+	b := p.(*Broker)
+	var extra envExtra
+	for _, o := range opts {
+		o(&b.cfg, &extra)
+	}
+	e := &env{broker: b, reg: prometheus.NewRegistry(), events: agent.NewEvents(), logs: &syncBuffer{}, cfg: b.cfg}
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := agent.NewContainer(log)
+	must(t, c.Provide(agent.ServiceMetrics, prometheus.Registerer(e.reg)))
+	must(t, c.Provide(agent.ServiceEvents, e.events))
+	if extra.tp != nil {
+		must(t, c.Provide(agent.ServiceTracerProvider, extra.tp))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	must(t, b.Initialize(ctx, c.For(Name)))
+	if err := b.Start(ctx); err != nil {
+		_ = b.Stop(ctx)
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := b.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return e
+}
+
+func addrsYAML(pub, sub string, extra ...string) string {
+	y := fmt.Sprintf("publish_address: %s\nsubscribe_address: %s\n", pub, sub)
+	for _, x := range extra {
+		y += x + "\n"
+	}
+	return y
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// client dials the env's broker as an unrestricted client.
+func (e *env) client(t testing.TB, o bus.Options) *bus.Client {
+	t.Helper()
+	if o.PublishEndpoint == "" {
+		o.PublishEndpoint = e.cfg.PublishAddress
+	}
+	if o.SubscribeEndpoint == "" {
+		o.SubscribeEndpoint = e.cfg.SubscribeAddress
+	}
+	c := bus.Dial(o)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func (e *env) counter(name string, labels ...string) float64 {
+	m := e.broker.Metrics()
+	switch name {
+	case "malformed":
+		return testutil.ToFloat64(m.Malformed.WithLabelValues(labels...))
+	case "dropped":
+		return testutil.ToFloat64(m.Dropped.WithLabelValues(labels...))
+	case "denied":
+		return testutil.ToFloat64(m.Denied.WithLabelValues(labels...))
+	case "authfail":
+		return testutil.ToFloat64(m.AuthFail)
+	case "messages":
+		return testutil.ToFloat64(m.Messages.WithLabelValues(labels...))
+	case "reconnects":
+		return testutil.ToFloat64(m.Reconnect.WithLabelValues(labels...))
+	}
+	panic("unknown counter " + name)
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// recv waits for one message on ch.
+func recv(t testing.TB, ch <-chan bus.Message, d time.Duration) bus.Message {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatal("channel closed")
+		}
+		return m
+	case <-time.After(d):
+		t.Fatalf("no message within %s", d)
+	}
+	return bus.Message{}
+}

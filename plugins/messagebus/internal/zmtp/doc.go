@@ -1,0 +1,11 @@
+// Package zmtp is the ZeroMQ transport that the message bus broker and its
+// client share. It uses go-zeromq/zmq4's ZMTP 3.0 connection (greeting,
+// security handshake, framing) directly on net.Conns instead of zmq4's
+// sockets, whose PUB queues are unbounded and drop silently and whose
+// XSUB/XPUB proxy does not forward subscriptions. On top of zmq4.Conn it
+// adds buffered writes flushed in batches, a frame-size guard that discards
+// oversized frames without allocating them, handshake deadlines, and a PLAIN
+// server mechanism that really checks credentials.
+//
+// Peers are ordinary ZeroMQ PUB and SUB sockets, in any language.
+package zmtp

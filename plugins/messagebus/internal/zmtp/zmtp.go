@@ -1,0 +1,409 @@
+package zmtp
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zeromq/zmq4"
+	"github.com/go-zeromq/zmq4/security/null"
+	"github.com/go-zeromq/zmq4/security/plain"
+)
+
+// Socket types used by the bus.
+const (
+	Pub = zmq4.Pub
+	Sub = zmq4.Sub
+)
+
+// greetingLen is the size of the ZMTP 3.0 greeting.
+const greetingLen = 64
+
+const bufSize = 64 << 10
+
+// Endpoint splits a ZeroMQ endpoint (tcp://host:port, ipc:///path) into a
+// Go network and address.
+func Endpoint(ep string) (network, addr string, err error) {
+	scheme, rest, ok := strings.Cut(ep, "://")
+	if !ok || rest == "" {
+		return "", "", fmt.Errorf("endpoint %q: want tcp://host:port or ipc:///path", ep)
+	}
+	switch scheme {
+	case "tcp":
+		if _, _, err := net.SplitHostPort(rest); err != nil {
+			return "", "", fmt.Errorf("endpoint %q: %w", ep, err)
+		}
+		return "tcp", rest, nil
+	case "ipc":
+		return "unix", rest, nil
+	}
+	return "", "", fmt.Errorf("endpoint %q: unsupported transport %q, want tcp or ipc", ep, scheme)
+}
+
+// Listen binds a ZeroMQ endpoint.
+func Listen(ep string) (net.Listener, error) {
+	network, addr, err := Endpoint(ep)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", ep, err)
+	}
+	return l, nil
+}
+
+// Credentials are ZeroMQ PLAIN credentials; the zero value means NULL
+// security.
+type Credentials struct {
+	Username string
+	Password string
+}
+
+// IsZero reports whether no credentials are set.
+func (c Credentials) IsZero() bool { return c.Username == "" && c.Password == "" }
+
+// Conn is one ZMTP connection. Send and Flush may be called from one
+// goroutine while Recv is called from another.
+type Conn struct {
+	zc    *zmq4.Conn
+	raw   net.Conn
+	rw    *bufConn
+	guard *guard
+	wmu   sync.Mutex
+
+	// User is the PLAIN user name the peer authenticated as, on the server
+	// side; "" with NULL security.
+	User string
+}
+
+// Dial connects to ep as a socket of type typ (Pub or Sub). A zero
+// Credentials means NULL security. ctx bounds the connection and the
+// handshake.
+func Dial(ctx context.Context, ep string, typ zmq4.SocketType, cred Credentials) (*Conn, error) {
+	network, addr, err := Endpoint(ep)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", ep, err)
+	}
+	sec := null.Security()
+	if !cred.IsZero() {
+		sec = plain.Security(cred.Username, cred.Password)
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(10 * time.Second)
+	}
+	c, err := open(raw, sec, typ, false, deadline, 0)
+	if err != nil {
+		return nil, fmt.Errorf("handshake with %s: %w", ep, err)
+	}
+	return c, nil
+}
+
+// ServerOptions configures the broker side of a connection.
+type ServerOptions struct {
+	// Authenticate, when set, turns on PLAIN security: it reports whether
+	// a user name and password are accepted.
+	Authenticate func(user, pass string) bool
+	// MaxFrame is the largest frame read; larger frames are discarded
+	// unread and replaced by an empty frame, and counted by Oversized.
+	// 0 means no limit.
+	MaxFrame int
+	// HandshakeTimeout bounds the greeting and security handshake.
+	HandshakeTimeout time.Duration
+}
+
+// Server performs the server side of the handshake on an accepted
+// connection, as a socket of type typ. It closes raw on failure.
+func Server(raw net.Conn, typ zmq4.SocketType, o ServerOptions) (*Conn, error) {
+	var sec zmq4.Security = null.Security()
+	var ps *plainServer
+	if o.Authenticate != nil {
+		ps = &plainServer{auth: o.Authenticate}
+		sec = ps
+	}
+	timeout := o.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	c, err := open(raw, sec, typ, true, time.Now().Add(timeout), o.MaxFrame)
+	if err != nil {
+		return nil, err
+	}
+	if ps != nil {
+		c.User = ps.user
+	}
+	return c, nil
+}
+
+func open(raw net.Conn, sec zmq4.Security, typ zmq4.SocketType, server bool, deadline time.Time, maxFrame int) (*Conn, error) {
+	rw := &bufConn{Conn: raw, w: bufio.NewWriterSize(raw, bufSize)}
+	br := bufio.NewReaderSize(raw, bufSize)
+	rw.r = br
+	var g *guard
+	if maxFrame > 0 {
+		g = &guard{r: br, max: uint64(maxFrame), greeting: greetingLen}
+		rw.r = g
+	}
+	_ = raw.SetDeadline(deadline)
+	zc, err := zmq4.Open(rw, sec, typ, zmq4.SocketIdentity(nil), server, nil)
+	if err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
+	_ = raw.SetDeadline(time.Time{})
+	rw.buffered.Store(true)
+	return &Conn{zc: zc, raw: raw, rw: rw, guard: g}, nil
+}
+
+// Send writes a multi-frame message into the connection's buffer. Call
+// Flush to push buffered messages to the peer.
+func (c *Conn) Send(frames ...[]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.zc.SendMsg(zmq4.NewMsgFrom(frames...))
+}
+
+// SendFlush sends a message and flushes.
+func (c *Conn) SendFlush(frames ...[]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.zc.SendMsg(zmq4.NewMsgFrom(frames...)); err != nil {
+		return err
+	}
+	return c.rw.flush()
+}
+
+// Flush writes buffered messages to the peer.
+func (c *Conn) Flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.rw.flush()
+}
+
+// SetWriteDeadline bounds the next writes.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
+
+// Recv reads the next message. Commands are skipped (PING is answered by
+// zmq4). Oversized frames, when a limit is set, arrive empty; Oversized
+// counts them.
+func (c *Conn) Recv() ([][]byte, error) {
+	for {
+		msg, err := c.zc.RecvMsg()
+		if err != nil {
+			return nil, err
+		}
+		if msg.Type == zmq4.CmdMsg {
+			continue
+		}
+		return msg.Frames, nil
+	}
+}
+
+// Oversized returns how many frames the size guard discarded so far. It
+// must be called from the goroutine that calls Recv.
+func (c *Conn) Oversized() uint64 {
+	if c.guard == nil {
+		return 0
+	}
+	return c.guard.oversized
+}
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
+
+// Close closes the connection; blocked Send, Flush and Recv calls return.
+func (c *Conn) Close() error { return c.raw.Close() }
+
+// bufConn buffers writes once the handshake is done, and reads through a
+// buffered reader (or the guard).
+type bufConn struct {
+	net.Conn
+	r        io.Reader
+	w        *bufio.Writer
+	buffered atomic.Bool
+}
+
+func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *bufConn) Write(p []byte) (int, error) {
+	n, err := b.w.Write(p)
+	if err != nil || b.buffered.Load() {
+		return n, err
+	}
+	return n, b.w.Flush()
+}
+
+func (b *bufConn) flush() error { return b.w.Flush() }
+
+// guard passes a ZMTP byte stream through, frame by frame, and replaces
+// every frame larger than max by an empty one, discarding its body without
+// allocating it.
+type guard struct {
+	r         *bufio.Reader
+	max       uint64
+	greeting  int
+	body      uint64
+	pending   [9]byte
+	pi, pn    int
+	oversized uint64
+}
+
+const (
+	flagMore = 0x01
+	flagLong = 0x02
+)
+
+func (g *guard) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if g.greeting > 0 {
+		n, err := g.r.Read(p[:min(len(p), g.greeting)])
+		g.greeting -= n
+		return n, err
+	}
+	if g.pi < g.pn {
+		n := copy(p, g.pending[g.pi:g.pn])
+		g.pi += n
+		return n, nil
+	}
+	if g.body > 0 {
+		n, err := g.r.Read(p[:min(uint64(len(p)), g.body)])
+		g.body -= uint64(n)
+		return n, err
+	}
+	h, err := g.r.Peek(2)
+	if err != nil {
+		return 0, err
+	}
+	flag := h[0]
+	if flag&flagLong == 0 {
+		g.pending[0], g.pending[1] = flag, h[1]
+		g.pn, g.body = 2, uint64(h[1])
+		_, _ = g.r.Discard(2)
+	} else {
+		h, err = g.r.Peek(9)
+		if err != nil {
+			return 0, err
+		}
+		size := binary.BigEndian.Uint64(h[1:9])
+		if size > g.max {
+			_, _ = g.r.Discard(9)
+			if err := discard(g.r, size); err != nil {
+				return 0, err
+			}
+			g.oversized++
+			g.pending[0], g.pending[1] = flag&^flagLong, 0
+			g.pn, g.body = 2, 0
+		} else {
+			copy(g.pending[:], h[:9])
+			g.pn, g.body = 9, size
+			_, _ = g.r.Discard(9)
+		}
+	}
+	n := copy(p, g.pending[:g.pn])
+	g.pi = n
+	return n, nil
+}
+
+func discard(r *bufio.Reader, n uint64) error {
+	for n > 0 {
+		chunk := int(min(n, 1<<30))
+		d, err := r.Discard(chunk)
+		n -= uint64(d)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// plainServer is the server side of ZMTP PLAIN (RFC 24) that checks the
+// client's credentials; zmq4's own accepts any.
+type plainServer struct {
+	auth func(user, pass string) bool
+	user string
+}
+
+func (*plainServer) Type() zmq4.SecurityType { return zmq4.PlainSecurity }
+
+// ErrAuth is returned when a peer's PLAIN credentials are refused.
+var ErrAuth = errors.New("plain: credentials refused")
+
+func (s *plainServer) Handshake(conn *zmq4.Conn, server bool) error {
+	if !server {
+		return errors.New("plain: server mechanism used by a client")
+	}
+	cmd, err := conn.RecvCmd()
+	if err != nil {
+		return fmt.Errorf("plain: receive HELLO: %w", err)
+	}
+	if cmd.Name != zmq4.CmdHello {
+		return fmt.Errorf("plain: got %s, want HELLO", cmd.Name)
+	}
+	user, pass, ok := parseHello(cmd.Body)
+	if !ok || !s.auth(user, pass) {
+		reason := "invalid credentials"
+		_ = conn.SendCmd(zmq4.CmdError, append([]byte{byte(len(reason))}, reason...))
+		if !ok {
+			return fmt.Errorf("%w: malformed HELLO", ErrAuth)
+		}
+		return fmt.Errorf("%w: user %q", ErrAuth, user)
+	}
+	if err := conn.SendCmd(zmq4.CmdWelcome, nil); err != nil {
+		return fmt.Errorf("plain: send WELCOME: %w", err)
+	}
+	cmd, err = conn.RecvCmd()
+	if err != nil {
+		return fmt.Errorf("plain: receive INITIATE: %w", err)
+	}
+	if cmd.Name != zmq4.CmdInitiate {
+		return fmt.Errorf("plain: got %s, want INITIATE", cmd.Name)
+	}
+	if err := conn.Peer.Meta.UnmarshalZMTP(cmd.Body); err != nil {
+		return fmt.Errorf("plain: peer metadata: %w", err)
+	}
+	raw, err := conn.Meta.MarshalZMTP()
+	if err != nil {
+		return fmt.Errorf("plain: metadata: %w", err)
+	}
+	if err := conn.SendCmd(zmq4.CmdReady, raw); err != nil {
+		return fmt.Errorf("plain: send READY: %w", err)
+	}
+	s.user = user
+	return nil
+}
+
+func parseHello(b []byte) (user, pass string, ok bool) {
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		return "", "", false
+	}
+	user, b = string(b[1:1+int(b[0])]), b[1+int(b[0]):]
+	if len(b) < 1 || len(b) != 1+int(b[0]) {
+		return "", "", false
+	}
+	return user, string(b[1:]), true
+}
+
+func (*plainServer) Encrypt(w io.Writer, data []byte) (int, error) { return w.Write(data) }
+func (*plainServer) Decrypt(w io.Writer, data []byte) (int, error) { return w.Write(data) }
+
+var (
+	_ zmq4.Security = (*plainServer)(nil)
+	_ net.Conn      = (*bufConn)(nil)
+	_ io.Reader     = (*guard)(nil)
+)

@@ -1,0 +1,370 @@
+package messagebus
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/plugins/messagebus/internal/zmtp"
+	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
+)
+
+// server is the broker proper: two listeners and the forwarding between
+// them. It knows nothing of the plugin host.
+type server struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *bus.Metrics
+	users   map[string]userEntry // PLAIN users; nil: NULL security
+	counter map[string]familyCounters
+
+	front, back net.Listener
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{}
+	subs   atomic.Pointer[[]*subscriber]
+	wg     sync.WaitGroup
+}
+
+type userEntry struct {
+	password string
+	perms    *bus.Permissions // nil: unrestricted (the agent's own client)
+}
+
+type familyCounters struct {
+	inMsgs, inBytes, outMsgs, outBytes prometheus.Counter
+}
+
+var families = []string{"logs", "plugin", "health", "alerts", "lifecycle", "reply", "other"}
+
+// newServer prepares a server; users nil means NULL security.
+func newServer(cfg Config, log *slog.Logger, m *bus.Metrics, users map[string]userEntry) *server {
+	s := &server{cfg: cfg, log: log, m: m, users: users, conns: map[net.Conn]struct{}{}}
+	if m != nil {
+		s.counter = map[string]familyCounters{}
+		for _, f := range families {
+			s.counter[f] = familyCounters{
+				inMsgs:   m.Messages.WithLabelValues("in", f),
+				inBytes:  m.Bytes.WithLabelValues("in", f),
+				outMsgs:  m.Messages.WithLabelValues("out", f),
+				outBytes: m.Bytes.WithLabelValues("out", f),
+			}
+		}
+		m.Conns.WithLabelValues("pub")
+		m.Conns.WithLabelValues("sub")
+	}
+	empty := []*subscriber{}
+	s.subs.Store(&empty)
+	return s
+}
+
+// start binds both addresses and starts accepting. An address in use is an
+// error that names it.
+func (s *server) start() error {
+	front, err := zmtp.Listen(s.cfg.PublishAddress)
+	if err != nil {
+		return fmt.Errorf("message bus publish_address: %w", err)
+	}
+	back, err := zmtp.Listen(s.cfg.SubscribeAddress)
+	if err != nil {
+		_ = front.Close()
+		return fmt.Errorf("message bus subscribe_address: %w", err)
+	}
+	s.front, s.back = front, back
+	s.wg.Add(2)
+	go s.accept(front, true)
+	go s.accept(back, false)
+	return nil
+}
+
+// close stops accepting, closes every connection and waits for the
+// goroutines. Safe to call twice.
+func (s *server) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	if s.front != nil {
+		_ = s.front.Close()
+		_ = s.back.Close()
+	}
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *server) untrack(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	_ = c.Close()
+}
+
+func (s *server) accept(l net.Listener, publishers bool) {
+	defer s.wg.Done()
+	for {
+		raw, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("bus accept failed", "address", l.Addr().String(), "err", err)
+			continue
+		}
+		if !s.track(raw) {
+			_ = raw.Close()
+			return
+		}
+		s.wg.Add(1)
+		go s.serve(raw, publishers)
+	}
+}
+
+func (s *server) authenticate(user, pass string) bool {
+	u, ok := s.users[user]
+	ok = ok && subtle.ConstantTimeCompare([]byte(u.password), []byte(pass)) == 1
+	if !ok {
+		if s.m != nil {
+			s.m.AuthFail.Inc()
+		}
+		s.log.Warn("bus authentication failed", "audit", true, "user", user)
+	}
+	return ok
+}
+
+func (s *server) serve(raw net.Conn, publishers bool) {
+	defer s.wg.Done()
+	defer s.untrack(raw)
+	typ, sock := zmtp.Pub, "sub"
+	if publishers {
+		typ, sock = zmtp.Sub, "pub"
+	}
+	o := zmtp.ServerOptions{MaxFrame: s.cfg.MaxMessageBytes, HandshakeTimeout: s.cfg.HandshakeTimeout.D()}
+	if s.users != nil {
+		o.Authenticate = s.authenticate
+	}
+	c, err := zmtp.Server(raw, typ, o)
+	if err != nil {
+		s.log.Debug("bus handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
+		return
+	}
+	if s.m != nil {
+		g := s.m.Conns.WithLabelValues(sock)
+		g.Inc()
+		defer g.Dec()
+	}
+	var perms *bus.Permissions
+	if u, ok := s.users[c.User]; ok {
+		perms = u.perms
+	}
+	if publishers {
+		s.servePublisher(c, perms)
+	} else {
+		s.serveSubscriber(c, perms)
+	}
+}
+
+func (s *server) deny(user, op, topic string) {
+	s.m.Deny(user, op)
+	s.log.Warn("bus permission denied", "audit", true, "user", user, "operation", op, "topic", topic)
+}
+
+// servePublisher reads messages from one publisher and forwards them.
+func (s *server) servePublisher(c *zmtp.Conn, perms *bus.Permissions) {
+	// A PUB peer sends only what its peers subscribed to: everything.
+	if err := c.SendFlush([]byte{1}); err != nil {
+		return
+	}
+	var env busv1.Envelope
+	oversized := c.Oversized()
+	for {
+		frames, err := c.Recv()
+		if err != nil {
+			return
+		}
+		if o := c.Oversized(); o != oversized {
+			oversized = o
+			s.m.Malform(bus.MalformedOversize)
+			continue
+		}
+		if len(frames) != 2 {
+			s.m.Malform(bus.MalformedFrames)
+			continue
+		}
+		size := len(frames[0]) + len(frames[1])
+		if size > s.cfg.MaxMessageBytes {
+			s.m.Malform(bus.MalformedOversize)
+			continue
+		}
+		topic := string(frames[0])
+		if bus.ValidTopic(topic) != nil {
+			s.m.Malform(bus.MalformedTopic)
+			continue
+		}
+		proto.Reset(&env)
+		if proto.Unmarshal(frames[1], &env) != nil {
+			s.m.Malform(bus.MalformedEnvelope)
+			continue
+		}
+		if perms != nil && !perms.CanPublish(topic) {
+			s.deny(c.User, "publish", topic)
+			continue
+		}
+		fam := bus.Family(topic)
+		if fc, ok := s.counter[fam]; ok {
+			fc.inMsgs.Inc()
+			fc.inBytes.Add(float64(size))
+		}
+		s.fanout(&frame{topic: topic, frames: frames, fam: fam, size: size})
+	}
+}
+
+type frame struct {
+	topic  string
+	frames [][]byte
+	fam    string
+	size   int
+}
+
+func (s *server) fanout(f *frame) {
+	for _, sub := range *s.subs.Load() {
+		if !sub.matches(f.topic) {
+			continue
+		}
+		select {
+		case sub.q <- f:
+		default:
+			s.m.Drop(bus.DropSubscriberQueueFull)
+		}
+	}
+}
+
+// subscriber is one connection on the subscriber side, with its own
+// bounded queue and writer.
+type subscriber struct {
+	c        *zmtp.Conn
+	q        chan *frame
+	prefixes atomic.Pointer[[]string]
+}
+
+func (sub *subscriber) matches(topic string) bool {
+	for _, p := range *sub.prefixes.Load() {
+		if strings.HasPrefix(topic, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *server) addSub(sub *subscriber) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.subs.Load()
+	next := append(append(make([]*subscriber, 0, len(old)+1), old...), sub)
+	s.subs.Store(&next)
+}
+
+func (s *server) removeSub(sub *subscriber) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.subs.Load()
+	next := make([]*subscriber, 0, len(old))
+	for _, o := range old {
+		if o != sub {
+			next = append(next, o)
+		}
+	}
+	s.subs.Store(&next)
+}
+
+// serveSubscriber reads subscriptions from one subscriber while a writer
+// goroutine sends it what matches.
+func (s *server) serveSubscriber(c *zmtp.Conn, perms *bus.Permissions) {
+	sub := &subscriber{c: c, q: make(chan *frame, s.cfg.SubscriberQueue)}
+	none := []string{}
+	sub.prefixes.Store(&none)
+	s.addSub(sub)
+	defer s.removeSub(sub)
+	done := make(chan struct{})
+	defer close(done)
+	s.wg.Add(1)
+	go s.write(sub, done)
+
+	counts := map[string]int{}
+	for {
+		frames, err := c.Recv()
+		if err != nil {
+			return
+		}
+		if len(frames) != 1 || len(frames[0]) == 0 || frames[0][0] > 1 {
+			s.m.Malform(bus.MalformedFrames)
+			continue
+		}
+		prefix := string(frames[0][1:])
+		if frames[0][0] == 1 {
+			if perms != nil && !perms.CanSubscribe(c.User, prefix) {
+				s.deny(c.User, "subscribe", prefix)
+				continue
+			}
+			counts[prefix]++
+		} else if counts[prefix] > 0 {
+			if counts[prefix]--; counts[prefix] == 0 {
+				delete(counts, prefix)
+			}
+		}
+		list := make([]string, 0, len(counts))
+		for p := range counts {
+			list = append(list, p)
+		}
+		sub.prefixes.Store(&list)
+	}
+}
+
+func (s *server) write(sub *subscriber, done <-chan struct{}) {
+	defer s.wg.Done()
+	for {
+		select {
+		case f := <-sub.q:
+			if err := sub.c.Send(f.frames...); err != nil {
+				_ = sub.c.Close()
+				return
+			}
+			if fc, ok := s.counter[f.fam]; ok {
+				fc.outMsgs.Inc()
+				fc.outBytes.Add(float64(f.size))
+			}
+			if len(sub.q) == 0 {
+				if err := sub.c.Flush(); err != nil {
+					_ = sub.c.Close()
+					return
+				}
+			}
+		case <-done:
+			return
+		}
+	}
+}
