@@ -153,7 +153,9 @@ func TestClassify(t *testing.T) {
 		{"http 503", func(*testing.T) error { return fmt.Errorf("x: %w", &probes.HTTPError{Status: 503}) }, probes.ClassHTTP5xx},
 		{"http 404", func(*testing.T) error { return &probes.HTTPError{Status: 404} }, probes.ClassHTTP4xx},
 		{"decode", func(*testing.T) error { return &probes.DecodeError{What: "x", Err: io.ErrUnexpectedEOF} }, probes.ClassBadResponse},
-		{"dns", func(*testing.T) error { return fmt.Errorf("get: %w", &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}) }, probes.ClassDNS},
+		{"dns", func(*testing.T) error {
+			return fmt.Errorf("get: %w", &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true})
+		}, probes.ClassDNS},
 		{"dns timeout", func(*testing.T) error { return &net.DNSError{Err: "timeout", Name: "x", IsTimeout: true} }, probes.ClassTimeout},
 		{"x509", func(*testing.T) error { return fmt.Errorf("get: %w", x509.UnknownAuthorityError{}) }, probes.ClassTLS},
 		{"econnreset", func(*testing.T) error { return fmt.Errorf("read: %w", syscall.ECONNRESET) }, probes.ClassReset},

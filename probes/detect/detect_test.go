@@ -1,0 +1,536 @@
+package detect_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/vitals-dev/vitals/internal/aisim"
+	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/detect"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var peers = filepath.Join("..", "..", "..", "shared", "fixtures", "peers")
+
+func client(t *testing.T) *http.Client {
+	t.Helper()
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// route is one recorded response.
+type route struct {
+	status int
+	file   string
+}
+
+// fixtureServer serves recorded bodies by "METHOD /path"; anything else is
+// the server's own 404 body.
+func fixtureServer(t *testing.T, routes map[string]route, notFound string) string {
+	t.Helper()
+	bodies := map[string][]byte{}
+	for k, r := range routes {
+		b, err := os.ReadFile(filepath.Join(peers, r.file))
+		if err != nil {
+			t.Fatalf("recorded fixture (shared/ beside the repository): %v", err)
+		}
+		bodies[k] = b
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Method + " " + r.URL.Path
+		rt, ok := routes[key]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(notFound))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(rt.status)
+		w.Write(bodies[key])
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+const (
+	llamaNotFound  = `{"error":{"code":404,"message":"File Not Found","type":"not_found_error"}}`
+	ollamaNotFound = "404 page not found"
+)
+
+func llamaRoutes(embed bool) map[string]route {
+	r := map[string]route{
+		"GET /health":    {200, "llamacpp/health.json"},
+		"GET /v1/models": {200, "llamacpp/v1_models.json"},
+		"GET /props":     {200, "llamacpp/props.json"},
+		"GET /slots":     {200, "llamacpp/slots.json"},
+		"GET /metrics":   {200, "llamacpp/metrics.txt"},
+	}
+	if embed {
+		r["GET /v1/models"] = route{200, "llamacpp/embed_v1_models.json"}
+		r["POST /v1/embeddings"] = route{200, "llamacpp/embed_embeddings.json"}
+		delete(r, "GET /props")
+	}
+	return r
+}
+
+func ollamaRoutes(loaded bool) map[string]route {
+	r := map[string]route{
+		"GET /":                     {200, "ollama/root.txt"},
+		"GET /api/version":          {200, "ollama/api_version.json"},
+		"GET /api/tags":             {200, "ollama/api_tags.json"},
+		"GET /api/ps":               {200, "ollama/api_ps_idle.json"},
+		"POST /api/show":            {200, "ollama/api_show.json"},
+		"GET /v1/models":            {200, "ollama/v1_models.json"},
+		"POST /v1/chat/completions": {200, "ollama/v1_chat_completions.json"},
+	}
+	if loaded {
+		r["GET /api/ps"] = route{200, "ollama/api_ps_loaded.json"}
+	}
+	return r
+}
+
+// noSleep is an Options.Sleep that records the waits and does not wait.
+type noSleep struct {
+	mu    sync.Mutex
+	waits []time.Duration
+	then  func(n int) // called after the n-th wait (1-based)
+}
+
+func (s *noSleep) sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	s.waits = append(s.waits, d)
+	n := len(s.waits)
+	s.mu.Unlock()
+	if s.then != nil {
+		s.then(n)
+	}
+	return ctx.Err()
+}
+
+func (s *noSleep) got() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.waits)
+}
+
+func opts(s *noSleep) detect.Options {
+	o := detect.DefaultOptions()
+	o.Sleep = s.sleep
+	o.StepTimeout = 2 * time.Second
+	return o
+}
+
+func TestDetectFixtures(t *testing.T) {
+	tests := []struct {
+		name    string
+		url     func(t *testing.T) string
+		kind    probes.Kind
+		version string
+		server  string
+		caps    []probes.Capability
+		model   probes.Model
+	}{
+		{"llama.cpp", func(t *testing.T) string { return fixtureServer(t, llamaRoutes(false), llamaNotFound) },
+			probes.KindLlamaCpp, "b1-de3ff81", "llama.cpp", []probes.Capability{probes.CapChat, probes.CapCompletion},
+			probes.Model{ID: "tiny", Capabilities: []probes.Capability{probes.CapChat, probes.CapCompletion}, ContextLength: 2048, SizeBytes: 538880, Loaded: true}},
+		{"llama.cpp embeddings", func(t *testing.T) string { return fixtureServer(t, llamaRoutes(true), llamaNotFound) },
+			probes.KindLlamaCpp, "", "llama.cpp", []probes.Capability{probes.CapEmbeddings},
+			probes.Model{ID: "tiny-embed", Capabilities: []probes.Capability{probes.CapEmbeddings}, ContextLength: 2048, SizeBytes: 538880, Loaded: true}},
+		{"ollama idle", func(t *testing.T) string { return fixtureServer(t, ollamaRoutes(false), ollamaNotFound) },
+			probes.KindOllama, "0.24.0", "ollama", []probes.Capability{probes.CapChat, probes.CapCompletion},
+			probes.Model{ID: "tiny:latest", Capabilities: []probes.Capability{probes.CapChat, probes.CapCompletion}, ContextLength: 2048, SizeBytes: 550336}},
+		{"ollama loaded", func(t *testing.T) string { return fixtureServer(t, ollamaRoutes(true), ollamaNotFound) },
+			probes.KindOllama, "0.24.0", "ollama", []probes.Capability{probes.CapChat, probes.CapCompletion},
+			probes.Model{ID: "tiny:latest", Capabilities: []probes.Capability{probes.CapChat, probes.CapCompletion}, ContextLength: 2048, SizeBytes: 550336, MemoryBytes: 1482496, Loaded: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s noSleep
+			d, err := detect.Detect(context.Background(), client(t), tt.url(t), opts(&s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Kind != tt.kind || d.Version != tt.version || d.Server != tt.server || !slices.Equal(d.Capabilities, tt.caps) || d.Attempts != 1 {
+				t.Fatalf("got %+v", d)
+			}
+			if len(d.Models) != 1 {
+				t.Fatalf("models %+v", d.Models)
+			}
+			m := d.Models[0]
+			if m.ID != tt.model.ID || !slices.Equal(m.Capabilities, tt.model.Capabilities) || m.ContextLength != tt.model.ContextLength ||
+				m.SizeBytes != tt.model.SizeBytes || m.MemoryBytes != tt.model.MemoryBytes || m.Loaded != tt.model.Loaded {
+				t.Fatalf("model %+v, want %+v", m, tt.model)
+			}
+			if len(s.got()) != 0 {
+				t.Fatalf("slept %v", s.got())
+			}
+		})
+	}
+}
+
+// newSim starts an aisim server and returns it with its URL.
+func newSim(t *testing.T, cfg aisim.Config) (*aisim.Server, string) {
+	t.Helper()
+	s, err := aisim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	t.Cleanup(s.Close) // runs first: ends hangs before srv.Close waits
+	return s, srv.URL
+}
+
+func TestDetectAisim(t *testing.T) {
+	c := func(cs ...probes.Capability) []probes.Capability { return cs }
+	tests := []struct {
+		kind      probes.Kind
+		modelType string
+		version   string
+		caps      []probes.Capability
+	}{
+		{probes.KindOpenAI, "", "", c(probes.CapChat, probes.CapCompletion, probes.CapEmbeddings)},
+		{probes.KindLlamaCpp, "", "b1-aisim", c(probes.CapChat, probes.CapCompletion)},
+		{probes.KindLlamaCpp, "embedding", "b1-aisim", c(probes.CapEmbeddings)},
+		{probes.KindVLLM, "", "0.6.3", c(probes.CapChat, probes.CapCompletion)},
+		{probes.KindOllama, "", "0.24.0", c(probes.CapChat, probes.CapCompletion, probes.CapEmbeddings, probes.CapVision, probes.CapTools)},
+		{probes.KindTGI, "", "3.0.1", c(probes.CapChat, probes.CapCompletion)},
+		{probes.KindTEI, "", "1.5.0", c(probes.CapEmbeddings)},
+		{probes.KindTEI, "reranker", "1.5.0", c(probes.CapRerank)},
+		{probes.KindTEI, "classifier", "1.5.0", c(probes.CapClassification)},
+		{probes.KindKServe, "", "2.50.0", c(probes.CapCompletion, probes.CapEmbeddings, probes.CapClassification)},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.kind)+"/"+tt.modelType, func(t *testing.T) {
+			sim, url := newSim(t, aisim.Config{Kind: tt.kind, ModelType: tt.modelType})
+			var s noSleep
+			d, err := detect.Detect(context.Background(), client(t), url, opts(&s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Kind != tt.kind || d.Version != tt.version || !slices.Equal(d.Capabilities, tt.caps) || len(d.Models) == 0 || d.Reason != "" {
+				t.Fatalf("got %+v", d)
+			}
+
+			// A new version is seen by the next detection.
+			if tt.version == "" {
+				return
+			}
+			sim.SetVersion("9.9.9-new")
+			d, err = detect.Detect(context.Background(), client(t), url, opts(&s))
+			if err != nil || d.Version != "9.9.9-new" || d.Kind != tt.kind {
+				t.Fatalf("after a version change: %+v, %v", d, err)
+			}
+		})
+	}
+}
+
+func TestDetectUnknown(t *testing.T) {
+	handler := func(status int, ctype, body string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", ctype)
+			w.WriteHeader(status)
+			w.Write([]byte(body))
+		})
+	}
+	garbage, err := aisim.New(aisim.Config{Kind: probes.KindOllama, Knobs: aisim.Knobs{Garbage: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		h    http.Handler
+	}{
+		{"404 everywhere", http.NotFoundHandler()},
+		{"html everywhere", handler(200, "text/html", "<!doctype html><html><body>app</body></html>")},
+		{"empty object everywhere", handler(200, "application/json", "{}")},
+		{"json list everywhere", handler(200, "application/json", "[1,2,3]")},
+		{"empty body", handler(200, "application/json", "")},
+		{"401 everywhere", handler(401, "application/json", `{"error":"unauthorized"}`)},
+		{"aisim garbage", garbage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(tt.h)
+			t.Cleanup(srv.Close)
+			var s noSleep
+			d, err := detect.Detect(context.Background(), client(t), srv.URL, opts(&s))
+			if err != nil {
+				t.Fatalf("unknown shape is not an error, got %v", err)
+			}
+			if d.Kind != probes.KindUnknown || !strings.Contains(d.Reason, "no known AI API") || !strings.Contains(d.Reason, "/v1/models") {
+				t.Fatalf("got %+v", d)
+			}
+			if len(s.got()) != 0 {
+				t.Fatalf("retried an unknown shape: %v", s.got())
+			}
+		})
+	}
+}
+
+func TestDetectRetriesTimeout(t *testing.T) {
+	t.Run("recovers", func(t *testing.T) {
+		sim, url := newSim(t, aisim.Config{Kind: probes.KindOllama, Knobs: aisim.Knobs{Hang: true}})
+		s := noSleep{then: func(n int) {
+			if n == 2 {
+				sim.SetHang(false)
+			}
+		}}
+		o := opts(&s)
+		o.StepTimeout = 30 * time.Millisecond
+		o.InitialBackoff = 100 * time.Millisecond
+		d, err := detect.Detect(context.Background(), client(t), url, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Kind != probes.KindOllama || d.Attempts != 3 {
+			t.Fatalf("got %+v", d)
+		}
+		if want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}; !slices.Equal(s.got(), want) {
+			t.Fatalf("waits %v, want %v", s.got(), want)
+		}
+	})
+	t.Run("gives up", func(t *testing.T) {
+		_, url := newSim(t, aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{Hang: true}})
+		var s noSleep
+		o := opts(&s)
+		o.StepTimeout = 20 * time.Millisecond
+		o.Attempts = 3
+		o.InitialBackoff = time.Second
+		o.MaxBackoff = 1500 * time.Millisecond
+		d, err := detect.Detect(context.Background(), client(t), url, o)
+		if probes.Classify(err) != probes.ClassTimeout {
+			t.Fatalf("err = %v, want a timeout", err)
+		}
+		if d.Kind != probes.KindUnknown || d.Attempts != 3 || !strings.Contains(d.Reason, "3 attempts") {
+			t.Fatalf("got %+v", d)
+		}
+		if want := []time.Duration{time.Second, 1500 * time.Millisecond}; !slices.Equal(s.got(), want) {
+			t.Fatalf("waits %v, want %v", s.got(), want)
+		}
+	})
+}
+
+func TestDetectRetriesOtherTransients(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := "http://" + ln.Addr().String()
+	ln.Close()
+
+	_, downURL := newSim(t, aisim.Config{Kind: probes.KindTGI, Knobs: aisim.Knobs{Down: true}})
+	_, failURL := newSim(t, aisim.Config{Kind: probes.KindTEI, Knobs: aisim.Knobs{ErrorRate: 1}})
+
+	tests := []struct {
+		name string
+		url  string
+		want probes.ErrorClass
+	}{
+		{"refused", refused, probes.ClassRefused},
+		{"reset", downURL, probes.ClassReset},
+		{"5xx", failURL, probes.ClassHTTP5xx},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s noSleep
+			o := opts(&s)
+			o.Attempts = 2
+			d, err := detect.Detect(context.Background(), client(t), tt.url, o)
+			if got := probes.Classify(err); got != tt.want {
+				t.Fatalf("err = %v (%s), want %s", err, got, tt.want)
+			}
+			if d.Kind != probes.KindUnknown || d.Attempts != 2 || len(s.got()) != 1 {
+				t.Fatalf("got %+v after waits %v", d, s.got())
+			}
+		})
+	}
+}
+
+// flaky wraps h so that the first n requests for path answer 500.
+func flaky(h http.Handler, path string, n int64) http.Handler {
+	var seen atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == path && seen.Add(1) <= n {
+			http.Error(w, `{"error":"busy"}`, http.StatusInternalServerError)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func TestDetectDoesNotSettleForGeneric(t *testing.T) {
+	// Ollama also serves /v1/models; while /api/version fails with 5xx,
+	// detection must not call it a generic OpenAI server.
+	tests := []struct {
+		name     string
+		failures int64
+		want     probes.Kind
+		attempts int
+	}{
+		{"recovers", 1, probes.KindOllama, 2},
+		{"falls back to generic", 100, probes.KindOpenAI, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sim, err := aisim.New(aisim.Config{Kind: probes.KindOllama})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(flaky(sim, "/api/version", tt.failures))
+			t.Cleanup(srv.Close)
+			var s noSleep
+			d, err := detect.Detect(context.Background(), client(t), srv.URL, opts(&s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Kind != tt.want || d.Attempts != tt.attempts {
+				t.Fatalf("got kind %s after %d attempts, want %s after %d", d.Kind, d.Attempts, tt.want, tt.attempts)
+			}
+		})
+	}
+}
+
+func TestDetectHint(t *testing.T) {
+	// counting records which paths a server was asked.
+	counting := func(h http.Handler, paths *sync.Map) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			paths.Store(r.URL.Path, true)
+			h.ServeHTTP(w, r)
+		})
+	}
+	t.Run("asks only the family", func(t *testing.T) {
+		sim, err := aisim.New(aisim.Config{Kind: probes.KindOllama})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var paths sync.Map
+		srv := httptest.NewServer(counting(sim, &paths))
+		t.Cleanup(srv.Close)
+		var s noSleep
+		o := opts(&s)
+		o.Kind = probes.KindOllama
+		d, err := detect.Detect(context.Background(), client(t), srv.URL, o)
+		if err != nil || d.Kind != probes.KindOllama {
+			t.Fatalf("got %+v, %v", d, err)
+		}
+		for _, p := range []string{"/v2", "/info", "/v1/models"} {
+			if _, ok := paths.Load(p); ok {
+				t.Errorf("asked %s despite the hint", p)
+			}
+		}
+	})
+	t.Run("specific hint over generic answer", func(t *testing.T) {
+		_, url := newSim(t, aisim.Config{Kind: probes.KindOpenAI})
+		var s noSleep
+		o := opts(&s)
+		o.Kind = probes.KindVLLM
+		d, err := detect.Detect(context.Background(), client(t), url, o)
+		if err != nil || d.Kind != probes.KindVLLM {
+			t.Fatalf("got %+v, %v", d, err)
+		}
+	})
+	t.Run("wrong hint", func(t *testing.T) {
+		_, url := newSim(t, aisim.Config{Kind: probes.KindOllama})
+		var s noSleep
+		o := opts(&s)
+		o.Kind = probes.KindKServe
+		d, err := detect.Detect(context.Background(), client(t), url, o)
+		if err != nil || d.Kind != probes.KindUnknown || !strings.Contains(d.Reason, "kserve") {
+			t.Fatalf("got %+v, %v", d, err)
+		}
+	})
+	t.Run("bad hint", func(t *testing.T) {
+		o := detect.DefaultOptions()
+		o.Kind = "bogus"
+		d, err := detect.Detect(context.Background(), client(t), "http://127.0.0.1:1", o)
+		if err == nil || d.Kind != probes.KindUnknown {
+			t.Fatalf("got %+v, %v", d, err)
+		}
+	})
+}
+
+func TestDetectContext(t *testing.T) {
+	t.Run("canceled before", func(t *testing.T) {
+		_, url := newSim(t, aisim.Config{Kind: probes.KindOllama})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		var s noSleep
+		d, err := detect.Detect(ctx, client(t), url, opts(&s))
+		if !errors.Is(err, context.Canceled) || d.Kind != probes.KindUnknown || len(s.got()) != 0 {
+			t.Fatalf("got %+v, %v", d, err)
+		}
+	})
+	t.Run("canceled while waiting", func(t *testing.T) {
+		_, url := newSim(t, aisim.Config{Kind: probes.KindOllama, Knobs: aisim.Knobs{Hang: true}})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		s := noSleep{then: func(int) { cancel() }}
+		o := opts(&s)
+		o.StepTimeout = 20 * time.Millisecond
+		d, err := detect.Detect(ctx, client(t), url, o)
+		if !errors.Is(err, context.Canceled) || d.Attempts != 1 {
+			t.Fatalf("got %+v, %v", d, err)
+		}
+	})
+	t.Run("real sleep honours ctx", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := detect.Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Sleep = %v", err)
+		}
+		if err := detect.Sleep(context.Background(), time.Millisecond); err != nil {
+			t.Fatalf("Sleep = %v", err)
+		}
+	})
+}
+
+func TestBackoff(t *testing.T) {
+	tests := []struct {
+		n    int
+		want time.Duration
+	}{
+		{1, 250 * time.Millisecond},
+		{2, 500 * time.Millisecond},
+		{3, time.Second},
+		{5, 4 * time.Second},
+		{6, 5 * time.Second},
+		{1000, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := detect.Backoff(tt.n, 250*time.Millisecond, 5*time.Second); got != tt.want {
+			t.Errorf("Backoff(%d) = %v, want %v", tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestProbe(t *testing.T) {
+	_, url := newSim(t, aisim.Config{Kind: probes.KindTGI})
+	var s noSleep
+	p := detect.Probe(opts(&s))
+	res, err := probes.Run(context.Background(), p, client(t), probes.Target{ID: "tgi", BaseURL: url, Kind: probes.KindAuto}, probes.Config{Timeout: 5 * time.Second}, nil)
+	if err != nil || res.Version != "3.0.1" || res.Class != probes.ClassNone {
+		t.Fatalf("got %+v, %v", res, err)
+	}
+	srv := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	res, err = probes.Run(context.Background(), p, client(t), probes.Target{ID: "x", BaseURL: srv.URL}, probes.Config{}, nil)
+	if err == nil || res.Class != probes.ClassBadResponse {
+		t.Fatalf("unknown endpoint: %+v, %v", res, err)
+	}
+}
