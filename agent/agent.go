@@ -166,6 +166,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.addr <- ln.Addr().String()
+	a.log.Info("listening", "address", ln.Addr().String())
 	srv := &http.Server{
 		Handler:           a.server,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the agent built once for the tests in this package.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vitals-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "vitals")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running agent binary whose JSON log lines are collected.
+type proc struct {
+	cmd  *exec.Cmd
+	addr chan string
+	mu   sync.Mutex
+	logs []map[string]any
+	done chan error
+}
+
+// startBinary runs the agent on a free loopback port with JSON logs.
+func startBinary(t testing.TB, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"--log-format", "json"}, args...)...)
+	cmd.Env = append(os.Environ(), "VITALS_LISTEN_ADDRESS=127.0.0.1:0", "VITALS_CONFIG=")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, addr: make(chan string, 1), done: make(chan error, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var rec map[string]any
+			if json.Unmarshal(sc.Bytes(), &rec) != nil {
+				rec = map[string]any{"msg": sc.Text()}
+			}
+			p.mu.Lock()
+			p.logs = append(p.logs, rec)
+			p.mu.Unlock()
+			if rec["msg"] == "listening" {
+				p.addr <- rec["address"].(string)
+			}
+		}
+	}()
+	go func() {
+		<-scanned // all output read before Wait closes the pipe
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// address waits for the agent to say where it listens.
+func (p *proc) address(t testing.TB) string {
+	t.Helper()
+	select {
+	case a := <-p.addr:
+		p.addr <- a
+		return a
+	case err := <-p.done:
+		t.Fatalf("agent exited before listening: %v\n%s", err, p.logText())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("agent did not listen\n%s", p.logText())
+	}
+	return ""
+}
+
+// waitReady polls /readyz until it answers 200.
+func waitReady(ctx context.Context, addr string) error {
+	client := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := client.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("/readyz not 200: last error %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (p *proc) messages(msg string) []map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []map[string]any
+	for _, r := range p.logs {
+		if r["msg"] == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (p *proc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var b strings.Builder
+	for _, r := range p.logs {
+		j, _ := json.Marshal(r)
+		b.Write(j)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(30 * time.Second):
+		t.Fatalf("agent did not exit\n%s", p.logText())
+	}
+	return -1
+}
+
+func TestBinaryStartsAndStopsCleanly(t *testing.T) {
+	p := startBinary(t)
+	addr := p.address(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := waitReady(ctx, addr); err != nil {
+		t.Fatalf("%v\n%s", err, p.logText())
+	}
+	resp, err := http.Get("http://" + addr + "/api/v1/admin/plugins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Plugins []struct{ Name, State string }
+	}
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running []string
+	for _, pl := range list.Plugins {
+		if pl.State == "running" {
+			running = append(running, pl.Name)
+		}
+	}
+	if len(running) == 0 {
+		t.Fatalf("the demo config runs no plugin: %+v", list.Plugins)
+	}
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM\n%s", code, p.logText())
+	}
+	var started, stopped []string
+	for _, r := range p.messages("plugin running") {
+		started = append(started, r["plugin"].(string))
+	}
+	for _, r := range p.messages("plugin stopped") {
+		stopped = append(stopped, r["plugin"].(string))
+	}
+	if strings.Join(started, ",") != strings.Join(running, ",") {
+		t.Errorf("started %v, the admin API listed %v running", started, running)
+	}
+	if len(stopped) != len(started) {
+		t.Fatalf("stopped %v, started %v", stopped, started)
+	}
+	for i := range started {
+		if stopped[i] != started[len(started)-1-i] {
+			t.Fatalf("stop order %v is not the reverse of start order %v", stopped, started)
+		}
+	}
+	if len(p.messages("shutdown complete")) != 1 {
+		t.Errorf("no 'shutdown complete' line\n%s", p.logText())
+	}
+}
+
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	p := startBinary(t)
+	addr := p.address(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := waitReady(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	// Two signals back to back: the second must not wait for shutdown.
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	code := p.wait(t)
+	if code != 0 && code != 1 {
+		t.Fatalf("exit code %d", code)
+	}
+	if code == 1 && len(p.messages("second signal; exiting now")) != 1 {
+		t.Errorf("exit 1 without the second-signal line\n%s", p.logText())
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, defaultConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("core:\n  log:\n    level: loud\n  api_gateway:\n    listen: nowhere\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		code    int
+		out     string
+		errLine []string
+	}{
+		{"good file", []string{"check-config", good}, 0, good + ": ok", nil},
+		{"bad file", []string{"check-config", bad}, 1, "", []string{
+			bad + `:3:5: core.log.level: unknown level "loud"`,
+			bad + `:5:5: core.api_gateway.listen: invalid address "nowhere"`,
+		}},
+		{"missing file", []string{"check-config", filepath.Join(dir, "nope.yaml")}, 1, "", []string{"read config: open"}},
+		{"no file", []string{"check-config"}, 2, "", []string{"usage: vitals check-config FILE"}},
+		{"version", []string{"version"}, 0, "vitals ", nil},
+		{"bad flag", []string{"--frobnicate"}, 2, "", []string{"flag provided but not defined: -frobnicate"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			code := run(tt.args, &stdout, &stderr)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stderr %s", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.out) {
+				t.Errorf("stdout %q lacks %q", stdout.String(), tt.out)
+			}
+			for _, l := range tt.errLine {
+				if !strings.Contains(stderr.String(), l) {
+					t.Errorf("stderr %q lacks %q", stderr.String(), l)
+				}
+			}
+		})
+	}
+}
+
+func TestDemoConfigIsValid(t *testing.T) {
+	reg, err := registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr strings.Builder
+	f := filepath.Join(t.TempDir(), "core.yaml")
+	if err := os.WriteFile(f, defaultConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := checkConfig([]string{f}, &stdout, &stderr); code != 0 {
+		t.Fatalf("demo config invalid: %s", stderr.String())
+	}
+	if len(reg.Names()) == 0 {
+		t.Error("the binary registers no plugins")
+	}
+}
+
+var _ = io.Discard
