@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is a bytes.Buffer safe for the server goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--kind", "ollama", "--listen", "127.0.0.1:0", "--version", "0.9.9", "--latency", "1ms", "--hang"}, &out, ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+
+	// --hang holds the API; a request in flight must not block shutdown.
+	hung := make(chan error, 1)
+	go func() {
+		resp, err := c.Get("http://" + addr + "/api/version")
+		if err == nil {
+			resp.Body.Close()
+		}
+		hung <- err
+	}()
+
+	resp, err := c.Post("http://"+addr+"/aisim/knobs", "application/json", strings.NewReader(`{"hang":false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = c.Get("http://" + addr + "/api/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != `{"version":"0.9.9"}` {
+		t.Fatalf("version body %s", b)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	<-hung
+	if !strings.Contains(out.String(), "kind=ollama version=0.9.9 listening on http://127.0.0.1:") {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
+func TestRunBadFlags(t *testing.T) {
+	tests := [][]string{
+		{"--kind", "bogus"},
+		{"--kind", "auto"},
+		{"--error-rate", "2"},
+		{"--latency", "-1s"},
+		{"--kind", "tei", "--model-type", "chat"},
+		{"--listen", "127.0.0.1:0", "extra"},
+		{"--nope"},
+	}
+	for _, args := range tests {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var out bytes.Buffer
+			if err := run(context.Background(), append([]string{"--listen", "127.0.0.1:0"}, args...), &out, nil); err == nil {
+				t.Fatal("run accepted bad flags")
+			}
+		})
+	}
+}
