@@ -46,10 +46,31 @@ type proc struct {
 	done chan error
 }
 
-// startBinary runs the agent on a free loopback port with JSON logs.
+// testConfig is the demo config with the bus on ipc:// sockets in a temp
+// dir instead of its fixed demo ports.
+func testConfig(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := strings.NewReplacer(
+		"tcp://127.0.0.1:5555", "ipc://"+filepath.Join(dir, "pub.sock"),
+		"tcp://127.0.0.1:5556", "ipc://"+filepath.Join(dir, "sub.sock"),
+	).Replace(string(defaultConfig))
+	if cfg == string(defaultConfig) {
+		t.Fatal("demo config no longer has the bus addresses this test replaces")
+	}
+	path := filepath.Join(dir, "core.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startBinary runs the agent on a free loopback port with JSON logs and the
+// demo plugins (see testConfig).
 func startBinary(t testing.TB, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"--log-format", "json"}, args...)...)
+	args = append([]string{"--log-format", "json", "--config", testConfig(t)}, args...)
+	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "VITALS_LISTEN_ADDRESS=127.0.0.1:0", "VITALS_CONFIG=")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"compress/gzip"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// otlpReceiver is a minimal OTLP/HTTP trace endpoint that keeps span names.
+type otlpReceiver struct {
+	mu    sync.Mutex
+	names map[string]int
+	attrs map[string]map[string]string // span name -> attribute key -> value (last seen)
+}
+
+func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/v1/traces" || r.Method != http.MethodPost {
+		http.NotFound(w, r)
+		return
+	}
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	data, err := io.ReadAll(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var req coltrace.ExportTraceServiceRequest
+	if err := proto.Unmarshal(data, &req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	o.mu.Lock()
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			for _, s := range ss.GetSpans() {
+				o.names[s.GetName()]++
+				a := map[string]string{}
+				for _, kv := range s.GetAttributes() {
+					a[kv.GetKey()] = kv.GetValue().String()
+				}
+				o.attrs[s.GetName()] = a
+			}
+		}
+	}
+	o.mu.Unlock()
+	out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(out)
+}
+
+func (o *otlpReceiver) count(name string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.names[name]
+}
+
+func TestTracesGoOutOverOTLPAndTracez(t *testing.T) {
+	recv := &otlpReceiver{names: map[string]int{}, attrs: map[string]map[string]string{}}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+
+	p := startBinary(t)
+	addr := p.address(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := waitReady(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+
+	resp, err := http.Get("http://" + addr + "/debug/tracez")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"agent.startup", "plugin.initialize", "plugin.start"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("/debug/tracez lacks %s", want)
+		}
+	}
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit %d\n%s", code, p.logText())
+	}
+	// Shutdown flushes: everything is there once the process has exited.
+	for _, name := range []string{"agent.startup", "plugin.initialize", "plugin.start", "agent.shutdown", "plugin.stop"} {
+		if recv.count(name) == 0 {
+			t.Errorf("OTLP receiver got no %s span", name)
+		}
+	}
+	recv.mu.Lock()
+	attrs := recv.attrs["plugin.start"]
+	recv.mu.Unlock()
+	for _, k := range []string{"vitals.plugin.name", "vitals.plugin.priority", "vitals.plugin.outcome"} {
+		if _, ok := attrs[k]; !ok {
+			t.Errorf("plugin.start span lacks %s: %v", k, attrs)
+		}
+	}
+}
