@@ -466,17 +466,20 @@ func (c *Client) dispatch(topic string, env *busv1.Envelope, size int) {
 		if c.tracing {
 			m.SpanContext, span = c.consumerSpan(parent, s, &m, size)
 		}
-		select {
-		case s.ch <- m:
-		default:
+		// Only this goroutine sends on s.ch, so room now is room at send
+		// time; the span ends before the subscriber can see the message.
+		if len(s.ch) == cap(s.ch) {
 			c.opts.Metrics.drop(DropSubscriptionQueueFull)
 			if span != nil {
 				span.SetAttributes(attrDropped)
+				span.End()
 			}
+			continue
 		}
 		if span != nil {
 			span.End()
 		}
+		s.ch <- m
 	}
 }
 
