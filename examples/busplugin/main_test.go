@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/messagebus"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "tcp://" + l.Addr().String()
+}
+
+// TestExamplePlugin runs the example against a real broker: announce,
+// health request/response, heartbeat, goodbye on cancellation.
+func TestExamplePlugin(t *testing.T) {
+	pub, sub := freeAddr(t), freeAddr(t)
+	s, _ := agent.NewSection("publish_address: " + pub + "\nsubscribe_address: " + sub)
+	p, err := messagebus.Factory(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.Initialize(ctx, agent.NewContainer(nil).For(messagebus.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(context.Background())
+
+	watch := bus.Dial(bus.Options{PublishEndpoint: pub, SubscribeEndpoint: sub, Name: "ext_manager"})
+	defer watch.Close()
+	ch, err := watch.Subscribe(ctx, "plugin.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	pctx, stopPlugin := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(pctx, slog.New(slog.DiscardHandler), "demo", pub, sub, "", "", 50*time.Millisecond)
+	}()
+
+	wait := func(topic string) bus.Message {
+		t.Helper()
+		for {
+			select {
+			case m := <-ch:
+				if m.Topic == topic {
+					return m
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %s", topic)
+			}
+		}
+	}
+	var a busv1.Announce
+	if err := wait("plugin.announce").Decode(&a); err != nil || a.Name != "demo" {
+		t.Fatalf("announce %+v %v", &a, err)
+	}
+	wait("plugin.heartbeat")
+	// The plugin subscribed before announcing; poll until it answers.
+	var resp bus.Message
+	for {
+		rctx, c := context.WithTimeout(ctx, 500*time.Millisecond)
+		resp, err = watch.Request(rctx, "health.request.demo", bus.Message{})
+		c()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	var hr busv1.HealthResponse
+	if err != nil || resp.Decode(&hr) != nil || hr.State != busv1.HealthState_HEALTH_STATE_HEALTHY {
+		t.Fatalf("health: %v %+v", err, &hr)
+	}
+	stopPlugin()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var g busv1.Goodbye
+	if err := wait("plugin.goodbye").Decode(&g); err != nil || g.Name != "demo" {
+		t.Fatalf("goodbye %+v %v", &g, err)
+	}
+}
