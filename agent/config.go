@@ -491,7 +491,7 @@ func (c *Config) startOrder(reg *Registry) ([]string, error) {
 	return Order(metas, provided, hostServices)
 }
 
-var hostServices = []string{ServiceMetrics, ServiceTracerProvider, ServiceEvents}
+var hostServices = []string{ServiceMetrics, ServiceTracerProvider, ServiceEvents, ServicePlugins}
 
 // envMessage turns go-envconfig's "Field: reason" into the reason alone;
 // the caller names the variable.

@@ -19,7 +19,17 @@ const (
 	ServiceTracerProvider = "tracer_provider"
 	// ServiceEvents is the *Events hub of plugin lifecycle events.
 	ServiceEvents = "lifecycle_events"
+	// ServicePlugins is a PluginDirectory of the host's plugins.
+	ServicePlugins = "plugin_directory"
 )
+
+// PluginDirectory lets a plugin see the others, for plugins that watch
+// plugins (the ExtManager finds in-process AI plugins with it). Pair it with
+// the events hub to learn when the answer changes.
+type PluginDirectory interface {
+	// RunningPlugins returns the running plugins in start order.
+	RunningPlugins() []Plugin
+}
 
 // ErrServiceNotFound is returned when no service has the requested name.
 var ErrServiceNotFound = errors.New("service not registered")

@@ -126,6 +126,7 @@ func NewManager(o ManagerOptions) *Manager {
 	}
 	_ = m.container.Provide(ServiceEvents, m.events)
 	_ = m.container.Provide(ServiceTracerProvider, o.TracerProvider)
+	_ = m.container.Provide(ServicePlugins, PluginDirectory(m))
 	for name, v := range o.Services {
 		if err := m.container.Provide(name, v); err != nil {
 			m.log.Error("host service not provided", "service", name, "err", err)

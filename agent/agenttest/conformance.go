@@ -20,6 +20,7 @@ func NewContainer(t testing.TB) *agent.Container {
 		agent.ServiceMetrics:        prometheus.Registerer(prometheus.NewRegistry()),
 		agent.ServiceTracerProvider: noop.NewTracerProvider(),
 		agent.ServiceEvents:         agent.NewEvents(),
+		agent.ServicePlugins:        noPlugins{},
 	} {
 		if err := c.Provide(name, v); err != nil {
 			t.Fatal(err)
@@ -114,3 +115,7 @@ func Conformance(t *testing.T, newPlugin func(t *testing.T) agent.Plugin, setup 
 		step(t, "Stop", p.Stop)
 	})
 }
+
+type noPlugins struct{}
+
+func (noPlugins) RunningPlugins() []agent.Plugin { return nil }
