@@ -192,19 +192,39 @@ type Section struct {
 // NewSection parses YAML text as a plugin section, for tests and for plugins
 // built outside a config file.
 func NewSection(yamlText string) (Section, error) {
-	s := Section{path: "section", file: "<section>"}
-	if strings.TrimSpace(yamlText) == "" {
+	s, err := ParseSection("<section>", []byte(yamlText))
+	s.path = "section"
+	return s, err
+}
+
+// ParseSection parses a YAML document of its own (a drop-in manifest, say)
+// as a Section, so decoding it reports file, line and key like config does.
+func ParseSection(file string, data []byte) (Section, error) {
+	s := Section{file: file}
+	if strings.TrimSpace(string(data)) == "" {
 		return s, nil
 	}
-	f, err := parser.ParseBytes([]byte(yamlText), 0)
+	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		return s, yamlError(s.file, s.path, nil, err)
+		return s, yamlError(file, "", nil, err)
+	}
+	if len(f.Docs) > 1 {
+		return s, &ConfigError{File: file, Msg: "more than one YAML document"}
 	}
 	if len(f.Docs) > 0 && f.Docs[0].Body != nil {
-		s.node = f.Docs[0].Body
+		if _, ok := f.Docs[0].Body.(*ast.MappingNode); !ok {
+			if _, isNull := f.Docs[0].Body.(*ast.NullNode); !isNull {
+				return s, errorAt(f.Docs[0].Body.GetToken(), "", "want a mapping of keys, got %s", f.Docs[0].Body.Type())
+			}
+		} else {
+			s.node = f.Docs[0].Body
+		}
 	}
 	return s, nil
 }
+
+// File returns the file the section was read from.
+func (s Section) File() string { return s.file }
 
 // Empty reports whether the section has no keys.
 func (s Section) Empty() bool { return s.node == nil }
@@ -529,7 +549,9 @@ func yamlError(file, base string, root ast.Node, err error) error {
 	var ce *ConfigError
 	if errors.As(err, &ce) {
 		out := *ce
-		out.File = file
+		if out.File == "" {
+			out.File = file
+		}
 		if out.Key == "" {
 			out.Key = joinKey(base, keyAt(root, out.Line, out.Column))
 		}
@@ -564,7 +586,9 @@ func cleanYAMLMessage(m string) string {
 	return m
 }
 
-// lookup finds the node at a dotted key path below n.
+// lookup finds the node at a dotted key path below n; a part may index a
+// sequence ("targets[2].endpoint"). For a mapping key it returns the key
+// node: that is where a reader looks.
 func lookup(n ast.Node, key string) ast.Node {
 	if n == nil || key == "" {
 		return n
@@ -572,22 +596,35 @@ func lookup(n ast.Node, key string) ast.Node {
 	parts := strings.Split(key, ".")
 	cur := n
 	for i, part := range parts {
+		name, index := part, -1
+		if open := strings.IndexByte(part, '['); open > 0 && strings.HasSuffix(part, "]") {
+			if v, err := strconv.Atoi(part[open+1 : len(part)-1]); err == nil {
+				name, index = part[:open], v
+			}
+		}
 		m, ok := cur.(*ast.MappingNode)
 		if !ok {
 			return nil
 		}
-		var next ast.Node
+		var keyNode, next ast.Node
 		for _, kv := range m.Values {
-			if kv.Key.String() == part {
-				next = kv.Value
-				if i == len(parts)-1 {
-					// Point at the key: that is where a reader looks.
-					return kv.Key
-				}
+			if kv.Key.String() == name {
+				keyNode, next = kv.Key, kv.Value
 			}
 		}
 		if next == nil {
 			return nil
+		}
+		if index >= 0 {
+			seq, ok := next.(*ast.SequenceNode)
+			if !ok || index >= len(seq.Values) {
+				return keyNode
+			}
+			next = seq.Values[index]
+			keyNode = next
+		}
+		if i == len(parts)-1 {
+			return keyNode
 		}
 		cur = next
 	}

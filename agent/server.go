@@ -147,10 +147,10 @@ func apiNotFound(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
 	}
 	if len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+		WriteError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
 		return
 	}
-	writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
+	WriteError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
@@ -169,17 +169,17 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listPlugins(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"plugins": s.o.Manager.Plugins()})
+	WriteJSON(w, http.StatusOK, map[string]any{"plugins": s.o.Manager.Plugins()})
 }
 
 func (s *Server) getPlugin(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	st, ok := s.o.Manager.Plugin(r.Context(), name)
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown plugin %q", name))
+		WriteError(w, http.StatusNotFound, fmt.Sprintf("unknown plugin %q", name))
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	WriteJSON(w, http.StatusOK, st)
 }
 
 func (s *Server) toggle(on bool) http.HandlerFunc {
@@ -193,18 +193,18 @@ func (s *Server) toggle(on bool) http.HandlerFunc {
 		}
 		switch {
 		case errors.Is(err, ErrUnknownPlugin):
-			writeError(w, http.StatusNotFound, err.Error())
+			WriteError(w, http.StatusNotFound, err.Error())
 			return
 		case errors.Is(err, ErrConflict):
-			writeError(w, http.StatusConflict, err.Error())
+			WriteError(w, http.StatusConflict, err.Error())
 			return
 		case err != nil:
 			st, _ := s.o.Manager.Plugin(r.Context(), name)
-			writeJSON(w, http.StatusInternalServerError, map[string]any{"error": err.Error(), "status": http.StatusInternalServerError, "plugin": st})
+			WriteJSON(w, http.StatusInternalServerError, map[string]any{"error": err.Error(), "status": http.StatusInternalServerError, "plugin": st})
 			return
 		}
 		st, _ := s.o.Manager.Plugin(r.Context(), name)
-		writeJSON(w, http.StatusOK, st)
+		WriteJSON(w, http.StatusOK, st)
 	}
 }
 
@@ -231,27 +231,27 @@ func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) {
 	if err := s.o.Manager.Ready(); err != nil {
 		out["ready"], out["not_ready_reason"] = false, err.Error()
 	}
-	writeJSON(w, http.StatusOK, out)
+	WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	if s.o.Reload == nil {
-		writeError(w, http.StatusConflict, "the agent runs on its built-in config; start it with --config to reload")
+		WriteError(w, http.StatusConflict, "the agent runs on its built-in config; start it with --config to reload")
 		return
 	}
 	if err := s.o.Reload(r.Context()); err != nil {
 		var re *ReloadError
 		if errors.As(err, &re) && re.Rejected {
-			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{
+			WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{
 				"error": "config rejected; the running config stays", "status": http.StatusUnprocessableEntity,
 				"problems": re.Problems(),
 			})
 			return
 		}
-		writeError(w, http.StatusInternalServerError, err.Error())
+		WriteError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "reloaded", "plugins": s.o.Manager.Plugins()})
+	WriteJSON(w, http.StatusOK, map[string]any{"status": "reloaded", "plugins": s.o.Manager.Plugins()})
 }
 
 type apiError struct {
@@ -259,11 +259,13 @@ type apiError struct {
 	Status int    `json:"status"`
 }
 
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, apiError{Error: msg, Status: code})
+// WriteError writes the admin API's JSON error: {"error": msg, "status": code}.
+func WriteError(w http.ResponseWriter, code int, msg string) {
+	WriteJSON(w, code, apiError{Error: msg, Status: code})
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+// WriteJSON writes v as indented JSON with the given status.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
