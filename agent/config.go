@@ -214,7 +214,9 @@ func ParseSection(file string, data []byte) (Section, error) {
 	if len(f.Docs) > 0 && f.Docs[0].Body != nil {
 		if _, ok := f.Docs[0].Body.(*ast.MappingNode); !ok {
 			if _, isNull := f.Docs[0].Body.(*ast.NullNode); !isNull {
-				return s, errorAt(f.Docs[0].Body.GetToken(), "", "want a mapping of keys, got %s", f.Docs[0].Body.Type())
+				e := errorAt(f.Docs[0].Body.GetToken(), "", "want a mapping of keys, got %s", f.Docs[0].Body.Type())
+				e.File = file
+				return s, e
 			}
 		} else {
 			s.node = f.Docs[0].Body

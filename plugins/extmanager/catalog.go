@@ -1,0 +1,372 @@
+package extmanager
+
+import (
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// EventType names a change in the catalog.
+type EventType string
+
+// Catalog events. Each is published on the bus as extmanager.<type>.
+const (
+	EventRegistered     EventType = "registered"
+	EventUpdated        EventType = "updated"
+	EventVersionChanged EventType = "version_changed"
+	EventDeregistered   EventType = "deregistered"
+	EventLost           EventType = "lost"
+)
+
+// EventTypes lists every event type, for bounded metric labels.
+var EventTypes = []EventType{EventRegistered, EventUpdated, EventVersionChanged, EventDeregistered, EventLost}
+
+// Event is one change in the catalog.
+type Event struct {
+	Type       EventType `json:"type"`
+	ID         string    `json:"id"`
+	Source     Source    `json:"source"`
+	Version    string    `json:"version,omitempty"`
+	OldVersion string    `json:"old_version,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Time       time.Time `json:"time"`
+	// FromDetection marks changes that detection found, so detection does
+	// not run again because of them.
+	FromDetection bool     `json:"-"`
+	Plugin        AIPlugin `json:"plugin"`
+}
+
+// Catalog holds every AI plugin the agent knows. Its methods are safe for
+// concurrent use; subscribers are called after the change, outside the
+// catalog's lock, in the order changes happened.
+type Catalog struct {
+	now func() time.Time
+
+	mu      sync.RWMutex
+	plugins map[string]*AIPlugin
+
+	subMu sync.Mutex // orders delivery; guards subs
+	subs  map[int]func(Event)
+	next  int
+}
+
+// NewCatalog returns an empty catalog. now may be nil.
+func NewCatalog(now func() time.Time) *Catalog {
+	if now == nil {
+		now = time.Now
+	}
+	return &Catalog{now: now, plugins: map[string]*AIPlugin{}, subs: map[int]func(Event){}}
+}
+
+// Subscribe calls fn for every later change; the returned function stops it.
+func (c *Catalog) Subscribe(fn func(Event)) func() {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	id := c.next
+	c.next++
+	c.subs[id] = fn
+	return func() {
+		c.subMu.Lock()
+		defer c.subMu.Unlock()
+		delete(c.subs, id)
+	}
+}
+
+func (c *Catalog) emit(evs ...Event) {
+	if len(evs) == 0 {
+		return
+	}
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	ids := slices.Sorted(maps.Keys(c.subs))
+	for _, ev := range evs {
+		for _, id := range ids {
+			c.subs[id](ev)
+		}
+	}
+}
+
+// Upsert registers a plugin or updates it from its source. An id taken by
+// another source is an error; the first source keeps it.
+func (c *Catalog) Upsert(s Spec) error {
+	if err := ValidID(s.ID); err != nil {
+		return err
+	}
+	if s.Kind == "" {
+		s.Kind = probes.KindAuto
+	}
+	now := c.now()
+	var evs []Event
+	c.mu.Lock()
+	p, ok := c.plugins[s.ID]
+	switch {
+	case !ok:
+		p = &AIPlugin{ID: s.ID, Name: s.ID, FirstSeen: now, Detection: DetectionInfo{State: DetectPending}}
+		apply(p, s)
+		p.LastSeen, p.Presence = now, PresenceActive
+		if s.Endpoint == "" {
+			p.Detection.State = DetectDeclared
+		}
+		c.plugins[s.ID] = p
+		evs = append(evs, c.event(EventRegistered, p, ""))
+	case p.Source != s.Source:
+		c.mu.Unlock()
+		return fmt.Errorf("ai plugin %q is already registered by source %s", s.ID, p.Source)
+	default:
+		old := p.spec
+		wasLost := p.Presence == PresenceLost
+		p.LastSeen, p.Presence = now, PresenceActive
+		if s.Version != "" && old.Version != "" && s.Version != old.Version {
+			oldVersion := p.Version
+			apply(p, s)
+			ev := c.event(EventVersionChanged, p, "")
+			ev.OldVersion = oldVersion
+			evs = append(evs, ev)
+		} else if !reflect.DeepEqual(old, s) || wasLost {
+			apply(p, s)
+			reason := "changed at its source"
+			if wasLost && reflect.DeepEqual(old, s) {
+				reason = "heard from again"
+			}
+			evs = append(evs, c.event(EventUpdated, p, reason))
+		}
+	}
+	c.mu.Unlock()
+	c.emit(evs...)
+	return nil
+}
+
+// apply copies what the source says onto p, keeping what detection found
+// unless the source says otherwise.
+func apply(p *AIPlugin, s Spec) {
+	p.spec = s
+	p.Source, p.Endpoint, p.PID = s.Source, s.Endpoint, s.PID
+	p.Labels, p.Dependencies, p.Manifest = s.Labels, s.Dependencies, s.Manifest
+	if p.Kind == "" || p.Detection.State != DetectDone || (s.Kind != probes.KindAuto && s.Kind != p.Kind) {
+		p.Kind = s.Kind
+	}
+	if s.Version != "" {
+		p.Version = s.Version
+	}
+	if len(s.Capabilities) > 0 && p.Detection.State != DetectDone {
+		p.Capabilities = probes.SortCapabilities(slices.Clone(s.Capabilities))
+	}
+	if p.Capabilities == nil {
+		p.Capabilities = []probes.Capability{}
+	}
+	if p.Models == nil {
+		p.Models = []probes.Model{}
+	}
+}
+
+func (c *Catalog) event(t EventType, p *AIPlugin, reason string) Event {
+	return Event{Type: t, ID: p.ID, Source: p.Source, Version: p.Version, Reason: reason, Time: c.now(), Plugin: clone(p)}
+}
+
+// Remove deregisters a plugin of the given source.
+func (c *Catalog) Remove(id string, src Source, reason string) bool {
+	c.mu.Lock()
+	p, ok := c.plugins[id]
+	if !ok || p.Source != src {
+		c.mu.Unlock()
+		return false
+	}
+	delete(c.plugins, id)
+	ev := c.event(EventDeregistered, p, reason)
+	c.mu.Unlock()
+	c.emit(ev)
+	return true
+}
+
+// Reconcile makes the plugins of one source exactly specs: new ones are
+// registered, changed ones updated, missing ones deregistered. It returns
+// the errors of specs it could not take.
+func (c *Catalog) Reconcile(src Source, specs []Spec, reason string) []error {
+	keep := map[string]bool{}
+	var errs []error
+	for _, s := range specs {
+		s.Source = src
+		if err := c.Upsert(s); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		keep[s.ID] = true
+	}
+	for _, p := range c.List(Filter{Source: src}) {
+		if !keep[p.ID] {
+			c.Remove(p.ID, src, reason)
+		}
+	}
+	return errs
+}
+
+// SetDetection records what detection found. A changed version is an
+// event; so is a first detection or a change of kind or capabilities.
+func (c *Catalog) SetDetection(id string, d probes.Detection, err error) {
+	c.mu.Lock()
+	p, ok := c.plugins[id]
+	if !ok {
+		c.mu.Unlock()
+		return
+	}
+	before := clone(p)
+	p.Detection = DetectionInfo{Attempts: d.Attempts, At: c.now(), Reason: d.Reason}
+	switch {
+	case err != nil:
+		p.Detection.State = DetectFailed
+		if p.Detection.Reason == "" {
+			p.Detection.Reason = err.Error()
+		}
+	case d.Kind == probes.KindUnknown || d.Kind == "":
+		p.Detection.State = DetectUnknown
+		p.Kind = probes.KindUnknown
+	default:
+		p.Detection.State = DetectDone
+		p.Kind, p.Server = d.Kind, d.Server
+		if d.Version != "" {
+			p.Version = d.Version
+		}
+		p.Capabilities = probes.SortCapabilities(slices.Clone(d.Capabilities))
+		p.Models = slices.Clone(d.Models)
+		if p.Capabilities == nil {
+			p.Capabilities = []probes.Capability{}
+		}
+		if p.Models == nil {
+			p.Models = []probes.Model{}
+		}
+	}
+	var evs []Event
+	switch {
+	case before.Version != "" && p.Version != before.Version:
+		ev := c.event(EventVersionChanged, p, "detected")
+		ev.OldVersion, ev.FromDetection = before.Version, true
+		evs = append(evs, ev)
+	case before.Kind != p.Kind || !slices.Equal(before.Capabilities, p.Capabilities) ||
+		len(before.Models) != len(p.Models) || before.Detection.State != p.Detection.State || before.Version != p.Version:
+		ev := c.event(EventUpdated, p, "detection: "+string(p.Detection.State))
+		ev.FromDetection = true
+		evs = append(evs, ev)
+	}
+	c.mu.Unlock()
+	c.emit(evs...)
+}
+
+// SetHealth records a plugin's latest health verdict.
+func (c *Catalog) SetHealth(id string, h agent.Health) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.plugins[id]; ok {
+		p.Health = &h
+	}
+}
+
+// Touch records that a plugin was heard from (a heartbeat). A lost plugin
+// becomes active again. It reports whether the plugin is known.
+func (c *Catalog) Touch(id string, src Source) bool {
+	c.mu.Lock()
+	p, ok := c.plugins[id]
+	if !ok || p.Source != src {
+		c.mu.Unlock()
+		return false
+	}
+	p.LastSeen = c.now()
+	var evs []Event
+	if p.Presence == PresenceLost {
+		p.Presence = PresenceActive
+		evs = append(evs, c.event(EventUpdated, p, "heard from again"))
+	}
+	c.mu.Unlock()
+	c.emit(evs...)
+	return true
+}
+
+// MarkLost marks a plugin lost, once.
+func (c *Catalog) MarkLost(id, reason string) {
+	c.mu.Lock()
+	p, ok := c.plugins[id]
+	if !ok || p.Presence == PresenceLost {
+		c.mu.Unlock()
+		return
+	}
+	p.Presence = PresenceLost
+	ev := c.event(EventLost, p, reason)
+	c.mu.Unlock()
+	c.emit(ev)
+}
+
+// Get returns one plugin.
+func (c *Catalog) Get(id string) (AIPlugin, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	p, ok := c.plugins[id]
+	if !ok {
+		return AIPlugin{}, false
+	}
+	return clone(p), true
+}
+
+// Filter selects plugins; zero fields match everything.
+type Filter struct {
+	Capability probes.Capability
+	Kind       probes.Kind
+	Source     Source
+	// Health matches the health status ("ok", "degraded", "failing"), or
+	// "unknown" for plugins not checked yet.
+	Health string
+}
+
+func (f Filter) match(p *AIPlugin) bool {
+	if f.Kind != "" && p.Kind != f.Kind {
+		return false
+	}
+	if f.Source != "" && p.Source != f.Source {
+		return false
+	}
+	if f.Capability != "" && !slices.Contains(p.Capabilities, f.Capability) {
+		return false
+	}
+	if f.Health != "" {
+		status := "unknown"
+		if p.Health != nil {
+			status = string(p.Health.Status)
+		}
+		if status != f.Health {
+			return false
+		}
+	}
+	return true
+}
+
+// List returns the plugins that match f, sorted by id.
+func (c *Catalog) List(f Filter) []AIPlugin {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]AIPlugin, 0, len(c.plugins))
+	for _, p := range c.plugins {
+		if f.match(p) {
+			out = append(out, clone(p))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func clone(p *AIPlugin) AIPlugin {
+	out := *p
+	out.Capabilities = slices.Clone(p.Capabilities)
+	out.Models = slices.Clone(p.Models)
+	out.Labels = maps.Clone(p.Labels)
+	out.Dependencies = slices.Clone(p.Dependencies)
+	if p.Health != nil {
+		h := *p.Health
+		out.Health = &h
+	}
+	return out
+}

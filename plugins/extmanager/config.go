@@ -1,0 +1,183 @@
+package extmanager
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// Config is the extmanager's section of core.yaml:
+//
+//	extmanager:
+//	  targets:                       # static AI plugins
+//	    - id: local-ollama
+//	      endpoint: http://127.0.0.1:11434
+//	      kind: auto                 # or openai, llamacpp, vllm, ollama, tgi, tei, kserve
+//	      model: llama3.2:1b         # the model synthetic checks use
+//	      labels: {team: search}
+//	      depends_on: [embedder]
+//	  directory: plugins.d           # drop-in manifests, relative to core.yaml; "" turns it off
+//	  detection: {attempts: 4, timeout: 5s, concurrency: 4, redetect_interval: 10m}
+//	  bus: {enabled: true, lost_after: 3, deregister_after: 12, default_heartbeat: 5s}
+type Config struct {
+	Targets   []Target        `yaml:"targets"`
+	Directory string          `yaml:"directory"`
+	Detection DetectionConfig `yaml:"detection"`
+	Bus       BusConfig       `yaml:"bus"`
+}
+
+// Target is one AI plugin given in config or in a manifest file.
+type Target struct {
+	ID        string            `yaml:"id"`
+	Endpoint  string            `yaml:"endpoint"`
+	Kind      string            `yaml:"kind"`
+	Model     string            `yaml:"model"`
+	PID       int               `yaml:"pid"`
+	Labels    map[string]string `yaml:"labels"`
+	DependsOn []string          `yaml:"depends_on"`
+}
+
+// DetectionConfig tunes capability detection.
+type DetectionConfig struct {
+	Attempts         int            `yaml:"attempts"`
+	Timeout          agent.Duration `yaml:"timeout"`
+	Concurrency      int            `yaml:"concurrency"`
+	RedetectInterval agent.Duration `yaml:"redetect_interval"`
+}
+
+// BusConfig tunes discovery of plugin processes on the bus.
+type BusConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// LostAfter is how many heartbeat periods may pass before a plugin is
+	// marked lost.
+	LostAfter int `yaml:"lost_after"`
+	// DeregisterAfter is how many periods before a silent plugin is removed.
+	DeregisterAfter int `yaml:"deregister_after"`
+	// DefaultHeartbeat is the period of plugins that announce none.
+	DefaultHeartbeat agent.Duration `yaml:"default_heartbeat"`
+}
+
+// DefaultConfig returns the defaults a section overrides.
+func DefaultConfig() Config {
+	return Config{
+		Directory: "plugins.d",
+		Detection: DetectionConfig{
+			Attempts: 4, Timeout: agent.Duration(5 * time.Second), Concurrency: 4,
+			RedetectInterval: agent.Duration(10 * time.Minute),
+		},
+		Bus: BusConfig{Enabled: true, LostAfter: 3, DeregisterAfter: 12, DefaultHeartbeat: agent.Duration(5 * time.Second)},
+	}
+}
+
+// decodeConfig reads and checks a section; directory becomes absolute,
+// relative to the config file.
+func decodeConfig(s agent.Section) (Config, error) {
+	cfg := DefaultConfig()
+	if err := s.Decode(&cfg); err != nil {
+		return cfg, err
+	}
+	seen := map[string]bool{}
+	for i, t := range cfg.Targets {
+		key := fmt.Sprintf("targets[%d]", i)
+		if _, err := t.spec(SourceConfig); err != nil {
+			return cfg, sectionError(s, key, err)
+		}
+		if seen[t.ID] {
+			return cfg, s.Errorf(key, "duplicate id %q", t.ID)
+		}
+		seen[t.ID] = true
+	}
+	d := cfg.Detection
+	switch {
+	case d.Attempts < 1 || d.Attempts > 20:
+		return cfg, s.Errorf("detection.attempts", "must be 1 to 20, got %d", d.Attempts)
+	case d.Timeout.D() <= 0:
+		return cfg, s.Errorf("detection.timeout", "must be positive, got %s", d.Timeout)
+	case d.Concurrency < 1 || d.Concurrency > 256:
+		return cfg, s.Errorf("detection.concurrency", "must be 1 to 256, got %d", d.Concurrency)
+	case d.RedetectInterval.D() < time.Second:
+		return cfg, s.Errorf("detection.redetect_interval", "must be at least 1s, got %s", d.RedetectInterval)
+	}
+	b := cfg.Bus
+	switch {
+	case b.LostAfter < 1:
+		return cfg, s.Errorf("bus.lost_after", "must be at least 1, got %d", b.LostAfter)
+	case b.DeregisterAfter <= b.LostAfter:
+		return cfg, s.Errorf("bus.deregister_after", "must be more than lost_after (%d), got %d", b.LostAfter, b.DeregisterAfter)
+	case b.DefaultHeartbeat.D() < 10*time.Millisecond:
+		return cfg, s.Errorf("bus.default_heartbeat", "must be at least 10ms, got %s", b.DefaultHeartbeat)
+	}
+	if cfg.Directory != "" && !filepath.IsAbs(cfg.Directory) {
+		// Beside the config file; for the built-in config, the working dir.
+		cfg.Directory = filepath.Join(filepath.Dir(s.File()), cfg.Directory)
+	}
+	return cfg, nil
+}
+
+// fieldError is a problem with one key of a target.
+type fieldError struct {
+	key string
+	err error
+}
+
+func (e *fieldError) Error() string { return e.key + ": " + e.err.Error() }
+
+func badField(key, format string, args ...any) error {
+	return &fieldError{key: key, err: fmt.Errorf(format, args...)}
+}
+
+// spec checks a target and turns it into a Spec. Its errors are
+// *fieldError, naming the key.
+func (t Target) spec(src Source) (Spec, error) {
+	if err := ValidID(t.ID); err != nil {
+		return Spec{}, &fieldError{"id", err}
+	}
+	kind := probes.KindAuto
+	if t.Kind != "" {
+		k, err := probes.ParseKind(t.Kind)
+		if err != nil {
+			return Spec{}, &fieldError{"kind", err}
+		}
+		if k == probes.KindUnknown {
+			return Spec{}, badField("kind", "%q cannot be configured; use auto", t.Kind)
+		}
+		kind = k
+	}
+	if t.Endpoint == "" {
+		return Spec{}, badField("endpoint", "required")
+	}
+	u, err := url.Parse(t.Endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Spec{}, badField("endpoint", "%q is not an http(s) URL", t.Endpoint)
+	}
+	if t.PID < 0 {
+		return Spec{}, badField("pid", "must not be negative, got %d", t.PID)
+	}
+	for _, d := range t.DependsOn {
+		if err := ValidID(d); err != nil {
+			return Spec{}, &fieldError{"depends_on", err}
+		}
+	}
+	return Spec{
+		ID: t.ID, Source: src, Kind: kind, Endpoint: t.Endpoint, PID: t.PID, Model: t.Model,
+		Labels: t.Labels, Dependencies: t.DependsOn,
+	}, nil
+}
+
+// sectionError places a target's fieldError at its key in section s.
+func sectionError(s agent.Section, prefix string, err error) error {
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		key := fe.key
+		if prefix != "" {
+			key = prefix + "." + key
+		}
+		return s.Errorf(key, "%v", fe.err)
+	}
+	return s.Errorf(prefix, "%v", err)
+}

@@ -1,0 +1,487 @@
+package extmanager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/probes/detect"
+)
+
+// Name is the plugin's name in core.yaml.
+const Name = "extmanager"
+
+// ServiceCatalog is the service name of the *Catalog.
+const ServiceCatalog = "ai_catalog"
+
+// Version of the plugin.
+const Version = "0.1.0"
+
+// ExtManager is the plugin. Build it with Factory.
+type ExtManager struct {
+	agent.Base
+	cfg Config
+
+	catalog *Catalog
+	metrics *metrics
+	client  *http.Client
+
+	// Set in Initialize.
+	log      *slog.Logger
+	reg      prometheus.Registerer
+	events   *agent.Events
+	plugins  agent.PluginDirectory
+	bus      bus.Bus
+	detector *detector
+
+	mu        sync.Mutex // guards the fields below and cfg after Start
+	ctx       context.Context
+	cancel    context.CancelFunc
+	dirCancel context.CancelFunc
+	dirDone   chan struct{}
+	wg        sync.WaitGroup
+	unsub     []func()
+	stopped   bool
+}
+
+// config returns the current config.
+func (e *ExtManager) config() Config {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg
+}
+
+// Factory builds the ExtManager from its section.
+func Factory(s agent.Section) (agent.Plugin, error) {
+	cfg, err := decodeConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg), nil
+}
+
+// New returns an ExtManager with cfg.
+func New(cfg Config) *ExtManager {
+	deps := []string{agent.ServicePlugins}
+	if cfg.Bus.Enabled {
+		deps = append(deps, bus.ServiceName)
+	}
+	return &ExtManager{
+		Base: agent.NewBase(agent.Metadata{
+			Name: Name, Version: Version, Priority: agent.PriorityBusiness, Dependencies: deps,
+			Description: "discovers AI plugins, detects their capabilities and keeps their catalog",
+		}),
+		cfg:     cfg,
+		catalog: NewCatalog(nil),
+		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}},
+	}
+}
+
+// Catalog returns the plugin's catalog.
+func (e *ExtManager) Catalog() *Catalog { return e.catalog }
+
+// Services lists the catalog service.
+func (e *ExtManager) Services() []string { return []string{ServiceCatalog} }
+
+// Initialize takes the host services and the bus client and provides the
+// catalog.
+func (e *ExtManager) Initialize(ctx context.Context, c *agent.Container) error {
+	e.log = c.Logger()
+	var err error
+	if e.reg, err = agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics); err != nil {
+		return err
+	}
+	if e.events, err = agent.Require[*agent.Events](ctx, c, agent.ServiceEvents); err != nil {
+		return err
+	}
+	if e.plugins, err = agent.Require[agent.PluginDirectory](ctx, c, agent.ServicePlugins); err != nil {
+		return err
+	}
+	if e.cfg.Bus.Enabled {
+		p, err := agent.Require[bus.Provider](ctx, c, bus.ServiceName)
+		if err != nil {
+			return err
+		}
+		if e.bus, err = p.ClientFor(Name); err != nil {
+			return fmt.Errorf("bus client: %w", err)
+		}
+	}
+	e.metrics = newMetrics(e.catalog)
+	if err := e.reg.Register(e.metrics); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	d := e.cfg.Detection
+	e.detector = newDetector(e.catalog, e.client, e.log, d.Concurrency, detect.Options{
+		Attempts: d.Attempts, StepTimeout: d.Timeout.D(),
+	})
+	return c.Provide(ServiceCatalog, e.catalog)
+}
+
+// Start runs the discovery sources. Static targets are in the catalog when
+// it returns; the directory has been scanned once.
+func (e *ExtManager) Start(context.Context) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.mu.Lock()
+	e.ctx, e.cancel = ctx, cancel
+	e.mu.Unlock()
+
+	e.unsub = append(e.unsub, e.catalog.Subscribe(e.onEvent(ctx)))
+
+	cfg := e.config()
+	e.applyTargets(cfg.Targets)
+	redetect := cfg.Detection.RedetectInterval.D()
+	e.goRun(func() { e.detector.loop(ctx, redetect) })
+	e.startDirectory(ctx, cfg.Directory)
+	e.startInProcess(ctx)
+	if e.bus != nil {
+		if err := e.startBus(ctx); err != nil {
+			cancel()
+			e.wg.Wait()
+			return err
+		}
+	}
+	return nil
+}
+
+// applyTargets makes the config source's plugins exactly targets.
+func (e *ExtManager) applyTargets(targets []Target) {
+	var specs []Spec
+	for _, t := range targets {
+		s, _ := t.spec(SourceConfig) // checked by the factory
+		specs = append(specs, s)
+	}
+	for _, err := range e.catalog.Reconcile(SourceConfig, specs, "removed from config") {
+		e.discoveryError(SourceConfig, err)
+	}
+}
+
+// startDirectory watches dir ("" for none) and returns once it has been
+// scanned; it stops the directory source that ran before.
+func (e *ExtManager) startDirectory(ctx context.Context, dir string) {
+	e.mu.Lock()
+	cancel, done := e.dirCancel, e.dirDone
+	e.dirCancel, e.dirDone = nil, nil
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done // its plugins are deregistered when it returns
+	}
+	if dir == "" {
+		return
+	}
+	dctx, dcancel := context.WithCancel(ctx)
+	ready, finished := make(chan struct{}), make(chan struct{})
+	ds := newDirSource(dir, e.catalog, e.log, func(string, error) {
+		e.metrics.discoveryErrors.WithLabelValues(string(SourceDirectory)).Inc()
+	})
+	e.goRun(func() {
+		defer close(finished)
+		ds.run(dctx, ready)
+	})
+	<-ready
+	e.mu.Lock()
+	e.dirCancel, e.dirDone = dcancel, finished
+	e.mu.Unlock()
+}
+
+// Reload applies a changed section while running: static targets are
+// reconciled (so bus and in-process plugins are kept), a new directory is
+// watched instead of the old one, and detection and heartbeat settings
+// apply from the next use. Turning the bus source on or off changes the
+// plugin's dependencies and is refused: disable and enable the plugin.
+func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
+	cfg, err := decodeConfig(s)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	old, runCtx := e.cfg, e.ctx
+	if cfg.Bus.Enabled != old.Bus.Enabled {
+		e.mu.Unlock()
+		return fmt.Errorf("bus.enabled cannot change while the extmanager runs; disable and enable the plugin")
+	}
+	e.cfg = cfg
+	e.mu.Unlock()
+	if runCtx == nil {
+		return nil // not started: Start reads the new config
+	}
+	e.applyTargets(cfg.Targets)
+	if cfg.Directory != old.Directory {
+		e.startDirectory(runCtx, cfg.Directory)
+	}
+	e.detector.setOptions(cfg.Detection)
+	return nil
+}
+
+func (e *ExtManager) goRun(fn func()) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		fn()
+	}()
+}
+
+// onEvent logs, counts and publishes every catalog change, and asks for
+// detection where the source changed what a server is.
+func (e *ExtManager) onEvent(ctx context.Context) func(Event) {
+	return func(ev Event) {
+		e.metrics.events.WithLabelValues(string(ev.Type), string(ev.Source)).Inc()
+		attrs := []any{"id", ev.ID, "source", ev.Source, "kind", ev.Plugin.Kind}
+		if ev.Version != "" {
+			attrs = append(attrs, "version", ev.Version)
+		}
+		if ev.OldVersion != "" {
+			attrs = append(attrs, "old_version", ev.OldVersion)
+		}
+		if ev.Reason != "" {
+			attrs = append(attrs, "reason", ev.Reason)
+		}
+		level := slog.LevelInfo
+		if ev.Type == EventLost {
+			level = slog.LevelWarn
+		}
+		e.log.Log(ctx, level, "ai plugin "+string(ev.Type), attrs...)
+
+		if e.bus != nil {
+			payload, err := json.Marshal(ev)
+			if err == nil {
+				err = e.bus.Publish(ctx, "extmanager."+string(ev.Type), bus.Message{ContentType: "application/json", Payload: payload})
+			}
+			if err != nil && !errors.Is(err, bus.ErrClosed) {
+				e.log.Warn("catalog event not published", "event", ev.Type, "id", ev.ID, "err", err)
+			}
+		}
+
+		if ev.FromDetection || ev.Plugin.Endpoint == "" || ev.Source == SourceInProcess {
+			return
+		}
+		switch ev.Type {
+		case EventRegistered, EventVersionChanged:
+			e.detector.request(ev.ID)
+		case EventUpdated:
+			if ev.Reason == "changed at its source" {
+				e.detector.request(ev.ID)
+			}
+		}
+	}
+}
+
+func (e *ExtManager) discoveryError(src Source, err error) {
+	e.metrics.discoveryErrors.WithLabelValues(string(src)).Inc()
+	e.log.Error("ai plugin not registered", "source", src, "err", err)
+}
+
+// Stop ends discovery, waits for its goroutines and unregisters the
+// metrics. It is safe without Start and safe twice.
+func (e *ExtManager) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		return nil
+	}
+	e.stopped = true
+	cancel := e.cancel
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	for _, u := range e.unsub {
+		u()
+	}
+	done := make(chan struct{})
+	go func() {
+		e.wg.Wait()
+		if e.detector != nil {
+			e.detector.wait()
+		}
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("extmanager stop: %w", ctx.Err())
+	}
+	if e.bus != nil {
+		err = errors.Join(err, e.bus.Close())
+	}
+	if e.reg != nil && e.metrics != nil {
+		e.reg.Unregister(e.metrics)
+	}
+	e.client.CloseIdleConnections()
+	return err
+}
+
+// HealthCheck reports degraded while any discovered server could not be
+// asked what it is.
+func (e *ExtManager) HealthCheck(ctx context.Context) agent.Health {
+	h := e.Base.HealthCheck(ctx)
+	if h.Status != agent.HealthOK {
+		return h
+	}
+	var failed []string
+	for _, p := range e.catalog.List(Filter{}) {
+		if p.Detection.State == DetectFailed {
+			failed = append(failed, p.ID)
+		}
+	}
+	h.Details = map[string]string{"ai_plugins": fmt.Sprint(len(e.catalog.List(Filter{})))}
+	if len(failed) > 0 {
+		h.Status, h.Message = agent.HealthDegraded, fmt.Sprintf("detection failed for %v", failed)
+	}
+	return h
+}
+
+var (
+	_ agent.Plugin          = (*ExtManager)(nil)
+	_ agent.ServiceProvider = (*ExtManager)(nil)
+	_ agent.RouteProvider   = (*ExtManager)(nil)
+	_ agent.HealthChecker   = (*ExtManager)(nil)
+	_ agent.Reloader        = (*ExtManager)(nil)
+)
+
+// detector runs capability detection for catalog entries, at most limit at
+// once and never twice at once for one plugin; a request for a plugin being
+// detected runs once more after.
+type detector struct {
+	catalog *Catalog
+	client  *http.Client
+	log     *slog.Logger
+	opts    detect.Options
+	sem     chan struct{}
+
+	mu       sync.Mutex
+	ctx      context.Context
+	inflight map[string]bool
+	again    map[string]bool
+	wg       sync.WaitGroup
+}
+
+func newDetector(c *Catalog, client *http.Client, log *slog.Logger, limit int, opts detect.Options) *detector {
+	return &detector{
+		catalog: c, client: client, log: log, opts: opts, sem: make(chan struct{}, limit),
+		inflight: map[string]bool{}, again: map[string]bool{},
+	}
+}
+
+// loop enables requests until ctx ends, and re-detects every server each
+// interval so that version changes of servers are seen.
+func (d *detector) loop(ctx context.Context, every time.Duration) {
+	d.mu.Lock()
+	d.ctx = ctx
+	pending := make([]string, 0)
+	for id := range d.again {
+		pending = append(pending, id)
+	}
+	d.again = map[string]bool{}
+	d.mu.Unlock()
+	for _, id := range pending {
+		d.request(id)
+	}
+	for _, p := range d.catalog.List(Filter{}) {
+		if p.Endpoint != "" && p.Source != SourceInProcess && p.Detection.State == DetectPending {
+			d.request(p.ID)
+		}
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, p := range d.catalog.List(Filter{}) {
+				if p.Endpoint != "" && p.Source != SourceInProcess {
+					d.request(p.ID)
+				}
+			}
+		}
+	}
+}
+
+// setOptions changes the options of later detections.
+func (d *detector) setOptions(c DetectionConfig) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.opts.Attempts, d.opts.StepTimeout = c.Attempts, c.Timeout.D()
+}
+
+func (d *detector) request(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ctx == nil || d.inflight[id] {
+		d.again[id] = true // before the loop runs, or while one runs
+		return
+	}
+	if d.ctx.Err() != nil {
+		return
+	}
+	d.inflight[id] = true
+	ctx := d.ctx
+	d.wg.Add(1)
+	go d.run(ctx, id)
+}
+
+func (d *detector) run(ctx context.Context, id string) {
+	defer d.wg.Done()
+	for {
+		select {
+		case d.sem <- struct{}{}:
+		case <-ctx.Done():
+			d.finish(id)
+			return
+		}
+		d.detectOnce(ctx, id)
+		<-d.sem
+		d.mu.Lock()
+		if !d.again[id] || ctx.Err() != nil {
+			delete(d.inflight, id)
+			delete(d.again, id)
+			d.mu.Unlock()
+			return
+		}
+		delete(d.again, id)
+		d.mu.Unlock()
+	}
+}
+
+func (d *detector) finish(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.inflight, id)
+	delete(d.again, id)
+}
+
+func (d *detector) detectOnce(ctx context.Context, id string) {
+	p, ok := d.catalog.Get(id)
+	if !ok || p.Endpoint == "" {
+		return
+	}
+	d.mu.Lock()
+	opts := d.opts
+	d.mu.Unlock()
+	opts.Kind = p.Spec().Kind
+	began := time.Now()
+	det, err := detect.Detect(ctx, d.client, p.Endpoint, opts)
+	if ctx.Err() != nil {
+		return // stopping; the result may be partial
+	}
+	if err != nil {
+		d.log.Warn("capability detection failed", "id", id, "endpoint", p.Endpoint, "attempts", det.Attempts, "err", err)
+	} else {
+		d.log.Debug("capabilities detected", "id", id, "kind", det.Kind, "version", det.Version,
+			"capabilities", det.Capabilities, "took", time.Since(began).Round(time.Millisecond))
+	}
+	d.catalog.SetDetection(id, det, err)
+}
+
+func (d *detector) wait() { d.wg.Wait() }

@@ -1,0 +1,559 @@
+package extmanager_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/internal/aisim"
+	"github.com/vitals-dev/vitals/plugins/extmanager"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bustest"
+	"github.com/vitals-dev/vitals/probes"
+	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// allowAll hands every plugin an unrestricted client of the in-memory bus.
+type allowAll struct{ b *bustest.Bus }
+
+func (a allowAll) ClientFor(name string) (bus.Bus, error) { return a.b.Client(name, bus.AllowAll), nil }
+
+// directory is a settable plugin directory.
+type directory struct {
+	mu      sync.Mutex
+	plugins []agent.Plugin
+}
+
+func (d *directory) RunningPlugins() []agent.Plugin {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]agent.Plugin(nil), d.plugins...)
+}
+
+func (d *directory) set(ps ...agent.Plugin) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.plugins = ps
+}
+
+type rig struct {
+	t       *testing.T
+	e       *extmanager.ExtManager
+	bus     *bustest.Bus
+	events  *agent.Events
+	dir     *directory
+	metrics *prometheus.Registry
+	evs     chan extmanager.Event
+}
+
+func start(t *testing.T, section string) *rig {
+	t.Helper()
+	s, err := agent.NewSection(section)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := extmanager.Factory(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, e: p.(*extmanager.ExtManager), bus: bustest.New(), events: agent.NewEvents(), dir: &directory{},
+		metrics: prometheus.NewRegistry(), evs: make(chan extmanager.Event, 256)}
+	c := agenttest.NewContainer(t)
+	for name, v := range map[string]any{
+		agent.ServiceEvents: r.events, agent.ServicePlugins: agent.PluginDirectory(r.dir),
+		agent.ServiceMetrics: prometheus.Registerer(r.metrics), bus.ServiceName: bus.Provider(allowAll{r.bus}),
+	} {
+		if err := c.Provide(name, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.e.Catalog().Subscribe(func(ev extmanager.Event) { r.evs <- ev })
+	ctx := context.Background()
+	if err := r.e.Initialize(ctx, c.For(extmanager.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.e.SetState(agent.StateRunning, "") // as the host does
+	t.Cleanup(func() {
+		if err := r.e.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return r
+}
+
+// await waits for an event of type typ about id, skipping others.
+func (r *rig) await(typ extmanager.EventType, id string) extmanager.Event {
+	r.t.Helper()
+	return r.awaitWhere(typ, id, func(extmanager.Event) bool { return true })
+}
+
+// awaitWhere waits for an event of type typ about id for which ok is true.
+func (r *rig) awaitWhere(typ extmanager.EventType, id string, ok func(extmanager.Event) bool) extmanager.Event {
+	r.t.Helper()
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case ev := <-r.evs:
+			if ev.Type == typ && ev.ID == id && ok(ev) {
+				return ev
+			}
+		case <-deadline:
+			r.t.Fatalf("no %s event for %s; catalog: %+v", typ, id, r.e.Catalog().List(extmanager.Filter{}))
+		}
+	}
+}
+
+// awaitDetected waits until detection of id has settled.
+func (r *rig) awaitDetected(id string) extmanager.AIPlugin {
+	r.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if p, ok := r.e.Catalog().Get(id); ok && p.Detection.State != extmanager.DetectPending {
+			return p
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s not detected", id)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func simServer(t *testing.T, kind probes.Kind) (*aisim.Server, string) {
+	t.Helper()
+	sim, err := aisim.New(aisim.Config{Kind: kind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim)
+	t.Cleanup(func() { sim.Close(); srv.Close() })
+	return sim, srv.URL
+}
+
+func TestStaticTargetsAreDetected(t *testing.T) {
+	_, llama := simServer(t, probes.KindLlamaCpp)
+	_, ollama := simServer(t, probes.KindOllama)
+	_, tei := simServer(t, probes.KindTEI)
+	r := start(t, fmt.Sprintf(`
+directory: ""
+targets:
+  - {id: llm, endpoint: %q}
+  - {id: local-ollama, endpoint: %q, labels: {team: search}}
+  - {id: embedder, endpoint: %q, kind: tei}
+`, llama, ollama, tei))
+	for id, want := range map[string]struct {
+		kind probes.Kind
+		cap  probes.Capability
+	}{
+		"llm": {probes.KindLlamaCpp, probes.CapChat}, "local-ollama": {probes.KindOllama, probes.CapChat},
+		"embedder": {probes.KindTEI, probes.CapEmbeddings},
+	} {
+		p := r.awaitDetected(id)
+		if p.Kind != want.kind || !p.HasCapability(want.cap) || p.Detection.State != extmanager.DetectDone || p.Version == "" || len(p.Models) == 0 {
+			t.Errorf("%s = kind %s caps %v state %s version %q models %d", id, p.Kind, p.Capabilities, p.Detection.State, p.Version, len(p.Models))
+		}
+	}
+
+	want := `
+# HELP vitals_ai_plugins AI plugins known, by discovery source.
+# TYPE vitals_ai_plugins gauge
+vitals_ai_plugins{source="bus"} 0
+vitals_ai_plugins{source="config"} 3
+vitals_ai_plugins{source="directory"} 0
+vitals_ai_plugins{source="inprocess"} 0
+`
+	if err := testutil.GatherAndCompare(r.metrics, strings.NewReader(want), "vitals_ai_plugins"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(r.metrics, "vitals_ai_plugin_capability"); n != 3*len(probes.Capabilities()) {
+		t.Errorf("capability series = %d", n)
+	}
+	for capability, want := range map[string]float64{"embeddings": 1, "chat": 0, "rerank": 0} {
+		if got := gaugeValue(t, r.metrics, "vitals_ai_plugin_capability", map[string]string{"plugin": "embedder", "capability": capability}); got != want {
+			t.Errorf("embedder %s = %v, want %v", capability, got, want)
+		}
+	}
+	if got := gaugeValue(t, r.metrics, "vitals_ai_plugin_info", map[string]string{"plugin": "llm", "kind": "llamacpp", "source": "config"}); got != 1 {
+		t.Errorf("info{llm} = %v", got)
+	}
+
+	// Bus events went out on extmanager.registered.
+	var registered int
+	for _, m := range r.bus.Published() {
+		if m.Topic == "extmanager.registered" {
+			registered++
+		}
+	}
+	if registered != 3 {
+		t.Errorf("extmanager.registered published %d times, want 3", registered)
+	}
+}
+
+func TestVersionChangeIsSeen(t *testing.T) {
+	sim, url := simServer(t, probes.KindOllama)
+	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\ndetection: {redetect_interval: 1s}\ntargets: [{id: o, endpoint: %q}]\n", url))
+	first := r.awaitDetected("o")
+	sim.SetVersion("0.99.1")
+	ev := r.await(extmanager.EventVersionChanged, "o")
+	if ev.OldVersion != first.Version || ev.Version != "0.99.1" {
+		t.Errorf("version change %q → %q, want %q → 0.99.1", ev.OldVersion, ev.Version, first.Version)
+	}
+}
+
+func TestUnknownAndUnreachableServers(t *testing.T) {
+	odd := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, "<html>hello</html>")
+	}))
+	defer odd.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL
+	closed.Close()
+	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\ndetection: {attempts: 2, timeout: 500ms}\ntargets: [{id: odd, endpoint: %q}, {id: gone, endpoint: %q}]\n", odd.URL, closedURL))
+	p := r.awaitDetected("odd")
+	if p.Kind != probes.KindUnknown || p.Detection.State != extmanager.DetectUnknown || p.Detection.Reason == "" {
+		t.Errorf("odd = %s %s %q", p.Kind, p.Detection.State, p.Detection.Reason)
+	}
+	p = r.awaitDetected("gone")
+	if p.Detection.State != extmanager.DetectFailed || p.Detection.Attempts != 2 {
+		t.Errorf("gone = %s after %d attempts (%q)", p.Detection.State, p.Detection.Attempts, p.Detection.Reason)
+	}
+	if h := r.e.HealthCheck(context.Background()); h.Status != agent.HealthDegraded || !strings.Contains(h.Message, "gone") {
+		t.Errorf("extmanager health = %+v", h)
+	}
+}
+
+func TestDirectoryDiscovery(t *testing.T) {
+	_, url := simServer(t, probes.KindVLLM)
+	dir := t.TempDir()
+	write := func(name, text string) {
+		t.Helper()
+		tmp := filepath.Join(dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("present.yaml", "endpoint: "+url+"\n")
+	r := start(t, fmt.Sprintf("directory: %q\nbus: {enabled: false}\n", dir))
+	if _, ok := r.e.Catalog().Get("present"); !ok {
+		t.Fatal("manifest present at start not registered by the time Start returned")
+	}
+
+	write("new.yaml", "endpoint: "+url+"\nlabels: {tier: gold}\n")
+	r.await(extmanager.EventRegistered, "new")
+
+	write("new.yaml", "endpoint: "+url+"\nlabels: {tier: silver}\n")
+	ev := r.awaitWhere(extmanager.EventUpdated, "new", func(ev extmanager.Event) bool { return !ev.FromDetection })
+	if ev.Plugin.Labels["tier"] != "silver" {
+		t.Errorf("edited labels = %v", ev.Plugin.Labels)
+	}
+
+	// A bad edit is reported and changes nothing.
+	write("new.yaml", "endpoint: "+url+"\nlables: {tier: bronze}\n")
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(discoveryErrors(t, r.metrics, "directory")) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("bad manifest not counted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if p, ok := r.e.Catalog().Get("new"); !ok || p.Labels["tier"] != "silver" {
+		t.Errorf("after a bad edit: %+v %v", p.Labels, ok)
+	}
+
+	if err := os.Remove(filepath.Join(dir, "new.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	r.await(extmanager.EventDeregistered, "new")
+	if _, ok := r.e.Catalog().Get("present"); !ok {
+		t.Error("removing one manifest removed another")
+	}
+}
+
+func announce(t *testing.T, b bus.Bus, a *busv1.Announce) {
+	t.Helper()
+	m, err := bus.NewProto(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(context.Background(), extmanager.TopicAnnounce, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBusDiscovery(t *testing.T) {
+	r := start(t, "directory: \"\"\nbus: {lost_after: 2, deregister_after: 4, default_heartbeat: 20ms}\n")
+	ext := r.bus.Client("gpu_probe", bus.AllowAll)
+	ctx := context.Background()
+
+	announce(t, ext, &busv1.Announce{Name: "gpu_probe", Version: "1.0.0", Capabilities: []string{"embeddings", "teleport"}, HeartbeatIntervalMs: 20})
+	ev := r.await(extmanager.EventRegistered, "gpu_probe")
+	if ev.Source != extmanager.SourceBus || len(ev.Plugin.Capabilities) != 1 || ev.Plugin.Capabilities[0] != probes.CapEmbeddings {
+		t.Errorf("registered = %+v", ev.Plugin)
+	}
+
+	// Re-announce with a new version.
+	announce(t, ext, &busv1.Announce{Name: "gpu_probe", Version: "1.1.0", Capabilities: []string{"embeddings"}, HeartbeatIntervalMs: 20})
+	if ev := r.await(extmanager.EventVersionChanged, "gpu_probe"); ev.OldVersion != "1.0.0" || ev.Version != "1.1.0" {
+		t.Errorf("version change = %q → %q", ev.OldVersion, ev.Version)
+	}
+
+	// No heartbeats: lost, then deregistered.
+	r.await(extmanager.EventLost, "gpu_probe")
+	r.await(extmanager.EventDeregistered, "gpu_probe")
+
+	// Back, then a goodbye.
+	announce(t, ext, &busv1.Announce{Name: "gpu_probe", Version: "1.1.0", HeartbeatIntervalMs: 60000})
+	r.await(extmanager.EventRegistered, "gpu_probe")
+	hb, _ := bus.NewProto(&busv1.Heartbeat{Name: "gpu_probe", Sequence: 1})
+	if err := ext.Publish(ctx, extmanager.TopicHeartbeat, hb); err != nil {
+		t.Fatal(err)
+	}
+	bye, _ := bus.NewProto(&busv1.Goodbye{Name: "gpu_probe", Reason: "shutting down"})
+	if err := ext.Publish(ctx, extmanager.TopicGoodbye, bye); err != nil {
+		t.Fatal(err)
+	}
+	if ev := r.await(extmanager.EventDeregistered, "gpu_probe"); ev.Reason != "goodbye: shutting down" {
+		t.Errorf("goodbye reason = %q", ev.Reason)
+	}
+
+	// Malformed input is counted, not fatal.
+	if err := ext.Publish(ctx, extmanager.TopicAnnounce, bus.Message{Payload: []byte{0xff, 0xff}}); err != nil {
+		t.Fatal(err)
+	}
+	announce(t, ext, &busv1.Announce{Name: "Not Valid"})
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(discoveryErrors(t, r.metrics, "bus")) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("malformed announcements not counted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// aiPlugin is an in-process AI plugin.
+type aiPlugin struct {
+	agent.Base
+	url string
+}
+
+func (a *aiPlugin) Initialize(context.Context, *agent.Container) error { return nil }
+func (a *aiPlugin) Start(context.Context) error                        { return nil }
+func (a *aiPlugin) Stop(context.Context) error                         { return nil }
+func (a *aiPlugin) Endpoint() string                                   { return a.url }
+func (a *aiPlugin) Capabilities(context.Context) (probes.Detection, error) {
+	return probes.Detection{Kind: probes.KindOpenAI, Version: "2.0", Capabilities: []probes.Capability{probes.CapRerank}}, nil
+}
+func (a *aiPlugin) HealthCheck(context.Context) agent.Health {
+	return agent.Health{Status: agent.HealthOK, Message: "fine"}
+}
+
+var _ extmanager.AI = (*aiPlugin)(nil)
+
+func TestInProcessDiscovery(t *testing.T) {
+	r := start(t, "directory: \"\"\nbus: {enabled: false}\n")
+	ai := &aiPlugin{Base: agent.NewBase(agent.Metadata{Name: "reranker", Version: "2.0"}), url: "http://127.0.0.1:1"}
+	r.dir.set(ai)
+	r.events.Emit(agent.Event{Plugin: "reranker", To: agent.StateRunning})
+	ev := r.await(extmanager.EventRegistered, "reranker")
+	if ev.Source != extmanager.SourceInProcess || ev.Plugin.Endpoint != "http://127.0.0.1:1" {
+		t.Errorf("registered = %+v", ev.Plugin)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, _ := r.e.Catalog().Get("reranker")
+		if p.HasCapability(probes.CapRerank) && p.Health != nil && p.Health.Status == agent.HealthOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("in-process capabilities and health not recorded: %+v", p)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.dir.set()
+	r.events.Emit(agent.Event{Plugin: "reranker", To: agent.StateStopping})
+	r.await(extmanager.EventDeregistered, "reranker")
+}
+
+func TestReloadReconcilesTargets(t *testing.T) {
+	_, url := simServer(t, probes.KindOpenAI)
+	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\ntargets: [{id: a, endpoint: %q}, {id: b, endpoint: %q}]\n", url, url))
+	r.await(extmanager.EventRegistered, "b")
+	s, _ := agent.NewSection(fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\ntargets: [{id: b, endpoint: %q}, {id: c, endpoint: %q}]\n", url, url))
+	if err := r.e.Reload(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	// Reconcile registers before it deregisters; wait for whichever is last.
+	r.await(extmanager.EventDeregistered, "a")
+	if _, ok := r.e.Catalog().Get("c"); !ok {
+		t.Error("c not registered by the reload")
+	}
+	if got := len(r.e.Catalog().List(extmanager.Filter{})); got != 2 {
+		t.Errorf("%d plugins after reload, want 2", got)
+	}
+	bad, _ := agent.NewSection("bus: {enabled: true}\n")
+	if err := r.e.Reload(context.Background(), bad); err == nil {
+		t.Error("turning the bus source on by reload was accepted")
+	}
+}
+
+func TestAdminAPI(t *testing.T) {
+	_, tei := simServer(t, probes.KindTEI)
+	_, llama := simServer(t, probes.KindLlamaCpp)
+	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\ntargets: [{id: emb, endpoint: %q}, {id: llm, endpoint: %q}]\n", tei, llama))
+	r.awaitDetected("emb")
+	r.awaitDetected("llm")
+	mux := http.NewServeMux()
+	for _, rt := range r.e.Routes() {
+		mux.Handle(rt.Pattern, rt.Handler)
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	get := func(path string) (int, map[string]any) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	for _, tt := range []struct {
+		path  string
+		code  int
+		count int
+	}{
+		{"/api/v1/admin/ai-plugins", 200, 2},
+		{"/api/v1/admin/ai-plugins?capability=embeddings", 200, 1},
+		{"/api/v1/admin/ai-plugins?kind=llamacpp", 200, 1},
+		{"/api/v1/admin/ai-plugins?kind=ollama", 200, 0},
+		{"/api/v1/admin/ai-plugins?health=unknown", 200, 2},
+		{"/api/v1/admin/ai-plugins?source=config&capability=chat", 200, 1},
+		{"/api/v1/admin/ai-plugins?capability=telepathy", 400, -1},
+		{"/api/v1/admin/ai-plugins?kind=gpt", 400, -1},
+		{"/api/v1/admin/ai-plugins?health=sad", 400, -1},
+	} {
+		code, body := get(tt.path)
+		if code != tt.code {
+			t.Errorf("%s: %d %v", tt.path, code, body)
+			continue
+		}
+		if tt.count >= 0 && int(body["count"].(float64)) != tt.count {
+			t.Errorf("%s: count %v, want %d", tt.path, body["count"], tt.count)
+		}
+		if tt.code == 400 && body["error"] == "" {
+			t.Errorf("%s: no error message", tt.path)
+		}
+	}
+	if code, body := get("/api/v1/admin/ai-plugins/emb"); code != 200 || body["kind"] != "tei" {
+		t.Errorf("emb: %d %v", code, body)
+	}
+	if code, body := get("/api/v1/admin/ai-plugins/nope"); code != 404 || !strings.Contains(body["error"].(string), `unknown AI plugin "nope"`) {
+		t.Errorf("nope: %d %v", code, body)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	agenttest.Conformance(t, func(t *testing.T) agent.Plugin {
+		s, _ := agent.NewSection("directory: \"\"\n")
+		p, err := extmanager.Factory(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}, func(t *testing.T, c *agent.Container) {
+		if err := c.Provide(bus.ServiceName, bus.Provider(allowAll{bustest.New()})); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tt := range []struct{ text, want string }{
+		{"targets: [{id: a}]\n", "section.targets[0].endpoint: required"},
+		{"targets: [{id: a, endpoint: 'http://h:1'}, {id: a, endpoint: 'http://h:2'}]\n", `duplicate id "a"`},
+		{"detection: {attempts: 0}\n", "section.detection.attempts: must be 1 to 20"},
+		{"bus: {lost_after: 3, deregister_after: 2}\n", "section.bus.deregister_after: must be more than lost_after"},
+		{"targets: [{id: a, endpoint: 'http://h:1', kind: unknown}]\n", "cannot be configured"},
+		{"dirctory: x\n", `unknown field "dirctory"`},
+	} {
+		s, err := agent.NewSection(tt.text)
+		if err == nil {
+			_, err = extmanager.Factory(s)
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err = %v, want %q", tt.text, err, tt.want)
+		}
+	}
+}
+
+// gaugeValue returns the value of the series of name whose labels include
+// want, failing the test if there is none.
+func gaugeValue(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue series
+				}
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s series with %v", name, want)
+	return 0
+}
+
+func discoveryErrors(t *testing.T, g prometheus.Gatherer, source string) prometheus.Collector {
+	t.Helper()
+	mfs, _ := g.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "vitals_ai_discovery_errors_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == source {
+				return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x", Help: "x"}, func() float64 { return m.GetCounter().GetValue() })
+			}
+		}
+	}
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x", Help: "x"}, func() float64 { return 0 })
+}
+
+var _ = proto.Marshal

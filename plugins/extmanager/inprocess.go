@@ -1,0 +1,73 @@
+package extmanager
+
+import (
+	"context"
+	"time"
+
+	"github.com/vitals-dev/vitals/agent"
+)
+
+// startInProcess lists the running host plugins that implement AI, and
+// lists them again whenever a plugin changes state.
+func (e *ExtManager) startInProcess(ctx context.Context) {
+	changed := make(chan struct{}, 1)
+	e.unsub = append(e.unsub, e.events.Subscribe(func(ev agent.Event) {
+		switch ev.To {
+		case agent.StateRunning, agent.StateStopping, agent.StateFailed, agent.StateDisabled:
+		default:
+			return
+		}
+		select { // coalesce: one pending rescan is enough
+		case changed <- struct{}{}:
+		default:
+		}
+	}))
+	e.scanInProcess(ctx)
+	e.goRun(func() {
+		defer e.catalog.Reconcile(SourceInProcess, nil, "extmanager stopped")
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				e.scanInProcess(ctx)
+			}
+		}
+	})
+}
+
+func (e *ExtManager) scanInProcess(ctx context.Context) {
+	type found struct {
+		id string
+		ai AI
+	}
+	var specs []Spec
+	var ais []found
+	for _, p := range e.plugins.RunningPlugins() {
+		ai, ok := p.(AI)
+		if !ok || p == agent.Plugin(e) {
+			continue
+		}
+		md := p.Metadata()
+		s := Spec{ID: md.Name, Source: SourceInProcess, Version: md.Version, Labels: map[string]string{"host_plugin": md.Name}}
+		if ep, ok := p.(Endpointer); ok {
+			s.Endpoint = ep.Endpoint()
+		}
+		specs = append(specs, s)
+		ais = append(ais, found{md.Name, ai})
+	}
+	for _, err := range e.catalog.Reconcile(SourceInProcess, specs, "host plugin no longer running") {
+		e.discoveryError(SourceInProcess, err)
+	}
+	for _, f := range ais {
+		cctx, cancel := context.WithTimeout(ctx, e.config().Detection.Timeout.D())
+		det, err := f.ai.Capabilities(cctx)
+		h := f.ai.HealthCheck(cctx)
+		cancel()
+		if h.Checked.IsZero() {
+			h.Checked = time.Now()
+		}
+		e.catalog.SetDetection(f.id, det, err)
+		e.catalog.SetHealth(f.id, h)
+	}
+}

@@ -1,0 +1,80 @@
+package extmanager
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// metrics exports the catalog as it is at scrape time (so no series
+// outlives its plugin) and counts catalog events and discovery errors.
+type metrics struct {
+	catalog *Catalog
+
+	info, capability, models, perSource *prometheus.Desc
+	events                              *prometheus.CounterVec
+	discoveryErrors                     *prometheus.CounterVec
+}
+
+func newMetrics(c *Catalog) *metrics {
+	m := &metrics{
+		catalog: c,
+		info: prometheus.NewDesc("vitals_ai_plugin_info",
+			"AI plugins the agent knows, with their kind, version and discovery source; always 1.",
+			[]string{"plugin", "kind", "version", "source"}, nil),
+		capability: prometheus.NewDesc("vitals_ai_plugin_capability",
+			"Whether an AI plugin has a capability (1) or not (0).",
+			[]string{"plugin", "capability"}, nil),
+		models: prometheus.NewDesc("vitals_ai_plugin_models",
+			"Models an AI plugin serves.",
+			[]string{"plugin"}, nil),
+		perSource: prometheus.NewDesc("vitals_ai_plugins",
+			"AI plugins known, by discovery source.",
+			[]string{"source"}, nil),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_ai_plugin_events_total",
+			Help: "Catalog changes, by event (registered, updated, version_changed, deregistered, lost) and source.",
+		}, []string{"event", "source"}),
+		discoveryErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_ai_discovery_errors_total",
+			Help: "Discovery inputs rejected (bad manifests, bad announcements, id conflicts), by source.",
+		}, []string{"source"}),
+	}
+	for _, s := range Sources {
+		m.discoveryErrors.WithLabelValues(string(s))
+		for _, e := range EventTypes {
+			m.events.WithLabelValues(string(e), string(s))
+		}
+	}
+	return m
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- m.info
+	ch <- m.capability
+	ch <- m.models
+	ch <- m.perSource
+	m.events.Describe(ch)
+	m.discoveryErrors.Describe(ch)
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	count := map[Source]int{}
+	for _, p := range m.catalog.List(Filter{}) {
+		count[p.Source]++
+		ch <- prometheus.MustNewConstMetric(m.info, prometheus.GaugeValue, 1, p.ID, string(p.Kind), p.Version, string(p.Source))
+		for _, c := range probes.Capabilities() {
+			v := 0.0
+			if p.HasCapability(c) {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(m.capability, prometheus.GaugeValue, v, p.ID, string(c))
+		}
+		ch <- prometheus.MustNewConstMetric(m.models, prometheus.GaugeValue, float64(len(p.Models)), p.ID)
+	}
+	for _, s := range Sources {
+		ch <- prometheus.MustNewConstMetric(m.perSource, prometheus.GaugeValue, float64(count[s]), string(s))
+	}
+	m.events.Collect(ch)
+	m.discoveryErrors.Collect(ch)
+}
