@@ -24,7 +24,7 @@ import (
 //	    cert_file: /etc/vitals/tls.crt
 //	    key_file: /etc/vitals/tls.key
 type Config struct {
-	ActiveKey string     `yaml:"active_key"`
+	ActiveKey string      `yaml:"active_key"`
 	Keys      []KeyConfig `yaml:"keys"`
 	TLS       *TLSConfig  `yaml:"tls"`
 }
