@@ -217,6 +217,7 @@ func TestBinaryStartsAndStopsCleanly(t *testing.T) {
 	if len(running) == 0 {
 		t.Fatalf("the demo config runs no plugin: %+v", list.Plugins)
 	}
+	checkDemoAIPlugins(t, addr)
 
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -244,6 +245,50 @@ func TestBinaryStartsAndStopsCleanly(t *testing.T) {
 	}
 	if len(p.messages("shutdown complete")) != 1 {
 		t.Errorf("no 'shutdown complete' line\n%s", p.logText())
+	}
+}
+
+// checkDemoAIPlugins waits until the demo's AI plugins are listed with
+// their detected kinds, and finds them in /metrics.
+func checkDemoAIPlugins(t *testing.T, addr string) {
+	t.Helper()
+	want := map[string]string{"demo_llm": "llamacpp", "demo_ollama": "ollama", "demo_embedder": "tei"}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/api/v1/admin/ai-plugins")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			AIPlugins []struct{ ID, Kind string } `json:"ai_plugins"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, p := range body.AIPlugins {
+			got[p.ID] = p.Kind
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ai plugins = %v, want %v", got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, line := range []string{`vitals_ai_plugins{source="inprocess"} 3`, `vitals_ai_plugin_capability{capability="embeddings",plugin="demo_embedder"} 1`} {
+		if !strings.Contains(string(text), line) {
+			t.Errorf("/metrics lacks %s", line)
+		}
 	}
 }
 
@@ -330,5 +375,3 @@ func TestDemoConfigIsValid(t *testing.T) {
 		t.Error("the binary registers no plugins")
 	}
 }
-
-var _ = io.Discard

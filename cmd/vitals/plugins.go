@@ -4,7 +4,10 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/demoai"
+	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/plugins/messagebus"
+	"github.com/vitals-dev/vitals/probes"
 )
 
 // shutdownFlush bounds the final flush of spans at exit.
@@ -15,6 +18,11 @@ func registry() (*agent.Registry, error) {
 	reg := agent.NewRegistry()
 	for name, f := range map[string]agent.Factory{
 		messagebus.Name: messagebus.Factory,
+		extmanager.Name: extmanager.Factory,
+		// In-process simulated AI plugins for the demo config.
+		"demo_llm":      demoai.Factory("demo_llm", probes.KindLlamaCpp),
+		"demo_ollama":   demoai.Factory("demo_ollama", probes.KindOllama),
+		"demo_embedder": demoai.Factory("demo_embedder", probes.KindTEI),
 	} {
 		if err := reg.Register(name, f); err != nil {
 			return nil, err

@@ -49,7 +49,9 @@ func (e *ExtManager) scanInProcess(ctx context.Context) {
 			continue
 		}
 		md := p.Metadata()
-		s := Spec{ID: md.Name, Source: SourceInProcess, Version: md.Version, Labels: map[string]string{"host_plugin": md.Name}}
+		// The version is the AI server's, which Capabilities reports; the
+		// host plugin's own version is a label.
+		s := Spec{ID: md.Name, Source: SourceInProcess, Labels: map[string]string{"host_plugin_version": md.Version}}
 		if ep, ok := p.(Endpointer); ok {
 			s.Endpoint = ep.Endpoint()
 		}

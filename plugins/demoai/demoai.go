@@ -1,0 +1,172 @@
+package demoai
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/internal/aisim"
+	"github.com/vitals-dev/vitals/plugins/extmanager"
+	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/detect"
+)
+
+// Version of the plugin.
+const Version = "0.1.0"
+
+// Config is a demo plugin's section.
+type Config struct {
+	// Listen is the simulated server's address; port 0 picks a free one.
+	Listen string `yaml:"listen"`
+	// Version is the version the simulated server reports.
+	Version string `yaml:"version"`
+	// Latency added to every request, and the share of requests that fail.
+	Latency   agent.Duration `yaml:"latency"`
+	ErrorRate float64        `yaml:"error_rate"`
+}
+
+// livenessPath is the cheapest endpoint of each kind.
+var livenessPath = map[probes.Kind]string{
+	probes.KindOpenAI: "/v1/models", probes.KindLlamaCpp: "/health", probes.KindVLLM: "/health",
+	probes.KindOllama: "/api/version", probes.KindTGI: "/health", probes.KindTEI: "/health",
+	probes.KindKServe: "/v2/health/live",
+}
+
+// Factory returns the factory of a demo plugin named name that simulates a
+// server of the given kind.
+func Factory(name string, kind probes.Kind) agent.Factory {
+	return func(s agent.Section) (agent.Plugin, error) {
+		cfg := Config{Listen: "127.0.0.1:0"}
+		if err := s.Decode(&cfg); err != nil {
+			return nil, err
+		}
+		if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+			return nil, s.Errorf("listen", "invalid address %q: want host:port", cfg.Listen)
+		}
+		if cfg.ErrorRate < 0 || cfg.ErrorRate > 1 {
+			return nil, s.Errorf("error_rate", "must be between 0 and 1, got %v", cfg.ErrorRate)
+		}
+		if cfg.Latency.D() < 0 {
+			return nil, s.Errorf("latency", "must not be negative, got %s", cfg.Latency)
+		}
+		if _, ok := livenessPath[kind]; !ok {
+			return nil, fmt.Errorf("demo plugin %s: kind %q cannot be simulated", name, kind)
+		}
+		return &Plugin{
+			Base: agent.NewBase(agent.Metadata{
+				Name: name, Version: Version, Priority: agent.PriorityBusiness,
+				Description: fmt.Sprintf("demo AI plugin: a simulated %s server on loopback", kind),
+			}),
+			kind: kind, cfg: cfg,
+			client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}},
+		}, nil
+	}
+}
+
+// Plugin is one demo AI plugin.
+type Plugin struct {
+	agent.Base
+	kind   probes.Kind
+	cfg    Config
+	client *http.Client
+
+	mu      sync.Mutex
+	sim     *aisim.Server
+	srv     *http.Server
+	addr    string
+	served  chan struct{}
+	stopped bool
+}
+
+// Initialize does nothing: the server is started in Start.
+func (p *Plugin) Initialize(context.Context, *agent.Container) error { return nil }
+
+// Start serves the simulated server.
+func (p *Plugin) Start(context.Context) error {
+	sim, err := aisim.New(aisim.Config{Kind: p.kind, Version: p.cfg.Version, Knobs: aisim.Knobs{
+		Latency: aisim.Duration(p.cfg.Latency), ErrorRate: p.cfg.ErrorRate,
+	}})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", p.cfg.Listen)
+	if err != nil {
+		sim.Close()
+		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(ln) // ends with ErrServerClosed on Stop
+	}()
+	p.mu.Lock()
+	p.sim, p.srv, p.addr, p.served = sim, srv, ln.Addr().String(), served
+	p.mu.Unlock()
+	return nil
+}
+
+// Stop closes the server, ending hung requests. Safe twice and without Start.
+func (p *Plugin) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	sim, srv, served := p.sim, p.srv, p.served
+	p.sim, p.srv = nil, nil
+	p.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	sim.Close() // ends hangs first, so Shutdown does not wait on them
+	err := srv.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		err = errors.Join(err, srv.Close())
+	}
+	<-served
+	p.client.CloseIdleConnections()
+	return err
+}
+
+// Endpoint is the simulated server's base URL.
+func (p *Plugin) Endpoint() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.addr == "" {
+		return ""
+	}
+	return "http://" + p.addr
+}
+
+// Capabilities detects the simulated server like any other.
+func (p *Plugin) Capabilities(ctx context.Context) (probes.Detection, error) {
+	ep := p.Endpoint()
+	if ep == "" {
+		return probes.Detection{Kind: probes.KindUnknown, Reason: "not started"}, errors.New("not started")
+	}
+	return detect.Detect(ctx, p.client, ep, detect.Options{Kind: p.kind, Attempts: 1})
+}
+
+// HealthCheck asks the simulated server's cheapest endpoint.
+func (p *Plugin) HealthCheck(ctx context.Context) agent.Health {
+	h := p.Base.HealthCheck(ctx)
+	ep := p.Endpoint()
+	if h.Status != agent.HealthOK || ep == "" {
+		return h
+	}
+	_, err := probes.Fetch(ctx, p.client, http.MethodGet, probes.JoinURL(ep, livenessPath[p.kind]), nil)
+	if err != nil {
+		return agent.Health{Status: agent.HealthFailing, Message: err.Error(), Checked: time.Now(),
+			Details: map[string]string{"class": string(probes.Classify(err))}}
+	}
+	return h
+}
+
+var (
+	_ agent.Plugin          = (*Plugin)(nil)
+	_ agent.HealthChecker   = (*Plugin)(nil)
+	_ extmanager.AI         = (*Plugin)(nil)
+	_ extmanager.Endpointer = (*Plugin)(nil)
+)
