@@ -114,7 +114,7 @@ type DetectionInfo struct {
 	State    DetectState `json:"state"`
 	Reason   string      `json:"reason,omitempty"`
 	Attempts int         `json:"attempts,omitempty"`
-	At       time.Time   `json:"at,omitempty"`
+	At       time.Time   `json:"at,omitzero"`
 }
 
 // Spec returns what the source said.
