@@ -1,0 +1,329 @@
+package logconsumer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/exporters/logtap"
+	"github.com/vitals-dev/vitals/plugins/encryption"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bustest"
+	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type env struct {
+	p    *Plugin
+	c    *agent.Container
+	bus  *bustest.Bus
+	reg  *prometheus.Registry
+	path string
+}
+
+type opts struct {
+	yaml   string
+	cipher *encryption.Service
+	log    *slog.Logger
+	bus    *bustest.Bus
+	path   string
+}
+
+func start(t *testing.T, o opts) *env {
+	t.Helper()
+	if o.path == "" {
+		o.path = filepath.Join(t.TempDir(), "logs.db")
+	}
+	if o.bus == nil {
+		o.bus = bustest.New()
+	}
+	s, err := agent.NewSection("path: " + o.path + "\nflush_interval: 10ms\n" + o.yaml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := Factory(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{p: pl.(*Plugin), c: agent.NewContainer(o.log), bus: o.bus, reg: prometheus.NewRegistry(), path: o.path}
+	must(t, e.c.Provide(agent.ServiceMetrics, prometheus.Registerer(e.reg)))
+	must(t, e.c.Provide(bus.ServiceName, bus.Provider(o.bus)))
+	if o.cipher != nil {
+		must(t, e.c.For("encryption").Provide(EncryptionService, o.cipher))
+	}
+	ctx := context.Background()
+	must(t, e.p.Initialize(ctx, e.c.For(Name)))
+	must(t, e.p.Start(ctx))
+	t.Cleanup(func() { _ = e.p.Stop(context.Background()) })
+	return e
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) stop(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	must(t, e.p.Stop(ctx))
+}
+
+// waitStored polls until n records are stored.
+func (e *env) waitStored(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := testutil.ToFloat64(e.p.m.records.WithLabelValues("stored"))
+		if int(got) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stored %v records, want %d", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func protoRecord(t *testing.T, level, source, msg string, at time.Time) bus.Message {
+	m, err := bus.NewProto(&busv1.LogRecord{Time: timestamppb.New(at), Level: level, Source: source, Message: msg, Attributes: map[string]string{"k": "v"}})
+	must(t, err)
+	return m
+}
+
+func (e *env) get(t *testing.T, query string) (int, map[string]any) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	httpHandler{e.p}.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/admin/logs?"+query, nil))
+	var out map[string]any
+	must(t, json.Unmarshal(rec.Body.Bytes(), &out))
+	return rec.Code, out
+}
+
+func TestStoresAndQueries(t *testing.T) {
+	e := start(t, opts{})
+	pub := e.bus.Client("ext", bus.AllowAll)
+	ctx := context.Background()
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	must(t, pub.Publish(ctx, "logs.info.gpu_probe", protoRecord(t, "info", "gpu_probe", "loaded model", base)))
+	must(t, pub.Publish(ctx, "logs.error.gpu_probe", protoRecord(t, "error", "gpu_probe", "out of memory", base.Add(time.Minute))))
+	must(t, pub.Publish(ctx, "logs.warn.other", bus.Message{ContentType: "application/json", Payload: []byte(`{"msg":"slow","attributes":{"ms":"900"}}`)}))
+	must(t, pub.Publish(ctx, "logs.debug.plain", bus.Message{ContentType: "text/plain", Payload: []byte("just text")}))
+	must(t, pub.Publish(ctx, "logs.info.bad", bus.Message{ContentType: "application/json", Payload: []byte(`{not json`)}))
+	e.waitStored(t, 4)
+	if got := testutil.ToFloat64(e.p.m.records.WithLabelValues("malformed")); got != 1 {
+		t.Errorf("malformed = %v, want 1", got)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		query string
+		want  []string // messages, newest first
+	}{
+		{"all", "", []string{"just text", "slow", "out of memory", "loaded model"}},
+		{"source", "source=gpu_probe", []string{"out of memory", "loaded model"}},
+		{"min level warn", "level=warn", []string{"slow", "out of memory"}},
+		{"level alias", "level=WARNING", []string{"slow", "out of memory"}},
+		{"since time", "since=" + url.QueryEscape(base.Add(30*time.Second).Format(time.RFC3339)) + "&source=gpu_probe", []string{"out of memory"}},
+		{"until time", "until=" + url.QueryEscape(base.Add(30*time.Second).Format(time.RFC3339)), []string{"loaded model"}},
+		{"since duration", "since=10m", []string{"just text", "slow"}},
+		{"limit", "limit=1", []string{"just text"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := e.get(t, tc.query)
+			if code != http.StatusOK {
+				t.Fatalf("status %d: %v", code, out)
+			}
+			var got []string
+			for _, l := range out["logs"].([]any) {
+				got = append(got, l.(map[string]any)["message"].(string))
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct{ query, want string }{
+		{"level=loud", `level "loud"`},
+		{"since=yesterday", `since "yesterday"`},
+		{"until=-5m", `until "-5m"`},
+		{"limit=0", `limit "0"`},
+		{"limit=5000", `limit "5000"`},
+		{"source=a%20b", `source "a b"`},
+		{"sauce=x", `unknown parameter "sauce"`},
+	} {
+		t.Run("bad "+tc.query, func(t *testing.T) {
+			code, out := e.get(t, tc.query)
+			if code != http.StatusBadRequest || !strings.Contains(out["error"].(string), tc.want) {
+				t.Fatalf("status %d, body %v; want 400 with %q", code, out, tc.want)
+			}
+		})
+	}
+}
+
+func TestEncryptedAtRestAndTamper(t *testing.T) {
+	ring, err := encryption.NewKeyring("k1", map[string][]byte{"k1": bytes.Repeat([]byte{9}, encryption.KeySize)})
+	must(t, err)
+	svc := encryption.NewService(ring)
+	e := start(t, opts{cipher: svc})
+	pub := e.bus.Client("ext", bus.AllowAll)
+	must(t, pub.Publish(context.Background(), "logs.info.secret", protoRecord(t, "info", "secret", "the password is hunter2", time.Now())))
+	e.waitStored(t, 1)
+	var (
+		sealed bool
+		raw    []byte
+	)
+	must(t, e.p.DB().QueryRow(`SELECT sealed, body FROM logs`).Scan(&sealed, &raw))
+	if !sealed || bytes.Contains(raw, []byte("hunter2")) {
+		t.Fatalf("record stored in clear: sealed=%v body=%q", sealed, raw)
+	}
+	if id, _ := encryption.KeyID(raw); id != "k1" {
+		t.Fatalf("key id %q in stored record", id)
+	}
+	entries, err := e.p.Query(context.Background(), Query{Limit: 10})
+	must(t, err)
+	if len(entries) != 1 || entries[0].Message != "the password is hunter2" || entries[0].Encrypted {
+		t.Fatalf("query = %+v", entries)
+	}
+	// Tamper: flip a byte of the stored ciphertext, and move a record to
+	// another source; both must fail to open, not return garbage.
+	raw[len(raw)-3] ^= 0xff
+	_, err = e.p.DB().Exec(`UPDATE logs SET body = ?`, raw)
+	must(t, err)
+	entries, _ = e.p.Query(context.Background(), Query{Limit: 10})
+	if !entries[0].Encrypted || !strings.Contains(entries[0].Message, "authentication failed") {
+		t.Fatalf("tampered record read as %+v", entries[0])
+	}
+	raw[len(raw)-3] ^= 0xff
+	_, err = e.p.DB().Exec(`UPDATE logs SET body = ?, source = 'elsewhere'`, raw)
+	must(t, err)
+	entries, _ = e.p.Query(context.Background(), Query{Limit: 10})
+	if !entries[0].Encrypted {
+		t.Fatalf("record moved to another source still opened: %+v", entries[0])
+	}
+}
+
+func TestPersistsAcrossRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logs.db")
+	b := bustest.New()
+	e := start(t, opts{path: path, bus: b})
+	pub := b.Client("ext", bus.AllowAll)
+	must(t, pub.Publish(context.Background(), "logs.info.p", protoRecord(t, "info", "p", "before restart", time.Now())))
+	e.waitStored(t, 1)
+	e.stop(t)
+
+	e2 := start(t, opts{path: path, bus: b})
+	must(t, pub.Publish(context.Background(), "logs.info.p", protoRecord(t, "info", "p", "after restart", time.Now())))
+	e2.waitStored(t, 1)
+	entries, err := e2.p.Query(context.Background(), Query{Limit: 10})
+	must(t, err)
+	if len(entries) != 2 || entries[1].Message != "before restart" {
+		t.Fatalf("after restart: %+v", entries)
+	}
+}
+
+func TestAgentLogsArePublishedAndStored(t *testing.T) {
+	tap := logtap.New(slog.NewTextHandler(&bytes.Buffer{}, nil))
+	e := start(t, opts{log: slog.New(tap)})
+	slog.New(tap).With("plugin", "ext_manager").Warn("target unreachable", "target", "ollama")
+	slog.New(tap).Info("agent started")
+	e.waitStored(t, 2)
+	var topics []string
+	for _, m := range e.bus.Published() {
+		topics = append(topics, m.Topic)
+	}
+	if !strings.Contains(strings.Join(topics, " "), "logs.warn.ext_manager") || !strings.Contains(strings.Join(topics, " "), "logs.info.agent") {
+		t.Fatalf("published topics %v", topics)
+	}
+	entries, _ := e.p.Query(context.Background(), Query{Source: "ext_manager", Limit: 10})
+	if len(entries) != 1 || entries[0].Attributes["target"] != "ollama" || entries[0].Level != "warn" {
+		t.Fatalf("stored %+v", entries)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	e := start(t, opts{yaml: "retention: {max_age: 1h, max_rows: 3, interval: 1h}\n"})
+	pub := e.bus.Client("ext", bus.AllowAll)
+	now := time.Now()
+	for i, age := range []time.Duration{3 * time.Hour, 2 * time.Hour, 30 * time.Minute, 20 * time.Minute, 10 * time.Minute, time.Minute} {
+		must(t, pub.Publish(context.Background(), "logs.info.r", protoRecord(t, "info", "r", string(rune('a'+i)), now.Add(-age))))
+	}
+	e.waitStored(t, 6)
+	n, err := e.p.db.Prune(context.Background(), storeRetention(e.p.cfg), now)
+	must(t, err)
+	if n != 3 {
+		t.Fatalf("pruned %d, want 3", n)
+	}
+	entries, _ := e.p.Query(context.Background(), Query{Limit: 10})
+	if len(entries) != 3 || entries[2].Message != "d" {
+		t.Fatalf("kept %+v", entries)
+	}
+}
+
+func TestInvalidConfigs(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{"invalid-encrypt.yaml", `encrypt: want auto, required or off, got "always"`},
+		{"invalid-subscribe.yaml", `subscribe: entry 0`},
+		{"invalid-batch.yaml", "batch_size: must be between 1 and 100000"},
+		{"invalid-retention.yaml", "retention.interval: must be positive"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", tc.file))
+			must(t, err)
+			s, err := agent.ParseSection(tc.file, data)
+			must(t, err)
+			if _, err := Factory(s); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	data, err := os.ReadFile("testdata/sample.yaml")
+	must(t, err)
+	s, err := agent.ParseSection("sample.yaml", data)
+	must(t, err)
+	p, err := Factory(s)
+	must(t, err)
+	if deps := p.Metadata().Dependencies; len(deps) != 1 || deps[0] != bus.ServiceName {
+		t.Fatalf("dependencies %v", deps)
+	}
+	s, _ = agent.NewSection("encrypt: required\n")
+	p, _ = Factory(s)
+	if deps := p.Metadata().Dependencies; len(deps) != 2 || deps[1] != EncryptionService {
+		t.Fatalf("required encryption: dependencies %v", deps)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	dir := t.TempDir()
+	n := 0
+	agenttest.Conformance(t, func(t *testing.T) agent.Plugin {
+		n++
+		s, err := agent.NewSection("path: " + filepath.Join(dir, "c", string(rune('a'+n)), "logs.db") + "\n")
+		must(t, err)
+		p, err := Factory(s)
+		must(t, err)
+		return p
+	}, func(t *testing.T, c *agent.Container) {
+		must(t, c.Provide(bus.ServiceName, bus.Provider(bustest.New())))
+	})
+}
