@@ -14,10 +14,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sethvargo/go-envconfig"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitals-dev/vitals/internal/dirwatch"
 )
 
 // Options configures an Agent.
@@ -280,56 +281,24 @@ func (a *Agent) apply(ctx context.Context, cfg *Config) error {
 	return nil
 }
 
-// watch reloads when the config file's content changes. It watches the
-// directory, so editors that replace the file and Kubernetes ConfigMap
-// symlink swaps are seen too, and settles bursts of events for a moment.
+// watch reloads when the config file's content changes (not on every event
+// in its directory: the hash of the last applied file is compared).
 func (a *Agent) watch(ctx context.Context) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		a.log.Error("config watch unavailable", "err", err)
-		return
-	}
-	defer w.Close()
-	dir := filepath.Dir(a.o.ConfigPath)
-	if err := w.Add(dir); err != nil {
-		a.log.Error("config watch unavailable", "dir", dir, "err", err)
-		return
-	}
-	const settle = 100 * time.Millisecond
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case err, ok := <-w.Errors:
-			if !ok {
-				return
-			}
-			a.log.Warn("config watch error", "err", err)
-		case _, ok := <-w.Events:
-			if !ok {
-				return
-			}
-			// Any change in the directory may be our file behind a symlink.
-			timer.Reset(settle)
-		case <-timer.C:
-			data, err := os.ReadFile(a.o.ConfigPath)
-			if err != nil {
-				continue // mid-replace; a later event follows
-			}
-			sum := sha256.Sum256(data)
-			a.reloadMu.Lock()
-			same := bytes.Equal(sum[:], a.lastHash[:])
-			a.reloadMu.Unlock()
-			if same {
-				continue
-			}
-			a.log.Info("config file changed; reloading", "file", a.o.ConfigPath)
-			_ = a.Reload(ctx) // logged and counted inside
+	dirwatch.Watch(ctx, filepath.Dir(a.o.ConfigPath), dirwatch.Options{Logger: a.log}, func() {
+		data, err := os.ReadFile(a.o.ConfigPath)
+		if err != nil {
+			return // mid-replace; a later event follows
 		}
-	}
+		sum := sha256.Sum256(data)
+		a.reloadMu.Lock()
+		same := bytes.Equal(sum[:], a.lastHash[:])
+		a.reloadMu.Unlock()
+		if same {
+			return
+		}
+		a.log.Info("config file changed; reloading", "file", a.o.ConfigPath)
+		_ = a.Reload(ctx) // logged and counted inside
+	}, nil)
 }
 
 // ParseLevel maps a core.log.level value to a slog level.

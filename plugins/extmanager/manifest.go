@@ -11,9 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/internal/dirwatch"
 )
 
 // ParseManifest reads one drop-in manifest: a YAML mapping with the keys of
@@ -118,7 +117,8 @@ func (d *dirSource) bad(path string, err error) {
 }
 
 // run watches the directory until ctx ends, rescanning after changes
-// settle. A directory that does not exist yet is looked for periodically.
+// settle; a directory that does not exist yet is looked for periodically.
+// When it returns, the directory's plugins are deregistered.
 func (d *dirSource) run(ctx context.Context, ready chan<- struct{}) {
 	defer func() {
 		for path, spec := range d.last {
@@ -126,54 +126,7 @@ func (d *dirSource) run(ctx context.Context, ready chan<- struct{}) {
 			delete(d.last, path)
 		}
 	}()
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		d.log.Error("manifest directory watch unavailable", "err", err)
-		close(ready)
-		return
-	}
-	defer w.Close()
-
-	const settle = 50 * time.Millisecond
-	watching := w.Add(d.dir) == nil
-	if watching {
-		d.scan()
-	} else {
-		d.log.Info("manifest directory does not exist yet; it is looked for every 5s", "dir", d.dir)
-	}
-	close(ready)
-	retry := time.NewTicker(5 * time.Second)
-	defer retry.Stop()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-retry.C:
-			if !watching && w.Add(d.dir) == nil {
-				watching = true
-				d.log.Info("manifest directory appeared; watching it", "dir", d.dir)
-				d.scan()
-			}
-		case ev, ok := <-w.Events:
-			if !ok {
-				return
-			}
-			if ev.Name == d.dir && ev.Has(fsnotify.Remove|fsnotify.Rename) {
-				watching = false
-			}
-			timer.Reset(settle)
-		case err, ok := <-w.Errors:
-			if !ok {
-				return
-			}
-			d.log.Warn("manifest directory watch error", "err", err)
-		case <-timer.C:
-			d.scan()
-		}
-	}
+	dirwatch.Watch(ctx, d.dir, dirwatch.Options{Settle: 50 * time.Millisecond, Logger: d.log}, d.scan, ready)
 }
 
 func isManifest(name string) bool {
