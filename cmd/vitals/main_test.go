@@ -47,11 +47,12 @@ func TestMain(m *testing.M) {
 
 // proc is a running agent binary whose JSON log lines are collected.
 type proc struct {
-	cmd  *exec.Cmd
-	addr chan string
-	mu   sync.Mutex
-	logs []map[string]any
-	done chan error
+	cmd    *exec.Cmd
+	config string // the config file it runs on
+	addr   chan string
+	mu     sync.Mutex
+	logs   []map[string]any
+	done   chan error
 }
 
 // testConfig is the demo config with the bus on ipc:// sockets in a temp
@@ -77,14 +78,15 @@ func testConfig(t testing.TB) string {
 // demo plugins (see testConfig).
 func startBinary(t testing.TB, args ...string) *proc {
 	t.Helper()
-	args = append([]string{"--log-format", "json", "--config", testConfig(t)}, args...)
+	config := testConfig(t)
+	args = append([]string{"--log-format", "json", "--config", config}, args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "VITALS_LISTEN_ADDRESS=127.0.0.1:0", "VITALS_CONFIG=")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, addr: make(chan string, 1), done: make(chan error, 1)}
+	p := &proc{cmd: cmd, config: config, addr: make(chan string, 1), done: make(chan error, 1)}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -373,5 +375,72 @@ func TestDemoConfigIsValid(t *testing.T) {
 	}
 	if len(reg.Names()) == 0 {
 		t.Error("the binary registers no plugins")
+	}
+}
+
+func TestSIGHUPReloads(t *testing.T) {
+	p := startBinary(t, "--log-level", "info")
+	addr := p.address(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := waitReady(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	path := p.config
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func(name string) string {
+		resp, err := http.Get("http://" + addr + "/api/v1/admin/plugins/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st struct{ State string }
+		_ = json.NewDecoder(resp.Body).Decode(&st)
+		return st.State
+	}
+	waitState := func(name, want string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for state(name) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is %s, want %s\n%s", name, state(name), want, p.logText())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// Watching off, so only the signal can make the change take effect.
+	edited := strings.Replace(string(orig), "watch_config: true", "watch_config: false", 1)
+	edited = strings.Replace(edited, "demo_embedder: {}", "demo_embedder: {enabled: false}", 1)
+	if err := os.WriteFile(path, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitState("demo_embedder", "disabled")
+
+	// A bad file is rejected; the running config stays.
+	if err := os.WriteFile(path, []byte(edited+"      no_such_plugin: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(p.messages("config rejected; the running config stays")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("bad config not rejected\n%s", p.logText())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := state("demo_llm"); got != "running" {
+		t.Errorf("demo_llm = %s after a rejected reload", got)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit %d", code)
 	}
 }
