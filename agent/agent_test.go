@@ -363,3 +363,22 @@ func gauge(t *testing.T, g prometheus.Gatherer, name string) prometheus.Collecto
 	t.Fatalf("no %s", name)
 	return nil
 }
+
+func TestPluginMayServeRootPage(t *testing.T) {
+	l := startLive(t, false, basePlugins)
+	if _, body := l.do("GET", "/"); !strings.Contains(body["text"].(string), "Vitals test") {
+		t.Fatalf("host index: %v", body)
+	}
+	for _, p := range l.a.Manager().RunningPlugins() {
+		if fp, ok := p.(*agenttest.Plugin); ok && p.Metadata().Name == "catalog" {
+			fp.Route, fp.Handler = "GET /{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "status page") })
+		}
+	}
+	// Routes are read when the running set changes.
+	if code, _ := l.do("POST", "/api/v1/admin/plugins/extra/enable"); code != 200 {
+		t.Fatal("enable extra")
+	}
+	if _, body := l.do("GET", "/"); body["text"] != "status page" {
+		t.Errorf("root = %v, want the plugin's page", body)
+	}
+}

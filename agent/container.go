@@ -29,6 +29,9 @@ const (
 type PluginDirectory interface {
 	// RunningPlugins returns the running plugins in start order.
 	RunningPlugins() []Plugin
+	// Plugins returns the status of every registered plugin, enabled or
+	// not, in start order first.
+	Plugins() []PluginStatus
 }
 
 // ErrServiceNotFound is returned when no service has the requested name.

@@ -70,7 +70,6 @@ func (s *Server) rebuild() {
 	if s.o.Tracez != nil {
 		mux.Handle("GET /debug/tracez", s.o.Tracez)
 	}
-	mux.HandleFunc("GET /{$}", s.index)
 
 	admin := []struct {
 		pattern string
@@ -88,8 +87,10 @@ func (s *Server) rebuild() {
 	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { apiNotFound(mux, w, r) })
 
-	// Routes and middleware of running plugins, in start order.
+	// Routes and middleware of running plugins, in start order. A plugin
+	// may serve the root page (a status page); else the host's index does.
 	plugins := s.o.Manager.RunningPlugins()
+	rootTaken := false
 	for _, p := range plugins {
 		rp, ok := p.(RouteProvider)
 		if !ok {
@@ -98,8 +99,15 @@ func (s *Server) rebuild() {
 		for _, rt := range rp.Routes() {
 			if err := register(mux, rt); err != nil {
 				s.o.Logger.Error("plugin route not served", "plugin", p.Metadata().Name, "pattern", rt.Pattern, "err", err)
+				continue
+			}
+			if rt.Pattern == "GET /{$}" || rt.Pattern == "/{$}" {
+				rootTaken = true
 			}
 		}
+	}
+	if !rootTaken {
+		mux.HandleFunc("GET /{$}", s.index)
 	}
 	var h http.Handler = mux
 	mw := make([]Plugin, 0, len(plugins))

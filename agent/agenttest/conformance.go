@@ -119,3 +119,4 @@ func Conformance(t *testing.T, newPlugin func(t *testing.T) agent.Plugin, setup 
 type noPlugins struct{}
 
 func (noPlugins) RunningPlugins() []agent.Plugin { return nil }
+func (noPlugins) Plugins() []agent.PluginStatus  { return nil }
