@@ -47,6 +47,8 @@ func (d *directory) RunningPlugins() []agent.Plugin {
 	return append([]agent.Plugin(nil), d.plugins...)
 }
 
+func (d *directory) Plugins() []agent.PluginStatus { return nil }
+
 func (d *directory) set(ps ...agent.Plugin) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
