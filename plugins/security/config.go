@@ -1,0 +1,188 @@
+package security
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vitals-dev/vitals/agent"
+)
+
+// Roles.
+const (
+	RoleViewer = "viewer"
+	RoleAdmin  = "admin"
+)
+
+// Config is the security section of core.yaml:
+//
+//	security:
+//	  tokens:
+//	    - {name: ops, role: admin, sha256: 9f86d0...}        # hash of the token
+//	    - {name: grafana, role: viewer, file: /run/secrets/vitals_token}
+//	    - {name: ci, role: admin, env: VITALS_TOKEN_CI}
+//	  open_paths: [/metrics, /livez, /readyz]   # reachable without a token (GET, HEAD)
+//	  anonymous: loopback        # no tokens: loopback clients are admin; "deny" refuses all
+//	  audit:
+//	    path: vitals-data/audit.db
+//	    publish: true            # also on the bus as audit.<action>
+//	    retention: {max_age: 2160h, max_rows: 1000000, interval: 10m}
+type Config struct {
+	Tokens    []TokenConfig `yaml:"tokens"`
+	OpenPaths []string      `yaml:"open_paths"`
+	Anonymous string        `yaml:"anonymous"`
+	Audit     AuditConfig   `yaml:"audit"`
+}
+
+// TokenConfig is one bearer token: its name (the actor in audit records),
+// its role, and exactly one of sha256, file and env.
+type TokenConfig struct {
+	Name   string `yaml:"name"`
+	Role   string `yaml:"role"`
+	SHA256 string `yaml:"sha256"`
+	File   string `yaml:"file"`
+	Env    string `yaml:"env"`
+}
+
+// AuditConfig is where the audit log is kept.
+type AuditConfig struct {
+	Path      string         `yaml:"path"`
+	Publish   bool           `yaml:"publish"`
+	Retention AuditRetention `yaml:"retention"`
+}
+
+// AuditRetention bounds the audit table; zero turns a limit off.
+type AuditRetention struct {
+	MaxAge   agent.Duration `yaml:"max_age"`
+	MaxRows  int64          `yaml:"max_rows"`
+	Interval agent.Duration `yaml:"interval"`
+}
+
+// Anonymous modes.
+const (
+	AnonymousLoopback = "loopback"
+	AnonymousDeny     = "deny"
+)
+
+// DefaultConfig returns the defaults that a section overrides.
+func DefaultConfig() Config {
+	return Config{
+		OpenPaths: []string{"/metrics", "/livez", "/readyz"},
+		Anonymous: AnonymousLoopback,
+		Audit: AuditConfig{
+			Path:    "vitals-data/audit.db",
+			Publish: true,
+			Retention: AuditRetention{
+				MaxAge:   agent.Duration(90 * 24 * time.Hour),
+				MaxRows:  1_000_000,
+				Interval: agent.Duration(10 * time.Minute),
+			},
+		},
+	}
+}
+
+func decode(s agent.Section) (Config, error) {
+	cfg := DefaultConfig()
+	if err := s.Decode(&cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.validate(s)
+}
+
+func (c *Config) validate(s agent.Section) error {
+	seen := map[string]bool{}
+	for i, t := range c.Tokens {
+		key := fmt.Sprintf("tokens[%d]", i)
+		if !agent.ValidName(t.Name) {
+			return s.Errorf(key+".name", "%q: want a name like ops or grafana_reader", t.Name)
+		}
+		if seen[t.Name] {
+			return s.Errorf(key+".name", "duplicate token name %q", t.Name)
+		}
+		seen[t.Name] = true
+		if t.Role != RoleViewer && t.Role != RoleAdmin {
+			return s.Errorf(key+".role", "want viewer or admin, got %q", t.Role)
+		}
+		n := 0
+		for _, v := range []string{t.SHA256, t.File, t.Env} {
+			if v != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			return s.Errorf(key, "set exactly one of sha256, file and env")
+		}
+		if t.SHA256 != "" {
+			if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != sha256.Size {
+				return s.Errorf(key+".sha256", "want 64 hex digits (sha256sum of the token)")
+			}
+		}
+	}
+	for i, p := range c.OpenPaths {
+		if !strings.HasPrefix(p, "/") {
+			return s.Errorf("open_paths", "entry %d: %q must start with /", i, p)
+		}
+		if strings.HasPrefix(p, "/api/") {
+			return s.Errorf("open_paths", "entry %d: %q: the admin API cannot be opened; use a viewer token", i, p)
+		}
+	}
+	if c.Anonymous != AnonymousLoopback && c.Anonymous != AnonymousDeny {
+		return s.Errorf("anonymous", "want loopback or deny, got %q", c.Anonymous)
+	}
+	if c.Audit.Path == "" {
+		return s.Errorf("audit.path", "must not be empty")
+	}
+	if c.Audit.Retention.MaxAge.D() < 0 || c.Audit.Retention.MaxRows < 0 {
+		return s.Errorf("audit.retention", "limits must not be negative")
+	}
+	if c.Audit.Retention.Interval.D() <= 0 {
+		return s.Errorf("audit.retention.interval", "must be positive, got %s", c.Audit.Retention.Interval)
+	}
+	return nil
+}
+
+// token is a resolved token: only its hash is kept.
+type token struct {
+	name, role string
+	hash       [sha256.Size]byte
+}
+
+// resolve reads tokens from files and the environment and hashes them.
+func resolve(cfg Config) ([]token, error) {
+	out := make([]token, 0, len(cfg.Tokens))
+	for _, t := range cfg.Tokens {
+		tk := token{name: t.Name, role: t.Role}
+		switch {
+		case t.SHA256 != "":
+			b, _ := hex.DecodeString(t.SHA256)
+			copy(tk.hash[:], b)
+		case t.File != "":
+			b, err := os.ReadFile(t.File)
+			if err != nil {
+				return nil, fmt.Errorf("security: token %q: %w", t.Name, err)
+			}
+			v := strings.TrimSpace(string(b))
+			if v == "" {
+				return nil, fmt.Errorf("security: token %q: file %s is empty", t.Name, t.File)
+			}
+			tk.hash = sha256.Sum256([]byte(v))
+		default:
+			v, ok := os.LookupEnv(t.Env)
+			if !ok || strings.TrimSpace(v) == "" {
+				return nil, fmt.Errorf("security: token %q: environment variable %s is not set", t.Name, t.Env)
+			}
+			tk.hash = sha256.Sum256([]byte(strings.TrimSpace(v)))
+		}
+		out = append(out, tk)
+	}
+	return out, nil
+}
+
+// HashToken returns the hex SHA-256 of a token, the form config takes.
+func HashToken(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,19 @@
+// Package security is the security plugin (priority security): bearer-token
+// authentication and role-based authorization on the agent's HTTP front,
+// and the agent's audit log.
+//
+// Tokens are configured as SHA-256 hashes, or read from a file or an
+// environment variable and hashed at once; a presented token is hashed and
+// compared in constant time with every configured hash. Role viewer may
+// read (GET, HEAD); role admin may also act (POST and the rest). /metrics,
+// /livez and /readyz stay open unless configured otherwise. With no tokens
+// the API is open to loopback clients only. Reload rotates tokens.
+//
+// The audit log (exporters/audit) records every admin action with who did
+// it, every denial (HTTP 401 and 403; bus permission denials and failed
+// bus authentication, seen through exporters/logtap), plugin lifecycle
+// transitions, and external plugin registration and deregistration
+// (plugin.announce and plugin.goodbye on the bus). Records are stored in
+// SQLite, published on audit.<action> and served at GET /api/v1/admin/audit;
+// the log is the "audit" service for other plugins.
+package security

@@ -1,0 +1,639 @@
+package security
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/exporters/audit"
+	"github.com/vitals-dev/vitals/exporters/logtap"
+	"github.com/vitals-dev/vitals/exporters/store"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
+)
+
+// Name is the plugin's name in config and in the registry.
+const Name = "security"
+
+// Version of the plugin.
+const Version = "0.1.0"
+
+// AuditService is the container service holding the *audit.Log.
+const AuditService = "audit"
+
+// Plugin is the security plugin.
+type Plugin struct {
+	agent.Base
+
+	state atomic.Pointer[authState]
+
+	mu        sync.Mutex
+	cfg       Config
+	log       *slog.Logger
+	reg       prometheus.Registerer
+	requests  *prometheus.CounterVec
+	db        *store.DB
+	audit     *audit.Log
+	events    *agent.Events
+	unsubEv   func()
+	detachTap func()
+	bus       bus.Bus
+	pubQ      chan audit.Record
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	stopped   bool
+	warned    atomic.Bool
+	noPublish atomic.Bool
+}
+
+// authState is what the middleware reads per request; reload swaps it.
+type authState struct {
+	tokens    []token
+	open      []string
+	anonymous string
+}
+
+// Identity is who made a request, as the middleware established it.
+type Identity struct {
+	Name string // token name, or "anonymous"
+	Role string
+}
+
+type ctxKey struct{}
+
+// IdentityFrom returns the identity the security middleware attached to a
+// request's context.
+func IdentityFrom(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(ctxKey{}).(Identity)
+	return id, ok
+}
+
+// Factory builds the plugin from its section; it reads no token yet.
+func Factory(s agent.Section) (agent.Plugin, error) {
+	cfg, err := decode(s)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg), nil
+}
+
+// New returns the plugin with a validated config.
+func New(cfg Config) *Plugin {
+	return &Plugin{
+		Base: agent.NewBase(agent.Metadata{
+			Name:        Name,
+			Version:     Version,
+			Description: "Bearer-token authentication and roles for the HTTP API; the audit log",
+			Priority:    agent.PrioritySecurity,
+		}),
+		cfg: cfg,
+	}
+}
+
+// Services implements agent.ServiceProvider.
+func (p *Plugin) Services() []string { return []string{AuditService} }
+
+// Routes implements agent.RouteProvider.
+func (p *Plugin) Routes() []agent.Route {
+	return []agent.Route{{Pattern: "GET /api/v1/admin/audit", Handler: http.HandlerFunc(p.serveAudit)}}
+}
+
+func newState(cfg Config, tokens []token) *authState {
+	return &authState{tokens: tokens, open: append([]string(nil), cfg.OpenPaths...), anonymous: cfg.Anonymous}
+}
+
+// Initialize resolves the tokens, opens the audit store and provides the
+// audit service.
+func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.log = c.Logger()
+	tokens, err := resolve(p.cfg)
+	if err != nil {
+		return err
+	}
+	p.state.Store(newState(p.cfg, tokens))
+	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
+	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
+		return err
+	}
+	if p.events, err = agent.Require[*agent.Events](ctx, c, agent.ServiceEvents); err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
+		return err
+	}
+	// The bus is optional: without it there is no audit.* publishing and
+	// no plugin registration records.
+	if provider, err := agent.Require[bus.Provider](ctx, c, bus.ServiceName); err == nil {
+		if p.bus, err = provider.ClientFor(c.Owner()); err != nil {
+			return err
+		}
+	}
+	db, err := store.Open(ctx, p.cfg.Audit.Path)
+	if err != nil {
+		p.closeBus()
+		return fmt.Errorf("security: audit: %w", err)
+	}
+	o := audit.Options{}
+	if p.bus != nil && p.cfg.Audit.Publish {
+		p.pubQ = make(chan audit.Record, 1024)
+		o.Publish = p.queuePublish
+	}
+	lg, err := audit.New(ctx, db, o)
+	if err != nil {
+		_ = db.Close()
+		p.closeBus()
+		return err
+	}
+	p.db, p.audit = db, lg
+	p.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "vitals_security_requests_total",
+		Help: "HTTP requests seen by the security middleware, by outcome (open, allowed, unauthenticated, forbidden).",
+	}, []string{"outcome"})
+	for _, o := range []string{"open", "allowed", "unauthenticated", "forbidden"} {
+		p.requests.WithLabelValues(o)
+	}
+	if reg != nil {
+		if err := reg.Register(p.requests); err != nil {
+			_ = db.Close()
+			p.closeBus()
+			return fmt.Errorf("security: %w", err)
+		}
+		p.reg = reg
+	}
+	if err := c.Provide(AuditService, lg); err != nil {
+		p.unregister()
+		_ = db.Close()
+		p.closeBus()
+		return err
+	}
+	return nil
+}
+
+func (p *Plugin) closeBus() {
+	if p.bus != nil {
+		_ = p.bus.Close()
+	}
+}
+
+func (p *Plugin) unregister() {
+	if p.reg != nil && p.requests != nil {
+		p.reg.Unregister(p.requests)
+	}
+}
+
+// Start runs the audit writer, its retention and publishing, and starts
+// listening for lifecycle events, audit log lines and plugin
+// registrations.
+func (p *Plugin) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.audit == nil {
+		return errors.New("security: Start before Initialize")
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.audit.Start()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.retain(bg)
+	}()
+	if p.events != nil {
+		p.unsubEv = p.events.Subscribe(p.onEvent)
+	}
+	if tap, ok := logtap.Find(p.log.Handler()); ok {
+		p.detachTap = tap.Attach(p.onLog)
+	}
+	if p.bus != nil {
+		if p.pubQ != nil {
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.publish(bg)
+			}()
+		}
+		for _, topic := range []string{"plugin.announce", "plugin.goodbye"} {
+			ch, err := p.bus.Subscribe(bg, topic)
+			if err != nil {
+				p.log.Warn("plugin registrations are not audited: no bus permission", "topic", topic, "err", err)
+				continue
+			}
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.registrations(ch)
+			}()
+		}
+	}
+	st := p.state.Load()
+	if len(st.tokens) == 0 {
+		p.log.Info("no API tokens configured: the admin API is open to loopback clients only", "anonymous", st.anonymous)
+	}
+	return nil
+}
+
+// Reload rotates tokens and applies open paths; a token that cannot be
+// read rejects the reload and keeps the old ones. The audit path and
+// retention take effect at the next start.
+func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
+	cfg, err := decode(s)
+	if err != nil {
+		return err
+	}
+	tokens, err := resolve(cfg)
+	if err != nil {
+		return err
+	}
+	old := p.state.Swap(newState(cfg, tokens))
+	p.mu.Lock()
+	lg := p.audit
+	p.mu.Unlock()
+	if lg != nil {
+		lg.Record(audit.Record{Action: "security.reload", Target: Name, Detail: fmt.Sprintf("tokens: %d → %d", len(old.tokens), len(tokens))})
+	}
+	return nil
+}
+
+// Stop ends the listeners and the writer (writing what is queued) and
+// closes the audit store. Safe without Start and twice.
+func (p *Plugin) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return nil
+	}
+	p.stopped = true
+	if p.unsubEv != nil {
+		p.unsubEv()
+	}
+	if p.detachTap != nil {
+		p.detachTap()
+	}
+	var errs []error
+	if p.audit != nil {
+		errs = append(errs, p.audit.Close(ctx))
+	}
+	if p.cancel != nil {
+		p.cancel()
+	}
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("security stop: %w", ctx.Err()))
+	}
+	p.closeBus()
+	if p.db != nil {
+		errs = append(errs, p.db.Close())
+	}
+	p.unregister()
+	return errors.Join(errs...)
+}
+
+// HealthCheck adds token and audit counts to the state report.
+func (p *Plugin) HealthCheck(ctx context.Context) agent.Health {
+	h := p.Base.HealthCheck(ctx)
+	p.mu.Lock()
+	lg := p.audit
+	p.mu.Unlock()
+	if st := p.state.Load(); st != nil {
+		h.Details = map[string]string{"tokens": fmt.Sprint(len(st.tokens))}
+		if lg != nil {
+			h.Details["audit_written"] = fmt.Sprint(lg.Written())
+			h.Details["audit_dropped"] = fmt.Sprint(lg.Dropped())
+		}
+	}
+	return h
+}
+
+// Audit returns the audit log (nil before Initialize).
+func (p *Plugin) Audit() *audit.Log {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.audit
+}
+
+func (p *Plugin) retain(ctx context.Context) {
+	r := audit.Retention(p.cfg.Audit.Retention.MaxAge.D(), p.cfg.Audit.Retention.MaxRows)
+	t := time.NewTicker(p.cfg.Audit.Retention.Interval.D())
+	defer t.Stop()
+	for {
+		if _, err := p.db.Prune(ctx, r, time.Now()); err != nil && ctx.Err() == nil {
+			p.log.Warn("audit retention failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// onEvent records lifecycle transitions; it runs on the lifecycle
+// goroutine and only queues.
+func (p *Plugin) onEvent(ev agent.Event) {
+	switch ev.To {
+	case agent.StateRunning, agent.StateStopped, agent.StateFailed, agent.StateDisabled:
+	default:
+		return
+	}
+	r := audit.Record{Time: ev.Time, Action: "lifecycle." + ev.Step, Target: ev.Plugin, Detail: fmt.Sprintf("%s → %s", ev.From, ev.To)}
+	if ev.To == agent.StateFailed || ev.Error != "" {
+		r.Outcome, r.Detail = audit.OutcomeFailure, r.Detail+": "+ev.Error
+	}
+	p.audit.Record(r)
+}
+
+// onLog turns log records marked audit=true (bus denials, bus
+// authentication failures, key rotation) into audit records.
+func (p *Plugin) onLog(lr logtap.Record) {
+	if lr.Attr("audit") != "true" {
+		return
+	}
+	r := audit.Record{Time: lr.Time, Actor: lr.Attr("user"), Detail: lr.Message}
+	if r.Actor == "" {
+		r.Actor = lr.Attr("plugin")
+	}
+	switch lr.Message {
+	case "bus permission denied":
+		r.Action, r.Target, r.Outcome = "bus.denied", lr.Attr("operation")+" "+lr.Attr("topic"), audit.OutcomeDenied
+	case "bus authentication failed":
+		r.Action, r.Outcome = "bus.auth", audit.OutcomeDenied
+	default:
+		r.Action = "event"
+	}
+	p.audit.Record(r)
+}
+
+// registrations records external plugins announcing and leaving.
+func (p *Plugin) registrations(ch <-chan bus.Message) {
+	for m := range ch {
+		r := audit.Record{Time: m.Time, Actor: m.Source}
+		switch m.Topic {
+		case "plugin.announce":
+			var a busv1.Announce
+			_ = m.Decode(&a)
+			r.Action, r.Target, r.Detail = "plugin.register", a.GetName(), a.GetVersion()
+		case "plugin.goodbye":
+			var g busv1.Goodbye
+			_ = m.Decode(&g)
+			r.Action, r.Target, r.Detail = "plugin.deregister", g.GetName(), g.GetReason()
+		default:
+			continue
+		}
+		if r.Target == "" {
+			r.Target = m.Source
+		}
+		p.audit.Record(r)
+	}
+}
+
+func (p *Plugin) queuePublish(r audit.Record) {
+	if p.noPublish.Load() {
+		return
+	}
+	select {
+	case p.pubQ <- r:
+	default:
+	}
+}
+
+// publish sends stored records on audit.<action>. A denied publish turns
+// publishing off (once, with a log line that is not itself audited, so a
+// missing permission cannot feed back into the log).
+func (p *Plugin) publish(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-p.pubQ:
+			m, err := bus.NewProto(&busv1.LogRecord{Level: "info", Source: Name, Message: r.Action, Attributes: map[string]string{
+				"id": fmt.Sprint(r.ID), "time": r.Time.UTC().Format(time.RFC3339Nano), "actor": r.Actor, "action": r.Action,
+				"target": r.Target, "outcome": r.Outcome, "remote": r.Remote, "detail": r.Detail,
+			}})
+			if err != nil {
+				continue
+			}
+			topic := "audit." + r.Action
+			if bus.ValidTopic(topic) != nil {
+				topic = "audit.other"
+			}
+			if err := p.bus.Publish(ctx, topic, m); errors.Is(err, bus.ErrDenied) {
+				p.noPublish.Store(true)
+				p.log.Warn("audit records are not published: the bus denies audit.* to this plugin; grant it in message_bus permissions")
+				return
+			}
+		}
+	}
+}
+
+// WrapHTTP implements agent.HTTPMiddleware.
+func (p *Plugin) WrapHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := p.state.Load()
+		if st == nil { // not initialized: fail closed
+			agent.WriteError(w, http.StatusServiceUnavailable, "security is not ready")
+			return
+		}
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && isOpen(st.open, r.URL.Path) {
+			p.requests.WithLabelValues("open").Inc()
+			next.ServeHTTP(w, r)
+			return
+		}
+		id, code, msg := p.authenticate(st, r)
+		if code == 0 && !may(id.Role, r.Method) {
+			code, msg = http.StatusForbidden, fmt.Sprintf("token %q has role %s, which may not %s %s; it needs role admin", id.Name, id.Role, r.Method, r.URL.Path)
+		}
+		switch code {
+		case http.StatusUnauthorized:
+			p.requests.WithLabelValues("unauthenticated").Inc()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vitals"`)
+			p.record(r, id, "http.denied", audit.OutcomeDenied, msg)
+			agent.WriteError(w, code, msg)
+			return
+		case http.StatusForbidden:
+			p.requests.WithLabelValues("forbidden").Inc()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vitals", error="insufficient_scope"`)
+			p.record(r, id, "http.denied", audit.OutcomeDenied, msg)
+			agent.WriteError(w, code, msg)
+			return
+		}
+		p.requests.WithLabelValues("allowed").Inc()
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+		action, target := adminAction(r)
+		if action == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		outcome := audit.OutcomeSuccess
+		if sw.code >= 400 {
+			outcome = audit.OutcomeFailure
+		}
+		p.auditRecord(audit.Record{Actor: id.Name, Action: action, Target: target, Outcome: outcome, Remote: remoteIP(r), Detail: fmt.Sprintf("%s %s → %d", r.Method, r.URL.Path, sw.code)})
+	})
+}
+
+func (p *Plugin) auditRecord(r audit.Record) {
+	p.mu.Lock()
+	lg := p.audit
+	p.mu.Unlock()
+	if lg != nil {
+		lg.Record(r)
+	}
+}
+
+func (p *Plugin) record(r *http.Request, id Identity, action, outcome, msg string) {
+	actor := id.Name
+	if actor == "" {
+		actor = "anonymous"
+	}
+	p.auditRecord(audit.Record{Actor: actor, Action: action, Target: r.Method + " " + r.URL.Path, Outcome: outcome, Remote: remoteIP(r), Detail: msg})
+}
+
+// authenticate returns the caller's identity, or a 401 with the reason.
+func (p *Plugin) authenticate(st *authState, r *http.Request) (Identity, int, string) {
+	if len(st.tokens) == 0 {
+		if st.anonymous == AnonymousLoopback && isLoopback(r) {
+			return Identity{Name: "anonymous", Role: RoleAdmin}, 0, ""
+		}
+		if p.warned.CompareAndSwap(false, true) {
+			p.log.Warn("a non-loopback client reached the API and no tokens are configured: refused; configure security.tokens", "remote", remoteIP(r))
+		}
+		return Identity{}, http.StatusUnauthorized, "no API tokens are configured: only loopback clients may use the API"
+	}
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if h == "" {
+		return Identity{}, http.StatusUnauthorized, "missing bearer token: send Authorization: Bearer <token>"
+	}
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return Identity{}, http.StatusUnauthorized, "malformed Authorization header: want Bearer <token>"
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	found := -1
+	for i := range st.tokens { // no early exit: every hash is compared
+		if subtle.ConstantTimeCompare(sum[:], st.tokens[i].hash[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return Identity{}, http.StatusUnauthorized, "invalid bearer token"
+	}
+	return Identity{Name: st.tokens[found].name, Role: st.tokens[found].role}, 0, ""
+}
+
+// may reports whether role may use method.
+func may(role, method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return role == RoleViewer || role == RoleAdmin
+	}
+	return role == RoleAdmin
+}
+
+func isOpen(open []string, path string) bool {
+	for _, o := range open {
+		if path == o || (strings.HasSuffix(o, "/") && strings.HasPrefix(path, o)) {
+			return true
+		}
+	}
+	return false
+}
+
+// adminAction names the audited action of a request, or "" for reads.
+func adminAction(r *http.Request) (action, target string) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return "", ""
+	}
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	if rest, ok := strings.CutPrefix(path, "/api/v1/admin/plugins/"); ok {
+		if name, verb, ok := strings.Cut(rest, "/"); ok && (verb == "enable" || verb == "disable") {
+			return "plugin." + verb, name
+		}
+	}
+	if path == "/api/v1/admin/reload" {
+		return "config.reload", "core.yaml"
+	}
+	return "http." + strings.ToLower(r.Method), path
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func isLoopback(r *http.Request) bool {
+	a, err := netip.ParseAddr(remoteIP(r))
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code        int
+	wroteHeader bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wroteHeader {
+		s.code, s.wroteHeader = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	s.wroteHeader = true
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// ListenWarning returns a warning when cfg has the agent listen beyond
+// loopback while security is off or has no tokens, else "". The agent
+// binary logs it at startup.
+func ListenWarning(cfg *agent.Config) string {
+	host, _, err := net.SplitHostPort(cfg.Core.APIGateway.Listen)
+	if err != nil {
+		return ""
+	}
+	if a, err := netip.ParseAddr(host); (err == nil && a.IsLoopback()) || host == "localhost" {
+		return ""
+	}
+	pc := cfg.Plugin(Name)
+	if !pc.Enabled {
+		return fmt.Sprintf("the agent listens on %s and the security plugin is off: the admin API is open to anyone who can reach it", cfg.Core.APIGateway.Listen)
+	}
+	c, err := decode(pc.Section)
+	if err == nil && len(c.Tokens) == 0 {
+		return fmt.Sprintf("the agent listens on %s and security has no tokens: only loopback clients can use the admin API; configure security.tokens", cfg.Core.APIGateway.Listen)
+	}
+	return ""
+}
+
+var (
+	_ agent.Plugin          = (*Plugin)(nil)
+	_ agent.ServiceProvider = (*Plugin)(nil)
+	_ agent.HTTPMiddleware  = (*Plugin)(nil)
+	_ agent.RouteProvider   = (*Plugin)(nil)
+	_ agent.Reloader        = (*Plugin)(nil)
+	_ agent.HealthChecker   = (*Plugin)(nil)
+	_ audit.Recorder        = (*audit.Log)(nil)
+)

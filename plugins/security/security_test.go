@@ -1,0 +1,365 @@
+package security
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sethvargo/go-envconfig"
+	"go.uber.org/goleak"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/exporters/audit"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bustest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type env struct {
+	p   *Plugin
+	srv *httptest.Server
+	bus *bustest.Bus
+	ev  *agent.Events
+}
+
+type permProvider struct {
+	b     *bustest.Bus
+	perms bus.Permissions
+}
+
+func (p permProvider) ClientFor(plugin string) (bus.Bus, error) {
+	return p.b.Client(plugin, p.perms), nil
+}
+
+// start runs the plugin and serves a stub API through its middleware on
+// a loopback listener.
+func start(t *testing.T, y string) *env {
+	t.Helper()
+	return startWith(t, y, nil)
+}
+
+func startWith(t *testing.T, y string, perms *bus.Permissions) *env {
+	t.Helper()
+	s, err := agent.NewSection("audit: {path: " + filepath.Join(t.TempDir(), "audit.db") + "}\n" + y)
+	must(t, err)
+	pl, err := Factory(s)
+	must(t, err)
+	e := &env{p: pl.(*Plugin), bus: bustest.New(), ev: agent.NewEvents()}
+	c := agent.NewContainer(nil)
+	must(t, c.Provide(agent.ServiceMetrics, prometheus.Registerer(prometheus.NewRegistry())))
+	must(t, c.Provide(agent.ServiceEvents, e.ev))
+	var prov bus.Provider = e.bus
+	if perms != nil {
+		prov = permProvider{e.bus, *perms}
+	}
+	must(t, c.Provide(bus.ServiceName, prov))
+	ctx := context.Background()
+	must(t, e.p.Initialize(ctx, c.For(Name)))
+	must(t, e.p.Start(ctx))
+	t.Cleanup(func() { _ = e.p.Stop(context.Background()) })
+	api := http.NewServeMux()
+	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		id, _ := IdentityFrom(r.Context())
+		_, _ = io.WriteString(w, "ok "+id.Name)
+	})
+	api.HandleFunc("POST /api/v1/admin/plugins/{name}/enable", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("name") == "nope" {
+			http.Error(w, "unknown", http.StatusNotFound)
+			return
+		}
+		_, _ = io.WriteString(w, "enabled")
+	})
+	for _, rt := range e.p.Routes() {
+		api.Handle(rt.Pattern, rt.Handler)
+	}
+	e.srv = httptest.NewServer(e.p.WrapHTTP(api))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *env) do(t *testing.T, method, path, tok string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, nil)
+	if tok != "" {
+		req.Header.Set("Authorization", tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// waitAudit polls the audit log until f matches n records.
+func (e *env) waitAudit(t *testing.T, f audit.Filter, n int) []audit.Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs, err := e.p.Audit().Query(context.Background(), f)
+		must(t, err)
+		if len(recs) >= n {
+			return recs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit %+v: %d records, want %d: %+v", f, len(recs), n, recs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func tokens(admin, viewer string) string {
+	return "tokens:\n  - {name: ops, role: admin, sha256: " + HashToken(admin) + "}\n  - {name: grafana, role: viewer, sha256: " + HashToken(viewer) + "}\n"
+}
+
+func TestAuthnAndAuthz(t *testing.T) {
+	e := start(t, tokens("admin-secret", "viewer-secret"))
+	for _, tc := range []struct {
+		name, method, path, auth string
+		code                     int
+		want                     string
+	}{
+		{"metrics open", "GET", "/metrics", "", 200, "ok"},
+		{"livez open", "GET", "/livez", "", 200, "ok"},
+		{"open paths are GET only", "POST", "/metrics", "", 401, "missing bearer token"},
+		{"no token", "GET", "/api/v1/admin/plugins", "", 401, "missing bearer token"},
+		{"wrong scheme", "GET", "/api/v1/admin/plugins", "Basic b3BzOng=", 401, "malformed Authorization"},
+		{"empty bearer", "GET", "/api/v1/admin/plugins", "Bearer ", 401, "malformed Authorization"},
+		{"wrong token", "GET", "/api/v1/admin/plugins", "Bearer nope", 401, "invalid bearer token"},
+		{"viewer reads", "GET", "/api/v1/admin/plugins", "Bearer viewer-secret", 200, "ok grafana"},
+		{"scheme case-insensitive", "GET", "/api/v1/admin/plugins", "bearer viewer-secret", 200, "ok grafana"},
+		{"viewer may not act", "POST", "/api/v1/admin/plugins/validation/enable", "Bearer viewer-secret", 403, "needs role admin"},
+		{"admin reads", "GET", "/api/v1/admin/health", "Bearer admin-secret", 200, "ok ops"},
+		{"admin acts", "POST", "/api/v1/admin/plugins/validation/enable", "Bearer admin-secret", 200, "enabled"},
+		{"admin action that fails", "POST", "/api/v1/admin/plugins/nope/enable", "Bearer admin-secret", 404, "unknown"},
+		{"index needs a token", "GET", "/", "", 401, "missing bearer token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, h, body := e.do(t, tc.method, tc.path, tc.auth)
+			if code != tc.code || !strings.Contains(body, tc.want) {
+				t.Fatalf("%s %s: %d %q, want %d with %q", tc.method, tc.path, code, body, tc.code, tc.want)
+			}
+			if code == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("401 without WWW-Authenticate: %v", h)
+			}
+			if (code == 401 || code == 403) && h.Get("Content-Type") != "application/json" {
+				t.Errorf("error is not JSON: %v", h)
+			}
+		})
+	}
+	// Each denial and each action is an audit record with who and outcome.
+	denied := e.waitAudit(t, audit.Filter{Action: "http.denied"}, 7)
+	if denied[0].Outcome != audit.OutcomeDenied || denied[0].Remote != "127.0.0.1" {
+		t.Errorf("denial record %+v", denied[0])
+	}
+	forbidden := e.waitAudit(t, audit.Filter{Action: "http.denied", Actor: "grafana"}, 1)
+	if !strings.Contains(forbidden[0].Target, "POST /api/v1/admin/plugins/validation/enable") {
+		t.Errorf("forbidden record %+v", forbidden[0])
+	}
+	acts := e.waitAudit(t, audit.Filter{Action: "plugin.enable", Actor: "ops"}, 2)
+	if acts[0].Target != "nope" || acts[0].Outcome != audit.OutcomeFailure || acts[1].Target != "validation" || acts[1].Outcome != audit.OutcomeSuccess {
+		t.Errorf("action records %+v", acts)
+	}
+	// And they are readable over the API, by a viewer.
+	code, _, body := e.do(t, "GET", "/api/v1/admin/audit?action=plugin.enable&actor=ops", "Bearer viewer-secret")
+	if code != 200 || !strings.Contains(body, `"target": "validation"`) {
+		t.Fatalf("audit API: %d %s", code, body)
+	}
+	code, _, body = e.do(t, "GET", "/api/v1/admin/audit?outcome=maybe", "Bearer viewer-secret")
+	if code != 400 || !strings.Contains(body, `outcome \"maybe\"`) {
+		t.Fatalf("bad audit query: %d %s", code, body)
+	}
+}
+
+func TestTokenRotationByReload(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tok")
+	must(t, os.WriteFile(file, []byte("first-token\n"), 0o600))
+	y := "tokens:\n  - {name: ci, role: admin, file: " + file + "}\n"
+	e := start(t, y)
+	if code, _, _ := e.do(t, "POST", "/api/v1/admin/reload", "Bearer first-token"); code != 200 {
+		t.Fatalf("first token: %d", code)
+	}
+	must(t, os.WriteFile(file, []byte("second-token"), 0o600))
+	s, _ := agent.NewSection("audit: {path: " + filepath.Join(dir, "a.db") + "}\n" + y)
+	must(t, e.p.Reload(context.Background(), s))
+	if code, _, _ := e.do(t, "POST", "/api/v1/admin/reload", "Bearer first-token"); code != 401 {
+		t.Fatalf("old token after rotation: %d", code)
+	}
+	if code, _, _ := e.do(t, "POST", "/api/v1/admin/reload", "Bearer second-token"); code != 200 {
+		t.Fatalf("new token after rotation: %d", code)
+	}
+	// A token that cannot be read rejects the reload and keeps the old one.
+	s, _ = agent.NewSection("tokens:\n  - {name: ci, role: admin, env: VITALS_TEST_UNSET_TOKEN}\n")
+	if err := e.p.Reload(context.Background(), s); err == nil || !strings.Contains(err.Error(), "VITALS_TEST_UNSET_TOKEN") {
+		t.Fatalf("reload with unset env: %v", err)
+	}
+	if code, _, _ := e.do(t, "GET", "/api/v1/admin/plugins", "Bearer second-token"); code != 200 {
+		t.Fatalf("token after rejected reload: %d", code)
+	}
+	e.waitAudit(t, audit.Filter{Action: "config.reload", Actor: "ci"}, 2)
+	e.waitAudit(t, audit.Filter{Action: "security.reload"}, 1)
+}
+
+func TestAnonymousLoopbackOnly(t *testing.T) {
+	e := start(t, "")
+	if code, _, body := e.do(t, "POST", "/api/v1/admin/plugins/x/enable", ""); code != 200 || body != "enabled" {
+		t.Fatalf("loopback without tokens: %d %s", code, body)
+	}
+	for _, tc := range []struct {
+		remote string
+		code   int
+	}{
+		{"10.1.2.3:4000", 401},
+		{"[2001:db8::1]:4000", 401},
+		{"[::1]:4000", 200},
+		{"127.0.0.2:4000", 200},
+	} {
+		t.Run(tc.remote, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", "/api/v1/admin/plugins", nil)
+			req.RemoteAddr = tc.remote
+			e.p.WrapHTTP(http.NotFoundHandler()).ServeHTTP(rec, req)
+			if got := rec.Code; (tc.code == 200) != (got != 401) {
+				t.Fatalf("remote %s: %d, want %d", tc.remote, got, tc.code)
+			}
+		})
+	}
+	d := start(t, "anonymous: deny\n")
+	if code, _, _ := d.do(t, "GET", "/api/v1/admin/plugins", ""); code != 401 {
+		t.Fatalf("anonymous deny: %d", code)
+	}
+}
+
+func TestAuditsLifecycleAndRegistrations(t *testing.T) {
+	e := startWith(t, "", &bus.Permissions{Publish: []string{"security.", "logs.", "audit."}, Subscribe: []string{"security.", "plugin."}})
+	e.ev.Emit(agent.Event{Plugin: "validation", Step: "start", From: agent.StateStarting, To: agent.StateRunning, Time: time.Now()})
+	e.ev.Emit(agent.Event{Plugin: "routing", Step: "start", From: agent.StateStarting, To: agent.StateFailed, Error: "boom", Time: time.Now()})
+	e.ev.Emit(agent.Event{Plugin: "routing", Step: "initialize", From: agent.StateRegistered, To: agent.StateInitializing})
+	ext := e.bus.Client("gpu_probe", bus.AllowAll)
+	ann, _ := bus.NewProto(busAnnounce("gpu_probe"))
+	must(t, ext.Publish(context.Background(), "plugin.announce", ann))
+	bye, _ := bus.NewProto(busGoodbye("gpu_probe"))
+	must(t, ext.Publish(context.Background(), "plugin.goodbye", bye))
+
+	recs := e.waitAudit(t, audit.Filter{Action: "lifecycle."}, 2)
+	if len(recs) != 2 || recs[0].Outcome != audit.OutcomeFailure || !strings.Contains(recs[0].Detail, "boom") {
+		t.Fatalf("lifecycle records %+v", recs)
+	}
+	reg := e.waitAudit(t, audit.Filter{Action: "plugin."}, 2)
+	if reg[0].Action != "plugin.deregister" || reg[1].Action != "plugin.register" || reg[1].Target != "gpu_probe" || reg[1].Actor != "gpu_probe" {
+		t.Fatalf("registration records %+v", reg)
+	}
+	// Stored records are published on audit.<action>.
+	deadline := time.Now().Add(10 * time.Second)
+	for !published(e.bus, "audit.plugin.register") {
+		if time.Now().After(deadline) {
+			t.Fatal("audit.plugin.register not published")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func published(b *bustest.Bus, topic string) bool {
+	for _, m := range b.Published() {
+		if m.Topic == topic {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDefaultPermissionsTurnPublishingOff(t *testing.T) {
+	// The default permissions deny audit.*: publishing turns itself off
+	// after the first denial instead of feeding denials back in a loop.
+	e := start(t, "")
+	e.p.Audit().Record(audit.Record{Action: "one"})
+	deadline := time.Now().Add(10 * time.Second)
+	for !e.p.noPublish.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("publishing still on after a denial")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if published(e.bus, "audit.one") {
+		t.Fatal("published despite default permissions")
+	}
+}
+
+func TestListenWarning(t *testing.T) {
+	reg := agent.NewRegistry()
+	must(t, reg.Register(Name, Factory))
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"loopback", "listen: 127.0.0.1:9464\n", ""},
+		{"localhost", "listen: localhost:9464\n", ""},
+		{"wide, security off", "listen: 0.0.0.0:9464\n", "security plugin is off"},
+		{"wide, no tokens", "listen: 0.0.0.0:9464\n    plugins:\n      security: {}\n", "security has no tokens"},
+		{"wide, tokens", "listen: 0.0.0.0:9464\n    plugins:\n      security:\n        tokens: [{name: a, role: admin, env: X}]\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := agent.Parse(context.Background(), "core.yaml", []byte("core:\n  api_gateway:\n    "+tc.yaml), reg, envconfig.MapLookuper(nil))
+			must(t, err)
+			got := ListenWarning(cfg)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("ListenWarning = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestInvalidConfigs(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{"invalid-role.yaml", `tokens[0].role: want viewer or admin, got "root"`},
+		{"invalid-sources.yaml", "tokens[0]: set exactly one of sha256, file and env"},
+		{"invalid-hash.yaml", "tokens[0].sha256: want 64 hex digits"},
+		{"invalid-open-api.yaml", "the admin API cannot be opened"},
+		{"invalid-duplicate.yaml", `tokens[1].name: duplicate token name "ops"`},
+		{"invalid-anonymous.yaml", `anonymous: want loopback or deny`},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", tc.file))
+			must(t, err)
+			s, err := agent.ParseSection(tc.file, data)
+			must(t, err)
+			if _, err := Factory(s); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	data, err := os.ReadFile("testdata/sample.yaml")
+	must(t, err)
+	s, err := agent.ParseSection("sample.yaml", data)
+	must(t, err)
+	_, err = Factory(s)
+	must(t, err)
+}
+
+func TestConformance(t *testing.T) {
+	dir := t.TempDir()
+	n := 0
+	agenttest.Conformance(t, func(t *testing.T) agent.Plugin {
+		n++
+		s, err := agent.NewSection("audit: {path: " + filepath.Join(dir, string(rune('a'+n)), "audit.db") + "}\n")
+		must(t, err)
+		p, err := Factory(s)
+		must(t, err)
+		return p
+	}, func(t *testing.T, c *agent.Container) {
+		must(t, c.Provide(bus.ServiceName, bus.Provider(bustest.New())))
+	})
+}
