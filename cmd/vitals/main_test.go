@@ -444,3 +444,42 @@ func TestSIGHUPReloads(t *testing.T) {
 		t.Errorf("exit %d", code)
 	}
 }
+
+// needTool returns the path of a program the test needs: in CI it must be
+// there (scripts/test installs it); elsewhere the test is skipped without it.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not found; scripts/test installs it", name)
+		}
+		t.Skipf("%s not installed (scripts/test installs it)", name)
+	}
+	return path
+}
+
+func TestMetricsPassPromtool(t *testing.T) {
+	promtool := needTool(t, "promtool")
+	p := startBinary(t)
+	addr := p.address(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := waitReady(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	checkDemoAIPlugins(t, addr) // so the AI plugin series exist
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(string(text))
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t)
+}
