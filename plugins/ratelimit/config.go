@@ -1,0 +1,77 @@
+package ratelimit
+
+import (
+	"time"
+
+	"github.com/vitals-dev/vitals/agent"
+)
+
+// Config is the rate_limiting section of core.yaml:
+//
+//	rate_limiting:
+//	  api:                      # per client: bearer token, else address
+//	    rate: 20                # requests per second
+//	    burst: 40
+//	    exempt_paths: [/livez, /readyz]
+//	  bus:                      # per message source (external plugins)
+//	    rate: 500               # messages per second
+//	    burst: 1000
+//	  max_clients: 10000        # buckets kept per kind; past it the least recent goes
+//	  idle_timeout: 10m         # a bucket unused this long is dropped
+type Config struct {
+	API         Limit          `yaml:"api"`
+	Bus         Limit          `yaml:"bus"`
+	MaxClients  int            `yaml:"max_clients"`
+	IdleTimeout agent.Duration `yaml:"idle_timeout"`
+}
+
+// Limit is one token bucket shape.
+type Limit struct {
+	Rate        float64  `yaml:"rate"`
+	Burst       int      `yaml:"burst"`
+	ExemptPaths []string `yaml:"exempt_paths"`
+}
+
+// DefaultConfig returns the defaults that a section overrides.
+func DefaultConfig() Config {
+	return Config{
+		API:         Limit{Rate: 20, Burst: 40, ExemptPaths: []string{"/livez", "/readyz"}},
+		Bus:         Limit{Rate: 500, Burst: 1000},
+		MaxClients:  10000,
+		IdleTimeout: agent.Duration(10 * time.Minute),
+	}
+}
+
+func decode(s agent.Section) (Config, error) {
+	cfg := DefaultConfig()
+	if err := s.Decode(&cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.validate(s)
+}
+
+func (c *Config) validate(s agent.Section) error {
+	for key, l := range map[string]Limit{"api": c.API, "bus": c.Bus} {
+		if l.Rate <= 0 || l.Rate > 1e6 {
+			return s.Errorf(key+".rate", "must be above 0 and at most 1000000 per second, got %v", l.Rate)
+		}
+		if l.Burst < 1 || l.Burst > 1e7 {
+			return s.Errorf(key+".burst", "must be between 1 and 10000000, got %d", l.Burst)
+		}
+	}
+	if len(c.Bus.ExemptPaths) > 0 {
+		return s.Errorf("bus.exempt_paths", "paths apply to the HTTP API only")
+	}
+	for i, p := range c.API.ExemptPaths {
+		if len(p) == 0 || p[0] != '/' {
+			return s.Errorf("api.exempt_paths", "entry %d: %q must start with /", i, p)
+		}
+	}
+	if c.MaxClients < 1 || c.MaxClients > 10_000_000 {
+		return s.Errorf("max_clients", "must be between 1 and 10000000, got %d", c.MaxClients)
+	}
+	if c.IdleTimeout.D() < time.Second {
+		return s.Errorf("idle_timeout", "must be at least 1s, got %s", c.IdleTimeout)
+	}
+	return nil
+}

@@ -1,0 +1,315 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/plugins/validation"
+)
+
+// Name is the plugin's name in config and in the registry.
+const Name = "rate_limiting"
+
+// Version of the plugin.
+const Version = "0.1.0"
+
+// ErrLimited is returned by FilterMessage for a message over its source's
+// rate.
+var ErrLimited = errors.New("rate limited")
+
+// Plugin is the rate_limiting plugin.
+type Plugin struct {
+	agent.Base
+
+	mu       sync.Mutex
+	cfg      Config
+	reg      prometheus.Registerer
+	m        *metrics
+	api      *buckets
+	bus      *buckets
+	plugins  agent.PluginDirectory
+	exemptMu sync.Mutex
+	exempt   map[string]bool
+	exemptAt time.Time
+	cancel   context.CancelFunc
+	done     chan struct{}
+	stopped  bool
+	now      func() time.Time
+}
+
+type metrics struct {
+	decisions *prometheus.CounterVec // kind, outcome
+	clients   *prometheus.GaugeVec   // kind
+	evictions *prometheus.CounterVec // kind
+}
+
+// Factory builds the plugin from its section.
+func Factory(s agent.Section) (agent.Plugin, error) {
+	cfg, err := decode(s)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg), nil
+}
+
+// New returns the plugin with a validated config.
+func New(cfg Config) *Plugin {
+	return &Plugin{
+		Base: agent.NewBase(agent.Metadata{
+			Name:        Name,
+			Version:     Version,
+			Description: "Per-client token buckets on the HTTP API (429) and per-source limits on bus messages",
+			Priority:    agent.PriorityMiddleware,
+		}),
+		cfg: cfg,
+		now: time.Now,
+	}
+}
+
+// Services implements agent.ServiceProvider.
+func (p *Plugin) Services() []string { return []string{validation.RateLimiterService} }
+
+// Initialize builds the buckets and metrics and provides bus_rate_limiter.
+func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
+	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
+		return err
+	}
+	if dir, err := agent.Require[agent.PluginDirectory](ctx, c, agent.ServicePlugins); err == nil {
+		p.plugins = dir
+	}
+	p.m = &metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_rate_limit_decisions_total",
+			Help: "Rate limit decisions by kind (api, bus) and outcome (allowed, limited).",
+		}, []string{"kind", "outcome"}),
+		clients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vitals_rate_limit_clients",
+			Help: "Token buckets currently tracked, by kind.",
+		}, []string{"kind"}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_rate_limit_evictions_total",
+			Help: "Buckets evicted before going idle because max_clients was reached, by kind.",
+		}, []string{"kind"}),
+	}
+	for _, k := range []string{"api", "bus"} {
+		p.m.decisions.WithLabelValues(k, "allowed")
+		p.m.decisions.WithLabelValues(k, "limited")
+		p.m.evictions.WithLabelValues(k)
+	}
+	if reg != nil {
+		for _, col := range []prometheus.Collector{p.m.decisions, p.m.clients, p.m.evictions} {
+			if err := reg.Register(col); err != nil {
+				p.unregister(reg)
+				return fmt.Errorf("rate_limiting: %w", err)
+			}
+		}
+		p.reg = reg
+	}
+	idle := p.cfg.IdleTimeout.D()
+	p.api = newBuckets(p.cfg.API.Rate, p.cfg.API.Burst, p.cfg.MaxClients, idle, p.m.evictions.WithLabelValues("api").Inc)
+	p.bus = newBuckets(p.cfg.Bus.Rate, p.cfg.Bus.Burst, p.cfg.MaxClients, idle, p.m.evictions.WithLabelValues("bus").Inc)
+	if err := c.Provide(validation.RateLimiterService, busFilter{p}); err != nil {
+		p.unregister(reg)
+		return err
+	}
+	return nil
+}
+
+func (p *Plugin) unregister(reg prometheus.Registerer) {
+	if reg == nil || p.m == nil {
+		return
+	}
+	reg.Unregister(p.m.decisions)
+	reg.Unregister(p.m.clients)
+	reg.Unregister(p.m.evictions)
+}
+
+// Start runs the janitor that drops idle buckets.
+func (p *Plugin) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.api == nil {
+		return errors.New("rate_limiting: Start before Initialize")
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	p.cancel, p.done = cancel, make(chan struct{})
+	every := p.cfg.IdleTimeout.D() / 2
+	go func() {
+		defer close(p.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-t.C:
+				p.Sweep()
+			}
+		}
+	}()
+	return nil
+}
+
+// Sweep drops idle buckets now (the janitor calls it periodically).
+func (p *Plugin) Sweep() {
+	now := p.now()
+	p.api.sweep(now)
+	p.bus.sweep(now)
+	p.m.clients.WithLabelValues("api").Set(float64(p.api.len()))
+	p.m.clients.WithLabelValues("bus").Set(float64(p.bus.len()))
+}
+
+// Reload applies new rates to every bucket, present and future.
+func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
+	cfg, err := decode(s)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.api == nil {
+		return errors.New("rate_limiting: Reload before Initialize")
+	}
+	if cfg.IdleTimeout != p.cfg.IdleTimeout {
+		return s.Errorf("idle_timeout", "changes at the next start; restart the plugin (disable, enable)")
+	}
+	now := p.now()
+	p.api.set(cfg.API.Rate, cfg.API.Burst, cfg.MaxClients, cfg.IdleTimeout.D(), now)
+	p.bus.set(cfg.Bus.Rate, cfg.Bus.Burst, cfg.MaxClients, cfg.IdleTimeout.D(), now)
+	p.cfg = cfg
+	return nil
+}
+
+// Stop ends the janitor and unregisters the metrics. Safe without Start
+// and twice.
+func (p *Plugin) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return nil
+	}
+	p.stopped = true
+	if p.cancel != nil {
+		p.cancel()
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	p.unregister(p.reg)
+	return nil
+}
+
+func (p *Plugin) config() Config {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg
+}
+
+// WrapHTTP implements agent.HTTPMiddleware.
+func (p *Plugin) WrapHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cfg := p.config()
+		for _, e := range cfg.API.ExemptPaths {
+			if r.URL.Path == e {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		ok, wait := p.api.reserve(ClientKey(r), p.now())
+		if !ok {
+			p.m.decisions.WithLabelValues("api", "limited").Inc()
+			secs := int(math.Ceil(wait.Seconds()))
+			if secs < 1 {
+				secs = 1
+			}
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			agent.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("rate limit of %g requests per second (burst %d) exceeded; retry in %ds", cfg.API.Rate, cfg.API.Burst, secs))
+			return
+		}
+		p.m.decisions.WithLabelValues("api", "allowed").Inc()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ClientKey is what a request is limited by: its bearer token (hashed, so
+// the token is not kept) or, without one, its address.
+func ClientKey(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		sum := sha256.Sum256([]byte(strings.TrimSpace(h)))
+		return "token:" + hex.EncodeToString(sum[:8])
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "addr:" + host
+}
+
+// busFilter is the bus_rate_limiter service.
+type busFilter struct{ p *Plugin }
+
+// FilterMessage implements validation.MessageFilter: ErrLimited for a
+// message over its source's rate. Running in-process plugins are exempt.
+func (f busFilter) FilterMessage(m bus.Message) error {
+	p := f.p
+	now := p.now()
+	if p.isInProcess(m.Source, now) {
+		return nil
+	}
+	if ok, _ := p.bus.reserve(m.Source, now); !ok {
+		p.m.decisions.WithLabelValues("bus", "limited").Inc()
+		return fmt.Errorf("%w: source %q over %g messages per second", ErrLimited, m.Source, p.config().Bus.Rate)
+	}
+	p.m.decisions.WithLabelValues("bus", "allowed").Inc()
+	return nil
+}
+
+// isInProcess reports whether source is a running plugin of this agent,
+// from a snapshot refreshed at most once a second.
+// No lock is held while asking the directory, which may be busy with a
+// lifecycle operation that calls back into this plugin.
+func (p *Plugin) isInProcess(source string, now time.Time) bool {
+	if p.plugins == nil {
+		return false
+	}
+	p.exemptMu.Lock()
+	exempt, fresh := p.exempt, p.exempt != nil && now.Sub(p.exemptAt) <= time.Second
+	p.exemptMu.Unlock()
+	if !fresh {
+		exempt = map[string]bool{"message_bus": true}
+		for _, pl := range p.plugins.RunningPlugins() {
+			exempt[pl.Metadata().Name] = true
+		}
+		p.exemptMu.Lock()
+		p.exempt, p.exemptAt = exempt, now
+		p.exemptMu.Unlock()
+	}
+	return exempt[source]
+}
+
+var (
+	_ agent.Plugin             = (*Plugin)(nil)
+	_ agent.ServiceProvider    = (*Plugin)(nil)
+	_ agent.HTTPMiddleware     = (*Plugin)(nil)
+	_ agent.Reloader           = (*Plugin)(nil)
+	_ validation.MessageFilter = busFilter{}
+)
