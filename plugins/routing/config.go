@@ -1,0 +1,77 @@
+package routing
+
+import (
+	"strings"
+	"time"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+)
+
+// Config is the routing section of core.yaml:
+//
+//	routing:
+//	  default_timeout: 5s
+//	  default_topic: health.request.{name}   # topic of a destination without a route
+//	  max_pending: 10000                     # requests waiting at once; past it, refused
+//	  late_reply_memory: 4096                # timed-out ids remembered to count late replies
+//	  routes:
+//	    gpu_probe: {topic: gpu_probe.rpc, timeout: 2s}
+type Config struct {
+	DefaultTimeout  agent.Duration   `yaml:"default_timeout"`
+	DefaultTopic    string           `yaml:"default_topic"`
+	MaxPending      int              `yaml:"max_pending"`
+	LateReplyMemory int              `yaml:"late_reply_memory"`
+	Routes          map[string]Route `yaml:"routes"`
+}
+
+// Route is where a named destination's requests go.
+type Route struct {
+	Topic   string         `yaml:"topic"`
+	Timeout agent.Duration `yaml:"timeout"`
+}
+
+// DefaultConfig returns the defaults that a section overrides.
+func DefaultConfig() Config {
+	return Config{
+		DefaultTimeout:  agent.Duration(5 * time.Second),
+		DefaultTopic:    "health.request.{name}",
+		MaxPending:      10000,
+		LateReplyMemory: 4096,
+	}
+}
+
+func decode(s agent.Section) (Config, error) {
+	cfg := DefaultConfig()
+	if err := s.Decode(&cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.validate(s)
+}
+
+func (c *Config) validate(s agent.Section) error {
+	if c.DefaultTimeout.D() <= 0 || c.DefaultTimeout.D() > 10*time.Minute {
+		return s.Errorf("default_timeout", "must be above 0 and at most 10m, got %s", c.DefaultTimeout)
+	}
+	if !strings.Contains(c.DefaultTopic, "{name}") || bus.ValidTopic(strings.ReplaceAll(c.DefaultTopic, "{name}", "x")) != nil {
+		return s.Errorf("default_topic", "%q must be a topic containing {name}", c.DefaultTopic)
+	}
+	if c.MaxPending < 1 || c.MaxPending > 1_000_000 {
+		return s.Errorf("max_pending", "must be between 1 and 1000000, got %d", c.MaxPending)
+	}
+	if c.LateReplyMemory < 0 || c.LateReplyMemory > 1_000_000 {
+		return s.Errorf("late_reply_memory", "must be between 0 and 1000000, got %d", c.LateReplyMemory)
+	}
+	for name, r := range c.Routes {
+		if bus.ValidTopic(r.Topic) != nil {
+			return s.Errorf("routes."+name+".topic", "%q is not a valid topic", r.Topic)
+		}
+		if strings.HasPrefix(r.Topic, bus.ReplyPrefix) {
+			return s.Errorf("routes."+name+".topic", "requests cannot go to reply topics")
+		}
+		if r.Timeout.D() < 0 || r.Timeout.D() > 10*time.Minute {
+			return s.Errorf("routes."+name+".timeout", "must be between 0 (the default) and 10m, got %s", r.Timeout)
+		}
+	}
+	return nil
+}
