@@ -27,13 +27,41 @@ const (
 	ClassTLS         ErrorClass = "tls"
 	ClassDNS         ErrorClass = "dns"
 	ClassCanceled    ErrorClass = "canceled"
-	ClassOther       ErrorClass = "other"
+	// ClassStuck is a server whose liveness answers while inference does
+	// not: the health engine gives it to a synthetic inference that timed
+	// out after liveness passed in the same check.
+	ClassStuck ErrorClass = "stuck"
+	// ClassNotReady is a server that answers but says it cannot serve: no
+	// model loaded, the configured model missing, a readiness endpoint
+	// saying no.
+	ClassNotReady ErrorClass = "not_ready"
+	// ClassStale is a bus plugin whose heartbeats stopped.
+	ClassStale ErrorClass = "stale"
+	// ClassReported is a plugin that reported itself unhealthy (a bus
+	// health reply, an in-process plugin's own health check).
+	ClassReported ErrorClass = "reported"
+	ClassOther    ErrorClass = "other"
 )
+
+// ErrNotReady reports that a server answered but cannot serve yet. Probes
+// wrap it; Classify gives ClassNotReady.
+var ErrNotReady = errors.New("not ready")
+
+// ErrStale reports that a plugin has not been heard from in time.
+var ErrStale = errors.New("heartbeat stale")
+
+// ErrReported reports that a plugin said it is unhealthy.
+var ErrReported = errors.New("reported unhealthy")
+
+// ErrStuck reports inference that does not finish while the server's
+// liveness answers.
+var ErrStuck = errors.New("inference stuck")
 
 // ErrorClasses returns every non-empty class, in a stable order.
 func ErrorClasses() []ErrorClass {
 	return []ErrorClass{ClassTimeout, ClassRefused, ClassReset, ClassHTTP5xx, ClassHTTP4xx,
-		ClassBadResponse, ClassTLS, ClassDNS, ClassCanceled, ClassOther}
+		ClassBadResponse, ClassTLS, ClassDNS, ClassCanceled, ClassStuck, ClassNotReady, ClassStale,
+		ClassReported, ClassOther}
 }
 
 // Transient reports whether errors of class c may go away on retry: the
@@ -98,6 +126,14 @@ func Classify(err error) ErrorClass {
 		syscallNo syscall.Errno
 	)
 	switch {
+	case errors.Is(err, ErrStuck):
+		return ClassStuck
+	case errors.Is(err, ErrNotReady):
+		return ClassNotReady
+	case errors.Is(err, ErrStale):
+		return ClassStale
+	case errors.Is(err, ErrReported):
+		return ClassReported
 	case errors.Is(err, context.Canceled):
 		return ClassCanceled
 	case errors.As(err, &httpErr):

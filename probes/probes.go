@@ -162,6 +162,14 @@ type Target struct {
 	Kind Kind
 	// Model is the model a synthetic inference uses, when it needs one.
 	Model string
+	// Models are the models detection found; readiness and synthetic
+	// inference pick from them when Model is empty.
+	Models []Model
+	// Capabilities are what the server can do; synthetic inference picks
+	// its operation from them.
+	Capabilities []Capability
+	// PID is the server's process on this host, 0 when not known.
+	PID int
 }
 
 // Config holds the settings of one probe run.
@@ -189,6 +197,53 @@ type Result struct {
 	// PromptTokens and CompletionTokens are the usage a synthetic inference
 	// reported.
 	PromptTokens, CompletionTokens int64
+	// Operation is what a synthetic inference did ("chat", "embeddings",
+	// "rerank", "text_completion", "infer"), and Model the model it used.
+	Operation, Model string
+	// Process is what a resource probe read of a local process; nil when
+	// it had none to read.
+	Process *ProcessStats
+	// ModelMemory is the memory of each loaded model that the server
+	// reports (Ollama /api/ps), by model id.
+	ModelMemory map[string]ModelMemory
+	// ServerMetrics holds a few named series scraped from the server's own
+	// /metrics, by series name.
+	ServerMetrics map[string]float64
+}
+
+// ProcessStats is what the resource probe reads of a local process.
+type ProcessStats struct {
+	PID              int
+	CPUSeconds       float64
+	ResidentBytes    int64
+	StartTimeSeconds float64
+}
+
+// ModelMemory is the memory a loaded model uses.
+type ModelMemory struct {
+	TotalBytes int64
+	VRAMBytes  int64
+}
+
+// OutputTokensPerSecond is the generation throughput of a synthetic
+// inference: completion tokens over the time after the first token (over the
+// whole duration when there was no first-token time), or 0 when unknown.
+func (r Result) OutputTokensPerSecond() float64 {
+	if r.CompletionTokens <= 0 {
+		return 0
+	}
+	d := r.Duration - r.TimeToFirstToken
+	if r.TimeToFirstToken <= 0 || d <= 0 || r.CompletionTokens == 1 {
+		d = r.Duration
+	}
+	if d <= 0 {
+		return 0
+	}
+	n := r.CompletionTokens
+	if r.TimeToFirstToken > 0 && r.CompletionTokens > 1 && d != r.Duration {
+		n-- // the first token is counted in the time to first token
+	}
+	return float64(n) / d.Seconds()
 }
 
 // Probe is one check of one target. It must honour ctx (its deadline and

@@ -6,15 +6,28 @@ import (
 	"slices"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/extmanager/health"
 	"github.com/vitals-dev/vitals/probes"
 )
 
 // Routes serves the AI plugin catalog on the admin API.
 func (e *ExtManager) Routes() []agent.Route {
-	return []agent.Route{
+	routes := []agent.Route{
 		{Pattern: "GET /api/v1/admin/ai-plugins", Handler: http.HandlerFunc(e.list)},
 		{Pattern: "GET /api/v1/admin/ai-plugins/{id}", Handler: http.HandlerFunc(e.get)},
 	}
+	if e.engine != nil {
+		h := health.Handlers{Engine: e.engine, Known: func(id string) bool {
+			_, ok := e.catalog.Get(id)
+			return ok
+		}}
+		routes = append(routes,
+			agent.Route{Pattern: "GET /api/v1/admin/ai-plugins/{id}/history", Handler: http.HandlerFunc(h.History)},
+			agent.Route{Pattern: "GET /api/v1/admin/ai-plugins/{id}/uptime", Handler: http.HandlerFunc(h.Uptime)},
+			agent.Route{Pattern: "GET /api/v1/admin/ai-health", Handler: http.HandlerFunc(h.Overview)},
+		)
+	}
+	return routes
 }
 
 func (e *ExtManager) list(w http.ResponseWriter, r *http.Request) {

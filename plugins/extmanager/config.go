@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/extmanager/health"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -24,11 +25,13 @@ import (
 //	  directory: plugins.d           # drop-in manifests, relative to core.yaml; "" turns it off
 //	  detection: {attempts: 4, timeout: 5s, concurrency: 4, redetect_interval: 10m}
 //	  bus: {enabled: true, lost_after: 3, deregister_after: 12, default_heartbeat: 5s}
+//	  health: {interval: 10s, timeout: 5s, synthetic: false}  # every key: health.Config
 type Config struct {
 	Targets   []Target        `yaml:"targets"`
 	Directory string          `yaml:"directory"`
 	Detection DetectionConfig `yaml:"detection"`
 	Bus       BusConfig       `yaml:"bus"`
+	Health    health.Config   `yaml:"health"`
 }
 
 // Target is one AI plugin given in config or in a manifest file.
@@ -70,7 +73,8 @@ func DefaultConfig() Config {
 			Attempts: 4, Timeout: agent.Duration(5 * time.Second), Concurrency: 4,
 			RedetectInterval: agent.Duration(10 * time.Minute),
 		},
-		Bus: BusConfig{Enabled: true, LostAfter: 3, DeregisterAfter: 12, DefaultHeartbeat: agent.Duration(5 * time.Second)},
+		Bus:    BusConfig{Enabled: true, LostAfter: 3, DeregisterAfter: 12, DefaultHeartbeat: agent.Duration(5 * time.Second)},
+		Health: health.DefaultConfig(),
 	}
 }
 
@@ -111,6 +115,21 @@ func decodeConfig(s agent.Section) (Config, error) {
 		return cfg, s.Errorf("bus.deregister_after", "must be more than lost_after (%d), got %d", b.LostAfter, b.DeregisterAfter)
 	case b.DefaultHeartbeat.D() < 10*time.Millisecond:
 		return cfg, s.Errorf("bus.default_heartbeat", "must be at least 10ms, got %s", b.DefaultHeartbeat)
+	}
+	if err := cfg.Health.Validate(); err != nil {
+		var fe *health.FieldError
+		if errors.As(err, &fe) {
+			return cfg, s.Errorf("health."+fe.Key, "%s", fe.Msg)
+		}
+		return cfg, s.Errorf("health", "%v", err)
+	}
+	for id := range cfg.Health.Plugins {
+		if err := ValidID(id); err != nil {
+			return cfg, s.Errorf("health.plugins."+id, "%v", err)
+		}
+	}
+	if p := cfg.Health.History.Path; p != "" && !filepath.IsAbs(p) {
+		cfg.Health.History.Path = filepath.Join(filepath.Dir(s.File()), p)
 	}
 	if cfg.Directory != "" && !filepath.IsAbs(cfg.Directory) {
 		// Beside the config file; for the built-in config, the working dir.

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/exporters/store"
+	"github.com/vitals-dev/vitals/plugins/extmanager/health"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/probes/detect"
 )
@@ -42,6 +44,8 @@ type ExtManager struct {
 	plugins  agent.PluginDirectory
 	bus      bus.Bus
 	detector *detector
+	engine   *health.Engine // nil when health checks are off
+	store    *store.DB      // the health history file, when configured
 
 	mu        sync.Mutex // guards the fields below and cfg after Start
 	ctx       context.Context
@@ -119,6 +123,10 @@ func (e *ExtManager) Initialize(ctx context.Context, c *agent.Container) error {
 	if err := e.reg.Register(e.metrics); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
+	if err := e.initHealth(ctx, c, e.cfg.Health); err != nil {
+		e.reg.Unregister(e.metrics)
+		return err
+	}
 	d := e.cfg.Detection
 	e.detector = newDetector(e.catalog, e.client, e.log, d.Concurrency, detect.Options{
 		Attempts: d.Attempts, StepTimeout: d.Timeout.D(),
@@ -149,6 +157,7 @@ func (e *ExtManager) Start(context.Context) error {
 			return err
 		}
 	}
+	e.startHealth()
 	return nil
 }
 
@@ -209,6 +218,10 @@ func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 		e.mu.Unlock()
 		return fmt.Errorf("bus.enabled cannot change while the extmanager runs; disable and enable the plugin")
 	}
+	if cfg.Health.Enabled != old.Health.Enabled || cfg.Health.History.Path != old.Health.History.Path {
+		e.mu.Unlock()
+		return fmt.Errorf("health.enabled and health.history.path cannot change while the extmanager runs; disable and enable the plugin")
+	}
 	e.cfg = cfg
 	e.mu.Unlock()
 	if runCtx == nil {
@@ -219,6 +232,9 @@ func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 		e.startDirectory(runCtx, cfg.Directory)
 	}
 	e.detector.setOptions(cfg.Detection)
+	if e.engine != nil {
+		e.engine.SetConfig(cfg.Health)
+	}
 	return nil
 }
 
@@ -297,6 +313,7 @@ func (e *ExtManager) Stop(ctx context.Context) error {
 	for _, u := range e.unsub {
 		u()
 	}
+	herr := e.stopHealth(ctx)
 	done := make(chan struct{})
 	go func() {
 		e.wg.Wait()
@@ -311,6 +328,7 @@ func (e *ExtManager) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("extmanager stop: %w", ctx.Err())
 	}
+	err = errors.Join(herr, err)
 	if e.bus != nil {
 		err = errors.Join(err, e.bus.Close())
 	}
@@ -337,6 +355,14 @@ func (e *ExtManager) HealthCheck(ctx context.Context) agent.Health {
 	h.Details = map[string]string{"ai_plugins": fmt.Sprint(len(e.catalog.List(Filter{})))}
 	if len(failed) > 0 {
 		h.Status, h.Message = agent.HealthDegraded, fmt.Sprintf("detection failed for %v", failed)
+	}
+	if e.engine != nil {
+		r := e.engine.Rollup()
+		h.Details["ai_health"] = string(r.Status)
+		h.Details["ai_health_ready"] = fmt.Sprint(r.Ready)
+		if e.config().Health.Rollup.Readiness && !r.Ready {
+			h.Status, h.Message = agent.HealthFailing, "AI health roll-up ("+r.Policy+"): "+r.Reason
+		}
 	}
 	return h
 }

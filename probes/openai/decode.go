@@ -167,6 +167,9 @@ type ChatRequest struct {
 	Temperature   *float64       `json:"temperature,omitempty"`
 	Stream        bool           `json:"stream,omitempty"`
 	StreamOptions *StreamOptions `json:"stream_options,omitempty"`
+	// ChatTemplateKwargs go to the chat template of llama.cpp and vLLM;
+	// {"enable_thinking": false} turns reasoning off.
+	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs,omitempty"`
 }
 
 // StreamOptions asks a streaming server for a final usage chunk.

@@ -1,0 +1,3 @@
+package health_test
+
+func childMain() bool { return false }

@@ -1,0 +1,675 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/check"
+)
+
+// Probe names beyond those of probes/check.
+const (
+	probeLiveness  = check.Liveness
+	probeReadiness = check.Readiness
+	probeSynthetic = check.Synthetic
+	probeResources = check.Resources
+	// ProbeHeartbeat checks that a bus plugin's heartbeats are fresh.
+	ProbeHeartbeat = "heartbeat"
+	// ProbeBusHealth asks a bus plugin over health.request.<plugin>.
+	ProbeBusHealth = "bus_health"
+	// ProbeSelf asks an in-process plugin's own health check.
+	ProbeSelf = "self"
+)
+
+// Mode says how a target is checked.
+type Mode string
+
+// Modes.
+const (
+	// ModeHTTP probes a server with the probes of its kind.
+	ModeHTTP Mode = "http"
+	// ModeBus and ModeSelf run the probes the ExtManager supplies in
+	// Options.Probes.
+	ModeBus  Mode = "bus"
+	ModeSelf Mode = "self"
+)
+
+// Target is one AI plugin as the engine sees it.
+type Target struct {
+	ID           string
+	Mode         Mode
+	Kind         probes.Kind
+	Endpoint     string
+	Model        string
+	Models       []probes.Model
+	Capabilities []probes.Capability
+	PID          int
+	Dependencies []string
+}
+
+// Probe is a probe for targets of a mode other than ModeHTTP.
+type Probe struct {
+	Name string
+	// Informational probes are recorded but do not change the state.
+	Informational bool
+	Run           func(ctx context.Context, t Target) (probes.Result, error)
+}
+
+// Options configure an Engine.
+type Options struct {
+	Config         Config
+	Client         *http.Client
+	Logger         *slog.Logger
+	Metrics        *Metrics
+	TracerProvider trace.TracerProvider
+	Clock          Clock
+	// History records checks and transitions; nil means a ring of its own.
+	History *History
+	// Probes are the probes of targets of ModeBus and ModeSelf.
+	Probes map[Mode][]Probe
+	// OnVerdict is called after every check.
+	OnVerdict func(id string, s Status)
+	// OnTransition is called after every change of state, after the
+	// engine logged, counted and recorded it.
+	OnTransition func(ctx context.Context, t Transition)
+	// ProcFS is where process statistics are read; nil means /proc.
+	ProcFS check.ProcFS
+	// FindPID looks up the process listening on a loopback endpoint's port
+	// when a target has no PID; nil turns the lookup off.
+	FindPID func(port int) (int, error)
+}
+
+// Status is the engine's view of one plugin.
+type Status struct {
+	ID        string            `json:"id"`
+	State     State             `json:"state"`
+	Reason    string            `json:"reason,omitempty"`
+	Since     time.Time         `json:"since"`
+	Checked   time.Time         `json:"checked,omitempty"`
+	Checks    int64             `json:"checks"`
+	ErrorRate float64           `json:"error_rate"`
+	Last      *CheckRecord      `json:"last,omitempty"`
+	Class     probes.ErrorClass `json:"class,omitempty"`
+	Target    Target            `json:"-"`
+}
+
+// Health returns the status in the host's vocabulary.
+func (s Status) Health() agent.Health {
+	h := agent.Health{Status: s.State.AgentStatus(), Message: s.Reason, Checked: s.Checked,
+		Details: map[string]string{"state": string(s.State)}}
+	if h.Message == "" {
+		h.Message = string(s.State)
+	}
+	if s.Class != "" {
+		h.Details["error_class"] = string(s.Class)
+	}
+	if s.Last != nil {
+		h.Details["latency_seconds"] = strconv.FormatFloat(s.Last.Latency.Seconds(), 'f', 4, 64)
+		if s.Last.Probe != "" {
+			h.Details["failed_probe"] = s.Last.Probe
+		}
+	}
+	return h
+}
+
+// Engine checks AI plugins on a schedule. Feed it targets with Upsert and
+// Remove; Start runs it until Stop.
+type Engine struct {
+	o       Options
+	metrics *Metrics
+	hist    *History
+	tracer  trace.Tracer
+	sched   *Scheduler
+	seq     atomic.Int64
+
+	mu      sync.RWMutex
+	cfg     Config
+	plugins map[string]*plugin
+
+	runMu  sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type plugin struct {
+	mu      sync.Mutex // held by the check of this plugin; guards machine
+	machine *Machine
+
+	smu    sync.RWMutex // guards the fields below; never held long
+	target Target
+	status Status
+	pidTry bool
+	pid    int
+}
+
+// New returns an engine; nothing runs until Start.
+func New(o Options) *Engine {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = RealClock{}
+	}
+	if o.Client == nil {
+		o.Client = http.DefaultClient
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
+	if o.History == nil {
+		o.History, _ = OpenHistory(context.Background(), nil, o.Config.History, o.Logger)
+	}
+	tp := o.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	e := &Engine{o: o, metrics: o.Metrics, hist: o.History, cfg: o.Config, plugins: map[string]*plugin{},
+		tracer: tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager/health")}
+	e.sched = NewScheduler(SchedulerOptions{
+		Clock: o.Clock, Concurrency: o.Config.Concurrency, StartSpread: o.Config.StartSpread, Jitter: o.Config.Jitter,
+		Lag: func(d time.Duration) { e.metrics.lag.Observe(d.Seconds()) },
+	}, e.check)
+	return e
+}
+
+// Metrics returns the engine's collectors.
+func (e *Engine) Metrics() *Metrics { return e.metrics }
+
+// History returns the engine's history.
+func (e *Engine) History() *History { return e.hist }
+
+// Config returns the engine's config.
+func (e *Engine) Config() Config {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.cfg
+}
+
+// SetConfig applies a new config from each plugin's next check. The
+// concurrency bound and the spread apply from the next Start.
+func (e *Engine) SetConfig(c Config) {
+	e.mu.Lock()
+	e.cfg = c
+	ps := make([]*plugin, 0, len(e.plugins))
+	for _, p := range e.plugins {
+		ps = append(ps, p)
+	}
+	e.mu.Unlock()
+	for _, p := range ps {
+		p.mu.Lock()
+		p.machine.SetThresholds(c.thresholds())
+		p.mu.Unlock()
+		s := p.snapshot()
+		id, st := s.ID, s.State
+		e.sched.Set(id, e.intervalFor(c, id, st))
+	}
+}
+
+func (e *Engine) intervalFor(c Config, id string, s State) time.Duration {
+	if s == StateUnhealthy {
+		return c.unhealthyInterval(id)
+	}
+	return c.interval(id)
+}
+
+// Start runs the scheduler and the history writer until Stop.
+func (e *Engine) Start() {
+	e.runMu.Lock()
+	defer e.runMu.Unlock()
+	if e.cancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan struct{})
+	e.hist.Start(ctx)
+	go func() {
+		defer close(e.done)
+		e.sched.Run(ctx)
+	}()
+}
+
+// Stop ends the checks (those running see their context end), waits for
+// them and for the history writer to store what is queued, or for ctx.
+// It is safe without Start and safe twice.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.runMu.Lock()
+	cancel, done := e.cancel, e.done
+	e.runMu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	all := make(chan struct{})
+	go func() {
+		<-done
+		e.hist.Wait()
+		close(all)
+	}()
+	select {
+	case <-all:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("health engine stop: %w", ctx.Err())
+	}
+}
+
+// Upsert adds a target or updates it; an update is checked at once.
+func (e *Engine) Upsert(t Target) {
+	e.mu.Lock()
+	cfg := e.cfg
+	p, ok := e.plugins[t.ID]
+	if !ok {
+		now := e.o.Clock.Now()
+		p = &plugin{target: t, machine: NewMachine(cfg.thresholds()),
+			status: Status{ID: t.ID, State: StateUnknown, Since: now, Target: t}}
+		e.plugins[t.ID] = p
+		e.mu.Unlock()
+		e.metrics.setState(t.ID, StateUnknown)
+		e.sched.Set(t.ID, cfg.interval(t.ID))
+		return
+	}
+	e.mu.Unlock()
+	p.smu.Lock()
+	changed := !equalTarget(p.target, t)
+	if changed {
+		p.target = t
+		p.status.Target = t
+		p.pidTry, p.pid = false, 0
+	}
+	p.smu.Unlock()
+	if changed {
+		e.sched.Trigger(t.ID)
+	}
+}
+
+func equalTarget(a, b Target) bool {
+	return a.ID == b.ID && a.Mode == b.Mode && a.Kind == b.Kind && a.Endpoint == b.Endpoint && a.Model == b.Model &&
+		a.PID == b.PID && slices.Equal(a.Dependencies, b.Dependencies) && slices.Equal(a.Capabilities, b.Capabilities) &&
+		slices.EqualFunc(a.Models, b.Models, func(x, y probes.Model) bool {
+			return x.ID == y.ID && slices.Equal(x.Capabilities, y.Capabilities)
+		})
+}
+
+// Remove forgets a target and deletes its series.
+func (e *Engine) Remove(id string) {
+	e.mu.Lock()
+	_, ok := e.plugins[id]
+	delete(e.plugins, id)
+	e.mu.Unlock()
+	if !ok {
+		return
+	}
+	e.sched.Remove(id)
+	e.metrics.forget(id)
+	e.hist.Forget(id)
+}
+
+// Status returns one plugin's status.
+func (e *Engine) Status(id string) (Status, bool) {
+	e.mu.RLock()
+	p, ok := e.plugins[id]
+	e.mu.RUnlock()
+	if !ok {
+		return Status{}, false
+	}
+	return p.snapshot(), true
+}
+
+// Statuses returns every plugin's status, sorted by id.
+func (e *Engine) Statuses() []Status {
+	e.mu.RLock()
+	ps := make([]*plugin, 0, len(e.plugins))
+	for _, p := range e.plugins {
+		ps = append(ps, p)
+	}
+	e.mu.RUnlock()
+	out := make([]Status, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.snapshot())
+	}
+	slices.SortFunc(out, func(a, b Status) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func (p *plugin) snapshot() Status {
+	p.smu.RLock()
+	defer p.smu.RUnlock()
+	s := p.status
+	if s.Last != nil {
+		l := *s.Last
+		s.Last = &l
+	}
+	return s
+}
+
+func (e *Engine) state(id string) (State, bool) {
+	e.mu.RLock()
+	p, ok := e.plugins[id]
+	e.mu.RUnlock()
+	if !ok {
+		return "", false
+	}
+	return p.snapshot().State, true
+}
+
+// check is the scheduler's RunFunc.
+func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
+	e.mu.RLock()
+	p, ok := e.plugins[id]
+	cfg := e.cfg
+	e.mu.RUnlock()
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.smu.RLock()
+	t := p.target
+	p.smu.RUnlock()
+
+	cctx, cancel := context.WithTimeout(ctx, cfg.timeout(id))
+	defer cancel()
+	cctx, span := e.tracer.Start(cctx, "ai.health.check", trace.WithAttributes(
+		attribute.String("vitals.ai.plugin", id), attribute.String("vitals.ai.kind", string(t.Kind)),
+		attribute.String("vitals.ai.check.mode", string(t.Mode))))
+	defer span.End()
+
+	obs := Observation{Time: e.o.Clock.Now()}
+	switch t.Mode {
+	case ModeHTTP:
+		obs.Probes = e.probeHTTP(cctx, cfg, p, t)
+	default:
+		for _, pr := range e.o.Probes[t.Mode] {
+			o := e.runProbe(cctx, cfg, pr.Name, pr.Informational, func(ctx context.Context) (probes.Result, error) {
+				return pr.Run(ctx, t)
+			})
+			obs.Probes = append(obs.Probes, o)
+			if !o.OK && !o.Informational {
+				break
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return // stopping: the results say nothing about the plugin
+	}
+	for _, pr := range obs.Probes {
+		if pr.Informational {
+			continue
+		}
+		if pr.Probe == probeSynthetic && pr.OK {
+			obs.Latency, obs.TTFT = pr.Duration, pr.Result.TimeToFirstToken
+			break
+		}
+		obs.Latency = max(obs.Latency, pr.Duration)
+	}
+	for _, d := range t.Dependencies {
+		if s, ok := e.state(d); ok && s == StateUnhealthy {
+			obs.UnhealthyDeps = append(obs.UnhealthyDeps, d)
+		}
+	}
+	v := p.machine.Observe(obs)
+	e.metrics.observe(id, obs)
+
+	rec := CheckRecord{Seq: e.seq.Add(1), Plugin: id, Time: obs.Time, State: v.State, OK: obs.OK(), Latency: obs.Latency, TTFT: obs.TTFT,
+		Probes: obs.Probes}
+	if f := obs.Failed(); f != nil {
+		rec.Probe, rec.Class = f.Probe, f.Class
+	}
+	for _, pr := range obs.Probes {
+		if pr.Probe == probeSynthetic && pr.OK {
+			rec.TPS = pr.Result.OutputTokensPerSecond()
+		}
+	}
+	span.SetAttributes(attribute.String("vitals.ai.state", string(v.State)), attribute.Bool("vitals.ai.check.ok", rec.OK))
+	if !rec.OK {
+		span.SetStatus(codes.Error, string(rec.Class))
+		span.SetAttributes(attribute.String("error.type", string(rec.Class)))
+	}
+
+	var tr *Transition
+	if v.Changed {
+		tr = &Transition{Plugin: id, Time: obs.Time, From: v.From, To: v.State, Reason: v.Reason}
+		span.AddEvent("health.transition", trace.WithAttributes(attribute.String("vitals.ai.from", string(v.From)),
+			attribute.String("vitals.ai.to", string(v.State)), attribute.String("vitals.ai.reason", v.Reason)))
+	}
+	p.smu.Lock()
+	st := &p.status
+	st.State, st.Reason, st.Checked, st.Class = v.State, v.Reason, obs.Time, rec.Class
+	st.Checks++
+	st.ErrorRate = p.machine.ErrorRate()
+	last := rec
+	last.Probes = nil
+	st.Last = &last
+	if v.Changed {
+		st.Since = obs.Time
+	}
+	snap := *st
+	p.smu.Unlock()
+
+	e.hist.Record(rec, tr)
+	if e.o.OnVerdict != nil {
+		e.o.OnVerdict(id, snap)
+	}
+	if tr != nil {
+		e.transition(ctx, cfg, *tr)
+	}
+}
+
+// transition logs, counts and announces a change of state, re-checks the
+// plugin at once at the interval of its new state, and re-checks the
+// plugins that depend on it when it entered or left unhealthy.
+func (e *Engine) transition(ctx context.Context, cfg Config, t Transition) {
+	e.metrics.transitions.WithLabelValues(t.Plugin, string(t.From), string(t.To)).Inc()
+	e.metrics.setState(t.Plugin, t.To)
+	level := slog.LevelInfo
+	switch t.To {
+	case StateDegraded:
+		level = slog.LevelWarn
+	case StateUnhealthy:
+		level = slog.LevelError
+	}
+	e.o.Logger.Log(ctx, level, "ai plugin health changed", "id", t.Plugin, "from", t.From, "to", t.To, "reason", t.Reason)
+	e.sched.Set(t.Plugin, e.intervalFor(cfg, t.Plugin, t.To))
+	e.sched.Trigger(t.Plugin)
+	if t.To == StateUnhealthy || t.From == StateUnhealthy {
+		e.mu.RLock()
+		var deps []string
+		for id, p := range e.plugins {
+			p.smu.RLock()
+			dep := slices.Contains(p.target.Dependencies, t.Plugin)
+			p.smu.RUnlock()
+			if dep {
+				deps = append(deps, id)
+			}
+		}
+		e.mu.RUnlock()
+		for _, id := range deps {
+			e.sched.Trigger(id)
+		}
+	}
+	if e.o.OnTransition != nil {
+		e.o.OnTransition(ctx, t)
+	}
+}
+
+// retryable reports whether a probe that failed with class c is sent again
+// within the same check: the server dropped the connection or failed with a
+// 5xx, which one more request may not see. Timeouts are not retried (they
+// used the check's time); refusals are definite.
+func retryable(c probes.ErrorClass) bool { return c == probes.ClassReset || c == probes.ClassHTTP5xx }
+
+// runProbe runs one probe with the configured retries.
+func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informational bool, fn func(context.Context) (probes.Result, error)) ProbeOutcome {
+	out := ProbeOutcome{Probe: name, Informational: informational}
+	start := e.o.Clock.Now()
+	for attempt := 0; ; attempt++ {
+		res, err := fn(ctx)
+		out.Attempts++
+		out.Result = res
+		if err == nil {
+			out.OK = true
+			break
+		}
+		out.Failures++
+		out.Class, out.Error = probes.Classify(err), err.Error()
+		if attempt >= cfg.Retries || !retryable(out.Class) || ctx.Err() != nil {
+			break
+		}
+	}
+	out.Duration = e.o.Clock.Now().Sub(start)
+	return out
+}
+
+// probeHTTP runs liveness, then readiness, then the synthetic inference,
+// each only when the one before passed, then the resource probe.
+func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target) []ProbeOutcome {
+	pt := probes.Target{ID: t.ID, BaseURL: t.Endpoint, Kind: t.Kind, Model: t.Model, Models: t.Models,
+		Capabilities: t.Capabilities, PID: t.PID}
+	if m := cfg.Plugins[t.ID].Model; m != "" {
+		pt.Model = m
+	}
+	pc := probes.Config{MaxTokens: cfg.MaxTokens}
+	run := func(name string, pr probes.Probe) ProbeOutcome {
+		pctx, span := e.tracer.Start(ctx, "ai.probe."+name, trace.WithAttributes(attribute.String("vitals.ai.probe", name)))
+		defer span.End()
+		o := e.runProbe(pctx, cfg, name, name == probeResources, func(ctx context.Context) (probes.Result, error) {
+			return probes.Run(ctx, pr, e.o.Client, pt, pc, e.o.Clock.Now)
+		})
+		if !o.OK {
+			span.SetStatus(codes.Error, string(o.Class))
+			span.SetAttributes(attribute.String("error.type", string(o.Class)))
+		}
+		return o
+	}
+	var out []ProbeOutcome
+	live := run(probeLiveness, check.LivenessProbe(t.Kind))
+	out = append(out, live)
+	if !live.OK {
+		return out
+	}
+	if rp := check.ReadinessProbe(t.Kind); cfg.Readiness && rp != nil {
+		o := run(probeReadiness, rp)
+		out = append(out, o)
+		if !o.OK {
+			return out
+		}
+	}
+	if cfg.synthetic(t.ID) && check.Operation(t.Kind, pt) != "" {
+		o := e.synthetic(ctx, cfg, pt, pc)
+		out = append(out, o)
+		if !o.OK {
+			return out
+		}
+	}
+	if cfg.Resources && ctx.Err() == nil {
+		if pt.PID == 0 {
+			pt.PID = e.lookupPID(p, t.Endpoint)
+		}
+		if pt.PID > 0 || check.ServerSeries[t.Kind] != nil || t.Kind == probes.KindOllama {
+			out = append(out, run(probeResources, check.ResourcesProbe(t.Kind, e.o.ProcFS)))
+		}
+	}
+	return out
+}
+
+// synthetic runs the synthetic inference as a GenAI client span. A timeout
+// after liveness passed is the stuck class.
+func (e *Engine) synthetic(ctx context.Context, cfg Config, pt probes.Target, pc probes.Config) ProbeOutcome {
+	op := check.Operation(pt.Kind, pt)
+	ctx, span := e.tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("gen_ai.operation.name", op), attribute.String("vitals.ai.probe", probeSynthetic)))
+	defer span.End()
+	if u, err := url.Parse(pt.BaseURL); err == nil {
+		span.SetAttributes(attribute.String("server.address", u.Hostname()))
+		if port, err := strconv.Atoi(u.Port()); err == nil {
+			span.SetAttributes(attribute.Int("server.port", port))
+		}
+	}
+	o := e.runProbe(ctx, cfg, probeSynthetic, false, func(ctx context.Context) (probes.Result, error) {
+		res, err := probes.Run(ctx, check.SyntheticProbe(pt.Kind), e.o.Client, pt, pc, e.o.Clock.Now)
+		if err != nil && probes.Classify(err) == probes.ClassTimeout {
+			err = fmt.Errorf("%w: liveness answered, inference did not finish: %w", probes.ErrStuck, err)
+		}
+		return res, err
+	})
+	r := o.Result
+	if r.Model != "" {
+		span.SetName(op + " " + r.Model)
+		span.SetAttributes(attribute.String("gen_ai.request.model", r.Model))
+	}
+	if r.CompletionTokens > 0 {
+		span.SetAttributes(attribute.Int64("gen_ai.usage.output_tokens", r.CompletionTokens))
+	}
+	if r.PromptTokens > 0 {
+		span.SetAttributes(attribute.Int64("gen_ai.usage.input_tokens", r.PromptTokens))
+	}
+	if r.TimeToFirstToken > 0 {
+		span.SetAttributes(attribute.Float64("vitals.ai.time_to_first_token_seconds", r.TimeToFirstToken.Seconds()))
+	}
+	if !o.OK {
+		span.SetStatus(codes.Error, string(o.Class))
+		span.SetAttributes(attribute.String("error.type", string(o.Class)))
+	}
+	return o
+}
+
+// lookupPID finds the process listening on a loopback endpoint once per
+// target.
+func (e *Engine) lookupPID(p *plugin, endpoint string) int {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	if p.pidTry || e.o.FindPID == nil {
+		return p.pid
+	}
+	p.pidTry = true
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return 0
+	}
+	host := u.Hostname()
+	ip := net.ParseIP(host)
+	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return 0
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		return 0
+	}
+	pid, err := e.o.FindPID(port)
+	if err != nil {
+		if !errors.Is(err, check.ErrNoListener) {
+			e.o.Logger.Debug("no pid for ai plugin", "endpoint", endpoint, "err", err)
+		}
+		return 0
+	}
+	p.pid = pid
+	return pid
+}
+
+var _ prometheus.Collector = (*Metrics)(nil)

@@ -1,0 +1,445 @@
+package health
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vitals-dev/vitals/exporters/store"
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// CheckRecord is one check in history.
+type CheckRecord struct {
+	// Seq numbers the checks of one engine run; with Plugin and Time it
+	// identifies a record.
+	Seq     int64             `json:"seq"`
+	Plugin  string            `json:"plugin"`
+	Time    time.Time         `json:"time"`
+	State   State             `json:"state"`
+	OK      bool              `json:"ok"`
+	Probe   string            `json:"failed_probe,omitempty"`
+	Class   probes.ErrorClass `json:"class,omitempty"`
+	Latency time.Duration     `json:"latency_ns"`
+	TTFT    time.Duration     `json:"ttft_ns,omitempty"`
+	TPS     float64           `json:"output_tokens_per_second,omitempty"`
+	Probes  []ProbeOutcome    `json:"probes,omitempty"`
+}
+
+// Transition is one change of state in history.
+type Transition struct {
+	Plugin string    `json:"plugin"`
+	Time   time.Time `json:"time"`
+	From   State     `json:"from"`
+	To     State     `json:"to"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Uptime sums up one window of a plugin's history.
+type Uptime struct {
+	Window      string  `json:"window"`
+	Checks      int64   `json:"checks"`
+	UptimeRatio float64 `json:"uptime_ratio"`
+	Transitions int64   `json:"transitions"`
+	// MeanLatencySeconds is over the good checks.
+	MeanLatencySeconds float64 `json:"mean_latency_seconds"`
+}
+
+// UptimeWindows are the windows of the uptime report.
+var UptimeWindows = []struct {
+	Name string
+	D    time.Duration
+}{{"1h", time.Hour}, {"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}}
+
+// History keeps checks and transitions: the last Ring of each per plugin
+// in memory, and all of them in a SQLite store when it has one.
+//
+// Writes to the store go through one writer goroutine in batches, one
+// transaction per batch. A record is acknowledged when the transaction
+// holding it committed; OnPersisted is called for it then. The store runs
+// in WAL mode with synchronous=NORMAL: an acknowledged record survives
+// the agent being killed (SIGKILL, a crash), not a power loss of the
+// host before the next WAL checkpoint.
+type History struct {
+	ring int
+	db   *store.DB
+	log  *slog.Logger
+	ret  HistoryConfig
+
+	mu     sync.Mutex
+	checks map[string]*ringBuf[CheckRecord]
+	trans  map[string]*ringBuf[Transition]
+
+	queue       chan any
+	OnPersisted func(any) // set before Start; called from the writer
+	dropped     int64
+	done        chan struct{}
+	started     bool
+}
+
+// HistoryMigrations is the schema of the health history, owner "ai_health".
+var HistoryMigrations = []store.Migration{{Version: 1, SQL: `
+CREATE TABLE ai_health_checks (
+	ts INTEGER NOT NULL, plugin TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,
+	ok INTEGER NOT NULL, probe TEXT NOT NULL, class TEXT NOT NULL, latency_ns INTEGER NOT NULL,
+	ttft_ns INTEGER NOT NULL, tps REAL NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX ai_health_checks_plugin_ts ON ai_health_checks (plugin, ts);
+CREATE INDEX ai_health_checks_ts ON ai_health_checks (ts);
+CREATE TABLE ai_health_transitions (
+	ts INTEGER NOT NULL, plugin TEXT NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL,
+	reason TEXT NOT NULL);
+CREATE INDEX ai_health_transitions_plugin_ts ON ai_health_transitions (plugin, ts);
+CREATE INDEX ai_health_transitions_ts ON ai_health_transitions (ts);`}}
+
+// historyOwner owns the migrations in a shared store file.
+const historyOwner = "ai_health"
+
+// queueSize bounds the records waiting for the store.
+const queueSize = 8192
+
+// OpenHistory returns a History; db may be nil for the ring only. It
+// migrates db.
+func OpenHistory(ctx context.Context, db *store.DB, cfg HistoryConfig, log *slog.Logger) (*History, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &History{ring: cfg.Ring, db: db, log: log, ret: cfg, checks: map[string]*ringBuf[CheckRecord]{},
+		trans: map[string]*ringBuf[Transition]{}, done: make(chan struct{})}
+	if db != nil {
+		if err := db.Migrate(ctx, historyOwner, HistoryMigrations); err != nil {
+			return nil, fmt.Errorf("health history: %w", err)
+		}
+		h.queue = make(chan any, queueSize)
+	}
+	return h, nil
+}
+
+// Start runs the writer and the pruner until ctx ends; then the writer
+// commits what is queued and Wait returns.
+func (h *History) Start(ctx context.Context) {
+	if h.db == nil {
+		close(h.done)
+		return
+	}
+	h.started = true
+	go h.write(ctx)
+}
+
+// Wait returns when the writer has finished.
+func (h *History) Wait() { <-h.done }
+
+// Record keeps a check and its transition, if any.
+func (h *History) Record(c CheckRecord, t *Transition) {
+	h.mu.Lock()
+	rb := h.checks[c.Plugin]
+	if rb == nil {
+		rb = newRing[CheckRecord](h.ring)
+		h.checks[c.Plugin] = rb
+	}
+	rb.add(c)
+	if t != nil {
+		tb := h.trans[t.Plugin]
+		if tb == nil {
+			tb = newRing[Transition](h.ring)
+			h.trans[t.Plugin] = tb
+		}
+		tb.add(*t)
+	}
+	h.mu.Unlock()
+	if h.queue == nil {
+		return
+	}
+	h.enqueue(c)
+	if t != nil {
+		h.enqueue(*t)
+	}
+}
+
+func (h *History) enqueue(v any) {
+	select {
+	case h.queue <- v:
+	default:
+		h.mu.Lock()
+		h.dropped++
+		n := h.dropped
+		h.mu.Unlock()
+		if n == 1 || n%1000 == 0 {
+			h.log.Warn("health history queue full; records not stored", "dropped", n)
+		}
+	}
+}
+
+// Forget drops the in-memory history of a plugin (the store keeps it).
+func (h *History) Forget(plugin string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.checks, plugin)
+	delete(h.trans, plugin)
+}
+
+func (h *History) write(ctx context.Context) {
+	defer close(h.done)
+	prune := time.NewTicker(h.ret.PruneInterval.D())
+	defer prune.Stop()
+	h.prune()
+	batch := make([]any, 0, 256)
+	for {
+		select {
+		case v := <-h.queue:
+			batch = append(batch[:0], v)
+		drain:
+			for len(batch) < cap(batch) {
+				select {
+				case v := <-h.queue:
+					batch = append(batch, v)
+				default:
+					break drain
+				}
+			}
+			h.commit(batch)
+		case <-prune.C:
+			h.prune()
+		case <-ctx.Done():
+			for {
+				batch = batch[:0]
+			rest:
+				for len(batch) < cap(batch) {
+					select {
+					case v := <-h.queue:
+						batch = append(batch, v)
+					default:
+						break rest
+					}
+				}
+				if len(batch) == 0 {
+					return
+				}
+				h.commit(batch)
+			}
+		}
+	}
+}
+
+// commit writes a batch in one transaction and acknowledges it.
+func (h *History) commit(batch []any) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.insert(ctx, batch); err != nil {
+		h.log.Error("health history not stored", "records", len(batch), "err", err)
+		return
+	}
+	if h.OnPersisted != nil {
+		for _, v := range batch {
+			h.OnPersisted(v)
+		}
+	}
+}
+
+func (h *History) insert(ctx context.Context, batch []any) error {
+	tx, err := h.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	ci, err := tx.PrepareContext(ctx, `INSERT INTO ai_health_checks
+		(ts, plugin, seq, state, ok, probe, class, latency_ns, ttft_ns, tps, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)`)
+	if err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	defer ci.Close()
+	ti, err := tx.PrepareContext(ctx, `INSERT INTO ai_health_transitions (ts, plugin, from_state, to_state, reason) VALUES (?,?,?,?,?)`)
+	if err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	defer ti.Close()
+	for _, v := range batch {
+		switch r := v.(type) {
+		case CheckRecord:
+			detail, _ := json.Marshal(r.Probes)
+			ok := 0
+			if r.OK {
+				ok = 1
+			}
+			if _, err := ci.ExecContext(ctx, r.Time.UnixNano(), r.Plugin, r.Seq, string(r.State), ok, r.Probe,
+				string(r.Class), int64(r.Latency), int64(r.TTFT), r.TPS, string(detail)); err != nil {
+				return fmt.Errorf("insert check: %w", err)
+			}
+		case Transition:
+			if _, err := ti.ExecContext(ctx, r.Time.UnixNano(), r.Plugin, string(r.From), string(r.To), r.Reason); err != nil {
+				return fmt.Errorf("insert transition: %w", err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (h *History) prune() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	now := time.Now()
+	for _, r := range []store.Retention{
+		{Table: "ai_health_checks", TimeColumn: "ts", MaxAge: h.ret.MaxAge.D(), MaxRows: h.ret.MaxRows, SizeColumn: "detail", MaxBytes: h.ret.MaxBytes},
+		{Table: "ai_health_transitions", TimeColumn: "ts", MaxAge: h.ret.MaxAge.D(), MaxRows: h.ret.MaxRows},
+	} {
+		if _, err := h.db.Prune(ctx, r, now); err != nil {
+			h.log.Warn("health history not pruned", "table", r.Table, "err", err)
+		}
+	}
+}
+
+// Query returns the checks and transitions of plugin in [since, until),
+// newest first, at most limit of each: from the store when there is one,
+// else from the ring.
+func (h *History) Query(ctx context.Context, plugin string, since, until time.Time, limit int) ([]CheckRecord, []Transition, error) {
+	if h.db == nil {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		var cs []CheckRecord
+		var ts []Transition
+		if rb := h.checks[plugin]; rb != nil {
+			for _, c := range rb.items() {
+				if !c.Time.Before(since) && c.Time.Before(until) {
+					cs = append(cs, c)
+				}
+			}
+		}
+		if tb := h.trans[plugin]; tb != nil {
+			for _, t := range tb.items() {
+				if !t.Time.Before(since) && t.Time.Before(until) {
+					ts = append(ts, t)
+				}
+			}
+		}
+		sort.SliceStable(cs, func(i, j int) bool { return cs[i].Time.After(cs[j].Time) })
+		sort.SliceStable(ts, func(i, j int) bool { return ts[i].Time.After(ts[j].Time) })
+		return head(cs, limit), head(ts, limit), nil
+	}
+	rows, err := h.db.QueryContext(ctx, `SELECT ts, seq, state, ok, probe, class, latency_ns, ttft_ns, tps, detail
+		FROM ai_health_checks WHERE plugin = ? AND ts >= ? AND ts < ? ORDER BY ts DESC LIMIT ?`,
+		plugin, since.UnixNano(), until.UnixNano(), limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("health history: %w", err)
+	}
+	var cs []CheckRecord
+	for rows.Next() {
+		var (
+			ts, lat, ttft int64
+			c             CheckRecord
+			ok            int
+			state, class  string
+			detail        string
+		)
+		if err := rows.Scan(&ts, &c.Seq, &state, &ok, &c.Probe, &class, &lat, &ttft, &c.TPS, &detail); err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("health history: %w", err)
+		}
+		c.Plugin, c.Time, c.State, c.OK, c.Class = plugin, time.Unix(0, ts), State(state), ok == 1, probes.ErrorClass(class)
+		c.Latency, c.TTFT = time.Duration(lat), time.Duration(ttft)
+		_ = json.Unmarshal([]byte(detail), &c.Probes)
+		cs = append(cs, c)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, nil, fmt.Errorf("health history: %w", err)
+	}
+	trows, err := h.db.QueryContext(ctx, `SELECT ts, from_state, to_state, reason FROM ai_health_transitions
+		WHERE plugin = ? AND ts >= ? AND ts < ? ORDER BY ts DESC LIMIT ?`, plugin, since.UnixNano(), until.UnixNano(), limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("health history: %w", err)
+	}
+	defer trows.Close()
+	var ts []Transition
+	for trows.Next() {
+		var t Transition
+		var at int64
+		var from, to string
+		if err := trows.Scan(&at, &from, &to, &t.Reason); err != nil {
+			return nil, nil, fmt.Errorf("health history: %w", err)
+		}
+		t.Plugin, t.Time, t.From, t.To = plugin, time.Unix(0, at), State(from), State(to)
+		ts = append(ts, t)
+	}
+	return cs, ts, trows.Err()
+}
+
+// Uptime sums up plugin's history over each of UptimeWindows before now.
+func (h *History) Uptime(ctx context.Context, plugin string, now time.Time) ([]Uptime, error) {
+	out := make([]Uptime, 0, len(UptimeWindows))
+	for _, w := range UptimeWindows {
+		u := Uptime{Window: w.Name}
+		since := now.Add(-w.D)
+		if h.db == nil {
+			cs, ts, _ := h.Query(ctx, plugin, since, now.Add(1), h.ring)
+			var good int64
+			var lat time.Duration
+			for _, c := range cs {
+				if c.OK {
+					good++
+					lat += c.Latency
+				}
+			}
+			u.Checks, u.Transitions = int64(len(cs)), int64(len(ts))
+			if u.Checks > 0 {
+				u.UptimeRatio = float64(good) / float64(u.Checks)
+			}
+			if good > 0 {
+				u.MeanLatencySeconds = (lat / time.Duration(good)).Seconds()
+			}
+		} else {
+			var ratio, meanLat sql.NullFloat64
+			err := h.db.QueryRowContext(ctx, `SELECT COUNT(*), AVG(ok), AVG(CASE WHEN ok = 1 THEN latency_ns END)
+				FROM ai_health_checks WHERE plugin = ? AND ts >= ? AND ts <= ?`, plugin, since.UnixNano(), now.UnixNano()).
+				Scan(&u.Checks, &ratio, &meanLat)
+			if err == nil {
+				err = h.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM ai_health_transitions WHERE plugin = ? AND ts >= ? AND ts <= ?`,
+					plugin, since.UnixNano(), now.UnixNano()).Scan(&u.Transitions)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("health uptime: %w", err)
+			}
+			u.UptimeRatio, u.MeanLatencySeconds = ratio.Float64, meanLat.Float64/1e9
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+func head[T any](s []T, n int) []T {
+	if n > 0 && len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// ringBuf keeps the last n values.
+type ringBuf[T any] struct {
+	buf  []T
+	next int
+	full bool
+}
+
+func newRing[T any](n int) *ringBuf[T] { return &ringBuf[T]{buf: make([]T, n)} }
+
+func (r *ringBuf[T]) add(v T) {
+	r.buf[r.next] = v
+	r.next = (r.next + 1) % len(r.buf)
+	if r.next == 0 {
+		r.full = true
+	}
+}
+
+// items returns the values oldest first.
+func (r *ringBuf[T]) items() []T {
+	if !r.full {
+		return append([]T(nil), r.buf[:r.next]...)
+	}
+	return append(append([]T(nil), r.buf[r.next:]...), r.buf[:r.next]...)
+}

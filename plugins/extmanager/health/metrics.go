@@ -1,0 +1,188 @@
+package health
+
+import (
+	"sort"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// Metrics are the engine's collectors. Every per-plugin series carries the
+// plugin label and is deleted when the plugin leaves the catalog; the other
+// labels are bounded (probe names, results, error classes, states, model
+// ids a server reports).
+type Metrics struct {
+	up          *prometheus.GaugeVec
+	state       *prometheus.GaugeVec
+	duration    *prometheus.HistogramVec
+	total       *prometheus.CounterVec
+	errors      *prometheus.CounterVec
+	ttft        *prometheus.HistogramVec
+	tps         *prometheus.GaugeVec
+	transitions *prometheus.CounterVec
+	lag         prometheus.Histogram
+
+	cpu, rss, modelMem *prometheus.Desc
+
+	mu    sync.Mutex
+	procs map[string]probes.ProcessStats
+	mems  map[string]map[string]probes.ModelMemory
+}
+
+// NewMetrics creates the collectors, unregistered.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vitals_ai_plugin_up",
+			Help: "Whether the AI plugin answered its last liveness probe (1) or not (0).",
+		}, []string{"plugin"}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vitals_ai_plugin_health_state",
+			Help: "The AI plugin's health state: 1 for the current state (unknown, healthy, degraded, unhealthy), 0 for the others.",
+		}, []string{"plugin", "state"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vitals_ai_probe_duration_seconds",
+			Help:    "Duration of AI plugin probes, by probe (liveness, readiness, synthetic, resources, heartbeat, bus_health, self).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"plugin", "probe"}),
+		total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_ai_probe_total",
+			Help: "AI plugin probes run, by probe and result (success, failure).",
+		}, []string{"plugin", "probe", "result"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_ai_probe_errors_total",
+			Help: "Failed AI plugin probe requests, by error class (timeout, refused, reset, http_5xx, http_4xx, bad_response, tls, dns, canceled, stuck, not_ready, stale, reported, other).",
+		}, []string{"plugin", "class"}),
+		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vitals_ai_time_to_first_token_seconds",
+			Help:    "Time to first token of synthetic inferences.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"plugin"}),
+		tps: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vitals_ai_output_tokens_per_second",
+			Help: "Output tokens per second of the last synthetic inference that reported its tokens.",
+		}, []string{"plugin"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_ai_health_transitions_total",
+			Help: "AI plugin health state changes, by from and to state.",
+		}, []string{"plugin", "from", "to"}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "vitals_scheduler_lag_seconds",
+			Help:    "How late health checks started after they were due.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		cpu: prometheus.NewDesc("vitals_ai_process_cpu_seconds_total",
+			"CPU time of the AI plugin's local process (user and system), from procfs.", []string{"plugin"}, nil),
+		rss: prometheus.NewDesc("vitals_ai_process_resident_memory_bytes",
+			"Resident memory of the AI plugin's local process, from procfs.", []string{"plugin"}, nil),
+		modelMem: prometheus.NewDesc("vitals_ai_model_memory_bytes",
+			"Memory of each loaded model as the server reports it (Ollama /api/ps): memory=total or vram.",
+			[]string{"plugin", "model", "memory"}, nil),
+		procs: map[string]probes.ProcessStats{},
+		mems:  map[string]map[string]probes.ModelMemory{},
+	}
+}
+
+func (m *Metrics) vecs() []prometheus.Collector {
+	return []prometheus.Collector{m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions, m.lag}
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.vecs() {
+		c.Describe(ch)
+	}
+	ch <- m.cpu
+	ch <- m.rss
+	ch <- m.modelMem
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m.vecs() {
+		c.Collect(ch)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, p := range m.procs {
+		ch <- prometheus.MustNewConstMetric(m.cpu, prometheus.CounterValue, p.CPUSeconds, id)
+		ch <- prometheus.MustNewConstMetric(m.rss, prometheus.GaugeValue, float64(p.ResidentBytes), id)
+	}
+	for id, mm := range m.mems {
+		names := make([]string, 0, len(mm))
+		for n := range mm {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			ch <- prometheus.MustNewConstMetric(m.modelMem, prometheus.GaugeValue, float64(mm[n].TotalBytes), id, n, "total")
+			ch <- prometheus.MustNewConstMetric(m.modelMem, prometheus.GaugeValue, float64(mm[n].VRAMBytes), id, n, "vram")
+		}
+	}
+}
+
+// setState sets the state series of plugin.
+func (m *Metrics) setState(plugin string, s State) {
+	for _, st := range States {
+		v := 0.0
+		if st == s {
+			v = 1
+		}
+		m.state.WithLabelValues(plugin, string(st)).Set(v)
+	}
+}
+
+func (m *Metrics) observe(plugin string, o Observation) {
+	for _, p := range o.Probes {
+		m.duration.WithLabelValues(plugin, p.Probe).Observe(p.Duration.Seconds())
+		result := "success"
+		if !p.OK {
+			result = "failure"
+		}
+		m.total.WithLabelValues(plugin, p.Probe, result).Inc()
+		if p.Failures > 0 && p.Class != "" {
+			m.errors.WithLabelValues(plugin, string(p.Class)).Add(float64(p.Failures))
+		}
+		r := p.Result
+		switch p.Probe {
+		case probeLiveness:
+			v := 0.0
+			if p.OK {
+				v = 1
+			}
+			m.up.WithLabelValues(plugin).Set(v)
+		case probeSynthetic:
+			if p.OK && r.TimeToFirstToken > 0 {
+				m.ttft.WithLabelValues(plugin).Observe(r.TimeToFirstToken.Seconds())
+			}
+			if tps := r.OutputTokensPerSecond(); p.OK && tps > 0 {
+				m.tps.WithLabelValues(plugin).Set(tps)
+			}
+		case probeResources:
+			m.mu.Lock()
+			if r.Process != nil {
+				m.procs[plugin] = *r.Process
+			}
+			if r.ModelMemory != nil {
+				m.mems[plugin] = r.ModelMemory
+			}
+			m.mu.Unlock()
+		}
+	}
+}
+
+// forget deletes every series of plugin.
+func (m *Metrics) forget(plugin string) {
+	l := prometheus.Labels{"plugin": plugin}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions,
+	} {
+		v.DeletePartialMatch(l)
+	}
+	m.mu.Lock()
+	delete(m.procs, plugin)
+	delete(m.mems, plugin)
+	m.mu.Unlock()
+}

@@ -1,0 +1,291 @@
+package health
+
+import (
+	"container/heap"
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Clock is the scheduler's time source; tests inject one they advance.
+type Clock interface {
+	Now() time.Time
+	// NewTimer returns a timer that fires once after d.
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is a Clock's timer.
+type Timer interface {
+	C() <-chan time.Time
+	Stop() bool
+}
+
+// RealClock is the wall clock.
+type RealClock struct{}
+
+// Now returns time.Now().
+func (RealClock) Now() time.Time { return time.Now() }
+
+// NewTimer returns a time.Timer.
+func (RealClock) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+
+type realTimer struct{ t *time.Timer }
+
+func (t realTimer) C() <-chan time.Time { return t.t.C }
+func (t realTimer) Stop() bool          { return t.t.Stop() }
+
+// RunFunc runs one check of id that was due at due. ctx ends when the
+// scheduler stops.
+type RunFunc func(ctx context.Context, id string, due time.Time)
+
+// SchedulerOptions configure a Scheduler.
+type SchedulerOptions struct {
+	Clock Clock
+	// Concurrency bounds the checks running at once.
+	Concurrency int
+	// StartSpread spreads a new item's first run over this fraction of its
+	// interval; Jitter moves each later run by up to ±Jitter × interval.
+	StartSpread, Jitter float64
+	// Lag, when set, receives each run's lag: how late it started.
+	Lag func(time.Duration)
+	// Rand returns a number in [0, 1); nil means math/rand/v2.
+	Rand func() float64
+}
+
+// Scheduler runs checks of many items, each at its own interval, never two
+// of one item at once, at most Concurrency at once in all. It keeps one
+// timer, for the earliest due item, over a heap of due times. A run that
+// ends after its next due time is followed at once by the next; runs that
+// were missed are not made up.
+type Scheduler struct {
+	o   SchedulerOptions
+	run RunFunc
+
+	mu    sync.Mutex
+	items map[string]*item
+	queue queue
+	wake  chan struct{}
+	sem   chan struct{}
+	wg    sync.WaitGroup
+}
+
+type item struct {
+	id       string
+	interval time.Duration
+	due      time.Time
+	running  bool
+	again    bool // run again as soon as the current run ends
+	removed  bool
+	index    int // in the heap, -1 when not queued
+}
+
+// NewScheduler returns a scheduler that calls run for each due check.
+func NewScheduler(o SchedulerOptions, run RunFunc) *Scheduler {
+	if o.Clock == nil {
+		o.Clock = RealClock{}
+	}
+	if o.Concurrency < 1 {
+		o.Concurrency = 1
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	return &Scheduler{o: o, run: run, items: map[string]*item{}, wake: make(chan struct{}, 1), sem: make(chan struct{}, o.Concurrency)}
+}
+
+func (s *Scheduler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Set adds id with interval, or changes the interval of a known id. A new
+// item's first run is spread over StartSpread × interval; a shorter
+// interval brings a waiting item's next run forward.
+func (s *Scheduler) Set(id string, interval time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.o.Clock.Now()
+	it, ok := s.items[id]
+	if !ok {
+		it = &item{id: id, interval: interval, index: -1}
+		it.due = now.Add(time.Duration(s.o.StartSpread * s.o.Rand() * float64(interval)))
+		s.items[id] = it
+		heap.Push(&s.queue, it)
+		s.poke()
+		return
+	}
+	if it.interval == interval {
+		return
+	}
+	old := it.interval
+	it.interval = interval
+	if it.index >= 0 && interval < old {
+		if d := it.due.Add(interval - old); d.Before(it.due) {
+			it.due = maxTime(d, now)
+			heap.Fix(&s.queue, it.index)
+			s.poke()
+		}
+	}
+}
+
+// Trigger runs id as soon as possible: now if it is waiting, right after
+// the current run if it is running.
+func (s *Scheduler) Trigger(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.items[id]
+	if !ok {
+		return
+	}
+	if it.running {
+		it.again = true
+		return
+	}
+	if it.index >= 0 {
+		it.due = s.o.Clock.Now()
+		heap.Fix(&s.queue, it.index)
+		s.poke()
+	}
+}
+
+// Remove forgets id; a run in progress finishes.
+func (s *Scheduler) Remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.items[id]
+	if !ok {
+		return
+	}
+	delete(s.items, id)
+	it.removed = true
+	if it.index >= 0 {
+		heap.Remove(&s.queue, it.index)
+	}
+}
+
+// Len returns how many items are scheduled.
+func (s *Scheduler) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.items)
+}
+
+// Run dispatches due runs until ctx ends, then waits for the runs in
+// progress (which see ctx end) and returns.
+func (s *Scheduler) Run(ctx context.Context) {
+	defer s.wg.Wait()
+	for {
+		s.mu.Lock()
+		now := s.o.Clock.Now()
+		var wait time.Duration = -1
+		var due []*item
+		for s.queue.Len() > 0 {
+			it := s.queue[0]
+			if it.due.After(now) {
+				wait = it.due.Sub(now)
+				break
+			}
+			heap.Pop(&s.queue)
+			it.running = true
+			due = append(due, it)
+		}
+		s.mu.Unlock()
+		for _, it := range due {
+			select {
+			case s.sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			s.wg.Add(1)
+			go s.exec(ctx, it)
+		}
+		if len(due) > 0 {
+			continue // time passed while dispatching
+		}
+		var timer Timer
+		var fire <-chan time.Time
+		if wait >= 0 {
+			timer = s.o.Clock.NewTimer(wait)
+			fire = timer.C()
+		}
+		select {
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		case <-s.wake:
+		case <-fire:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+func (s *Scheduler) exec(ctx context.Context, it *item) {
+	defer s.wg.Done()
+	start := s.o.Clock.Now()
+	if s.o.Lag != nil {
+		s.o.Lag(max(start.Sub(it.due), 0))
+	}
+	s.run(ctx, it.id, it.due)
+	<-s.sem
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it.running = false
+	if it.removed || ctx.Err() != nil {
+		return
+	}
+	now := s.o.Clock.Now()
+	if it.again {
+		it.again = false
+		it.due = now
+	} else {
+		j := 0.0
+		if s.o.Jitter > 0 {
+			j = (2*s.o.Rand() - 1) * s.o.Jitter
+		}
+		it.due = it.due.Add(it.interval + time.Duration(j*float64(it.interval)))
+		if it.due.Before(now) {
+			it.due = now // late: run next at once, do not make up missed runs
+		}
+	}
+	heap.Push(&s.queue, it)
+	s.poke()
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// queue is a min-heap of items by due time.
+type queue []*item
+
+func (q queue) Len() int           { return len(q) }
+func (q queue) Less(i, j int) bool { return q[i].due.Before(q[j].due) }
+func (q queue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *queue) Push(x any) {
+	it := x.(*item)
+	it.index = len(*q)
+	*q = append(*q, it)
+}
+func (q *queue) Pop() any {
+	old := *q
+	n := len(old)
+	it := old[n-1]
+	old[n-1] = nil
+	it.index = -1
+	*q = old[:n-1]
+	return it
+}

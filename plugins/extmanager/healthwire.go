@@ -1,0 +1,258 @@
+package extmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/exporters/store"
+	"github.com/vitals-dev/vitals/plugins/extmanager/health"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/check"
+	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
+)
+
+// Bus topics of the health engine.
+const (
+	// TopicHealthStatus prefixes the topic of each plugin's state changes.
+	TopicHealthStatus = "health.status."
+	// TopicHealthRequest prefixes the topic that bus plugins answer health
+	// requests on.
+	TopicHealthRequest = "health.request."
+	// TopicAlerts prefixes alerts, by severity.
+	TopicAlerts = "alerts."
+	// AlertUnhealthy is the name of the alert raised while an AI plugin is
+	// unhealthy.
+	AlertUnhealthy = "AIPluginUnhealthy"
+)
+
+// Engine returns the health engine; nil before Initialize or when health
+// is disabled.
+func (e *ExtManager) Engine() *health.Engine { return e.engine }
+
+// initHealth opens the history store and builds the engine.
+func (e *ExtManager) initHealth(ctx context.Context, c *agent.Container, cfg health.Config) error {
+	if !cfg.Enabled {
+		return nil
+	}
+	var tp trace.TracerProvider
+	if v, err := c.Get(ctx, agent.ServiceTracerProvider); err == nil {
+		tp, _ = v.(trace.TracerProvider)
+	}
+	if path := cfg.History.Path; path != "" {
+		db, err := store.Open(ctx, path)
+		if err != nil {
+			return fmt.Errorf("health history: %w", err)
+		}
+		e.store = db
+	}
+	hist, err := health.OpenHistory(ctx, e.store, cfg.History, e.log)
+	if err != nil {
+		if e.store != nil {
+			_ = e.store.Close()
+			e.store = nil
+		}
+		return err
+	}
+	e.engine = health.New(health.Options{
+		Config: cfg, Client: e.client, Logger: e.log, TracerProvider: tp, History: hist,
+		Probes: map[health.Mode][]health.Probe{
+			health.ModeBus: {
+				{Name: health.ProbeHeartbeat, Run: e.probeHeartbeat},
+				{Name: health.ProbeBusHealth, Run: e.probeBusHealth},
+			},
+			health.ModeSelf: {{Name: health.ProbeSelf, Run: e.probeSelf}},
+		},
+		OnVerdict:    func(id string, s health.Status) { e.catalog.SetHealth(id, s.Health()) },
+		OnTransition: e.announceTransition,
+		FindPID:      func(port int) (int, error) { return check.FindListener(nil, port) },
+	})
+	if err := e.reg.Register(e.engine.Metrics()); err != nil {
+		return fmt.Errorf("register health metrics: %w", err)
+	}
+	return nil
+}
+
+// startHealth feeds the catalog to the engine and starts it.
+func (e *ExtManager) startHealth() {
+	if e.engine == nil {
+		return
+	}
+	e.unsub = append(e.unsub, e.catalog.Subscribe(func(ev Event) {
+		switch ev.Type {
+		case EventDeregistered:
+			e.engine.Remove(ev.ID)
+		default:
+			e.engine.Upsert(healthTarget(ev.Plugin))
+		}
+	}))
+	for _, p := range e.catalog.List(Filter{}) {
+		e.engine.Upsert(healthTarget(p))
+	}
+	e.engine.Start()
+}
+
+// stopHealth stops the engine and closes the store.
+func (e *ExtManager) stopHealth(ctx context.Context) error {
+	if e.engine == nil {
+		return nil
+	}
+	err := e.engine.Stop(ctx)
+	if e.store != nil {
+		if cerr := e.store.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("health history: %w", cerr))
+		}
+	}
+	if e.reg != nil {
+		e.reg.Unregister(e.engine.Metrics())
+	}
+	return err
+}
+
+// healthTarget is how the engine sees a catalog entry: servers are probed
+// over HTTP, bus plugins without an endpoint over the bus, in-process
+// plugins without an endpoint through their own health check.
+func healthTarget(p AIPlugin) health.Target {
+	t := health.Target{
+		ID: p.ID, Mode: health.ModeHTTP, Kind: p.Kind, Endpoint: p.Endpoint, Model: p.Spec().Model,
+		Models: p.Models, Capabilities: p.Capabilities, PID: p.PID, Dependencies: p.Dependencies,
+	}
+	if p.Endpoint == "" {
+		t.Mode = health.ModeSelf
+		if p.Source == SourceBus {
+			t.Mode = health.ModeBus
+		}
+	}
+	return t
+}
+
+// probeHeartbeat fails for a bus plugin whose heartbeats stopped.
+func (e *ExtManager) probeHeartbeat(_ context.Context, t health.Target) (probes.Result, error) {
+	p, ok := e.catalog.Get(t.ID)
+	if !ok {
+		return probes.Result{}, fmt.Errorf("%s left the catalog: %w", t.ID, probes.ErrStale)
+	}
+	if p.Presence == PresenceLost {
+		return probes.Result{}, fmt.Errorf("no heartbeat since %s: %w", p.LastSeen.Format(time.RFC3339), probes.ErrStale)
+	}
+	return probes.Result{}, nil
+}
+
+// probeBusHealth asks a bus plugin on health.request.<plugin>.
+func (e *ExtManager) probeBusHealth(ctx context.Context, t health.Target) (probes.Result, error) {
+	if e.bus == nil {
+		return probes.Result{}, fmt.Errorf("no bus: %w", probes.ErrStale)
+	}
+	msg, err := bus.NewProto(&busv1.HealthRequest{Plugin: t.ID})
+	if err != nil {
+		return probes.Result{}, fmt.Errorf("health request: %w", err)
+	}
+	resp, err := e.bus.Request(ctx, TopicHealthRequest+t.ID, msg)
+	if err != nil {
+		return probes.Result{}, fmt.Errorf("health request to %s: %w", t.ID, err)
+	}
+	var hr busv1.HealthResponse
+	if err := resp.Decode(&hr); err != nil {
+		return probes.Result{}, fmt.Errorf("health response of %s: %w", t.ID, &probes.DecodeError{What: "health response", Err: err})
+	}
+	if hr.GetState() == busv1.HealthState_HEALTH_STATE_UNHEALTHY {
+		return probes.Result{}, fmt.Errorf("%s: %s: %w", t.ID, hr.GetMessage(), probes.ErrReported)
+	}
+	return probes.Result{}, nil
+}
+
+// probeSelf asks an in-process AI plugin's own health check.
+func (e *ExtManager) probeSelf(ctx context.Context, t health.Target) (probes.Result, error) {
+	for _, p := range e.plugins.RunningPlugins() {
+		if p.Metadata().Name != t.ID {
+			continue
+		}
+		ai, ok := p.(AI)
+		if !ok {
+			break
+		}
+		h := ai.HealthCheck(ctx)
+		if h.Status == agent.HealthFailing {
+			return probes.Result{}, fmt.Errorf("%s: %s: %w", t.ID, h.Message, probes.ErrReported)
+		}
+		return probes.Result{}, nil
+	}
+	return probes.Result{}, fmt.Errorf("%s is not running: %w", t.ID, probes.ErrStale)
+}
+
+// busState maps a health state to the wire's.
+func busState(s health.State) busv1.HealthState {
+	switch s {
+	case health.StateHealthy:
+		return busv1.HealthState_HEALTH_STATE_HEALTHY
+	case health.StateDegraded:
+		return busv1.HealthState_HEALTH_STATE_DEGRADED
+	case health.StateUnhealthy:
+		return busv1.HealthState_HEALTH_STATE_UNHEALTHY
+	}
+	return busv1.HealthState_HEALTH_STATE_UNSPECIFIED
+}
+
+// announceTransition publishes a state change on health.status.<plugin>,
+// and a critical alert on alerts.critical when the plugin enters unhealthy
+// (starts_at set) and when it leaves it (ends_at set too, as Alertmanager
+// resolves alerts).
+func (e *ExtManager) announceTransition(ctx context.Context, t health.Transition) {
+	if e.bus == nil {
+		return
+	}
+	publish := func(topic string, m *bus.Message) {
+		if err := e.bus.Publish(ctx, topic, *m); err != nil && !errors.Is(err, bus.ErrClosed) {
+			e.log.Warn("health message not published", "topic", topic, "err", err)
+		}
+	}
+	st := &busv1.HealthStatus{
+		Plugin: t.Plugin, State: busState(t.To), Message: t.Reason, Checked: timestamppb.New(t.Time),
+		Details: map[string]string{"from": string(t.From), "to": string(t.To)},
+	}
+	if m, err := bus.NewProto(st); err == nil {
+		publish(TopicHealthStatus+t.Plugin, &m)
+	}
+	if t.To != health.StateUnhealthy && t.From != health.StateUnhealthy {
+		return
+	}
+	a := &busv1.Alert{
+		Name: AlertUnhealthy, Severity: busv1.Severity_SEVERITY_CRITICAL,
+		Summary:     fmt.Sprintf("AI plugin %s is unhealthy", t.Plugin),
+		Description: t.Reason,
+		Labels:      map[string]string{"plugin": t.Plugin, "alertname": AlertUnhealthy, "severity": "critical"},
+	}
+	if t.To == health.StateUnhealthy {
+		a.StartsAt = timestamppb.New(t.Time)
+	} else {
+		a.Summary = fmt.Sprintf("AI plugin %s is no longer unhealthy (%s)", t.Plugin, t.To)
+		if s, ok := e.unhealthySince(t.Plugin); ok {
+			a.StartsAt = timestamppb.New(s)
+		}
+		a.EndsAt = timestamppb.New(t.Time)
+	}
+	if m, err := bus.NewProto(a); err == nil {
+		publish(TopicAlerts+"critical", &m)
+	}
+}
+
+// unhealthySince finds when the plugin last entered unhealthy, from the
+// in-memory history.
+func (e *ExtManager) unhealthySince(id string) (time.Time, bool) {
+	_, ts, err := e.engine.History().Query(context.Background(), id, time.Now().Add(-30*24*time.Hour), time.Now().Add(time.Hour), 16)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, t := range ts {
+		if t.To == health.StateUnhealthy {
+			return t.Time, true
+		}
+	}
+	return time.Time{}, false
+}
