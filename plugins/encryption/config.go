@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -83,7 +84,25 @@ func decode(s agent.Section) (Config, error) {
 	if err := s.Decode(&cfg); err != nil {
 		return cfg, err
 	}
-	return cfg, cfg.validate(s)
+	if err := cfg.validate(s); err != nil {
+		return cfg, err
+	}
+	for i := range cfg.Keys {
+		cfg.Keys[i].File = beside(s, cfg.Keys[i].File)
+	}
+	if cfg.TLS != nil {
+		cfg.TLS.CertFile, cfg.TLS.KeyFile = beside(s, cfg.TLS.CertFile), beside(s, cfg.TLS.KeyFile)
+	}
+	return cfg, nil
+}
+
+// beside resolves a relative path against the config file's directory
+// (the working directory for the built-in config).
+func beside(s agent.Section, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(s.File()), p)
 }
 
 // material reads a key: 32 raw bytes, or 64 hex digits, or base64 of 32

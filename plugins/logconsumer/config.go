@@ -1,6 +1,7 @@
 package logconsumer
 
 import (
+	"path/filepath"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -10,7 +11,7 @@ import (
 // Config is the log_consumer section of core.yaml:
 //
 //	log_consumer:
-//	  path: vitals-data/logs.db    # SQLite file, created with its directory
+//	  path: vitals-data/logs.db    # SQLite file, created with its directory; relative: beside core.yaml
 //	  subscribe: ["logs."]         # bus prefixes to store
 //	  publish_agent_logs: true     # the agent's own records go to logs.<level>.<source>
 //	  encrypt: auto                # auto: when the encryption service runs; required; off
@@ -68,7 +69,20 @@ func decode(s agent.Section) (Config, error) {
 	if err := s.Decode(&cfg); err != nil {
 		return cfg, err
 	}
-	return cfg, cfg.validate(s)
+	if err := cfg.validate(s); err != nil {
+		return cfg, err
+	}
+	cfg.Path = beside(s, cfg.Path)
+	return cfg, nil
+}
+
+// beside resolves a relative path against the config file's directory
+// (the working directory for the built-in config).
+func beside(s agent.Section, p string) string {
+	if p == "" || filepath.IsAbs(p) || p == ":memory:" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(s.File()), p)
 }
 
 func (c *Config) validate(s agent.Section) error {

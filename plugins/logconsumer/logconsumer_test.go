@@ -327,3 +327,19 @@ func TestConformance(t *testing.T) {
 		must(t, c.Provide(bus.ServiceName, bus.Provider(bustest.New())))
 	})
 }
+
+func TestRelativePathBesideConfig(t *testing.T) {
+	for _, tc := range []struct{ file, path, want string }{
+		{"/etc/vitals/core.yaml", "data/logs.db", "/etc/vitals/data/logs.db"},
+		{"/etc/vitals/core.yaml", "/var/lib/vitals/logs.db", "/var/lib/vitals/logs.db"},
+		{"core.yaml", "data/logs.db", "data/logs.db"},
+	} {
+		s, err := agent.ParseSection(tc.file, []byte("path: "+tc.path+"\n"))
+		must(t, err)
+		cfg, err := decode(s)
+		must(t, err)
+		if cfg.Path != tc.want {
+			t.Errorf("%s + %s = %s, want %s", tc.file, tc.path, cfg.Path, tc.want)
+		}
+	}
+}
