@@ -375,7 +375,9 @@ func (a *aiPlugin) HealthCheck(context.Context) agent.Health {
 var _ extmanager.AI = (*aiPlugin)(nil)
 
 func TestInProcessDiscovery(t *testing.T) {
-	r := start(t, "directory: \"\"\nbus: {enabled: false}\n")
+	// Health checks off: the engine would probe the endpoint, which is
+	// not served here, and replace the plugin's own verdict.
+	r := start(t, "directory: \"\"\nbus: {enabled: false}\nhealth: {enabled: false}\n")
 	ai := &aiPlugin{Base: agent.NewBase(agent.Metadata{Name: "reranker", Version: "2.0"}), url: "http://127.0.0.1:1"}
 	r.dir.set(ai)
 	r.events.Emit(agent.Event{Plugin: "reranker", To: agent.StateRunning})
@@ -424,7 +426,8 @@ func TestReloadReconcilesTargets(t *testing.T) {
 func TestAdminAPI(t *testing.T) {
 	_, tei := simServer(t, probes.KindTEI)
 	_, llama := simServer(t, probes.KindLlamaCpp)
-	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\ntargets: [{id: emb, endpoint: %q}, {id: llm, endpoint: %q}]\n", tei, llama))
+	// Health checks off: the filter on health=unknown must see both.
+	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\nhealth: {enabled: false}\ntargets: [{id: emb, endpoint: %q}, {id: llm, endpoint: %q}]\n", tei, llama))
 	r.awaitDetected("emb")
 	r.awaitDetected("llm")
 	mux := http.NewServeMux()
