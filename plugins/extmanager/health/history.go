@@ -131,6 +131,11 @@ func (h *History) Start(ctx context.Context) {
 	go h.write(ctx)
 }
 
+// OnPersistedQueue returns the queue of records waiting for the store, so
+// an OnPersisted hook can tell whether more are coming (nil without a
+// store).
+func (h *History) OnPersistedQueue() chan any { return h.queue }
+
 // Wait returns when the writer has finished.
 func (h *History) Wait() { <-h.done }
 

@@ -1,0 +1,155 @@
+package health_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vitals-dev/vitals/plugins/extmanager/health"
+)
+
+// fakeClock is a Clock that moves only when told.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at time.Time
+	c  chan time.Time
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.c }
+func (t *fakeTimer) Stop() bool          { return true }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) NewTimer(d time.Duration) health.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now.Add(d), c: make(chan time.Time, 1)}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var keep []*fakeTimer
+	for _, t := range c.timers {
+		if !t.at.After(c.now) {
+			t.c <- c.now
+		} else {
+			keep = append(keep, t)
+		}
+	}
+	c.timers = keep
+	c.mu.Unlock()
+}
+
+func TestScheduler(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	const items, limit = 10, 3
+	var running, peak atomic.Int32
+	var mu sync.Mutex
+	perItem := map[string]int{}
+	inItem := map[string]bool{}
+	release := make(chan struct{})
+	started := make(chan string, 100)
+	var lags []time.Duration
+	s := health.NewScheduler(health.SchedulerOptions{
+		Clock: clock, Concurrency: limit,
+		Lag: func(d time.Duration) { mu.Lock(); lags = append(lags, d); mu.Unlock() },
+	}, func(ctx context.Context, id string, _ time.Time) {
+		mu.Lock()
+		if inItem[id] {
+			t.Errorf("%s runs twice at once", id)
+		}
+		inItem[id] = true
+		perItem[id]++
+		mu.Unlock()
+		n := running.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		started <- id
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		running.Add(-1)
+		mu.Lock()
+		inItem[id] = false
+		mu.Unlock()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	ids := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
+	for _, id := range ids[:items] {
+		s.Set(id, time.Second)
+	}
+	// All are due now (no spread); only limit may start.
+	for range limit {
+		<-started
+	}
+	select {
+	case id := <-started:
+		t.Fatalf("%s started past the concurrency bound", id)
+	default:
+	}
+	// Trigger a running item: it runs again once it ends, not at once.
+	s.Trigger("a")
+	for i := 0; i < items; i++ {
+		release <- struct{}{}
+		if i < items-limit {
+			<-started
+		}
+	}
+	// "a" was running when triggered (maybe) or not; either way every item
+	// ran once; advancing a full interval runs each once more.
+	clock.Advance(time.Second)
+	for range 2 * items {
+		select {
+		case <-started:
+			release <- struct{}{}
+		case <-time.After(20 * time.Second):
+			t.Fatal("items did not run again after an interval")
+		}
+		mu.Lock()
+		total := 0
+		for _, n := range perItem {
+			total += n
+		}
+		mu.Unlock()
+		if total >= 2*items {
+			break
+		}
+	}
+	cancel()
+	close(release)
+	<-done
+	if p := peak.Load(); p > limit {
+		t.Errorf("peak concurrency %d > %d", p, limit)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids[:items] {
+		if perItem[id] < 2 {
+			t.Errorf("%s ran %d times, want at least 2", id, perItem[id])
+		}
+	}
+	if len(lags) == 0 {
+		t.Error("no lag measured")
+	}
+}

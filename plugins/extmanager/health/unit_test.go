@@ -1,0 +1,210 @@
+package health_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/exporters/store"
+	"github.com/vitals-dev/vitals/plugins/extmanager/health"
+	"github.com/vitals-dev/vitals/probes"
+)
+
+func ok(name string) health.ProbeOutcome {
+	return health.ProbeOutcome{Probe: name, OK: true, Attempts: 1}
+}
+
+func fail(name string, c probes.ErrorClass) health.ProbeOutcome {
+	return health.ProbeOutcome{Probe: name, Class: c, Attempts: 1, Failures: 1}
+}
+
+func obs(ps ...health.ProbeOutcome) health.Observation { return health.Observation{Probes: ps} }
+
+func TestMachine(t *testing.T) {
+	th := health.Thresholds{Failure: 3, Success: 2, LatencySLO: 100 * time.Millisecond, TTFTSLO: 50 * time.Millisecond,
+		ErrorRate: health.ErrorRateConfig{Window: 10, MinSamples: 5, DegradeAbove: 0.3, RecoverBelow: 0.1}}
+	good := obs(ok("liveness"))
+	down := obs(fail("liveness", probes.ClassRefused))
+	slow := health.Observation{Probes: []health.ProbeOutcome{ok("liveness")}, Latency: time.Second}
+	slowTTFT := health.Observation{Probes: []health.ProbeOutcome{ok("liveness")}, TTFT: time.Second}
+	dep := health.Observation{Probes: []health.ProbeOutcome{ok("liveness")}, UnhealthyDeps: []string{"db"}}
+	resFail := obs(ok("liveness"), health.ProbeOutcome{Probe: "resources", Informational: true, Attempts: 1, Failures: 1, Class: probes.ClassOther})
+	mixed := []health.Observation{obs(ok("liveness"), fail("synthetic", probes.ClassStuck)), obs(fail("liveness", probes.ClassTimeout))}
+	cases := []struct {
+		name string
+		seq  []health.Observation
+		want []health.State
+	}{
+		{"first success is healthy", []health.Observation{good}, []health.State{"healthy"}},
+		{"unknown until the failure threshold", []health.Observation{down, down, down}, []health.State{"unknown", "unknown", "unhealthy"}},
+		{"one failure moves nothing", []health.Observation{good, down, good, good}, []health.State{"healthy", "healthy", "healthy", "healthy"}},
+		{"threshold failures make unhealthy", []health.Observation{good, down, down, down}, []health.State{"healthy", "healthy", "healthy", "unhealthy"}},
+		{"success threshold to recover", []health.Observation{down, down, down, good, down, good, good},
+			[]health.State{"unknown", "unknown", "unhealthy", "unhealthy", "unhealthy", "unhealthy", "healthy"}},
+		{"latency SLO degrades after failure threshold", []health.Observation{slow, slow, slow, good, good},
+			[]health.State{"healthy", "healthy", "degraded", "degraded", "healthy"}},
+		{"ttft SLO degrades", []health.Observation{slowTTFT, slowTTFT, slowTTFT}, []health.State{"healthy", "healthy", "degraded"}},
+		{"dependency caps at degraded", []health.Observation{dep, good}, []health.State{"degraded", "healthy"}},
+		{"informational probes do not count", []health.Observation{resFail, resFail, resFail, resFail}, []health.State{"healthy", "healthy", "healthy", "healthy"}},
+		{"failures count per probe", append(append(mixed, mixed...), mixed...),
+			[]health.State{"unknown", "unknown", "unknown", "unknown", "unhealthy", "unhealthy"}},
+		{"error rate degrades and recovers with hysteresis",
+			[]health.Observation{good, down, good, down, good, good, good, good, good, good, good, good, good, good},
+			[]health.State{"healthy", "healthy", "healthy", "healthy", "degraded", "degraded", "degraded", "degraded", "degraded",
+				"degraded", "degraded", "degraded", "degraded", "healthy"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := health.NewMachine(th)
+			for i, o := range tc.seq {
+				v := m.Observe(o)
+				if v.State != tc.want[i] {
+					t.Fatalf("step %d: %s (%s), want %s", i, v.State, v.Reason, tc.want[i])
+				}
+				if v.State == health.StateDegraded && v.Reason == "" {
+					t.Fatalf("step %d: degraded without reason", i)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		key string
+		mod func(*health.Config)
+	}{
+		{"", func(*health.Config) {}},
+		{"interval", func(c *health.Config) { c.Interval = 0 }},
+		{"timeout", func(c *health.Config) { c.Timeout = 0 }},
+		{"jitter", func(c *health.Config) { c.Jitter = 0.9 }},
+		{"concurrency", func(c *health.Config) { c.Concurrency = 0 }},
+		{"failure_threshold", func(c *health.Config) { c.FailureThreshold = 0 }},
+		{"success_threshold", func(c *health.Config) { c.SuccessThreshold = 0 }},
+		{"retries", func(c *health.Config) { c.Retries = 9 }},
+		{"max_tokens", func(c *health.Config) { c.MaxTokens = 5 }},
+		{"error_rate.min_samples", func(c *health.Config) { c.ErrorRate.MinSamples = 500 }},
+		{"error_rate.recover_below", func(c *health.Config) { c.ErrorRate.RecoverBelow = 0.5 }},
+		{"rollup.policy", func(c *health.Config) { c.Rollup.Policy = "most" }},
+		{"rollup.quorum", func(c *health.Config) { c.Rollup.Quorum = 0 }},
+		{"history.ring", func(c *health.Config) { c.History.Ring = 0 }},
+		{"plugins.x.interval", func(c *health.Config) {
+			c.Plugins = map[string]health.PluginConfig{"x": {Interval: agent.Duration(time.Microsecond)}}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.key, func(t *testing.T) {
+			c := health.DefaultConfig()
+			tc.mod(&c)
+			err := c.Validate()
+			var fe *health.FieldError
+			switch {
+			case tc.key == "" && err != nil:
+				t.Fatalf("defaults invalid: %v", err)
+			case tc.key != "" && (!errors.As(err, &fe) || fe.Key != tc.key):
+				t.Fatalf("error = %v, want one for %s", err, tc.key)
+			}
+		})
+	}
+}
+
+func TestRollup(t *testing.T) {
+	cases := []struct {
+		policy string
+		states map[string]health.State
+		ready  bool
+		status agent.HealthStatus
+	}{
+		{health.PolicyAll, map[string]health.State{}, true, agent.HealthOK},
+		{health.PolicyAll, map[string]health.State{"a": "healthy", "e": "healthy"}, true, agent.HealthOK},
+		{health.PolicyAll, map[string]health.State{"a": "healthy", "e": "degraded"}, true, agent.HealthDegraded},
+		{health.PolicyAll, map[string]health.State{"a": "healthy", "e": "unhealthy"}, false, agent.HealthFailing},
+		{health.PolicyAny, map[string]health.State{"a": "unhealthy", "e": "healthy"}, true, agent.HealthDegraded},
+		{health.PolicyAny, map[string]health.State{"a": "unhealthy", "e": "unknown"}, false, agent.HealthFailing},
+		{health.PolicyQuorum, map[string]health.State{"a": "unhealthy", "e": "healthy"}, true, agent.HealthDegraded},
+		{health.PolicyPerCapability, map[string]health.State{"a": "healthy", "e": "unhealthy"}, false, agent.HealthFailing},
+		{health.PolicyPerCapability, map[string]health.State{"a": "healthy", "e": "healthy"}, true, agent.HealthOK},
+	}
+	caps := map[string][]probes.Capability{"a": {probes.CapChat}, "e": {probes.CapEmbeddings}}
+	for _, tc := range cases {
+		t.Run(tc.policy, func(t *testing.T) {
+			cfg := health.DefaultConfig()
+			cfg.Rollup.Policy = tc.policy
+			e := health.New(health.Options{Config: cfg})
+			for id, s := range tc.states {
+				e.Upsert(health.Target{ID: id, Mode: health.ModeSelf, Capabilities: caps[id]})
+				e.ForceState(id, s)
+			}
+			r := e.Rollup()
+			if r.Ready != tc.ready || r.Status != tc.status {
+				t.Errorf("%v: ready %v status %s (%s), want %v %s", tc.states, r.Ready, r.Status, r.Reason, tc.ready, tc.status)
+			}
+			if s, ok := tc.states["e"]; ok && r.Capabilities[probes.CapEmbeddings].Ready != s.Serving() {
+				t.Errorf("embeddings ready = %v with e %s", r.Capabilities[probes.CapEmbeddings].Ready, s)
+			}
+		})
+	}
+}
+
+func TestHistory(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "h.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cfg := health.DefaultConfig().History
+	cfg.Ring = 4
+	for _, withStore := range []bool{false, true} {
+		var d *store.DB
+		if withStore {
+			d = db
+		}
+		h, err := health.OpenHistory(ctx, d, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		acked := 0
+		h.OnPersisted = func(any) { mu.Lock(); acked++; mu.Unlock() }
+		hctx, cancel := context.WithCancel(ctx)
+		h.Start(hctx)
+		now := time.Now()
+		for i := range 6 {
+			at := now.Add(time.Duration(i-6) * time.Minute)
+			rec := health.CheckRecord{Seq: int64(i), Plugin: "p", Time: at, State: "healthy", OK: i%2 == 0, Latency: time.Duration(i+1) * time.Millisecond}
+			var tr *health.Transition
+			if i == 3 {
+				tr = &health.Transition{Plugin: "p", Time: at, From: "healthy", To: "degraded", Reason: "r"}
+			}
+			h.Record(rec, tr)
+		}
+		cancel()
+		h.Wait()
+		checks, trans, err := h.Query(ctx, "p", now.Add(-time.Hour), now, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 4 // the ring
+		if withStore {
+			want = 6
+			if acked != 7 {
+				t.Errorf("acknowledged %d records, want 7", acked)
+			}
+		}
+		if len(checks) != want || len(trans) != 1 || checks[0].Seq != 5 {
+			t.Errorf("store %v: %d checks (first %+v), %d transitions", withStore, len(checks), checks[0], len(trans))
+		}
+		u, err := h.Uptime(ctx, "p", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u[0].Window != "1h" || u[0].Checks != int64(want) || u[0].UptimeRatio != 0.5 || u[0].Transitions != 1 {
+			t.Errorf("store %v: uptime %+v", withStore, u[0])
+		}
+	}
+}
