@@ -18,7 +18,6 @@ import (
 	"github.com/vitals-dev/vitals/exporters/logtap"
 	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/validation"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 
@@ -58,7 +57,6 @@ type Plugin struct {
 	db      *store.DB
 	bus     bus.Bus
 	cipher  store.Cipher // required mode: fixed; auto: looked up per batch
-	guard   *validation.Guard
 	queue   chan Entry
 	agentQ  chan logtap.Record
 	detach  func()
@@ -139,7 +137,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 		_ = db.Close()
 		return err
 	}
-	p.db, p.bus, p.guard = db, b, validation.NewGuard(c)
+	p.db, p.bus = db, b
 	p.m = &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_log_consumer_records_total",
@@ -237,10 +235,6 @@ func (p *Plugin) Start(ctx context.Context) error {
 // the bus filters; it ends when the subscription closes.
 func (p *Plugin) read(ch <-chan bus.Message) {
 	for m := range ch {
-		if err := p.guard.Check(m); err != nil {
-			p.m.records.WithLabelValues("filtered").Inc()
-			continue
-		}
 		e, err := parse(m, p.now())
 		if err != nil {
 			p.m.records.WithLabelValues("malformed").Inc()

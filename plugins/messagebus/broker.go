@@ -36,6 +36,7 @@ type Broker struct {
 	reg         prometheus.Registerer
 	tp          trace.TracerProvider
 	events      *agent.Events
+	container   *agent.Container // scoped; finds the bus filter services
 	metrics     *bus.Metrics
 	srv         *server
 	svc         *Service
@@ -93,7 +94,7 @@ func (b *Broker) Initialize(ctx context.Context, c *agent.Container) error {
 	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
 		return err
 	}
-	b.tp, b.events = tp, events
+	b.tp, b.events, b.container = tp, events, c
 
 	var users map[string]userEntry
 	if b.cfg.Auth != nil {
@@ -146,10 +147,35 @@ func (b *Broker) Start(ctx context.Context) error {
 		return err
 	}
 	b.log.Info("message bus listening", "publish_address", b.cfg.PublishAddress, "subscribe_address", b.cfg.SubscribeAddress, "auth", b.cfg.Auth != nil)
-	if b.cfg.LifecycleEvents && b.events != nil {
-		b.unsubEvents = b.events.Subscribe(b.publishEvent)
+	b.refreshFilters()
+	if b.events != nil {
+		b.unsubEvents = b.events.Subscribe(func(ev agent.Event) {
+			b.refreshFilters() // a filter plugin may have started or stopped
+			if b.cfg.LifecycleEvents {
+				b.publishEvent(ev)
+			}
+		})
 	}
 	return nil
+}
+
+// refreshFilters looks up the bus filter services that are running now.
+// It runs on the lifecycle goroutine: a container lookup, no waiting.
+func (b *Broker) refreshFilters() {
+	if b.container == nil || b.srv == nil {
+		return
+	}
+	var fs []bus.Filter
+	for _, name := range bus.FilterServices {
+		v, err := b.container.Get(context.Background(), name)
+		if err != nil {
+			continue // not provided, or its plugin is not running
+		}
+		if f, ok := v.(bus.Filter); ok {
+			fs = append(fs, f)
+		}
+	}
+	b.srv.filters.Store(&fs)
 }
 
 // publishEvent runs on the lifecycle goroutine: it only queues.

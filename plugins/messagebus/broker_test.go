@@ -472,3 +472,46 @@ func mustMarshal(t *testing.T, e *busv1.Envelope) []byte {
 	must(t, err)
 	return m.Payload
 }
+
+// topicFilter rejects topics with a given prefix.
+type topicFilter struct{ reject string }
+
+func (f topicFilter) FilterMessage(m bus.Message) error {
+	if strings.HasPrefix(m.Topic, f.reject) {
+		return errors.New("rejected")
+	}
+	return nil
+}
+
+func TestFiltersApplyBeforeDelivery(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t)))
+	ctx := ctxT(t, 20*time.Second)
+	sub := e.client(t, bus.Options{Name: "sub"})
+	ch, err := sub.Subscribe(ctx, "logs.")
+	must(t, err)
+	must(t, sub.Sync(ctx))
+	pub := e.client(t, bus.Options{Name: "pub"})
+
+	// A filter service appears, as when the validation plugin starts; the
+	// broker looks again on every lifecycle event.
+	must(t, e.c.For("validation").Provide(bus.ValidatorService, bus.Filter(topicFilter{reject: "logs.debug."})))
+	e.events.Emit(agent.Event{Plugin: "validation", To: agent.StateRunning})
+
+	must(t, pub.Publish(ctx, "logs.debug.pub", bus.Message{Payload: []byte("dropped")}))
+	must(t, pub.Publish(ctx, "logs.info.pub", bus.Message{Payload: []byte("kept")}))
+	m := recv(t, ch, 10*time.Second)
+	if m.Topic != "logs.info.pub" {
+		t.Fatalf("first delivery %s: the filtered message got through", m.Topic)
+	}
+	eventually(t, 10*time.Second, "filtered drop counted", func() bool {
+		return e.counter("dropped", bus.DropFiltered) == 1
+	})
+
+	// The filter's plugin stops: messages flow again.
+	e.c.Remove("validation")
+	e.events.Emit(agent.Event{Plugin: "validation", To: agent.StateStopped})
+	must(t, pub.Publish(ctx, "logs.debug.pub", bus.Message{Payload: []byte("now kept")}))
+	if m := recv(t, ch, 10*time.Second); m.Topic != "logs.debug.pub" {
+		t.Fatalf("after the filter left: %s", m.Topic)
+	}
+}

@@ -57,6 +57,7 @@ func (s *syncBuffer) String() string {
 
 type env struct {
 	broker *Broker
+	c      *agent.Container // the host's view, for adding services
 	reg    *prometheus.Registry
 	events *agent.Events
 	logs   *syncBuffer
@@ -89,6 +90,7 @@ func startBroker(t testing.TB, yamlText string, opts ...envOpt) *env {
 	e := &env{broker: b, reg: prometheus.NewRegistry(), events: agent.NewEvents(), logs: &syncBuffer{}, cfg: b.cfg}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := agent.NewContainer(log)
+	e.c = c
 	must(t, c.Provide(agent.ServiceMetrics, prometheus.Registerer(e.reg)))
 	must(t, c.Provide(agent.ServiceEvents, e.events))
 	if extra.tp != nil {

@@ -34,6 +34,10 @@ type server struct {
 	conns  map[net.Conn]struct{}
 	subs   atomic.Pointer[[]*subscriber]
 	wg     sync.WaitGroup
+
+	// filters are the running bus filters (validation, rate limits), applied
+	// to every message before fan-out.
+	filters atomic.Pointer[[]bus.Filter]
 }
 
 type userEntry struct {
@@ -234,6 +238,24 @@ func (s *server) servePublisher(c *zmtp.Conn, perms *bus.Permissions) {
 			s.deny(c.User, "publish", topic)
 			continue
 		}
+		if fs := s.filters.Load(); fs != nil && len(*fs) > 0 {
+			m := bus.Message{
+				Topic: topic, ID: env.GetId(), Source: env.GetSource(), ContentType: env.GetContentType(),
+				CorrelationID: env.GetCorrelationId(), ReplyTo: env.GetReplyTo(), Payload: env.GetPayload(),
+			}
+			if env.GetTime() != nil {
+				m.Time = env.GetTime().AsTime()
+			}
+			if perms != nil {
+				// An authenticated external process is who it logged in
+				// as, whatever its envelopes claim.
+				m.Source = c.User
+			}
+			if filtered(*fs, m) {
+				s.m.Drop(bus.DropFiltered)
+				continue
+			}
+		}
 		fam := bus.Family(topic)
 		if fc, ok := s.counter[fam]; ok {
 			fc.inMsgs.Inc()
@@ -241,6 +263,16 @@ func (s *server) servePublisher(c *zmtp.Conn, perms *bus.Permissions) {
 		}
 		s.fanout(&frame{topic: topic, frames: frames, fam: fam, size: size})
 	}
+}
+
+// filtered reports whether any filter rejects m.
+func filtered(fs []bus.Filter, m bus.Message) bool {
+	for _, f := range fs {
+		if f.FilterMessage(m) != nil {
+			return true
+		}
+	}
+	return false
 }
 
 type frame struct {

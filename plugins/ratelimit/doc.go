@@ -5,8 +5,8 @@
 // without one, its address. Buckets of idle clients expire and the number
 // tracked is bounded, so many clients cannot grow memory without bound.
 //
-// The bus side is the bus_rate_limiter service, a validation.MessageFilter
-// that bus consumers (log_consumer, routing, security's registrations) pass
-// messages through; sources that are running in-process plugins are not
-// limited.
+// The bus side is the bus_rate_limiter service, a bus.Filter that the
+// broker applies to every message; a source is the PLAIN user of an
+// authenticated process, else the envelope's source. Sources that are
+// running in-process plugins are not limited.
 package ratelimit

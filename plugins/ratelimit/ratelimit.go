@@ -267,7 +267,7 @@ func ClientKey(r *http.Request) string {
 // busFilter is the bus_rate_limiter service.
 type busFilter struct{ p *Plugin }
 
-// FilterMessage implements validation.MessageFilter: ErrLimited for a
+// FilterMessage implements bus.Filter: ErrLimited for a
 // message over its source's rate. Running in-process plugins are exempt.
 func (f busFilter) FilterMessage(m bus.Message) error {
 	p := f.p

@@ -193,11 +193,6 @@ func TestBusFilter(t *testing.T) {
 	if got := testutil.ToFloat64(e.p.m.decisions.WithLabelValues("bus", "limited")); got != 2 {
 		t.Fatalf("bus limited = %v", got)
 	}
-	// The Guard that consumers use finds the service.
-	g := validation.NewGuard(e.c)
-	if err := g.Check(bus.Message{Source: "gpu_probe"}); !errors.Is(err, ErrLimited) {
-		t.Fatalf("guard: %v", err)
-	}
 }
 
 func TestReloadChangesRates(t *testing.T) {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/validation"
 )
 
 // Name is the plugin's name in config and in the registry.
@@ -112,7 +111,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 	if err != nil {
 		return err
 	}
-	r := newRouter(b, c.Owner(), p.cfg, validation.NewGuard(c))
+	r := newRouter(b, c.Owner(), p.cfg)
 	p.m = &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_routing_requests_total",
@@ -259,7 +258,6 @@ type Router struct {
 	b           bus.Bus
 	source      string
 	replyPrefix string
-	guard       *validation.Guard
 	m           *metrics
 	ready       chan struct{}
 	readyOnce   sync.Once
@@ -272,9 +270,9 @@ type Router struct {
 	closed  bool
 }
 
-func newRouter(b bus.Bus, source string, cfg Config, g *validation.Guard) *Router {
+func newRouter(b bus.Bus, source string, cfg Config) *Router {
 	return &Router{
-		b: b, source: source, replyPrefix: bus.ReplyPrefix + source + ".", guard: g, cfg: cfg,
+		b: b, source: source, replyPrefix: bus.ReplyPrefix + source + ".", cfg: cfg,
 		ready: make(chan struct{}), pending: map[string]chan bus.Message{}, expired: map[string]struct{}{},
 	}
 }
@@ -439,10 +437,6 @@ func (r *Router) receive(ch <-chan bus.Message) {
 		id := m.CorrelationID
 		if id == "" {
 			id = strings.TrimPrefix(m.Topic, r.replyPrefix)
-		}
-		if err := r.guard.Check(m); err != nil {
-			r.unmatched()
-			continue
 		}
 		r.mu.Lock()
 		c, ok := r.pending[id]

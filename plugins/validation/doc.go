@@ -5,7 +5,7 @@
 // and it checks bus messages (envelope fields, topic syntax, payload type
 // of the well-known topics, size) as the bus_validator service.
 //
-// Bus consumers pass each message through a Guard, which applies the
-// validator and the rate limiter of whichever of the two plugins run, so a
-// malformed message is dropped and counted before the plugin acts on it.
+// The broker applies the validator, then the rate limiter, to every message
+// while their plugins run, so a malformed message is dropped and counted
+// before any plugin sees it.
 package validation

@@ -1,53 +1,13 @@
 package validation
 
-import (
-	"context"
+import "github.com/vitals-dev/vitals/plugins/messagebus/bus"
 
-	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-)
+// MessageFilter is the interface of the bus_validator service; the broker
+// applies it to every message before any plugin sees it.
+type MessageFilter = bus.Filter
 
-// MessageFilter is implemented by services that vet bus messages before a
-// plugin acts on them: the validation plugin's bus_validator and the rate
-// limiting plugin's bus_rate_limiter. An error means drop the message; the
-// filter has counted it.
-type MessageFilter interface {
-	FilterMessage(m bus.Message) error
-}
-
-// Names of the services that bus consumers pass messages through, in the
-// order a Guard applies them.
+// Names of the bus filter services.
 const (
-	ValidatorService   = "bus_validator"
-	RateLimiterService = "bus_rate_limiter"
+	ValidatorService   = bus.ValidatorService
+	RateLimiterService = bus.RateLimiterService
 )
-
-// Guard passes messages through the bus filters of whichever of those
-// plugins are running, looked up per message, so a consumer needs neither
-// plugin and follows them being enabled and disabled.
-type Guard struct {
-	c *agent.Container
-}
-
-// NewGuard returns a Guard that finds filters in c.
-func NewGuard(c *agent.Container) *Guard { return &Guard{c: c} }
-
-// Check returns the first filter's error, or nil when every running filter
-// lets m through (or none runs).
-func (g *Guard) Check(m bus.Message) error {
-	if g == nil || g.c == nil {
-		return nil
-	}
-	for _, name := range []string{ValidatorService, RateLimiterService} {
-		v, err := g.c.Get(context.Background(), name)
-		if err != nil {
-			continue
-		}
-		if f, ok := v.(MessageFilter); ok {
-			if err := f.FilterMessage(m); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
