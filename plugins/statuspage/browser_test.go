@@ -193,4 +193,3 @@ func TestBrowser(t *testing.T) {
 type pageError struct{ id string }
 
 func (e *pageError) Error() string { return "page does not show " + e.id + " healthy yet" }
-
