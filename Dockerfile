@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# Vitals and aisim as static binaries on distroless, running as non-root.
+#
+#   docker build -t vitals .                    # the agent (the default target)
+#   docker build --target aisim -t aisim .      # the simulated AI server
+#
+# compose.yaml builds both from this file.
+
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+ARG VERSION=dev
+ENV CGO_ENABLED=0
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/vitals ./cmd/vitals && \
+    go build -trimpath -ldflags "-s -w" -o /out/aisim ./cmd/aisim
+
+# aisim: a simulated AI server; pass --kind and --listen 0.0.0.0:PORT.
+FROM gcr.io/distroless/static-debian12:nonroot AS aisim
+COPY --from=build /out/aisim /usr/local/bin/aisim
+USER nonroot:nonroot
+EXPOSE 8000
+ENTRYPOINT ["/usr/local/bin/aisim"]
+CMD ["--kind", "openai", "--listen", "0.0.0.0:8000"]
+
+# vitals: the agent. Mount a core.yaml whose listen address is 0.0.0.0.
+FROM gcr.io/distroless/static-debian12:nonroot AS vitals
+COPY --from=build /out/vitals /usr/local/bin/vitals
+USER nonroot:nonroot
+WORKDIR /var/lib/vitals
+EXPOSE 9464
+ENTRYPOINT ["/usr/local/bin/vitals"]
+CMD ["--config", "/etc/vitals/core.yaml"]
