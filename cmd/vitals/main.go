@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -28,7 +29,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/exporters/logtap"
+	"github.com/vitals-dev/vitals/exporters/pluginstat"
 	"github.com/vitals-dev/vitals/exporters/tracing"
+	"github.com/vitals-dev/vitals/plugins/encryption"
+	"github.com/vitals-dev/vitals/plugins/security"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -163,7 +168,9 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vitals: --log-format %q: want text or json\n", cfg.Core.Log.Format)
 		return 2
 	}
-	log := slog.New(handler)
+	// The tap lets log_consumer put the agent's own records on the bus and
+	// security turn audit lines into audit records.
+	log := slog.New(logtap.New(handler))
 	slog.SetDefault(log)
 
 	tp, err := tracing.Setup(ctx, tracing.Options{ServiceName: "vitals", ServiceVersion: fullVersion()})
@@ -183,6 +190,7 @@ func serve(args []string, stderr io.Writer) int {
 	metrics.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		pluginstat.NewCollector(),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "vitals_build_info",
 			Help:        "Version of the running agent; always 1.",
@@ -190,9 +198,22 @@ func serve(args []string, stderr io.Writer) int {
 		}, func() float64 { return 1 }),
 	)
 
+	ln, err := net.Listen("tcp", cfg.Core.APIGateway.Listen)
+	if err != nil {
+		log.Error("cannot listen (core.api_gateway.listen)", "address", cfg.Core.APIGateway.Listen, "err", err)
+		return 1
+	}
+	if ln, err = encryption.WrapListener(cfg, ln); err != nil { // TLS when the encryption plugin says so
+		log.Error("TLS setup failed", "err", err)
+		return 1
+	}
+	if w := security.ListenWarning(cfg); w != "" {
+		log.Warn(w)
+	}
+
 	a, err := agent.New(agent.Options{
 		Registry: reg, Config: cfg, ConfigPath: *configPath, Logger: log, LogLevel: level,
-		TracerProvider: tp, Tracez: tp.Tracez(), Metrics: metrics, Version: fullVersion(),
+		TracerProvider: tp, Tracez: tp.Tracez(), Metrics: metrics, Version: fullVersion(), Listener: ln,
 	})
 	if err != nil {
 		log.Error("agent setup failed", "err", err)

@@ -5,8 +5,14 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/plugins/demoai"
+	"github.com/vitals-dev/vitals/plugins/encryption"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
+	"github.com/vitals-dev/vitals/plugins/logconsumer"
 	"github.com/vitals-dev/vitals/plugins/messagebus"
+	"github.com/vitals-dev/vitals/plugins/ratelimit"
+	"github.com/vitals-dev/vitals/plugins/routing"
+	"github.com/vitals-dev/vitals/plugins/security"
+	"github.com/vitals-dev/vitals/plugins/validation"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -17,8 +23,14 @@ const shutdownFlush = 5 * time.Second
 func registry() (*agent.Registry, error) {
 	reg := agent.NewRegistry()
 	for name, f := range map[string]agent.Factory{
-		messagebus.Name: messagebus.Factory,
-		extmanager.Name: extmanager.Factory,
+		messagebus.Name:  messagebus.Factory,
+		logconsumer.Name: logconsumer.Factory,
+		security.Name:    security.Factory,
+		encryption.Name:  encryption.Factory,
+		ratelimit.Name:   ratelimit.Factory,
+		validation.Name:  validation.Factory,
+		routing.Name:     routing.Factory,
+		extmanager.Name:  extmanager.Factory,
 		// In-process simulated AI plugins for the demo config.
 		"demo_llm":      demoai.Factory("demo_llm", probes.KindLlamaCpp),
 		"demo_ollama":   demoai.Factory("demo_ollama", probes.KindOllama),
