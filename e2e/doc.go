@@ -1,0 +1,13 @@
+// Package e2e is the end-to-end stack test: the vitals binary watching two
+// aisim servers, Debian's Prometheus loading the repository's alert rules
+// (with 1 s scrape and evaluation intervals from a test-only
+// prometheus.yml), and Debian's Alertmanager with the repository's routes
+// and inhibitions sending to a webhook receiver in the test. It kills one AI
+// server and waits for the unhealthy alert at the webhook (and reports the
+// time it took), restores it and waits for the resolved notification, makes
+// the other stuck and waits for the stuck alert, and runs every dashboard
+// query against that Prometheus.
+//
+// It needs the Debian packages prometheus and prometheus-alertmanager; it
+// fails without them under CI=true and is skipped otherwise.
+package e2e
