@@ -95,6 +95,9 @@ type Options struct {
 	// FindPID looks up the process listening on a loopback endpoint's port
 	// when a target has no PID; nil turns the lookup off.
 	FindPID func(port int) (int, error)
+	// Lag, when set, sees every scheduler lag that the
+	// vitals_scheduler_lag_seconds histogram sees.
+	Lag func(time.Duration)
 }
 
 // Status is the engine's view of one plugin.
@@ -185,7 +188,12 @@ func New(o Options) *Engine {
 		tracer: tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager/health")}
 	e.sched = NewScheduler(SchedulerOptions{
 		Clock: o.Clock, Concurrency: o.Config.Concurrency, StartSpread: o.Config.StartSpread, Jitter: o.Config.Jitter,
-		Lag: func(d time.Duration) { e.metrics.lag.Observe(d.Seconds()) },
+		Lag: func(d time.Duration) {
+			e.metrics.lag.Observe(d.Seconds())
+			if o.Lag != nil {
+				o.Lag(d)
+			}
+		},
 	}, e.check)
 	return e
 }

@@ -321,3 +321,14 @@ func TestRecovery(t *testing.T) {
 		return len(vs) > 0 && vs[len(vs)-1].State == health.StateHealthy
 	})
 }
+
+func simB(b *testing.B) (*aisim.Server, string) {
+	b.Helper()
+	s, err := aisim.New(aisim.Config{Kind: probes.KindOpenAI})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	b.Cleanup(func() { s.Close(); srv.Close() })
+	return s, srv.URL
+}

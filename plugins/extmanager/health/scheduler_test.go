@@ -119,21 +119,22 @@ func TestScheduler(t *testing.T) {
 	// "a" was running when triggered (maybe) or not; either way every item
 	// ran once; advancing a full interval runs each once more.
 	clock.Advance(time.Second)
-	for range 2 * items {
+	allTwice := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range ids[:items] {
+			if perItem[id] < 2 {
+				return false
+			}
+		}
+		return true
+	}
+	for !allTwice() {
 		select {
 		case <-started:
 			release <- struct{}{}
 		case <-time.After(20 * time.Second):
 			t.Fatal("items did not run again after an interval")
-		}
-		mu.Lock()
-		total := 0
-		for _, n := range perItem {
-			total += n
-		}
-		mu.Unlock()
-		if total >= 2*items {
-			break
 		}
 	}
 	cancel()

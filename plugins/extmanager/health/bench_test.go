@@ -1,0 +1,317 @@
+package health_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/extmanager/health"
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// The comparisons below run only with VITALS_HEALTH_BENCH=1, never in the
+// normal go test; see BENCHMARKS.section.md for the commands. They need
+// the aisim and vitals binaries (VITALS_BENCH_BIN, a directory) and, for
+// the comparison, the Debian package prometheus-blackbox-exporter.
+
+func benchOnly(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("VITALS_HEALTH_BENCH") != "1" {
+		t.Skip("benchmark: set VITALS_HEALTH_BENCH=1")
+	}
+	dir := os.Getenv("VITALS_BENCH_BIN")
+	if dir == "" {
+		t.Fatal("VITALS_BENCH_BIN must name a directory with the aisim and vitals binaries")
+	}
+	return dir
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startProc starts a process and waits until url answers.
+func startProc(t *testing.T, url string, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer at %s: %v", name, url, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// procCPU returns a process's user+system CPU seconds from /proc.
+func procCPU(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+func procRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// livenessConfig checks liveness only, as blackbox_exporter's http prober
+// does one GET.
+func livenessConfig(interval time.Duration) health.Config {
+	c := health.DefaultConfig()
+	c.Interval, c.UnhealthyInterval = agent.Duration(interval), agent.Duration(interval)
+	c.Readiness, c.Resources, c.Synthetic = false, false, false
+	c.Concurrency = 64
+	return c
+}
+
+// TestBenchLivenessVsBlackbox: CPU-seconds per 1000 liveness probes of the
+// same loopback server (aisim, openai kind, GET /v1/models), the engine in
+// this process (getrusage deltas; the server runs in its own process) and
+// blackbox_exporter driven through /probe, measured from /proc.
+func TestBenchLivenessVsBlackbox(t *testing.T) {
+	bin := benchOnly(t)
+	const probesN = 20000
+	sport := freePort(t)
+	server := fmt.Sprintf("http://127.0.0.1:%d", sport)
+	startProc(t, server+"/v1/models", filepath.Join(bin, "aisim"), "-kind", "openai", "-listen", fmt.Sprintf("127.0.0.1:%d", sport))
+
+	// The engine: 100 targets at 50 ms is 2000 probes/s.
+	for _, withStore := range []bool{false, true} {
+		cfg := livenessConfig(50 * time.Millisecond)
+		var n atomic.Int64
+		done := make(chan struct{})
+		var once sync.Once
+		o := health.Options{Config: cfg, Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}},
+			OnVerdict: func(string, health.Status) {
+				if n.Add(1) == probesN {
+					once.Do(func() { close(done) })
+				}
+			}}
+		if withStore {
+			db := openStore(t)
+			h, err := health.OpenHistory(context.Background(), db, cfg.History, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.History = h
+		}
+		e := health.New(o)
+		for i := range 100 {
+			e.Upsert(health.Target{ID: fmt.Sprintf("t%03d", i), Mode: health.ModeHTTP, Kind: probes.KindOpenAI, Endpoint: server})
+		}
+		cpu0, t0 := selfCPU(), time.Now()
+		e.Start()
+		<-done
+		cpu := selfCPU() - cpu0
+		wall := time.Since(t0)
+		_ = e.Stop(context.Background())
+		t.Logf("vitals engine (store %v): %d probes in %s, %.3f CPU-s, %.4f CPU-s per 1000 probes",
+			withStore, probesN, wall.Round(time.Millisecond), cpu, cpu/probesN*1000)
+		benchResult(fmt.Sprintf("engine_store_%v_cpu_per_1000", withStore), cpu/probesN*1000)
+	}
+
+	// blackbox_exporter, probing the same server the same number of times.
+	bb, err := exec.LookPath("prometheus-blackbox-exporter")
+	if err != nil {
+		t.Skip("prometheus-blackbox-exporter not installed (Debian package prometheus-blackbox-exporter)")
+	}
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "blackbox.yml")
+	if err := os.WriteFile(cfgPath, []byte("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bport := freePort(t)
+	burl := fmt.Sprintf("http://127.0.0.1:%d", bport)
+	cmd := startProc(t, burl+"/metrics", bb, "--config.file="+cfgPath, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", bport), "--log.level=error")
+	probeURL := burl + "/probe?module=http_2xx&target=" + server + "/v1/models"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	cpu0, t0 := procCPU(t, cmd.Process.Pid), time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= probesN {
+				resp, err := client.Get(probeURL)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				sc := bufio.NewScanner(resp.Body)
+				for sc.Scan() {
+					if sc.Text() == "probe_success 0" {
+						failed.Add(1)
+					}
+				}
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	cpu := procCPU(t, cmd.Process.Pid) - cpu0
+	t.Logf("blackbox_exporter: %d probes (%d failed) in %s, %.3f CPU-s, %.4f CPU-s per 1000 probes",
+		probesN, failed.Load(), time.Since(t0).Round(time.Millisecond), cpu, cpu/probesN*1000)
+	benchResult("blackbox_cpu_per_1000", cpu/probesN*1000)
+}
+
+// TestBenchAgentMemory: resident memory of the vitals agent binary
+// watching 100 targets at 1 s with the SQLite history on, after 30 s.
+func TestBenchAgentMemory(t *testing.T) {
+	bin := benchOnly(t)
+	sport := freePort(t)
+	server := fmt.Sprintf("http://127.0.0.1:%d", sport)
+	startProc(t, server+"/v1/models", filepath.Join(bin, "aisim"), "-kind", "openai", "-listen", fmt.Sprintf("127.0.0.1:%d", sport))
+	dir := t.TempDir()
+	var b strings.Builder
+	aport := freePort(t)
+	fmt.Fprintf(&b, "core:\n  log: {level: warn}\n  lifecycle: {watch_config: false}\n  api_gateway:\n    listen: 127.0.0.1:%d\n    plugins:\n      extmanager:\n", aport)
+	b.WriteString("        directory: \"\"\n        bus: {enabled: false}\n        health: {interval: 1s, history: {path: health.db}}\n        targets:\n")
+	for i := range 100 {
+		fmt.Fprintf(&b, "          - {id: t%03d, endpoint: %q, kind: openai}\n", i, server)
+	}
+	cfgPath := filepath.Join(dir, "core.yaml")
+	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := startProc(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", aport), filepath.Join(bin, "vitals"), "--config", cfgPath)
+	var peak int64
+	for range 30 {
+		time.Sleep(time.Second)
+		peak = max(peak, procRSS(t, cmd.Process.Pid))
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/admin/ai-health", aport))
+	if err == nil {
+		resp.Body.Close()
+	}
+	last := procRSS(t, cmd.Process.Pid)
+	t.Logf("vitals agent, 100 targets at 1s, 30 s: RSS %.1f MiB now, %.1f MiB peak", float64(last)/(1<<20), float64(peak)/(1<<20))
+	benchResult("agent_rss_mib", float64(peak)/(1<<20))
+}
+
+// TestBenchSchedulerLag: scheduler lag with 1000 targets at 1 s for 20 s,
+// the engine in this process against one aisim process.
+func TestBenchSchedulerLag(t *testing.T) {
+	bin := benchOnly(t)
+	sport := freePort(t)
+	server := fmt.Sprintf("http://127.0.0.1:%d", sport)
+	startProc(t, server+"/v1/models", filepath.Join(bin, "aisim"), "-kind", "openai", "-listen", fmt.Sprintf("127.0.0.1:%d", sport))
+	cfg := livenessConfig(time.Second)
+	var mu sync.Mutex
+	var lags []time.Duration
+	warm := time.Now().Add(2 * time.Second) // the first, spread checks open connections
+	e := health.New(health.Options{Config: cfg, Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}},
+		Lag: func(d time.Duration) {
+			if time.Now().After(warm) {
+				mu.Lock()
+				lags = append(lags, d)
+				mu.Unlock()
+			}
+		}})
+	for i := range 1000 {
+		e.Upsert(health.Target{ID: fmt.Sprintf("t%04d", i), Mode: health.ModeHTTP, Kind: probes.KindOpenAI, Endpoint: server})
+	}
+	e.Start()
+	time.Sleep(22 * time.Second)
+	_ = e.Stop(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(lags)
+	q := func(p float64) time.Duration { return lags[int(p*float64(len(lags)-1))] }
+	t.Logf("scheduler lag, 1000 targets at 1s, %d checks: p50 %s, p99 %s, max %s", len(lags), q(0.5), q(0.99), lags[len(lags)-1])
+	benchResult("lag_p99_ms", float64(q(0.99))/float64(time.Millisecond))
+}
+
+func benchResult(name string, v float64) {
+	if f := os.Getenv("VITALS_BENCH_OUT"); f != "" {
+		out, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintf(out, "%s %g\n", name, v)
+			out.Close()
+		}
+	}
+}
+
+// BenchmarkCheck is one liveness check of a loopback aisim server through
+// the engine's scheduler path, for benchstat.
+func BenchmarkLivenessCheck(b *testing.B) {
+	s, srv := simB(b)
+	_ = s
+	cfg := livenessConfig(time.Hour)
+	var n atomic.Int64
+	ch := make(chan struct{}, 1)
+	e := health.New(health.Options{Config: cfg, Client: &http.Client{Transport: &http.Transport{}}, OnVerdict: func(string, health.Status) {
+		n.Add(1)
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}})
+	e.Upsert(health.Target{ID: "b", Mode: health.ModeHTTP, Kind: probes.KindOpenAI, Endpoint: srv})
+	e.Start()
+	defer func() { _ = e.Stop(context.Background()) }()
+	<-ch
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e.Upsert(health.Target{ID: "b", Mode: health.ModeHTTP, Kind: probes.KindOpenAI, Endpoint: srv, Model: strconv.Itoa(i % 2)})
+		<-ch
+	}
+}
