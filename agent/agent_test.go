@@ -382,3 +382,25 @@ func TestPluginMayServeRootPage(t *testing.T) {
 		t.Errorf("root = %v, want the plugin's page", body)
 	}
 }
+
+func TestReadinessCheckerGatesReadyz(t *testing.T) {
+	l := startLive(t, false, basePlugins)
+	var catalog *agenttest.Plugin
+	for _, p := range l.a.Manager().RunningPlugins() {
+		if fp, ok := p.(*agenttest.Plugin); ok && p.Metadata().Name == "catalog" {
+			catalog = fp
+		}
+	}
+	if catalog == nil {
+		t.Fatal("catalog not running")
+	}
+	catalog.SetNotReady(errors.New("no AI plugin can serve embeddings"))
+	code, body := l.do("GET", "/readyz?full=1")
+	if code != 503 || !strings.Contains(fmt.Sprint(body), "catalog: no AI plugin can serve embeddings") {
+		t.Errorf("readyz = %d %v", code, body)
+	}
+	catalog.SetNotReady(nil)
+	if code, _ := l.do("GET", "/readyz"); code != 200 {
+		t.Errorf("readyz after recovery = %d", code)
+	}
+}

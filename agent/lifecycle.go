@@ -814,7 +814,8 @@ func (m *Manager) statusLocked(e *entry) PluginStatus {
 }
 
 // Ready reports whether the agent is ready under the config's readiness
-// policy, with the reason when it is not.
+// policy, and every running ReadinessChecker agrees, with the reason when it
+// is not.
 func (m *Manager) Ready() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -828,6 +829,11 @@ func (m *Manager) Ready() error {
 	for _, name := range m.order {
 		e := m.entries[name]
 		if e.state == StateRunning {
+			if rc, ok := e.plugin.(ReadinessChecker); ok {
+				if err := rc.Ready(); err != nil {
+					bad = append(bad, fmt.Sprintf("%s: %v", name, err))
+				}
+			}
 			continue
 		}
 		if e.state == StateFailed && !e.pc.Required && m.cfg.Core.Lifecycle.Readiness == ReadinessRequired {

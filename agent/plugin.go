@@ -94,6 +94,15 @@ type Reloader interface {
 	Reload(ctx context.Context, section Section) error
 }
 
+// ReadinessChecker is implemented by plugins that have a say in the
+// agent's readiness (/readyz) beyond their lifecycle state: while such a
+// plugin runs, a non-nil Ready makes the agent not ready, with the error as
+// the reason. Ready is called on every /readyz request: it must be cheap,
+// non-blocking and safe for concurrent use.
+type ReadinessChecker interface {
+	Ready() error
+}
+
 // ServiceProvider is implemented by plugins that put services in the
 // container. Services lists the names the plugin registers in Initialize so
 // that other plugins can depend on a service rather than on a plugin.

@@ -67,6 +67,9 @@ type Plugin struct {
 	Route   string
 	Handler http.Handler
 
+	// NotReady, when set, is what Ready reports.
+	NotReady error
+
 	release chan struct{}
 	once    sync.Once
 
@@ -170,6 +173,20 @@ func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
 	return nil
 }
 
+// Ready reports NotReady.
+func (p *Plugin) Ready() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.NotReady
+}
+
+// SetNotReady sets what Ready reports.
+func (p *Plugin) SetNotReady(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.NotReady = err
+}
+
 // Services lists Provides.
 func (p *Plugin) Services() []string { return p.Provides }
 
@@ -182,8 +199,9 @@ func (p *Plugin) Routes() []agent.Route {
 }
 
 var (
-	_ agent.Plugin          = (*Plugin)(nil)
-	_ agent.Reloader        = (*Plugin)(nil)
-	_ agent.ServiceProvider = (*Plugin)(nil)
-	_ agent.RouteProvider   = (*Plugin)(nil)
+	_ agent.Plugin           = (*Plugin)(nil)
+	_ agent.Reloader         = (*Plugin)(nil)
+	_ agent.ServiceProvider  = (*Plugin)(nil)
+	_ agent.RouteProvider    = (*Plugin)(nil)
+	_ agent.ReadinessChecker = (*Plugin)(nil)
 )

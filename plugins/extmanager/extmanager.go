@@ -369,12 +369,25 @@ func (e *ExtManager) HealthCheck(ctx context.Context) agent.Health {
 	return h
 }
 
+// Ready makes the agent not ready while the AI health roll-up says the
+// host cannot serve, when health.rollup.readiness is set.
+func (e *ExtManager) Ready() error {
+	if e.engine == nil || !e.config().Health.Rollup.Readiness {
+		return nil
+	}
+	if r := e.engine.Rollup(); !r.Ready {
+		return fmt.Errorf("AI health roll-up (%s): %s", r.Policy, r.Reason)
+	}
+	return nil
+}
+
 var (
-	_ agent.Plugin          = (*ExtManager)(nil)
-	_ agent.ServiceProvider = (*ExtManager)(nil)
-	_ agent.RouteProvider   = (*ExtManager)(nil)
-	_ agent.HealthChecker   = (*ExtManager)(nil)
-	_ agent.Reloader        = (*ExtManager)(nil)
+	_ agent.Plugin           = (*ExtManager)(nil)
+	_ agent.ServiceProvider  = (*ExtManager)(nil)
+	_ agent.RouteProvider    = (*ExtManager)(nil)
+	_ agent.HealthChecker    = (*ExtManager)(nil)
+	_ agent.Reloader         = (*ExtManager)(nil)
+	_ agent.ReadinessChecker = (*ExtManager)(nil)
 )
 
 // detector runs capability detection for catalog entries, at most limit at

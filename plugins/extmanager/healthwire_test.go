@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"regexp"
 	"testing"
 	"time"
 
@@ -236,4 +237,19 @@ func TestBusPluginHealth(t *testing.T) {
 	r.awaitHealth("worker", func(h *agent.Health) bool {
 		return h != nil && h.Status == agent.HealthFailing && h.Details["error_class"] == string(probes.ClassReported)
 	})
+}
+
+func TestRollupGatesReadiness(t *testing.T) {
+	sim, url := simServer(t, probes.KindOllama)
+	health := fastHealth + "  rollup: {policy: all, readiness: true}\n"
+	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\n%stargets: [{id: o, endpoint: %q}]\n", health, url))
+	r.awaitHealth("o", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthOK })
+	if err := r.e.Ready(); err != nil {
+		t.Fatalf("Ready with a healthy plugin: %v", err)
+	}
+	sim.SetDown(true)
+	r.awaitHealth("o", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthFailing })
+	if err := r.e.Ready(); err == nil || !regexp.MustCompile(`^AI health roll-up \(all\)`).MatchString(err.Error()) {
+		t.Errorf("Ready with the only plugin down = %v", err)
+	}
 }
