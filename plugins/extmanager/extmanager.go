@@ -38,14 +38,15 @@ type ExtManager struct {
 	client  *http.Client
 
 	// Set in Initialize.
-	log      *slog.Logger
-	reg      prometheus.Registerer
-	events   *agent.Events
-	plugins  agent.PluginDirectory
-	bus      bus.Bus
-	detector *detector
-	engine   *health.Engine // nil when health checks are off
-	store    *store.DB      // the health history file, when configured
+	container *agent.Container
+	log       *slog.Logger
+	reg       prometheus.Registerer
+	events    *agent.Events
+	plugins   agent.PluginDirectory
+	bus       bus.Bus
+	detector  *detector
+	engine    *health.Engine // nil when health checks are off
+	store     *store.DB      // the health history file, when configured
 
 	mu        sync.Mutex // guards the fields below and cfg after Start
 	ctx       context.Context
@@ -101,7 +102,7 @@ func (e *ExtManager) Services() []string { return []string{ServiceCatalog} }
 // Initialize takes the host services and the bus client and provides the
 // catalog.
 func (e *ExtManager) Initialize(ctx context.Context, c *agent.Container) error {
-	e.log = c.Logger()
+	e.log, e.container = c.Logger(), c
 	var err error
 	if e.reg, err = agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics); err != nil {
 		return err

@@ -67,6 +67,12 @@ type rig struct {
 
 func start(t *testing.T, section string) *rig {
 	t.Helper()
+	return startWith(t, section, nil)
+}
+
+// startWith is start with extra services in the container.
+func startWith(t *testing.T, section string, services map[string]any) *rig {
+	t.Helper()
 	s, err := agent.NewSection(section)
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +89,11 @@ func start(t *testing.T, section string) *rig {
 		agent.ServiceMetrics: prometheus.Registerer(r.metrics), bus.ServiceName: bus.Provider(allowAll{r.bus}),
 	} {
 		if err := c.Provide(name, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, v := range services {
+		if err := c.For("other").Provide(name, v); err != nil {
 			t.Fatal(err)
 		}
 	}

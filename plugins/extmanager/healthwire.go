@@ -144,7 +144,17 @@ func (e *ExtManager) probeHeartbeat(_ context.Context, t health.Target) (probes.
 	return probes.Result{}, nil
 }
 
-// probeBusHealth asks a bus plugin on health.request.<plugin>.
+// routingService is the routing plugin's service: request/reply to named
+// destinations with per-route timeouts and late replies counted.
+const routingService = "routing"
+
+// requester is what the routing service offers.
+type requester interface {
+	Request(ctx context.Context, dest string, msg bus.Message) (bus.Message, error)
+}
+
+// probeBusHealth asks a bus plugin on health.request.<plugin>: through the
+// routing plugin while it runs, else straight on the bus.
 func (e *ExtManager) probeBusHealth(ctx context.Context, t health.Target) (probes.Result, error) {
 	if e.bus == nil {
 		return probes.Result{}, fmt.Errorf("no bus: %w", probes.ErrStale)
@@ -153,7 +163,12 @@ func (e *ExtManager) probeBusHealth(ctx context.Context, t health.Target) (probe
 	if err != nil {
 		return probes.Result{}, fmt.Errorf("health request: %w", err)
 	}
-	resp, err := e.bus.Request(ctx, TopicHealthRequest+t.ID, msg)
+	var resp bus.Message
+	if r, ok := e.router(ctx); ok {
+		resp, err = r.Request(ctx, t.ID, msg)
+	} else {
+		resp, err = e.bus.Request(ctx, TopicHealthRequest+t.ID, msg)
+	}
 	if err != nil {
 		return probes.Result{}, fmt.Errorf("health request to %s: %w", t.ID, err)
 	}
@@ -165,6 +180,19 @@ func (e *ExtManager) probeBusHealth(ctx context.Context, t health.Target) (probe
 		return probes.Result{}, fmt.Errorf("%s: %s: %w", t.ID, hr.GetMessage(), probes.ErrReported)
 	}
 	return probes.Result{}, nil
+}
+
+// router returns the routing service if its plugin is running.
+func (e *ExtManager) router(ctx context.Context) (requester, bool) {
+	if e.container == nil {
+		return nil, false
+	}
+	v, err := e.container.Get(ctx, routingService)
+	if err != nil {
+		return nil, false
+	}
+	r, ok := v.(requester)
+	return r, ok
 }
 
 // probeSelf asks an in-process AI plugin's own health check.

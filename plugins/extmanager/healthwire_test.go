@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,5 +252,43 @@ func TestRollupGatesReadiness(t *testing.T) {
 	r.awaitHealth("o", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthFailing })
 	if err := r.e.Ready(); err == nil || !regexp.MustCompile(`^AI health roll-up \(all\)`).MatchString(err.Error()) {
 		t.Errorf("Ready with the only plugin down = %v", err)
+	}
+}
+
+// fakeRouter answers every request as healthy and counts them.
+type fakeRouter struct {
+	mu    sync.Mutex
+	dests []string
+}
+
+func (f *fakeRouter) Request(_ context.Context, dest string, _ bus.Message) (bus.Message, error) {
+	f.mu.Lock()
+	f.dests = append(f.dests, dest)
+	f.mu.Unlock()
+	return bus.NewProto(&busv1.HealthResponse{Plugin: dest, State: busv1.HealthState_HEALTH_STATE_HEALTHY})
+}
+
+func (f *fakeRouter) requests() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.dests)
+}
+
+// While the routing plugin runs, health requests to bus plugins go through
+// its service.
+func TestBusHealthGoesThroughRouting(t *testing.T) {
+	router := &fakeRouter{}
+	r := startWith(t, "directory: \"\"\nbus: {enabled: true, default_heartbeat: 1s}\n"+fastHealth, map[string]any{"routing": router})
+	ext := r.bus.Client("worker", bus.AllowAll)
+	announce(t, ext, &busv1.Announce{Name: "worker", Version: "1", HeartbeatIntervalMs: 1000})
+	r.awaitHealth("worker", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthOK })
+	if router.requests() == 0 {
+		t.Fatal("no health request went through the routing service")
+	}
+	router.mu.Lock()
+	dest := router.dests[0]
+	router.mu.Unlock()
+	if dest != "worker" {
+		t.Errorf("routed to %q, want worker", dest)
 	}
 }
