@@ -234,6 +234,12 @@ func (m *Manager) build(cfg *Config) ([]string, map[string][]string, map[string]
 		e := &entry{name: name, pc: pc, state: StateDisabled, since: time.Now(), timings: map[string]time.Duration{}}
 		entries[name] = e
 		if !pc.Enabled {
+			// Factories allocate nothing, so a throwaway build tells what
+			// a disabled plugin is; one whose section is incomplete
+			// (a key it needs only when enabled) stays nameless.
+			if p, err := m.reg.New(name, pc.Section); err == nil {
+				e.meta = p.Metadata()
+			}
 			continue
 		}
 		p, err := m.reg.New(name, pc.Section)

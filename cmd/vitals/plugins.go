@@ -12,6 +12,7 @@ import (
 	"github.com/vitals-dev/vitals/plugins/ratelimit"
 	"github.com/vitals-dev/vitals/plugins/routing"
 	"github.com/vitals-dev/vitals/plugins/security"
+	"github.com/vitals-dev/vitals/plugins/statuspage"
 	"github.com/vitals-dev/vitals/plugins/validation"
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -31,6 +32,7 @@ func registry() (*agent.Registry, error) {
 		validation.Name:  validation.Factory,
 		routing.Name:     routing.Factory,
 		extmanager.Name:  extmanager.Factory,
+		statuspage.Name:  statuspage.Factory,
 		// In-process simulated AI plugins for the demo config.
 		"demo_llm":      demoai.Factory("demo_llm", probes.KindLlamaCpp),
 		"demo_ollama":   demoai.Factory("demo_ollama", probes.KindOllama),

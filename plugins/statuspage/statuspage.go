@@ -295,7 +295,7 @@ func (p *Page) build(ctx context.Context) view {
 	if p.dir != nil {
 		for _, ps := range p.dir.Plugins() {
 			hv := hostView{
-				Name: ps.Name, Version: ps.Version, Priority: ps.Priority.String(),
+				Name: ps.Name, Version: ps.Version, Priority: priority(ps.Priority),
 				State: string(ps.State), LastError: ps.LastError, Required: ps.Required,
 			}
 			if !ps.Since.IsZero() {
@@ -375,3 +375,12 @@ var (
 	_ agent.RouteProvider = (*Page)(nil)
 	_ agent.Factory       = Factory
 )
+
+// priority names a plugin's priority band, or "–" when it is not known (a
+// disabled plugin whose section cannot be built).
+func priority(p agent.Priority) string {
+	if p == 0 {
+		return "–"
+	}
+	return p.String()
+}
