@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -70,6 +71,13 @@ func (s *Server) rebuild() {
 	if s.o.Tracez != nil {
 		mux.Handle("GET /debug/tracez", s.o.Tracez)
 	}
+	// Go profiles, as Prometheus serves them; the security plugin's
+	// middleware guards them like every other path.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 
 	admin := []struct {
 		pattern string
@@ -168,6 +176,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 		"/metrics                      Prometheus metrics",
 		"/livez, /readyz               agent liveness and readiness (?full=1 for details)",
 		"/debug/tracez                 recent spans (zPages)",
+		"/debug/pprof/                 Go profiles",
 		"/api/v1/admin/plugins         plugin states, timings and errors",
 		"/api/v1/admin/health          container-wide health report",
 		"POST /api/v1/admin/reload     re-read the config file",

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/procfs"
 
@@ -89,8 +90,36 @@ func ReadProcess(fs ProcFS, pid int) (probes.ProcessStats, error) {
 	if err != nil {
 		return probes.ProcessStats{}, fmt.Errorf("process %d: %w", pid, err)
 	}
-	start, _ := st.StartTime()
+	// procfs's StartTime parses all of /proc/stat for the boot time on
+	// every call; the boot time does not change, so it is read once.
+	var start float64
+	if boot, err := bootTime(f); err == nil {
+		start = boot + float64(st.Starttime)/userHZ
+	}
 	return probes.ProcessStats{PID: pid, CPUSeconds: st.CPUTime(), ResidentBytes: int64(st.ResidentMemory()), StartTimeSeconds: start}, nil
+}
+
+// userHZ is the kernel's clock tick rate for /proc/<pid>/stat times (the
+// USER_HZ that procfs assumes too).
+const userHZ = 100
+
+var (
+	bootOnce sync.Once
+	bootSecs float64
+	bootErr  error
+)
+
+// bootTime returns the host's boot time in Unix seconds, read once.
+func bootTime(f procfs.FS) (float64, error) {
+	bootOnce.Do(func() {
+		st, err := f.Stat()
+		if err != nil {
+			bootErr = fmt.Errorf("procfs: %w", err)
+			return
+		}
+		bootSecs = float64(st.BootTime)
+	})
+	return bootSecs, bootErr
 }
 
 func procFS(fs ProcFS) (procfs.FS, error) {

@@ -424,27 +424,26 @@ func head[T any](s []T, n int) []T {
 	return s
 }
 
-// ringBuf keeps the last n values.
+// ringBuf keeps the last n values. It grows as values come, up to n, so
+// a plugin with few of them (transitions) costs little.
 type ringBuf[T any] struct {
 	buf  []T
-	next int
-	full bool
+	n    int
+	next int // where the next value goes once the buffer is full
 }
 
-func newRing[T any](n int) *ringBuf[T] { return &ringBuf[T]{buf: make([]T, n)} }
+func newRing[T any](n int) *ringBuf[T] { return &ringBuf[T]{n: max(n, 1)} }
 
 func (r *ringBuf[T]) add(v T) {
-	r.buf[r.next] = v
-	r.next = (r.next + 1) % len(r.buf)
-	if r.next == 0 {
-		r.full = true
+	if len(r.buf) < r.n {
+		r.buf = append(r.buf, v)
+		return
 	}
+	r.buf[r.next] = v
+	r.next = (r.next + 1) % r.n
 }
 
 // items returns the values oldest first.
 func (r *ringBuf[T]) items() []T {
-	if !r.full {
-		return append([]T(nil), r.buf[:r.next]...)
-	}
 	return append(append([]T(nil), r.buf[r.next:]...), r.buf[:r.next]...)
 }
