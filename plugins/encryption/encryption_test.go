@@ -114,29 +114,14 @@ func TestKeyMaterialFormats(t *testing.T) {
 }
 
 func TestInvalidConfigs(t *testing.T) {
-	for _, tc := range []struct{ file, want string }{
-		{"invalid-no-keys.yaml", "keys: at least one key is needed"},
-		{"invalid-both-sources.yaml", "keys[0]: set exactly one of file and env"},
-		{"invalid-active.yaml", `active_key: no key with id "nope"`},
-		{"invalid-duplicate.yaml", `keys[1].id: duplicate key id "k1"`},
-		{"invalid-tls.yaml", "tls: set both cert_file and key_file"},
-		{"invalid-unknown-key.yaml", "algorithm"},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("testdata", tc.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := agent.ParseSection(tc.file, data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = Factory(s)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
-			}
-		})
-	}
+	agenttest.ConfigFiles(t, Factory, map[string]string{
+		"invalid-no-keys.yaml":      "keys: at least one key is needed",
+		"invalid-both-sources.yaml": "keys[0]: set exactly one of file and env",
+		"invalid-active.yaml":       `active_key: no key with id "nope"`,
+		"invalid-duplicate.yaml":    `keys[1].id: duplicate key id "k1"`,
+		"invalid-tls.yaml":          "tls: set both cert_file and key_file",
+		"invalid-unknown-key.yaml":  "algorithm",
+	})
 }
 
 func TestSampleConfig(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -281,32 +280,16 @@ func TestRetention(t *testing.T) {
 }
 
 func TestInvalidConfigs(t *testing.T) {
-	for _, tc := range []struct{ file, want string }{
-		{"invalid-encrypt.yaml", `encrypt: want auto, required or off, got "always"`},
-		{"invalid-subscribe.yaml", `subscribe: entry 0`},
-		{"invalid-batch.yaml", "batch_size: must be between 1 and 100000"},
-		{"invalid-retention.yaml", "retention.interval: must be positive"},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("testdata", tc.file))
-			must(t, err)
-			s, err := agent.ParseSection(tc.file, data)
-			must(t, err)
-			if _, err := Factory(s); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
-			}
-		})
-	}
-	data, err := os.ReadFile("testdata/sample.yaml")
-	must(t, err)
-	s, err := agent.ParseSection("sample.yaml", data)
-	must(t, err)
-	p, err := Factory(s)
-	must(t, err)
+	p := agenttest.ConfigFiles(t, Factory, map[string]string{
+		"invalid-encrypt.yaml":   `encrypt: want auto, required or off, got "always"`,
+		"invalid-subscribe.yaml": `subscribe: entry 0`,
+		"invalid-batch.yaml":     "batch_size: must be between 1 and 100000",
+		"invalid-retention.yaml": "retention.interval: must be positive",
+	})
 	if deps := p.Metadata().Dependencies; len(deps) != 1 || deps[0] != bus.ServiceName {
 		t.Fatalf("dependencies %v", deps)
 	}
-	s, _ = agent.NewSection("encrypt: required\n")
+	s, _ := agent.NewSection("encrypt: required\n")
 	p, _ = Factory(s)
 	if deps := p.Metadata().Dependencies; len(deps) != 2 || deps[1] != EncryptionService {
 		t.Fatalf("required encryption: dependencies %v", deps)

@@ -6,9 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -216,28 +213,12 @@ func TestReloadChangesRates(t *testing.T) {
 }
 
 func TestInvalidConfigs(t *testing.T) {
-	for _, tc := range []struct{ file, want string }{
-		{"invalid-rate.yaml", "api.rate: must be above 0"},
-		{"invalid-burst.yaml", "bus.burst: must be between 1"},
-		{"invalid-idle.yaml", "idle_timeout: must be at least 1s"},
-		{"invalid-bus-paths.yaml", "bus.exempt_paths: paths apply to the HTTP API only"},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("testdata", tc.file))
-			must(t, err)
-			s, err := agent.ParseSection(tc.file, data)
-			must(t, err)
-			if _, err := Factory(s); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
-			}
-		})
-	}
-	data, err := os.ReadFile("testdata/sample.yaml")
-	must(t, err)
-	s, err := agent.ParseSection("sample.yaml", data)
-	must(t, err)
-	_, err = Factory(s)
-	must(t, err)
+	agenttest.ConfigFiles(t, Factory, map[string]string{
+		"invalid-rate.yaml":      "api.rate: must be above 0",
+		"invalid-burst.yaml":     "bus.burst: must be between 1",
+		"invalid-idle.yaml":      "idle_timeout: must be at least 1s",
+		"invalid-bus-paths.yaml": "bus.exempt_paths: paths apply to the HTTP API only",
+	})
 }
 
 func TestConformance(t *testing.T) {

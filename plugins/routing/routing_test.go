@@ -3,8 +3,6 @@ package routing
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -239,28 +237,12 @@ func TestReloadRoutes(t *testing.T) {
 }
 
 func TestInvalidConfigs(t *testing.T) {
-	for _, tc := range []struct{ file, want string }{
-		{"invalid-topic.yaml", `routes.x.topic: "not a topic" is not a valid topic`},
-		{"invalid-reply-route.yaml", "routes.x.topic: requests cannot go to reply topics"},
-		{"invalid-default-topic.yaml", "default_topic"},
-		{"invalid-timeout.yaml", "default_timeout: must be above 0"},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("testdata", tc.file))
-			must(t, err)
-			s, err := agent.ParseSection(tc.file, data)
-			must(t, err)
-			if _, err := Factory(s); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
-			}
-		})
-	}
-	data, err := os.ReadFile("testdata/sample.yaml")
-	must(t, err)
-	s, err := agent.ParseSection("sample.yaml", data)
-	must(t, err)
-	_, err = Factory(s)
-	must(t, err)
+	agenttest.ConfigFiles(t, Factory, map[string]string{
+		"invalid-topic.yaml":         `routes.x.topic: "not a topic" is not a valid topic`,
+		"invalid-reply-route.yaml":   "routes.x.topic: requests cannot go to reply topics",
+		"invalid-default-topic.yaml": "default_topic",
+		"invalid-timeout.yaml":       "default_timeout: must be above 0",
+	})
 }
 
 func TestConformance(t *testing.T) {

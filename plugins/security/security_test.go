@@ -323,30 +323,14 @@ func TestListenWarning(t *testing.T) {
 }
 
 func TestInvalidConfigs(t *testing.T) {
-	for _, tc := range []struct{ file, want string }{
-		{"invalid-role.yaml", `tokens[0].role: want viewer or admin, got "root"`},
-		{"invalid-sources.yaml", "tokens[0]: set exactly one of sha256, file and env"},
-		{"invalid-hash.yaml", "tokens[0].sha256: want 64 hex digits"},
-		{"invalid-open-api.yaml", "the admin API cannot be opened"},
-		{"invalid-duplicate.yaml", `tokens[1].name: duplicate token name "ops"`},
-		{"invalid-anonymous.yaml", `anonymous: want loopback or deny`},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("testdata", tc.file))
-			must(t, err)
-			s, err := agent.ParseSection(tc.file, data)
-			must(t, err)
-			if _, err := Factory(s); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
-			}
-		})
-	}
-	data, err := os.ReadFile("testdata/sample.yaml")
-	must(t, err)
-	s, err := agent.ParseSection("sample.yaml", data)
-	must(t, err)
-	_, err = Factory(s)
-	must(t, err)
+	agenttest.ConfigFiles(t, Factory, map[string]string{
+		"invalid-role.yaml":      `tokens[0].role: want viewer or admin, got "root"`,
+		"invalid-sources.yaml":   "tokens[0]: set exactly one of sha256, file and env",
+		"invalid-hash.yaml":      "tokens[0].sha256: want 64 hex digits",
+		"invalid-open-api.yaml":  "the admin API cannot be opened",
+		"invalid-duplicate.yaml": `tokens[1].name: duplicate token name "ops"`,
+		"invalid-anonymous.yaml": `anonymous: want loopback or deny`,
+	})
 }
 
 func TestConformance(t *testing.T) {

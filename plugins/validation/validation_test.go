@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -187,28 +185,12 @@ func TestBusValidation(t *testing.T) {
 }
 
 func TestInvalidConfigs(t *testing.T) {
-	for _, tc := range []struct{ file, want string }{
-		{"invalid-method.yaml", `http.methods: entry 1: "FETCH"`},
-		{"invalid-body.yaml", "http.max_body_bytes: must be between 0"},
-		{"invalid-depth.yaml", "http.max_json_depth: must be between 1 and 1000"},
-		{"invalid-skew.yaml", "bus.max_clock_skew: must be positive"},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("testdata", tc.file))
-			must(t, err)
-			s, err := agent.ParseSection(tc.file, data)
-			must(t, err)
-			if _, err := Factory(s); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want %q", err, tc.want)
-			}
-		})
-	}
-	data, err := os.ReadFile("testdata/sample.yaml")
-	must(t, err)
-	s, err := agent.ParseSection("sample.yaml", data)
-	must(t, err)
-	_, err = Factory(s)
-	must(t, err)
+	agenttest.ConfigFiles(t, Factory, map[string]string{
+		"invalid-method.yaml": `http.methods: entry 1: "FETCH"`,
+		"invalid-body.yaml":   "http.max_body_bytes: must be between 0",
+		"invalid-depth.yaml":  "http.max_json_depth: must be between 1 and 1000",
+		"invalid-skew.yaml":   "bus.max_clock_skew: must be positive",
+	})
 }
 
 func TestConformance(t *testing.T) {
