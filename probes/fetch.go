@@ -98,3 +98,35 @@ func NoMatch(err error) error {
 	}
 	return err
 }
+
+// PostStream sends body as JSON to url and returns the response of a
+// streaming endpoint, for the caller to read and close. A non-2xx answer is
+// an *HTTPError with the start of its body. accept is the Accept header,
+// "" for none.
+func PostStream(ctx context.Context, client *http.Client, url string, body any, accept string) (*http.Response, error) {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("POST %s: encode request: %w", url, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("POST %s: %w", url, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err // *url.Error already names method and URL
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		snip, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, &HTTPError{Method: http.MethodPost, URL: url, Status: resp.StatusCode, Body: strings.TrimSpace(string(snip))}
+	}
+	return resp, nil
+}

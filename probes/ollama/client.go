@@ -1,12 +1,9 @@
 package ollama
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -115,29 +112,12 @@ func (c *Client) ChatStream(ctx context.Context, req ChatRequest) (StreamResult,
 	t := true
 	req.Stream = &t
 	u := c.url("/api/chat")
-	body, err := json.Marshal(req)
-	if err != nil {
-		return StreamResult{}, fmt.Errorf("POST %s: encode request: %w", u, err)
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return StreamResult{}, fmt.Errorf("POST %s: %w", u, err)
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
 	start := c.now()
-	resp, err := hc.Do(hreq)
+	resp, err := probes.PostStream(ctx, c.HTTP, u, req, "")
 	if err != nil {
 		return StreamResult{}, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return StreamResult{}, &probes.HTTPError{Method: http.MethodPost, URL: u, Status: resp.StatusCode, Body: strings.TrimSpace(string(b))}
-	}
 	var res StreamResult
 	var sb strings.Builder
 	err = ReadStream(resp.Body, func(r Response) error {

@@ -1,12 +1,9 @@
 package openai
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -105,30 +102,12 @@ func (c *Client) ChatStream(ctx context.Context, req ChatRequest) (StreamResult,
 	req.Stream = true
 	req.StreamOptions = &StreamOptions{IncludeUsage: true}
 	u := c.url("/v1/chat/completions")
-	body, err := json.Marshal(req)
-	if err != nil {
-		return StreamResult{}, fmt.Errorf("POST %s: encode request: %w", u, err)
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return StreamResult{}, fmt.Errorf("POST %s: %w", u, err)
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Accept", "text/event-stream")
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
 	start := c.now()
-	resp, err := hc.Do(hreq)
+	resp, err := probes.PostStream(ctx, c.HTTP, u, req, "text/event-stream")
 	if err != nil {
 		return StreamResult{}, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return StreamResult{}, &probes.HTTPError{Method: http.MethodPost, URL: u, Status: resp.StatusCode, Body: strings.TrimSpace(string(b))}
-	}
 	var res StreamResult
 	var sb strings.Builder
 	err = ReadStream(resp.Body, func(ch ChatChunk) error {
