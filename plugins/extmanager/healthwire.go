@@ -14,7 +14,6 @@ import (
 	"github.com/vitals-dev/vitals/plugins/extmanager/health"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/probes"
-	"github.com/vitals-dev/vitals/probes/check"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 
@@ -71,7 +70,7 @@ func (e *ExtManager) initHealth(ctx context.Context, c *agent.Container, cfg hea
 		},
 		OnVerdict:    func(id string, s health.Status) { e.catalog.SetHealth(id, s.Health()) },
 		OnTransition: e.announceTransition,
-		FindPID:      func(port int) (int, error) { return check.FindListener(nil, port) },
+		FindPID:      newPIDCache(time.Minute).lookup,
 	})
 	if err := e.reg.Register(e.engine.Metrics()); err != nil {
 		return fmt.Errorf("register health metrics: %w", err)
