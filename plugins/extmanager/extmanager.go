@@ -88,8 +88,14 @@ func New(cfg Config) *ExtManager {
 		cfg:     cfg,
 		catalog: NewCatalog(nil),
 		// No gzip: probe bodies are small, and decompressing them cost the
-		// health checks a tenth of their CPU.
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, DisableCompression: true}},
+		// health checks a tenth of their CPU. Keep as many idle connections
+		// per server as checks may run at once (several AI plugins often
+		// share one server), or each extra check opens and closes a TCP
+		// connection.
+		client: &http.Client{Transport: &http.Transport{
+			MaxIdleConns: 512, MaxIdleConnsPerHost: max(cfg.Health.Concurrency, 4),
+			IdleConnTimeout: time.Minute, DisableCompression: true,
+		}},
 	}
 }
 
