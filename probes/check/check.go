@@ -57,7 +57,8 @@ func LivenessProbe(k probes.Kind) probes.Probe {
 			_, err := probes.Fetch(ctx, c, http.MethodGet, probes.JoinURL(t.BaseURL, "/health"), nil)
 			return res, err
 		case probes.KindOpenAI:
-			_, err := openai.New(c, t.BaseURL).Models(ctx)
+			// Answering is enough here; readiness decodes the model list.
+			_, err := probes.Fetch(ctx, c, http.MethodGet, probes.JoinURL(t.BaseURL, "/v1/models"), nil)
 			return res, err
 		case probes.KindOllama:
 			v, err := ollama.New(c, t.BaseURL).Version(ctx)
