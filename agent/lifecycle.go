@@ -215,10 +215,13 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 		m.notifyChanged()
 		return err
 	}
-	m.setPhase(phaseRunning)
 	if m.metrics != nil {
 		m.metrics.startup.Set(time.Since(began).Seconds())
 	}
+	// The startup span ends before the agent reports ready, so whoever saw
+	// /readyz answer 200 finds startup's trace complete.
+	span.End()
+	m.setPhase(phaseRunning)
 	m.notifyChanged()
 	return nil
 }

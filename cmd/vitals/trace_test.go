@@ -88,15 +88,22 @@ func TestTracesGoOutOverOTLPAndTracez(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	resp, err := http.Get("http://" + addr + "/debug/tracez")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	// The page shows a span once it has ended; poll until it has them all.
+	var page []byte
 	for _, want := range []string{"agent.startup", "plugin.initialize", "plugin.start"} {
-		if !strings.Contains(string(page), want) {
-			t.Errorf("/debug/tracez lacks %s", want)
+		for !strings.Contains(string(page), want) {
+			if ctx.Err() != nil {
+				t.Fatalf("/debug/tracez lacks %s", want)
+			}
+			resp, err := http.Get("http://" + addr + "/debug/tracez")
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(page), want) {
+				time.Sleep(5 * time.Millisecond)
+			}
 		}
 	}
 
