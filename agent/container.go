@@ -14,6 +14,8 @@ import (
 // Names of the services the host itself puts in every container.
 const (
 	// ServiceMetrics is a prometheus.Registerer for the agent's /metrics.
+	// Each plugin gets its own: what a plugin registers is unregistered
+	// by the host when the plugin stops or fails to initialize.
 	ServiceMetrics = "metrics_registry"
 	// ServiceTracerProvider is the agent's trace.TracerProvider.
 	ServiceTracerProvider = "tracer_provider"
@@ -177,11 +179,16 @@ func (c *Container) setOwnerState(plugin string, st State, err error) {
 	}
 }
 
-// Get returns the named service, building it first if it is lazy.
+// Get returns the named service, building it first if it is lazy. A host
+// service that hands each plugin its own value (the metrics registry)
+// returns the asking plugin's.
 func (c *Container) Get(ctx context.Context, name string) (any, error) {
 	v, err := c.resolve(ctx, name, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%s requires service %q: %w", c.who(), name, err)
+	}
+	if sc, ok := v.(scopedService); ok && c.owner != "" {
+		v = sc.forPlugin(c.owner)
 	}
 	return v, nil
 }

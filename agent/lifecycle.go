@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -68,6 +69,7 @@ type Manager struct {
 	metrics   *HostMetrics
 	events    *Events
 	container *Container
+	registry  *pluginRegistry // nil when the host has no metrics registry
 
 	op sync.Mutex // serializes lifecycle operations
 
@@ -128,6 +130,10 @@ func NewManager(o ManagerOptions) *Manager {
 	_ = m.container.Provide(ServiceTracerProvider, o.TracerProvider)
 	_ = m.container.Provide(ServicePlugins, PluginDirectory(m))
 	for name, v := range o.Services {
+		if reg, ok := v.(prometheus.Registerer); ok && name == ServiceMetrics {
+			m.registry = newPluginRegistry(reg)
+			v = m.registry
+		}
 		if err := m.container.Provide(name, v); err != nil {
 			m.log.Error("host service not provided", "service", name, "err", err)
 		}
@@ -328,6 +334,7 @@ func (m *Manager) initialize(ctx context.Context, e *entry) error {
 	})
 	if err != nil {
 		m.container.Remove(e.name)
+		m.releaseMetrics(e.name)
 		m.transition(e, "initialize", StateFailed, err.Error(), d)
 		return err
 	}
@@ -361,6 +368,7 @@ func (m *Manager) stop(ctx context.Context, e *entry) error {
 	}
 	m.transition(e, "stop", StateStopping, "", 0)
 	d, err := m.step(ctx, e, "stop", m.stopTimeout(), e.plugin.Stop)
+	m.releaseMetrics(e.name)
 	if err != nil {
 		m.transition(e, "stop", StateFailed, err.Error(), d)
 		return fmt.Errorf("stop %q: %w", e.name, err)
@@ -372,6 +380,13 @@ func (m *Manager) stop(ctx context.Context, e *entry) error {
 		m.transition(e, "stop", StateStopped, "", d)
 	}
 	return nil
+}
+
+// releaseMetrics unregisters the collectors a plugin registered.
+func (m *Manager) releaseMetrics(plugin string) {
+	if m.registry != nil {
+		m.registry.release(plugin)
+	}
 }
 
 // skip marks a plugin failed without running it, because a dependency did
