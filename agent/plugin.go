@@ -65,7 +65,10 @@ type Metadata struct {
 //     is cancelled when Start returns, so background work must not use it.
 //   - Stop once per shutdown, in reverse start order. It ends the plugin's
 //     background work and releases what Initialize and Start acquired,
-//     returning when done or when ctx is done. Stop must be safe to call
+//     returning when done or when ctx is done. The host also drops the
+//     metric collectors a plugin registered with the container's metrics
+//     registry after Stop and after a failed Initialize, so a plugin that
+//     misses one can still be started again. Stop must be safe to call
 //     without Start (after Initialize, or after a failed Start) and safe to
 //     call twice; the second call returns nil.
 //
