@@ -465,6 +465,7 @@ func (c *Config) validate(root ast.Node, reg *Registry) error {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	enabled := map[string]Plugin{}
 	for _, name := range names {
 		pc := core.APIGateway.Plugins[name]
 		key := pluginPath(name)
@@ -477,32 +478,35 @@ func (c *Config) validate(root ast.Node, reg *Registry) error {
 		}
 		// Build every configured plugin, enabled or not, so a bad section
 		// is found before it is switched on.
-		if _, err := reg.New(name, pc.Section); err != nil {
+		p, err := reg.New(name, pc.Section)
+		if err != nil {
 			errs = append(errs, asConfigError(c.File, key, lookup(root, key), err))
+			continue
+		}
+		if pc.Enabled {
+			enabled[name] = p
 		}
 	}
 	if len(errs) == 0 && reg != nil {
-		if _, err := c.startOrder(reg); err != nil {
+		if _, _, err := planPlugins(enabled, hostServices); err != nil {
 			errs = append(errs, &ConfigError{File: c.File, Key: "core.api_gateway.plugins", Msg: err.Error()})
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// startOrder builds the enabled plugins (throwaway values) and orders them;
-// it finds missing dependencies and cycles.
-func (c *Config) startOrder(reg *Registry) ([]string, error) {
-	var metas []Metadata
+// planPlugins orders built plugins by their metadata and the services they
+// provide (see plan); host names the services the host provides.
+func planPlugins(plugins map[string]Plugin, host []string) ([]string, map[string][]string, error) {
+	names := make([]string, 0, len(plugins))
+	for name := range plugins {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	metas := make([]Metadata, 0, len(names))
 	provided := map[string]string{}
-	for _, name := range reg.Names() {
-		pc := c.Plugin(name)
-		if !pc.Enabled {
-			continue
-		}
-		p, err := reg.New(name, pc.Section)
-		if err != nil {
-			return nil, err
-		}
+	for _, name := range names {
+		p := plugins[name]
 		metas = append(metas, p.Metadata())
 		if sp, ok := p.(ServiceProvider); ok {
 			for _, s := range sp.Services() {
@@ -510,7 +514,7 @@ func (c *Config) startOrder(reg *Registry) ([]string, error) {
 			}
 		}
 	}
-	return Order(metas, provided, hostServices)
+	return plan(metas, provided, host)
 }
 
 var hostServices = []string{ServiceMetrics, ServiceTracerProvider, ServiceEvents, ServicePlugins}

@@ -236,8 +236,7 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 // enables, and an entry in state disabled for the others.
 func (m *Manager) build(cfg *Config) ([]string, map[string][]string, map[string]*entry, error) {
 	entries := map[string]*entry{}
-	var metas []Metadata
-	provided := map[string]string{}
+	built := map[string]Plugin{}
 	for _, name := range m.reg.Names() {
 		pc := cfg.Plugin(name)
 		e := &entry{name: name, pc: pc, state: StateDisabled, since: time.Now(), timings: map[string]time.Duration{}}
@@ -256,18 +255,13 @@ func (m *Manager) build(cfg *Config) ([]string, map[string][]string, map[string]
 			return nil, nil, nil, fmt.Errorf("build plugin %q: %w", name, err)
 		}
 		e.plugin, e.meta, e.state = p, p.Metadata(), StateRegistered
-		metas = append(metas, e.meta)
-		if sp, ok := p.(ServiceProvider); ok {
-			for _, s := range sp.Services() {
-				provided[s] = name
-			}
-		}
+		built[name] = p
 	}
 	hosted := append([]string(nil), hostServices...)
 	for _, s := range m.container.hostServiceNames() {
 		hosted = append(hosted, s)
 	}
-	order, deps, err := plan(metas, provided, hosted)
+	order, deps, err := planPlugins(built, hosted)
 	if err != nil {
 		return nil, nil, nil, err
 	}
