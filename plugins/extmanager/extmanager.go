@@ -356,12 +356,13 @@ func (e *ExtManager) HealthCheck(ctx context.Context) agent.Health {
 		return h
 	}
 	var failed []string
-	for _, p := range e.catalog.List(Filter{}) {
+	all := e.catalog.List(Filter{})
+	for _, p := range all {
 		if p.Detection.State == DetectFailed {
 			failed = append(failed, p.ID)
 		}
 	}
-	h.Details = map[string]string{"ai_plugins": fmt.Sprint(len(e.catalog.List(Filter{})))}
+	h.Details = map[string]string{"ai_plugins": fmt.Sprint(len(all))}
 	if len(failed) > 0 {
 		h.Status, h.Message = agent.HealthDegraded, fmt.Sprintf("detection failed for %v", failed)
 	}
