@@ -257,11 +257,8 @@ func (m *Manager) build(cfg *Config) ([]string, map[string][]string, map[string]
 		e.plugin, e.meta, e.state = p, p.Metadata(), StateRegistered
 		built[name] = p
 	}
-	hosted := append([]string(nil), hostServices...)
-	for _, s := range m.container.hostServiceNames() {
-		hosted = append(hosted, s)
-	}
-	order, deps, err := planPlugins(built, hosted)
+	// The host's services, including any main added (hostServices and more).
+	order, deps, err := planPlugins(built, m.container.hostServiceNames())
 	if err != nil {
 		return nil, nil, nil, err
 	}
