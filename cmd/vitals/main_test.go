@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitals-dev/vitals/e2e/e2etest"
+
 	"go.uber.org/goleak"
 )
 
@@ -445,22 +447,8 @@ func TestSIGHUPReloads(t *testing.T) {
 	}
 }
 
-// needTool returns the path of a program the test needs: in CI it must be
-// there (scripts/test installs it); elsewhere the test is skipped without it.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not found; scripts/test installs it", name)
-		}
-		t.Skipf("%s not installed (scripts/test installs it)", name)
-	}
-	return path
-}
-
 func TestMetricsPassPromtool(t *testing.T) {
-	promtool := needTool(t, "promtool")
+	promtool := e2etest.Tool(t, "promtool")
 	p := startBinary(t)
 	addr := p.address(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

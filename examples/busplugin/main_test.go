@@ -3,9 +3,10 @@ package main
 import (
 	"context"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
+
+	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"go.uber.org/goleak"
 
@@ -18,12 +19,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "tcp://" + l.Addr().String()
+	return "tcp://" + e2etest.Addr(t)
 }
 
 // TestExamplePlugin runs the example against a real broker: announce,

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"regexp"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"github.com/prometheus/common/expfmt"
 
@@ -193,14 +194,7 @@ func TestHealthEngineWiring(t *testing.T) {
 // when promtool is missing, except in CI (CI=true), where it fails.
 func promtoolCheck(t *testing.T, text []byte) {
 	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool not found; install the Debian package prometheus")
-		}
-		t.Skip("promtool not found (Debian package prometheus)")
-	}
-	cmd := exec.Command(path, "check", "metrics")
+	cmd := exec.Command(e2etest.Tool(t, "promtool"), "check", "metrics")
 	cmd.Stdin = bytes.NewReader(text)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -5,11 +5,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -21,14 +22,7 @@ import (
 
 // freeAddr returns a tcp:// endpoint on a loopback port that was free.
 func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return "tcp://" + addr
+	return "tcp://" + e2etest.Addr(t)
 }
 
 // ipcAddrs returns two ipc:// endpoints in a temp dir.

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitals-dev/vitals/e2e/e2etest"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sethvargo/go-envconfig"
 
@@ -55,13 +57,7 @@ const (
 )
 
 func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "tcp://" + l.Addr().String()
+	return "tcp://" + e2etest.Addr(t)
 }
 
 type syncBuffer struct {

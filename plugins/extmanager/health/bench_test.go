@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/plugins/extmanager/health"
@@ -38,16 +39,6 @@ func benchOnly(t *testing.T) string {
 		t.Fatal("VITALS_BENCH_BIN must name a directory with the aisim and vitals binaries")
 	}
 	return dir
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // startProc starts a process and waits until url answers.
@@ -131,7 +122,7 @@ func livenessConfig(interval time.Duration) health.Config {
 func TestBenchLivenessVsBlackbox(t *testing.T) {
 	bin := benchOnly(t)
 	const probesN = 20000
-	sport := freePort(t)
+	sport := e2etest.FreePort(t)
 	server := fmt.Sprintf("http://127.0.0.1:%d", sport)
 	startProc(t, server+"/v1/models", filepath.Join(bin, "aisim"), "-kind", "openai", "-listen", fmt.Sprintf("127.0.0.1:%d", sport))
 
@@ -180,7 +171,7 @@ func TestBenchLivenessVsBlackbox(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bport := freePort(t)
+	bport := e2etest.FreePort(t)
 	burl := fmt.Sprintf("http://127.0.0.1:%d", bport)
 	cmd := startProc(t, burl+"/metrics", bb, "--config.file="+cfgPath, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", bport), "--log.level=error")
 	probeURL := burl + "/probe?module=http_2xx&target=" + server + "/v1/models"
@@ -220,12 +211,12 @@ func TestBenchLivenessVsBlackbox(t *testing.T) {
 // watching 100 targets at 1 s with the SQLite history on, after 30 s.
 func TestBenchAgentMemory(t *testing.T) {
 	bin := benchOnly(t)
-	sport := freePort(t)
+	sport := e2etest.FreePort(t)
 	server := fmt.Sprintf("http://127.0.0.1:%d", sport)
 	startProc(t, server+"/v1/models", filepath.Join(bin, "aisim"), "-kind", "openai", "-listen", fmt.Sprintf("127.0.0.1:%d", sport))
 	dir := t.TempDir()
 	var b strings.Builder
-	aport := freePort(t)
+	aport := e2etest.FreePort(t)
 	fmt.Fprintf(&b, "core:\n  log: {level: warn}\n  lifecycle: {watch_config: false}\n  api_gateway:\n    listen: 127.0.0.1:%d\n    plugins:\n      extmanager:\n", aport)
 	b.WriteString("        directory: \"\"\n        bus: {enabled: false}\n        health: {interval: 1s, history: {path: health.db}}\n        targets:\n")
 	for i := range 100 {
@@ -256,7 +247,7 @@ func TestBenchAgentMemory(t *testing.T) {
 // the engine in this process against one aisim process.
 func TestBenchSchedulerLag(t *testing.T) {
 	bin := benchOnly(t)
-	sport := freePort(t)
+	sport := e2etest.FreePort(t)
 	server := fmt.Sprintf("http://127.0.0.1:%d", sport)
 	startProc(t, server+"/v1/models", filepath.Join(bin, "aisim"), "-kind", "openai", "-listen", fmt.Sprintf("127.0.0.1:%d", sport))
 	cfg := livenessConfig(time.Second)
