@@ -41,30 +41,12 @@ func benchOnly(t *testing.T) string {
 	return dir
 }
 
-// startProc starts a process and waits until url answers.
+// startProc starts a process and waits until url answers 200.
 func startProc(t *testing.T, url string, name string, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			return cmd
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer at %s: %v", name, url, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	p := e2etest.Start(t, name, args...)
+	e2etest.WaitHTTP(context.Background(), t, url, 30*time.Second)
+	return p.Cmd
 }
 
 // procCPU returns a process's user+system CPU seconds from /proc.
