@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/check"
 	"github.com/vitals-dev/vitals/probes/detect"
 )
 
@@ -28,13 +30,6 @@ type Config struct {
 	// Latency added to every request, and the share of requests that fail.
 	Latency   agent.Duration `yaml:"latency"`
 	ErrorRate float64        `yaml:"error_rate"`
-}
-
-// livenessPath is the cheapest endpoint of each kind.
-var livenessPath = map[probes.Kind]string{
-	probes.KindOpenAI: "/v1/models", probes.KindLlamaCpp: "/health", probes.KindVLLM: "/health",
-	probes.KindOllama: "/api/version", probes.KindTGI: "/health", probes.KindTEI: "/health",
-	probes.KindKServe: "/v2/health/live",
 }
 
 // Factory returns the factory of a demo plugin named name that simulates a
@@ -54,7 +49,7 @@ func Factory(name string, kind probes.Kind) agent.Factory {
 		if cfg.Latency.D() < 0 {
 			return nil, s.Errorf("latency", "must not be negative, got %s", cfg.Latency)
 		}
-		if _, ok := livenessPath[kind]; !ok {
+		if !slices.Contains(probes.Kinds(), kind) {
 			return nil, fmt.Errorf("demo plugin %s: kind %q cannot be simulated", name, kind)
 		}
 		return &Plugin{
@@ -149,14 +144,15 @@ func (p *Plugin) Capabilities(ctx context.Context) (probes.Detection, error) {
 	return detect.Detect(ctx, p.client, ep, detect.Options{Kind: p.kind, Attempts: 1})
 }
 
-// HealthCheck asks the simulated server's cheapest endpoint.
+// HealthCheck runs the liveness probe of its kind against the simulated
+// server, as the health engine does.
 func (p *Plugin) HealthCheck(ctx context.Context) agent.Health {
 	h := p.Base.HealthCheck(ctx)
 	ep := p.Endpoint()
 	if h.Status != agent.HealthOK || ep == "" {
 		return h
 	}
-	_, err := probes.Fetch(ctx, p.client, http.MethodGet, probes.JoinURL(ep, livenessPath[p.kind]), nil)
+	_, err := check.LivenessProbe(p.kind).Probe(ctx, p.client, probes.Target{ID: p.Name(), BaseURL: ep, Kind: p.kind}, probes.Config{})
 	if err != nil {
 		return agent.Health{Status: agent.HealthFailing, Message: err.Error(), Checked: time.Now(),
 			Details: map[string]string{"class": string(probes.Classify(err))}}
