@@ -36,6 +36,9 @@ type ExtManager struct {
 	catalog *Catalog
 	metrics *metrics
 	client  *http.Client
+	// inproc holds the in-process AI plugins already asked, by id; only
+	// scanInProcess uses it.
+	inproc map[string]AI
 
 	// Set in Initialize.
 	container *agent.Container
@@ -87,6 +90,7 @@ func New(cfg Config) *ExtManager {
 		}),
 		cfg:     cfg,
 		catalog: NewCatalog(nil),
+		inproc:  map[string]AI{},
 		// No gzip: probe bodies are small, and decompressing them cost the
 		// health checks a tenth of their CPU. Keep as many idle connections
 		// per server as checks may run at once (several AI plugins often

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -369,7 +370,8 @@ func TestBusDiscovery(t *testing.T) {
 // aiPlugin is an in-process AI plugin.
 type aiPlugin struct {
 	agent.Base
-	url string
+	url   string
+	asked atomic.Int32 // Capabilities calls
 }
 
 func (a *aiPlugin) Initialize(context.Context, *agent.Container) error { return nil }
@@ -377,6 +379,7 @@ func (a *aiPlugin) Start(context.Context) error                        { return 
 func (a *aiPlugin) Stop(context.Context) error                         { return nil }
 func (a *aiPlugin) Endpoint() string                                   { return a.url }
 func (a *aiPlugin) Capabilities(context.Context) (probes.Detection, error) {
+	a.asked.Add(1)
 	return probes.Detection{Kind: probes.KindOpenAI, Version: "2.0", Capabilities: []probes.Capability{probes.CapRerank}}, nil
 }
 func (a *aiPlugin) HealthCheck(context.Context) agent.Health {
@@ -573,3 +576,40 @@ func discoveryErrors(t *testing.T, g prometheus.Gatherer, source string) prometh
 }
 
 var _ = proto.Marshal
+
+// Rescans follow every lifecycle event; only a new instance is asked again.
+func TestInProcessAskedOncePerInstance(t *testing.T) {
+	r := start(t, "directory: \"\"\nbus: {enabled: false}\nhealth: {enabled: false}\n")
+	newAI := func(name string) *aiPlugin {
+		return &aiPlugin{Base: agent.NewBase(agent.Metadata{Name: name, Version: "2.0"}), url: "http://127.0.0.1:1"}
+	}
+	first := newAI("reranker")
+	running := []agent.Plugin{first}
+	r.dir.set(running...)
+	r.events.Emit(agent.Event{Plugin: "reranker", To: agent.StateRunning})
+	r.await(extmanager.EventRegistered, "reranker")
+	// Each further plugin is registered by a rescan, which also sees the
+	// first one again; rescans run one at a time.
+	for i := range 3 {
+		other := newAI(fmt.Sprintf("other%d", i))
+		running = append(running, other)
+		r.dir.set(running...)
+		r.events.Emit(agent.Event{Plugin: other.Name(), To: agent.StateRunning})
+		r.await(extmanager.EventRegistered, other.Name())
+	}
+	if n := first.asked.Load(); n != 1 {
+		t.Errorf("the first instance was asked %d times over 4 scans, want 1", n)
+	}
+	// The plugin restarted: a new instance is asked.
+	again := newAI("reranker")
+	running[0] = again
+	r.dir.set(running...)
+	r.events.Emit(agent.Event{Plugin: "reranker", To: agent.StateRunning})
+	deadline := time.Now().Add(10 * time.Second)
+	for again.asked.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the new instance was never asked")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -36,6 +36,9 @@ func (e *ExtManager) startInProcess(ctx context.Context) {
 	})
 }
 
+// scanInProcess reconciles the catalog's in-process plugins with the
+// running host plugins that implement AI. Calls are serialized: Start makes
+// the first, the rescan goroutine the others.
 func (e *ExtManager) scanInProcess(ctx context.Context) {
 	type found struct {
 		id string
@@ -61,7 +64,22 @@ func (e *ExtManager) scanInProcess(ctx context.Context) {
 	for _, err := range e.catalog.Reconcile(SourceInProcess, specs, "host plugin no longer running") {
 		e.discoveryError(SourceInProcess, err)
 	}
+	// Ask only instances not asked yet: a rescan follows every lifecycle
+	// event of any plugin, and asking is a detection.
+	running := map[string]AI{}
 	for _, f := range ais {
+		running[f.id] = f.ai
+	}
+	for id, ai := range e.inproc {
+		if running[id] != ai {
+			delete(e.inproc, id)
+		}
+	}
+	for _, f := range ais {
+		if e.inproc[f.id] == f.ai {
+			continue
+		}
+		e.inproc[f.id] = f.ai
 		cctx, cancel := context.WithTimeout(ctx, e.config().Detection.Timeout.D())
 		det, err := f.ai.Capabilities(cctx)
 		h := f.ai.HealthCheck(cctx)
