@@ -73,8 +73,10 @@ type History struct {
 	ret  HistoryConfig
 
 	mu     sync.Mutex
-	checks map[string]*ringBuf[CheckRecord]
+	checks map[string]*ringBuf[string] // encoded by sym (record.go)
 	trans  map[string]*ringBuf[Transition]
+	sym    symbols
+	enc    []byte // encodeCheck's scratch
 
 	queue       chan any
 	OnPersisted func(any) // set before Start; called from the writer
@@ -109,7 +111,7 @@ func OpenHistory(ctx context.Context, db *store.DB, cfg HistoryConfig, log *slog
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &History{ring: cfg.Ring, db: db, log: log, ret: cfg, checks: map[string]*ringBuf[CheckRecord]{},
+	h := &History{ring: cfg.Ring, db: db, log: log, ret: cfg, checks: map[string]*ringBuf[string]{},
 		trans: map[string]*ringBuf[Transition]{}, done: make(chan struct{})}
 	if db != nil {
 		if err := db.Migrate(ctx, historyOwner, HistoryMigrations); err != nil {
@@ -144,10 +146,11 @@ func (h *History) Record(c CheckRecord, t *Transition) {
 	h.mu.Lock()
 	rb := h.checks[c.Plugin]
 	if rb == nil {
-		rb = newRing[CheckRecord](h.ring)
+		rb = newRing[string](h.ring)
 		h.checks[c.Plugin] = rb
 	}
-	rb.add(c)
+	h.enc = h.sym.encodeCheck(h.enc[:0], c)
+	rb.add(string(h.enc))
 	if t != nil {
 		tb := h.trans[t.Plugin]
 		if tb == nil {
@@ -311,8 +314,8 @@ func (h *History) Query(ctx context.Context, plugin string, since, until time.Ti
 		var cs []CheckRecord
 		var ts []Transition
 		if rb := h.checks[plugin]; rb != nil {
-			for _, c := range rb.items() {
-				if !c.Time.Before(since) && c.Time.Before(until) {
+			for _, v := range rb.items() {
+				if c := h.sym.decodeCheck(plugin, v); !c.Time.Before(since) && c.Time.Before(until) {
 					cs = append(cs, c)
 				}
 			}
