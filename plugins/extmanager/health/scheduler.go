@@ -51,6 +51,9 @@ type SchedulerOptions struct {
 	Lag func(time.Duration)
 	// Rand returns a number in [0, 1); nil means math/rand/v2.
 	Rand func() float64
+	// WorkerIdle is how long a worker waits for its next run before it
+	// exits; 0 means 30 s.
+	WorkerIdle time.Duration
 }
 
 // Scheduler runs checks of many items, each at its own interval, never two
@@ -58,6 +61,11 @@ type SchedulerOptions struct {
 // timer, for the earliest due item, over a heap of due times. A run that
 // ends after its next due time is followed at once by the next; runs that
 // were missed are not made up.
+//
+// Runs happen on up to Concurrency worker goroutines that take one run
+// after another and exit after WorkerIdle without one. A goroutine per run
+// would grow a new stack through every HTTP probe, a tenth of a probe's
+// CPU time.
 type Scheduler struct {
 	o   SchedulerOptions
 	run RunFunc
@@ -66,8 +74,9 @@ type Scheduler struct {
 	items map[string]*item
 	queue queue
 	wake  chan struct{}
-	sem   chan struct{}
-	wg    sync.WaitGroup
+	sem   chan struct{}  // one token per worker
+	jobs  chan *item     // to idle workers
+	wg    sync.WaitGroup // the workers
 }
 
 type item struct {
@@ -91,7 +100,11 @@ func NewScheduler(o SchedulerOptions, run RunFunc) *Scheduler {
 	if o.Rand == nil {
 		o.Rand = rand.Float64
 	}
-	return &Scheduler{o: o, run: run, items: map[string]*item{}, wake: make(chan struct{}, 1), sem: make(chan struct{}, o.Concurrency)}
+	if o.WorkerIdle <= 0 {
+		o.WorkerIdle = 30 * time.Second
+	}
+	return &Scheduler{o: o, run: run, items: map[string]*item{}, wake: make(chan struct{}, 1), sem: make(chan struct{}, o.Concurrency),
+		jobs: make(chan *item)}
 }
 
 func (s *Scheduler) poke() {
@@ -194,13 +207,9 @@ func (s *Scheduler) Run(ctx context.Context) {
 		}
 		s.mu.Unlock()
 		for _, it := range due {
-			select {
-			case s.sem <- struct{}{}:
-			case <-ctx.Done():
+			if !s.dispatch(ctx, it) {
 				return
 			}
-			s.wg.Add(1)
-			go s.exec(ctx, it)
 		}
 		if len(due) > 0 {
 			continue // time passed while dispatching
@@ -226,14 +235,52 @@ func (s *Scheduler) Run(ctx context.Context) {
 	}
 }
 
-func (s *Scheduler) exec(ctx context.Context, it *item) {
+// dispatch hands it to an idle worker, or to a new one while there are
+// fewer than Concurrency, or waits for a worker to come free. It returns
+// false when ctx ended first.
+func (s *Scheduler) dispatch(ctx context.Context, it *item) bool {
+	select {
+	case s.jobs <- it:
+		return true
+	default:
+	}
+	select {
+	case s.jobs <- it:
+	case s.sem <- struct{}{}:
+		s.wg.Add(1)
+		go s.worker(ctx, it)
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// worker runs it, then every run it is handed, until it has been idle for
+// WorkerIdle or ctx ends.
+func (s *Scheduler) worker(ctx context.Context, it *item) {
 	defer s.wg.Done()
+	defer func() { <-s.sem }()
+	idle := time.NewTimer(s.o.WorkerIdle)
+	defer idle.Stop()
+	for {
+		s.exec(ctx, it)
+		idle.Reset(s.o.WorkerIdle)
+		select {
+		case it = <-s.jobs:
+		case <-idle.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *Scheduler) exec(ctx context.Context, it *item) {
 	start := s.o.Clock.Now()
 	if s.o.Lag != nil {
 		s.o.Lag(max(start.Sub(it.due), 0))
 	}
 	s.run(ctx, it.id, it.due)
-	<-s.sem
 
 	s.mu.Lock()
 	defer s.mu.Unlock()

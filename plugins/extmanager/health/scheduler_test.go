@@ -2,6 +2,8 @@ package health_test
 
 import (
 	"context"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -153,4 +155,66 @@ func TestScheduler(t *testing.T) {
 	if len(lags) == 0 {
 		t.Error("no lag measured")
 	}
+}
+
+// goroutineID returns the id of the calling goroutine, from its stack
+// header ("goroutine 42 [running]:").
+func goroutineID() string {
+	b := make([]byte, 64)
+	b = b[:runtime.Stack(b, false)]
+	f := strings.Fields(string(b))
+	return f[1]
+}
+
+// TestSchedulerReusesWorkers: runs go to at most Concurrency long-lived
+// workers, which exit once idle for WorkerIdle.
+func TestSchedulerReusesWorkers(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	const limit = 2
+	var mu sync.Mutex
+	workers := map[string]bool{}
+	ran := make(chan struct{}, 100)
+	s := health.NewScheduler(health.SchedulerOptions{Clock: clock, Concurrency: limit, WorkerIdle: 50 * time.Millisecond},
+		func(ctx context.Context, id string, _ time.Time) {
+			mu.Lock()
+			workers[goroutineID()] = true
+			mu.Unlock()
+			ran <- struct{}{}
+		})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base := runtime.NumGoroutine()
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
+		s.Set(id, time.Second)
+	}
+	for round := range 6 {
+		for range 5 {
+			select {
+			case <-ran:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("round %d: not every item ran", round)
+			}
+		}
+		clock.Advance(time.Second)
+	}
+	mu.Lock()
+	n := len(workers)
+	mu.Unlock()
+	if n > limit {
+		t.Errorf("30 runs went to %d goroutines, want at most %d workers", n, limit)
+	}
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
+		s.Remove(id)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for runtime.NumGoroutine() > base+1 { // + the Run goroutine
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after the workers were idle, want %d", runtime.NumGoroutine(), base+1)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
 }
