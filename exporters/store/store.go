@@ -32,6 +32,12 @@ type DB struct {
 // Open opens (creating if needed) the SQLite file at path, with its
 // directory, in WAL mode with a busy timeout and normal synchronous writes.
 // ":memory:" opens a private in-memory database (one connection).
+//
+// Each connection caches at most 512 KiB of pages (SQLite's default is
+// 2 MiB) and one connection stays open when idle: the stores append and
+// read recent rows, the operating system caches the file anyway, and an
+// agent with three stores kept about 3 MiB more resident with the
+// defaults.
 func Open(ctx context.Context, path string) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("store: empty path")
@@ -44,7 +50,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		dsn = "file:" + (&url.URL{Path: path}).EscapedPath()
 	}
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(5000)", "synchronous(NORMAL)", "foreign_keys(ON)"} {
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(5000)", "synchronous(NORMAL)", "foreign_keys(ON)", "cache_size(-512)"} {
 		q.Add("_pragma", p)
 	}
 	q.Add("_txlock", "immediate")
@@ -56,6 +62,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		sdb.SetMaxOpenConns(1)
 	} else {
 		sdb.SetMaxOpenConns(4)
+		sdb.SetMaxIdleConns(1)
 	}
 	if err := sdb.PingContext(ctx); err != nil {
 		_ = sdb.Close()

@@ -37,6 +37,10 @@ func TestMigrateOncePerOwnerAndPersist(t *testing.T) {
 	if err := db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
 		t.Fatalf("journal_mode = %q, %v; want wal", mode, err)
 	}
+	var cache int
+	if err := db.QueryRow(`PRAGMA cache_size`).Scan(&cache); err != nil || cache != -512 {
+		t.Fatalf("cache_size = %d, %v; want -512 (KiB)", cache, err)
+	}
 	for range 2 {
 		if err := db.Migrate(ctx, "a", testMigs); err != nil {
 			t.Fatal(err)
