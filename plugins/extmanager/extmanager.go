@@ -231,9 +231,10 @@ func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 		e.mu.Unlock()
 		return fmt.Errorf("bus.enabled cannot change while the extmanager runs; disable and enable the plugin")
 	}
-	if cfg.Health.Enabled != old.Health.Enabled || cfg.Health.History.Path != old.Health.History.Path {
+	if cfg.Health.Enabled != old.Health.Enabled || cfg.Health.History.Path != old.Health.History.Path ||
+		cfg.Health.Concurrency != old.Health.Concurrency {
 		e.mu.Unlock()
-		return fmt.Errorf("health.enabled and health.history.path cannot change while the extmanager runs; disable and enable the plugin")
+		return fmt.Errorf("health.enabled, health.concurrency and health.history.path cannot change while the extmanager runs; disable and enable the plugin")
 	}
 	e.cfg = cfg
 	e.mu.Unlock()

@@ -435,6 +435,10 @@ func TestReloadReconcilesTargets(t *testing.T) {
 	if err := r.e.Reload(context.Background(), bad); err == nil {
 		t.Error("turning the bus source on by reload was accepted")
 	}
+	bad, _ = agent.NewSection("directory: \"\"\nbus: {enabled: false}\nhealth: {concurrency: 7}\n")
+	if err := r.e.Reload(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "health.concurrency") {
+		t.Errorf("a new health.concurrency by reload: %v, want an error naming it", err)
+	}
 }
 
 func TestAdminAPI(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 //	  timeout: 5s               # bound on one check, all its probes
 //	  start_spread: 1.0         # first checks spread over this fraction of the interval
 //	  jitter: 0.05              # each next check moves by up to ±jitter × interval
+//	  slack: 10ms               # checks due this soon after a due one start with it (≤ interval/10)
 //	  concurrency: 32           # checks running at once, over all plugins
 //	  failure_threshold: 3      # consecutive failed checks of one probe → unhealthy
 //	  success_threshold: 2      # consecutive good checks to leave unhealthy
@@ -45,6 +46,7 @@ type Config struct {
 	Timeout           agent.Duration          `yaml:"timeout"`
 	StartSpread       float64                 `yaml:"start_spread"`
 	Jitter            float64                 `yaml:"jitter"`
+	Slack             agent.Duration          `yaml:"slack"`
 	Concurrency       int                     `yaml:"concurrency"`
 	FailureThreshold  int                     `yaml:"failure_threshold"`
 	SuccessThreshold  int                     `yaml:"success_threshold"`
@@ -116,6 +118,7 @@ func DefaultConfig() Config {
 		Timeout:           agent.Duration(5 * time.Second),
 		StartSpread:       1,
 		Jitter:            0.05,
+		Slack:             agent.Duration(10 * time.Millisecond),
 		Concurrency:       32,
 		FailureThreshold:  3,
 		SuccessThreshold:  2,
@@ -159,6 +162,8 @@ func (c Config) Validate() error {
 		return bad("start_spread", "must be 0 to 1, got %g", c.StartSpread)
 	case c.Jitter < 0 || c.Jitter > 0.5:
 		return bad("jitter", "must be 0 to 0.5, got %g", c.Jitter)
+	case c.Slack.D() < 0 || c.Slack.D() > time.Second:
+		return bad("slack", "must be 0 to 1s, got %s", c.Slack)
 	case c.Concurrency < 1 || c.Concurrency > 4096:
 		return bad("concurrency", "must be 1 to 4096, got %d", c.Concurrency)
 	case c.FailureThreshold < 1 || c.FailureThreshold > 100:

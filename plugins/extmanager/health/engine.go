@@ -187,7 +187,7 @@ func New(o Options) *Engine {
 	e := &Engine{o: o, metrics: o.Metrics, hist: o.History, cfg: o.Config, plugins: map[string]*plugin{},
 		tracer: tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager/health")}
 	e.sched = NewScheduler(SchedulerOptions{
-		Clock: o.Clock, Concurrency: o.Config.Concurrency, StartSpread: o.Config.StartSpread, Jitter: o.Config.Jitter,
+		Clock: o.Clock, Concurrency: o.Config.Concurrency, StartSpread: o.Config.StartSpread, Jitter: o.Config.Jitter, Slack: o.Config.Slack.D(),
 		Lag: func(d time.Duration) {
 			e.metrics.lag.Observe(d.Seconds())
 			if o.Lag != nil {
@@ -211,9 +211,10 @@ func (e *Engine) Config() Config {
 	return e.cfg
 }
 
-// SetConfig applies a new config from each plugin's next check. The
-// concurrency bound and the spread apply from the next Start.
+// SetConfig applies a new config from each plugin's next check; the
+// concurrency bound stays the one the engine was made with.
 func (e *Engine) SetConfig(c Config) {
+	e.sched.SetTiming(c.StartSpread, c.Jitter, c.Slack.D())
 	e.mu.Lock()
 	e.cfg = c
 	ps := make([]*plugin, 0, len(e.plugins))

@@ -51,6 +51,11 @@ type SchedulerOptions struct {
 	Lag func(time.Duration)
 	// Rand returns a number in [0, 1); nil means math/rand/v2.
 	Rand func() float64
+	// Slack starts, with an item that is due, the items due within Slack
+	// after it (within a tenth of their interval at most), so that the
+	// scheduler and the process wake once for them all. Waking an idle
+	// process costs more CPU than the HTTP exchange of a probe.
+	Slack time.Duration
 	// WorkerIdle is how long a worker waits for its next run before it
 	// exits; 0 means 30 s.
 	WorkerIdle time.Duration
@@ -144,6 +149,15 @@ func (s *Scheduler) Set(id string, interval time.Duration) {
 	}
 }
 
+// SetTiming changes StartSpread, Jitter and Slack; runs already due keep
+// the times they have.
+func (s *Scheduler) SetTiming(startSpread, jitter float64, slack time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.o.StartSpread, s.o.Jitter, s.o.Slack = startSpread, jitter, slack
+	s.poke()
+}
+
 // Trigger runs id as soon as possible: now if it is waiting, right after
 // the current run if it is running.
 func (s *Scheduler) Trigger(id string) {
@@ -194,16 +208,24 @@ func (s *Scheduler) Run(ctx context.Context) {
 		s.mu.Lock()
 		now := s.o.Clock.Now()
 		var wait time.Duration = -1
-		var due []*item
+		var due, aside []*item
 		for s.queue.Len() > 0 {
 			it := s.queue[0]
-			if it.due.After(now) {
-				wait = it.due.Sub(now)
+			early := it.due.Sub(now)
+			if early > 0 && (len(due) == 0 || early > s.o.Slack) {
+				wait = early
 				break
 			}
 			heap.Pop(&s.queue)
+			if early > it.interval/10 {
+				aside = append(aside, it) // within Slack, but too early for its interval
+				continue
+			}
 			it.running = true
 			due = append(due, it)
+		}
+		for _, it := range aside {
+			heap.Push(&s.queue, it)
 		}
 		s.mu.Unlock()
 		for _, it := range due {

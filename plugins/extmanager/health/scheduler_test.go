@@ -3,6 +3,7 @@ package health_test
 import (
 	"context"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,4 +218,61 @@ func TestSchedulerReusesWorkers(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestSchedulerSlack: a wake for a due item also starts the items due
+// within Slack after it, but never earlier than a tenth of their interval.
+func TestSchedulerSlack(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		slack time.Duration
+		want  string // the items that start with "a"
+	}{
+		{"no slack", 0, "a"},
+		{"10ms", 10 * time.Millisecond, "a b"},
+		{"30ms", 30 * time.Millisecond, "a b c"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			clock := &fakeClock{now: time.Unix(1000, 0)}
+			// Due times after Set: a now, b +5ms, c +20ms (interval 1s);
+			// d +5ms with a 20ms interval, so at most 2ms early.
+			spread := map[string]float64{"a": 0, "b": 0.005, "c": 0.02, "d": 0.25}
+			var next string
+			started := make(chan string, 10)
+			s := health.NewScheduler(health.SchedulerOptions{Clock: clock, Concurrency: 4, StartSpread: 1, Slack: tt.slack,
+				Rand: func() float64 { return spread[next] }},
+				func(ctx context.Context, id string, _ time.Time) { started <- id })
+			for _, id := range []string{"a", "b", "c", "d"} {
+				next = id
+				interval := time.Second
+				if id == "d" {
+					interval = 20 * time.Millisecond
+				}
+				s.Set(id, interval)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { s.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			want := strings.Fields(tt.want)
+			var got []string
+			for range want {
+				select {
+				case id := <-started:
+					got = append(got, id)
+				case <-time.After(20 * time.Second):
+					t.Fatalf("started %v, want %v", got, want)
+				}
+			}
+			select {
+			case id := <-started:
+				t.Fatalf("%s started too (after %v) without the clock moving", id, got)
+			case <-time.After(50 * time.Millisecond): // nothing else may start: the clock has not moved
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("started %v, want %v", got, want)
+			}
+		})
+	}
 }

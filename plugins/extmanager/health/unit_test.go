@@ -82,6 +82,8 @@ func TestConfigValidate(t *testing.T) {
 		{"interval", func(c *health.Config) { c.Interval = 0 }},
 		{"timeout", func(c *health.Config) { c.Timeout = 0 }},
 		{"jitter", func(c *health.Config) { c.Jitter = 0.9 }},
+		{"slack", func(c *health.Config) { c.Slack = agent.Duration(2 * time.Second) }},
+		{"slack", func(c *health.Config) { c.Slack = agent.Duration(-time.Millisecond) }},
 		{"concurrency", func(c *health.Config) { c.Concurrency = 0 }},
 		{"failure_threshold", func(c *health.Config) { c.FailureThreshold = 0 }},
 		{"success_threshold", func(c *health.Config) { c.SuccessThreshold = 0 }},
