@@ -61,7 +61,8 @@ var UptimeWindows = []struct {
 // in memory, and all of them in a SQLite store when it has one.
 //
 // Writes to the store go through one writer goroutine in batches, one
-// transaction per batch. A record is acknowledged when the transaction
+// transaction per batch, each gathered for up to commitDelay. A record is
+// acknowledged when the transaction
 // holding it committed; OnPersisted is called for it then. The store runs
 // in WAL mode with synchronous=NORMAL: an acknowledged record survives
 // the agent being killed (SIGKILL, a crash), not a power loss of the
@@ -104,6 +105,12 @@ const historyOwner = "ai_health"
 
 // queueSize bounds the records waiting for the store.
 const queueSize = 8192
+
+// commitDelay is how long the writer gathers records after the first one
+// of a batch before it commits them together (or sooner, at 256). One
+// transaction per record cost more than the checks themselves at a few
+// thousand checks per second.
+const commitDelay = 100 * time.Millisecond
 
 // OpenHistory returns a History; db may be nil for the ring only. It
 // migrates db.
@@ -197,19 +204,25 @@ func (h *History) write(ctx context.Context) {
 	defer prune.Stop()
 	h.prune()
 	batch := make([]any, 0, 256)
+	gather := time.NewTimer(commitDelay)
+	gather.Stop()
 	for {
 		select {
 		case v := <-h.queue:
 			batch = append(batch[:0], v)
-		drain:
+			gather.Reset(commitDelay)
+		gather:
 			for len(batch) < cap(batch) {
 				select {
 				case v := <-h.queue:
 					batch = append(batch, v)
-				default:
-					break drain
+				case <-gather.C:
+					break gather
+				case <-ctx.Done():
+					break gather // the shutdown path below drains the rest
 				}
 			}
+			gather.Stop()
 			h.commit(batch)
 		case <-prune.C:
 			h.prune()
