@@ -62,11 +62,10 @@ var UptimeWindows = []struct {
 //
 // Writes to the store go through one writer goroutine in batches, one
 // transaction per batch, each gathered for up to commitDelay. A record is
-// acknowledged when the transaction
-// holding it committed; OnPersisted is called for it then. The store runs
-// in WAL mode with synchronous=NORMAL: an acknowledged record survives
-// the agent being killed (SIGKILL, a crash), not a power loss of the
-// host before the next WAL checkpoint.
+// acknowledged when the transaction holding it committed; OnPersisted is
+// called for it then. The store runs in WAL mode with synchronous=NORMAL:
+// an acknowledged record survives the agent being killed (SIGKILL, a
+// crash), not a power loss of the host before the next WAL checkpoint.
 type History struct {
 	ring int
 	db   *store.DB
