@@ -172,18 +172,26 @@ func (d *decoder) take(n int) string {
 	return v
 }
 
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint([]byte(d.b[:min(len(d.b), binary.MaxVarintLen64)]))
+// next returns the bytes a varint can take at most.
+func (d *decoder) next() []byte { return []byte(d.b[:min(len(d.b), binary.MaxVarintLen64)]) }
+
+func (d *decoder) advance(n int) {
 	if n <= 0 {
 		panic("health: bad varint in an encoded check")
 	}
 	d.b = d.b[n:]
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.next())
+	d.advance(n)
 	return v
 }
 
 func (d *decoder) varint() int64 {
-	u := d.uvarint()
-	return int64(u>>1) ^ -int64(u&1)
+	v, n := binary.Varint(d.next())
+	d.advance(n)
+	return v
 }
 
 func (d *decoder) string() string { return d.take(int(d.uvarint())) }
