@@ -113,42 +113,27 @@ func TestHistorySurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("child not ready: %q", l)
 	}
 	checks, trans := map[string]bool{}, map[string]bool{}
-	for {
-		l, ok := line()
-		if !ok {
-			break
-		}
-		f := strings.Fields(l)
-		if len(f) != 3 {
-			continue
-		}
-		switch f[0] {
-		case "ack":
-			checks[f[1]+" "+f[2]] = true
-		case "ackt":
-			trans[f[1]+" "+f[2]] = true
-		}
-		if len(checks) >= 2000 && len(trans) >= 20 {
-			break
+	// read records acknowledgements until the output ends or enough says so.
+	read := func(enough func() bool) {
+		for !enough() {
+			l, ok := line()
+			if !ok {
+				return
+			}
+			if f := strings.Fields(l); len(f) == 3 && f[0] == "ack" {
+				checks[f[1]+" "+f[2]] = true
+			} else if len(f) == 3 && f[0] == "ackt" {
+				trans[f[1]+" "+f[2]] = true
+			}
 		}
 	}
+	read(func() bool { return len(checks) >= 2000 && len(trans) >= 20 })
 	// Kill mid-run: writes are in flight. Lines printed before the kill
 	// are acknowledged rows; read what is left in the pipe too.
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		l, ok := line()
-		if !ok {
-			break
-		}
-		f := strings.Fields(l)
-		if len(f) == 3 && f[0] == "ack" {
-			checks[f[1]+" "+f[2]] = true
-		} else if len(f) == 3 && f[0] == "ackt" {
-			trans[f[1]+" "+f[2]] = true
-		}
-	}
+	read(func() bool { return false })
 	_ = cmd.Wait()
 	if len(checks) < 2000 {
 		t.Fatalf("only %d acknowledged checks before the kill", len(checks))
