@@ -24,7 +24,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var peers = filepath.Join("..", "..", "..", "shared", "fixtures", "peers")
+var peers = filepath.Join("..", "testdata", "peers")
 
 func client(t *testing.T) *http.Client {
 	t.Helper()
@@ -47,7 +47,7 @@ func fixtureServer(t *testing.T, routes map[string]route, notFound string) strin
 	for k, r := range routes {
 		b, err := os.ReadFile(filepath.Join(peers, r.file))
 		if err != nil {
-			t.Fatalf("recorded fixture (shared/ beside the repository): %v", err)
+			t.Fatalf("recorded fixture (probes/testdata/peers): %v", err)
 		}
 		bodies[k] = b
 	}

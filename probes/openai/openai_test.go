@@ -22,13 +22,13 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // peers is where the recorded responses of real servers live.
-var peers = filepath.Join("..", "..", "..", "shared", "fixtures", "peers")
+var peers = filepath.Join("..", "testdata", "peers")
 
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(peers, name))
 	if err != nil {
-		t.Fatalf("recorded fixture (shared/ beside the repository): %v", err)
+		t.Fatalf("recorded fixture (probes/testdata/peers): %v", err)
 	}
 	return b
 }
