@@ -44,25 +44,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)
+		case "help":
+			args = []string{"--help"}
 		case "run":
 			args = args[1:]
 		}
 	}
-	return serve(args, stderr)
+	return serve(args, stdout, stderr)
 }
 
-func usage(fs *flag.FlagSet, w io.Writer) func() {
-	return func() {
-		fmt.Fprintf(w, `Usage:
+// usage prints the commands and flags once. The flag set's own Usage is a
+// no-op, so a parse error or -help does not print it a second time.
+func usage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, `Usage:
   vitals [flags]              run the agent
   vitals check-config FILE    validate a config file and exit
   vitals version              print the version
 
 Flags:
 `)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-	}
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 func checkConfig(args []string, stdout, stderr io.Writer) int {
@@ -101,25 +104,25 @@ func printErrors(w io.Writer, err error) {
 	fmt.Fprintln(w, err)
 }
 
-func serve(args []string, stderr io.Writer) int {
+func serve(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("vitals", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	configPath := fs.String("config", os.Getenv("VITALS_CONFIG"), "config file (default: $VITALS_CONFIG, else the built-in demo config)")
 	logFormat := fs.String("log-format", "", "log format, text or json (overrides core.log.format)")
 	logLevel := fs.String("log-level", "", "log level, debug, info, warn or error (overrides core.log.level)")
-	fs.Usage = usage(fs, stderr)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			usage(fs, stdout)
 			return 0
 		}
 		fmt.Fprintf(stderr, "vitals: %v\n", err)
-		fs.Usage()
+		usage(fs, stderr)
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vitals: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
+		usage(fs, stderr)
 		return 2
 	}
 

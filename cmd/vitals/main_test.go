@@ -362,6 +362,49 @@ func TestCheckConfig(t *testing.T) {
 	}
 }
 
+// TestHelpPrintsUsageOnce runs the binary: help goes to stdout once and
+// exits 0; a bad flag or argument names it and prints the usage once to
+// stderr, exit 2.
+func TestHelpPrintsUsageOnce(t *testing.T) {
+	tests := []struct {
+		args       []string
+		code       int
+		usageOut   int // times "Usage:" appears on stdout
+		usageErr   int // and on stderr
+		errMessage string
+	}{
+		{[]string{"--help"}, 0, 1, 0, ""},
+		{[]string{"-h"}, 0, 1, 0, ""},
+		{[]string{"help"}, 0, 1, 0, ""},
+		{[]string{"--frobnicate"}, 2, 0, 1, "vitals: flag provided but not defined: -frobnicate"},
+		{[]string{"--config", "x", "extra"}, 2, 0, 1, `vitals: unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr strings.Builder
+			cmd := exec.Command(binary, tt.args...)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			cmd.Env = append(os.Environ(), "VITALS_CONFIG=")
+			err := cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != tt.code {
+				t.Errorf("exit %d (%v), want %d", code, err, tt.code)
+			}
+			if n := strings.Count(stdout.String(), "Usage:"); n != tt.usageOut {
+				t.Errorf("usage %d times on stdout, want %d:\n%s", n, tt.usageOut, stdout.String())
+			}
+			if n := strings.Count(stderr.String(), "Usage:"); n != tt.usageErr {
+				t.Errorf("usage %d times on stderr, want %d:\n%s", n, tt.usageErr, stderr.String())
+			}
+			if first, _, _ := strings.Cut(stderr.String(), "\n"); first != tt.errMessage && tt.errMessage != "" {
+				t.Errorf("stderr starts %q, want %q", first, tt.errMessage)
+			}
+			if tt.code == 0 && !strings.Contains(stdout.String(), "-config string") {
+				t.Errorf("help lacks the flags:\n%s", stdout.String())
+			}
+		})
+	}
+}
+
 func TestDemoConfigIsValid(t *testing.T) {
 	reg, err := registry()
 	if err != nil {
