@@ -225,6 +225,53 @@ func TestReloadRejectsBadConfig(t *testing.T) {
 	}
 }
 
+func TestFailedPluginReloadIsTriedAgain(t *testing.T) {
+	l := startLive(t, false, basePlugins)
+	ctx := context.Background()
+	running := l.fleet.Latest("catalog") // later builds are throwaway validations
+	running.Faults["reload"] = agenttest.Error
+	lastOK := func() float64 { return testutil.ToFloat64(gauge(t, l.metrics, "vitals_config_last_reload_successful")) }
+	section := func() string {
+		var c agenttest.FakeConfig
+		if err := l.a.Manager().Config().Plugin("catalog").Section.Decode(&c); err != nil {
+			t.Fatal(err)
+		}
+		return c.Setting
+	}
+
+	changed := "      bus: {}\n      auth: {}\n      catalog:\n        setting: two\n"
+	l.write(false, changed)
+	for i := 1; i <= 2; i++ { // the same file twice: the second must try again
+		var re *agent.ReloadError
+		if err := l.a.Reload(ctx); !errors.As(err, &re) || re.Rejected {
+			t.Fatalf("reload %d with a failing Reload = %v, want a partial failure", i, err)
+		}
+		if got := lastOK(); got != 0 {
+			t.Errorf("reload %d: vitals_config_last_reload_successful = %v, want 0", i, got)
+		}
+		if got := section(); got != "one" {
+			t.Errorf("reload %d: recorded catalog setting %q, want the one it runs, %q", i, got, "one")
+		}
+	}
+	if got := strings.Count(strings.Join(l.fleet.Journal.Entries(), " "), "reload:catalog"); got != 2 {
+		t.Errorf("catalog's Reload ran %d times, want 2", got)
+	}
+
+	delete(running.Faults, "reload")
+	if err := l.a.Reload(ctx); err != nil {
+		t.Fatalf("reload after the fault cleared = %v", err)
+	}
+	if got := lastOK(); got != 1 {
+		t.Errorf("vitals_config_last_reload_successful = %v after a good reload, want 1", got)
+	}
+	if got := section(); got != "two" || running.Reloads() != 1 {
+		t.Errorf("recorded setting %q after %d good reloads, want two after 1", got, running.Reloads())
+	}
+	if err := l.a.Reload(ctx); err != nil || running.Reloads() != 1 {
+		t.Errorf("an unchanged file reloaded catalog again (%v, %d reloads)", err, running.Reloads())
+	}
+}
+
 func TestReloadOnFileChange(t *testing.T) {
 	l := startLive(t, true, basePlugins)
 	l.write(true, basePlugins+"      extra: {}\n")

@@ -539,7 +539,9 @@ func (m *Manager) Stop(ctx context.Context) error {
 // stopped and started anew, with their dependents, if they cannot reload).
 // A config whose plugins cannot be built or ordered is rejected and nothing
 // changes. Failures of single plugins while applying leave them failed and
-// are returned joined.
+// are returned joined. A plugin whose Reload fails keeps running its old
+// section, and Config records that old section, so the next reload of the
+// same file tries again instead of reporting success.
 func (m *Manager) Reload(ctx context.Context, cfg *Config) error {
 	m.op.Lock()
 	defer m.op.Unlock()
@@ -630,7 +632,13 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 		o := old[name]
 		keep := o != nil && o.plugin != nil && n.plugin != nil && !restart[name] && (o.state == StateRunning || o.state == StateFailed)
 		if keep {
-			o.pc = n.pc
+			if reload[name] {
+				// The plugin runs its old section until Reload succeeds;
+				// only the switches take effect now.
+				o.pc.Enabled, o.pc.Required = n.pc.Enabled, n.pc.Required
+			} else {
+				o.pc = n.pc
+			}
 			continue
 		}
 		if o != nil && o.plugin == nil && n.plugin == nil {
@@ -639,7 +647,14 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 		}
 		m.entries[name] = n
 	}
-	m.cfg, m.order, m.deps = cfg, newOrder, newDeps
+	// The recorded config is what each plugin runs: a plugin that is
+	// still to reload keeps its old section until Reload succeeds, so a
+	// failed Reload is tried again by the next reload of the same file.
+	applied := cfg.clone()
+	for name := range reload {
+		applied.Core.APIGateway.Plugins[name] = old[name].pc
+	}
+	m.cfg, m.order, m.deps = applied, newOrder, newDeps
 	m.mu.Unlock()
 	for name := range fresh {
 		m.publishState(m.entry(name), "")
@@ -651,13 +666,19 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 		}
 		e := m.entry(name)
 		r := e.plugin.(Reloader)
-		section := e.pc.Section
-		d, err := m.step(ctx, e, "reload", m.stepTimeout(), func(ctx context.Context) error { return r.Reload(ctx, section) })
+		pc := fresh[name].pc
+		d, err := m.step(ctx, e, "reload", m.stepTimeout(), func(ctx context.Context) error { return r.Reload(ctx, pc.Section) })
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reload %q: %w", name, err))
 			m.log.Error("plugin reload failed; it keeps its old config", "plugin", name, "err", err)
 			continue
 		}
+		m.mu.Lock()
+		e.pc = pc
+		next := m.cfg.clone() // copy on write: Config's callers hold the old one
+		next.Core.APIGateway.Plugins[name] = pc
+		m.cfg = next
+		m.mu.Unlock()
 		m.events.Emit(Event{Plugin: name, Step: "reload", From: StateRunning, To: StateRunning, Duration: d, Time: time.Now()})
 		m.log.Info("plugin reloaded", "plugin", name)
 	}
