@@ -9,7 +9,8 @@
 // the subscriber side, a PUB endpoint that filters by prefix. Each
 // subscriber has its own bounded queue and writer, so a slow subscriber
 // loses messages (vitals_bus_dropped_total) instead of slowing the broker
-// or the others. Malformed and oversized messages are counted and dropped.
+// or the others. Malformed messages are counted and dropped; a peer that
+// sends a message past max_message_bytes is disconnected.
 //
 // The plugin provides the message_bus service, a bus.Provider that hands
 // each plugin a client scoped to the topic prefixes its config allows, and

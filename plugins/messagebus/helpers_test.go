@@ -149,6 +149,10 @@ func (e *env) counter(name string, labels ...string) float64 {
 		return testutil.ToFloat64(m.AuthFail)
 	case "messages":
 		return testutil.ToFloat64(m.Messages.WithLabelValues(labels...))
+	case "disconnects":
+		return testutil.ToFloat64(m.Disconnects.WithLabelValues(labels...))
+	case "refused":
+		return testutil.ToFloat64(m.Refused.WithLabelValues(labels...))
 	case "reconnects":
 		return testutil.ToFloat64(m.Reconnect.WithLabelValues(labels...))
 	}

@@ -167,7 +167,7 @@ func (s *server) serve(raw net.Conn, publishers bool) {
 	if publishers {
 		typ, sock = zmtp.Sub, "pub"
 	}
-	o := zmtp.ServerOptions{MaxFrame: s.cfg.MaxMessageBytes, HandshakeTimeout: s.cfg.HandshakeTimeout.D()}
+	o := zmtp.ServerOptions{MaxMessage: s.cfg.MaxMessageBytes, MaxFrames: maxFrames, HandshakeTimeout: s.cfg.HandshakeTimeout.D()}
 	if s.users != nil {
 		o.Authenticate = s.authenticate
 	}
@@ -192,6 +192,23 @@ func (s *server) serve(raw net.Conn, publishers bool) {
 	}
 }
 
+// maxFrames bounds the frames of one message. Bus messages have two
+// (topic, envelope) and subscriptions one; a message with a few more is
+// counted malformed and dropped, past maxFrames the peer is disconnected.
+const maxFrames = 16
+
+// recvFailed accounts for the error that ended a connection's reads: a
+// peer past the size limits is counted and logged; the others are the
+// peer going away.
+func (s *server) recvFailed(c *zmtp.Conn, err error) {
+	if !errors.Is(err, zmtp.ErrTooLarge) {
+		return
+	}
+	s.m.Malform(bus.MalformedOversize)
+	s.m.Disconnect(bus.DisconnectOversized)
+	s.log.Warn("bus peer disconnected: message too large", "remote", c.RemoteAddr().String(), "user", c.User, "err", err)
+}
+
 func (s *server) deny(user, op, topic string) {
 	s.m.Deny(user, op)
 	s.log.Warn("bus permission denied", "audit", true, "user", user, "operation", op, "topic", topic)
@@ -204,26 +221,17 @@ func (s *server) servePublisher(c *zmtp.Conn, perms *bus.Permissions) {
 		return
 	}
 	var env busv1.Envelope
-	oversized := c.Oversized()
 	for {
 		frames, err := c.Recv()
 		if err != nil {
+			s.recvFailed(c, err)
 			return
-		}
-		if o := c.Oversized(); o != oversized {
-			oversized = o
-			s.m.Malform(bus.MalformedOversize)
-			continue
 		}
 		if len(frames) != 2 {
 			s.m.Malform(bus.MalformedFrames)
 			continue
 		}
-		size := len(frames[0]) + len(frames[1])
-		if size > s.cfg.MaxMessageBytes {
-			s.m.Malform(bus.MalformedOversize)
-			continue
-		}
+		size := len(frames[0]) + len(frames[1]) // at most MaxMessageBytes: the guard checked
 		topic := string(frames[0])
 		if bus.ValidTopic(topic) != nil {
 			s.m.Malform(bus.MalformedTopic)
@@ -350,6 +358,7 @@ func (s *server) serveSubscriber(c *zmtp.Conn, perms *bus.Permissions) {
 	for {
 		frames, err := c.Recv()
 		if err != nil {
+			s.recvFailed(c, err)
 			return
 		}
 		if len(frames) != 1 || len(frames[0]) == 0 || frames[0][0] > 1 {

@@ -20,6 +20,11 @@ type Metrics struct {
 	AuthFail  prometheus.Counter
 	Latency   *prometheus.HistogramVec // family
 	Conns     *prometheus.GaugeVec     // socket
+	// Disconnects counts connections the broker closed for breaking a
+	// bound; Refused, connections and subscriptions it turned away.
+	Disconnects  *prometheus.CounterVec // reason
+	Refused      *prometheus.CounterVec // reason
+	AcceptErrors prometheus.Counter
 
 	registered []prometheus.Collector
 }
@@ -31,6 +36,24 @@ const (
 	DropSubscriptionQueueFull = "subscription_queue_full"
 	DropDisconnected          = "disconnected"
 	DropEventQueueFull        = "event_queue_full"
+	// DropSubscriberQueueBytes: the subscriber's queue held
+	// subscriber_queue_bytes; DropQueueBytes: all subscribers' queues
+	// together held queue_bytes.
+	DropSubscriberQueueBytes = "subscriber_queue_bytes"
+	DropQueueBytes           = "queue_bytes"
+)
+
+// Disconnect reasons.
+const (
+	DisconnectOversized = "oversized" // a frame or message past max_message_bytes
+	DisconnectIdle      = "idle"      // nothing read or written for idle_timeout
+	DisconnectStalled   = "stalled"   // a write blocked for write_timeout
+)
+
+// Refusal reasons.
+const (
+	RefusedConnectionLimit   = "connection_limit"   // past max_connections
+	RefusedSubscriptionLimit = "subscription_limit" // past max_subscriptions of one subscriber
 )
 
 // Malformed reasons.
@@ -81,6 +104,18 @@ func NewMetrics() *Metrics {
 			Name: "vitals_bus_connections",
 			Help: "Connections open at the broker, by socket (pub: publishers, sub: subscribers).",
 		}, []string{"socket"}),
+		Disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_bus_disconnects_total",
+			Help: "Connections the broker closed because the peer broke a bound, by reason (oversized, idle, stalled).",
+		}, []string{"reason"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_bus_refused_total",
+			Help: "Connections and subscriptions the broker refused at a bound, by reason (connection_limit, subscription_limit).",
+		}, []string{"reason"}),
+		AcceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vitals_bus_accept_errors_total",
+			Help: "Errors accepting connections on the broker's sockets (such as too many open files); the broker backs off after each.",
+		}),
 	}
 }
 
@@ -132,6 +167,15 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 	if v, ok := reg1(m.Conns).(*prometheus.GaugeVec); ok {
 		m.Conns = v
 	}
+	if v, ok := reg1(m.Disconnects).(*prometheus.CounterVec); ok {
+		m.Disconnects = v
+	}
+	if v, ok := reg1(m.Refused).(*prometheus.CounterVec); ok {
+		m.Refused = v
+	}
+	if v, ok := reg1(m.AcceptErrors).(prometheus.Counter); ok {
+		m.AcceptErrors = v
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bus metrics: %w", err)
 	}
@@ -175,5 +219,26 @@ func (m *Metrics) Deny(plugin, op string) {
 func (m *Metrics) reconnect(socket string) {
 	if m != nil {
 		m.Reconnect.WithLabelValues(socket).Inc()
+	}
+}
+
+// Disconnect counts one connection closed for breaking a bound.
+func (m *Metrics) Disconnect(reason string) {
+	if m != nil {
+		m.Disconnects.WithLabelValues(reason).Inc()
+	}
+}
+
+// Refuse counts one connection or subscription refused at a bound.
+func (m *Metrics) Refuse(reason string) {
+	if m != nil {
+		m.Refused.WithLabelValues(reason).Inc()
+	}
+}
+
+// AcceptError counts one failed accept.
+func (m *Metrics) AcceptError() {
+	if m != nil {
+		m.AcceptErrors.Inc()
 	}
 }

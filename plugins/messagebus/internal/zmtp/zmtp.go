@@ -74,11 +74,10 @@ func (c Credentials) IsZero() bool { return c.Username == "" && c.Password == ""
 // Conn is one ZMTP connection. Send and Flush may be called from one
 // goroutine while Recv is called from another.
 type Conn struct {
-	zc    *zmq4.Conn
-	raw   net.Conn
-	rw    *bufConn
-	guard *guard
-	wmu   sync.Mutex
+	zc  *zmq4.Conn
+	raw net.Conn
+	rw  *bufConn
+	wmu sync.Mutex
 
 	// User is the PLAIN user name the peer authenticated as, on the server
 	// side; "" with NULL security.
@@ -106,7 +105,7 @@ func Dial(ctx context.Context, ep string, typ zmq4.SocketType, cred Credentials)
 	if !ok {
 		deadline = time.Now().Add(10 * time.Second)
 	}
-	c, err := open(raw, sec, typ, false, deadline, 0)
+	c, err := open(raw, sec, typ, false, deadline, 0, 0)
 	if err != nil {
 		return nil, fmt.Errorf("handshake with %s: %w", ep, err)
 	}
@@ -118,10 +117,13 @@ type ServerOptions struct {
 	// Authenticate, when set, turns on PLAIN security: it reports whether
 	// a user name and password are accepted.
 	Authenticate func(user, pass string) bool
-	// MaxFrame is the largest frame read; larger frames are discarded
-	// unread and replaced by an empty frame, and counted by Oversized.
+	// MaxMessage bounds the bytes of one message's frames, checked at each
+	// frame's header before its body is read; 0 means no limit. Past it,
+	// Recv fails with ErrTooLarge.
+	MaxMessage int
+	// MaxFrames bounds the frames of one message (with MaxMessage set);
 	// 0 means no limit.
-	MaxFrame int
+	MaxFrames int
 	// HandshakeTimeout bounds the greeting and security handshake.
 	HandshakeTimeout time.Duration
 }
@@ -139,7 +141,7 @@ func Server(raw net.Conn, typ zmq4.SocketType, o ServerOptions) (*Conn, error) {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	c, err := open(raw, sec, typ, true, time.Now().Add(timeout), o.MaxFrame)
+	c, err := open(raw, sec, typ, true, time.Now().Add(timeout), o.MaxMessage, o.MaxFrames)
 	if err != nil {
 		return nil, err
 	}
@@ -149,14 +151,12 @@ func Server(raw net.Conn, typ zmq4.SocketType, o ServerOptions) (*Conn, error) {
 	return c, nil
 }
 
-func open(raw net.Conn, sec zmq4.Security, typ zmq4.SocketType, server bool, deadline time.Time, maxFrame int) (*Conn, error) {
+func open(raw net.Conn, sec zmq4.Security, typ zmq4.SocketType, server bool, deadline time.Time, maxMessage, maxFrames int) (*Conn, error) {
 	rw := &bufConn{Conn: raw, w: bufio.NewWriterSize(raw, bufSize)}
 	br := bufio.NewReaderSize(raw, bufSize)
 	rw.r = br
-	var g *guard
-	if maxFrame > 0 {
-		g = &guard{r: br, max: uint64(maxFrame), greeting: greetingLen}
-		rw.r = g
+	if maxMessage > 0 {
+		rw.r = &guard{r: br, max: uint64(maxMessage), maxFrames: maxFrames, greeting: greetingLen}
 	}
 	_ = raw.SetDeadline(deadline)
 	zc, err := zmq4.Open(rw, sec, typ, zmq4.SocketIdentity(nil), server, nil)
@@ -166,7 +166,7 @@ func open(raw net.Conn, sec zmq4.Security, typ zmq4.SocketType, server bool, dea
 	}
 	_ = raw.SetDeadline(time.Time{})
 	rw.buffered.Store(true)
-	return &Conn{zc: zc, raw: raw, rw: rw, guard: g}, nil
+	return &Conn{zc: zc, raw: raw, rw: rw}, nil
 }
 
 // Send writes a multi-frame message into the connection's buffer. Call
@@ -198,8 +198,8 @@ func (c *Conn) Flush() error {
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
 
 // Recv reads the next message. Commands are skipped (PING is answered by
-// zmq4). Oversized frames, when a limit is set, arrive empty; Oversized
-// counts them.
+// zmq4). A frame or message past the server's limits fails with an error
+// wrapping ErrTooLarge before its body is read.
 func (c *Conn) Recv() ([][]byte, error) {
 	for {
 		msg, err := c.zc.RecvMsg()
@@ -211,15 +211,6 @@ func (c *Conn) Recv() ([][]byte, error) {
 		}
 		return msg.Frames, nil
 	}
-}
-
-// Oversized returns how many frames the size guard discarded so far. It
-// must be called from the goroutine that calls Recv.
-func (c *Conn) Oversized() uint64 {
-	if c.guard == nil {
-		return 0
-	}
-	return c.guard.oversized
 }
 
 // RemoteAddr returns the peer's address.
@@ -249,17 +240,28 @@ func (b *bufConn) Write(p []byte) (int, error) {
 
 func (b *bufConn) flush() error { return b.w.Flush() }
 
-// guard passes a ZMTP byte stream through, frame by frame, and replaces
-// every frame larger than max by an empty one, discarding its body without
-// allocating it.
+// ErrTooLarge is returned by Recv when the peer sends a frame or a message
+// past the connection's limits. The connection is unusable after it.
+var ErrTooLarge = errors.New("zmtp: message too large")
+
+// guard passes a ZMTP byte stream through and checks each frame's header
+// before its body is read: a frame larger than max, a message whose frames
+// add up to more than max, or one with more than maxFrames frames stops the
+// stream with an error wrapping ErrTooLarge. zmq4 allocates a frame's body
+// from its header and keeps a message's frames until the last one, so the
+// check has to come first.
 type guard struct {
 	r         *bufio.Reader
-	max       uint64
+	max       uint64 // bytes of frame bodies per message
+	maxFrames int    // frames per message; 0: no limit
 	greeting  int
 	body      uint64
 	pending   [9]byte
 	pi, pn    int
-	oversized uint64
+	total     uint64 // body bytes of the message so far
+	frames    int    // frames of the message so far
+	more      bool   // the last frame had the MORE flag
+	err       error
 }
 
 const (
@@ -270,6 +272,9 @@ const (
 func (g *guard) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if g.err != nil {
+		return 0, g.err
 	}
 	if g.greeting > 0 {
 		n, err := g.r.Read(p[:min(len(p), g.greeting)])
@@ -291,45 +296,40 @@ func (g *guard) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	flag := h[0]
+	var size uint64
 	if flag&flagLong == 0 {
-		g.pending[0], g.pending[1] = flag, h[1]
-		g.pn, g.body = 2, uint64(h[1])
-		_, _ = g.r.Discard(2)
+		size = uint64(h[1])
+		g.pn = 2
 	} else {
-		h, err = g.r.Peek(9)
-		if err != nil {
+		if h, err = g.r.Peek(9); err != nil {
 			return 0, err
 		}
-		size := binary.BigEndian.Uint64(h[1:9])
-		if size > g.max {
-			_, _ = g.r.Discard(9)
-			if err := discard(g.r, size); err != nil {
-				return 0, err
-			}
-			g.oversized++
-			g.pending[0], g.pending[1] = flag&^flagLong, 0
-			g.pn, g.body = 2, 0
-		} else {
-			copy(g.pending[:], h[:9])
-			g.pn, g.body = 9, size
-			_, _ = g.r.Discard(9)
-		}
+		size = binary.BigEndian.Uint64(h[1:9])
+		g.pn = 9
 	}
+	if !g.more {
+		g.total, g.frames = 0, 0
+	}
+	g.more = flag&flagMore != 0
+	g.total += min(size, g.max+1)
+	g.frames++
+	switch {
+	case size > g.max:
+		g.err = fmt.Errorf("%w: frame of %d bytes, limit %d", ErrTooLarge, size, g.max)
+	case g.total > g.max:
+		g.err = fmt.Errorf("%w: over %d bytes after %d frames", ErrTooLarge, g.max, g.frames)
+	case g.maxFrames > 0 && g.frames > g.maxFrames:
+		g.err = fmt.Errorf("%w: more than %d frames", ErrTooLarge, g.maxFrames)
+	}
+	if g.err != nil {
+		return 0, g.err
+	}
+	copy(g.pending[:], h[:g.pn])
+	g.body = size
+	_, _ = g.r.Discard(g.pn)
 	n := copy(p, g.pending[:g.pn])
 	g.pi = n
 	return n, nil
-}
-
-func discard(r *bufio.Reader, n uint64) error {
-	for n > 0 {
-		chunk := int(min(n, 1<<30))
-		d, err := r.Discard(chunk)
-		n -= uint64(d)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // plainServer is the server side of ZMTP PLAIN (RFC 24) that checks the

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -20,29 +22,48 @@ func frame(flag byte, body []byte) []byte {
 
 func TestGuard(t *testing.T) {
 	greeting := bytes.Repeat([]byte{'g'}, greetingLen)
+	cat := func(fs ...[]byte) []byte { return bytes.Join(fs, nil) }
 	cases := []struct {
-		name      string
-		in        []byte
-		want      []byte
-		oversized uint64
+		name    string
+		in      []byte
+		want    []byte // what passes before the error
+		tooBig  bool
+		message string
 	}{
-		{"small frames pass", frame(flagMore, []byte("topic")), frame(flagMore, []byte("topic")), 0},
-		{"long frame under limit", frame(0, make([]byte, 300)), frame(0, make([]byte, 300)), 0},
-		{"oversized becomes empty", append(frame(flagMore, []byte("t")), frame(0, make([]byte, 2000))...), append(frame(flagMore, []byte("t")), 0, 0), 1},
-		{"oversized keeps more flag", frame(flagMore, make([]byte, 5000)), []byte{flagMore, 0}, 1},
+		{name: "small frames pass", in: frame(flagMore, []byte("topic")), want: frame(flagMore, []byte("topic"))},
+		{name: "long frame under limit", in: frame(0, make([]byte, 300)), want: frame(0, make([]byte, 300))},
+		{name: "limit per message, not per connection",
+			in:   cat(frame(flagMore, make([]byte, 600)), frame(0, make([]byte, 400)), frame(0, make([]byte, 1000))),
+			want: cat(frame(flagMore, make([]byte, 600)), frame(0, make([]byte, 400)), frame(0, make([]byte, 1000)))},
+		{name: "oversized frame stops at its header",
+			in:   cat(frame(flagMore, []byte("t")), frame(0, make([]byte, 2000))),
+			want: frame(flagMore, []byte("t")), tooBig: true, message: "frame of 2000 bytes, limit 1024"},
+		{name: "frames adding up past the limit",
+			in:   cat(frame(flagMore, make([]byte, 600)), frame(flagMore, make([]byte, 600)), frame(0, []byte("x"))),
+			want: frame(flagMore, make([]byte, 600)), tooBig: true, message: "over 1024 bytes after 2 frames"},
+		{name: "endless empty frames",
+			in:   bytes.Repeat([]byte{flagMore, 0}, 100),
+			want: bytes.Repeat([]byte{flagMore, 0}, 4), tooBig: true, message: "more than 4 frames"},
+		{name: "a huge length is not read", in: cat([]byte{flagLong}, bytes.Repeat([]byte{0xff}, 8)), tooBig: true, message: "limit 1024"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			g := &guard{r: bufio.NewReaderSize(bytes.NewReader(append(greeting, tc.in...)), 64), max: 1024, greeting: greetingLen}
+			g := &guard{r: bufio.NewReaderSize(bytes.NewReader(append(greeting, tc.in...)), 64), max: 1024, maxFrames: 4, greeting: greetingLen}
 			out, err := io.ReadAll(g)
-			if err != nil {
-				t.Fatal(err)
-			}
 			if !bytes.Equal(out, append(greeting, tc.want...)) {
-				t.Fatalf("got %v", out[greetingLen:])
+				t.Fatalf("passed %d bytes %v, want %d", len(out)-greetingLen, out[greetingLen:min(len(out), greetingLen+16)], len(tc.want))
 			}
-			if g.oversized != tc.oversized {
-				t.Fatalf("oversized = %d, want %d", g.oversized, tc.oversized)
+			if !tc.tooBig {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), tc.message) {
+				t.Fatalf("err = %v, want ErrTooLarge with %q", err, tc.message)
+			}
+			if _, again := g.Read(make([]byte, 8)); again != err {
+				t.Fatalf("second read: %v, want the same error", again)
 			}
 		})
 	}
@@ -52,9 +73,9 @@ func FuzzGuard(f *testing.F) {
 	f.Add(frame(0, []byte("x")))
 	f.Add(frame(flagMore, make([]byte, 4000)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		g := &guard{r: bufio.NewReaderSize(bytes.NewReader(data), 16), max: 512}
+		g := &guard{r: bufio.NewReaderSize(bytes.NewReader(data), 16), max: 512, maxFrames: 8}
 		out, _ := io.ReadAll(io.LimitReader(g, 1<<20))
-		if len(out) > len(data)+2 {
+		if len(out) > len(data) {
 			t.Fatalf("guard produced %d bytes from %d", len(out), len(data))
 		}
 	})
