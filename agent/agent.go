@@ -44,6 +44,11 @@ type Options struct {
 	// Listener, when set, is used instead of listening on the config's
 	// address (tests pass 127.0.0.1:0).
 	Listener net.Listener
+	// Guard tells which plugin authenticates the HTTP front under a config
+	// (security.Guard); while the config enables it and it is not in
+	// front, the front refuses every request but reads of its open paths.
+	// Nil means nothing guards the front.
+	Guard GuardFunc
 }
 
 // Agent is a running Vitals agent: its HTTP front, its lifecycle manager
@@ -128,7 +133,10 @@ func New(o Options) (*Agent, error) {
 	}
 	a.server = NewServer(ServerOptions{
 		Manager: m, Gatherer: o.Metrics, Tracez: o.Tracez, Reload: reload, Logger: o.Logger, Version: o.Version,
+		Guard: o.Guard,
 	})
+	// The gate closes before the listener serves its first byte.
+	a.server.configure(o.Config)
 	return a, nil
 }
 
@@ -262,12 +270,21 @@ func (a *Agent) apply(ctx context.Context, cfg *Config) error {
 	if cfg.Core.Log.Format != old.Core.Log.Format {
 		a.log.Warn("core.log.format changed; it takes effect at the next restart")
 	}
+	// A config that enables the guard closes the gate before anything
+	// changes; one that disables it opens the gate only once applied.
+	prev := a.server.guard.Load()
+	a.server.configure(cfg)
+	if next := a.server.guard.Load(); next.Plugin == "" {
+		a.server.guard.Store(prev)
+	}
 	err := a.manager.Reload(ctx, cfg)
 	if err != nil && errors.Is(err, errReloadRejected) {
+		a.server.guard.Store(prev)
 		a.metrics.ObserveReload("rejected")
 		a.log.Error("config rejected; the running config stays", "file", a.o.ConfigPath, "err", err)
 		return &ReloadError{Rejected: true, Err: err}
 	}
+	a.server.configure(cfg)
 	if a.o.LogLevel != nil {
 		a.o.LogLevel.Set(ParseLevel(cfg.Core.Log.Level))
 	}

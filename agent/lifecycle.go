@@ -958,3 +958,17 @@ func reversed(s []string) []string {
 	}
 	return out
 }
+
+// State returns a plugin's state and the reason it failed or was skipped.
+func (m *Manager) State(name string) (State, string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.entries[name]
+	if !ok {
+		if m.reg.Has(name) {
+			return StateRegistered, "", true
+		}
+		return "", "", false
+	}
+	return e.state, e.reason, true
+}

@@ -28,17 +28,37 @@ type ServerOptions struct {
 	Reload  func(ctx context.Context) error
 	Logger  *slog.Logger
 	Version string
+	// Guard tells which plugin authenticates the front under a config;
+	// nil means none does.
+	Guard GuardFunc
 }
 
 // Server is the agent's HTTP front: /metrics, /livez, /readyz,
 // /debug/tracez, the admin API, and the routes of running plugins, wrapped
 // in the middleware of running plugins. It rebuilds its routes whenever the
 // set of running plugins changes.
+//
+// Whenever the config enables a guard (the security plugin), every request
+// but reads of the guard's open paths is refused with 503 until the guard's
+// middleware wraps the routes, and again while the guard is failed,
+// stopped or disabled: authentication never fails open, not even while
+// the agent starts.
 type Server struct {
-	o       ServerOptions
-	health  healthcheck.Handler
-	handler atomic.Pointer[http.Handler]
+	o      ServerOptions
+	health healthcheck.Handler
+	routes atomic.Pointer[routes]
+	guard  atomic.Pointer[Guard]
 }
+
+// routes is one build of the mux and the middleware around it.
+type routes struct {
+	h http.Handler
+	// middleware names the plugins whose middleware wraps h.
+	middleware []string
+}
+
+// guardedBy reports whether the named plugin's middleware wraps the routes.
+func (rt *routes) guardedBy(name string) bool { return contains(rt.middleware, name) }
 
 // NewServer builds the HTTP front and keeps it current with the manager.
 func NewServer(o ServerOptions) *Server {
@@ -48,14 +68,34 @@ func NewServer(o ServerOptions) *Server {
 	s := &Server{o: o, health: healthcheck.NewHandler()}
 	s.health.AddLivenessCheck("goroutines", healthcheck.GoroutineCountCheck(100_000))
 	s.health.AddReadinessCheck("plugins", o.Manager.Ready)
+	s.health.AddReadinessCheck("auth", s.authReady)
+	s.configure(o.Manager.Config())
 	s.rebuild()
 	o.Manager.OnChange(s.rebuild)
 	return s
 }
 
-// ServeHTTP serves the current routes.
+// configure applies the parts of cfg the front reads: which plugin guards
+// it. The agent calls it with the loaded config before any plugin runs and
+// with each reloaded config; enabling or disabling a plugin over the API
+// does not change it, so disabling the guard closes the front.
+func (s *Server) configure(cfg *Config) {
+	g := Guard{}
+	if s.o.Guard != nil && cfg != nil {
+		g = s.o.Guard(cfg)
+	}
+	s.guard.Store(&g)
+}
+
+// ServeHTTP serves the current routes, behind the gate.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	(*s.handler.Load()).ServeHTTP(w, r)
+	rt := s.routes.Load()
+	if msg := s.gateClosed(r, rt); msg != "" {
+		w.Header().Set("Retry-After", "5")
+		WriteError(w, http.StatusServiceUnavailable, msg)
+		return
+	}
+	rt.h.ServeHTTP(w, r)
 }
 
 func (s *Server) rebuild() {
@@ -117,7 +157,7 @@ func (s *Server) rebuild() {
 	if !rootTaken {
 		mux.HandleFunc("GET /{$}", s.index)
 	}
-	var h http.Handler = mux
+	rt := &routes{h: mux}
 	mw := make([]Plugin, 0, len(plugins))
 	for _, p := range plugins {
 		if _, ok := p.(HTTPMiddleware); ok {
@@ -127,9 +167,10 @@ func (s *Server) rebuild() {
 	// Lowest priority number outermost: wrap from the innermost out.
 	sort.SliceStable(mw, func(i, j int) bool { return mw[i].Metadata().Priority > mw[j].Metadata().Priority })
 	for _, p := range mw {
-		h = p.(HTTPMiddleware).WrapHTTP(h)
+		rt.h = p.(HTTPMiddleware).WrapHTTP(rt.h)
+		rt.middleware = append(rt.middleware, p.Metadata().Name)
 	}
-	s.handler.Store(&h)
+	s.routes.Store(rt)
 }
 
 // register adds a plugin route, turning ServeMux's panic on a conflicting

@@ -207,6 +207,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	a, err := agent.New(agent.Options{
 		Registry: reg, Config: cfg, ConfigPath: *configPath, Logger: log, LogLevel: level,
 		TracerProvider: tp, Tracez: tp.Tracez(), Metrics: metrics, Version: fullVersion(), Listener: ln,
+		Guard: security.Guard,
 	})
 	if err != nil {
 		log.Error("agent setup failed", "err", err)

@@ -83,6 +83,9 @@ type site struct {
 	adminToken    string
 	disabled      string
 	extra         map[string]string // plugin → extra section lines
+	readiness     string            // core.lifecycle.readiness; default all
+	tokenEnv      string            // adds an admin token read from this variable
+	plugins       string            // more plugin sections, appended
 }
 
 func newSite(t *testing.T) *site {
@@ -95,9 +98,17 @@ func newSite(t *testing.T) *site {
 }
 
 func (s *site) config() string {
+	readiness := s.readiness
+	if readiness == "" {
+		readiness = "all"
+	}
+	envToken := ""
+	if s.tokenEnv != "" {
+		envToken = "          - {name: ci, role: admin, env: " + s.tokenEnv + "}\n"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `core:
-  lifecycle: {step_timeout: 5s, stop_timeout: 5s, watch_config: false, readiness: all}
+  lifecycle: {step_timeout: 5s, stop_timeout: 5s, watch_config: false, readiness: %s}
   api_gateway:
     plugins:
       message_bus:
@@ -116,7 +127,7 @@ func (s *site) config() string {
           - {name: ops, role: admin, sha256: %s}
           - {name: grafana, role: viewer, sha256: %s}
           - {name: flood, role: viewer, sha256: %s}
-        audit: {path: %s}
+%s        audit: {path: %s}
       rate_limiting:
         api: {rate: 50, burst: 20}
       validation:
@@ -126,9 +137,9 @@ func (s *site) config() string {
         routes:
           slow_probe: {topic: health.request.slow_probe, timeout: 300ms}
           forbidden: {topic: secret.place}
-`, s.pub, s.sub, filepath.Join(s.dir, "k1.key"), filepath.Join(s.dir, "logs.db"),
-		security.HashToken(s.adminToken), security.HashToken(viewerToken), security.HashToken("flood-token"), filepath.Join(s.dir, "audit.db"))
-	out := b.String()
+`, readiness, s.pub, s.sub, filepath.Join(s.dir, "k1.key"), filepath.Join(s.dir, "logs.db"),
+		security.HashToken(s.adminToken), security.HashToken(viewerToken), security.HashToken("flood-token"), envToken, filepath.Join(s.dir, "audit.db"))
+	out := b.String() + s.plugins
 	for name, lines := range s.extra {
 		out = strings.Replace(out, "      "+name+":\n", "      "+name+":\n"+lines, 1)
 	}
@@ -153,8 +164,22 @@ type live struct {
 
 func startAgent(t *testing.T, s *site, wrap func(*agent.Config, net.Listener) (net.Listener, error)) *live {
 	t.Helper()
+	l := launchAgent(t, s, wrap, nil)
+	l.waitStarted()
+	return l
+}
+
+// launchAgent runs an agent with the builtins and the extra plugins, and
+// returns without waiting for its startup.
+func launchAgent(t *testing.T, s *site, wrap func(*agent.Config, net.Listener) (net.Listener, error), extra map[string]agent.Factory) *live {
+	t.Helper()
 	reg := agent.NewRegistry()
 	for name, f := range builtins {
+		if err := reg.Register(name, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, f := range extra {
 		if err := reg.Register(name, f); err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +209,7 @@ func startAgent(t *testing.T, s *site, wrap func(*agent.Config, net.Listener) (n
 	log := slog.New(logtap.New(slog.NewTextHandler(l.logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	l.a, err = agent.New(agent.Options{
 		Registry: reg, Config: cfg, ConfigPath: l.path, Env: envconfig.MapLookuper(nil),
-		Metrics: l.metrics, Listener: ln, Version: "test", Logger: log,
+		Metrics: l.metrics, Listener: ln, Version: "test", Logger: log, Guard: security.Guard,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -192,15 +217,20 @@ func startAgent(t *testing.T, s *site, wrap func(*agent.Config, net.Listener) (n
 	var ctx context.Context
 	ctx, l.cancel = context.WithCancel(context.Background())
 	go func() { l.done <- l.a.Run(ctx) }()
+	t.Cleanup(l.stop)
+	return l
+}
+
+func (l *live) waitStarted() {
+	l.t.Helper()
 	select {
 	case <-l.a.Started():
 	case err := <-l.done:
-		t.Fatalf("agent exited: %v\n%s", err, l.logs)
+		l.cancel = nil
+		l.t.Fatalf("agent exited: %v\n%s", err, l.logs)
 	case <-time.After(20 * time.Second):
-		t.Fatal("agent did not start")
+		l.t.Fatal("agent did not start")
 	}
-	t.Cleanup(l.stop)
-	return l
 }
 
 func (l *live) stop() {

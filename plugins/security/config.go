@@ -27,6 +27,7 @@ const (
 //	    - {name: ci, role: admin, env: VITALS_TOKEN_CI}
 //	  open_paths: [/metrics, /livez, /readyz]   # reachable without a token (GET, HEAD)
 //	  anonymous: loopback        # no tokens: loopback clients are admin; "deny" refuses all
+//	  api_disable: token         # disabling security over the API needs an admin token; "never"
 //	  audit:
 //	    path: vitals-data/audit.db
 //	    publish: true            # also on the bus as audit.<action>
@@ -35,7 +36,11 @@ type Config struct {
 	Tokens    []TokenConfig `yaml:"tokens"`
 	OpenPaths []string      `yaml:"open_paths"`
 	Anonymous string        `yaml:"anonymous"`
-	Audit     AuditConfig   `yaml:"audit"`
+	// APIDisable is who may disable the security plugin over the admin
+	// API: "token", a client with an admin token (never an anonymous
+	// loopback client), or "never", nobody.
+	APIDisable string      `yaml:"api_disable"`
+	Audit      AuditConfig `yaml:"audit"`
 }
 
 // TokenConfig is one bearer token: its name (the actor in audit records),
@@ -68,11 +73,18 @@ const (
 	AnonymousDeny     = "deny"
 )
 
+// APIDisable policies.
+const (
+	APIDisableToken = "token"
+	APIDisableNever = "never"
+)
+
 // DefaultConfig returns the defaults that a section overrides.
 func DefaultConfig() Config {
 	return Config{
-		OpenPaths: []string{"/metrics", "/livez", "/readyz"},
-		Anonymous: AnonymousLoopback,
+		OpenPaths:  []string{"/metrics", "/livez", "/readyz"},
+		Anonymous:  AnonymousLoopback,
+		APIDisable: APIDisableToken,
 		Audit: AuditConfig{
 			Path:    "vitals-data/audit.db",
 			Publish: true,
@@ -148,6 +160,9 @@ func (c *Config) validate(s agent.Section) error {
 	}
 	if c.Anonymous != AnonymousLoopback && c.Anonymous != AnonymousDeny {
 		return s.Errorf("anonymous", "want loopback or deny, got %q", c.Anonymous)
+	}
+	if c.APIDisable != APIDisableToken && c.APIDisable != APIDisableNever {
+		return s.Errorf("api_disable", "want token or never, got %q", c.APIDisable)
 	}
 	if c.Audit.Path == "" {
 		return s.Errorf("audit.path", "must not be empty")

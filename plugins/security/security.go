@@ -61,15 +61,19 @@ type Plugin struct {
 
 // authState is what the middleware reads per request; reload swaps it.
 type authState struct {
-	tokens    []token
-	open      []string
-	anonymous string
+	tokens     []token
+	open       []string
+	anonymous  string
+	apiDisable string
 }
 
 // Identity is who made a request, as the middleware established it.
 type Identity struct {
 	Name string // token name, or "anonymous"
 	Role string
+	// Anonymous is set for a client let in without a token (a loopback
+	// client while no tokens are configured).
+	Anonymous bool
 }
 
 type ctxKey struct{}
@@ -112,7 +116,7 @@ func (p *Plugin) Routes() []agent.Route {
 }
 
 func newState(cfg Config, tokens []token) *authState {
-	return &authState{tokens: tokens, open: append([]string(nil), cfg.OpenPaths...), anonymous: cfg.Anonymous}
+	return &authState{tokens: tokens, open: append([]string(nil), cfg.OpenPaths...), anonymous: cfg.Anonymous, apiDisable: cfg.APIDisable}
 }
 
 // Initialize resolves the tokens, opens the audit store and provides the
@@ -457,6 +461,14 @@ func (p *Plugin) WrapHTTP(next http.Handler) http.Handler {
 		if code == 0 && !may(id.Role, r.Method) {
 			code, msg = http.StatusForbidden, fmt.Sprintf("token %q has role %s, which may not %s %s; it needs role admin", id.Name, id.Role, r.Method, r.URL.Path)
 		}
+		if code == 0 && disablesSelf(r) {
+			switch {
+			case st.apiDisable == APIDisableNever:
+				code, msg = http.StatusForbidden, "the security plugin cannot be disabled over the API (security.api_disable: never); change the config and reload"
+			case id.Anonymous:
+				code, msg = http.StatusForbidden, "disabling the security plugin over the API needs an admin token (security.api_disable: token)"
+			}
+		}
 		switch code {
 		case http.StatusUnauthorized:
 			p.requests.WithLabelValues("unauthenticated").Inc()
@@ -509,7 +521,7 @@ func (p *Plugin) record(r *http.Request, id Identity, action, outcome, msg strin
 func (p *Plugin) authenticate(st *authState, r *http.Request) (Identity, int, string) {
 	if len(st.tokens) == 0 {
 		if st.anonymous == AnonymousLoopback && isLoopback(r) {
-			return Identity{Name: "anonymous", Role: RoleAdmin}, 0, ""
+			return Identity{Name: "anonymous", Role: RoleAdmin, Anonymous: true}, 0, ""
 		}
 		if p.warned.CompareAndSwap(false, true) {
 			p.log.Warn("a non-loopback client reached the API and no tokens are configured: refused; configure security.tokens", "remote", remoteIP(r))
@@ -553,6 +565,12 @@ func isOpen(open []string, path string) bool {
 		}
 	}
 	return false
+}
+
+// disablesSelf reports whether r asks to disable the security plugin.
+func disablesSelf(r *http.Request) bool {
+	return r.Method != http.MethodGet && r.Method != http.MethodHead &&
+		strings.TrimSuffix(r.URL.Path, "/") == "/api/v1/admin/plugins/"+Name+"/disable"
 }
 
 // adminAction names the audited action of a request, or "" for reads.
@@ -637,3 +655,21 @@ var (
 	_ agent.HealthChecker   = (*Plugin)(nil)
 	_ audit.Recorder        = (*audit.Log)(nil)
 )
+
+// Guard is the agent.GuardFunc of the security plugin: when cfg enables it,
+// the agent's HTTP front refuses every request but reads of its open paths
+// until the plugin's middleware is in front, and again while the plugin is
+// failed, stopped or disabled.
+func Guard(cfg *agent.Config) agent.Guard {
+	pc := cfg.Plugin(Name)
+	if !pc.Enabled {
+		return agent.Guard{}
+	}
+	c, err := decode(pc.Section)
+	if err != nil {
+		// A section that does not decode was rejected with the config;
+		// guard with the defaults rather than not at all.
+		c = DefaultConfig()
+	}
+	return agent.Guard{Plugin: Name, OpenPaths: c.OpenPaths}
+}

@@ -221,6 +221,10 @@ func TestAnonymousLoopbackOnly(t *testing.T) {
 	if code, _, body := e.do(t, "POST", "/api/v1/admin/plugins/x/enable", ""); code != 200 || body != "enabled" {
 		t.Fatalf("loopback without tokens: %d %s", code, body)
 	}
+	// Anonymous loopback clients may not switch security off.
+	if code, _, body := e.do(t, "POST", "/api/v1/admin/plugins/security/disable", ""); code != 403 || !strings.Contains(body, "needs an admin token") {
+		t.Fatalf("anonymous disables security: %d %s", code, body)
+	}
 	for _, tc := range []struct {
 		remote string
 		code   int
@@ -324,12 +328,13 @@ func TestListenWarning(t *testing.T) {
 
 func TestInvalidConfigs(t *testing.T) {
 	agenttest.ConfigFiles(t, Factory, map[string]string{
-		"invalid-role.yaml":      `tokens[0].role: want viewer or admin, got "root"`,
-		"invalid-sources.yaml":   "tokens[0]: set exactly one of sha256, file and env",
-		"invalid-hash.yaml":      "tokens[0].sha256: want 64 hex digits",
-		"invalid-open-api.yaml":  "the admin API cannot be opened",
-		"invalid-duplicate.yaml": `tokens[1].name: duplicate token name "ops"`,
-		"invalid-anonymous.yaml": `anonymous: want loopback or deny`,
+		"invalid-role.yaml":        `tokens[0].role: want viewer or admin, got "root"`,
+		"invalid-sources.yaml":     "tokens[0]: set exactly one of sha256, file and env",
+		"invalid-hash.yaml":        "tokens[0].sha256: want 64 hex digits",
+		"invalid-open-api.yaml":    "the admin API cannot be opened",
+		"invalid-duplicate.yaml":   `tokens[1].name: duplicate token name "ops"`,
+		"invalid-anonymous.yaml":   `anonymous: want loopback or deny`,
+		"invalid-api-disable.yaml": `api_disable: want token or never, got "sometimes"`,
 	})
 }
 
