@@ -12,9 +12,12 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
+# .git is not in the context, so the build has no VCS stamp; pass the
+# revision for vitals_build_info: --build-arg REVISION=$(git rev-parse HEAD)
+ARG REVISION=
 ENV CGO_ENABLED=0
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/vitals ./cmd/vitals && \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.revision=${REVISION}" -o /out/vitals ./cmd/vitals && \
     go build -trimpath -ldflags "-s -w" -o /out/aisim ./cmd/aisim
 
 # aisim: a simulated AI server; pass --kind and --listen 0.0.0.0:PORT.

@@ -29,6 +29,11 @@ import (
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
+// revision is the VCS revision for builds that carry no VCS stamp (a build
+// from a source tree without .git, such as the container build): set it
+// with -ldflags "-X main.revision=$(git rev-parse HEAD)".
+var revision = ""
+
 //go:embed core.yaml
 var defaultConfig []byte
 
@@ -187,7 +192,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "vitals_build_info",
 			Help:        "Version of the running agent; always 1.",
-			ConstLabels: prometheus.Labels{"version": fullVersion(), "goversion": runtime.Version()},
+			ConstLabels: buildLabels(),
 		}, func() float64 { return 1 }),
 	)
 
@@ -256,6 +261,38 @@ func traceTarget(tp *tracing.Provider) string {
 		return "/debug/tracez (set OTEL_EXPORTER_OTLP_ENDPOINT to export)"
 	}
 	return "/debug/tracez and " + tp.Exporter
+}
+
+// buildLabels are vitals_build_info's labels: the version, the Go version,
+// and the VCS revision and whether the tree had local changes, from the
+// build's VCS stamp ("unknown" where the build carries none).
+func buildLabels() prometheus.Labels {
+	bi, _ := debug.ReadBuildInfo()
+	rev, modified := vcsStamp(bi, revision)
+	return prometheus.Labels{"version": fullVersion(), "goversion": runtime.Version(), "revision": rev, "modified": modified}
+}
+
+// vcsStamp reads vcs.revision and vcs.modified from bi; fallback is the
+// revision set at link time, used when bi has none.
+func vcsStamp(bi *debug.BuildInfo, fallback string) (rev, modified string) {
+	rev, modified = "unknown", "unknown"
+	if fallback != "" {
+		rev = fallback
+	}
+	if bi == nil {
+		return rev, modified
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			if s.Value != "" {
+				rev = s.Value
+			}
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	return rev, modified
 }
 
 func fullVersion() string {

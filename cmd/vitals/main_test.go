@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,7 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "vitals")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", binary, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.Exit(1)
@@ -487,6 +489,80 @@ func TestSIGHUPReloads(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(t); code != 0 {
 		t.Errorf("exit %d", code)
+	}
+}
+
+// scrape returns the text of the agent's /metrics.
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(text)
+}
+
+// series returns the lines of text for the metric name (no comments).
+func series(text, name string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func TestBuildInfoCarriesTheRevision(t *testing.T) {
+	bi, err := buildinfo.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRev, wantModified := vcsStamp(bi, "")
+	p := startBinary(t)
+	addr := p.address(t)
+	got := series(scrape(t, addr), "vitals_build_info")
+	if len(got) != 1 {
+		t.Fatalf("vitals_build_info series: %q", got)
+	}
+	for _, l := range []string{`revision="` + wantRev + `"`, `modified="` + wantModified + `"`, `version="`, `goversion="go`} {
+		if !strings.Contains(got[0], l) {
+			t.Errorf("%s lacks %s", got[0], l)
+		}
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t)
+}
+
+func TestVCSStamp(t *testing.T) {
+	stamped := &debug.BuildInfo{Settings: []debug.BuildSetting{
+		{Key: "vcs", Value: "git"},
+		{Key: "vcs.revision", Value: "a9df36dd5c5e7bda84e63265f87369b2e5f9be4c"},
+		{Key: "vcs.modified", Value: "true"},
+	}}
+	tests := []struct {
+		name          string
+		bi            *debug.BuildInfo
+		fallback      string
+		rev, modified string
+	}{
+		{"stamped", stamped, "", "a9df36dd5c5e7bda84e63265f87369b2e5f9be4c", "true"},
+		{"stamp wins over the link-time revision", stamped, "0123abc", "a9df36dd5c5e7bda84e63265f87369b2e5f9be4c", "true"},
+		{"no stamp, link-time revision", &debug.BuildInfo{}, "0123abc", "0123abc", "unknown"},
+		{"nothing", nil, "", "unknown", "unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rev, modified := vcsStamp(tt.bi, tt.fallback)
+			if rev != tt.rev || modified != tt.modified {
+				t.Errorf("got %q %q, want %q %q", rev, modified, tt.rev, tt.modified)
+			}
+		})
 	}
 }
 
