@@ -3,9 +3,13 @@ package messagebus
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +18,7 @@ import (
 
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/plugins/messagebus/internal/zmtp"
+	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 
 // rawPeer connects to a broker endpoint as a ZeroMQ socket of type typ
@@ -140,4 +145,129 @@ func TestOversizedFrameDisconnects(t *testing.T) {
 	if m := recv(t, ch, 5*time.Second); m.ID != "after" {
 		t.Fatalf("got %+v", m)
 	}
+}
+
+// floodPublisher sends n messages of size bytes on topic through a bare
+// publisher connection, which TCP slows to the broker's pace.
+func floodPublisher(t *testing.T, ctx context.Context, ep, topic string, n, size int) {
+	t.Helper()
+	pub, err := zmtp.Dial(ctx, ep, zmtp.Pub, zmtp.Credentials{})
+	must(t, err)
+	defer pub.Close()
+	body := mustMarshal(t, &busv1.Envelope{Id: "flood", Source: "flood", Payload: make([]byte, size)})
+	for i := 0; i < n; i++ {
+		if err := pub.Send([]byte(topic), body); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	must(t, pub.Flush())
+}
+
+// Subscribers that stop reading hold at most subscriber_queue_bytes each
+// and queue_bytes together, whatever subscriber_queue allows; one whose
+// writes block for write_timeout is disconnected and its queue released.
+func TestStalledSubscribersAreBoundedInBytes(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t),
+		"subscriber_queue_bytes: 4194304", "queue_bytes: 6291456", "write_timeout: 2s"))
+	ctx := ctxT(t, 60*time.Second)
+
+	// Two subscribers that never read: one to everything, one to logs.b.
+	for _, sub := range [][]byte{{0, 1, 1}, append([]byte{0, 7, 1}, "logs.b"...)} {
+		c := rawPeer(t, e.cfg.SubscribeAddress, zmq4.Sub)
+		_, err := c.Write(sub)
+		must(t, err)
+	}
+	eventually(t, 5*time.Second, "both subscribed", func() bool {
+		n := 0
+		for _, sub := range *e.broker.srv.subs.Load() {
+			if sub.matches([]byte("logs.b")) {
+				n++
+			}
+		}
+		return n == 2
+	})
+
+	// 8 MiB to the first, then 64 MiB to both: with subscriber_queue at
+	// 10000 the queues alone would take 136 MiB. The first fills its own
+	// bound, the second what is left of queue_bytes.
+	stop := make(chan struct{})
+	peak := heapPeak(stop)
+	var maxQueued atomic.Int64
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if q := e.broker.srv.queued.Load(); q > maxQueued.Load() {
+				maxQueued.Store(q)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	floodPublisher(t, ctx, e.cfg.PublishAddress, "logs.a", 256, 32<<10)
+	floodPublisher(t, ctx, e.cfg.PublishAddress, "logs.b", 2048, 32<<10)
+	close(stop)
+	<-sampled
+	if grown := <-peak; grown > 40<<20 {
+		t.Fatalf("heap grew by %d MiB while 136 MiB went to two stalled subscribers", grown>>20)
+	}
+	if q := maxQueued.Load(); q > 6291456 {
+		t.Fatalf("queues held %d bytes, queue_bytes is 6291456", q)
+	}
+	if e.counter("dropped", bus.DropSubscriberQueueBytes) == 0 || e.counter("dropped", bus.DropQueueBytes) == 0 {
+		t.Fatalf("drops: subscriber_queue_bytes %v, queue_bytes %v; want both counted",
+			e.counter("dropped", bus.DropSubscriberQueueBytes), e.counter("dropped", bus.DropQueueBytes))
+	}
+	eventually(t, 15*time.Second, "stalled subscribers disconnected", func() bool {
+		return e.counter("disconnects", bus.DisconnectStalled) == 2
+	})
+	eventually(t, 5*time.Second, "queues released", func() bool {
+		return e.broker.srv.queued.Load() == 0 && len(*e.broker.srv.subs.Load()) == 0
+	})
+}
+
+// A subscriber's distinct prefixes stop at max_subscriptions; the flood is
+// refused and counted and costs the broker no more memory than the cap.
+func TestPrefixFloodIsCapped(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t), "max_subscriptions: 100"))
+	ctx := ctxT(t, 60*time.Second)
+	c, err := zmtp.Dial(ctx, e.cfg.SubscribeAddress, zmtp.Sub, zmtp.Credentials{})
+	must(t, err)
+	defer c.Close()
+
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 20000
+	pad := strings.Repeat("p", 240)
+	for i := range n {
+		must(t, c.Send(fmt.Appendf([]byte{1}, "logs.%s.%06d", pad, i)))
+	}
+	must(t, c.Flush())
+	eventually(t, 30*time.Second, "the flood refused", func() bool {
+		return e.counter("refused", bus.RefusedSubscriptionLimit) == n-100
+	})
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapInuse) - int64(before.HeapInuse); grown > 2<<20 {
+		t.Fatalf("the broker kept %d KiB after %d prefixes of 256 bytes, capped at 100", grown>>10, n)
+	}
+	sub := (*e.broker.srv.subs.Load())[0]
+	if got := sub.prefixes.Load().Len(); got != 100 {
+		t.Fatalf("%d prefixes kept, want 100", got)
+	}
+	// The prefixes within the cap match, the refused ones do not; an
+	// unsubscribe makes room.
+	if !sub.matches(fmt.Appendf(nil, "logs.%s.%06d.x", pad, 99)) || sub.matches(fmt.Appendf(nil, "logs.%s.%06d", pad, 100)) {
+		t.Fatal("matching does not follow the kept prefixes")
+	}
+	must(t, c.SendFlush(fmt.Appendf([]byte{0}, "logs.%s.%06d", pad, 0)))
+	must(t, c.SendFlush([]byte{1, 'a'}))
+	eventually(t, 5*time.Second, "a freed slot is used", func() bool {
+		return sub.matches([]byte("a.b")) && !sub.matches(fmt.Appendf(nil, "logs.%s.%06d", pad, 0))
+	})
 }

@@ -18,6 +18,10 @@ import (
 //	  subscribe_address: tcp://127.0.0.1:5556  # subscribers connect here
 //	  max_message_bytes: 1048576
 //	  subscriber_queue: 10000     # per-subscriber high-water mark at the broker
+//	  subscriber_queue_bytes: 4194304 # and its bound in bytes
+//	  queue_bytes: 16777216       # all subscribers' queues together
+//	  max_subscriptions: 1024     # distinct prefixes per subscriber
+//	  write_timeout: 10s          # a subscriber whose writes block this long is disconnected
 //	  client_queue: 10000         # publish high-water mark of in-agent clients
 //	  subscription_queue: 1024    # per-subscription channel of in-agent clients
 //	  lifecycle_events: true      # publish lifecycle.<plugin>
@@ -29,16 +33,20 @@ import (
 //	        password_env: VITALS_BUS_GPU_PROBE_PASSWORD
 //	        permissions: {publish: ["plugin.", "health.", "logs."], subscribe: ["health.request.gpu_probe"]}
 type Config struct {
-	PublishAddress    string                     `yaml:"publish_address"`
-	SubscribeAddress  string                     `yaml:"subscribe_address"`
-	MaxMessageBytes   int                        `yaml:"max_message_bytes"`
-	SubscriberQueue   int                        `yaml:"subscriber_queue"`
-	ClientQueue       int                        `yaml:"client_queue"`
-	SubscriptionQueue int                        `yaml:"subscription_queue"`
-	HandshakeTimeout  agent.Duration             `yaml:"handshake_timeout"`
-	LifecycleEvents   bool                       `yaml:"lifecycle_events"`
-	Permissions       map[string]bus.Permissions `yaml:"permissions"`
-	Auth              *AuthConfig                `yaml:"auth"`
+	PublishAddress       string                     `yaml:"publish_address"`
+	SubscribeAddress     string                     `yaml:"subscribe_address"`
+	MaxMessageBytes      int                        `yaml:"max_message_bytes"`
+	SubscriberQueue      int                        `yaml:"subscriber_queue"`
+	SubscriberQueueBytes int                        `yaml:"subscriber_queue_bytes"`
+	QueueBytes           int                        `yaml:"queue_bytes"`
+	MaxSubscriptions     int                        `yaml:"max_subscriptions"`
+	WriteTimeout         agent.Duration             `yaml:"write_timeout"`
+	ClientQueue          int                        `yaml:"client_queue"`
+	SubscriptionQueue    int                        `yaml:"subscription_queue"`
+	HandshakeTimeout     agent.Duration             `yaml:"handshake_timeout"`
+	LifecycleEvents      bool                       `yaml:"lifecycle_events"`
+	Permissions          map[string]bus.Permissions `yaml:"permissions"`
+	Auth                 *AuthConfig                `yaml:"auth"`
 }
 
 // AuthConfig turns on ZeroMQ PLAIN authentication on both broker sockets.
@@ -59,14 +67,18 @@ type User struct {
 // DefaultConfig returns the defaults that a section overrides.
 func DefaultConfig() Config {
 	return Config{
-		PublishAddress:    bus.DefaultPublishEndpoint,
-		SubscribeAddress:  bus.DefaultSubscribeEndpoint,
-		MaxMessageBytes:   bus.DefaultMaxMessageBytes,
-		SubscriberQueue:   10000,
-		ClientQueue:       bus.DefaultQueueSize,
-		SubscriptionQueue: bus.DefaultSubscriptionSize,
-		HandshakeTimeout:  agent.Duration(5 * time.Second),
-		LifecycleEvents:   true,
+		PublishAddress:       bus.DefaultPublishEndpoint,
+		SubscribeAddress:     bus.DefaultSubscribeEndpoint,
+		MaxMessageBytes:      bus.DefaultMaxMessageBytes,
+		SubscriberQueue:      10000,
+		SubscriberQueueBytes: 4 << 20,
+		QueueBytes:           16 << 20,
+		MaxSubscriptions:     1024,
+		WriteTimeout:         agent.Duration(10 * time.Second),
+		ClientQueue:          bus.DefaultQueueSize,
+		SubscriptionQueue:    bus.DefaultSubscriptionSize,
+		HandshakeTimeout:     agent.Duration(5 * time.Second),
+		LifecycleEvents:      true,
 	}
 }
 
@@ -102,6 +114,18 @@ func (c *Config) validate(s agent.Section) error {
 	}
 	if c.HandshakeTimeout.D() <= 0 {
 		return s.Errorf("handshake_timeout", "must be positive, got %s", c.HandshakeTimeout)
+	}
+	if c.WriteTimeout.D() <= 0 {
+		return s.Errorf("write_timeout", "must be positive, got %s", c.WriteTimeout)
+	}
+	if c.SubscriberQueueBytes < c.MaxMessageBytes {
+		return s.Errorf("subscriber_queue_bytes", "must hold one message of max_message_bytes (%d), got %d", c.MaxMessageBytes, c.SubscriberQueueBytes)
+	}
+	if c.QueueBytes < c.SubscriberQueueBytes {
+		return s.Errorf("queue_bytes", "must be at least subscriber_queue_bytes (%d), got %d", c.SubscriberQueueBytes, c.QueueBytes)
+	}
+	if c.MaxSubscriptions < 1 || c.MaxSubscriptions > 1_000_000 {
+		return s.Errorf("max_subscriptions", "must be between 1 and 1000000, got %d", c.MaxSubscriptions)
 	}
 	for name, p := range c.Permissions {
 		if !agent.ValidName(name) {

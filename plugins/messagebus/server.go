@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	iradix "github.com/hashicorp/go-immutable-radix/v2"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -33,6 +35,7 @@ type server struct {
 	closed bool
 	conns  map[net.Conn]struct{}
 	subs   atomic.Pointer[[]*subscriber]
+	queued atomic.Int64 // cost of what all subscriber queues hold
 	wg     sync.WaitGroup
 
 	// filters are the running bus filters (validation, rate limits), applied
@@ -290,34 +293,99 @@ type frame struct {
 	size   int
 }
 
+// frameOverhead is what a queued message costs beyond its bytes: the frame
+// with its slices and the queue's slot. Queue bounds count it.
+const frameOverhead = 128
+
+func (f *frame) cost() int64 { return int64(f.size + frameOverhead) }
+
 func (s *server) fanout(f *frame) {
+	topic := f.frames[0]
 	for _, sub := range *s.subs.Load() {
-		if !sub.matches(f.topic) {
-			continue
+		if sub.matches(topic) {
+			s.enqueue(sub, f)
 		}
+	}
+}
+
+// enqueue queues f for sub within the subscriber's bounds (count and
+// bytes) and the broker's (bytes over all subscribers), or counts the drop.
+func (s *server) enqueue(sub *subscriber, f *frame) {
+	cost := f.cost()
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	switch {
+	case sub.closed:
+	case sub.queued.Load()+cost > int64(s.cfg.SubscriberQueueBytes):
+		s.m.Drop(bus.DropSubscriberQueueBytes)
+	case !reserve(&s.queued, cost, int64(s.cfg.QueueBytes)):
+		s.m.Drop(bus.DropQueueBytes)
+	default:
+		sub.queued.Add(cost)
 		select {
 		case sub.q <- f:
 		default:
+			sub.queued.Add(-cost)
+			s.queued.Add(-cost)
 			s.m.Drop(bus.DropSubscriberQueueFull)
 		}
 	}
 }
 
-// subscriber is one connection on the subscriber side, with its own
-// bounded queue and writer.
-type subscriber struct {
-	c        *zmtp.Conn
-	q        chan *frame
-	prefixes atomic.Pointer[[]string]
-}
-
-func (sub *subscriber) matches(topic string) bool {
-	for _, p := range *sub.prefixes.Load() {
-		if strings.HasPrefix(topic, p) {
+// reserve adds cost to n unless that takes it past max.
+func reserve(n *atomic.Int64, cost, max int64) bool {
+	for {
+		cur := n.Load()
+		if cur+cost > max {
+			return false
+		}
+		if n.CompareAndSwap(cur, cur+cost) {
 			return true
 		}
 	}
-	return false
+}
+
+// dequeued releases what f held in sub's and the broker's bounds.
+func (s *server) dequeued(sub *subscriber, f *frame) {
+	cost := f.cost()
+	sub.queued.Add(-cost)
+	s.queued.Add(-cost)
+}
+
+// subscriber is one connection on the subscriber side, with its own
+// bounded queue and writer. Its prefixes are a radix tree (prefix to
+// subscription count) replaced whole on each change, so matching reads it
+// without a lock and in time linear in the topic's length, however many
+// prefixes there are.
+type subscriber struct {
+	c        *zmtp.Conn
+	q        chan *frame
+	queued   atomic.Int64 // cost of what is in q
+	prefixes atomic.Pointer[iradix.Tree[int]]
+
+	mu     sync.Mutex // orders enqueues before close
+	closed bool
+}
+
+func (sub *subscriber) matches(topic []byte) bool {
+	_, _, ok := sub.prefixes.Load().Root().LongestPrefix(topic)
+	return ok
+}
+
+// close stops enqueues and releases what is still queued. The writer must
+// have returned.
+func (s *server) closeSub(sub *subscriber) {
+	sub.mu.Lock()
+	sub.closed = true
+	sub.mu.Unlock()
+	for {
+		select {
+		case f := <-sub.q:
+			s.dequeued(sub, f)
+		default:
+			return
+		}
+	}
 }
 
 func (s *server) addSub(sub *subscriber) {
@@ -345,16 +413,24 @@ func (s *server) removeSub(sub *subscriber) {
 // goroutine sends it what matches.
 func (s *server) serveSubscriber(c *zmtp.Conn, perms *bus.Permissions) {
 	sub := &subscriber{c: c, q: make(chan *frame, s.cfg.SubscriberQueue)}
-	none := []string{}
-	sub.prefixes.Store(&none)
+	sub.prefixes.Store(iradix.New[int]())
 	s.addSub(sub)
-	defer s.removeSub(sub)
+	wrote := make(chan struct{})
 	done := make(chan struct{})
-	defer close(done)
+	defer func() {
+		s.removeSub(sub)
+		close(done)
+		_ = c.Close()
+		<-wrote
+		s.closeSub(sub)
+	}()
 	s.wg.Add(1)
-	go s.write(sub, done)
+	go func() {
+		defer close(wrote)
+		s.write(sub, done)
+	}()
 
-	counts := map[string]int{}
+	warned := false
 	for {
 		frames, err := c.Recv()
 		if err != nil {
@@ -365,33 +441,56 @@ func (s *server) serveSubscriber(c *zmtp.Conn, perms *bus.Permissions) {
 			s.m.Malform(bus.MalformedFrames)
 			continue
 		}
-		prefix := string(frames[0][1:])
+		prefix := frames[0][1:]
+		if len(prefix) > bus.MaxTopicLen {
+			s.m.Malform(bus.MalformedTopic) // no topic can match it
+			continue
+		}
+		tree := sub.prefixes.Load()
+		n, ok := tree.Get(prefix)
 		if frames[0][0] == 1 {
-			if perms != nil && !perms.CanSubscribe(c.User, prefix) {
-				s.deny(c.User, "subscribe", prefix)
+			if perms != nil && !perms.CanSubscribe(c.User, string(prefix)) {
+				s.deny(c.User, "subscribe", string(prefix))
 				continue
 			}
-			counts[prefix]++
-		} else if counts[prefix] > 0 {
-			if counts[prefix]--; counts[prefix] == 0 {
-				delete(counts, prefix)
+			if !ok && tree.Len() >= s.cfg.MaxSubscriptions {
+				s.m.Refuse(bus.RefusedSubscriptionLimit)
+				if !warned {
+					warned = true
+					s.log.Warn("bus subscription refused: max_subscriptions reached", "remote", c.RemoteAddr().String(), "user", c.User, "max_subscriptions", s.cfg.MaxSubscriptions)
+				}
+				continue
 			}
+			tree, _, _ = tree.Insert(prefix, n+1)
+		} else if !ok {
+			continue
+		} else if n > 1 {
+			tree, _, _ = tree.Insert(prefix, n-1)
+		} else {
+			tree, _, _ = tree.Delete(prefix)
 		}
-		list := make([]string, 0, len(counts))
-		for p := range counts {
-			list = append(list, p)
-		}
-		sub.prefixes.Store(&list)
+		sub.prefixes.Store(tree)
 	}
 }
 
 func (s *server) write(sub *subscriber, done <-chan struct{}) {
 	defer s.wg.Done()
+	timeout := s.cfg.WriteTimeout.D()
+	fail := func(err error) {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			s.m.Disconnect(bus.DisconnectStalled)
+			s.log.Warn("bus subscriber disconnected: stalled", "remote", sub.c.RemoteAddr().String(), "user", sub.c.User, "write_timeout", timeout.String())
+		}
+		_ = sub.c.Close()
+	}
 	for {
 		select {
 		case f := <-sub.q:
+			s.dequeued(sub, f)
+			_ = sub.c.SetWriteDeadline(time.Now().Add(timeout))
 			if err := sub.c.Send(f.frames...); err != nil {
-				_ = sub.c.Close()
+				fail(err)
 				return
 			}
 			if fc, ok := s.counter[f.fam]; ok {
@@ -400,7 +499,7 @@ func (s *server) write(sub *subscriber, done <-chan struct{}) {
 			}
 			if len(sub.q) == 0 {
 				if err := sub.c.Flush(); err != nil {
-					_ = sub.c.Close()
+					fail(err)
 					return
 				}
 			}
