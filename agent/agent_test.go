@@ -109,6 +109,12 @@ func (l *live) do(method, path string) (int, map[string]any) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	var out map[string]any
+	if method == http.MethodHead {
+		if len(body) > 0 {
+			l.t.Fatalf("HEAD %s: a body of %d bytes", path, len(body))
+		}
+		return resp.StatusCode, nil
+	}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(body, &out); err != nil {
 			l.t.Fatalf("%s %s: bad JSON %q", method, path, body)
@@ -443,11 +449,64 @@ func TestReadinessCheckerGatesReadyz(t *testing.T) {
 	}
 	catalog.SetNotReady(errors.New("no AI plugin can serve embeddings"))
 	code, body := l.do("GET", "/readyz?full=1")
-	if code != 503 || !strings.Contains(fmt.Sprint(body), "catalog: no AI plugin can serve embeddings") {
+	if code != 503 || body["plugin:catalog"] != "no AI plugin can serve embeddings" {
 		t.Errorf("readyz = %d %v", code, body)
 	}
 	catalog.SetNotReady(nil)
 	if code, _ := l.do("GET", "/readyz"); code != 200 {
 		t.Errorf("readyz after recovery = %d", code)
+	}
+}
+
+func TestProbesAnswerHEADAndNameEachCheck(t *testing.T) {
+	l := startLive(t, false, basePlugins)
+	for _, path := range []string{"/livez", "/readyz", "/readyz?verbose", "/livez?full=1"} {
+		if code, _ := l.do("HEAD", path); code != 200 {
+			t.Errorf("HEAD %s = %d, want 200", path, code)
+		}
+	}
+	if _, body := l.do("GET", "/readyz?verbose"); !strings.Contains(body["text"].(string), "[+]plugin:catalog ok\n") ||
+		!strings.HasSuffix(body["text"].(string), "readyz check passed\n") {
+		t.Errorf("verbose readyz when ready: %q", body["text"])
+	}
+
+	// One plugin not ready by its own word, one optional plugin failed.
+	var catalog *agenttest.Plugin
+	for _, p := range l.a.Manager().RunningPlugins() {
+		if fp, ok := p.(*agenttest.Plugin); ok && p.Metadata().Name == "catalog" {
+			catalog = fp
+		}
+	}
+	catalog.SetNotReady(errors.New("no AI plugin can serve embeddings"))
+	l.fleet.SetFaults("extra", map[string]agenttest.Fault{"start": agenttest.Error})
+	if code, _ := l.do("POST", "/api/v1/admin/plugins/extra/enable"); code != 500 {
+		t.Fatalf("enabling a failing plugin: %d", code)
+	}
+	if code, _ := l.do("HEAD", "/readyz"); code != 503 {
+		t.Errorf("HEAD /readyz = %d, want 503", code)
+	}
+	code, body := l.do("GET", "/readyz?verbose")
+	text, _ := body["text"].(string)
+	for _, want := range []string{
+		"[+]goroutines ok\n",
+		"[+]plugin:bus ok\n",
+		"[-]plugin:catalog no AI plugin can serve embeddings\n",
+		"[+]plugin:extra failed: extra start: injected failure (optional; not counted under readiness: required)\n",
+		"readyz check failed\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("verbose readyz lacks %q:\n%s", want, text)
+		}
+	}
+	if code != 503 {
+		t.Errorf("verbose readyz = %d", code)
+	}
+	_, body = l.do("GET", "/readyz?full=1")
+	if body["plugin:catalog"] != "no AI plugin can serve embeddings" || body["plugin:extra"] != "failed: extra start: injected failure" || body["plugin:bus"] != "OK" {
+		t.Errorf("full readyz: %v", body)
+	}
+	// Without a parameter the body still names what is not ready.
+	if _, body = l.do("GET", "/readyz"); len(body) != 1 || body["plugin:catalog"] == nil {
+		t.Errorf("plain readyz: %v", body)
 	}
 }

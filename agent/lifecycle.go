@@ -850,37 +850,62 @@ func (m *Manager) statusLocked(e *entry) PluginStatus {
 }
 
 // Ready reports whether the agent is ready under the config's readiness
-// policy, and every running ReadinessChecker agrees, with the reason when it
-// is not.
+// policy, and every running ReadinessChecker agrees, with the reasons when
+// it is not.
 func (m *Manager) Ready() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	switch m.phase {
-	case phaseNew, phaseStarting:
-		return errors.New("starting")
-	case phaseStopping, phaseStopped:
-		return errors.New("shutting down")
-	}
 	var bad []string
-	for _, name := range m.order {
-		e := m.entries[name]
-		if e.state == StateRunning {
-			if rc, ok := e.plugin.(ReadinessChecker); ok {
-				if err := rc.Ready(); err != nil {
-					bad = append(bad, fmt.Sprintf("%s: %v", name, err))
-				}
-			}
-			continue
+	for _, c := range m.Readiness() {
+		if c.Err != nil && !c.Ignored {
+			bad = append(bad, c.Name+": "+c.Err.Error())
 		}
-		if e.state == StateFailed && !e.pc.Required && m.cfg.Core.Lifecycle.Readiness == ReadinessRequired {
-			continue
-		}
-		bad = append(bad, fmt.Sprintf("%s is %s", name, e.state))
 	}
 	if len(bad) > 0 {
 		return errors.New(strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// ReadinessCheck is one verdict behind the agent's readiness.
+type ReadinessCheck struct {
+	// Name is "lifecycle" or "plugin:<name>".
+	Name string
+	// Err is why the check is not ready; nil when it is.
+	Err error
+	// Ignored is set for a failed optional plugin under readiness
+	// "required": it is reported, but does not make the agent unready.
+	Ignored bool
+}
+
+// Readiness returns the agent's lifecycle phase while it is not running,
+// else one check per enabled plugin in start order: running (and its
+// ReadinessChecker agreeing), or why not.
+func (m *Manager) Readiness() []ReadinessCheck {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch m.phase {
+	case phaseNew, phaseStarting:
+		return []ReadinessCheck{{Name: "lifecycle", Err: errors.New("the agent is starting")}}
+	case phaseStopping, phaseStopped:
+		return []ReadinessCheck{{Name: "lifecycle", Err: errors.New("the agent is shutting down")}}
+	}
+	out := make([]ReadinessCheck, 0, len(m.order))
+	for _, name := range m.order {
+		e := m.entries[name]
+		c := ReadinessCheck{Name: "plugin:" + name}
+		switch {
+		case e.state == StateRunning:
+			if rc, ok := e.plugin.(ReadinessChecker); ok {
+				c.Err = rc.Ready()
+			}
+		case e.state == StateFailed:
+			c.Err = fmt.Errorf("failed: %s", e.reason)
+			c.Ignored = !e.pc.Required && m.cfg.Core.Lifecycle.Readiness == ReadinessRequired
+		default:
+			c.Err = fmt.Errorf("%s", e.state)
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // Order returns the current start order of the enabled plugins.

@@ -244,8 +244,8 @@ func TestReadinessPolicyAll(t *testing.T) {
 	if err := r.m.Start(context.Background(), r.config(t, "    readiness: all\n", "a", "b")); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.m.Ready(); err == nil || err.Error() != "a is failed" {
-		t.Errorf("Ready() = %v, want a is failed", err)
+	if err := r.m.Ready(); err == nil || err.Error() != "plugin:a: failed: a start: injected failure" {
+		t.Errorf("Ready() = %v, want a failed with its reason", err)
 	}
 }
 

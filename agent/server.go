@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/heptiolabs/healthcheck"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -45,7 +44,6 @@ type ServerOptions struct {
 // the agent starts.
 type Server struct {
 	o      ServerOptions
-	health healthcheck.Handler
 	routes atomic.Pointer[routes]
 	guard  atomic.Pointer[Guard]
 }
@@ -65,10 +63,7 @@ func NewServer(o ServerOptions) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{o: o, health: healthcheck.NewHandler()}
-	s.health.AddLivenessCheck("goroutines", healthcheck.GoroutineCountCheck(100_000))
-	s.health.AddReadinessCheck("plugins", o.Manager.Ready)
-	s.health.AddReadinessCheck("auth", s.authReady)
+	s := &Server{o: o}
 	s.configure(o.Manager.Config())
 	s.rebuild()
 	o.Manager.OnChange(s.rebuild)
@@ -106,8 +101,9 @@ func (s *Server) rebuild() {
 			EnableOpenMetrics: true,
 		}))
 	}
-	mux.HandleFunc("GET /livez", s.health.LiveEndpoint)
-	mux.HandleFunc("GET /readyz", s.health.ReadyEndpoint)
+	// GET patterns answer HEAD too.
+	mux.HandleFunc("GET /livez", probeEndpoint("livez", s.liveness))
+	mux.HandleFunc("GET /readyz", probeEndpoint("readyz", s.readiness))
 	if s.o.Tracez != nil {
 		mux.Handle("GET /debug/tracez", s.o.Tracez)
 	}
@@ -215,7 +211,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "Vitals %s\n\n", s.o.Version)
 	for _, l := range []string{
 		"/metrics                      Prometheus metrics",
-		"/livez, /readyz               agent liveness and readiness (?full=1 for details)",
+		"/livez, /readyz               agent liveness and readiness (?verbose or ?full=1 for each check)",
 		"/debug/tracez                 recent spans (zPages)",
 		"/debug/pprof/                 Go profiles",
 		"/api/v1/admin/plugins         plugin states, timings and errors",
