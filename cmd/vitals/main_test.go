@@ -539,6 +539,37 @@ func TestBuildInfoCarriesTheRevision(t *testing.T) {
 	p.wait(t)
 }
 
+// TestBusCountersExistAtZero: the counters the README, dashboards and
+// alerts use are on /metrics at 0 from the start, before anything has
+// been dropped, malformed, denied or reconnected.
+func TestBusCountersExistAtZero(t *testing.T) {
+	p := startBinary(t)
+	addr := p.address(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := waitReady(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	text := scrape(t, addr)
+	for _, want := range []string{
+		`vitals_bus_dropped_total{reason="publish_queue_full"} 0`,
+		`vitals_bus_dropped_total{reason="subscriber_queue_full"} 0`,
+		`vitals_bus_malformed_total{reason="envelope"} 0`,
+		`vitals_bus_malformed_total{reason="frames"} 0`,
+		`vitals_bus_denied_total{operation="publish",plugin="extmanager"} 0`,
+		`vitals_bus_denied_total{operation="subscribe",plugin="extmanager"} 0`,
+		`vitals_bus_reconnects_total{socket="pub"} 0`,
+		`vitals_bus_reconnects_total{socket="sub"} 0`,
+	} {
+		name, _, _ := strings.Cut(want, "{")
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("/metrics lacks %s; has %q", want, series(text, name))
+		}
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t)
+}
+
 func TestVCSStamp(t *testing.T) {
 	stamped := &debug.BuildInfo{Settings: []debug.BuildSetting{
 		{Key: "vcs", Value: "git"},

@@ -123,6 +123,11 @@ func (b *Broker) Initialize(ctx context.Context, c *agent.Container) error {
 		}
 		b.reg = reg
 	}
+	if b.cfg.Auth != nil {
+		for _, u := range b.cfg.Auth.Users {
+			b.metrics.Known(u.Username)
+		}
+	}
 	b.srv = newServer(b.cfg, b.log, b.metrics, users)
 	b.svc = &Service{broker: b}
 	if err := c.Provide(bus.ServiceName, b.svc); err != nil {
@@ -292,6 +297,7 @@ func (s *Service) ClientFor(plugin string) (bus.Bus, error) {
 		perms = bus.DefaultPermissions(plugin)
 	}
 	log, m := s.broker.log, s.broker.metrics
+	m.Known(plugin)
 	return cl.Scope(plugin, perms, func(op, topic string) {
 		m.Deny(plugin, op)
 		log.Warn("bus permission denied", "audit", true, "plugin", plugin, "operation", op, "topic", topic)

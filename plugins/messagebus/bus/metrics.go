@@ -64,8 +64,53 @@ const (
 	MalformedOversize = "oversized"
 )
 
-// NewMetrics creates the collectors, unregistered.
+// Every reason, socket and direction a bounded label can take, so that the
+// series exist at 0 from the start: a dashboard shows 0, not "No data",
+// and rate() has a start to count from.
+var (
+	dropReasons       = []string{DropPublishQueueFull, DropSubscriberQueueFull, DropSubscriptionQueueFull, DropDisconnected, DropEventQueueFull, DropSubscriberQueueBytes, DropQueueBytes}
+	malformedReasons  = []string{MalformedFrames, MalformedTopic, MalformedEnvelope, MalformedOversize}
+	disconnectReasons = []string{DisconnectOversized, DisconnectIdle, DisconnectStalled}
+	refusedReasons    = []string{RefusedConnectionLimit, RefusedSubscriptionLimit}
+	sockets           = []string{"pub", "sub"}
+	operations        = []string{"publish", "subscribe"}
+)
+
+// NewMetrics creates the collectors, unregistered, with every series of a
+// fixed label set at 0 (denials per plugin: see Known).
 func NewMetrics() *Metrics {
+	m := newMetrics()
+	for _, r := range dropReasons {
+		m.Dropped.WithLabelValues(r)
+	}
+	for _, r := range malformedReasons {
+		m.Malformed.WithLabelValues(r)
+	}
+	for _, r := range disconnectReasons {
+		m.Disconnects.WithLabelValues(r)
+	}
+	for _, r := range refusedReasons {
+		m.Refused.WithLabelValues(r)
+	}
+	for _, s := range sockets {
+		m.Reconnect.WithLabelValues(s)
+	}
+	return m
+}
+
+// Known creates the denial series of a plugin or bus user at 0, for each
+// operation; the broker calls it for every client it scopes and every
+// PLAIN user it knows.
+func (m *Metrics) Known(plugin string) {
+	if m == nil {
+		return
+	}
+	for _, op := range operations {
+		m.Denied.WithLabelValues(plugin, op)
+	}
+}
+
+func newMetrics() *Metrics {
 	return &Metrics{
 		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_bus_messages_total",
