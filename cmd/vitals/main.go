@@ -17,11 +17,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel"
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/exporters/logtap"
 	"github.com/vitals-dev/vitals/exporters/pluginstat"
-	"github.com/vitals-dev/vitals/exporters/tracing"
+	"github.com/vitals-dev/vitals/exporters/telemetry"
 	"github.com/vitals-dev/vitals/plugins/encryption"
 	"github.com/vitals-dev/vitals/plugins/security"
 )
@@ -156,31 +157,40 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	level := new(slog.LevelVar)
 	level.Set(agent.ParseLevel(cfg.Core.Log.Level))
-	var handler slog.Handler
+	var base slog.Handler
 	switch cfg.Core.Log.Format {
 	case "json":
-		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+		base = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
 	case "text":
-		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+		base = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
 	default:
 		fmt.Fprintf(stderr, "vitals: --log-format %q: want text or json\n", cfg.Core.Log.Format)
 		return 2
 	}
-	// The tap lets log_consumer put the agent's own records on the bus and
-	// security turn audit lines into audit records.
-	log := slog.New(logtap.New(handler))
-	slog.SetDefault(log)
 
-	tp, err := tracing.Setup(ctx, tracing.Options{ServiceName: "vitals", ServiceVersion: fullVersion()})
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "vitals", ServiceVersion: fullVersion()})
 	if err != nil {
-		log.Error("tracing setup failed", "err", err)
+		slog.New(base).Error("OpenTelemetry setup failed", "err", err)
 		return 1
 	}
+	// Records logged inside a span carry its trace_id and span_id; with a
+	// logs exporter they also leave over OTLP (the slog bridge). The tap
+	// lets log_consumer put the agent's own records on the bus and
+	// security turn audit lines into audit records.
+	handler := telemetry.WithTraceIDs(base)
+	if h := tel.LogHandler(level); h != nil {
+		handler = slog.NewMultiHandler(handler, h)
+	}
+	log := slog.New(logtap.New(handler))
+	slog.SetDefault(log)
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("OpenTelemetry export failed", "err", err)
+	}))
 	defer func() {
 		sctx, scancel := context.WithTimeout(context.Background(), shutdownFlush)
 		defer scancel()
-		if err := tp.Shutdown(sctx); err != nil {
-			log.Warn("trace flush failed", "err", err)
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry flush failed", "err", err)
 		}
 	}()
 
@@ -211,7 +221,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 
 	a, err := agent.New(agent.Options{
 		Registry: reg, Config: cfg, ConfigPath: *configPath, Logger: log, LogLevel: level,
-		TracerProvider: tp, Tracez: tp.Tracez(), Metrics: metrics, Version: fullVersion(), Listener: ln,
+		TracerProvider: tel.Tracer, Tracez: tel.Tracez(), Metrics: metrics, Version: fullVersion(), Listener: ln,
 		Guard: security.Guard,
 	})
 	if err != nil {
@@ -222,7 +232,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if source == "" {
 		source = "built-in demo config (pass --config FILE to use your own)"
 	}
-	log.Info("vitals starting", "version", fullVersion(), "config", source, "traces", traceTarget(tp))
+	log.Info("vitals starting", "version", fullVersion(), "config", source, "traces", exportTarget(tel.Traces), "metrics", exportTarget(tel.Metrics), "logs", exportTarget(tel.Logs))
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -256,11 +266,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func traceTarget(tp *tracing.Provider) string {
-	if tp.Exporter == "" {
-		return "/debug/tracez (set OTEL_EXPORTER_OTLP_ENDPOINT to export)"
+// exportTarget says where a signal goes besides the process.
+func exportTarget(dest string) string {
+	if dest == "" {
+		return "not exported (see OTEL_EXPORTER_OTLP_ENDPOINT)"
 	}
-	return "/debug/tracez and " + tp.Exporter
+	return dest
 }
 
 // buildLabels are vitals_build_info's labels: the version, the Go version,

@@ -56,7 +56,27 @@ type proc struct {
 	addr   chan string
 	mu     sync.Mutex
 	logs   []map[string]any
+	stdout lockedBuffer
 	done   chan error
+}
+
+// lockedBuffer collects a process's stdout.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b = append(l.b, p...)
+	return len(p), nil
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]byte(nil), l.b...)
 }
 
 // testConfig is the demo config with the bus on ipc:// sockets in a temp
@@ -91,6 +111,7 @@ func startBinary(t testing.TB, args ...string) *proc {
 		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, config: config, addr: make(chan string, 1), done: make(chan error, 1)}
+	cmd.Stdout = &p.stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

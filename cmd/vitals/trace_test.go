@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -125,6 +127,42 @@ func TestTracesGoOutOverOTLPAndTracez(t *testing.T) {
 	for _, k := range []string{"vitals.plugin.name", "vitals.plugin.priority", "vitals.plugin.outcome"} {
 		if _, ok := attrs[k]; !ok {
 			t.Errorf("plugin.start span lacks %s: %v", k, attrs)
+		}
+	}
+}
+
+func TestConsoleExporterWritesSpansToStdout(t *testing.T) {
+	t.Setenv("OTEL_TRACES_EXPORTER", "console")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+	p := startBinary(t)
+	addr := p.address(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := waitReady(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit %d\n%s", code, p.logText())
+	}
+	names := map[string]bool{}
+	dec := json.NewDecoder(bytes.NewReader(p.stdout.Bytes()))
+	for {
+		var span struct{ Name string }
+		if err := dec.Decode(&span); err != nil {
+			if err != io.EOF {
+				t.Fatalf("stdout is not a stream of JSON spans: %v", err)
+			}
+			break
+		}
+		names[span.Name] = true
+	}
+	for _, want := range []string{"agent.startup", "plugin.start", "agent.shutdown"} {
+		if !names[want] {
+			t.Errorf("stdout lacks the %s span; it has %v", want, names)
 		}
 	}
 }

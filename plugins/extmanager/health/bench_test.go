@@ -20,7 +20,7 @@ import (
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/exporters/tracing"
+	"github.com/vitals-dev/vitals/exporters/telemetry"
 	"github.com/vitals-dev/vitals/plugins/extmanager/health"
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -128,12 +128,12 @@ func TestBenchLivenessVsBlackbox(t *testing.T) {
 				}
 			}}
 		if v.traced {
-			tp, err := tracing.Setup(context.Background(), tracing.Options{ServiceName: "vitals", Getenv: func(string) string { return "" }})
+			tp, err := telemetry.Setup(context.Background(), telemetry.Options{ServiceName: "vitals"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-			o.TracerProvider = tp
+			o.TracerProvider = tp.Tracer
 		}
 		if v.store {
 			db := openStore(t)

@@ -1,0 +1,273 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// otelVars are cleared before each test so that the environment the tests
+// run in does not leak into them.
+var otelVars = []string{
+	"OTEL_SDK_DISABLED", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES",
+	"OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER",
+	"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL",
+	"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+	"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+	"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+	"OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_METRICS_PRODUCERS",
+}
+
+func setEnv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for _, k := range otelVars {
+		t.Setenv(k, "")
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
+func setup(t *testing.T, o Options) *Providers {
+	t.Helper()
+	if o.ServiceName == "" {
+		o.ServiceName = "vitals"
+	}
+	p, err := Setup(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	return p
+}
+
+func TestSetupChoosesExportersFromEnvironment(t *testing.T) {
+	const ep = "http://127.0.0.1:1"
+	tests := []struct {
+		name                  string
+		env                   map[string]string
+		traces, metrics, logs string
+		wantErr               string
+	}{
+		{"nothing set: zPages only", nil, "", "", "", ""},
+		{"endpoint: every signal over http/protobuf", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ep}, "otlp/http", "otlp/http", "otlp/http", ""},
+		{"traces endpoint alone", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ep + "/v1/traces"}, "otlp/http", "", "", ""},
+		{"otlp without endpoint", map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, "otlp/http", "", "", ""},
+		{"grpc", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ep, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "otlp/grpc", "otlp/grpc", "otlp/grpc", ""},
+		{"signal protocol wins", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ep, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, "otlp/http", "otlp/grpc", "otlp/grpc", ""},
+		{"console", map[string]string{"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console", "OTEL_LOGS_EXPORTER": "console"}, "console", "console", "console", ""},
+		{"none per signal", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ep, "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}, "", "otlp/http", "", ""},
+		{"sdk disabled", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ep, "OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}, "", "", "", ""},
+		{"http/json", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ep, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "", "", "", "OTEL_EXPORTER_OTLP_PROTOCOL=http/json: the OpenTelemetry Go SDK has no OTLP http/json exporter"},
+		{"http/json for metrics only", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ep, "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/json"}, "", "", "", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=http/json"},
+		{"bad protocol", map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "udp"}, "", "", "", `OTEL_EXPORTER_OTLP_PROTOCOL="udp": want http/protobuf or grpc`},
+		{"unknown exporter", map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, "", "", "", `OTEL_TRACES_EXPORTER="zipkin": want otlp, console or none`},
+		{"prometheus metrics exporter", map[string]string{"OTEL_METRICS_EXPORTER": "prometheus"}, "", "", "", "OTEL_METRICS_EXPORTER=prometheus: the agent serves Prometheus metrics at /metrics"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setEnv(t, tt.env)
+			// Nothing listens on the endpoint: give up the last flush soon.
+			t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "100")
+			p, err := Setup(context.Background(), Options{ServiceName: "vitals"})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Shutdown(context.Background())
+			if p.Traces != tt.traces || p.Metrics != tt.metrics || p.Logs != tt.logs {
+				t.Errorf("traces, metrics, logs = %q, %q, %q; want %q, %q, %q", p.Traces, p.Metrics, p.Logs, tt.traces, tt.metrics, tt.logs)
+			}
+		})
+	}
+}
+
+// receiver is a loopback OTLP/HTTP endpoint that counts requests by path.
+type receiver struct {
+	mu    sync.Mutex
+	paths map[string]int
+	srv   *httptest.Server
+}
+
+func newReceiver(t *testing.T) *receiver {
+	r := &receiver{paths: map[string]int{}}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(req.Body, 1<<20))
+		r.mu.Lock()
+		r.paths[req.URL.Path]++
+		r.mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) count(path string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.paths[path]
+}
+
+func TestEachSignalReachesOTLPReceiver(t *testing.T) {
+	r := newReceiver(t)
+	setEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": r.srv.URL})
+	p := setup(t, Options{})
+	_, span := p.Tracer.Tracer("test").Start(context.Background(), "work")
+	span.End()
+	c, err := p.Meter.Meter("test").Int64Counter("vitals.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Add(context.Background(), 1)
+	slog.New(p.LogHandler(slog.LevelInfo)).Info("hello")
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/v1/traces", "/v1/metrics", "/v1/logs"} {
+		if r.count(path) == 0 {
+			t.Errorf("receiver got nothing on %s", path)
+		}
+	}
+}
+
+func TestNoneExportsNothing(t *testing.T) {
+	r := newReceiver(t)
+	setEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": r.srv.URL,
+		"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
+	p := setup(t, Options{})
+	_, span := p.Tracer.Tracer("test").Start(context.Background(), "work")
+	span.End()
+	c, _ := p.Meter.Meter("test").Int64Counter("vitals.test")
+	c.Add(context.Background(), 1)
+	if h := p.LogHandler(slog.LevelInfo); h != nil {
+		t.Errorf("a log handler with OTEL_LOGS_EXPORTER=none")
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.paths) != 0 {
+		t.Errorf("receiver got %v with every exporter none", r.paths)
+	}
+}
+
+// With OTEL_TRACES_EXPORTER=otlp and no endpoint the exporter dials the
+// specification's default, localhost:4318. The test does not bind that
+// fixed port; it sees the dial in the export error.
+func TestOTLPWithoutEndpointDialsDefault(t *testing.T) {
+	setEnv(t, map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_TIMEOUT": "2000"})
+	p := setup(t, Options{})
+	_, span := p.Tracer.Tracer("test").Start(context.Background(), "work")
+	span.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := p.Tracer.ForceFlush(ctx)
+	if err == nil {
+		t.Skip("something accepted OTLP on localhost:4318; cannot tell the default dial apart")
+	}
+	if !strings.Contains(err.Error(), "localhost:4318") {
+		t.Errorf("export error %q does not name localhost:4318", err)
+	}
+}
+
+func TestResourceFromEnvironmentWins(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want map[attribute.Key]string
+	}{
+		{"built-in default", nil, map[attribute.Key]string{"service.name": "vitals", "service.version": "v1.2.3"}},
+		{"OTEL_SERVICE_NAME", map[string]string{"OTEL_SERVICE_NAME": "edge-agent"}, map[attribute.Key]string{"service.name": "edge-agent", "service.version": "v1.2.3"}},
+		{"OTEL_RESOURCE_ATTRIBUTES", map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "service.name=rack7,deployment.environment.name=prod"},
+			map[attribute.Key]string{"service.name": "rack7", "deployment.environment.name": "prod"}},
+		{"OTEL_SERVICE_NAME beats OTEL_RESOURCE_ATTRIBUTES", map[string]string{"OTEL_SERVICE_NAME": "a", "OTEL_RESOURCE_ATTRIBUTES": "service.name=b"},
+			map[attribute.Key]string{"service.name": "a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setEnv(t, tt.env)
+			rec := tracetest.NewSpanRecorder()
+			p := setup(t, Options{ServiceVersion: "v1.2.3", Processors: []sdktrace.SpanProcessor{rec}})
+			_, span := p.Tracer.Tracer("test").Start(context.Background(), "work")
+			span.End()
+			spans := rec.Ended()
+			if len(spans) != 1 {
+				t.Fatalf("%d spans", len(spans))
+			}
+			for k, want := range tt.want {
+				if got, _ := spans[0].Resource().Set().Value(k); got.AsString() != want {
+					t.Errorf("span resource %s = %q, want %q", k, got.AsString(), want)
+				}
+			}
+		})
+	}
+}
+
+func TestLogRecordsInsideSpansCarryTraceIDs(t *testing.T) {
+	setEnv(t, nil)
+	p := setup(t, Options{})
+	var buf bytes.Buffer
+	log := slog.New(WithTraceIDs(slog.NewJSONHandler(&buf, nil))).With("plugin", "x")
+	ctx, span := p.Tracer.Tracer("test").Start(context.Background(), "work")
+	log.InfoContext(ctx, "inside")
+	span.End()
+	log.InfoContext(context.Background(), "outside")
+
+	dec := json.NewDecoder(&buf)
+	var inside, outside map[string]any
+	if err := dec.Decode(&inside); err != nil {
+		t.Fatal(err)
+	}
+	if err := dec.Decode(&outside); err != nil {
+		t.Fatal(err)
+	}
+	sc := span.SpanContext()
+	if inside["trace_id"] != sc.TraceID().String() || inside["span_id"] != sc.SpanID().String() || inside["plugin"] != "x" {
+		t.Errorf("record inside the span = %v, want trace_id %s span_id %s", inside, sc.TraceID(), sc.SpanID())
+	}
+	if _, ok := outside["trace_id"]; ok {
+		t.Errorf("record outside any span has a trace id: %v", outside)
+	}
+}
+
+func TestLogHandlerKeepsLevel(t *testing.T) {
+	setEnv(t, map[string]string{"OTEL_LOGS_EXPORTER": "console"})
+	p := setup(t, Options{})
+	h := p.LogHandler(slog.LevelWarn)
+	if h.Enabled(context.Background(), slog.LevelInfo) || !h.Enabled(context.Background(), slog.LevelError) {
+		t.Errorf("the OTLP log handler does not follow the level")
+	}
+}
+
+func TestTracezShowsSpans(t *testing.T) {
+	setEnv(t, nil)
+	p := setup(t, Options{})
+	_, span := p.Tracer.Tracer("test").Start(context.Background(), "plugin.start")
+	span.End()
+	rec := httptest.NewRecorder()
+	p.Tracez().ServeHTTP(rec, httptest.NewRequest("GET", "/debug/tracez", nil))
+	if !strings.Contains(rec.Body.String(), "plugin.start") {
+		t.Errorf("tracez page lacks the span")
+	}
+}
