@@ -51,6 +51,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- stri
 	fs.Func("slow-first-token", "delay before the first token", durationFlag(&k.SlowFirstToken))
 	fs.Func("token-interval", "pause between streamed tokens", durationFlag(&k.TokenInterval))
 	fs.BoolVar(&k.Garbage, "garbage", false, "answer 200 with bodies that are not the protocol")
+	fs.BoolVar(&k.Endless, "endless", false, "stream inference forever, past the token limit")
+	fs.Func("drip", "send every body one byte at a time, this long apart", durationFlag(&k.Drip))
+	fs.StringVar(&k.RedirectTo, "redirect-to", "", "answer every API request with a redirect to this URL")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

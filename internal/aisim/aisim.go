@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,17 @@ type Knobs struct {
 	// Version, when set, is the version string the server reports instead
 	// of its default.
 	Version string `json:"version,omitempty"`
+	// Endless makes streamed inference never end: tokens keep coming past
+	// the request's token limit, with no final event, until the client
+	// goes away.
+	Endless bool `json:"endless"`
+	// Drip sends every answer's headers at once and then its body one byte
+	// at a time, this long apart.
+	Drip Duration `json:"drip"`
+	// RedirectTo, when set, answers every API request with a 307 to this
+	// URL (scheme and host, with no path) plus the request's path and
+	// query.
+	RedirectTo string `json:"redirect_to,omitempty"`
 }
 
 // Validate reports knob values out of range.
@@ -83,7 +95,12 @@ func (k Knobs) Validate() error {
 	if k.ErrorRate < 0 || k.ErrorRate > 1 {
 		errs = append(errs, fmt.Errorf("error_rate %v: want 0..1", k.ErrorRate))
 	}
-	for name, d := range map[string]Duration{"latency": k.Latency, "jitter": k.Jitter, "slow_first_token": k.SlowFirstToken, "token_interval": k.TokenInterval} {
+	if k.RedirectTo != "" {
+		if u, err := url.Parse(k.RedirectTo); err != nil || u.Scheme == "" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("redirect_to %q: want an absolute URL like http://127.0.0.1:8001", k.RedirectTo))
+		}
+	}
+	for name, d := range map[string]Duration{"latency": k.Latency, "jitter": k.Jitter, "slow_first_token": k.SlowFirstToken, "token_interval": k.TokenInterval, "drip": k.Drip} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v: want >= 0", name, time.Duration(d)))
 		}
@@ -273,6 +290,21 @@ func (s *Server) SetTokenInterval(d time.Duration) {
 // SetGarbage turns garbage bodies on or off.
 func (s *Server) SetGarbage(on bool) { _ = s.Update(func(k *Knobs) { k.Garbage = on }) }
 
+// SetEndless turns endless streams on or off.
+func (s *Server) SetEndless(on bool) { _ = s.Update(func(k *Knobs) { k.Endless = on }) }
+
+// SetDrip sets the pause between the bytes of every body; 0 turns
+// dripping off.
+func (s *Server) SetDrip(d time.Duration) {
+	_ = s.Update(func(k *Knobs) { k.Drip = Duration(max(d, 0)) })
+}
+
+// SetRedirectTo makes every API request a redirect to base (see
+// Knobs.RedirectTo); "" turns redirects off.
+func (s *Server) SetRedirectTo(base string) error {
+	return s.Update(func(k *Knobs) { k.RedirectTo = base })
+}
+
 // SetVersion sets the reported version; empty restores the default.
 func (s *Server) SetVersion(v string) { _ = s.Update(func(k *Knobs) { k.Version = v }) }
 
@@ -330,6 +362,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if k.ErrorRate > 0 && s.chance(k.ErrorRate) {
 		s.serverError(w, http.StatusInternalServerError, "aisim: injected error")
 		return
+	}
+	if k.RedirectTo != "" {
+		http.Redirect(w, r, strings.TrimRight(k.RedirectTo, "/")+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+		return
+	}
+	if k.Drip > 0 {
+		dw := &dripWriter{s: s, w: w, ctx: r.Context(), every: time.Duration(k.Drip)}
+		defer dw.flush()
+		w = dw
 	}
 	if k.Garbage {
 		w.Header().Set("Content-Type", "application/json")
@@ -537,4 +578,53 @@ func (s *Server) Stats() Stats {
 
 func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.Stats())
+}
+
+// dripWriter holds back a body and sends it one byte at a time, every
+// apart, after the handler returns; the headers go out at once.
+type dripWriter struct {
+	s     *Server
+	w     http.ResponseWriter
+	ctx   context.Context
+	every time.Duration
+	body  []byte
+	wrote bool
+}
+
+func (d *dripWriter) Header() http.Header { return d.w.Header() }
+
+func (d *dripWriter) WriteHeader(status int) {
+	if d.wrote {
+		return
+	}
+	d.wrote = true
+	d.w.Header().Del("Content-Length")
+	d.w.WriteHeader(status)
+	_ = http.NewResponseController(d.w).Flush()
+}
+
+func (d *dripWriter) Write(b []byte) (int, error) {
+	d.WriteHeader(http.StatusOK)
+	d.body = append(d.body, b...)
+	return len(b), nil
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (d *dripWriter) Unwrap() http.ResponseWriter { return d.w }
+
+// Flush is a no-op: the body is sent by flush.
+func (d *dripWriter) Flush() {}
+
+func (d *dripWriter) flush() {
+	d.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(d.w)
+	for i := range d.body {
+		if err := d.s.wait(d.ctx, d.every); err != nil {
+			d.s.ended(d.w, err)
+			return
+		}
+		if _, err := d.w.Write(d.body[i : i+1]); err != nil || rc.Flush() != nil {
+			return
+		}
+	}
 }

@@ -23,6 +23,16 @@ func generate(maxTokens int) ([]string, string) {
 	return reply, "stop"
 }
 
+// endless calls next with the tokens of an answer that never ends, one
+// after another, until next returns false.
+func endless(next func(string) bool) {
+	for i := 0; ; i++ {
+		if !next(reply[i%len(reply)]) {
+			return
+		}
+	}
+}
+
 // countTokens is the simulated tokenizer: one token per word, at least one.
 func countTokens(texts ...string) int {
 	n := 0

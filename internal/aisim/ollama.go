@@ -198,6 +198,10 @@ func (s *Server) ollamaInfer(w http.ResponseWriter, r *http.Request, chat bool) 
 	}
 	st := s.newStream(w, r, "application/x-ndjson")
 	defer st.done()
+	if s.Knobs().Endless {
+		endless(func(t string) bool { return st.ndjson(obj(t, false)) })
+		return
+	}
 	for _, t := range toks {
 		if !st.ndjson(obj(t, false)) {
 			return

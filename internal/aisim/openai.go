@@ -256,6 +256,10 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if !st.sse(chunk(map[string]any{"role": "assistant", "content": nil}, nil)) {
 		return
 	}
+	if s.Knobs().Endless {
+		endless(func(t string) bool { return st.sse(chunk(map[string]any{"content": t}, nil)) })
+		return
+	}
 	for _, t := range toks {
 		if !st.sse(chunk(map[string]any{"content": t}, nil)) {
 			return
@@ -335,6 +339,13 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 	}
 	st := s.newStream(w, r, "text/event-stream")
 	defer st.done()
+	if s.Knobs().Endless {
+		endless(func(t string) bool {
+			return st.sse(map[string]any{"id": id, "object": "text_completion", "created": created, "model": m.id,
+				"choices": []map[string]any{{"index": 0, "text": t, "logprobs": nil, "finish_reason": nil}}})
+		})
+		return
+	}
 	for i, t := range toks {
 		var fin any
 		if i == len(toks)-1 {
