@@ -144,7 +144,7 @@ func Classify(err error) ErrorClass {
 			return ClassHTTP4xx
 		}
 		return ClassBadResponse
-	case errors.As(err, &decErr):
+	case errors.As(err, &decErr), errors.Is(err, ErrRedirect):
 		return ClassBadResponse
 	case errors.As(err, &dnsErr):
 		if dnsErr.IsTimeout {

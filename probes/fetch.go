@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,17 +14,103 @@ import (
 // MaxBodyBytes bounds how much of a response body Fetch reads.
 const MaxBodyBytes = 8 << 20
 
+// MaxStreamBytes bounds how much of a streamed answer (server-sent events,
+// NDJSON) PostStream lets its caller read. A synthetic inference asks for a
+// handful of tokens, a few kilobytes of events; a stream that goes on past
+// this is one that does not stop.
+const MaxStreamBytes = 1 << 20
+
 // maxErrorBody bounds the body kept in an HTTPError.
 const maxErrorBody = 256
 
-// Fetch sends one request and returns the body of a 2xx response. A non-2xx
-// status is an *HTTPError, a body larger than MaxBodyBytes is a
-// *DecodeError, and transport errors are returned wrapped. body, when not
-// nil, is sent as JSON. client nil means http.DefaultClient.
-func Fetch(ctx context.Context, client *http.Client, method, url string, body any) ([]byte, error) {
+// maxRedirects bounds the same-host redirects a probe follows.
+const maxRedirects = 5
+
+// ErrTooLarge is wrapped by the error of a response body or stream that
+// goes on past its bound. It comes inside a *DecodeError, so Classify gives
+// ClassBadResponse.
+var ErrTooLarge = errors.New("response too large")
+
+// ErrRedirect is wrapped by the error of a redirect a probe did not follow:
+// one to another host, or one too many.
+var ErrRedirect = errors.New("redirect not followed")
+
+// Do sends req with client and returns the response with its body bounded:
+// reading more than limit bytes of it fails with a *DecodeError wrapping
+// ErrTooLarge. Every probe request goes through Do, so
+// every probe reader is bounded in bytes here and in time by req's context.
+//
+// A redirect is followed only to the same scheme and host (host and port),
+// at most 5 times; one elsewhere fails with an error wrapping ErrRedirect,
+// since a probe must check the server it was pointed at and never carry
+// its request to another. A client with a CheckRedirect of its own keeps
+// it: that is how a deployment that wants cross-host redirects configures
+// them. client nil means http.DefaultClient.
+func Do(client *http.Client, req *http.Request, limit int64) (*http.Response, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
+	if client.CheckRedirect == nil {
+		c := *client
+		c.CheckRedirect = sameHostRedirect
+		client = &c
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err // *url.Error already names method and URL
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: limit, limit: limit}
+	return resp, nil
+}
+
+// sameHostRedirect is the redirect policy of Do.
+func sameHostRedirect(req *http.Request, via []*http.Request) error {
+	first := via[0].URL
+	if req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		return fmt.Errorf("%w: %s %s redirects to another host, %s", ErrRedirect, via[0].Method, first.Redacted(), req.URL.Redacted())
+	}
+	if len(via) > maxRedirects {
+		return fmt.Errorf("%w: %s %s: more than %d redirects", ErrRedirect, via[0].Method, first.Redacted(), maxRedirects)
+	}
+	return nil
+}
+
+// limitedBody is a response body that fails once more than limit bytes
+// were read from it.
+type limitedBody struct {
+	rc          io.ReadCloser
+	left, limit int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, b.tooLarge()
+	}
+	// Read one byte more than is left, to tell a body of exactly limit
+	// bytes from a longer one.
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n + int(b.left), b.tooLarge()
+	}
+	return n, err
+}
+
+func (b *limitedBody) tooLarge() error {
+	return &DecodeError{What: "response body", Err: fmt.Errorf("%w: body larger than %d bytes", ErrTooLarge, b.limit)}
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// Fetch sends one request through Do and returns the body of a 2xx
+// response, read to its end within ctx. A non-2xx status is an *HTTPError,
+// a body larger than MaxBodyBytes is a *DecodeError wrapping ErrTooLarge,
+// and transport errors are returned wrapped. body, when not nil, is sent
+// as JSON. client nil means http.DefaultClient.
+func Fetch(ctx context.Context, client *http.Client, method, url string, body any) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -40,20 +127,17 @@ func Fetch(ctx context.Context, client *http.Client, method, url string, body an
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := client.Do(req)
+	resp, err := Do(client, req, MaxBodyBytes)
 	if err != nil {
-		return nil, err // *url.Error already names method and URL
+		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: read body: %w", method, url, err)
-	}
+	b, err := io.ReadAll(resp.Body)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, &HTTPError{Method: method, URL: url, Status: resp.StatusCode, Body: snippet(b)}
 	}
-	if len(b) > MaxBodyBytes {
-		return nil, &DecodeError{What: method + " " + url, Err: fmt.Errorf("body larger than %d bytes", MaxBodyBytes)}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read body: %w", method, url, err)
 	}
 	return b, nil
 }
@@ -99,14 +183,11 @@ func NoMatch(err error) error {
 	return err
 }
 
-// PostStream sends body as JSON to url and returns the response of a
-// streaming endpoint, for the caller to read and close. A non-2xx answer is
-// an *HTTPError with the start of its body. accept is the Accept header,
-// "" for none.
+// PostStream sends body as JSON to url through Do and returns the
+// response of a streaming endpoint, for the caller to read and close; its
+// body fails past MaxStreamBytes. A non-2xx answer is an *HTTPError with
+// the start of its body. accept is the Accept header, "" for none.
 func PostStream(ctx context.Context, client *http.Client, url string, body any, accept string) (*http.Response, error) {
-	if client == nil {
-		client = http.DefaultClient
-	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("POST %s: encode request: %w", url, err)
@@ -119,14 +200,41 @@ func PostStream(ctx context.Context, client *http.Client, url string, body any, 
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	resp, err := client.Do(req)
+	resp, err := Do(client, req, MaxStreamBytes)
 	if err != nil {
-		return nil, err // *url.Error already names method and URL
+		return nil, err
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		snip, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, &HTTPError{Method: http.MethodPost, URL: url, Status: resp.StatusCode, Body: strings.TrimSpace(string(snip))}
+		return nil, &HTTPError{Method: http.MethodPost, URL: url, Status: resp.StatusCode, Body: snippet(snip)}
 	}
 	return resp, nil
+}
+
+// streamSlack is how many events a streamed answer may carry besides one
+// per token: the role, finish, usage and done events, and a few empty
+// deltas some servers send.
+const streamSlack = 8
+
+// StreamBudget counts the events of a streamed answer against the token
+// budget its request asked for, so a reader stops a server that does not
+// stop at max_tokens long before MaxStreamBytes. The zero value has no
+// budget.
+type StreamBudget struct {
+	// Tokens is the budget the request asked for; 0 or less means none.
+	Tokens int
+	events int
+}
+
+// Event counts one event of the stream what and returns an error wrapping
+// ErrTooLarge (inside a *DecodeError) once there are more than the budget
+// allows.
+func (b *StreamBudget) Event(what string) error {
+	b.events++
+	if b.Tokens > 0 && b.events > b.Tokens+streamSlack {
+		return &DecodeError{What: what, Err: fmt.Errorf("%w: more than %d events for a budget of %d tokens; the server does not stop at the token limit",
+			ErrTooLarge, b.Tokens+streamSlack, b.Tokens)}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -74,20 +75,23 @@ func LivenessProbe(k probes.Kind) probes.Probe {
 }
 
 // answers checks that something speaks HTTP at base: any status below 500
-// will do, since the kind, and so the right path, is not known.
+// will do, since the kind, and so the right path, is not known. The body
+// is read to its end (at most probes.MaxBodyBytes) within ctx, so a server
+// that sends its headers and then drips its body fails on time like one
+// that never answers.
 func answers(ctx context.Context, c *http.Client, base string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base, nil)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", base, err)
 	}
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
+	resp, err := probes.Do(c, req, probes.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
-	_ = resp.Body.Close()
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return fmt.Errorf("GET %s: read body: %w", base, err)
+	}
 	if resp.StatusCode >= 500 {
 		return &probes.HTTPError{Method: http.MethodGet, URL: base, Status: resp.StatusCode}
 	}

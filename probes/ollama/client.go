@@ -107,7 +107,10 @@ type StreamResult struct {
 }
 
 // ChatStream sends a streamed POST /api/chat and reads it to the end,
-// measuring time to first token.
+// measuring time to first token. The read is bounded by
+// probes.MaxStreamBytes and by the num_predict option (a
+// probes.StreamBudget): a server that streams on past them is an error
+// wrapping probes.ErrTooLarge.
 func (c *Client) ChatStream(ctx context.Context, req ChatRequest) (StreamResult, error) {
 	t := true
 	req.Stream = &t
@@ -120,7 +123,11 @@ func (c *Client) ChatStream(ctx context.Context, req ChatRequest) (StreamResult,
 	defer resp.Body.Close()
 	var res StreamResult
 	var sb strings.Builder
+	budget := probes.StreamBudget{Tokens: numPredict(req.Options)}
 	err = ReadStream(resp.Body, func(r Response) error {
+		if err := budget.Event("ollama stream"); err != nil {
+			return err
+		}
 		res.Chunks++
 		if s := r.Text(); s != "" {
 			if res.TimeToFirstToken == 0 {
@@ -203,4 +210,18 @@ func (c *Client) Detect(ctx context.Context) (probes.Detection, error) {
 		d.Models = append(d.Models, m)
 	}
 	return d.Finish(), nil
+}
+
+// numPredict returns the num_predict option, the token limit of a
+// generation, or 0 when it is not set.
+func numPredict(opts map[string]any) int {
+	switch v := opts["num_predict"].(type) {
+	case int:
+		return v
+	case int64:
+		return int(v)
+	case float64:
+		return int(v)
+	}
+	return 0
 }

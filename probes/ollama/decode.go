@@ -1,7 +1,6 @@
 package ollama
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -223,20 +222,16 @@ func DecodeResponse(b []byte) (Response, error) {
 	return r, nil
 }
 
-// maxLine bounds one NDJSON line.
-const maxLine = 1 << 20
-
-// ReadStream reads an NDJSON stream from /api/generate or /api/chat and
-// calls fn for each object until one has done true. A stream that ends
-// before that, a line that is not an object, or an {"error": ...} line is
-// an error.
+// ReadStream reads an NDJSON stream from /api/generate or /api/chat, line
+// by line with probes.ReadLines, and calls fn for each object until one
+// has done true. A stream that ends before that, a line that is not an
+// object, or an {"error": ...} line is an error.
 func ReadStream(r io.Reader, fn func(Response) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxLine)
-	for sc.Scan() {
-		line := bytes.TrimSpace(sc.Bytes())
+	done := false
+	err := probes.ReadLines(r, func(line []byte) error {
+		line = bytes.TrimSpace(line)
 		if len(line) == 0 {
-			continue
+			return nil
 		}
 		var resp Response
 		if err := json.Unmarshal(line, &resp); err != nil {
@@ -249,13 +244,21 @@ func ReadStream(r io.Reader, fn func(Response) error) error {
 			return err
 		}
 		if resp.Done {
-			return nil
+			done = true
+			return probes.ErrStopLines
 		}
-	}
-	if err := sc.Err(); err != nil {
+		return nil
+	})
+	var de *probes.DecodeError
+	switch {
+	case errors.As(err, &de):
+		return err
+	case err != nil:
 		return fmt.Errorf("read stream: %w", err)
+	case !done:
+		return &probes.DecodeError{What: "ollama stream", Err: io.ErrUnexpectedEOF}
 	}
-	return &probes.DecodeError{What: "ollama stream", Err: io.ErrUnexpectedEOF}
+	return nil
 }
 
 // EmbedRequest is the body of POST /api/embed.

@@ -97,7 +97,10 @@ type StreamResult struct {
 }
 
 // ChatStream sends a streamed chat completion (with include_usage) and
-// reads it to the end, measuring time to first token.
+// reads it to the end, measuring time to first token. The read is bounded
+// by probes.MaxStreamBytes and by the request's token limit (a
+// probes.StreamBudget): a server that streams on past them is an error
+// wrapping probes.ErrTooLarge.
 func (c *Client) ChatStream(ctx context.Context, req ChatRequest) (StreamResult, error) {
 	req.Stream = true
 	req.StreamOptions = &StreamOptions{IncludeUsage: true}
@@ -110,7 +113,11 @@ func (c *Client) ChatStream(ctx context.Context, req ChatRequest) (StreamResult,
 	defer resp.Body.Close()
 	var res StreamResult
 	var sb strings.Builder
+	budget := probes.StreamBudget{Tokens: req.MaxTokens}
 	err = ReadStream(resp.Body, func(ch ChatChunk) error {
+		if err := budget.Event("openai stream"); err != nil {
+			return err
+		}
 		res.Chunks++
 		if s := ch.Content(); s != "" {
 			if res.TimeToFirstToken == 0 {

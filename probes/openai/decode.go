@@ -1,7 +1,6 @@
 package openai
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -231,25 +230,22 @@ func (c ChatChunk) Content() string {
 	return s
 }
 
-// maxSSELine bounds one line of a server-sent event stream.
-const maxSSELine = 1 << 20
-
-// ReadStream reads a server-sent event stream of chat chunks from r and
-// calls fn for each chunk until "data: [DONE]" or the end of r. A stream
-// that ends without [DONE] is an error, as is a data line that is not a
-// chunk. An "error" event object is returned as an error.
+// ReadStream reads a server-sent event stream of chat chunks from r, line
+// by line with probes.ReadLines, and calls fn for each chunk until
+// "data: [DONE]" or the end of r. A stream that ends without [DONE] is an
+// error, as is a data line that is not a chunk. An "error" event object is
+// returned as an error.
 func ReadStream(r io.Reader, fn func(ChatChunk) error) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), maxSSELine)
-	for sc.Scan() {
-		line := bytes.TrimRight(sc.Bytes(), "\r")
+	done := false
+	err := probes.ReadLines(r, func(line []byte) error {
 		data, ok := bytes.CutPrefix(line, []byte("data:"))
 		if !ok {
-			continue // blank separators, comments, event: and id: lines
+			return nil // blank separators, comments, event: and id: lines
 		}
 		data = bytes.TrimSpace(data)
 		if bytes.Equal(data, []byte("[DONE]")) {
-			return nil
+			done = true
+			return probes.ErrStopLines
 		}
 		var probe struct {
 			Error json.RawMessage `json:"error"`
@@ -264,14 +260,18 @@ func ReadStream(r io.Reader, fn func(ChatChunk) error) error {
 		if err := json.Unmarshal(data, &c); err != nil {
 			return &probes.DecodeError{What: "openai stream chunk", Err: err}
 		}
-		if err := fn(c); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
+		return fn(c)
+	})
+	var de *probes.DecodeError
+	switch {
+	case errors.As(err, &de):
+		return err
+	case err != nil:
 		return fmt.Errorf("read stream: %w", err)
+	case !done:
+		return &probes.DecodeError{What: "openai stream", Err: io.ErrUnexpectedEOF}
 	}
-	return &probes.DecodeError{What: "openai stream", Err: io.ErrUnexpectedEOF}
+	return nil
 }
 
 // EmbeddingsRequest is the body of POST /v1/embeddings.
