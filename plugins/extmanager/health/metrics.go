@@ -137,11 +137,15 @@ func (m *Metrics) setState(plugin string, s State) {
 func (m *Metrics) observe(plugin string, o Observation) {
 	for _, p := range o.Probes {
 		m.duration.WithLabelValues(plugin, p.Probe).Observe(p.Duration.Seconds())
-		result := "success"
-		if !p.OK {
-			result = "failure"
+		// Both results exist from the first probe on, so the first failure
+		// after successes is an increase that increase() can see (a series
+		// born at 1 is not); the stuck alert relies on it.
+		ok, failed := m.total.WithLabelValues(plugin, p.Probe, "success"), m.total.WithLabelValues(plugin, p.Probe, "failure")
+		if p.OK {
+			ok.Inc()
+		} else {
+			failed.Inc()
 		}
-		m.total.WithLabelValues(plugin, p.Probe, result).Inc()
 		if p.Failures > 0 && p.Class != "" {
 			m.errors.WithLabelValues(plugin, string(p.Class)).Add(float64(p.Failures))
 		}

@@ -1,0 +1,25 @@
+package health
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestProbeTotalHasBothResults checks that a successful probe also creates
+// its failure series at 0: the first failure that follows is then an
+// increase that Prometheus' increase() sees, which the stuck alert needs.
+func TestProbeTotalHasBothResults(t *testing.T) {
+	m := NewMetrics()
+	m.observe("llm", Observation{Probes: []ProbeOutcome{{Probe: probeSynthetic, OK: true, Attempts: 1}}})
+	want := `
+# HELP vitals_ai_probe_total AI plugin probes run, by probe and result (success, failure).
+# TYPE vitals_ai_probe_total counter
+vitals_ai_probe_total{plugin="llm",probe="synthetic",result="failure"} 0
+vitals_ai_probe_total{plugin="llm",probe="synthetic",result="success"} 1
+`
+	if err := testutil.CollectAndCompare(m.total, strings.NewReader(want), "vitals_ai_probe_total"); err != nil {
+		t.Error(err)
+	}
+}
