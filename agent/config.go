@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -187,6 +188,19 @@ type Section struct {
 	node ast.Node
 	path string // e.g. core.api_gateway.plugins.message_bus
 	file string
+	env  *sectionEnv // VITALS_ overrides of the section's keys; nil: the process environment
+}
+
+// sectionEnv is where a section's environment overrides come from, and
+// which keys they set, so errors about those keys blame the variable.
+type sectionEnv struct {
+	lookup envconfig.Lookuper
+	mu     sync.Mutex
+	set    map[string]string // key below the section -> variable
+}
+
+func newSectionEnv(lookup envconfig.Lookuper) *sectionEnv {
+	return &sectionEnv{lookup: lookup, set: map[string]string{}}
 }
 
 // NewSection parses YAML text as a plugin section, for tests and for plugins
@@ -236,20 +250,74 @@ func (s Section) Path() string { return s.path }
 
 // Decode decodes the section into v, a pointer to a struct that holds the
 // defaults. Unknown keys and wrong types are errors naming the key and line.
+//
+// Then, as for the agent settings, the environment wins over the file: a
+// top-level field of v tagged `env:"NAME, overwrite"` (go-envconfig) takes
+// the value of VITALS_NAME when it is set, and Errorf about that field's
+// key names the variable instead of a line.
 func (s Section) Decode(v any) error {
-	if s.node == nil {
+	if s.node != nil {
+		if err := yaml.NodeToValue(s.node, v, yaml.DisallowUnknownField()); err != nil {
+			return yamlError(s.file, s.path, s.node, err)
+		}
+	}
+	return s.applyEnv(v)
+}
+
+// applyEnv applies the VITALS_ overrides of v's env-tagged fields.
+func (s Section) applyEnv(v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
 		return nil
 	}
-	if err := yaml.NodeToValue(s.node, v, yaml.DisallowUnknownField()); err != nil {
-		return yamlError(s.file, s.path, s.node, err)
+	vars := map[string]string{} // variable -> key
+	t := rv.Elem().Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name = strings.TrimSpace(name); name != "" && key != "" && key != "-" {
+			vars[EnvPrefix+name] = key
+		}
+	}
+	if len(vars) == 0 {
+		return nil
+	}
+	var look envconfig.Lookuper = envconfig.OsLookuper()
+	if s.env != nil && s.env.lookup != nil {
+		look = s.env.lookup
+	}
+	if err := envconfig.ProcessWith(context.Background(), &envconfig.Config{
+		Target: v, Lookuper: envconfig.PrefixLookuper(EnvPrefix, look), DefaultNoInit: true,
+	}); err != nil {
+		return &ConfigError{File: "environment", Key: s.path, Msg: envMessage(err)}
+	}
+	if s.env != nil {
+		s.env.mu.Lock()
+		defer s.env.mu.Unlock()
+		for env, key := range vars {
+			if _, ok := look.Lookup(env); ok {
+				s.env.set[key] = env
+			}
+		}
 	}
 	return nil
 }
 
-// Errorf returns an error about one key of the section, naming its line. The
-// key is a dotted path below the section ("retention.max_age").
+// Errorf returns an error about one key of the section, naming its line
+// (or the environment variable that set it). The key is a dotted path
+// below the section ("retention.max_age").
 func (s Section) Errorf(key, format string, args ...any) error {
 	e := &ConfigError{File: s.file, Key: joinKey(s.path, key), Msg: fmt.Sprintf(format, args...)}
+	if s.env != nil {
+		s.env.mu.Lock()
+		env, ok := s.env.set[key]
+		s.env.mu.Unlock()
+		if ok {
+			e.File, e.Key = "environment", env+" ("+e.Key+")"
+			return e
+		}
+	}
 	if n := lookup(s.node, key); n != nil {
 		e.Line, e.Column = n.GetToken().Position.Line, n.GetToken().Position.Column
 	}
@@ -360,6 +428,7 @@ func Parse(ctx context.Context, name string, data []byte, reg *Registry, lookup 
 			pc.Enabled = true // "name:" with nothing after it
 		}
 		pc.Section.path, pc.Section.file = pluginPath(pname), name
+		pc.Section.env = newSectionEnv(lookup)
 		cfg.Core.APIGateway.Plugins[pname] = pc
 	}
 	if err := cfg.applyEnv(ctx, lookup); err != nil {
@@ -408,11 +477,17 @@ func (c *Config) applyEnv(ctx context.Context, lookup envconfig.Lookuper) error 
 	}
 	for name, on := range enabled.V {
 		pc := c.Plugin(name)
+		if pc.Section.env == nil {
+			pc.Section.env = newSectionEnv(lookup)
+		}
 		pc.Enabled = on
 		c.Core.APIGateway.Plugins[name] = pc
 	}
 	for name, req := range required.V {
 		pc := c.Plugin(name)
+		if pc.Section.env == nil {
+			pc.Section.env = newSectionEnv(lookup)
+		}
 		pc.Required = req
 		c.Core.APIGateway.Plugins[name] = pc
 	}

@@ -32,9 +32,12 @@ import (
 //	      - username: gpu_probe
 //	        password_env: VITALS_BUS_GPU_PROBE_PASSWORD
 //	        permissions: {publish: ["plugin.", "health.", "logs."], subscribe: ["health.request.gpu_probe"]}
+//
+// VITALS_BUS_PUBLISH_ADDRESS and VITALS_BUS_SUBSCRIBE_ADDRESS override the
+// two addresses, as VITALS_LISTEN_ADDRESS overrides the agent's listener.
 type Config struct {
-	PublishAddress       string                     `yaml:"publish_address"`
-	SubscribeAddress     string                     `yaml:"subscribe_address"`
+	PublishAddress       string                     `yaml:"publish_address" env:"BUS_PUBLISH_ADDRESS, overwrite"`
+	SubscribeAddress     string                     `yaml:"subscribe_address" env:"BUS_SUBSCRIBE_ADDRESS, overwrite"`
 	MaxMessageBytes      int                        `yaml:"max_message_bytes"`
 	SubscriberQueue      int                        `yaml:"subscriber_queue"`
 	SubscriberQueueBytes int                        `yaml:"subscriber_queue_bytes"`

@@ -1,10 +1,14 @@
 package messagebus
 
 import (
+	"context"
 	"strings"
 	"testing"
 
+	"github.com/sethvargo/go-envconfig"
+
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 )
 
 func TestFactoryConfig(t *testing.T) {
@@ -52,5 +56,74 @@ func TestFactoryConfig(t *testing.T) {
 				t.Fatalf("error %v, want it to contain %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestAddressesFromEnvironment: VITALS_BUS_PUBLISH_ADDRESS and
+// VITALS_BUS_SUBSCRIBE_ADDRESS win over the file, and a bad value is an
+// error that names the variable.
+func TestAddressesFromEnvironment(t *testing.T) {
+	reg := agent.NewRegistry()
+	if err := reg.Register(Name, Factory); err != nil {
+		t.Fatal(err)
+	}
+	const file = `core:
+  api_gateway:
+    plugins:
+      message_bus:
+        publish_address: tcp://127.0.0.1:5555
+        subscribe_address: tcp://127.0.0.1:5556
+`
+	broker := func(t *testing.T, file string, env map[string]string) (*Broker, error) {
+		t.Helper()
+		cfg, err := agent.Parse(context.Background(), "core.yaml", []byte(file), reg, envconfig.MapLookuper(env))
+		if err != nil {
+			return nil, err
+		}
+		p, err := reg.New(Name, cfg.Plugin(Name).Section)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.(*Broker), nil
+	}
+
+	b, err := broker(t, file, map[string]string{
+		"VITALS_BUS_PUBLISH_ADDRESS":   "ipc:///run/vitals/pub.sock",
+		"VITALS_BUS_SUBSCRIBE_ADDRESS": "tcp://0.0.0.0:7556",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.cfg.PublishAddress != "ipc:///run/vitals/pub.sock" || b.cfg.SubscribeAddress != "tcp://0.0.0.0:7556" {
+		t.Errorf("addresses %s, %s; want the environment's", b.cfg.PublishAddress, b.cfg.SubscribeAddress)
+	}
+
+	// One variable alone; the other address stays the file's.
+	b, err = broker(t, file, map[string]string{"VITALS_BUS_SUBSCRIBE_ADDRESS": "tcp://127.0.0.1:7556"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.cfg.PublishAddress != "tcp://127.0.0.1:5555" || b.cfg.SubscribeAddress != "tcp://127.0.0.1:7556" {
+		t.Errorf("addresses %s, %s", b.cfg.PublishAddress, b.cfg.SubscribeAddress)
+	}
+
+	// A section with no keys is overridden too.
+	b, err = broker(t, "core:\n  api_gateway:\n    plugins:\n      message_bus:\n", map[string]string{"VITALS_BUS_PUBLISH_ADDRESS": "tcp://127.0.0.1:7555"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.cfg.PublishAddress != "tcp://127.0.0.1:7555" || b.cfg.SubscribeAddress != bus.DefaultSubscribeEndpoint {
+		t.Errorf("addresses %s, %s", b.cfg.PublishAddress, b.cfg.SubscribeAddress)
+	}
+
+	_, err = broker(t, file, map[string]string{"VITALS_BUS_PUBLISH_ADDRESS": "udp://127.0.0.1:1"})
+	want := "environment: VITALS_BUS_PUBLISH_ADDRESS (core.api_gateway.plugins.message_bus.publish_address): "
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want it to contain %q", err, want)
+	}
+	_, err = broker(t, file, map[string]string{"VITALS_BUS_SUBSCRIBE_ADDRESS": "tcp://127.0.0.1:5555"})
+	want = "environment: VITALS_BUS_SUBSCRIBE_ADDRESS (core.api_gateway.plugins.message_bus.subscribe_address): must differ"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want it to contain %q", err, want)
 	}
 }
