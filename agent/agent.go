@@ -247,9 +247,9 @@ func (a *Agent) Reload(ctx context.Context) error {
 	if a.o.ConfigPath == "" {
 		return errors.New("no config file to reload")
 	}
-	data, err := os.ReadFile(a.o.ConfigPath)
+	data, err := ReadYAMLFile(a.o.ConfigPath, MaxConfigBytes)
+	a.lastHash = fileHash(data, err)
 	if err == nil {
-		a.lastHash = sha256.Sum256(data)
 		var cfg *Config
 		cfg, err = Parse(ctx, a.o.ConfigPath, data, a.o.Registry, a.o.Env)
 		if err == nil {
@@ -302,11 +302,13 @@ func (a *Agent) apply(ctx context.Context, cfg *Config) error {
 // in its directory: the hash of the last applied file is compared).
 func (a *Agent) watch(ctx context.Context) {
 	dirwatch.Watch(ctx, filepath.Dir(a.o.ConfigPath), dirwatch.Options{Logger: a.log}, func() {
-		data, err := os.ReadFile(a.o.ConfigPath)
-		if err != nil {
+		data, err := ReadYAMLFile(a.o.ConfigPath, MaxConfigBytes)
+		if errors.Is(err, os.ErrNotExist) {
 			return // mid-replace; a later event follows
 		}
-		sum := sha256.Sum256(data)
+		// A file that cannot be read (too large, not a regular file) is
+		// rejected and counted once, not at every event in the directory.
+		sum := fileHash(data, err)
 		a.reloadMu.Lock()
 		same := bytes.Equal(sum[:], a.lastHash[:])
 		a.reloadMu.Unlock()
@@ -316,6 +318,15 @@ func (a *Agent) watch(ctx context.Context) {
 		a.log.Info("config file changed; reloading", "file", a.o.ConfigPath)
 		_ = a.Reload(ctx) // logged and counted inside
 	}, nil)
+}
+
+// fileHash identifies what reading the config file gave: its content, or
+// the error reading it.
+func fileHash(data []byte, err error) [32]byte {
+	if err != nil {
+		return sha256.Sum256([]byte("error: " + err.Error()))
+	}
+	return sha256.Sum256(data)
 }
 
 // ParseLevel maps a core.log.level value to a slog level.

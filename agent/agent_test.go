@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,6 +205,8 @@ func TestReloadRejectsBadConfig(t *testing.T) {
 		"broken dependency":  "      bus:\n        enabled: false\n      auth: {}\n      catalog: {}\n",
 		"not yaml":           "      bus: [\n",
 		"plugin wrong types": "      bus:\n        limit: many\n",
+		"second document":    basePlugins + "---\ncore: {}\n",
+		"nested too deep":    basePlugins + "      extra: " + strings.Repeat("[", 100) + "\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			before := l.fleet.Journal.Entries()
@@ -223,8 +226,8 @@ func TestReloadRejectsBadConfig(t *testing.T) {
 			}
 		})
 	}
-	if got := testutil.ToFloat64(counter(t, l.metrics, "vitals_config_reloads_total", "rejected")); got != 5 {
-		t.Errorf("rejected reloads = %v, want 5", got)
+	if got := testutil.ToFloat64(counter(t, l.metrics, "vitals_config_reloads_total", "rejected")); got != 7 {
+		t.Errorf("rejected reloads = %v, want 7", got)
 	}
 	if got := testutil.ToFloat64(gauge(t, l.metrics, "vitals_config_last_reload_successful")); got != 0 {
 		t.Errorf("last_reload_successful = %v, want 0", got)
@@ -288,6 +291,21 @@ func TestReloadOnFileChange(t *testing.T) {
 	})
 	if l.states()["extra"] != "running" {
 		t.Errorf("running config lost after a bad file: %v", l.states())
+	}
+
+	// A named pipe in the file's place is rejected at once, not read.
+	fifo := l.path + ".fifo"
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(fifo, l.path); err != nil {
+		t.Fatal(err)
+	}
+	l.waitFor("the named pipe to be rejected", func() bool {
+		return testutil.ToFloat64(counter(t, l.metrics, "vitals_config_reloads_total", "rejected")) == 2
+	})
+	if l.states()["extra"] != "running" {
+		t.Errorf("running config lost after a named pipe: %v", l.states())
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"reflect"
 	"sort"
 	"strconv"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 	"github.com/sethvargo/go-envconfig"
 )
@@ -218,24 +216,16 @@ func ParseSection(file string, data []byte) (Section, error) {
 	if strings.TrimSpace(string(data)) == "" {
 		return s, nil
 	}
-	f, err := parser.ParseBytes(data, 0)
-	if err != nil {
-		return s, yamlError(file, "", nil, err)
+	body, err := parseYAML(file, data)
+	if err != nil || body == nil {
+		return s, err
 	}
-	if len(f.Docs) > 1 {
-		return s, &ConfigError{File: file, Msg: "more than one YAML document"}
+	if _, ok := body.(*ast.MappingNode); !ok {
+		e := errorAt(body.GetToken(), "", "want a mapping of keys, got %s", body.Type())
+		e.File = file
+		return s, e
 	}
-	if len(f.Docs) > 0 && f.Docs[0].Body != nil {
-		if _, ok := f.Docs[0].Body.(*ast.MappingNode); !ok {
-			if _, isNull := f.Docs[0].Body.(*ast.NullNode); !isNull {
-				e := errorAt(f.Docs[0].Body.GetToken(), "", "want a mapping of keys, got %s", f.Docs[0].Body.Type())
-				e.File = file
-				return s, e
-			}
-		} else {
-			s.node = f.Docs[0].Body
-		}
-	}
+	s.node = body
 	return s, nil
 }
 
@@ -375,7 +365,12 @@ type ConfigError struct {
 	Column int
 	Key    string
 	Msg    string
+
+	cause error // what the file system said, for errors.Is
 }
+
+// Unwrap returns the file system's error, if any (os.ErrNotExist, say).
+func (e *ConfigError) Unwrap() error { return e.cause }
 
 func (e *ConfigError) Error() string {
 	var b strings.Builder
@@ -398,9 +393,9 @@ func (e *ConfigError) Error() string {
 // VITALS_ environment overrides found by lookup (nil means the process
 // environment).
 func LoadFile(ctx context.Context, path string, reg *Registry, lookup envconfig.Lookuper) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadYAMLFile(path, MaxConfigBytes)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	return Parse(ctx, path, data, reg, lookup)
 }
@@ -410,13 +405,9 @@ func LoadFile(ctx context.Context, path string, reg *Registry, lookup envconfig.
 func Parse(ctx context.Context, name string, data []byte, reg *Registry, lookup envconfig.Lookuper) (*Config, error) {
 	cfg := DefaultConfig()
 	cfg.File = name
-	f, err := parser.ParseBytes(data, 0)
+	root, err := parseYAML(name, data)
 	if err != nil {
-		return nil, yamlError(name, "", nil, err)
-	}
-	var root ast.Node
-	if len(f.Docs) > 0 {
-		root = f.Docs[0].Body
+		return nil, err
 	}
 	if root != nil {
 		if err := yaml.NodeToValue(root, cfg, yaml.DisallowUnknownField()); err != nil {

@@ -59,53 +59,104 @@ func newDirSource(dir string, c *Catalog, log *slog.Logger, onBad func(string, e
 	return &dirSource{dir: dir, catalog: c, log: log, onBad: onBad, last: map[string]Spec{}}
 }
 
-// scan reads every manifest and reconciles the catalog.
+// scan reads every manifest and reconciles the catalog. A manifest that
+// cannot be read or parsed keeps what it described before. Two manifests
+// declaring one id are a conflict: the one that declared it first keeps it
+// (or, at start, the first by file name) and the other is reported, so
+// removing either leaves the plugin the other declares.
 func (d *dirSource) scan() {
 	entries, err := os.ReadDir(d.dir)
 	if err != nil {
 		d.log.Warn("manifest directory unreadable", "dir", d.dir, "err", err)
 		return
 	}
-	seen := map[string]bool{}
-	var names []string
+	var paths []string
 	for _, e := range entries {
 		if e.IsDir() || !isManifest(e.Name()) {
 			continue
 		}
-		names = append(names, e.Name())
+		paths = append(paths, filepath.Join(d.dir, e.Name()))
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		path := filepath.Join(d.dir, name)
-		seen[path] = true
-		data, err := os.ReadFile(path)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				delete(seen, path)
+	sort.Strings(paths)
+
+	// What each manifest declares now: its new spec, or the last good one.
+	want := map[string]Spec{}
+	fresh := map[string]bool{} // want[path] was read in this scan
+	for _, path := range paths {
+		data, err := agent.ReadYAMLFile(path, agent.MaxManifestBytes)
+		if err == nil {
+			var spec Spec
+			if spec, err = ParseManifest(path, data); err == nil {
+				want[path], fresh[path] = spec, true
 				continue
 			}
-			d.bad(path, err)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed since ReadDir
+		}
+		d.bad(path, err)
+		if old, ok := d.last[path]; ok {
+			want[path] = old
+		}
+	}
+
+	// One manifest per id: the one that had it keeps it.
+	owner := map[string]string{} // id -> path
+	for _, path := range paths {
+		spec, ok := want[path]
+		if !ok {
 			continue
 		}
-		spec, err := ParseManifest(path, data)
-		if err != nil {
-			d.bad(path, err)
+		if old, had := d.last[path]; had && old.ID == spec.ID {
+			owner[spec.ID] = path
+		}
+	}
+	for _, path := range paths {
+		if spec, ok := want[path]; ok {
+			if _, taken := owner[spec.ID]; !taken {
+				owner[spec.ID] = path
+			}
+		}
+	}
+	next := map[string]Spec{}
+	for _, path := range paths {
+		spec, ok := want[path]
+		if !ok {
 			continue
 		}
-		if old, ok := d.last[path]; ok && old.ID != spec.ID {
-			d.catalog.Remove(old.ID, SourceDirectory, "manifest "+path+" now names "+spec.ID)
+		if o := owner[spec.ID]; o != path {
+			if fresh[path] {
+				d.bad(path, fmt.Errorf("%s: id %q is already declared by %s; each manifest needs its own id", path, spec.ID, o))
+			}
+			continue
+		}
+		next[path] = spec
+	}
+
+	for path, old := range d.last {
+		if owner[old.ID] == "" {
+			reason := "manifest " + path + " removed"
+			if spec, ok := next[path]; ok {
+				reason = "manifest " + path + " now names " + spec.ID
+			}
+			d.catalog.Remove(old.ID, SourceDirectory, reason)
+		}
+	}
+	prev := d.last
+	d.last = map[string]Spec{}
+	for _, path := range paths {
+		spec, ok := next[path]
+		if !ok {
+			continue
 		}
 		if err := d.catalog.Upsert(spec); err != nil {
 			d.bad(path, err)
+			if old, ok := prev[path]; ok && old.ID == spec.ID {
+				d.last[path] = old
+			}
 			continue
 		}
 		d.last[path] = spec
-	}
-	for path, spec := range d.last {
-		if !seen[path] {
-			d.catalog.Remove(spec.ID, SourceDirectory, "manifest "+path+" removed")
-			delete(d.last, path)
-		}
 	}
 }
 
