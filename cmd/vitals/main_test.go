@@ -361,7 +361,7 @@ func TestCheckConfig(t *testing.T) {
 			bad + `:3:5: core.log.level: unknown level "loud"`,
 			bad + `:5:5: core.api_gateway.listen: invalid address "nowhere"`,
 		}},
-		{"missing file", []string{"check-config", filepath.Join(dir, "nope.yaml")}, 1, "", []string{"read config: open"}},
+		{"missing file", []string{"check-config", filepath.Join(dir, "nope.yaml")}, 1, "", []string{"nope.yaml: cannot read: no such file or directory"}},
 		{"no file", []string{"check-config"}, 2, "", []string{"usage: vitals check-config FILE"}},
 		{"version", []string{"version"}, 0, "vitals ", nil},
 		{"bad flag", []string{"--frobnicate"}, 2, "", []string{"flag provided but not defined: -frobnicate"}},
