@@ -6,15 +6,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-zeromq/zmq4"
 	"github.com/go-zeromq/zmq4/security/null"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/plugins/messagebus/internal/zmtp"
@@ -270,4 +274,140 @@ func TestPrefixFloodIsCapped(t *testing.T) {
 	eventually(t, 5*time.Second, "a freed slot is used", func() bool {
 		return sub.matches([]byte("a.b")) && !sub.matches(fmt.Appendf(nil, "logs.%s.%06d", pad, 0))
 	})
+}
+
+// Past max_connections the broker closes new connections at once and
+// counts them; a closed connection frees its slot.
+func TestConnectionLimit(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t), "max_connections: 4"))
+	var open []net.Conn
+	for i := range 4 {
+		ep := e.cfg.PublishAddress
+		typ := zmq4.Pub
+		if i%2 == 1 {
+			ep, typ = e.cfg.SubscribeAddress, zmq4.Sub
+		}
+		open = append(open, rawPeer(t, ep, typ))
+	}
+	refused := func() {
+		t.Helper()
+		network, addr, _ := zmtp.Endpoint(e.cfg.SubscribeAddress)
+		c, err := net.DialTimeout(network, addr, 5*time.Second)
+		must(t, err)
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := zmq4.Open(c, null.Security(), zmq4.Sub, zmq4.SocketIdentity(nil), false, nil); err == nil {
+			t.Fatal("a connection past max_connections completed its handshake")
+		}
+	}
+	refused()
+	refused()
+	if got := e.counter("refused", bus.RefusedConnectionLimit); got != 2 {
+		t.Fatalf("refused connections counted %v, want 2", got)
+	}
+	_ = open[0].Close()
+	eventually(t, 5*time.Second, "the slot freed", func() bool {
+		e.broker.srv.mu.Lock()
+		defer e.broker.srv.mu.Unlock()
+		return len(e.broker.srv.conns) == 3
+	})
+	rawPeer(t, e.cfg.PublishAddress, zmq4.Pub)
+}
+
+// A connection on which nothing moves for idle_timeout is closed and
+// counted; one with traffic stays.
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t), "idle_timeout: 300ms"))
+	ctx := ctxT(t, 20*time.Second)
+	idle := rawPeer(t, e.cfg.PublishAddress, zmq4.Pub)
+
+	// A publisher sending every 50 ms, for four idle timeouts.
+	busy, err := zmtp.Dial(ctx, e.cfg.PublishAddress, zmtp.Pub, zmtp.Credentials{})
+	must(t, err)
+	defer busy.Close()
+	body := mustMarshal(t, &busv1.Envelope{Id: "tick", Source: "busy"})
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for range 24 {
+		<-tick.C
+		must(t, busy.SendFlush([]byte("logs.info.busy"), body))
+	}
+
+	_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, idle); err != nil {
+		t.Fatalf("the idle connection was not closed by the broker: %v", err)
+	}
+	if got := e.counter("disconnects", bus.DisconnectIdle); got != 1 {
+		t.Fatalf("idle disconnects %v, want 1 (the busy publisher must stay)", got)
+	}
+	must(t, busy.SendFlush([]byte("logs.info.busy"), body))
+	eventually(t, 5*time.Second, "all 25 messages of the busy publisher in", func() bool {
+		return e.counter("messages", "in", "logs") == 25
+	})
+	if got := e.counter("disconnects", bus.DisconnectIdle); got != 1 {
+		t.Fatalf("idle disconnects %v, want 1", got)
+	}
+}
+
+// When accept fails (here EMFILE: the process is out of file
+// descriptors), the broker backs off instead of spinning on the queued
+// connection, and accepts it once descriptors are free again.
+func TestAcceptBacksOffOnEMFILE(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t)))
+	var lim syscall.Rlimit
+	must(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim))
+	restore := lim
+	defer func() { _ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &restore) }()
+	fds, err := os.ReadDir("/proc/self/fd")
+	must(t, err)
+	lim.Cur = uint64(len(fds) + 16)
+	must(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim))
+
+	var fill []*os.File
+	defer func() {
+		for _, f := range fill {
+			_ = f.Close()
+		}
+	}()
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			if !errors.Is(err, syscall.EMFILE) {
+				t.Fatal(err)
+			}
+			break
+		}
+		fill = append(fill, f)
+	}
+	// One descriptor for the dial; the broker's accept has none.
+	_ = fill[len(fill)-1].Close()
+	fill = fill[:len(fill)-1]
+	network, addr, _ := zmtp.Endpoint(e.cfg.PublishAddress)
+	c, err := net.DialTimeout(network, addr, 5*time.Second)
+	must(t, err)
+	defer c.Close()
+
+	errs := func() float64 { return testutil.ToFloat64(e.broker.Metrics().AcceptErrors) }
+	eventually(t, 5*time.Second, "an accept error counted", func() bool { return errs() >= 1 })
+	// Over the next 300 ms a spinning loop fails thousands of times; the
+	// backoff (5, 10, 20, ... ms) at most 7 times on each listener (the
+	// broker's own client may be queued on the other).
+	start := errs()
+	<-time.After(300 * time.Millisecond)
+	if n := errs() - start; n > 16 {
+		t.Fatalf("%v accept errors in 300 ms: the accept loop does not back off\n%s", n, e.logs.String())
+	}
+	if n := strings.Count(e.logs.String(), "bus accept failed"); n > 20 {
+		t.Fatalf("%d log lines for the failed accepts", n)
+	}
+
+	for _, f := range fill {
+		_ = f.Close()
+	}
+	fill = nil
+	must(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &restore))
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := zmq4.Open(c, null.Security(), zmq4.Pub, zmq4.SocketIdentity(nil), false, nil); err != nil {
+		t.Fatalf("the queued connection was not accepted once descriptors were free: %v", err)
+	}
 }

@@ -22,6 +22,8 @@ import (
 //	  queue_bytes: 16777216       # all subscribers' queues together
 //	  max_subscriptions: 1024     # distinct prefixes per subscriber
 //	  write_timeout: 10s          # a subscriber whose writes block this long is disconnected
+//	  max_connections: 128        # publishers and subscribers together
+//	  idle_timeout: 10m           # a connection with no traffic either way this long is closed
 //	  client_queue: 10000         # publish high-water mark of in-agent clients
 //	  subscription_queue: 1024    # per-subscription channel of in-agent clients
 //	  lifecycle_events: true      # publish lifecycle.<plugin>
@@ -44,6 +46,8 @@ type Config struct {
 	QueueBytes           int                        `yaml:"queue_bytes"`
 	MaxSubscriptions     int                        `yaml:"max_subscriptions"`
 	WriteTimeout         agent.Duration             `yaml:"write_timeout"`
+	MaxConnections       int                        `yaml:"max_connections"`
+	IdleTimeout          agent.Duration             `yaml:"idle_timeout"`
 	ClientQueue          int                        `yaml:"client_queue"`
 	SubscriptionQueue    int                        `yaml:"subscription_queue"`
 	HandshakeTimeout     agent.Duration             `yaml:"handshake_timeout"`
@@ -78,6 +82,8 @@ func DefaultConfig() Config {
 		QueueBytes:           16 << 20,
 		MaxSubscriptions:     1024,
 		WriteTimeout:         agent.Duration(10 * time.Second),
+		MaxConnections:       128,
+		IdleTimeout:          agent.Duration(10 * time.Minute),
 		ClientQueue:          bus.DefaultQueueSize,
 		SubscriptionQueue:    bus.DefaultSubscriptionSize,
 		HandshakeTimeout:     agent.Duration(5 * time.Second),
@@ -120,6 +126,12 @@ func (c *Config) validate(s agent.Section) error {
 	}
 	if c.WriteTimeout.D() <= 0 {
 		return s.Errorf("write_timeout", "must be positive, got %s", c.WriteTimeout)
+	}
+	if c.IdleTimeout.D() <= 0 {
+		return s.Errorf("idle_timeout", "must be positive, got %s", c.IdleTimeout)
+	}
+	if c.MaxConnections < 2 || c.MaxConnections > 1_000_000 {
+		return s.Errorf("max_connections", "must be between 2 and 1000000, got %d", c.MaxConnections)
 	}
 	if c.SubscriberQueueBytes < c.MaxMessageBytes {
 		return s.Errorf("subscriber_queue_bytes", "must hold one message of max_message_bytes (%d), got %d", c.MaxMessageBytes, c.SubscriberQueueBytes)

@@ -30,6 +30,8 @@ func TestFactoryConfig(t *testing.T) {
 		{"total below one queue", "queue_bytes: 1048576\nsubscriber_queue_bytes: 2097152", "queue_bytes"},
 		{"no subscriptions", "max_subscriptions: 0", "max_subscriptions"},
 		{"zero write timeout", "write_timeout: 0s", "write_timeout"},
+		{"one connection", "max_connections: 1", "max_connections"},
+		{"zero idle timeout", "idle_timeout: 0s", "idle_timeout"},
 		{"bad plugin name", "permissions:\n  Bad-Name: {publish: [x.]}", "permissions.Bad-Name"},
 		{"empty prefix", "permissions:\n  a: {publish: [\"\"]}", "bad prefix"},
 		{"auth without users", "auth: {users: []}", "auth.users"},

@@ -33,6 +33,7 @@ type server struct {
 
 	mu     sync.Mutex
 	closed bool
+	done   chan struct{} // closed by close
 	conns  map[net.Conn]struct{}
 	subs   atomic.Pointer[[]*subscriber]
 	queued atomic.Int64 // cost of what all subscriber queues hold
@@ -56,7 +57,7 @@ var families = []string{"logs", "plugin", "health", "alerts", "lifecycle", "repl
 
 // newServer prepares a server; users nil means NULL security.
 func newServer(cfg Config, log *slog.Logger, m *bus.Metrics, users map[string]userEntry) *server {
-	s := &server{cfg: cfg, log: log, m: m, users: users, conns: map[net.Conn]struct{}{}}
+	s := &server{cfg: cfg, log: log, m: m, users: users, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
 	if m != nil {
 		s.counter = map[string]familyCounters{}
 		for _, f := range families {
@@ -103,6 +104,7 @@ func (s *server) close() {
 		return
 	}
 	s.closed = true
+	close(s.done)
 	if s.front != nil {
 		_ = s.front.Close()
 		_ = s.back.Close()
@@ -114,14 +116,19 @@ func (s *server) close() {
 	s.wg.Wait()
 }
 
-func (s *server) track(c net.Conn) bool {
+// track registers an accepted connection, or refuses it past
+// max_connections.
+func (s *server) track(c net.Conn) (ok, full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return false, false
+	}
+	if len(s.conns) >= s.cfg.MaxConnections {
+		return false, true
 	}
 	s.conns[c] = struct{}{}
-	return true
+	return true, false
 }
 
 func (s *server) untrack(c net.Conn) {
@@ -131,24 +138,69 @@ func (s *server) untrack(c net.Conn) {
 	_ = c.Close()
 }
 
+// Accept backoff after an error, as net/http's server does: 5 ms doubling
+// to 1 s, reset by the next accepted connection.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
 func (s *server) accept(l net.Listener, publishers bool) {
 	defer s.wg.Done()
+	var delay time.Duration
+	var warned time.Time
 	for {
 		raw, err := l.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.log.Warn("bus accept failed", "address", l.Addr().String(), "err", err)
+			// Such as EMFILE: the pending connection stays queued, so
+			// retrying at once would spin. Wait, and give up on close.
+			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
+			s.m.AcceptError()
+			s.log.Warn("bus accept failed", "address", l.Addr().String(), "err", err, "retry_in", delay.String())
+			select {
+			case <-time.After(delay):
+			case <-s.done:
+				return
+			}
 			continue
 		}
-		if !s.track(raw) {
+		delay = 0
+		ok, full := s.track(raw)
+		if !ok {
 			_ = raw.Close()
-			return
+			if !full {
+				return
+			}
+			s.m.Refuse(bus.RefusedConnectionLimit)
+			if time.Since(warned) > 10*time.Second {
+				warned = time.Now()
+				s.log.Warn("bus connection refused: max_connections reached", "address", l.Addr().String(), "remote", raw.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
+			}
+			continue
 		}
 		s.wg.Add(1)
 		go s.serve(raw, publishers)
 	}
+}
+
+// closeIdle closes c once neither side has sent anything for timeout. The
+// returned func stops the watch.
+func (s *server) closeIdle(c *zmtp.Conn, timeout time.Duration) func() {
+	var t *time.Timer
+	t = time.AfterFunc(time.Hour, func() {
+		if idle := time.Since(c.LastActive()); idle < timeout {
+			t.Reset(timeout - idle)
+			return
+		}
+		s.m.Disconnect(bus.DisconnectIdle)
+		s.log.Info("bus connection closed: idle", "remote", c.RemoteAddr().String(), "user", c.User, "idle_timeout", timeout.String())
+		_ = c.Close()
+	})
+	t.Reset(timeout)
+	return func() { t.Stop() }
 }
 
 func (s *server) authenticate(user, pass string) bool {
@@ -184,6 +236,7 @@ func (s *server) serve(raw net.Conn, publishers bool) {
 		g.Inc()
 		defer g.Dec()
 	}
+	defer s.closeIdle(c, s.cfg.IdleTimeout.D())()
 	var perms *bus.Permissions
 	if u, ok := s.users[c.User]; ok {
 		perms = u.perms

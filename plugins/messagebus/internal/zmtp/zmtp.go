@@ -78,6 +78,9 @@ type Conn struct {
 	raw net.Conn
 	rw  *bufConn
 	wmu sync.Mutex
+	// active is when the peer last sent a frame or took written data, in
+	// Unix nanoseconds.
+	active atomic.Int64
 
 	// User is the PLAIN user name the peer authenticated as, on the server
 	// side; "" with NULL security.
@@ -166,7 +169,9 @@ func open(raw net.Conn, sec zmq4.Security, typ zmq4.SocketType, server bool, dea
 	}
 	_ = raw.SetDeadline(time.Time{})
 	rw.buffered.Store(true)
-	return &Conn{zc: zc, raw: raw, rw: rw}, nil
+	c := &Conn{zc: zc, raw: raw, rw: rw}
+	c.active.Store(time.Now().UnixNano())
+	return c, nil
 }
 
 // Send writes a multi-frame message into the connection's buffer. Call
@@ -184,15 +189,30 @@ func (c *Conn) SendFlush(frames ...[]byte) error {
 	if err := c.zc.SendMsg(zmq4.NewMsgFrom(frames...)); err != nil {
 		return err
 	}
-	return c.rw.flush()
+	return c.flush()
 }
 
 // Flush writes buffered messages to the peer.
 func (c *Conn) Flush() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.rw.flush()
+	return c.flush()
 }
+
+func (c *Conn) flush() error {
+	if c.rw.w.Buffered() == 0 {
+		return nil
+	}
+	if err := c.rw.flush(); err != nil {
+		return err
+	}
+	c.active.Store(time.Now().UnixNano())
+	return nil
+}
+
+// LastActive returns when the peer last sent a frame (a command such as a
+// heartbeat included) or took a flush of written data.
+func (c *Conn) LastActive() time.Time { return time.Unix(0, c.active.Load()) }
 
 // SetWriteDeadline bounds the next writes.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
@@ -206,6 +226,7 @@ func (c *Conn) Recv() ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.active.Store(time.Now().UnixNano())
 		if msg.Type == zmq4.CmdMsg {
 			continue
 		}
