@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"syscall"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -33,6 +35,13 @@ type DB struct {
 // directory, in WAL mode with a busy timeout and normal synchronous writes.
 // ":memory:" opens a private in-memory database (one connection).
 //
+// The file is the agent's alone, whatever the umask and the directory's
+// mode: Open creates it 0600 and takes group and other bits off a file
+// (and its -wal and -shm) that has them, since stored logs and audit
+// records are nobody else's to read. SQLite gives the -wal and -shm files
+// it creates the mode of the database file. A directory the agent cannot
+// write is an error naming the directory, its mode and the user.
+//
 // Each connection caches at most 512 KiB of pages (SQLite's default is
 // 2 MiB) and one connection stays open when idle: the stores append and
 // read recent rows, the operating system caches the file anyway, and an
@@ -44,8 +53,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	dsn := ":memory:"
 	if path != ":memory:" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("store %s: %w", path, err)
+		if err := prepareFile(path); err != nil {
+			return nil, err
 		}
 		dsn = "file:" + (&url.URL{Path: path}).EscapedPath()
 	}
@@ -76,6 +85,65 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// FileMode is the mode of every store file.
+const FileMode fs.FileMode = 0o600
+
+// prepareFile makes path's directory (0700) and the file (FileMode), and
+// takes group and other bits off the file, its -wal and its -shm, so that
+// SQLite, which gives the files it creates the database file's mode,
+// never makes one another user can read.
+func prepareFile(path string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("store %s: create directory: %w", path, permissionHint(err, dir))
+	}
+	// SQLite needs to create the -wal and -shm files beside the database.
+	if err := writable(dir); err != nil {
+		return fmt.Errorf("store %s: %w", path, permissionHint(err, dir))
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, FileMode)
+	if err != nil {
+		return fmt.Errorf("store %s: %w", path, permissionHint(err, path))
+	}
+	_ = f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err == nil && fi.Mode().Perm()&^FileMode != 0 {
+			err = os.Chmod(p, fi.Mode().Perm()&FileMode)
+		}
+		if err != nil {
+			return fmt.Errorf("store %s: make %s private: %w", path, p, err)
+		}
+	}
+	return nil
+}
+
+// writable reports whether the agent can create files in dir.
+func writable(dir string) error {
+	if err := syscall.Access(dir, 0x2 /* W_OK */); err != nil {
+		return &fs.PathError{Op: "create files in", Path: dir, Err: err}
+	}
+	return nil
+}
+
+// permissionHint adds to a permission error the mode of what and the user
+// the agent runs as: what an operator needs to fix it.
+func permissionHint(err error, what string) error {
+	if !errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
+		return err
+	}
+	mode := "unknown mode"
+	if fi, serr := os.Stat(what); serr == nil {
+		mode = "mode " + fi.Mode().String()
+	} else if fi, serr := os.Stat(filepath.Dir(what)); serr == nil {
+		mode = filepath.Dir(what) + " has mode " + fi.Mode().String()
+	}
+	return fmt.Errorf("%w (%s; the agent runs as uid %d, gid %d)", err, mode, os.Geteuid(), os.Getegid())
 }
 
 // Path returns the file the store was opened from.
