@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,14 +50,17 @@ type Plugin struct {
 	agent.Base
 	cfg Config
 
-	mu      sync.Mutex
-	c       *agent.Container
-	log     *slog.Logger
-	reg     prometheus.Registerer
-	m       *metrics
-	db      *store.DB
-	bus     bus.Bus
-	cipher  store.Cipher // required mode: fixed; auto: looked up per batch
+	mu     sync.Mutex
+	c      *agent.Container
+	log    *slog.Logger
+	reg    prometheus.Registerer
+	m      *metrics
+	db     *store.DB
+	bus    bus.Bus
+	cipher store.Cipher // required mode: fixed; auto: looked up per batch
+	// plain is set while encrypt: auto stores records in plaintext because
+	// the encryption service failed; the writer warns when it changes.
+	plain   atomic.Bool
 	queue   chan Entry
 	agentQ  chan logtap.Record
 	detach  func()
@@ -67,9 +71,10 @@ type Plugin struct {
 }
 
 type metrics struct {
-	records *prometheus.CounterVec // outcome
-	pruned  prometheus.Counter
-	size    prometheus.GaugeFunc
+	records  *prometheus.CounterVec // outcome
+	pruned   prometheus.Counter
+	size     prometheus.GaugeFunc
+	fallback prometheus.Counter
 }
 
 // Factory builds the plugin from its section; it opens nothing.
@@ -151,12 +156,16 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 			Name: "vitals_log_consumer_store_bytes",
 			Help: "Size of the log store file and its write-ahead log.",
 		}, func() float64 { return float64(db.SizeBytes()) }),
+		fallback: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vitals_log_consumer_plaintext_fallback_total",
+			Help: "Log records that encrypt: auto stored in plaintext because the encryption service is configured but failed.",
+		}),
 	}
 	for _, o := range []string{"stored", "dropped", "filtered", "malformed", "failed"} {
 		p.m.records.WithLabelValues(o)
 	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{p.m.records, p.m.pruned, p.m.size} {
+		for _, col := range []prometheus.Collector{p.m.records, p.m.pruned, p.m.size, p.m.fallback} {
 			if err := reg.Register(col); err != nil {
 				p.unregister(reg)
 				_ = b.Close()
@@ -176,6 +185,7 @@ func (p *Plugin) unregister(reg prometheus.Registerer) {
 	reg.Unregister(p.m.records)
 	reg.Unregister(p.m.pruned)
 	reg.Unregister(p.m.size)
+	reg.Unregister(p.m.fallback)
 }
 
 // Start subscribes, starts the writer and retention, and taps the agent's
@@ -288,20 +298,45 @@ func (p *Plugin) write(ctx context.Context, readers *sync.WaitGroup) {
 }
 
 // currentCipher returns the cipher to seal with now: the required one, the
-// running encryption service in auto mode, or none.
-func (p *Plugin) currentCipher() store.Cipher {
+// running encryption service in auto mode, or none. In auto mode no
+// encryption plugin at all means plaintext, as configured; an encryption
+// service that is there but cannot be had (failed, stopped, not a cipher)
+// means plaintext too, since logs must not be lost, but that is a fault:
+// the returned error says why, and the caller counts the records.
+func (p *Plugin) currentCipher() (store.Cipher, error) {
 	switch p.cfg.Encrypt {
 	case EncryptRequired:
-		return p.cipher
+		return p.cipher, nil
 	case EncryptAuto:
 		v, err := p.c.Get(context.Background(), EncryptionService)
-		if err != nil {
-			return nil
+		if errors.Is(err, agent.ErrServiceNotFound) {
+			return nil, nil
 		}
-		c, _ := v.(store.Cipher)
-		return c
+		if err != nil {
+			return nil, err
+		}
+		c, ok := v.(store.Cipher)
+		if !ok {
+			return nil, fmt.Errorf("service %q is a %T, not a cipher", EncryptionService, v)
+		}
+		return c, nil
 	}
-	return nil
+	return nil, nil
+}
+
+// noteFallback warns when encrypt: auto starts storing plaintext because
+// encryption failed, and says when it stops.
+func (p *Plugin) noteFallback(err error) {
+	if err != nil {
+		if !p.plain.Swap(true) {
+			p.log.Warn("encrypt is auto and the encryption service failed: storing log records in plaintext until it is back",
+				"path", p.cfg.Path, "err", err)
+		}
+		return
+	}
+	if p.plain.Swap(false) {
+		p.log.Info("the encryption service is back: log records are encrypted again", "path", p.cfg.Path)
+	}
 }
 
 func aad(ts int64, level, source string) []byte {
@@ -309,7 +344,8 @@ func aad(ts int64, level, source string) []byte {
 }
 
 func (p *Plugin) insert(batch []Entry) {
-	ciph := p.currentCipher()
+	ciph, fallback := p.currentCipher()
+	p.noteFallback(fallback)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tx, err := p.db.BeginTx(ctx, nil)
@@ -343,6 +379,9 @@ func (p *Plugin) insert(batch []Entry) {
 	}
 	p.m.records.WithLabelValues("stored").Add(float64(stored))
 	p.m.records.WithLabelValues("failed").Add(float64(failed))
+	if fallback != nil {
+		p.m.fallback.Add(float64(stored))
+	}
 }
 
 // retain applies retention now and at every interval.

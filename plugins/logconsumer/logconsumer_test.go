@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -40,9 +42,11 @@ type env struct {
 type opts struct {
 	yaml   string
 	cipher *encryption.Service
-	log    *slog.Logger
-	bus    *bustest.Bus
-	path   string
+	// encryption, if set, provides the encryption service lazily.
+	encryption agent.FactoryFunc
+	log        *slog.Logger
+	bus        *bustest.Bus
+	path       string
 }
 
 func start(t *testing.T, o opts) *env {
@@ -66,6 +70,9 @@ func start(t *testing.T, o opts) *env {
 	must(t, e.c.Provide(bus.ServiceName, bus.Provider(o.bus)))
 	if o.cipher != nil {
 		must(t, e.c.For("encryption").Provide(EncryptionService, o.cipher))
+	}
+	if o.encryption != nil {
+		must(t, e.c.For("encryption").ProvideFactory(EncryptionService, nil, o.encryption))
 	}
 	ctx := context.Background()
 	must(t, e.p.Initialize(ctx, e.c.For(Name)))
@@ -324,5 +331,38 @@ func TestRelativePathBesideConfig(t *testing.T) {
 		if cfg.Path != tc.want {
 			t.Errorf("%s + %s = %s, want %s", tc.file, tc.path, cfg.Path, tc.want)
 		}
+	}
+}
+
+// encrypt: auto with an encryption service that failed stores plaintext,
+// and says so: one warning and a count of the records. With no encryption
+// plugin at all, plaintext is what was asked for and nothing is said.
+func TestAutoEncryptFallbackWarnedAndCounted(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		factory agent.FactoryFunc
+		want    float64
+	}{
+		{"failed", func(context.Context, *agent.Container) (any, error) { return nil, errors.New("key file unreadable") }, 2},
+		{"not a cipher", func(context.Context, *agent.Container) (any, error) { return "oops", nil }, 2},
+		{"not configured", nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			e := start(t, opts{encryption: tc.factory, log: slog.New(slog.NewTextHandler(&logs, nil))})
+			pub := e.bus.Client("ext", bus.AllowAll)
+			for i := range 2 {
+				must(t, pub.Publish(context.Background(), "logs.info.app", protoRecord(t, "info", "app", fmt.Sprint("line ", i), time.Now())))
+				e.waitStored(t, i+1) // one batch each: the warning must come once, not per batch
+			}
+			if got := testutil.ToFloat64(e.p.m.fallback); got != tc.want {
+				t.Errorf("vitals_log_consumer_plaintext_fallback_total = %v, want %v", got, tc.want)
+			}
+			e.stop(t)
+			warned := strings.Count(logs.String(), "storing log records in plaintext")
+			if want := int(min(tc.want, 1)); warned != want {
+				t.Errorf("%d plaintext warnings, want %d; logs:\n%s", warned, want, logs.String())
+			}
+		})
 	}
 }
