@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,4 +159,49 @@ func TestTraceCrossesTwoProcesses(t *testing.T) {
 		})
 	}
 	must(t, tp.Shutdown(ctx))
+}
+
+// TestReplySpanNamesAreLowCardinality checks that the spans of a request's
+// private reply topic are named by its template, not by its unique topic.
+func TestReplySpanNamesAreLowCardinality(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t)))
+	ctx := ctxT(t, 10*time.Second)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	responder := e.client(t, bus.Options{Name: "gpu", TracerProvider: tp})
+	reqs, err := responder.Subscribe(ctx, "health.request.gpu")
+	must(t, err)
+	must(t, responder.Sync(ctx))
+	go func() {
+		for req := range reqs {
+			_ = bus.Reply(ctx, responder, req, bus.Message{Payload: []byte("ok")})
+		}
+	}()
+	requester := e.client(t, bus.Options{Name: "ext_manager", TracerProvider: tp})
+	for range 2 {
+		_, err := requester.Request(ctx, "health.request.gpu", bus.Message{Payload: []byte("?")})
+		must(t, err)
+	}
+	must(t, tp.ForceFlush(ctx))
+
+	names := map[string]int{}
+	for _, s := range rec.Ended() {
+		names[s.Name()]++
+		attrs := map[attribute.Key]attribute.Value{}
+		for _, a := range s.Attributes() {
+			attrs[a.Key] = a.Value
+		}
+		dest := attrs["messaging.destination.name"].AsString()
+		if !strings.HasPrefix(dest, bus.ReplyPrefix) {
+			continue
+		}
+		tmpl := attrs["messaging.destination.template"].AsString()
+		_, named, _ := strings.Cut(s.Name(), " ")
+		if !strings.HasSuffix(tmpl, ".{id}") || named != tmpl || !attrs["messaging.destination.temporary"].AsBool() {
+			t.Errorf("span %q on %s: template %q, temporary %v", s.Name(), dest, tmpl, attrs["messaging.destination.temporary"].AsBool())
+		}
+	}
+	if names["publish reply.ext_manager.req.{id}"] < 2 || names["publish health.request.gpu"] < 2 {
+		t.Errorf("spans by name: %v", names)
+	}
 }

@@ -183,6 +183,9 @@ func New(o Options) *Engine {
 	tp := o.TracerProvider
 	if tp == nil {
 		tp = noop.NewTracerProvider()
+	} else {
+		// Every probe request carries the check's trace context.
+		o.Client = probes.WithTraceContext(o.Client, tp, nil)
 	}
 	e := &Engine{o: o, metrics: o.Metrics, hist: o.History, cfg: o.Config, plugins: map[string]*plugin{},
 		tracer: tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager/health")}
@@ -486,7 +489,9 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 		e.o.OnVerdict(id, snap)
 	}
 	if tr != nil {
-		e.transition(ctx, cfg, *tr)
+		// Inside the check's span (its log line carries the trace id, its
+		// bus message the trace context), not under its deadline.
+		e.transition(trace.ContextWithSpan(ctx, span), cfg, *tr)
 	}
 }
 

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -16,6 +17,23 @@ var (
 	attrDropped = attribute.Bool("vitals.bus.dropped", true)
 )
 
+// destination returns the destination part of a span name: the topic, or
+// for a reply topic (reply.<source>.<kind>.<id>, one per request) its
+// template, reply.<source>.<kind>.{id}, with the attributes that say so.
+// Span names stay low-cardinality; the topic itself is in
+// messaging.destination.name.
+func destination(topic string, attrs []attribute.KeyValue) (string, []attribute.KeyValue) {
+	rest, ok := strings.CutPrefix(topic, ReplyPrefix)
+	if !ok {
+		return topic, attrs
+	}
+	tmpl := ReplyPrefix + "{id}"
+	if parts := strings.SplitN(rest, ".", 3); len(parts) == 3 {
+		tmpl = ReplyPrefix + parts[0] + "." + parts[1] + ".{id}"
+	}
+	return tmpl, append(attrs, semconv.MessagingDestinationTemplate(tmpl), semconv.MessagingDestinationTemporary(true))
+}
+
 func (c *Client) producerSpan(ctx context.Context, topic string, msg *Message) (context.Context, trace.Span) {
 	attrs := []attribute.KeyValue{
 		attrSystem,
@@ -28,7 +46,8 @@ func (c *Client) producerSpan(ctx context.Context, topic string, msg *Message) (
 	if msg.CorrelationID != "" {
 		attrs = append(attrs, semconv.MessagingMessageConversationID(msg.CorrelationID))
 	}
-	return c.tracer.Start(ctx, "publish "+topic,
+	dest, attrs := destination(topic, attrs)
+	return c.tracer.Start(ctx, "publish "+dest,
 		trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
 }
 
@@ -49,11 +68,12 @@ func (c *Client) consumerSpan(parent context.Context, s *subscription, msg *Mess
 	if msg.CorrelationID != "" {
 		attrs = append(attrs, semconv.MessagingMessageConversationID(msg.CorrelationID))
 	}
+	dest, attrs := destination(msg.Topic, attrs)
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)}
 	if psc := trace.SpanContextFromContext(parent); psc.IsValid() {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: psc}))
 	}
-	_, span := c.tracer.Start(parent, "receive "+msg.Topic, opts...)
+	_, span := c.tracer.Start(parent, "receive "+dest, opts...)
 	return span.SpanContext(), span
 }
 
