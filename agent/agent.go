@@ -117,6 +117,10 @@ func New(o Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent metrics: %w", err)
 	}
+	fm, err := newFrontMetrics(o.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("agent metrics: %w", err)
+	}
 	m := NewManager(ManagerOptions{
 		Registry: o.Registry, Logger: o.Logger, TracerProvider: o.TracerProvider, Metrics: hm,
 		Services: map[string]any{ServiceMetrics: prometheus.Registerer(o.Metrics)},
@@ -133,7 +137,7 @@ func New(o Options) (*Agent, error) {
 	}
 	a.server = NewServer(ServerOptions{
 		Manager: m, Gatherer: o.Metrics, Tracez: o.Tracez, Reload: reload, Logger: o.Logger, Version: o.Version,
-		Guard: o.Guard,
+		Guard: o.Guard, metrics: fm,
 	})
 	// The gate closes before the listener serves its first byte.
 	a.server.configure(o.Config)
@@ -176,9 +180,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.addr <- ln.Addr().String()
 	a.log.Info("listening", "address", ln.Addr().String())
+	hc := cfg.Core.APIGateway.HTTP
+	limited := newConnLimiter(ln, hc.MaxConnections, a.server.o.metrics)
+	ln = limited
 	srv := &http.Server{
 		Handler:           a.server,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: hc.ReadHeaderTimeout.D(),
+		ReadTimeout:       hc.ReadTimeout.D(),
+		WriteTimeout:      hc.WriteTimeout.D(),
+		IdleTimeout:       hc.IdleTimeout.D(),
+		ConnState:         limited.connState,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
@@ -266,6 +277,9 @@ func (a *Agent) apply(ctx context.Context, cfg *Config) error {
 	if cfg.Core.APIGateway.Listen != old.Core.APIGateway.Listen {
 		a.log.Warn("core.api_gateway.listen changed; it takes effect at the next restart",
 			"running", old.Core.APIGateway.Listen, "configured", cfg.Core.APIGateway.Listen)
+	}
+	if cfg.Core.APIGateway.HTTP != old.Core.APIGateway.HTTP {
+		a.log.Warn("core.api_gateway.http changed; it takes effect at the next restart")
 	}
 	if cfg.Core.Log.Format != old.Core.Log.Format {
 		a.log.Warn("core.log.format changed; it takes effect at the next restart")

@@ -33,13 +33,20 @@ type live struct {
 	metrics *prometheus.Registry
 	done    chan error
 	cancel  context.CancelFunc
+	gateway string // more lines of core.api_gateway
 }
 
-const liveHeader = "core:\n  lifecycle:\n    step_timeout: 2s\n    stop_timeout: 2s\n    watch_config: %v\n  api_gateway:\n    plugins:\n"
+const liveHeader = "core:\n  lifecycle:\n    step_timeout: 2s\n    stop_timeout: 2s\n    watch_config: %v\n  api_gateway:\n%s    plugins:\n"
 
 func startLive(t *testing.T, watch bool, plugins string) *live {
 	t.Helper()
-	l := &live{t: t, fleet: agenttest.NewFleet(map[string]agenttest.Spec{
+	return startLiveGateway(t, watch, "", plugins)
+}
+
+// startLiveGateway is startLive with more lines under core.api_gateway.
+func startLiveGateway(t *testing.T, watch bool, gateway, plugins string) *live {
+	t.Helper()
+	l := &live{t: t, gateway: gateway, fleet: agenttest.NewFleet(map[string]agenttest.Spec{
 		"bus":     {Priority: agent.PriorityInfrastructure, Provides: []string{"bus_api"}},
 		"auth":    {Priority: agent.PrioritySecurity, NoReload: true},
 		"catalog": {Priority: agent.PriorityBusiness, Dependencies: []string{"bus_api"}},
@@ -92,7 +99,7 @@ func (l *live) stop() {
 func (l *live) write(watch bool, plugins string) {
 	l.t.Helper()
 	tmp := l.path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(fmt.Sprintf(liveHeader, watch)+plugins), 0o600); err != nil {
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf(liveHeader, watch, l.gateway)+plugins), 0o600); err != nil {
 		l.t.Fatal(err)
 	}
 	if err := os.Rename(tmp, l.path); err != nil { // as editors and config managers do
@@ -103,6 +110,7 @@ func (l *live) write(watch bool, plugins string) {
 func (l *live) do(method, path string) (int, map[string]any) {
 	l.t.Helper()
 	req, _ := http.NewRequest(method, l.base+path, nil)
+	req.Header.Set(agent.CustomHeader, "test") // a program, not a browser form
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		l.t.Fatal(err)

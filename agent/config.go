@@ -91,6 +91,16 @@ type LifecycleConfig struct {
 type GatewayConfig struct {
 	// Listen is the host:port of the HTTP listener.
 	Listen string `yaml:"listen" env:"LISTEN_ADDRESS, overwrite"`
+	// AllowedHosts are the Host header names the front accepts besides IP
+	// literals and localhost: checked always on a loopback listener (DNS
+	// rebinding), on others only when set. "*" accepts any; ".example.com"
+	// its subdomains.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// AllowedOrigins are the browser origins (scheme://host[:port]) whose
+	// requests are served besides the agent's own; others are refused.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// HTTP bounds the front's connections.
+	HTTP HTTPConfig `yaml:"http"`
 	// Plugins maps plugin names to their sections.
 	Plugins map[string]PluginConfig `yaml:"plugins"`
 }
@@ -112,7 +122,7 @@ func DefaultConfig() *Config {
 			Readiness:   ReadinessRequired,
 			WatchConfig: &watch,
 		},
-		APIGateway: GatewayConfig{Listen: "127.0.0.1:9464", Plugins: map[string]PluginConfig{}},
+		APIGateway: GatewayConfig{Listen: "127.0.0.1:9464", HTTP: DefaultHTTPConfig(), Plugins: map[string]PluginConfig{}},
 	}}
 }
 
@@ -525,6 +535,7 @@ func (c *Config) validate(root ast.Node, reg *Registry) error {
 	} else {
 		_ = host
 	}
+	validateGateway(core.APIGateway, bad)
 
 	names := make([]string, 0, len(core.APIGateway.Plugins))
 	for name := range core.APIGateway.Plugins {

@@ -30,6 +30,8 @@ type ServerOptions struct {
 	// Guard tells which plugin authenticates the front under a config;
 	// nil means none does.
 	Guard GuardFunc
+
+	metrics *frontMetrics
 }
 
 // Server is the agent's HTTP front: /metrics, /livez, /readyz,
@@ -46,6 +48,8 @@ type Server struct {
 	o      ServerOptions
 	routes atomic.Pointer[routes]
 	guard  atomic.Pointer[Guard]
+	site   atomic.Pointer[sitePolicy]
+	listen string // the listen address of the first config: the socket's
 }
 
 // routes is one build of the mux and the middleware around it.
@@ -62,6 +66,9 @@ func (rt *routes) guardedBy(name string) bool { return contains(rt.middleware, n
 func NewServer(o ServerOptions) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.metrics == nil {
+		o.metrics, _ = newFrontMetrics(nil)
 	}
 	s := &Server{o: o}
 	s.configure(o.Manager.Config())
@@ -80,10 +87,26 @@ func (s *Server) configure(cfg *Config) {
 		g = s.o.Guard(cfg)
 	}
 	s.guard.Store(&g)
+	if cfg != nil {
+		gw := cfg.Core.APIGateway
+		if s.listen == "" {
+			s.listen = gw.Listen
+		}
+		gw.Listen = s.listen // a new address takes effect at the next start
+		s.site.Store(newSitePolicy(gw))
+	}
 }
 
-// ServeHTTP serves the current routes, behind the gate.
+// ServeHTTP serves the current routes, behind the cross-site checks and
+// the gate.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := s.site.Load(); p != nil {
+		if reason, msg := p.check(r); reason != "" {
+			s.o.metrics.rejected.WithLabelValues(reason).Inc()
+			WriteError(w, http.StatusForbidden, msg)
+			return
+		}
+	}
 	rt := s.routes.Load()
 	if msg := s.gateClosed(r, rt); msg != "" {
 		w.Header().Set("Retry-After", "5")

@@ -264,6 +264,7 @@ func (l *live) do(method, path, token, ctype, body string) (int, http.Header, st
 		rd = strings.NewReader(body)
 	}
 	req, _ := http.NewRequest(method, l.base+path, rd)
+	req.Header.Set(agent.CustomHeader, "test") // a program, not a browser form
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -521,6 +521,11 @@ func (p *Plugin) record(r *http.Request, id Identity, action, outcome, msg strin
 func (p *Plugin) authenticate(st *authState, r *http.Request) (Identity, int, string) {
 	if len(st.tokens) == 0 {
 		if st.anonymous == AnonymousLoopback && isLoopback(r) {
+			if !localHost(r.Host) {
+				// A loopback client asking for another name is a browser
+				// page whose name was rebound to 127.0.0.1.
+				return Identity{}, http.StatusUnauthorized, fmt.Sprintf("no API tokens are configured: anonymous loopback clients must address the agent as localhost or by IP, not %q", r.Host)
+			}
 			return Identity{Name: "anonymous", Role: RoleAdmin, Anonymous: true}, 0, ""
 		}
 		if p.warned.CompareAndSwap(false, true) {
@@ -597,6 +602,20 @@ func remoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// localHost reports whether a Host header names this machine by IP literal
+// or as localhost.
+func localHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
 func isLoopback(r *http.Request) bool {

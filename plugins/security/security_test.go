@@ -226,21 +226,23 @@ func TestAnonymousLoopbackOnly(t *testing.T) {
 		t.Fatalf("anonymous disables security: %d %s", code, body)
 	}
 	for _, tc := range []struct {
-		remote string
-		code   int
+		remote, host string
+		code         int
 	}{
-		{"10.1.2.3:4000", 401},
-		{"[2001:db8::1]:4000", 401},
-		{"[::1]:4000", 200},
-		{"127.0.0.2:4000", 200},
+		{"10.1.2.3:4000", "127.0.0.1:9464", 401},
+		{"[2001:db8::1]:4000", "127.0.0.1:9464", 401},
+		{"[::1]:4000", "[::1]:9464", 200},
+		{"127.0.0.2:4000", "localhost:9464", 200},
+		// DNS rebinding: a page on a name that now resolves to loopback.
+		{"127.0.0.1:4000", "rebind.attacker.example:9464", 401},
 	} {
-		t.Run(tc.remote, func(t *testing.T) {
+		t.Run(tc.remote+" "+tc.host, func(t *testing.T) {
 			rec := httptest.NewRecorder()
 			req := httptest.NewRequest("GET", "/api/v1/admin/plugins", nil)
-			req.RemoteAddr = tc.remote
+			req.RemoteAddr, req.Host = tc.remote, tc.host
 			e.p.WrapHTTP(http.NotFoundHandler()).ServeHTTP(rec, req)
 			if got := rec.Code; (tc.code == 200) != (got != 401) {
-				t.Fatalf("remote %s: %d, want %d", tc.remote, got, tc.code)
+				t.Fatalf("remote %s, Host %s: %d, want %d", tc.remote, tc.host, got, tc.code)
 			}
 		})
 	}
