@@ -26,14 +26,18 @@ func freeAddr(t *testing.T) string {
 // health request/response, heartbeat, goodbye on cancellation.
 func TestExamplePlugin(t *testing.T) {
 	pub, sub := freeAddr(t), freeAddr(t)
-	s, _ := agent.NewSection("publish_address: " + pub + "\nsubscribe_address: " + sub)
+	// Health requests are the agent's to send: the watcher is an agent
+	// plugin, on the broker's in-process client.
+	s, _ := agent.NewSection("publish_address: " + pub + "\nsubscribe_address: " + sub +
+		"\npermissions: {ext_manager: {publish: [\"health.request.\"], subscribe: [\"plugin.\"]}}")
 	p, err := messagebus.Factory(s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := p.Initialize(ctx, agent.NewContainer(nil).For(messagebus.Name)); err != nil {
+	host := agent.NewContainer(nil)
+	if err := p.Initialize(ctx, host.For(messagebus.Name)); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Start(ctx); err != nil {
@@ -41,7 +45,15 @@ func TestExamplePlugin(t *testing.T) {
 	}
 	defer p.Stop(context.Background())
 
-	watch := bus.Dial(bus.Options{PublishEndpoint: pub, SubscribeEndpoint: sub, Name: "ext_manager"})
+	provider, err := agent.Require[bus.Provider](ctx, host, bus.ServiceName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := provider.ClientFor("ext_manager")
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := b.(*bus.View)
 	defer watch.Close()
 	ch, err := watch.Subscribe(ctx, "plugin.")
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -40,7 +41,6 @@ type Broker struct {
 	metrics     *bus.Metrics
 	srv         *server
 	svc         *Service
-	internal    bus.Credentials
 	unsubEvents func()
 	stopped     bool
 }
@@ -110,10 +110,6 @@ func (b *Broker) Initialize(ctx context.Context, c *agent.Container) error {
 			}
 			users[u.Username] = userEntry{password: pw, perms: &perms}
 		}
-		// The agent's own client authenticates too; its plugins are
-		// scoped on the client side.
-		b.internal = bus.Credentials{Username: "vitals-internal-" + randHex(4), Password: randHex(24)}
-		users[b.internal.Username] = userEntry{password: b.internal.Password}
 	}
 
 	b.metrics = bus.NewMetrics()
@@ -281,9 +277,11 @@ type Service struct {
 // ClientFor returns a Bus for plugin, scoped to the permissions the
 // broker's config gives it (default: bus.DefaultPermissions). Denials are
 // counted in vitals_bus_denied_total and written as audit log lines. The
-// agent's plugins share one connection pair, made on first use; it
-// connects in the background, so ClientFor may be called in Initialize,
-// before the broker has started.
+// agent's plugins share one connection pair, made on first use: an
+// in-process socket pair, not the broker's listening sockets, so the
+// broker knows their messages as the agent's (bus.PeerAgent) and no other
+// process can pass for them. It connects in the background, so ClientFor
+// may be called in Initialize, before the broker has started.
 func (s *Service) ClientFor(plugin string) (bus.Bus, error) {
 	if !agent.ValidName(plugin) {
 		return nil, fmt.Errorf("message bus client for %q: invalid plugin name", plugin)
@@ -316,15 +314,16 @@ func (s *Service) ensureClient() (*bus.Client, error) {
 			PublishEndpoint:   b.cfg.PublishAddress,
 			SubscribeEndpoint: b.cfg.SubscribeAddress,
 			Name:              Name,
-			Username:          b.internal.Username,
-			Password:          b.internal.Password,
-			QueueSize:         b.cfg.ClientQueue,
-			SubscriptionSize:  b.cfg.SubscriptionQueue,
-			MaxMessageBytes:   b.cfg.MaxMessageBytes,
-			TracerProvider:    b.tp,
-			Metrics:           b.metrics,
-			Logger:            b.log,
-			ReconnectMax:      250 * time.Millisecond,
+			Connect: func(_ context.Context, socket string) (net.Conn, error) {
+				return b.srv.connectAgent(socket)
+			},
+			QueueSize:        b.cfg.ClientQueue,
+			SubscriptionSize: b.cfg.SubscriptionQueue,
+			MaxMessageBytes:  b.cfg.MaxMessageBytes,
+			TracerProvider:   b.tp,
+			Metrics:          b.metrics,
+			Logger:           b.log,
+			ReconnectMax:     250 * time.Millisecond,
 		})
 	}
 	return s.cl, nil

@@ -33,7 +33,7 @@ import (
 //	    users:
 //	      - username: gpu_probe
 //	        password_env: VITALS_BUS_GPU_PROBE_PASSWORD
-//	        permissions: {publish: ["plugin.", "health.", "logs."], subscribe: ["health.request.gpu_probe"]}
+//	        permissions: {publish: ["plugin.", "health.response", "logs."], subscribe: ["health.request.gpu_probe"]}
 //
 // VITALS_BUS_PUBLISH_ADDRESS and VITALS_BUS_SUBSCRIBE_ADDRESS override the
 // two addresses, as VITALS_LISTEN_ADDRESS overrides the agent's listener.
@@ -93,11 +93,13 @@ func DefaultConfig() Config {
 
 // ExternalPermissions is what an authenticated external process may do when
 // config does not say: publish in its namespace, logs, announcements,
-// heartbeats, goodbyes and health; subscribe to its namespace and to
-// health requests addressed to it.
+// heartbeats, goodbyes and health answers; subscribe to its namespace and
+// to health requests addressed to it. Whatever permissions say, topics
+// only the agent publishes (bus.AgentOnly) are refused from external
+// processes.
 func ExternalPermissions(user string) bus.Permissions {
 	return bus.Permissions{
-		Publish:   []string{user + ".", "logs.", "plugin.", "health.status." + user, "health.response"},
+		Publish:   []string{user + ".", "logs.", "plugin.", "health.response"},
 		Subscribe: []string{user + ".", "health.request." + user},
 	}
 }

@@ -136,6 +136,15 @@ func (e *env) client(t testing.TB, o bus.Options) *bus.Client {
 	return c
 }
 
+// agentClient returns a view on the agent's own in-process client, as the
+// agent's plugins get it, with perms.
+func (e *env) agentClient(t testing.TB, name string, perms bus.Permissions) *bus.View {
+	t.Helper()
+	v := e.broker.svc.client().Scope(name, perms, nil)
+	t.Cleanup(func() { _ = v.Close() })
+	return v
+}
+
 func (e *env) counter(name string, labels ...string) float64 {
 	m := e.broker.Metrics()
 	switch name {

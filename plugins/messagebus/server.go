@@ -13,6 +13,7 @@ import (
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
@@ -35,6 +36,7 @@ type server struct {
 	closed bool
 	done   chan struct{} // closed by close
 	conns  map[net.Conn]struct{}
+	nconn  atomic.Uint64 // numbers unauthenticated connections for their Peer
 	subs   atomic.Pointer[[]*subscriber]
 	queued atomic.Int64 // cost of what all subscriber queues hold
 	wg     sync.WaitGroup
@@ -46,7 +48,7 @@ type server struct {
 
 type userEntry struct {
 	password string
-	perms    *bus.Permissions // nil: unrestricted (the agent's own client)
+	perms    *bus.Permissions
 }
 
 type familyCounters struct {
@@ -182,7 +184,7 @@ func (s *server) accept(l net.Listener, publishers bool) {
 			continue
 		}
 		s.wg.Add(1)
-		go s.serve(raw, publishers)
+		go s.serve(raw, publishers, false)
 	}
 }
 
@@ -203,6 +205,31 @@ func (s *server) closeIdle(c *zmtp.Conn, timeout time.Duration) func() {
 	return func() { t.Stop() }
 }
 
+// connectAgent returns the client end of a new in-process connection to
+// the publish (socket "pub") or subscribe ("sub") side, for the agent's
+// own plugins. It is a socket pair no other process can open, so what
+// arrives on it is the agent's (bus.PeerAgent).
+func (s *server) connectAgent(socket string) (net.Conn, error) {
+	mine, theirs, err := socketPair()
+	if err != nil {
+		return nil, fmt.Errorf("message bus: in-process connection: %w", err)
+	}
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.conns[theirs] = struct{}{} // not counted against max_connections
+	}
+	s.mu.Unlock()
+	if closed {
+		_ = mine.Close()
+		_ = theirs.Close()
+		return nil, fmt.Errorf("message bus: %w", bus.ErrClosed)
+	}
+	s.wg.Add(1)
+	go s.serve(theirs, socket == "pub", true)
+	return mine, nil
+}
+
 func (s *server) authenticate(user, pass string) bool {
 	u, ok := s.users[user]
 	ok = ok && subtle.ConstantTimeCompare([]byte(u.password), []byte(pass)) == 1
@@ -215,7 +242,9 @@ func (s *server) authenticate(user, pass string) bool {
 	return ok
 }
 
-func (s *server) serve(raw net.Conn, publishers bool) {
+// serve runs one connection. agent marks the in-process connections of
+// the agent's own plugins; every other connection is external.
+func (s *server) serve(raw net.Conn, publishers, agent bool) {
 	defer s.wg.Done()
 	defer s.untrack(raw)
 	typ, sock := zmtp.Pub, "sub"
@@ -223,7 +252,7 @@ func (s *server) serve(raw net.Conn, publishers bool) {
 		typ, sock = zmtp.Sub, "pub"
 	}
 	o := zmtp.ServerOptions{MaxMessage: s.cfg.MaxMessageBytes, MaxFrames: maxFrames, HandshakeTimeout: s.cfg.HandshakeTimeout.D()}
-	if s.users != nil {
+	if s.users != nil && !agent {
 		o.Authenticate = s.authenticate
 	}
 	c, err := zmtp.Server(raw, typ, o)
@@ -236,15 +265,25 @@ func (s *server) serve(raw net.Conn, publishers bool) {
 		g.Inc()
 		defer g.Dec()
 	}
-	defer s.closeIdle(c, s.cfg.IdleTimeout.D())()
-	var perms *bus.Permissions
-	if u, ok := s.users[c.User]; ok {
-		perms = u.perms
+	if !agent {
+		defer s.closeIdle(c, s.cfg.IdleTimeout.D())()
+	}
+	p := peer{id: bus.PeerAgent, agent: true}
+	switch {
+	case agent:
+	case s.users != nil:
+		p = peer{id: bus.PeerUser(c.User), addr: raw.RemoteAddr().String(), user: c.User}
+		if u, ok := s.users[c.User]; ok {
+			p.perms = u.perms
+		}
+	default:
+		p = peer{addr: raw.RemoteAddr().String()}
+		p.id = bus.PeerConn(s.nconn.Add(1), p.addr)
 	}
 	if publishers {
-		s.servePublisher(c, perms)
+		s.servePublisher(c, p)
 	} else {
-		s.serveSubscriber(c, perms)
+		s.serveSubscriber(c, p)
 	}
 }
 
@@ -265,13 +304,50 @@ func (s *server) recvFailed(c *zmtp.Conn, err error) {
 	s.log.Warn("bus peer disconnected: message too large", "remote", c.RemoteAddr().String(), "user", c.User, "err", err)
 }
 
-func (s *server) deny(user, op, topic string) {
-	s.m.Deny(user, op)
-	s.log.Warn("bus permission denied", "audit", true, "user", user, "operation", op, "topic", topic)
+// peer is who is on the other end of a connection.
+type peer struct {
+	id    string // the bus.Message Peer stamped on what it publishes
+	addr  string // its network address; "" for the agent
+	user  string // its PLAIN user name; "" under NULL and for the agent
+	agent bool   // the agent's own plugins
+	perms *bus.Permissions
 }
 
+// label names the peer in metrics: the PLAIN user (config bounds them),
+// or "anonymous" for every unauthenticated connection.
+func (p peer) label() string {
+	if p.user != "" {
+		return p.user
+	}
+	return "anonymous"
+}
+
+func (s *server) deny(p peer, op, topic, why string) {
+	s.m.Deny(p.label(), op)
+	s.log.Warn("bus permission denied", "audit", true, "user", p.label(), "peer", p.id, "remote", p.addr, "operation", op, "topic", topic, "reason", why)
+}
+
+// stampPeer appends the peer's identity to an encoded envelope. Protobuf takes
+// the last value of a repeated scalar field, so what a publisher put in
+// peer or peer_address is overwritten for every reader; the copy leaves
+// the received frame alone.
+func stampPeer(env []byte, p peer) []byte {
+	out := make([]byte, 0, len(env)+len(p.id)+len(p.addr)+8)
+	out = append(out, env...)
+	out = protowire.AppendTag(out, peerField, protowire.BytesType)
+	out = protowire.AppendString(out, p.id)
+	out = protowire.AppendTag(out, peerAddressField, protowire.BytesType)
+	return protowire.AppendString(out, p.addr)
+}
+
+// The envelope's field numbers that the broker owns.
+var (
+	peerField        = (&busv1.Envelope{}).ProtoReflect().Descriptor().Fields().ByName("peer").Number()
+	peerAddressField = (&busv1.Envelope{}).ProtoReflect().Descriptor().Fields().ByName("peer_address").Number()
+)
+
 // servePublisher reads messages from one publisher and forwards them.
-func (s *server) servePublisher(c *zmtp.Conn, perms *bus.Permissions) {
+func (s *server) servePublisher(c *zmtp.Conn, p peer) {
 	// A PUB peer sends only what its peers subscribed to: everything.
 	if err := c.SendFlush([]byte{1}); err != nil {
 		return
@@ -298,22 +374,27 @@ func (s *server) servePublisher(c *zmtp.Conn, perms *bus.Permissions) {
 			s.m.Malform(bus.MalformedEnvelope)
 			continue
 		}
-		if perms != nil && !perms.CanPublish(topic) {
-			s.deny(c.User, "publish", topic)
+		if !p.agent && bus.AgentOnly(topic) {
+			s.deny(p, "publish", topic, "only the agent publishes this topic")
+			continue
+		}
+		if p.perms != nil && !p.perms.CanPublish(topic) {
+			s.deny(p, "publish", topic, "not in the user's permissions")
 			continue
 		}
 		if fs := s.filters.Load(); fs != nil && len(*fs) > 0 {
 			m := bus.Message{
-				Topic: topic, ID: env.GetId(), Source: env.GetSource(), ContentType: env.GetContentType(),
-				CorrelationID: env.GetCorrelationId(), ReplyTo: env.GetReplyTo(), Payload: env.GetPayload(),
+				Topic: topic, ID: env.GetId(), Source: env.GetSource(), Peer: p.id, PeerAddress: p.addr,
+				ContentType: env.GetContentType(), CorrelationID: env.GetCorrelationId(), ReplyTo: env.GetReplyTo(),
+				Payload: env.GetPayload(),
 			}
 			if env.GetTime() != nil {
 				m.Time = env.GetTime().AsTime()
 			}
-			if perms != nil {
+			if p.user != "" {
 				// An authenticated external process is who it logged in
 				// as, whatever its envelopes claim.
-				m.Source = c.User
+				m.Source = p.user
 			}
 			if filtered(*fs, m) {
 				s.m.Drop(bus.DropFiltered)
@@ -325,6 +406,7 @@ func (s *server) servePublisher(c *zmtp.Conn, perms *bus.Permissions) {
 			fc.inMsgs.Inc()
 			fc.inBytes.Add(float64(size))
 		}
+		frames[1] = stampPeer(frames[1], p)
 		s.fanout(&frame{topic: topic, frames: frames, fam: fam, size: size})
 	}
 }
@@ -464,7 +546,7 @@ func (s *server) removeSub(sub *subscriber) {
 
 // serveSubscriber reads subscriptions from one subscriber while a writer
 // goroutine sends it what matches.
-func (s *server) serveSubscriber(c *zmtp.Conn, perms *bus.Permissions) {
+func (s *server) serveSubscriber(c *zmtp.Conn, p peer) {
 	sub := &subscriber{c: c, q: make(chan *frame, s.cfg.SubscriberQueue)}
 	sub.prefixes.Store(iradix.New[int]())
 	s.addSub(sub)
@@ -502,8 +584,8 @@ func (s *server) serveSubscriber(c *zmtp.Conn, perms *bus.Permissions) {
 		tree := sub.prefixes.Load()
 		n, ok := tree.Get(prefix)
 		if frames[0][0] == 1 {
-			if perms != nil && !perms.CanSubscribe(c.User, string(prefix)) {
-				s.deny(c.User, "subscribe", string(prefix))
+			if p.perms != nil && !p.perms.CanSubscribe(p.user, string(prefix)) {
+				s.deny(p, "subscribe", string(prefix), "not in the user's permissions")
 				continue
 			}
 			if !ok && tree.Len() >= s.cfg.MaxSubscriptions {

@@ -55,8 +55,17 @@ type Message struct {
 	Topic string
 	// ID is unique per message; set by Publish when empty.
 	ID string
-	// Source is the publishing plugin; set by Publish.
+	// Source is the publishing plugin; set by Publish. It is what the
+	// publisher claims: decide who may do what by Peer, never by Source.
 	Source string
+	// Peer is who published the message as the broker knows the
+	// connection (PeerAgent, "user:<name>" or "conn:<n>@<address>"); the
+	// broker sets it on every message it forwards, over anything the
+	// publisher sent. Set on delivery.
+	Peer string
+	// PeerAddress is the network address of the publishing connection;
+	// "" for the agent's own plugins. Set on delivery, like Peer.
+	PeerAddress string
 	// Time of publication; set by Publish when zero.
 	Time time.Time
 	// ContentType of Payload.
@@ -163,6 +172,33 @@ func Family(topic string) string {
 		return first
 	}
 	return "other"
+}
+
+// PeerAgent is the Peer of messages published by the agent's own plugins,
+// which reach the broker over an in-process connection that no other
+// process can open.
+const PeerAgent = "agent"
+
+// PeerUser returns the Peer of a connection authenticated as a PLAIN user.
+func PeerUser(name string) string { return "user:" + name }
+
+// PeerConn returns the Peer of the n-th unauthenticated connection, from
+// addr.
+func PeerConn(n uint64, addr string) string { return fmt.Sprintf("conn:%d@%s", n, addr) }
+
+// AgentOnly reports whether only the agent may publish topic: health state
+// and requests (health.*, except the answers on health.response), alerts.*,
+// lifecycle.*, extmanager.* and audit.*. The broker refuses these from
+// every external connection, whatever its permissions say.
+func AgentOnly(topic string) bool {
+	first, _, _ := strings.Cut(topic, ".")
+	switch first {
+	case "health":
+		return topic != "health.response"
+	case "alerts", "lifecycle", "extmanager", "audit":
+		return true
+	}
+	return false
 }
 
 // Credentials are ZeroMQ PLAIN credentials; the zero value means NULL

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,6 +64,10 @@ type Options struct {
 	ReconnectMin, ReconnectMax time.Duration
 	// DrainTimeout bounds how long Close tries to send what is queued.
 	DrainTimeout time.Duration
+	// Connect, if set, makes each connection instead of dialing the
+	// endpoints; socket is "pub" or "sub". The broker uses it to connect
+	// the agent's own plugins over an in-process socket pair.
+	Connect func(ctx context.Context, socket string) (net.Conn, error)
 }
 
 func (o *Options) defaults() {
@@ -267,7 +272,16 @@ func (c *Client) dial(ctx context.Context, ep string, typ string, first *bool) *
 	}
 	for attempt := 0; ; attempt++ {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		conn, err := zmtp.Dial(dctx, ep, sock, c.cred)
+		var conn *zmtp.Conn
+		var err error
+		if c.opts.Connect != nil {
+			var raw net.Conn
+			if raw, err = c.opts.Connect(dctx, typ); err == nil {
+				conn, err = zmtp.Client(dctx, raw, sock, c.cred)
+			}
+		} else {
+			conn, err = zmtp.Dial(dctx, ep, sock, c.cred)
+		}
 		cancel()
 		if err == nil {
 			if !*first {
@@ -440,6 +454,8 @@ func (c *Client) dispatch(topic string, env *busv1.Envelope, size int) {
 		Topic:         topic,
 		ID:            env.GetId(),
 		Source:        env.GetSource(),
+		Peer:          env.GetPeer(),
+		PeerAddress:   env.GetPeerAddress(),
 		ContentType:   env.GetContentType(),
 		CorrelationID: env.GetCorrelationId(),
 		ReplyTo:       env.GetReplyTo(),

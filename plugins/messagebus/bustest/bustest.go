@@ -32,9 +32,17 @@ type sub struct {
 // New returns an empty in-memory bus.
 func New() *Bus { return &Bus{subs: map[*sub]struct{}{}} }
 
-// Client returns a Bus that publishes as source, restricted by perms.
+// Client returns a Bus that publishes as source, restricted by perms, as
+// one of the agent's own plugins (its messages carry bus.PeerAgent).
 func (b *Bus) Client(source string, perms bus.Permissions) *Client {
-	return &Client{b: b, source: source, perms: perms}
+	return &Client{b: b, source: source, perms: perms, peer: bus.PeerAgent}
+}
+
+// External returns a Bus for an external process that the broker knows as
+// peer from addr: its messages carry them, as the broker stamps them, and
+// topics only the agent publishes (bus.AgentOnly) are refused.
+func (b *Bus) External(peer, addr, source string, perms bus.Permissions) *Client {
+	return &Client{b: b, source: source, perms: perms, peer: peer, addr: addr}
 }
 
 // ClientFor implements bus.Provider with bus.DefaultPermissions.
@@ -84,6 +92,8 @@ type Client struct {
 	b      *Bus
 	source string
 	perms  bus.Permissions
+	peer   string
+	addr   string
 
 	mu     sync.Mutex
 	closed bool
@@ -98,10 +108,10 @@ func (c *Client) Publish(ctx context.Context, topic string, m bus.Message) error
 	if err := bus.ValidTopic(topic); err != nil {
 		return err
 	}
-	if !c.perms.CanPublish(topic) {
+	if !c.perms.CanPublish(topic) || (c.peer != bus.PeerAgent && bus.AgentOnly(topic)) {
 		return fmt.Errorf("%w: %s may not publish %q", bus.ErrDenied, c.source, topic)
 	}
-	m.Source = c.source
+	m.Source, m.Peer, m.PeerAddress = c.source, c.peer, c.addr
 	c.b.publish(topic, m)
 	return nil
 }

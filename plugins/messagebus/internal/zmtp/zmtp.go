@@ -100,6 +100,16 @@ func Dial(ctx context.Context, ep string, typ zmq4.SocketType, cred Credentials)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", ep, err)
 	}
+	c, err := Client(ctx, raw, typ, cred)
+	if err != nil {
+		return nil, fmt.Errorf("handshake with %s: %w", ep, err)
+	}
+	return c, nil
+}
+
+// Client performs the client side of the handshake on a connection made
+// by the caller. ctx bounds the handshake; raw is closed on failure.
+func Client(ctx context.Context, raw net.Conn, typ zmq4.SocketType, cred Credentials) (*Conn, error) {
 	sec := null.Security()
 	if !cred.IsZero() {
 		sec = plain.Security(cred.Username, cred.Password)
@@ -108,11 +118,7 @@ func Dial(ctx context.Context, ep string, typ zmq4.SocketType, cred Credentials)
 	if !ok {
 		deadline = time.Now().Add(10 * time.Second)
 	}
-	c, err := open(raw, sec, typ, false, deadline, 0, 0)
-	if err != nil {
-		return nil, fmt.Errorf("handshake with %s: %w", ep, err)
-	}
-	return c, nil
+	return open(raw, sec, typ, false, deadline, 0, 0)
 }
 
 // ServerOptions configures the broker side of a connection.

@@ -152,9 +152,18 @@ type Envelope struct {
 	// For a request: the topic the reply should be published on.
 	ReplyTo string `protobuf:"bytes,6,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
 	// W3C trace context of the producer span.
-	Traceparent   string `protobuf:"bytes,7,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
-	Tracestate    string `protobuf:"bytes,8,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
-	Payload       []byte `protobuf:"bytes,9,opt,name=payload,proto3" json:"payload,omitempty"`
+	Traceparent string `protobuf:"bytes,7,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	Tracestate  string `protobuf:"bytes,8,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
+	Payload     []byte `protobuf:"bytes,9,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Who published it, as the broker knows the connection: "agent" for the
+	// agent's own plugins, "user:<name>" for a PLAIN user, "conn:<n>@<address>"
+	// for an unauthenticated connection. The broker writes it into every
+	// envelope it forwards, over anything the publisher put there; unlike
+	// source, it cannot be claimed.
+	Peer string `protobuf:"bytes,10,opt,name=peer,proto3" json:"peer,omitempty"`
+	// The network address the publishing connection came from ("" for the
+	// agent's own plugins); set by the broker like peer.
+	PeerAddress   string `protobuf:"bytes,11,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -250,6 +259,20 @@ func (x *Envelope) GetPayload() []byte {
 		return x.Payload
 	}
 	return nil
+}
+
+func (x *Envelope) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *Envelope) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
 }
 
 // LifecycleEvent is one plugin state transition, on lifecycle.<plugin>.
@@ -458,6 +481,9 @@ type Heartbeat struct {
 	Sequence uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// Seconds since the plugin started.
 	UptimeSeconds float64 `protobuf:"fixed64,3,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
+	// The plugin's announcement, repeated so that an agent that restarted
+	// (and lost its catalog) registers the plugin again from a heartbeat.
+	Announce      *Announce `protobuf:"bytes,4,opt,name=announce,proto3" json:"announce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -511,6 +537,13 @@ func (x *Heartbeat) GetUptimeSeconds() float64 {
 		return x.UptimeSeconds
 	}
 	return 0
+}
+
+func (x *Heartbeat) GetAnnounce() *Announce {
+	if x != nil {
+		return x.Announce
+	}
+	return nil
 }
 
 // Goodbye is sent on plugin.goodbye when a plugin leaves.
@@ -968,7 +1001,7 @@ var File_vitals_bus_v1_bus_proto protoreflect.FileDescriptor
 
 const file_vitals_bus_v1_bus_proto_rawDesc = "" +
 	"\n" +
-	"\x17vitals/bus/v1/bus.proto\x12\rvitals.bus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x02\n" +
+	"\x17vitals/bus/v1/bus.proto\x12\rvitals.bus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x02\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12.\n" +
@@ -980,7 +1013,10 @@ const file_vitals_bus_v1_bus_proto_rawDesc = "" +
 	"\n" +
 	"tracestate\x18\b \x01(\tR\n" +
 	"tracestate\x12\x18\n" +
-	"\apayload\x18\t \x01(\fR\apayload\"\xc7\x01\n" +
+	"\apayload\x18\t \x01(\fR\apayload\x12\x12\n" +
+	"\x04peer\x18\n" +
+	" \x01(\tR\x04peer\x12!\n" +
+	"\fpeer_address\x18\v \x01(\tR\vpeerAddress\"\xc7\x01\n" +
 	"\x0eLifecycleEvent\x12\x16\n" +
 	"\x06plugin\x18\x01 \x01(\tR\x06plugin\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\tR\x04step\x12\x12\n" +
@@ -1001,11 +1037,12 @@ const file_vitals_bus_v1_bus_proto_rawDesc = "" +
 	"\x06labels\x18\b \x03(\v2#.vitals.bus.v1.Announce.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x97\x01\n" +
 	"\tHeartbeat\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12%\n" +
-	"\x0euptime_seconds\x18\x03 \x01(\x01R\ruptimeSeconds\"5\n" +
+	"\x0euptime_seconds\x18\x03 \x01(\x01R\ruptimeSeconds\x123\n" +
+	"\bannounce\x18\x04 \x01(\v2\x17.vitals.bus.v1.AnnounceR\bannounce\"5\n" +
 	"\aGoodbye\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xa8\x02\n" +
@@ -1103,22 +1140,23 @@ var file_vitals_bus_v1_bus_proto_depIdxs = []int32{
 	17, // 0: vitals.bus.v1.Envelope.time:type_name -> google.protobuf.Timestamp
 	17, // 1: vitals.bus.v1.LifecycleEvent.time:type_name -> google.protobuf.Timestamp
 	12, // 2: vitals.bus.v1.Announce.labels:type_name -> vitals.bus.v1.Announce.LabelsEntry
-	0,  // 3: vitals.bus.v1.HealthStatus.state:type_name -> vitals.bus.v1.HealthState
-	13, // 4: vitals.bus.v1.HealthStatus.details:type_name -> vitals.bus.v1.HealthStatus.DetailsEntry
-	17, // 5: vitals.bus.v1.HealthStatus.checked:type_name -> google.protobuf.Timestamp
-	0,  // 6: vitals.bus.v1.HealthResponse.state:type_name -> vitals.bus.v1.HealthState
-	14, // 7: vitals.bus.v1.HealthResponse.details:type_name -> vitals.bus.v1.HealthResponse.DetailsEntry
-	1,  // 8: vitals.bus.v1.Alert.severity:type_name -> vitals.bus.v1.Severity
-	15, // 9: vitals.bus.v1.Alert.labels:type_name -> vitals.bus.v1.Alert.LabelsEntry
-	17, // 10: vitals.bus.v1.Alert.starts_at:type_name -> google.protobuf.Timestamp
-	17, // 11: vitals.bus.v1.Alert.ends_at:type_name -> google.protobuf.Timestamp
-	17, // 12: vitals.bus.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
-	16, // 13: vitals.bus.v1.LogRecord.attributes:type_name -> vitals.bus.v1.LogRecord.AttributesEntry
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	4,  // 3: vitals.bus.v1.Heartbeat.announce:type_name -> vitals.bus.v1.Announce
+	0,  // 4: vitals.bus.v1.HealthStatus.state:type_name -> vitals.bus.v1.HealthState
+	13, // 5: vitals.bus.v1.HealthStatus.details:type_name -> vitals.bus.v1.HealthStatus.DetailsEntry
+	17, // 6: vitals.bus.v1.HealthStatus.checked:type_name -> google.protobuf.Timestamp
+	0,  // 7: vitals.bus.v1.HealthResponse.state:type_name -> vitals.bus.v1.HealthState
+	14, // 8: vitals.bus.v1.HealthResponse.details:type_name -> vitals.bus.v1.HealthResponse.DetailsEntry
+	1,  // 9: vitals.bus.v1.Alert.severity:type_name -> vitals.bus.v1.Severity
+	15, // 10: vitals.bus.v1.Alert.labels:type_name -> vitals.bus.v1.Alert.LabelsEntry
+	17, // 11: vitals.bus.v1.Alert.starts_at:type_name -> google.protobuf.Timestamp
+	17, // 12: vitals.bus.v1.Alert.ends_at:type_name -> google.protobuf.Timestamp
+	17, // 13: vitals.bus.v1.LogRecord.time:type_name -> google.protobuf.Timestamp
+	16, // 14: vitals.bus.v1.LogRecord.attributes:type_name -> vitals.bus.v1.LogRecord.AttributesEntry
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_vitals_bus_v1_bus_proto_init() }
