@@ -1,6 +1,7 @@
 package extmanager
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -93,9 +94,66 @@ func (c *Catalog) emit(evs ...Event) {
 	}
 }
 
+// Errors of Claim and Leave, compared with errors.Is.
+var (
+	// ErrNotOwner: the plugin was announced by another peer.
+	ErrNotOwner = errors.New("announced by another peer")
+	// ErrCatalogFull: the source holds as many plugins as it may.
+	ErrCatalogFull = errors.New("too many plugins from this source")
+	// ErrOwnerFull: the peer holds as many plugins as it may.
+	ErrOwnerFull = errors.New("too many plugins from this peer")
+)
+
+// Limits bound the plugins of one source in the catalog; 0 means no bound.
+type Limits struct {
+	// Max is the most plugins the source may hold.
+	Max int
+	// PerOwner is the most plugins one owner (Spec.Owner) may hold.
+	PerOwner int
+}
+
 // Upsert registers a plugin or updates it from its source. An id taken by
 // another source is an error; the first source keeps it.
-func (c *Catalog) Upsert(s Spec) error {
+func (c *Catalog) Upsert(s Spec) error { return c.upsert(s, nil) }
+
+// Claim registers or updates a plugin on behalf of its owner (s.Owner),
+// within lim. An active plugin of the same source that another owner
+// announced is ErrNotOwner; a lost one is taken over. A plugin that is new
+// to its owner is refused with ErrCatalogFull or ErrOwnerFull when that
+// would pass lim.
+func (c *Catalog) Claim(s Spec, lim Limits) error {
+	return c.upsert(s, func(p *AIPlugin) error {
+		if p != nil && p.Source == s.Source {
+			if p.spec.Owner == s.Owner {
+				return nil
+			}
+			if p.Presence != PresenceLost {
+				return fmt.Errorf("ai plugin %q: %w (%s)", s.ID, ErrNotOwner, p.spec.Owner)
+			}
+		}
+		total, mine := 0, 0
+		for _, q := range c.plugins {
+			if q.Source != s.Source || q == p {
+				continue
+			}
+			total++
+			if q.spec.Owner == s.Owner {
+				mine++
+			}
+		}
+		if lim.Max > 0 && total >= lim.Max {
+			return fmt.Errorf("ai plugin %q: %w (%d)", s.ID, ErrCatalogFull, lim.Max)
+		}
+		if lim.PerOwner > 0 && mine >= lim.PerOwner {
+			return fmt.Errorf("ai plugin %q: %w %s (%d)", s.ID, ErrOwnerFull, s.Owner, lim.PerOwner)
+		}
+		return nil
+	})
+}
+
+// upsert is Upsert with check, when set, called under the lock with the
+// plugin already there (nil if none); its error refuses the change.
+func (c *Catalog) upsert(s Spec, check func(*AIPlugin) error) error {
 	if err := ValidID(s.ID); err != nil {
 		return err
 	}
@@ -106,6 +164,12 @@ func (c *Catalog) Upsert(s Spec) error {
 	var evs []Event
 	c.mu.Lock()
 	p, ok := c.plugins[s.ID]
+	if check != nil {
+		if err := check(p); err != nil {
+			c.mu.Unlock()
+			return err
+		}
+	}
 	switch {
 	case !ok:
 		p = &AIPlugin{ID: s.ID, Name: s.ID, FirstSeen: now, Detection: DetectionInfo{State: DetectPending}}
@@ -148,7 +212,7 @@ func (c *Catalog) Upsert(s Spec) error {
 func apply(p *AIPlugin, s Spec) {
 	p.spec = s
 	p.Source, p.Endpoint, p.PID = s.Source, s.Endpoint, s.PID
-	p.Labels, p.Dependencies, p.Manifest = s.Labels, s.Dependencies, s.Manifest
+	p.Labels, p.Dependencies, p.Manifest, p.Owner = s.Labels, s.Dependencies, s.Manifest, s.Owner
 	if p.Kind == "" || p.Detection.State != DetectDone || (s.Kind != probes.KindAuto && s.Kind != p.Kind) {
 		p.Kind = s.Kind
 	}
@@ -183,6 +247,27 @@ func (c *Catalog) Remove(id string, src Source, reason string) bool {
 	c.mu.Unlock()
 	c.emit(ev)
 	return true
+}
+
+// Leave deregisters a plugin of src on behalf of owner: a plugin that
+// another owner announced is ErrNotOwner and stays. It reports whether the
+// plugin was there.
+func (c *Catalog) Leave(id string, src Source, owner, reason string) (bool, error) {
+	c.mu.Lock()
+	p, ok := c.plugins[id]
+	if !ok || p.Source != src {
+		c.mu.Unlock()
+		return false, nil
+	}
+	if p.spec.Owner != owner {
+		c.mu.Unlock()
+		return true, fmt.Errorf("ai plugin %q: %w (%s)", id, ErrNotOwner, p.spec.Owner)
+	}
+	delete(c.plugins, id)
+	ev := c.event(EventDeregistered, p, reason)
+	c.mu.Unlock()
+	c.emit(ev)
+	return true, nil
 }
 
 // Reconcile makes the plugins of one source exactly specs: new ones are
@@ -267,12 +352,13 @@ func (c *Catalog) SetHealth(id string, h agent.Health) {
 	}
 }
 
-// Touch records that a plugin was heard from (a heartbeat). A lost plugin
-// becomes active again. It reports whether the plugin is known.
-func (c *Catalog) Touch(id string, src Source) bool {
+// Touch records that a plugin was heard from (a heartbeat) from its owner.
+// A lost plugin becomes active again. It reports whether the plugin is
+// known as owner's.
+func (c *Catalog) Touch(id string, src Source, owner string) bool {
 	c.mu.Lock()
 	p, ok := c.plugins[id]
-	if !ok || p.Source != src {
+	if !ok || p.Source != src || p.spec.Owner != owner {
 		c.mu.Unlock()
 		return false
 	}

@@ -55,10 +55,10 @@ func TestCatalogEvents(t *testing.T) {
 	}
 	c.MarkLost("a", "silent")
 	c.MarkLost("a", "silent") // once
-	if !c.Touch("a", SourceBus) {
+	if !c.Touch("a", SourceBus, "") {
 		t.Error("Touch of a known plugin")
 	}
-	if c.Touch("a", SourceConfig) {
+	if c.Touch("a", SourceConfig, "") {
 		t.Error("Touch from the wrong source succeeded")
 	}
 	if c.Remove("a", SourceConfig, "x") {

@@ -63,6 +63,18 @@ type BusConfig struct {
 	DeregisterAfter int `yaml:"deregister_after"`
 	// DefaultHeartbeat is the period of plugins that announce none.
 	DefaultHeartbeat agent.Duration `yaml:"default_heartbeat"`
+	// MaxPlugins bounds the bus plugins in the catalog; announcements past
+	// it are dropped and counted.
+	MaxPlugins int `yaml:"max_plugins"`
+	// MaxPluginsPerPeer bounds the bus plugins one bus identity (a PLAIN
+	// user, or one connection under NULL security) may hold.
+	MaxPluginsPerPeer int `yaml:"max_plugins_per_peer"`
+	// AllowedEndpoints are the hosts an announced endpoint may name, so
+	// that a bus client cannot make the agent send requests anywhere:
+	// "loopback" (127.0.0.0/8, ::1, localhost), "peer" (the address the
+	// announcement came from), an IP address, a CIDR prefix, or a host
+	// name (matched exactly, case-insensitively).
+	AllowedEndpoints []string `yaml:"allowed_endpoints"`
 }
 
 // DefaultConfig returns the defaults a section overrides.
@@ -73,7 +85,10 @@ func DefaultConfig() Config {
 			Attempts: 4, Timeout: agent.Duration(5 * time.Second), Concurrency: 4,
 			RedetectInterval: agent.Duration(10 * time.Minute),
 		},
-		Bus:    BusConfig{Enabled: true, LostAfter: 3, DeregisterAfter: 12, DefaultHeartbeat: agent.Duration(5 * time.Second)},
+		Bus: BusConfig{
+			Enabled: true, LostAfter: 3, DeregisterAfter: 12, DefaultHeartbeat: agent.Duration(5 * time.Second),
+			MaxPlugins: 256, MaxPluginsPerPeer: 16, AllowedEndpoints: []string{AllowLoopback, AllowPeer},
+		},
 		Health: health.DefaultConfig(),
 	}
 }
@@ -115,6 +130,15 @@ func decodeConfig(s agent.Section) (Config, error) {
 		return cfg, s.Errorf("bus.deregister_after", "must be more than lost_after (%d), got %d", b.LostAfter, b.DeregisterAfter)
 	case b.DefaultHeartbeat.D() < 10*time.Millisecond:
 		return cfg, s.Errorf("bus.default_heartbeat", "must be at least 10ms, got %s", b.DefaultHeartbeat)
+	case b.MaxPlugins < 1 || b.MaxPlugins > 100_000:
+		return cfg, s.Errorf("bus.max_plugins", "must be 1 to 100000, got %d", b.MaxPlugins)
+	case b.MaxPluginsPerPeer < 1 || b.MaxPluginsPerPeer > b.MaxPlugins:
+		return cfg, s.Errorf("bus.max_plugins_per_peer", "must be 1 to max_plugins (%d), got %d", b.MaxPlugins, b.MaxPluginsPerPeer)
+	}
+	for i, a := range b.AllowedEndpoints {
+		if err := checkAllowed(a); err != nil {
+			return cfg, s.Errorf(fmt.Sprintf("bus.allowed_endpoints[%d]", i), "%v", err)
+		}
 	}
 	if err := cfg.Health.Validate(); err != nil {
 		var fe *health.FieldError

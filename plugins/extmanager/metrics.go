@@ -14,6 +14,7 @@ type metrics struct {
 	info, capability, models, perSource *prometheus.Desc
 	events                              *prometheus.CounterVec
 	discoveryErrors                     *prometheus.CounterVec
+	busRejected                         *prometheus.CounterVec
 }
 
 func newMetrics(c *Catalog) *metrics {
@@ -39,6 +40,13 @@ func newMetrics(c *Catalog) *metrics {
 			Name: "vitals_ai_discovery_errors_total",
 			Help: "Discovery inputs rejected (bad manifests, bad announcements, id conflicts), by source.",
 		}, []string{"source"}),
+		busRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_ai_bus_rejected_total",
+			Help: "Bus announcements, heartbeats and goodbyes refused, by reason (invalid, endpoint, not_owner, catalog_full, peer_full, unknown, no_peer).",
+		}, []string{"reason"}),
+	}
+	for _, r := range rejectReasons {
+		m.busRejected.WithLabelValues(r)
 	}
 	for _, s := range Sources {
 		m.discoveryErrors.WithLabelValues(string(s))
@@ -56,6 +64,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.perSource
 	m.events.Describe(ch)
 	m.discoveryErrors.Describe(ch)
+	m.busRejected.Describe(ch)
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -77,4 +86,5 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	m.events.Collect(ch)
 	m.discoveryErrors.Collect(ch)
+	m.busRejected.Collect(ch)
 }

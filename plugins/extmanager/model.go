@@ -61,6 +61,10 @@ type Spec struct {
 	Manifest string
 	// HeartbeatInterval of a bus plugin.
 	HeartbeatInterval time.Duration
+	// Owner is the bus peer (bus.Message.Peer) that announced a bus plugin:
+	// only it may update the plugin, heartbeat for it or say goodbye for it,
+	// until it does say goodbye or the plugin is lost.
+	Owner string
 }
 
 // DetectState says how far capability detection got.
@@ -100,6 +104,7 @@ type AIPlugin struct {
 	Labels       map[string]string   `json:"labels,omitempty"`
 	Dependencies []string            `json:"dependencies,omitempty"`
 	Manifest     string              `json:"manifest,omitempty"`
+	Owner        string              `json:"owner,omitempty"`
 	Presence     Presence            `json:"presence"`
 	Health       *agent.Health       `json:"health,omitempty"`
 	Detection    DetectionInfo       `json:"detection"`
