@@ -18,6 +18,7 @@ import (
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/plugins/messagebus"
+	"github.com/vitals-dev/vitals/plugins/security"
 	"github.com/vitals-dev/vitals/plugins/statuspage"
 )
 
@@ -32,17 +33,99 @@ func root(t *testing.T) string {
 
 func load(t *testing.T) *types.Project {
 	t.Helper()
-	r := root(t)
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(r, "compose.yaml")},
-		cli.WithWorkingDirectory(r), cli.WithResolvedPaths(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := opts.LoadProject(t.Context())
+	p, err := loadFiles(t, nil, "compose.yaml")
 	if err != nil {
 		t.Fatalf("compose.yaml: %v", err)
 	}
 	return p
+}
+
+// loadFiles loads compose files of the repository, later ones overriding
+// earlier ones, with env as the only environment (none of the process's).
+func loadFiles(t *testing.T, env []string, files ...string) (*types.Project, error) {
+	t.Helper()
+	r := root(t)
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, filepath.Join(r, f))
+	}
+	opts, err := cli.NewProjectOptions(paths,
+		cli.WithWorkingDirectory(r), cli.WithResolvedPaths(true), cli.WithEnv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opts.LoadProject(t.Context())
+}
+
+// TestPublishedOnLoopback: without tokens, compose publishes every port,
+// the agent's first, on 127.0.0.1 only.
+func TestPublishedOnLoopback(t *testing.T) {
+	p := load(t)
+	for name, s := range p.Services {
+		for _, port := range s.Ports {
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes %s on %q, want 127.0.0.1", name, port.Published, port.HostIP)
+			}
+		}
+	}
+	if v := p.Services["vitals"]; len(v.Ports) != 1 || v.Ports[0].Published != "9464" {
+		t.Errorf("vitals publishes %+v, want 127.0.0.1:9464", v.Ports)
+	}
+	if agentConfig(t, nil).Plugin(security.Name).Enabled {
+		t.Error("security is enabled in deploy/vitals/core.yaml without tokens")
+	}
+}
+
+// TestTokensPublishTheAgent: deploy/compose.tokens.yaml publishes the
+// agent on every interface only with VITALS_TOKEN_ADMIN set, and then runs
+// the security plugin, required, with that token.
+func TestTokensPublishTheAgent(t *testing.T) {
+	_, err := loadFiles(t, nil, "compose.yaml", "deploy/compose.tokens.yaml")
+	if err == nil || !strings.Contains(err.Error(), "set VITALS_TOKEN_ADMIN") {
+		t.Errorf("without VITALS_TOKEN_ADMIN: %v, want an error asking for it", err)
+	}
+
+	p, err := loadFiles(t, []string{"VITALS_TOKEN_ADMIN=s3cret"}, "compose.yaml", "deploy/compose.tokens.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := p.Services["vitals"]
+	if len(v.Ports) != 1 || v.Ports[0].HostIP != "" || v.Ports[0].Published != "9464" || v.Ports[0].Target != 9464 {
+		t.Errorf("vitals publishes %+v, want 9464 on every interface, once", v.Ports)
+	}
+	env := map[string]string{}
+	for k, val := range v.Environment {
+		if val != nil {
+			env[k] = *val
+		}
+	}
+	if env["VITALS_TOKEN_ADMIN"] != "s3cret" {
+		t.Errorf("VITALS_TOKEN_ADMIN is %q in the agent's environment", env["VITALS_TOKEN_ADMIN"])
+	}
+	if env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "" {
+		t.Error("the override dropped the agent's other environment")
+	}
+	// The agent, with that environment, runs security with the token.
+	cfg := agentConfig(t, env)
+	pc := cfg.Plugin(security.Name)
+	if !pc.Enabled || !pc.Required {
+		t.Fatalf("security enabled %v, required %v; want both", pc.Enabled, pc.Required)
+	}
+	var sec security.Config
+	if err := pc.Section.Decode(&sec); err != nil {
+		t.Fatal(err)
+	}
+	if len(sec.Tokens) != 1 || sec.Tokens[0].Env != "VITALS_TOKEN_ADMIN" || sec.Tokens[0].Role != security.RoleAdmin {
+		t.Errorf("security tokens %+v, want one admin token from VITALS_TOKEN_ADMIN", sec.Tokens)
+	}
+	// Only the agent is published beyond loopback.
+	for name, s := range p.Services {
+		for _, port := range s.Ports {
+			if name != "vitals" && port.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes %s on %q with tokens", name, port.Published, port.HostIP)
+			}
+		}
+	}
 }
 
 // mounts maps each bind mount's target to its source, relative to the repo.
@@ -159,7 +242,7 @@ func TestConfigsAreTheRepos(t *testing.T) {
 
 	// The agent listens where Prometheus scrapes it (job vitals, as the
 	// rules expect).
-	cfg := agentConfig(t)
+	cfg := agentConfig(t, nil)
 	_, port, err := net.SplitHostPort(cfg.Core.APIGateway.Listen)
 	if err != nil || !strings.HasPrefix(cfg.Core.APIGateway.Listen, "0.0.0.0:") {
 		t.Errorf("agent listens on %q, want 0.0.0.0:PORT", cfg.Core.APIGateway.Listen)
@@ -187,20 +270,21 @@ func readYAML(t *testing.T, path string, v any) {
 }
 
 // agentConfig parses deploy/vitals/core.yaml as the agent does, with the
-// plugins it uses.
-func agentConfig(t *testing.T) *agent.Config {
+// plugins it uses and env as its environment.
+func agentConfig(t *testing.T, env map[string]string) *agent.Config {
 	t.Helper()
 	reg := agent.NewRegistry()
 	for name, f := range map[string]agent.Factory{
 		messagebus.Name: messagebus.Factory,
 		extmanager.Name: extmanager.Factory,
 		statuspage.Name: statuspage.Factory,
+		security.Name:   security.Factory,
 	} {
 		if err := reg.Register(name, f); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := agent.LoadFile(t.Context(), filepath.Join(root(t), "deploy/vitals/core.yaml"), reg, envconfig.MapLookuper(nil))
+	cfg, err := agent.LoadFile(t.Context(), filepath.Join(root(t), "deploy/vitals/core.yaml"), reg, envconfig.MapLookuper(env))
 	if err != nil {
 		t.Fatalf("deploy/vitals/core.yaml: %v", err)
 	}
@@ -236,7 +320,7 @@ func TestAgentAndAISims(t *testing.T) {
 		t.Errorf("aisim kinds %v, want two different", kinds)
 	}
 	var ext extmanager.Config
-	if err := agentConfig(t).Plugin(extmanager.Name).Section.Decode(&ext); err != nil {
+	if err := agentConfig(t, nil).Plugin(extmanager.Name).Section.Decode(&ext); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
@@ -256,7 +340,7 @@ func TestAgentAndAISims(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("agent targets %v, want the aisim services %v", got, want)
 	}
-	if !agentConfig(t).Plugin(statuspage.Name).Enabled {
+	if !agentConfig(t, nil).Plugin(statuspage.Name).Enabled {
 		t.Error("status_page is not enabled in deploy/vitals/core.yaml")
 	}
 }
