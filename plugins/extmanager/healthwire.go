@@ -75,6 +75,10 @@ func (e *ExtManager) initHealth(ctx context.Context, c *agent.Container, cfg hea
 	if err := e.reg.Register(e.engine.Metrics()); err != nil {
 		return fmt.Errorf("register health metrics: %w", err)
 	}
+	if err := e.reg.Register(hist); err != nil {
+		e.reg.Unregister(e.engine.Metrics())
+		return fmt.Errorf("register health history metrics: %w", err)
+	}
 	return nil
 }
 
@@ -110,6 +114,7 @@ func (e *ExtManager) stopHealth(ctx context.Context) error {
 	}
 	if e.reg != nil {
 		e.reg.Unregister(e.engine.Metrics())
+		e.reg.Unregister(e.engine.History())
 	}
 	return err
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -83,7 +85,20 @@ type History struct {
 	dropped     int64
 	done        chan struct{}
 	started     bool
+
+	// records counts what became of the records sent to the store, by
+	// outcome: stored, failed (the transaction failed), dropped (the
+	// queue was full).
+	records *prometheus.CounterVec
 }
+
+// History outcomes, the outcome label of
+// vitals_ai_health_history_records_total.
+const (
+	historyStored  = "stored"
+	historyFailed  = "failed"
+	historyDropped = "dropped"
+)
 
 // HistoryMigrations is the schema of the health history, owner "ai_health".
 var HistoryMigrations = []store.Migration{{Version: 1, SQL: `
@@ -118,7 +133,14 @@ func OpenHistory(ctx context.Context, db *store.DB, cfg HistoryConfig, log *slog
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &History{ring: cfg.Ring, db: db, log: log, ret: cfg, checks: map[string]*ringBuf[string]{},
-		trans: map[string]*ringBuf[Transition]{}, done: make(chan struct{})}
+		trans: map[string]*ringBuf[Transition]{}, done: make(chan struct{}),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_ai_health_history_records_total",
+			Help: "Health checks and transitions sent to the history store, by outcome: stored, failed (the write failed), dropped (the write queue was full).",
+		}, []string{"outcome"})}
+	for _, o := range []string{historyStored, historyFailed, historyDropped} {
+		h.records.WithLabelValues(o)
+	}
 	if db != nil {
 		if err := db.Migrate(ctx, historyOwner, HistoryMigrations); err != nil {
 			return nil, fmt.Errorf("health history: %w", err)
@@ -179,6 +201,7 @@ func (h *History) enqueue(v any) {
 	select {
 	case h.queue <- v:
 	default:
+		h.records.WithLabelValues(historyDropped).Inc()
 		h.mu.Lock()
 		h.dropped++
 		n := h.dropped
@@ -186,6 +209,21 @@ func (h *History) enqueue(v any) {
 		if n == 1 || n%1000 == 0 {
 			h.log.Warn("health history queue full; records not stored", "dropped", n)
 		}
+	}
+}
+
+// Describe implements prometheus.Collector: the store's record counts
+// (none without a store).
+func (h *History) Describe(ch chan<- *prometheus.Desc) {
+	if h.db != nil {
+		h.records.Describe(ch)
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (h *History) Collect(ch chan<- prometheus.Metric) {
+	if h.db != nil {
+		h.records.Collect(ch)
 	}
 }
 
@@ -251,9 +289,11 @@ func (h *History) commit(batch []any) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := h.insert(ctx, batch); err != nil {
-		h.log.Error("health history not stored", "records", len(batch), "err", err)
+		h.records.WithLabelValues(historyFailed).Add(float64(len(batch)))
+		h.log.Error("health history not stored", "path", h.db.Path(), "records", len(batch), "err", err)
 		return
 	}
+	h.records.WithLabelValues(historyStored).Add(float64(len(batch)))
 	if h.OnPersisted != nil {
 		for _, v := range batch {
 			h.OnPersisted(v)

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/exporters/store"
@@ -219,4 +223,47 @@ func openStore(t *testing.T) *store.DB {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	return db
+}
+
+// A history write that fails is counted, by outcome, beside the stored.
+func TestHistoryWriteFailuresCounted(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	h, err := health.OpenHistory(ctx, db, health.DefaultConfig().History, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(h); err != nil {
+		t.Fatal(err)
+	}
+	persisted := make(chan any, 1)
+	h.OnPersisted = func(v any) { persisted <- v }
+	hctx, cancel := context.WithCancel(ctx)
+	h.Start(hctx)
+	now := time.Now()
+	h.Record(health.CheckRecord{Seq: 1, Plugin: "p", Time: now, State: "healthy", OK: true}, nil)
+	select {
+	case <-persisted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first record was never stored")
+	}
+	// A store that lost its table: every later write fails.
+	if _, err := db.Exec(`DROP TABLE ai_health_checks`); err != nil {
+		t.Fatal(err)
+	}
+	h.Record(health.CheckRecord{Seq: 2, Plugin: "p", Time: now, State: "healthy", OK: true}, nil)
+	h.Record(health.CheckRecord{Seq: 3, Plugin: "p", Time: now, State: "healthy", OK: true}, nil)
+	cancel()
+	h.Wait()
+	want := `
+# HELP vitals_ai_health_history_records_total Health checks and transitions sent to the history store, by outcome: stored, failed (the write failed), dropped (the write queue was full).
+# TYPE vitals_ai_health_history_records_total counter
+vitals_ai_health_history_records_total{outcome="dropped"} 0
+vitals_ai_health_history_records_total{outcome="failed"} 2
+vitals_ai_health_history_records_total{outcome="stored"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "vitals_ai_health_history_records_total"); err != nil {
+		t.Fatal(err)
+	}
 }
