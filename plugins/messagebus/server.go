@@ -11,6 +11,7 @@ import (
 	"time"
 
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
+	"golang.org/x/time/rate"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -40,6 +41,11 @@ type server struct {
 	subs   atomic.Pointer[[]*subscriber]
 	queued atomic.Int64 // cost of what all subscriber queues hold
 	wg     sync.WaitGroup
+
+	// warn logs a bound's first breach and then at most one line per
+	// warnInterval, by reason: a flood of breaches must not flood the
+	// log. The metrics count every one.
+	warn map[string]*rate.Sometimes
 
 	// filters are the running bus filters (validation, rate limits), applied
 	// to every message before fan-out.
@@ -72,6 +78,10 @@ func newServer(cfg Config, log *slog.Logger, m *bus.Metrics, users map[string]us
 		}
 		m.Conns.WithLabelValues("pub")
 		m.Conns.WithLabelValues("sub")
+	}
+	s.warn = map[string]*rate.Sometimes{}
+	for _, r := range []string{bus.DisconnectOversized, bus.DisconnectIdle, bus.DisconnectStalled, bus.RefusedConnectionLimit, bus.RefusedSubscriptionLimit} {
+		s.warn[r] = &rate.Sometimes{Interval: warnInterval}
 	}
 	empty := []*subscriber{}
 	s.subs.Store(&empty)
@@ -140,6 +150,9 @@ func (s *server) untrack(c net.Conn) {
 	_ = c.Close()
 }
 
+// warnInterval spaces the log lines about one kind of breached bound.
+const warnInterval = 10 * time.Second
+
 // Accept backoff after an error, as net/http's server does: 5 ms doubling
 // to 1 s, reset by the next accepted connection.
 const (
@@ -150,7 +163,6 @@ const (
 func (s *server) accept(l net.Listener, publishers bool) {
 	defer s.wg.Done()
 	var delay time.Duration
-	var warned time.Time
 	for {
 		raw, err := l.Accept()
 		if err != nil {
@@ -177,10 +189,9 @@ func (s *server) accept(l net.Listener, publishers bool) {
 				return
 			}
 			s.m.Refuse(bus.RefusedConnectionLimit)
-			if time.Since(warned) > 10*time.Second {
-				warned = time.Now()
+			s.warn[bus.RefusedConnectionLimit].Do(func() {
 				s.log.Warn("bus connection refused: max_connections reached", "address", l.Addr().String(), "remote", raw.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
-			}
+			})
 			continue
 		}
 		s.wg.Add(1)
@@ -198,7 +209,9 @@ func (s *server) closeIdle(c *zmtp.Conn, timeout time.Duration) func() {
 			return
 		}
 		s.m.Disconnect(bus.DisconnectIdle)
-		s.log.Info("bus connection closed: idle", "remote", c.RemoteAddr().String(), "user", c.User, "idle_timeout", timeout.String())
+		s.warn[bus.DisconnectIdle].Do(func() {
+			s.log.Info("bus connection closed: idle", "remote", c.RemoteAddr().String(), "user", c.User, "idle_timeout", timeout.String())
+		})
 		_ = c.Close()
 	})
 	t.Reset(timeout)
@@ -301,7 +314,9 @@ func (s *server) recvFailed(c *zmtp.Conn, err error) {
 	}
 	s.m.Malform(bus.MalformedOversize)
 	s.m.Disconnect(bus.DisconnectOversized)
-	s.log.Warn("bus peer disconnected: message too large", "remote", c.RemoteAddr().String(), "user", c.User, "err", err)
+	s.warn[bus.DisconnectOversized].Do(func() {
+		s.log.Warn("bus peer disconnected: message too large", "remote", c.RemoteAddr().String(), "user", c.User, "err", err)
+	})
 }
 
 // peer is who is on the other end of a connection.
@@ -565,7 +580,6 @@ func (s *server) serveSubscriber(c *zmtp.Conn, p peer) {
 		s.write(sub, done)
 	}()
 
-	warned := false
 	for {
 		frames, err := c.Recv()
 		if err != nil {
@@ -590,10 +604,9 @@ func (s *server) serveSubscriber(c *zmtp.Conn, p peer) {
 			}
 			if !ok && tree.Len() >= s.cfg.MaxSubscriptions {
 				s.m.Refuse(bus.RefusedSubscriptionLimit)
-				if !warned {
-					warned = true
+				s.warn[bus.RefusedSubscriptionLimit].Do(func() {
 					s.log.Warn("bus subscription refused: max_subscriptions reached", "remote", c.RemoteAddr().String(), "user", c.User, "max_subscriptions", s.cfg.MaxSubscriptions)
-				}
+				})
 				continue
 			}
 			tree, _, _ = tree.Insert(prefix, n+1)
@@ -615,7 +628,9 @@ func (s *server) write(sub *subscriber, done <-chan struct{}) {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			s.m.Disconnect(bus.DisconnectStalled)
-			s.log.Warn("bus subscriber disconnected: stalled", "remote", sub.c.RemoteAddr().String(), "user", sub.c.User, "write_timeout", timeout.String())
+			s.warn[bus.DisconnectStalled].Do(func() {
+				s.log.Warn("bus subscriber disconnected: stalled", "remote", sub.c.RemoteAddr().String(), "user", sub.c.User, "write_timeout", timeout.String())
+			})
 		}
 		_ = sub.c.Close()
 	}
