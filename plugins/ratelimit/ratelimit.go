@@ -35,20 +35,16 @@ var ErrLimited = errors.New("rate limited")
 type Plugin struct {
 	agent.Base
 
-	mu       sync.Mutex
-	cfg      Config
-	reg      prometheus.Registerer
-	m        *metrics
-	api      *buckets
-	bus      *buckets
-	plugins  agent.PluginDirectory
-	exemptMu sync.Mutex
-	exempt   map[string]bool
-	exemptAt time.Time
-	cancel   context.CancelFunc
-	done     chan struct{}
-	stopped  bool
-	now      func() time.Time
+	mu      sync.Mutex
+	cfg     Config
+	reg     prometheus.Registerer
+	m       *metrics
+	api     *buckets
+	bus     *buckets
+	cancel  context.CancelFunc
+	done    chan struct{}
+	stopped bool
+	now     func() time.Time
 }
 
 type metrics struct {
@@ -72,7 +68,7 @@ func New(cfg Config) *Plugin {
 		Base: agent.NewBase(agent.Metadata{
 			Name:        Name,
 			Version:     Version,
-			Description: "Per-client token buckets on the HTTP API (429) and per-source limits on bus messages",
+			Description: "Per-client token buckets on the HTTP API (429) and per-peer limits on bus messages",
 			Priority:    agent.PriorityMiddleware,
 		}),
 		cfg: cfg,
@@ -90,9 +86,6 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
 	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
 		return err
-	}
-	if dir, err := agent.Require[agent.PluginDirectory](ctx, c, agent.ServicePlugins); err == nil {
-		p.plugins = dir
 	}
 	p.m = &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -267,43 +260,27 @@ func ClientKey(r *http.Request) string {
 // busFilter is the bus_rate_limiter service.
 type busFilter struct{ p *Plugin }
 
-// FilterMessage implements bus.Filter: ErrLimited for a
-// message over its source's rate. Running in-process plugins are exempt.
+// FilterMessage implements bus.Filter: ErrLimited for a message over its
+// peer's rate. The bucket is the broker's identity of the publishing
+// connection (bus.Message.Peer: the PLAIN user, or the connection under
+// NULL security), never the source the envelope claims, so changing
+// sources does not escape it. The agent's own plugins are exempt; a
+// message without a peer shares one bucket with every other such message.
 func (f busFilter) FilterMessage(m bus.Message) error {
 	p := f.p
-	now := p.now()
-	if p.isInProcess(m.Source, now) {
+	if m.Peer == bus.PeerAgent {
 		return nil
 	}
-	if ok, _ := p.bus.reserve(m.Source, now); !ok {
+	key := "peer:" + m.Peer
+	if m.Peer == "" {
+		key = "unattributed"
+	}
+	if ok, _ := p.bus.reserve(key, p.now()); !ok {
 		p.m.decisions.WithLabelValues("bus", "limited").Inc()
-		return fmt.Errorf("%w: source %q over %g messages per second", ErrLimited, m.Source, p.config().Bus.Rate)
+		return fmt.Errorf("%w: %s over %g messages per second", ErrLimited, key, p.config().Bus.Rate)
 	}
 	p.m.decisions.WithLabelValues("bus", "allowed").Inc()
 	return nil
-}
-
-// isInProcess reports whether source is a running plugin of this agent,
-// from a snapshot refreshed at most once a second.
-// No lock is held while asking the directory, which may be busy with a
-// lifecycle operation that calls back into this plugin.
-func (p *Plugin) isInProcess(source string, now time.Time) bool {
-	if p.plugins == nil {
-		return false
-	}
-	p.exemptMu.Lock()
-	exempt, fresh := p.exempt, p.exempt != nil && now.Sub(p.exemptAt) <= time.Second
-	p.exemptMu.Unlock()
-	if !fresh {
-		exempt = map[string]bool{"message_bus": true}
-		for _, pl := range p.plugins.RunningPlugins() {
-			exempt[pl.Metadata().Name] = true
-		}
-		p.exemptMu.Lock()
-		p.exempt, p.exemptAt = exempt, now
-		p.exemptMu.Unlock()
-	}
-	return exempt[source]
 }
 
 var (

@@ -167,27 +167,34 @@ func TestBusFilter(t *testing.T) {
 	f, err := agent.Require[validation.MessageFilter](context.Background(), e.c, validation.RateLimiterService)
 	must(t, err)
 	for i, tc := range []struct {
-		source  string
-		advance time.Duration
-		limited bool
+		peer, source string
+		advance      time.Duration
+		limited      bool
 	}{
-		{"gpu_probe", 0, false},
-		{"gpu_probe", 0, false},
-		{"gpu_probe", 0, true},
-		{"other_probe", 0, false},
-		{"log_consumer", 0, false}, // in-process plugin: exempt
-		{"log_consumer", 0, false},
-		{"log_consumer", 0, false},
-		{"gpu_probe", time.Second, false},
-		{"gpu_probe", 0, true},
+		{"user:gpu", "gpu_probe", 0, false},
+		{"user:gpu", "gpu_probe", 0, false},
+		{"user:gpu", "gpu_probe", 0, true},
+		// A new source each time is the same peer: no fresh bucket.
+		{"user:gpu", "gpu_probe_2", 0, true},
+		{"user:gpu", "gpu_probe_3", 0, true},
+		{"conn:7@127.0.0.1:40000", "gpu_probe", 0, false},
+		// Claiming an in-process plugin's name exempts nothing...
+		{"conn:7@127.0.0.1:40000", "log_consumer", 0, false},
+		{"conn:7@127.0.0.1:40000", "log_consumer", 0, true},
+		// ...the agent's own connection is exempt, whatever it claims.
+		{bus.PeerAgent, "log_consumer", 0, false},
+		{bus.PeerAgent, "gpu_probe", 0, false},
+		{bus.PeerAgent, "gpu_probe", 0, false},
+		{"user:gpu", "gpu_probe", time.Second, false},
+		{"user:gpu", "gpu_probe", 0, true},
 	} {
 		e.clk.add(tc.advance)
-		err := f.FilterMessage(bus.Message{Source: tc.source, Topic: "logs.info." + tc.source})
+		err := f.FilterMessage(bus.Message{Peer: tc.peer, Source: tc.source, Topic: "logs.info." + tc.source})
 		if tc.limited != errors.Is(err, ErrLimited) {
-			t.Fatalf("step %d (%s): err = %v, limited want %v", i, tc.source, err, tc.limited)
+			t.Fatalf("step %d (%s as %s): err = %v, limited want %v", i, tc.peer, tc.source, err, tc.limited)
 		}
 	}
-	if got := testutil.ToFloat64(e.p.m.decisions.WithLabelValues("bus", "limited")); got != 2 {
+	if got := testutil.ToFloat64(e.p.m.decisions.WithLabelValues("bus", "limited")); got != 5 {
 		t.Fatalf("bus limited = %v", got)
 	}
 }
