@@ -543,8 +543,11 @@ func TestAgentLogsBusAuditAndResources(t *testing.T) {
 	eventually(t, "bus denial and registration audited", func() bool {
 		_ = ext.Publish(ctx, "plugin.announce", ann)
 		_, d := l.get("/api/v1/admin/audit?action=bus.denied&actor=routing", adminToken)
-		_, r := l.get("/api/v1/admin/audit?action=plugin.register&actor=ext_probe", adminToken)
-		return strings.Contains(d, "secret.place") && strings.Contains(r, `"target": "ext_probe"`)
+		// The actor is the connection the broker saw, not the name the
+		// envelope claims.
+		_, r := l.get("/api/v1/admin/audit?action=plugin.register", adminToken)
+		return strings.Contains(d, "secret.place") && strings.Contains(r, `"target": "ext_probe"`) &&
+			strings.Contains(r, `"actor": "conn:`) && strings.Contains(r, `"remote": "127.0.0.1:`)
 	})
 	// Audit records also go out on the bus.
 	auditCh, err := ext.Subscribe(ctx, "audit.")

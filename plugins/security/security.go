@@ -382,10 +382,16 @@ func (p *Plugin) onLog(lr logtap.Record) {
 	p.audit.Record(r)
 }
 
-// registrations records external plugins announcing and leaving.
+// registrations records external plugins announcing and leaving. The
+// actor is the identity the broker stamped (bus.Message.Peer: the PLAIN
+// user, or the connection under NULL security) and the remote its address;
+// the source the envelope claims is only detail.
 func (p *Plugin) registrations(ch <-chan bus.Message) {
 	for m := range ch {
-		r := audit.Record{Time: m.Time, Actor: m.Source}
+		r := audit.Record{Time: m.Time, Actor: m.Peer, Remote: m.PeerAddress}
+		if r.Actor == "" {
+			r.Actor = "unknown"
+		}
 		switch m.Topic {
 		case "plugin.announce":
 			var a busv1.Announce
@@ -399,7 +405,10 @@ func (p *Plugin) registrations(ch <-chan bus.Message) {
 			continue
 		}
 		if r.Target == "" {
-			r.Target = m.Source
+			r.Target = "(none)"
+		}
+		if m.Source != "" && m.Source != r.Target {
+			r.Detail = strings.TrimSpace(r.Detail + " (claimed source " + fmt.Sprintf("%.64q", m.Source) + ")")
 		}
 		p.audit.Record(r)
 	}
