@@ -164,9 +164,21 @@ func stateTimeline(title, desc, expr, legend string) *statetimeline.PanelBuilder
 func quantiles(metric, s, by string) []cog.Builder[variants.Dataquery] {
 	var out []cog.Builder[variants.Dataquery]
 	for _, p := range []struct{ q, name string }{{"0.5", "p50"}, {"0.95", "p95"}, {"0.99", "p99"}} {
-		out = append(out, q(`histogram_quantile(`+p.q+`, sum by (`+by+`le) (rate(`+metric+`_bucket{`+s+`}[$__rate_interval])))`, legendOf(by, p.name)))
+		qb := q(`histogram_quantile(`+p.q+`, sum by (`+by+`le) (rate(`+metric+`_bucket{`+s+`}[$__rate_interval])))`, legendOf(by, p.name))
+		if tracedHistograms[metric] {
+			qb.Exemplar(true)
+		}
+		out = append(out, qb)
 	}
 	return out
+}
+
+// tracedHistograms carry the check's trace_id as exemplars: their panels
+// ask Prometheus for them, and the Prometheus data source links each to
+// its trace in the Jaeger data source (provisioning/datasources).
+var tracedHistograms = map[string]bool{
+	"vitals_ai_probe_duration_seconds":      true,
+	"vitals_ai_time_to_first_token_seconds": true,
 }
 
 func legendOf(by, suffix string) string {

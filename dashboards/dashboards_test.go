@@ -217,20 +217,56 @@ func TestExpand(t *testing.T) {
 }
 
 // TestProvisioning checks the provisioning files compose.yaml mounts: one
-// Prometheus data source and a provider for the directory the dashboards
-// are mounted in.
+// default Prometheus data source whose exemplars (trace_id) link to a
+// provisioned traces data source, and a provider for the directory the
+// dashboards are mounted in.
 func TestProvisioning(t *testing.T) {
-	var dsf struct {
-		APIVersion  int `yaml:"apiVersion"`
-		Datasources []struct {
-			Name, Type, URL, Access, UID string
-			IsDefault                    bool `yaml:"isDefault"`
-		} `yaml:"datasources"`
+	type datasource struct {
+		Name, Type, URL, Access, UID string
+		IsDefault                    bool `yaml:"isDefault"`
+		JSONData                     struct {
+			Exemplars []struct {
+				Name          string `yaml:"name"`
+				DatasourceUID string `yaml:"datasourceUid"`
+			} `yaml:"exemplarTraceIdDestinations"`
+		} `yaml:"jsonData"`
 	}
-	readYAML(t, "provisioning/datasources/prometheus.yml", &dsf)
-	if dsf.APIVersion != 1 || len(dsf.Datasources) != 1 || dsf.Datasources[0].Type != "prometheus" || dsf.Datasources[0].URL == "" || !dsf.Datasources[0].IsDefault {
-		t.Errorf("datasources: %+v", dsf)
+	files, err := filepath.Glob("provisioning/datasources/*.yml")
+	if err != nil {
+		t.Fatal(err)
 	}
+	byUID := map[string]datasource{}
+	var defaults []datasource
+	for _, f := range files {
+		var dsf struct {
+			APIVersion  int          `yaml:"apiVersion"`
+			Datasources []datasource `yaml:"datasources"`
+		}
+		readYAML(t, f, &dsf)
+		if dsf.APIVersion != 1 || len(dsf.Datasources) == 0 {
+			t.Errorf("%s: %+v", f, dsf)
+		}
+		for _, d := range dsf.Datasources {
+			if d.UID == "" || d.URL == "" {
+				t.Errorf("%s: data source %q without uid or url", f, d.Name)
+			}
+			byUID[d.UID] = d
+			if d.IsDefault {
+				defaults = append(defaults, d)
+			}
+		}
+	}
+	if len(defaults) != 1 || defaults[0].Type != "prometheus" {
+		t.Fatalf("default data sources %+v, want one Prometheus", defaults)
+	}
+	ex := defaults[0].JSONData.Exemplars
+	if len(ex) != 1 || ex[0].Name != "trace_id" {
+		t.Fatalf("Prometheus exemplar destinations %+v, want trace_id", ex)
+	}
+	if tr, ok := byUID[ex[0].DatasourceUID]; !ok || tr.Type != "jaeger" {
+		t.Errorf("exemplars link to data source %q (%+v), want a provisioned jaeger data source", ex[0].DatasourceUID, tr)
+	}
+
 	var pf struct {
 		APIVersion int `yaml:"apiVersion"`
 		Providers  []struct {
@@ -277,4 +313,36 @@ func MetricNames(e parser.Expr) []string {
 		return nil
 	})
 	return out
+}
+
+// TestLatencyPanelsShowExemplars checks that every query of a probe latency
+// histogram asks for exemplars, so that a point opens the check's trace.
+func TestLatencyPanelsShowExemplars(t *testing.T) {
+	n := 0
+	for f, d := range load(t) {
+		for _, p := range d.Panels {
+			if p.Panel == nil {
+				continue
+			}
+			for _, tg := range p.Panel.Targets {
+				b, _ := json.Marshal(tg)
+				var q struct {
+					Expr     string `json:"expr"`
+					Exemplar bool   `json:"exemplar"`
+				}
+				_ = json.Unmarshal(b, &q)
+				for m := range tracedHistograms {
+					if strings.Contains(q.Expr, m+"_bucket") {
+						n++
+						if !q.Exemplar {
+							t.Errorf("%s / %s: %s without exemplars", f, title(p.Panel.Title), q.Expr)
+						}
+					}
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no latency histogram query found")
+	}
 }

@@ -420,4 +420,16 @@ func TestTracesAndGrafana(t *testing.T) {
 	if len(ds.Datasources) != 1 || ds.Datasources[0].URL != "http://prometheus:9090" {
 		t.Errorf("datasource %+v, want http://prometheus:9090", ds)
 	}
+	// The traces data source is the Jaeger that the agent exports to, and
+	// Prometheus keeps the exemplars that link to it.
+	readYAML(t, filepath.Join(root(t), "dashboards/provisioning/datasources/jaeger.yml"), &ds)
+	if len(ds.Datasources) != 1 || ds.Datasources[0].URL != "http://jaeger:16686" {
+		t.Errorf("traces datasource %+v, want http://jaeger:16686", ds)
+	}
+	if _, ok := p.Services["jaeger"]; !ok {
+		t.Error("no jaeger service")
+	}
+	if !slices.Contains(p.Services["prometheus"].Command, "--enable-feature=exemplar-storage") {
+		t.Errorf("prometheus command %v does not keep exemplars", p.Services["prometheus"].Command)
+	}
 }

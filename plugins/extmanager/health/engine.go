@@ -446,7 +446,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 		}
 	}
 	v := p.machine.Observe(obs)
-	e.metrics.observe(id, obs)
+	e.metrics.observe(id, obs, span.SpanContext())
 
 	rec := CheckRecord{Seq: e.seq.Add(1), Plugin: id, Time: obs.Time, State: v.State, OK: obs.OK(), Latency: obs.Latency, TTFT: obs.TTFT,
 		Probes: obs.Probes}

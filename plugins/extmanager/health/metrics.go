@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -134,9 +135,21 @@ func (m *Metrics) setState(plugin string, s State) {
 	}
 }
 
-func (m *Metrics) observe(plugin string, o Observation) {
+// observeWith records v on h, with the trace and span id of sc as the
+// exemplar when sc is sampled, so that a point on a latency panel opens the
+// check's trace.
+func observeWith(h prometheus.Observer, v float64, sc trace.SpanContext) {
+	if eo, ok := h.(prometheus.ExemplarObserver); ok && sc.IsSampled() {
+		eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String(), "span_id": sc.SpanID().String()})
+		return
+	}
+	h.Observe(v)
+}
+
+// observe records a check's probes; sc is the check's span.
+func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 	for _, p := range o.Probes {
-		m.duration.WithLabelValues(plugin, p.Probe).Observe(p.Duration.Seconds())
+		observeWith(m.duration.WithLabelValues(plugin, p.Probe), p.Duration.Seconds(), sc)
 		// Both results exist from the first probe on, so the first failure
 		// after successes is an increase that increase() can see (a series
 		// born at 1 is not); the stuck alert relies on it.
@@ -159,7 +172,7 @@ func (m *Metrics) observe(plugin string, o Observation) {
 			m.up.WithLabelValues(plugin).Set(v)
 		case probeSynthetic:
 			if p.OK && r.TimeToFirstToken > 0 {
-				m.ttft.WithLabelValues(plugin).Observe(r.TimeToFirstToken.Seconds())
+				observeWith(m.ttft.WithLabelValues(plugin), r.TimeToFirstToken.Seconds(), sc)
 			}
 			if tps := r.OutputTokensPerSecond(); p.OK && tps > 0 {
 				m.tps.WithLabelValues(plugin).Set(tps)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // TestProbeTotalHasBothResults checks that a successful probe also creates
@@ -12,7 +13,7 @@ import (
 // increase that Prometheus' increase() sees, which the stuck alert needs.
 func TestProbeTotalHasBothResults(t *testing.T) {
 	m := NewMetrics()
-	m.observe("llm", Observation{Probes: []ProbeOutcome{{Probe: probeSynthetic, OK: true, Attempts: 1}}})
+	m.observe("llm", Observation{Probes: []ProbeOutcome{{Probe: probeSynthetic, OK: true, Attempts: 1}}}, trace.SpanContext{})
 	want := `
 # HELP vitals_ai_probe_total AI plugin probes run, by probe and result (success, failure).
 # TYPE vitals_ai_probe_total counter

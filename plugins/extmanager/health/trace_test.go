@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -42,7 +43,8 @@ func (l *lockedBuffer) String() string {
 // TestProbeRequestsCarryTraceContext checks that every request a check
 // sends carries a W3C traceparent naming the check's trace and an HTTP
 // client span under the probe's, so that a server which traces puts its
-// spans there, and that the transition's log line carries the trace id.
+// spans there; that the transition's log line carries the trace id; and
+// that the latency histograms carry it as exemplars.
 func TestProbeRequestsCarryTraceContext(t *testing.T) {
 	sm, err := aisim.New(aisim.Config{Kind: probes.KindOpenAI, Seed: 1})
 	if err != nil {
@@ -114,6 +116,38 @@ func TestProbeRequestsCarryTraceContext(t *testing.T) {
 	for _, want := range []string{"/v1/models", "/v1/chat/completions"} {
 		if !paths[want] {
 			t.Errorf("no traced request to %s; saw %v", want, paths)
+		}
+	}
+
+	// The latency histograms carry the checks' trace ids as exemplars.
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(r.e.Metrics())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exemplars := map[string]int{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, b := range m.GetHistogram().GetBucket() {
+				ex := b.GetExemplar()
+				if ex == nil {
+					continue
+				}
+				labels := map[string]string{}
+				for _, l := range ex.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if !checks[labels["trace_id"]] || len(labels["span_id"]) != 16 {
+					t.Errorf("%s exemplar %v is not a check's span", mf.GetName(), labels)
+				}
+				exemplars[mf.GetName()]++
+			}
+		}
+	}
+	for _, name := range []string{"vitals_ai_probe_duration_seconds", "vitals_ai_time_to_first_token_seconds"} {
+		if exemplars[name] == 0 {
+			t.Errorf("%s has no exemplar", name)
 		}
 	}
 
