@@ -1,9 +1,7 @@
 package security
 
 import (
-	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -14,7 +12,7 @@ import (
 func (p *Plugin) serveAudit(w http.ResponseWriter, r *http.Request) {
 	f, err := parseFilter(r.URL.Query(), time.Now())
 	if err != nil {
-		agent.WriteError(w, http.StatusBadRequest, err.Error())
+		agent.WriteQueryError(w, err)
 		return
 	}
 	lg := p.Audit()
@@ -31,47 +29,22 @@ func (p *Plugin) serveAudit(w http.ResponseWriter, r *http.Request) {
 }
 
 func parseFilter(v map[string][]string, now time.Time) (audit.Filter, error) {
-	get := func(k string) string {
-		if s := v[k]; len(s) > 0 {
-			return s[0]
-		}
-		return ""
+	q, err := agent.NewQuery(v, now, "actor", "action", "outcome", "since", "until", "limit")
+	if err != nil {
+		return audit.Filter{}, err
 	}
-	for k := range v {
-		switch k {
-		case "actor", "action", "outcome", "since", "until", "limit":
-		default:
-			return audit.Filter{}, fmt.Errorf("unknown parameter %q; want actor, action, outcome, since, until or limit", k)
-		}
+	f := audit.Filter{Actor: q.Get("actor"), Action: q.Get("action")}
+	if f.Outcome, err = q.OneOf("outcome", audit.OutcomeSuccess, audit.OutcomeFailure, audit.OutcomeDenied); err != nil {
+		return f, err
 	}
-	f := audit.Filter{Actor: get("actor"), Action: get("action"), Outcome: get("outcome"), Limit: 100}
-	switch f.Outcome {
-	case "", audit.OutcomeSuccess, audit.OutcomeFailure, audit.OutcomeDenied:
-	default:
-		return f, fmt.Errorf("outcome %q: want success, failure or denied", f.Outcome)
+	if f.Since, err = q.Time("since", time.Time{}); err != nil {
+		return f, err
 	}
-	for _, t := range []struct {
-		key string
-		dst *time.Time
-	}{{"since", &f.Since}, {"until", &f.Until}} {
-		s := get(t.key)
-		if s == "" {
-			continue
-		}
-		if tm, err := time.Parse(time.RFC3339Nano, s); err == nil {
-			*t.dst = tm
-		} else if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-			*t.dst = now.Add(-d)
-		} else {
-			return f, fmt.Errorf("%s %q: want an RFC 3339 time or a duration such as 1h", t.key, s)
-		}
+	if f.Until, err = q.Time("until", time.Time{}); err != nil {
+		return f, err
 	}
-	if s := get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			return f, fmt.Errorf("limit %q: want a number from 1 to 1000", s)
-		}
-		f.Limit = n
+	if f.Limit, err = q.Int("limit", 100, 1, 1000); err != nil {
+		return f, err
 	}
 	return f, nil
 }

@@ -3,7 +3,6 @@ package health
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -38,27 +37,29 @@ func (h Handlers) History(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := h.now()
-	q := r.URL.Query()
-	since, err := parseTime(q.Get("since"), now, now.Add(-time.Hour))
+	q, err := agent.ParseQuery(r, now, "since", "until", "limit")
 	if err != nil {
-		agent.WriteError(w, http.StatusBadRequest, "since: "+err.Error())
+		agent.WriteQueryError(w, err)
 		return
 	}
-	until, err := parseTime(q.Get("until"), now, now.Add(time.Nanosecond))
+	since, err := q.Time("since", now.Add(-time.Hour))
 	if err != nil {
-		agent.WriteError(w, http.StatusBadRequest, "until: "+err.Error())
+		agent.WriteQueryError(w, err)
+		return
+	}
+	until, err := q.Time("until", now.Add(time.Nanosecond))
+	if err != nil {
+		agent.WriteQueryError(w, err)
 		return
 	}
 	if !until.After(since) {
-		agent.WriteError(w, http.StatusBadRequest, "until must be after since")
+		agent.WriteQueryError(w, &agent.ParamError{Param: "until", Value: q.Get("until"), Want: "must be after since"})
 		return
 	}
-	limit := 1000
-	if s := q.Get("limit"); s != "" {
-		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > maxLimit {
-			agent.WriteError(w, http.StatusBadRequest, fmt.Sprintf("limit must be 1 to %d", maxLimit))
-			return
-		}
+	limit, err := q.Int("limit", 1000, 1, maxLimit)
+	if err != nil {
+		agent.WriteQueryError(w, err)
+		return
 	}
 	checks, trans, err := h.Engine.History().Query(r.Context(), id, since, until, limit)
 	if err != nil {
@@ -100,20 +101,4 @@ func (h Handlers) Uptime(w http.ResponseWriter, r *http.Request) {
 // plugin's status.
 func (h Handlers) Overview(w http.ResponseWriter, _ *http.Request) {
 	agent.WriteJSON(w, http.StatusOK, map[string]any{"rollup": h.Engine.Rollup(), "plugins": h.Engine.Statuses()})
-}
-
-func parseTime(s string, now, def time.Time) (time.Time, error) {
-	if s == "" {
-		return def, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		return time.Unix(0, int64(f*1e9)), nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time, Unix seconds or a duration before now", s)
 }
