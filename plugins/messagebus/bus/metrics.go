@@ -68,7 +68,7 @@ const (
 // series exist at 0 from the start: a dashboard shows 0, not "No data",
 // and rate() has a start to count from.
 var (
-	dropReasons       = []string{DropPublishQueueFull, DropSubscriberQueueFull, DropSubscriptionQueueFull, DropDisconnected, DropEventQueueFull, DropSubscriberQueueBytes, DropQueueBytes}
+	dropReasons       = []string{DropPublishQueueFull, DropSubscriberQueueFull, DropSubscriptionQueueFull, DropDisconnected, DropEventQueueFull, DropSubscriberQueueBytes, DropQueueBytes, DropFiltered}
 	malformedReasons  = []string{MalformedFrames, MalformedTopic, MalformedEnvelope, MalformedOversize}
 	disconnectReasons = []string{DisconnectOversized, DisconnectIdle, DisconnectStalled}
 	refusedReasons    = []string{RefusedConnectionLimit, RefusedSubscriptionLimit}
