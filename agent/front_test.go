@@ -86,6 +86,18 @@ func TestNoCrossSiteWrites(t *testing.T) {
 	}
 }
 
+// Clients reach an agent on a routable address by whatever name points at
+// it: without allowed_hosts, Host is not checked there.
+func TestHostUncheckedOffLoopback(t *testing.T) {
+	l := startLiveGateway(t, false, "    listen: 0.0.0.0:9464\n", basePlugins)
+	if code, body := l.raw("GET", "/api/v1/admin/plugins", map[string]string{"Host": "vitals.monitoring.svc:9464"}, ""); code != 200 {
+		t.Fatalf("Host by service name: %d %s", code, body)
+	}
+	if code, _ := l.raw("POST", "/api/v1/admin/plugins/bus/enable", nil, ""); code != 403 {
+		t.Fatalf("cross-site POST off loopback: %d, want 403", code)
+	}
+}
+
 func TestAllowedHostsAndOrigins(t *testing.T) {
 	l := startLiveGateway(t, false, "    allowed_hosts: [vitals.test, .svc.example]\n    allowed_origins: [https://grafana.test]\n", basePlugins)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(l.base, "http://"))

@@ -71,7 +71,6 @@ func NewServer(o ServerOptions) *Server {
 		o.metrics, _ = newFrontMetrics(nil)
 	}
 	s := &Server{o: o}
-	s.configure(o.Manager.Config())
 	s.rebuild()
 	o.Manager.OnChange(s.rebuild)
 	return s
