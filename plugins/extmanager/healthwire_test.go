@@ -181,10 +181,16 @@ func TestHealthEngineWiring(t *testing.T) {
 	}
 	for _, n := range []string{"vitals_ai_plugin_up", "vitals_ai_plugin_health_state", "vitals_ai_probe_duration_seconds",
 		"vitals_ai_probe_total", "vitals_ai_probe_errors_total", "vitals_ai_time_to_first_token_seconds",
-		"vitals_ai_output_tokens_per_second", "vitals_ai_process_cpu_seconds_total", "vitals_ai_process_resident_memory_bytes",
-		"vitals_ai_health_transitions_total", "vitals_scheduler_lag_seconds"} {
+		"vitals_ai_output_tokens_per_second", "vitals_ai_health_transitions_total", "vitals_scheduler_lag_seconds"} {
 		if !names[n] {
 			t.Errorf("metric %s missing", n)
+		}
+	}
+	// The simulated server runs inside this process: it has no process of
+	// its own to report.
+	for _, n := range []string{"vitals_ai_process_cpu_seconds_total", "vitals_ai_process_resident_memory_bytes"} {
+		if names[n] {
+			t.Errorf("metric %s exported for a server the agent itself runs", n)
 		}
 	}
 	promtoolCheck(t, buf.Bytes())

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -606,7 +607,13 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 			pt.PID = e.lookupPID(p, t.Endpoint)
 		}
 		if pt.PID > 0 || check.ServerSeries[t.Kind] != nil || t.Kind == probes.KindOllama {
-			out = append(out, run(probeResources, check.ResourcesProbe(t.Kind, e.o.ProcFS)))
+			o := run(probeResources, check.ResourcesProbe(t.Kind, e.o.ProcFS))
+			out = append(out, o)
+			if o.Result.Process == nil && t.PID == 0 && pt.PID > 0 {
+				// The process found listening is gone (a restart gives a
+				// new PID): look again at the next check.
+				e.forgetPID(p)
+			}
 		}
 	}
 	return out
@@ -682,8 +689,21 @@ func (e *Engine) lookupPID(p *plugin, endpoint string) int {
 		}
 		return 0
 	}
+	if pid == os.Getpid() {
+		// The agent itself serves the endpoint (an in-process plugin): the
+		// plugin has no process of its own, and the agent's CPU and memory
+		// are not the plugin's.
+		return 0
+	}
 	p.pid = pid
 	return pid
+}
+
+// forgetPID drops the PID lookupPID found, so the next check looks again.
+func (e *Engine) forgetPID(p *plugin) {
+	p.smu.Lock()
+	p.pidTry, p.pid = false, 0
+	p.smu.Unlock()
 }
 
 var _ prometheus.Collector = (*Metrics)(nil)

@@ -148,6 +148,26 @@ func observeWith(h prometheus.Observer, v float64, sc trace.SpanContext) {
 
 // observe records a check's probes; sc is the check's span.
 func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
+	// The process and model memory series show what this check measured:
+	// a check that did not (the server is down, the process is gone, the
+	// check stopped before the resource probe) leaves none, rather than
+	// the last values of a process that may no longer exist.
+	var proc *probes.ProcessStats
+	var mem map[string]probes.ModelMemory
+	defer func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if proc != nil {
+			m.procs[plugin] = *proc
+		} else {
+			delete(m.procs, plugin)
+		}
+		if mem != nil {
+			m.mems[plugin] = mem
+		} else {
+			delete(m.mems, plugin)
+		}
+	}()
 	for _, p := range o.Probes {
 		observeWith(m.duration.WithLabelValues(plugin, p.Probe), p.Duration.Seconds(), sc)
 		// Both results exist from the first probe on, so the first failure
@@ -178,14 +198,7 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 				m.tps.WithLabelValues(plugin).Set(tps)
 			}
 		case probeResources:
-			m.mu.Lock()
-			if r.Process != nil {
-				m.procs[plugin] = *r.Process
-			}
-			if r.ModelMemory != nil {
-				m.mems[plugin] = r.ModelMemory
-			}
-			m.mu.Unlock()
+			proc, mem = r.Process, r.ModelMemory
 		}
 	}
 }
