@@ -3,7 +3,7 @@
 // kept per owner, retention by age, row count and size, and an optional
 // Cipher hook for encrypting records at rest.
 //
-// It sits in exporters (see DESIGN.md: exporters hold the history store) and
+// It sits in exporters (docs/architecture.md: what leaves the process) and
 // knows nothing of plugins or of what is stored: log_consumer keeps log
 // records in it, the audit log keeps audit records, and the health engine
 // keeps AI-plugin health history. Each owner names its migrations and its

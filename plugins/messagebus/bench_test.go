@@ -22,7 +22,7 @@ import (
 // messages in flight, and reports msgs/s and the p50/p99 publish-to-receive
 // latency under that load. The baselines are zmq4's own sockets in the
 // same run: a direct PUB→SUB pair and the bare SUB→PUB forwarder that
-// DEPENDENCIES.md describes.
+// docs/dependencies.md describes (go-zeromq/zmq4).
 
 const (
 	payloadSize = 100

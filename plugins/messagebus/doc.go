@@ -4,7 +4,7 @@
 // Publishers connect to one socket (default tcp://127.0.0.1:5555) and
 // subscribers to another (default tcp://127.0.0.1:5556). zmq4's XSUB/XPUB
 // proxy does not forward subscriptions, so the broker is the pattern that
-// works (see DEPENDENCIES.md, bus notes): the publisher side is a SUB
+// works (docs/dependencies.md, go-zeromq/zmq4): the publisher side is a SUB
 // endpoint subscribed to everything, and a Go loop forwards each message to
 // the subscriber side, a PUB endpoint that filters by prefix. Each
 // subscriber has its own bounded queue and writer, so a slow subscriber

@@ -29,5 +29,5 @@
 //     policy (all, any, quorum, per_capability).
 //
 // The package knows nothing of the catalog: the ExtManager feeds it Targets.
-// It depends on agent, probes and exporters/store (DESIGN.md's map).
+// It depends on agent, probes and exporters/store (docs/architecture.md).
 package health

@@ -4,7 +4,7 @@
 // through the envelope and the bus metrics.
 //
 // It sits below plugins/messagebus (the broker plugin) in the map of
-// DESIGN.md and imports no broker internals, so any plugin, and any
+// docs/architecture.md and imports no broker internals, so any plugin, and any
 // external Go program, can use it:
 //
 //	p, err := agent.Require[bus.Provider](ctx, c, bus.ServiceName)

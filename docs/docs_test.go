@@ -1,0 +1,149 @@
+package docs
+
+import (
+	"bufio"
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/vitals-dev/vitals/e2e/e2etest"
+)
+
+// TestDependenciesAreDocumented: every direct requirement of go.mod has
+// its entry in dependencies.md, and every entry is still a requirement.
+func TestDependenciesAreDocumented(t *testing.T) {
+	root := e2etest.RepoRoot(t)
+	mod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("dependencies.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := map[string]bool{}
+	inBlock := false
+	sc := bufio.NewScanner(bytes.NewReader(mod))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "require (":
+			inBlock = true
+			continue
+		case inBlock && line == ")":
+			inBlock = false
+			continue
+		case strings.HasPrefix(line, "require "):
+			line = strings.TrimPrefix(line, "require ")
+		case !inBlock:
+			continue
+		}
+		if strings.Contains(line, "// indirect") {
+			continue
+		}
+		if f := strings.Fields(line); len(f) >= 2 {
+			direct[f[0]] = true
+		}
+	}
+	if len(direct) < 10 {
+		t.Fatalf("found %d direct requirements in go.mod; the parser no longer reads it", len(direct))
+	}
+	text := string(doc)
+	for path := range direct {
+		if !strings.Contains(text, "`"+path+"`") && !strings.Contains(text, "`"+lastParts(path)+"`") {
+			t.Errorf("go.mod requires %s directly; docs/dependencies.md does not say why (add a section naming it in backticks)", path)
+		}
+	}
+	// Headings name modules; a module no longer required is a stale entry.
+	heading := regexp.MustCompile("(?m)^### `([^`]+)`")
+	for _, m := range heading.FindAllStringSubmatch(text, -1) {
+		if !direct[m[1]] {
+			t.Errorf("docs/dependencies.md has a section for %s, which go.mod does not require directly", m[1])
+		}
+	}
+}
+
+// lastParts turns go.opentelemetry.io/otel/sdk/log into otel/sdk/log, the
+// short form the OpenTelemetry heading uses.
+func lastParts(path string) string {
+	if rest, ok := strings.CutPrefix(path, "go.opentelemetry.io/"); ok {
+		return rest
+	}
+	return path
+}
+
+// TestLinksResolve: the relative links of the README and of these
+// documents name files that exist, and the README links both documents.
+func TestLinksResolve(t *testing.T) {
+	root := e2etest.RepoRoot(t)
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	files := []string{filepath.Join(root, "README.md"), "architecture.md", "dependencies.md"}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			target, _, _ := strings.Cut(m[1], "#")
+			if target == "" || strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(f), target)); err != nil {
+				t.Errorf("%s links %s: %v", filepath.Base(f), m[1], err)
+			}
+		}
+	}
+	readme, _ := os.ReadFile(filepath.Join(root, "README.md"))
+	for _, want := range []string{"(docs/architecture.md)", "(docs/dependencies.md)"} {
+		if !bytes.Contains(readme, []byte(want)) {
+			t.Errorf("README.md does not link %s", want)
+		}
+	}
+}
+
+// TestNothingPointsOutsideTheRepository: no file of the repository cites
+// the design notes that lived beside it, or a path beside the checkout;
+// the repository must stand alone.
+func TestNothingPointsOutsideTheRepository(t *testing.T) {
+	root := e2etest.RepoRoot(t)
+	banned := []string{
+		"DESIGN" + ".md",
+		"DEPENDENCIES" + ".md",
+		"../" + "shared",
+		"/work/" + "shared",
+	}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == ".git" || d.Name() == "vitals-data" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Size() > 4<<20 {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		for _, s := range banned {
+			if i := bytes.Index(b, []byte(s)); i >= 0 {
+				line := 1 + bytes.Count(b[:i], []byte("\n"))
+				t.Errorf("%s:%d names %q, which is not in the repository; point into docs/ instead", rel, line, s)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
