@@ -527,3 +527,63 @@ func TestDurationJSON(t *testing.T) {
 		t.Errorf("marshal %s", b)
 	}
 }
+
+func TestEndless(t *testing.T) {
+	for _, tc := range []struct {
+		kind       probes.Kind
+		path, body string
+	}{
+		{probes.KindOpenAI, "/v1/chat/completions", `{"model":"sim-chat","stream":true,"max_tokens":1,"messages":[{"role":"user","content":"a"}]}`},
+		{probes.KindVLLM, "/v1/completions", `{"model":"sim-chat","prompt":"x","stream":true,"max_tokens":1}`},
+		{probes.KindOllama, "/api/chat", `{"model":"tiny","messages":[{"role":"user","content":"b"}],"options":{"num_predict":1}}`},
+	} {
+		t.Run(string(tc.kind), func(t *testing.T) {
+			e := start(t, aisim.Config{Kind: tc.kind, Knobs: aisim.Knobs{Endless: true}})
+			resp, err := e.c.Post(e.url+tc.path, "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			// Far past the token limit of 1, the stream still goes on.
+			const want = 64 << 10
+			n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, want))
+			if err != nil || n != want {
+				t.Fatalf("read %d bytes of an endless stream, %v; want %d", n, err, want)
+			}
+		})
+	}
+}
+
+func TestDrip(t *testing.T) {
+	e := start(t, aisim.Config{Kind: probes.KindLlamaCpp, Knobs: aisim.Knobs{Drip: aisim.Duration(time.Millisecond)}})
+	// Headers come at once; the body, a byte at a time, is the same body.
+	resp, err := e.c.Get(e.url + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || string(b) != `{"status":"ok"}` {
+		t.Fatalf("dripped /health = %d %q, %v", resp.StatusCode, b, err)
+	}
+}
+
+func TestRedirectTo(t *testing.T) {
+	e := start(t, aisim.Config{Kind: probes.KindOpenAI})
+	if err := e.sim.SetRedirectTo("not a url"); err == nil {
+		t.Fatal("SetRedirectTo accepted a relative URL")
+	}
+	if err := e.sim.SetRedirectTo("http://127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	e.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := e.c.Get(e.url + "/v1/models?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != "http://127.0.0.1:1/v1/models?x=1" {
+		t.Fatalf("redirect = %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	e.must(t, "GET", "/aisim/knobs", "", 200) // control requests are not redirected
+}
