@@ -77,7 +77,7 @@ func NewServer(o ServerOptions) *Server {
 }
 
 // configure applies the parts of cfg the front reads: which plugin guards
-// it. The agent calls it with the loaded config before any plugin runs and
+// it, and the Hosts and Origins it serves. The agent calls it with the loaded config before any plugin runs and
 // with each reloaded config; enabling or disabling a plugin over the API
 // does not change it, so disabling the guard closes the front.
 func (s *Server) configure(cfg *Config) {
