@@ -102,7 +102,22 @@ func testConfig(t testing.TB) string {
 // demo plugins (see testConfig).
 func startBinary(t testing.TB, args ...string) *proc {
 	t.Helper()
+	return startBinaryEdited(t, nil, args...)
+}
+
+// startBinaryEdited is startBinary with the config changed by edit first.
+func startBinaryEdited(t testing.TB, edit func(string) string, args ...string) *proc {
+	t.Helper()
 	config := testConfig(t)
+	if edit != nil {
+		data, err := os.ReadFile(config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(config, []byte(edit(string(data))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	args = append([]string{"--log-format", "json", "--config", config}, args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "VITALS_LISTEN_ADDRESS=127.0.0.1:0", "VITALS_CONFIG=")
