@@ -196,7 +196,7 @@ type Section struct {
 	node ast.Node
 	path string // e.g. core.api_gateway.plugins.message_bus
 	file string
-	env  *sectionEnv // VITALS_ overrides of the section's keys; nil: the process environment
+	env  *sectionEnv // VITALS_ overrides of the section's keys; nil: none
 }
 
 // sectionEnv is where a section's environment overrides come from, and
@@ -251,10 +251,12 @@ func (s Section) Path() string { return s.path }
 // Decode decodes the section into v, a pointer to a struct that holds the
 // defaults. Unknown keys and wrong types are errors naming the key and line.
 //
-// Then, as for the agent settings, the environment wins over the file: a
-// top-level field of v tagged `env:"NAME, overwrite"` (go-envconfig) takes
-// the value of VITALS_NAME when it is set, and Errorf about that field's
-// key names the variable instead of a line.
+// In a section of a loaded config (LoadFile, Parse), the environment then
+// wins over the file, as for the agent settings: a top-level field of v
+// tagged `env:"NAME, overwrite"` (go-envconfig) takes the value of
+// VITALS_NAME when it is set, and Errorf about that field's key names the
+// variable instead of a line. Sections made otherwise (NewSection,
+// ParseSection, the zero Section) read no environment.
 func (s Section) Decode(v any) error {
 	if s.node != nil {
 		if err := yaml.NodeToValue(s.node, v, yaml.DisallowUnknownField()); err != nil {
@@ -280,11 +282,11 @@ func (s Section) applyEnv(v any) error {
 			vars[EnvPrefix+name] = key
 		}
 	}
-	if len(vars) == 0 {
+	if len(vars) == 0 || s.env == nil {
 		return nil
 	}
 	var look envconfig.Lookuper = envconfig.OsLookuper()
-	if s.env != nil && s.env.lookup != nil {
+	if s.env.lookup != nil {
 		look = s.env.lookup
 	}
 	if err := envconfig.ProcessWith(context.Background(), &envconfig.Config{
@@ -292,13 +294,11 @@ func (s Section) applyEnv(v any) error {
 	}); err != nil {
 		return &ConfigError{File: "environment", Key: s.path, Msg: envMessage(err)}
 	}
-	if s.env != nil {
-		s.env.mu.Lock()
-		defer s.env.mu.Unlock()
-		for env, key := range vars {
-			if _, ok := look.Lookup(env); ok {
-				s.env.set[key] = env
-			}
+	s.env.mu.Lock()
+	defer s.env.mu.Unlock()
+	for env, key := range vars {
+		if _, ok := look.Lookup(env); ok {
+			s.env.set[key] = env
 		}
 	}
 	return nil

@@ -128,4 +128,19 @@ func TestAddressesFromEnvironment(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error %v, want it to contain %q", err, want)
 	}
+
+	// A section made outside a loaded config reads no environment, so a
+	// variable in the shell does not leak into tests.
+	t.Setenv("VITALS_BUS_PUBLISH_ADDRESS", "tcp://127.0.0.1:7555")
+	sec, err := agent.NewSection("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Factory(sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.(*Broker).cfg.PublishAddress; got != bus.DefaultPublishEndpoint {
+		t.Errorf("NewSection broker publishes on %s, want the default", got)
+	}
 }
