@@ -353,6 +353,8 @@ func TestAdminAPI(t *testing.T) {
 		{"GET", "/api/v1/admin/plugins/extra/enable", 405, errorIs("method GET not allowed")},
 		{"GET", "/api/v1/admin/nothing", 404, errorIs("no endpoint GET /api/v1/admin/nothing")},
 		{"GET", "/api/v1/admin/health", 200, field("status", "ok")},
+		{"GET", "/api/v1/admin/plugins?verbose=1", 400, errorIs(`unknown parameter "verbose"; this endpoint takes none`)},
+		{"POST", "/api/v1/admin/plugins/extra/enable?force=yes", 400, field("parameter", "force")},
 		{"POST", "/api/v1/admin/reload", 200, field("status", "reloaded")},
 	}
 	for _, tt := range tests {

@@ -72,7 +72,11 @@ func NewQuery(v url.Values, now time.Time, known ...string) (Query, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if !contains(known, k) {
-			return Query{}, &ParamError{Param: k, Unknown: true, Want: "want " + strings.Join(known, ", ")}
+			want := "this endpoint takes none"
+			if len(known) > 0 {
+				want = "want " + strings.Join(known, ", ")
+			}
+			return Query{}, &ParamError{Param: k, Unknown: true, Want: want}
 		}
 		if len(v[k]) > 1 {
 			return Query{}, &ParamError{Param: k, Want: "given more than once"}

@@ -149,7 +149,7 @@ func (s *Server) rebuild() {
 		{"POST /api/v1/admin/reload", s.reload},
 	}
 	for _, a := range admin {
-		mux.HandleFunc(a.pattern, a.h)
+		mux.HandleFunc(a.pattern, noParams(a.h))
 	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { apiNotFound(mux, w, r) })
 
@@ -189,6 +189,21 @@ func (s *Server) rebuild() {
 		rt.middleware = append(rt.middleware, p.Metadata().Name)
 	}
 	s.routes.Store(rt)
+}
+
+// noParams refuses a query on an endpoint that takes none: 400 naming
+// the parameter, as every admin endpoint answers a parameter it does not
+// know.
+func noParams(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery != "" {
+			if _, err := ParseQuery(r, time.Time{}); err != nil {
+				WriteQueryError(w, err)
+				return
+			}
+		}
+		h(w, r)
+	}
 }
 
 // register adds a plugin route, turning ServeMux's panic on a conflicting

@@ -3,7 +3,7 @@ package extmanager
 import (
 	"fmt"
 	"net/http"
-	"slices"
+	"time"
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/plugins/extmanager/health"
@@ -31,31 +31,39 @@ func (e *ExtManager) Routes() []agent.Route {
 }
 
 func (e *ExtManager) list(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	f := Filter{
-		Capability: probes.Capability(q.Get("capability")),
-		Kind:       probes.Kind(q.Get("kind")),
-		Source:     Source(q.Get("source")),
-		Health:     q.Get("health"),
-	}
-	if f.Capability != "" && !slices.Contains(probes.Capabilities(), f.Capability) {
-		agent.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown capability %q; want one of %v", f.Capability, probes.Capabilities()))
+	q, err := agent.ParseQuery(r, time.Now(), "capability", "kind", "source", "health")
+	if err != nil {
+		agent.WriteQueryError(w, err)
 		return
 	}
-	if f.Kind != "" && !slices.Contains(append(probes.Kinds(), probes.KindAuto, probes.KindUnknown), f.Kind) {
-		agent.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown kind %q; want one of %v", f.Kind, probes.Kinds()))
-		return
+	var capability, kind, source, health string
+	for _, p := range []struct {
+		key     string
+		dst     *string
+		allowed []string
+	}{
+		{"capability", &capability, names(probes.Capabilities())},
+		{"kind", &kind, names(append(probes.Kinds(), probes.KindAuto, probes.KindUnknown))},
+		{"source", &source, names(Sources)},
+		{"health", &health, []string{"ok", "degraded", "failing", "unknown"}},
+	} {
+		if *p.dst, err = q.OneOf(p.key, p.allowed...); err != nil {
+			agent.WriteQueryError(w, err)
+			return
+		}
 	}
-	if f.Source != "" && !slices.Contains(Sources, f.Source) {
-		agent.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown source %q; want one of %v", f.Source, Sources))
-		return
-	}
-	if h := f.Health; h != "" && !slices.Contains([]string{"ok", "degraded", "failing", "unknown"}, h) {
-		agent.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown health %q; want ok, degraded, failing or unknown", h))
-		return
-	}
+	f := Filter{Capability: probes.Capability(capability), Kind: probes.Kind(kind), Source: Source(source), Health: health}
 	list := e.catalog.List(f)
 	agent.WriteJSON(w, http.StatusOK, map[string]any{"ai_plugins": list, "count": len(list)})
+}
+
+// names returns the values of a string-typed list as strings.
+func names[T ~string](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
 }
 
 func (e *ExtManager) get(w http.ResponseWriter, r *http.Request) {

@@ -478,6 +478,8 @@ func TestAdminAPI(t *testing.T) {
 		{"/api/v1/admin/ai-plugins?capability=telepathy", 400, -1},
 		{"/api/v1/admin/ai-plugins?kind=gpt", 400, -1},
 		{"/api/v1/admin/ai-plugins?health=sad", 400, -1},
+		{"/api/v1/admin/ai-plugins?capabilty=chat", 400, -1},
+		{"/api/v1/admin/ai-plugins?kind=tei&kind=llamacpp", 400, -1},
 	} {
 		code, body := get(tt.path)
 		if code != tt.code {
