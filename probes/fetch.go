@@ -37,22 +37,20 @@ var ErrRedirect = errors.New("redirect not followed")
 
 // Do sends req with client and returns the response with its body bounded:
 // reading more than limit bytes of it fails with a *DecodeError wrapping
-// ErrTooLarge. Every probe request goes through Do, so
-// every probe reader is bounded in bytes here and in time by req's context.
+// ErrTooLarge. Every probe request goes through Do, so every probe reader
+// is bounded in bytes here and in time by req's context.
 //
-// A redirect is followed only to the same scheme and host (host and port),
-// at most 5 times; one elsewhere fails with an error wrapping ErrRedirect,
-// since a probe must check the server it was pointed at and never carry
-// its request to another. A client with a CheckRedirect of its own keeps
-// it: that is how a deployment that wants cross-host redirects configures
-// them. client nil means http.DefaultClient.
+// A client without a CheckRedirect gets SameHostRedirect for the request
+// (set it on a long-lived client to save the copy); a client with one of
+// its own keeps it: that is how a deployment that wants cross-host
+// redirects configures them. client nil means http.DefaultClient.
 func Do(client *http.Client, req *http.Request, limit int64) (*http.Response, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
 	if client.CheckRedirect == nil {
 		c := *client
-		c.CheckRedirect = sameHostRedirect
+		c.CheckRedirect = SameHostRedirect
 		client = &c
 	}
 	resp, err := client.Do(req)
@@ -63,8 +61,12 @@ func Do(client *http.Client, req *http.Request, limit int64) (*http.Response, er
 	return resp, nil
 }
 
-// sameHostRedirect is the redirect policy of Do.
-func sameHostRedirect(req *http.Request, via []*http.Request) error {
+// SameHostRedirect is the redirect policy of probes, an
+// http.Client.CheckRedirect: a redirect is followed only to the same
+// scheme and host (host and port), at most 5 times; one elsewhere fails
+// with an error wrapping ErrRedirect, since a probe must check the server
+// it was pointed at and never carry its request to another.
+func SameHostRedirect(req *http.Request, via []*http.Request) error {
 	first := via[0].URL
 	if req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
 		return fmt.Errorf("%w: %s %s redirects to another host, %s", ErrRedirect, via[0].Method, first.Redacted(), req.URL.Redacted())

@@ -58,7 +58,7 @@ func Factory(name string, kind probes.Kind) agent.Factory {
 				Description: fmt.Sprintf("demo AI plugin: a simulated %s server on loopback", kind),
 			}),
 			kind: kind, cfg: cfg,
-			client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}},
+			client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}, CheckRedirect: probes.SameHostRedirect},
 		}, nil
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/plugins/extmanager/health"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/detect"
 )
 
@@ -99,7 +100,7 @@ func New(cfg Config) *ExtManager {
 		client: &http.Client{Transport: &http.Transport{
 			MaxIdleConns: 512, MaxIdleConnsPerHost: max(cfg.Health.Concurrency, 4),
 			IdleConnTimeout: time.Minute, DisableCompression: true,
-		}},
+		}, CheckRedirect: probes.SameHostRedirect},
 	}
 }
 
