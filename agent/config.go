@@ -260,10 +260,26 @@ func (s Section) Path() string { return s.path }
 func (s Section) Decode(v any) error {
 	if s.node != nil {
 		if err := yaml.NodeToValue(s.node, v, yaml.DisallowUnknownField()); err != nil {
-			return yamlError(s.file, s.path, s.node, err)
+			return decodeError(yamlError(s.file, s.path, s.node, err))
 		}
 	}
-	return s.applyEnv(v)
+	return decodeError(s.applyEnv(v))
+}
+
+// decodeError marks the ConfigErrors in err as coming from Decode.
+func decodeError(err error) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		ce.decode = true
+	}
+	return err
+}
+
+// isDecodeError reports whether err says a section did not decode, as
+// opposed to a plugin's own validation of decoded values.
+func isDecodeError(err error) bool {
+	var ce *ConfigError
+	return errors.As(err, &ce) && ce.decode
 }
 
 // applyEnv applies the VITALS_ overrides of v's env-tagged fields.
@@ -376,7 +392,8 @@ type ConfigError struct {
 	Key    string
 	Msg    string
 
-	cause error // what the file system said, for errors.Is
+	cause  error // what the file system said, for errors.Is
+	decode bool  // from Section.Decode (see isDecodeError)
 }
 
 // Unwrap returns the file system's error, if any (os.ErrNotExist, say).
@@ -553,11 +570,15 @@ func (c *Config) validate(root ast.Node, reg *Registry) error {
 			bad(key, "unknown plugin %q; known plugins: %s", name, strings.Join(reg.Names(), ", "))
 			continue
 		}
-		// Build every configured plugin, enabled or not, so a bad section
-		// is found before it is switched on.
+		// Build every configured plugin, enabled or not, so a section that
+		// does not decode (an unknown key, a wrong type) is found before
+		// it is switched on. A disabled plugin's section need not be
+		// complete: what its own validation says counts once it is enabled.
 		p, err := reg.New(name, pc.Section)
 		if err != nil {
-			errs = append(errs, asConfigError(c.File, key, lookup(root, key), err))
+			if pc.Enabled || isDecodeError(err) {
+				errs = append(errs, asConfigError(c.File, key, lookup(root, key), err))
+			}
 			continue
 		}
 		if pc.Enabled {
@@ -567,6 +588,8 @@ func (c *Config) validate(root ast.Node, reg *Registry) error {
 	if len(errs) == 0 && reg != nil {
 		if _, _, err := planPlugins(enabled, hostServices); err != nil {
 			errs = append(errs, &ConfigError{File: c.File, Key: "core.api_gateway.plugins", Msg: err.Error()})
+		} else if err := checkPeers(enabled); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -592,6 +615,25 @@ func planPlugins(plugins map[string]Plugin, host []string) ([]string, map[string
 		}
 	}
 	return plan(metas, provided, host)
+}
+
+// checkPeers asks every PeerChecker among plugins about the others, in
+// name order, and joins what they say.
+func checkPeers(plugins map[string]Plugin) error {
+	names := make([]string, 0, len(plugins))
+	for name := range plugins {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var errs []error
+	for _, name := range names {
+		if pc, ok := plugins[name].(PeerChecker); ok {
+			if err := pc.CheckPeers(plugins); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 var hostServices = []string{ServiceMetrics, ServiceTracerProvider, ServiceEvents, ServicePlugins}

@@ -262,6 +262,9 @@ func (m *Manager) build(cfg *Config) ([]string, map[string][]string, map[string]
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if err := checkPeers(built); err != nil {
+		return nil, nil, nil, err
+	}
 	return order, deps, entries, nil
 }
 

@@ -97,6 +97,16 @@ type Reloader interface {
 	Reload(ctx context.Context, section Section) error
 }
 
+// PeerChecker is implemented by plugins that serve other plugins and can
+// tell from their built values whether a config lets them work together
+// (the message bus checks that each plugin's bus permissions cover what it
+// needs to start). The host calls CheckPeers with every enabled plugin of a
+// config, the checker included, whenever it validates or applies one
+// (check-config, start, reload, enable); an error rejects the config.
+type PeerChecker interface {
+	CheckPeers(peers map[string]Plugin) error
+}
+
 // ReadinessChecker is implemented by plugins that have a say in the
 // agent's readiness (/readyz) beyond their lifecycle state: while such a
 // plugin runs, a non-nil Ready makes the agent not ready, with the error as

@@ -129,7 +129,7 @@ func (e *ExtManager) Initialize(ctx context.Context, c *agent.Container) error {
 		if err != nil {
 			return err
 		}
-		if e.bus, err = p.ClientFor(Name); err != nil {
+		if e.bus, err = p.ClientFor(Name, e.BusTopics().Uses); err != nil {
 			return fmt.Errorf("bus client: %w", err)
 		}
 	}
@@ -214,6 +214,25 @@ func (e *ExtManager) startDirectory(ctx context.Context, dir string) {
 	e.mu.Lock()
 	e.dirCancel, e.dirDone = dcancel, finished
 	e.mu.Unlock()
+}
+
+// BusTopics implements bus.TopicUser: with the bus source on, the
+// ExtManager listens for announcements (it cannot start without that) and
+// publishes health requests, health status and alerts.
+func (e *ExtManager) BusTopics() bus.Topics {
+	e.mu.Lock()
+	on := e.cfg.Bus.Enabled
+	e.mu.Unlock()
+	if !on {
+		return bus.Topics{}
+	}
+	return bus.Topics{
+		Uses: bus.Permissions{
+			Publish:   []string{TopicHealthRequest, TopicHealthStatus, TopicAlerts},
+			Subscribe: []string{"plugin."},
+		},
+		Needs: bus.Permissions{Subscribe: []string{"plugin."}},
+	}
 }
 
 // Reload applies a changed section while running: static targets are

@@ -34,7 +34,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // allowAll hands every plugin an unrestricted client of the in-memory bus.
 type allowAll struct{ b *bustest.Bus }
 
-func (a allowAll) ClientFor(name string) (bus.Bus, error) { return a.b.Client(name, bus.AllowAll), nil }
+func (a allowAll) ClientFor(name string, _ ...bus.Permissions) (bus.Bus, error) {
+	return a.b.Client(name, bus.AllowAll), nil
+}
 
 // directory is a settable plugin directory.
 type directory struct {

@@ -126,3 +126,9 @@ func trimDot(p string) string {
 	}
 	return p
 }
+
+// topics: the log consumer subscribes to its prefixes at start.
+func (c Config) topics() bus.Topics {
+	sub := bus.Permissions{Subscribe: c.Subscribe}
+	return bus.Topics{Uses: sub, Needs: sub}
+}

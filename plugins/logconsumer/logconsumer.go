@@ -137,7 +137,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 		_ = db.Close()
 		return fmt.Errorf("log_consumer: %w", err)
 	}
-	b, err := provider.ClientFor(c.Owner())
+	b, err := provider.ClientFor(c.Owner(), p.cfg.topics().Uses)
 	if err != nil {
 		_ = db.Close()
 		return err
@@ -186,6 +186,14 @@ func (p *Plugin) unregister(reg prometheus.Registerer) {
 	reg.Unregister(p.m.pruned)
 	reg.Unregister(p.m.size)
 	reg.Unregister(p.m.fallback)
+}
+
+// BusTopics implements bus.TopicUser: the log consumer cannot start
+// without subscribing to its prefixes.
+func (p *Plugin) BusTopics() bus.Topics {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg.topics()
 }
 
 // Start subscribes, starts the writer and retention, and taps the agent's

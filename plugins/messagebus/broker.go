@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +32,8 @@ const Version = "0.1.0"
 // Broker is the message_bus plugin.
 type Broker struct {
 	agent.Base
-	cfg Config
+	cfg     Config
+	section agent.Section // for errors about its keys
 
 	mu          sync.Mutex
 	log         *slog.Logger
@@ -54,7 +57,37 @@ func Factory(s agent.Section) (agent.Plugin, error) {
 	if err := cfg.validate(s); err != nil {
 		return nil, err
 	}
-	return New(cfg), nil
+	b := New(cfg)
+	b.section = s
+	return b, nil
+}
+
+// CheckPeers implements agent.PeerChecker: a plugin that config gives
+// permissions of its own must be allowed what it needs to start
+// (bus.TopicUser); one that config leaves out gets what it uses.
+func (b *Broker) CheckPeers(peers map[string]agent.Plugin) error {
+	names := make([]string, 0, len(peers))
+	for name := range peers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var errs []error
+	for _, name := range names {
+		tu, ok := peers[name].(bus.TopicUser)
+		if !ok {
+			continue
+		}
+		perms, ok := b.cfg.Permissions[name]
+		if !ok {
+			continue
+		}
+		if lacks := perms.Lacks(name, tu.BusTopics().Needs); len(lacks) > 0 {
+			errs = append(errs, b.section.Errorf("permissions."+name,
+				"%s cannot start without permission to %s; add it, or remove this entry to give %s its default topics",
+				name, strings.Join(lacks, " and "), name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // New returns a Broker with a validated config.
@@ -275,14 +308,15 @@ type Service struct {
 }
 
 // ClientFor returns a Bus for plugin, scoped to the permissions the
-// broker's config gives it (default: bus.DefaultPermissions). Denials are
+// broker's config gives it (default: bus.DefaultPermissions and the topics
+// the plugin uses, see bus.TopicUser). Denials are
 // counted in vitals_bus_denied_total and written as audit log lines. The
 // agent's plugins share one connection pair, made on first use: an
 // in-process socket pair, not the broker's listening sockets, so the
 // broker knows their messages as the agent's (bus.PeerAgent) and no other
 // process can pass for them. It connects in the background, so ClientFor
 // may be called in Initialize, before the broker has started.
-func (s *Service) ClientFor(plugin string) (bus.Bus, error) {
+func (s *Service) ClientFor(plugin string, uses ...bus.Permissions) (bus.Bus, error) {
 	if !agent.ValidName(plugin) {
 		return nil, fmt.Errorf("message bus client for %q: invalid plugin name", plugin)
 	}
@@ -293,6 +327,9 @@ func (s *Service) ClientFor(plugin string) (bus.Bus, error) {
 	perms, ok := s.broker.cfg.Permissions[plugin]
 	if !ok {
 		perms = bus.DefaultPermissions(plugin)
+		for _, u := range uses {
+			perms = perms.With(u)
+		}
 	}
 	log, m := s.broker.log, s.broker.metrics
 	m.Known(plugin)
@@ -354,3 +391,5 @@ var (
 	_ agent.HealthChecker   = (*Broker)(nil)
 	_ bus.Provider          = (*Service)(nil)
 )
+
+var _ agent.PeerChecker = (*Broker)(nil)

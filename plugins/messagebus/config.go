@@ -27,7 +27,7 @@ import (
 //	  client_queue: 10000         # publish high-water mark of in-agent clients
 //	  subscription_queue: 1024    # per-subscription channel of in-agent clients
 //	  lifecycle_events: true      # publish lifecycle.<plugin>
-//	  permissions:                # in-agent plugins; default: own namespace and logs.
+//	  permissions:                # in-agent plugins; default: own namespace, logs and the topics it uses (bus.TopicUser)
 //	    ext_manager: {publish: ["ext_manager.", "logs.", "health."], subscribe: ["plugin.", "health."]}
 //	  auth:                       # ZeroMQ PLAIN for external processes; absent: NULL
 //	    users:

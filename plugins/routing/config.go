@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"sort"
 	"strings"
 	"time"
 
@@ -74,4 +75,22 @@ func (c *Config) validate(s agent.Section) error {
 		}
 	}
 	return nil
+}
+
+// topics are the prefixes requests are published under. A default_topic
+// that starts with {name} has no fixed prefix; config must grant it.
+func (c Config) topics() bus.Topics {
+	var pub []string
+	if pre, _, _ := strings.Cut(c.DefaultTopic, "{name}"); pre != "" {
+		pub = append(pub, pre)
+	}
+	names := make([]string, 0, len(c.Routes))
+	for name := range c.Routes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		pub = append(pub, c.Routes[name].Topic)
+	}
+	return bus.Topics{Uses: bus.Permissions{Publish: pub}}
 }

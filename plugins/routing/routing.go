@@ -107,7 +107,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
 		return err
 	}
-	b, err := provider.ClientFor(c.Owner())
+	b, err := provider.ClientFor(c.Owner(), p.cfg.topics().Uses)
 	if err != nil {
 		return err
 	}
@@ -165,6 +165,15 @@ func (p *Plugin) unregister(reg prometheus.Registerer) {
 	for _, col := range []prometheus.Collector{p.m.requests, p.m.late, p.m.unmatched, p.m.pending, p.m.duration} {
 		reg.Unregister(col)
 	}
+}
+
+// BusTopics implements bus.TopicUser: routing publishes requests on its
+// routes' topics and under default_topic (up to {name}); it starts without
+// them.
+func (p *Plugin) BusTopics() bus.Topics {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg.topics()
 }
 
 // Start subscribes to the plugin's reply topics and makes sure the

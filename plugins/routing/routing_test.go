@@ -28,7 +28,7 @@ func must(t testing.TB, err error) {
 
 type permProvider struct{ b *bustest.Bus }
 
-func (p permProvider) ClientFor(plugin string) (bus.Bus, error) {
+func (p permProvider) ClientFor(plugin string, _ ...bus.Permissions) (bus.Bus, error) {
 	return p.b.Client(plugin, bus.Permissions{Publish: []string{plugin + ".", "health.request.", "gpu_probe."}, Subscribe: []string{plugin + "."}}), nil
 }
 

@@ -43,7 +43,7 @@ type permProvider struct {
 	perms bus.Permissions
 }
 
-func (p permProvider) ClientFor(plugin string) (bus.Bus, error) {
+func (p permProvider) ClientFor(plugin string, _ ...bus.Permissions) (bus.Bus, error) {
 	return p.b.Client(plugin, p.perms), nil
 }
 

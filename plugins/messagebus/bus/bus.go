@@ -35,9 +35,11 @@ type Bus interface {
 }
 
 // Provider is the value of the message_bus service: it hands each plugin a
-// Bus scoped to the topics the broker's config allows it.
+// Bus scoped to the topics the broker's config allows it. A plugin that
+// config gives no permissions gets DefaultPermissions plus uses (its
+// Topics().Uses, see TopicUser).
 type Provider interface {
-	ClientFor(plugin string) (Bus, error)
+	ClientFor(plugin string, uses ...Permissions) (Bus, error)
 }
 
 // Errors returned by Bus implementations, compared with errors.Is.

@@ -45,9 +45,14 @@ func (b *Bus) External(peer, addr, source string, perms bus.Permissions) *Client
 	return &Client{b: b, source: source, perms: perms, peer: peer, addr: addr}
 }
 
-// ClientFor implements bus.Provider with bus.DefaultPermissions.
-func (b *Bus) ClientFor(plugin string) (bus.Bus, error) {
-	return b.Client(plugin, bus.DefaultPermissions(plugin)), nil
+// ClientFor implements bus.Provider as a broker whose config gives no
+// permissions: bus.DefaultPermissions and the topics the plugin uses.
+func (b *Bus) ClientFor(plugin string, uses ...bus.Permissions) (bus.Bus, error) {
+	perms := bus.DefaultPermissions(plugin)
+	for _, u := range uses {
+		perms = perms.With(u)
+	}
+	return b.Client(plugin, perms), nil
 }
 
 // Published returns a copy of every message published so far.
