@@ -189,6 +189,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		ReadTimeout:       hc.ReadTimeout.D(),
 		WriteTimeout:      hc.WriteTimeout.D(),
 		IdleTimeout:       hc.IdleTimeout.D(),
+		MaxHeaderBytes:    hc.MaxHeaderBytes,
 		ConnState:         limited.connState,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}

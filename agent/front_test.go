@@ -134,7 +134,7 @@ func readUntilClosed(t *testing.T, c net.Conn, limit time.Duration, what string)
 
 // The server ends slow and idle clients on its own.
 func TestSlowAndIdleClientsAreCut(t *testing.T) {
-	l := startLiveGateway(t, false, "    http: {read_header_timeout: 200ms, read_timeout: 300ms, idle_timeout: 200ms}\n", basePlugins)
+	l := startLiveGateway(t, false, "    http: {read_header_timeout: 200ms, read_timeout: 300ms, idle_timeout: 200ms, max_header_bytes: 4096}\n", basePlugins)
 	addr := strings.TrimPrefix(l.base, "http://")
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", addr)
@@ -155,10 +155,22 @@ func TestSlowAndIdleClientsAreCut(t *testing.T) {
 	_, _ = io.WriteString(c, "POST /api/v1/admin/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
 	readUntilClosed(t, c, 5*time.Second, "slow body")
 
+	// Headers past max_header_bytes.
+	req, _ := http.NewRequest("GET", l.base+"/livez", nil)
+	req.Header.Set("X-Big", strings.Repeat("x", 8<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("8 KiB header with max_header_bytes 4096: %d, want 431", resp.StatusCode)
+	}
+
 	// A keep-alive connection that goes quiet after one request.
 	c = dial()
 	_, _ = io.WriteString(c, "GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	resp, err = http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("livez over the raw connection: %v %v", resp, err)
 	}

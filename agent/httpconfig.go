@@ -18,7 +18,8 @@ import (
 //	      read_timeout: 30s         # the whole request, body included
 //	      write_timeout: 2m         # from the end of the headers to the end of the response
 //	      idle_timeout: 90s         # a keep-alive connection idle this long is closed
-//	      max_connections: 512     # past it the longest-idle connection is closed
+//	      max_header_bytes: 65536   # larger request headers: 431
+//	      max_connections: 512      # past it the longest-idle connection is closed
 //
 // They take effect at the next start.
 type HTTPConfig struct {
@@ -26,6 +27,7 @@ type HTTPConfig struct {
 	ReadTimeout       Duration `yaml:"read_timeout"`
 	WriteTimeout      Duration `yaml:"write_timeout"`
 	IdleTimeout       Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
 	MaxConnections    int      `yaml:"max_connections"`
 }
 
@@ -36,6 +38,7 @@ func DefaultHTTPConfig() HTTPConfig {
 		ReadTimeout:       Duration(30 * time.Second),
 		WriteTimeout:      Duration(2 * time.Minute),
 		IdleTimeout:       Duration(90 * time.Second),
+		MaxHeaderBytes:    64 << 10,
 		MaxConnections:    512,
 	}
 }
@@ -61,6 +64,9 @@ func validateGateway(g GatewayConfig, bad func(key, format string, args ...any))
 	}
 	if g.HTTP.ReadHeaderTimeout.D() > g.HTTP.ReadTimeout.D() && g.HTTP.ReadTimeout.D() > 0 {
 		bad("core.api_gateway.http.read_header_timeout", "%s is longer than read_timeout %s", g.HTTP.ReadHeaderTimeout.D(), g.HTTP.ReadTimeout.D())
+	}
+	if n := g.HTTP.MaxHeaderBytes; n < 1<<10 || n > 1<<20 {
+		bad("core.api_gateway.http.max_header_bytes", "must be between 1024 and 1048576, got %d", n)
 	}
 	if n := g.HTTP.MaxConnections; n < 1 || n > maxHTTPConnections {
 		bad("core.api_gateway.http.max_connections", "must be between 1 and %d, got %d", maxHTTPConnections, n)
