@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	colmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -164,5 +165,78 @@ func TestConsoleExporterWritesSpansToStdout(t *testing.T) {
 		if !names[want] {
 			t.Errorf("stdout lacks the %s span; it has %v", want, names)
 		}
+	}
+}
+
+// metricNames is a loopback OTLP/HTTP metrics endpoint that keeps the
+// names of the metrics it receives.
+type metricNames struct {
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+func (m *metricNames) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	var req colmetrics.ExportMetricsServiceRequest
+	if err != nil || r.URL.Path != "/v1/metrics" || proto.Unmarshal(b, &req) != nil {
+		http.Error(w, "not an OTLP metrics export", http.StatusBadRequest)
+		return
+	}
+	m.mu.Lock()
+	for _, rm := range req.GetResourceMetrics() {
+		for _, sm := range rm.GetScopeMetrics() {
+			for _, mt := range sm.GetMetrics() {
+				m.names[mt.GetName()] = true
+			}
+		}
+	}
+	m.mu.Unlock()
+	out, _ := proto.Marshal(&colmetrics.ExportMetricsServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(out)
+}
+
+func (m *metricNames) has(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.names[name]
+}
+
+// TestHealthMetricsLeaveOverOTLP runs the agent with an OTLP metrics
+// exporter and checks that the demo servers' checks reach the receiver as
+// GenAI client metrics and vitals.* metrics.
+func TestHealthMetricsLeaveOverOTLP(t *testing.T) {
+	recv := &metricNames{names: map[string]bool{}}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_METRICS_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", srv.URL+"/v1/metrics")
+	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
+
+	const every = "          interval: 10s\n"
+	p := startBinaryEdited(t, func(cfg string) string {
+		if !strings.Contains(cfg, every) {
+			t.Fatal("demo config no longer has the health interval this test replaces")
+		}
+		return strings.Replace(cfg, every, "          interval: 200ms\n          start_spread: 0\n", 1)
+	})
+	p.address(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, name := range []string{"gen_ai.client.operation.duration", "gen_ai.client.token.usage", "vitals.ai.probe.duration", "vitals.ai.health.state"} {
+		for !recv.has(name) {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the OTLP receiver got no %s\n%s", name, p.logText())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit %d\n%s", code, p.logText())
 	}
 }

@@ -216,3 +216,14 @@ func (p *Providers) Shutdown(ctx context.Context) error {
 	p.shutdown = nil
 	return errors.Join(errs...)
 }
+
+// SemconvOptIn reports whether OTEL_SEMCONV_STABILITY_OPT_IN (a
+// comma-separated list) holds value, e.g. "gen_ai_latest_experimental".
+func SemconvOptIn(value string) bool {
+	for v := range strings.SplitSeq(os.Getenv("OTEL_SEMCONV_STABILITY_OPT_IN"), ",") {
+		if strings.TrimSpace(v) == value {
+			return true
+		}
+	}
+	return false
+}

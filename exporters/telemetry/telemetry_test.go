@@ -271,3 +271,14 @@ func TestTracezShowsSpans(t *testing.T) {
 		t.Errorf("tracez page lacks the span")
 	}
 }
+
+func TestSemconvOptIn(t *testing.T) {
+	t.Setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http, gen_ai_latest_experimental")
+	if !SemconvOptIn("gen_ai_latest_experimental") || !SemconvOptIn("http") || SemconvOptIn("gen_ai") {
+		t.Error("OTEL_SEMCONV_STABILITY_OPT_IN is not read as a list")
+	}
+	t.Setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+	if SemconvOptIn("gen_ai_latest_experimental") {
+		t.Error("opted in with the variable empty")
+	}
+}

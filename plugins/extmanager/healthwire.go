@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/exporters/store"
+	"github.com/vitals-dev/vitals/exporters/telemetry"
 	"github.com/vitals-dev/vitals/plugins/extmanager/health"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/probes"
@@ -61,6 +63,10 @@ func (e *ExtManager) initHealth(ctx context.Context, c *agent.Container, cfg hea
 	}
 	e.engine = health.New(health.Options{
 		Config: cfg, Client: e.client, Logger: e.log, TracerProvider: tp, History: hist,
+		// The agent's meter provider (exporters/telemetry installs it), a
+		// no-op unless OTEL_METRICS_EXPORTER or an OTLP endpoint asks.
+		MeterProvider: otel.GetMeterProvider(),
+		GenAILatest:   telemetry.SemconvOptIn("gen_ai_latest_experimental"),
 		Probes: map[health.Mode][]health.Probe{
 			health.ModeBus: {
 				{Name: health.ProbeHeartbeat, Run: e.probeHeartbeat},

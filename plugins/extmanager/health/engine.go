@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -81,7 +82,14 @@ type Options struct {
 	Logger         *slog.Logger
 	Metrics        *Metrics
 	TracerProvider trace.TracerProvider
-	Clock          Clock
+	// MeterProvider receives the checks as OpenTelemetry metrics (the
+	// GenAI client metrics and vitals.*); nil records none.
+	MeterProvider metric.MeterProvider
+	// GenAILatest selects the latest GenAI semantic conventions
+	// (GenAILatestVersion) over the default (GenAIDefaultVersion), as
+	// OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental asks.
+	GenAILatest bool
+	Clock       Clock
 	// History records checks and transitions; nil means a ring of its own.
 	History *History
 	// Probes are the probes of targets of ModeBus and ModeSelf.
@@ -139,6 +147,7 @@ func (s Status) Health() agent.Health {
 type Engine struct {
 	o       Options
 	metrics *Metrics
+	otel    *otelMetrics
 	hist    *History
 	tracer  trace.Tracer
 	sched   *Scheduler
@@ -190,6 +199,7 @@ func New(o Options) *Engine {
 	}
 	e := &Engine{o: o, metrics: o.Metrics, hist: o.History, cfg: o.Config, plugins: map[string]*plugin{},
 		tracer: tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager/health")}
+	e.otel = newOTelMetrics(o.MeterProvider, o.GenAILatest, e)
 	e.sched = NewScheduler(SchedulerOptions{
 		Clock: o.Clock, Concurrency: o.Config.Concurrency, StartSpread: o.Config.StartSpread, Jitter: o.Config.Jitter, Slack: o.Config.Slack.D(),
 		Lag: func(d time.Duration) {
@@ -448,6 +458,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 	}
 	v := p.machine.Observe(obs)
 	e.metrics.observe(id, obs, span.SpanContext())
+	e.otel.observe(cctx, id, obs)
 
 	rec := CheckRecord{Seq: e.seq.Add(1), Plugin: id, Time: obs.Time, State: v.State, OK: obs.OK(), Latency: obs.Latency, TTFT: obs.TTFT,
 		Probes: obs.Probes}
@@ -501,6 +512,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 // plugins that depend on it when it entered or left unhealthy.
 func (e *Engine) transition(ctx context.Context, cfg Config, t Transition) {
 	e.metrics.transitions.WithLabelValues(t.Plugin, string(t.From), string(t.To)).Inc()
+	e.otel.transition(ctx, t)
 	e.metrics.setState(t.Plugin, t.To)
 	level := slog.LevelInfo
 	switch t.To {
@@ -640,10 +652,17 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, pt probes.Target, pc
 		return res, err
 	})
 	r := o.Result
+	model := r.Model
+	if model == "" {
+		model = pt.Model
+	}
+	attrs := e.otel.genAIAttrs(op, pt.Kind, model, pt.BaseURL)
+	span.SetAttributes(attrs[1]) // the provider; the others are set above and below
 	if r.Model != "" {
 		span.SetName(op + " " + r.Model)
 		span.SetAttributes(attribute.String("gen_ai.request.model", r.Model))
 	}
+	e.otel.synthetic(ctx, attrs, o)
 	if r.CompletionTokens > 0 {
 		span.SetAttributes(attribute.Int64("gen_ai.usage.output_tokens", r.CompletionTokens))
 	}
