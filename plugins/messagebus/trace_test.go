@@ -169,7 +169,7 @@ func TestReplySpanNamesAreLowCardinality(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	responder := e.client(t, bus.Options{Name: "gpu", TracerProvider: tp})
-	reqs, err := responder.Subscribe(ctx, "health.request.gpu")
+	reqs, err := responder.Subscribe(ctx, "jobs.request.gpu")
 	must(t, err)
 	must(t, responder.Sync(ctx))
 	go func() {
@@ -179,7 +179,7 @@ func TestReplySpanNamesAreLowCardinality(t *testing.T) {
 	}()
 	requester := e.client(t, bus.Options{Name: "ext_manager", TracerProvider: tp})
 	for range 2 {
-		_, err := requester.Request(ctx, "health.request.gpu", bus.Message{Payload: []byte("?")})
+		_, err := requester.Request(ctx, "jobs.request.gpu", bus.Message{Payload: []byte("?")})
 		must(t, err)
 	}
 	must(t, tp.ForceFlush(ctx))
@@ -201,7 +201,7 @@ func TestReplySpanNamesAreLowCardinality(t *testing.T) {
 			t.Errorf("span %q on %s: template %q, temporary %v", s.Name(), dest, tmpl, attrs["messaging.destination.temporary"].AsBool())
 		}
 	}
-	if names["publish reply.ext_manager.req.{id}"] < 2 || names["publish health.request.gpu"] < 2 {
+	if names["publish reply.ext_manager.req.{id}"] < 2 || names["publish jobs.request.gpu"] < 2 {
 		t.Errorf("spans by name: %v", names)
 	}
 }
