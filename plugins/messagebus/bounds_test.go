@@ -158,6 +158,11 @@ func floodPublisher(t *testing.T, ctx context.Context, ep, topic string, n, size
 	pub, err := zmtp.Dial(ctx, ep, zmtp.Pub, zmtp.Credentials{})
 	must(t, err)
 	defer pub.Close()
+	// Read the broker's subscription, so that closing with it unread does
+	// not reset the connection before the broker has read all.
+	if _, err := pub.Recv(); err != nil {
+		t.Fatal(err)
+	}
 	body := mustMarshal(t, &busv1.Envelope{Id: "flood", Source: "flood", Payload: make([]byte, size)})
 	for i := 0; i < n; i++ {
 		if err := pub.Send([]byte(topic), body); err != nil {
@@ -172,7 +177,7 @@ func floodPublisher(t *testing.T, ctx context.Context, ep, topic string, n, size
 // writes block for write_timeout is disconnected and its queue released.
 func TestStalledSubscribersAreBoundedInBytes(t *testing.T) {
 	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t),
-		"subscriber_queue_bytes: 4194304", "queue_bytes: 6291456", "write_timeout: 2s"))
+		"subscriber_queue_bytes: 4194304", "queue_bytes: 6291456", "write_timeout: 2s", "publish_bytes_rate: 1073741824"))
 	ctx := ctxT(t, 60*time.Second)
 
 	// Two subscribers that never read: one to everything, one to logs.b.
@@ -236,7 +241,7 @@ func TestStalledSubscribersAreBoundedInBytes(t *testing.T) {
 // A subscriber's distinct prefixes stop at max_subscriptions; the flood is
 // refused and counted and costs the broker no more memory than the cap.
 func TestPrefixFloodIsCapped(t *testing.T) {
-	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t), "max_subscriptions: 100"))
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t), "max_subscriptions: 100", "subscribe_rate: 10000000"))
 	ctx := ctxT(t, 60*time.Second)
 	c, err := zmtp.Dial(ctx, e.cfg.SubscribeAddress, zmtp.Sub, zmtp.Credentials{})
 	must(t, err)
@@ -409,5 +414,49 @@ func TestAcceptBacksOffOnEMFILE(t *testing.T) {
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := zmq4.Open(c, null.Security(), zmq4.Pub, zmq4.SocketIdentity(nil), false, nil); err != nil {
 		t.Fatalf("the queued connection was not accepted once descriptors were free: %v", err)
+	}
+}
+
+// An external peer over its rate is read late, not dropped: its messages
+// wait in its socket, every one arrives, and the waits are counted.
+func TestRatesThrottlePeers(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t),
+		"publish_rate: 2000", "subscribe_rate: 2000", "max_subscriptions: 10"))
+	ctx := ctxT(t, 30*time.Second)
+	sub := e.client(t, bus.Options{Name: "s", SubscriptionSize: 4000})
+	ch, err := sub.Subscribe(ctx, "logs.")
+	must(t, err)
+	must(t, sub.Sync(ctx))
+
+	floodPublisher(t, ctx, e.cfg.PublishAddress, "logs.info.flood", 3000, 10)
+	for i := range 3000 {
+		select {
+		case m := <-ch:
+			if m.ID != "flood" {
+				t.Fatalf("message %d: %+v", i, m)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of 3000 messages arrived; in %v, dropped %v %v", i, e.counter("messages", "in", "logs"), e.counter("dropped", bus.DropSubscriberQueueFull), e.counter("dropped", bus.DropSubscriptionQueueFull))
+		}
+	}
+	if e.counter("throttled", bus.ThrottlePublishRate) == 0 {
+		t.Fatal("3000 messages at once passed a publish_rate of 2000/s without a wait")
+	}
+
+	c, err := zmtp.Dial(ctx, e.cfg.SubscribeAddress, zmtp.Sub, zmtp.Credentials{})
+	must(t, err)
+	defer c.Close()
+	for i := range 3000 {
+		must(t, c.Send(fmt.Appendf([]byte{1}, "x.%d", i)))
+	}
+	must(t, c.Flush())
+	eventually(t, 10*time.Second, "every subscription read", func() bool {
+		return e.counter("refused", bus.RefusedSubscriptionLimit) == 2990
+	})
+	if e.counter("throttled", bus.ThrottleSubscribeRate) == 0 {
+		t.Fatal("3000 subscriptions at once passed a subscribe_rate of 2000/s without a wait")
+	}
+	if e.counter("dropped", bus.DropSubscriberQueueFull) != 0 {
+		t.Fatal("throttling dropped messages")
 	}
 }

@@ -18,8 +18,11 @@ import (
 //	  subscribe_address: tcp://127.0.0.1:5556  # subscribers connect here
 //	  max_message_bytes: 1048576
 //	  subscriber_queue: 10000     # per-subscriber high-water mark at the broker
-//	  subscriber_queue_bytes: 4194304 # and its bound in bytes
-//	  queue_bytes: 16777216       # all subscribers' queues together
+//	  subscriber_queue_bytes: 1048576 # and its bound in bytes
+//	  queue_bytes: 4194304        # all subscribers' queues together
+//	  publish_rate: 10000         # messages/s read from one external publisher
+//	  publish_bytes_rate: 8388608 # bytes/s read from one external publisher
+//	  subscribe_rate: 1000        # subscriptions/s read from one external subscriber
 //	  max_subscriptions: 1024     # distinct prefixes per subscriber
 //	  write_timeout: 10s          # a subscriber whose writes block this long is disconnected
 //	  max_connections: 128        # publishers and subscribers together
@@ -44,6 +47,9 @@ type Config struct {
 	SubscriberQueue      int                        `yaml:"subscriber_queue"`
 	SubscriberQueueBytes int                        `yaml:"subscriber_queue_bytes"`
 	QueueBytes           int                        `yaml:"queue_bytes"`
+	PublishRate          int                        `yaml:"publish_rate"`
+	PublishBytesRate     int                        `yaml:"publish_bytes_rate"`
+	SubscribeRate        int                        `yaml:"subscribe_rate"`
 	MaxSubscriptions     int                        `yaml:"max_subscriptions"`
 	WriteTimeout         agent.Duration             `yaml:"write_timeout"`
 	MaxConnections       int                        `yaml:"max_connections"`
@@ -78,8 +84,11 @@ func DefaultConfig() Config {
 		SubscribeAddress:     bus.DefaultSubscribeEndpoint,
 		MaxMessageBytes:      bus.DefaultMaxMessageBytes,
 		SubscriberQueue:      10000,
-		SubscriberQueueBytes: 4 << 20,
-		QueueBytes:           16 << 20,
+		SubscriberQueueBytes: 1 << 20,
+		QueueBytes:           4 << 20,
+		PublishRate:          10000,
+		PublishBytesRate:     8 << 20,
+		SubscribeRate:        1000,
 		MaxSubscriptions:     1024,
 		WriteTimeout:         agent.Duration(10 * time.Second),
 		MaxConnections:       128,
@@ -140,6 +149,11 @@ func (c *Config) validate(s agent.Section) error {
 	}
 	if c.QueueBytes < c.SubscriberQueueBytes {
 		return s.Errorf("queue_bytes", "must be at least subscriber_queue_bytes (%d), got %d", c.SubscriberQueueBytes, c.QueueBytes)
+	}
+	for key, v := range map[string]int{"publish_rate": c.PublishRate, "publish_bytes_rate": c.PublishBytesRate, "subscribe_rate": c.SubscribeRate} {
+		if v < 1 {
+			return s.Errorf(key, "must be positive, got %d", v)
+		}
 	}
 	if c.MaxSubscriptions < 1 || c.MaxSubscriptions > 1_000_000 {
 		return s.Errorf("max_subscriptions", "must be between 1 and 1000000, got %d", c.MaxSubscriptions)

@@ -32,6 +32,8 @@ func TestFactoryConfig(t *testing.T) {
 		{"zero write timeout", "write_timeout: 0s", "write_timeout"},
 		{"one connection", "max_connections: 1", "max_connections"},
 		{"zero idle timeout", "idle_timeout: 0s", "idle_timeout"},
+		{"zero publish rate", "publish_rate: 0", "publish_rate"},
+		{"negative subscribe rate", "subscribe_rate: -1", "subscribe_rate"},
 		{"bad plugin name", "permissions:\n  Bad-Name: {publish: [x.]}", "permissions.Bad-Name"},
 		{"empty prefix", "permissions:\n  a: {publish: [\"\"]}", "bad prefix"},
 		{"auth without users", "auth: {users: []}", "auth.users"},

@@ -160,6 +160,8 @@ func (e *env) counter(name string, labels ...string) float64 {
 		return testutil.ToFloat64(m.Messages.WithLabelValues(labels...))
 	case "disconnects":
 		return testutil.ToFloat64(m.Disconnects.WithLabelValues(labels...))
+	case "throttled":
+		return testutil.ToFloat64(m.Throttled.WithLabelValues(labels...))
 	case "refused":
 		return testutil.ToFloat64(m.Refused.WithLabelValues(labels...))
 	case "reconnects":

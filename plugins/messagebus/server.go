@@ -361,6 +361,47 @@ var (
 	peerAddressField = (&busv1.Envelope{}).ProtoReflect().Descriptor().Fields().ByName("peer_address").Number()
 )
 
+// publishLimits returns the rates at which an external publisher's
+// messages are read (nil for the agent's own connections): what is past
+// them waits in the peer's socket, so a flood costs the broker time
+// instead of CPU. A burst of a second's worth, and of at least one largest
+// message, passes at once.
+func (s *server) publishLimits(p peer) (msgs, bytes *rate.Limiter) {
+	if p.agent {
+		return nil, nil
+	}
+	return rate.NewLimiter(rate.Limit(s.cfg.PublishRate), s.cfg.PublishRate),
+		rate.NewLimiter(rate.Limit(s.cfg.PublishBytesRate), max(s.cfg.PublishBytesRate, s.cfg.MaxMessageBytes))
+}
+
+// throttle waits until lim allows n more (or the broker closes), and
+// counts the wait. A nil lim never waits.
+func (s *server) throttle(lim *rate.Limiter, n int, reason string) {
+	if lim == nil {
+		return
+	}
+	r := lim.ReserveN(time.Now(), n)
+	d := r.Delay()
+	if !r.OK() || d <= 0 {
+		return
+	}
+	s.m.Throttle(reason)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.done:
+	}
+}
+
+func frameBytes(frames [][]byte) int {
+	n := 0
+	for _, f := range frames {
+		n += len(f)
+	}
+	return n
+}
+
 // servePublisher reads messages from one publisher and forwards them.
 func (s *server) servePublisher(c *zmtp.Conn, p peer) {
 	// A PUB peer sends only what its peers subscribed to: everything.
@@ -368,12 +409,15 @@ func (s *server) servePublisher(c *zmtp.Conn, p peer) {
 		return
 	}
 	var env busv1.Envelope
+	msgs, bytes := s.publishLimits(p)
 	for {
 		frames, err := c.Recv()
 		if err != nil {
 			s.recvFailed(c, err)
 			return
 		}
+		s.throttle(msgs, 1, bus.ThrottlePublishRate)
+		s.throttle(bytes, frameBytes(frames), bus.ThrottlePublishBytesRate)
 		if len(frames) != 2 {
 			s.m.Malform(bus.MalformedFrames)
 			continue
@@ -580,12 +624,17 @@ func (s *server) serveSubscriber(c *zmtp.Conn, p peer) {
 		s.write(sub, done)
 	}()
 
+	var subs *rate.Limiter
+	if !p.agent {
+		subs = rate.NewLimiter(rate.Limit(s.cfg.SubscribeRate), max(s.cfg.SubscribeRate, s.cfg.MaxSubscriptions))
+	}
 	for {
 		frames, err := c.Recv()
 		if err != nil {
 			s.recvFailed(c, err)
 			return
 		}
+		s.throttle(subs, 1, bus.ThrottleSubscribeRate)
 		if len(frames) != 1 || len(frames[0]) == 0 || frames[0][0] > 1 {
 			s.m.Malform(bus.MalformedFrames)
 			continue

@@ -25,6 +25,7 @@ type Metrics struct {
 	Disconnects  *prometheus.CounterVec // reason
 	Refused      *prometheus.CounterVec // reason
 	AcceptErrors prometheus.Counter
+	Throttled    *prometheus.CounterVec // reason
 
 	registered []prometheus.Collector
 }
@@ -48,6 +49,14 @@ const (
 	DisconnectOversized = "oversized" // a frame or message past max_message_bytes
 	DisconnectIdle      = "idle"      // nothing read or written for idle_timeout
 	DisconnectStalled   = "stalled"   // a write blocked for write_timeout
+)
+
+// Throttle reasons: the connection's rate that made the broker wait
+// before it read on.
+const (
+	ThrottlePublishRate      = "publish_rate"
+	ThrottlePublishBytesRate = "publish_bytes_rate"
+	ThrottleSubscribeRate    = "subscribe_rate"
 )
 
 // Refusal reasons.
@@ -157,6 +166,10 @@ func newMetrics() *Metrics {
 			Name: "vitals_bus_refused_total",
 			Help: "Connections and subscriptions the broker refused at a bound, by reason (connection_limit, subscription_limit).",
 		}, []string{"reason"}),
+		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vitals_bus_throttled_total",
+			Help: "Messages the broker read late because their connection was over its rate (publish_rate, publish_bytes_rate, subscribe_rate); the peer waits, nothing is dropped.",
+		}, []string{"reason"}),
 		AcceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vitals_bus_accept_errors_total",
 			Help: "Errors accepting connections on the broker's sockets (such as too many open files); the broker backs off after each.",
@@ -217,6 +230,9 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 	}
 	if v, ok := reg1(m.Refused).(*prometheus.CounterVec); ok {
 		m.Refused = v
+	}
+	if v, ok := reg1(m.Throttled).(*prometheus.CounterVec); ok {
+		m.Throttled = v
 	}
 	if v, ok := reg1(m.AcceptErrors).(prometheus.Counter); ok {
 		m.AcceptErrors = v
@@ -285,5 +301,12 @@ func (m *Metrics) Refuse(reason string) {
 func (m *Metrics) AcceptError() {
 	if m != nil {
 		m.AcceptErrors.Inc()
+	}
+}
+
+// Throttle counts one message read late for its connection's rate.
+func (m *Metrics) Throttle(reason string) {
+	if m != nil {
+		m.Throttled.WithLabelValues(reason).Inc()
 	}
 }
