@@ -49,14 +49,15 @@ func run(ctx context.Context, log *slog.Logger, name, pub, sub, user, pass strin
 		return fmt.Errorf("subscribe: %w", err)
 	}
 	started := time.Now()
-	announce, err := bus.NewProto(&busv1.Announce{
+	self := &busv1.Announce{
 		Name:                name,
 		Version:             "0.1.0",
 		Description:         "example external plugin",
 		Capabilities:        []string{"example"},
 		Pid:                 int32(os.Getpid()),
 		HeartbeatIntervalMs: interval.Milliseconds(),
-	})
+	}
+	announce, err := bus.NewProto(self)
 	if err != nil {
 		return err
 	}
@@ -79,7 +80,9 @@ func run(ctx context.Context, log *slog.Logger, name, pub, sub, user, pass strin
 			return nil
 		case <-tick.C:
 			seq++
-			hb, _ := bus.NewProto(&busv1.Heartbeat{Name: name, Sequence: seq, UptimeSeconds: time.Since(started).Seconds()})
+			// The announcement rides along: an agent that restarted
+			// registers the plugin again from it.
+			hb, _ := bus.NewProto(&busv1.Heartbeat{Name: name, Sequence: seq, UptimeSeconds: time.Since(started).Seconds(), Announce: self})
 			if err := c.Publish(ctx, "plugin.heartbeat", hb); err != nil && !errors.Is(err, bus.ErrQueueFull) {
 				return fmt.Errorf("heartbeat: %w", err)
 			}

@@ -3,14 +3,18 @@ package main
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"go.uber.org/goleak"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/plugins/messagebus"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
@@ -109,4 +113,95 @@ func TestExamplePlugin(t *testing.T) {
 	if err := wait("plugin.goodbye").Decode(&g); err != nil || g.Name != "demo" {
 		t.Fatalf("goodbye %+v %v", &g, err)
 	}
+}
+
+// agentOn runs the agent's side of the bus, a broker and an ExtManager, on
+// pub and sub; stop ends both, as an agent restart does.
+func agentOn(t *testing.T, pub, sub string) (cat *extmanager.Catalog, stop func()) {
+	t.Helper()
+	ctx := context.Background()
+	c := agent.NewContainer(nil)
+	for name, v := range map[string]any{
+		agent.ServiceEvents: agent.NewEvents(), agent.ServicePlugins: agent.PluginDirectory(noPlugins{}),
+		agent.ServiceMetrics: prometheus.Registerer(prometheus.NewRegistry()),
+	} {
+		if err := c.Provide(name, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bs, _ := agent.NewSection("publish_address: " + pub + "\nsubscribe_address: " + sub +
+		"\npermissions: {extmanager: {publish: [extmanager., health., logs.], subscribe: [plugin., health.]}}")
+	broker, err := messagebus.Factory(bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _ := agent.NewSection("directory: \"\"\nhealth: {enabled: false}\nbus: {default_heartbeat: 50ms}")
+	em, err := extmanager.Factory(es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []struct {
+		name string
+		p    agent.Plugin
+	}{{messagebus.Name, broker}, {extmanager.Name, em}} {
+		if err := p.p.Initialize(ctx, c.For(p.name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.p.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = em.Stop(ctx)
+			_ = broker.Stop(ctx)
+		})
+	}
+	t.Cleanup(stop)
+	return em.(*extmanager.ExtManager).Catalog(), stop
+}
+
+type noPlugins struct{}
+
+func (noPlugins) RunningPlugins() []agent.Plugin { return nil }
+func (noPlugins) Plugins() []agent.PluginStatus  { return nil }
+
+// TestExampleRediscoveredAfterAgentRestart: the plugin keeps running while
+// the agent restarts; the new agent, which never saw its announcement,
+// registers it from its heartbeats.
+func TestExampleRediscoveredAfterAgentRestart(t *testing.T) {
+	pub, sub := freeAddr(t), freeAddr(t)
+	registered := func(cat *extmanager.Catalog, what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if p, ok := cat.Get("demo"); ok && p.Source == extmanager.SourceBus && p.Version == "0.1.0" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("demo not registered %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	cat, stop := agentOn(t, pub, sub)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, slog.New(slog.DiscardHandler), "demo", pub, sub, "", "", 50*time.Millisecond)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	registered(cat, "by the first agent")
+
+	stop()
+	cat, _ = agentOn(t, pub, sub)
+	registered(cat, "by the restarted agent, from a heartbeat")
 }
