@@ -18,6 +18,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vitals-dev/vitals/exporters/alertmanager"
 	"github.com/vitals-dev/vitals/internal/dirwatch"
 )
 
@@ -62,6 +63,11 @@ type Agent struct {
 
 	reloadMu sync.Mutex // one reload at a time; guards lastHash
 	lastHash [32]byte
+
+	alertMetrics *alertmanager.Metrics
+	alertMu      sync.Mutex // guards pusher
+	pusher       *pusher
+	listenAddr   string
 
 	addr  chan string
 	ready chan struct{}
@@ -121,11 +127,15 @@ func New(o Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent metrics: %w", err)
 	}
+	am, err := alertmanager.NewMetrics(o.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("alertmanager metrics: %w", err)
+	}
 	m := NewManager(ManagerOptions{
 		Registry: o.Registry, Logger: o.Logger, TracerProvider: o.TracerProvider, Metrics: hm,
 		Services: map[string]any{ServiceMetrics: prometheus.Registerer(o.Metrics)},
 	})
-	a := &Agent{o: o, log: o.Logger, manager: m, metrics: hm, addr: make(chan string, 1), ready: make(chan struct{})}
+	a := &Agent{o: o, log: o.Logger, manager: m, metrics: hm, alertMetrics: am, addr: make(chan string, 1), ready: make(chan struct{})}
 	if o.ConfigPath != "" {
 		if data, err := os.ReadFile(o.ConfigPath); err == nil {
 			a.lastHash = sha256.Sum256(data)
@@ -202,6 +212,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-serveErr
 		return fmt.Errorf("startup: %w", err)
 	}
+	a.alertMu.Lock()
+	a.listenAddr = ln.Addr().String() // from now on reloads restart the push
+	err := a.startAlerting(a.manager.Config().Core.Alerting, a.listenAddr)
+	a.alertMu.Unlock()
+	if err != nil {
+		return errors.Join(fmt.Errorf("startup: %w", err), a.shutdown(srv, serveErr, false))
+	}
 	close(a.ready)
 	a.log.Info("vitals is running",
 		"took", time.Since(began).Round(time.Microsecond),
@@ -229,6 +246,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 func (a *Agent) shutdown(srv *http.Server, serveErr chan error, served bool) error {
 	a.log.Info("shutting down")
+	// The push stops first: plugins that stop are not failures to page on.
+	a.alertMu.Lock()
+	a.stopAlerting()
+	a.listenAddr = "" // and reloads no longer start it
+	a.alertMu.Unlock()
 	cfg := a.manager.Config()
 	n := len(a.manager.Order()) + 1
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Core.Lifecycle.StopTimeout.D()*time.Duration(n))
@@ -303,6 +325,7 @@ func (a *Agent) apply(ctx context.Context, cfg *Config) error {
 	if a.o.LogLevel != nil {
 		a.o.LogLevel.Set(ParseLevel(cfg.Core.Log.Level))
 	}
+	a.reloadAlerting(cfg.Core.Alerting)
 	if err != nil {
 		a.metrics.ObserveReload("partial")
 		a.log.Error("config applied, but plugins failed", "err", err)

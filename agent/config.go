@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,7 +17,11 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/token"
+	"github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/vitals-dev/vitals/exporters/alertmanager"
 )
 
 // EnvPrefix is the prefix of every environment variable the agent reads.
@@ -63,7 +69,38 @@ type CoreConfig struct {
 	Log        LogConfig       `yaml:"log"`
 	Lifecycle  LifecycleConfig `yaml:"lifecycle"`
 	APIGateway GatewayConfig   `yaml:"api_gateway"`
+	Alerting   AlertingConfig  `yaml:"alerting"`
 }
+
+// AlertingConfig is the agent's own Alertmanager push, off while
+// Alertmanagers is empty:
+//
+//	core:
+//	  alerting:
+//	    alertmanagers: [http://127.0.0.1:9093]
+//	    http_config: {basic_auth: {username: vitals, password_file: /run/secrets/am}}
+//	    labels: {instance: gpu-node-1:9464}   # job defaults to vitals, instance to host:port
+type AlertingConfig struct {
+	// Alertmanagers are base URLs; alerts go to URL/api/v2/alerts.
+	Alertmanagers []string `yaml:"alertmanagers"`
+	// HTTPConfig is Prometheus' http_config: auth, TLS, proxy.
+	HTTPConfig config.HTTPClientConfig `yaml:"http_config"`
+	// Labels are added to every alert; job and instance are Prometheus'
+	// target labels, which alerts/alertmanager.yml groups and inhibits by.
+	Labels map[string]string `yaml:"labels"`
+	// EvaluationInterval is how often the alert conditions are evaluated.
+	EvaluationInterval Duration `yaml:"evaluation_interval"`
+	// ResendInterval is how often a firing alert is sent again; its endsAt
+	// is 4 of these ahead, so an agent that died has its alerts resolved.
+	ResendInterval Duration `yaml:"resend_interval"`
+	// Timeout bounds each POST to each Alertmanager.
+	Timeout Duration `yaml:"timeout"`
+	// QueueCapacity bounds the alerts waiting to be sent.
+	QueueCapacity int `yaml:"queue_capacity"`
+}
+
+// Enabled reports whether the push is configured.
+func (a AlertingConfig) Enabled() bool { return len(a.Alertmanagers) > 0 }
 
 // LogConfig sets the agent's slog output.
 type LogConfig struct {
@@ -123,6 +160,13 @@ func DefaultConfig() *Config {
 			WatchConfig: &watch,
 		},
 		APIGateway: GatewayConfig{Listen: "127.0.0.1:9464", HTTP: DefaultHTTPConfig(), Plugins: map[string]PluginConfig{}},
+		Alerting: AlertingConfig{
+			HTTPConfig:         config.DefaultHTTPClientConfig,
+			EvaluationInterval: Duration(alertmanager.DefaultInterval),
+			ResendInterval:     Duration(alertmanager.DefaultResendInterval),
+			Timeout:            Duration(alertmanager.DefaultTimeout),
+			QueueCapacity:      alertmanager.DefaultQueueCapacity,
+		},
 	}}
 }
 
@@ -554,6 +598,8 @@ func (c *Config) validate(root ast.Node, reg *Registry) error {
 	}
 	validateGateway(core.APIGateway, bad)
 
+	core.Alerting.validate(bad)
+
 	names := make([]string, 0, len(core.APIGateway.Plugins))
 	for name := range core.APIGateway.Plugins {
 		names = append(names, name)
@@ -593,6 +639,56 @@ func (c *Config) validate(root ast.Node, reg *Registry) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks core.alerting; bad reports a problem at a key.
+func (a AlertingConfig) validate(bad func(key, format string, args ...any)) {
+	const base = "core.alerting"
+	seen := map[string]bool{}
+	for i, u := range a.Alertmanagers {
+		key := fmt.Sprintf("%s.alertmanagers[%d]", base, i)
+		if _, err := alertmanager.ParseURL(u); err != nil {
+			bad(key, "invalid Alertmanager URL %q: %v", u, err)
+		} else if seen[u] {
+			bad(key, "%q is listed twice", u)
+		}
+		seen[u] = true
+	}
+	if err := a.HTTPConfig.Validate(); err != nil {
+		bad(base+".http_config", "%v", err)
+	} else if a.Enabled() {
+		// Built once here so that a CA or key file that cannot be read
+		// rejects the config instead of failing the push later.
+		if _, err := config.NewClientFromConfig(a.HTTPConfig, "alertmanager"); err != nil {
+			bad(base+".http_config", "%v", err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(a.Labels)) {
+		switch {
+		case !model.LabelName(name).IsValid() || strings.HasPrefix(name, "__"):
+			bad(base+".labels", "invalid label name %q: want [a-zA-Z_][a-zA-Z0-9_]*, not starting with __", name)
+		case name == "alertname":
+			bad(base+".labels", "alertname is the alert's own; it cannot be set")
+		case a.Labels[name] == "":
+			bad(base+".labels."+name, "empty value; leave the label out instead")
+		}
+	}
+	for _, d := range []struct {
+		key    string
+		v      Duration
+		lo, hi time.Duration
+	}{
+		{"evaluation_interval", a.EvaluationInterval, 100 * time.Millisecond, 10 * time.Minute},
+		{"resend_interval", a.ResendInterval, time.Second, time.Hour},
+		{"timeout", a.Timeout, 100 * time.Millisecond, 5 * time.Minute},
+	} {
+		if d.v.D() < d.lo || d.v.D() > d.hi {
+			bad(base+"."+d.key, "must be between %s and %s, got %s", d.lo, d.hi, d.v)
+		}
+	}
+	if a.QueueCapacity < 1 || a.QueueCapacity > 1_000_000 {
+		bad(base+".queue_capacity", "must be 1 to 1000000, got %d", a.QueueCapacity)
+	}
 }
 
 // planPlugins orders built plugins by their metadata and the services they

@@ -72,6 +72,13 @@ func TestValidConfig(t *testing.T) {
 	if cfg.Plugin("gamma").Enabled {
 		t.Error("a plugin the file does not mention is enabled")
 	}
+	al := c.Alerting
+	if !al.Enabled() || len(al.Alertmanagers) != 2 || al.HTTPConfig.BasicAuth == nil || al.HTTPConfig.BasicAuth.Username != "vitals" ||
+		string(al.HTTPConfig.BasicAuth.Password) != "secret" || !al.HTTPConfig.FollowRedirects || al.Labels["instance"] != "node-1:9464" ||
+		al.EvaluationInterval.D() != 5*time.Second || al.ResendInterval.D() != 30*time.Second || al.Timeout.D() != 10*time.Second ||
+		al.QueueCapacity != 10000 {
+		t.Errorf("alerting = %+v", al)
+	}
 }
 
 func TestDefaultsWhenEmpty(t *testing.T) {
@@ -80,7 +87,8 @@ func TestDefaultsWhenEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := agent.DefaultConfig()
-	if cfg.Core.APIGateway.Listen != "127.0.0.1:9464" || cfg.Core.Lifecycle.StepTimeout != def.Core.Lifecycle.StepTimeout || !cfg.Watch() {
+	if cfg.Core.APIGateway.Listen != "127.0.0.1:9464" || cfg.Core.Lifecycle.StepTimeout != def.Core.Lifecycle.StepTimeout || !cfg.Watch() ||
+		cfg.Core.Alerting.Enabled() {
 		t.Errorf("defaults = %+v", cfg.Core)
 	}
 }
