@@ -176,6 +176,24 @@ func (s *stack) query(ctx context.Context, q string) ([]json.RawMessage, error) 
 
 func (s *stack) writeConfigs(t *testing.T) {
 	t.Helper()
+	s.writeCore(t, "")
+	prom := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [%q]
+alerting:
+  alertmanagers: [{static_configs: [{targets: [%q]}]}]
+scrape_configs:
+  - job_name: vitals
+    static_configs: [{targets: [%q]}]
+`, filepath.Join(s.root, "alerts", "vitals.rules.yml"), s.am, s.agent)
+	write(t, filepath.Join(s.dir, "prometheus.yml"), prom)
+	s.writeAlertmanager(t)
+}
+
+// writeCore writes the agent's core.yaml: the bus and the ExtManager
+// watching both simulators with 1 s intervals, and extra, more keys of
+// core (indented by two spaces).
+func (s *stack) writeCore(t *testing.T, extra string) {
+	t.Helper()
 	pubPort, subPort := e2etest.FreePort(t), e2etest.FreePort(t)
 	core := fmt.Sprintf(`core:
   log: {level: info, format: text}
@@ -202,18 +220,12 @@ func (s *stack) writeConfigs(t *testing.T) {
           timeout: 2s
           synthetic: true
 `, s.agent, pubPort, subPort, s.sims["llm"].addr, s.sims["ollama"].addr)
-	write(t, filepath.Join(s.dir, "core.yaml"), core)
+	write(t, filepath.Join(s.dir, "core.yaml"), core+extra)
+}
 
-	prom := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
-rule_files: [%q]
-alerting:
-  alertmanagers: [{static_configs: [{targets: [%q]}]}]
-scrape_configs:
-  - job_name: vitals
-    static_configs: [{targets: [%q]}]
-`, filepath.Join(s.root, "alerts", "vitals.rules.yml"), s.am, s.agent)
-	write(t, filepath.Join(s.dir, "prometheus.yml"), prom)
-
+// writeAlertmanager writes alertmanager.yml.
+func (s *stack) writeAlertmanager(t *testing.T) {
+	t.Helper()
 	// The repository's Alertmanager config, with every receiver sent to
 	// the test's webhook and the waits shortened; routes and inhibitions
 	// stay as they are.
@@ -266,11 +278,11 @@ func write(t *testing.T, path, s string) {
 	}
 }
 
-func TestStack(t *testing.T) {
-	promBin := e2etest.Tool(t, "prometheus")
-	amBin := e2etest.Tool(t, "prometheus-alertmanager")
-	ctx := t.Context()
-
+// newStack builds the agent and the simulator, starts a llama.cpp-shaped
+// and an Ollama-shaped simulator and the webhook receiver, and picks the
+// addresses of the agent, Prometheus and Alertmanager.
+func newStack(ctx context.Context, t *testing.T) *stack {
+	t.Helper()
 	s := &stack{root: e2etest.RepoRoot(t), dir: t.TempDir(), sims: map[string]*sim{}, hook: &receiver{}}
 	hook := httptest.NewServer(s.hook)
 	t.Cleanup(hook.Close)
@@ -282,11 +294,27 @@ func TestStack(t *testing.T) {
 	s.sims["llm"] = s.startSim(ctx, t, "llamacpp", "127.0.0.1:0")
 	s.sims["ollama"] = s.startSim(ctx, t, "ollama", "127.0.0.1:0")
 	s.agent, s.prom, s.am = e2etest.Addr(t), e2etest.Addr(t), e2etest.Addr(t)
+	return s
+}
+
+// startAlertmanager runs Debian's Alertmanager on alertmanager.yml, bound
+// to loopback, without clustering.
+func (s *stack) startAlertmanager(t *testing.T, bin string) *e2etest.Proc {
+	t.Helper()
+	return e2etest.Start(t, bin, "--config.file="+filepath.Join(s.dir, "alertmanager.yml"),
+		"--storage.path="+filepath.Join(s.dir, "am"), "--web.listen-address="+s.am, "--cluster.listen-address=")
+}
+
+func TestStack(t *testing.T) {
+	promBin := e2etest.Tool(t, "prometheus")
+	amBin := e2etest.Tool(t, "prometheus-alertmanager")
+	ctx := t.Context()
+
+	s := newStack(ctx, t)
 	s.writeConfigs(t)
 
 	e2etest.Start(t, s.vitals, "--config", filepath.Join(s.dir, "core.yaml"))
-	e2etest.Start(t, amBin, "--config.file="+filepath.Join(s.dir, "alertmanager.yml"),
-		"--storage.path="+filepath.Join(s.dir, "am"), "--web.listen-address="+s.am, "--cluster.listen-address=")
+	s.startAlertmanager(t, amBin)
 	e2etest.Start(t, promBin, "--config.file="+filepath.Join(s.dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(s.dir, "prom"), "--web.listen-address="+s.prom)
 	e2etest.WaitHTTP(ctx, t, "http://"+s.agent+"/readyz", 60*time.Second)
