@@ -206,7 +206,7 @@ func (m *Manager) Start(ctx context.Context, cfg *Config) error {
 	for _, e := range entries {
 		m.publishState(e, "")
 	}
-	m.log.Info("starting plugins", "order", strings.Join(order, " → "))
+	m.log.InfoContext(ctx, "starting plugins", "order", strings.Join(order, " → "))
 
 	if err := m.bringUp(ctx, order); err != nil {
 		span.RecordError(err)
@@ -447,7 +447,7 @@ func (m *Manager) step(ctx context.Context, e *entry, step string, timeout time.
 	case err == nil:
 	case errors.As(err, &pe):
 		outcome = "panic"
-		m.log.Error("plugin panicked", "plugin", e.name, "step", step, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
+		m.log.ErrorContext(ctx, "plugin panicked", "plugin", e.name, "step", step, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
 	case errors.Is(err, ErrStepTimeout):
 		outcome = "timeout"
 	default:
@@ -526,7 +526,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 
 	ctx, span := m.tracer.Start(ctx, "agent.shutdown")
 	defer span.End()
-	m.log.Info("stopping plugins", "order", strings.Join(reversed(order), " → "))
+	m.log.InfoContext(ctx, "stopping plugins", "order", strings.Join(reversed(order), " → "))
 	err := m.bringDown(ctx, order)
 	if err != nil {
 		span.RecordError(err)
@@ -673,7 +673,7 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 		d, err := m.step(ctx, e, "reload", m.stepTimeout(), func(ctx context.Context) error { return r.Reload(ctx, pc.Section) })
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reload %q: %w", name, err))
-			m.log.Error("plugin reload failed; it keeps its old config", "plugin", name, "err", err)
+			m.log.ErrorContext(ctx, "plugin reload failed; it keeps its old config", "plugin", name, "err", err)
 			continue
 		}
 		m.mu.Lock()
@@ -683,7 +683,7 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 		m.cfg = next
 		m.mu.Unlock()
 		m.events.Emit(Event{Plugin: name, Step: "reload", From: StateRunning, To: StateRunning, Duration: d, Time: time.Now()})
-		m.log.Info("plugin reloaded", "plugin", name)
+		m.log.InfoContext(ctx, "plugin reloaded", "plugin", name)
 	}
 
 	// Bring up everything new or restarted, in the new order.

@@ -240,3 +240,35 @@ func TestHealthMetricsLeaveOverOTLP(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, p.logText())
 	}
 }
+
+// TestJSONLogsCarryTraceIDs checks that a record the agent logs inside a
+// span (the start-up's "starting plugins") carries its trace and span id,
+// and that one outside any span does not.
+func TestJSONLogsCarryTraceIDs(t *testing.T) {
+	p := startBinary(t)
+	addr := p.address(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := waitReady(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit %d\n%s", code, p.logText())
+	}
+	hex := func(v any, n int) bool {
+		s, _ := v.(string)
+		return len(s) == n && strings.Trim(s, "0123456789abcdef") == "" && strings.Trim(s, "0") != ""
+	}
+	for _, msg := range []string{"starting plugins", "stopping plugins"} {
+		recs := p.messages(msg)
+		if len(recs) != 1 || !hex(recs[0]["trace_id"], 32) || !hex(recs[0]["span_id"], 16) {
+			t.Errorf("%q records %v, want one with trace_id and span_id", msg, recs)
+		}
+	}
+	if recs := p.messages("vitals starting"); len(recs) != 1 || recs[0]["trace_id"] != nil {
+		t.Errorf("\"vitals starting\", logged outside any span: %v", recs)
+	}
+}
