@@ -112,7 +112,13 @@ func NewEvaluator(o EvaluatorOptions) (*Evaluator, error) {
 	for _, d := range defs {
 		byName[d.Alert] = d
 	}
-	e := &Evaluator{o: o, window: newWindow(longestWindow + 2*o.Interval)}
+	reads := map[string]bool{}
+	for _, r := range o.Rules {
+		for _, n := range r.Reads {
+			reads[n] = true
+		}
+	}
+	e := &Evaluator{o: o, window: newWindow(longestWindow+2*o.Interval, reads)}
 	for _, r := range o.Rules {
 		d, ok := byName[r.Alert]
 		if !ok {

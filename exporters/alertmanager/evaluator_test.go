@@ -1,6 +1,7 @@
 package alertmanager
 
 import (
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -222,6 +223,35 @@ func TestStuckAndLost(t *testing.T) {
 	}
 	if got := names(e.Active()); got != "" {
 		t.Fatalf("heartbeats back: active %v", got)
+	}
+}
+
+// TestWindowKeepsWhatRulesRead checks the bound on the evaluator's memory:
+// only the series of the metrics the rules read are kept, and a counter's
+// history only as long as the longest window.
+func TestWindowKeepsWhatRulesRead(t *testing.T) {
+	m, rec := newAgentMetrics(), &recorder{}
+	other := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vitals_bus_messages_total"}, []string{"topic"})
+	m.reg.MustRegister(other)
+	e := newEvaluator(t, m, rec, "a:9464")
+	t0 := time.Unix(1_800_000_000, 0)
+	for i := range 100 {
+		other.WithLabelValues(fmt.Sprint("topic", i)).Inc()
+		m.errors.WithLabelValues("llm", "timeout").Inc()
+		e.Eval(t0.Add(time.Duration(i) * 10 * time.Second))
+	}
+	if _, ok := e.window.current["vitals_bus_messages_total"]; ok {
+		t.Error("a metric no rule reads is kept")
+	}
+	if len(e.window.history) != 1 {
+		t.Errorf("%d counter histories, want 1 (vitals_ai_probe_errors_total{plugin=llm,class=timeout})", len(e.window.history))
+	}
+	for k, h := range e.window.history {
+		// 5m + 2 intervals of 10 s, one point per evaluation, and the
+		// baseline before the window.
+		if len(h) > 34 {
+			t.Errorf("%q keeps %d points", k, len(h))
+		}
 	}
 }
 

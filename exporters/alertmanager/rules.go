@@ -11,6 +11,9 @@ type Condition func(w *Window) []Sample
 // written in Go against the agent's own metrics.
 type Rule struct {
 	Alert string
+	// Reads names the metrics Cond reads: only those are kept, and only
+	// their counters get a history.
+	Reads []string
 	Cond  Condition
 }
 
@@ -22,11 +25,11 @@ const longestWindow = 5 * time.Minute
 // being down or unscraped (VitalsAgentDown, VitalsAgentScrapeMissing); an
 // agent that dies stops resending, and its alerts resolve at their endsAt.
 var Rules = []Rule{
-	{Alert: "VitalsAIPluginUnhealthy", Cond: aiPluginUnhealthy},
-	{Alert: "VitalsAIPluginStuck", Cond: aiPluginStuck},
-	{Alert: "VitalsAIPluginLost", Cond: aiPluginLost},
-	{Alert: "VitalsPluginFailed", Cond: pluginFailed},
-	{Alert: "VitalsConfigReloadFailed", Cond: configReloadFailed},
+	{Alert: "VitalsAIPluginUnhealthy", Reads: []string{"vitals_ai_plugin_health_state"}, Cond: aiPluginUnhealthy},
+	{Alert: "VitalsAIPluginStuck", Reads: []string{"vitals_ai_probe_total", "vitals_ai_plugin_up", "vitals_ai_plugin_health_state", "vitals_ai_probe_errors_total"}, Cond: aiPluginStuck},
+	{Alert: "VitalsAIPluginLost", Reads: []string{"vitals_ai_probe_errors_total"}, Cond: aiPluginLost},
+	{Alert: "VitalsPluginFailed", Reads: []string{"vitals_plugin_state"}, Cond: pluginFailed},
+	{Alert: "VitalsConfigReloadFailed", Reads: []string{"vitals_config_last_reload_successful"}, Cond: configReloadFailed},
 }
 
 func equal(samples []Sample, v float64) []Sample {

@@ -24,6 +24,7 @@ type Window struct {
 	history map[string][]point
 	first   time.Time // the evaluator's first evaluation
 	keep    time.Duration
+	reads   map[string]bool // the metric names the rules read
 }
 
 type series struct {
@@ -36,8 +37,8 @@ type point struct {
 	v float64
 }
 
-func newWindow(keep time.Duration) *Window {
-	return &Window{current: map[string][]series{}, history: map[string][]point{}, keep: keep}
+func newWindow(keep time.Duration, reads map[string]bool) *Window {
+	return &Window{current: map[string][]series{}, history: map[string][]point{}, keep: keep, reads: reads}
 }
 
 // update replaces the current values with a gather's and appends the
@@ -51,6 +52,9 @@ func (w *Window) update(now time.Time, families []*dto.MetricFamily, prev time.T
 	w.current = map[string][]series{}
 	seen := map[string]bool{}
 	for _, f := range families {
+		if !w.reads[f.GetName()] {
+			continue // bounded: nothing of what the rules do not read is kept
+		}
 		for _, m := range f.GetMetric() {
 			labels := make(map[string]string, len(m.GetLabel()))
 			for _, lp := range m.GetLabel() {
