@@ -81,9 +81,11 @@ func (e *ExtManager) initHealth(ctx context.Context, c *agent.Container, cfg hea
 	if err := e.reg.Register(e.engine.Metrics()); err != nil {
 		return fmt.Errorf("register health metrics: %w", err)
 	}
-	if err := e.reg.Register(hist); err != nil {
-		e.reg.Unregister(e.engine.Metrics())
-		return fmt.Errorf("register health history metrics: %w", err)
+	if e.store != nil {
+		if err := e.reg.Register(hist); err != nil {
+			e.reg.Unregister(e.engine.Metrics())
+			return fmt.Errorf("register health history metrics: %w", err)
+		}
 	}
 	return nil
 }
@@ -120,7 +122,9 @@ func (e *ExtManager) stopHealth(ctx context.Context) error {
 	}
 	if e.reg != nil {
 		e.reg.Unregister(e.engine.Metrics())
-		e.reg.Unregister(e.engine.History())
+		if e.store != nil {
+			e.reg.Unregister(e.engine.History())
+		}
 	}
 	return err
 }

@@ -212,8 +212,9 @@ func (h *History) enqueue(v any) {
 	}
 }
 
-// Describe implements prometheus.Collector: the store's record counts
-// (none without a store).
+// Describe implements prometheus.Collector: the store's record counts.
+// Register a History only when it has a store: without one it describes
+// nothing, and a registry cannot unregister such a collector.
 func (h *History) Describe(ch chan<- *prometheus.Desc) {
 	if h.db != nil {
 		h.records.Describe(ch)
