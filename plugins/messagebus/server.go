@@ -199,13 +199,17 @@ func (s *server) accept(l net.Listener, publishers bool) {
 	}
 }
 
-// closeIdle closes c once neither side has sent anything for timeout. The
-// returned func stops the watch.
+// closeIdle closes c once nothing moved either way for a whole timeout:
+// each time the timer fires it compares c's activity with the last
+// reading, so an idle connection goes after one to two timeouts and a busy
+// one costs a counter per message. The returned func stops the watch.
 func (s *server) closeIdle(c *zmtp.Conn, timeout time.Duration) func() {
 	var t *time.Timer
+	last := c.Activity()
 	t = time.AfterFunc(time.Hour, func() {
-		if idle := time.Since(c.LastActive()); idle < timeout {
-			t.Reset(timeout - idle)
+		if n := c.Activity(); n != last {
+			last = n
+			t.Reset(timeout)
 			return
 		}
 		s.m.Disconnect(bus.DisconnectIdle)
@@ -374,14 +378,11 @@ func (s *server) publishLimits(p peer) (msgs, bytes *rate.Limiter) {
 		rate.NewLimiter(rate.Limit(s.cfg.PublishBytesRate), max(s.cfg.PublishBytesRate, s.cfg.MaxMessageBytes))
 }
 
-// throttle waits until lim allows n more (or the broker closes), and
-// counts the wait. A nil lim never waits.
-func (s *server) throttle(lim *rate.Limiter, n int, reason string) {
-	if lim == nil {
-		return
-	}
-	r := lim.ReserveN(time.Now(), n)
-	d := r.Delay()
+// throttle waits until lim allows n more at now (or the broker closes),
+// and counts the wait.
+func (s *server) throttle(lim *rate.Limiter, now time.Time, n int, reason string) {
+	r := lim.ReserveN(now, n)
+	d := r.DelayFrom(now)
 	if !r.OK() || d <= 0 {
 		return
 	}
@@ -416,8 +417,11 @@ func (s *server) servePublisher(c *zmtp.Conn, p peer) {
 			s.recvFailed(c, err)
 			return
 		}
-		s.throttle(msgs, 1, bus.ThrottlePublishRate)
-		s.throttle(bytes, frameBytes(frames), bus.ThrottlePublishBytesRate)
+		if msgs != nil {
+			now := time.Now()
+			s.throttle(msgs, now, 1, bus.ThrottlePublishRate)
+			s.throttle(bytes, now, frameBytes(frames), bus.ThrottlePublishBytesRate)
+		}
 		if len(frames) != 2 {
 			s.m.Malform(bus.MalformedFrames)
 			continue
@@ -634,7 +638,9 @@ func (s *server) serveSubscriber(c *zmtp.Conn, p peer) {
 			s.recvFailed(c, err)
 			return
 		}
-		s.throttle(subs, 1, bus.ThrottleSubscribeRate)
+		if subs != nil {
+			s.throttle(subs, time.Now(), 1, bus.ThrottleSubscribeRate)
+		}
 		if len(frames) != 1 || len(frames[0]) == 0 || frames[0][0] > 1 {
 			s.m.Malform(bus.MalformedFrames)
 			continue
@@ -673,6 +679,7 @@ func (s *server) serveSubscriber(c *zmtp.Conn, p peer) {
 func (s *server) write(sub *subscriber, done <-chan struct{}) {
 	defer s.wg.Done()
 	timeout := s.cfg.WriteTimeout.D()
+	unbounded := 0 // bytes that may still be written under the current deadline
 	fail := func(err error) {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -687,7 +694,13 @@ func (s *server) write(sub *subscriber, done <-chan struct{}) {
 		select {
 		case f := <-sub.q:
 			s.dequeued(sub, f)
-			_ = sub.c.SetWriteDeadline(time.Now().Add(timeout))
+			// The deadline covers at most 64 KiB and a message of
+			// writing: a reader that keeps taking data is not stalled.
+			if unbounded <= 0 {
+				_ = sub.c.SetWriteDeadline(time.Now().Add(timeout))
+				unbounded = 64 << 10
+			}
+			unbounded -= f.size
 			if err := sub.c.Send(f.frames...); err != nil {
 				fail(err)
 				return

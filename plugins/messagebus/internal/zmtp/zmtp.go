@@ -78,9 +78,8 @@ type Conn struct {
 	raw net.Conn
 	rw  *bufConn
 	wmu sync.Mutex
-	// active is when the peer last sent a frame or took written data, in
-	// Unix nanoseconds.
-	active atomic.Int64
+	// activity counts the messages received and the flushes written.
+	activity atomic.Uint64
 
 	// User is the PLAIN user name the peer authenticated as, on the server
 	// side; "" with NULL security.
@@ -175,9 +174,7 @@ func open(raw net.Conn, sec zmq4.Security, typ zmq4.SocketType, server bool, dea
 	}
 	_ = raw.SetDeadline(time.Time{})
 	rw.buffered.Store(true)
-	c := &Conn{zc: zc, raw: raw, rw: rw}
-	c.active.Store(time.Now().UnixNano())
-	return c, nil
+	return &Conn{zc: zc, raw: raw, rw: rw}, nil
 }
 
 // Send writes a multi-frame message into the connection's buffer. Call
@@ -212,13 +209,14 @@ func (c *Conn) flush() error {
 	if err := c.rw.flush(); err != nil {
 		return err
 	}
-	c.active.Store(time.Now().UnixNano())
+	c.activity.Add(1)
 	return nil
 }
 
-// LastActive returns when the peer last sent a frame (a command such as a
-// heartbeat included) or took a flush of written data.
-func (c *Conn) LastActive() time.Time { return time.Unix(0, c.active.Load()) }
+// Activity returns a count that grows each time the peer sends a message
+// (a command such as a heartbeat included) or takes a flush of written
+// data: two equal readings mean nothing moved between them.
+func (c *Conn) Activity() uint64 { return c.activity.Load() }
 
 // SetWriteDeadline bounds the next writes.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
@@ -232,7 +230,7 @@ func (c *Conn) Recv() ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.active.Store(time.Now().UnixNano())
+		c.activity.Add(1)
 		if msg.Type == zmq4.CmdMsg {
 			continue
 		}
