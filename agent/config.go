@@ -302,12 +302,14 @@ func (s Section) Path() string { return s.path }
 // variable instead of a line. Sections made otherwise (NewSection,
 // ParseSection, the zero Section) read no environment.
 func (s Section) Decode(v any) error {
+	var errs []error
 	if s.node != nil {
-		if err := yaml.NodeToValue(s.node, v, yaml.DisallowUnknownField()); err != nil {
-			return decodeError(yamlError(s.file, s.path, s.node, err))
-		}
+		errs = decodeAll(s.file, s.path, s.node, v)
 	}
-	return decodeError(s.applyEnv(v))
+	if err := s.applyEnv(v); err != nil {
+		errs = append(errs, err)
+	}
+	return decodeError(errors.Join(errs...))
 }
 
 // decodeError marks the ConfigErrors in err as coming from Decode.
@@ -349,10 +351,8 @@ func (s Section) applyEnv(v any) error {
 	if s.env.lookup != nil {
 		look = s.env.lookup
 	}
-	if err := envconfig.ProcessWith(context.Background(), &envconfig.Config{
-		Target: v, Lookuper: envconfig.PrefixLookuper(EnvPrefix, look), DefaultNoInit: true,
-	}); err != nil {
-		return &ConfigError{File: "environment", Key: s.path, Msg: envMessage(err)}
+	if errs := processEnv(context.Background(), v, look, func(env string) string { return joinKey(s.path, vars[env]) }); len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	s.env.mu.Lock()
 	defer s.env.mu.Unlock()
@@ -480,10 +480,14 @@ func Parse(ctx context.Context, name string, data []byte, reg *Registry, lookup 
 	if err != nil {
 		return nil, err
 	}
+	// Every problem is reported in one run: decoding goes on past a bad
+	// key, and validation runs on what decoded.
+	var errs []error
 	if root != nil {
-		if err := yaml.NodeToValue(root, cfg, yaml.DisallowUnknownField()); err != nil {
-			return nil, yamlError(name, "", root, err)
-		}
+		errs = decodeAll(name, "", root, cfg)
+	}
+	if cfg.Core.APIGateway.Plugins == nil {
+		cfg.Core.APIGateway.Plugins = map[string]PluginConfig{}
 	}
 	for pname, pc := range cfg.Core.APIGateway.Plugins {
 		if pc.line == 0 {
@@ -494,9 +498,12 @@ func Parse(ctx context.Context, name string, data []byte, reg *Registry, lookup 
 		cfg.Core.APIGateway.Plugins[pname] = pc
 	}
 	if err := cfg.applyEnv(ctx, lookup); err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
 	if err := cfg.validate(root, reg); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -513,13 +520,19 @@ func (c *Config) applyEnv(ctx context.Context, lookup envconfig.Lookuper) error 
 	for _, k := range envKeys {
 		before[k.key] = k.get(c)
 	}
-	lookup = envconfig.PrefixLookuper(EnvPrefix, lookup)
 	var errs []error
-	for _, target := range []any{&c.Core.Log, &c.Core.Lifecycle, &c.Core.APIGateway} {
-		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: lookup, DefaultNoInit: true}); err != nil {
-			errs = append(errs, &ConfigError{File: "environment", Msg: envMessage(err)})
+	keyOf := func(env string) string {
+		for _, k := range envKeys {
+			if k.env == env {
+				return k.key
+			}
 		}
+		return ""
 	}
+	for _, target := range []any{&c.Core.Log, &c.Core.Lifecycle, &c.Core.APIGateway} {
+		errs = append(errs, processEnv(ctx, target, lookup, keyOf)...)
+	}
+	lookup = envconfig.PrefixLookuper(EnvPrefix, lookup)
 	c.fromEnv = map[string]string{}
 	for _, k := range envKeys {
 		if k.get(c) != before[k.key] {
@@ -534,7 +547,8 @@ func (c *Config) applyEnv(ctx context.Context, lookup envconfig.Lookuper) error 
 	}
 	for env, target := range map[string]any{"VITALS_PLUGINS_ENABLED": &enabled, "VITALS_PLUGINS_REQUIRED": &required} {
 		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: lookup}); err != nil {
-			errs = append(errs, &ConfigError{File: "environment", Key: env, Msg: envMessage(err) + `; want "name:true,other:false"`})
+			val, _ := lookup.Lookup(strings.TrimPrefix(env, EnvPrefix))
+			errs = append(errs, &ConfigError{File: "environment", Key: env, Msg: fmt.Sprintf(`want "name:true,other:false", got %q`, val)})
 		}
 	}
 	for name, on := range enabled.V {
@@ -613,7 +627,11 @@ func (c *Config) validate(root ast.Node, reg *Registry) error {
 			continue
 		}
 		if !reg.Has(name) {
-			bad(key, "unknown plugin %q; known plugins: %s", name, strings.Join(reg.Names(), ", "))
+			if s := closest(name, reg.Names()); s != "" {
+				bad(key, "unknown plugin %q; did you mean %q?", name, s)
+			} else {
+				bad(key, "unknown plugin %q; known plugins: %s", name, strings.Join(reg.Names(), ", "))
+			}
 			continue
 		}
 		// Build every configured plugin, enabled or not, so a section that
@@ -734,6 +752,56 @@ func checkPeers(plugins map[string]Plugin) error {
 
 var hostServices = []string{ServiceMetrics, ServiceTracerProvider, ServiceEvents, ServicePlugins}
 
+// processEnv applies the VITALS_ variables of target's env-tagged fields
+// (a pointer to a struct) one variable at a time, so that every bad value
+// is reported, each naming its variable and the key it sets (keyOf).
+func processEnv(ctx context.Context, target any, lookup envconfig.Lookuper, keyOf func(env string) string) []error {
+	t := reflect.TypeOf(target).Elem()
+	var errs []error
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("env"), ",")
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		env := EnvPrefix + name
+		val, ok := lookup.Lookup(env)
+		if !ok {
+			continue
+		}
+		one := envconfig.MapLookuper(map[string]string{name: val})
+		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: one, DefaultNoInit: true}); err != nil {
+			key := env
+			if k := keyOf(env); k != "" {
+				key += " (" + k + ")"
+			}
+			errs = append(errs, &ConfigError{File: "environment", Key: key, Msg: plainEnvMessage(err, val)})
+		}
+	}
+	return errs
+}
+
+// plainEnvMessage says what is wrong with an environment value without Go
+// function or type names.
+func plainEnvMessage(err error, val string) string {
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		want := "a number"
+		switch ne.Func {
+		case "ParseBool":
+			want = "true or false"
+		case "ParseInt":
+			want = "an integer"
+		case "ParseUint":
+			want = "a non-negative integer"
+		}
+		if errors.Is(ne.Err, strconv.ErrRange) {
+			return fmt.Sprintf("%q is out of range for %s", val, want)
+		}
+		return fmt.Sprintf("want %s, got %q", want, val)
+	}
+	return envMessage(err)
+}
+
 // envMessage turns go-envconfig's "Field: reason" into the reason alone;
 // the caller names the variable.
 func envMessage(err error) string {
@@ -752,6 +820,8 @@ func joinKey(a, b string) string {
 		return b
 	case b == "":
 		return a
+	case strings.HasPrefix(b, "["):
+		return a + b // an index: targets[2]
 	}
 	return a + "." + b
 }
@@ -780,7 +850,11 @@ func yamlError(file, base string, root ast.Node, err error) error {
 	}
 	var ye yaml.Error
 	if errors.As(err, &ye) {
-		e := &ConfigError{File: file, Msg: cleanYAMLMessage(ye.GetMessage())}
+		var got string
+		if tk := ye.GetToken(); tk != nil {
+			got = tk.Value
+		}
+		e := &ConfigError{File: file, Msg: plainMessage(ye.GetMessage(), got)}
 		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
 			e.Line, e.Column = tk.Position.Line, tk.Position.Column
 			e.Key = joinKey(base, keyAt(root, e.Line, e.Column))
@@ -800,11 +874,6 @@ func asConfigError(file, key string, n ast.Node, err error) error {
 		e.Line, e.Column = n.GetToken().Position.Line, n.GetToken().Position.Column
 	}
 	return e
-}
-
-func cleanYAMLMessage(m string) string {
-	m = strings.ReplaceAll(m, "cannot unmarshal ", "cannot use ")
-	return m
 }
 
 // lookup finds the node at a dotted key path below n; a part may index a

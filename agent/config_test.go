@@ -121,9 +121,10 @@ func TestEnvironmentOverrides(t *testing.T) {
 	}
 
 	for name, tt := range map[string]struct{ env, want string }{
-		"bad duration": {"VITALS_STOP_TIMEOUT=soon", `environment: invalid duration "soon"`},
+		"bad duration": {"VITALS_STOP_TIMEOUT=soon", `environment: VITALS_STOP_TIMEOUT (core.lifecycle.stop_timeout): invalid duration "soon"`},
+		"bad bool":     {"VITALS_WATCH_CONFIG=maybe", `environment: VITALS_WATCH_CONFIG (core.lifecycle.watch_config): want true or false, got "maybe"`},
 		"bad level":    {"VITALS_LOG_LEVEL=chatty", `environment: VITALS_LOG_LEVEL (core.log.level): unknown level "chatty"`},
-		"bad switch":   {"VITALS_PLUGINS_ENABLED=beta:maybe", `environment: VITALS_PLUGINS_ENABLED: maybe: strconv.ParseBool`},
+		"bad switch":   {"VITALS_PLUGINS_ENABLED=beta:maybe", `environment: VITALS_PLUGINS_ENABLED: want "name:true,other:false", got "beta:maybe"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			k, v, _ := strings.Cut(tt.env, "=")
@@ -131,6 +132,55 @@ func TestEnvironmentOverrides(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want %q", err, tt.want)
 			}
+			if err != nil && (strings.Contains(err.Error(), "core.yaml:") || strings.Contains(err.Error(), "strconv")) {
+				t.Errorf("err = %v; a bad variable is the environment's fault, in plain words", err)
+			}
 		})
+	}
+}
+
+// TestEveryProblemInOneRun: the problems of a file, several in one
+// section, are all reported at once, in the config's words (no Go type
+// names), with a suggestion for a misspelt key or plugin.
+func TestEveryProblemInOneRun(t *testing.T) {
+	text := `core:
+  log: {levl: debug, format: yaml}
+  lifecycle:
+    step_timeout: [1]
+  api_gateway:
+    plugins:
+      alpha:
+        setting: [1, 2]
+        limit: lots
+        limmit: 3
+      alpah: {}
+`
+	env := envconfig.MapLookuper(map[string]string{"VITALS_WATCH_CONFIG": "maybe", "VITALS_STOP_TIMEOUT": "soon"})
+	_, err := agent.Parse(context.Background(), "core.yaml", []byte(text), testRegistry(), env)
+	if err == nil {
+		t.Fatal("a config with eight problems loaded")
+	}
+	for _, want := range []string{
+		`core.yaml:2:9: core.log.levl: unknown key "levl"; did you mean "level"?`,
+		`core.yaml:2:22: core.log.format: unknown format "yaml", want text or json`,
+		`core.yaml:4:19: core.lifecycle.step_timeout: invalid duration "[1]"`,
+		`core.yaml:8:18: core.api_gateway.plugins.alpha.setting: want a string, got a list`,
+		`core.yaml:9:16: core.api_gateway.plugins.alpha.limit: want an integer, got "lots"`,
+		`core.yaml:10:9: core.api_gateway.plugins.alpha.limmit: unknown key "limmit"; did you mean "limit"?`,
+		`core.yaml:11:7: core.api_gateway.plugins.alpah: unknown plugin "alpah"; did you mean "alpha"?`,
+		`environment: VITALS_WATCH_CONFIG (core.lifecycle.watch_config): want true or false, got "maybe"`,
+		`environment: VITALS_STOP_TIMEOUT (core.lifecycle.stop_timeout): invalid duration "soon"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %s", want)
+		}
+	}
+	for _, leak := range []string{"Go struct", "Go value", "interface {}", "strconv", "of type"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Errorf("%q leaks into the message:\n%v", leak, err)
+		}
+	}
+	if t.Failed() {
+		t.Logf("got:\n%v", err)
 	}
 }

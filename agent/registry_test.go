@@ -75,7 +75,7 @@ func TestFactoryDecodesSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad, _ := agent.NewSection("setting: x\nlimmit: 3\n")
-	if _, err := reg.New("fake", bad); err == nil || !strings.Contains(err.Error(), `<section>:2:1: section.limmit: unknown field "limmit"`) {
+	if _, err := reg.New("fake", bad); err == nil || !strings.Contains(err.Error(), `<section>:2:1: section.limmit: unknown key "limmit"; did you mean "limit"?`) {
 		t.Errorf("unknown key err = %v", err)
 	}
 	_ = context.Background()

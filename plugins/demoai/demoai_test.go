@@ -72,7 +72,7 @@ func TestConfigErrors(t *testing.T) {
 		"listen: nowhere\n": `section.listen: invalid address "nowhere"`,
 		"error_rate: 2\n":   "section.error_rate: must be between 0 and 1",
 		"latency: -1s\n":    "section.latency: must not be negative",
-		"lattency: 1s\n":    `unknown field "lattency"`,
+		"lattency: 1s\n":    `unknown key "lattency"; did you mean "latency"?`,
 		"latency: quick\n":  "invalid duration",
 	} {
 		s, err := agent.NewSection(text)

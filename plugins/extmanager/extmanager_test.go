@@ -525,7 +525,7 @@ func TestConfigErrors(t *testing.T) {
 		{"detection: {attempts: 0}\n", "section.detection.attempts: must be 1 to 20"},
 		{"bus: {lost_after: 3, deregister_after: 2}\n", "section.bus.deregister_after: must be more than lost_after"},
 		{"targets: [{id: a, endpoint: 'http://h:1', kind: unknown}]\n", "cannot be configured"},
-		{"dirctory: x\n", `unknown field "dirctory"`},
+		{"dirctory: x\n", `unknown key "dirctory"; did you mean "directory"?`},
 	} {
 		s, err := agent.NewSection(tt.text)
 		if err == nil {

@@ -14,7 +14,7 @@ func TestParseManifest(t *testing.T) {
 	}{
 		{"minimal, id from file name", "plugins.d/local-llm.yaml", "endpoint: http://127.0.0.1:8080\n", ""},
 		{"full", "d/x.yaml", "id: ollama-1\nendpoint: http://127.0.0.1:11434\nkind: ollama\nmodel: llama3.2:1b\nlabels: {team: a}\ndepends_on: [embedder]\n", ""},
-		{"unknown key", "d/x.yaml", "endpoint: http://127.0.0.1:1\nendpiont: x\n", `d/x.yaml:2:1: endpiont: unknown field "endpiont"`},
+		{"unknown key", "d/x.yaml", "endpoint: http://127.0.0.1:1\nendpiont: x\n", `d/x.yaml:2:1: endpiont: unknown key "endpiont"; did you mean "endpoint"?`},
 		{"no endpoint", "d/x.yaml", "kind: auto\n", "d/x.yaml: endpoint: required"},
 		{"bad endpoint", "d/x.yaml", "endpoint: ftp://host/\n", `d/x.yaml:1:1: endpoint: "ftp://host/" is not an http(s) URL`},
 		{"bad kind", "d/x.yaml", "endpoint: http://127.0.0.1:1\nkind: gpt\n", "d/x.yaml:2:1: kind:"},

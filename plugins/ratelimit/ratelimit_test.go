@@ -225,6 +225,7 @@ func TestInvalidConfigs(t *testing.T) {
 		"invalid-burst.yaml":     "bus.burst: must be between 1",
 		"invalid-idle.yaml":      "idle_timeout: must be at least 1s",
 		"invalid-bus-paths.yaml": "bus.exempt_paths: paths apply to the HTTP API only",
+		"invalid-types.yaml":     `api.burst: want an integer, got "x"`,
 	})
 }
 
