@@ -3,6 +3,7 @@
 // dependencies.md, why each dependency is there and how the code works
 // around what is broken in it. It has no Go code of its own; its tests
 // check that dependencies.md names every direct requirement of go.mod,
-// that the documents' relative links resolve, and that nothing in the
-// repository points at files outside it.
+// that the tree keeps architecture.md's import rule, that the documents'
+// relative links resolve, and that nothing in the repository points at
+// files outside it.
 package docs

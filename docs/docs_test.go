@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -145,5 +146,54 @@ func TestNothingPointsOutsideTheRepository(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestImportRule checks the dependency rule of architecture.md on the
+// tree: the host, probes, exporters, internal and proto import no plugin
+// and no command; probes import nothing of ours outside probes/; the host
+// imports only internal/ and exporters/ of ours.
+func TestImportRule(t *testing.T) {
+	root := e2etest.RepoRoot(t)
+	const module = "github.com/vitals-dev/vitals/"
+	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	under := func(pkg string, dirs ...string) bool {
+		for _, d := range dirs {
+			if pkg == d || strings.HasPrefix(pkg, d+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg, ok := strings.CutPrefix(f[0], module)
+		if !ok {
+			continue
+		}
+		n++
+		for _, imp := range f[1:] {
+			dep, ok := strings.CutPrefix(imp, module)
+			if !ok {
+				continue
+			}
+			switch {
+			case under(pkg, "agent", "probes", "exporters", "internal", "proto") && under(dep, "plugins", "cmd"):
+				t.Errorf("%s imports %s: nothing below plugins/ imports a plugin or a command", pkg, dep)
+			case under(pkg, "probes") && !under(dep, "probes"):
+				t.Errorf("%s imports %s: probes import nothing of ours outside probes/", pkg, dep)
+			case pkg == "agent" && !under(dep, "internal", "exporters"):
+				t.Errorf("agent imports %s: the host imports only internal/ and exporters/ of ours", dep)
+			}
+		}
+	}
+	if n < 20 {
+		t.Fatalf("go list gave %d packages of the module", n)
 	}
 }
