@@ -549,6 +549,15 @@ func TestAgentLogsBusAuditAndResources(t *testing.T) {
 		return strings.Contains(d, "secret.place") && strings.Contains(r, `"target": "ext_probe"`) &&
 			strings.Contains(r, `"actor": "conn:`) && strings.Contains(r, `"remote": "127.0.0.1:`)
 	})
+	// An external connection publishing the agent's alerts is refused at
+	// the broker and audited under the connection's identity.
+	alert, _ := bus.NewProto(&busv1.Alert{Name: "Fake"})
+	eventually(t, "external agent-only publish refused and audited", func() bool {
+		_ = ext.Publish(ctx, "alerts.critical", alert)
+		_, d := l.get("/api/v1/admin/audit?action=bus.denied", adminToken)
+		return strings.Contains(d, `"target": "publish alerts.critical"`) && strings.Contains(d, `"actor": "conn:`) &&
+			strings.Contains(d, "only the agent publishes this topic")
+	})
 	// Audit records also go out on the bus.
 	auditCh, err := ext.Subscribe(ctx, "audit.")
 	if err != nil {

@@ -367,9 +367,17 @@ func (p *Plugin) onLog(lr logtap.Record) {
 	if lr.Attr("audit") != "true" {
 		return
 	}
-	r := audit.Record{Time: lr.Time, Actor: lr.Attr("user"), Detail: lr.Message}
+	// A bus connection is its broker identity (peer) from its address;
+	// an in-agent plugin is its name.
+	r := audit.Record{Time: lr.Time, Actor: lr.Attr("peer"), Remote: lr.Attr("remote"), Detail: lr.Message}
+	if r.Actor == "" {
+		r.Actor = lr.Attr("user")
+	}
 	if r.Actor == "" {
 		r.Actor = lr.Attr("plugin")
+	}
+	if why := lr.Attr("reason"); why != "" {
+		r.Detail += ": " + why
 	}
 	switch lr.Message {
 	case "bus permission denied":
