@@ -470,7 +470,7 @@ func (s *server) servePublisher(c *zmtp.Conn, p peer) {
 			fc.inBytes.Add(float64(size))
 		}
 		frames[1] = stampPeer(frames[1], p)
-		s.fanout(&frame{topic: topic, frames: frames, fam: fam, size: size})
+		s.fanout(&frame{topic: topic, frames: frames, fam: fam, size: len(frames[0]) + len(frames[1])})
 	}
 }
 
