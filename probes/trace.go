@@ -32,6 +32,8 @@ func WithTraceContext(client *http.Client, tp trace.TracerProvider, mp metric.Me
 	c.Transport = otelhttp.NewTransport(rt,
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithMeterProvider(mp),
+		// The HTTP conventions name a client span by its method alone.
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
 		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
 	)
 	return &c

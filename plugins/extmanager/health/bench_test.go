@@ -310,28 +310,46 @@ func benchResult(name string, v float64) {
 }
 
 // BenchmarkLivenessCheck is one liveness check of a loopback aisim server
-// through the engine's scheduler path, for benchstat. Each iteration
-// changes the target, which triggers a check at once (the interval is an
-// hour).
+// through the engine's scheduler path, for benchstat: bare, and traced as
+// the agent runs it (every check, probe and probe request a span recorded
+// for zPages; the request carries traceparent). Each iteration changes the
+// target, which triggers a check at once (the interval is an hour).
 func BenchmarkLivenessCheck(b *testing.B) {
 	_, srv := simB(b)
-	cfg := livenessConfig(time.Hour)
-	ch := make(chan struct{}, 1)
-	e := health.New(health.Options{Config: cfg, Client: &http.Client{Transport: &http.Transport{}}, OnVerdict: func(string, health.Status) {
-		select {
-		case ch <- struct{}{}:
-		default:
+	for _, traced := range []bool{false, true} {
+		name := "bare"
+		if traced {
+			name = "traced"
 		}
-	}})
-	target := health.Target{ID: "b", Mode: health.ModeHTTP, Kind: probes.KindOpenAI, Endpoint: srv, Model: "warm-up"}
-	e.Upsert(target)
-	e.Start()
-	defer func() { _ = e.Stop(context.Background()) }()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		target.Model = strconv.Itoa(i % 2)
-		e.Upsert(target)
-		<-ch
+		b.Run(name, func(b *testing.B) {
+			cfg := livenessConfig(time.Hour)
+			ch := make(chan struct{}, 1)
+			o := health.Options{Config: cfg, Client: &http.Client{Transport: &http.Transport{}}, OnVerdict: func(string, health.Status) {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}}
+			if traced {
+				tp, err := telemetry.Setup(context.Background(), telemetry.Options{ServiceName: "vitals"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer tp.Shutdown(context.Background())
+				o.TracerProvider = tp.Tracer
+			}
+			e := health.New(o)
+			target := health.Target{ID: "b", Mode: health.ModeHTTP, Kind: probes.KindOpenAI, Endpoint: srv, Model: "warm-up"}
+			e.Upsert(target)
+			e.Start()
+			defer func() { _ = e.Stop(context.Background()) }()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				target.Model = strconv.Itoa(i % 2)
+				e.Upsert(target)
+				<-ch
+			}
+		})
 	}
 }

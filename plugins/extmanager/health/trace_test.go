@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vitals-dev/vitals/exporters/telemetry"
 	"github.com/vitals-dev/vitals/internal/aisim"
@@ -107,6 +108,9 @@ func TestProbeRequestsCarryTraceContext(t *testing.T) {
 		if !ok {
 			t.Errorf("%s: parent span %s was not recorded", req.path, parts[2])
 			continue
+		}
+		if client.SpanKind() != trace.SpanKindClient || (client.Name() != "GET" && client.Name() != "POST") {
+			t.Errorf("%s: parent span %q (%s), want a CLIENT span named by its method", req.path, client.Name(), client.SpanKind())
 		}
 		parent, ok := spans[client.Parent().SpanID().String()]
 		if !ok || !(strings.HasPrefix(parent.Name(), "ai.probe.") || strings.HasPrefix(parent.Name(), "chat")) {
