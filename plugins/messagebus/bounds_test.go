@@ -460,3 +460,41 @@ func TestRatesThrottlePeers(t *testing.T) {
 		t.Fatal("throttling dropped messages")
 	}
 }
+
+// Subscriptions count as ZeroMQ's do: a prefix subscribed twice needs two
+// unsubscriptions, and unsubscribing a prefix never subscribed is a no-op.
+func TestPrefixesAreCounted(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t)))
+	ctx := ctxT(t, 10*time.Second)
+	c, err := zmtp.Dial(ctx, e.cfg.SubscribeAddress, zmtp.Sub, zmtp.Credentials{})
+	must(t, err)
+	defer c.Close()
+	var sub *subscriber
+	eventually(t, 5*time.Second, "the subscriber registered", func() bool {
+		if subs := *e.broker.srv.subs.Load(); len(subs) == 1 {
+			sub = subs[0]
+			return true
+		}
+		return false
+	})
+	steps := []struct {
+		frame []byte
+		match bool
+	}{
+		{[]byte("\x01a."), true},
+		{[]byte("\x01a."), true},
+		{[]byte("\x00b."), true},
+		{[]byte("\x00a."), true},
+		{[]byte("\x00a."), false},
+		{[]byte("\x00a."), false},
+		{[]byte("\x01"), true}, // everything
+	}
+	for i, st := range steps {
+		must(t, c.SendFlush(st.frame))
+		must(t, c.SendFlush([]byte("\x01zz.sync"), []byte("x"))) // malformed: a marker that the step was read
+		eventually(t, 5*time.Second, "step read", func() bool { return e.counter("malformed", bus.MalformedFrames) == float64(i+1) })
+		if got := sub.matches([]byte("a.b")); got != st.match {
+			t.Fatalf("after step %d (%q): matches a.b = %v, want %v", i, st.frame, got, st.match)
+		}
+	}
+}

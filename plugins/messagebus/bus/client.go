@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -133,6 +134,8 @@ type Client struct {
 	nextRef  uint64
 
 	def *View
+
+	tooLarge rate.Sometimes // spaces the warnings about oversized messages
 }
 
 type prefixRef struct {
@@ -164,6 +167,7 @@ func Dial(opts Options) *Client {
 		idBase:   newIDBase(),
 		pubq:     make(chan outMsg, opts.QueueSize),
 		closing:  make(chan struct{}),
+		tooLarge: rate.Sometimes{Interval: 10 * time.Second},
 		stopped:  make(chan struct{}),
 		subs:     map[*subscription]struct{}{},
 		prefixes: map[string]*prefixRef{},
@@ -264,6 +268,10 @@ func (c *Client) backoff(ctx context.Context, attempt int) bool {
 	}
 }
 
+// recvSlack is what a message from the broker may have beyond
+// MaxMessageBytes: the publisher's identity that the broker stamps on it.
+const recvSlack = 4 << 10
+
 // dial connects with backoff until it succeeds or ctx is done.
 func (c *Client) dial(ctx context.Context, ep string, typ string, first *bool) *zmtp.Conn {
 	sock := zmtp.Pub
@@ -284,6 +292,8 @@ func (c *Client) dial(ctx context.Context, ep string, typ string, first *bool) *
 		}
 		cancel()
 		if err == nil {
+			// The broker adds the publisher's identity to each envelope.
+			conn.Limit(c.opts.MaxMessageBytes+recvSlack, 16)
 			if !*first {
 				c.opts.Metrics.reconnect(typ)
 				c.opts.Logger.Info("bus reconnected", "socket", typ, "endpoint", ep)
@@ -434,6 +444,12 @@ func (c *Client) readLoop(conn *zmtp.Conn) {
 	for {
 		frames, err := conn.Recv()
 		if err != nil {
+			if errors.Is(err, zmtp.ErrTooLarge) {
+				c.opts.Metrics.Malform(MalformedOversize)
+				c.tooLarge.Do(func() {
+					c.opts.Logger.Warn("bus message from the broker too large; reconnecting", "endpoint", c.opts.SubscribeEndpoint, "err", err)
+				})
+			}
 			return
 		}
 		if len(frames) != 2 {

@@ -238,6 +238,18 @@ func (c *Conn) Recv() ([][]byte, error) {
 	}
 }
 
+// Limit bounds what Recv accepts from now on, as ServerOptions.MaxMessage
+// and MaxFrames do for the server side. Call it before the first Recv.
+func (c *Conn) Limit(maxMessage, maxFrames int) {
+	if g, ok := c.rw.r.(*guard); ok {
+		g.max, g.maxFrames = uint64(maxMessage), maxFrames
+		return
+	}
+	if br, ok := c.rw.r.(*bufio.Reader); ok {
+		c.rw.r = &guard{r: br, max: uint64(maxMessage), maxFrames: maxFrames}
+	}
+}
+
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
 
