@@ -14,20 +14,49 @@ import (
 	"testing"
 	"time"
 
+	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	colmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 )
 
-// otlpReceiver is a minimal OTLP/HTTP trace endpoint that keeps span names.
+// otlpReceiver is a minimal OTLP/HTTP endpoint that keeps span names and
+// the trace ids of log records by body; metrics it accepts and drops.
 type otlpReceiver struct {
 	mu    sync.Mutex
 	names map[string]int
 	attrs map[string]map[string]string // span name -> attribute key -> value (last seen)
+	logs  map[string][]byte            // log body -> trace id (last seen)
 }
 
 func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/v1/traces" || r.Method != http.MethodPost {
+	if r.Method != http.MethodPost {
+		http.NotFound(w, r)
+		return
+	}
+	switch r.URL.Path {
+	case "/v1/traces":
+	case "/v1/metrics":
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 8<<20))
+		return
+	case "/v1/logs":
+		b, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+		var req collogs.ExportLogsServiceRequest
+		if err != nil || proto.Unmarshal(b, &req) != nil {
+			http.Error(w, "not an OTLP logs export", http.StatusBadRequest)
+			return
+		}
+		o.mu.Lock()
+		for _, rl := range req.GetResourceLogs() {
+			for _, sl := range rl.GetScopeLogs() {
+				for _, lr := range sl.GetLogRecords() {
+					o.logs[lr.GetBody().GetStringValue()] = lr.GetTraceId()
+				}
+			}
+		}
+		o.mu.Unlock()
+		return
+	default:
 		http.NotFound(w, r)
 		return
 	}
@@ -76,7 +105,7 @@ func (o *otlpReceiver) count(name string) int {
 }
 
 func TestTracesGoOutOverOTLPAndTracez(t *testing.T) {
-	recv := &otlpReceiver{names: map[string]int{}, attrs: map[string]map[string]string{}}
+	recv := &otlpReceiver{names: map[string]int{}, attrs: map[string]map[string]string{}, logs: map[string][]byte{}}
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
@@ -129,6 +158,16 @@ func TestTracesGoOutOverOTLPAndTracez(t *testing.T) {
 		if _, ok := attrs[k]; !ok {
 			t.Errorf("plugin.start span lacks %s: %v", k, attrs)
 		}
+	}
+	// The log records went out too, through the slog bridge, the one
+	// logged inside the start-up span with its trace id.
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	if id, ok := recv.logs["starting plugins"]; !ok || len(id) != 16 {
+		t.Errorf("OTLP log record \"starting plugins\": present %v, trace id %x", ok, id)
+	}
+	if _, ok := recv.logs["vitals starting"]; !ok {
+		t.Errorf("no OTLP log record \"vitals starting\"; got %d records", len(recv.logs))
 	}
 }
 
