@@ -9,8 +9,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/probes"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 
@@ -185,4 +187,30 @@ func manyLabels(n int) map[string]string {
 		m[string(rune('a'+i))] = "x"
 	}
 	return m
+}
+
+// TestBusHealthAnsweredOnlyByTheAnnouncer: another peer that answers a
+// plugin's health request (anyone may subscribe to it and publish replies)
+// does not make the plugin healthy.
+func TestBusHealthAnsweredOnlyByTheAnnouncer(t *testing.T) {
+	r := start(t, "directory: \"\"\nbus: {enabled: true, default_heartbeat: 1s}\n"+fastHealth)
+	owner := r.bus.External("user:alice", "127.0.0.1:40001", "worker", bus.AllowAll)
+	forger := r.bus.External("user:mallory", "127.0.0.1:40002", "worker", bus.AllowAll)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reqs, err := forger.Subscribe(ctx, extmanager.TopicHealthRequest+"worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for req := range reqs {
+			resp, _ := bus.NewProto(&busv1.HealthResponse{Plugin: "worker", State: busv1.HealthState_HEALTH_STATE_HEALTHY, Message: "forged"})
+			_ = bus.Reply(ctx, forger, req, resp)
+		}
+	}()
+	announce(t, owner, &busv1.Announce{Name: "worker", Version: "1", HeartbeatIntervalMs: 1000})
+	r.awaitHealth("worker", func(h *agent.Health) bool {
+		return h != nil && h.Status != agent.HealthOK && h.Details["failed_probe"] == "bus_health" &&
+			h.Details["error_class"] == string(probes.ClassBadResponse)
+	})
 }

@@ -186,6 +186,12 @@ func (e *ExtManager) probeBusHealth(ctx context.Context, t health.Target) (probe
 	if err != nil {
 		return probes.Result{}, fmt.Errorf("health request to %s: %w", t.ID, err)
 	}
+	// Anyone on the bus may answer on a reply topic: only the peer that
+	// announced the plugin speaks for its health.
+	if p, ok := e.catalog.Get(t.ID); ok && p.Source == SourceBus && resp.Peer != p.Owner {
+		return probes.Result{}, fmt.Errorf("health response of %s: %w", t.ID, &probes.DecodeError{
+			What: "health response", Err: fmt.Errorf("answered by %q, not by %q, which announced the plugin", resp.Peer, p.Owner)})
+	}
 	var hr busv1.HealthResponse
 	if err := resp.Decode(&hr); err != nil {
 		return probes.Result{}, fmt.Errorf("health response of %s: %w", t.ID, &probes.DecodeError{What: "health response", Err: err})

@@ -265,7 +265,9 @@ func (f *fakeRouter) Request(_ context.Context, dest string, _ bus.Message) (bus
 	f.mu.Lock()
 	f.dests = append(f.dests, dest)
 	f.mu.Unlock()
-	return bus.NewProto(&busv1.HealthResponse{Plugin: dest, State: busv1.HealthState_HEALTH_STATE_HEALTHY})
+	m, err := bus.NewProto(&busv1.HealthResponse{Plugin: dest, State: busv1.HealthState_HEALTH_STATE_HEALTHY})
+	m.Peer = bus.PeerAgent // the announcer's, as the broker stamps it
+	return m, err
 }
 
 func (f *fakeRouter) requests() int {
