@@ -137,9 +137,7 @@ func New(o Options) (*Agent, error) {
 	})
 	a := &Agent{o: o, log: o.Logger, manager: m, metrics: hm, alertMetrics: am, addr: make(chan string, 1), ready: make(chan struct{})}
 	if o.ConfigPath != "" {
-		if data, err := os.ReadFile(o.ConfigPath); err == nil {
-			a.lastHash = sha256.Sum256(data)
-		}
+		a.lastHash = fileHash(ReadYAMLFile(o.ConfigPath, MaxConfigBytes))
 	}
 	var reload func(context.Context) error
 	if o.ConfigPath != "" {
