@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"errors"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -50,28 +51,34 @@ func decode(s agent.Section) (Config, error) {
 	return cfg, cfg.validate(s)
 }
 
+// validate checks every value and reports all the problems it finds.
 func (c *Config) validate(s agent.Section) error {
-	for key, l := range map[string]Limit{"api": c.API, "bus": c.Bus} {
+	var errs []error
+	bad := func(key, format string, args ...any) { errs = append(errs, s.Errorf(key, format, args...)) }
+	for _, l := range []struct {
+		key string
+		Limit
+	}{{"api", c.API}, {"bus", c.Bus}} {
 		if l.Rate <= 0 || l.Rate > 1e6 {
-			return s.Errorf(key+".rate", "must be above 0 and at most 1000000 per second, got %v", l.Rate)
+			bad(l.key+".rate", "must be above 0 and at most 1000000 per second, got %v", l.Rate)
 		}
 		if l.Burst < 1 || l.Burst > 1e7 {
-			return s.Errorf(key+".burst", "must be between 1 and 10000000, got %d", l.Burst)
+			bad(l.key+".burst", "must be between 1 and 10000000, got %d", l.Burst)
 		}
 	}
 	if len(c.Bus.ExemptPaths) > 0 {
-		return s.Errorf("bus.exempt_paths", "paths apply to the HTTP API only")
+		bad("bus.exempt_paths", "paths apply to the HTTP API only")
 	}
 	for i, p := range c.API.ExemptPaths {
 		if len(p) == 0 || p[0] != '/' {
-			return s.Errorf("api.exempt_paths", "entry %d: %q must start with /", i, p)
+			bad("api.exempt_paths", "entry %d: %q must start with /", i, p)
 		}
 	}
 	if c.MaxClients < 1 || c.MaxClients > 10_000_000 {
-		return s.Errorf("max_clients", "must be between 1 and 10000000, got %d", c.MaxClients)
+		bad("max_clients", "must be between 1 and 10000000, got %d", c.MaxClients)
 	}
 	if c.IdleTimeout.D() < time.Second {
-		return s.Errorf("idle_timeout", "must be at least 1s, got %s", c.IdleTimeout)
+		bad("idle_timeout", "must be at least 1s, got %s", c.IdleTimeout)
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,4 +236,27 @@ func TestConformance(t *testing.T) {
 		must(t, err)
 		return p
 	}, nil)
+}
+
+// TestEveryProblemReported: one run names every bad key of the section,
+// decoding and validation alike.
+func TestEveryProblemReported(t *testing.T) {
+	for text, wants := range map[string][]string{
+		"api: {burst: x, rate: many}\nmax_clnts: 3\n": {
+			`api.burst: want an integer, got "x"`, `api.rate: want a number, got "many"`,
+			`max_clnts: unknown key "max_clnts"; did you mean "max_clients"?`,
+		},
+		"api: {rate: 0}\nmax_clients: 0\nidle_timeout: 10ms\n": {
+			"api.rate: must be above 0", "max_clients: must be between 1", "idle_timeout: must be at least 1s",
+		},
+	} {
+		s, err := agent.NewSection(text)
+		must(t, err)
+		_, err = Factory(s)
+		for _, want := range wants {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%q: err = %v, want it to contain %q", text, err, want)
+			}
+		}
+	}
 }

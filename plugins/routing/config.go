@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"errors"
 	"sort"
 	"strings"
 	"time"
@@ -50,31 +51,39 @@ func decode(s agent.Section) (Config, error) {
 	return cfg, cfg.validate(s)
 }
 
+// validate checks every value and reports all the problems it finds.
 func (c *Config) validate(s agent.Section) error {
+	var errs []error
+	bad := func(key, format string, args ...any) { errs = append(errs, s.Errorf(key, format, args...)) }
 	if c.DefaultTimeout.D() <= 0 || c.DefaultTimeout.D() > 10*time.Minute {
-		return s.Errorf("default_timeout", "must be above 0 and at most 10m, got %s", c.DefaultTimeout)
+		bad("default_timeout", "must be above 0 and at most 10m, got %s", c.DefaultTimeout)
 	}
 	if !strings.Contains(c.DefaultTopic, "{name}") || bus.ValidTopic(strings.ReplaceAll(c.DefaultTopic, "{name}", "x")) != nil {
-		return s.Errorf("default_topic", "%q must be a topic containing {name}", c.DefaultTopic)
+		bad("default_topic", "%q must be a topic containing {name}", c.DefaultTopic)
 	}
 	if c.MaxPending < 1 || c.MaxPending > 1_000_000 {
-		return s.Errorf("max_pending", "must be between 1 and 1000000, got %d", c.MaxPending)
+		bad("max_pending", "must be between 1 and 1000000, got %d", c.MaxPending)
 	}
 	if c.LateReplyMemory < 0 || c.LateReplyMemory > 1_000_000 {
-		return s.Errorf("late_reply_memory", "must be between 0 and 1000000, got %d", c.LateReplyMemory)
+		bad("late_reply_memory", "must be between 0 and 1000000, got %d", c.LateReplyMemory)
 	}
-	for name, r := range c.Routes {
+	names := make([]string, 0, len(c.Routes))
+	for name := range c.Routes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		r := c.Routes[name]
 		if bus.ValidTopic(r.Topic) != nil {
-			return s.Errorf("routes."+name+".topic", "%q is not a valid topic", r.Topic)
-		}
-		if strings.HasPrefix(r.Topic, bus.ReplyPrefix) {
-			return s.Errorf("routes."+name+".topic", "requests cannot go to reply topics")
+			bad("routes."+name+".topic", "%q is not a valid topic", r.Topic)
+		} else if strings.HasPrefix(r.Topic, bus.ReplyPrefix) {
+			bad("routes."+name+".topic", "requests cannot go to reply topics")
 		}
 		if r.Timeout.D() < 0 || r.Timeout.D() > 10*time.Minute {
-			return s.Errorf("routes."+name+".timeout", "must be between 0 (the default) and 10m, got %s", r.Timeout)
+			bad("routes."+name+".timeout", "must be between 0 (the default) and 10m, got %s", r.Timeout)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // topics are the prefixes requests are published under. A default_topic
