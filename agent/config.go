@@ -207,7 +207,7 @@ func (pc *PluginConfig) UnmarshalYAML(node ast.Node) error {
 	}
 	m, ok := node.(*ast.MappingNode)
 	if !ok {
-		return errorAt(node.GetToken(), "", "plugin section must be a mapping, got %s", node.Type())
+		return errorAt(node.GetToken(), "", "plugin section must be a mapping of keys, got %s", nodeWords(node))
 	}
 	own := *m
 	own.Values = nil
@@ -275,7 +275,7 @@ func ParseSection(file string, data []byte) (Section, error) {
 		return s, err
 	}
 	if _, ok := body.(*ast.MappingNode); !ok {
-		e := errorAt(body.GetToken(), "", "want a mapping of keys, got %s", body.Type())
+		e := errorAt(body.GetToken(), "", "want a mapping of keys, got %s", nodeWords(body))
 		e.File = file
 		return s, e
 	}

@@ -267,3 +267,17 @@ func kindWords(t string) string {
 	}
 	return "a mapping of keys"
 }
+
+// nodeWords names a YAML value for a message: its text, or its kind for a
+// collection.
+func nodeWords(n ast.Node) string {
+	switch n.(type) {
+	case *ast.MappingNode, *ast.MappingValueNode:
+		return "a mapping"
+	case *ast.SequenceNode:
+		return "a list"
+	case *ast.NullNode:
+		return "nothing"
+	}
+	return describe("", n.String())
+}
