@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -51,24 +52,45 @@ type dirSource struct {
 	log     *slog.Logger
 	// onBad counts bad manifests.
 	onBad func(path string, err error)
+	// Bounds of one scan: directory entries listed, manifests read and
+	// their bytes in all.
+	maxEntries, maxManifests int
+	maxBytes                 int64
 
 	last map[string]Spec // path -> last good spec
 }
 
+// Bounds of a manifest directory, per scan.
+const (
+	// MaxManifests is how many manifests one directory may hold; those
+	// past it, by file name, are reported and not read.
+	MaxManifests = 1000
+	// MaxManifestDirBytes bounds the bytes of all manifests read at once.
+	MaxManifestDirBytes = 1 << 20
+	// maxDirEntries bounds the entries listed; a directory with more is
+	// reported and changes nothing.
+	maxDirEntries = 10 * MaxManifests
+)
+
 func newDirSource(dir string, c *Catalog, log *slog.Logger, onBad func(string, error)) *dirSource {
-	return &dirSource{dir: dir, catalog: c, log: log, onBad: onBad, last: map[string]Spec{}}
+	return &dirSource{dir: dir, catalog: c, log: log, onBad: onBad, last: map[string]Spec{},
+		maxEntries: maxDirEntries, maxManifests: MaxManifests, maxBytes: MaxManifestDirBytes}
 }
 
-// scan reads every manifest and reconciles the catalog. A manifest that
-// cannot be read or parsed keeps what it described before. Two manifests
-// declaring one id are a conflict: the one that declared it first keeps it
-// (or, at start, the first by file name) and the other is reported, so
-// removing either leaves the plugin the other declares.
-func (d *dirSource) scan() {
-	entries, err := os.ReadDir(d.dir)
+// list returns the manifests of the directory, sorted, reading at most
+// maxEntries entries.
+func (d *dirSource) list() ([]string, error) {
+	f, err := os.Open(d.dir)
 	if err != nil {
-		d.log.Warn("manifest directory unreadable", "dir", d.dir, "err", err)
-		return
+		return nil, err
+	}
+	defer f.Close()
+	entries, err := f.ReadDir(d.maxEntries + 1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if len(entries) > d.maxEntries {
+		return nil, fmt.Errorf("more than %d entries; nothing changed until some are removed", d.maxEntries)
 	}
 	var paths []string
 	for _, e := range entries {
@@ -78,12 +100,42 @@ func (d *dirSource) scan() {
 		paths = append(paths, filepath.Join(d.dir, e.Name()))
 	}
 	sort.Strings(paths)
+	return paths, nil
+}
+
+// scan reads every manifest and reconciles the catalog. A manifest that
+// cannot be read or parsed keeps what it described before. Two manifests
+// declaring one id are a conflict: the one that declared it first keeps it
+// (or, at start, the first by file name) and the other is reported, so
+// removing either leaves the plugin the other declares.
+func (d *dirSource) scan() {
+	paths, err := d.list()
+	if errors.Is(err, os.ErrNotExist) {
+		d.log.Warn("manifest directory unreadable", "dir", d.dir, "err", err)
+		return
+	} else if err != nil {
+		d.bad(d.dir, fmt.Errorf("manifest directory %s: %w", d.dir, err))
+		return
+	}
 
 	// What each manifest declares now: its new spec, or the last good one.
 	want := map[string]Spec{}
 	fresh := map[string]bool{} // want[path] was read in this scan
-	for _, path := range paths {
-		data, err := agent.ReadYAMLFile(path, agent.MaxManifestBytes)
+	var read int64
+	for i, path := range paths {
+		var data []byte
+		var err error
+		switch {
+		case i >= d.maxManifests:
+			err = fmt.Errorf("%s: not read: the directory holds more than %d manifests", path, d.maxManifests)
+		case read > d.maxBytes:
+			err = fmt.Errorf("%s: not read: the manifests before it hold more than %d bytes, the most read at once", path, d.maxBytes)
+		default:
+			data, err = agent.ReadYAMLFile(path, agent.MaxManifestBytes)
+			if read += int64(len(data)); read > d.maxBytes {
+				data, err = nil, fmt.Errorf("%s: not read: with it the manifests hold more than %d bytes, the most read at once", path, d.maxBytes)
+			}
+		}
 		if err == nil {
 			var spec Spec
 			if spec, err = ParseManifest(path, data); err == nil {

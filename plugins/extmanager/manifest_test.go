@@ -1,8 +1,12 @@
 package extmanager
 
 import (
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -63,4 +67,55 @@ func FuzzParseManifest(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestManifestDirectoryBounds(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"a", "b", "c", "d"} {
+		write(id+".yaml", "endpoint: http://127.0.0.1:1\n")
+	}
+	c := NewCatalog(time.Now)
+	var bad []string
+	d := newDirSource(dir, c, slog.New(slog.DiscardHandler), func(path string, err error) { bad = append(bad, err.Error()) })
+	d.maxManifests, d.maxEntries = 3, 6
+
+	d.scan()
+	if got := len(c.List(Filter{})); got != 3 {
+		t.Errorf("%d plugins registered from 4 manifests with a limit of 3", got)
+	}
+	if len(bad) != 1 || !strings.Contains(bad[0], "d.yaml: not read: the directory holds more than 3 manifests") {
+		t.Errorf("reported %q", bad)
+	}
+
+	// Too many entries: reported, and the plugins stay as they were.
+	bad = nil
+	for _, name := range []string{"x.txt", "y.txt", "z.txt"} {
+		write(name, "")
+	}
+	d.scan()
+	if got := len(c.List(Filter{})); got != 3 {
+		t.Errorf("%d plugins after an over-full listing, want the 3 kept", got)
+	}
+	if len(bad) != 1 || !strings.Contains(bad[0], "more than 6 entries") {
+		t.Errorf("reported %q", bad)
+	}
+
+	// A byte budget: the manifests past it are not read.
+	bad = nil
+	for _, name := range []string{"x.txt", "y.txt", "z.txt"} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.maxManifests, d.maxBytes = 10, 60
+	d.scan()
+	if len(bad) == 0 || !strings.Contains(strings.Join(bad, "\n"), "the most read at once") {
+		t.Errorf("reported %q, want manifests past 60 bytes refused", bad)
+	}
 }
