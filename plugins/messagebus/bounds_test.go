@@ -285,6 +285,10 @@ func TestPrefixFloodIsCapped(t *testing.T) {
 // counts them; a closed connection frees its slot.
 func TestConnectionLimit(t *testing.T) {
 	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t), "max_connections: 4"))
+	// The agent's own plugins (two in-process connections) do not count.
+	own, err := e.broker.svc.ClientFor("tester")
+	must(t, err)
+	must(t, own.(interface{ Sync(context.Context) error }).Sync(ctxT(t, 10*time.Second)))
 	var open []net.Conn
 	for i := range 4 {
 		ep := e.cfg.PublishAddress
@@ -314,7 +318,7 @@ func TestConnectionLimit(t *testing.T) {
 	eventually(t, 5*time.Second, "the slot freed", func() bool {
 		e.broker.srv.mu.Lock()
 		defer e.broker.srv.mu.Unlock()
-		return len(e.broker.srv.conns) == 3
+		return e.broker.srv.external == 3
 	})
 	rawPeer(t, e.cfg.PublishAddress, zmq4.Pub)
 }
@@ -496,5 +500,35 @@ func TestPrefixesAreCounted(t *testing.T) {
 		if got := sub.matches([]byte("a.b")); got != st.match {
 			t.Fatalf("after step %d (%q): matches a.b = %v, want %v", i, st.frame, got, st.match)
 		}
+	}
+}
+
+// An idle connection costs the broker one 64 KiB buffer, for the way its
+// data flows, not two.
+func TestIdleConnectionMemory(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t)))
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 60
+	for i := range n {
+		ep, typ := e.cfg.PublishAddress, zmq4.Pub
+		if i%2 == 1 {
+			ep, typ = e.cfg.SubscribeAddress, zmq4.Sub
+		}
+		rawPeer(t, ep, typ)
+	}
+	eventually(t, 5*time.Second, "all connections served", func() bool {
+		e.broker.srv.mu.Lock()
+		defer e.broker.srv.mu.Unlock()
+		return e.broker.srv.external == n
+	})
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (int64(after.HeapInuse) - int64(before.HeapInuse)) / n
+	t.Logf("%d KiB of heap per connection (the test's side included)", per>>10)
+	if per > 100<<10 {
+		t.Fatalf("%d KiB of heap per idle connection, want under 100", per>>10)
 	}
 }

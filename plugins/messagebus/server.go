@@ -35,12 +35,15 @@ type server struct {
 
 	mu     sync.Mutex
 	closed bool
-	done   chan struct{} // closed by close
-	conns  map[net.Conn]struct{}
-	nconn  atomic.Uint64 // numbers unauthenticated connections for their Peer
-	subs   atomic.Pointer[[]*subscriber]
-	queued atomic.Int64 // cost of what all subscriber queues hold
-	wg     sync.WaitGroup
+	done   chan struct{}     // closed by close
+	conns  map[net.Conn]bool // open connections; true: the agent's own
+	// external counts the connections in conns that are not the
+	// agent's: what max_connections bounds.
+	external int
+	nconn    atomic.Uint64 // numbers unauthenticated connections for their Peer
+	subs     atomic.Pointer[[]*subscriber]
+	queued   atomic.Int64 // cost of what all subscriber queues hold
+	wg       sync.WaitGroup
 
 	// warn logs a bound's first breach and then at most one line per
 	// warnInterval, by reason: a flood of breaches must not flood the
@@ -65,7 +68,7 @@ var families = []string{"logs", "plugin", "health", "alerts", "lifecycle", "repl
 
 // newServer prepares a server; users nil means NULL security.
 func newServer(cfg Config, log *slog.Logger, m *bus.Metrics, users map[string]userEntry) *server {
-	s := &server{cfg: cfg, log: log, m: m, users: users, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	s := &server{cfg: cfg, log: log, m: m, users: users, conns: map[net.Conn]bool{}, done: make(chan struct{})}
 	if m != nil {
 		s.counter = map[string]familyCounters{}
 		for _, f := range families {
@@ -136,15 +139,19 @@ func (s *server) track(c net.Conn) (ok, full bool) {
 	if s.closed {
 		return false, false
 	}
-	if len(s.conns) >= s.cfg.MaxConnections {
+	if s.external >= s.cfg.MaxConnections {
 		return false, true
 	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = false
+	s.external++
 	return true, false
 }
 
 func (s *server) untrack(c net.Conn) {
 	s.mu.Lock()
+	if agent, ok := s.conns[c]; ok && !agent {
+		s.external--
+	}
 	delete(s.conns, c)
 	s.mu.Unlock()
 	_ = c.Close()
@@ -234,7 +241,7 @@ func (s *server) connectAgent(socket string) (net.Conn, error) {
 	s.mu.Lock()
 	closed := s.closed
 	if !closed {
-		s.conns[theirs] = struct{}{} // not counted against max_connections
+		s.conns[theirs] = true // not counted against max_connections
 	}
 	s.mu.Unlock()
 	if closed {
@@ -514,18 +521,20 @@ func (s *server) enqueue(sub *subscriber, f *frame) {
 	defer sub.mu.Unlock()
 	switch {
 	case sub.closed:
-	case sub.queued.Load()+cost > int64(s.cfg.SubscriberQueueBytes):
+	case len(sub.q) >= s.cfg.SubscriberQueue:
+		s.m.Drop(bus.DropSubscriberQueueFull)
+	case sub.queued+cost > int64(s.cfg.SubscriberQueueBytes):
 		s.m.Drop(bus.DropSubscriberQueueBytes)
 	case !reserve(&s.queued, cost, int64(s.cfg.QueueBytes)):
 		s.m.Drop(bus.DropQueueBytes)
 	default:
-		sub.queued.Add(cost)
-		select {
-		case sub.q <- f:
-		default:
-			sub.queued.Add(-cost)
-			s.queued.Add(-cost)
-			s.m.Drop(bus.DropSubscriberQueueFull)
+		sub.q = append(sub.q, f)
+		sub.queued += cost
+		if len(sub.q) == 1 {
+			select {
+			case sub.wake <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -543,10 +552,26 @@ func reserve(n *atomic.Int64, cost, max int64) bool {
 	}
 }
 
-// dequeued releases what f held in sub's and the broker's bounds.
-func (s *server) dequeued(sub *subscriber, f *frame) {
-	cost := f.cost()
-	sub.queued.Add(-cost)
+// take returns what is queued for sub, oldest first, and leaves into
+// (emptied) as its queue: the writer and the queue swap two slices, so a
+// queue's memory follows what it held, not what it may hold.
+func (sub *subscriber) take(into []*frame) []*frame {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	q := sub.q
+	sub.q = into[:0]
+	return q
+}
+
+// release frees what fs held in sub's and the broker's bounds.
+func (s *server) release(sub *subscriber, fs ...*frame) {
+	var cost int64
+	for _, f := range fs {
+		cost += f.cost()
+	}
+	sub.mu.Lock()
+	sub.queued -= cost
+	sub.mu.Unlock()
 	s.queued.Add(-cost)
 }
 
@@ -557,11 +582,12 @@ func (s *server) dequeued(sub *subscriber, f *frame) {
 // prefixes there are.
 type subscriber struct {
 	c        *zmtp.Conn
-	q        chan *frame
-	queued   atomic.Int64 // cost of what is in q
 	prefixes atomic.Pointer[iradix.Tree[int]]
+	wake     chan struct{} // a token when the queue stops being empty
 
-	mu     sync.Mutex // orders enqueues before close
+	mu     sync.Mutex
+	q      []*frame // queued, oldest first
+	queued int64    // cost of what is queued or taken and not yet written
 	closed bool
 }
 
@@ -570,20 +596,14 @@ func (sub *subscriber) matches(topic []byte) bool {
 	return ok
 }
 
-// close stops enqueues and releases what is still queued. The writer must
-// have returned.
+// closeSub stops enqueues and releases what is still queued. The writer
+// must have returned.
 func (s *server) closeSub(sub *subscriber) {
+	s.release(sub, sub.take(nil)...)
 	sub.mu.Lock()
 	sub.closed = true
 	sub.mu.Unlock()
-	for {
-		select {
-		case f := <-sub.q:
-			s.dequeued(sub, f)
-		default:
-			return
-		}
-	}
+	s.release(sub, sub.take(nil)...)
 }
 
 func (s *server) addSub(sub *subscriber) {
@@ -610,7 +630,7 @@ func (s *server) removeSub(sub *subscriber) {
 // serveSubscriber reads subscriptions from one subscriber while a writer
 // goroutine sends it what matches.
 func (s *server) serveSubscriber(c *zmtp.Conn, p peer) {
-	sub := &subscriber{c: c, q: make(chan *frame, s.cfg.SubscriberQueue)}
+	sub := &subscriber{c: c, wake: make(chan struct{}, 1)}
 	sub.prefixes.Store(iradix.New[int]())
 	s.addSub(sub)
 	wrote := make(chan struct{})
@@ -690,10 +710,21 @@ func (s *server) write(sub *subscriber, done <-chan struct{}) {
 		}
 		_ = sub.c.Close()
 	}
+	var batch []*frame
+	next := 0 // batch[next:] is taken and not yet written
+	defer func() { s.release(sub, batch[next:]...) }()
 	for {
 		select {
-		case f := <-sub.q:
-			s.dequeued(sub, f)
+		case <-sub.wake:
+		case <-done:
+			return
+		}
+		batch, next = sub.take(batch), 0
+		for next < len(batch) {
+			f := batch[next]
+			batch[next] = nil
+			next++
+			s.release(sub, f)
 			// The deadline covers at most 64 KiB and a message of
 			// writing: a reader that keeps taking data is not stalled.
 			if unbounded <= 0 {
@@ -709,13 +740,9 @@ func (s *server) write(sub *subscriber, done <-chan struct{}) {
 				fc.outMsgs.Inc()
 				fc.outBytes.Add(float64(f.size))
 			}
-			if len(sub.q) == 0 {
-				if err := sub.c.Flush(); err != nil {
-					fail(err)
-					return
-				}
-			}
-		case <-done:
+		}
+		if err := sub.c.Flush(); err != nil {
+			fail(err)
 			return
 		}
 	}

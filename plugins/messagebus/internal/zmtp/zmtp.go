@@ -27,7 +27,13 @@ const (
 // greetingLen is the size of the ZMTP 3.0 greeting.
 const greetingLen = 64
 
-const bufSize = 64 << 10
+// Buffer sizes: a connection's data flows one way, from the PUB side to
+// the SUB side (the other way go only subscriptions), so it buffers that
+// way with bufSize and the other with smallBuf.
+const (
+	bufSize  = 64 << 10
+	smallBuf = 4 << 10
+)
 
 // Endpoint splits a ZeroMQ endpoint (tcp://host:port, ipc:///path) into a
 // Go network and address.
@@ -160,8 +166,12 @@ func Server(raw net.Conn, typ zmq4.SocketType, o ServerOptions) (*Conn, error) {
 }
 
 func open(raw net.Conn, sec zmq4.Security, typ zmq4.SocketType, server bool, deadline time.Time, maxMessage, maxFrames int) (*Conn, error) {
-	rw := &bufConn{Conn: raw, w: bufio.NewWriterSize(raw, bufSize)}
-	br := bufio.NewReaderSize(raw, bufSize)
+	rsize, wsize := bufSize, smallBuf
+	if typ == Pub {
+		rsize, wsize = smallBuf, bufSize
+	}
+	rw := &bufConn{Conn: raw, w: bufio.NewWriterSize(raw, wsize)}
+	br := bufio.NewReaderSize(raw, rsize)
 	rw.r = br
 	if maxMessage > 0 {
 		rw.r = &guard{r: br, max: uint64(maxMessage), maxFrames: maxFrames, greeting: greetingLen}
