@@ -271,8 +271,10 @@ func (e *Engine) Start() {
 
 // Stop ends the checks (those running see their context end), waits for
 // them and for the history writer to store what is queued, or for ctx.
+// The engine's OpenTelemetry gauges stop reporting.
 // It is safe without Start and safe twice.
 func (e *Engine) Stop(ctx context.Context) error {
+	e.otel.close()
 	e.runMu.Lock()
 	cancel, done := e.cancel, e.done
 	e.runMu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"strconv"
+	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -49,6 +50,9 @@ type otelMetrics struct {
 	probeCount    metric.Int64Counter     // vitals.ai.probes
 	ttft          metric.Float64Histogram // vitals.ai.time_to_first_token
 	transitions   metric.Int64Counter     // vitals.ai.health.transitions
+
+	gauges metric.Registration // the state and up callback; nil if none
+	once   sync.Once
 }
 
 func newOTelMetrics(mp metric.MeterProvider, latest bool, e *Engine) *otelMetrics {
@@ -85,7 +89,7 @@ func newOTelMetrics(mp metric.MeterProvider, latest bool, e *Engine) *otelMetric
 		metric.WithDescription("The AI plugin's health state: 1 for the current state, 0 for the others."))
 	up, _ := m.Int64ObservableGauge("vitals.ai.up", metric.WithUnit("1"),
 		metric.WithDescription("Whether the AI plugin passed its last liveness probe (1) or not (0)."))
-	_, _ = m.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
+	o.gauges, _ = m.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
 		for _, s := range e.Statuses() {
 			plugin := attribute.String("vitals.ai.plugin", s.ID)
 			for _, st := range States {
@@ -106,6 +110,16 @@ func newOTelMetrics(mp metric.MeterProvider, latest bool, e *Engine) *otelMetric
 		return nil
 	}, state, up)
 	return o
+}
+
+// close unregisters the gauges' callback, so that a stopped engine's
+// plugins are no longer reported. It is safe twice.
+func (o *otelMetrics) close() {
+	o.once.Do(func() {
+		if o.gauges != nil {
+			_ = o.gauges.Unregister()
+		}
+	})
 }
 
 // observe records a check's probes; ctx carries the check's span, which

@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	colmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -135,6 +136,9 @@ func TestGenAIMetricsOverOTLP(t *testing.T) {
 			r.awaitState("llm", health.StateHealthy)
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
+			if err := mp.ForceFlush(sctx); err != nil { // while the gauges report
+				t.Fatal(err)
+			}
 			if err := r.e.Stop(sctx); err != nil {
 				t.Fatal(err)
 			}
@@ -203,4 +207,44 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestStoppedEngineLeavesTheGauges checks that the state gauges of a
+// stopped engine are no longer reported by the meter provider it was given
+// (the agent's, which outlives an engine across re-enables).
+func TestStoppedEngineLeavesTheGauges(t *testing.T) {
+	rd := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(rd))
+	defer mp.Shutdown(context.Background())
+	_, sim := sim(t, probes.KindOpenAI, 1)
+	r := newRig(t, fastConfig(), func(o *health.Options) { o.MeterProvider = mp })
+	r.e.Upsert(target("llm", probes.KindOpenAI, sim.URL))
+	r.awaitState("llm", health.StateHealthy)
+
+	gauges := func() int {
+		var rm metricdata.ResourceMetrics
+		if err := rd.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if g, ok := m.Data.(metricdata.Gauge[int64]); ok && m.Name == "vitals.ai.health.state" {
+					n += len(g.DataPoints)
+				}
+			}
+		}
+		return n
+	}
+	if n := gauges(); n != len(health.States) {
+		t.Fatalf("running engine: %d vitals.ai.health.state points, want %d", n, len(health.States))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.e.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := gauges(); n != 0 {
+		t.Errorf("stopped engine: %d vitals.ai.health.state points, want none", n)
+	}
 }
