@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 )
 
 // Roles.
@@ -217,4 +218,14 @@ func resolve(cfg Config) ([]token, error) {
 func HashToken(tok string) string {
 	h := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(h[:])
+}
+
+// topics: registrations watched on plugin.announce and plugin.goodbye, and
+// audit records published under audit. when audit.publish is on.
+func (c Config) topics() bus.Topics {
+	uses := bus.Permissions{Subscribe: []string{"plugin.announce", "plugin.goodbye"}}
+	if c.Audit.Publish {
+		uses.Publish = []string{"audit."}
+	}
+	return bus.Topics{Uses: uses}
 }

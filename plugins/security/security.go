@@ -121,6 +121,11 @@ func newState(cfg Config, tokens []token) *authState {
 
 // Initialize resolves the tokens, opens the audit store and provides the
 // audit service.
+// BusTopics implements bus.TopicUser: the plugin watches registrations
+// and, with audit.publish, publishes audit records; it starts without them.
+// (cfg does not change after Factory.)
+func (p *Plugin) BusTopics() bus.Topics { return p.cfg.topics() }
+
 func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -140,7 +145,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 	// The bus is optional: without it there is no audit.* publishing and
 	// no plugin registration records.
 	if provider, err := agent.Require[bus.Provider](ctx, c, bus.ServiceName); err == nil {
-		if p.bus, err = provider.ClientFor(c.Owner()); err != nil {
+		if p.bus, err = provider.ClientFor(c.Owner(), p.cfg.topics().Uses); err != nil {
 			return err
 		}
 	}

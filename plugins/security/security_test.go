@@ -297,10 +297,24 @@ func published(b *bustest.Bus, topic string) bool {
 	return false
 }
 
-func TestDefaultPermissionsTurnPublishingOff(t *testing.T) {
-	// The default permissions deny audit.*: publishing turns itself off
-	// after the first denial instead of feeding denials back in a loop.
+func TestDefaultPermissionsPublishAudit(t *testing.T) {
+	// With no permissions of its own in config, the plugin may publish
+	// what it uses: audit.*.
 	e := start(t, "")
+	e.p.Audit().Record(audit.Record{Action: "one"})
+	deadline := time.Now().Add(10 * time.Second)
+	for !published(e.bus, "audit.one") {
+		if time.Now().After(deadline) || e.p.noPublish.Load() {
+			t.Fatal("audit.one not published with the default permissions")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDeniedPublishingTurnsItselfOff(t *testing.T) {
+	// Permissions in config that leave out audit.*: publishing turns itself
+	// off after the first denial instead of feeding denials back in a loop.
+	e := startWith(t, "", &bus.Permissions{Publish: []string{"security.", "logs."}, Subscribe: []string{"security."}})
 	e.p.Audit().Record(audit.Record{Action: "one"})
 	deadline := time.Now().Add(10 * time.Second)
 	for !e.p.noPublish.Load() {
@@ -310,7 +324,7 @@ func TestDefaultPermissionsTurnPublishingOff(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if published(e.bus, "audit.one") {
-		t.Fatal("published despite default permissions")
+		t.Fatal("published despite the permissions")
 	}
 }
 
