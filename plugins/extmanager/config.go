@@ -100,56 +100,64 @@ func decodeConfig(s agent.Section) (Config, error) {
 	if err := s.Decode(&cfg); err != nil {
 		return cfg, err
 	}
+	// Every bad value is reported, not only the first.
+	var errs []error
+	bad := func(err error) { errs = append(errs, err) }
 	seen := map[string]bool{}
 	for i, t := range cfg.Targets {
 		key := fmt.Sprintf("targets[%d]", i)
 		if _, err := t.spec(SourceConfig); err != nil {
-			return cfg, sectionError(s, key, err)
-		}
-		if seen[t.ID] {
-			return cfg, s.Errorf(key, "duplicate id %q", t.ID)
+			bad(sectionError(s, key, err))
+		} else if seen[t.ID] {
+			bad(s.Errorf(key, "duplicate id %q", t.ID))
 		}
 		seen[t.ID] = true
 	}
 	d := cfg.Detection
-	switch {
-	case d.Attempts < 1 || d.Attempts > 20:
-		return cfg, s.Errorf("detection.attempts", "must be 1 to 20, got %d", d.Attempts)
-	case d.Timeout.D() <= 0:
-		return cfg, s.Errorf("detection.timeout", "must be positive, got %s", d.Timeout)
-	case d.Concurrency < 1 || d.Concurrency > 256:
-		return cfg, s.Errorf("detection.concurrency", "must be 1 to 256, got %d", d.Concurrency)
-	case d.RedetectInterval.D() < time.Second:
-		return cfg, s.Errorf("detection.redetect_interval", "must be at least 1s, got %s", d.RedetectInterval)
+	if d.Attempts < 1 || d.Attempts > 20 {
+		bad(s.Errorf("detection.attempts", "must be 1 to 20, got %d", d.Attempts))
+	}
+	if d.Timeout.D() <= 0 {
+		bad(s.Errorf("detection.timeout", "must be positive, got %s", d.Timeout))
+	}
+	if d.Concurrency < 1 || d.Concurrency > 256 {
+		bad(s.Errorf("detection.concurrency", "must be 1 to 256, got %d", d.Concurrency))
+	}
+	if d.RedetectInterval.D() < time.Second {
+		bad(s.Errorf("detection.redetect_interval", "must be at least 1s, got %s", d.RedetectInterval))
 	}
 	b := cfg.Bus
-	switch {
-	case b.LostAfter < 1:
-		return cfg, s.Errorf("bus.lost_after", "must be at least 1, got %d", b.LostAfter)
-	case b.DeregisterAfter <= b.LostAfter:
-		return cfg, s.Errorf("bus.deregister_after", "must be more than lost_after (%d), got %d", b.LostAfter, b.DeregisterAfter)
-	case b.DefaultHeartbeat.D() < 10*time.Millisecond:
-		return cfg, s.Errorf("bus.default_heartbeat", "must be at least 10ms, got %s", b.DefaultHeartbeat)
-	case b.MaxPlugins < 1 || b.MaxPlugins > 100_000:
-		return cfg, s.Errorf("bus.max_plugins", "must be 1 to 100000, got %d", b.MaxPlugins)
-	case b.MaxPluginsPerPeer < 1 || b.MaxPluginsPerPeer > b.MaxPlugins:
-		return cfg, s.Errorf("bus.max_plugins_per_peer", "must be 1 to max_plugins (%d), got %d", b.MaxPlugins, b.MaxPluginsPerPeer)
+	if b.LostAfter < 1 {
+		bad(s.Errorf("bus.lost_after", "must be at least 1, got %d", b.LostAfter))
+	}
+	if b.DeregisterAfter <= b.LostAfter {
+		bad(s.Errorf("bus.deregister_after", "must be more than lost_after (%d), got %d", b.LostAfter, b.DeregisterAfter))
+	}
+	if b.DefaultHeartbeat.D() < 10*time.Millisecond {
+		bad(s.Errorf("bus.default_heartbeat", "must be at least 10ms, got %s", b.DefaultHeartbeat))
+	}
+	if b.MaxPlugins < 1 || b.MaxPlugins > 100_000 {
+		bad(s.Errorf("bus.max_plugins", "must be 1 to 100000, got %d", b.MaxPlugins))
+	}
+	if b.MaxPluginsPerPeer < 1 || b.MaxPluginsPerPeer > b.MaxPlugins {
+		bad(s.Errorf("bus.max_plugins_per_peer", "must be 1 to max_plugins (%d), got %d", b.MaxPlugins, b.MaxPluginsPerPeer))
 	}
 	for i, a := range b.AllowedEndpoints {
 		if err := checkAllowed(a); err != nil {
-			return cfg, s.Errorf(fmt.Sprintf("bus.allowed_endpoints[%d]", i), "%v", err)
+			bad(s.Errorf(fmt.Sprintf("bus.allowed_endpoints[%d]", i), "%v", err))
 		}
 	}
 	if err := cfg.Health.Validate(); err != nil {
 		var fe *health.FieldError
 		if errors.As(err, &fe) {
-			return cfg, s.Errorf("health."+fe.Key, "%s", fe.Msg)
+			bad(s.Errorf("health."+fe.Key, "%s", fe.Msg))
+		} else {
+			bad(s.Errorf("health", "%v", err))
 		}
-		return cfg, s.Errorf("health", "%v", err)
 	}
 	for id := range cfg.Health.Plugins {
 		if err := ValidID(id); err != nil {
-			return cfg, s.Errorf("health.plugins."+id, "%v", err)
+			bad(s.Errorf("health.plugins."+id, "%v", err))
 		}
 	}
 	if p := cfg.Health.History.Path; p != "" && !filepath.IsAbs(p) {
@@ -159,7 +167,7 @@ func decodeConfig(s agent.Section) (Config, error) {
 		// Beside the config file; for the built-in config, the working dir.
 		cfg.Directory = filepath.Join(filepath.Dir(s.File()), cfg.Directory)
 	}
-	return cfg, nil
+	return cfg, errors.Join(errs...)
 }
 
 // fieldError is a problem with one key of a target.

@@ -526,6 +526,10 @@ func TestConfigErrors(t *testing.T) {
 		{"bus: {lost_after: 3, deregister_after: 2}\n", "section.bus.deregister_after: must be more than lost_after"},
 		{"targets: [{id: a, endpoint: 'http://h:1', kind: unknown}]\n", "cannot be configured"},
 		{"dirctory: x\n", `unknown key "dirctory"; did you mean "directory"?`},
+		// Several problems of one section are reported together.
+		{"targets: [{id: a}]\ndetection: {attempts: 0, concurrency: 0}\n", "section.targets[0].endpoint: required"},
+		{"targets: [{id: a}]\ndetection: {attempts: 0, concurrency: 0}\n", "section.detection.attempts: must be 1 to 20"},
+		{"targets: [{id: a}]\ndetection: {attempts: 0, concurrency: 0}\n", "section.detection.concurrency: must be 1 to 256"},
 	} {
 		s, err := agent.NewSection(tt.text)
 		if err == nil {
