@@ -225,6 +225,7 @@ func TestAbuse(t *testing.T) {
 		{"bus_prefixes", floodPrefixes},
 		{"bus_stalled_subscriber", floodStalled},
 		{"bus_announce", floodAnnounce},
+		{"bus_idle_connections", floodIdleBus},
 		{"http_idle_connections", floodIdleHTTP},
 	}
 	var results []result
@@ -467,6 +468,42 @@ func floodAnnounce(ctx context.Context, a *agent) string {
 		}
 	})
 	return fmt.Sprintf("%d announcements of distinct plugins", msgs.Load())
+}
+
+// floodIdleBus: 1000 clients holding connections to both bus sockets,
+// half after a complete handshake and half without sending a byte, each
+// reopening when the broker closes it.
+func floodIdleBus(ctx context.Context, a *agent) string {
+	var opened atomic.Int64
+	workers(ctx, 1000, func(ctx context.Context, i int) {
+		addr, typ := a.pub, zmq4.Pub
+		if i%4 >= 2 {
+			addr, typ = a.sub, zmq4.Sub
+		}
+		var d net.Dialer
+		for ctx.Err() == nil {
+			var c net.Conn
+			var err error
+			if i%2 == 0 {
+				c, err = zmtpPeer(ctx, addr, typ)
+			} else {
+				c, err = d.DialContext(ctx, "tcp", addr)
+			}
+			if err != nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
+			opened.Add(1)
+			stop := closeOnDone(ctx, c)
+			_, _ = io.Copy(io.Discard, c)
+			stop()
+			_ = c.Close()
+		}
+	})
+	return fmt.Sprintf("%d connections opened by 1000 clients", opened.Load())
 }
 
 // floodIdleHTTP: 2000 connections to the HTTP listener, half silent and

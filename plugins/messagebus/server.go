@@ -38,8 +38,9 @@ type server struct {
 	done   chan struct{}     // closed by close
 	conns  map[net.Conn]bool // open connections; true: the agent's own
 	// external counts the connections in conns that are not the
-	// agent's: what max_connections bounds.
+	// agent's, each holding one of the max_connections slots.
 	external int
+	slots    chan struct{}
 	nconn    atomic.Uint64 // numbers unauthenticated connections for their Peer
 	subs     atomic.Pointer[[]*subscriber]
 	queued   atomic.Int64 // cost of what all subscriber queues hold
@@ -68,7 +69,7 @@ var families = []string{"logs", "plugin", "health", "alerts", "lifecycle", "repl
 
 // newServer prepares a server; users nil means NULL security.
 func newServer(cfg Config, log *slog.Logger, m *bus.Metrics, users map[string]userEntry) *server {
-	s := &server{cfg: cfg, log: log, m: m, users: users, conns: map[net.Conn]bool{}, done: make(chan struct{})}
+	s := &server{cfg: cfg, log: log, m: m, users: users, conns: map[net.Conn]bool{}, done: make(chan struct{}), slots: make(chan struct{}, cfg.MaxConnections)}
 	if m != nil {
 		s.counter = map[string]familyCounters{}
 		for _, f := range families {
@@ -83,7 +84,7 @@ func newServer(cfg Config, log *slog.Logger, m *bus.Metrics, users map[string]us
 		m.Conns.WithLabelValues("sub")
 	}
 	s.warn = map[string]*rate.Sometimes{}
-	for _, r := range []string{bus.DisconnectOversized, bus.DisconnectIdle, bus.DisconnectStalled, bus.RefusedConnectionLimit, bus.RefusedSubscriptionLimit} {
+	for _, r := range []string{bus.DisconnectOversized, bus.DisconnectIdle, bus.DisconnectStalled, bus.ThrottleConnectionLimit, bus.RefusedSubscriptionLimit} {
 		s.warn[r] = &rate.Sometimes{Interval: warnInterval}
 	}
 	empty := []*subscriber{}
@@ -131,26 +132,24 @@ func (s *server) close() {
 	s.wg.Wait()
 }
 
-// track registers an accepted connection, or refuses it past
-// max_connections.
-func (s *server) track(c net.Conn) (ok, full bool) {
+// track registers an accepted external connection, which holds a slot;
+// false when the server is closed.
+func (s *server) track(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false, false
-	}
-	if s.external >= s.cfg.MaxConnections {
-		return false, true
+		return false
 	}
 	s.conns[c] = false
 	s.external++
-	return true, false
+	return true
 }
 
 func (s *server) untrack(c net.Conn) {
 	s.mu.Lock()
 	if agent, ok := s.conns[c]; ok && !agent {
 		s.external--
+		<-s.slots
 	}
 	delete(s.conns, c)
 	s.mu.Unlock()
@@ -189,17 +188,28 @@ func (s *server) accept(l net.Listener, publishers bool) {
 			continue
 		}
 		delay = 0
-		ok, full := s.track(raw)
-		if !ok {
-			_ = raw.Close()
-			if !full {
+		// A slot for it: with max_connections open, wait until one
+		// closes. Meanwhile this loop accepts nothing: new connections
+		// wait in the kernel's backlog, which costs the agent nothing,
+		// and are served in turn.
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.m.Throttle(bus.ThrottleConnectionLimit)
+			s.warn[bus.ThrottleConnectionLimit].Do(func() {
+				s.log.Warn("bus connections wait: max_connections reached", "address", l.Addr().String(), "max_connections", s.cfg.MaxConnections)
+			})
+			select {
+			case s.slots <- struct{}{}:
+			case <-s.done:
+				_ = raw.Close()
 				return
 			}
-			s.m.Refuse(bus.RefusedConnectionLimit)
-			s.warn[bus.RefusedConnectionLimit].Do(func() {
-				s.log.Warn("bus connection refused: max_connections reached", "address", l.Addr().String(), "remote", raw.RemoteAddr().String(), "max_connections", s.cfg.MaxConnections)
-			})
-			continue
+		}
+		if !s.track(raw) {
+			<-s.slots
+			_ = raw.Close()
+			return
 		}
 		s.wg.Add(1)
 		go s.serve(raw, publishers, false)

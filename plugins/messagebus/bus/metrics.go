@@ -57,11 +57,13 @@ const (
 	ThrottlePublishRate      = "publish_rate"
 	ThrottlePublishBytesRate = "publish_bytes_rate"
 	ThrottleSubscribeRate    = "subscribe_rate"
+	// ThrottleConnectionLimit counts the times the broker stopped
+	// accepting because max_connections were open.
+	ThrottleConnectionLimit = "connection_limit"
 )
 
 // Refusal reasons.
 const (
-	RefusedConnectionLimit   = "connection_limit"   // past max_connections
 	RefusedSubscriptionLimit = "subscription_limit" // past max_subscriptions of one subscriber
 )
 
@@ -80,7 +82,8 @@ var (
 	dropReasons       = []string{DropPublishQueueFull, DropSubscriberQueueFull, DropSubscriptionQueueFull, DropDisconnected, DropEventQueueFull, DropSubscriberQueueBytes, DropQueueBytes, DropFiltered}
 	malformedReasons  = []string{MalformedFrames, MalformedTopic, MalformedEnvelope, MalformedOversize}
 	disconnectReasons = []string{DisconnectOversized, DisconnectIdle, DisconnectStalled}
-	refusedReasons    = []string{RefusedConnectionLimit, RefusedSubscriptionLimit}
+	refusedReasons    = []string{RefusedSubscriptionLimit}
+	throttleReasons   = []string{ThrottlePublishRate, ThrottlePublishBytesRate, ThrottleSubscribeRate, ThrottleConnectionLimit}
 	sockets           = []string{"pub", "sub"}
 	operations        = []string{"publish", "subscribe"}
 )
@@ -100,6 +103,9 @@ func NewMetrics() *Metrics {
 	}
 	for _, r := range refusedReasons {
 		m.Refused.WithLabelValues(r)
+	}
+	for _, r := range throttleReasons {
+		m.Throttled.WithLabelValues(r)
 	}
 	for _, s := range sockets {
 		m.Reconnect.WithLabelValues(s)
@@ -164,11 +170,11 @@ func newMetrics() *Metrics {
 		}, []string{"reason"}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_bus_refused_total",
-			Help: "Connections and subscriptions the broker refused at a bound, by reason (connection_limit, subscription_limit).",
+			Help: "Subscriptions the broker refused at a bound, by reason (subscription_limit).",
 		}, []string{"reason"}),
 		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_bus_throttled_total",
-			Help: "Messages the broker read late because their connection was over its rate (publish_rate, publish_bytes_rate, subscribe_rate); the peer waits, nothing is dropped.",
+			Help: "Messages the broker read late because their connection was over its rate (publish_rate, publish_bytes_rate, subscribe_rate), and times it stopped accepting at max_connections (connection_limit); the peer waits, nothing is dropped.",
 		}, []string{"reason"}),
 		AcceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vitals_bus_accept_errors_total",

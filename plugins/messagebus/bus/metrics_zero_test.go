@@ -14,7 +14,7 @@ import (
 )
 
 // TestEveryReasonStartsAtZero: each reason constant declared in this
-// package (Drop*, Malformed*, Disconnect*, Refused*) has its series at 0
+// package (Drop*, Malformed*, Disconnect*, Refused*, Throttle*) has its series at 0
 // as soon as the metrics exist, so a reason added later cannot be missed.
 func TestEveryReasonStartsAtZero(t *testing.T) {
 	names, err := filepath.Glob("*.go")
@@ -35,7 +35,7 @@ func TestEveryReasonStartsAtZero(t *testing.T) {
 	}
 	m := NewMetrics()
 	vecs := map[string]*prometheus.CounterVec{
-		"Drop": m.Dropped, "Malformed": m.Malformed, "Disconnect": m.Disconnects, "Refused": m.Refused,
+		"Drop": m.Dropped, "Malformed": m.Malformed, "Disconnect": m.Disconnects, "Refused": m.Refused, "Throttle": m.Throttled,
 	}
 	found := 0
 	for _, f := range files {
