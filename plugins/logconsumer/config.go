@@ -1,6 +1,7 @@
 package logconsumer
 
 import (
+	"errors"
 	"path/filepath"
 	"time"
 
@@ -86,38 +87,40 @@ func beside(s agent.Section, p string) string {
 }
 
 func (c *Config) validate(s agent.Section) error {
+	var errs []error
+	bad := func(err error) { errs = append(errs, err) }
 	if c.Path == "" {
-		return s.Errorf("path", "must not be empty")
+		bad(s.Errorf("path", "must not be empty"))
 	}
 	if len(c.Subscribe) == 0 {
-		return s.Errorf("subscribe", "needs at least one topic prefix")
+		bad(s.Errorf("subscribe", "needs at least one topic prefix"))
 	}
 	for i, p := range c.Subscribe {
 		if p == "" || bus.ValidTopic(trimDot(p)) != nil {
-			return s.Errorf("subscribe", "entry %d: %q is not a topic prefix", i, p)
+			bad(s.Errorf("subscribe", "entry %d: %q is not a topic prefix", i, p))
 		}
 	}
 	switch c.Encrypt {
 	case EncryptAuto, EncryptRequired, EncryptOff:
 	default:
-		return s.Errorf("encrypt", "want auto, required or off, got %q", c.Encrypt)
+		bad(s.Errorf("encrypt", "want auto, required or off, got %q", c.Encrypt))
 	}
 	if c.BatchSize < 1 || c.BatchSize > 100_000 {
-		return s.Errorf("batch_size", "must be between 1 and 100000, got %d", c.BatchSize)
+		bad(s.Errorf("batch_size", "must be between 1 and 100000, got %d", c.BatchSize))
 	}
 	if c.FlushInterval.D() <= 0 {
-		return s.Errorf("flush_interval", "must be positive, got %s", c.FlushInterval)
+		bad(s.Errorf("flush_interval", "must be positive, got %s", c.FlushInterval))
 	}
 	if c.Queue < 1 || c.Queue > 10_000_000 {
-		return s.Errorf("queue", "must be between 1 and 10000000, got %d", c.Queue)
+		bad(s.Errorf("queue", "must be between 1 and 10000000, got %d", c.Queue))
 	}
 	if c.Retention.MaxAge.D() < 0 || c.Retention.MaxRows < 0 || c.Retention.MaxBytes < 0 {
-		return s.Errorf("retention", "limits must not be negative")
+		bad(s.Errorf("retention", "limits must not be negative"))
 	}
 	if c.Retention.Interval.D() <= 0 {
-		return s.Errorf("retention.interval", "must be positive, got %s", c.Retention.Interval)
+		bad(s.Errorf("retention.interval", "must be positive, got %s", c.Retention.Interval))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func trimDot(p string) string {

@@ -366,3 +366,17 @@ func TestAutoEncryptFallbackWarnedAndCounted(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryProblemReported: one run names every bad value of the section.
+func TestEveryProblemReported(t *testing.T) {
+	s, err := agent.NewSection("path: x.db\nencrypt: maybe\nbatch_size: 0\nqueue: 0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Factory(s)
+	for _, want := range []string{`section.encrypt: want auto, required or off, got "maybe"`, "section.batch_size: must be between", "section.queue: must be between"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to contain %q", err, want)
+		}
+	}
+}

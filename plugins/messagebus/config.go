@@ -1,6 +1,7 @@
 package messagebus
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -115,85 +116,87 @@ func ExternalPermissions(user string) bus.Permissions {
 
 // validate checks values that decoding cannot.
 func (c *Config) validate(s agent.Section) error {
+	var errs []error
+	bad := func(err error) { errs = append(errs, err) }
 	if _, _, err := zmtp.Endpoint(c.PublishAddress); err != nil {
-		return s.Errorf("publish_address", "%v", err)
+		bad(s.Errorf("publish_address", "%v", err))
 	}
 	if _, _, err := zmtp.Endpoint(c.SubscribeAddress); err != nil {
-		return s.Errorf("subscribe_address", "%v", err)
+		bad(s.Errorf("subscribe_address", "%v", err))
 	}
 	if c.PublishAddress == c.SubscribeAddress {
-		return s.Errorf("subscribe_address", "must differ from publish_address %s", c.PublishAddress)
+		bad(s.Errorf("subscribe_address", "must differ from publish_address %s", c.PublishAddress))
 	}
 	if c.MaxMessageBytes < 1024 || c.MaxMessageBytes > 256<<20 {
-		return s.Errorf("max_message_bytes", "must be between 1024 and %d, got %d", 256<<20, c.MaxMessageBytes)
+		bad(s.Errorf("max_message_bytes", "must be between 1024 and %d, got %d", 256<<20, c.MaxMessageBytes))
 	}
 	for key, v := range map[string]int{"subscriber_queue": c.SubscriberQueue, "client_queue": c.ClientQueue, "subscription_queue": c.SubscriptionQueue} {
 		if v < 1 || v > 10_000_000 {
-			return s.Errorf(key, "must be between 1 and 10000000, got %d", v)
+			bad(s.Errorf(key, "must be between 1 and 10000000, got %d", v))
 		}
 	}
 	if c.HandshakeTimeout.D() <= 0 {
-		return s.Errorf("handshake_timeout", "must be positive, got %s", c.HandshakeTimeout)
+		bad(s.Errorf("handshake_timeout", "must be positive, got %s", c.HandshakeTimeout))
 	}
 	if c.WriteTimeout.D() <= 0 {
-		return s.Errorf("write_timeout", "must be positive, got %s", c.WriteTimeout)
+		bad(s.Errorf("write_timeout", "must be positive, got %s", c.WriteTimeout))
 	}
 	if c.IdleTimeout.D() <= 0 {
-		return s.Errorf("idle_timeout", "must be positive, got %s", c.IdleTimeout)
+		bad(s.Errorf("idle_timeout", "must be positive, got %s", c.IdleTimeout))
 	}
 	if c.MaxConnections < 2 || c.MaxConnections > 1_000_000 {
-		return s.Errorf("max_connections", "must be between 2 and 1000000, got %d", c.MaxConnections)
+		bad(s.Errorf("max_connections", "must be between 2 and 1000000, got %d", c.MaxConnections))
 	}
 	if c.SubscriberQueueBytes < c.MaxMessageBytes {
-		return s.Errorf("subscriber_queue_bytes", "must hold one message of max_message_bytes (%d), got %d", c.MaxMessageBytes, c.SubscriberQueueBytes)
+		bad(s.Errorf("subscriber_queue_bytes", "must hold one message of max_message_bytes (%d), got %d", c.MaxMessageBytes, c.SubscriberQueueBytes))
 	}
 	if c.QueueBytes < c.SubscriberQueueBytes {
-		return s.Errorf("queue_bytes", "must be at least subscriber_queue_bytes (%d), got %d", c.SubscriberQueueBytes, c.QueueBytes)
+		bad(s.Errorf("queue_bytes", "must be at least subscriber_queue_bytes (%d), got %d", c.SubscriberQueueBytes, c.QueueBytes))
 	}
 	for key, v := range map[string]int{"publish_rate": c.PublishRate, "publish_bytes_rate": c.PublishBytesRate, "subscribe_rate": c.SubscribeRate} {
 		if v < 1 {
-			return s.Errorf(key, "must be positive, got %d", v)
+			bad(s.Errorf(key, "must be positive, got %d", v))
 		}
 	}
 	if c.MaxSubscriptions < 1 || c.MaxSubscriptions > 1_000_000 {
-		return s.Errorf("max_subscriptions", "must be between 1 and 1000000, got %d", c.MaxSubscriptions)
+		bad(s.Errorf("max_subscriptions", "must be between 1 and 1000000, got %d", c.MaxSubscriptions))
 	}
 	for name, p := range c.Permissions {
 		if !agent.ValidName(name) {
-			return s.Errorf("permissions."+name, "%q is not a plugin name", name)
+			bad(s.Errorf("permissions."+name, "%q is not a plugin name", name))
 		}
 		if err := checkPrefixes(p); err != nil {
-			return s.Errorf("permissions."+name, "%v", err)
+			bad(s.Errorf("permissions."+name, "%v", err))
 		}
 	}
 	if c.Auth != nil {
 		if len(c.Auth.Users) == 0 {
-			return s.Errorf("auth.users", "auth needs at least one user")
+			bad(s.Errorf("auth.users", "auth needs at least one user"))
 		}
 		seen := map[string]bool{}
 		for i, u := range c.Auth.Users {
 			key := fmt.Sprintf("auth.users[%d]", i)
 			if u.Username == "" || len(u.Username) > 255 {
-				return s.Errorf(key, "username must be 1..255 bytes")
+				bad(s.Errorf(key, "username must be 1..255 bytes"))
 			}
 			if seen[u.Username] {
-				return s.Errorf(key, "duplicate username %q", u.Username)
+				bad(s.Errorf(key, "duplicate username %q", u.Username))
 			}
 			seen[u.Username] = true
 			if (u.Password == "") == (u.PasswordEnv == "") {
-				return s.Errorf(key, "set exactly one of password and password_env")
+				bad(s.Errorf(key, "set exactly one of password and password_env"))
 			}
 			if len(u.Password) > 255 {
-				return s.Errorf(key, "password must be at most 255 bytes")
+				bad(s.Errorf(key, "password must be at most 255 bytes"))
 			}
 			if u.Permissions != nil {
 				if err := checkPrefixes(*u.Permissions); err != nil {
-					return s.Errorf(key+".permissions", "%v", err)
+					bad(s.Errorf(key+".permissions", "%v", err))
 				}
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func checkPrefixes(p bus.Permissions) error {

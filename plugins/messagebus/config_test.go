@@ -146,3 +146,17 @@ func TestAddressesFromEnvironment(t *testing.T) {
 		t.Errorf("NewSection broker publishes on %s, want the default", got)
 	}
 }
+
+// TestEveryProblemReported: one run names every bad value of the section.
+func TestEveryProblemReported(t *testing.T) {
+	s, err := agent.NewSection("publish_address: nope\nmax_message_bytes: 1\nhandshake_timeout: -1s\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Factory(s)
+	for _, want := range []string{"section.publish_address: ", "section.max_message_bytes: must be between", "section.handshake_timeout: must be positive"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to contain %q", err, want)
+		}
+	}
+}
