@@ -564,14 +564,22 @@ func reserve(n *atomic.Int64, cost, max int64) bool {
 
 // take returns what is queued for sub, oldest first, and leaves into
 // (emptied) as its queue: the writer and the queue swap two slices, so a
-// queue's memory follows what it held, not what it may hold.
+// queue's memory follows what it holds, not what subscriber_queue allows.
+// A slice grown past smallQueue by a burst is let go.
 func (sub *subscriber) take(into []*frame) []*frame {
+	if cap(into) > smallQueue {
+		into = nil
+	}
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	q := sub.q
 	sub.q = into[:0]
 	return q
 }
+
+// smallQueue is the capacity a subscriber's queue slice keeps between
+// bursts.
+const smallQueue = 1024
 
 // release frees what fs held in sub's and the broker's bounds.
 func (s *server) release(sub *subscriber, fs ...*frame) {
@@ -609,7 +617,6 @@ func (sub *subscriber) matches(topic []byte) bool {
 // closeSub stops enqueues and releases what is still queued. The writer
 // must have returned.
 func (s *server) closeSub(sub *subscriber) {
-	s.release(sub, sub.take(nil)...)
 	sub.mu.Lock()
 	sub.closed = true
 	sub.mu.Unlock()
