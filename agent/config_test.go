@@ -184,3 +184,21 @@ func TestEveryProblemInOneRun(t *testing.T) {
 		t.Logf("got:\n%v", err)
 	}
 }
+
+// TestDisabledSectionNeedNotBeComplete: a disabled plugin's section is
+// checked for keys and types, not for the values its own validation wants.
+func TestDisabledSectionNeedNotBeComplete(t *testing.T) {
+	head := "core:\n  api_gateway:\n    plugins:\n      alpha:\n        enabled: false\n"
+	if _, err := agent.Parse(context.Background(), "core.yaml", []byte(head+"        limit: -1\n"), testRegistry(), envconfig.MapLookuper(nil)); err != nil {
+		t.Errorf("a disabled plugin's bad value rejected the config: %v", err)
+	}
+	for body, want := range map[string]string{
+		"        limmit: 1\n":   `core.yaml:6:9: core.api_gateway.plugins.alpha.limmit: unknown key "limmit"`,
+		"        limit: lots\n": `core.yaml:6:16: core.api_gateway.plugins.alpha.limit: want an integer, got "lots"`,
+	} {
+		_, err := agent.Parse(context.Background(), "core.yaml", []byte(head+body), testRegistry(), envconfig.MapLookuper(nil))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	}
+}

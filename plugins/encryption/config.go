@@ -3,6 +3,7 @@ package encryption
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -50,32 +51,34 @@ func DefaultConfig() Config { return Config{} }
 var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 func (c *Config) validate(s agent.Section) error {
+	var errs []error
+	bad := func(err error) { errs = append(errs, err) }
+	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		bad(s.Errorf("tls", "set both cert_file and key_file"))
+	}
 	if len(c.Keys) == 0 {
-		return s.Errorf("keys", "at least one key is needed")
+		bad(s.Errorf("keys", "at least one key is needed"))
+		return errors.Join(errs...)
 	}
 	seen := map[string]bool{}
 	for i, k := range c.Keys {
 		key := fmt.Sprintf("keys[%d]", i)
 		if !keyIDRE.MatchString(k.ID) {
-			return s.Errorf(key+".id", "key id %q must be 1..64 of A-Z a-z 0-9 _ . -", k.ID)
-		}
-		if seen[k.ID] {
-			return s.Errorf(key+".id", "duplicate key id %q", k.ID)
+			bad(s.Errorf(key+".id", "key id %q must be 1..64 of A-Z a-z 0-9 _ . -", k.ID))
+		} else if seen[k.ID] {
+			bad(s.Errorf(key+".id", "duplicate key id %q", k.ID))
 		}
 		seen[k.ID] = true
 		if (k.File == "") == (k.Env == "") {
-			return s.Errorf(key, "set exactly one of file and env")
+			bad(s.Errorf(key, "set exactly one of file and env"))
 		}
 	}
 	if c.ActiveKey == "" {
 		c.ActiveKey = c.Keys[len(c.Keys)-1].ID
 	} else if !seen[c.ActiveKey] {
-		return s.Errorf("active_key", "no key with id %q in keys", c.ActiveKey)
+		bad(s.Errorf("active_key", "no key with id %q in keys", c.ActiveKey))
 	}
-	if c.TLS != nil && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
-		return s.Errorf("tls", "set both cert_file and key_file")
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // decode decodes and validates a section.
