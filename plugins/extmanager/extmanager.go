@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/exporters/store"
@@ -141,8 +145,16 @@ func (e *ExtManager) Initialize(ctx context.Context, c *agent.Container) error {
 		e.reg.Unregister(e.metrics)
 		return err
 	}
+	// Detection requests carry their span's trace context, as probes do.
+	tp := trace.TracerProvider(noop.NewTracerProvider())
+	client := e.client
+	if v, err := c.Get(ctx, agent.ServiceTracerProvider); err == nil {
+		if p, ok := v.(trace.TracerProvider); ok {
+			tp, client = p, probes.WithTraceContext(e.client, p, nil)
+		}
+	}
 	d := e.cfg.Detection
-	e.detector = newDetector(e.catalog, e.client, e.log, d.Concurrency, detect.Options{
+	e.detector = newDetector(e.catalog, client, e.log, tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager"), d.Concurrency, detect.Options{
 		Attempts: d.Attempts, StepTimeout: d.Timeout.D(),
 	})
 	return c.Provide(ServiceCatalog, e.catalog)
@@ -430,6 +442,7 @@ type detector struct {
 	catalog *Catalog
 	client  *http.Client
 	log     *slog.Logger
+	tracer  trace.Tracer
 	opts    detect.Options
 	sem     chan struct{}
 
@@ -440,9 +453,9 @@ type detector struct {
 	wg       sync.WaitGroup
 }
 
-func newDetector(c *Catalog, client *http.Client, log *slog.Logger, limit int, opts detect.Options) *detector {
+func newDetector(c *Catalog, client *http.Client, log *slog.Logger, tracer trace.Tracer, limit int, opts detect.Options) *detector {
 	return &detector{
-		catalog: c, client: client, log: log, opts: opts, sem: make(chan struct{}, limit),
+		catalog: c, client: client, log: log, tracer: tracer, opts: opts, sem: make(chan struct{}, limit),
 		inflight: map[string]bool{}, again: map[string]bool{},
 	}
 }
@@ -544,15 +557,20 @@ func (d *detector) detectOnce(ctx context.Context, id string) {
 	opts := d.opts
 	d.mu.Unlock()
 	opts.Kind = p.Spec().Kind
+	ctx, span := d.tracer.Start(ctx, "ai.detect", trace.WithAttributes(attribute.String("vitals.ai.plugin", id)))
+	defer span.End()
 	began := time.Now()
 	det, err := detect.Detect(ctx, d.client, p.Endpoint, opts)
 	if ctx.Err() != nil {
 		return // stopping; the result may be partial
 	}
+	span.SetAttributes(attribute.String("vitals.ai.kind", string(det.Kind)), attribute.Int("vitals.ai.detect.attempts", det.Attempts))
 	if err != nil {
-		d.log.Warn("capability detection failed", "id", id, "endpoint", p.Endpoint, "attempts", det.Attempts, "err", err)
+		span.SetStatus(codes.Error, string(probes.Classify(err)))
+		span.SetAttributes(attribute.String("error.type", string(probes.Classify(err))))
+		d.log.WarnContext(ctx, "capability detection failed", "id", id, "endpoint", p.Endpoint, "attempts", det.Attempts, "err", err)
 	} else {
-		d.log.Debug("capabilities detected", "id", id, "kind", det.Kind, "version", det.Version,
+		d.log.DebugContext(ctx, "capabilities detected", "id", id, "kind", det.Kind, "version", det.Version,
 			"capabilities", det.Capabilities, "took", time.Since(began).Round(time.Millisecond))
 	}
 	d.catalog.SetDetection(id, det, err)

@@ -96,7 +96,11 @@ func startWith(t *testing.T, section string, services map[string]any) *rig {
 		}
 	}
 	for name, v := range services {
-		if err := c.For("other").Provide(name, v); err != nil {
+		provide := c.For("other").Provide
+		if name == agent.ServiceTracerProvider { // a host service
+			provide = c.Provide
+		}
+		if err := provide(name, v); err != nil {
 			t.Fatal(err)
 		}
 	}
