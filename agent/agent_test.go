@@ -289,6 +289,30 @@ func TestFailedPluginReloadIsTriedAgain(t *testing.T) {
 	}
 }
 
+func TestFailedPluginIsRetriedByReload(t *testing.T) {
+	l := startLive(t, false, basePlugins)
+	ctx := context.Background()
+	lastOK := func() float64 { return testutil.ToFloat64(gauge(t, l.metrics, "vitals_config_last_reload_successful")) }
+	l.fleet.SetFaults("extra", map[string]agenttest.Fault{"start": agenttest.Error})
+	l.write(false, basePlugins+"      extra: {}\n")
+	for i := 1; i <= 2; i++ { // the same file twice: extra is tried again
+		var re *agent.ReloadError
+		if err := l.a.Reload(ctx); !errors.As(err, &re) || re.Rejected {
+			t.Fatalf("reload %d with extra failing = %v, want a partial failure", i, err)
+		}
+		if got := lastOK(); got != 0 {
+			t.Errorf("reload %d: vitals_config_last_reload_successful = %v with extra failed, want 0", i, got)
+		}
+	}
+	l.fleet.SetFaults("extra", nil)
+	if err := l.a.Reload(ctx); err != nil {
+		t.Fatalf("reload after the fault cleared = %v", err)
+	}
+	if st := l.states()["extra"]; st != "running" || lastOK() != 1 {
+		t.Errorf("extra %s, last_reload_successful %v; want running and 1", st, lastOK())
+	}
+}
+
 func TestReloadOnFileChange(t *testing.T) {
 	l := startLive(t, true, basePlugins)
 	l.write(true, basePlugins+"      extra: {}\n")

@@ -544,7 +544,8 @@ func (m *Manager) Stop(ctx context.Context) error {
 // changes. Failures of single plugins while applying leave them failed and
 // are returned joined. A plugin whose Reload fails keeps running its old
 // section, and Config records that old section, so the next reload of the
-// same file tries again instead of reporting success.
+// same file tries again instead of reporting success; so is a plugin that
+// failed earlier.
 func (m *Manager) Reload(ctx context.Context, cfg *Config) error {
 	m.op.Lock()
 	defer m.op.Unlock()
@@ -553,7 +554,17 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config) error {
 	}
 	ctx, span := m.tracer.Start(ctx, "agent.reload")
 	defer span.End()
-	err := m.apply(ctx, cfg, nil)
+	// A reload applies the whole file: a plugin that failed is tried again,
+	// so a reload that leaves it failed is not reported as applied.
+	retry := map[string]bool{}
+	m.mu.Lock()
+	for name, e := range m.entries {
+		if e.state == StateFailed && cfg.Plugin(name).Enabled {
+			retry[name] = true
+		}
+	}
+	m.mu.Unlock()
+	err := m.apply(ctx, cfg, retry)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
