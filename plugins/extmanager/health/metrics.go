@@ -179,6 +179,12 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 		} else {
 			failed.Inc()
 		}
+		if p.Probe == probeSynthetic {
+			// Likewise the stuck class exists at 0 before inference first
+			// hangs: the stuck alert's increase() sees its first one, in the
+			// evaluation that also sees the engine's unhealthy verdict.
+			m.errors.WithLabelValues(plugin, string(probes.ClassStuck))
+		}
 		if p.Failures > 0 && p.Class != "" {
 			m.errors.WithLabelValues(plugin, string(p.Class)).Add(float64(p.Failures))
 		}
