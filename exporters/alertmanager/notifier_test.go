@@ -3,17 +3,23 @@ package alertmanager
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/config"
 	"go.uber.org/goleak"
 
 	"github.com/vitals-dev/vitals/e2e/e2etest"
@@ -213,6 +219,60 @@ func TestParseURL(t *testing.T) {
 				t.Errorf("error %v", err)
 			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 				t.Errorf("error %v, want one about %s", err, tc.err)
+			}
+		})
+	}
+}
+
+// TestNotifierTLSAndAuth sends through a client built from Prometheus'
+// http_config: an Alertmanager behind TLS and basic auth takes the alerts
+// only with its CA and the right password; without them every send fails
+// and is counted.
+func TestNotifierTLSAndAuth(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "vitals" || p != "s3cret" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		got.Add(1)
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshake the test makes fail
+	srv.StartTLS()
+	defer srv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		cfg    config.HTTPClientConfig
+		errors float64
+	}{
+		{"CA and password", config.HTTPClientConfig{TLSConfig: config.TLSConfig{CAFile: ca}, BasicAuth: &config.BasicAuth{Username: "vitals", Password: "s3cret"}}, 0},
+		{"no CA", config.HTTPClientConfig{BasicAuth: &config.BasicAuth{Username: "vitals", Password: "s3cret"}}, 1},
+		{"wrong password", config.HTTPClientConfig{TLSConfig: config.TLSConfig{CAFile: ca}, BasicAuth: &config.BasicAuth{Username: "vitals", Password: "guess"}}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, err := config.NewClientFromConfig(tc.cfg, "alertmanager")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := NewMetrics(nil)
+			n, err := NewNotifier(NotifierOptions{Alertmanagers: []string{srv.URL}, Client: client, Metrics: m})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := got.Load()
+			n.Send(alertsNamed("a")...)
+			n.Drain(t.Context())
+			client.CloseIdleConnections()
+			if e := testutil.ToFloat64(m.errors.WithLabelValues(srv.URL)); e != tc.errors {
+				t.Errorf("errors %v, want %v", e, tc.errors)
+			}
+			if delivered := got.Load() - before; delivered != int64(1-tc.errors) {
+				t.Errorf("delivered %d", delivered)
 			}
 		})
 	}

@@ -30,6 +30,7 @@ type Window struct {
 type series struct {
 	labels map[string]string
 	value  float64
+	key    string // of a counter: its history's key
 }
 
 type point struct {
@@ -71,11 +72,12 @@ func (w *Window) update(now time.Time, families []*dto.MetricFamily, prev time.T
 			default:
 				continue // histograms and summaries: no rule reads them
 			}
-			w.current[f.GetName()] = append(w.current[f.GetName()], series{labels: labels, value: v})
 			if f.GetType() != dto.MetricType_COUNTER {
+				w.current[f.GetName()] = append(w.current[f.GetName()], series{labels: labels, value: v})
 				continue
 			}
 			k := f.GetName() + "\xfe" + key(labels)
+			w.current[f.GetName()] = append(w.current[f.GetName()], series{labels: labels, value: v, key: k})
 			seen[k] = true
 			h := w.history[k]
 			if len(h) == 0 && now.After(w.first) && !prev.IsZero() {
@@ -133,8 +135,7 @@ func (w *Window) Increase(name string, match map[string]string, d time.Duration,
 		if !matches(s.labels, match) {
 			continue
 		}
-		h := w.history[name+"\xfe"+key(s.labels)]
-		h = trim(h, cut)
+		h := trim(w.history[s.key], cut)
 		inc := 0.0
 		for i := 1; i < len(h); i++ {
 			if dv := h[i].v - h[i-1].v; dv >= 0 {
