@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +23,8 @@ import (
 
 // realBus runs a broker and an ExtManager on it, as the agent does, and
 // returns the ExtManager, its metrics and the broker's two endpoints.
-func realBus(t *testing.T, extSection string) (*extmanager.ExtManager, *prometheus.Registry, string, string) {
+// brokerExtra is more of the broker's section.
+func realBus(t *testing.T, extSection string, brokerExtra ...string) (*extmanager.ExtManager, *prometheus.Registry, string, string) {
 	t.Helper()
 	pub, sub := "tcp://"+e2etest.Addr(t), "tcp://"+e2etest.Addr(t)
 	reg := prometheus.NewRegistry()
@@ -37,7 +39,7 @@ func realBus(t *testing.T, extSection string) (*extmanager.ExtManager, *promethe
 	}
 	ctx := context.Background()
 	bs, err := agent.NewSection(fmt.Sprintf("publish_address: %s\nsubscribe_address: %s\n"+
-		"permissions: {extmanager: {publish: [extmanager., health., alerts., logs.], subscribe: [plugin., health., extmanager.]}}\n", pub, sub))
+		"permissions: {extmanager: {publish: [extmanager., health., alerts., logs.], subscribe: [plugin., health., extmanager.]}}\n%s", pub, sub, strings.Join(brokerExtra, "\n")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,5 +200,40 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPlainUserCannotTakeAnotherUsersPlugin: through the real broker, a
+// PLAIN user allowed every topic, whose envelopes claim to be the owner,
+// can neither re-announce nor say goodbye for another user's plugin.
+func TestPlainUserCannotTakeAnotherUsersPlugin(t *testing.T) {
+	e, reg, pub, sub := realBus(t, "directory: \"\"\nhealth: {enabled: false}\n",
+		"auth:", "  users:", "    - {username: alice, password: pw1}",
+		`    - {username: mallory, password: pw2, permissions: {publish: ["*"], subscribe: ["*"]}}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dial := func(name, user, pass string) *bus.Client {
+		c := bus.Dial(bus.Options{PublishEndpoint: pub, SubscribeEndpoint: sub, Name: name, Username: user, Password: pass})
+		t.Cleanup(func() { _ = c.Close() })
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// Mallory's envelopes claim to come from alice.
+	alice, mallory := dial("alice", "alice", "pw1"), dial("alice", "mallory", "pw2")
+	announce(t, alice, &busv1.Announce{Name: "gpu_probe", Version: "1.0.0", HeartbeatIntervalMs: 60_000})
+	waitFor(t, 10*time.Second, "alice's plugin registered", func() bool {
+		p, ok := e.Catalog().Get("gpu_probe")
+		return ok && p.Owner == "user:alice"
+	})
+	announce(t, mallory, &busv1.Announce{Name: "gpu_probe", Version: "6.6.6", HeartbeatIntervalMs: 60_000})
+	bye, _ := bus.NewProto(&busv1.Goodbye{Name: "gpu_probe", Reason: "spoofed"})
+	if err := mallory.Publish(ctx, extmanager.TopicGoodbye, bye); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "mallory's announce and goodbye refused", func() bool { return rejected(t, reg, "not_owner") >= 2 })
+	if p, ok := e.Catalog().Get("gpu_probe"); !ok || p.Version != "1.0.0" || p.Owner != "user:alice" {
+		t.Fatalf("alice's plugin after mallory's announce and goodbye: %+v, %v", p, ok)
 	}
 }
