@@ -756,13 +756,8 @@ var hostServices = []string{ServiceMetrics, ServiceTracerProvider, ServiceEvents
 // (a pointer to a struct) one variable at a time, so that every bad value
 // is reported, each naming its variable and the key it sets (keyOf).
 func processEnv(ctx context.Context, target any, lookup envconfig.Lookuper, keyOf func(env string) string) []error {
-	t := reflect.TypeOf(target).Elem()
 	var errs []error
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("env"), ",")
-		if name = strings.TrimSpace(name); name == "" {
-			continue
-		}
+	for _, name := range envNames(reflect.TypeOf(target).Elem()) {
 		env := EnvPrefix + name
 		val, ok := lookup.Lookup(env)
 		if !ok {
@@ -778,6 +773,22 @@ func processEnv(ctx context.Context, target any, lookup envconfig.Lookuper, keyO
 		}
 	}
 	return errs
+}
+
+// envNames lists the variables (without prefix) of t's env-tagged fields,
+// in nested structs too, as go-envconfig finds them.
+func envNames(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name = strings.TrimSpace(name); name != "" {
+			out = append(out, name)
+		} else if f.Type.Kind() == reflect.Struct && f.IsExported() {
+			out = append(out, envNames(f.Type)...)
+		}
+	}
+	return out
 }
 
 // plainEnvMessage says what is wrong with an environment value without Go
