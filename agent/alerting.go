@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"reflect"
 	"time"
@@ -17,6 +18,7 @@ import (
 // pusher is the running Alertmanager push of core.alerting.
 type pusher struct {
 	cfg      AlertingConfig
+	client   *http.Client
 	notifier *alertmanager.Notifier
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -66,7 +68,7 @@ func (a *Agent) startAlerting(cfg AlertingConfig, addr string) error {
 		return fmt.Errorf("core.alerting: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &pusher{cfg: cfg, notifier: n, cancel: cancel, done: make(chan struct{})}
+	p := &pusher{cfg: cfg, client: client, notifier: n, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		evalDone := make(chan struct{})
@@ -93,6 +95,7 @@ func (a *Agent) stopAlerting() {
 	ctx, cancel := context.WithTimeout(context.Background(), min(p.cfg.Timeout.D(), 5*time.Second))
 	defer cancel()
 	p.notifier.Drain(ctx)
+	p.client.CloseIdleConnections()
 }
 
 // reloadAlerting restarts the push when core.alerting changed. Firing
