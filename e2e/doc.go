@@ -5,8 +5,14 @@
 // and inhibitions sending to a webhook receiver in the test. It kills one AI
 // server and waits for the unhealthy alert at the webhook (and reports the
 // time it took), restores it and waits for the resolved notification, makes
-// the other stuck and waits for the stuck alert, and runs every dashboard
-// query against that Prometheus.
+// the other stuck and checks that it pages once (stuck, its unhealthy alert
+// inhibited until it recovers), and runs every dashboard query against that
+// Prometheus.
+//
+// A second test runs the same without Prometheus: the agent pushes its own
+// alerts to Alertmanager (core.alerting), and amtool and the webhook see
+// them fire, resolve, page once for a stuck server, and resolve on their
+// own at their endsAt after the agent is killed.
 //
 // It needs the Debian packages prometheus and prometheus-alertmanager; it
 // fails without them under CI=true and is skipped otherwise.
