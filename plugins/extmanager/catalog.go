@@ -52,6 +52,7 @@ type Catalog struct {
 
 	mu      sync.RWMutex
 	plugins map[string]*AIPlugin
+	held    map[holder]int // plugins per source, and per source and owner
 
 	subMu sync.Mutex // orders delivery; guards subs
 	subs  map[int]func(Event)
@@ -63,7 +64,24 @@ func NewCatalog(now func() time.Time) *Catalog {
 	if now == nil {
 		now = time.Now
 	}
-	return &Catalog{now: now, plugins: map[string]*AIPlugin{}, subs: map[int]func(Event){}}
+	return &Catalog{now: now, plugins: map[string]*AIPlugin{}, held: map[holder]int{}, subs: map[int]func(Event){}}
+}
+
+// holder counts plugins: of a source (owner "") or of one owner in it.
+type holder struct {
+	src   Source
+	owner string
+	all   bool
+}
+
+// hold counts p in (n = 1) or out (n = -1). Call with c.mu held, with p's
+// spec as it is in the catalog.
+func (c *Catalog) hold(p *AIPlugin, n int) {
+	for _, h := range []holder{{src: p.Source, all: true}, {src: p.Source, owner: p.spec.Owner}} {
+		if c.held[h] += n; c.held[h] <= 0 {
+			delete(c.held, h)
+		}
+	}
 }
 
 // Subscribe calls fn for every later change; the returned function stops it.
@@ -131,15 +149,9 @@ func (c *Catalog) Claim(s Spec, lim Limits) error {
 				return fmt.Errorf("ai plugin %q: %w (%s)", s.ID, ErrNotOwner, p.spec.Owner)
 			}
 		}
-		total, mine := 0, 0
-		for _, q := range c.plugins {
-			if q.Source != s.Source || q == p {
-				continue
-			}
-			total++
-			if q.spec.Owner == s.Owner {
-				mine++
-			}
+		total, mine := c.held[holder{src: s.Source, all: true}], c.held[holder{src: s.Source, owner: s.Owner}]
+		if p != nil && p.Source == s.Source {
+			total-- // taken over, not added
 		}
 		if lim.Max > 0 && total >= lim.Max {
 			return fmt.Errorf("ai plugin %q: %w (%d)", s.ID, ErrCatalogFull, lim.Max)
@@ -179,11 +191,13 @@ func (c *Catalog) upsert(s Spec, check func(*AIPlugin) error) error {
 			p.Detection.State = DetectDeclared
 		}
 		c.plugins[s.ID] = p
+		c.hold(p, 1)
 		evs = append(evs, c.event(EventRegistered, p, ""))
 	case p.Source != s.Source:
 		c.mu.Unlock()
 		return fmt.Errorf("ai plugin %q is already registered by source %s", s.ID, p.Source)
 	default:
+		c.hold(p, -1) // the owner may change
 		old := p.spec
 		wasLost := p.Presence == PresenceLost
 		p.LastSeen, p.Presence = now, PresenceActive
@@ -201,6 +215,7 @@ func (c *Catalog) upsert(s Spec, check func(*AIPlugin) error) error {
 			}
 			evs = append(evs, c.event(EventUpdated, p, reason))
 		}
+		c.hold(p, 1)
 	}
 	c.mu.Unlock()
 	c.emit(evs...)
@@ -243,6 +258,7 @@ func (c *Catalog) Remove(id string, src Source, reason string) bool {
 		return false
 	}
 	delete(c.plugins, id)
+	c.hold(p, -1)
 	ev := c.event(EventDeregistered, p, reason)
 	c.mu.Unlock()
 	c.emit(ev)
@@ -264,6 +280,7 @@ func (c *Catalog) Leave(id string, src Source, owner, reason string) (bool, erro
 		return true, fmt.Errorf("ai plugin %q: %w (%s)", id, ErrNotOwner, p.spec.Owner)
 	}
 	delete(c.plugins, id)
+	c.hold(p, -1)
 	ev := c.event(EventDeregistered, p, reason)
 	c.mu.Unlock()
 	c.emit(ev)

@@ -146,3 +146,47 @@ func ids(ps []AIPlugin) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// Claim's bounds follow plugins as they come, change hands and go.
+func TestClaimBoundsFollowOwners(t *testing.T) {
+	c := NewCatalog(nil)
+	lim := Limits{Max: 2, PerOwner: 1}
+	claim := func(id, owner string) error {
+		return c.Claim(Spec{ID: id, Source: SourceBus, Owner: owner}, lim)
+	}
+	steps := []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"first of o1", func() error { return claim("a", "o1") }, nil},
+		{"o1 again, same id", func() error { return claim("a", "o1") }, nil},
+		{"o1 over its bound", func() error { return claim("b", "o1") }, ErrOwnerFull},
+		{"o2 takes an active id", func() error { return claim("a", "o2") }, ErrNotOwner},
+		{"o2's own", func() error { return claim("b", "o2") }, nil},
+		{"o3 past the total", func() error { return claim("c", "o3") }, ErrCatalogFull},
+		{"o2 leaves o1's", func() error { _, err := c.Leave("a", SourceBus, "o2", "x"); return err }, ErrNotOwner},
+		{"o1 leaves", func() error { _, err := c.Leave("a", SourceBus, "o1", "x"); return err }, nil},
+		{"o1 has room again", func() error { return claim("c", "o1") }, nil},
+		{"o3 takes o2's lost one", func() error { c.MarkLost("b", "silent"); return claim("b", "o3") }, nil},
+		{"o2 holds nothing now", func() error { return claim("d", "o2") }, ErrCatalogFull},
+		{"removed by silence", func() error { c.Remove("b", SourceBus, "gone"); return claim("d", "o2") }, nil},
+		{"config plugins are not counted", func() error {
+			if err := c.Upsert(Spec{ID: "e", Source: SourceConfig, Endpoint: "http://127.0.0.1:1"}); err != nil {
+				return err
+			}
+			if _, err := c.Leave("d", SourceBus, "o2", "bye"); err != nil {
+				return err
+			}
+			return claim("a", "o2")
+		}, nil},
+	}
+	for _, st := range steps {
+		if err := st.do(); !errors.Is(err, st.want) || (st.want == nil && err != nil) {
+			t.Fatalf("%s: %v, want %v", st.name, err, st.want)
+		}
+	}
+	if p, _ := c.Get("b"); p.Owner != "" {
+		t.Fatalf("b after removal: %+v", p)
+	}
+}
