@@ -63,7 +63,25 @@ func (d *decoder) value(path string, node ast.Node, rv reflect.Value) {
 	}
 	m, isMap := node.(*ast.MappingNode)
 	target := rv
-	if t.Kind() != reflect.Struct || !isMap || customDecoder(target) {
+	if customDecoder(target) {
+		if err := yaml.NodeToValue(node, rv.Interface(), yaml.DisallowUnknownField()); err != nil {
+			d.add(yamlError(d.file, path, node, err))
+		}
+		return
+	}
+	if t.Kind() == reflect.Map && t.Key().Kind() == reflect.String && isMap {
+		d.mapping(path, m, rv.Elem())
+		return
+	}
+	if seq, ok := node.(*ast.SequenceNode); ok && t.Kind() == reflect.Slice {
+		out := reflect.MakeSlice(t, len(seq.Values), len(seq.Values))
+		for i, item := range seq.Values {
+			d.value(fmt.Sprintf("%s[%d]", path, i), item, out.Index(i).Addr())
+		}
+		rv.Elem().Set(out)
+		return
+	}
+	if t.Kind() != reflect.Struct || !isMap {
 		if err := yaml.NodeToValue(node, rv.Interface(), yaml.DisallowUnknownField()); err != nil {
 			d.add(yamlError(d.file, path, node, err))
 		}
@@ -71,7 +89,7 @@ func (d *decoder) value(path string, node ast.Node, rv reflect.Value) {
 	}
 	fields := structFields(t)
 	for _, kv := range m.Values {
-		key := kv.Key.String()
+		key := keyText(kv.Key)
 		f, ok := fields[key]
 		if !ok {
 			e := errorAt(kv.Key.GetToken(), joinKey(path, key), "unknown key %q", key)
@@ -86,6 +104,35 @@ func (d *decoder) value(path string, node ast.Node, rv reflect.Value) {
 		}
 		d.value(joinKey(path, key), kv.Value, target.Elem().FieldByIndex(f).Addr())
 	}
+}
+
+// mapping decodes the entries of m one by one into the map mv, each over
+// the value the map already holds for its key.
+func (d *decoder) mapping(path string, m *ast.MappingNode, mv reflect.Value) {
+	if mv.IsNil() {
+		mv.Set(reflect.MakeMap(mv.Type()))
+	}
+	et := mv.Type().Elem()
+	for _, kv := range m.Values {
+		key := keyText(kv.Key)
+		elem := reflect.New(et)
+		if old := mv.MapIndex(reflect.ValueOf(key).Convert(mv.Type().Key())); old.IsValid() {
+			elem.Elem().Set(old)
+		}
+		n := len(d.errs)
+		d.value(joinKey(path, key), kv.Value, elem)
+		if len(d.errs) == n {
+			mv.SetMapIndex(reflect.ValueOf(key).Convert(mv.Type().Key()), elem.Elem())
+		}
+	}
+}
+
+// keyText is a mapping key's text, without the quotes of a quoted one.
+func keyText(k ast.MapKeyNode) string {
+	if sn, ok := k.(*ast.StringNode); ok {
+		return sn.Value
+	}
+	return k.String()
 }
 
 // customDecoder reports whether the value at pointer rv decodes itself.

@@ -534,6 +534,8 @@ func TestConfigErrors(t *testing.T) {
 		{"targets: [{id: a}]\ndetection: {attempts: 0, concurrency: 0}\n", "section.targets[0].endpoint: required"},
 		{"targets: [{id: a}]\ndetection: {attempts: 0, concurrency: 0}\n", "section.detection.attempts: must be 1 to 20"},
 		{"targets: [{id: a}]\ndetection: {attempts: 0, concurrency: 0}\n", "section.detection.concurrency: must be 1 to 256"},
+		{"targets: [{id: a, labels: [1]}, {id: b, endpont: x}]\n", "section.targets[0].labels: want a mapping of keys, got a list"},
+		{"targets: [{id: a, labels: [1]}, {id: b, endpont: x}]\n", `section.targets[1].endpont: unknown key "endpont"; did you mean "endpoint"?`},
 	} {
 		s, err := agent.NewSection(tt.text)
 		if err == nil {
