@@ -24,6 +24,8 @@ func checkAllowed(a string) error {
 	switch {
 	case a == AllowLoopback || a == AllowPeer:
 		return nil
+	case strings.Contains(a, "://"):
+		return fmt.Errorf("%q is a URL: give the host, an IP address or a CIDR prefix", a)
 	case strings.Contains(a, "/"):
 		if _, err := netip.ParsePrefix(a); err != nil {
 			return fmt.Errorf("%q is not a CIDR prefix: %v", a, err)

@@ -530,6 +530,11 @@ func TestConfigErrors(t *testing.T) {
 		{"bus: {lost_after: 3, deregister_after: 2}\n", "section.bus.deregister_after: must be more than lost_after"},
 		{"targets: [{id: a, endpoint: 'http://h:1', kind: unknown}]\n", "cannot be configured"},
 		{"dirctory: x\n", `unknown key "dirctory"; did you mean "directory"?`},
+		{"bus: {max_plugins: 0}\n", "section.bus.max_plugins: must be 1 to 100000"},
+		{"bus: {max_plugins: 4, max_plugins_per_peer: 5}\n", "section.bus.max_plugins_per_peer: must be 1 to max_plugins (4)"},
+		{"bus: {allowed_endpoints: [loopback, 10.0.0.0/33]}\n", `section.bus.allowed_endpoints[1]: "10.0.0.0/33" is not a CIDR prefix`},
+		{"bus: {allowed_endpoints: ['http://x']}\n", `section.bus.allowed_endpoints[0]: "http://x" is a URL: give the host`},
+		{"bus: {allowed_endpoints: ['bad host!']}\n", `section.bus.allowed_endpoints[0]: "bad host!": want loopback, peer, an IP address`},
 		// Several problems of one section are reported together.
 		{"targets: [{id: a}]\ndetection: {attempts: 0, concurrency: 0}\n", "section.targets[0].endpoint: required"},
 		{"targets: [{id: a}]\ndetection: {attempts: 0, concurrency: 0}\n", "section.detection.attempts: must be 1 to 20"},
