@@ -328,6 +328,11 @@ func internals() *dashboard.DashboardBuilder {
 			quantiles("vitals_bus_delivery_latency_seconds", sel, "family, ")[2])).
 		WithPanel(ts("Bus connections", "", "none",
 			q(`sum by (socket) (vitals_bus_connections{`+sel+`})`, "{{socket}}"))).
+		WithPanel(ts("Bus bounds", "Peers the broker disconnected or refused for breaking a bound, and messages and connections it made wait (throttled), by reason.", "ops",
+			q(`sum by (reason) (rate(vitals_bus_disconnects_total{`+sel+`}[$__rate_interval]))`, "disconnected {{reason}}"),
+			q(`sum by (reason) (rate(vitals_bus_refused_total{`+sel+`}[$__rate_interval]))`, "refused {{reason}}"),
+			q(`sum by (reason) (rate(vitals_bus_throttled_total{`+sel+`}[$__rate_interval]))`, "throttled {{reason}}"),
+			q(`sum(rate(vitals_bus_accept_errors_total{`+sel+`}[$__rate_interval]))`, "accept errors"))).
 		WithRow(row("Scheduler and config")).
 		WithPanel(ts("Scheduler lag", "How late health checks start after they are due.", "s",
 			quantiles("vitals_scheduler_lag_seconds", sel, "")...)).
