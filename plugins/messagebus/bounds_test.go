@@ -144,6 +144,15 @@ func TestOversizedFrameDisconnects(t *testing.T) {
 			})
 		})
 	}
+	// On the subscriber side, where only subscriptions come, the bound
+	// is 4 KiB.
+	bad, err := zmtp.Dial(ctx, e.cfg.SubscribeAddress, zmtp.Sub, zmtp.Credentials{})
+	must(t, err)
+	defer bad.Close()
+	must(t, bad.SendFlush(append([]byte{1}, make([]byte, 5000)...)))
+	eventually(t, 5*time.Second, "the subscriber disconnected", func() bool {
+		return e.counter("disconnects", bus.DisconnectOversized) == float64(len(cases)+1)
+	})
 	pub := e.client(t, bus.Options{Name: "p"})
 	must(t, pub.Publish(ctx, "logs.info.p", bus.Message{ID: "after"}))
 	if m := recv(t, ch, 5*time.Second); m.ID != "after" {

@@ -286,6 +286,9 @@ func (s *server) serve(raw net.Conn, publishers, agent bool) {
 		typ, sock = zmtp.Sub, "pub"
 	}
 	o := zmtp.ServerOptions{MaxMessage: s.cfg.MaxMessageBytes, MaxFrames: maxFrames, HandshakeTimeout: s.cfg.HandshakeTimeout.D()}
+	if !publishers {
+		o.MaxMessage = maxSubscriberMessage
+	}
 	if s.users != nil && !agent {
 		o.Authenticate = s.authenticate
 	}
@@ -325,6 +328,11 @@ func (s *server) serve(raw net.Conn, publishers, agent bool) {
 // (topic, envelope) and subscriptions one; a message with a few more is
 // counted malformed and dropped, past maxFrames the peer is disconnected.
 const maxFrames = 16
+
+// maxSubscriberMessage bounds a message on the subscriber side, where
+// peers send only subscriptions (a prefix is at most bus.MaxTopicLen) and
+// their handshake's metadata.
+const maxSubscriberMessage = 4 << 10
 
 // recvFailed accounts for the error that ended a connection's reads: a
 // peer past the size limits is counted and logged; the others are the
