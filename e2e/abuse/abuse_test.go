@@ -98,8 +98,21 @@ func status(pid int, field string) int64 {
 	return 0
 }
 
+// cpu returns a process's user+system CPU seconds from /proc/<pid>/stat.
+func cpu(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
 type result struct {
 	name           string
+	cpu            float64 // the agent's CPU seconds per second of flood
 	idle, peak     int64
 	hwm            int64
 	p50, p99, pmax time.Duration
@@ -188,8 +201,10 @@ func measure(t *testing.T, bin, name string, d time.Duration, flood func(ctx con
 			}
 		}
 	}()
+	cpu0, t0 := cpu(a.pid), time.Now()
 	r.sent = flood(ctx, a)
 	wg.Wait()
+	r.cpu = (cpu(a.pid) - cpu0) / time.Since(t0).Seconds()
 
 	r.peak, r.hwm = peak.Load(), status(a.pid, "VmHWM:")
 	r.probes, r.failed = len(lat), failed
@@ -233,8 +248,8 @@ func TestAbuse(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			r := measure(t, bin, f.name, d, f.flood)
 			results = append(results, r)
-			t.Logf("%s: idle %.1f MiB, peak %.1f MiB (%.2fx), VmHWM %.1f MiB; /livez p50 %s p99 %s max %s over %d probes, %d failed; sent %s; alive %v",
-				r.name, mib(r.idle), mib(r.peak), r.ratio(), mib(r.hwm), ms(r.p50), ms(r.p99), ms(r.pmax), r.probes, r.failed, r.sent, r.alive)
+			t.Logf("%s: idle %.1f MiB, peak %.1f MiB (%.2fx), VmHWM %.1f MiB; /livez p50 %s p99 %s max %s over %d probes, %d failed; agent CPU %.2f cores; sent %s; alive %v",
+				r.name, mib(r.idle), mib(r.peak), r.ratio(), mib(r.hwm), ms(r.p50), ms(r.p99), ms(r.pmax), r.probes, r.failed, r.cpu, r.sent, r.alive)
 			for _, c := range r.counters {
 				t.Logf("  %s", c)
 			}
@@ -252,15 +267,15 @@ func TestAbuse(t *testing.T) {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nfloods of %s each, a fresh agent for each\n\n", d)
-	b.WriteString("| flood | idle RSS | peak RSS | peak/idle | VmHWM | /livez p50 | p99 | max | probes (failed) | goal | sent |\n")
-	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| flood | idle RSS | peak RSS | peak/idle | VmHWM | /livez p50 | p99 | max | probes (failed) | agent CPU | goal | sent |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range results {
 		goal := "met"
 		if !r.goalMet() {
 			goal = "**missed**"
 		}
-		fmt.Fprintf(&b, "| %s | %.1f MiB | %.1f MiB | %.2fx | %.1f MiB | %s | %s | %s | %d (%d) | %s | %s |\n",
-			r.name, mib(r.idle), mib(r.peak), r.ratio(), mib(r.hwm), ms(r.p50), ms(r.p99), ms(r.pmax), r.probes, r.failed, goal, r.sent)
+		fmt.Fprintf(&b, "| %s | %.1f MiB | %.1f MiB | %.2fx | %.1f MiB | %s | %s | %s | %d (%d) | %.2f cores | %s | %s |\n",
+			r.name, mib(r.idle), mib(r.peak), r.ratio(), mib(r.hwm), ms(r.p50), ms(r.p99), ms(r.pmax), r.probes, r.failed, r.cpu, goal, r.sent)
 	}
 	t.Log(b.String())
 }
