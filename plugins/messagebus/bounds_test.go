@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -335,8 +336,11 @@ func TestConnectionLimit(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the waiting connection was not served after one closed")
 	}
-	if e.broker.srv.external != 4 {
-		t.Fatalf("%d external connections, want 4", e.broker.srv.external)
+	e.broker.srv.mu.Lock()
+	n := e.broker.srv.external
+	e.broker.srv.mu.Unlock()
+	if n != 4 {
+		t.Fatalf("%d external connections, want 4", n)
 	}
 }
 
@@ -547,5 +551,108 @@ func TestIdleConnectionMemory(t *testing.T) {
 	t.Logf("%d KiB of heap per connection (the test's side included)", per>>10)
 	if per > 100<<10 {
 		t.Fatalf("%d KiB of heap per idle connection, want under 100", per>>10)
+	}
+}
+
+// ZMTP heartbeats: the broker answers a peer's PING with a PONG carrying
+// its context, written in turn with the messages it sends (not from the
+// reading goroutine), and the pings keep the connection from idle_timeout.
+func TestHeartbeatsArePongedAndKeepAlive(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t), "idle_timeout: 300ms"))
+	ctx := ctxT(t, 20*time.Second)
+	c := rawPeer(t, e.cfg.SubscribeAddress, zmq4.Sub)
+	_, err := c.Write([]byte{0, 1, 1}) // everything
+	must(t, err)
+	eventually(t, 5*time.Second, "subscribed", func() bool {
+		subs := *e.broker.srv.subs.Load()
+		return len(subs) == 1 && subs[0].matches([]byte("logs.x"))
+	})
+
+	// Read and parse everything the broker sends: messages of two frames,
+	// and PONGs.
+	pongs := make(chan string, 100)
+	parsed := make(chan error, 1)
+	go func() {
+		r := bufio.NewReader(c)
+		part := 0
+		for {
+			flag, err := r.ReadByte()
+			if err != nil {
+				parsed <- nil
+				return
+			}
+			var size uint64
+			if flag&0x02 != 0 {
+				var b [8]byte
+				if _, err := io.ReadFull(r, b[:]); err != nil {
+					parsed <- nil
+					return
+				}
+				size = binary.BigEndian.Uint64(b[:])
+			} else {
+				b, _ := r.ReadByte()
+				size = uint64(b)
+			}
+			if size > 1<<20 {
+				parsed <- fmt.Errorf("a frame of %d bytes: the stream is corrupt", size)
+				return
+			}
+			body := make([]byte, size)
+			if _, err := io.ReadFull(r, body); err != nil {
+				parsed <- nil
+				return
+			}
+			switch {
+			case flag&0x04 != 0:
+				if part != 0 || !bytes.HasPrefix(body, []byte("\x04PONG")) {
+					parsed <- fmt.Errorf("command %q inside a message or not a PONG", body)
+					return
+				}
+				pongs <- string(body[5:])
+			case part == 0 && flag&0x01 != 0:
+				part = 1
+			case part == 1 && flag&0x01 == 0:
+				part = 0
+			default:
+				parsed <- fmt.Errorf("frame flag %#x at part %d", flag, part)
+				return
+			}
+		}
+	}()
+	// Messages keep the broker writing while the pings come.
+	pub, err := zmtp.Dial(ctx, e.cfg.PublishAddress, zmtp.Pub, zmtp.Credentials{})
+	must(t, err)
+	defer pub.Close()
+	body := mustMarshal(t, &busv1.Envelope{Id: "m", Source: "flood", Payload: make([]byte, 100)})
+	go func() {
+		for range 20000 {
+			if pub.Send([]byte("logs.x"), body) != nil {
+				return
+			}
+		}
+		_ = pub.Flush()
+	}()
+
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for i := range 20 {
+		<-tick.C
+		want := fmt.Sprintf("c%d", i)
+		ping := append([]byte{0x04, byte(7 + len(want)), 4, 'P', 'I', 'N', 'G', 0, 10}, want...)
+		_, err := c.Write(ping)
+		must(t, err)
+		select {
+		case got := <-pongs:
+			if got != want {
+				t.Fatalf("PONG context %q, want %q", got, want)
+			}
+		case err := <-parsed:
+			t.Fatalf("stream ended: %v", err)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no PONG for ping %d", i)
+		}
+	}
+	if got := e.counter("disconnects", bus.DisconnectIdle); got != 0 {
+		t.Fatalf("a connection that pings was closed as idle")
 	}
 }

@@ -184,7 +184,11 @@ func open(raw net.Conn, sec zmq4.Security, typ zmq4.SocketType, server bool, dea
 	}
 	_ = raw.SetDeadline(time.Time{})
 	rw.buffered.Store(true)
-	return &Conn{zc: zc, raw: raw, rw: rw}, nil
+	c := &Conn{zc: zc, raw: raw, rw: rw}
+	if g, ok := rw.r.(*guard); ok {
+		g.onPing = c.pong // from now on: the handshake is done
+	}
+	return c, nil
 }
 
 // Send writes a multi-frame message into the connection's buffer. Call
@@ -248,6 +252,18 @@ func (c *Conn) Recv() ([][]byte, error) {
 	}
 }
 
+// pong answers a peer's PING with its context, under the write lock, and
+// counts as activity.
+func (c *Conn) pong(context []byte) {
+	c.activity.Add(1)
+	frame := append([]byte{flagCommand, byte(5 + len(context)), 4, 'P', 'O', 'N', 'G'}, context...)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.rw.w.Write(frame); err == nil {
+		_ = c.rw.flush()
+	}
+}
+
 // Limit bounds what Recv accepts from now on, as ServerOptions.MaxMessage
 // and MaxFrames do for the server side. Call it before the first Recv.
 func (c *Conn) Limit(maxMessage, maxFrames int) {
@@ -256,7 +272,7 @@ func (c *Conn) Limit(maxMessage, maxFrames int) {
 		return
 	}
 	if br, ok := c.rw.r.(*bufio.Reader); ok {
-		c.rw.r = &guard{r: br, max: uint64(maxMessage), maxFrames: maxFrames}
+		c.rw.r = &guard{r: br, max: uint64(maxMessage), maxFrames: maxFrames, onPing: c.pong}
 	}
 }
 
@@ -309,11 +325,16 @@ type guard struct {
 	frames    int    // frames of the message so far
 	more      bool   // the last frame had the MORE flag
 	err       error
+	// onPing, when set, takes each ZMTP PING command (its context) out of
+	// the stream, so zmq4 does not answer it from the reading goroutine
+	// while another one writes.
+	onPing func(context []byte)
 }
 
 const (
-	flagMore = 0x01
-	flagLong = 0x02
+	flagMore    = 0x01
+	flagLong    = 0x02
+	flagCommand = 0x04
 )
 
 func (g *guard) Read(p []byte) (int, error) {
@@ -341,6 +362,22 @@ func (g *guard) Read(p []byte) (int, error) {
 	h, err := g.r.Peek(2)
 	if err != nil {
 		return 0, err
+	}
+	for g.onPing != nil && !g.more && h[0] == flagCommand {
+		// A short command: a PING is taken out and answered by onPing.
+		f, err := g.r.Peek(2 + int(h[1]))
+		if err != nil {
+			return 0, err
+		}
+		body := f[2:]
+		if len(body) < 7 || string(body[:5]) != "\x04PING" {
+			break
+		}
+		g.onPing(append([]byte(nil), body[7:min(len(body), 7+16)]...))
+		_, _ = g.r.Discard(len(f))
+		if h, err = g.r.Peek(2); err != nil {
+			return 0, err
+		}
 	}
 	flag := h[0]
 	var size uint64
