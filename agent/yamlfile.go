@@ -22,8 +22,9 @@ const (
 	MaxConfigBytes = 1 << 20
 	// MaxManifestBytes is the largest drop-in manifest accepted.
 	MaxManifestBytes = 64 << 10
-	// MaxYAMLDepth is the deepest nesting of flow collections ([...] and
-	// {...}) accepted.
+	// MaxYAMLDepth is the deepest nesting accepted: levels of indentation
+	// and of compact sequences ("- - x") plus flow collections ([...] and
+	// {...}) inside them.
 	MaxYAMLDepth = 64
 )
 
@@ -117,14 +118,24 @@ func parseYAML(name string, data []byte) (ast.Node, error) {
 	return body, nil
 }
 
-// tooDeep returns the line and column where flow collections ([ and {)
-// nest deeper than max, or 0, 0. It reads the bytes once and allocates
-// nothing, so it runs before the parser. It skips comments, quoted scalars
+// tooDeep returns the line and column where the YAML nests deeper than
+// max, or 0, 0. It reads the bytes once and allocates at most max levels,
+// so it runs before the parser. Block levels are the columns at which
+// lines and compact entries ("- - x", "? ") start, deeper than the ones
+// before them; flow levels are brackets. It skips comments, quoted scalars
 // and block scalars; in block context a bracket opens a collection only
 // where a value starts, as in YAML, so "a[1" in a plain scalar is text.
 func tooDeep(data []byte, max int) (int, int) {
 	line, lineStart := 1, 0
-	depth := 0
+	depth := 0      // flow
+	var block []int // columns of the open block levels, increasing
+	push := func(col int) bool {
+		for len(block) > 0 && block[len(block)-1] >= col {
+			block = block[:len(block)-1]
+		}
+		block = append(block, col)
+		return len(block)+depth > max
+	}
 	tokenStart := true // at a place where a value may start
 	blockIndent := -1  // >= 0: inside a block scalar of lines indented more
 	indent := 0        // indentation of the current line
@@ -154,6 +165,9 @@ func tooDeep(data []byte, max int) (int, int) {
 			atLineStart = false
 			if depth == 0 {
 				tokenStart = true
+				if j < len(data) && data[j] != '\n' && data[j] != '\r' && data[j] != '#' && push(indent) {
+					return line, indent + 1
+				}
 			}
 			i = j - 1
 			continue
@@ -199,8 +213,12 @@ func tooDeep(data []byte, max int) (int, int) {
 				continue
 			}
 		case '-', '?', ':':
-			// "- ", "? " and ": " (or at the end of a line) start a value.
+			// "- ", "? " and ": " (or at the end of a line) start a value;
+			// an entry after another on the same line nests in it.
 			if depth == 0 && (i+1 == len(data) || data[i+1] == ' ' || data[i+1] == '\n' || data[i+1] == '\r') {
+				if c != ':' && tokenStart && i-lineStart > indent && push(i-lineStart) {
+					return line, i - lineStart + 1
+				}
 				tokenStart = true
 				continue
 			}

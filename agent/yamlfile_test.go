@@ -70,6 +70,8 @@ func TestBadConfigFilesAreRejectedCheaply(t *testing.T) {
 		{"too large", file("big.yaml", valid+"# "+strings.Repeat("x", agent.MaxConfigBytes)+"\n"), "more than the limit of 1048576"},
 		{"deep flow nesting", file("deep.yaml", "core: "+strings.Repeat("[", 65<<10)), "deep.yaml:1:71: nested more than 64 levels deep"},
 		{"deep mappings", file("deepmap.yaml", "core:\n  x: "+strings.Repeat("{a: ", 100)), "deepmap.yaml:2:"},
+		{"compact sequences", file("dashes.yaml", "core:\n  x:\n    "+strings.Repeat("- ", 30000)+"x\n"), "dashes.yaml:3:129: nested more than 64 levels deep"},
+		{"deep indentation", file("indent.yaml", deepIndent(200)), "indent.yaml:65:65: nested more than 64 levels deep"},
 		{"second document", file("two.yaml", valid+"---\ncore:\n  log: {level: debug}\n"), "two.yaml:3:1: more than one YAML document"},
 		{"byte-order mark", file("bom.yaml", "\xef\xbb\xbf"+valid), "bom.yaml:1:1: file starts with a UTF-8 byte-order mark"},
 		{"missing", filepath.Join(dir, "absent.yaml"), "absent.yaml: cannot read: no such file or directory"},
@@ -87,6 +89,14 @@ func TestBadConfigFilesAreRejectedCheaply(t *testing.T) {
 	}
 }
 
+func deepIndent(levels int) string {
+	var b strings.Builder
+	for i := range levels {
+		b.WriteString(strings.Repeat(" ", i) + "a:\n")
+	}
+	return b.String()
+}
+
 func TestDepthCheckReadsYAMLNotBrackets(t *testing.T) {
 	deep := strings.Repeat("[", 70)
 	for name, text := range map[string]string{
@@ -96,6 +106,8 @@ func TestDepthCheckReadsYAMLNotBrackets(t *testing.T) {
 		"block scalar":  "core:\n  api_gateway:\n    plugins:\n      alpha:\n        setting: |\n          " + deep + "\n\n          " + deep + "\n  log: {level: info}\n",
 		"plain scalar":  "core:\n  log:\n    level: a" + deep + "\n",
 		"leading ---":   "---\ncore:\n  log: {level: info}\n",
+		"many entries":  "core:\n  api_gateway:\n    plugins:\n      alpha:\n        setting: x\n" + strings.Repeat("# - - - - - - - - - -\n", 100),
+		"nested lists":  "core:\n  api_gateway:\n    plugins:\n      alpha:\n        setting: >\n          - - - - [[[[ text\n  log:\n    level: info\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := agent.Parse(context.Background(), "core.yaml", []byte(text), testRegistry(), envconfig.MapLookuper(nil))
