@@ -26,6 +26,9 @@ const (
 	// and of compact sequences ("- - x") plus flow collections ([...] and
 	// {...}) inside them.
 	MaxYAMLDepth = 64
+	// MaxYAMLEntries is the most entries (keys and list items) accepted in
+	// one file; the parser spends about a kilobyte on each.
+	MaxYAMLEntries = 50_000
 )
 
 // ReadYAMLFile reads a YAML file of at most limit bytes. Only a regular file
@@ -89,8 +92,8 @@ func parseYAML(name string, data []byte) (ast.Node, error) {
 	if bytes.HasPrefix(data, bom) {
 		return nil, &ConfigError{File: name, Line: 1, Column: 1, Msg: "file starts with a UTF-8 byte-order mark; save it as UTF-8 without one"}
 	}
-	if line, col := tooDeep(data, MaxYAMLDepth); line > 0 {
-		return nil, &ConfigError{File: name, Line: line, Column: col, Msg: fmt.Sprintf("nested more than %d levels deep", MaxYAMLDepth)}
+	if line, col, problem := scanYAML(data, MaxYAMLDepth, MaxYAMLEntries); problem != "" {
+		return nil, &ConfigError{File: name, Line: line, Column: col, Msg: problem}
 	}
 	f, err := parser.Parse(lexer.Tokenize(string(data)), 0)
 	if err != nil {
@@ -118,15 +121,21 @@ func parseYAML(name string, data []byte) (ast.Node, error) {
 	return body, nil
 }
 
-// tooDeep returns the line and column where the YAML nests deeper than
-// max, or 0, 0. It reads the bytes once and allocates at most max levels,
-// so it runs before the parser. Block levels are the columns at which
+// scanYAML returns where and how the YAML nests deeper than maxDepth or
+// holds more than maxEntries keys and list items, or 0, 0, "". It reads the
+// bytes once and allocates at most maxDepth levels, so it runs before the
+// parser. Block levels are the columns at which
 // lines and compact entries ("- - x", "? ") start, deeper than the ones
 // before them; flow levels are brackets. It skips comments, quoted scalars
 // and block scalars; in block context a bracket opens a collection only
 // where a value starts, as in YAML, so "a[1" in a plain scalar is text.
-func tooDeep(data []byte, max int) (int, int) {
+func scanYAML(data []byte, maxDepth, maxEntries int) (int, int, string) {
 	line, lineStart := 1, 0
+	entries := 0
+	tooDeep := fmt.Sprintf("nested more than %d levels deep", maxDepth)
+	tooMany := func() (int, int, string) {
+		return line, 1, fmt.Sprintf("more than %d keys and list items", maxEntries)
+	}
 	depth := 0      // flow
 	var block []int // columns of the open block levels, increasing
 	push := func(col int) bool {
@@ -134,7 +143,7 @@ func tooDeep(data []byte, max int) (int, int) {
 			block = block[:len(block)-1]
 		}
 		block = append(block, col)
-		return len(block)+depth > max
+		return len(block)+depth > maxDepth
 	}
 	tokenStart := true // at a place where a value may start
 	blockIndent := -1  // >= 0: inside a block scalar of lines indented more
@@ -166,7 +175,7 @@ func tooDeep(data []byte, max int) (int, int) {
 			if depth == 0 {
 				tokenStart = true
 				if j < len(data) && data[j] != '\n' && data[j] != '\r' && data[j] != '#' && push(indent) {
-					return line, indent + 1
+					return line, indent + 1, tooDeep
 				}
 			}
 			i = j - 1
@@ -194,8 +203,11 @@ func tooDeep(data []byte, max int) (int, int) {
 		case '[', '{':
 			if depth > 0 || tokenStart {
 				depth++
-				if depth > max {
-					return line, i - lineStart + 1
+				if depth+len(block) > maxDepth {
+					return line, i - lineStart + 1, tooDeep
+				}
+				if entries++; entries > maxEntries {
+					return tooMany()
 				}
 				continue
 			}
@@ -217,13 +229,19 @@ func tooDeep(data []byte, max int) (int, int) {
 			// an entry after another on the same line nests in it.
 			if depth == 0 && (i+1 == len(data) || data[i+1] == ' ' || data[i+1] == '\n' || data[i+1] == '\r') {
 				if c != ':' && tokenStart && i-lineStart > indent && push(i-lineStart) {
-					return line, i - lineStart + 1
+					return line, i - lineStart + 1, tooDeep
+				}
+				if entries++; entries > maxEntries {
+					return tooMany()
 				}
 				tokenStart = true
 				continue
 			}
 		case ',':
 			if depth > 0 {
+				if entries++; entries > maxEntries {
+					return tooMany()
+				}
 				continue
 			}
 		case '&', '!':
@@ -239,7 +257,7 @@ func tooDeep(data []byte, max int) (int, int) {
 			tokenStart = false
 		}
 	}
-	return 0, 0
+	return 0, 0, ""
 }
 
 // skipQuoted returns the index of the quote that closes the scalar opened
