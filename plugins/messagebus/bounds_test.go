@@ -656,3 +656,27 @@ func TestHeartbeatsArePongedAndKeepAlive(t *testing.T) {
 		t.Fatalf("a connection that pings was closed as idle")
 	}
 }
+
+// The bus client's heartbeats keep its quiet connections open past the
+// broker's idle_timeout; without them the broker closes both.
+func TestClientHeartbeatsKeepConnections(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t), "idle_timeout: 200ms"))
+	ctx := ctxT(t, 20*time.Second)
+	quiet := e.client(t, bus.Options{Name: "quiet", Heartbeat: 50 * time.Millisecond})
+	_, err := quiet.Subscribe(ctx, "nothing.")
+	must(t, err)
+	must(t, quiet.Sync(ctx)) // both connections up
+	// Four idle timeouts of silence but for the heartbeats.
+	<-time.After(800 * time.Millisecond)
+	if got := e.counter("disconnects", bus.DisconnectIdle); got != 0 {
+		t.Fatalf("%v connections of a client with heartbeats closed as idle", got)
+	}
+
+	silent := e.client(t, bus.Options{Name: "silent", Heartbeat: -1})
+	_, err = silent.Subscribe(ctx, "nothing.")
+	must(t, err)
+	must(t, silent.Sync(ctx))
+	eventually(t, 5*time.Second, "the silent client's connections closed as idle", func() bool {
+		return e.counter("disconnects", bus.DisconnectIdle) >= 2
+	})
+}

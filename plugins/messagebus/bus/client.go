@@ -69,6 +69,10 @@ type Options struct {
 	// endpoints; socket is "pub" or "sub". The broker uses it to connect
 	// the agent's own plugins over an in-process socket pair.
 	Connect func(ctx context.Context, socket string) (net.Conn, error)
+	// Heartbeat is how often each connection sends a ZMTP PING, so that
+	// the broker's idle_timeout never closes a quiet client; default 30s,
+	// negative turns heartbeats off.
+	Heartbeat time.Duration
 }
 
 func (o *Options) defaults() {
@@ -101,6 +105,9 @@ func (o *Options) defaults() {
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = time.Second
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = 30 * time.Second
 	}
 }
 
@@ -268,6 +275,21 @@ func (c *Client) backoff(ctx context.Context, attempt int) bool {
 	}
 }
 
+// heartbeat pings conn every interval until a ping fails (the connection
+// is closed).
+func heartbeat(conn *zmtp.Conn, interval time.Duration) {
+	if interval <= 0 {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(time.Hour, func() {
+		if conn.Ping() == nil {
+			t.Reset(interval)
+		}
+	})
+	t.Reset(interval)
+}
+
 // recvSlack is what a message from the broker may have beyond
 // MaxMessageBytes: the publisher's identity that the broker stamps on it.
 const recvSlack = 4 << 10
@@ -294,6 +316,7 @@ func (c *Client) dial(ctx context.Context, ep string, typ string, first *bool) *
 		if err == nil {
 			// The broker adds the publisher's identity to each envelope.
 			conn.Limit(c.opts.MaxMessageBytes+recvSlack, 16)
+			heartbeat(conn, c.opts.Heartbeat)
 			if !*first {
 				c.opts.Metrics.reconnect(typ)
 				c.opts.Logger.Info("bus reconnected", "socket", typ, "endpoint", ep)

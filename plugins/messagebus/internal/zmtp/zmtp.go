@@ -252,6 +252,17 @@ func (c *Conn) Recv() ([][]byte, error) {
 	}
 }
 
+// Ping sends a ZMTP 3.1 heartbeat PING (no TTL, no context) and flushes.
+// The broker counts it as activity and answers with a PONG.
+func (c *Conn) Ping() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.rw.w.Write([]byte{flagCommand, 7, 4, 'P', 'I', 'N', 'G', 0, 0}); err != nil {
+		return err
+	}
+	return c.flush()
+}
+
 // pong answers a peer's PING with its context, under the write lock, and
 // counts as activity.
 func (c *Conn) pong(context []byte) {
