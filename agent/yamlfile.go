@@ -28,7 +28,10 @@ const (
 	MaxYAMLDepth = 64
 	// MaxYAMLEntries is the most entries (keys and list items) accepted in
 	// one file; the parser spends about a kilobyte on each.
-	MaxYAMLEntries = 50_000
+	MaxYAMLEntries = 20_000
+	// MaxMappingKeys is the most keys of one block mapping: the parser's
+	// work grows with their square (4000 keys cost 72 MB, 49000 9 GB).
+	MaxMappingKeys = 1000
 )
 
 // ReadYAMLFile reads a YAML file of at most limit bytes. Only a regular file
@@ -136,14 +139,31 @@ func scanYAML(data []byte, maxDepth, maxEntries int) (int, int, string) {
 	tooMany := func() (int, int, string) {
 		return line, 1, fmt.Sprintf("more than %d keys and list items", maxEntries)
 	}
-	depth := 0      // flow
-	var block []int // columns of the open block levels, increasing
-	push := func(col int) bool {
-		for len(block) > 0 && block[len(block)-1] >= col {
+	depth := 0 // flow
+	// The open block levels, by increasing column, with the keys seen at
+	// each: the parser's cost grows with the square of a block mapping's
+	// keys.
+	type level struct{ col, keys int }
+	var block []level
+	tooManyKeys := fmt.Sprintf("more than %d keys in one mapping", MaxMappingKeys)
+	// push opens (or continues) the level at col; key says the line there
+	// is a mapping key, not a list item.
+	push := func(col int, key bool) string {
+		for len(block) > 0 && block[len(block)-1].col > col {
 			block = block[:len(block)-1]
 		}
-		block = append(block, col)
-		return len(block)+depth > maxDepth
+		if len(block) == 0 || block[len(block)-1].col < col {
+			block = append(block, level{col: col})
+		}
+		if key {
+			if block[len(block)-1].keys++; block[len(block)-1].keys > MaxMappingKeys {
+				return tooManyKeys
+			}
+		}
+		if len(block)+depth > maxDepth {
+			return tooDeep
+		}
+		return ""
 	}
 	tokenStart := true // at a place where a value may start
 	blockIndent := -1  // >= 0: inside a block scalar of lines indented more
@@ -174,8 +194,11 @@ func scanYAML(data []byte, maxDepth, maxEntries int) (int, int, string) {
 			atLineStart = false
 			if depth == 0 {
 				tokenStart = true
-				if j < len(data) && data[j] != '\n' && data[j] != '\r' && data[j] != '#' && push(indent) {
-					return line, indent + 1, tooDeep
+				if j < len(data) && data[j] != '\n' && data[j] != '\r' && data[j] != '#' {
+					entry := (data[j] == '-' || data[j] == '?') && (j+1 == len(data) || data[j+1] == ' ' || data[j+1] == '\n' || data[j+1] == '\r')
+					if problem := push(indent, !entry); problem != "" {
+						return line, indent + 1, problem
+					}
 				}
 			}
 			i = j - 1
@@ -228,8 +251,10 @@ func scanYAML(data []byte, maxDepth, maxEntries int) (int, int, string) {
 			// "- ", "? " and ": " (or at the end of a line) start a value;
 			// an entry after another on the same line nests in it.
 			if depth == 0 && (i+1 == len(data) || data[i+1] == ' ' || data[i+1] == '\n' || data[i+1] == '\r') {
-				if c != ':' && tokenStart && i-lineStart > indent && push(i-lineStart) {
-					return line, i - lineStart + 1, tooDeep
+				if c != ':' && tokenStart && i-lineStart > indent {
+					if problem := push(i-lineStart, false); problem != "" {
+						return line, i - lineStart + 1, problem
+					}
 				}
 				if entries++; entries > maxEntries {
 					return tooMany()

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -72,7 +73,8 @@ func TestBadConfigFilesAreRejectedCheaply(t *testing.T) {
 		{"deep mappings", file("deepmap.yaml", "core:\n  x: "+strings.Repeat("{a: ", 100)), "deepmap.yaml:2:"},
 		{"compact sequences", file("dashes.yaml", "core:\n  x:\n    "+strings.Repeat("- ", 30000)+"x\n"), "dashes.yaml:3:129: nested more than 64 levels deep"},
 		{"deep indentation", file("indent.yaml", deepIndent(200)), "indent.yaml:65:65: nested more than 64 levels deep"},
-		{"too many entries", file("flat.yaml", "core: ["+strings.Repeat("1,", 60000)+"1]\n"), "flat.yaml:1:1: more than 50000 keys and list items"},
+		{"too many entries", file("flat.yaml", "core: ["+strings.Repeat("1,", 60000)+"1]\n"), "flat.yaml:1:1: more than 20000 keys and list items"},
+		{"many keys in one mapping", file("keys.yaml", "core:\n  x:\n"+manyKeys(1001)), "keys.yaml:1003:5: more than 1000 keys in one mapping"},
 		{"second document", file("two.yaml", valid+"---\ncore:\n  log: {level: debug}\n"), "two.yaml:3:1: more than one YAML document"},
 		{"byte-order mark", file("bom.yaml", "\xef\xbb\xbf"+valid), "bom.yaml:1:1: file starts with a UTF-8 byte-order mark"},
 		{"missing", filepath.Join(dir, "absent.yaml"), "absent.yaml: cannot read: no such file or directory"},
@@ -88,6 +90,14 @@ func TestBadConfigFilesAreRejectedCheaply(t *testing.T) {
 			}
 		})
 	}
+}
+
+func manyKeys(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "    k%d: v\n", i)
+	}
+	return b.String()
 }
 
 func deepIndent(levels int) string {
@@ -108,11 +118,12 @@ func TestDepthCheckReadsYAMLNotBrackets(t *testing.T) {
 		"plain scalar":  "core:\n  log:\n    level: a" + deep + "\n",
 		"leading ---":   "---\ncore:\n  log: {level: info}\n",
 		"many entries":  "core:\n  api_gateway:\n    plugins:\n      alpha:\n        setting: x\n" + strings.Repeat("# - - - - - - - - - -\n", 100),
+		"long list":     "core:\n  api_gateway:\n    plugins:\n      alpha:\n        setting: x\n  x:\n" + strings.Repeat("    - a: 1\n      b: 2\n", 1500),
 		"nested lists":  "core:\n  api_gateway:\n    plugins:\n      alpha:\n        setting: >\n          - - - - [[[[ text\n  log:\n    level: info\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := agent.Parse(context.Background(), "core.yaml", []byte(text), testRegistry(), envconfig.MapLookuper(nil))
-			if err != nil && strings.Contains(err.Error(), "levels deep") || err != nil && strings.Contains(err.Error(), "document") {
+			if err != nil && (strings.Contains(err.Error(), "levels deep") || strings.Contains(err.Error(), "document") || strings.Contains(err.Error(), "more than")) {
 				t.Errorf("Parse = %v; the brackets are text, not nesting", err)
 			}
 		})
