@@ -206,8 +206,8 @@ func TestStalledSubscribersAreBoundedInBytes(t *testing.T) {
 		return n == 2
 	})
 
-	// 8 MiB to the first, then 64 MiB to both: with subscriber_queue at
-	// 10000 the queues alone would take 136 MiB. The first fills its own
+	// 8 MiB to the first, then 128 MiB to both: with subscriber_queue at
+	// 10000 the queues alone would take 264 MiB. The first fills its own
 	// bound, the second what is left of queue_bytes.
 	stop := make(chan struct{})
 	peak := heapPeak(stop)
@@ -227,11 +227,11 @@ func TestStalledSubscribersAreBoundedInBytes(t *testing.T) {
 		}
 	}()
 	floodPublisher(t, ctx, e.cfg.PublishAddress, "logs.a", 256, 32<<10)
-	floodPublisher(t, ctx, e.cfg.PublishAddress, "logs.b", 2048, 32<<10)
+	floodPublisher(t, ctx, e.cfg.PublishAddress, "logs.b", 4096, 32<<10)
 	close(stop)
 	<-sampled
-	if grown := <-peak; grown > 40<<20 {
-		t.Fatalf("heap grew by %d MiB while 136 MiB went to two stalled subscribers", grown>>20)
+	if grown := <-peak; grown > 64<<20 {
+		t.Fatalf("heap grew by %d MiB while 264 MiB went to two stalled subscribers", grown>>20)
 	}
 	if q := maxQueued.Load(); q > 6291456 {
 		t.Fatalf("queues held %d bytes, queue_bytes is 6291456", q)
