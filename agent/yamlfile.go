@@ -194,7 +194,13 @@ func scanYAML(data []byte, maxDepth, maxEntries int) (int, int, string) {
 			atLineStart = false
 			if depth == 0 {
 				tokenStart = true
-				if j < len(data) && data[j] != '\n' && data[j] != '\r' && data[j] != '#' {
+				if indent == 0 && (bytes.HasPrefix(data[j:], []byte("---")) || bytes.HasPrefix(data[j:], []byte("..."))) {
+					// A document marker starts a document: a cost, and no level.
+					if entries++; entries > maxEntries {
+						return tooMany()
+					}
+					block = block[:0]
+				} else if j < len(data) && data[j] != '\n' && data[j] != '\r' && data[j] != '#' {
 					entry := (data[j] == '-' || data[j] == '?') && (j+1 == len(data) || data[j+1] == ' ' || data[j+1] == '\n' || data[j+1] == '\r')
 					if problem := push(indent, !entry); problem != "" {
 						return line, indent + 1, problem
@@ -250,8 +256,8 @@ func scanYAML(data []byte, maxDepth, maxEntries int) (int, int, string) {
 		case '-', '?', ':':
 			// "- ", "? " and ": " (or at the end of a line) start a value;
 			// an entry after another on the same line nests in it.
-			if depth == 0 && (i+1 == len(data) || data[i+1] == ' ' || data[i+1] == '\n' || data[i+1] == '\r') {
-				if c != ':' && tokenStart && i-lineStart > indent {
+			if depth == 0 && (c == ':' || tokenStart) && (i+1 == len(data) || data[i+1] == ' ' || data[i+1] == '\n' || data[i+1] == '\r') {
+				if c != ':' && i-lineStart > indent {
 					if problem := push(i-lineStart, false); problem != "" {
 						return line, i - lineStart + 1, problem
 					}
@@ -294,8 +300,8 @@ func skipQuoted(data []byte, i int, line, lineStart *int) int {
 		case '\n':
 			*line, *lineStart = *line+1, i+1
 		case '\\':
-			if q == '"' {
-				i++
+			if q == '"' && i+1 < len(data) && data[i+1] != '\n' {
+				i++ // an escaped character; an escaped line break is counted above
 			}
 		case q:
 			if q == '\'' && i+1 < len(data) && data[i+1] == '\'' {

@@ -75,6 +75,7 @@ func TestBadConfigFilesAreRejectedCheaply(t *testing.T) {
 		{"deep indentation", file("indent.yaml", deepIndent(200)), "indent.yaml:65:65: nested more than 64 levels deep"},
 		{"too many entries", file("flat.yaml", "core: ["+strings.Repeat("1,", 60000)+"1]\n"), "flat.yaml:1:1: more than 20000 keys and list items"},
 		{"many keys in one mapping", file("keys.yaml", "core:\n  x:\n"+manyKeys(1001)), "keys.yaml:1003:5: more than 1000 keys in one mapping"},
+		{"empty documents", file("docs.yaml", strings.Repeat("---\n", 30000)), "docs.yaml:20001:1: more than 20000 keys and list items"},
 		{"second document", file("two.yaml", valid+"---\ncore:\n  log: {level: debug}\n"), "two.yaml:3:1: more than one YAML document"},
 		{"byte-order mark", file("bom.yaml", "\xef\xbb\xbf"+valid), "bom.yaml:1:1: file starts with a UTF-8 byte-order mark"},
 		{"missing", filepath.Join(dir, "absent.yaml"), "absent.yaml: cannot read: no such file or directory"},
