@@ -55,10 +55,14 @@ func (d *decoder) value(path string, node ast.Node, rv reflect.Value) {
 			rv.Elem().Set(reflect.Zero(t))
 			return
 		}
-		if rv.Elem().IsNil() {
-			rv.Elem().Set(reflect.New(t.Elem()))
+		// Decode into a copy of what it points at: the pointee may be
+		// shared with a default.
+		fresh := reflect.New(t.Elem())
+		if !rv.Elem().IsNil() {
+			fresh.Elem().Set(rv.Elem().Elem())
 		}
-		d.value(path, node, rv.Elem())
+		d.value(path, node, fresh)
+		rv.Elem().Set(fresh)
 		return
 	}
 	m, isMap := node.(*ast.MappingNode)
@@ -106,19 +110,14 @@ func (d *decoder) value(path string, node ast.Node, rv reflect.Value) {
 	}
 }
 
-// mapping decodes the entries of m one by one into the map mv, each over
-// the value the map already holds for its key.
+// mapping decodes the entries of m one by one into a new map that replaces
+// mv, as go-yaml does.
 func (d *decoder) mapping(path string, m *ast.MappingNode, mv reflect.Value) {
-	if mv.IsNil() {
-		mv.Set(reflect.MakeMap(mv.Type()))
-	}
+	mv.Set(reflect.MakeMapWithSize(mv.Type(), len(m.Values)))
 	et := mv.Type().Elem()
 	for _, kv := range m.Values {
 		key := keyText(kv.Key)
 		elem := reflect.New(et)
-		if old := mv.MapIndex(reflect.ValueOf(key).Convert(mv.Type().Key())); old.IsValid() {
-			elem.Elem().Set(old)
-		}
 		n := len(d.errs)
 		d.value(joinKey(path, key), kv.Value, elem)
 		if len(d.errs) == n {
