@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -80,11 +81,17 @@ func newDirSource(dir string, c *Catalog, log *slog.Logger, onBad func(string, e
 // list returns the manifests of the directory, sorted, reading at most
 // maxEntries entries.
 func (d *dirSource) list() ([]string, error) {
-	f, err := os.Open(d.dir)
+	// O_NONBLOCK: a named pipe in the directory's place must not block.
+	f, err := os.OpenFile(d.dir, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if info, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !info.IsDir() {
+		return nil, fmt.Errorf("not a directory")
+	}
 	entries, err := f.ReadDir(d.maxEntries + 1)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,5 +118,24 @@ func TestManifestDirectoryBounds(t *testing.T) {
 	d.scan()
 	if len(bad) == 0 || !strings.Contains(strings.Join(bad, "\n"), "the most read at once") {
 		t.Errorf("reported %q, want manifests past 60 bytes refused", bad)
+	}
+}
+
+func TestManifestDirectoryThatIsAPipe(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "plugins.d")
+	if err := syscall.Mkfifo(dir, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	d := newDirSource(dir, NewCatalog(time.Now), slog.New(slog.DiscardHandler), func(path string, err error) { bad = append(bad, err.Error()) })
+	done := make(chan struct{})
+	go func() { d.scan(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("scanning a named pipe in the directory's place blocked")
+	}
+	if len(bad) != 1 || !strings.Contains(bad[0], "not a directory") {
+		t.Errorf("reported %q", bad)
 	}
 }
