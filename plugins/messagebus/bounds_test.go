@@ -680,3 +680,48 @@ func TestClientHeartbeatsKeepConnections(t *testing.T) {
 		return e.counter("disconnects", bus.DisconnectIdle) >= 2
 	})
 }
+
+// The messages being read from all external peers together are bounded
+// by read_bytes: a frame's size is reserved at its header, before its body
+// is allocated; a frame that finds no room within read_wait disconnects
+// its peer, and a finished message gives its room back.
+func TestReadBytesBoundsAllConnections(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t), "read_bytes: 2097152", "read_wait: 500ms"))
+	ctx := ctxT(t, 30*time.Second)
+	sub := e.client(t, bus.Options{Name: "s"})
+	ch, err := sub.Subscribe(ctx, "logs.")
+	must(t, err)
+	must(t, sub.Sync(ctx))
+
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	// 16 publishers start a 1 MiB frame and send 10 bytes of it.
+	header := []byte{0x02, 0, 0, 0, 0, 0, 0x10, 0, 0} // a long frame of 1 MiB
+	var slow []net.Conn
+	for range 16 {
+		c := rawPeer(t, e.cfg.PublishAddress, zmq4.Pub)
+		_, err := c.Write(append(header, make([]byte, 10)...))
+		must(t, err)
+		slow = append(slow, c)
+	}
+	eventually(t, 10*time.Second, "14 of 16 disconnected", func() bool {
+		return e.counter("disconnects", bus.DisconnectReadBytes) == 14
+	})
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapInuse) - int64(before.HeapInuse); grown > 8<<20 {
+		t.Fatalf("heap grew by %d MiB while 16 peers started 1 MiB frames, read_bytes 2 MiB", grown>>20)
+	}
+	for _, c := range slow {
+		_ = c.Close()
+	}
+	// The room is back: a whole 1 MiB message passes.
+	pub, err := zmtp.Dial(ctx, e.cfg.PublishAddress, zmtp.Pub, zmtp.Credentials{})
+	must(t, err)
+	defer pub.Close()
+	big := mustMarshal(t, &busv1.Envelope{Id: "big", Source: "p", Payload: make([]byte, 1<<20-64)})
+	must(t, pub.SendFlush([]byte("logs.big"), big))
+	for m := recv(t, ch, 10*time.Second); m.ID != "big"; m = recv(t, ch, 10*time.Second) {
+	}
+}

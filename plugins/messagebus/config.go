@@ -21,6 +21,8 @@ import (
 //	  subscriber_queue: 10000     # per-subscriber high-water mark at the broker
 //	  subscriber_queue_bytes: 1048576 # and its bound in bytes
 //	  queue_bytes: 4194304        # all subscribers' queues together
+//	  read_bytes: 8388608         # messages being read from external peers, together
+//	  read_wait: 5s               # a frame waits this long for room in read_bytes
 //	  publish_rate: 10000         # messages/s read from one external publisher
 //	  publish_bytes_rate: 8388608 # bytes/s read from one external publisher
 //	  subscribe_rate: 1000        # subscriptions/s read from one external subscriber
@@ -48,6 +50,8 @@ type Config struct {
 	SubscriberQueue      int                        `yaml:"subscriber_queue"`
 	SubscriberQueueBytes int                        `yaml:"subscriber_queue_bytes"`
 	QueueBytes           int                        `yaml:"queue_bytes"`
+	ReadBytes            int                        `yaml:"read_bytes"`
+	ReadWait             agent.Duration             `yaml:"read_wait"`
 	PublishRate          int                        `yaml:"publish_rate"`
 	PublishBytesRate     int                        `yaml:"publish_bytes_rate"`
 	SubscribeRate        int                        `yaml:"subscribe_rate"`
@@ -87,6 +91,8 @@ func DefaultConfig() Config {
 		SubscriberQueue:      10000,
 		SubscriberQueueBytes: 1 << 20,
 		QueueBytes:           4 << 20,
+		ReadBytes:            8 << 20,
+		ReadWait:             agent.Duration(5 * time.Second),
 		PublishRate:          10000,
 		PublishBytesRate:     8 << 20,
 		SubscribeRate:        1000,
@@ -152,6 +158,12 @@ func (c *Config) validate(s agent.Section) error {
 	}
 	if c.QueueBytes < c.SubscriberQueueBytes {
 		bad(s.Errorf("queue_bytes", "must be at least subscriber_queue_bytes (%d), got %d", c.SubscriberQueueBytes, c.QueueBytes))
+	}
+	if c.ReadBytes < c.MaxMessageBytes {
+		bad(s.Errorf("read_bytes", "must hold one message of max_message_bytes (%d), got %d", c.MaxMessageBytes, c.ReadBytes))
+	}
+	if c.ReadWait.D() <= 0 {
+		bad(s.Errorf("read_wait", "must be positive, got %s", c.ReadWait))
 	}
 	for key, v := range map[string]int{"publish_rate": c.PublishRate, "publish_bytes_rate": c.PublishBytesRate, "subscribe_rate": c.SubscribeRate} {
 		if v < 1 {

@@ -41,6 +41,7 @@ type server struct {
 	// agent's, each holding one of the max_connections slots.
 	external int
 	slots    chan struct{}
+	budget   *zmtp.Budget  // read_bytes, shared by the external connections
 	nconn    atomic.Uint64 // numbers unauthenticated connections for their Peer
 	subs     atomic.Pointer[[]*subscriber]
 	queued   atomic.Int64 // cost of what all subscriber queues hold
@@ -69,7 +70,8 @@ var families = []string{"logs", "plugin", "health", "alerts", "lifecycle", "repl
 
 // newServer prepares a server; users nil means NULL security.
 func newServer(cfg Config, log *slog.Logger, m *bus.Metrics, users map[string]userEntry) *server {
-	s := &server{cfg: cfg, log: log, m: m, users: users, conns: map[net.Conn]bool{}, done: make(chan struct{}), slots: make(chan struct{}, cfg.MaxConnections)}
+	s := &server{cfg: cfg, log: log, m: m, users: users, conns: map[net.Conn]bool{}, done: make(chan struct{}), slots: make(chan struct{}, cfg.MaxConnections),
+		budget: zmtp.NewBudget(int64(cfg.ReadBytes), cfg.ReadWait.D())}
 	if m != nil {
 		s.counter = map[string]familyCounters{}
 		for _, f := range families {
@@ -84,7 +86,7 @@ func newServer(cfg Config, log *slog.Logger, m *bus.Metrics, users map[string]us
 		m.Conns.WithLabelValues("sub")
 	}
 	s.warn = map[string]*rate.Sometimes{}
-	for _, r := range []string{bus.DisconnectOversized, bus.DisconnectIdle, bus.DisconnectStalled, bus.ThrottleConnectionLimit, bus.RefusedSubscriptionLimit} {
+	for _, r := range []string{bus.DisconnectOversized, bus.DisconnectIdle, bus.DisconnectStalled, bus.DisconnectReadBytes, bus.ThrottleConnectionLimit, bus.RefusedSubscriptionLimit} {
 		s.warn[r] = &rate.Sometimes{Interval: warnInterval}
 	}
 	empty := []*subscriber{}
@@ -289,6 +291,9 @@ func (s *server) serve(raw net.Conn, publishers, agent bool) {
 	if !publishers {
 		o.MaxMessage = maxSubscriberMessage
 	}
+	if !agent {
+		o.Budget = s.budget
+	}
 	if s.users != nil && !agent {
 		o.Authenticate = s.authenticate
 	}
@@ -297,6 +302,7 @@ func (s *server) serve(raw net.Conn, publishers, agent bool) {
 		s.log.Debug("bus handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
 		return
 	}
+	defer c.Release()
 	if s.m != nil {
 		g := s.m.Conns.WithLabelValues(sock)
 		g.Inc()
@@ -338,6 +344,13 @@ const maxSubscriberMessage = 4 << 10
 // peer past the size limits is counted and logged; the others are the
 // peer going away.
 func (s *server) recvFailed(c *zmtp.Conn, err error) {
+	if errors.Is(err, zmtp.ErrBusy) {
+		s.m.Disconnect(bus.DisconnectReadBytes)
+		s.warn[bus.DisconnectReadBytes].Do(func() {
+			s.log.Warn("bus peer disconnected: read_bytes full for read_wait", "remote", c.RemoteAddr().String(), "user", c.User, "err", err)
+		})
+		return
+	}
 	if !errors.Is(err, zmtp.ErrTooLarge) {
 		return
 	}
@@ -541,7 +554,9 @@ func (s *server) enqueue(sub *subscriber, f *frame) {
 	case sub.closed:
 	case len(sub.q) >= s.cfg.SubscriberQueue:
 		s.m.Drop(bus.DropSubscriberQueueFull)
-	case sub.queued+cost > int64(s.cfg.SubscriberQueueBytes):
+	case sub.queued > 0 && sub.queued+cost > int64(s.cfg.SubscriberQueueBytes):
+		// An empty queue takes any message: one of max_message_bytes
+		// costs a little more than its bytes.
 		s.m.Drop(bus.DropSubscriberQueueBytes)
 	case !reserve(&s.queued, cost, int64(s.cfg.QueueBytes)):
 		s.m.Drop(bus.DropQueueBytes)
@@ -557,11 +572,12 @@ func (s *server) enqueue(sub *subscriber, f *frame) {
 	}
 }
 
-// reserve adds cost to n unless that takes it past max.
+// reserve adds cost to n unless that takes it past max; from 0 it always
+// does.
 func reserve(n *atomic.Int64, cost, max int64) bool {
 	for {
 		cur := n.Load()
-		if cur+cost > max {
+		if cur > 0 && cur+cost > max {
 			return false
 		}
 		if n.CompareAndSwap(cur, cur+cost) {

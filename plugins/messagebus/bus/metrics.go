@@ -46,9 +46,10 @@ const (
 
 // Disconnect reasons.
 const (
-	DisconnectOversized = "oversized" // a frame or message past max_message_bytes
-	DisconnectIdle      = "idle"      // nothing read or written for idle_timeout
-	DisconnectStalled   = "stalled"   // a write blocked for write_timeout
+	DisconnectOversized = "oversized"  // a frame or message past max_message_bytes
+	DisconnectIdle      = "idle"       // nothing read or written for idle_timeout
+	DisconnectStalled   = "stalled"    // a write blocked for write_timeout
+	DisconnectReadBytes = "read_bytes" // no room in read_bytes for read_wait
 )
 
 // Throttle reasons: the connection's rate that made the broker wait
@@ -81,7 +82,7 @@ const (
 var (
 	dropReasons       = []string{DropPublishQueueFull, DropSubscriberQueueFull, DropSubscriptionQueueFull, DropDisconnected, DropEventQueueFull, DropSubscriberQueueBytes, DropQueueBytes, DropFiltered}
 	malformedReasons  = []string{MalformedFrames, MalformedTopic, MalformedEnvelope, MalformedOversize}
-	disconnectReasons = []string{DisconnectOversized, DisconnectIdle, DisconnectStalled}
+	disconnectReasons = []string{DisconnectOversized, DisconnectIdle, DisconnectStalled, DisconnectReadBytes}
 	refusedReasons    = []string{RefusedSubscriptionLimit}
 	throttleReasons   = []string{ThrottlePublishRate, ThrottlePublishBytesRate, ThrottleSubscribeRate, ThrottleConnectionLimit}
 	sockets           = []string{"pub", "sub"}
@@ -166,7 +167,7 @@ func newMetrics() *Metrics {
 		}, []string{"socket"}),
 		Disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_bus_disconnects_total",
-			Help: "Connections the broker closed because the peer broke a bound, by reason (oversized, idle, stalled).",
+			Help: "Connections the broker closed because the peer broke a bound, by reason (oversized, idle, stalled, read_bytes).",
 		}, []string{"reason"}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_bus_refused_total",

@@ -16,6 +16,7 @@ import (
 	"github.com/go-zeromq/zmq4"
 	"github.com/go-zeromq/zmq4/security/null"
 	"github.com/go-zeromq/zmq4/security/plain"
+	"golang.org/x/sync/semaphore"
 )
 
 // Socket types used by the bus.
@@ -140,6 +141,39 @@ type ServerOptions struct {
 	MaxFrames int
 	// HandshakeTimeout bounds the greeting and security handshake.
 	HandshakeTimeout time.Duration
+	// Budget, when set (with MaxMessage), is shared with other
+	// connections: the bytes of the messages being read, reserved at
+	// each frame's header before zmq4 allocates its body.
+	Budget *Budget
+}
+
+// Budget bounds the bytes of the messages that a set of connections is
+// reading at once. A frame that does not fit waits for others to finish,
+// up to the budget's wait; then Recv fails with ErrBusy.
+type Budget struct {
+	sem  *semaphore.Weighted
+	wait time.Duration
+}
+
+// NewBudget returns a budget of bytes, with frames waiting up to wait.
+func NewBudget(bytes int64, wait time.Duration) *Budget {
+	return &Budget{sem: semaphore.NewWeighted(bytes), wait: wait}
+}
+
+// ErrBusy is returned by Recv when a frame found no room in the read
+// budget within its wait. The connection is unusable after it.
+var ErrBusy = errors.New("zmtp: read budget exhausted")
+
+func (b *Budget) acquire(n int64) error {
+	if b.sem.TryAcquire(n) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.wait)
+	defer cancel()
+	if err := b.sem.Acquire(ctx, n); err != nil {
+		return fmt.Errorf("%w: no room for a frame of %d bytes within %s", ErrBusy, n, b.wait)
+	}
+	return nil
 }
 
 // Server performs the server side of the handshake on an accepted
@@ -158,6 +192,9 @@ func Server(raw net.Conn, typ zmq4.SocketType, o ServerOptions) (*Conn, error) {
 	c, err := open(raw, sec, typ, true, time.Now().Add(timeout), o.MaxMessage, o.MaxFrames)
 	if err != nil {
 		return nil, err
+	}
+	if g, ok := c.rw.r.(*guard); ok {
+		g.budget = o.Budget // from now on: the handshake is not budgeted
 	}
 	if ps != nil {
 		c.User = ps.user
@@ -240,6 +277,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadli
 // wrapping ErrTooLarge before its body is read.
 func (c *Conn) Recv() ([][]byte, error) {
 	for {
+		c.Release() // the caller is done with the previous message
 		msg, err := c.zc.RecvMsg()
 		if err != nil {
 			return nil, err
@@ -249,6 +287,16 @@ func (c *Conn) Recv() ([][]byte, error) {
 			continue
 		}
 		return msg.Frames, nil
+	}
+}
+
+// Release gives back what the last message read holds of the read budget.
+// Recv calls it; call it once more from the goroutine that calls Recv
+// when done with the connection.
+func (c *Conn) Release() {
+	if g, ok := c.rw.r.(*guard); ok && g.reserved > 0 {
+		g.budget.sem.Release(g.reserved)
+		g.reserved = 0
 	}
 }
 
@@ -336,6 +384,8 @@ type guard struct {
 	frames    int    // frames of the message so far
 	more      bool   // the last frame had the MORE flag
 	err       error
+	budget    *Budget // nil: reads are not budgeted
+	reserved  int64   // what this connection holds of budget
 	// onPing, when set, takes each ZMTP PING command (its context) out of
 	// the stream, so zmq4 does not answer it from the reading goroutine
 	// while another one writes.
@@ -415,6 +465,13 @@ func (g *guard) Read(p []byte) (int, error) {
 		g.err = fmt.Errorf("%w: over %d bytes after %d frames", ErrTooLarge, g.max, g.frames)
 	case g.maxFrames > 0 && g.frames > g.maxFrames:
 		g.err = fmt.Errorf("%w: more than %d frames", ErrTooLarge, g.maxFrames)
+	}
+	if g.err == nil && g.budget != nil && size > 0 {
+		if err := g.budget.acquire(int64(size)); err != nil {
+			g.err = err
+		} else {
+			g.reserved += int64(size)
+		}
 	}
 	if g.err != nil {
 		return 0, g.err
