@@ -137,7 +137,7 @@ func New(o Options) (*Agent, error) {
 	})
 	a := &Agent{o: o, log: o.Logger, manager: m, metrics: hm, alertMetrics: am, addr: make(chan string, 1), ready: make(chan struct{})}
 	if o.ConfigPath != "" {
-		a.lastHash = fileHash(ReadYAMLFile(o.ConfigPath, MaxConfigBytes))
+		a.lastHash = fileHash(ReadFile(o.ConfigPath, MaxConfigBytes))
 	}
 	var reload func(context.Context) error
 	if o.ConfigPath != "" {
@@ -279,7 +279,7 @@ func (a *Agent) Reload(ctx context.Context) error {
 	if a.o.ConfigPath == "" {
 		return errors.New("no config file to reload")
 	}
-	data, err := ReadYAMLFile(a.o.ConfigPath, MaxConfigBytes)
+	data, err := ReadFile(a.o.ConfigPath, MaxConfigBytes)
 	a.lastHash = fileHash(data, err)
 	if err == nil {
 		var cfg *Config
@@ -338,7 +338,7 @@ func (a *Agent) apply(ctx context.Context, cfg *Config) error {
 // in its directory: the hash of the last applied file is compared).
 func (a *Agent) watch(ctx context.Context) {
 	dirwatch.Watch(ctx, filepath.Dir(a.o.ConfigPath), dirwatch.Options{Logger: a.log}, func() {
-		data, err := ReadYAMLFile(a.o.ConfigPath, MaxConfigBytes)
+		data, err := ReadFile(a.o.ConfigPath, MaxConfigBytes)
 		if errors.Is(err, os.ErrNotExist) {
 			return // mid-replace; a later event follows
 		}

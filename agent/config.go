@@ -464,7 +464,7 @@ func (e *ConfigError) Error() string {
 // VITALS_ environment overrides found by lookup (nil means the process
 // environment).
 func LoadFile(ctx context.Context, path string, reg *Registry, lookup envconfig.Lookuper) (*Config, error) {
-	data, err := ReadYAMLFile(path, MaxConfigBytes)
+	data, err := ReadFile(path, MaxConfigBytes)
 	if err != nil {
 		return nil, err
 	}

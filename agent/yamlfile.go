@@ -34,11 +34,12 @@ const (
 	MaxMappingKeys = 1000
 )
 
-// ReadYAMLFile reads a YAML file of at most limit bytes. Only a regular file
-// is read (a symlink is followed, and its target must be one): a device or
-// a named pipe is an error at once, without blocking on it. Errors are
-// *ConfigError naming path.
-func ReadYAMLFile(path string, limit int64) ([]byte, error) {
+// ReadFile reads a file that config names (core.yaml, a manifest, a key) of
+// at most limit bytes. Only a regular file is read (a symlink is followed,
+// and its target must be one): a device or a named pipe is an error at
+// once, without blocking on it. Errors are *ConfigError naming path, and
+// wrap the file system's error (errors.Is(err, fs.ErrNotExist) works).
+func ReadFile(path string, limit int64) ([]byte, error) {
 	// O_NONBLOCK: opening a named pipe would otherwise wait for a writer.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {

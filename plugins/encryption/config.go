@@ -108,12 +108,17 @@ func beside(s agent.Section, p string) string {
 	return filepath.Join(filepath.Dir(s.File()), p)
 }
 
+// maxKeyFileBytes bounds a key file: 64 hex digits and a line break fit
+// many times over.
+const maxKeyFileBytes = 4096
+
 // material reads a key: 32 raw bytes, or 64 hex digits, or base64 of 32
 // bytes (standard or URL alphabet, padded or not).
 func (k KeyConfig) material() ([]byte, error) {
 	var raw []byte
 	if k.File != "" {
-		b, err := os.ReadFile(k.File)
+		// A key is at most a few dozen bytes; a device or a pipe is refused.
+		b, err := agent.ReadFile(k.File, maxKeyFileBytes)
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", k.ID, err)
 		}

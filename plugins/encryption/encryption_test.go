@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -106,6 +107,18 @@ func TestKeyMaterialFormats(t *testing.T) {
 			}
 		})
 	}
+	t.Run("not a regular file", func(t *testing.T) {
+		done := make(chan error, 1)
+		go func() { _, err := (KeyConfig{ID: "x", File: "/dev/zero"}).material(); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Fatalf("err = %v, want a refusal", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("reading /dev/zero as a key did not stop")
+		}
+	})
 	t.Run("env unset", func(t *testing.T) {
 		if _, err := (KeyConfig{ID: "x", Env: "VITALS_TEST_UNSET_KEY"}).material(); err == nil || !strings.Contains(err.Error(), "VITALS_TEST_UNSET_KEY") {
 			t.Fatalf("err = %v", err)

@@ -138,7 +138,7 @@ func (d *dirSource) scan() {
 		case read > d.maxBytes:
 			err = fmt.Errorf("%s: not read: the manifests before it hold more than %d bytes, the most read at once", path, d.maxBytes)
 		default:
-			data, err = agent.ReadYAMLFile(path, agent.MaxManifestBytes)
+			data, err = agent.ReadFile(path, agent.MaxManifestBytes)
 			if read += int64(len(data)); read > d.maxBytes {
 				data, err = nil, fmt.Errorf("%s: not read: with it the manifests hold more than %d bytes, the most read at once", path, d.maxBytes)
 			}
