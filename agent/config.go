@@ -552,6 +552,9 @@ func (c *Config) applyEnv(ctx context.Context, lookup envconfig.Lookuper) error 
 		}
 	}
 	for name, on := range enabled.V {
+		if _, inFile := c.Core.APIGateway.Plugins[name]; !inFile {
+			c.fromEnv[pluginPath(name)] = "VITALS_PLUGINS_ENABLED" // an unknown name is the variable's
+		}
 		pc := c.Plugin(name)
 		if pc.Section.env == nil {
 			pc.Section.env = newSectionEnv(lookup)
@@ -560,6 +563,9 @@ func (c *Config) applyEnv(ctx context.Context, lookup envconfig.Lookuper) error 
 		c.Core.APIGateway.Plugins[name] = pc
 	}
 	for name, req := range required.V {
+		if _, inFile := c.Core.APIGateway.Plugins[name]; !inFile {
+			c.fromEnv[pluginPath(name)] = "VITALS_PLUGINS_REQUIRED"
+		}
 		pc := c.Plugin(name)
 		if pc.Section.env == nil {
 			pc.Section.env = newSectionEnv(lookup)

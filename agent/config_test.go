@@ -125,6 +125,7 @@ func TestEnvironmentOverrides(t *testing.T) {
 		"bad bool":     {"VITALS_WATCH_CONFIG=maybe", `environment: VITALS_WATCH_CONFIG (core.lifecycle.watch_config): want true or false, got "maybe"`},
 		"bad level":    {"VITALS_LOG_LEVEL=chatty", `environment: VITALS_LOG_LEVEL (core.log.level): unknown level "chatty"`},
 		"bad switch":   {"VITALS_PLUGINS_ENABLED=beta:maybe", `environment: VITALS_PLUGINS_ENABLED: want "name:true,other:false", got "beta:maybe"`},
+		"unknown name": {"VITALS_PLUGINS_ENABLED=gama:true", `environment: VITALS_PLUGINS_ENABLED (core.api_gateway.plugins.gama): unknown plugin "gama"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			k, v, _ := strings.Cut(tt.env, "=")
