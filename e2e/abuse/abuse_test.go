@@ -114,7 +114,7 @@ type result struct {
 	name           string
 	cpu            float64 // the agent's CPU seconds per second of flood
 	idle, peak     int64
-	hwm            int64
+	hwm, hwmIdle   int64 // VmHWM after the flood, and before it (start-up's peak)
 	p50, p99, pmax time.Duration
 	probes, failed int
 	sent           string
@@ -149,7 +149,7 @@ func measure(t *testing.T, bin, name string, d time.Duration, flood func(ctx con
 		<-time.After(100 * time.Millisecond)
 		idle = status(a.pid, "VmRSS:")
 	}
-	r := result{name: name, idle: idle}
+	r := result{name: name, idle: idle, hwmIdle: status(a.pid, "VmHWM:")}
 
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -241,6 +241,7 @@ func TestAbuse(t *testing.T) {
 		{"bus_stalled_subscriber", floodStalled},
 		{"bus_announce", floodAnnounce},
 		{"bus_idle_connections", floodIdleBus},
+		{"bus_slow_messages", floodSlowMessages},
 		{"http_idle_connections", floodIdleHTTP},
 	}
 	var results []result
@@ -248,8 +249,8 @@ func TestAbuse(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			r := measure(t, bin, f.name, d, f.flood)
 			results = append(results, r)
-			t.Logf("%s: idle %.1f MiB, peak %.1f MiB (%.2fx), VmHWM %.1f MiB; /livez p50 %s p99 %s max %s over %d probes, %d failed; agent CPU %.2f cores; sent %s; alive %v",
-				r.name, mib(r.idle), mib(r.peak), r.ratio(), mib(r.hwm), ms(r.p50), ms(r.p99), ms(r.pmax), r.probes, r.failed, r.cpu, r.sent, r.alive)
+			t.Logf("%s: idle %.1f MiB, peak %.1f MiB (%.2fx), VmHWM %.1f MiB (%.1f MiB before the flood); /livez p50 %s p99 %s max %s over %d probes, %d failed; agent CPU %.2f cores; sent %s; alive %v",
+				r.name, mib(r.idle), mib(r.peak), r.ratio(), mib(r.hwm), mib(r.hwmIdle), ms(r.p50), ms(r.p99), ms(r.pmax), r.probes, r.failed, r.cpu, r.sent, r.alive)
 			for _, c := range r.counters {
 				t.Logf("  %s", c)
 			}
@@ -267,15 +268,15 @@ func TestAbuse(t *testing.T) {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nfloods of %s each, a fresh agent for each\n\n", d)
-	b.WriteString("| flood | idle RSS | peak RSS | peak/idle | VmHWM | /livez p50 | p99 | max | probes (failed) | agent CPU | goal | sent |\n")
+	b.WriteString("| flood | idle RSS | peak RSS | peak/idle | VmHWM (before) | /livez p50 | p99 | max | probes (failed) | agent CPU | goal | sent |\n")
 	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, r := range results {
 		goal := "met"
 		if !r.goalMet() {
 			goal = "**missed**"
 		}
-		fmt.Fprintf(&b, "| %s | %.1f MiB | %.1f MiB | %.2fx | %.1f MiB | %s | %s | %s | %d (%d) | %.2f cores | %s | %s |\n",
-			r.name, mib(r.idle), mib(r.peak), r.ratio(), mib(r.hwm), ms(r.p50), ms(r.p99), ms(r.pmax), r.probes, r.failed, r.cpu, goal, r.sent)
+		fmt.Fprintf(&b, "| %s | %.1f MiB | %.1f MiB | %.2fx | %.1f MiB (%.1f) | %s | %s | %s | %d (%d) | %.2f cores | %s | %s |\n",
+			r.name, mib(r.idle), mib(r.peak), r.ratio(), mib(r.hwm), mib(r.hwmIdle), ms(r.p50), ms(r.p99), ms(r.pmax), r.probes, r.failed, r.cpu, goal, r.sent)
 	}
 	t.Log(b.String())
 }
@@ -519,6 +520,40 @@ func floodIdleBus(ctx context.Context, a *agent) string {
 		}
 	})
 	return fmt.Sprintf("%d connections opened by 1000 clients", opened.Load())
+}
+
+// floodSlowMessages: 200 publishers that each start a 1 MiB message and
+// send its body a byte every 100 ms, reconnecting when dropped.
+func floodSlowMessages(ctx context.Context, a *agent) string {
+	var started atomic.Int64
+	header := []byte{0x02, 0, 0, 0, 0, 0, 0x0f, 0xff, 0x00} // one long frame of 1 MiB - 256 bytes
+	workers(ctx, 200, func(ctx context.Context, _ int) {
+		for ctx.Err() == nil {
+			c, err := zmtpPeer(ctx, a.pub, zmq4.Pub)
+			if err != nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
+			stop := closeOnDone(ctx, c)
+			if _, err := c.Write(header); err == nil {
+				started.Add(1)
+				tick := time.NewTicker(100 * time.Millisecond)
+				for ctx.Err() == nil {
+					<-tick.C
+					if _, err := c.Write([]byte{'x'}); err != nil {
+						break
+					}
+				}
+				tick.Stop()
+			}
+			stop()
+			_ = c.Close()
+		}
+	})
+	return fmt.Sprintf("%d messages of 1 MiB started, a byte every 100 ms", started.Load())
 }
 
 // floodIdleHTTP: 2000 connections to the HTTP listener, half silent and

@@ -725,3 +725,36 @@ func TestReadBytesBoundsAllConnections(t *testing.T) {
 	for m := recv(t, ch, 10*time.Second); m.ID != "big"; m = recv(t, ch, 10*time.Second) {
 	}
 }
+
+// A message must arrive whole within message_timeout of its first header:
+// a peer that stops in the middle is disconnected and counted, and one
+// that keeps sending whole messages is not.
+func TestSlowMessageTimesOut(t *testing.T) {
+	e := startBroker(t, addrsYAML(freeAddr(t), freeAddr(t), "message_timeout: 300ms"))
+	ctx := ctxT(t, 20*time.Second)
+	slow := rawPeer(t, e.cfg.PublishAddress, zmq4.Pub)
+	// A topic frame, then an envelope frame of 100 bytes of which 10 come.
+	_, err := slow.Write(append([]byte{0x01, 4, 'l', 'o', 'g', 's', 0x00, 100}, make([]byte, 10)...))
+	must(t, err)
+
+	busy, err := zmtp.Dial(ctx, e.cfg.PublishAddress, zmtp.Pub, zmtp.Credentials{})
+	must(t, err)
+	defer busy.Close()
+	body := mustMarshal(t, &busv1.Envelope{Id: "tick", Source: "busy"})
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for range 16 {
+		<-tick.C
+		must(t, busy.SendFlush([]byte("logs.info.busy"), body))
+	}
+	_ = slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, slow); err != nil {
+		t.Fatalf("the stopped message's connection was not closed: %v", err)
+	}
+	eventually(t, 5*time.Second, "the busy publisher's messages in", func() bool {
+		return e.counter("messages", "in", "logs") == 16
+	})
+	if got := e.counter("disconnects", bus.DisconnectMessageTimeout); got != 1 {
+		t.Fatalf("message_timeout disconnects %v, want 1", got)
+	}
+}

@@ -23,6 +23,7 @@ import (
 //	  queue_bytes: 4194304        # all subscribers' queues together
 //	  read_bytes: 8388608         # messages being read from external peers, together
 //	  read_wait: 5s               # a frame waits this long for room in read_bytes
+//	  message_timeout: 10s        # from a message's first header to its last byte
 //	  publish_rate: 10000         # messages/s read from one external publisher
 //	  publish_bytes_rate: 8388608 # bytes/s read from one external publisher
 //	  subscribe_rate: 1000        # subscriptions/s read from one external subscriber
@@ -52,6 +53,7 @@ type Config struct {
 	QueueBytes           int                        `yaml:"queue_bytes"`
 	ReadBytes            int                        `yaml:"read_bytes"`
 	ReadWait             agent.Duration             `yaml:"read_wait"`
+	MessageTimeout       agent.Duration             `yaml:"message_timeout"`
 	PublishRate          int                        `yaml:"publish_rate"`
 	PublishBytesRate     int                        `yaml:"publish_bytes_rate"`
 	SubscribeRate        int                        `yaml:"subscribe_rate"`
@@ -93,6 +95,7 @@ func DefaultConfig() Config {
 		QueueBytes:           4 << 20,
 		ReadBytes:            8 << 20,
 		ReadWait:             agent.Duration(5 * time.Second),
+		MessageTimeout:       agent.Duration(10 * time.Second),
 		PublishRate:          10000,
 		PublishBytesRate:     8 << 20,
 		SubscribeRate:        1000,
@@ -164,6 +167,9 @@ func (c *Config) validate(s agent.Section) error {
 	}
 	if c.ReadWait.D() <= 0 {
 		bad(s.Errorf("read_wait", "must be positive, got %s", c.ReadWait))
+	}
+	if c.MessageTimeout.D() <= 0 {
+		bad(s.Errorf("message_timeout", "must be positive, got %s", c.MessageTimeout))
 	}
 	for key, v := range map[string]int{"publish_rate": c.PublishRate, "publish_bytes_rate": c.PublishBytesRate, "subscribe_rate": c.SubscribeRate} {
 		if v < 1 {

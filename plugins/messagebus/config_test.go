@@ -35,6 +35,7 @@ func TestFactoryConfig(t *testing.T) {
 		{"zero publish rate", "publish_rate: 0", "publish_rate"},
 		{"read bytes below a message", "read_bytes: 1000", "read_bytes"},
 		{"zero read wait", "read_wait: 0s", "read_wait"},
+		{"zero message timeout", "message_timeout: 0s", "message_timeout"},
 		{"negative subscribe rate", "subscribe_rate: -1", "subscribe_rate"},
 		{"bad plugin name", "permissions:\n  Bad-Name: {publish: [x.]}", "permissions.Bad-Name"},
 		{"empty prefix", "permissions:\n  a: {publish: [\"\"]}", "bad prefix"},

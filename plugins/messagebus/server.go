@@ -86,7 +86,7 @@ func newServer(cfg Config, log *slog.Logger, m *bus.Metrics, users map[string]us
 		m.Conns.WithLabelValues("sub")
 	}
 	s.warn = map[string]*rate.Sometimes{}
-	for _, r := range []string{bus.DisconnectOversized, bus.DisconnectIdle, bus.DisconnectStalled, bus.DisconnectReadBytes, bus.ThrottleConnectionLimit, bus.RefusedSubscriptionLimit} {
+	for _, r := range []string{bus.DisconnectOversized, bus.DisconnectIdle, bus.DisconnectStalled, bus.DisconnectReadBytes, bus.DisconnectMessageTimeout, bus.ThrottleConnectionLimit, bus.RefusedSubscriptionLimit} {
 		s.warn[r] = &rate.Sometimes{Interval: warnInterval}
 	}
 	empty := []*subscriber{}
@@ -292,7 +292,7 @@ func (s *server) serve(raw net.Conn, publishers, agent bool) {
 		o.MaxMessage = maxSubscriberMessage
 	}
 	if !agent {
-		o.Budget = s.budget
+		o.Budget, o.MessageTimeout = s.budget, s.cfg.MessageTimeout.D()
 	}
 	if s.users != nil && !agent {
 		o.Authenticate = s.authenticate
@@ -344,6 +344,13 @@ const maxSubscriberMessage = 4 << 10
 // peer past the size limits is counted and logged; the others are the
 // peer going away.
 func (s *server) recvFailed(c *zmtp.Conn, err error) {
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		s.m.Disconnect(bus.DisconnectMessageTimeout)
+		s.warn[bus.DisconnectMessageTimeout].Do(func() {
+			s.log.Warn("bus peer disconnected: a message took longer than message_timeout", "remote", c.RemoteAddr().String(), "user", c.User, "message_timeout", s.cfg.MessageTimeout.String())
+		})
+		return
+	}
 	if errors.Is(err, zmtp.ErrBusy) {
 		s.m.Disconnect(bus.DisconnectReadBytes)
 		s.warn[bus.DisconnectReadBytes].Do(func() {

@@ -50,6 +50,9 @@ const (
 	DisconnectIdle      = "idle"       // nothing read or written for idle_timeout
 	DisconnectStalled   = "stalled"    // a write blocked for write_timeout
 	DisconnectReadBytes = "read_bytes" // no room in read_bytes for read_wait
+	// DisconnectMessageTimeout: a message not read whole within
+	// message_timeout of its first header.
+	DisconnectMessageTimeout = "message_timeout"
 )
 
 // Throttle reasons: the connection's rate that made the broker wait
@@ -82,7 +85,7 @@ const (
 var (
 	dropReasons       = []string{DropPublishQueueFull, DropSubscriberQueueFull, DropSubscriptionQueueFull, DropDisconnected, DropEventQueueFull, DropSubscriberQueueBytes, DropQueueBytes, DropFiltered}
 	malformedReasons  = []string{MalformedFrames, MalformedTopic, MalformedEnvelope, MalformedOversize}
-	disconnectReasons = []string{DisconnectOversized, DisconnectIdle, DisconnectStalled, DisconnectReadBytes}
+	disconnectReasons = []string{DisconnectOversized, DisconnectIdle, DisconnectStalled, DisconnectReadBytes, DisconnectMessageTimeout}
 	refusedReasons    = []string{RefusedSubscriptionLimit}
 	throttleReasons   = []string{ThrottlePublishRate, ThrottlePublishBytesRate, ThrottleSubscribeRate, ThrottleConnectionLimit}
 	sockets           = []string{"pub", "sub"}
@@ -167,7 +170,7 @@ func newMetrics() *Metrics {
 		}, []string{"socket"}),
 		Disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_bus_disconnects_total",
-			Help: "Connections the broker closed because the peer broke a bound, by reason (oversized, idle, stalled, read_bytes).",
+			Help: "Connections the broker closed because the peer broke a bound, by reason (oversized, idle, stalled, read_bytes, message_timeout).",
 		}, []string{"reason"}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_bus_refused_total",

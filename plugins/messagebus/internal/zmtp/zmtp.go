@@ -145,6 +145,10 @@ type ServerOptions struct {
 	// connections: the bytes of the messages being read, reserved at
 	// each frame's header before zmq4 allocates its body.
 	Budget *Budget
+	// MessageTimeout, when set (with MaxMessage), bounds the time from a
+	// message's first frame header to its last byte; past it Recv fails
+	// with a timeout.
+	MessageTimeout time.Duration
 }
 
 // Budget bounds the bytes of the messages that a set of connections is
@@ -193,8 +197,9 @@ func Server(raw net.Conn, typ zmq4.SocketType, o ServerOptions) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g, ok := c.rw.r.(*guard); ok {
-		g.budget = o.Budget // from now on: the handshake is not budgeted
+	if g, ok := c.rw.r.(*guard); ok { // from now on: the handshake has its own deadline
+		g.budget = o.Budget
+		g.raw, g.msgTimeout = raw, o.MessageTimeout
 	}
 	if ps != nil {
 		c.User = ps.user
@@ -386,6 +391,11 @@ type guard struct {
 	err       error
 	budget    *Budget // nil: reads are not budgeted
 	reserved  int64   // what this connection holds of budget
+	// raw and msgTimeout, when set, bound the time from a message's first
+	// header to its last byte with a read deadline.
+	raw        net.Conn
+	msgTimeout time.Duration
+	timed      bool // the deadline is set
 	// onPing, when set, takes each ZMTP PING command (its context) out of
 	// the stream, so zmq4 does not answer it from the reading goroutine
 	// while another one writes.
@@ -418,6 +428,9 @@ func (g *guard) Read(p []byte) (int, error) {
 	if g.body > 0 {
 		n, err := g.r.Read(p[:min(uint64(len(p)), g.body)])
 		g.body -= uint64(n)
+		if g.body == 0 && !g.more {
+			g.untime()
+		}
 		return n, err
 	}
 	h, err := g.r.Peek(2)
@@ -454,6 +467,10 @@ func (g *guard) Read(p []byte) (int, error) {
 	}
 	if !g.more {
 		g.total, g.frames = 0, 0
+		if g.msgTimeout > 0 && !g.timed {
+			_ = g.raw.SetReadDeadline(time.Now().Add(g.msgTimeout))
+			g.timed = true
+		}
 	}
 	g.more = flag&flagMore != 0
 	g.total += min(size, g.max+1)
@@ -476,12 +493,31 @@ func (g *guard) Read(p []byte) (int, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
+	if g.budget != nil && size > 0 {
+		// zmq4 allocates the whole body at the header: first let the
+		// body's first buffer-full arrive, so that a peer gone or stopped
+		// after a header costs no allocation.
+		if h, err = g.r.Peek(g.pn + int(min(size, uint64(g.r.Size()-g.pn)))); err != nil {
+			return 0, err
+		} // h is the header again: Peek may have moved the buffer
+	}
+	if size == 0 && !g.more {
+		g.untime()
+	}
 	copy(g.pending[:], h[:g.pn])
 	g.body = size
 	_, _ = g.r.Discard(g.pn)
 	n := copy(p, g.pending[:g.pn])
 	g.pi = n
 	return n, nil
+}
+
+// untime clears the message deadline once a message is read.
+func (g *guard) untime() {
+	if g.timed {
+		_ = g.raw.SetReadDeadline(time.Time{})
+		g.timed = false
+	}
 }
 
 // plainServer is the server side of ZMTP PLAIN (RFC 24) that checks the
