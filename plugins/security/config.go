@@ -177,6 +177,9 @@ func (c *Config) validate(s agent.Section) error {
 	return nil
 }
 
+// maxTokenFileBytes bounds a token file: a token is a line, not a document.
+const maxTokenFileBytes = 4 << 10
+
 // token is a resolved token: only its hash is kept.
 type token struct {
 	name, role string
@@ -193,7 +196,7 @@ func resolve(cfg Config) ([]token, error) {
 			b, _ := hex.DecodeString(t.SHA256)
 			copy(tk.hash[:], b)
 		case t.File != "":
-			b, err := os.ReadFile(t.File)
+			b, err := agent.ReadFile(t.File, maxTokenFileBytes)
 			if err != nil {
 				return nil, fmt.Errorf("security: token %q: %w", t.Name, err)
 			}
