@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vitals-dev/vitals/internal/backoff"
 	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/hf"
 	"github.com/vitals-dev/vitals/probes/kserve"
@@ -91,19 +92,6 @@ func Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Backoff returns the wait after failed round n (1-based): initial doubled
-// n-1 times, capped at max.
-func Backoff(n int, initial, max time.Duration) time.Duration {
-	d := initial
-	for i := 1; i < n; i++ {
-		if d >= max/2 {
-			return max
-		}
-		d *= 2
-	}
-	return min(d, max)
-}
-
 // family is one protocol family's detector.
 type family struct {
 	name   string
@@ -185,7 +173,7 @@ func Detect(ctx context.Context, client *http.Client, baseURL string, opts Optio
 		if attempt == o.Attempts {
 			break
 		}
-		if err := o.Sleep(ctx, Backoff(attempt, o.InitialBackoff, o.MaxBackoff)); err != nil {
+		if err := o.Sleep(ctx, backoff.Exponential(attempt-1, o.InitialBackoff, o.MaxBackoff)); err != nil {
 			d := probes.Detection{Kind: probes.KindUnknown, Reason: err.Error(), Attempts: attempt}
 			return d, fmt.Errorf("detect %s: %w", baseURL, err)
 		}

@@ -500,25 +500,6 @@ func TestDetectContext(t *testing.T) {
 	})
 }
 
-func TestBackoff(t *testing.T) {
-	tests := []struct {
-		n    int
-		want time.Duration
-	}{
-		{1, 250 * time.Millisecond},
-		{2, 500 * time.Millisecond},
-		{3, time.Second},
-		{5, 4 * time.Second},
-		{6, 5 * time.Second},
-		{1000, 5 * time.Second},
-	}
-	for _, tt := range tests {
-		if got := detect.Backoff(tt.n, 250*time.Millisecond, 5*time.Second); got != tt.want {
-			t.Errorf("Backoff(%d) = %v, want %v", tt.n, got, tt.want)
-		}
-	}
-}
-
 func TestProbe(t *testing.T) {
 	_, url := newSim(t, aisim.Config{Kind: probes.KindTGI})
 	var s noSleep

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sort"
 	"strconv"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vitals-dev/vitals/internal/backoff"
 	"github.com/vitals-dev/vitals/plugins/messagebus/internal/zmtp"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
@@ -260,12 +260,7 @@ func (c *Client) Scope(source string, perms Permissions, onDenied func(op, topic
 }
 
 func (c *Client) backoff(ctx context.Context, attempt int) bool {
-	d := c.opts.ReconnectMin << min(attempt, 16)
-	if d > c.opts.ReconnectMax || d <= 0 {
-		d = c.opts.ReconnectMax
-	}
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
+	t := time.NewTimer(backoff.Jitter(backoff.Exponential(attempt, c.opts.ReconnectMin, c.opts.ReconnectMax)))
 	defer t.Stop()
 	select {
 	case <-t.C:
