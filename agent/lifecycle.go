@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -526,7 +527,9 @@ func (m *Manager) Stop(ctx context.Context) error {
 
 	ctx, span := m.tracer.Start(ctx, "agent.shutdown")
 	defer span.End()
-	m.log.InfoContext(ctx, "stopping plugins", "order", strings.Join(reversed(order), " → "))
+	stopOrder := slices.Clone(order)
+	slices.Reverse(stopOrder)
+	m.log.InfoContext(ctx, "stopping plugins", "order", strings.Join(stopOrder, " → "))
 	err := m.bringDown(ctx, order)
 	if err != nil {
 		span.RecordError(err)
@@ -628,13 +631,13 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 	var errs []error
 	for i := len(oldOrder) - 1; i >= 0; i-- {
 		name := oldOrder[i]
-		if !restart[name] && !contains(stopping, name) {
+		if !restart[name] && !slices.Contains(stopping, name) {
 			continue
 		}
 		if err := m.stop(ctx, old[name]); err != nil {
 			errs = append(errs, err)
 		}
-		if contains(stopping, name) {
+		if slices.Contains(stopping, name) {
 			m.container.Remove(name)
 			m.transition(old[name], "disable", StateDisabled, "", 0)
 		}
@@ -744,7 +747,7 @@ func (m *Manager) toggle(ctx context.Context, name string, on bool) error {
 	var dependents []string
 	if !on {
 		for other, deps := range m.deps {
-			if contains(deps, name) {
+			if slices.Contains(deps, name) {
 				dependents = append(dependents, other)
 			}
 		}
@@ -979,23 +982,6 @@ func (m *Manager) stopTimeout() time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.cfg.Core.Lifecycle.StopTimeout.D()
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func reversed(s []string) []string {
-	out := make([]string, len(s))
-	for i, v := range s {
-		out[len(s)-1-i] = v
-	}
-	return out
 }
 
 // State returns a plugin's state and the reason it failed or was skipped.

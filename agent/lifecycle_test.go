@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,10 +84,10 @@ func TestStartAndStopOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"bus", "limits", "catalog", "auth", "manager"}
-	if got := r.fleet.Journal.Steps("initialize"); !equal(got, want) {
+	if got := r.fleet.Journal.Steps("initialize"); !slices.Equal(got, want) {
 		t.Errorf("initialize order = %v, want %v", got, want)
 	}
-	if got := r.fleet.Journal.Steps("start"); !equal(got, want) {
+	if got := r.fleet.Journal.Steps("start"); !slices.Equal(got, want) {
 		t.Errorf("start order = %v, want %v", got, want)
 	}
 	if err := r.m.Ready(); err != nil {
@@ -95,8 +96,9 @@ func TestStartAndStopOrder(t *testing.T) {
 	if err := r.m.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.fleet.Journal.Steps("stop"); !equal(got, reverse(want)) {
-		t.Errorf("stop order = %v, want %v", got, reverse(want))
+	slices.Reverse(want)
+	if got := r.fleet.Journal.Steps("stop"); !slices.Equal(got, want) {
+		t.Errorf("stop order = %v, want %v", got, want)
 	}
 	for _, name := range want {
 		if st, _ := r.state(name); st != agent.StateStopped {
@@ -141,7 +143,7 @@ func TestStepFailures(t *testing.T) {
 				if st != agent.StateFailed || reason != `skipped: dependency "flaky" is failed` {
 					t.Errorf("dependent = %s %q, want skipped", st, reason)
 				}
-				if contains(r.fleet.Journal.Steps("initialize"), "dependent") && step == "initialize" {
+				if slices.Contains(r.fleet.Journal.Steps("initialize"), "dependent") && step == "initialize" {
 					t.Error("dependent was initialized although its dependency failed")
 				}
 				for _, ok := range []string{"base", "other"} {
@@ -162,7 +164,7 @@ func TestStepFailures(t *testing.T) {
 				// A plugin whose Start failed is stopped too; one whose
 				// Initialize failed owes no Stop.
 				stopped := r.fleet.Journal.Steps("stop")
-				if step == "start" != contains(stopped, "flaky") {
+				if step == "start" != slices.Contains(stopped, "flaky") {
 					t.Errorf("stops = %v after a failed %s", stopped, step)
 				}
 			})
@@ -189,7 +191,7 @@ func TestStopFailuresAreJoined(t *testing.T) {
 			t.Errorf("Stop error %q lacks %q", err, want)
 		}
 	}
-	if got := r.fleet.Journal.Steps("stop"); !equal(got, []string{"d", "c", "b", "a"}) {
+	if got := r.fleet.Journal.Steps("stop"); !slices.Equal(got, []string{"d", "c", "b", "a"}) {
 		t.Errorf("stop order = %v, want every plugin in reverse", got)
 	}
 	if !errors.Is(err, agent.ErrPanic) || !errors.Is(err, agent.ErrStepTimeout) {
@@ -208,11 +210,11 @@ func TestRequiredFailureAbortsStartup(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `required plugin "vital" failed to start: panicked`) {
 		t.Fatalf("Start err = %v", err)
 	}
-	if got := r.fleet.Journal.Steps("start"); !equal(got, []string{"bus", "auth", "vital"}) {
+	if got := r.fleet.Journal.Steps("start"); !slices.Equal(got, []string{"bus", "auth", "vital"}) {
 		t.Errorf("starts = %v: nothing may start after the required failure", got)
 	}
 	// Everything initialized is stopped, in reverse.
-	if got := r.fleet.Journal.Steps("stop"); !equal(got, []string{"late", "vital", "auth", "bus"}) {
+	if got := r.fleet.Journal.Steps("stop"); !slices.Equal(got, []string{"late", "vital", "auth", "bus"}) {
 		t.Errorf("stops = %v", got)
 	}
 	if err := r.m.Ready(); err == nil {
@@ -401,35 +403,6 @@ type constCollector struct{ m prometheus.Metric }
 
 func (constCollector) Describe(chan<- *prometheus.Desc)      {}
 func (c constCollector) Collect(ch chan<- prometheus.Metric) { ch <- c.m }
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func reverse(s []string) []string {
-	out := make([]string, len(s))
-	for i, v := range s {
-		out[len(s)-1-i] = v
-	}
-	return out
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
 
 var _ = time.Second
 

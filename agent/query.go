@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,7 +72,7 @@ func NewQuery(v url.Values, now time.Time, known ...string) (Query, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if !contains(known, k) {
+		if !slices.Contains(known, k) {
 			want := "this endpoint takes none"
 			if len(known) > 0 {
 				want = "want " + strings.Join(known, ", ")
@@ -141,7 +142,7 @@ func (q Query) Int(key string, def, min, max int) (int, error) {
 // OneOf reads key as one of the allowed values; "" when absent.
 func (q Query) OneOf(key string, allowed ...string) (string, error) {
 	s := q.v.Get(key)
-	if s == "" || contains(allowed, s) {
+	if s == "" || slices.Contains(allowed, s) {
 		return s, nil
 	}
 	return "", &ParamError{Param: key, Value: s, Want: "want one of " + strings.Join(allowed, ", ")}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -60,7 +61,7 @@ type routes struct {
 }
 
 // guardedBy reports whether the named plugin's middleware wraps the routes.
-func (rt *routes) guardedBy(name string) bool { return contains(rt.middleware, name) }
+func (rt *routes) guardedBy(name string) bool { return slices.Contains(rt.middleware, name) }
 
 // NewServer builds the HTTP front and keeps it current with the manager.
 func NewServer(o ServerOptions) *Server {
