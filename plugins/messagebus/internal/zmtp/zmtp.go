@@ -208,15 +208,15 @@ func Server(raw net.Conn, typ zmq4.SocketType, o ServerOptions) (*Conn, error) {
 }
 
 func open(raw net.Conn, sec zmq4.Security, typ zmq4.SocketType, server bool, deadline time.Time, maxMessage, maxFrames int) (*Conn, error) {
-	rsize, wsize := bufSize, smallBuf
-	if typ == Pub {
-		rsize, wsize = smallBuf, bufSize
-	}
-	rw := &bufConn{Conn: raw, w: bufio.NewWriterSize(raw, wsize)}
-	br := bufio.NewReaderSize(raw, rsize)
+	// The handshake runs on small buffers: a connection that never gets
+	// past it (a flood of them, or a backlog closing at once) costs little.
+	rw := &bufConn{Conn: raw, w: bufio.NewWriterSize(raw, smallBuf)}
+	br := bufio.NewReaderSize(raw, smallBuf)
 	rw.r = br
+	var g *guard
 	if maxMessage > 0 {
-		rw.r = &guard{r: br, max: uint64(maxMessage), maxFrames: maxFrames, greeting: greetingLen}
+		g = &guard{r: br, max: uint64(maxMessage), maxFrames: maxFrames, greeting: greetingLen}
+		rw.r = g
 	}
 	_ = raw.SetDeadline(deadline)
 	zc, err := zmq4.Open(rw, sec, typ, zmq4.SocketIdentity(nil), server, nil)
@@ -225,12 +225,41 @@ func open(raw net.Conn, sec zmq4.Security, typ zmq4.SocketType, server bool, dea
 		return nil, err
 	}
 	_ = raw.SetDeadline(time.Time{})
+	// Then the way the data flows gets its full buffer: writes on the PUB
+	// side (nothing is buffered yet: the handshake flushed every write),
+	// reads on the SUB side (after what the small buffer already holds).
+	if typ == Pub {
+		rw.w = bufio.NewWriterSize(raw, bufSize)
+	} else {
+		br = bufio.NewReaderSize(&drain{buf: br, raw: raw}, bufSize)
+		rw.r = br
+		if g != nil {
+			g.r = br
+			rw.r = g
+		}
+	}
 	rw.buffered.Store(true)
 	c := &Conn{zc: zc, raw: raw, rw: rw}
-	if g, ok := rw.r.(*guard); ok {
+	if g != nil {
 		g.onPing = c.pong // from now on: the handshake is done
 	}
 	return c, nil
+}
+
+// drain reads what buf still holds, then from raw.
+type drain struct {
+	buf *bufio.Reader
+	raw net.Conn
+}
+
+func (d *drain) Read(p []byte) (int, error) {
+	if d.buf != nil {
+		if d.buf.Buffered() > 0 {
+			return d.buf.Read(p)
+		}
+		d.buf = nil
+	}
+	return d.raw.Read(p)
 }
 
 // Send writes a multi-frame message into the connection's buffer. Call
