@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -91,21 +90,12 @@ func decode(s agent.Section) (Config, error) {
 		return cfg, err
 	}
 	for i := range cfg.Keys {
-		cfg.Keys[i].File = beside(s, cfg.Keys[i].File)
+		cfg.Keys[i].File = s.Resolve(cfg.Keys[i].File)
 	}
 	if cfg.TLS != nil {
-		cfg.TLS.CertFile, cfg.TLS.KeyFile = beside(s, cfg.TLS.CertFile), beside(s, cfg.TLS.KeyFile)
+		cfg.TLS.CertFile, cfg.TLS.KeyFile = s.Resolve(cfg.TLS.CertFile), s.Resolve(cfg.TLS.KeyFile)
 	}
 	return cfg, nil
-}
-
-// beside resolves a relative path against the config file's directory
-// (the working directory for the built-in config).
-func beside(s agent.Section, p string) string {
-	if p == "" || filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(filepath.Dir(s.File()), p)
 }
 
 // maxKeyFileBytes bounds a key file: 64 hex digits and a line break fit

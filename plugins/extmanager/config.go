@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -160,13 +159,8 @@ func decodeConfig(s agent.Section) (Config, error) {
 			bad(s.Errorf("health.plugins."+id, "%v", err))
 		}
 	}
-	if p := cfg.Health.History.Path; p != "" && !filepath.IsAbs(p) {
-		cfg.Health.History.Path = filepath.Join(filepath.Dir(s.File()), p)
-	}
-	if cfg.Directory != "" && !filepath.IsAbs(cfg.Directory) {
-		// Beside the config file; for the built-in config, the working dir.
-		cfg.Directory = filepath.Join(filepath.Dir(s.File()), cfg.Directory)
-	}
+	cfg.Health.History.Path = s.Resolve(cfg.Health.History.Path)
+	cfg.Directory = s.Resolve(cfg.Directory)
 	return cfg, errors.Join(errs...)
 }
 

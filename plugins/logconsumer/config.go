@@ -2,7 +2,6 @@ package logconsumer
 
 import (
 	"errors"
-	"path/filepath"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -73,17 +72,8 @@ func decode(s agent.Section) (Config, error) {
 	if err := cfg.validate(s); err != nil {
 		return cfg, err
 	}
-	cfg.Path = beside(s, cfg.Path)
+	cfg.Path = s.Resolve(cfg.Path)
 	return cfg, nil
-}
-
-// beside resolves a relative path against the config file's directory
-// (the working directory for the built-in config).
-func beside(s agent.Section, p string) string {
-	if p == "" || filepath.IsAbs(p) || p == ":memory:" {
-		return p
-	}
-	return filepath.Join(filepath.Dir(s.File()), p)
 }
 
 func (c *Config) validate(s agent.Section) error {

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -106,20 +105,11 @@ func decode(s agent.Section) (Config, error) {
 	if err := cfg.validate(s); err != nil {
 		return cfg, err
 	}
-	cfg.Audit.Path = beside(s, cfg.Audit.Path)
+	cfg.Audit.Path = s.Resolve(cfg.Audit.Path)
 	for i := range cfg.Tokens {
-		cfg.Tokens[i].File = beside(s, cfg.Tokens[i].File)
+		cfg.Tokens[i].File = s.Resolve(cfg.Tokens[i].File)
 	}
 	return cfg, nil
-}
-
-// beside resolves a relative path against the config file's directory
-// (the working directory for the built-in config).
-func beside(s agent.Section, p string) string {
-	if p == "" || filepath.IsAbs(p) || p == ":memory:" {
-		return p
-	}
-	return filepath.Join(filepath.Dir(s.File()), p)
 }
 
 func (c *Config) validate(s agent.Section) error {
