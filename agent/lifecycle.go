@@ -24,6 +24,11 @@ import (
 var (
 	ErrStepTimeout = errors.New("timed out")
 	ErrPanic       = errors.New("panicked")
+	// ErrAbandoned marks a plugin the host gave up on: a step of it timed
+	// out and was still running when the next step was due, so the host
+	// never steps it again (its goroutine may still run until the agent
+	// exits).
+	ErrAbandoned = errors.New("abandoned")
 	// ErrUnknownPlugin is returned for a name the registry does not know.
 	ErrUnknownPlugin = errors.New("unknown plugin")
 	// ErrConflict is returned when a change would break a running plugin's
@@ -103,7 +108,30 @@ type entry struct {
 	initialized bool   // Initialize returned nil, so Stop is owed
 	since       time.Time
 	timings     map[string]time.Duration
+
+	// late is a step that overran its bound and whose goroutine the host
+	// stopped waiting for; the next step waits for it first. nil when none.
+	late *lateStep
+	// abandoned is set when a late step did not end in time for the next
+	// one: the plugin is never stepped again.
+	abandoned bool
 }
+
+// lateStep is a step still running after the host gave up waiting for it.
+type lateStep struct {
+	step  string
+	began time.Time
+	done  chan error // receives the step's result when it returns
+}
+
+// budget is the bound of one step: waiting for a late step of the same
+// plugin counts against it, so a plugin's stop takes at most stop_timeout.
+type budget struct {
+	d   time.Duration
+	end time.Time
+}
+
+func newBudget(d time.Duration) budget { return budget{d: d, end: time.Now().Add(d)} }
 
 // NewManager returns a manager with an empty container holding the host's
 // services.
@@ -324,7 +352,7 @@ func (m *Manager) bringDown(ctx context.Context, order []string) error {
 func (m *Manager) initialize(ctx context.Context, e *entry) error {
 	m.container.Remove(e.name) // services of an earlier instance
 	m.transition(e, "initialize", StateInitializing, "", 0)
-	d, err := m.step(ctx, e, "initialize", m.stepTimeout(), func(ctx context.Context) error {
+	d, err := m.step(ctx, e, "initialize", newBudget(m.stepTimeout()), func(ctx context.Context) error {
 		return e.plugin.Initialize(ctx, m.container.For(e.name))
 	})
 	if err != nil {
@@ -342,7 +370,7 @@ func (m *Manager) initialize(ctx context.Context, e *entry) error {
 
 func (m *Manager) start(ctx context.Context, e *entry) error {
 	m.transition(e, "start", StateStarting, "", 0)
-	d, err := m.step(ctx, e, "start", m.stepTimeout(), e.plugin.Start)
+	d, err := m.step(ctx, e, "start", newBudget(m.stepTimeout()), e.plugin.Start)
 	if err != nil {
 		m.transition(e, "start", StateFailed, err.Error(), d)
 		return err
@@ -351,20 +379,50 @@ func (m *Manager) start(ctx context.Context, e *entry) error {
 	return nil
 }
 
-// stop stops a plugin that initialized; others are left alone.
+// stop stops a plugin that initialized; others are left alone. A step of
+// the plugin that timed out earlier and still runs is waited for first,
+// within the same stop_timeout; if it does not end, the plugin is
+// abandoned and Stop is not called. A plugin whose Stop overran its bound
+// and still runs is abandoned too: it is left running.
 func (m *Manager) stop(ctx context.Context, e *entry) error {
+	m.mu.Lock()
+	skip := e.abandoned || (!e.initialized && e.late == nil)
+	prev, reason, late := e.state, e.reason, e.late
+	m.mu.Unlock()
+	if skip {
+		return nil // Manager.Stop reports abandoned plugins as left running
+	}
+	b := newBudget(m.stopTimeout())
+	waited := m.stillRunning(e)
+	if waited {
+		m.transition(e, "stop", StateStopping, fmt.Sprintf("waiting up to %s for its %s, which timed out, to return", b.d, late.step), 0)
+		if err := m.settle(ctx, e, "stop", b); err != nil {
+			return fmt.Errorf("stop %q: %w", e.name, err)
+		}
+	}
 	m.mu.Lock()
 	owed := e.initialized
 	e.initialized = false
-	prev, reason := e.state, e.reason
 	m.mu.Unlock()
 	if !owed {
+		if waited { // its late Initialize failed: back to why it failed
+			m.transition(e, "stop", prev, reason, 0)
+		}
 		return nil
 	}
-	m.transition(e, "stop", StateStopping, "", 0)
-	d, err := m.step(ctx, e, "stop", m.stopTimeout(), e.plugin.Stop)
+	if !waited {
+		m.transition(e, "stop", StateStopping, "", 0)
+	}
+	d, err := m.step(ctx, e, "stop", b, e.plugin.Stop)
 	m.releaseMetrics(e.name)
 	if err != nil {
+		if m.stillRunning(e) {
+			// Stop is the last step: nothing waits for it, so the host
+			// gives up on the plugin now rather than build another one
+			// beside it.
+			m.abandon(e, "stop", fmt.Errorf("%w: %w; it is still running", ErrAbandoned, err))
+			return fmt.Errorf("stop %q: %w", e.name, err)
+		}
 		m.transition(e, "stop", StateFailed, err.Error(), d)
 		return fmt.Errorf("stop %q: %w", e.name, err)
 	}
@@ -405,17 +463,115 @@ func (m *Manager) failedDependency(name string) (string, State) {
 	return "", ""
 }
 
+// settle makes sure no earlier step of e still runs before the next one,
+// step, begins: it waits for a late step until b ends. If the late step
+// does not end in time, e is abandoned and the error wraps ErrAbandoned.
+func (m *Manager) settle(ctx context.Context, e *entry, step string, b budget) error {
+	m.mu.Lock()
+	l, gone := e.late, e.abandoned
+	reason := e.reason
+	m.mu.Unlock()
+	if gone {
+		return fmt.Errorf("%s of %q not run: %s", step, e.name, reason)
+	}
+	if l == nil || !m.stillRunning(e) {
+		return nil
+	}
+	m.log.WarnContext(ctx, "plugin step waits for an earlier step that timed out", "plugin", e.name, "step", step, "waits_for", l.step)
+	wctx, cancel := context.WithDeadline(ctx, b.end)
+	defer cancel()
+	select {
+	case err := <-l.done:
+		m.collect(e, l, err)
+		return nil
+	case <-wctx.Done():
+	}
+	err := fmt.Errorf("%w: %s of %q not run: its %s, which timed out, still runs after %s; restart the agent to recover it",
+		ErrAbandoned, step, e.name, l.step, time.Since(l.began).Round(time.Millisecond))
+	if m.metrics != nil {
+		m.metrics.observeStep(e.name, step, "abandoned", time.Since(b.end.Add(-b.d)))
+	}
+	m.abandon(e, step, err)
+	return err
+}
+
+// stillRunning reports whether e has a late step that has not returned; one
+// that has is collected.
+func (m *Manager) stillRunning(e *entry) bool {
+	m.mu.Lock()
+	l := e.late
+	m.mu.Unlock()
+	if l == nil {
+		return false
+	}
+	select {
+	case err := <-l.done:
+		m.collect(e, l, err)
+		return false
+	default:
+		return true
+	}
+}
+
+// collect records the result of a late step that returned. A late
+// Initialize that succeeded owes a Stop; one that failed may have left
+// services and collectors behind.
+func (m *Manager) collect(e *entry, l *lateStep, err error) {
+	m.mu.Lock()
+	e.late = nil
+	if l.step == "initialize" && err == nil {
+		e.initialized = true
+	}
+	m.mu.Unlock()
+	if l.step == "initialize" && err != nil {
+		m.container.Remove(e.name)
+		m.releaseMetrics(e.name)
+	}
+	m.log.Info("plugin step returned after its timeout", "plugin", e.name, "step", l.step,
+		"took", time.Since(l.began).Round(time.Millisecond), "err", err)
+}
+
+// abandon marks e abandoned: failed, with err as the reason, and never
+// stepped again.
+func (m *Manager) abandon(e *entry, step string, err error) {
+	m.mu.Lock()
+	e.abandoned = true
+	l := e.late
+	m.mu.Unlock()
+	if m.metrics != nil {
+		m.metrics.abandoned.WithLabelValues(e.name).Set(1)
+	}
+	m.transition(e, step, StateFailed, err.Error(), 0)
+	if l != nil {
+		// Say when, if ever, the abandoned step returns.
+		go func() {
+			err := <-l.done
+			m.log.Warn("abandoned plugin's step returned", "plugin", e.name, "step", l.step,
+				"took", time.Since(l.began).Round(time.Millisecond), "err", err)
+		}()
+	}
+}
+
 // step runs one lifecycle call of one plugin in its own goroutine, bounded
-// by timeout, with panics recovered, inside a span, and records its
-// duration and outcome.
-func (m *Manager) step(ctx context.Context, e *entry, step string, timeout time.Duration, fn func(context.Context) error) (time.Duration, error) {
+// by b, with panics recovered, inside a span, and records its duration and
+// outcome. An earlier step of the plugin that timed out and still runs is
+// waited for first, within b (settle); if it does not end, fn is not
+// called and the error wraps ErrAbandoned. When fn overruns b, its
+// goroutine is recorded as the plugin's late step.
+func (m *Manager) step(ctx context.Context, e *entry, step string, b budget, fn func(context.Context) error) (time.Duration, error) {
 	ctx, span := m.tracer.Start(ctx, "plugin."+step, trace.WithAttributes(
 		attribute.String("vitals.plugin.name", e.name),
 		attribute.Int("vitals.plugin.priority", int(e.meta.Priority)),
 		attribute.String("vitals.plugin.version", e.meta.Version),
 	))
 	defer span.End()
-	sctx, cancel := context.WithTimeout(ctx, timeout)
+	if err := m.settle(ctx, e, step, b); err != nil {
+		span.SetAttributes(attribute.String("vitals.plugin.outcome", "abandoned"))
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return 0, err
+	}
+	sctx, cancel := context.WithDeadline(ctx, b.end)
 	defer cancel()
 
 	began := time.Now()
@@ -437,8 +593,12 @@ func (m *Manager) step(ctx context.Context, e *entry, step string, timeout time.
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%s of %q: %w", step, e.name, context.Cause(ctx))
 		} else {
-			err = fmt.Errorf("%s of %q %w after %s", step, e.name, ErrStepTimeout, timeout)
+			err = fmt.Errorf("%s of %q %w after %s", step, e.name, ErrStepTimeout, b.d)
 		}
+		// The goroutine may still run: the next step waits for it.
+		m.mu.Lock()
+		e.late = &lateStep{step: step, began: began, done: done}
+		m.mu.Unlock()
 	}
 	d := time.Since(began)
 
@@ -531,6 +691,10 @@ func (m *Manager) Stop(ctx context.Context) error {
 	slices.Reverse(stopOrder)
 	m.log.InfoContext(ctx, "stopping plugins", "order", strings.Join(stopOrder, " → "))
 	err := m.bringDown(ctx, order)
+	if left := m.abandonedPlugins(); len(left) > 0 {
+		m.log.ErrorContext(ctx, "plugins left running after shutdown", "plugins", strings.Join(left, ", "))
+		err = errors.Join(err, fmt.Errorf("%w: left running: %s", ErrAbandoned, strings.Join(left, ", ")))
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
@@ -538,6 +702,20 @@ func (m *Manager) Stop(ctx context.Context) error {
 	m.setPhase(phaseStopped)
 	m.notifyChanged()
 	return err
+}
+
+// abandonedPlugins names, sorted, the plugins the host gave up on.
+func (m *Manager) abandonedPlugins() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for name, e := range m.entries {
+		if e.abandoned {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Reload applies a new, already validated config: plugins newly enabled are
@@ -599,6 +777,7 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 	for _, name := range oldOrder {
 		o, n := old[name], fresh[name]
 		switch {
+		case o.abandoned: // never stepped again; reported below
 		case n.plugin == nil: // disabled now
 			stopping = append(stopping, name)
 		case !o.pc.Section.Equal(n.pc.Section) && o.state == StateRunning:
@@ -644,9 +823,17 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 	}
 
 	// Swap in the new entries: kept plugins keep their values and state.
+	// An abandoned plugin keeps its entry, so nothing is built beside it.
 	m.mu.Lock()
 	for name, n := range fresh {
 		o := old[name]
+		if o != nil && o.abandoned {
+			o.pc = n.pc
+			if n.plugin != nil && !restart[name] { // a restart's stop said so
+				errs = append(errs, fmt.Errorf("plugin %q: %s", name, o.reason))
+			}
+			continue
+		}
 		keep := o != nil && o.plugin != nil && n.plugin != nil && !restart[name] && (o.state == StateRunning || o.state == StateFailed)
 		if keep {
 			if reload[name] {
@@ -684,7 +871,7 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 		e := m.entry(name)
 		r := e.plugin.(Reloader)
 		pc := fresh[name].pc
-		d, err := m.step(ctx, e, "reload", m.stepTimeout(), func(ctx context.Context) error { return r.Reload(ctx, pc.Section) })
+		d, err := m.step(ctx, e, "reload", newBudget(m.stepTimeout()), func(ctx context.Context) error { return r.Reload(ctx, pc.Section) })
 		if err != nil {
 			errs = append(errs, fmt.Errorf("reload %q: %w", name, err))
 			m.log.ErrorContext(ctx, "plugin reload failed; it keeps its old config", "plugin", name, "err", err)
@@ -799,7 +986,10 @@ type PluginStatus struct {
 	Since        time.Time          `json:"since"`
 	LastError    string             `json:"last_error,omitempty"`
 	Timings      map[string]Seconds `json:"timings_seconds,omitempty"`
-	Health       *Health            `json:"health,omitempty"`
+	// Abandoned is set when the host gave up on a step that timed out and
+	// still runs: the plugin (state failed) is never stepped again.
+	Abandoned bool    `json:"abandoned,omitempty"`
+	Health    *Health `json:"health,omitempty"`
 }
 
 // Seconds is a duration shown in seconds.
@@ -841,6 +1031,11 @@ func (m *Manager) Plugin(ctx context.Context, name string) (PluginStatus, bool) 
 	st := m.statusLocked(e)
 	p := e.plugin
 	m.mu.Unlock()
+	if st.Abandoned {
+		// It may be wedged; its own report is not asked for.
+		st.Health = &Health{Status: HealthFailing, Message: st.LastError, Checked: time.Now()}
+		return st, true
+	}
 	if hc, ok := p.(HealthChecker); ok {
 		cctx, cancel := context.WithTimeout(ctx, m.stepTimeout())
 		h := hc.HealthCheck(cctx)
@@ -855,7 +1050,7 @@ func (m *Manager) statusLocked(e *entry) PluginStatus {
 		Name: e.name, Enabled: e.pc.Enabled, Required: e.pc.Required,
 		State: e.state, Since: e.since, LastError: e.reason,
 		Version: e.meta.Version, Description: e.meta.Description, Priority: e.meta.Priority,
-		Dependencies: e.meta.Dependencies,
+		Dependencies: e.meta.Dependencies, Abandoned: e.abandoned,
 	}
 	if len(e.timings) > 0 {
 		st.Timings = map[string]Seconds{}

@@ -391,7 +391,8 @@ func mustVec(t *testing.T, g prometheus.Gatherer, name string, labels map[string
 			}
 			if match {
 				desc := prometheus.NewDesc(name, "x", nil, nil)
-				return constCollector{prometheus.MustNewConstMetric(desc, prometheus.CounterValue, m.GetCounter().GetValue())}
+				v := m.GetCounter().GetValue() + m.GetGauge().GetValue() // one of them is set
+				return constCollector{prometheus.MustNewConstMetric(desc, prometheus.UntypedValue, v)}
 			}
 		}
 	}

@@ -13,10 +13,13 @@ type HostMetrics struct {
 	info     *prometheus.GaugeVec
 	duration *prometheus.HistogramVec
 	steps    *prometheus.CounterVec
-	reloads  *prometheus.CounterVec
-	reloadOK prometheus.Gauge
-	reloadTS prometheus.Gauge
-	startup  prometheus.Gauge
+	// abandoned is 1 for a plugin the host gave up on (a timed-out step
+	// still runs), absent otherwise.
+	abandoned *prometheus.GaugeVec
+	reloads   *prometheus.CounterVec
+	reloadOK  prometheus.Gauge
+	reloadTS  prometheus.Gauge
+	startup   prometheus.Gauge
 }
 
 // NewHostMetrics creates the host metrics and registers them with reg.
@@ -37,8 +40,12 @@ func NewHostMetrics(reg prometheus.Registerer) (*HostMetrics, error) {
 		}, []string{"plugin", "step"}),
 		steps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_plugin_lifecycle_steps_total",
-			Help: "Lifecycle steps run, by plugin, step and outcome (success, error, panic, timeout).",
+			Help: "Lifecycle steps run, by plugin, step and outcome (success, error, panic, timeout, abandoned: not run because an earlier step that timed out still ran).",
 		}, []string{"plugin", "step", "outcome"}),
+		abandoned: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vitals_plugin_abandoned",
+			Help: "1 for a plugin the host gave up on: a lifecycle step timed out and was still running when the next was due, so the plugin is never stepped again.",
+		}, []string{"plugin"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_config_reloads_total",
 			Help: "Config reloads attempted, by result (success, rejected, partial).",
@@ -56,7 +63,7 @@ func NewHostMetrics(reg prometheus.Registerer) (*HostMetrics, error) {
 			Help: "Time the agent took to initialize and start its plugins.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.state, m.info, m.duration, m.steps, m.reloads, m.reloadOK, m.reloadTS, m.startup} {
+	for _, c := range []prometheus.Collector{m.state, m.info, m.duration, m.steps, m.abandoned, m.reloads, m.reloadOK, m.reloadTS, m.startup} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -51,8 +51,11 @@ type Metadata struct {
 
 // Plugin is the contract between the host and every plugin.
 //
-// The host calls the methods in this order, never concurrently with each
-// other, from one goroutine per step:
+// The host calls the lifecycle steps (Initialize, Start, Stop and
+// Reloader's Reload) in this order, from one goroutine per step, and never
+// two steps of one plugin at once, not even after a step overran its bound
+// (see below). Metadata, HealthCheck, Ready, Routes and WrapHTTP are not
+// steps: the host calls them at any time, concurrently with a step.
 //
 //   - Initialize once, after every dependency has been initialized. It
 //     reads services from the container, validates and allocates, and
@@ -74,6 +77,21 @@ type Metadata struct {
 //
 // A plugin that returns an error, panics or overruns its bound in any step
 // is marked failed; the other plugins keep running unless it is required.
+//
+// A step that overruns its bound is not forgotten: its ctx is cancelled
+// and the host stops waiting for it, but the next step of that plugin
+// (Stop after a Start that timed out, the next Reload after one that did)
+// first waits for it to return, and that wait counts against the next
+// step's own bound. A Start that returns late is therefore still stopped,
+// and a late Initialize that succeeded is owed its Stop. If the late step
+// has not returned when the next step's bound ends, or if Stop itself
+// overruns and still runs, the plugin is abandoned: it stays failed with a
+// reason that says so (PluginStatus.Abandoned, vitals_plugin_abandoned),
+// its health is failing without asking it, reloads and Enable leave it
+// alone (no new instance is built beside it) and the host never steps it
+// again. Shutdown does not wait for it beyond stop_timeout and names it as
+// left running (ErrAbandoned). A plugin that returns when ctx is done is
+// never abandoned.
 type Plugin interface {
 	Metadata() Metadata
 	Initialize(ctx context.Context, c *Container) error

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vitals-dev/vitals/agent"
 )
@@ -19,6 +20,9 @@ const (
 	Error       // return an error
 	Panic       // panic
 	Hang        // block until ctx is done or the plugin is released
+	// Stuck blocks until the plugin is released, ignoring ctx: a step the
+	// host gives up on that keeps running.
+	Stuck
 )
 
 // Journal records the steps fake plugins ran, in order, as "step:name".
@@ -73,6 +77,11 @@ type Plugin struct {
 	release chan struct{}
 	once    sync.Once
 
+	// inStep counts the lifecycle steps running now; overlaps counts the
+	// steps that began while another one ran, which the contract forbids.
+	inStep   atomic.Int32
+	overlaps atomic.Int32
+
 	mu       sync.Mutex
 	started  bool
 	reloads  int
@@ -97,11 +106,26 @@ func (p *Plugin) Started() bool {
 	return p.started
 }
 
+// Overlaps returns how many lifecycle steps began while another step of
+// this plugin was still running. The host's contract makes it 0.
+func (p *Plugin) Overlaps() int { return int(p.overlaps.Load()) }
+
 // Reloads returns how many times Reload succeeded.
 func (p *Plugin) Reloads() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.reloads
+}
+
+// enter counts a step in; the returned func counts it out.
+func (p *Plugin) enter(step string) func() {
+	if p.inStep.Add(1) > 1 {
+		p.overlaps.Add(1)
+		if p.Journal != nil {
+			p.Journal.Add("overlap:" + step + ":" + p.Name())
+		}
+	}
+	return func() { p.inStep.Add(-1) }
 }
 
 func (p *Plugin) act(ctx context.Context, step string) error {
@@ -120,12 +144,16 @@ func (p *Plugin) act(ctx context.Context, step string) error {
 		case <-p.release:
 			return errors.New("released")
 		}
+	case Stuck:
+		<-p.release
+		return errors.New("released")
 	}
 	return nil
 }
 
 // Initialize provides and requires the configured services.
 func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
+	defer p.enter("initialize")()
 	if err := p.act(ctx, "initialize"); err != nil {
 		return err
 	}
@@ -144,6 +172,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 
 // Start records the call.
 func (p *Plugin) Start(ctx context.Context) error {
+	defer p.enter("start")()
 	if err := p.act(ctx, "start"); err != nil {
 		return err
 	}
@@ -155,6 +184,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 
 // Stop records the call; it is safe twice and without Start.
 func (p *Plugin) Stop(ctx context.Context) error {
+	defer p.enter("stop")()
 	p.mu.Lock()
 	p.started = false
 	p.mu.Unlock()
@@ -163,6 +193,7 @@ func (p *Plugin) Stop(ctx context.Context) error {
 
 // Reload records the call and the section.
 func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
+	defer p.enter("reload")()
 	if err := p.act(ctx, "reload"); err != nil {
 		return err
 	}
