@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 
@@ -28,6 +27,8 @@ type Config struct {
 	ActiveKey string      `yaml:"active_key"`
 	Keys      []KeyConfig `yaml:"keys"`
 	TLS       *TLSConfig  `yaml:"tls"`
+
+	secrets agent.Secrets // reads the keys, from the config's environment
 }
 
 // KeyConfig is one key of the ring, read from a file or an environment
@@ -89,6 +90,7 @@ func decode(s agent.Section) (Config, error) {
 	if err := cfg.validate(s); err != nil {
 		return cfg, err
 	}
+	cfg.secrets = s.Secrets()
 	for i := range cfg.Keys {
 		cfg.Keys[i].File = s.Resolve(cfg.Keys[i].File)
 	}
@@ -104,21 +106,10 @@ const maxKeyFileBytes = 4096
 
 // material reads a key: 32 raw bytes, or 64 hex digits, or base64 of 32
 // bytes (standard or URL alphabet, padded or not).
-func (k KeyConfig) material() ([]byte, error) {
-	var raw []byte
-	if k.File != "" {
-		// A key is at most a few dozen bytes; a device or a pipe is refused.
-		b, err := agent.ReadFile(k.File, maxKeyFileBytes)
-		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", k.ID, err)
-		}
-		raw = b
-	} else {
-		v, ok := os.LookupEnv(k.Env)
-		if !ok || v == "" {
-			return nil, fmt.Errorf("key %q: environment variable %s is not set", k.ID, k.Env)
-		}
-		raw = []byte(v)
+func (k KeyConfig) material(secrets agent.Secrets) ([]byte, error) {
+	raw, err := secrets.Read(k.File, k.Env, maxKeyFileBytes)
+	if err != nil {
+		return nil, fmt.Errorf("key %q: %w", k.ID, err)
 	}
 	if len(raw) == KeySize {
 		return raw, nil

@@ -65,7 +65,7 @@ func (p *Plugin) Services() []string { return []string{ServiceName} }
 func loadRing(cfg Config) (*Keyring, error) {
 	keys := make(map[string][]byte, len(cfg.Keys))
 	for _, k := range cfg.Keys {
-		m, err := k.material()
+		m, err := k.material(cfg.secrets)
 		if err != nil {
 			return nil, fmt.Errorf("encryption: %w", err)
 		}

@@ -101,7 +101,7 @@ func TestKeyMaterialFormats(t *testing.T) {
 			if err := os.WriteFile(p, tc.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			m, err := KeyConfig{ID: "x", File: p}.material()
+			m, err := KeyConfig{ID: "x", File: p}.material(agent.Secrets{})
 			if tc.ok != (err == nil) || (tc.ok && !bytes.Equal(m, k)) {
 				t.Fatalf("material = %x, %v", m, err)
 			}
@@ -109,7 +109,7 @@ func TestKeyMaterialFormats(t *testing.T) {
 	}
 	t.Run("not a regular file", func(t *testing.T) {
 		done := make(chan error, 1)
-		go func() { _, err := (KeyConfig{ID: "x", File: "/dev/zero"}).material(); done <- err }()
+		go func() { _, err := (KeyConfig{ID: "x", File: "/dev/zero"}).material(agent.Secrets{}); done <- err }()
 		select {
 		case err := <-done:
 			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
@@ -120,7 +120,7 @@ func TestKeyMaterialFormats(t *testing.T) {
 		}
 	})
 	t.Run("env unset", func(t *testing.T) {
-		if _, err := (KeyConfig{ID: "x", Env: "VITALS_TEST_UNSET_KEY"}).material(); err == nil || !strings.Contains(err.Error(), "VITALS_TEST_UNSET_KEY") {
+		if _, err := (KeyConfig{ID: "x", Env: "VITALS_TEST_UNSET_KEY"}).material(agent.Secrets{}); err == nil || !strings.Contains(err.Error(), "VITALS_TEST_UNSET_KEY") {
 			t.Fatalf("err = %v", err)
 		}
 	})

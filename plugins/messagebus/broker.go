@@ -133,7 +133,7 @@ func (b *Broker) Initialize(ctx context.Context, c *agent.Container) error {
 	if b.cfg.Auth != nil {
 		users = map[string]userEntry{}
 		for _, u := range b.cfg.Auth.Users {
-			pw, err := u.password()
+			pw, err := u.password(b.section.Secrets())
 			if err != nil {
 				return err
 			}

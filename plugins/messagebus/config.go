@@ -3,7 +3,6 @@ package messagebus
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -228,14 +227,15 @@ func checkPrefixes(p bus.Permissions) error {
 	return nil
 }
 
-// password resolves a user's password.
-func (u User) password() (string, error) {
+// password resolves a user's password, read from the config's environment
+// by secrets when the user names a variable.
+func (u User) password(secrets agent.Secrets) (string, error) {
 	if u.PasswordEnv == "" {
 		return u.Password, nil
 	}
-	p, ok := os.LookupEnv(u.PasswordEnv)
-	if !ok || p == "" {
-		return "", fmt.Errorf("bus user %q: environment variable %s is not set", u.Username, u.PasswordEnv)
+	p, err := secrets.Read("", u.PasswordEnv, 0)
+	if err != nil {
+		return "", fmt.Errorf("bus user %q: %w", u.Username, err)
 	}
-	return p, nil
+	return string(p), nil
 }

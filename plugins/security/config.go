@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -41,6 +40,8 @@ type Config struct {
 	// loopback client), or "never", nobody.
 	APIDisable string      `yaml:"api_disable"`
 	Audit      AuditConfig `yaml:"audit"`
+
+	secrets agent.Secrets // reads the tokens, from the config's environment
 }
 
 // TokenConfig is one bearer token: its name (the actor in audit records),
@@ -105,6 +106,7 @@ func decode(s agent.Section) (Config, error) {
 	if err := cfg.validate(s); err != nil {
 		return cfg, err
 	}
+	cfg.secrets = s.Secrets()
 	cfg.Audit.Path = s.Resolve(cfg.Audit.Path)
 	for i := range cfg.Tokens {
 		cfg.Tokens[i].File = s.Resolve(cfg.Tokens[i].File)
@@ -185,22 +187,12 @@ func resolve(cfg Config) ([]token, error) {
 		case t.SHA256 != "":
 			b, _ := hex.DecodeString(t.SHA256)
 			copy(tk.hash[:], b)
-		case t.File != "":
-			b, err := agent.ReadFile(t.File, maxTokenFileBytes)
+		default:
+			b, err := cfg.secrets.Read(t.File, t.Env, maxTokenFileBytes)
 			if err != nil {
 				return nil, fmt.Errorf("security: token %q: %w", t.Name, err)
 			}
-			v := strings.TrimSpace(string(b))
-			if v == "" {
-				return nil, fmt.Errorf("security: token %q: file %s is empty", t.Name, t.File)
-			}
-			tk.hash = sha256.Sum256([]byte(v))
-		default:
-			v, ok := os.LookupEnv(t.Env)
-			if !ok || strings.TrimSpace(v) == "" {
-				return nil, fmt.Errorf("security: token %q: environment variable %s is not set", t.Name, t.Env)
-			}
-			tk.hash = sha256.Sum256([]byte(strings.TrimSpace(v)))
+			tk.hash = sha256.Sum256([]byte(strings.TrimSpace(string(b))))
 		}
 		out = append(out, tk)
 	}

@@ -1,12 +1,18 @@
 package security
 
 import (
+	"context"
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/vitals-dev/vitals/agent"
 )
 
 // TestTokenFilesAreBounded checks that a token file is read with the same
@@ -54,5 +60,32 @@ func TestTokenFilesAreBounded(t *testing.T) {
 	toks, err := resolve(Config{Tokens: []TokenConfig{{Name: "ci", Role: "admin", File: good}}})
 	if err != nil || len(toks) != 1 {
 		t.Fatalf("resolve(good) = %v, %v", toks, err)
+	}
+}
+
+// A token named by env is read from the environment the config was loaded
+// with, not from the process's.
+func TestTokenEnvComesFromTheConfigsEnvironment(t *testing.T) {
+	const name = "VITALS_TEST_SECURITY_TOKEN"
+	t.Setenv(name, "from-the-process")
+	reg := agent.NewRegistry()
+	if err := reg.Register(Name, Factory); err != nil {
+		t.Fatal(err)
+	}
+	text := "core:\n  api_gateway:\n    plugins:\n      " + Name + ":\n        tokens:\n          - {name: ci, role: admin, env: " + name + "}\n"
+	cfg, err := agent.Parse(context.Background(), "core.yaml", []byte(text), reg, envconfig.MapLookuper(map[string]string{name: " injected\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := decode(cfg.Plugin(Name).Section)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := resolve(c)
+	if err != nil || len(toks) != 1 {
+		t.Fatalf("resolve = %v, %v", toks, err)
+	}
+	if toks[0].hash != sha256.Sum256([]byte("injected")) {
+		t.Errorf("token %q hashes another value than the injected environment's", toks[0].name)
 	}
 }
