@@ -29,7 +29,7 @@ import (
 //	  max_subscriptions: 1024     # distinct prefixes per subscriber
 //	  write_timeout: 10s          # a subscriber whose writes block this long is disconnected
 //	  max_connections: 128        # publishers and subscribers together
-//	  idle_timeout: 10m           # a connection with no traffic either way this long is closed
+//	  idle_timeout: 5m            # a connection with no traffic either way this long is closed
 //	  client_queue: 10000         # publish high-water mark of in-agent clients
 //	  subscription_queue: 1024    # per-subscription channel of in-agent clients
 //	  lifecycle_events: true      # publish lifecycle.<plugin>
@@ -101,7 +101,7 @@ func DefaultConfig() Config {
 		MaxSubscriptions:     1024,
 		WriteTimeout:         agent.Duration(10 * time.Second),
 		MaxConnections:       128,
-		IdleTimeout:          agent.Duration(10 * time.Minute),
+		IdleTimeout:          agent.Duration(5 * time.Minute),
 		ClientQueue:          bus.DefaultQueueSize,
 		SubscriptionQueue:    bus.DefaultSubscriptionSize,
 		HandshakeTimeout:     agent.Duration(5 * time.Second),
