@@ -106,7 +106,7 @@ func decodeConfig(s agent.Section) (Config, error) {
 	for i, t := range cfg.Targets {
 		key := fmt.Sprintf("targets[%d]", i)
 		if _, err := t.spec(SourceConfig); err != nil {
-			bad(sectionError(s, key, err))
+			bad(s.Place(key, err))
 		} else if seen[t.ID] {
 			bad(s.Errorf(key, "duplicate id %q", t.ID))
 		}
@@ -147,12 +147,7 @@ func decodeConfig(s agent.Section) (Config, error) {
 		}
 	}
 	if err := cfg.Health.Validate(); err != nil {
-		var fe *health.FieldError
-		if errors.As(err, &fe) {
-			bad(s.Errorf("health."+fe.Key, "%s", fe.Msg))
-		} else {
-			bad(s.Errorf("health", "%v", err))
-		}
+		bad(s.Place("health", err))
 	}
 	for id := range cfg.Health.Plugins {
 		if err := ValidID(id); err != nil {
@@ -164,65 +159,40 @@ func decodeConfig(s agent.Section) (Config, error) {
 	return cfg, errors.Join(errs...)
 }
 
-// fieldError is a problem with one key of a target.
-type fieldError struct {
-	key string
-	err error
-}
-
-func (e *fieldError) Error() string { return e.key + ": " + e.err.Error() }
-
-func badField(key, format string, args ...any) error {
-	return &fieldError{key: key, err: fmt.Errorf(format, args...)}
-}
-
 // spec checks a target and turns it into a Spec. Its errors are
-// *fieldError, naming the key.
+// agent.KeyErrorf errors, naming the key.
 func (t Target) spec(src Source) (Spec, error) {
 	if err := ValidID(t.ID); err != nil {
-		return Spec{}, &fieldError{"id", err}
+		return Spec{}, agent.KeyErrorf("id", "%v", err)
 	}
 	kind := probes.KindAuto
 	if t.Kind != "" {
 		k, err := probes.ParseKind(t.Kind)
 		if err != nil {
-			return Spec{}, &fieldError{"kind", err}
+			return Spec{}, agent.KeyErrorf("kind", "%v", err)
 		}
 		if k == probes.KindUnknown {
-			return Spec{}, badField("kind", "%q cannot be configured; use auto", t.Kind)
+			return Spec{}, agent.KeyErrorf("kind", "%q cannot be configured; use auto", t.Kind)
 		}
 		kind = k
 	}
 	if t.Endpoint == "" {
-		return Spec{}, badField("endpoint", "required")
+		return Spec{}, agent.KeyErrorf("endpoint", "required")
 	}
 	u, err := url.Parse(t.Endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Spec{}, badField("endpoint", "%q is not an http(s) URL", t.Endpoint)
+		return Spec{}, agent.KeyErrorf("endpoint", "%q is not an http(s) URL", t.Endpoint)
 	}
 	if t.PID < 0 {
-		return Spec{}, badField("pid", "must not be negative, got %d", t.PID)
+		return Spec{}, agent.KeyErrorf("pid", "must not be negative, got %d", t.PID)
 	}
 	for _, d := range t.DependsOn {
 		if err := ValidID(d); err != nil {
-			return Spec{}, &fieldError{"depends_on", err}
+			return Spec{}, agent.KeyErrorf("depends_on", "%v", err)
 		}
 	}
 	return Spec{
 		ID: t.ID, Source: src, Kind: kind, Endpoint: t.Endpoint, PID: t.PID, Model: t.Model,
 		Labels: t.Labels, Dependencies: t.DependsOn,
 	}, nil
-}
-
-// sectionError places a target's fieldError at its key in section s.
-func sectionError(s agent.Section, prefix string, err error) error {
-	var fe *fieldError
-	if errors.As(err, &fe) {
-		key := fe.key
-		if prefix != "" {
-			key = prefix + "." + key
-		}
-		return s.Errorf(key, "%v", fe.err)
-	}
-	return s.Errorf(prefix, "%v", err)
 }

@@ -37,7 +37,7 @@ func ParseManifest(path string, data []byte) (Spec, error) {
 	}
 	spec, err := t.spec(SourceDirectory)
 	if err != nil {
-		return Spec{}, sectionError(s, "", err)
+		return Spec{}, s.Place("", err)
 	}
 	spec.Manifest = path
 	return spec, nil

@@ -1,7 +1,6 @@
 package health
 
 import (
-	"fmt"
 	"slices"
 	"time"
 
@@ -137,19 +136,10 @@ func DefaultConfig() Config {
 	}
 }
 
-// FieldError is a bad value of one key, relative to the health section.
-type FieldError struct {
-	Key string
-	Msg string
-}
+func bad(key, format string, args ...any) error { return agent.KeyErrorf(key, format, args...) }
 
-func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
-
-func bad(key, format string, args ...any) error {
-	return &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)}
-}
-
-// Validate checks c; its errors are *FieldError naming the key.
+// Validate checks c; its errors are agent.KeyErrorf errors naming the key
+// below the health section.
 func (c Config) Validate() error {
 	switch {
 	case c.Interval.D() < time.Millisecond:

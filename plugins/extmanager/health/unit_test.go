@@ -107,7 +107,7 @@ func TestConfigValidate(t *testing.T) {
 			c := health.DefaultConfig()
 			tc.mod(&c)
 			err := c.Validate()
-			var fe *health.FieldError
+			var fe *agent.ConfigError
 			switch {
 			case tc.key == "" && err != nil:
 				t.Fatalf("defaults invalid: %v", err)
