@@ -113,8 +113,9 @@ type entry struct {
 	// stopped waiting for; the next step waits for it first. nil when none.
 	late *lateStep
 	// abandoned is set when a late step did not end in time for the next
-	// one: the plugin is never stepped again.
+	// one: the plugin is never stepped again. gaveUp says why.
 	abandoned bool
+	gaveUp    error
 }
 
 // lateStep is a step still running after the host gave up waiting for it.
@@ -468,11 +469,10 @@ func (m *Manager) failedDependency(name string) (string, State) {
 // does not end in time, e is abandoned and the error wraps ErrAbandoned.
 func (m *Manager) settle(ctx context.Context, e *entry, step string, b budget) error {
 	m.mu.Lock()
-	l, gone := e.late, e.abandoned
-	reason := e.reason
+	l, gone, why := e.late, e.abandoned, e.gaveUp
 	m.mu.Unlock()
 	if gone {
-		return fmt.Errorf("%s of %q not run: %s", step, e.name, reason)
+		return fmt.Errorf("%s of %q not run: %w", step, e.name, why)
 	}
 	if l == nil || !m.stillRunning(e) {
 		return nil
@@ -535,7 +535,7 @@ func (m *Manager) collect(e *entry, l *lateStep, err error) {
 // stepped again.
 func (m *Manager) abandon(e *entry, step string, err error) {
 	m.mu.Lock()
-	e.abandoned = true
+	e.abandoned, e.gaveUp = true, err
 	l := e.late
 	m.mu.Unlock()
 	if m.metrics != nil {
@@ -830,7 +830,7 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 		if o != nil && o.abandoned {
 			o.pc = n.pc
 			if n.plugin != nil && !restart[name] { // a restart's stop said so
-				errs = append(errs, fmt.Errorf("plugin %q: %s", name, o.reason))
+				errs = append(errs, fmt.Errorf("plugin %q: %w", name, o.gaveUp))
 			}
 			continue
 		}

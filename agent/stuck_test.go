@@ -181,10 +181,10 @@ func TestStuckReloadIsAbandonedAndNeverSteppedAgain(t *testing.T) {
 		t.Fatalf("second Reload = %v, want the plugin abandoned", err)
 	}
 	// A third, and Enable, leave it alone: no step, no new instance.
-	if err := reload("three"); err == nil || !strings.Contains(err.Error(), "abandoned") {
+	if err := reload("three"); !errors.Is(err, agent.ErrAbandoned) {
 		t.Errorf("third Reload = %v, want it to say stuck is abandoned", err)
 	}
-	if err := r.m.Enable(context.Background(), "stuck"); err == nil || !strings.Contains(err.Error(), "abandoned") {
+	if err := r.m.Enable(context.Background(), "stuck"); !errors.Is(err, agent.ErrAbandoned) {
 		t.Errorf("Enable = %v, want it to say stuck is abandoned", err)
 	}
 	if got := r.fleet.Journal.Steps("initialize"); len(got) != 2 {
@@ -219,5 +219,49 @@ func TestStuckReloadIsAbandonedAndNeverSteppedAgain(t *testing.T) {
 	}
 	if n := p.Overlaps(); n != 0 {
 		t.Errorf("%d steps of stuck overlapped; journal %v", n, r.fleet.Journal.Entries())
+	}
+}
+
+// Over HTTP: the admin API, /readyz and /metrics say a plugin is
+// abandoned, and the agent's shutdown names it.
+func TestAbandonedPluginOverHTTP(t *testing.T) {
+	l := startLive(t, false, basePlugins+"      extra:\n        enabled: false\n")
+	l.fleet.SetFaults("extra", map[string]agenttest.Fault{"start": agenttest.Stuck})
+	if code, body := l.do("POST", "/api/v1/admin/plugins/extra/enable"); code != 500 {
+		t.Fatalf("enabling a plugin whose start hangs: %d %v, want 500", code, body)
+	}
+	p := l.fleet.Latest("extra")
+	defer p.Release()
+	// A retry must stop the old value first; its Start still runs, so the
+	// host waits stop_timeout for it and gives it up.
+	if code, body := l.do("POST", "/api/v1/admin/plugins/extra/enable"); code != 500 || !strings.Contains(fmt.Sprint(body["error"]), "abandoned") {
+		t.Fatalf("retrying it: %d %v, want 500 naming it abandoned", code, body)
+	}
+	code, body := l.do("GET", "/api/v1/admin/plugins/extra")
+	if code != 200 || body["state"] != "failed" || body["abandoned"] != true || !strings.HasPrefix(fmt.Sprint(body["last_error"]), "abandoned: stop of \"extra\" not run") {
+		t.Errorf("admin API: %d %v, want failed and abandoned", code, body)
+	}
+	if h, _ := body["health"].(map[string]any); h["status"] != "failing" {
+		t.Errorf("health of an abandoned plugin: %v, want failing", body["health"])
+	}
+	if _, body := l.do("GET", "/readyz?full=1"); !strings.Contains(fmt.Sprint(body["plugin:extra"]), "failed: abandoned") {
+		t.Errorf("readyz: %v, want plugin:extra failed: abandoned", body)
+	}
+	if _, body := l.do("GET", "/metrics"); !strings.Contains(body["text"].(string), `vitals_plugin_abandoned{plugin="extra"} 1`) {
+		t.Error("/metrics lacks vitals_plugin_abandoned for extra")
+	}
+	if n := p.Overlaps(); n != 0 {
+		t.Errorf("%d steps of extra overlapped; journal %v", n, l.fleet.Journal.Entries())
+	}
+
+	l.cancel()
+	l.cancel = nil
+	select {
+	case err := <-l.done:
+		if !errors.Is(err, agent.ErrAbandoned) || !strings.Contains(err.Error(), "left running: extra") {
+			t.Errorf("agent Run = %v, want it to name extra as left running", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the agent's shutdown did not end within its budget")
 	}
 }
