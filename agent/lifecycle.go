@@ -116,6 +116,10 @@ type entry struct {
 	// one: the plugin is never stepped again. gaveUp says why.
 	abandoned bool
 	gaveUp    error
+	// stranded is the abandoned step while it runs; returned is set when
+	// it returns after all.
+	stranded string
+	returned bool
 }
 
 // lateStep is a step still running after the host gave up waiting for it.
@@ -537,6 +541,9 @@ func (m *Manager) abandon(e *entry, step string, err error) {
 	m.mu.Lock()
 	e.abandoned, e.gaveUp = true, err
 	l := e.late
+	if l != nil {
+		e.stranded = l.step
+	}
 	m.mu.Unlock()
 	if m.metrics != nil {
 		m.metrics.abandoned.WithLabelValues(e.name).Set(1)
@@ -546,6 +553,9 @@ func (m *Manager) abandon(e *entry, step string, err error) {
 		// Say when, if ever, the abandoned step returns.
 		go func() {
 			err := <-l.done
+			m.mu.Lock()
+			e.returned = true
+			m.mu.Unlock()
 			m.log.Warn("abandoned plugin's step returned", "plugin", e.name, "step", l.step,
 				"took", time.Since(l.began).Round(time.Millisecond), "err", err)
 		}()
@@ -704,14 +714,20 @@ func (m *Manager) Stop(ctx context.Context) error {
 	return err
 }
 
-// abandonedPlugins names, sorted, the plugins the host gave up on.
+// abandonedPlugins names, sorted, the plugins the host gave up on that may
+// still run: the abandoned step runs yet, or it returned but nothing
+// stopped the plugin (a Stop that returned late did stop it).
 func (m *Manager) abandonedPlugins() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []string
 	for name, e := range m.entries {
-		if e.abandoned {
-			out = append(out, name)
+		switch {
+		case !e.abandoned, e.returned && e.stranded == "stop":
+		case e.returned:
+			out = append(out, fmt.Sprintf("%s (its %s returned late; never stopped)", name, e.stranded))
+		default:
+			out = append(out, fmt.Sprintf("%s (its %s still runs)", name, e.stranded))
 		}
 	}
 	sort.Strings(out)

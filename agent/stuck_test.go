@@ -127,7 +127,7 @@ func TestStuckStartIsAbandonedAndShutdownIsBounded(t *testing.T) {
 		defer cancel()
 		return r.m.Stop(ctx)
 	})
-	if !errors.Is(err, agent.ErrAbandoned) || !strings.Contains(err.Error(), "left running: stuck") {
+	if !errors.Is(err, agent.ErrAbandoned) || !strings.Contains(err.Error(), "left running: stuck (its start still runs)") {
 		t.Errorf("Stop = %v, want it to name stuck as left running", err)
 	}
 	if n := p.Overlaps(); n != 0 {
@@ -208,7 +208,7 @@ func TestStuckReloadIsAbandonedAndNeverSteppedAgain(t *testing.T) {
 	}
 
 	err := within(t, 10*time.Second, "Stop", func() error { return r.m.Stop(context.Background()) })
-	if !errors.Is(err, agent.ErrAbandoned) || !strings.Contains(err.Error(), "left running: stuck") {
+	if !errors.Is(err, agent.ErrAbandoned) || !strings.Contains(err.Error(), "left running: stuck (its reload still runs)") {
 		t.Errorf("Stop = %v, want it to name stuck as left running", err)
 	}
 	if slices.Contains(r.fleet.Journal.Steps("stop"), "stuck") {
