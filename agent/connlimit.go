@@ -11,10 +11,13 @@ import (
 // that stops accepting (netutil.LimitListener), it always accepts: at the
 // limit it closes the connection that has been idle longest (one that has
 // not sent a complete request yet, or a keep-alive connection between
-// requests) to make room, and refuses the new one only when every
-// connection is busy in a handler. So idle and slow clients cannot hold
-// the front: a probe of /livez gets in however many of them there are,
-// and the timeouts of http.Server end the rest.
+// requests) to make room, and when none is idle the one whose request has
+// run longest. A busy connection is not always working: one whose client
+// sent its headers and drips the body stays busy for a whole read_timeout,
+// so refusing newcomers while every connection is busy would let a few
+// hundred such clients keep /livez out. So neither idle nor slow clients
+// can hold the front: a probe of /livez gets in however many of them there
+// are, and the timeouts of http.Server end the rest.
 type connLimiter struct {
 	net.Listener
 	max     int
@@ -41,12 +44,14 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		l.mu.Lock()
-		var victim net.Conn
+		var (
+			victim net.Conn
+			reason string
+		)
 		if len(l.conns) >= l.max {
-			victim = l.idlestLocked()
-			if victim == nil {
+			victim, reason = l.victimLocked()
+			if victim == nil { // max is at least 1, so only if it was 0
 				l.mu.Unlock()
-				l.metrics.shed.WithLabelValues("refused").Inc()
 				_ = c.Close()
 				continue
 			}
@@ -56,7 +61,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		n := len(l.conns)
 		l.mu.Unlock()
 		if victim != nil {
-			l.metrics.shed.WithLabelValues("idle").Inc()
+			l.metrics.shed.WithLabelValues(reason).Inc()
 			_ = victim.Close()
 		}
 		l.metrics.conns.Set(float64(n))
@@ -64,22 +69,27 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 	}
 }
 
-// idlestLocked returns the connection idle longest, or nil when every one
-// is serving a request.
-func (l *connLimiter) idlestLocked() net.Conn {
+// victimLocked returns the connection to close to make room, and why
+// (the shed metric's reason): the one idle longest, else the one busy
+// longest.
+func (l *connLimiter) victimLocked() (net.Conn, string) {
 	var (
-		best  net.Conn
-		since time.Time
+		idle, busy           net.Conn
+		idleSince, busySince time.Time
 	)
 	for c, ci := range l.conns {
-		if ci.state != http.StateNew && ci.state != http.StateIdle {
-			continue
-		}
-		if best == nil || ci.since.Before(since) {
-			best, since = c, ci.since
+		if ci.state == http.StateNew || ci.state == http.StateIdle {
+			if idle == nil || ci.since.Before(idleSince) {
+				idle, idleSince = c, ci.since
+			}
+		} else if busy == nil || ci.since.Before(busySince) {
+			busy, busySince = c, ci.since
 		}
 	}
-	return best
+	if idle != nil {
+		return idle, "idle"
+	}
+	return busy, "busy"
 }
 
 // connState is the http.Server's ConnState hook: it tracks which

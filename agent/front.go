@@ -28,13 +28,13 @@ func newFrontMetrics(reg prometheus.Registerer) (*frontMetrics, error) {
 		}),
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_http_connections_shed_total",
-			Help: "Connections the HTTP front closed at max_connections, by reason (idle: the longest-idle one made room; refused: every connection was busy).",
+			Help: "Connections the HTTP front closed at max_connections to make room, by reason (idle: the one idle longest; busy: none was idle, the one whose request ran longest).",
 		}, []string{"reason"}),
 	}
 	for _, r := range []string{"host", "origin", "cross_site"} {
 		m.rejected.WithLabelValues(r)
 	}
-	for _, r := range []string{"idle", "refused"} {
+	for _, r := range []string{"idle", "busy"} {
 		m.shed.WithLabelValues(r)
 	}
 	if reg != nil {
