@@ -69,7 +69,6 @@ type Agent struct {
 	pusher       *pusher
 	listenAddr   string
 
-	addr  chan string
 	ready chan struct{}
 }
 
@@ -135,7 +134,7 @@ func New(o Options) (*Agent, error) {
 		Registry: o.Registry, Logger: o.Logger, TracerProvider: o.TracerProvider, Metrics: hm,
 		Services: map[string]any{ServiceMetrics: prometheus.Registerer(o.Metrics)},
 	})
-	a := &Agent{o: o, log: o.Logger, manager: m, metrics: hm, alertMetrics: am, addr: make(chan string, 1), ready: make(chan struct{})}
+	a := &Agent{o: o, log: o.Logger, manager: m, metrics: hm, alertMetrics: am, ready: make(chan struct{})}
 	if o.ConfigPath != "" {
 		a.lastHash = fileHash(ReadFile(o.ConfigPath, MaxConfigBytes))
 	}
@@ -155,20 +154,6 @@ func New(o Options) (*Agent, error) {
 // Manager returns the agent's lifecycle manager.
 func (a *Agent) Manager() *Manager { return a.manager }
 
-// Handler returns the agent's HTTP front.
-func (a *Agent) Handler() http.Handler { return a.server }
-
-// Addr returns the listener's address once Run has bound it.
-func (a *Agent) Addr(ctx context.Context) (string, error) {
-	select {
-	case addr := <-a.addr:
-		a.addr <- addr
-		return addr, nil
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-}
-
 // Started is closed when every plugin has been through startup.
 func (a *Agent) Started() <-chan struct{} { return a.ready }
 
@@ -186,7 +171,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("listen on %s (core.api_gateway.listen): %w", cfg.Core.APIGateway.Listen, err)
 		}
 	}
-	a.addr <- ln.Addr().String()
 	a.log.Info("listening", "address", ln.Addr().String())
 	hc := cfg.Core.APIGateway.HTTP
 	limited := newConnLimiter(ln, hc.MaxConnections, a.server.o.metrics)

@@ -12,9 +12,6 @@ import (
 //go:embed vitals.rules.yml
 var rulesYAML []byte
 
-// RulesYAML returns vitals.rules.yml as shipped with this build.
-func RulesYAML() []byte { return append([]byte(nil), rulesYAML...) }
-
 // Rule is one alerting rule of vitals.rules.yml.
 type Rule struct {
 	Group string

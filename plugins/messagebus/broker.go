@@ -2,8 +2,6 @@ package messagebus
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -290,12 +288,6 @@ func (b *Broker) Metrics() *bus.Metrics {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.metrics
-}
-
-func randHex(n int) string {
-	buf := make([]byte, n)
-	_, _ = crand.Read(buf)
-	return hex.EncodeToString(buf)
 }
 
 // Service is the value of the message_bus service.

@@ -23,8 +23,6 @@ type problem struct {
 	msg    string
 }
 
-func (p *problem) Error() string { return p.msg }
-
 var (
 	segmentRE  = regexp.MustCompile(`^[A-Za-z0-9_.:~-]{1,128}$`)
 	aiPluginRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
