@@ -11,6 +11,12 @@ import (
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/contrib/zpages"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/log/global"
 	lognoop "go.opentelemetry.io/otel/log/noop"
@@ -66,12 +72,27 @@ var (
 	logsEnv    = signalEnv{"logs", "OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"}
 )
 
+// defaultEndpoint is the specification's OTLP endpoint by protocol, where
+// an otlp exporter goes when no endpoint variable is set. The Go exporters'
+// own defaults are https://localhost:4318 and TLS to localhost:4317, which
+// a local Collector on its default (plaintext) receivers refuses.
+var defaultEndpoint = map[string]string{
+	"otlp/http": "http://localhost:4318",
+	"otlp/grpc": "http://localhost:4317",
+}
+
+// endpointSet reports whether an endpoint variable applies to the signal.
+func (s signalEnv) endpointSet() bool {
+	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv(s.endpointVar) != ""
+}
+
 // exporter returns the exporter the environment names for the signal and
 // where it goes ("" for none). OTEL_SDK_DISABLED=true turns every signal
 // off. An unset OTEL_<SIGNAL>_EXPORTER means otlp when an OTLP endpoint
 // variable is set and none otherwise: the agent does not dial
 // localhost:4318 unless asked to. An explicit "otlp" with no endpoint dials
-// the specification's default (localhost:4318, or localhost:4317 for grpc).
+// the specification's default (defaultEndpoint: plain http://localhost:4318,
+// or http://localhost:4317 for grpc).
 func (s signalEnv) exporter() (name, dest string, err error) {
 	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
 		return "none", "", nil
@@ -141,7 +162,7 @@ func Setup(ctx context.Context, o Options) (_ *Providers, err error) {
 		topts = append(topts, sdktrace.WithSpanProcessor(sp))
 	}
 	if tname != "none" {
-		exp, err := autoexport.NewSpanExporter(ctx)
+		exp, err := newSpanExporter(ctx, tdest)
 		if err != nil {
 			return nil, fmt.Errorf("%s=%s: %w", tracesEnv.exporterVar, tname, err)
 		}
@@ -154,7 +175,7 @@ func Setup(ctx context.Context, o Options) (_ *Providers, err error) {
 	p.shutdown = append([]func(context.Context) error{p.Tracer.Shutdown}, p.shutdown...)
 
 	if mname != "none" {
-		r, err := autoexport.NewMetricReader(ctx)
+		r, err := newMetricReader(ctx, mdest)
 		if err != nil {
 			return nil, fmt.Errorf("%s=%s: %w", metricsEnv.exporterVar, mname, err)
 		}
@@ -163,7 +184,7 @@ func Setup(ctx context.Context, o Options) (_ *Providers, err error) {
 		p.shutdown = append(p.shutdown, mp.Shutdown)
 	}
 	if lname != "none" {
-		exp, err := autoexport.NewLogExporter(ctx)
+		exp, err := newLogExporter(ctx, ldest)
 		if err != nil {
 			return nil, fmt.Errorf("%s=%s: %w", logsEnv.exporterVar, lname, err)
 		}
@@ -177,6 +198,53 @@ func Setup(ctx context.Context, o Options) (_ *Providers, err error) {
 	global.SetLoggerProvider(p.Logger)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	return p, nil
+}
+
+// newSpanExporter is autoexport's span exporter, or with no endpoint
+// variable set an OTLP one to the specification's default endpoint; the
+// other OTEL_EXPORTER_OTLP_* variables apply either way.
+func newSpanExporter(ctx context.Context, dest string) (sdktrace.SpanExporter, error) {
+	switch {
+	case tracesEnv.endpointSet():
+	case dest == "otlp/http":
+		return otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(defaultEndpoint[dest]+"/v1/traces"))
+	case dest == "otlp/grpc":
+		return otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(defaultEndpoint[dest]))
+	}
+	return autoexport.NewSpanExporter(ctx)
+}
+
+// newMetricReader is newSpanExporter's counterpart for metrics: a periodic
+// reader, which follows OTEL_METRIC_EXPORT_INTERVAL and _TIMEOUT.
+func newMetricReader(ctx context.Context, dest string) (sdkmetric.Reader, error) {
+	var exp sdkmetric.Exporter
+	var err error
+	switch {
+	case metricsEnv.endpointSet():
+		return autoexport.NewMetricReader(ctx)
+	case dest == "otlp/http":
+		exp, err = otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(defaultEndpoint[dest]+"/v1/metrics"))
+	case dest == "otlp/grpc":
+		exp, err = otlpmetricgrpc.New(ctx, otlpmetricgrpc.WithEndpointURL(defaultEndpoint[dest]))
+	default:
+		return autoexport.NewMetricReader(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sdkmetric.NewPeriodicReader(exp), nil
+}
+
+// newLogExporter is newSpanExporter's counterpart for logs.
+func newLogExporter(ctx context.Context, dest string) (sdklog.Exporter, error) {
+	switch {
+	case logsEnv.endpointSet():
+	case dest == "otlp/http":
+		return otlploghttp.New(ctx, otlploghttp.WithEndpointURL(defaultEndpoint[dest]+"/v1/logs"))
+	case dest == "otlp/grpc":
+		return otlploggrpc.New(ctx, otlploggrpc.WithEndpointURL(defaultEndpoint[dest]))
+	}
+	return autoexport.NewLogExporter(ctx)
 }
 
 // newResource is the SDK's default resource, then the built-in service

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -186,8 +187,84 @@ func TestOTLPWithoutEndpointDialsDefault(t *testing.T) {
 	if err == nil {
 		t.Skip("something accepted OTLP on localhost:4318; cannot tell the default dial apart")
 	}
-	if !strings.Contains(err.Error(), "localhost:4318") {
-		t.Errorf("export error %q does not name localhost:4318", err)
+	// The specification's default is plain http://localhost:4318; the Go
+	// exporter's own is https, which a local Collector refuses.
+	if !strings.Contains(err.Error(), `"http://localhost:4318/v1/traces"`) {
+		t.Errorf("export error %q does not name http://localhost:4318/v1/traces", err)
+	}
+}
+
+// TestOTLPDefaultEndpointIsPlaintext points the default endpoints at a
+// loopback listener and reads the first bytes each protocol's exporter
+// sends there: an HTTP request or the HTTP/2 preface, never a TLS
+// handshake, as a Collector listening on its defaults expects.
+func TestOTLPDefaultEndpointIsPlaintext(t *testing.T) {
+	if defaultEndpoint["otlp/http"] != "http://localhost:4318" || defaultEndpoint["otlp/grpc"] != "http://localhost:4317" {
+		t.Fatalf("default endpoints %v, want the specification's http://localhost:4318 and http://localhost:4317", defaultEndpoint)
+	}
+	for _, tt := range []struct{ protocol, signal, exporterVar, want string }{
+		{"http/protobuf", "traces", "OTEL_TRACES_EXPORTER", "POST /v1/traces "},
+		{"http/protobuf", "metrics", "OTEL_METRICS_EXPORTER", "POST /v1/metrics "},
+		{"http/protobuf", "logs", "OTEL_LOGS_EXPORTER", "POST /v1/logs "},
+		{"grpc", "traces", "OTEL_TRACES_EXPORTER", "PRI * HTTP/2.0"},
+		{"grpc", "metrics", "OTEL_METRICS_EXPORTER", "PRI * HTTP/2.0"},
+		{"grpc", "logs", "OTEL_LOGS_EXPORTER", "PRI * HTTP/2.0"},
+	} {
+		t.Run(tt.protocol+" "+tt.signal, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			first := make(chan string, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					first <- err.Error()
+					return
+				}
+				defer c.Close()
+				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				b := make([]byte, len(tt.want))
+				_, err = io.ReadFull(c, b)
+				if err != nil {
+					first <- err.Error()
+					return
+				}
+				first <- string(b)
+			}()
+			proto := "otlp/http"
+			if tt.protocol == "grpc" {
+				proto = "otlp/grpc"
+			}
+			saved := defaultEndpoint[proto]
+			defaultEndpoint[proto] = "http://" + ln.Addr().String()
+			defer func() { defaultEndpoint[proto] = saved }()
+			setEnv(t, map[string]string{tt.exporterVar: "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": tt.protocol, "OTEL_EXPORTER_OTLP_TIMEOUT": "1000"})
+			p := setup(t, Options{})
+			ctx := context.Background()
+			switch tt.signal {
+			case "traces":
+				_, span := p.Tracer.Tracer("test").Start(ctx, "work")
+				span.End()
+			case "metrics":
+				c, _ := p.Meter.Meter("test").Int64Counter("vitals.test")
+				c.Add(ctx, 1)
+			case "logs":
+				slog.New(p.LogHandler(slog.LevelInfo)).Info("hello")
+			}
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			_ = p.Shutdown(sctx) // flushes to the listener, which never answers: an error
+			select {
+			case got := <-first:
+				if got != tt.want {
+					t.Errorf("the exporter's first bytes %q, want %q (plaintext)", got, tt.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("nothing dialled the default endpoint")
+			}
+		})
 	}
 }
 
