@@ -150,6 +150,10 @@ func (c *Config) validate(s agent.Section) error {
 		if strings.HasPrefix(p, "/api/") {
 			return s.Errorf("open_paths", "entry %d: %q: the admin API cannot be opened; use a viewer token", i, p)
 		}
+		// An entry ending in "/" is a prefix: "/" would open every path.
+		if strings.HasSuffix(p, "/") && strings.HasPrefix("/api/", p) {
+			return s.Errorf("open_paths", "entry %d: %q: a prefix of /api/: the admin API cannot be opened; name the paths to open one by one, or use a viewer token", i, p)
+		}
 	}
 	if c.Anonymous != AnonymousLoopback && c.Anonymous != AnonymousDeny {
 		return s.Errorf("anonymous", "want loopback or deny, got %q", c.Anonymous)

@@ -355,6 +355,7 @@ func TestInvalidConfigs(t *testing.T) {
 		"invalid-sources.yaml":     "tokens[0]: set exactly one of sha256, file and env",
 		"invalid-hash.yaml":        "tokens[0].sha256: want 64 hex digits",
 		"invalid-open-api.yaml":    "the admin API cannot be opened",
+		"invalid-open-root.yaml":   `open_paths: entry 1: "/": a prefix of /api/: the admin API cannot be opened`,
 		"invalid-duplicate.yaml":   `tokens[1].name: duplicate token name "ops"`,
 		"invalid-anonymous.yaml":   `anonymous: want loopback or deny`,
 		"invalid-api-disable.yaml": `api_disable: want token or never, got "sometimes"`,
