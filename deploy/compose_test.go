@@ -413,18 +413,39 @@ func TestTracesAndGrafana(t *testing.T) {
 			t.Errorf("dashboard %s is not mounted in %s (mounts %v)", name, dir, gm)
 		}
 	}
-	var ds struct {
-		Datasources []struct{ URL string } `yaml:"datasources"`
+	type datasource struct {
+		Name, Type, UID, URL string
+		JSONData             struct {
+			ExemplarTraceIDDestinations []struct {
+				Name          string `yaml:"name"`
+				DatasourceUID string `yaml:"datasourceUid"`
+			} `yaml:"exemplarTraceIdDestinations"`
+		} `yaml:"jsonData"`
 	}
-	readYAML(t, filepath.Join(root(t), "dashboards/provisioning/datasources/prometheus.yml"), &ds)
-	if len(ds.Datasources) != 1 || ds.Datasources[0].URL != "http://prometheus:9090" {
-		t.Errorf("datasource %+v, want http://prometheus:9090", ds)
+	var prom, traces struct {
+		Datasources []datasource `yaml:"datasources"`
+	}
+	readYAML(t, filepath.Join(root(t), "dashboards/provisioning/datasources/prometheus.yml"), &prom)
+	if len(prom.Datasources) != 1 || prom.Datasources[0].URL != "http://prometheus:9090" || prom.Datasources[0].Type != "prometheus" {
+		t.Fatalf("datasource %+v, want a prometheus at http://prometheus:9090", prom)
 	}
 	// The traces data source is the Jaeger that the agent exports to, and
 	// Prometheus keeps the exemplars that link to it.
-	readYAML(t, filepath.Join(root(t), "dashboards/provisioning/datasources/jaeger.yml"), &ds)
-	if len(ds.Datasources) != 1 || ds.Datasources[0].URL != "http://jaeger:16686" {
-		t.Errorf("traces datasource %+v, want http://jaeger:16686", ds)
+	readYAML(t, filepath.Join(root(t), "dashboards/provisioning/datasources/jaeger.yml"), &traces)
+	if len(traces.Datasources) != 1 || traces.Datasources[0].URL != "http://jaeger:16686" || traces.Datasources[0].Type != "jaeger" || traces.Datasources[0].UID == "" {
+		t.Fatalf("traces datasource %+v, want a jaeger with a uid at http://jaeger:16686", traces)
+	}
+	// A point's exemplar opens its trace: the exemplar label the agent
+	// writes (trace_id) links to the traces data source by its uid.
+	linked := false
+	for _, d := range prom.Datasources[0].JSONData.ExemplarTraceIDDestinations {
+		if d.Name == "trace_id" && d.DatasourceUID == traces.Datasources[0].UID {
+			linked = true
+		}
+	}
+	if !linked {
+		t.Errorf("prometheus exemplarTraceIdDestinations %+v do not link trace_id to the traces data source (uid %q)",
+			prom.Datasources[0].JSONData.ExemplarTraceIDDestinations, traces.Datasources[0].UID)
 	}
 	if _, ok := p.Services["jaeger"]; !ok {
 		t.Error("no jaeger service")
