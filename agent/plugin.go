@@ -90,8 +90,9 @@ type Metadata struct {
 // its health is failing without asking it, reloads and Enable leave it
 // alone (no new instance is built beside it) and the host never steps it
 // again. Shutdown does not wait for it beyond stop_timeout and names it as
-// left running (ErrAbandoned). A plugin that returns when ctx is done is
-// never abandoned.
+// left running (ErrAbandoned). A step that returns once its ctx is done is
+// waited for by the next one and so never gets its plugin abandoned; only
+// Stop, which no step follows, is given up on as soon as its bound ends.
 type Plugin interface {
 	Metadata() Metadata
 	Initialize(ctx context.Context, c *Container) error
@@ -110,7 +111,9 @@ type HealthChecker interface {
 // while running. The host calls Reload only on a running plugin, with the
 // new section; a plugin that does not implement it is stopped and started
 // anew with a fresh value built from the new section. An error leaves the
-// plugin running with its old config and rejects the reload.
+// plugin running with its old config and rejects the reload. Reload is a
+// lifecycle step: it never runs beside another step of the plugin, and one
+// that overruns step_timeout is waited for by the plugin's next step.
 type Reloader interface {
 	Reload(ctx context.Context, section Section) error
 }
