@@ -2,7 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/sethvargo/go-envconfig"
 )
@@ -23,16 +22,17 @@ func (s Section) Secrets() Secrets {
 
 // Read returns a secret: the content of file when file is set (a regular
 // file of at most limit bytes, see ReadFile), else the value of the
-// environment variable env. An unset variable, and a secret that is empty
-// or only white space, are errors naming the file or the variable. The
-// bytes are returned as they are; trimming them is the caller's.
+// environment variable env. An empty file and an unset or empty variable
+// are errors naming the file or the variable. The bytes are returned as
+// they are (a raw key may be all white space); trimming them, and refusing
+// a secret that is only white space, is the caller's.
 func (r Secrets) Read(file, env string, limit int64) ([]byte, error) {
 	if file != "" {
 		b, err := ReadFile(file, limit)
 		if err != nil {
 			return nil, err
 		}
-		if strings.TrimSpace(string(b)) == "" {
+		if len(b) == 0 {
 			return nil, fmt.Errorf("file %s is empty", file)
 		}
 		return b, nil
@@ -42,7 +42,7 @@ func (r Secrets) Read(file, env string, limit int64) ([]byte, error) {
 		look = r.lookup
 	}
 	v, ok := look.Lookup(env)
-	if !ok || strings.TrimSpace(v) == "" {
+	if !ok || v == "" {
 		return nil, fmt.Errorf("environment variable %s is not set", env)
 	}
 	return []byte(v), nil

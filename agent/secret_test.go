@@ -28,8 +28,8 @@ func TestSectionSecrets(t *testing.T) {
 	if got, err := loaded.Read("", name, 0); err != nil || string(got) != "injected" {
 		t.Errorf("loaded section: Read(env %s) = %q, %v; want the injected value", name, got, err)
 	}
-	if _, err := loaded.Read("", "VITALS_TEST_BLANK", 0); err == nil || !strings.Contains(err.Error(), "VITALS_TEST_BLANK is not set") {
-		t.Errorf("blank variable: %v", err)
+	if got, err := loaded.Read("", "VITALS_TEST_BLANK", 0); err != nil || string(got) != "  \n" {
+		t.Errorf("blank variable: %q, %v; want its value as it is", got, err)
 	}
 	if _, err := loaded.Read("", "VITALS_TEST_UNSET", 0); err == nil || !strings.Contains(err.Error(), "VITALS_TEST_UNSET is not set") {
 		t.Errorf("unset variable: %v", err)
@@ -39,13 +39,16 @@ func TestSectionSecrets(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	for file, text := range map[string]string{"key": "k3y\n", "empty": " \n", "big": strings.Repeat("x", 65)} {
+	for file, text := range map[string]string{"key": "k3y\n", "tabs": "\t\t", "empty": "", "big": strings.Repeat("x", 65)} {
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if got, err := loaded.Read(filepath.Join(dir, "key"), name, 64); err != nil || string(got) != "k3y\n" {
 		t.Errorf("file: %q, %v; want the file's bytes as they are", got, err)
+	}
+	if got, err := loaded.Read(filepath.Join(dir, "tabs"), "", 64); err != nil || string(got) != "\t\t" {
+		t.Errorf("file of white space: %q, %v; want its bytes (a raw key may be white space)", got, err)
 	}
 	for file, want := range map[string]string{"empty": "is empty", "big": "limit", "missing": "no such file"} {
 		if _, err := loaded.Read(filepath.Join(dir, file), "", 64); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), file) {

@@ -107,6 +107,25 @@ func TestKeyMaterialFormats(t *testing.T) {
 			}
 		})
 	}
+	t.Run("raw, every byte white space", func(t *testing.T) {
+		ws := bytes.Repeat([]byte{'\t'}, KeySize)
+		p := filepath.Join(dir, "tabs")
+		if err := os.WriteFile(p, ws, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := (KeyConfig{ID: "x", File: p}).material(agent.Secrets{}); err != nil || !bytes.Equal(m, ws) {
+			t.Fatalf("material = %x, %v; want the raw key", m, err)
+		}
+	})
+	t.Run("empty file", func(t *testing.T) {
+		p := filepath.Join(dir, "empty")
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := (KeyConfig{ID: "x", File: p}).material(agent.Secrets{}); err == nil || !strings.Contains(err.Error(), "is empty") {
+			t.Fatalf("err = %v, want one saying the file is empty", err)
+		}
+	})
 	t.Run("not a regular file", func(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { _, err := (KeyConfig{ID: "x", File: "/dev/zero"}).material(agent.Secrets{}); done <- err }()

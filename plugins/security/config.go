@@ -196,7 +196,14 @@ func resolve(cfg Config) ([]token, error) {
 			if err != nil {
 				return nil, fmt.Errorf("security: token %q: %w", t.Name, err)
 			}
-			tk.hash = sha256.Sum256([]byte(strings.TrimSpace(string(b))))
+			v := strings.TrimSpace(string(b))
+			switch {
+			case v == "" && t.File != "":
+				return nil, fmt.Errorf("security: token %q: file %s is empty", t.Name, t.File)
+			case v == "":
+				return nil, fmt.Errorf("security: token %q: environment variable %s is not set", t.Name, t.Env)
+			}
+			tk.hash = sha256.Sum256([]byte(v))
 		}
 		out = append(out, tk)
 	}
