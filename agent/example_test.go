@@ -80,13 +80,3 @@ core:
 	// Output:
 	// core.yaml:6:9: core.api_gateway.plugins.greeter.greeting: must not be empty
 }
-
-func ExampleOrder() {
-	order, _ := agent.Order([]agent.Metadata{
-		{Name: "extmanager", Priority: agent.PriorityBusiness, Dependencies: []string{"message_bus"}},
-		{Name: "security", Priority: agent.PrioritySecurity},
-		{Name: "broker", Priority: agent.PriorityInfrastructure},
-	}, map[string]string{"message_bus": "broker"}, nil)
-	fmt.Println(order)
-	// Output: [broker security extmanager]
-}

@@ -7,18 +7,13 @@ import (
 	"strings"
 )
 
-// Order returns the start order of plugins: a topological order of their
+// plan returns the start order of plugins: a topological order of their
 // dependencies in which ties go to the lower priority, then the name. A
 // dependency names a plugin, a service another plugin provides, or a service
 // the host provides (always there). provided maps service names to the
 // plugins that provide them. A dependency on nothing known, or a
 // cycle, is an error that names the plugins.
-func Order(plugins []Metadata, provided map[string]string, host []string) ([]string, error) {
-	order, _, err := plan(plugins, provided, host)
-	return order, err
-}
-
-// plan is Order that also returns, for each plugin, the plugins it needs.
+// It also returns, for each plugin, the plugins it needs.
 func plan(plugins []Metadata, provided map[string]string, host []string) ([]string, map[string][]string, error) {
 	byName := make(map[string]Metadata, len(plugins))
 	for _, m := range plugins {

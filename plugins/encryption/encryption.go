@@ -173,14 +173,6 @@ type Service struct {
 	ops  *prometheus.CounterVec
 }
 
-// NewService returns a service over ring, without metrics (for tests and
-// for programs outside the agent).
-func NewService(ring *Keyring) *Service {
-	s := &Service{}
-	s.ring.Store(ring)
-	return s
-}
-
 func (s *Service) count(op string, err error) {
 	if s.ops == nil {
 		return

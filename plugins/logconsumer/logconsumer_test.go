@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,8 +41,10 @@ type env struct {
 }
 
 type opts struct {
-	yaml   string
-	cipher *encryption.Service
+	yaml string
+	// cipher, if set, is the encryption plugin's section: the plugin is
+	// initialized and provides the encryption service.
+	cipher string
 	// encryption, if set, provides the encryption service lazily.
 	encryption agent.FactoryFunc
 	log        *slog.Logger
@@ -68,8 +71,12 @@ func start(t *testing.T, o opts) *env {
 	e := &env{p: pl.(*Plugin), c: agent.NewContainer(o.log), bus: o.bus, reg: prometheus.NewRegistry(), path: o.path}
 	must(t, e.c.Provide(agent.ServiceMetrics, prometheus.Registerer(e.reg)))
 	must(t, e.c.Provide(bus.ServiceName, bus.Provider(o.bus)))
-	if o.cipher != nil {
-		must(t, e.c.For("encryption").Provide(EncryptionService, o.cipher))
+	if o.cipher != "" {
+		sec, err := agent.NewSection(o.cipher)
+		must(t, err)
+		enc, err := encryption.Factory(sec)
+		must(t, err)
+		must(t, enc.Initialize(context.Background(), e.c.For("encryption")))
 	}
 	if o.encryption != nil {
 		must(t, e.c.For("encryption").ProvideFactory(EncryptionService, nil, o.encryption))
@@ -188,10 +195,9 @@ func TestStoresAndQueries(t *testing.T) {
 }
 
 func TestEncryptedAtRestAndTamper(t *testing.T) {
-	ring, err := encryption.NewKeyring("k1", map[string][]byte{"k1": bytes.Repeat([]byte{9}, encryption.KeySize)})
-	must(t, err)
-	svc := encryption.NewService(ring)
-	e := start(t, opts{cipher: svc})
+	key := filepath.Join(t.TempDir(), "k1")
+	must(t, os.WriteFile(key, bytes.Repeat([]byte{9}, encryption.KeySize), 0o600))
+	e := start(t, opts{cipher: "active_key: k1\nkeys:\n  - {id: k1, file: " + key + "}\n"})
 	pub := e.bus.Client("ext", bus.AllowAll)
 	must(t, pub.Publish(context.Background(), "logs.info.secret", protoRecord(t, "info", "secret", "the password is hunter2", time.Now())))
 	e.waitStored(t, 1)

@@ -78,13 +78,6 @@ type Identity struct {
 
 type ctxKey struct{}
 
-// IdentityFrom returns the identity the security middleware attached to a
-// request's context.
-func IdentityFrom(ctx context.Context) (Identity, bool) {
-	id, ok := ctx.Value(ctxKey{}).(Identity)
-	return id, ok
-}
-
 // Factory builds the plugin from its section; it reads no token yet.
 func Factory(s agent.Section) (agent.Plugin, error) {
 	cfg, err := decode(s)
