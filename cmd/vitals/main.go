@@ -232,7 +232,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if source == "" {
 		source = "built-in demo config (pass --config FILE to use your own)"
 	}
-	log.Info("vitals starting", "version", fullVersion(), "config", source, "traces", exportTarget(tel.Traces), "metrics", exportTarget(tel.Metrics), "logs", exportTarget(tel.Logs))
+	tracesTo, metricsTo, logsTo := tel.Describe()
+	log.Info("vitals starting", "version", fullVersion(), "config", source, "traces", tracesTo, "metrics", metricsTo, "logs", logsTo)
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -264,14 +265,6 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// exportTarget says where a signal goes besides the process.
-func exportTarget(dest string) string {
-	if dest == "" {
-		return "not exported (see OTEL_EXPORTER_OTLP_ENDPOINT)"
-	}
-	return dest
 }
 
 // buildLabels are vitals_build_info's labels: the version, the Go version,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
@@ -94,7 +95,7 @@ func (s signalEnv) endpointSet() bool {
 // the specification's default (defaultEndpoint: plain http://localhost:4318,
 // or http://localhost:4317 for grpc).
 func (s signalEnv) exporter() (name, dest string, err error) {
-	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
+	if sdkDisabled() {
 		return "none", "", nil
 	}
 	name = strings.TrimSpace(os.Getenv(s.exporterVar))
@@ -131,6 +132,30 @@ func (s signalEnv) exporter() (name, dest string, err error) {
 	return "", "", fmt.Errorf("%s=%q: want otlp, console or none (one value)", s.exporterVar, name)
 }
 
+func sdkDisabled() bool {
+	return strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true")
+}
+
+// describe says where a signal goes besides the process, or which
+// variable keeps it there.
+func (s signalEnv) describe(dest string) string {
+	switch {
+	case dest != "":
+		return dest
+	case sdkDisabled():
+		return "not exported (OTEL_SDK_DISABLED=true)"
+	case strings.TrimSpace(os.Getenv(s.exporterVar)) == "none":
+		return "not exported (" + s.exporterVar + "=none)"
+	}
+	return "not exported (set OTEL_EXPORTER_OTLP_ENDPOINT or " + s.exporterVar + ")"
+}
+
+// Describe says, for the start-up line, where traces, metrics and logs go
+// besides the process: the exporter, or why there is none.
+func (p *Providers) Describe() (traces, metrics, logs string) {
+	return tracesEnv.describe(p.Traces), metricsEnv.describe(p.Metrics), logsEnv.describe(p.Logs)
+}
+
 // Setup builds the providers from the environment and installs them and
 // the W3C trace-context and baggage propagators as the OpenTelemetry
 // globals. A bad variable is an error naming it. Shutdown flushes and
@@ -151,7 +176,15 @@ func Setup(ctx context.Context, o Options) (_ *Providers, err error) {
 	tname, tdest, terr := tracesEnv.exporter()
 	mname, mdest, merr := metricsEnv.exporter()
 	lname, ldest, lerr := logsEnv.exporter()
-	if err := errors.Join(terr, merr, lerr); err != nil {
+	// A variable every signal reads (OTEL_EXPORTER_OTLP_PROTOCOL) is named
+	// once.
+	var errs []error
+	for _, e := range []error{terr, merr, lerr} {
+		if e != nil && !slices.ContainsFunc(errs, func(o error) bool { return o.Error() == e.Error() }) {
+			errs = append(errs, e)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 

@@ -359,3 +359,44 @@ func TestSemconvOptIn(t *testing.T) {
 		t.Error("opted in with the variable empty")
 	}
 }
+
+// TestDescribeSaysWhyASignalIsNotExported checks the start-up line's words:
+// where each signal goes, or the variable that kept it in the process.
+func TestDescribeSaysWhyASignalIsNotExported(t *testing.T) {
+	const ep = "http://127.0.0.1:1"
+	for _, tt := range []struct {
+		name                  string
+		env                   map[string]string
+		traces, metrics, logs string
+	}{
+		{"nothing set", nil,
+			"not exported (set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER)",
+			"not exported (set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_METRICS_EXPORTER)",
+			"not exported (set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_LOGS_EXPORTER)"},
+		{"none for traces", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ep, "OTEL_TRACES_EXPORTER": "none"},
+			"not exported (OTEL_TRACES_EXPORTER=none)", "otlp/http", "otlp/http"},
+		{"sdk disabled", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ep, "OTEL_SDK_DISABLED": "true"},
+			"not exported (OTEL_SDK_DISABLED=true)", "not exported (OTEL_SDK_DISABLED=true)", "not exported (OTEL_SDK_DISABLED=true)"},
+		{"console", map[string]string{"OTEL_TRACES_EXPORTER": "console"},
+			"console", "not exported (set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_METRICS_EXPORTER)", "not exported (set OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_LOGS_EXPORTER)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			setEnv(t, tt.env)
+			t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "100")
+			p := setup(t, Options{})
+			if tr, m, l := p.Describe(); tr != tt.traces || m != tt.metrics || l != tt.logs {
+				t.Errorf("Describe() = %q, %q, %q; want %q, %q, %q", tr, m, l, tt.traces, tt.metrics, tt.logs)
+			}
+		})
+	}
+}
+
+// TestOneErrorPerBadVariable: a protocol variable every signal reads is
+// named once, not once per signal.
+func TestOneErrorPerBadVariable(t *testing.T) {
+	setEnv(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+	_, err := Setup(context.Background(), Options{ServiceName: "vitals"})
+	if err == nil || strings.Count(err.Error(), "OTEL_EXPORTER_OTLP_PROTOCOL=http/json") != 1 {
+		t.Errorf("err = %v, want the variable named once", err)
+	}
+}
