@@ -322,7 +322,7 @@ func (m *Manager) bringUp(ctx context.Context, order []string) error {
 				continue // failed or skipped in the earlier phase
 			}
 			if dep, st := m.failedDependency(name); dep != "" {
-				m.skip(e, fmt.Sprintf("dependency %q is %s", dep, st))
+				m.skip(ctx, e, fmt.Sprintf("dependency %q is %s", dep, st))
 				continue
 			}
 			var err error
@@ -356,31 +356,31 @@ func (m *Manager) bringDown(ctx context.Context, order []string) error {
 
 func (m *Manager) initialize(ctx context.Context, e *entry) error {
 	m.container.Remove(e.name) // services of an earlier instance
-	m.transition(e, "initialize", StateInitializing, "", 0)
+	m.transition(ctx, e, "initialize", StateInitializing, "", 0)
 	d, err := m.step(ctx, e, "initialize", newBudget(m.stepTimeout()), func(ctx context.Context) error {
 		return e.plugin.Initialize(ctx, m.container.For(e.name))
 	})
 	if err != nil {
 		m.container.Remove(e.name)
 		m.releaseMetrics(e.name)
-		m.transition(e, "initialize", StateFailed, err.Error(), d)
+		m.transition(ctx, e, "initialize", StateFailed, err.Error(), d)
 		return err
 	}
 	m.mu.Lock()
 	e.initialized = true
 	m.mu.Unlock()
-	m.transition(e, "initialize", StateInitialized, "", d)
+	m.transition(ctx, e, "initialize", StateInitialized, "", d)
 	return nil
 }
 
 func (m *Manager) start(ctx context.Context, e *entry) error {
-	m.transition(e, "start", StateStarting, "", 0)
+	m.transition(ctx, e, "start", StateStarting, "", 0)
 	d, err := m.step(ctx, e, "start", newBudget(m.stepTimeout()), e.plugin.Start)
 	if err != nil {
-		m.transition(e, "start", StateFailed, err.Error(), d)
+		m.transition(ctx, e, "start", StateFailed, err.Error(), d)
 		return err
 	}
-	m.transition(e, "start", StateRunning, "", d)
+	m.transition(ctx, e, "start", StateRunning, "", d)
 	return nil
 }
 
@@ -400,7 +400,7 @@ func (m *Manager) stop(ctx context.Context, e *entry) error {
 	b := newBudget(m.stopTimeout())
 	waited := m.stillRunning(e)
 	if waited {
-		m.transition(e, "stop", StateStopping, fmt.Sprintf("waiting up to %s for its %s, which timed out, to return", b.d, late.step), 0)
+		m.transition(ctx, e, "stop", StateStopping, fmt.Sprintf("waiting up to %s for its %s, which timed out, to return", b.d, late.step), 0)
 		if err := m.settle(ctx, e, "stop", b); err != nil {
 			return fmt.Errorf("stop %q: %w", e.name, err)
 		}
@@ -411,12 +411,12 @@ func (m *Manager) stop(ctx context.Context, e *entry) error {
 	m.mu.Unlock()
 	if !owed {
 		if waited { // its late Initialize failed: back to why it failed
-			m.transition(e, "stop", prev, reason, 0)
+			m.transition(ctx, e, "stop", prev, reason, 0)
 		}
 		return nil
 	}
 	if !waited {
-		m.transition(e, "stop", StateStopping, "", 0)
+		m.transition(ctx, e, "stop", StateStopping, "", 0)
 	}
 	d, err := m.step(ctx, e, "stop", b, e.plugin.Stop)
 	m.releaseMetrics(e.name)
@@ -425,17 +425,17 @@ func (m *Manager) stop(ctx context.Context, e *entry) error {
 			// Stop is the last step: nothing waits for it, so the host
 			// gives up on the plugin now rather than build another one
 			// beside it.
-			m.abandon(e, "stop", fmt.Errorf("%w: %w; it is still running", ErrAbandoned, err))
+			m.abandon(ctx, e, "stop", fmt.Errorf("%w: %w; it is still running", ErrAbandoned, err))
 			return fmt.Errorf("stop %q: %w", e.name, err)
 		}
-		m.transition(e, "stop", StateFailed, err.Error(), d)
+		m.transition(ctx, e, "stop", StateFailed, err.Error(), d)
 		return fmt.Errorf("stop %q: %w", e.name, err)
 	}
 	if prev == StateFailed {
 		// Keep the reason it failed for; it is stopped now.
-		m.transition(e, "stop", StateStopped, reason, d)
+		m.transition(ctx, e, "stop", StateStopped, reason, d)
 	} else {
-		m.transition(e, "stop", StateStopped, "", d)
+		m.transition(ctx, e, "stop", StateStopped, "", d)
 	}
 	return nil
 }
@@ -449,9 +449,9 @@ func (m *Manager) releaseMetrics(plugin string) {
 
 // skip marks a plugin failed without running it, because a dependency did
 // not come up.
-func (m *Manager) skip(e *entry, reason string) {
-	m.log.Warn("plugin skipped", "plugin", e.name, "reason", reason)
-	m.transition(e, "initialize", StateFailed, "skipped: "+reason, 0)
+func (m *Manager) skip(ctx context.Context, e *entry, reason string) {
+	m.log.WarnContext(ctx, "plugin skipped", "plugin", e.name, "reason", reason)
+	m.transition(ctx, e, "initialize", StateFailed, "skipped: "+reason, 0)
 }
 
 func (m *Manager) failedDependency(name string) (string, State) {
@@ -495,7 +495,7 @@ func (m *Manager) settle(ctx context.Context, e *entry, step string, b budget) e
 	if m.metrics != nil {
 		m.metrics.observeStep(e.name, step, "abandoned", time.Since(b.end.Add(-b.d)))
 	}
-	m.abandon(e, step, err)
+	m.abandon(ctx, e, step, err)
 	return err
 }
 
@@ -537,7 +537,7 @@ func (m *Manager) collect(e *entry, l *lateStep, err error) {
 
 // abandon marks e abandoned: failed, with err as the reason, and never
 // stepped again.
-func (m *Manager) abandon(e *entry, step string, err error) {
+func (m *Manager) abandon(ctx context.Context, e *entry, step string, err error) {
 	m.mu.Lock()
 	e.abandoned, e.gaveUp = true, err
 	l := e.late
@@ -548,7 +548,7 @@ func (m *Manager) abandon(e *entry, step string, err error) {
 	if m.metrics != nil {
 		m.metrics.abandoned.WithLabelValues(e.name).Set(1)
 	}
-	m.transition(e, step, StateFailed, err.Error(), 0)
+	m.transition(ctx, e, step, StateFailed, err.Error(), 0)
 	if l != nil {
 		// Say when, if ever, the abandoned step returns.
 		go func() {
@@ -640,7 +640,7 @@ func (m *Manager) step(ctx context.Context, e *entry, step string, b budget, fn 
 
 // transition records a new state and tells everyone: the plugin's Base, the
 // container's services, the metrics, the events hub and the log.
-func (m *Manager) transition(e *entry, step string, to State, reason string, d time.Duration) {
+func (m *Manager) transition(ctx context.Context, e *entry, step string, to State, reason string, d time.Duration) {
 	m.mu.Lock()
 	from := e.state
 	e.state, e.reason, e.since = to, reason, time.Now()
@@ -649,13 +649,15 @@ func (m *Manager) transition(e *entry, step string, to State, reason string, d t
 
 	ev := Event{Plugin: e.name, Step: step, From: from, To: to, Error: reason, Duration: d, Time: time.Now()}
 	m.events.Emit(ev)
+	// ctx carries the operation's span (agent.startup, agent.reload ...):
+	// the line leads to the trace of the step.
 	switch {
 	case to == StateFailed:
-		m.log.Error("plugin failed", "plugin", e.name, "step", step, "reason", reason)
+		m.log.ErrorContext(ctx, "plugin failed", "plugin", e.name, "step", step, "reason", reason)
 	case to == StateRunning || to == StateStopped || to == StateDisabled:
-		m.log.Info("plugin "+string(to), "plugin", e.name, "took", d.Round(time.Microsecond))
+		m.log.InfoContext(ctx, "plugin "+string(to), "plugin", e.name, "took", d.Round(time.Microsecond))
 	default:
-		m.log.Debug("plugin "+string(to), "plugin", e.name)
+		m.log.DebugContext(ctx, "plugin "+string(to), "plugin", e.name)
 	}
 }
 
@@ -834,7 +836,7 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 		}
 		if slices.Contains(stopping, name) {
 			m.container.Remove(name)
-			m.transition(old[name], "disable", StateDisabled, "", 0)
+			m.transition(ctx, old[name], "disable", StateDisabled, "", 0)
 		}
 	}
 

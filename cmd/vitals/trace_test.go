@@ -307,6 +307,22 @@ func TestJSONLogsCarryTraceIDs(t *testing.T) {
 			t.Errorf("%q records %v, want one with trace_id and span_id", msg, recs)
 		}
 	}
+	// Each plugin's state change is logged inside the start-up or
+	// shutdown operation, and carries its trace id, so a "plugin failed"
+	// line leads to the span of the step that failed.
+	starting, stopping := p.messages("starting plugins"), p.messages("stopping plugins")
+	for msg, op := range map[string][]map[string]any{"plugin running": starting, "plugin stopped": stopping} {
+		recs := p.messages(msg)
+		if len(recs) == 0 || len(op) != 1 {
+			t.Errorf("%d %q records", len(recs), msg)
+			continue
+		}
+		for _, r := range recs {
+			if r["trace_id"] != op[0]["trace_id"] || !hex(r["span_id"], 16) {
+				t.Errorf("%q record %v, want the trace id %v of its operation", msg, r, op[0]["trace_id"])
+			}
+		}
+	}
 	if recs := p.messages("vitals starting"); len(recs) != 1 || recs[0]["trace_id"] != nil {
 		t.Errorf("\"vitals starting\", logged outside any span: %v", recs)
 	}
