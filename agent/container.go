@@ -168,6 +168,26 @@ func (c *Container) Remove(plugin string) {
 	}
 }
 
+// failOwner drops every service plugin owns and puts a failed entry under
+// each name it declares (ServiceProvider), so that a lookup says the
+// service failed and why instead of that it does not exist: a plugin that
+// uses a service only when one is configured must not mistake a provider
+// that failed to initialize for none.
+func (c *Container) failOwner(plugin string, declared []string, err error) {
+	c.core.mu.Lock()
+	defer c.core.mu.Unlock()
+	for name, s := range c.core.services {
+		if s.owner == plugin {
+			delete(c.core.services, name)
+		}
+	}
+	for _, name := range declared {
+		if _, taken := c.core.services[name]; !taken {
+			c.core.services[name] = &service{name: name, owner: plugin, state: StateFailed, err: err}
+		}
+	}
+}
+
 // setOwnerState records the lifecycle state of every service a plugin owns.
 func (c *Container) setOwnerState(plugin string, st State, err error) {
 	c.core.mu.Lock()
@@ -207,8 +227,11 @@ func (c *Container) resolve(ctx context.Context, name string, stack []string) (a
 		return nil, ErrServiceNotFound
 	}
 	if s.state == StateFailed || s.state == StateDisabled || s.state == StateStopped {
-		st := s.state
+		st, serr := s.state, s.err
 		c.core.mu.Unlock()
+		if st == StateFailed && serr != nil {
+			return nil, fmt.Errorf("service is %s: plugin %q: %w", st, s.owner, serr)
+		}
 		return nil, fmt.Errorf("service is %s", st)
 	}
 	if s.built {

@@ -361,7 +361,7 @@ func (m *Manager) initialize(ctx context.Context, e *entry) error {
 		return e.plugin.Initialize(ctx, m.container.For(e.name))
 	})
 	if err != nil {
-		m.container.Remove(e.name)
+		m.container.failOwner(e.name, declaredServices(e.plugin), err)
 		m.releaseMetrics(e.name)
 		m.transition(ctx, e, "initialize", StateFailed, err.Error(), d)
 		return err
@@ -517,6 +517,14 @@ func (m *Manager) stillRunning(e *entry) bool {
 	}
 }
 
+// declaredServices returns the services p says it provides.
+func declaredServices(p Plugin) []string {
+	if sp, ok := p.(ServiceProvider); ok {
+		return sp.Services()
+	}
+	return nil
+}
+
 // collect records the result of a late step that returned. A late
 // Initialize that succeeded owes a Stop; one that failed may have left
 // services and collectors behind.
@@ -528,7 +536,7 @@ func (m *Manager) collect(e *entry, l *lateStep, err error) {
 	}
 	m.mu.Unlock()
 	if l.step == "initialize" && err != nil {
-		m.container.Remove(e.name)
+		m.container.failOwner(e.name, declaredServices(e.plugin), err)
 		m.releaseMetrics(e.name)
 	}
 	m.log.Info("plugin step returned after its timeout", "plugin", e.name, "step", l.step,

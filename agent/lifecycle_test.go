@@ -430,3 +430,25 @@ func TestReloadRestartsDependentsOfRestartedPlugin(t *testing.T) {
 		t.Errorf("steps = %q, want %q", got, want)
 	}
 }
+
+// A plugin that uses a service only when one is configured (encrypt: auto)
+// must tell a provider that failed to initialize from none: the lookup of
+// a failed provider's declared service says it failed and why, and one
+// that nobody declares is not found.
+func TestFailedProviderServiceIsNotMissing(t *testing.T) {
+	r := newRig(t, map[string]agenttest.Spec{
+		"base":  {Priority: agent.PriorityInfrastructure},
+		"vault": {Priority: agent.PriorityMiddleware, Provides: []string{"cipher"}, Faults: map[string]agenttest.Fault{"initialize": agenttest.Error}},
+	})
+	if err := r.m.Start(context.Background(), r.config(t, "", "base", "vault")); err != nil {
+		t.Fatal(err)
+	}
+	c := r.m.Container().For("base")
+	_, err := c.Get(context.Background(), "cipher")
+	if err == nil || errors.Is(err, agent.ErrServiceNotFound) || !strings.Contains(err.Error(), `service is failed: plugin "vault"`) || !strings.Contains(err.Error(), "injected failure") {
+		t.Errorf("cipher of a vault that failed to initialize: %v, want failed with the reason", err)
+	}
+	if _, err := c.Get(context.Background(), "nothing"); !errors.Is(err, agent.ErrServiceNotFound) {
+		t.Errorf("an undeclared service: %v, want ErrServiceNotFound", err)
+	}
+}
