@@ -57,13 +57,6 @@ var ErrReported = errors.New("reported unhealthy")
 // liveness answers.
 var ErrStuck = errors.New("inference stuck")
 
-// ErrorClasses returns every non-empty class, in a stable order.
-func ErrorClasses() []ErrorClass {
-	return []ErrorClass{ClassTimeout, ClassRefused, ClassReset, ClassHTTP5xx, ClassHTTP4xx,
-		ClassBadResponse, ClassTLS, ClassDNS, ClassCanceled, ClassStuck, ClassNotReady, ClassStale,
-		ClassReported, ClassOther}
-}
-
 // Transient reports whether errors of class c may go away on retry: the
 // server was slow, down, dropped the connection or failed with a 5xx.
 func (c ErrorClass) Transient() bool {

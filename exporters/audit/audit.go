@@ -88,16 +88,6 @@ func New(ctx context.Context, db *store.DB, o Options) (*Log, error) {
 	return &Log{db: db, o: o, q: make(chan Record, o.QueueSize), done: make(chan struct{})}, nil
 }
 
-// Open is New followed by Start.
-func Open(ctx context.Context, db *store.DB, o Options) (*Log, error) {
-	l, err := New(ctx, db, o)
-	if err != nil {
-		return nil, err
-	}
-	l.Start()
-	return l, nil
-}
-
 // Start runs the writer. Calling it again, or after Close, does nothing.
 func (l *Log) Start() {
 	l.mu.Lock()

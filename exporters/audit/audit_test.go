@@ -24,7 +24,7 @@ func TestRecordQueryPublishAndPersist(t *testing.T) {
 	var mu sync.Mutex
 	var published []Record
 	clock := time.Unix(1000, 0)
-	l, err := Open(ctx, db, Options{Publish: func(r Record) { mu.Lock(); published = append(published, r); mu.Unlock() }, Now: func() time.Time { clock = clock.Add(time.Second); return clock }})
+	l, err := start(ctx, db, Options{Publish: func(r Record) { mu.Lock(); published = append(published, r); mu.Unlock() }, Now: func() time.Time { clock = clock.Add(time.Second); return clock }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestRecordQueryPublishAndPersist(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	l, err = Open(ctx, db, Options{})
+	l, err = start(ctx, db, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,4 +84,14 @@ func TestRecordQueryPublishAndPersist(t *testing.T) {
 			}
 		})
 	}
+}
+
+// start is New followed by Start, as the security plugin does it.
+func start(ctx context.Context, db *store.DB, o Options) (*Log, error) {
+	l, err := New(ctx, db, o)
+	if err != nil {
+		return nil, err
+	}
+	l.Start()
+	return l, nil
 }

@@ -210,12 +210,6 @@ func resolve(cfg Config) ([]token, error) {
 	return out, nil
 }
 
-// HashToken returns the hex SHA-256 of a token, the form config takes.
-func HashToken(tok string) string {
-	h := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(h[:])
-}
-
 // topics: registrations watched on plugin.announce and plugin.goodbye, and
 // audit records published under audit. when audit.publish is on.
 func (c Config) topics() bus.Topics {

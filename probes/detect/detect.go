@@ -259,24 +259,3 @@ func safeDetect(ctx context.Context, f family, client *http.Client, baseURL stri
 	}()
 	return f.detect(ctx, client, baseURL, o)
 }
-
-// Probe returns a probes.Probe that runs Detect against the target (with
-// the target's kind as the hint) and reports the server version. It fails
-// when the kind is unknown.
-func Probe(opts Options) probes.Probe {
-	return probes.ProbeFunc(func(ctx context.Context, client *http.Client, t probes.Target, _ probes.Config) (probes.Result, error) {
-		o := opts
-		if t.Kind != "" {
-			o.Kind = t.Kind
-		}
-		d, err := Detect(ctx, client, t.BaseURL, o)
-		res := probes.Result{Version: d.Version}
-		if err != nil {
-			return res, err
-		}
-		if d.Kind == probes.KindUnknown {
-			return res, &probes.DecodeError{What: "detect " + t.BaseURL, Err: errors.New(d.Reason)}
-		}
-		return res, nil
-	})
-}

@@ -499,19 +499,3 @@ func TestDetectContext(t *testing.T) {
 		}
 	})
 }
-
-func TestProbe(t *testing.T) {
-	_, url := newSim(t, aisim.Config{Kind: probes.KindTGI})
-	var s noSleep
-	p := detect.Probe(opts(&s))
-	res, err := probes.Run(context.Background(), p, client(t), probes.Target{ID: "tgi", BaseURL: url, Kind: probes.KindAuto}, probes.Config{Timeout: 5 * time.Second}, nil)
-	if err != nil || res.Version != "3.0.1" || res.Class != probes.ClassNone {
-		t.Fatalf("got %+v, %v", res, err)
-	}
-	srv := httptest.NewServer(http.NotFoundHandler())
-	t.Cleanup(srv.Close)
-	res, err = probes.Run(context.Background(), p, client(t), probes.Target{ID: "x", BaseURL: srv.URL}, probes.Config{}, nil)
-	if err == nil || res.Class != probes.ClassBadResponse {
-		t.Fatalf("unknown endpoint: %+v, %v", res, err)
-	}
-}

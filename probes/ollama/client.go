@@ -76,17 +76,6 @@ func (c *Client) Show(ctx context.Context, model string) (Show, error) {
 	return DecodeShow(b)
 }
 
-// Generate sends a non-streamed POST /api/generate.
-func (c *Client) Generate(ctx context.Context, req GenerateRequest) (Response, error) {
-	f := false
-	req.Stream = &f
-	b, err := probes.Fetch(ctx, c.HTTP, http.MethodPost, c.url("/api/generate"), req)
-	if err != nil {
-		return Response{}, err
-	}
-	return DecodeResponse(b)
-}
-
 // Embed sends POST /api/embed.
 func (c *Client) Embed(ctx context.Context, req EmbedRequest) (EmbedResponse, error) {
 	b, err := probes.Fetch(ctx, c.HTTP, http.MethodPost, c.url("/api/embed"), req)

@@ -162,15 +162,6 @@ type Message struct {
 	Content string `json:"content"`
 }
 
-// GenerateRequest is the body of POST /api/generate.
-type GenerateRequest struct {
-	Model   string         `json:"model"`
-	Prompt  string         `json:"prompt"`
-	Stream  *bool          `json:"stream,omitempty"`
-	Think   *bool          `json:"think,omitempty"`
-	Options map[string]any `json:"options,omitempty"`
-}
-
 // ChatRequest is the body of POST /api/chat.
 type ChatRequest struct {
 	Model    string         `json:"model"`
@@ -205,21 +196,6 @@ func (r Response) Text() string {
 		return r.Message.Content
 	}
 	return r.Response
-}
-
-// DecodeResponse decodes one non-streamed /api/generate or /api/chat body.
-func DecodeResponse(b []byte) (Response, error) {
-	var r Response
-	if err := probes.DecodeJSON("ollama response", b, &r); err != nil {
-		return Response{}, err
-	}
-	if r.Error != "" {
-		return Response{}, &probes.DecodeError{What: "ollama response", Err: fmt.Errorf("server error: %s", r.Error)}
-	}
-	if !r.Done {
-		return Response{}, &probes.DecodeError{What: "ollama response", Err: errors.New("not done")}
-	}
-	return r, nil
 }
 
 // ReadStream reads an NDJSON stream from /api/generate or /api/chat, line

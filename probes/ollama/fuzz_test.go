@@ -59,15 +59,6 @@ func FuzzDecodeShow(f *testing.F) {
 	})
 }
 
-func FuzzDecodeResponse(f *testing.F) {
-	seeds(f, "ollama/api_generate.json", "ollama/unknown_model.json")
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if r, err := ollama.DecodeResponse(b); err == nil && !r.Done {
-			t.Fatal("unfinished response accepted")
-		}
-	})
-}
-
 func FuzzDecodeEmbed(f *testing.F) {
 	seeds(f, "ollama/api_embed.json")
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = ollama.DecodeEmbed(b) })

@@ -63,10 +63,6 @@ func TestDecodeFixtures(t *testing.T) {
 	if got, want := show.Caps("tiny"), []probes.Capability{probes.CapChat, probes.CapCompletion}; !slices.Equal(got, want) {
 		t.Fatalf("caps %v, want %v", got, want)
 	}
-	gen, err := ollama.DecodeResponse(fixture(t, "ollama/api_generate.json"))
-	if err != nil || gen.EvalCount != 4 || gen.PromptEvalCount != 54 || gen.Text() != " o oky'" {
-		t.Fatalf("generate %+v, %v", gen, err)
-	}
 	emb, err := ollama.DecodeEmbed(fixture(t, "ollama/api_embed.json"))
 	if err != nil || len(emb.Embeddings) != 1 || len(emb.Embeddings[0]) != 64 {
 		t.Fatalf("embed %v", err)
@@ -106,8 +102,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"tags nameless", func(b []byte) error { _, err := ollama.DecodeTags(b); return err }, `{"models":[{}]}`},
 		{"ps no list", func(b []byte) error { _, err := ollama.DecodePS(b); return err }, `{}`},
 		{"show empty", func(b []byte) error { _, err := ollama.DecodeShow(b); return err }, `{}`},
-		{"response error", func(b []byte) error { _, err := ollama.DecodeResponse(b); return err }, string(fixture(t, "ollama/unknown_model.json"))},
-		{"response not done", func(b []byte) error { _, err := ollama.DecodeResponse(b); return err }, `{"response":"x"}`},
 		{"embed empty", func(b []byte) error { _, err := ollama.DecodeEmbed(b); return err }, `{"embeddings":[[]]}`},
 	}
 	for _, tt := range tests {
@@ -164,9 +158,8 @@ func TestDetect(t *testing.T) {
 	if d.Models[0].Loaded || d.Models[0].ContextLength != 2048 || d.Models[0].SizeBytes != 550336 {
 		t.Fatalf("model before a request: %+v", d.Models[0])
 	}
-	// A generate loads the model: /api/ps then reports its memory.
-	f := false
-	if _, err := c.Generate(ctx, ollama.GenerateRequest{Model: "tiny", Prompt: "hi", Stream: &f}); err != nil {
+	// A request loads the model: /api/ps then reports its memory.
+	if _, err := c.ChatStream(ctx, ollama.ChatRequest{Model: "tiny", Messages: []ollama.Message{{Role: "user", Content: "hi"}}}); err != nil {
 		t.Fatal(err)
 	}
 	d, err = c.Detect(ctx)
@@ -203,7 +196,7 @@ func TestInference(t *testing.T) {
 	if err != nil || len(e.Embeddings) != 2 {
 		t.Fatalf("embed %+v, %v", e, err)
 	}
-	_, err = c.Generate(ctx, ollama.GenerateRequest{Model: "nope", Prompt: "x"})
+	_, err = c.ChatStream(ctx, ollama.ChatRequest{Model: "nope", Messages: []ollama.Message{{Role: "user", Content: "x"}}})
 	var he *probes.HTTPError
 	if !errors.As(err, &he) || he.Status != http.StatusNotFound {
 		t.Fatalf("unknown model: %v", err)

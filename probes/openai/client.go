@@ -73,17 +73,6 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 	return DecodeVersion(b)
 }
 
-// Chat sends a non-streamed chat completion.
-func (c *Client) Chat(ctx context.Context, req ChatRequest) (ChatResponse, error) {
-	req.Stream = false
-	req.StreamOptions = nil
-	b, err := probes.Fetch(ctx, c.HTTP, http.MethodPost, c.url("/v1/chat/completions"), req)
-	if err != nil {
-		return ChatResponse{}, err
-	}
-	return DecodeChat(b)
-}
-
 // StreamResult summarises a streamed chat completion.
 type StreamResult struct {
 	Content string

@@ -176,33 +176,6 @@ type StreamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
 }
 
-// ChatResponse is the body of a non-streamed chat completion.
-type ChatResponse struct {
-	ID                string `json:"id"`
-	Object            string `json:"object"`
-	Created           int64  `json:"created"`
-	Model             string `json:"model"`
-	SystemFingerprint string `json:"system_fingerprint,omitempty"`
-	Choices           []struct {
-		Index        int     `json:"index"`
-		Message      Message `json:"message"`
-		FinishReason string  `json:"finish_reason"`
-	} `json:"choices"`
-	Usage *Usage `json:"usage,omitempty"`
-}
-
-// DecodeChat decodes a chat completion; it must have at least one choice.
-func DecodeChat(b []byte) (ChatResponse, error) {
-	var r ChatResponse
-	if err := probes.DecodeJSON("openai chat completion", b, &r); err != nil {
-		return ChatResponse{}, err
-	}
-	if len(r.Choices) == 0 {
-		return ChatResponse{}, &probes.DecodeError{What: "openai chat completion", Err: errors.New("no choices")}
-	}
-	return r, nil
-}
-
 // ChatChunk is one event of a streamed chat completion.
 type ChatChunk struct {
 	ID      string `json:"id"`

@@ -57,16 +57,6 @@ func FuzzDecodeVersion(f *testing.F) {
 	})
 }
 
-func FuzzDecodeChat(f *testing.F) {
-	seeds(f, "llamacpp/chat_completions.json", "ollama/v1_chat_completions.json", "llamacpp/bad_json.json")
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := openai.DecodeChat(b)
-		if err == nil && len(c.Choices) == 0 {
-			t.Fatal("chat without choices accepted")
-		}
-	})
-}
-
 func FuzzDecodeEmbeddings(f *testing.F) {
 	seeds(f, "llamacpp/embed_embeddings.json", "llamacpp/embeddings_not_supported.json")
 	f.Fuzz(func(t *testing.T, b []byte) {
