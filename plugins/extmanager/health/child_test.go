@@ -55,17 +55,17 @@ func runChild(path string) error {
 		return err
 	}
 	out := bufio.NewWriter(os.Stdout)
-	hist.OnPersisted = func(v any) {
+	hist.OnPersisted(func(v any) {
 		switch r := v.(type) {
 		case health.CheckRecord:
 			fmt.Fprintf(out, "ack %s %d\n", r.Plugin, r.Seq)
 		case health.Transition:
 			fmt.Fprintf(out, "ackt %s %d\n", r.Plugin, r.Time.UnixNano())
 		}
-		if len(hist.OnPersistedQueue()) == 0 {
+		if hist.Queued() == 0 {
 			_ = out.Flush()
 		}
-	}
+	})
 	sim, err := aisim.New(aisim.Config{Kind: probes.KindOpenAI, Seed: 3})
 	if err != nil {
 		return err

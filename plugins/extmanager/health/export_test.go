@@ -13,3 +13,11 @@ func (e *Engine) ForceState(id string, s State) {
 	p.status.State = s
 	p.smu.Unlock()
 }
+
+// OnPersisted sets fn to be called, from the writer, for each record once
+// the transaction holding it committed. Set it before Start.
+func (h *History) OnPersisted(fn func(any)) { h.onPersisted = fn }
+
+// Queued returns how many records wait for the store, so an OnPersisted
+// hook can tell whether more are coming.
+func (h *History) Queued() int { return len(h.queue) }

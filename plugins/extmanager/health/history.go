@@ -64,8 +64,8 @@ var UptimeWindows = []struct {
 //
 // Writes to the store go through one writer goroutine in batches, one
 // transaction per batch, each gathered for up to commitDelay. A record is
-// acknowledged when the transaction holding it committed; OnPersisted is
-// called for it then. The store runs in WAL mode with synchronous=NORMAL:
+// acknowledged when the transaction holding it committed (tests can hook
+// onPersisted to see it). The store runs in WAL mode with synchronous=NORMAL:
 // an acknowledged record survives the agent being killed (SIGKILL, a
 // crash), not a power loss of the host before the next WAL checkpoint.
 type History struct {
@@ -81,7 +81,7 @@ type History struct {
 	enc    []byte // encodeCheck's scratch
 
 	queue       chan any
-	OnPersisted func(any) // set before Start; called from the writer
+	onPersisted func(any) // tests set it before Start; called from the writer
 	dropped     int64
 	done        chan struct{}
 	started     bool
@@ -160,11 +160,6 @@ func (h *History) Start(ctx context.Context) {
 	h.started = true
 	go h.write(ctx)
 }
-
-// OnPersistedQueue returns the queue of records waiting for the store, so
-// an OnPersisted hook can tell whether more are coming (nil without a
-// store).
-func (h *History) OnPersistedQueue() chan any { return h.queue }
 
 // Wait returns when the writer has finished.
 func (h *History) Wait() { <-h.done }
@@ -295,9 +290,9 @@ func (h *History) commit(batch []any) {
 		return
 	}
 	h.records.WithLabelValues(historyStored).Add(float64(len(batch)))
-	if h.OnPersisted != nil {
+	if h.onPersisted != nil {
 		for _, v := range batch {
-			h.OnPersisted(v)
+			h.onPersisted(v)
 		}
 	}
 }

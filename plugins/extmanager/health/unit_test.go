@@ -176,7 +176,7 @@ func TestHistory(t *testing.T) {
 		}
 		var mu sync.Mutex
 		acked := 0
-		h.OnPersisted = func(any) { mu.Lock(); acked++; mu.Unlock() }
+		h.OnPersisted(func(any) { mu.Lock(); acked++; mu.Unlock() })
 		hctx, cancel := context.WithCancel(ctx)
 		h.Start(hctx)
 		now := time.Now()
@@ -238,7 +238,7 @@ func TestHistoryWriteFailuresCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	persisted := make(chan any, 1)
-	h.OnPersisted = func(v any) { persisted <- v }
+	h.OnPersisted(func(v any) { persisted <- v })
 	hctx, cancel := context.WithCancel(ctx)
 	h.Start(hctx)
 	now := time.Now()
