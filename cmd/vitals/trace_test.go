@@ -243,40 +243,63 @@ func (m *metricNames) has(name string) bool {
 
 // TestHealthMetricsLeaveOverOTLP runs the agent with an OTLP metrics
 // exporter and checks that the demo servers' checks reach the receiver as
-// GenAI client metrics and vitals.* metrics.
+// GenAI client metrics and vitals.* metrics, in the conventions
+// OTEL_SEMCONV_STABILITY_OPT_IN chooses: the client time-to-first-chunk
+// histogram exists only in the latest.
 func TestHealthMetricsLeaveOverOTLP(t *testing.T) {
-	recv := &metricNames{names: map[string]bool{}}
-	srv := httptest.NewServer(recv)
-	defer srv.Close()
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-	t.Setenv("OTEL_METRICS_EXPORTER", "otlp")
-	t.Setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", srv.URL+"/v1/metrics")
-	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
+	const firstChunk = "gen_ai.client.operation.time_to_first_chunk"
+	for _, tt := range []struct {
+		name, optIn string
+		latest      bool
+	}{
+		{"default conventions", "", false},
+		{"gen_ai_latest_experimental", "http,gen_ai_latest_experimental", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			recv := &metricNames{names: map[string]bool{}}
+			srv := httptest.NewServer(recv)
+			defer srv.Close()
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+			t.Setenv("OTEL_METRICS_EXPORTER", "otlp")
+			t.Setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", srv.URL+"/v1/metrics")
+			t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
+			t.Setenv("OTEL_SEMCONV_STABILITY_OPT_IN", tt.optIn)
 
-	const every = "          interval: 10s\n"
-	p := startBinaryEdited(t, func(cfg string) string {
-		if !strings.Contains(cfg, every) {
-			t.Fatal("demo config no longer has the health interval this test replaces")
-		}
-		return strings.Replace(cfg, every, "          interval: 200ms\n          start_spread: 0\n", 1)
-	})
-	p.address(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, name := range []string{"gen_ai.client.operation.duration", "gen_ai.client.token.usage", "vitals.ai.probe.duration", "vitals.ai.health.state"} {
-		for !recv.has(name) {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("the OTLP receiver got no %s\n%s", name, p.logText())
-			case <-time.After(20 * time.Millisecond):
+			const every = "          interval: 10s\n"
+			p := startBinaryEdited(t, func(cfg string) string {
+				if !strings.Contains(cfg, every) {
+					t.Fatal("demo config no longer has the health interval this test replaces")
+				}
+				return strings.Replace(cfg, every, "          interval: 200ms\n          start_spread: 0\n", 1)
+			})
+			p.address(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			want := []string{"gen_ai.client.operation.duration", "gen_ai.client.token.usage", "vitals.ai.probe.duration", "vitals.ai.health.state", "vitals.ai.time_to_first_token"}
+			if tt.latest {
+				want = append(want, firstChunk)
 			}
-		}
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := p.wait(t); code != 0 {
-		t.Fatalf("exit %d\n%s", code, p.logText())
+			for _, name := range want {
+				for !recv.has(name) {
+					select {
+					case <-ctx.Done():
+						t.Fatalf("the OTLP receiver got no %s\n%s", name, p.logText())
+					case <-time.After(20 * time.Millisecond):
+					}
+				}
+			}
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if code := p.wait(t); code != 0 {
+				t.Fatalf("exit %d\n%s", code, p.logText())
+			}
+			// The synthetic inferences that gave vitals.ai.time_to_first_token
+			// would have given the latest conventions' histogram too.
+			if !tt.latest && recv.has(firstChunk) {
+				t.Errorf("%s in the default conventions, which do not have it", firstChunk)
+			}
+		})
 	}
 }
 
