@@ -144,12 +144,8 @@ func (l *live) states() map[string]string {
 
 func (l *live) waitFor(what string, ok func() bool) {
 	l.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			l.t.Fatalf("timed out waiting for %s; states %v", what, l.states())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !agenttest.Within(10*time.Second, ok) {
+		l.t.Fatalf("timed out waiting for %s; states %v", what, l.states())
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"go.uber.org/goleak"
@@ -295,8 +296,8 @@ func TestBinaryStartsAndStopsCleanly(t *testing.T) {
 func checkDemoAIPlugins(t *testing.T, addr string) {
 	t.Helper()
 	want := map[string]string{"demo_llm": "llamacpp", "demo_ollama": "ollama", "demo_embedder": "tei"}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var got map[string]string
+	listed := agenttest.Within(20*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/api/v1/admin/ai-plugins")
 		if err != nil {
 			t.Fatal(err)
@@ -309,17 +310,14 @@ func checkDemoAIPlugins(t *testing.T, addr string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := map[string]string{}
+		got = map[string]string{}
 		for _, p := range body.AIPlugins {
 			got[p.ID] = p.Kind
 		}
-		if fmt.Sprint(got) == fmt.Sprint(want) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ai plugins = %v, want %v", got, want)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return fmt.Sprint(got) == fmt.Sprint(want)
+	})
+	if !listed {
+		t.Fatalf("ai plugins = %v, want %v", got, want)
 	}
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -486,12 +484,8 @@ func TestSIGHUPReloads(t *testing.T) {
 	}
 	waitState := func(name, want string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for state(name) != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s is %s, want %s\n%s", name, state(name), want, p.logText())
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !agenttest.Within(20*time.Second, func() bool { return state(name) == want }) {
+			t.Fatalf("%s is %s, want %s\n%s", name, state(name), want, p.logText())
 		}
 	}
 	// Watching off, so only the signal can make the change take effect.
@@ -512,12 +506,8 @@ func TestSIGHUPReloads(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for len(p.messages("config rejected; the running config stays")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("bad config not rejected\n%s", p.logText())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !agenttest.Within(20*time.Second, func() bool { return len(p.messages("config rejected; the running config stays")) > 0 }) {
+		t.Fatalf("bad config not rejected\n%s", p.logText())
 	}
 	if got := state("demo_llm"); got != "running" {
 		t.Errorf("demo_llm = %s after a rejected reload", got)

@@ -18,6 +18,8 @@ import (
 	colmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/vitals-dev/vitals/agent/agenttest"
 )
 
 // otlpReceiver is a minimal OTLP/HTTP endpoint that keeps span names and
@@ -123,9 +125,9 @@ func TestTracesGoOutOverOTLPAndTracez(t *testing.T) {
 	// The page shows a span once it has ended; poll until it has them all.
 	var page []byte
 	for _, want := range []string{"agent.startup", "plugin.initialize", "plugin.start"} {
-		for !strings.Contains(string(page), want) {
-			if ctx.Err() != nil {
-				t.Fatalf("/debug/tracez lacks %s", want)
+		agenttest.Eventually(t, 20*time.Second, "/debug/tracez shows "+want, func() bool {
+			if strings.Contains(string(page), want) {
+				return true
 			}
 			resp, err := http.Get("http://" + addr + "/debug/tracez")
 			if err != nil {
@@ -133,10 +135,8 @@ func TestTracesGoOutOverOTLPAndTracez(t *testing.T) {
 			}
 			page, _ = io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if !strings.Contains(string(page), want) {
-				time.Sleep(5 * time.Millisecond)
-			}
-		}
+			return strings.Contains(string(page), want)
+		})
 	}
 
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

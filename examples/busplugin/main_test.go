@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"go.uber.org/goleak"
@@ -174,16 +175,10 @@ func TestExampleRediscoveredAfterAgentRestart(t *testing.T) {
 	pub, sub := freeAddr(t), freeAddr(t)
 	registered := func(cat *extmanager.Catalog, what string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if p, ok := cat.Get("demo"); ok && p.Source == extmanager.SourceBus && p.Version == "0.1.0" {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("demo not registered %s", what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		agenttest.Eventually(t, 20*time.Second, "demo registered "+what, func() bool {
+			p, ok := cat.Get("demo")
+			return ok && p.Source == extmanager.SourceBus && p.Version == "0.1.0"
+		})
 	}
 	cat, stop := agentOn(t, pub, sub)
 

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -173,11 +174,8 @@ func TestHangEndsWithContext(t *testing.T) {
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

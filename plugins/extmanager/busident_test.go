@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/probes"
@@ -40,11 +41,8 @@ func rejected(t *testing.T, g prometheus.Gatherer, reason string) float64 {
 func (r *rig) awaitRejected(reason string, n float64) {
 	r.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for rejected(r.t, r.metrics, reason) < n {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("%s rejections: %v, want %v", reason, rejected(r.t, r.metrics, reason), n)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), func() bool { return rejected(r.t, r.metrics, reason) >= n }) {
+		r.t.Fatalf("%s rejections: %v, want %v", reason, rejected(r.t, r.metrics, reason), n)
 	}
 }
 

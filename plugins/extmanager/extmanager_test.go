@@ -146,16 +146,13 @@ func (r *rig) awaitWhere(typ extmanager.EventType, id string, ok func(extmanager
 // awaitDetected waits until detection of id has settled.
 func (r *rig) awaitDetected(id string) extmanager.AIPlugin {
 	r.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if p, ok := r.e.Catalog().Get(id); ok && p.Detection.State != extmanager.DetectPending {
-			return p
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("%s not detected", id)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var p extmanager.AIPlugin
+	agenttest.Eventually(r.t, 15*time.Second, id+" detected", func() bool {
+		var ok bool
+		p, ok = r.e.Catalog().Get(id)
+		return ok && p.Detection.State != extmanager.DetectPending
+	})
+	return p
 }
 
 func simServer(t *testing.T, kind probes.Kind) (*aisim.Server, string) {
@@ -293,11 +290,8 @@ func TestDirectoryDiscovery(t *testing.T) {
 	// A bad edit is reported and changes nothing.
 	write("new.yaml", "endpoint: "+url+"\nlables: {tier: bronze}\n")
 	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(discoveryErrors(t, r.metrics, "directory")) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("bad manifest not counted")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), func() bool { return testutil.ToFloat64(discoveryErrors(t, r.metrics, "directory")) >= 1 }) {
+		t.Fatal("bad manifest not counted")
 	}
 	if p, ok := r.e.Catalog().Get("new"); !ok || p.Labels["tier"] != "silver" {
 		t.Errorf("after a bad edit: %+v %v", p.Labels, ok)
@@ -365,11 +359,8 @@ func TestBusDiscovery(t *testing.T) {
 	}
 	announce(t, ext, &busv1.Announce{Name: "Not Valid"})
 	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(discoveryErrors(t, r.metrics, "bus")) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("malformed announcements not counted")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), func() bool { return testutil.ToFloat64(discoveryErrors(t, r.metrics, "bus")) >= 2 }) {
+		t.Fatal("malformed announcements not counted")
 	}
 }
 
@@ -405,16 +396,12 @@ func TestInProcessDiscovery(t *testing.T) {
 	if ev.Source != extmanager.SourceInProcess || ev.Plugin.Endpoint != "http://127.0.0.1:1" {
 		t.Errorf("registered = %+v", ev.Plugin)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		p, _ := r.e.Catalog().Get("reranker")
-		if p.HasCapability(probes.CapRerank) && p.Health != nil && p.Health.Status == agent.HealthOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("in-process capabilities and health not recorded: %+v", p)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var p extmanager.AIPlugin
+	if !agenttest.Within(10*time.Second, func() bool {
+		p, _ = r.e.Catalog().Get("reranker")
+		return p.HasCapability(probes.CapRerank) && p.Health != nil && p.Health.Status == agent.HealthOK
+	}) {
+		t.Fatalf("in-process capabilities and health not recorded: %+v", p)
 	}
 	r.dir.set()
 	r.events.Emit(agent.Event{Plugin: "reranker", To: agent.StateStopping})
@@ -629,10 +616,7 @@ func TestInProcessAskedOncePerInstance(t *testing.T) {
 	r.dir.set(running...)
 	r.events.Emit(agent.Event{Plugin: "reranker", To: agent.StateRunning})
 	deadline := time.Now().Add(10 * time.Second)
-	for again.asked.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the new instance was never asked")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), func() bool { return again.asked.Load() != 0 }) {
+		t.Fatal("the new instance was never asked")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/plugins/messagebus"
@@ -195,11 +196,8 @@ func TestAnnounceFloodDoesNotStarveRealPlugins(t *testing.T) {
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), cond) {
+		t.Fatalf("timed out after %s waiting for %s", d, what)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"github.com/prometheus/common/expfmt"
@@ -37,16 +38,9 @@ const fastHealth = `health:
 // awaitHealth polls the catalog until id's health satisfies ok.
 func (r *rig) awaitHealth(id string, ok func(*agent.Health) bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		p, _ := r.e.Catalog().Get(id)
-		if ok(p.Health) {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("%s: health never as wanted: %+v", id, p.Health)
-		}
-		time.Sleep(2 * time.Millisecond)
+	var p extmanager.AIPlugin
+	if !agenttest.Within(20*time.Second, func() bool { p, _ = r.e.Catalog().Get(id); return ok(p.Health) }) {
+		r.t.Fatalf("%s: health never as wanted: %+v", id, p.Health)
 	}
 }
 

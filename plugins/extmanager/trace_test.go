@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -49,16 +50,10 @@ func TestServerRequestsCarryTraceContext(t *testing.T) {
 	r := startWith(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\nhealth: {interval: 20ms, start_spread: 0, jitter: 0}\ntargets: [{id: llm, endpoint: %q}]\n", srv.URL),
 		map[string]any{agent.ServiceTracerProvider: trace.TracerProvider(tp)})
 	r.awaitDetected("llm")
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if s, ok := r.e.Engine().Status("llm"); ok && s.Checks > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no health check ran")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	agenttest.Eventually(t, 15*time.Second, "a health check ran", func() bool {
+		s, ok := r.e.Engine().Status("llm")
+		return ok && s.Checks > 0
+	})
 	if err := r.e.Stop(context.Background()); err != nil { // every span has ended
 		t.Fatal(err)
 	}

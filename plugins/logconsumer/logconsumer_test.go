@@ -105,16 +105,12 @@ func (e *env) stop(t *testing.T) {
 // waitStored polls until n records are stored.
 func (e *env) waitStored(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := testutil.ToFloat64(e.p.m.records.WithLabelValues("stored"))
-		if int(got) >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stored %v records, want %d", got, n)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var got float64
+	if !agenttest.Within(10*time.Second, func() bool {
+		got = testutil.ToFloat64(e.p.m.records.WithLabelValues("stored"))
+		return int(got) >= n
+	}) {
+		t.Fatalf("stored %v records, want %d", got, n)
 	}
 }
 

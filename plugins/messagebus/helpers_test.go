@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -174,11 +175,8 @@ func (e *env) counter(name string, labels ...string) float64 {
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), cond) {
+		t.Fatalf("timed out after %s waiting for %s", d, what)
 	}
 }
 

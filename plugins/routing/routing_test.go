@@ -132,20 +132,14 @@ func TestTimeoutAndLateReply(t *testing.T) {
 	}
 	hold <- struct{}{} // the reply comes now, too late
 	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(e.p.m.late) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("late reply not counted")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), func() bool { return testutil.ToFloat64(e.p.m.late) == 1 }) {
+		t.Fatal("late reply not counted")
 	}
 	// A reply nobody asked for is counted apart.
 	cl := e.bus.Client("gpu_probe", bus.AllowAll)
 	must(t, cl.Publish(context.Background(), "reply.routing.nobody", bus.Message{CorrelationID: "nobody"}))
-	for testutil.ToFloat64(e.p.m.unmatched) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("unmatched reply not counted")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), func() bool { return testutil.ToFloat64(e.p.m.unmatched) == 1 }) {
+		t.Fatal("unmatched reply not counted")
 	}
 }
 
@@ -161,11 +155,8 @@ func TestRequestErrors(t *testing.T) {
 		first <- err
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for e.p.router.Pending() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("first request not pending")
-		}
-		time.Sleep(time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), func() bool { return e.p.router.Pending() == 1 }) {
+		t.Fatal("first request not pending")
 	}
 	if _, err := e.r.Request(context.Background(), "held", bus.Message{}); !errors.Is(err, ErrTooBusy) {
 		t.Fatalf("second request: %v, want ErrTooBusy", err)
@@ -190,9 +181,7 @@ func TestRequestErrors(t *testing.T) {
 	// Cancellation is the caller's, not a timeout.
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		for e.p.router.Pending() != 1 {
-			time.Sleep(time.Millisecond)
-		}
+		agenttest.Within(10*time.Second, func() bool { return e.p.router.Pending() == 1 })
 		cancel()
 	}()
 	if _, err := e.r.Request(ctx, "held", bus.Message{}); !errors.Is(err, context.Canceled) {
@@ -208,11 +197,8 @@ func TestRequestErrors(t *testing.T) {
 		_, err := e.r.Request(context.Background(), "held", bus.Message{})
 		res <- err
 	}()
-	for e.p.router.Pending() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("request not pending before stop")
-		}
-		time.Sleep(time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), func() bool { return e.p.router.Pending() == 1 }) {
+		t.Fatal("request not pending before stop")
 	}
 	must(t, e.p.Stop(context.Background()))
 	if err := <-res; !errors.Is(err, ErrClosed) {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -289,11 +290,8 @@ func (l *live) get(path, token string) (int, string) {
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

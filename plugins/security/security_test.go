@@ -109,18 +109,16 @@ func (e *env) do(t *testing.T, method, path, tok string) (int, http.Header, stri
 // waitAudit polls the audit log until f matches n records.
 func (e *env) waitAudit(t *testing.T, f audit.Filter, n int) []audit.Record {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		recs, err := e.p.Audit().Query(context.Background(), f)
+	var recs []audit.Record
+	if !agenttest.Within(10*time.Second, func() bool {
+		var err error
+		recs, err = e.p.Audit().Query(context.Background(), f)
 		must(t, err)
-		if len(recs) >= n {
-			return recs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("audit %+v: %d records, want %d: %+v", f, len(recs), n, recs)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return len(recs) >= n
+	}) {
+		t.Fatalf("audit %+v: %d records, want %d: %+v", f, len(recs), n, recs)
 	}
+	return recs
 }
 
 func tokens(admin, viewer string) string {
@@ -280,11 +278,8 @@ func TestAuditsLifecycleAndRegistrations(t *testing.T) {
 	}
 	// Stored records are published on audit.<action>.
 	deadline := time.Now().Add(10 * time.Second)
-	for !published(e.bus, "audit.plugin.register") {
-		if time.Now().After(deadline) {
-			t.Fatal("audit.plugin.register not published")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), func() bool { return published(e.bus, "audit.plugin.register") }) {
+		t.Fatal("audit.plugin.register not published")
 	}
 }
 
@@ -302,12 +297,8 @@ func TestDefaultPermissionsPublishAudit(t *testing.T) {
 	// what it uses: audit.*.
 	e := start(t, "")
 	e.p.Audit().Record(audit.Record{Action: "one"})
-	deadline := time.Now().Add(10 * time.Second)
-	for !published(e.bus, "audit.one") {
-		if time.Now().After(deadline) || e.p.noPublish.Load() {
-			t.Fatal("audit.one not published with the default permissions")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !agenttest.Within(10*time.Second, func() bool { return published(e.bus, "audit.one") || e.p.noPublish.Load() }) || e.p.noPublish.Load() {
+		t.Fatal("audit.one not published with the default permissions")
 	}
 }
 
@@ -317,11 +308,8 @@ func TestDeniedPublishingTurnsItselfOff(t *testing.T) {
 	e := startWith(t, "", &bus.Permissions{Publish: []string{"security.", "logs."}, Subscribe: []string{"security."}})
 	e.p.Audit().Record(audit.Record{Action: "one"})
 	deadline := time.Now().Add(10 * time.Second)
-	for !e.p.noPublish.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("publishing still on after a denial")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), func() bool { return e.p.noPublish.Load() }) {
+		t.Fatal("publishing still on after a denial")
 	}
 	if published(e.bus, "audit.one") {
 		t.Fatal("published despite the permissions")

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/plugins/extmanager/health"
 )
 
@@ -210,11 +211,8 @@ func TestSchedulerReusesWorkers(t *testing.T) {
 		s.Remove(id)
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for runtime.NumGoroutine() > base+1 { // + the Run goroutine
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after the workers were idle, want %d", runtime.NumGoroutine(), base+1)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !agenttest.Within(time.Until(deadline), func() bool { return runtime.NumGoroutine() <= base+1 }) { // + the Run goroutine
+		t.Fatalf("%d goroutines after the workers were idle, want %d", runtime.NumGoroutine(), base+1)
 	}
 	cancel()
 	<-done
