@@ -12,6 +12,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vitals-dev/vitals/alerts"
 )
 
 // agentMetrics are the agent's series the rules read, in a real registry.
@@ -366,4 +368,40 @@ func sorted(m map[string]string) []string {
 		out = append(out, k+"="+m[k])
 	}
 	return out
+}
+
+// TestRulesAreTheFilesExpressions pins the expression of each pushed alert
+// in vitals.rules.yml (whitespace aside) to the one its Go condition in
+// rules.go implements: a changed expression fails here until the condition
+// is changed with it, so the push and Prometheus keep alerting alike.
+func TestRulesAreTheFilesExpressions(t *testing.T) {
+	implemented := map[string]string{
+		"VitalsAIPluginUnhealthy": `vitals_ai_plugin_health_state{state="unhealthy"} == 1`,
+		"VitalsAIPluginStuck": `( ( sum by (job, instance, plugin) (increase(vitals_ai_probe_total{probe="synthetic", result="failure"}[1m])) > 0` +
+			` unless on (job, instance, plugin) sum by (job, instance, plugin) (increase(vitals_ai_probe_total{probe="synthetic", result="success"}[1m])) > 0 )` +
+			` and on (job, instance, plugin) vitals_ai_plugin_up == 1 )` +
+			` or ( max by (job, instance, plugin) (vitals_ai_plugin_health_state{state="unhealthy"}) == 1` +
+			` and on (job, instance, plugin) sum by (job, instance, plugin) (increase(vitals_ai_probe_errors_total{class="stuck"}[5m])) > 0 )`,
+		"VitalsAIPluginLost":       `sum by (job, instance, plugin) (increase(vitals_ai_probe_errors_total{class="stale"}[2m])) > 0`,
+		"VitalsPluginFailed":       `vitals_plugin_state{state="failed"} == 1`,
+		"VitalsConfigReloadFailed": `vitals_config_last_reload_successful == 0`,
+	}
+	defs, err := alerts.Rules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exprs := map[string]string{}
+	for _, d := range defs {
+		exprs[d.Alert] = strings.Join(strings.Fields(d.Expr), " ")
+	}
+	for _, r := range Rules {
+		want, ok := implemented[r.Alert]
+		if !ok {
+			t.Errorf("%s is pushed, but this test does not say which expression its condition implements", r.Alert)
+			continue
+		}
+		if got := exprs[r.Alert]; got != want {
+			t.Errorf("%s: vitals.rules.yml has\n  %s\nthe pushed condition implements\n  %s\nchange rules.go with the rule, then this test", r.Alert, got, want)
+		}
+	}
 }
