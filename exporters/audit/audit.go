@@ -11,6 +11,10 @@ import (
 	"github.com/vitals-dev/vitals/exporters/store"
 )
 
+// ServiceName is the agent service under which the security plugin
+// provides its *Log; other plugins record with it when it is there.
+const ServiceName = "audit"
+
 // Outcomes.
 const (
 	OutcomeSuccess = "success"

@@ -2,6 +2,7 @@ package extmanager_test
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/exporters/audit"
+	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/probes"
@@ -90,6 +93,71 @@ func TestBusPluginBelongsToItsAnnouncer(t *testing.T) {
 	announce(t, mallory, &busv1.Announce{Name: "gpu_probe", Version: "2.0.0", HeartbeatIntervalMs: 60000})
 	if ev := r.await(extmanager.EventVersionChanged, "gpu_probe"); ev.Plugin.Owner != "user:mallory" {
 		t.Fatalf("lost plugin taken over by %q, want user:mallory", ev.Plugin.Owner)
+	}
+}
+
+// TestBusRegistrationsAudited: the audit log says what became of each
+// registration and deregistration asked for over the bus, under the
+// broker's identity of the asker: a refused one is denied with the
+// reason, not a success.
+func TestBusRegistrationsAudited(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	log, err := audit.New(ctx, db, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Start()
+	t.Cleanup(func() { _ = log.Close(context.Background()) })
+	r := startWith(t, "directory: \"\"\nhealth: {enabled: false}\n", map[string]any{audit.ServiceName: log})
+	alice := r.bus.External("user:alice", "127.0.0.1:40001", "gpu_probe", bus.AllowAll)
+	mallory := r.bus.External("user:mallory", "127.0.0.1:40002", "alice_said_so", bus.AllowAll)
+
+	announce(t, alice, &busv1.Announce{Name: "gpu_probe", Version: "1.0.0", HeartbeatIntervalMs: 60000})
+	r.await(extmanager.EventRegistered, "gpu_probe")
+	announce(t, mallory, &busv1.Announce{Name: "gpu_probe", Version: "6.6.6", HeartbeatIntervalMs: 60000})
+	send(t, mallory, extmanager.TopicGoodbye, &busv1.Goodbye{Name: "gpu_probe", Reason: "spoofed"})
+	announce(t, mallory, &busv1.Announce{Name: "elsewhere", Endpoint: "http://169.254.169.254/", HeartbeatIntervalMs: 60000})
+	r.awaitRejected("endpoint", 1)
+	send(t, alice, extmanager.TopicGoodbye, &busv1.Goodbye{Name: "gpu_probe", Reason: "done"})
+	r.await(extmanager.EventDeregistered, "gpu_probe")
+
+	want := []string{
+		"user:alice plugin.register gpu_probe success 127.0.0.1:40001",
+		"user:mallory plugin.register gpu_probe denied 127.0.0.1:40002",
+		"user:mallory plugin.deregister gpu_probe denied 127.0.0.1:40002",
+		"user:mallory plugin.register elsewhere denied 127.0.0.1:40002",
+		"user:alice plugin.deregister gpu_probe success 127.0.0.1:40001",
+	}
+	var got []string
+	var bad []string
+	matched := agenttest.Within(10*time.Second, func() bool {
+		recs, err := log.Query(ctx, audit.Filter{Action: "plugin."})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, bad = got[:0], bad[:0]
+		for i := len(recs) - 1; i >= 0; i-- { // newest first
+			rec := recs[i]
+			got = append(got, strings.Join([]string{rec.Actor, rec.Action, rec.Target, rec.Outcome, rec.Remote}, " "))
+			if rec.Actor == "user:mallory" && !strings.Contains(rec.Detail, `claimed source "alice_said_so"`) {
+				bad = append(bad, "mallory's record does not name the claimed source: "+rec.Detail)
+			}
+			if rec.Outcome == audit.OutcomeDenied && !strings.Contains(rec.Detail, "another peer") && !strings.Contains(rec.Detail, "not allowed") {
+				bad = append(bad, "a denied record without the reason: "+rec.Detail)
+			}
+		}
+		return strings.Join(got, "\n") == strings.Join(want, "\n")
+	})
+	if !matched {
+		t.Fatalf("audit records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, b := range bad {
+		t.Error(b)
 	}
 }
 

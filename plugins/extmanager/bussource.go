@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vitals-dev/vitals/exporters/audit"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/probes"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
@@ -139,16 +141,56 @@ func (e *ExtManager) handleBus(msg bus.Message) error {
 		if g.GetReason() != "" {
 			reason += ": " + truncate(g.GetReason(), 200)
 		}
-		if _, err := e.catalog.Leave(g.GetName(), SourceBus, msg.Peer, reason); err != nil {
-			return reject(rejectNotOwner, fmt.Errorf("goodbye from %s: %w", msg.Peer, err))
+		_, err := e.catalog.Leave(g.GetName(), SourceBus, msg.Peer, reason)
+		if err != nil {
+			err = reject(rejectNotOwner, fmt.Errorf("goodbye from %s: %w", msg.Peer, err))
 		}
+		e.auditBus(msg, "plugin.deregister", g.GetName(), g.GetReason(), err)
+		return err
 	}
 	return nil
 }
 
+// auditBus records in the audit log, when the security plugin keeps one,
+// a registration or deregistration asked for over the bus and what the
+// ExtManager made of it: success, or denied with the reason. The actor is
+// the identity the broker stamped (the PLAIN user, or the connection under
+// NULL security) and the remote its address; the source the envelope
+// claims is only detail.
+func (e *ExtManager) auditBus(msg bus.Message, action, target, detail string, err error) {
+	v, gerr := e.container.Get(context.Background(), audit.ServiceName)
+	if gerr != nil {
+		return
+	}
+	rec, ok := v.(audit.Recorder)
+	if !ok {
+		return
+	}
+	r := audit.Record{Actor: msg.Peer, Remote: msg.PeerAddress, Action: action, Target: target, Outcome: audit.OutcomeSuccess, Detail: truncate(detail, 200)}
+	switch {
+	case target == "":
+		r.Target = "(none)"
+	case ValidID(target) != nil:
+		r.Target = fmt.Sprintf("%.64q", target)
+	}
+	if err != nil {
+		r.Outcome, r.Detail = audit.OutcomeDenied, truncate(err.Error(), 400)
+	}
+	if msg.Source != "" && msg.Source != target {
+		r.Detail = strings.TrimSpace(r.Detail + " (claimed source " + fmt.Sprintf("%.64q", msg.Source) + ")")
+	}
+	rec.Record(r)
+}
+
 // announce registers or updates a bus plugin for the peer that sent msg,
-// within the bus bounds.
+// within the bus bounds, and records the verdict in the audit log.
 func (e *ExtManager) announce(a *busv1.Announce, msg bus.Message) error {
+	err := e.claim(a, msg)
+	e.auditBus(msg, "plugin.register", a.GetName(), a.GetVersion(), err)
+	return err
+}
+
+func (e *ExtManager) claim(a *busv1.Announce, msg bus.Message) error {
 	cfg := e.config().Bus
 	spec, err := announceSpec(a)
 	if err != nil {

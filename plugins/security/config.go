@@ -213,7 +213,7 @@ func resolve(cfg Config) ([]token, error) {
 // topics: registrations watched on plugin.announce and plugin.goodbye, and
 // audit records published under audit. when audit.publish is on.
 func (c Config) topics() bus.Topics {
-	uses := bus.Permissions{Subscribe: []string{"plugin.announce", "plugin.goodbye"}}
+	var uses bus.Permissions
 	if c.Audit.Publish {
 		uses.Publish = []string{"audit."}
 	}

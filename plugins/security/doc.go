@@ -12,8 +12,9 @@
 // The audit log (exporters/audit) records every admin action with who did
 // it, every denial (HTTP 401 and 403; bus permission denials and failed
 // bus authentication, seen through exporters/logtap), plugin lifecycle
-// transitions, and external plugin registration and deregistration
-// (plugin.announce and plugin.goodbye on the bus). Records are stored in
-// SQLite, published on audit.<action> and served at GET /api/v1/admin/audit;
-// the log is the "audit" service for other plugins.
+// transitions. Records are stored in SQLite, published on audit.<action>
+// and served at GET /api/v1/admin/audit; the log is the "audit" service
+// (audit.ServiceName) for other plugins: the ExtManager records there
+// which external plugin registrations and deregistrations it accepted and
+// which it refused.
 package security

@@ -32,7 +32,7 @@ const Name = "security"
 const Version = "0.1.0"
 
 // AuditService is the container service holding the *audit.Log.
-const AuditService = "audit"
+const AuditService = audit.ServiceName
 
 // Plugin is the security plugin.
 type Plugin struct {
@@ -114,8 +114,8 @@ func newState(cfg Config, tokens []token) *authState {
 
 // Initialize resolves the tokens, opens the audit store and provides the
 // audit service.
-// BusTopics implements bus.TopicUser: the plugin watches registrations
-// and, with audit.publish, publishes audit records; it starts without them.
+// BusTopics implements bus.TopicUser: with audit.publish the plugin
+// publishes audit records; it starts without the permission.
 // (cfg does not change after Factory.)
 func (p *Plugin) BusTopics() bus.Topics { return p.cfg.topics() }
 
@@ -135,8 +135,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 	if p.events, err = agent.Require[*agent.Events](ctx, c, agent.ServiceEvents); err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
 		return err
 	}
-	// The bus is optional: without it there is no audit.* publishing and
-	// no plugin registration records.
+	// The bus is optional: without it there is no audit.* publishing.
 	if provider, err := agent.Require[bus.Provider](ctx, c, bus.ServiceName); err == nil {
 		if p.bus, err = provider.ClientFor(c.Owner(), p.cfg.topics().Uses); err != nil {
 			return err
@@ -196,8 +195,7 @@ func (p *Plugin) unregister() {
 }
 
 // Start runs the audit writer, its retention and publishing, and starts
-// listening for lifecycle events, audit log lines and plugin
-// registrations.
+// listening for lifecycle events and audit log lines.
 func (p *Plugin) Start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -224,18 +222,6 @@ func (p *Plugin) Start(ctx context.Context) error {
 			go func() {
 				defer p.wg.Done()
 				p.publish(bg)
-			}()
-		}
-		for _, topic := range []string{"plugin.announce", "plugin.goodbye"} {
-			ch, err := p.bus.Subscribe(bg, topic)
-			if err != nil {
-				p.log.Warn("plugin registrations are not audited: no bus permission", "topic", topic, "err", err)
-				continue
-			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				p.registrations(ch)
 			}()
 		}
 	}
@@ -386,38 +372,6 @@ func (p *Plugin) onLog(lr logtap.Record) {
 		r.Action = "event"
 	}
 	p.audit.Record(r)
-}
-
-// registrations records external plugins announcing and leaving. The
-// actor is the identity the broker stamped (bus.Message.Peer: the PLAIN
-// user, or the connection under NULL security) and the remote its address;
-// the source the envelope claims is only detail.
-func (p *Plugin) registrations(ch <-chan bus.Message) {
-	for m := range ch {
-		r := audit.Record{Time: m.Time, Actor: m.Peer, Remote: m.PeerAddress}
-		if r.Actor == "" {
-			r.Actor = "unknown"
-		}
-		switch m.Topic {
-		case "plugin.announce":
-			var a busv1.Announce
-			_ = m.Decode(&a)
-			r.Action, r.Target, r.Detail = "plugin.register", a.GetName(), a.GetVersion()
-		case "plugin.goodbye":
-			var g busv1.Goodbye
-			_ = m.Decode(&g)
-			r.Action, r.Target, r.Detail = "plugin.deregister", g.GetName(), g.GetReason()
-		default:
-			continue
-		}
-		if r.Target == "" {
-			r.Target = "(none)"
-		}
-		if m.Source != "" && m.Source != r.Target {
-			r.Detail = strings.TrimSpace(r.Detail + " (claimed source " + fmt.Sprintf("%.64q", m.Source) + ")")
-		}
-		p.audit.Record(r)
-	}
 }
 
 func (p *Plugin) queuePublish(r audit.Record) {
