@@ -76,6 +76,16 @@ func TestInhibition(t *testing.T) {
 			active: []string{"VitalsAIPluginStuck/s2", "VitalsAIPluginUnhealthy/other2"},
 		},
 		{
+			name: "an agent that is down pages, not its plugins",
+			post: []map[string]string{
+				{"alertname": "VitalsAgentDown", "severity": "critical", "scope": "agent", "job": "vitals", "instance": "down:9464"},
+				{"alertname": "VitalsAIPluginUnhealthy", "severity": "critical", "scope": "ai_plugin", "job": "vitals", "instance": "down:9464", "plugin": "d4"},
+				{"alertname": "VitalsAIPluginUnhealthy", "severity": "critical", "scope": "ai_plugin", "job": "vitals", "instance": "up:9464", "plugin": "e4"},
+			},
+			active:     []string{"VitalsAgentDown/", "VitalsAIPluginUnhealthy/e4"},
+			suppressed: []string{"VitalsAIPluginUnhealthy/d4"},
+		},
+		{
 			name: "an unhealthy plugin pages once",
 			post: []map[string]string{
 				ai("VitalsAIPluginUnhealthy", "critical", "u3"),
