@@ -2,7 +2,9 @@ package bus
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -79,31 +81,48 @@ func TestFamilyIsBounded(t *testing.T) {
 // FuzzEnvelope feeds arbitrary bytes to the envelope decoder that the
 // broker and the client use: it must never panic, and what decodes must
 // survive a round trip.
+// FuzzEnvelope runs the client's receive path on any frame: decodeFrames
+// then messageOf, as readLoop and dispatch do. A message it accepts must
+// survive the client's publish encoding (envelopeOf) and decoding again
+// unchanged, but for the peer fields, which only the broker sets; the
+// trace carrier and topic check must cope with any content.
 func FuzzEnvelope(f *testing.F) {
 	seed, _ := proto.Marshal(&busv1.Envelope{Id: "1", Source: "s", ContentType: "text/plain", Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Payload: []byte("hi")})
-	f.Add(seed)
-	f.Add([]byte{})
-	f.Add([]byte{0xff, 0xff, 0xff})
-	f.Add([]byte{0x4a, 0x80, 0x80, 0x80, 0x80, 0x10})
-	f.Fuzz(func(t *testing.T, data []byte) {
+	f.Add("logs.info.x", seed)
+	f.Add("", []byte{})
+	f.Add("a", []byte{0xff, 0xff, 0xff})
+	f.Add("reply.x", []byte{0x4a, 0x80, 0x80, 0x80, 0x80, 0x10})
+	f.Fuzz(func(t *testing.T, topic string, data []byte) {
 		var env busv1.Envelope
-		if err := proto.Unmarshal(data, &env); err != nil {
+		if malformed := decodeFrames([][]byte{[]byte(topic), data}, &env); malformed != "" {
+			if malformed != MalformedEnvelope {
+				t.Fatalf("two frames called %q", malformed)
+			}
 			return
 		}
-		out, err := proto.Marshal(&env)
+		msg := messageOf(topic, &env)
+		if msg.Topic != topic || string(msg.Payload) != string(env.GetPayload()) || msg.ID != env.GetId() || msg.Peer != env.GetPeer() {
+			t.Fatalf("message %+v does not carry envelope %v", msg, &env)
+		}
+		out, err := proto.Marshal(envelopeOf(msg.Source, msg))
 		if err != nil {
 			t.Fatalf("re-encode: %v", err)
 		}
 		var again busv1.Envelope
-		if err := proto.Unmarshal(out, &again); err != nil {
-			t.Fatalf("decode of re-encoded envelope: %v", err)
+		if malformed := decodeFrames([][]byte{[]byte(topic), out}, &again); malformed != "" {
+			t.Fatalf("the client's own envelope is malformed: %s", malformed)
 		}
-		if !proto.Equal(&env, &again) {
-			t.Fatal("round trip changed the envelope")
+		back := messageOf(topic, &again)
+		msg.Peer, msg.PeerAddress = "", ""
+		if !back.Time.Equal(msg.Time) {
+			t.Fatalf("time %v came back as %v", msg.Time, back.Time)
 		}
-		// The carrier and message conversion must cope with any content.
-		c := envCarrier{&again}
+		back.Time, msg.Time = time.Time{}, time.Time{}
+		if fmt.Sprint(back) != fmt.Sprint(msg) {
+			t.Fatalf("round trip changed the message:\n%+v\n%+v", msg, back)
+		}
+		c := envCarrier{&env}
 		_ = c.Get("traceparent")
-		_ = ValidTopic(again.GetReplyTo())
+		_ = ValidTopic(env.GetReplyTo())
 	})
 }

@@ -470,20 +470,29 @@ func (c *Client) readLoop(conn *zmtp.Conn) {
 			}
 			return
 		}
-		if len(frames) != 2 {
-			c.opts.Metrics.Malform(MalformedFrames)
-			continue
-		}
-		proto.Reset(&env)
-		if err := proto.Unmarshal(frames[1], &env); err != nil {
-			c.opts.Metrics.Malform(MalformedEnvelope)
+		if malformed := decodeFrames(frames, &env); malformed != "" {
+			c.opts.Metrics.Malform(malformed)
 			continue
 		}
 		c.dispatch(string(frames[0]), &env, len(frames[1]))
 	}
 }
 
-func (c *Client) dispatch(topic string, env *busv1.Envelope, size int) {
+// decodeFrames decodes a message from the broker, topic and envelope, into
+// env. It returns what was malformed (a Malformed reason), or "".
+func decodeFrames(frames [][]byte, env *busv1.Envelope) string {
+	if len(frames) != 2 {
+		return MalformedFrames
+	}
+	proto.Reset(env)
+	if err := proto.Unmarshal(frames[1], env); err != nil {
+		return MalformedEnvelope
+	}
+	return ""
+}
+
+// messageOf is the message an envelope received on topic carries.
+func messageOf(topic string, env *busv1.Envelope) Message {
 	msg := Message{
 		Topic:         topic,
 		ID:            env.GetId(),
@@ -497,6 +506,27 @@ func (c *Client) dispatch(topic string, env *busv1.Envelope, size int) {
 	}
 	if env.Time != nil {
 		msg.Time = env.Time.AsTime()
+	}
+	return msg
+}
+
+// envelopeOf is the envelope that publishes msg as source; the broker
+// stamps the peer fields.
+func envelopeOf(source string, msg Message) *busv1.Envelope {
+	return &busv1.Envelope{
+		Id:            msg.ID,
+		Source:        source,
+		Time:          timestamppb.New(msg.Time),
+		ContentType:   msg.ContentType,
+		CorrelationId: msg.CorrelationID,
+		ReplyTo:       msg.ReplyTo,
+		Payload:       msg.Payload,
+	}
+}
+
+func (c *Client) dispatch(topic string, env *busv1.Envelope, size int) {
+	msg := messageOf(topic, env)
+	if env.Time != nil {
 		if m := c.opts.Metrics; m != nil {
 			m.Latency.WithLabelValues(Family(topic)).Observe(time.Since(msg.Time).Seconds())
 		}
@@ -627,15 +657,7 @@ func (c *Client) publish(ctx context.Context, source, topic string, msg Message)
 	if msg.Time.IsZero() {
 		msg.Time = time.Now()
 	}
-	env := &busv1.Envelope{
-		Id:            msg.ID,
-		Source:        source,
-		Time:          timestamppb.New(msg.Time),
-		ContentType:   msg.ContentType,
-		CorrelationId: msg.CorrelationID,
-		ReplyTo:       msg.ReplyTo,
-		Payload:       msg.Payload,
-	}
+	env := envelopeOf(source, msg)
 	var span trace.Span
 	if c.tracing {
 		ctx, span = c.producerSpan(ctx, topic, &msg)
