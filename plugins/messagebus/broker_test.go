@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/plugins/messagebus/internal/zmtp"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
@@ -153,18 +154,15 @@ func TestBrokerRestartClientsReconnect(t *testing.T) {
 	defer b2.Stop(context.Background())
 
 	// Publish until one arrives: the subscription is re-sent on reconnect.
-	deadline := time.Now().Add(10 * time.Second)
-	for got := false; !got; {
-		if time.Now().After(deadline) {
-			t.Fatal("no delivery after broker restart")
-		}
+	agenttest.Eventually(t, 10*time.Second, "a delivery after the broker restart", func() bool {
 		_ = c.Publish(ctx, "x.after", bus.Message{})
 		select {
 		case m := <-ch:
-			got = m.Topic == "x.after"
+			return m.Topic == "x.after"
 		case <-time.After(50 * time.Millisecond):
+			return false
 		}
-	}
+	})
 	if r := metrics.Reconnect.WithLabelValues("sub"); r == nil {
 		t.Fatal("no reconnect metric")
 	}
