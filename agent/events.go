@@ -1,8 +1,9 @@
 package agent
 
 import (
-	"sync"
 	"time"
+
+	"github.com/vitals-dev/vitals/internal/hub"
 )
 
 // Event is one lifecycle transition of one plugin.
@@ -20,38 +21,18 @@ type Event struct {
 // every container as ServiceEvents; the message bus plugin publishes what it
 // receives on lifecycle.<plugin>.
 //
-// Handlers run synchronously on the goroutine that made the transition, so
-// they must be quick and must not call back into the lifecycle manager;
-// hand slow work to a goroutine of your own.
-type Events struct {
-	mu   sync.RWMutex
-	next int
-	subs map[int]func(Event)
-}
+// Handlers run synchronously on the goroutine that made the transition, one
+// event at a time and in the order they subscribed, so they must be quick
+// and must not call back into the lifecycle manager; hand slow work to a
+// goroutine of your own.
+type Events struct{ h hub.Hub[Event] }
 
 // NewEvents returns an empty hub.
-func NewEvents() *Events { return &Events{subs: map[int]func(Event){}} }
+func NewEvents() *Events { return &Events{} }
 
 // Subscribe registers fn for every later event and returns a function that
 // unsubscribes it. Unsubscribing twice is harmless.
-func (e *Events) Subscribe(fn func(Event)) (unsubscribe func()) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	id := e.next
-	e.next++
-	e.subs[id] = fn
-	return func() {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		delete(e.subs, id)
-	}
-}
+func (e *Events) Subscribe(fn func(Event)) (unsubscribe func()) { return e.h.Subscribe(fn) }
 
 // Emit delivers ev to every subscriber.
-func (e *Events) Emit(ev Event) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	for _, fn := range e.subs {
-		fn(ev)
-	}
-}
+func (e *Events) Emit(ev Event) { e.h.Emit(ev) }

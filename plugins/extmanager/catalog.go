@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/internal/hub"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -54,9 +55,7 @@ type Catalog struct {
 	plugins map[string]*AIPlugin
 	held    map[holder]int // plugins per source, and per source and owner
 
-	subMu sync.Mutex // orders delivery; guards subs
-	subs  map[int]func(Event)
-	next  int
+	subs hub.Hub[Event] // delivers one change at a time, in order
 }
 
 // NewCatalog returns an empty catalog. now may be nil.
@@ -64,7 +63,7 @@ func NewCatalog(now func() time.Time) *Catalog {
 	if now == nil {
 		now = time.Now
 	}
-	return &Catalog{now: now, plugins: map[string]*AIPlugin{}, held: map[holder]int{}, subs: map[int]func(Event){}}
+	return &Catalog{now: now, plugins: map[string]*AIPlugin{}, held: map[holder]int{}}
 }
 
 // holder counts plugins: of a source (owner "") or of one owner in it.
@@ -84,33 +83,11 @@ func (c *Catalog) hold(p *AIPlugin, n int) {
 	}
 }
 
-// Subscribe calls fn for every later change; the returned function stops it.
-func (c *Catalog) Subscribe(fn func(Event)) func() {
-	c.subMu.Lock()
-	defer c.subMu.Unlock()
-	id := c.next
-	c.next++
-	c.subs[id] = fn
-	return func() {
-		c.subMu.Lock()
-		defer c.subMu.Unlock()
-		delete(c.subs, id)
-	}
-}
+// Subscribe calls fn for every later change, one at a time and in the
+// order of the changes; the returned function stops it.
+func (c *Catalog) Subscribe(fn func(Event)) func() { return c.subs.Subscribe(fn) }
 
-func (c *Catalog) emit(evs ...Event) {
-	if len(evs) == 0 {
-		return
-	}
-	c.subMu.Lock()
-	defer c.subMu.Unlock()
-	ids := slices.Sorted(maps.Keys(c.subs))
-	for _, ev := range evs {
-		for _, id := range ids {
-			c.subs[id](ev)
-		}
-	}
-}
+func (c *Catalog) emit(evs ...Event) { c.subs.Emit(evs...) }
 
 // Errors of Claim and Leave, compared with errors.Is.
 var (
