@@ -20,5 +20,9 @@
 // deadline bounds it, so the health engine can reuse the same clients for
 // liveness, readiness and synthetic inference.
 //
-// probes depends on the standard library only and never imports plugins.
+// probes depends on the standard library, OpenTelemetry (each probe request
+// is an HTTP client span that carries the check's W3C trace context, and
+// GenAI client metrics) and internal/ (the shared backoff); it never imports
+// plugins, agent or exporters (docs/architecture.md has the import rule and
+// docs/docs_test.go enforces it).
 package probes
