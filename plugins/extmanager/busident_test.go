@@ -178,6 +178,13 @@ func TestBusEndpointAllowList(t *testing.T) {
 		{"a listed prefix", "[loopback, 10.9.0.0/16]", "10.0.0.5:4000", "http://10.9.3.4:8080", true},
 		{"peer not listed", "[loopback, 10.9.0.0/16]", "10.0.0.5:4000", "http://10.0.0.5:8080", false},
 		{"a listed host name", "[gpu-box.example]", "10.0.0.5:4000", "http://GPU-box.example:8080", true},
+		{"a path prefix", "", "10.0.0.5:4000", "http://127.0.0.1:8080/llm", true},
+		// The probes append their paths to the endpoint: a fragment or a
+		// query would let the announcer pick the whole path and method of
+		// a request to any loopback service.
+		{"a fragment", "", "10.0.0.5:4000", "http://127.0.0.1:9464/api/v1/admin/plugins/extmanager/disable#", false},
+		{"a query", "", "10.0.0.5:4000", "http://127.0.0.1:9464/api/v1/admin/reload?x=", false},
+		{"user info", "", "10.0.0.5:4000", "http://user:pw@127.0.0.1:8080", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			section := "directory: \"\"\nhealth: {enabled: false}\ndetection: {attempts: 1, timeout: 100ms}\n"

@@ -49,6 +49,14 @@ func endpointAllowed(allowed []string, endpoint, peerAddr string) error {
 	if err != nil {
 		return fmt.Errorf("endpoint %q: %v", endpoint, err)
 	}
+	// The probes append their paths to the endpoint: with a query or a
+	// fragment the announcer would choose the whole path of each request.
+	switch {
+	case u.User != nil:
+		return fmt.Errorf("endpoint %q: user info is not allowed", truncate(endpoint, 128))
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(endpoint, "?#"):
+		return fmt.Errorf("endpoint %q: a base URL takes no query or fragment", truncate(endpoint, 128))
+	}
 	host := strings.ToLower(u.Hostname())
 	ip, ipErr := netip.ParseAddr(host)
 	ip = ip.Unmap()
