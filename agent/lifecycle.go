@@ -18,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/vitals-dev/vitals/internal/hub"
 )
 
 // Errors a lifecycle step can end with, for errors.Is.
@@ -85,7 +87,7 @@ type Manager struct {
 	order   []string            // start order of enabled plugins
 	deps    map[string][]string // plugin -> plugins it needs
 	phase   phase
-	changed []func()
+	changed hub.Hub[struct{}] // OnChange functions, run one change at a time
 }
 
 type phase int
@@ -191,19 +193,10 @@ func (m *Manager) Config() *Config {
 // OnChange registers fn to run after every lifecycle operation that changed
 // which plugins run (the HTTP front rebuilds its routes with it).
 func (m *Manager) OnChange(fn func()) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.changed = append(m.changed, fn)
+	m.changed.Subscribe(func(struct{}) { fn() })
 }
 
-func (m *Manager) notifyChanged() {
-	m.mu.Lock()
-	fns := append([]func(){}, m.changed...)
-	m.mu.Unlock()
-	for _, fn := range fns {
-		fn()
-	}
-}
+func (m *Manager) notifyChanged() { m.changed.Emit(struct{}{}) }
 
 // Start builds the enabled plugins of cfg and initializes, then starts them
 // in dependency order. A failing optional plugin is marked failed and its
