@@ -58,7 +58,7 @@ func TestAuthFailsClosedWhenSecurityFails(t *testing.T) {
 				}
 			}
 			if st := l.states()["routing"]; st != "running" {
-				t.Errorf("routing is %s after a refused disable", st)
+				t.Errorf("routing is %s after a refused disable\n%s", st, l.logs)
 			}
 			if _, body := l.get("/readyz?full=1", ""); !strings.Contains(body, "security plugin failed") {
 				t.Errorf("readyz does not say security failed: %s", body)
