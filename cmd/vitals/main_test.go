@@ -334,12 +334,7 @@ func checkDemoAIPlugins(t *testing.T, addr string) {
 
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	p := startBinary(t)
-	addr := p.address(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := waitReady(ctx, addr); err != nil {
-		t.Fatal(err)
-	}
+	p.ready(t)
 	// Two signals back to back: the second must not wait for shutdown.
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
@@ -461,12 +456,7 @@ func TestDemoConfigIsValid(t *testing.T) {
 
 func TestSIGHUPReloads(t *testing.T) {
 	p := startBinary(t, "--log-level", "info")
-	addr := p.address(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := waitReady(ctx, addr); err != nil {
-		t.Fatal(err)
-	}
+	addr := p.ready(t)
 	path := p.config
 	orig, err := os.ReadFile(path)
 	if err != nil {
@@ -570,12 +560,7 @@ func TestBuildInfoCarriesTheRevision(t *testing.T) {
 // been dropped, malformed, denied or reconnected.
 func TestBusCountersExistAtZero(t *testing.T) {
 	p := startBinary(t)
-	addr := p.address(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := waitReady(ctx, addr); err != nil {
-		t.Fatal(err)
-	}
+	addr := p.ready(t)
 	text := scrape(t, addr)
 	for _, want := range []string{
 		`vitals_bus_dropped_total{reason="publish_queue_full"} 0`,
@@ -626,12 +611,7 @@ func TestVCSStamp(t *testing.T) {
 func TestMetricsPassPromtool(t *testing.T) {
 	promtool := e2etest.Tool(t, "promtool")
 	p := startBinary(t)
-	addr := p.address(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := waitReady(ctx, addr); err != nil {
-		t.Fatal(err)
-	}
+	addr := p.ready(t)
 	checkDemoAIPlugins(t, addr) // so the AI plugin series exist
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -646,4 +626,17 @@ func TestMetricsPassPromtool(t *testing.T) {
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	p.wait(t)
+}
+
+// ready waits for the agent to listen and for /readyz to answer 200, and
+// returns its address; it fails the test after 20 s.
+func (p *proc) ready(t testing.TB) string {
+	t.Helper()
+	addr := p.address(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := waitReady(ctx, addr); err != nil {
+		t.Fatalf("%v\n%s", err, p.logText())
+	}
+	return addr
 }

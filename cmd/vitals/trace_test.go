@@ -115,12 +115,7 @@ func TestTracesGoOutOverOTLPAndTracez(t *testing.T) {
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
 
 	p := startBinary(t)
-	addr := p.address(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := waitReady(ctx, addr); err != nil {
-		t.Fatal(err)
-	}
+	addr := p.ready(t)
 
 	// The page shows a span once it has ended; poll until it has them all.
 	var page []byte
@@ -176,12 +171,7 @@ func TestConsoleExporterWritesSpansToStdout(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
 	p := startBinary(t)
-	addr := p.address(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := waitReady(ctx, addr); err != nil {
-		t.Fatal(err)
-	}
+	p.ready(t)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -308,12 +298,7 @@ func TestHealthMetricsLeaveOverOTLP(t *testing.T) {
 // and that one outside any span does not.
 func TestJSONLogsCarryTraceIDs(t *testing.T) {
 	p := startBinary(t)
-	addr := p.address(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := waitReady(ctx, addr); err != nil {
-		t.Fatal(err)
-	}
+	p.ready(t)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
