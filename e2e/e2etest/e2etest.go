@@ -64,16 +64,38 @@ func RepoRoot(t testing.TB) string {
 	}
 }
 
-// FreePort returns a loopback port that was free a moment ago, for programs
-// that cannot report the port they bound.
+// handedOut holds the ports FreePort has returned in this process: the
+// kernel may give a port it just freed to the next bind, and a test that
+// asks for two ports must get two.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// FreePort returns a loopback port that was free a moment ago and that it
+// has not returned before in this process, for programs that cannot report
+// the port they bound.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
+	}
+	t.Fatal("free port: the kernel gave only ports already handed out")
+	return 0
 }
 
 // Addr returns "127.0.0.1:PORT" for a free port.
