@@ -173,7 +173,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("listening", "address", ln.Addr().String())
 	hc := cfg.Core.APIGateway.HTTP
-	limited := newConnLimiter(ln, hc.MaxConnections, a.server.o.metrics)
+	vetted := newVettingListener(ln, hc.ReadHeaderTimeout.D(), hc.MaxHeaderBytes, 4*hc.MaxConnections, a.server.o.metrics)
+	limited := newConnLimiter(vetted, hc.MaxConnections, a.server.o.metrics)
 	ln = limited
 	srv := &http.Server{
 		Handler:           a.server,

@@ -28,13 +28,13 @@ func newFrontMetrics(reg prometheus.Registerer) (*frontMetrics, error) {
 		}),
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_http_connections_shed_total",
-			Help: "Connections the HTTP front closed at max_connections to make room, by reason (idle: the one idle longest; busy: none was idle, the one whose request ran longest).",
+			Help: "Connections the HTTP front closed to make room, by reason (idle: at max_connections, the one idle longest; busy: none was idle, the one whose request ran longest; header: more than 4x max_connections wait for their request header, the one waiting longest).",
 		}, []string{"reason"}),
 	}
 	for _, r := range []string{"host", "origin", "cross_site"} {
 		m.rejected.WithLabelValues(r)
 	}
-	for _, r := range []string{"idle", "busy"} {
+	for _, r := range []string{"idle", "busy", "header"} {
 		m.shed.WithLabelValues(r)
 	}
 	if reg != nil {

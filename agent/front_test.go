@@ -199,10 +199,12 @@ func TestIdleConnectionsDoNotStarveLivez(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
+	// They wait for a request header outside the server, at most 4x
+	// max_connections of them; the rest are closed to make room.
 	shed := func() float64 {
-		return testutil.ToFloat64(mustVec(t, l.metrics, "vitals_http_connections_shed_total", map[string]string{"reason": "idle"}))
+		return testutil.ToFloat64(mustVec(t, l.metrics, "vitals_http_connections_shed_total", map[string]string{"reason": "header"}))
 	}
-	l.waitFor("the server to accept every idle connection", func() bool { return shed() >= idle-max })
+	l.waitFor("the front to accept every idle connection", func() bool { return shed() >= idle-4*max })
 	if open := testutil.ToFloat64(gauge(t, l.metrics, "vitals_http_connections")); open > max {
 		t.Errorf("the server holds %v connections, more than max_connections %d", open, max)
 	}
@@ -217,5 +219,49 @@ func TestIdleConnectionsDoNotStarveLivez(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Fatalf("livez %d: %d", i, resp.StatusCode)
 		}
+	}
+}
+
+// Connections that have not sent a whole request header wait outside the
+// server and take no place under max_connections, so they are neither
+// served nor shed: a flood of them, silent or stopped halfway through a
+// header, causes no reconnect churn, and /livez goes straight to the server.
+func TestHeaderlessConnectionsWaitOutsideTheServer(t *testing.T) {
+	const max, flood = 10, 30 // within 4x max: none is closed to make room
+	l := startLiveGateway(t, false, "    http: {max_connections: 10, read_header_timeout: 1m, read_timeout: 1m, idle_timeout: 1m}\n", basePlugins)
+	addr := strings.TrimPrefix(l.base, "http://")
+	conns := make([]net.Conn, 0, flood)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	for i := range flood {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		if i%2 == 1 {
+			if _, err := io.WriteString(c, "GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := range 3 {
+		resp, err := client.Get(l.base + "/livez")
+		if err != nil {
+			t.Fatalf("livez %d: %v", i, err)
+		}
+		_ = resp.Body.Close()
+	}
+	for _, reason := range []string{"idle", "busy", "header"} {
+		if n := testutil.ToFloat64(mustVec(t, l.metrics, "vitals_http_connections_shed_total", map[string]string{"reason": reason})); n != 0 {
+			t.Errorf("%v connections shed as %s; want none: headerless connections must not take the server's places", n, reason)
+		}
+	}
+	if open := testutil.ToFloat64(gauge(t, l.metrics, "vitals_http_connections")); open > 1 {
+		t.Errorf("the server holds %v connections; want at most the probe's", open)
 	}
 }
