@@ -106,7 +106,7 @@ func TestAuthClosedDuringStartup(t *testing.T) {
 	}
 	for _, p := range []string{security.Name, "routing"} {
 		if st := l.states()[p]; st != "running" {
-			t.Errorf("%s is %s after startup, want running", p, st)
+			t.Errorf("%s is %s after startup, want running\n%s", p, st, l.logs)
 		}
 	}
 }
