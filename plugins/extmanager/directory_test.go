@@ -57,18 +57,18 @@ func TestManifestsThatAreNotFilesAreSkipped(t *testing.T) {
 func TestManifestIDConflict(t *testing.T) {
 	_, url := simServer(t, probes.KindVLLM)
 	dir := t.TempDir()
-	writeManifest(t, dir, "a.yaml", "id: shared\nendpoint: "+url+"\nlabels: {from: a}\n")
-	writeManifest(t, dir, "b.yaml", "id: shared\nendpoint: "+url+"\nlabels: {from: b}\n")
+	writeManifest(t, dir, "a.yaml", "id: twin\nendpoint: "+url+"\nlabels: {from: a}\n")
+	writeManifest(t, dir, "b.yaml", "id: twin\nendpoint: "+url+"\nlabels: {from: b}\n")
 	r := start(t, fmt.Sprintf("directory: %q\nbus: {enabled: false}\n", dir))
 	from := func() string {
-		p, ok := r.e.Catalog().Get("shared")
+		p, ok := r.e.Catalog().Get("twin")
 		if !ok {
 			return "(none)"
 		}
 		return p.Labels["from"]
 	}
 	if got := from(); got != "a" {
-		t.Fatalf("shared declared by %s, want a: the first by name keeps the id", got)
+		t.Fatalf("twin declared by %s, want a: the first by name keeps the id", got)
 	}
 	if got := testutil.ToFloat64(discoveryErrors(t, r.metrics, "directory")); got < 1 {
 		t.Errorf("discovery errors = %v, want the conflict counted", got)
@@ -82,12 +82,12 @@ func TestManifestIDConflict(t *testing.T) {
 	writeManifest(t, dir, "marker.yaml", "endpoint: "+url+"\n")
 	r.await(extmanager.EventRegistered, "marker")
 	if got := from(); got != "a" {
-		t.Fatalf("after removing b.yaml, shared is declared by %s, want a", got)
+		t.Fatalf("after removing b.yaml, twin is declared by %s, want a", got)
 	}
 
 	// Removing the winner hands the id to the other manifest, without
 	// deregistering the plugin in between.
-	writeManifest(t, dir, "b.yaml", "id: shared\nendpoint: "+url+"\nlabels: {from: b}\n")
+	writeManifest(t, dir, "b.yaml", "id: twin\nendpoint: "+url+"\nlabels: {from: b}\n")
 	writeManifest(t, dir, "marker.yaml", "endpoint: "+url+"\nlabels: {round: two}\n")
 	r.awaitWhere(extmanager.EventUpdated, "marker", func(ev extmanager.Event) bool { return ev.Plugin.Labels["round"] == "two" })
 	if got := from(); got != "a" {
@@ -100,17 +100,17 @@ func TestManifestIDConflict(t *testing.T) {
 	for {
 		select {
 		case ev := <-r.evs:
-			if ev.ID != "shared" {
+			if ev.ID != "twin" {
 				continue
 			}
 			if ev.Type == extmanager.EventDeregistered {
-				t.Fatalf("shared deregistered while b.yaml still declares it: %s", ev.Reason)
+				t.Fatalf("twin deregistered while b.yaml still declares it: %s", ev.Reason)
 			}
 			if ev.Type == extmanager.EventUpdated && ev.Plugin.Labels["from"] == "b" {
 				return
 			}
 		case <-deadline:
-			t.Fatalf("shared not handed to b.yaml; it is declared by %s", from())
+			t.Fatalf("twin not handed to b.yaml; it is declared by %s", from())
 		}
 	}
 }
