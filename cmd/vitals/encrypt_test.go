@@ -16,14 +16,8 @@ import (
 // in plaintext and says so: a warning naming the failure, and the records
 // counted in vitals_log_consumer_plaintext_fallback_total.
 func TestBinaryCountsPlaintextWhenEncryptionFailed(t *testing.T) {
-	p := startBinaryEdited(t, func(cfg string) string {
-		out := strings.Replace(cfg, "        enabled: false\n        keys: [{id: k1, env: VITALS_ENCRYPTION_KEY}]\n",
-			"        keys: [{id: k1, env: VITALS_TEST_KEY_THAT_IS_NOT_SET}]\n", 1)
-		if out == cfg {
-			t.Fatal("the demo config no longer has the disabled encryption section this test enables")
-		}
-		return out
-	})
+	p := startBinaryReplacing(t, "        enabled: false\n        keys: [{id: k1, env: VITALS_ENCRYPTION_KEY}]\n",
+		"        keys: [{id: k1, env: VITALS_TEST_KEY_THAT_IS_NOT_SET}]\n")
 	addr := p.address(t)
 	client := &http.Client{Timeout: 5 * time.Second}
 	fallback := regexp.MustCompile(`(?m)^vitals_log_consumer_plaintext_fallback_total ([0-9.e+]+)$`)

@@ -12,14 +12,8 @@ import (
 // The shipped binary wires the gate: with a token whose variable is unset,
 // security fails and the admin API is closed, not open.
 func TestBinaryFailsClosedWhenSecurityFails(t *testing.T) {
-	p := startBinaryEdited(t, func(cfg string) string {
-		out := strings.Replace(cfg, "        # tokens: [{name: ops, role: admin, env: VITALS_TOKEN_OPS}]\n",
-			"        tokens: [{name: ops, role: admin, env: VITALS_TEST_TOKEN_THAT_IS_NOT_SET}]\n", 1)
-		if out == cfg {
-			t.Fatal("the demo config no longer has the commented token line this test enables")
-		}
-		return out
-	})
+	p := startBinaryReplacing(t, "        # tokens: [{name: ops, role: admin, env: VITALS_TOKEN_OPS}]\n",
+		"        tokens: [{name: ops, role: admin, env: VITALS_TEST_TOKEN_THAT_IS_NOT_SET}]\n")
 	addr := p.address(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -103,22 +103,30 @@ func testConfig(t testing.TB) string {
 // demo plugins (see testConfig).
 func startBinary(t testing.TB, args ...string) *proc {
 	t.Helper()
-	return startBinaryEdited(t, nil, args...)
+	return runConfig(t, testConfig(t), args...)
 }
 
-// startBinaryEdited is startBinary with the config changed by edit first.
-func startBinaryEdited(t testing.TB, edit func(string) string, args ...string) *proc {
+// startBinaryReplacing is startBinary with the first old in the demo config
+// replaced by new; the test fails if the config no longer has old.
+func startBinaryReplacing(t testing.TB, old, new string, args ...string) *proc {
 	t.Helper()
 	config := testConfig(t)
-	if edit != nil {
-		data, err := os.ReadFile(config)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(config, []byte(edit(string(data))), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	data, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if !strings.Contains(string(data), old) {
+		t.Fatalf("the demo config no longer has %q, which this test replaces", old)
+	}
+	if err := os.WriteFile(config, []byte(strings.Replace(string(data), old, new, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return runConfig(t, config, args...)
+}
+
+// runConfig starts the agent on config.
+func runConfig(t testing.TB, config string, args ...string) *proc {
+	t.Helper()
 	args = append([]string{"--log-format", "json", "--config", config}, args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "VITALS_LISTEN_ADDRESS=127.0.0.1:0", "VITALS_CONFIG=")

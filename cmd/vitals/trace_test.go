@@ -255,13 +255,7 @@ func TestHealthMetricsLeaveOverOTLP(t *testing.T) {
 			t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
 			t.Setenv("OTEL_SEMCONV_STABILITY_OPT_IN", tt.optIn)
 
-			const every = "          interval: 10s\n"
-			p := startBinaryEdited(t, func(cfg string) string {
-				if !strings.Contains(cfg, every) {
-					t.Fatal("demo config no longer has the health interval this test replaces")
-				}
-				return strings.Replace(cfg, every, "          interval: 200ms\n          start_spread: 0\n", 1)
-			})
+			p := startBinaryReplacing(t, "          interval: 10s\n", "          interval: 200ms\n          start_spread: 0\n")
 			p.address(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
