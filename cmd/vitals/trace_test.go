@@ -22,13 +22,18 @@ import (
 	"github.com/vitals-dev/vitals/agent/agenttest"
 )
 
-// otlpReceiver is a minimal OTLP/HTTP endpoint that keeps span names and
-// the trace ids of log records by body; metrics it accepts and drops.
+// otlpReceiver is a minimal OTLP/HTTP endpoint that keeps span names, the
+// names of metrics, and the trace ids of log records by body.
 type otlpReceiver struct {
-	mu    sync.Mutex
-	names map[string]int
-	attrs map[string]map[string]string // span name -> attribute key -> value (last seen)
-	logs  map[string][]byte            // log body -> trace id (last seen)
+	mu      sync.Mutex
+	names   map[string]int
+	attrs   map[string]map[string]string // span name -> attribute key -> value (last seen)
+	logs    map[string][]byte            // log body -> trace id (last seen)
+	metrics map[string]bool
+}
+
+func newOTLPReceiver() *otlpReceiver {
+	return &otlpReceiver{names: map[string]int{}, attrs: map[string]map[string]string{}, logs: map[string][]byte{}, metrics: map[string]bool{}}
 }
 
 func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -39,7 +44,24 @@ func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/v1/traces":
 	case "/v1/metrics":
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 8<<20))
+		b, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+		var req colmetrics.ExportMetricsServiceRequest
+		if err != nil || proto.Unmarshal(b, &req) != nil {
+			http.Error(w, "not an OTLP metrics export", http.StatusBadRequest)
+			return
+		}
+		o.mu.Lock()
+		for _, rm := range req.GetResourceMetrics() {
+			for _, sm := range rm.GetScopeMetrics() {
+				for _, mt := range sm.GetMetrics() {
+					o.metrics[mt.GetName()] = true
+				}
+			}
+		}
+		o.mu.Unlock()
+		out, _ := proto.Marshal(&colmetrics.ExportMetricsServiceResponse{})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(out)
 		return
 	case "/v1/logs":
 		b, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
@@ -107,7 +129,7 @@ func (o *otlpReceiver) count(name string) int {
 }
 
 func TestTracesGoOutOverOTLPAndTracez(t *testing.T) {
-	recv := &otlpReceiver{names: map[string]int{}, attrs: map[string]map[string]string{}, logs: map[string][]byte{}}
+	recv := newOTLPReceiver()
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
@@ -197,38 +219,10 @@ func TestConsoleExporterWritesSpansToStdout(t *testing.T) {
 	}
 }
 
-// metricNames is a loopback OTLP/HTTP metrics endpoint that keeps the
-// names of the metrics it receives.
-type metricNames struct {
-	mu    sync.Mutex
-	names map[string]bool
-}
-
-func (m *metricNames) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
-	var req colmetrics.ExportMetricsServiceRequest
-	if err != nil || r.URL.Path != "/v1/metrics" || proto.Unmarshal(b, &req) != nil {
-		http.Error(w, "not an OTLP metrics export", http.StatusBadRequest)
-		return
-	}
-	m.mu.Lock()
-	for _, rm := range req.GetResourceMetrics() {
-		for _, sm := range rm.GetScopeMetrics() {
-			for _, mt := range sm.GetMetrics() {
-				m.names[mt.GetName()] = true
-			}
-		}
-	}
-	m.mu.Unlock()
-	out, _ := proto.Marshal(&colmetrics.ExportMetricsServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
-}
-
-func (m *metricNames) has(name string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.names[name]
+func (o *otlpReceiver) hasMetric(name string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.metrics[name]
 }
 
 // TestHealthMetricsLeaveOverOTLP runs the agent with an OTLP metrics
@@ -246,7 +240,7 @@ func TestHealthMetricsLeaveOverOTLP(t *testing.T) {
 		{"gen_ai_latest_experimental", "http,gen_ai_latest_experimental", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			recv := &metricNames{names: map[string]bool{}}
+			recv := newOTLPReceiver()
 			srv := httptest.NewServer(recv)
 			defer srv.Close()
 			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
@@ -264,7 +258,7 @@ func TestHealthMetricsLeaveOverOTLP(t *testing.T) {
 				want = append(want, firstChunk)
 			}
 			for _, name := range want {
-				for !recv.has(name) {
+				for !recv.hasMetric(name) {
 					select {
 					case <-ctx.Done():
 						t.Fatalf("the OTLP receiver got no %s\n%s", name, p.logText())
@@ -280,7 +274,7 @@ func TestHealthMetricsLeaveOverOTLP(t *testing.T) {
 			}
 			// The synthetic inferences that gave vitals.ai.time_to_first_token
 			// would have given the latest conventions' histogram too.
-			if !tt.latest && recv.has(firstChunk) {
+			if !tt.latest && recv.hasMetric(firstChunk) {
 				t.Errorf("%s in the default conventions, which do not have it", firstChunk)
 			}
 		})
