@@ -2,6 +2,7 @@ package agent
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -142,3 +143,46 @@ func (q *readyQueue) Pop() any {
 	*q = old[:len(old)-1]
 	return x
 }
+
+// planPlugins orders built plugins by their metadata and the services they
+// provide (see plan); host names the services the host provides.
+func planPlugins(plugins map[string]Plugin, host []string) ([]string, map[string][]string, error) {
+	names := make([]string, 0, len(plugins))
+	for name := range plugins {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	metas := make([]Metadata, 0, len(names))
+	provided := map[string]string{}
+	for _, name := range names {
+		p := plugins[name]
+		metas = append(metas, p.Metadata())
+		if sp, ok := p.(ServiceProvider); ok {
+			for _, s := range sp.Services() {
+				provided[s] = name
+			}
+		}
+	}
+	return plan(metas, provided, host)
+}
+
+// checkPeers asks every PeerChecker among plugins about the others, in
+// name order, and joins what they say.
+func checkPeers(plugins map[string]Plugin) error {
+	names := make([]string, 0, len(plugins))
+	for name := range plugins {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var errs []error
+	for _, name := range names {
+		if pc, ok := plugins[name].(PeerChecker); ok {
+			if err := pc.CheckPeers(plugins); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var hostServices = []string{ServiceMetrics, ServiceTracerProvider, ServiceEvents, ServicePlugins}
