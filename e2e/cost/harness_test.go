@@ -1,0 +1,479 @@
+//go:build bench
+
+package cost
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vitals-dev/vitals/e2e/e2etest"
+	"github.com/vitals-dev/vitals/internal/aisim"
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// binDir holds the binaries built for this run.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vitals-cost-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// vitalsBin builds cmd/vitals once per run as the Dockerfile builds it:
+// static, trimmed, without symbols.
+func vitalsBin(t *testing.T) string {
+	t.Helper()
+	build.once.Do(func() {
+		build.path = filepath.Join(binDir, "vitals")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", build.path, "./cmd/vitals")
+		cmd.Dir = e2etest.RepoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("go build ./cmd/vitals: %v\n%s", err, out)
+		}
+	})
+	if build.err != nil {
+		t.Fatal(build.err)
+	}
+	return build.path
+}
+
+// envDuration reads a duration from the environment, bounded.
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > 2*time.Hour {
+		t.Fatalf("%s=%q: want a duration up to 2h", name, v)
+	}
+	return d
+}
+
+func envInt(t *testing.T, name string, def, lo, hi int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		t.Fatalf("%s=%q: want %d to %d", name, v, lo, hi)
+	}
+	return n
+}
+
+// sim is a simulated OpenAI-compatible server on loopback that counts the
+// liveness requests (GET /v1/models) it answers.
+type sim struct {
+	url  string
+	reqs atomic.Int64
+}
+
+// startSim serves an aisim openai server; without keepAlive it closes
+// every connection after one answer, so every client opens a new one.
+func startSim(t *testing.T, keepAlive bool) *sim {
+	t.Helper()
+	s, err := aisim.New(aisim.Config{Kind: probes.KindOpenAI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &sim{url: "http://" + ln.Addr().String()}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/models" {
+			x.reqs.Add(1)
+		}
+		s.ServeHTTP(w, r)
+	})}
+	srv.SetKeepAlivesEnabled(keepAlive)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return x
+}
+
+// proc is a process the benchmark watches.
+type proc struct {
+	*e2etest.Proc
+	pid  int
+	base string // http://host:port of its HTTP listener
+}
+
+// cpu returns the process's user+system CPU seconds.
+func (p *proc) cpu(t *testing.T) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", p.Name, err, p.Output())
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+// status returns a kB field of /proc/<pid>/status in bytes (VmRSS:,
+// RssAnon:, VmHWM:).
+func (p *proc) status(t *testing.T, field string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", p.Name, err, p.Output())
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func start(t *testing.T, ready string, addr, name string, args ...string) *proc {
+	t.Helper()
+	p := e2etest.Start(t, name, args...)
+	e2etest.WaitHTTP(context.Background(), t, "http://"+addr+ready, 60*time.Second)
+	return &proc{Proc: p, pid: p.Cmd.Process.Pid, base: "http://" + addr}
+}
+
+// agentSpec is one agent's targets and health settings.
+type agentSpec struct {
+	targets  int
+	endpoint string
+	// health is the flow mapping of the extmanager's health key.
+	health string
+}
+
+// startAgent starts the shipped binary with only the ExtManager, its
+// targets all on one server (the ids differ; the agent checks each on its
+// own, as it would servers behind one address).
+func startAgent(t *testing.T, a agentSpec) *proc {
+	t.Helper()
+	dir := t.TempDir()
+	addr := e2etest.Addr(t)
+	var b strings.Builder
+	fmt.Fprintf(&b, "core:\n  log: {level: warn}\n  lifecycle: {watch_config: false}\n  api_gateway:\n    listen: %s\n    plugins:\n      extmanager:\n", addr)
+	health := a.health
+	if extra := os.Getenv("COST_HEALTH"); extra != "" {
+		// More health keys, for experiments: COST_HEALTH='slack: 50ms'.
+		health = strings.TrimSuffix(health, "}") + ", " + extra + "}"
+	}
+	fmt.Fprintf(&b, "        directory: \"\"\n        bus: {enabled: false}\n        health: %s\n        targets:", health)
+	if a.targets == 0 {
+		b.WriteString(" []\n")
+	} else {
+		b.WriteString("\n")
+	}
+	for i := range a.targets {
+		fmt.Fprintf(&b, "          - {id: t%05d, endpoint: %q, kind: openai}\n", i, a.endpoint)
+	}
+	cfg := filepath.Join(dir, "core.yaml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return start(t, "/readyz", addr, vitalsBin(t), "--config", cfg)
+}
+
+// startBlackbox starts Debian's blackbox_exporter with one http_2xx module.
+func startBlackbox(t *testing.T) *proc {
+	t.Helper()
+	bb := e2etest.Tool(t, "prometheus-blackbox-exporter")
+	cfg := filepath.Join(t.TempDir(), "blackbox.yml")
+	if err := os.WriteFile(cfg, []byte("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := e2etest.Addr(t)
+	return start(t, "/metrics", addr, bb, "--config.file="+cfg, "--web.listen-address="+addr, "--log.level=error")
+}
+
+// scrapeJob is one job of a Prometheus config.
+type scrapeJob struct {
+	name     string
+	interval time.Duration
+	// targets are scraped at /metrics, or through blackbox at /probe.
+	targets  []string
+	blackbox string // host:port of a blackbox_exporter: targets are probed through it
+}
+
+// startPrometheus starts Debian's Prometheus with the jobs.
+func startPrometheus(t *testing.T, jobs ...scrapeJob) *proc {
+	t.Helper()
+	bin := e2etest.Tool(t, "prometheus")
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("global: {evaluation_interval: 1m}\nscrape_configs:\n")
+	for _, j := range jobs {
+		fmt.Fprintf(&b, "  - job_name: %s\n    scrape_interval: %s\n    scrape_timeout: %s\n", j.name, j.interval, j.interval)
+		if j.blackbox != "" {
+			b.WriteString("    metrics_path: /probe\n    params: {module: [http_2xx]}\n")
+			fmt.Fprintf(&b, "    relabel_configs:\n      - {source_labels: [__address__], target_label: __param_target}\n"+
+				"      - {source_labels: [__param_target], target_label: instance}\n      - {target_label: __address__, replacement: %q}\n", j.blackbox)
+		}
+		b.WriteString("    static_configs:\n      - targets:\n")
+		for _, tg := range j.targets {
+			fmt.Fprintf(&b, "          - %q\n", tg)
+		}
+	}
+	cfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := e2etest.Addr(t)
+	return start(t, "/-/ready", addr, bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn")
+}
+
+// blackboxTargets are n distinct probe URLs on one server, so Prometheus
+// has n targets as the agent has n.
+func blackboxTargets(server string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s/v1/models?t=%05d", server, i)
+	}
+	return out
+}
+
+// query evaluates an instant PromQL query and returns its single value.
+func query(t *testing.T, prom *proc, q string) float64 {
+	t.Helper()
+	body, err := e2etest.Get(context.Background(), prom.base+"/api/v1/query?query="+urlEscape(q))
+	if err != nil {
+		t.Fatalf("query %s: %v", q, err)
+	}
+	// {"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1.7e9,"100"]}]}}
+	s := string(body)
+	i := strings.LastIndex(s, `,"`)
+	j := strings.LastIndex(s, `"]`)
+	if i < 0 || j < i {
+		return math.NaN()
+	}
+	v, err := strconv.ParseFloat(s[i+2:j], 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return v
+}
+
+func urlEscape(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// exposition is one scrape of an agent's /metrics in the text format.
+type exposition struct {
+	body []byte
+}
+
+func scrape(t *testing.T, a *proc) exposition {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, a.base+"/metrics", nil)
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exposition{body: b}
+}
+
+// each calls f with every sample: its name, its labels (the text between
+// the braces) and its value.
+func (e exposition) each(f func(name, labels string, v float64)) {
+	sc := bufio.NewScanner(bytes.NewReader(e.body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			continue
+		}
+		head := line[:sp]
+		name, labels := head, ""
+		if i := strings.IndexByte(head, '{'); i >= 0 {
+			name, labels = head[:i], strings.TrimSuffix(head[i+1:], "}")
+		}
+		f(name, labels, v)
+	}
+}
+
+// sum adds the samples of name whose labels contain every one of want
+// (`probe="liveness"`).
+func (e exposition) sum(name string, want ...string) float64 {
+	var s float64
+	e.each(func(n, labels string, v float64) {
+		if n != name {
+			return
+		}
+		for _, w := range want {
+			if !strings.Contains(labels, w) {
+				return
+			}
+		}
+		s += v
+	})
+	return s
+}
+
+// buckets returns the cumulative counts of histogram name by upper bound.
+func (e exposition) buckets(name string) map[float64]float64 {
+	out := map[float64]float64{}
+	e.each(func(n, labels string, v float64) {
+		if n != name+"_bucket" {
+			return
+		}
+		i := strings.Index(labels, `le="`)
+		if i < 0 {
+			return
+		}
+		le := labels[i+4:]
+		le = le[:strings.IndexByte(le, '"')]
+		b, err := strconv.ParseFloat(le, 64)
+		if err == nil {
+			out[b] += v
+		}
+	})
+	return out
+}
+
+// series counts the samples whose labels contain label.
+func (e exposition) series(label string) int {
+	n := 0
+	e.each(func(_, labels string, _ float64) {
+		if strings.Contains(labels, label) {
+			n++
+		}
+	})
+	return n
+}
+
+// quantileBound returns the smallest bucket bound at or under which a
+// fraction q of the observations between two scrapes fell.
+func quantileBound(before, after map[float64]float64, q float64) float64 {
+	total := after[math.Inf(1)] - before[math.Inf(1)]
+	if total <= 0 {
+		return math.NaN()
+	}
+	bounds := make([]float64, 0, len(after))
+	for b := range after {
+		bounds = append(bounds, b)
+	}
+	slices.Sort(bounds)
+	for _, b := range bounds {
+		if after[b]-before[b] >= q*total {
+			return b
+		}
+	}
+	return math.Inf(1)
+}
+
+func mib(v int64) float64 { return float64(v) / (1 << 20) }
+
+// profile saves a CPU profile of the agent over d to COST_PROFILE/name,
+// when COST_PROFILE names a directory; it returns at once and the caller
+// waits on the returned function.
+func profile(t *testing.T, a *proc, name string, d time.Duration) func() {
+	dir := os.Getenv("COST_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		secs := max(1, int(d/time.Second))
+		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", a.base, secs))
+		if err != nil {
+			t.Errorf("profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("profile %s: %s %v", name, resp.Status, err)
+			return
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Error(err)
+		}
+	}()
+	return func() { <-done }
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+// loadavg returns the 1, 5 and 15 minute load averages.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func metOrMissed(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "missed"
+}

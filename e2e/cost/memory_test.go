@@ -1,0 +1,86 @@
+//go:build bench
+
+package cost
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vitals-dev/vitals/e2e/e2etest"
+)
+
+// shipped is the shipped health settings at a 1 s interval: liveness,
+// readiness and the resource probe.
+const shipped = "{interval: 1s, unhealthy_interval: 1s}"
+
+// TestMemory: resident memory at steady state, side by side: agents with
+// no targets and with 1000 (the shipped probes, every second), an agent
+// with 100 liveness-only targets beside blackbox_exporter with the same
+// 100, all scraped by one Prometheus every second. It runs until every
+// history ring has filled (COST_MEMORY_DURATION, 280 s: the default ring
+// of 256 checks at 1 s, and some), then reports the marginal memory per
+// target, the 100-target agent against blackbox_exporter, and the series
+// per target and size of one scrape at 1000 targets.
+func TestMemory(t *testing.T) {
+	steady := envDuration(t, "COST_MEMORY_DURATION", 280*time.Second)
+	big := envInt(t, "COST_MEMORY_TARGETS", 1000, 10, 20000)
+	simBig, simSmall, simBB := startSim(t, true), startSim(t, true), startSim(t, true)
+	base := startAgent(t, agentSpec{targets: 0, health: shipped})
+	many := startAgent(t, agentSpec{targets: big, endpoint: simBig.url, health: shipped})
+	small := startAgent(t, agentSpec{targets: 100, endpoint: simSmall.url, health: livenessOnly})
+	bb := startBlackbox(t)
+	host := func(p *proc) string { return strings.TrimPrefix(p.base, "http://") }
+	prom := startPrometheus(t,
+		scrapeJob{name: "vitals", interval: time.Second, targets: []string{host(base), host(many), host(small)}},
+		scrapeJob{name: "blackbox", interval: time.Second, targets: blackboxTargets(simBB.url, 100), blackbox: host(bb)})
+
+	type sample struct{ rss, anon, hwm int64 }
+	read := func(p *proc) sample {
+		return sample{p.status(t, "VmRSS:"), p.status(t, "RssAnon:"), p.status(t, "VmHWM:")}
+	}
+	startAt := time.Now()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for time.Since(startAt) < steady {
+		<-tick.C
+		for _, p := range []*proc{base, many, small, bb} {
+			if p.Exited() {
+				t.Fatalf("%s exited:\n%s", p.Name, p.Output())
+			}
+		}
+	}
+	b, m, s, x := read(base), read(many), read(small), read(bb)
+	exp := scrape(t, many)
+	perTarget := float64(exp.series(`plugin="t00001"`))
+	checked := exp.sum("vitals_ai_probe_total", `probe="liveness"`)
+	if checked < float64(big)*steady.Seconds()*0.8 {
+		t.Errorf("%d targets: %v liveness probes in %s, want at least 80%% of one a second each", big, checked, steady)
+	}
+	if n := query(t, prom, `count(probe_success == 1)`); n != 100 {
+		t.Errorf("blackbox: %v of 100 targets succeeding", n)
+	}
+	err := e2etest.Poll(context.Background(), 10*time.Second, time.Second, "scrapes", func(context.Context) error {
+		if n := query(t, prom, `sum(up{job="vitals"})`); n != 3 {
+			return fmt.Errorf("%v of 3 agents scraped", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	perKiB := func(a, b int64) float64 { return float64(a-b) / float64(big) / 1024 }
+	t.Logf("load: %d cores; loadavg %s; after %s", numCPU(), loadavg(), steady)
+	t.Logf("| agent | RSS MiB | anonymous MiB | VmHWM MiB |")
+	t.Logf("| --- | --- | --- | --- |")
+	t.Logf("| no targets | %.1f | %.1f | %.1f |", mib(b.rss), mib(b.anon), mib(b.hwm))
+	t.Logf("| %d targets, shipped probes | %.1f | %.1f | %.1f |", big, mib(m.rss), mib(m.anon), mib(m.hwm))
+	t.Logf("| 100 targets, liveness only | %.1f | %.1f | %.1f |", mib(s.rss), mib(s.anon), mib(s.hwm))
+	t.Logf("| blackbox_exporter, 100 targets | %.1f | %.1f | %.1f |", mib(x.rss), mib(x.anon), mib(x.hwm))
+	t.Logf("marginal memory per target (%d vs 0): %.1f KiB RSS, %.1f KiB anonymous", big, perKiB(m.rss, b.rss), perKiB(m.anon, b.anon))
+	t.Logf("100 targets: agent RSS %.1f MiB, blackbox_exporter %.1f MiB: %.2fx", mib(s.rss), mib(x.rss), float64(s.rss)/float64(x.rss))
+	t.Logf("/metrics at %d targets: %.0f series per target, %d bytes of text (%.2f MB)", big, perTarget, len(exp.body), float64(len(exp.body))/1e6)
+	t.Logf("Prometheus: %v samples per scrape of the %d-target agent", query(t, prom, fmt.Sprintf(`max(scrape_samples_scraped{instance=%q})`, host(many))), big)
+}
