@@ -150,9 +150,12 @@ func TestNothingPointsOutsideTheRepository(t *testing.T) {
 }
 
 // TestImportRule checks the dependency rule of architecture.md on the
-// tree: the host, probes, exporters, internal and proto import no plugin
-// and no command; probes import nothing of ours outside probes/ and
-// internal/; the host imports only internal/ and exporters/ of ours.
+// tree: nothing outside cmd/ imports a plugin or a command; plugins/ holds
+// one package per plugin, in a folder named after the plugin, and no
+// package under plugins/ imports another package under plugins/; probes
+// import nothing of ours outside probes/ and internal/; the host imports
+// only internal/ and exporters/ of ours. Tests may wire plugins together,
+// so only the packages' own imports are checked.
 func TestImportRule(t *testing.T) {
 	root := e2etest.RepoRoot(t)
 	const module = "github.com/vitals-dev/vitals/"
@@ -170,7 +173,7 @@ func TestImportRule(t *testing.T) {
 		}
 		return false
 	}
-	n := 0
+	n, plugins := 0, 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Fields(line)
 		pkg, ok := strings.CutPrefix(f[0], module)
@@ -178,14 +181,22 @@ func TestImportRule(t *testing.T) {
 			continue
 		}
 		n++
+		if under(pkg, "plugins") {
+			plugins++
+			if strings.Count(pkg, "/") != 1 {
+				t.Errorf("%s: plugins/ holds one package per plugin, plugins/<name>; move a library out of plugins/", pkg)
+			}
+		}
 		for _, imp := range f[1:] {
 			dep, ok := strings.CutPrefix(imp, module)
 			if !ok {
 				continue
 			}
 			switch {
-			case under(pkg, "agent", "probes", "exporters", "internal", "proto") && under(dep, "plugins", "cmd"):
-				t.Errorf("%s imports %s: nothing below plugins/ imports a plugin or a command", pkg, dep)
+			case under(pkg, "plugins") && under(dep, "plugins"):
+				t.Errorf("%s imports %s: no plugin imports another; move what they share to a library (bus/, catalog/, health/, exporters/...)", pkg, dep)
+			case !under(pkg, "cmd", "plugins") && under(dep, "plugins", "cmd"):
+				t.Errorf("%s imports %s: nothing outside cmd/ imports a plugin or a command", pkg, dep)
 			case under(pkg, "probes") && !under(dep, "probes", "internal"):
 				t.Errorf("%s imports %s: probes import nothing of ours outside probes/ and internal/", pkg, dep)
 			case pkg == "agent" && !under(dep, "internal", "exporters"):
@@ -193,7 +204,52 @@ func TestImportRule(t *testing.T) {
 			}
 		}
 	}
-	if n < 20 {
-		t.Fatalf("go list gave %d packages of the module", n)
+	if n < 20 || plugins < 8 {
+		t.Fatalf("go list gave %d packages of the module, %d plugins", n, plugins)
+	}
+}
+
+// TestPluginFolders: each plugin's folder is its name in core.yaml (the
+// Name constant) without underscores.
+func TestPluginFolders(t *testing.T) {
+	root := e2etest.RepoRoot(t)
+	nameRE := regexp.MustCompile(`(?m)^const Name = "([a-z][a-z0-9_]*)"`)
+	dirs, err := os.ReadDir(filepath.Join(root, "plugins"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := 0
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		files, _ := filepath.Glob(filepath.Join(root, "plugins", d.Name(), "*.go"))
+		var names []string
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range nameRE.FindAllSubmatch(b, -1) {
+				names = append(names, string(m[1]))
+			}
+		}
+		switch {
+		case len(names) > 1:
+			t.Errorf("plugins/%s declares Name %d times: %v", d.Name(), len(names), names)
+		case len(names) == 1:
+			named++
+			if want := strings.ReplaceAll(names[0], "_", ""); d.Name() != want {
+				t.Errorf("plugins/%s holds the plugin %q: its folder is plugins/%s", d.Name(), names[0], want)
+			}
+		}
+		// No Name constant: a family of plugins named by config
+		// (demoai), checked by nothing here.
+	}
+	if named < 8 {
+		t.Fatalf("found the Name constant of %d plugins; the check no longer reads them", named)
 	}
 }

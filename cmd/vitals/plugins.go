@@ -9,7 +9,7 @@ import (
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/plugins/logconsumer"
 	"github.com/vitals-dev/vitals/plugins/messagebus"
-	"github.com/vitals-dev/vitals/plugins/ratelimit"
+	"github.com/vitals-dev/vitals/plugins/ratelimiting"
 	"github.com/vitals-dev/vitals/plugins/routing"
 	"github.com/vitals-dev/vitals/plugins/security"
 	"github.com/vitals-dev/vitals/plugins/statuspage"
@@ -24,15 +24,15 @@ const shutdownFlush = 5 * time.Second
 func registry() (*agent.Registry, error) {
 	reg := agent.NewRegistry()
 	for name, f := range map[string]agent.Factory{
-		messagebus.Name:  messagebus.Factory,
-		logconsumer.Name: logconsumer.Factory,
-		security.Name:    security.Factory,
-		encryption.Name:  encryption.Factory,
-		ratelimit.Name:   ratelimit.Factory,
-		validation.Name:  validation.Factory,
-		routing.Name:     routing.Factory,
-		extmanager.Name:  extmanager.Factory,
-		statuspage.Name:  statuspage.Factory,
+		messagebus.Name:   messagebus.Factory,
+		logconsumer.Name:  logconsumer.Factory,
+		security.Name:     security.Factory,
+		encryption.Name:   encryption.Factory,
+		ratelimiting.Name: ratelimiting.Factory,
+		validation.Name:   validation.Factory,
+		routing.Name:      routing.Factory,
+		extmanager.Name:   extmanager.Factory,
+		statuspage.Name:   statuspage.Factory,
 		// In-process simulated AI plugins for the demo config.
 		"demo_llm":      demoai.Factory("demo_llm", probes.KindLlamaCpp),
 		"demo_ollama":   demoai.Factory("demo_ollama", probes.KindOllama),

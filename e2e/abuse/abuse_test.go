@@ -26,8 +26,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vitals-dev/vitals/bus"
 	"github.com/vitals-dev/vitals/e2e/e2etest"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 

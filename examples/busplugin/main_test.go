@@ -15,9 +15,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/plugins/messagebus"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 
@@ -118,7 +119,7 @@ func TestExamplePlugin(t *testing.T) {
 
 // agentOn runs the agent's side of the bus, a broker and an ExtManager, on
 // pub and sub; stop ends both, as an agent restart does.
-func agentOn(t *testing.T, pub, sub string) (cat *extmanager.Catalog, stop func()) {
+func agentOn(t *testing.T, pub, sub string) (cat *catalog.Catalog, stop func()) {
 	t.Helper()
 	ctx := context.Background()
 	c := agent.NewContainer(nil)
@@ -173,11 +174,11 @@ func (noPlugins) Plugins() []agent.PluginStatus  { return nil }
 // registers it from its heartbeats.
 func TestExampleRediscoveredAfterAgentRestart(t *testing.T) {
 	pub, sub := freeAddr(t), freeAddr(t)
-	registered := func(cat *extmanager.Catalog, what string) {
+	registered := func(cat *catalog.Catalog, what string) {
 		t.Helper()
 		agenttest.Eventually(t, 20*time.Second, "demo registered "+what, func() bool {
 			p, ok := cat.Get("demo")
-			return ok && p.Source == extmanager.SourceBus && p.Version == "0.1.0"
+			return ok && p.Source == catalog.SourceBus && p.Version == "0.1.0"
 		})
 	}
 	cat, stop := agentOn(t, pub, sub)

@@ -16,6 +16,11 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
+// CipherService is the name of the container service whose value
+// implements Cipher; the encryption plugin provides it, and plugins that
+// seal records look it up by this name.
+const CipherService = "encryption"
+
 // Cipher seals and opens records at rest. The encryption plugin's service
 // implements it; aad binds a ciphertext to where it is stored (a table and
 // a row key, say) so that a record moved elsewhere fails to open.

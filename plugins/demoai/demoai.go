@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/internal/aisim"
-	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/check"
 	"github.com/vitals-dev/vitals/probes/detect"
@@ -161,8 +161,8 @@ func (p *Plugin) HealthCheck(ctx context.Context) agent.Health {
 }
 
 var (
-	_ agent.Plugin          = (*Plugin)(nil)
-	_ agent.HealthChecker   = (*Plugin)(nil)
-	_ extmanager.AI         = (*Plugin)(nil)
-	_ extmanager.Endpointer = (*Plugin)(nil)
+	_ agent.Plugin        = (*Plugin)(nil)
+	_ agent.HealthChecker = (*Plugin)(nil)
+	_ catalog.AI          = (*Plugin)(nil)
+	_ catalog.Endpointer  = (*Plugin)(nil)
 )

@@ -20,9 +20,6 @@ const Name = "encryption"
 // Version of the plugin.
 const Version = "0.1.0"
 
-// ServiceName is the container service holding a *Service.
-const ServiceName = "encryption"
-
 // Plugin is the encryption plugin.
 type Plugin struct {
 	agent.Base
@@ -59,7 +56,7 @@ func New(cfg Config) *Plugin {
 }
 
 // Services implements agent.ServiceProvider.
-func (p *Plugin) Services() []string { return []string{ServiceName} }
+func (p *Plugin) Services() []string { return []string{store.CipherService} }
 
 // loadRing reads every key of cfg.
 func loadRing(cfg Config) (*Keyring, error) {
@@ -104,7 +101,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 	}
 	p.svc = &Service{ops: p.ops}
 	p.svc.ring.Store(ring)
-	return c.Provide(ServiceName, p.svc)
+	return c.Provide(store.CipherService, p.svc)
 }
 
 // Start logs the active key; the service works from Initialize on.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/exporters/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -208,7 +209,7 @@ func TestKeyRotationByReload(t *testing.T) {
 	dir := t.TempDir()
 	k1, k2 := writeKey(t, dir, "k1"), writeKey(t, dir, "k2")
 	p, c, reg := start(t, "keys:\n  - {id: k1, file: "+k1+"}\n")
-	svc, err := agent.Require[*Service](context.Background(), c, ServiceName)
+	svc, err := agent.Require[*Service](context.Background(), c, store.CipherService)
 	if err != nil {
 		t.Fatal(err)
 	}

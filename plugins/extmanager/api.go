@@ -6,7 +6,8 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/plugins/extmanager/health"
+	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -44,7 +45,7 @@ func (e *ExtManager) list(w http.ResponseWriter, r *http.Request) {
 	}{
 		{"capability", &capability, names(probes.Capabilities())},
 		{"kind", &kind, names(append(probes.Kinds(), probes.KindAuto, probes.KindUnknown))},
-		{"source", &source, names(Sources)},
+		{"source", &source, names(catalog.Sources)},
 		{"health", &health, []string{"ok", "degraded", "failing", "unknown"}},
 	} {
 		if *p.dst, err = q.OneOf(p.key, p.allowed...); err != nil {
@@ -52,7 +53,7 @@ func (e *ExtManager) list(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	f := Filter{Capability: probes.Capability(capability), Kind: probes.Kind(kind), Source: Source(source), Health: health}
+	f := catalog.Filter{Capability: probes.Capability(capability), Kind: probes.Kind(kind), Source: catalog.Source(source), Health: health}
 	list := e.catalog.List(f)
 	agent.WriteJSON(w, http.StatusOK, map[string]any{"ai_plugins": list, "count": len(list)})
 }

@@ -12,10 +12,11 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/exporters/audit"
 	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/probes"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
@@ -70,7 +71,7 @@ func TestBusPluginBelongsToItsAnnouncer(t *testing.T) {
 	mallory := r.bus.External("user:mallory", "127.0.0.1:40002", "gpu_probe", bus.AllowAll)
 
 	announce(t, alice, &busv1.Announce{Name: "gpu_probe", Version: "1.0.0", HeartbeatIntervalMs: 60000})
-	if ev := r.await(extmanager.EventRegistered, "gpu_probe"); ev.Plugin.Owner != "user:alice" {
+	if ev := r.await(catalog.EventRegistered, "gpu_probe"); ev.Plugin.Owner != "user:alice" {
 		t.Fatalf("owner = %q, want user:alice", ev.Plugin.Owner)
 	}
 
@@ -84,14 +85,14 @@ func TestBusPluginBelongsToItsAnnouncer(t *testing.T) {
 
 	// Its owner's goodbye is honoured.
 	send(t, alice, extmanager.TopicGoodbye, &busv1.Goodbye{Name: "gpu_probe", Reason: "done"})
-	r.await(extmanager.EventDeregistered, "gpu_probe")
+	r.await(catalog.EventDeregistered, "gpu_probe")
 
 	// Once lost, the id may be taken by another peer.
 	announce(t, alice, &busv1.Announce{Name: "gpu_probe", Version: "1.0.0", HeartbeatIntervalMs: 20})
-	r.await(extmanager.EventRegistered, "gpu_probe")
-	r.await(extmanager.EventLost, "gpu_probe")
+	r.await(catalog.EventRegistered, "gpu_probe")
+	r.await(catalog.EventLost, "gpu_probe")
 	announce(t, mallory, &busv1.Announce{Name: "gpu_probe", Version: "2.0.0", HeartbeatIntervalMs: 60000})
-	if ev := r.await(extmanager.EventVersionChanged, "gpu_probe"); ev.Plugin.Owner != "user:mallory" {
+	if ev := r.await(catalog.EventVersionChanged, "gpu_probe"); ev.Plugin.Owner != "user:mallory" {
 		t.Fatalf("lost plugin taken over by %q, want user:mallory", ev.Plugin.Owner)
 	}
 }
@@ -118,13 +119,13 @@ func TestBusRegistrationsAudited(t *testing.T) {
 	mallory := r.bus.External("user:mallory", "127.0.0.1:40002", "alice_said_so", bus.AllowAll)
 
 	announce(t, alice, &busv1.Announce{Name: "gpu_probe", Version: "1.0.0", HeartbeatIntervalMs: 60000})
-	r.await(extmanager.EventRegistered, "gpu_probe")
+	r.await(catalog.EventRegistered, "gpu_probe")
 	announce(t, mallory, &busv1.Announce{Name: "gpu_probe", Version: "6.6.6", HeartbeatIntervalMs: 60000})
 	send(t, mallory, extmanager.TopicGoodbye, &busv1.Goodbye{Name: "gpu_probe", Reason: "spoofed"})
 	announce(t, mallory, &busv1.Announce{Name: "elsewhere", Endpoint: "http://169.254.169.254/", HeartbeatIntervalMs: 60000})
 	r.awaitRejected("endpoint", 1)
 	send(t, alice, extmanager.TopicGoodbye, &busv1.Goodbye{Name: "gpu_probe", Reason: "done"})
-	r.await(extmanager.EventDeregistered, "gpu_probe")
+	r.await(catalog.EventDeregistered, "gpu_probe")
 
 	want := []string{
 		"user:alice plugin.register gpu_probe success 127.0.0.1:40001",
@@ -195,7 +196,7 @@ func TestBusEndpointAllowList(t *testing.T) {
 			ext := r.bus.External("conn:1@"+tc.from, tc.from, "probe", bus.AllowAll)
 			announce(t, ext, &busv1.Announce{Name: "probe", Endpoint: tc.endpoint, HeartbeatIntervalMs: 60000})
 			if tc.ok {
-				r.await(extmanager.EventRegistered, "probe")
+				r.await(catalog.EventRegistered, "probe")
 				return
 			}
 			r.awaitRejected("endpoint", 1)
@@ -222,7 +223,7 @@ func TestBusAnnounceBounds(t *testing.T) {
 	}
 	r.awaitRejected("catalog_full", 1)
 	var ids []string
-	for _, p := range r.e.Catalog().List(extmanager.Filter{Source: extmanager.SourceBus}) {
+	for _, p := range r.e.Catalog().List(catalog.Filter{Source: catalog.SourceBus}) {
 		ids = append(ids, p.ID)
 	}
 	if strings.Join(ids, ",") != "a1,a2,b1" {
@@ -230,7 +231,7 @@ func TestBusAnnounceBounds(t *testing.T) {
 	}
 	// Re-announcing what a peer holds is no new entry.
 	announce(t, a, &busv1.Announce{Name: "a1", Version: "2", HeartbeatIntervalMs: 60000})
-	r.awaitWhere(extmanager.EventUpdated, "a1", func(ev extmanager.Event) bool { return ev.Version == "2" })
+	r.awaitWhere(catalog.EventUpdated, "a1", func(ev catalog.Event) bool { return ev.Version == "2" })
 
 	for _, tc := range []struct {
 		name string

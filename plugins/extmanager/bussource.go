@@ -13,8 +13,9 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/exporters/audit"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/probes"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
@@ -77,7 +78,7 @@ func (e *ExtManager) startBus(ctx context.Context) error {
 				if errors.As(err, &r) {
 					reason = r.reason
 				}
-				e.metrics.discoveryErrors.WithLabelValues(string(SourceBus)).Inc()
+				e.metrics.discoveryErrors.WithLabelValues(string(catalog.SourceBus)).Inc()
 				e.metrics.busRejected.WithLabelValues(reason).Inc()
 				logs.Do(func() {
 					e.log.Warn("bus message ignored", "topic", msg.Topic, "peer", msg.Peer, "source", msg.Source, "reason", reason, "err", err)
@@ -92,7 +93,7 @@ func (e *ExtManager) startBus(ctx context.Context) error {
 		for {
 			select {
 			case <-ctx.Done():
-				e.catalog.Reconcile(SourceBus, nil, "extmanager stopped")
+				e.catalog.Reconcile(catalog.SourceBus, nil, "extmanager stopped")
 				return
 			case now := <-t.C:
 				e.checkSilence(now)
@@ -120,7 +121,7 @@ func (e *ExtManager) handleBus(msg bus.Message) error {
 		if err := proto.Unmarshal(msg.Payload, &h); err != nil {
 			return reject(rejectInvalid, fmt.Errorf("decode heartbeat: %w", err))
 		}
-		if e.catalog.Touch(h.GetName(), SourceBus, msg.Peer) {
+		if e.catalog.Touch(h.GetName(), catalog.SourceBus, msg.Peer) {
 			return nil
 		}
 		// Not known as this peer's: an agent that restarted registers it
@@ -128,7 +129,7 @@ func (e *ExtManager) handleBus(msg bus.Message) error {
 		if a := h.GetAnnounce(); a != nil && a.GetName() == h.GetName() {
 			return e.announce(a, msg)
 		}
-		if p, ok := e.catalog.Get(h.GetName()); ok && p.Source == SourceBus {
+		if p, ok := e.catalog.Get(h.GetName()); ok && p.Source == catalog.SourceBus {
 			return reject(rejectNotOwner, fmt.Errorf("heartbeat for %q from %s: announced by %s", h.GetName(), msg.Peer, p.Owner))
 		}
 		return reject(rejectUnknown, fmt.Errorf("heartbeat from %q, which has not announced itself", h.GetName()))
@@ -141,7 +142,7 @@ func (e *ExtManager) handleBus(msg bus.Message) error {
 		if g.GetReason() != "" {
 			reason += ": " + truncate(g.GetReason(), 200)
 		}
-		_, err := e.catalog.Leave(g.GetName(), SourceBus, msg.Peer, reason)
+		_, err := e.catalog.Leave(g.GetName(), catalog.SourceBus, msg.Peer, reason)
 		if err != nil {
 			err = reject(rejectNotOwner, fmt.Errorf("goodbye from %s: %w", msg.Peer, err))
 		}
@@ -170,7 +171,7 @@ func (e *ExtManager) auditBus(msg bus.Message, action, target, detail string, er
 	switch {
 	case target == "":
 		r.Target = "(none)"
-	case ValidID(target) != nil:
+	case catalog.ValidID(target) != nil:
 		r.Target = fmt.Sprintf("%.64q", target)
 	}
 	if err != nil {
@@ -202,13 +203,13 @@ func (e *ExtManager) claim(a *busv1.Announce, msg bus.Message) error {
 		}
 	}
 	spec.Owner = msg.Peer
-	err = e.catalog.Claim(spec, Limits{Max: cfg.MaxPlugins, PerOwner: cfg.MaxPluginsPerPeer})
+	err = e.catalog.Claim(spec, catalog.Limits{Max: cfg.MaxPlugins, PerOwner: cfg.MaxPluginsPerPeer})
 	switch {
-	case errors.Is(err, ErrNotOwner):
+	case errors.Is(err, catalog.ErrNotOwner):
 		return reject(rejectNotOwner, fmt.Errorf("announce from %s: %w", msg.Peer, err))
-	case errors.Is(err, ErrCatalogFull):
+	case errors.Is(err, catalog.ErrCatalogFull):
 		return reject(rejectCatalogFull, err)
-	case errors.Is(err, ErrOwnerFull):
+	case errors.Is(err, catalog.ErrOwnerFull):
 		return reject(rejectPeerFull, err)
 	case err != nil:
 		return reject(rejectInvalid, err)
@@ -219,13 +220,13 @@ func (e *ExtManager) claim(a *busv1.Announce, msg bus.Message) error {
 // announceSpec turns an announcement into a Spec. A "kind" label names the
 // server kind of an endpoint; capabilities the agent does not know are
 // left out. Strings that become label values or API fields are bounded.
-func announceSpec(a *busv1.Announce) (Spec, error) {
-	s := Spec{
-		ID: a.GetName(), Source: SourceBus, Endpoint: a.GetEndpoint(), PID: int(a.GetPid()),
+func announceSpec(a *busv1.Announce) (catalog.Spec, error) {
+	s := catalog.Spec{
+		ID: a.GetName(), Source: catalog.SourceBus, Endpoint: a.GetEndpoint(), PID: int(a.GetPid()),
 		Version: a.GetVersion(), Labels: a.GetLabels(), Kind: probes.KindAuto,
 		HeartbeatInterval: time.Duration(a.GetHeartbeatIntervalMs()) * time.Millisecond,
 	}
-	if err := ValidID(s.ID); err != nil {
+	if err := catalog.ValidID(s.ID); err != nil {
 		return s, fmt.Errorf("announce: %w", err)
 	}
 	switch {
@@ -263,7 +264,7 @@ func announceSpec(a *busv1.Announce) (Spec, error) {
 		}
 	}
 	if s.Endpoint != "" {
-		if _, err := (Target{ID: s.ID, Endpoint: s.Endpoint}).spec(SourceBus); err != nil {
+		if _, err := (Target{ID: s.ID, Endpoint: s.Endpoint}).spec(catalog.SourceBus); err != nil {
 			return s, fmt.Errorf("announce %q: %w", s.ID, err)
 		}
 	}
@@ -298,7 +299,7 @@ func truncate(s string, n int) string {
 // and deregisters them after deregister_after.
 func (e *ExtManager) checkSilence(now time.Time) {
 	cfg := e.config().Bus
-	for _, p := range e.catalog.List(Filter{Source: SourceBus}) {
+	for _, p := range e.catalog.List(catalog.Filter{Source: catalog.SourceBus}) {
 		every := p.Spec().HeartbeatInterval
 		if every <= 0 {
 			every = cfg.DefaultHeartbeat.D()
@@ -306,7 +307,7 @@ func (e *ExtManager) checkSilence(now time.Time) {
 		silent := now.Sub(p.LastSeen)
 		switch {
 		case silent > time.Duration(cfg.DeregisterAfter)*every:
-			e.catalog.Remove(p.ID, SourceBus, fmt.Sprintf("no heartbeat for %s", silent.Round(time.Millisecond)))
+			e.catalog.Remove(p.ID, catalog.SourceBus, fmt.Sprintf("no heartbeat for %s", silent.Round(time.Millisecond)))
 		case silent > time.Duration(cfg.LostAfter)*every:
 			e.catalog.MarkLost(p.ID, fmt.Sprintf("no heartbeat for %s", silent.Round(time.Millisecond)))
 		}

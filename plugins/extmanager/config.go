@@ -7,7 +7,8 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/plugins/extmanager/health"
+	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -105,7 +106,7 @@ func decodeConfig(s agent.Section) (Config, error) {
 	seen := map[string]bool{}
 	for i, t := range cfg.Targets {
 		key := fmt.Sprintf("targets[%d]", i)
-		if _, err := t.spec(SourceConfig); err != nil {
+		if _, err := t.spec(catalog.SourceConfig); err != nil {
 			bad(s.Place(key, err))
 		} else if seen[t.ID] {
 			bad(s.Errorf(key, "duplicate id %q", t.ID))
@@ -150,7 +151,7 @@ func decodeConfig(s agent.Section) (Config, error) {
 		bad(s.Place("health", err))
 	}
 	for id := range cfg.Health.Plugins {
-		if err := ValidID(id); err != nil {
+		if err := catalog.ValidID(id); err != nil {
 			bad(s.Errorf("health.plugins."+id, "%v", err))
 		}
 	}
@@ -161,37 +162,37 @@ func decodeConfig(s agent.Section) (Config, error) {
 
 // spec checks a target and turns it into a Spec. Its errors are
 // agent.KeyErrorf errors, naming the key.
-func (t Target) spec(src Source) (Spec, error) {
-	if err := ValidID(t.ID); err != nil {
-		return Spec{}, agent.KeyErrorf("id", "%v", err)
+func (t Target) spec(src catalog.Source) (catalog.Spec, error) {
+	if err := catalog.ValidID(t.ID); err != nil {
+		return catalog.Spec{}, agent.KeyErrorf("id", "%v", err)
 	}
 	kind := probes.KindAuto
 	if t.Kind != "" {
 		k, err := probes.ParseKind(t.Kind)
 		if err != nil {
-			return Spec{}, agent.KeyErrorf("kind", "%v", err)
+			return catalog.Spec{}, agent.KeyErrorf("kind", "%v", err)
 		}
 		if k == probes.KindUnknown {
-			return Spec{}, agent.KeyErrorf("kind", "%q cannot be configured; use auto", t.Kind)
+			return catalog.Spec{}, agent.KeyErrorf("kind", "%q cannot be configured; use auto", t.Kind)
 		}
 		kind = k
 	}
 	if t.Endpoint == "" {
-		return Spec{}, agent.KeyErrorf("endpoint", "required")
+		return catalog.Spec{}, agent.KeyErrorf("endpoint", "required")
 	}
 	u, err := url.Parse(t.Endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Spec{}, agent.KeyErrorf("endpoint", "%q is not an http(s) URL", t.Endpoint)
+		return catalog.Spec{}, agent.KeyErrorf("endpoint", "%q is not an http(s) URL", t.Endpoint)
 	}
 	if t.PID < 0 {
-		return Spec{}, agent.KeyErrorf("pid", "must not be negative, got %d", t.PID)
+		return catalog.Spec{}, agent.KeyErrorf("pid", "must not be negative, got %d", t.PID)
 	}
 	for _, d := range t.DependsOn {
-		if err := ValidID(d); err != nil {
-			return Spec{}, agent.KeyErrorf("depends_on", "%v", err)
+		if err := catalog.ValidID(d); err != nil {
+			return catalog.Spec{}, agent.KeyErrorf("depends_on", "%v", err)
 		}
 	}
-	return Spec{
+	return catalog.Spec{
 		ID: t.ID, Source: src, Kind: kind, Endpoint: t.Endpoint, PID: t.PID, Model: t.Model,
 		Labels: t.Labels, Dependencies: t.DependsOn,
 	}, nil

@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/vitals-dev/vitals/plugins/extmanager"
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -48,7 +48,7 @@ func TestManifestsThatAreNotFilesAreSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeManifest(t, dir, "c-new.yaml", "endpoint: "+url+"\n")
-	r.await(extmanager.EventRegistered, "c-new")
+	r.await(catalog.EventRegistered, "c-new")
 	if got := testutil.ToFloat64(discoveryErrors(t, r.metrics, "directory")); got < 2 {
 		t.Errorf("discovery errors = %v, want the pipe and the device counted", got)
 	}
@@ -80,7 +80,7 @@ func TestManifestIDConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeManifest(t, dir, "marker.yaml", "endpoint: "+url+"\n")
-	r.await(extmanager.EventRegistered, "marker")
+	r.await(catalog.EventRegistered, "marker")
 	if got := from(); got != "a" {
 		t.Fatalf("after removing b.yaml, twin is declared by %s, want a", got)
 	}
@@ -89,7 +89,7 @@ func TestManifestIDConflict(t *testing.T) {
 	// deregistering the plugin in between.
 	writeManifest(t, dir, "b.yaml", "id: twin\nendpoint: "+url+"\nlabels: {from: b}\n")
 	writeManifest(t, dir, "marker.yaml", "endpoint: "+url+"\nlabels: {round: two}\n")
-	r.awaitWhere(extmanager.EventUpdated, "marker", func(ev extmanager.Event) bool { return ev.Plugin.Labels["round"] == "two" })
+	r.awaitWhere(catalog.EventUpdated, "marker", func(ev catalog.Event) bool { return ev.Plugin.Labels["round"] == "two" })
 	if got := from(); got != "a" {
 		t.Fatalf("a new conflicting b.yaml took the id from a (%s)", got)
 	}
@@ -103,10 +103,10 @@ func TestManifestIDConflict(t *testing.T) {
 			if ev.ID != "twin" {
 				continue
 			}
-			if ev.Type == extmanager.EventDeregistered {
+			if ev.Type == catalog.EventDeregistered {
 				t.Fatalf("twin deregistered while b.yaml still declares it: %s", ev.Reason)
 			}
-			if ev.Type == extmanager.EventUpdated && ev.Plugin.Labels["from"] == "b" {
+			if ev.Type == catalog.EventUpdated && ev.Plugin.Labels["from"] == "b" {
 				return
 			}
 		case <-deadline:

@@ -17,18 +17,16 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/exporters/store"
-	"github.com/vitals-dev/vitals/plugins/extmanager/health"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/detect"
 )
 
 // Name is the plugin's name in core.yaml.
 const Name = "extmanager"
-
-// ServiceCatalog is the service name of the *Catalog.
-const ServiceCatalog = "ai_catalog"
 
 // Version of the plugin.
 const Version = "0.1.0"
@@ -38,12 +36,12 @@ type ExtManager struct {
 	agent.Base
 	cfg Config
 
-	catalog *Catalog
+	catalog *catalog.Catalog
 	metrics *metrics
 	client  *http.Client
 	// inproc holds the in-process AI plugins already asked, by id; only
 	// scanInProcess uses it.
-	inproc map[string]AI
+	inproc map[string]catalog.AI
 
 	// Set in Initialize.
 	container *agent.Container
@@ -94,8 +92,8 @@ func New(cfg Config) *ExtManager {
 			Description: "discovers AI plugins, detects their capabilities and keeps their catalog",
 		}),
 		cfg:     cfg,
-		catalog: NewCatalog(nil),
-		inproc:  map[string]AI{},
+		catalog: catalog.New(nil),
+		inproc:  map[string]catalog.AI{},
 		// No gzip: probe bodies are small, and decompressing them cost the
 		// health checks a tenth of their CPU. Keep as many idle connections
 		// per server as checks may run at once (several AI plugins often
@@ -109,10 +107,10 @@ func New(cfg Config) *ExtManager {
 }
 
 // Catalog returns the plugin's catalog.
-func (e *ExtManager) Catalog() *Catalog { return e.catalog }
+func (e *ExtManager) Catalog() *catalog.Catalog { return e.catalog }
 
 // Services lists the catalog service.
-func (e *ExtManager) Services() []string { return []string{ServiceCatalog} }
+func (e *ExtManager) Services() []string { return []string{catalog.ServiceName} }
 
 // Initialize takes the host services and the bus client and provides the
 // catalog.
@@ -157,7 +155,7 @@ func (e *ExtManager) Initialize(ctx context.Context, c *agent.Container) error {
 	e.detector = newDetector(e.catalog, client, e.log, tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager"), d.Concurrency, detect.Options{
 		Attempts: d.Attempts, StepTimeout: d.Timeout.D(),
 	})
-	return c.Provide(ServiceCatalog, e.catalog)
+	return c.Provide(catalog.ServiceName, e.catalog)
 }
 
 // Start runs the discovery sources. Static targets are in the catalog when
@@ -189,13 +187,13 @@ func (e *ExtManager) Start(context.Context) error {
 
 // applyTargets makes the config source's plugins exactly targets.
 func (e *ExtManager) applyTargets(targets []Target) {
-	var specs []Spec
+	var specs []catalog.Spec
 	for _, t := range targets {
-		s, _ := t.spec(SourceConfig) // checked by the factory
+		s, _ := t.spec(catalog.SourceConfig) // checked by the factory
 		specs = append(specs, s)
 	}
-	for _, err := range e.catalog.Reconcile(SourceConfig, specs, "removed from config") {
-		e.discoveryError(SourceConfig, err)
+	for _, err := range e.catalog.Reconcile(catalog.SourceConfig, specs, "removed from config") {
+		e.discoveryError(catalog.SourceConfig, err)
 	}
 }
 
@@ -216,7 +214,7 @@ func (e *ExtManager) startDirectory(ctx context.Context, dir string) {
 	dctx, dcancel := context.WithCancel(ctx)
 	ready, finished := make(chan struct{}), make(chan struct{})
 	ds := newDirSource(dir, e.catalog, e.log, func(string, error) {
-		e.metrics.discoveryErrors.WithLabelValues(string(SourceDirectory)).Inc()
+		e.metrics.discoveryErrors.WithLabelValues(string(catalog.SourceDirectory)).Inc()
 	})
 	e.goRun(func() {
 		defer close(finished)
@@ -294,8 +292,8 @@ func (e *ExtManager) goRun(fn func()) {
 
 // onEvent logs, counts and publishes every catalog change, and asks for
 // detection where the source changed what a server is.
-func (e *ExtManager) onEvent(ctx context.Context) func(Event) {
-	return func(ev Event) {
+func (e *ExtManager) onEvent(ctx context.Context) func(catalog.Event) {
+	return func(ev catalog.Event) {
 		e.metrics.events.WithLabelValues(string(ev.Type), string(ev.Source)).Inc()
 		attrs := []any{"id", ev.ID, "source", ev.Source, "kind", ev.Plugin.Kind}
 		if ev.Version != "" {
@@ -308,7 +306,7 @@ func (e *ExtManager) onEvent(ctx context.Context) func(Event) {
 			attrs = append(attrs, "reason", ev.Reason)
 		}
 		level := slog.LevelInfo
-		if ev.Type == EventLost {
+		if ev.Type == catalog.EventLost {
 			level = slog.LevelWarn
 		}
 		e.log.Log(ctx, level, "ai plugin "+string(ev.Type), attrs...)
@@ -323,13 +321,13 @@ func (e *ExtManager) onEvent(ctx context.Context) func(Event) {
 			}
 		}
 
-		if ev.FromDetection || ev.Plugin.Endpoint == "" || ev.Source == SourceInProcess {
+		if ev.FromDetection || ev.Plugin.Endpoint == "" || ev.Source == catalog.SourceInProcess {
 			return
 		}
 		switch ev.Type {
-		case EventRegistered, EventVersionChanged:
+		case catalog.EventRegistered, catalog.EventVersionChanged:
 			e.detector.request(ev.ID)
-		case EventUpdated:
+		case catalog.EventUpdated:
 			if ev.Reason == "changed at its source" {
 				e.detector.request(ev.ID)
 			}
@@ -337,7 +335,7 @@ func (e *ExtManager) onEvent(ctx context.Context) func(Event) {
 	}
 }
 
-func (e *ExtManager) discoveryError(src Source, err error) {
+func (e *ExtManager) discoveryError(src catalog.Source, err error) {
 	e.metrics.discoveryErrors.WithLabelValues(string(src)).Inc()
 	e.log.Error("ai plugin not registered", "source", src, "err", err)
 }
@@ -393,9 +391,9 @@ func (e *ExtManager) HealthCheck(ctx context.Context) agent.Health {
 		return h
 	}
 	var failed []string
-	all := e.catalog.List(Filter{})
+	all := e.catalog.List(catalog.Filter{})
 	for _, p := range all {
-		if p.Detection.State == DetectFailed {
+		if p.Detection.State == catalog.DetectFailed {
 			failed = append(failed, p.ID)
 		}
 	}
@@ -439,7 +437,7 @@ var (
 // once and never twice at once for one plugin; a request for a plugin being
 // detected runs once more after.
 type detector struct {
-	catalog *Catalog
+	catalog *catalog.Catalog
 	client  *http.Client
 	log     *slog.Logger
 	tracer  trace.Tracer
@@ -453,7 +451,7 @@ type detector struct {
 	wg       sync.WaitGroup
 }
 
-func newDetector(c *Catalog, client *http.Client, log *slog.Logger, tracer trace.Tracer, limit int, opts detect.Options) *detector {
+func newDetector(c *catalog.Catalog, client *http.Client, log *slog.Logger, tracer trace.Tracer, limit int, opts detect.Options) *detector {
 	return &detector{
 		catalog: c, client: client, log: log, tracer: tracer, opts: opts, sem: make(chan struct{}, limit),
 		inflight: map[string]bool{}, again: map[string]bool{},
@@ -474,8 +472,8 @@ func (d *detector) loop(ctx context.Context, every time.Duration) {
 	for _, id := range pending {
 		d.request(id)
 	}
-	for _, p := range d.catalog.List(Filter{}) {
-		if p.Endpoint != "" && p.Source != SourceInProcess && p.Detection.State == DetectPending {
+	for _, p := range d.catalog.List(catalog.Filter{}) {
+		if p.Endpoint != "" && p.Source != catalog.SourceInProcess && p.Detection.State == catalog.DetectPending {
 			d.request(p.ID)
 		}
 	}
@@ -486,8 +484,8 @@ func (d *detector) loop(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for _, p := range d.catalog.List(Filter{}) {
-				if p.Endpoint != "" && p.Source != SourceInProcess {
+			for _, p := range d.catalog.List(catalog.Filter{}) {
+				if p.Endpoint != "" && p.Source != catalog.SourceInProcess {
 					d.request(p.ID)
 				}
 			}

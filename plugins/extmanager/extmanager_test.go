@@ -21,10 +21,11 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/bus/bustest"
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bustest"
 	"github.com/vitals-dev/vitals/probes"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
@@ -65,7 +66,7 @@ type rig struct {
 	events  *agent.Events
 	dir     *directory
 	metrics *prometheus.Registry
-	evs     chan extmanager.Event
+	evs     chan catalog.Event
 }
 
 func start(t *testing.T, section string) *rig {
@@ -85,7 +86,7 @@ func startWith(t *testing.T, section string, services map[string]any) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, e: p.(*extmanager.ExtManager), bus: bustest.New(), events: agent.NewEvents(), dir: &directory{},
-		metrics: prometheus.NewRegistry(), evs: make(chan extmanager.Event, 256)}
+		metrics: prometheus.NewRegistry(), evs: make(chan catalog.Event, 256)}
 	c := agenttest.NewContainer(t)
 	for name, v := range map[string]any{
 		agent.ServiceEvents: r.events, agent.ServicePlugins: agent.PluginDirectory(r.dir),
@@ -104,7 +105,7 @@ func startWith(t *testing.T, section string, services map[string]any) *rig {
 			t.Fatal(err)
 		}
 	}
-	r.e.Catalog().Subscribe(func(ev extmanager.Event) { r.evs <- ev })
+	r.e.Catalog().Subscribe(func(ev catalog.Event) { r.evs <- ev })
 	ctx := context.Background()
 	if err := r.e.Initialize(ctx, c.For(extmanager.Name)); err != nil {
 		t.Fatal(err)
@@ -122,13 +123,13 @@ func startWith(t *testing.T, section string, services map[string]any) *rig {
 }
 
 // await waits for an event of type typ about id, skipping others.
-func (r *rig) await(typ extmanager.EventType, id string) extmanager.Event {
+func (r *rig) await(typ catalog.EventType, id string) catalog.Event {
 	r.t.Helper()
-	return r.awaitWhere(typ, id, func(extmanager.Event) bool { return true })
+	return r.awaitWhere(typ, id, func(catalog.Event) bool { return true })
 }
 
 // awaitWhere waits for an event of type typ about id for which ok is true.
-func (r *rig) awaitWhere(typ extmanager.EventType, id string, ok func(extmanager.Event) bool) extmanager.Event {
+func (r *rig) awaitWhere(typ catalog.EventType, id string, ok func(catalog.Event) bool) catalog.Event {
 	r.t.Helper()
 	deadline := time.After(15 * time.Second)
 	for {
@@ -138,19 +139,19 @@ func (r *rig) awaitWhere(typ extmanager.EventType, id string, ok func(extmanager
 				return ev
 			}
 		case <-deadline:
-			r.t.Fatalf("no %s event for %s; catalog: %+v", typ, id, r.e.Catalog().List(extmanager.Filter{}))
+			r.t.Fatalf("no %s event for %s; catalog: %+v", typ, id, r.e.Catalog().List(catalog.Filter{}))
 		}
 	}
 }
 
 // awaitDetected waits until detection of id has settled.
-func (r *rig) awaitDetected(id string) extmanager.AIPlugin {
+func (r *rig) awaitDetected(id string) catalog.AIPlugin {
 	r.t.Helper()
-	var p extmanager.AIPlugin
+	var p catalog.AIPlugin
 	agenttest.Eventually(r.t, 15*time.Second, id+" detected", func() bool {
 		var ok bool
 		p, ok = r.e.Catalog().Get(id)
-		return ok && p.Detection.State != extmanager.DetectPending
+		return ok && p.Detection.State != catalog.DetectPending
 	})
 	return p
 }
@@ -185,7 +186,7 @@ targets:
 		"embedder": {probes.KindTEI, probes.CapEmbeddings},
 	} {
 		p := r.awaitDetected(id)
-		if p.Kind != want.kind || !p.HasCapability(want.cap) || p.Detection.State != extmanager.DetectDone || p.Version == "" || len(p.Models) == 0 {
+		if p.Kind != want.kind || !p.HasCapability(want.cap) || p.Detection.State != catalog.DetectDone || p.Version == "" || len(p.Models) == 0 {
 			t.Errorf("%s = kind %s caps %v state %s version %q models %d", id, p.Kind, p.Capabilities, p.Detection.State, p.Version, len(p.Models))
 		}
 	}
@@ -230,7 +231,7 @@ func TestVersionChangeIsSeen(t *testing.T) {
 	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\ndetection: {redetect_interval: 1s}\ntargets: [{id: o, endpoint: %q}]\n", url))
 	first := r.awaitDetected("o")
 	sim.SetVersion("0.99.1")
-	ev := r.await(extmanager.EventVersionChanged, "o")
+	ev := r.await(catalog.EventVersionChanged, "o")
 	if ev.OldVersion != first.Version || ev.Version != "0.99.1" {
 		t.Errorf("version change %q → %q, want %q → 0.99.1", ev.OldVersion, ev.Version, first.Version)
 	}
@@ -247,11 +248,11 @@ func TestUnknownAndUnreachableServers(t *testing.T) {
 	closed.Close()
 	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\ndetection: {attempts: 2, timeout: 500ms}\ntargets: [{id: odd, endpoint: %q}, {id: gone, endpoint: %q}]\n", odd.URL, closedURL))
 	p := r.awaitDetected("odd")
-	if p.Kind != probes.KindUnknown || p.Detection.State != extmanager.DetectUnknown || p.Detection.Reason == "" {
+	if p.Kind != probes.KindUnknown || p.Detection.State != catalog.DetectUnknown || p.Detection.Reason == "" {
 		t.Errorf("odd = %s %s %q", p.Kind, p.Detection.State, p.Detection.Reason)
 	}
 	p = r.awaitDetected("gone")
-	if p.Detection.State != extmanager.DetectFailed || p.Detection.Attempts != 2 {
+	if p.Detection.State != catalog.DetectFailed || p.Detection.Attempts != 2 {
 		t.Errorf("gone = %s after %d attempts (%q)", p.Detection.State, p.Detection.Attempts, p.Detection.Reason)
 	}
 	if h := r.e.HealthCheck(context.Background()); h.Status != agent.HealthDegraded || !strings.Contains(h.Message, "gone") {
@@ -279,10 +280,10 @@ func TestDirectoryDiscovery(t *testing.T) {
 	}
 
 	write("new.yaml", "endpoint: "+url+"\nlabels: {tier: gold}\n")
-	r.await(extmanager.EventRegistered, "new")
+	r.await(catalog.EventRegistered, "new")
 
 	write("new.yaml", "endpoint: "+url+"\nlabels: {tier: silver}\n")
-	ev := r.awaitWhere(extmanager.EventUpdated, "new", func(ev extmanager.Event) bool { return !ev.FromDetection })
+	ev := r.awaitWhere(catalog.EventUpdated, "new", func(ev catalog.Event) bool { return !ev.FromDetection })
 	if ev.Plugin.Labels["tier"] != "silver" {
 		t.Errorf("edited labels = %v", ev.Plugin.Labels)
 	}
@@ -300,7 +301,7 @@ func TestDirectoryDiscovery(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "new.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	r.await(extmanager.EventDeregistered, "new")
+	r.await(catalog.EventDeregistered, "new")
 	if _, ok := r.e.Catalog().Get("present"); !ok {
 		t.Error("removing one manifest removed another")
 	}
@@ -323,24 +324,24 @@ func TestBusDiscovery(t *testing.T) {
 	ctx := context.Background()
 
 	announce(t, ext, &busv1.Announce{Name: "gpu_probe", Version: "1.0.0", Capabilities: []string{"embeddings", "teleport"}, HeartbeatIntervalMs: 20})
-	ev := r.await(extmanager.EventRegistered, "gpu_probe")
-	if ev.Source != extmanager.SourceBus || len(ev.Plugin.Capabilities) != 1 || ev.Plugin.Capabilities[0] != probes.CapEmbeddings {
+	ev := r.await(catalog.EventRegistered, "gpu_probe")
+	if ev.Source != catalog.SourceBus || len(ev.Plugin.Capabilities) != 1 || ev.Plugin.Capabilities[0] != probes.CapEmbeddings {
 		t.Errorf("registered = %+v", ev.Plugin)
 	}
 
 	// Re-announce with a new version.
 	announce(t, ext, &busv1.Announce{Name: "gpu_probe", Version: "1.1.0", Capabilities: []string{"embeddings"}, HeartbeatIntervalMs: 20})
-	if ev := r.await(extmanager.EventVersionChanged, "gpu_probe"); ev.OldVersion != "1.0.0" || ev.Version != "1.1.0" {
+	if ev := r.await(catalog.EventVersionChanged, "gpu_probe"); ev.OldVersion != "1.0.0" || ev.Version != "1.1.0" {
 		t.Errorf("version change = %q → %q", ev.OldVersion, ev.Version)
 	}
 
 	// No heartbeats: lost, then deregistered.
-	r.await(extmanager.EventLost, "gpu_probe")
-	r.await(extmanager.EventDeregistered, "gpu_probe")
+	r.await(catalog.EventLost, "gpu_probe")
+	r.await(catalog.EventDeregistered, "gpu_probe")
 
 	// Back, then a goodbye.
 	announce(t, ext, &busv1.Announce{Name: "gpu_probe", Version: "1.1.0", HeartbeatIntervalMs: 60000})
-	r.await(extmanager.EventRegistered, "gpu_probe")
+	r.await(catalog.EventRegistered, "gpu_probe")
 	hb, _ := bus.NewProto(&busv1.Heartbeat{Name: "gpu_probe", Sequence: 1})
 	if err := ext.Publish(ctx, extmanager.TopicHeartbeat, hb); err != nil {
 		t.Fatal(err)
@@ -349,7 +350,7 @@ func TestBusDiscovery(t *testing.T) {
 	if err := ext.Publish(ctx, extmanager.TopicGoodbye, bye); err != nil {
 		t.Fatal(err)
 	}
-	if ev := r.await(extmanager.EventDeregistered, "gpu_probe"); ev.Reason != "goodbye: shutting down" {
+	if ev := r.await(catalog.EventDeregistered, "gpu_probe"); ev.Reason != "goodbye: shutting down" {
 		t.Errorf("goodbye reason = %q", ev.Reason)
 	}
 
@@ -383,7 +384,7 @@ func (a *aiPlugin) HealthCheck(context.Context) agent.Health {
 	return agent.Health{Status: agent.HealthOK, Message: "fine"}
 }
 
-var _ extmanager.AI = (*aiPlugin)(nil)
+var _ catalog.AI = (*aiPlugin)(nil)
 
 func TestInProcessDiscovery(t *testing.T) {
 	// Health checks off: the engine would probe the endpoint, which is
@@ -392,11 +393,11 @@ func TestInProcessDiscovery(t *testing.T) {
 	ai := &aiPlugin{Base: agent.NewBase(agent.Metadata{Name: "reranker", Version: "2.0"}), url: "http://127.0.0.1:1"}
 	r.dir.set(ai)
 	r.events.Emit(agent.Event{Plugin: "reranker", To: agent.StateRunning})
-	ev := r.await(extmanager.EventRegistered, "reranker")
-	if ev.Source != extmanager.SourceInProcess || ev.Plugin.Endpoint != "http://127.0.0.1:1" {
+	ev := r.await(catalog.EventRegistered, "reranker")
+	if ev.Source != catalog.SourceInProcess || ev.Plugin.Endpoint != "http://127.0.0.1:1" {
 		t.Errorf("registered = %+v", ev.Plugin)
 	}
-	var p extmanager.AIPlugin
+	var p catalog.AIPlugin
 	if !agenttest.Within(10*time.Second, func() bool {
 		p, _ = r.e.Catalog().Get("reranker")
 		return p.HasCapability(probes.CapRerank) && p.Health != nil && p.Health.Status == agent.HealthOK
@@ -405,23 +406,23 @@ func TestInProcessDiscovery(t *testing.T) {
 	}
 	r.dir.set()
 	r.events.Emit(agent.Event{Plugin: "reranker", To: agent.StateStopping})
-	r.await(extmanager.EventDeregistered, "reranker")
+	r.await(catalog.EventDeregistered, "reranker")
 }
 
 func TestReloadReconcilesTargets(t *testing.T) {
 	_, url := simServer(t, probes.KindOpenAI)
 	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\ntargets: [{id: a, endpoint: %q}, {id: b, endpoint: %q}]\n", url, url))
-	r.await(extmanager.EventRegistered, "b")
+	r.await(catalog.EventRegistered, "b")
 	s, _ := agent.NewSection(fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\ntargets: [{id: b, endpoint: %q}, {id: c, endpoint: %q}]\n", url, url))
 	if err := r.e.Reload(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
 	// Reconcile registers before it deregisters; wait for whichever is last.
-	r.await(extmanager.EventDeregistered, "a")
+	r.await(catalog.EventDeregistered, "a")
 	if _, ok := r.e.Catalog().Get("c"); !ok {
 		t.Error("c not registered by the reload")
 	}
-	if got := len(r.e.Catalog().List(extmanager.Filter{})); got != 2 {
+	if got := len(r.e.Catalog().List(catalog.Filter{})); got != 2 {
 		t.Errorf("%d plugins after reload, want 2", got)
 	}
 	bad, _ := agent.NewSection("bus: {enabled: true}\n")
@@ -597,7 +598,7 @@ func TestInProcessAskedOncePerInstance(t *testing.T) {
 	running := []agent.Plugin{first}
 	r.dir.set(running...)
 	r.events.Emit(agent.Event{Plugin: "reranker", To: agent.StateRunning})
-	r.await(extmanager.EventRegistered, "reranker")
+	r.await(catalog.EventRegistered, "reranker")
 	// Each further plugin is registered by a rescan, which also sees the
 	// first one again; rescans run one at a time.
 	for i := range 3 {
@@ -605,7 +606,7 @@ func TestInProcessAskedOncePerInstance(t *testing.T) {
 		running = append(running, other)
 		r.dir.set(running...)
 		r.events.Emit(agent.Event{Plugin: other.Name(), To: agent.StateRunning})
-		r.await(extmanager.EventRegistered, other.Name())
+		r.await(catalog.EventRegistered, other.Name())
 	}
 	if n := first.asked.Load(); n != 1 {
 		t.Errorf("the first instance was asked %d times over 4 scans, want 1", n)

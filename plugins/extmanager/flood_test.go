@@ -14,10 +14,11 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/plugins/messagebus"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/probes"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
@@ -182,11 +183,11 @@ func TestAnnounceFloodDoesNotStarveRealPlugins(t *testing.T) {
 		return successes(t, reg, "real_http") >= httpBefore+3 && successes(t, reg, "real_bus") >= busBefore+3
 	})
 	waitFor(t, 30*time.Second, "the flood refused", func() bool { return rejected(t, reg, "peer_full") > 0 })
-	bus := e.Catalog().List(extmanager.Filter{Source: extmanager.SourceBus})
+	bus := e.Catalog().List(catalog.Filter{Source: catalog.SourceBus})
 	if len(bus) > perPeer+1 {
 		t.Fatalf("%d bus plugins in the catalog after the flood; want at most %d fakes and the real one", len(bus), perPeer)
 	}
-	if p, ok := e.Catalog().Get("real_bus"); !ok || p.Presence != extmanager.PresenceActive {
+	if p, ok := e.Catalog().Get("real_bus"); !ok || p.Presence != catalog.PresenceActive {
 		t.Fatalf("the real bus plugin after the flood: %+v, %v", p, ok)
 	}
 	t.Logf("flood: %v refused (peer_full), %d bus plugins kept", rejected(t, reg, "peer_full"), len(bus))

@@ -11,10 +11,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/exporters/telemetry"
-	"github.com/vitals-dev/vitals/plugins/extmanager/health"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
@@ -95,15 +96,15 @@ func (e *ExtManager) startHealth() {
 	if e.engine == nil {
 		return
 	}
-	e.unsub = append(e.unsub, e.catalog.Subscribe(func(ev Event) {
+	e.unsub = append(e.unsub, e.catalog.Subscribe(func(ev catalog.Event) {
 		switch ev.Type {
-		case EventDeregistered:
+		case catalog.EventDeregistered:
 			e.engine.Remove(ev.ID)
 		default:
 			e.engine.Upsert(healthTarget(ev.Plugin))
 		}
 	}))
-	for _, p := range e.catalog.List(Filter{}) {
+	for _, p := range e.catalog.List(catalog.Filter{}) {
 		e.engine.Upsert(healthTarget(p))
 	}
 	e.engine.Start()
@@ -132,14 +133,14 @@ func (e *ExtManager) stopHealth(ctx context.Context) error {
 // healthTarget is how the engine sees a catalog entry: servers are probed
 // over HTTP, bus plugins without an endpoint over the bus, in-process
 // plugins without an endpoint through their own health check.
-func healthTarget(p AIPlugin) health.Target {
+func healthTarget(p catalog.AIPlugin) health.Target {
 	t := health.Target{
 		ID: p.ID, Mode: health.ModeHTTP, Kind: p.Kind, Endpoint: p.Endpoint, Model: p.Spec().Model,
 		Models: p.Models, Capabilities: p.Capabilities, PID: p.PID, Dependencies: p.Dependencies,
 	}
 	if p.Endpoint == "" {
 		t.Mode = health.ModeSelf
-		if p.Source == SourceBus {
+		if p.Source == catalog.SourceBus {
 			t.Mode = health.ModeBus
 		}
 	}
@@ -152,19 +153,10 @@ func (e *ExtManager) probeHeartbeat(_ context.Context, t health.Target) (probes.
 	if !ok {
 		return probes.Result{}, fmt.Errorf("%s left the catalog: %w", t.ID, probes.ErrStale)
 	}
-	if p.Presence == PresenceLost {
+	if p.Presence == catalog.PresenceLost {
 		return probes.Result{}, fmt.Errorf("no heartbeat since %s: %w", p.LastSeen.Format(time.RFC3339), probes.ErrStale)
 	}
 	return probes.Result{}, nil
-}
-
-// routingService is the routing plugin's service: request/reply to named
-// destinations with per-route timeouts and late replies counted.
-const routingService = "routing"
-
-// requester is what the routing service offers.
-type requester interface {
-	Request(ctx context.Context, dest string, msg bus.Message) (bus.Message, error)
 }
 
 // probeBusHealth asks a bus plugin on health.request.<plugin>: through the
@@ -188,7 +180,7 @@ func (e *ExtManager) probeBusHealth(ctx context.Context, t health.Target) (probe
 	}
 	// Anyone on the bus may answer on a reply topic: only the peer that
 	// announced the plugin speaks for its health.
-	if p, ok := e.catalog.Get(t.ID); ok && p.Source == SourceBus && resp.Peer != p.Owner {
+	if p, ok := e.catalog.Get(t.ID); ok && p.Source == catalog.SourceBus && resp.Peer != p.Owner {
 		return probes.Result{}, fmt.Errorf("health response of %s: %w", t.ID, &probes.DecodeError{
 			What: "health response", Err: fmt.Errorf("answered by %q, not by %q, which announced the plugin", resp.Peer, p.Owner)})
 	}
@@ -203,15 +195,15 @@ func (e *ExtManager) probeBusHealth(ctx context.Context, t health.Target) (probe
 }
 
 // router returns the routing service if its plugin is running.
-func (e *ExtManager) router(ctx context.Context) (requester, bool) {
+func (e *ExtManager) router(ctx context.Context) (bus.Requester, bool) {
 	if e.container == nil {
 		return nil, false
 	}
-	v, err := e.container.Get(ctx, routingService)
+	v, err := e.container.Get(ctx, bus.RoutingService)
 	if err != nil {
 		return nil, false
 	}
-	r, ok := v.(requester)
+	r, ok := v.(bus.Requester)
 	return r, ok
 }
 
@@ -221,7 +213,7 @@ func (e *ExtManager) probeSelf(ctx context.Context, t health.Target) (probes.Res
 		if p.Metadata().Name != t.ID {
 			continue
 		}
-		ai, ok := p.(AI)
+		ai, ok := p.(catalog.AI)
 		if !ok {
 			break
 		}

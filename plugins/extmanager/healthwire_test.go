@@ -19,9 +19,10 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
-	"github.com/vitals-dev/vitals/plugins/extmanager/health"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	"github.com/vitals-dev/vitals/probes"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
@@ -38,7 +39,7 @@ const fastHealth = `health:
 // awaitHealth polls the catalog until id's health satisfies ok.
 func (r *rig) awaitHealth(id string, ok func(*agent.Health) bool) {
 	r.t.Helper()
-	var p extmanager.AIPlugin
+	var p catalog.AIPlugin
 	if !agenttest.Within(20*time.Second, func() bool { p, _ = r.e.Catalog().Get(id); return ok(p.Health) }) {
 		r.t.Fatalf("%s: health never as wanted: %+v", id, p.Health)
 	}
@@ -264,6 +265,10 @@ func (f *fakeRouter) Request(_ context.Context, dest string, _ bus.Message) (bus
 	return m, err
 }
 
+func (f *fakeRouter) Send(context.Context, string, bus.Message) error { return nil }
+
+var _ bus.Requester = (*fakeRouter)(nil)
+
 func (f *fakeRouter) requests() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -274,7 +279,7 @@ func (f *fakeRouter) requests() int {
 // its service.
 func TestBusHealthGoesThroughRouting(t *testing.T) {
 	router := &fakeRouter{}
-	r := startWith(t, "directory: \"\"\nbus: {enabled: true, default_heartbeat: 1s}\n"+fastHealth, map[string]any{"routing": router})
+	r := startWith(t, "directory: \"\"\nbus: {enabled: true, default_heartbeat: 1s}\n"+fastHealth, map[string]any{bus.RoutingService: router})
 	ext := r.bus.Client("worker", bus.AllowAll)
 	announce(t, ext, &busv1.Announce{Name: "worker", Version: "1", HeartbeatIntervalMs: 1000})
 	r.awaitHealth("worker", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthOK })

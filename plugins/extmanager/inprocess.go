@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/catalog"
 )
 
 // startInProcess lists the running host plugins that implement AI, and
@@ -24,7 +25,7 @@ func (e *ExtManager) startInProcess(ctx context.Context) {
 	}))
 	e.scanInProcess(ctx)
 	e.goRun(func() {
-		defer e.catalog.Reconcile(SourceInProcess, nil, "extmanager stopped")
+		defer e.catalog.Reconcile(catalog.SourceInProcess, nil, "extmanager stopped")
 		for {
 			select {
 			case <-ctx.Done():
@@ -42,31 +43,31 @@ func (e *ExtManager) startInProcess(ctx context.Context) {
 func (e *ExtManager) scanInProcess(ctx context.Context) {
 	type found struct {
 		id string
-		ai AI
+		ai catalog.AI
 	}
-	var specs []Spec
+	var specs []catalog.Spec
 	var ais []found
 	for _, p := range e.plugins.RunningPlugins() {
-		ai, ok := p.(AI)
+		ai, ok := p.(catalog.AI)
 		if !ok || p == agent.Plugin(e) {
 			continue
 		}
 		md := p.Metadata()
 		// The version is the AI server's, which Capabilities reports; the
 		// host plugin's own version is a label.
-		s := Spec{ID: md.Name, Source: SourceInProcess, Labels: map[string]string{"host_plugin_version": md.Version}}
-		if ep, ok := p.(Endpointer); ok {
+		s := catalog.Spec{ID: md.Name, Source: catalog.SourceInProcess, Labels: map[string]string{"host_plugin_version": md.Version}}
+		if ep, ok := p.(catalog.Endpointer); ok {
 			s.Endpoint = ep.Endpoint()
 		}
 		specs = append(specs, s)
 		ais = append(ais, found{md.Name, ai})
 	}
-	for _, err := range e.catalog.Reconcile(SourceInProcess, specs, "host plugin no longer running") {
-		e.discoveryError(SourceInProcess, err)
+	for _, err := range e.catalog.Reconcile(catalog.SourceInProcess, specs, "host plugin no longer running") {
+		e.discoveryError(catalog.SourceInProcess, err)
 	}
 	// Ask only instances not asked yet: a rescan follows every lifecycle
 	// event of any plugin, and asking is a detection.
-	running := map[string]AI{}
+	running := map[string]catalog.AI{}
 	for _, f := range ais {
 		running[f.id] = f.ai
 	}

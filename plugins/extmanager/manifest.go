@@ -14,30 +14,31 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/internal/dirwatch"
 )
 
 // ParseManifest reads one drop-in manifest: a YAML mapping with the keys of
 // a config target. The id defaults to the file's name without .yaml.
 // Errors name the file, line and key.
-func ParseManifest(path string, data []byte) (Spec, error) {
+func ParseManifest(path string, data []byte) (catalog.Spec, error) {
 	s, err := agent.ParseSection(path, data)
 	if err != nil {
-		return Spec{}, err
+		return catalog.Spec{}, err
 	}
 	if s.Empty() {
-		return Spec{}, fmt.Errorf("%s: empty manifest: want at least an endpoint", path)
+		return catalog.Spec{}, fmt.Errorf("%s: empty manifest: want at least an endpoint", path)
 	}
 	var t Target
 	if err := s.Decode(&t); err != nil {
-		return Spec{}, err
+		return catalog.Spec{}, err
 	}
 	if t.ID == "" {
 		t.ID = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
-	spec, err := t.spec(SourceDirectory)
+	spec, err := t.spec(catalog.SourceDirectory)
 	if err != nil {
-		return Spec{}, s.Place("", err)
+		return catalog.Spec{}, s.Place("", err)
 	}
 	spec.Manifest = path
 	return spec, nil
@@ -49,7 +50,7 @@ func ParseManifest(path string, data []byte) (Spec, error) {
 // described, if any, stays as it was).
 type dirSource struct {
 	dir     string
-	catalog *Catalog
+	catalog *catalog.Catalog
 	log     *slog.Logger
 	// onBad counts bad manifests.
 	onBad func(path string, err error)
@@ -58,7 +59,7 @@ type dirSource struct {
 	maxEntries, maxManifests int
 	maxBytes                 int64
 
-	last map[string]Spec // path -> last good spec
+	last map[string]catalog.Spec // path -> last good spec
 }
 
 // Bounds of a manifest directory, per scan.
@@ -73,8 +74,8 @@ const (
 	maxDirEntries = 10 * MaxManifests
 )
 
-func newDirSource(dir string, c *Catalog, log *slog.Logger, onBad func(string, error)) *dirSource {
-	return &dirSource{dir: dir, catalog: c, log: log, onBad: onBad, last: map[string]Spec{},
+func newDirSource(dir string, c *catalog.Catalog, log *slog.Logger, onBad func(string, error)) *dirSource {
+	return &dirSource{dir: dir, catalog: c, log: log, onBad: onBad, last: map[string]catalog.Spec{},
 		maxEntries: maxDirEntries, maxManifests: MaxManifests, maxBytes: MaxManifestDirBytes}
 }
 
@@ -126,7 +127,7 @@ func (d *dirSource) scan() {
 	}
 
 	// What each manifest declares now: its new spec, or the last good one.
-	want := map[string]Spec{}
+	want := map[string]catalog.Spec{}
 	fresh := map[string]bool{} // want[path] was read in this scan
 	var read int64
 	for i, path := range paths {
@@ -144,7 +145,7 @@ func (d *dirSource) scan() {
 			}
 		}
 		if err == nil {
-			var spec Spec
+			var spec catalog.Spec
 			if spec, err = ParseManifest(path, data); err == nil {
 				want[path], fresh[path] = spec, true
 				continue
@@ -177,7 +178,7 @@ func (d *dirSource) scan() {
 			}
 		}
 	}
-	next := map[string]Spec{}
+	next := map[string]catalog.Spec{}
 	for _, path := range paths {
 		spec, ok := want[path]
 		if !ok {
@@ -198,11 +199,11 @@ func (d *dirSource) scan() {
 			if spec, ok := next[path]; ok {
 				reason = "manifest " + path + " now names " + spec.ID
 			}
-			d.catalog.Remove(old.ID, SourceDirectory, reason)
+			d.catalog.Remove(old.ID, catalog.SourceDirectory, reason)
 		}
 	}
 	prev := d.last
-	d.last = map[string]Spec{}
+	d.last = map[string]catalog.Spec{}
 	for _, path := range paths {
 		spec, ok := next[path]
 		if !ok {
@@ -232,7 +233,7 @@ func (d *dirSource) bad(path string, err error) {
 func (d *dirSource) run(ctx context.Context, ready chan<- struct{}) {
 	defer func() {
 		for path, spec := range d.last {
-			d.catalog.Remove(spec.ID, SourceDirectory, "directory source stopped")
+			d.catalog.Remove(spec.ID, catalog.SourceDirectory, "directory source stopped")
 			delete(d.last, path)
 		}
 	}()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -36,7 +37,7 @@ func TestParseManifest(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if s.Source != SourceDirectory || s.Manifest != tt.file || s.ID == "" {
+				if s.Source != catalog.SourceDirectory || s.Manifest != tt.file || s.ID == "" {
 					t.Errorf("spec = %+v", s)
 				}
 				return
@@ -63,7 +64,7 @@ func FuzzParseManifest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, text string) {
 		s, err := ParseManifest("f.yaml", []byte(text))
 		if err == nil {
-			if ValidID(s.ID) != nil || s.Endpoint == "" {
+			if catalog.ValidID(s.ID) != nil || s.Endpoint == "" {
 				t.Fatalf("accepted an invalid manifest: %+v", s)
 			}
 		}
@@ -81,13 +82,13 @@ func TestManifestDirectoryBounds(t *testing.T) {
 	for _, id := range []string{"a", "b", "c", "d"} {
 		write(id+".yaml", "endpoint: http://127.0.0.1:1\n")
 	}
-	c := NewCatalog(time.Now)
+	c := catalog.New(time.Now)
 	var bad []string
 	d := newDirSource(dir, c, slog.New(slog.DiscardHandler), func(path string, err error) { bad = append(bad, err.Error()) })
 	d.maxManifests, d.maxEntries = 3, 6
 
 	d.scan()
-	if got := len(c.List(Filter{})); got != 3 {
+	if got := len(c.List(catalog.Filter{})); got != 3 {
 		t.Errorf("%d plugins registered from 4 manifests with a limit of 3", got)
 	}
 	if len(bad) != 1 || !strings.Contains(bad[0], "d.yaml: not read: the directory holds more than 3 manifests") {
@@ -100,7 +101,7 @@ func TestManifestDirectoryBounds(t *testing.T) {
 		write(name, "")
 	}
 	d.scan()
-	if got := len(c.List(Filter{})); got != 3 {
+	if got := len(c.List(catalog.Filter{})); got != 3 {
 		t.Errorf("%d plugins after an over-full listing, want the 3 kept", got)
 	}
 	if len(bad) != 1 || !strings.Contains(bad[0], "more than 6 entries") {
@@ -127,7 +128,7 @@ func TestManifestDirectoryThatIsAPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	var bad []string
-	d := newDirSource(dir, NewCatalog(time.Now), slog.New(slog.DiscardHandler), func(path string, err error) { bad = append(bad, err.Error()) })
+	d := newDirSource(dir, catalog.New(time.Now), slog.New(slog.DiscardHandler), func(path string, err error) { bad = append(bad, err.Error()) })
 	done := make(chan struct{})
 	go func() { d.scan(); close(done) }()
 	select {

@@ -3,13 +3,14 @@ package extmanager
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/probes"
 )
 
 // metrics exports the catalog as it is at scrape time (so no series
 // outlives its plugin) and counts catalog events and discovery errors.
 type metrics struct {
-	catalog *Catalog
+	catalog *catalog.Catalog
 
 	info, capability, models, perSource *prometheus.Desc
 	events                              *prometheus.CounterVec
@@ -17,7 +18,7 @@ type metrics struct {
 	busRejected                         *prometheus.CounterVec
 }
 
-func newMetrics(c *Catalog) *metrics {
+func newMetrics(c *catalog.Catalog) *metrics {
 	m := &metrics{
 		catalog: c,
 		info: prometheus.NewDesc("vitals_ai_plugin_info",
@@ -48,9 +49,9 @@ func newMetrics(c *Catalog) *metrics {
 	for _, r := range rejectReasons {
 		m.busRejected.WithLabelValues(r)
 	}
-	for _, s := range Sources {
+	for _, s := range catalog.Sources {
 		m.discoveryErrors.WithLabelValues(string(s))
-		for _, e := range EventTypes {
+		for _, e := range catalog.EventTypes {
 			m.events.WithLabelValues(string(e), string(s))
 		}
 	}
@@ -68,8 +69,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	count := map[Source]int{}
-	for _, p := range m.catalog.List(Filter{}) {
+	count := map[catalog.Source]int{}
+	for _, p := range m.catalog.List(catalog.Filter{}) {
 		count[p.Source]++
 		ch <- prometheus.MustNewConstMetric(m.info, prometheus.GaugeValue, 1, p.ID, string(p.Kind), p.Version, string(p.Source))
 		for _, c := range probes.Capabilities() {
@@ -81,7 +82,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(m.models, prometheus.GaugeValue, float64(len(p.Models)), p.ID)
 	}
-	for _, s := range Sources {
+	for _, s := range catalog.Sources {
 		ch <- prometheus.MustNewConstMetric(m.perSource, prometheus.GaugeValue, float64(count[s]), string(s))
 	}
 	m.events.Collect(ch)

@@ -16,9 +16,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/bus"
 	"github.com/vitals-dev/vitals/exporters/logtap"
 	"github.com/vitals-dev/vitals/exporters/store"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 
@@ -27,9 +27,6 @@ const Name = "log_consumer"
 
 // Version of the plugin.
 const Version = "0.1.0"
-
-// EncryptionService is the service that seals records when it runs.
-const EncryptionService = "encryption"
 
 var migrations = []store.Migration{{Version: 1, SQL: `
 CREATE TABLE logs (
@@ -90,7 +87,7 @@ func Factory(s agent.Section) (agent.Plugin, error) {
 func New(cfg Config) *Plugin {
 	deps := []string{bus.ServiceName}
 	if cfg.Encrypt == EncryptRequired {
-		deps = append(deps, EncryptionService)
+		deps = append(deps, store.CipherService)
 	}
 	return &Plugin{
 		Base: agent.NewBase(agent.Metadata{
@@ -121,7 +118,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 		return err
 	}
 	if p.cfg.Encrypt == EncryptRequired {
-		if p.cipher, err = agent.Require[store.Cipher](ctx, c, EncryptionService); err != nil {
+		if p.cipher, err = agent.Require[store.Cipher](ctx, c, store.CipherService); err != nil {
 			return err
 		}
 	}
@@ -316,7 +313,7 @@ func (p *Plugin) currentCipher() (store.Cipher, error) {
 	case EncryptRequired:
 		return p.cipher, nil
 	case EncryptAuto:
-		v, err := p.c.Get(context.Background(), EncryptionService)
+		v, err := p.c.Get(context.Background(), store.CipherService)
 		if errors.Is(err, agent.ErrServiceNotFound) {
 			return nil, nil
 		}
@@ -325,7 +322,7 @@ func (p *Plugin) currentCipher() (store.Cipher, error) {
 		}
 		c, ok := v.(store.Cipher)
 		if !ok {
-			return nil, fmt.Errorf("service %q is a %T, not a cipher", EncryptionService, v)
+			return nil, fmt.Errorf("service %q is a %T, not a cipher", store.CipherService, v)
 		}
 		return c, nil
 	}
@@ -531,7 +528,7 @@ func (p *Plugin) Query(ctx context.Context, q Query) ([]Entry, error) {
 	}
 	defer rows.Close()
 	var ciph store.Cipher
-	if v, err := p.c.Get(ctx, EncryptionService); err == nil {
+	if v, err := p.c.Get(ctx, store.CipherService); err == nil {
 		ciph, _ = v.(store.Cipher)
 	}
 	out := []Entry{}

@@ -23,10 +23,11 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/bus/bustest"
 	"github.com/vitals-dev/vitals/exporters/logtap"
+	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/plugins/encryption"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bustest"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 
@@ -79,7 +80,7 @@ func start(t *testing.T, o opts) *env {
 		must(t, enc.Initialize(context.Background(), e.c.For("encryption")))
 	}
 	if o.encryption != nil {
-		must(t, e.c.For("encryption").ProvideFactory(EncryptionService, nil, o.encryption))
+		must(t, e.c.For("encryption").ProvideFactory(store.CipherService, nil, o.encryption))
 	}
 	ctx := context.Background()
 	must(t, e.p.Initialize(ctx, e.c.For(Name)))
@@ -300,7 +301,7 @@ func TestInvalidConfigs(t *testing.T) {
 	}
 	s, _ := agent.NewSection("encrypt: required\n")
 	p, _ = Factory(s)
-	if deps := p.Metadata().Dependencies; len(deps) != 2 || deps[1] != EncryptionService {
+	if deps := p.Metadata().Dependencies; len(deps) != 2 || deps[1] != store.CipherService {
 		t.Fatalf("required encryption: dependencies %v", deps)
 	}
 }

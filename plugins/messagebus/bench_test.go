@@ -13,8 +13,8 @@ import (
 	"github.com/go-zeromq/zmq4"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/messagebus/internal/zmtp"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/internal/zmtp"
 )
 
 // Benchmarks run only with -bench. Each moves b.N 100-byte payloads from

@@ -21,8 +21,8 @@ import (
 	"github.com/go-zeromq/zmq4/security/null"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/messagebus/internal/zmtp"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/internal/zmtp"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/messagebus/internal/zmtp"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/internal/zmtp"
 )
 
 // Config is the message_bus section of core.yaml:

@@ -8,7 +8,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/bus"
 )
 
 func TestFactoryConfig(t *testing.T) {

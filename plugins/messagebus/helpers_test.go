@@ -18,7 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/bus"
 )
 
 // freeAddr returns a tcp:// endpoint on a loopback port that was free.

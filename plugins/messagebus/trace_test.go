@@ -16,7 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/bus"
 )
 
 const traceChildEnv = "VITALS_BUS_TRACE_CHILD"

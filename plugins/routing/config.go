@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/bus"
 )
 
 // Config is the routing section of core.yaml:

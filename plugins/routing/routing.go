@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/bus"
 )
 
 // Name is the plugin's name in config and in the registry.
@@ -23,9 +23,6 @@ const Name = "routing"
 // Version of the plugin.
 const Version = "0.1.0"
 
-// ServiceName is the container service holding the *Router.
-const ServiceName = "routing"
-
 // Errors of Request, compared with errors.Is.
 var (
 	ErrTimeout     = errors.New("routing: no reply before the timeout")
@@ -33,16 +30,6 @@ var (
 	ErrClosed      = errors.New("routing: closed")
 	ErrDestination = errors.New("routing: bad destination")
 )
-
-// Requester is what the routing service offers to other plugins.
-type Requester interface {
-	// Request sends msg to the named destination and returns the reply
-	// whose correlation id is the request's id, or ErrTimeout after the
-	// route's timeout (or ctx's deadline, if sooner).
-	Request(ctx context.Context, dest string, msg bus.Message) (bus.Message, error)
-	// Send publishes msg to the named destination without waiting.
-	Send(ctx context.Context, dest string, msg bus.Message) error
-}
 
 // Plugin is the routing plugin.
 type Plugin struct {
@@ -91,7 +78,7 @@ func New(cfg Config) *Plugin {
 }
 
 // Services implements agent.ServiceProvider.
-func (p *Plugin) Services() []string { return []string{ServiceName} }
+func (p *Plugin) Services() []string { return []string{bus.RoutingService} }
 
 // Initialize gets a bus client, registers the metrics and provides the
 // routing service.
@@ -149,7 +136,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 		}
 		p.reg = reg
 	}
-	if err := c.Provide(ServiceName, r); err != nil {
+	if err := c.Provide(bus.RoutingService, r); err != nil {
 		p.unregister(reg)
 		_ = b.Close()
 		return err
@@ -355,7 +342,8 @@ func (r *Router) count(outcome string) {
 	}
 }
 
-// Request implements Requester.
+// Request implements bus.Requester: it returns ErrTimeout when no reply
+// comes before the route's timeout.
 func (r *Router) Request(ctx context.Context, dest string, msg bus.Message) (bus.Message, error) {
 	topic, timeout, err := r.Resolve(dest)
 	if err != nil {
@@ -476,7 +464,7 @@ func (r *Router) unmatched() {
 	}
 }
 
-// Send implements Requester.
+// Send implements bus.Requester.
 func (r *Router) Send(ctx context.Context, dest string, msg bus.Message) error {
 	topic, _, err := r.Resolve(dest)
 	if err != nil {
@@ -505,5 +493,5 @@ var (
 	_ agent.ServiceProvider = (*Plugin)(nil)
 	_ agent.Reloader        = (*Plugin)(nil)
 	_ agent.HealthChecker   = (*Plugin)(nil)
-	_ Requester             = (*Router)(nil)
+	_ bus.Requester         = (*Router)(nil)
 )

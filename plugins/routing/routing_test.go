@@ -13,8 +13,8 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bustest"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/bus/bustest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -34,7 +34,7 @@ func (p permProvider) ClientFor(plugin string, _ ...bus.Permissions) (bus.Bus, e
 
 type env struct {
 	p   *Plugin
-	r   Requester
+	r   bus.Requester
 	bus *bustest.Bus
 }
 
@@ -52,7 +52,7 @@ func start(t *testing.T, y string) *env {
 	must(t, e.p.Initialize(ctx, c.For(Name)))
 	must(t, e.p.Start(ctx))
 	t.Cleanup(func() { _ = e.p.Stop(context.Background()) })
-	e.r, err = agent.Require[Requester](ctx, c, ServiceName)
+	e.r, err = agent.Require[bus.Requester](ctx, c, bus.RoutingService)
 	must(t, err)
 	return e
 }

@@ -25,14 +25,14 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/bus"
 	"github.com/vitals-dev/vitals/exporters/logtap"
 	"github.com/vitals-dev/vitals/exporters/pluginstat"
 	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/plugins/encryption"
 	"github.com/vitals-dev/vitals/plugins/logconsumer"
 	"github.com/vitals-dev/vitals/plugins/messagebus"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/ratelimit"
+	"github.com/vitals-dev/vitals/plugins/ratelimiting"
 	"github.com/vitals-dev/vitals/plugins/routing"
 	"github.com/vitals-dev/vitals/plugins/security"
 	"github.com/vitals-dev/vitals/plugins/validation"
@@ -41,16 +41,16 @@ import (
 
 // The six built-in plugins of this issue, plus the bus they need.
 var builtins = map[string]agent.Factory{
-	messagebus.Name:  messagebus.Factory,
-	security.Name:    security.Factory,
-	encryption.Name:  encryption.Factory,
-	logconsumer.Name: logconsumer.Factory,
-	ratelimit.Name:   ratelimit.Factory,
-	validation.Name:  validation.Factory,
-	routing.Name:     routing.Factory,
+	messagebus.Name:   messagebus.Factory,
+	security.Name:     security.Factory,
+	encryption.Name:   encryption.Factory,
+	logconsumer.Name:  logconsumer.Factory,
+	ratelimiting.Name: ratelimiting.Factory,
+	validation.Name:   validation.Factory,
+	routing.Name:      routing.Factory,
 }
 
-var six = []string{security.Name, encryption.Name, logconsumer.Name, ratelimit.Name, validation.Name, routing.Name}
+var six = []string{security.Name, encryption.Name, logconsumer.Name, ratelimiting.Name, validation.Name, routing.Name}
 
 const (
 	adminToken  = "admin-token-1"
@@ -487,7 +487,7 @@ func TestAgentLogsBusAuditAndResources(t *testing.T) {
 
 	// Request/reply through the routing service to an external responder,
 	// a timeout, and a late reply.
-	router, err := agent.Require[routing.Requester](ctx, l.a.Manager().Container(), routing.ServiceName)
+	router, err := agent.Require[bus.Requester](ctx, l.a.Manager().Container(), bus.RoutingService)
 	if err != nil {
 		t.Fatal(err)
 	}

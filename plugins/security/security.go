@@ -18,10 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/bus"
 	"github.com/vitals-dev/vitals/exporters/audit"
 	"github.com/vitals-dev/vitals/exporters/logtap"
 	"github.com/vitals-dev/vitals/exporters/store"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 
@@ -30,9 +30,6 @@ const Name = "security"
 
 // Version of the plugin.
 const Version = "0.1.0"
-
-// AuditService is the container service holding the *audit.Log.
-const AuditService = audit.ServiceName
 
 // Plugin is the security plugin.
 type Plugin struct {
@@ -101,7 +98,7 @@ func New(cfg Config) *Plugin {
 }
 
 // Services implements agent.ServiceProvider.
-func (p *Plugin) Services() []string { return []string{AuditService} }
+func (p *Plugin) Services() []string { return []string{audit.ServiceName} }
 
 // Routes implements agent.RouteProvider.
 func (p *Plugin) Routes() []agent.Route {
@@ -173,7 +170,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 		}
 		p.reg = reg
 	}
-	if err := c.Provide(AuditService, lg); err != nil {
+	if err := c.Provide(audit.ServiceName, lg); err != nil {
 		p.unregister()
 		_ = db.Close()
 		p.closeBus()

@@ -17,9 +17,9 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/bus/bustest"
 	"github.com/vitals-dev/vitals/exporters/audit"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bustest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -5,7 +5,7 @@
 // refreshes itself shows every AI plugin the ExtManager knows (health state,
 // kind and version, capabilities, check latency, last error, and a strip of
 // its recent states) and the state of every host plugin. It reads the
-// "ai_catalog" service (*extmanager.Catalog) and the host's
+// "ai_catalog" service (*catalog.Catalog) and the host's
 // "plugin_directory"; the history strip comes from samples of the catalog it
 // takes itself, a bounded ring per AI plugin, so it needs nothing else.
 // Without a running ExtManager it shows the host plugins only.

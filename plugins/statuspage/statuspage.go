@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/plugins/extmanager"
+	"github.com/vitals-dev/vitals/catalog"
 )
 
 // Name is the plugin's name in core.yaml.
@@ -162,24 +162,24 @@ func (p *Page) sampleLoop(ctx context.Context, done chan<- struct{}) {
 }
 
 // catalog returns the ExtManager's catalog, or nil when it is not running.
-func (p *Page) catalog(ctx context.Context) *extmanager.Catalog {
+func (p *Page) catalog(ctx context.Context) *catalog.Catalog {
 	if p.c == nil {
 		return nil
 	}
-	v, err := p.c.Get(ctx, extmanager.ServiceCatalog)
+	v, err := p.c.Get(ctx, catalog.ServiceName)
 	if err != nil {
 		return nil
 	}
-	cat, _ := v.(*extmanager.Catalog)
+	cat, _ := v.(*catalog.Catalog)
 	return cat
 }
 
 // sample records every AI plugin's state now, and forgets plugins that left.
 func (p *Page) sample(ctx context.Context) {
 	cat := p.catalog(ctx)
-	var list []extmanager.AIPlugin
+	var list []catalog.AIPlugin
 	if cat != nil {
-		list = cat.List(extmanager.Filter{})
+		list = cat.List(catalog.Filter{})
 	}
 	now := time.Now()
 	p.mu.Lock()
@@ -202,8 +202,8 @@ func (p *Page) sample(ctx context.Context) {
 
 // stateOf returns the health engine's state of a plugin (unknown, healthy,
 // degraded, unhealthy), or one derived from its health status.
-func stateOf(ap extmanager.AIPlugin) string {
-	if ap.Presence == extmanager.PresenceLost {
+func stateOf(ap catalog.AIPlugin) string {
+	if ap.Presence == catalog.PresenceLost {
 		return "lost"
 	}
 	h := ap.Health
@@ -262,7 +262,7 @@ func (p *Page) build(ctx context.Context) view {
 	if cat := p.catalog(ctx); cat != nil {
 		v.Catalog = true
 		p.mu.Lock()
-		for _, ap := range cat.List(extmanager.Filter{}) {
+		for _, ap := range cat.List(catalog.Filter{}) {
 			av := aiView{
 				ID: ap.ID, Kind: string(ap.Kind), Version: ap.Version, Source: string(ap.Source),
 				Endpoint: ap.Endpoint, State: stateOf(ap),

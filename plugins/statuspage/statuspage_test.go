@@ -13,7 +13,7 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
-	"github.com/vitals-dev/vitals/plugins/extmanager"
+	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -51,12 +51,12 @@ func TestFactory(t *testing.T) {
 }
 
 // start runs the page on a container with a catalog, as the host would.
-func start(t *testing.T, cat *extmanager.Catalog, cfg Config) *Page {
+func start(t *testing.T, cat *catalog.Catalog, cfg Config) *Page {
 	t.Helper()
 	ctx := t.Context()
 	c := agenttest.NewContainer(t)
 	if cat != nil {
-		if err := c.Provide(extmanager.ServiceCatalog, cat); err != nil {
+		if err := c.Provide(catalog.ServiceName, cat); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -100,12 +100,12 @@ func get(t *testing.T, p *Page) string {
 }
 
 func TestPage(t *testing.T) {
-	cat := extmanager.NewCatalog(nil)
-	for _, s := range []extmanager.Spec{
-		{ID: "llm", Source: extmanager.SourceConfig, Kind: probes.KindLlamaCpp, Endpoint: "http://127.0.0.1:1",
+	cat := catalog.New(nil)
+	for _, s := range []catalog.Spec{
+		{ID: "llm", Source: catalog.SourceConfig, Kind: probes.KindLlamaCpp, Endpoint: "http://127.0.0.1:1",
 			Capabilities: []probes.Capability{probes.CapChat, probes.CapCompletion}},
-		{ID: "embedder", Source: extmanager.SourceConfig, Kind: probes.KindTEI, Endpoint: "http://127.0.0.1:2"},
-		{ID: "fresh", Source: extmanager.SourceConfig, Kind: probes.KindOllama, Endpoint: "http://127.0.0.1:3"},
+		{ID: "embedder", Source: catalog.SourceConfig, Kind: probes.KindTEI, Endpoint: "http://127.0.0.1:2"},
+		{ID: "fresh", Source: catalog.SourceConfig, Kind: probes.KindOllama, Endpoint: "http://127.0.0.1:3"},
 	} {
 		if err := cat.Upsert(s); err != nil {
 			t.Fatal(err)
@@ -151,8 +151,8 @@ func TestPageWithoutExtManager(t *testing.T) {
 // TestHistoryBounded checks that the strip keeps at most History samples
 // and forgets plugins that left the catalog.
 func TestHistoryBounded(t *testing.T) {
-	cat := extmanager.NewCatalog(nil)
-	if err := cat.Upsert(extmanager.Spec{ID: "llm", Source: extmanager.SourceConfig, Kind: probes.KindOpenAI, Endpoint: "http://127.0.0.1:1"}); err != nil {
+	cat := catalog.New(nil)
+	if err := cat.Upsert(catalog.Spec{ID: "llm", Source: catalog.SourceConfig, Kind: probes.KindOpenAI, Endpoint: "http://127.0.0.1:1"}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
@@ -168,7 +168,7 @@ func TestHistoryBounded(t *testing.T) {
 	if n != 3 {
 		t.Errorf("history holds %d samples, want 3", n)
 	}
-	cat.Reconcile(extmanager.SourceConfig, nil, "removed")
+	cat.Reconcile(catalog.SourceConfig, nil, "removed")
 	p.sample(t.Context())
 	p.mu.Lock()
 	_, ok := p.history["llm"]

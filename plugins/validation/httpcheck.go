@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/catalog"
 )
 
 // problem is a rejected request: status, reason label and message.
@@ -24,8 +25,7 @@ type problem struct {
 }
 
 var (
-	segmentRE  = regexp.MustCompile(`^[A-Za-z0-9_.:~-]{1,128}$`)
-	aiPluginRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+	segmentRE = regexp.MustCompile(`^[A-Za-z0-9_.:~-]{1,128}$`)
 )
 
 // checkPath validates the path's segments under /api/, and the plugin and
@@ -51,8 +51,8 @@ func checkPath(path string) *problem {
 	}
 	if rest, ok := strings.CutPrefix(path, "/api/v1/admin/ai-plugins/"); ok {
 		id, _, _ := strings.Cut(rest, "/")
-		if !aiPluginRE.MatchString(id) {
-			return &problem{http.StatusBadRequest, "path", fmt.Sprintf("AI plugin id %q is invalid: want 1..128 of letters, digits, _ . : -", id)}
+		if err := catalog.ValidID(id); err != nil {
+			return &problem{http.StatusBadRequest, "path", "AI plugin " + err.Error()}
 		}
 	}
 	return nil

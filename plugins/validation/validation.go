@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/bus"
 )
 
 // Name is the plugin's name in config and in the registry.
@@ -59,7 +59,7 @@ func New(cfg Config) *Plugin {
 }
 
 // Services implements agent.ServiceProvider.
-func (p *Plugin) Services() []string { return []string{ValidatorService} }
+func (p *Plugin) Services() []string { return []string{bus.ValidatorService} }
 
 // Initialize registers the metrics and provides bus_validator.
 func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
@@ -79,7 +79,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 		}
 		p.reg = reg
 	}
-	if err := c.Provide(ValidatorService, busValidator{p}); err != nil {
+	if err := c.Provide(bus.ValidatorService, busValidator{p}); err != nil {
 		if p.reg != nil {
 			p.reg.Unregister(p.rejected)
 		}
@@ -157,7 +157,7 @@ func (p *Plugin) WrapHTTP(next http.Handler) http.Handler {
 // busValidator is the bus_validator service.
 type busValidator struct{ p *Plugin }
 
-// FilterMessage implements MessageFilter: an ErrInvalid error naming the
+// FilterMessage implements bus.Filter: an ErrInvalid error naming the
 // problem, counted by reason.
 func (v busValidator) FilterMessage(m bus.Message) error {
 	if rej := checkMessage(v.p.config().Bus, m, v.p.now()); rej != nil {
@@ -172,5 +172,5 @@ var (
 	_ agent.ServiceProvider = (*Plugin)(nil)
 	_ agent.HTTPMiddleware  = (*Plugin)(nil)
 	_ agent.Reloader        = (*Plugin)(nil)
-	_ MessageFilter         = busValidator{}
+	_ bus.Filter            = busValidator{}
 )

@@ -17,7 +17,7 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/bus"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 
@@ -67,6 +67,10 @@ func TestHTTPValidation(t *testing.T) {
 		{"bad plugin name", "GET", "/api/v1/admin/plugins/Not-A-Name", "", "", 400, `plugin name "Not-A-Name" is invalid`},
 		{"dot-dot segment", "GET", "/api/v1/admin/plugins/..%2f..", "", "", 400, "path segment"},
 		{"bad AI plugin id", "GET", "/api/v1/admin/ai-plugins/a%20b", "", "", 400, "path segment"},
+		{"AI plugin id", "GET", "/api/v1/admin/ai-plugins/llm-1.v2_q4/history", "", "", 200, "ok"},
+		// The catalog's own rule: an id the catalog would refuse never
+		// reaches the admin API.
+		{"AI plugin id the catalog refuses", "GET", "/api/v1/admin/ai-plugins/Big:Model", "", "", 400, `AI plugin invalid id "Big:Model"`},
 		{"long query", "GET", "/api/v1/admin/logs?source=" + strings.Repeat("a", 100), "", "", 400, "query string is"},
 		{"wrong content type", "POST", "/api/v1/admin/reload", "text/plain", "hello", 415, `content type "text/plain" is not accepted`},
 		{"missing content type", "POST", "/api/v1/admin/reload", "", `{}`, 415, "is not accepted"},
@@ -135,7 +139,7 @@ func TestBusValidation(t *testing.T) {
 	p, c := start(t, "bus: {max_payload_bytes: 128}\n")
 	now := time.Unix(2_000_000, 0)
 	p.now = func() time.Time { return now }
-	f, err := agent.Require[MessageFilter](context.Background(), c, ValidatorService)
+	f, err := agent.Require[bus.Filter](context.Background(), c, bus.ValidatorService)
 	must(t, err)
 	ok := func(topic string, pm bus.Message) bus.Message {
 		pm.Topic, pm.ID, pm.Source, pm.Time = topic, "id-1", "gpu_probe", now

@@ -21,6 +21,6 @@
 // it, a client, the target and the probe config in, a probes.Result and an
 // error out. Errors classify with probes.Classify; a server that answers but
 // cannot serve is probes.ErrNotReady. The ExtManager's health engine
-// (plugins/extmanager/health) schedules them; this package holds no state
+// (health) schedules them; this package holds no state
 // and starts no goroutines.
 package check

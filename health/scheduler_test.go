@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent/agenttest"
-	"github.com/vitals-dev/vitals/plugins/extmanager/health"
+	"github.com/vitals-dev/vitals/health"
 )
 
 // fakeClock is a Clock that moves only when told.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vitals-dev/vitals/plugins/extmanager/health"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/check"
 )

@@ -3,9 +3,13 @@
 // it, topic rules, per-plugin permission scopes, OpenTelemetry propagation
 // through the envelope and the bus metrics.
 //
-// It sits below plugins/messagebus (the broker plugin) in the map of
-// docs/architecture.md and imports no broker internals, so any plugin, and any
-// external Go program, can use it:
+// It is a library below every plugin in the map of docs/architecture.md:
+// the broker plugin (plugins/messagebus), every plugin that talks on the
+// bus and any external Go program import it; it imports no plugin. It
+// also names the bus services and their Go interfaces, once: the
+// message_bus service (ServiceName, a Provider), the broker's filters
+// (ValidatorService, RateLimiterService, a Filter) and request/reply to
+// named destinations (RoutingService, a Requester):
 //
 //	p, err := agent.Require[bus.Provider](ctx, c, bus.ServiceName)
 //	b, err := p.ClientFor(c.Owner()) // scoped to what config allows

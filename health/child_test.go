@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/exporters/store"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/internal/aisim"
-	"github.com/vitals-dev/vitals/plugins/extmanager/health"
 	"github.com/vitals-dev/vitals/probes"
 )
 

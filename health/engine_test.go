@@ -12,8 +12,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/internal/aisim"
-	"github.com/vitals-dev/vitals/plugins/extmanager/health"
 	"github.com/vitals-dev/vitals/probes"
 )
 

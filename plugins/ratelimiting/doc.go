@@ -1,4 +1,4 @@
-// Package ratelimit is the rate_limiting plugin (priority middleware): token
+// Package ratelimiting is the rate_limiting plugin (priority middleware): token
 // buckets (golang.org/x/time/rate) per client on the agent's HTTP front,
 // answering 429 with Retry-After, and per bus identity on bus messages,
 // whose excess is dropped and counted. A client is its bearer token (hashed) or,
@@ -9,4 +9,4 @@
 // broker applies to every message; its bucket is the broker's identity of
 // the publishing connection (bus.Message.Peer), never the envelope's
 // claimed source. The agent's own plugins are not limited.
-package ratelimit
+package ratelimiting

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vitals-dev/vitals/plugins/extmanager/health"
+	"github.com/vitals-dev/vitals/health"
 )
 
 // Every history query parameter is bounded and checked: a bad one is a 400

@@ -1,4 +1,4 @@
-package extmanager
+package catalog
 
 import (
 	"errors"
@@ -58,8 +58,8 @@ type Catalog struct {
 	subs hub.Hub[Event] // delivers one change at a time, in order
 }
 
-// NewCatalog returns an empty catalog. now may be nil.
-func NewCatalog(now func() time.Time) *Catalog {
+// New returns an empty catalog. now may be nil.
+func New(now func() time.Time) *Catalog {
 	if now == nil {
 		now = time.Now
 	}

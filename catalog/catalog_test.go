@@ -1,4 +1,4 @@
-package extmanager
+package catalog
 
 import (
 	"errors"
@@ -33,7 +33,7 @@ func (l *eventLog) types() string {
 
 func TestCatalogEvents(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	c := NewCatalog(func() time.Time { return now })
+	c := New(func() time.Time { return now })
 	var log eventLog
 	c.Subscribe(log.add)
 
@@ -77,7 +77,7 @@ func TestCatalogEvents(t *testing.T) {
 }
 
 func TestCatalogDetection(t *testing.T) {
-	c := NewCatalog(nil)
+	c := New(nil)
 	var log eventLog
 	c.Subscribe(log.add)
 	if err := c.Upsert(Spec{ID: "llm", Source: SourceConfig, Endpoint: "http://127.0.0.1:9"}); err != nil {
@@ -114,7 +114,7 @@ func TestCatalogDetection(t *testing.T) {
 }
 
 func TestCatalogReconcileAndFilter(t *testing.T) {
-	c := NewCatalog(nil)
+	c := New(nil)
 	errs := c.Reconcile(SourceConfig, []Spec{
 		{ID: "one", Endpoint: "http://127.0.0.1:1"},
 		{ID: "two", Endpoint: "http://127.0.0.1:2", Kind: probes.KindOllama},
@@ -149,7 +149,7 @@ func ids(ps []AIPlugin) string {
 
 // Claim's bounds follow plugins as they come, change hands and go.
 func TestClaimBoundsFollowOwners(t *testing.T) {
-	c := NewCatalog(nil)
+	c := New(nil)
 	lim := Limits{Max: 2, PerOwner: 1}
 	claim := func(id, owner string) error {
 		return c.Claim(Spec{ID: id, Source: SourceBus, Owner: owner}, lim)

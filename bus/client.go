@@ -23,7 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vitals-dev/vitals/internal/backoff"
-	"github.com/vitals-dev/vitals/plugins/messagebus/internal/zmtp"
+	"github.com/vitals-dev/vitals/internal/zmtp"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 
@@ -180,7 +180,7 @@ func Dial(opts Options) *Client {
 		prefixes: map[string]*prefixRef{},
 	}
 	if opts.TracerProvider != nil {
-		c.tracer = opts.TracerProvider.Tracer("github.com/vitals-dev/vitals/plugins/messagebus/bus")
+		c.tracer = opts.TracerProvider.Tracer("github.com/vitals-dev/vitals/bus")
 		c.tracing = true
 	} else {
 		c.tracer = noop.NewTracerProvider().Tracer("")

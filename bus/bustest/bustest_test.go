@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/bus"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,4 +1,4 @@
-package ratelimit
+package ratelimiting
 
 import (
 	"context"
@@ -17,8 +17,7 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/validation"
+	"github.com/vitals-dev/vitals/bus"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -165,7 +164,7 @@ func TestBoundedClients(t *testing.T) {
 
 func TestBusFilter(t *testing.T) {
 	e := start(t, "bus: {rate: 1, burst: 2}\n")
-	f, err := agent.Require[validation.MessageFilter](context.Background(), e.c, validation.RateLimiterService)
+	f, err := agent.Require[bus.Filter](context.Background(), e.c, bus.RateLimiterService)
 	must(t, err)
 	for i, tc := range []struct {
 		peer, source string

@@ -20,7 +20,7 @@ import (
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/vitals-dev/vitals/plugins/extmanager/health"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
 )
 

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
+	"github.com/vitals-dev/vitals/bus"
 )
 
 // Bus is an in-memory bus shared by every client made from it. Delivery is

@@ -1,4 +1,4 @@
-package extmanager
+package catalog
 
 import (
 	"context"
@@ -9,6 +9,10 @@ import (
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/probes"
 )
+
+// ServiceName is the container service holding the *Catalog; the
+// ExtManager provides it.
+const ServiceName = "ai_catalog"
 
 // Source is where an AI plugin was discovered.
 type Source string

@@ -1,4 +1,4 @@
-package ratelimit
+package ratelimiting
 
 import (
 	"context"
@@ -17,8 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vitals-dev/vitals/agent"
-	"github.com/vitals-dev/vitals/plugins/messagebus/bus"
-	"github.com/vitals-dev/vitals/plugins/validation"
+	"github.com/vitals-dev/vitals/bus"
 )
 
 // Name is the plugin's name in config and in the registry.
@@ -77,7 +76,7 @@ func New(cfg Config) *Plugin {
 }
 
 // Services implements agent.ServiceProvider.
-func (p *Plugin) Services() []string { return []string{validation.RateLimiterService} }
+func (p *Plugin) Services() []string { return []string{bus.RateLimiterService} }
 
 // Initialize builds the buckets and metrics and provides bus_rate_limiter.
 func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
@@ -118,7 +117,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 	idle := p.cfg.IdleTimeout.D()
 	p.api = newBuckets(p.cfg.API.Rate, p.cfg.API.Burst, p.cfg.MaxClients, idle, p.m.evictions.WithLabelValues("api").Inc)
 	p.bus = newBuckets(p.cfg.Bus.Rate, p.cfg.Bus.Burst, p.cfg.MaxClients, idle, p.m.evictions.WithLabelValues("bus").Inc)
-	if err := c.Provide(validation.RateLimiterService, busFilter{p}); err != nil {
+	if err := c.Provide(bus.RateLimiterService, busFilter{p}); err != nil {
 		p.unregister(reg)
 		return err
 	}
@@ -284,9 +283,9 @@ func (f busFilter) FilterMessage(m bus.Message) error {
 }
 
 var (
-	_ agent.Plugin             = (*Plugin)(nil)
-	_ agent.ServiceProvider    = (*Plugin)(nil)
-	_ agent.HTTPMiddleware     = (*Plugin)(nil)
-	_ agent.Reloader           = (*Plugin)(nil)
-	_ validation.MessageFilter = busFilter{}
+	_ agent.Plugin          = (*Plugin)(nil)
+	_ agent.ServiceProvider = (*Plugin)(nil)
+	_ agent.HTTPMiddleware  = (*Plugin)(nil)
+	_ agent.Reloader        = (*Plugin)(nil)
+	_ bus.Filter            = busFilter{}
 )

@@ -198,7 +198,7 @@ func New(o Options) *Engine {
 		o.Client = probes.WithTraceContext(o.Client, tp, nil)
 	}
 	e := &Engine{o: o, metrics: o.Metrics, hist: o.History, cfg: o.Config, plugins: map[string]*plugin{},
-		tracer: tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager/health")}
+		tracer: tp.Tracer("github.com/vitals-dev/vitals/health")}
 	e.otel = newOTelMetrics(o.MeterProvider, o.GenAILatest, e)
 	e.sched = NewScheduler(SchedulerOptions{
 		Clock: o.Clock, Concurrency: o.Config.Concurrency, StartSpread: o.Config.StartSpread, Jitter: o.Config.Jitter, Slack: o.Config.Slack.D(),

@@ -63,7 +63,7 @@ func newOTelMetrics(mp metric.MeterProvider, latest bool, e *Engine) *otelMetric
 	if latest {
 		version = GenAILatestVersion
 	}
-	m := mp.Meter("github.com/vitals-dev/vitals/plugins/extmanager/health",
+	m := mp.Meter("github.com/vitals-dev/vitals/health",
 		metric.WithSchemaURL("https://opentelemetry.io/schemas/"+version))
 	o := &otelMetrics{latest: latest}
 	// Instrument errors only come from invalid names or units, which are
