@@ -1,0 +1,521 @@
+package probes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Engine names the software an AI server runs, as its own metrics name it.
+// It is finer than Kind: SGLang speaks the OpenAI API (KindOpenAI) and
+// Triton the KServe v2 protocol (KindKServe).
+type Engine string
+
+// The engines whose signals Vitals reads.
+const (
+	EngineUnknown  Engine = ""
+	EngineVLLM     Engine = "vllm"
+	EngineSGLang   Engine = "sglang"
+	EngineLlamaCpp Engine = "llamacpp"
+	EngineTGI      Engine = "tgi"
+	EngineTEI      Engine = "tei"
+	EngineTriton   Engine = "triton"
+	EngineOllama   Engine = "ollama"
+)
+
+// Kind returns the server kind that speaks e's protocol, KindUnknown for
+// EngineUnknown.
+func (e Engine) Kind() Kind {
+	switch e {
+	case EngineVLLM:
+		return KindVLLM
+	case EngineSGLang:
+		return KindOpenAI
+	case EngineLlamaCpp:
+		return KindLlamaCpp
+	case EngineTGI:
+		return KindTGI
+	case EngineTEI:
+		return KindTEI
+	case EngineTriton:
+		return KindKServe
+	case EngineOllama:
+		return KindOllama
+	}
+	return KindUnknown
+}
+
+// Field is one signal of Signals, or a set of them (the bits or-ed).
+type Field uint16
+
+// The signals. Each is a bit of Signals.Reported.
+const (
+	FieldRequestsRunning Field = 1 << iota
+	FieldRequestsWaiting
+	FieldKVCacheUsage
+	FieldGeneratedTokens
+	FieldRequests
+	FieldLoadedModels
+	FieldSlots
+)
+
+var fieldNames = []string{"requests_running", "requests_waiting", "kv_cache_usage", "generated_tokens", "requests", "loaded_models", "slots"}
+
+// String names the fields of f, joined by "|"; "none" for none.
+func (f Field) String() string {
+	var names []string
+	for i, n := range fieldNames {
+		if f&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, "|")
+}
+
+// RequestResult is how a server says a request ended, bounded so it can be
+// a metric label (vitals_ai_server_requests_total{result}).
+type RequestResult string
+
+// The request results.
+const (
+	// RequestSuccess is a request the server finished (vLLM stop or
+	// length, Triton success).
+	RequestSuccess RequestResult = "success"
+	// RequestFailure is one the server failed or refused (validation,
+	// overload, a backend error).
+	RequestFailure RequestResult = "failure"
+	// RequestCanceled is one its client or the scheduler gave up on (vLLM
+	// abort, Triton CANCELED, SGLang aborted).
+	RequestCanceled RequestResult = "canceled"
+)
+
+// Signals is what an engine says about its own load, normalized across
+// engines: the requests it is running and queueing, how full its KV cache
+// is, the counters of tokens it generated and requests it ended, the
+// models it holds and its slots. Reported says which fields the engine
+// gave, so a field it does not report is told apart from a zero.
+type Signals struct {
+	// Engine is the engine the signals were read from.
+	Engine Engine
+	// Reported is the set of fields the engine gave.
+	Reported Field
+	// RequestsRunning is the number of requests being processed now.
+	RequestsRunning float64
+	// RequestsWaiting is the number of requests queued, not yet running.
+	RequestsWaiting float64
+	// KVCacheUsage is the fraction of the KV cache in use, 0 to 1; with
+	// several caches (data-parallel engines) the fullest one's.
+	KVCacheUsage float64
+	// GeneratedTokens is the server's counter of tokens generated since it
+	// started. It only goes up, until the server restarts.
+	GeneratedTokens float64
+	// Requests are the server's counters of requests ended, by result.
+	Requests map[RequestResult]float64
+	// LoadedModels are the models the server holds in memory now.
+	LoadedModels []LoadedModel
+	// SlotsBusy and SlotsIdle count the server's slots (llama.cpp /slots)
+	// by whether they process a request.
+	SlotsBusy, SlotsIdle int
+}
+
+// LoadedModel is one model a server holds in memory. Zero fields are ones
+// the server did not give.
+type LoadedModel struct {
+	// Name is the model's name as clients ask for it.
+	Name string
+	// SizeBytes is the memory the loaded model takes, in all devices.
+	SizeBytes int64
+	// VRAMBytes is the part of SizeBytes in GPU memory.
+	VRAMBytes int64
+	// ContextLength is the context window it was loaded with, in tokens.
+	ContextLength int64
+	// ExpiresAt is when the server unloads it unless it is used again;
+	// zero when the server did not say.
+	ExpiresAt time.Time
+}
+
+// Has reports whether the engine reported every field of f.
+func (s Signals) Has(f Field) bool { return f != 0 && s.Reported&f == f }
+
+// Merge returns s with the fields that o reports and s does not taken from
+// o: how the signals of one server's /metrics, /slots and model list are
+// put together. Engine is s's unless s has none.
+func (s Signals) Merge(o Signals) Signals {
+	if s.Engine == EngineUnknown {
+		s.Engine = o.Engine
+	}
+	take := o.Reported &^ s.Reported
+	if take&FieldRequestsRunning != 0 {
+		s.RequestsRunning = o.RequestsRunning
+	}
+	if take&FieldRequestsWaiting != 0 {
+		s.RequestsWaiting = o.RequestsWaiting
+	}
+	if take&FieldKVCacheUsage != 0 {
+		s.KVCacheUsage = o.KVCacheUsage
+	}
+	if take&FieldGeneratedTokens != 0 {
+		s.GeneratedTokens = o.GeneratedTokens
+	}
+	if take&FieldRequests != 0 {
+		s.Requests = o.Requests
+	}
+	if take&FieldLoadedModels != 0 {
+		s.LoadedModels = o.LoadedModels
+	}
+	if take&FieldSlots != 0 {
+		s.SlotsBusy, s.SlotsIdle = o.SlotsBusy, o.SlotsIdle
+	}
+	s.Reported |= take
+	return s
+}
+
+// Source is one series of an engine's /metrics that a signal is read from.
+type Source struct {
+	// Names are the names the engine has given the series, newest first.
+	// The first name the body holds is read and the others are not, so a
+	// server that exposes an old and a new name side by side while one is
+	// deprecated is counted once.
+	Names []string
+	// Match keeps only the samples whose labels have these values
+	// (request_type="active"); nil keeps all.
+	Match map[string]string
+	// Scale multiplies every value read (0.01 for a percentage); 0 means 1.
+	Scale float64
+}
+
+// RequestSource is a series of ended requests and how its samples map to
+// request results.
+type RequestSource struct {
+	Source
+	// Result is the result of every sample, unless ResultLabel maps it to
+	// another.
+	Result RequestResult
+	// ResultLabel names the label whose value, looked up in Results, gives
+	// a sample's result (vLLM's finished_reason); values not in Results
+	// keep Result.
+	ResultLabel string
+	Results     map[string]RequestResult
+}
+
+// SignalTable maps one engine's /metrics to Signals. A signal may come
+// from several sources: their values add up (Triton's requests pending in
+// its core and in a TensorRT-LLM backend's own queue), except for
+// KVCacheUsage, whose sources give the largest. Within a source, the
+// values of all its label sets (models, data-parallel engines) add up the
+// same way. A histogram or summary gives its sum (TGI's generated tokens
+// per request); a NaN or infinite sample is skipped.
+//
+// A gauge signal is reported when at least one of its samples is in the
+// body. A counter signal (GeneratedTokens, Requests) is reported as soon
+// as the body declares one of its families, even with no sample yet:
+// Python's client declares a labelled counter before its first increment,
+// and a counter that has not counted is zero.
+type SignalTable struct {
+	// Engine names the engine, and the document in errors.
+	Engine          Engine
+	Running         []Source
+	Waiting         []Source
+	KVCacheUsage    []Source
+	GeneratedTokens []Source
+	Requests        []RequestSource
+}
+
+// MaxMetricsBytes bounds a /metrics body that Decode, FetchMetrics and
+// Fingerprint read. A vLLM server with eight data-parallel engines writes
+// about 1 MiB.
+const MaxMetricsBytes = 4 << 20
+
+// Decode reads a Prometheus text exposition body (format 0.0.4, which
+// every engine here writes) and returns the signals t finds in it. A body
+// larger than MaxMetricsBytes, or one the parser refuses, is a
+// *DecodeError that names the engine's /metrics and, for a parse error,
+// the line.
+func (t SignalTable) Decode(body []byte) (Signals, error) {
+	what := t.what()
+	if len(body) > MaxMetricsBytes {
+		return Signals{}, &DecodeError{What: what, Err: fmt.Errorf("%w: body of %d bytes, larger than %d", ErrTooLarge, len(body), MaxMetricsBytes)}
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		var pe expfmt.ParseError
+		if errors.As(err, &pe) {
+			return Signals{}, &DecodeError{What: what, Err: fmt.Errorf("line %d: %s", pe.Line, pe.Msg)}
+		}
+		return Signals{}, &DecodeError{What: what, Err: err}
+	}
+	// The parser drops a family without samples; a counter's still counts
+	// (see SignalTable), so the names of TYPE lines are kept apart.
+	declared := declaredFamilies(body)
+	s := Signals{Engine: t.Engine}
+	if v, ok := readAll(fams, nil, t.Running, sum); ok {
+		s.RequestsRunning, s.Reported = v, s.Reported|FieldRequestsRunning
+	}
+	if v, ok := readAll(fams, nil, t.Waiting, sum); ok {
+		s.RequestsWaiting, s.Reported = v, s.Reported|FieldRequestsWaiting
+	}
+	if v, ok := readAll(fams, nil, t.KVCacheUsage, math.Max); ok {
+		s.KVCacheUsage, s.Reported = v, s.Reported|FieldKVCacheUsage
+	}
+	if v, ok := readAll(fams, declared, t.GeneratedTokens, sum); ok {
+		s.GeneratedTokens, s.Reported = v, s.Reported|FieldGeneratedTokens
+	}
+	for _, rs := range t.Requests {
+		mf, ok := rs.family(fams, declared)
+		if !ok {
+			continue
+		}
+		if s.Requests == nil {
+			s.Requests = map[RequestResult]float64{}
+		}
+		s.Reported |= FieldRequests
+		for _, m := range mf.GetMetric() {
+			if v, ok := rs.value(m); ok {
+				s.Requests[rs.result(m)] += v
+			}
+		}
+	}
+	return s, nil
+}
+
+func (t SignalTable) what() string {
+	e := string(t.Engine)
+	if e == "" {
+		e = "unknown engine"
+	}
+	return e + " /metrics"
+}
+
+func sum(a, b float64) float64 { return a + b }
+
+// readAll combines the values of srcs with op. A gauge (declared nil) is
+// reported when one of its samples matched, a counter as soon as its
+// family is in the body, declared or with samples.
+func readAll(fams map[string]*dto.MetricFamily, declared map[string]bool, srcs []Source, op func(a, b float64) float64) (float64, bool) {
+	var total float64
+	found := false
+	for _, src := range srcs {
+		mf, ok := src.family(fams, declared)
+		if !ok {
+			continue
+		}
+		if declared != nil {
+			found = true
+		}
+		for _, m := range mf.GetMetric() {
+			v, ok := src.value(m)
+			if !ok {
+				continue
+			}
+			if !found {
+				total, found = v, true
+				continue
+			}
+			total = op(total, v)
+		}
+	}
+	return total, found
+}
+
+// family returns the family of the first of src.Names that fams holds, or
+// that declared names (its family then has no samples, and may be nil).
+func (src Source) family(fams map[string]*dto.MetricFamily, declared map[string]bool) (*dto.MetricFamily, bool) {
+	for _, n := range src.Names {
+		if mf, ok := fams[n]; ok {
+			return mf, true
+		}
+		if declared[n] {
+			return nil, true
+		}
+	}
+	return nil, false
+}
+
+// declaredFamilies returns the names of the TYPE lines of body.
+func declaredFamilies(body []byte) map[string]bool {
+	names := map[string]bool{}
+	for len(body) > 0 {
+		line := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		if f := bytes.Fields(line); len(f) >= 3 && string(f[0]) == "#" && string(f[1]) == "TYPE" {
+			names[string(f[2])] = true
+		}
+	}
+	return names
+}
+
+// value is m's value scaled, if m matches src and has a finite value.
+func (src Source) value(m *dto.Metric) (float64, bool) {
+	for k, want := range src.Match {
+		if label(m, k) != want {
+			return 0, false
+		}
+	}
+	var v float64
+	switch {
+	case m.GetCounter() != nil:
+		v = m.GetCounter().GetValue()
+	case m.GetGauge() != nil:
+		v = m.GetGauge().GetValue()
+	case m.GetUntyped() != nil:
+		v = m.GetUntyped().GetValue()
+	case m.GetHistogram() != nil:
+		v = m.GetHistogram().GetSampleSum()
+	case m.GetSummary() != nil:
+		v = m.GetSummary().GetSampleSum()
+	default:
+		return 0, false
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, false
+	}
+	if src.Scale != 0 {
+		v *= src.Scale
+	}
+	return v, true
+}
+
+func (rs RequestSource) result(m *dto.Metric) RequestResult {
+	if rs.ResultLabel != "" {
+		if r, ok := rs.Results[label(m, rs.ResultLabel)]; ok {
+			return r
+		}
+	}
+	return rs.Result
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, lp := range m.GetLabel() {
+		if lp.GetName() == name {
+			return lp.GetValue()
+		}
+	}
+	return ""
+}
+
+// FetchMetrics GETs url (a server's /metrics; Triton serves it on its own
+// port, 8002 by default) through Do, asking for the text format, and
+// returns the body of a 2xx answer, at most MaxMetricsBytes of it. Errors
+// are those of Fetch. client nil means http.DefaultClient.
+func FetchMetrics(ctx context.Context, client *http.Client, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	req.Header.Set("Accept", "text/plain; version=0.0.4")
+	resp, err := Do(client, req, MaxMetricsBytes)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, &HTTPError{Method: http.MethodGet, URL: url, Status: resp.StatusCode, Body: snippet(b)}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: read body: %w", url, err)
+	}
+	return b, nil
+}
+
+// fingerprints are the metric name prefixes of each engine, in the order
+// Fingerprint breaks ties. Triton comes first: it hosts vLLM and
+// TensorRT-LLM backends whose series carry their own prefixes next to
+// Triton's.
+var fingerprints = []struct {
+	prefix string
+	engine Engine
+}{
+	{"nv_inference_", EngineTriton},
+	{"vllm:", EngineVLLM},
+	{"sglang:", EngineSGLang},
+	{"llamacpp:", EngineLlamaCpp},
+	{"tgi_", EngineTGI},
+	{"te_", EngineTEI},
+}
+
+// Fingerprint tells which engine wrote a /metrics body from the prefixes
+// of its metric names: the engine with the most metric families, Triton
+// whenever it has one, EngineUnknown when none has any. It reads names
+// from TYPE, HELP and sample lines without parsing values, so a body the
+// parser would refuse still has a fingerprint, and reads at most the first
+// MaxMetricsBytes.
+func Fingerprint(body []byte) Engine {
+	body = body[:min(len(body), MaxMetricsBytes)]
+	seen := map[string]bool{}
+	counts := make([]int, len(fingerprints))
+	for len(body) > 0 {
+		line := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		name := metricName(line)
+		if name == "" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		for i, f := range fingerprints {
+			if strings.HasPrefix(name, f.prefix) {
+				counts[i]++
+				break
+			}
+		}
+	}
+	if counts[0] > 0 {
+		return fingerprints[0].engine
+	}
+	best := slices.Max(counts)
+	if best == 0 {
+		return EngineUnknown
+	}
+	return fingerprints[slices.Index(counts, best)].engine
+}
+
+// metricName is the family a line of the text format names: the second
+// word of a HELP or TYPE line, the name of a sample line (with a
+// histogram's or summary's suffix dropped), "" for other lines.
+func metricName(line []byte) string {
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 {
+		return ""
+	}
+	if line[0] == '#' {
+		f := bytes.Fields(line[1:])
+		if len(f) < 2 || (string(f[0]) != "HELP" && string(f[0]) != "TYPE") {
+			return ""
+		}
+		return string(f[1])
+	}
+	end := bytes.IndexAny(line, "{ \t")
+	if end < 0 {
+		return ""
+	}
+	name := string(line[:end])
+	for _, suf := range []string{"_bucket", "_sum", "_count"} {
+		if n, ok := strings.CutSuffix(name, suf); ok {
+			return n
+		}
+	}
+	return name
+}
