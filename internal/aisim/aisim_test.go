@@ -84,7 +84,11 @@ func TestNew(t *testing.T) {
 		{"empty", aisim.Config{}, false},
 		{"tei reranker", aisim.Config{Kind: probes.KindTEI, ModelType: "reranker"}, true},
 		{"tei bad type", aisim.Config{Kind: probes.KindTEI, ModelType: "chat"}, false},
-		{"llamacpp bad type", aisim.Config{Kind: probes.KindLlamaCpp, ModelType: "reranker"}, false},
+		{"llamacpp reranker", aisim.Config{Kind: probes.KindLlamaCpp, ModelType: "reranker"}, true},
+		{"llamacpp bad type", aisim.Config{Kind: probes.KindLlamaCpp, ModelType: "classifier"}, false},
+		{"sglang", aisim.Config{Kind: aisim.KindSGLang}, true},
+		{"bad sleep level", aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{SleepLevel: 3}}, false},
+		{"too much load", aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{Load: 5000}}, false},
 		{"bad error rate", aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{ErrorRate: 1.5}}, false},
 		{"negative latency", aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{Latency: -1}}, false},
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -22,49 +23,60 @@ func (s *Server) postKnobs(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": err.Error()})
 		return
 	}
-	s.mu.Lock()
-	k := s.knobs
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	err = dec.Decode(&k)
+	var k Knobs
+	var derr error
+	err = s.Update(func(cur *Knobs) {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		next := *cur
+		if derr = dec.Decode(&next); derr == nil {
+			*cur = next
+		}
+		k = *cur
+	})
 	if err == nil {
-		err = k.Validate()
+		err = derr
 	}
-	if err == nil {
-		s.knobs = k
-	}
-	s.mu.Unlock()
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "knobs: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "knobs: " + strings.TrimPrefix(err.Error(), "aisim: knobs: ")})
 		return
 	}
 	writeJSON(w, http.StatusOK, k)
 }
 
 func (s *Server) deleteKnobs(w http.ResponseWriter, _ *http.Request) {
-	s.mu.Lock()
-	s.knobs = s.cfg.Knobs
-	k := s.knobs
-	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, k)
+	_ = s.SetKnobs(s.cfg.Knobs)
+	writeJSON(w, http.StatusOK, s.Knobs())
+}
+
+// postReload starts a loading phase (Reload).
+func (s *Server) postReload(w http.ResponseWriter, _ *http.Request) {
+	s.Reload()
+	writeJSON(w, http.StatusOK, s.Stats())
 }
 
 // Stats are counters the server keeps about itself.
 type Stats struct {
 	Kind             probes.Kind `json:"kind"`
 	Version          string      `json:"version"`
+	Model            string      `json:"model"`
 	Requests         int64       `json:"requests"`
 	PromptTokens     int64       `json:"prompt_tokens"`
 	CompletionTokens int64       `json:"completion_tokens"`
-	Active           int64       `json:"active"`
+	// Running and Waiting are the requests in a slot and in the queue.
+	Running int  `json:"running"`
+	Waiting int  `json:"waiting"`
+	Loading bool `json:"loading"`
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{
-		Kind: s.cfg.Kind, Version: s.Version(), Requests: s.reqs.Load(),
-		PromptTokens: s.prompt.Load(), CompletionTokens: s.predict.Load(), Active: s.active.Load(),
-	}
+	st := Stats{Kind: s.cfg.Kind, Version: s.Version(), Model: s.mainModel(), Requests: s.reqs.Load(), Loading: s.Loading()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.PromptTokens, st.CompletionTokens = s.promptTokens, s.genTokens
+	st.Running, st.Waiting = len(s.slotJobs), s.waiting
+	return st
 }
 
 func (s *Server) getStats(w http.ResponseWriter, _ *http.Request) {

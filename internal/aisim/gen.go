@@ -1,14 +1,13 @@
 package aisim
 
 import (
-	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // reply is the text every model answers with, one token per entry.
@@ -21,16 +20,6 @@ func generate(maxTokens int) ([]string, string) {
 		return reply[:maxTokens], "length"
 	}
 	return reply, "stop"
-}
-
-// endless calls next with the tokens of an answer that never ends, one
-// after another, until next returns false.
-func endless(next func(string) bool) {
-	for i := 0; ; i++ {
-		if !next(reply[i%len(reply)]) {
-			return
-		}
-	}
 }
 
 // countTokens is the simulated tokenizer: one token per word, at least one.
@@ -83,51 +72,63 @@ func score(query, text string) float64 {
 	return math.Round(float64(hit)/float64(len(qs)+1)*1e6) / 1e6
 }
 
-// stream writes one chunk at a time with the slow-first-token delay
-// before the first and the token interval between the others, flushing
-// after each. write writes one chunk. It returns false when the client
-// went away or the server closed (the connection is then dropped).
+// errEmit is what generate returns when the client stopped reading.
+var errEmit = errors.New("aisim: client stopped reading")
+
+// generate makes the tokens of toks one at a time (job.next) and emits
+// each; it returns nil when all were made and emitted.
+func (j *job) generate(toks []string, emit func(string) bool) error {
+	for _, t := range toks {
+		if err := j.next(); err != nil {
+			return err
+		}
+		if emit != nil && !emit(t) {
+			return errEmit
+		}
+	}
+	return nil
+}
+
+// endless makes tokens that never end, emitting each, until the client
+// goes away or the server closes; it always returns an error.
+func (j *job) endless(emit func(string) bool) error {
+	for i := 0; ; i++ {
+		if err := j.next(); err != nil {
+			return err
+		}
+		if !emit(reply[i%len(reply)]) {
+			return errEmit
+		}
+	}
+}
+
+// stream writes one chunk at a time, flushing after each. Its headers go
+// out with the first chunk, as a real server sends them with its first
+// token.
 type stream struct {
-	s     *Server
-	w     http.ResponseWriter
-	rc    *http.ResponseController
-	ctx   context.Context
-	first bool
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	ctype   string
+	started bool
 }
 
-func (s *Server) newStream(w http.ResponseWriter, r *http.Request, contentType string) *stream {
-	w.Header().Set("Content-Type", contentType)
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	_ = rc.Flush()
-	s.active.Add(1)
-	return &stream{s: s, w: w, rc: rc, ctx: r.Context(), first: true}
+func newStream(w http.ResponseWriter, contentType string) *stream {
+	return &stream{w: w, rc: http.NewResponseController(w), ctype: contentType}
 }
 
-func (st *stream) done() { st.s.active.Add(-1) }
-
-// pause waits before the next chunk.
-func (st *stream) pause() bool {
-	k := st.s.Knobs()
-	d := time.Duration(k.TokenInterval)
-	if st.first {
-		d = time.Duration(k.SlowFirstToken)
-		st.first = false
+func (st *stream) head() {
+	if st.started {
+		return
 	}
-	if err := st.s.wait(st.ctx, d); err != nil {
-		st.s.ended(st.w, err)
-		return false
-	}
-	return true
+	st.started = true
+	st.w.Header().Set("Content-Type", st.ctype)
+	st.w.Header().Set("Cache-Control", "no-cache")
+	st.w.WriteHeader(http.StatusOK)
 }
 
 // sse writes one server-sent event with a JSON payload (or the raw string
 // [DONE]).
 func (st *stream) sse(v any) bool {
-	if !st.pause() {
-		return false
-	}
 	var b []byte
 	if s, ok := v.(string); ok {
 		b = []byte(s)
@@ -137,6 +138,7 @@ func (st *stream) sse(v any) bool {
 			return false
 		}
 	}
+	st.head()
 	if _, err := fmt.Fprintf(st.w, "data: %s\n\n", b); err != nil {
 		return false
 	}
@@ -145,13 +147,11 @@ func (st *stream) sse(v any) bool {
 
 // ndjson writes one JSON line.
 func (st *stream) ndjson(v any) bool {
-	if !st.pause() {
-		return false
-	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return false
 	}
+	st.head()
 	b = append(b, '\n')
 	if _, err := st.w.Write(b); err != nil {
 		return false

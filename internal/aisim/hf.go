@@ -18,36 +18,38 @@ func (s *Server) routesHF() {
 	m := s.api
 	m.HandleFunc("GET /info", s.hfInfo)
 	m.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	m.HandleFunc("GET /metrics", s.promMetrics)
 	if s.cfg.Kind == probes.KindTGI {
-		m.HandleFunc("POST /generate", s.tgiGenerate)
-		m.HandleFunc("POST /generate_stream", s.tgiGenerateStream)
-		m.HandleFunc("POST /v1/chat/completions", s.chatCompletions)
-		m.HandleFunc("POST /v1/completions", s.completions)
+		s.inference("POST /generate", s.tgiGenerate)
+		s.inference("POST /generate_stream", s.tgiGenerateStream)
+		s.inference("POST /v1/chat/completions", s.chatCompletions)
+		s.inference("POST /v1/completions", s.completions)
+		m.HandleFunc("GET /v1/models", s.v1Models)
 		return
 	}
-	m.HandleFunc("POST /embed", s.teiEmbed)
-	m.HandleFunc("POST /v1/embeddings", s.embeddings)
-	m.HandleFunc("POST /rerank", s.teiRerank)
-	m.HandleFunc("POST /predict", s.teiPredict)
+	s.inference("POST /embed", s.teiEmbed)
+	s.inference("POST /v1/embeddings", s.embeddings)
+	s.inference("POST /rerank", s.teiRerank)
+	s.inference("POST /predict", s.teiPredict)
 }
 
 func (s *Server) teiModelID() string {
 	switch s.cfg.ModelType {
 	case "classifier":
-		return teiClass
+		return s.renamed(teiClass)
 	case "reranker":
-		return teiRank
+		return s.renamed(teiRank)
 	}
-	return teiEmbed
+	return s.renamed(teiEmbed)
 }
 
 func (s *Server) hfInfo(w http.ResponseWriter, _ *http.Request) {
 	if s.cfg.Kind == probes.KindTGI {
 		writeJSON(w, http.StatusOK, map[string]any{
-			"model_id": tgiModel, "model_sha": "0123456789abcdef0123456789abcdef01234567",
+			"model_id": s.renamed(tgiModel), "model_sha": "0123456789abcdef0123456789abcdef01234567",
 			"model_dtype": "torch.float16", "model_device_type": "cpu", "model_pipeline_tag": "text-generation",
 			"max_concurrent_requests": 128, "max_best_of": 2, "max_stop_sequences": 4,
-			"max_input_tokens": 1024, "max_total_tokens": 2048, "validation_workers": 2, "max_client_batch_size": 4,
+			"max_input_tokens": 1024, "max_total_tokens": maxTotalTokens, "validation_workers": 2, "max_client_batch_size": 4,
 			"router": "text-generation-router", "version": s.Version(), "sha": nil, "docker_label": nil,
 		})
 		return
@@ -81,13 +83,19 @@ type tgiRequest struct {
 func (s *Server) tgiGenerate(w http.ResponseWriter, r *http.Request) {
 	var req tgiRequest
 	if !s.readJSON(w, r, &req) {
+		s.record(s.mainModel(), outcomeValidation)
 		return
 	}
-	if !s.inference(w, r, false) {
+	j := s.begin(w, r, s.mainModel(), countTokens(req.Inputs))
+	if j == nil {
 		return
 	}
 	toks, finish := generate(req.Parameters.MaxNewTokens)
-	s.usage(countTokens(req.Inputs), len(toks))
+	if err := j.generate(toks, nil); err != nil {
+		j.stop(w, err)
+		return
+	}
+	j.end(finish)
 	out := map[string]any{"generated_text": strings.Join(toks, "")}
 	if req.Parameters.Details {
 		out["details"] = map[string]any{"finish_reason": finish, "generated_tokens": len(toks), "seed": nil}
@@ -99,26 +107,46 @@ func (s *Server) tgiGenerate(w http.ResponseWriter, r *http.Request) {
 func (s *Server) tgiGenerateStream(w http.ResponseWriter, r *http.Request) {
 	var req tgiRequest
 	if !s.readJSON(w, r, &req) {
+		s.record(s.mainModel(), outcomeValidation)
 		return
 	}
-	if !s.inference(w, r, true) {
+	j := s.begin(w, r, s.mainModel(), countTokens(req.Inputs))
+	if j == nil {
 		return
 	}
 	toks, finish := generate(req.Parameters.MaxNewTokens)
-	s.usage(countTokens(req.Inputs), len(toks))
-	st := s.newStream(w, r, "text/event-stream")
-	defer st.done()
-	for i, t := range toks {
+	st := newStream(w, "text/event-stream")
+	i := 0
+	err := j.generate(toks, func(t string) bool {
 		ev := map[string]any{"index": i + 1, "token": map[string]any{"id": 100 + i, "text": t, "logprob": -0.5, "special": false},
 			"top_tokens": nil, "generated_text": nil, "details": nil}
 		if i == len(toks)-1 {
 			ev["generated_text"] = strings.Join(toks, "")
 			ev["details"] = map[string]any{"finish_reason": finish, "generated_tokens": len(toks), "seed": nil}
 		}
-		if !st.sse(ev) {
-			return
-		}
+		i++
+		return st.sse(ev)
+	})
+	if err != nil {
+		j.stop(w, err)
+		return
 	}
+	j.end(finish)
+}
+
+// teiJob runs a TEI request of prompt tokens: its slow first token, and
+// stuck or asleep stalls; it reports whether to answer.
+func (s *Server) teiJob(w http.ResponseWriter, r *http.Request, prompt int) bool {
+	j := s.begin(w, r, s.mainModel(), prompt)
+	if j == nil {
+		return false
+	}
+	if err := j.prefill(); err != nil {
+		j.stop(w, err)
+		return false
+	}
+	j.end(outcomeStop)
+	return true
 }
 
 // teiInputs reads TEI's "inputs", a string or a list of strings.
@@ -141,6 +169,7 @@ func (s *Server) teiInputs(w http.ResponseWriter, r *http.Request) ([]string, bo
 		}
 	}
 	if len(in) == 0 {
+		s.record(s.mainModel(), outcomeValidation)
 		s.serverError(w, http.StatusUnprocessableEntity, "`inputs` cannot be empty")
 		return nil, false
 	}
@@ -152,6 +181,7 @@ func (s *Server) teiWrongModel(w http.ResponseWriter, want string) bool {
 	if s.cfg.ModelType == want {
 		return false
 	}
+	s.record(s.mainModel(), outcomeValidation)
 	s.serverError(w, http.StatusBadRequest, "model is not a "+want+" model")
 	return true
 }
@@ -161,10 +191,9 @@ func (s *Server) teiEmbed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in, ok := s.teiInputs(w, r)
-	if !ok || !s.inference(w, r, false) {
+	if !ok || !s.teiJob(w, r, countTokens(in...)) {
 		return
 	}
-	s.prompt.Add(int64(countTokens(in...)))
 	vecs := make([][]float64, len(in))
 	for i, t := range in {
 		vecs[i] = embed(t)
@@ -188,10 +217,9 @@ func (s *Server) teiRerank(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, http.StatusUnprocessableEntity, "`texts` cannot be empty")
 		return
 	}
-	if !s.inference(w, r, false) {
+	if !s.teiJob(w, r, countTokens(append([]string{req.Query}, req.Texts...)...)) {
 		return
 	}
-	s.prompt.Add(int64(countTokens(append([]string{req.Query}, req.Texts...)...)))
 	ranks := make([]map[string]any, len(req.Texts))
 	for i, t := range req.Texts {
 		ranks[i] = map[string]any{"index": i, "score": score(req.Query, t)}
@@ -207,10 +235,9 @@ func (s *Server) teiPredict(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in, ok := s.teiInputs(w, r)
-	if !ok || !s.inference(w, r, false) {
+	if !ok || !s.teiJob(w, r, countTokens(in...)) {
 		return
 	}
-	s.prompt.Add(int64(countTokens(in...)))
 	p := 0.5 + score("good great fine ok", in[0])
 	writeJSON(w, http.StatusOK, []map[string]any{{"score": p, "label": "POSITIVE"}, {"score": 1 - p, "label": "NEGATIVE"}})
 }

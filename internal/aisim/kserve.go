@@ -3,6 +3,7 @@ package aisim
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -24,6 +25,13 @@ var kserveModels = []kserveModel{
 		[]map[string]any{{"name": "logits", "datatype": "FP32", "shape": []int{-1, 2}}}},
 }
 
+// kserveModels returns the models, the first renamed by Knobs.ModelName.
+func (s *Server) kserveModels() []kserveModel {
+	ms := slices.Clone(kserveModels)
+	ms[0].name = s.renamed(ms[0].name)
+	return ms
+}
+
 func (s *Server) routesKServe() {
 	m := s.api
 	m.HandleFunc("GET /v2", func(w http.ResponseWriter, _ *http.Request) {
@@ -35,20 +43,21 @@ func (s *Server) routesKServe() {
 	m.HandleFunc("GET /v2/health/live", ok)
 	m.HandleFunc("GET /v2/health/ready", ok)
 	m.HandleFunc("POST /v2/repository/index", func(w http.ResponseWriter, _ *http.Request) {
-		idx := make([]map[string]string, len(kserveModels))
-		for i, km := range kserveModels {
+		ms := s.kserveModels()
+		idx := make([]map[string]string, len(ms))
+		for i, km := range ms {
 			idx[i] = map[string]string{"name": km.name, "version": "1", "state": "READY"}
 		}
 		writeJSON(w, http.StatusOK, idx)
 	})
 	m.HandleFunc("GET /v2/models/{model}", s.kserveMeta)
 	m.HandleFunc("GET /v2/models/{model}/ready", s.kserveReady)
-	m.HandleFunc("POST /v2/models/{model}/infer", s.kserveInfer)
+	s.inference("POST /v2/models/{model}/infer", s.kserveInfer)
 }
 
 func (s *Server) kserveModel(w http.ResponseWriter, r *http.Request) (kserveModel, bool) {
 	name := r.PathValue("model")
-	for _, km := range kserveModels {
+	for _, km := range s.kserveModels() {
 		if km.name == name {
 			return km, true
 		}
@@ -88,10 +97,8 @@ func (s *Server) kserveInfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(req.Inputs) == 0 || len(req.Inputs[0].Data) == 0 {
+		s.record(km.name, outcomeValidation)
 		s.serverError(w, http.StatusBadRequest, "inputs: at least one input with data is required")
-		return
-	}
-	if !s.inference(w, r, false) {
 		return
 	}
 	var texts []string
@@ -99,14 +106,26 @@ func (s *Server) kserveInfer(w http.ResponseWriter, r *http.Request) {
 		texts = append(texts, fmt.Sprint(d))
 	}
 	n := len(texts)
-	s.prompt.Add(int64(countTokens(texts...)))
+	j := s.begin(w, r, km.name, countTokens(texts...))
+	if j == nil {
+		return
+	}
+	llm := km.inputs[0]["name"] == "text_input"
+	toks, finish := generate(0)
+	err := j.prefill()
+	if err == nil && llm {
+		err = j.generate(toks, nil)
+	}
+	if err != nil {
+		j.stop(w, err)
+		return
+	}
+	j.end(finish)
 	var out map[string]any
-	switch km.name {
-	case "sim-llm":
-		toks, _ := generate(0)
-		s.predict.Add(int64(len(toks)))
+	switch {
+	case llm:
 		out = map[string]any{"name": "text_output", "datatype": "BYTES", "shape": []int{1}, "data": []string{strings.Join(toks, "")}}
-	case "sim-embed":
+	case km.outputs[0]["name"] == "embedding":
 		var data []float64
 		for _, t := range texts {
 			data = append(data, embed(t)...)

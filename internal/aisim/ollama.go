@@ -40,14 +40,14 @@ func (s *Server) routesOllama() {
 	m.HandleFunc("GET /api/tags", s.ollamaTags)
 	m.HandleFunc("GET /api/ps", s.ollamaPS)
 	m.HandleFunc("POST /api/show", s.ollamaShow)
-	m.HandleFunc("POST /api/generate", s.ollamaGenerate)
-	m.HandleFunc("POST /api/chat", s.ollamaChat)
-	m.HandleFunc("POST /api/embed", s.ollamaEmbed)
-	m.HandleFunc("POST /api/embeddings", s.ollamaEmbed)
+	s.inference("POST /api/generate", s.ollamaGenerate)
+	s.inference("POST /api/chat", s.ollamaChat)
+	s.inference("POST /api/embed", s.ollamaEmbed)
+	s.inference("POST /api/embeddings", s.ollamaEmbed)
 	m.HandleFunc("GET /v1/models", s.v1Models)
-	m.HandleFunc("POST /v1/chat/completions", s.chatCompletions)
-	m.HandleFunc("POST /v1/completions", s.completions)
-	m.HandleFunc("POST /v1/embeddings", s.embeddings)
+	s.inference("POST /v1/chat/completions", s.chatCompletions)
+	s.inference("POST /v1/completions", s.completions)
+	s.inference("POST /v1/embeddings", s.embeddings)
 	// Ollama has no /metrics; the mux's 404 says so, as the real one does.
 }
 
@@ -58,24 +58,13 @@ func details(m simModel) map[string]any {
 		"parameter_size": "135K", "quantization_level": m.quant}
 }
 
+// ollamaTags lists every model, loaded or not.
 func (s *Server) ollamaTags(w http.ResponseWriter, _ *http.Request) {
-	models := make([]map[string]any, 0, len(ollamaModels))
-	for _, m := range ollamaModels {
+	ms := s.openAIModels()
+	models := make([]map[string]any, 0, len(ms))
+	for _, m := range ms {
 		models = append(models, map[string]any{"name": m.id, "model": m.id, "modified_at": s.modTime(),
 			"size": m.size, "digest": m.digest, "details": details(m)})
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"models": models})
-}
-
-func (s *Server) ollamaPS(w http.ResponseWriter, _ *http.Request) {
-	models := []map[string]any{}
-	for _, m := range ollamaModels {
-		if !s.isLoaded(m.id) {
-			continue
-		}
-		models = append(models, map[string]any{"name": m.id, "model": m.id, "size": m.memory, "digest": m.digest,
-			"details": details(m), "expires_at": s.created.Add(5 * time.Minute).Format(time.RFC3339Nano),
-			"size_vram": 0, "context_length": m.ctx})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"models": models})
 }
@@ -88,7 +77,7 @@ func (s *Server) ollamaModel(w http.ResponseWriter, name string) (simModel, bool
 		return simModel{}, false
 	}
 	n := ollamaName(name)
-	for _, m := range ollamaModels {
+	for _, m := range s.openAIModels() {
 		if m.id == n {
 			return m, true
 		}
@@ -137,8 +126,9 @@ type ollamaRequest struct {
 		Role    string `json:"role"`
 		Content string `json:"content"`
 	} `json:"messages"`
-	Stream  *bool `json:"stream"`
-	Options struct {
+	Stream    *bool      `json:"stream"`
+	KeepAlive *keepAlive `json:"keep_alive"`
+	Options   struct {
 		NumPredict int `json:"num_predict"`
 	} `json:"options"`
 }
@@ -157,23 +147,50 @@ func (s *Server) ollamaInfer(w http.ResponseWriter, r *http.Request, chat bool) 
 	if !ok {
 		return
 	}
+	empty := req.Prompt == ""
+	if chat {
+		empty = len(req.Messages) == 0
+	}
+	created := s.created.Format(time.RFC3339Nano)
+	idle := func(reason string) {
+		o := map[string]any{"model": m.id, "created_at": created, "done": true, "done_reason": reason}
+		if chat {
+			o["message"] = map[string]any{"role": "assistant", "content": ""}
+		} else {
+			o["response"] = ""
+		}
+		writeJSON(w, http.StatusOK, o)
+	}
+	if empty && req.KeepAlive != nil && req.KeepAlive.d == 0 {
+		s.ollamaUnload(m.id)
+		idle("unload")
+		return
+	}
 	if m.embed {
 		s.serverError(w, http.StatusBadRequest, fmt.Sprintf("%q does not support generate", req.Model))
 		return
 	}
-	stream := req.Stream == nil || *req.Stream
-	if !s.inference(w, r, stream) {
+	if empty {
+		rn, err := s.ollamaAcquire(r.Context(), m.id, req.KeepAlive)
+		if err != nil {
+			s.ended(w, err)
+			return
+		}
+		s.ollamaRelease(rn)
+		idle("load")
 		return
 	}
-	s.markLoaded(m.id)
+	stream := req.Stream == nil || *req.Stream
 	texts := []string{req.Prompt}
 	for _, msg := range req.Messages {
 		texts = append(texts, msg.Content)
 	}
 	prompt := countTokens(texts...)
+	j := s.beginOllama(w, r, m.id, prompt, req.KeepAlive)
+	if j == nil {
+		return
+	}
 	toks, finish := generate(req.Options.NumPredict)
-	s.usage(prompt, len(toks))
-	created := s.created.Format(time.RFC3339Nano)
 	obj := func(text string, done bool) map[string]any {
 		o := map[string]any{"model": m.id, "created_at": created, "done": done}
 		if chat {
@@ -193,28 +210,34 @@ func (s *Server) ollamaInfer(w http.ResponseWriter, r *http.Request, chat bool) 
 		return o
 	}
 	if !stream {
+		if err := j.generate(toks, nil); err != nil {
+			j.stop(w, err)
+			return
+		}
+		j.end(finish)
 		writeJSON(w, http.StatusOK, obj(strings.Join(toks, ""), true))
 		return
 	}
-	st := s.newStream(w, r, "application/x-ndjson")
-	defer st.done()
+	st := newStream(w, "application/x-ndjson")
+	emit := func(t string) bool { return st.ndjson(obj(t, false)) }
 	if s.Knobs().Endless {
-		endless(func(t string) bool { return st.ndjson(obj(t, false)) })
+		j.stop(w, j.endless(emit))
 		return
 	}
-	for _, t := range toks {
-		if !st.ndjson(obj(t, false)) {
-			return
-		}
+	if err := j.generate(toks, emit); err != nil {
+		j.stop(w, err)
+		return
 	}
+	j.end(finish)
 	st.ndjson(obj("", true))
 }
 
 func (s *Server) ollamaEmbed(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Model  string `json:"model"`
-		Input  any    `json:"input"`
-		Prompt string `json:"prompt"` // legacy /api/embeddings
+		Model     string     `json:"model"`
+		Input     any        `json:"input"`
+		Prompt    string     `json:"prompt"` // legacy /api/embeddings
+		KeepAlive *keepAlive `json:"keep_alive"`
 	}
 	if !s.readJSON(w, r, &req) {
 		return
@@ -242,12 +265,16 @@ func (s *Server) ollamaEmbed(w http.ResponseWriter, r *http.Request) {
 		s.serverError(w, http.StatusBadRequest, "input is required")
 		return
 	}
-	if !s.inference(w, r, false) {
+	n := countTokens(inputs...)
+	j := s.beginOllama(w, r, m.id, n, req.KeepAlive)
+	if j == nil {
 		return
 	}
-	s.markLoaded(m.id)
-	n := countTokens(inputs...)
-	s.prompt.Add(int64(n))
+	if err := j.prefill(); err != nil {
+		j.stop(w, err)
+		return
+	}
+	j.end(outcomeStop)
 	if legacy {
 		writeJSON(w, http.StatusOK, map[string]any{"embedding": embed(inputs[0])})
 		return

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/vitals-dev/vitals/probes"
@@ -13,6 +14,7 @@ import (
 type simModel struct {
 	id      string
 	embed   bool
+	rerank  bool
 	ctx     int64
 	size    int64
 	ollama  []string // Ollama capabilities
@@ -23,44 +25,73 @@ type simModel struct {
 	modTime string
 }
 
-// openAIModels returns the models of the OpenAI-family kinds.
+// openAIModels returns the models of the OpenAI-family kinds, the first
+// renamed by Knobs.ModelName.
 func (s *Server) openAIModels() []simModel {
+	var ms []simModel
 	switch s.cfg.Kind {
 	case probes.KindLlamaCpp:
-		if s.cfg.ModelType == "embedding" {
-			return []simModel{{id: "tiny-embed", embed: true, ctx: 2048, size: 538880}}
+		switch s.cfg.ModelType {
+		case "embedding":
+			ms = []simModel{{id: "tiny-embed", embed: true, ctx: 2048, size: 538880}}
+		case "reranker":
+			ms = []simModel{{id: "tiny-rerank", embed: true, rerank: true, ctx: 2048, size: 538880}}
+		default:
+			ms = []simModel{{id: "tiny", ctx: 2048, size: 538880}}
 		}
-		return []simModel{{id: "tiny", ctx: 2048, size: 538880}}
 	case probes.KindVLLM:
-		return []simModel{{id: "sim-chat", ctx: 4096}}
+		ms = []simModel{{id: "sim-chat", ctx: 4096}}
+	case KindSGLang:
+		ms = []simModel{{id: sglangModel, ctx: 4096}}
 	case probes.KindOllama:
-		return ollamaModels
+		ms = slices.Clone(ollamaModels)
+	default:
+		ms = []simModel{{id: "sim-chat", ctx: 4096}, {id: "sim-embed", embed: true, ctx: 512}}
 	}
-	return []simModel{{id: "sim-chat", ctx: 4096}, {id: "sim-embed", embed: true, ctx: 512}}
+	if n := s.Knobs().ModelName; n != "" {
+		ms[0].id = n
+		if s.cfg.Kind == probes.KindOllama {
+			ms[0].id = ollamaName(n)
+		}
+	}
+	return ms
+}
+
+// renamed returns id, or Knobs.ModelName when that is set.
+func (s *Server) renamed(id string) string {
+	if n := s.Knobs().ModelName; n != "" {
+		return n
+	}
+	return id
+}
+
+// mainModel is the model the server serves first: the one background
+// load runs on and the metrics are labelled with.
+func (s *Server) mainModel() string {
+	switch s.cfg.Kind {
+	case probes.KindTGI:
+		return s.renamed(tgiModel)
+	case probes.KindTEI:
+		return s.teiModelID()
+	case probes.KindKServe:
+		return s.kserveModels()[0].name
+	}
+	return s.openAIModels()[0].id
 }
 
 func (s *Server) routesOpenAI() {
 	m := s.api
 	m.HandleFunc("GET /v1/models", s.v1Models)
-	m.HandleFunc("POST /v1/chat/completions", s.chatCompletions)
-	m.HandleFunc("POST /v1/completions", s.completions)
-	m.HandleFunc("POST /v1/embeddings", s.embeddings)
+	s.inference("POST /v1/chat/completions", s.chatCompletions)
+	s.inference("POST /v1/completions", s.completions)
+	s.inference("POST /v1/embeddings", s.embeddings)
 	switch s.cfg.Kind {
 	case probes.KindLlamaCpp:
-		m.HandleFunc("GET /models", s.v1Models)
-		m.HandleFunc("POST /chat/completions", s.chatCompletions)
-		m.HandleFunc("POST /completions", s.completions)
-		m.HandleFunc("POST /embeddings", s.embeddings)
-		m.HandleFunc("GET /health", s.llamaHealth)
-		m.HandleFunc("GET /props", s.llamaProps)
-		m.HandleFunc("GET /slots", s.llamaSlots)
-		m.HandleFunc("GET /metrics", s.llamaMetrics)
+		s.routesLlamaCpp()
 	case probes.KindVLLM:
-		m.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-		m.HandleFunc("GET /version", func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusOK, map[string]string{"version": s.Version()})
-		})
-		m.HandleFunc("GET /metrics", s.vllmMetrics)
+		s.routesVLLM()
+	case KindSGLang:
+		s.routesSGLang()
 	}
 }
 
@@ -88,6 +119,10 @@ func (s *Server) v1Models(w http.ResponseWriter, _ *http.Request) {
 			e["permission"] = []map[string]any{{"id": "modelperm-aisim", "object": "model_permission", "created": created,
 				"allow_create_engine": false, "allow_sampling": true, "allow_logprobs": true, "allow_search_indices": false,
 				"allow_view": true, "allow_fine_tuning": false, "organization": "*", "group": nil, "is_blocking": false}}
+		case KindSGLang:
+			e["owned_by"] = "sglang"
+			e["root"] = m.id
+			e["max_model_len"] = m.ctx
 		case probes.KindOllama:
 			e["owned_by"] = "library"
 		}
@@ -128,6 +163,11 @@ func (s *Server) findModel(w http.ResponseWriter, name string, embed bool) (simM
 // notSupported answers like llama.cpp started without (or with)
 // --embeddings, and like vLLM asked for the wrong API.
 func (s *Server) notSupported(w http.ResponseWriter, embeddings bool) {
+	if s.cfg.Kind == probes.KindLlamaCpp && embeddings && s.cfg.ModelType == "reranker" {
+		// --reranking sets the rank pooling, which has no OpenAI embedding.
+		s.serverError(w, http.StatusBadRequest, "Pooling type 'rank' is not OAI compatible. Please use a different pooling type")
+		return
+	}
 	if s.cfg.Kind == probes.KindLlamaCpp {
 		msg := "This server does not support embeddings. Start it with `--embeddings`"
 		if !embeddings {
@@ -198,9 +238,7 @@ func (s *Server) fingerprint() string {
 	return "fp_aisim"
 }
 
-func (s *Server) usage(prompt, completion int) map[string]any {
-	s.prompt.Add(int64(prompt))
-	s.predict.Add(int64(completion))
+func usage(prompt, completion int) map[string]any {
 	return map[string]any{"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 }
 
@@ -225,52 +263,59 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		s.notSupported(w, false)
 		return
 	}
-	if !s.inference(w, r, req.Stream) {
-		return
-	}
 	var texts []string
 	for _, msg := range req.Messages {
 		texts = append(texts, string(msg.Content))
 	}
-	s.markLoaded(m.id)
 	prompt := countTokens(texts...)
+	j := s.begin(w, r, m.id, prompt)
+	if j == nil {
+		return
+	}
 	toks, finish := generate(req.limit())
 	id, created := s.nextID("chatcmpl"), s.created.Unix()
 	if !req.Stream {
+		if err := j.generate(toks, nil); err != nil {
+			j.stop(w, err)
+			return
+		}
+		j.end(finish)
 		writeJSON(w, http.StatusOK, map[string]any{
 			"id": id, "object": "chat.completion", "created": created, "model": m.id,
 			"system_fingerprint": s.fingerprint(),
 			"choices": []map[string]any{{"index": 0, "finish_reason": finish,
 				"message": map[string]any{"role": "assistant", "content": strings.Join(toks, "")}}},
-			"usage": s.usage(prompt, len(toks)),
+			"usage": usage(prompt, len(toks)),
 		})
 		return
 	}
-	st := s.newStream(w, r, "text/event-stream")
-	defer st.done()
+	st := newStream(w, "text/event-stream")
 	chunk := func(delta map[string]any, finish any) map[string]any {
 		return map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": m.id,
 			"system_fingerprint": s.fingerprint(),
 			"choices":            []map[string]any{{"index": 0, "delta": delta, "finish_reason": finish}}}
 	}
-	if !st.sse(chunk(map[string]any{"role": "assistant", "content": nil}, nil)) {
-		return
+	emit := func(t string) bool {
+		if !st.started && !st.sse(chunk(map[string]any{"role": "assistant", "content": nil}, nil)) {
+			return false
+		}
+		return st.sse(chunk(map[string]any{"content": t}, nil))
 	}
 	if s.Knobs().Endless {
-		endless(func(t string) bool { return st.sse(chunk(map[string]any{"content": t}, nil)) })
+		j.stop(w, j.endless(emit))
 		return
 	}
-	for _, t := range toks {
-		if !st.sse(chunk(map[string]any{"content": t}, nil)) {
-			return
-		}
+	if err := j.generate(toks, emit); err != nil {
+		j.stop(w, err)
+		return
 	}
+	j.end(finish)
 	if !st.sse(chunk(map[string]any{}, finish)) {
 		return
 	}
 	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
 		if !st.sse(map[string]any{"id": id, "object": "chat.completion.chunk", "created": created, "model": m.id,
-			"system_fingerprint": s.fingerprint(), "choices": []any{}, "usage": s.usage(prompt, len(toks))}) {
+			"system_fingerprint": s.fingerprint(), "choices": []any{}, "usage": usage(prompt, len(toks))}) {
 			return
 		}
 	}
@@ -321,44 +366,53 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		s.notSupported(w, false)
 		return
 	}
-	if !s.inference(w, r, req.Stream) {
+	prompt := countTokens(prompts...)
+	j := s.begin(w, r, m.id, prompt)
+	if j == nil {
 		return
 	}
-	s.markLoaded(m.id)
-	prompt := countTokens(prompts...)
 	toks, finish := generate(req.MaxTokens)
 	id, created := s.nextID("cmpl"), s.created.Unix()
 	if !req.Stream {
+		if err := j.generate(toks, nil); err != nil {
+			j.stop(w, err)
+			return
+		}
+		j.end(finish)
 		writeJSON(w, http.StatusOK, map[string]any{
 			"id": id, "object": "text_completion", "created": created, "model": m.id,
 			"system_fingerprint": s.fingerprint(),
 			"choices":            []map[string]any{{"index": 0, "text": strings.Join(toks, ""), "logprobs": nil, "finish_reason": finish}},
-			"usage":              s.usage(prompt, len(toks)),
+			"usage":              usage(prompt, len(toks)),
 		})
 		return
 	}
-	st := s.newStream(w, r, "text/event-stream")
-	defer st.done()
+	st := newStream(w, "text/event-stream")
+	event := func(t string, fin any) map[string]any {
+		return map[string]any{"id": id, "object": "text_completion", "created": created, "model": m.id,
+			"choices": []map[string]any{{"index": 0, "text": t, "logprobs": nil, "finish_reason": fin}}}
+	}
 	if s.Knobs().Endless {
-		endless(func(t string) bool {
-			return st.sse(map[string]any{"id": id, "object": "text_completion", "created": created, "model": m.id,
-				"choices": []map[string]any{{"index": 0, "text": t, "logprobs": nil, "finish_reason": nil}}})
-		})
+		j.stop(w, j.endless(func(t string) bool { return st.sse(event(t, nil)) }))
 		return
 	}
-	for i, t := range toks {
+	i := 0
+	err = j.generate(toks, func(t string) bool {
+		i++
 		var fin any
-		if i == len(toks)-1 {
+		if i == len(toks) {
 			fin = finish
 		}
-		if !st.sse(map[string]any{"id": id, "object": "text_completion", "created": created, "model": m.id,
-			"choices": []map[string]any{{"index": 0, "text": t, "logprobs": nil, "finish_reason": fin}}}) {
-			return
-		}
+		return st.sse(event(t, fin))
+	})
+	if err != nil {
+		j.stop(w, err)
+		return
 	}
+	j.end(finish)
 	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
 		if !st.sse(map[string]any{"id": id, "object": "text_completion", "created": created, "model": m.id,
-			"choices": []any{}, "usage": s.usage(prompt, len(toks))}) {
+			"choices": []any{}, "usage": usage(prompt, len(toks))}) {
 			return
 		}
 	}
@@ -386,107 +440,20 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
 		s.notSupported(w, true)
 		return
 	}
-	if !s.inference(w, r, false) {
+	n := countTokens(inputs...)
+	j := s.begin(w, r, m.id, n)
+	if j == nil {
 		return
 	}
-	s.markLoaded(m.id)
+	if err := j.prefill(); err != nil {
+		j.stop(w, err)
+		return
+	}
+	j.end(outcomeStop)
 	data := make([]map[string]any, len(inputs))
 	for i, in := range inputs {
 		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": embed(in)}
 	}
-	n := countTokens(inputs...)
-	s.prompt.Add(int64(n))
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "model": m.id, "data": data,
 		"usage": map[string]any{"prompt_tokens": n, "total_tokens": n}})
-}
-
-func (s *Server) llamaHealth(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func (s *Server) llamaProps(w http.ResponseWriter, _ *http.Request) {
-	m := s.openAIModels()[0]
-	writeJSON(w, http.StatusOK, map[string]any{
-		"default_generation_settings": map[string]any{
-			"params": map[string]any{"seed": 4294967295, "temperature": 0.8, "top_k": 40, "top_p": 0.95, "max_tokens": -1, "n_predict": -1, "stream": false},
-			"n_ctx":  m.ctx,
-		},
-		"total_slots": 4,
-		"model_alias": m.id,
-		"model_ftype": "all F32",
-		"model_path":  "/models/" + m.id + ".gguf",
-		"modalities":  map[string]bool{"vision": false, "video": false, "audio": false},
-		"chat_template": "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}" +
-			"{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
-		"chat_template_caps": map[string]bool{"supports_system_role": true, "supports_tool_calls": false, "supports_tools": false,
-			"supports_parallel_tool_calls": false, "supports_string_content": true, "supports_typed_content": false},
-		"bos_token":          "<s>",
-		"eos_token":          "</s>",
-		"build_info":         s.Version(),
-		"endpoint_slots":     true,
-		"endpoint_props":     false,
-		"endpoint_metrics":   true,
-		"is_sleeping":        false,
-		"cors_proxy_enabled": false,
-	})
-}
-
-func (s *Server) llamaSlots(w http.ResponseWriter, _ *http.Request) {
-	m := s.openAIModels()[0]
-	busy := s.active.Load()
-	slots := make([]map[string]any, 4)
-	for i := range slots {
-		slots[i] = map[string]any{"id": i, "n_ctx": m.ctx, "speculative": false, "is_processing": int64(i) < busy}
-	}
-	writeJSON(w, http.StatusOK, slots)
-}
-
-func (s *Server) llamaMetrics(w http.ResponseWriter, _ *http.Request) {
-	s.metrics(w, []metric{
-		{"llamacpp:prompt_tokens_total", "counter", "Number of prompt tokens processed, excluding cached tokens", s.prompt.Load()},
-		{"llamacpp:tokens_predicted_total", "counter", "Number of generation tokens processed", s.predict.Load()},
-		{"llamacpp:requests_processing", "gauge", "Number of requests processing", s.active.Load()},
-		{"llamacpp:requests_deferred", "gauge", "Number of requests deferred", 0},
-	})
-}
-
-func (s *Server) vllmMetrics(w http.ResponseWriter, _ *http.Request) {
-	label := fmt.Sprintf(`{model_name=%q}`, s.openAIModels()[0].id)
-	s.metrics(w, []metric{
-		{"vllm:prompt_tokens_total" + label, "counter", "Number of prefill tokens processed.", s.prompt.Load()},
-		{"vllm:generation_tokens_total" + label, "counter", "Number of generation tokens processed.", s.predict.Load()},
-		{"vllm:num_requests_running" + label, "gauge", "Number of requests currently running on GPU.", s.active.Load()},
-		{"vllm:num_requests_waiting" + label, "gauge", "Number of requests waiting to be processed.", 0},
-	})
-}
-
-type metric struct {
-	name, typ, help string
-	value           int64
-}
-
-func (s *Server) metrics(w http.ResponseWriter, ms []metric) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	var sb strings.Builder
-	for _, m := range ms {
-		base, _, _ := strings.Cut(m.name, "{")
-		fmt.Fprintf(&sb, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", base, m.help, base, m.typ, m.name, m.value)
-	}
-	_, _ = w.Write([]byte(sb.String()))
-}
-
-// markLoaded records that a model served a request (Ollama's /api/ps).
-func (s *Server) markLoaded(id string) {
-	if s.cfg.Kind != probes.KindOllama {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.loaded[id] = true
-}
-
-func (s *Server) isLoaded(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.loaded[id]
 }

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -61,42 +63,64 @@ func DefaultVersion(k probes.Kind) string {
 // ErrClosed is returned by waits that end because the server closed.
 var ErrClosed = errors.New("aisim: server closed")
 
+// KindSGLang is SGLang, which the probes package does not know as a kind
+// of its own (it speaks the OpenAI API); aisim simulates its native
+// endpoints and metrics.
+const KindSGLang probes.Kind = "sglang"
+
+// Kinds returns every kind the simulator speaks.
+func Kinds() []probes.Kind { return append(probes.Kinds(), KindSGLang) }
+
 // Server is a simulated AI server; it is an http.Handler. Its methods are
 // safe for concurrent use.
 type Server struct {
 	cfg     Config
 	created time.Time
+	started time.Time
 	api     *http.ServeMux
 	control *http.ServeMux
+	infer   map[string]bool // patterns of inference endpoints
+	genHist prometheus.Histogram
+	bg      load
 
-	mu      sync.Mutex
-	knobs   Knobs
-	rng     *rand.Rand
-	loaded  map[string]bool // ollama: models loaded by a request
-	done    chan struct{}
-	closed  bool
-	reqs    atomic.Int64
-	seq     atomic.Int64
-	prompt  atomic.Int64
-	predict atomic.Int64
-	active  atomic.Int64
+	mu        sync.Mutex
+	knobs     Knobs
+	changed   chan struct{} // closed and replaced on every state change
+	rng       *rand.Rand
+	loadUntil time.Time // the start-up or reload phase ends then
+	done      chan struct{}
+	closed    bool
+	// The engine's state and counters (sched.go).
+	slotJobs     map[int]*job
+	waiting      int
+	waitingBy    map[string]int
+	promptTokens int64
+	genTokens    int64
+	genSeconds   float64
+	outcomes     map[outcomeKey]int64
+	durationUS   map[string]int64
+	ollama       map[string]*ollamaRunner // ollama: loaded models by name
+
+	reqs atomic.Int64
+	seq  atomic.Int64
 }
 
-// New returns a Server for cfg.
+// New returns a Server for cfg. A Config with Knobs.LoadTime starts in
+// its loading phase, as a real server does while it loads its model.
 func New(cfg Config) (*Server, error) {
 	switch cfg.Kind {
 	case probes.KindOpenAI, probes.KindLlamaCpp, probes.KindVLLM, probes.KindOllama,
-		probes.KindTGI, probes.KindTEI, probes.KindKServe:
+		probes.KindTGI, probes.KindTEI, probes.KindKServe, KindSGLang:
 	default:
-		return nil, fmt.Errorf("aisim: kind %q: want one of openai, llamacpp, vllm, ollama, tgi, tei, kserve", cfg.Kind)
+		return nil, fmt.Errorf("aisim: kind %q: want one of openai, llamacpp, vllm, ollama, tgi, tei, kserve, sglang", cfg.Kind)
 	}
 	switch {
 	case cfg.Kind == probes.KindTEI && cfg.ModelType == "":
 		cfg.ModelType = "embedding"
 	case cfg.Kind == probes.KindTEI && cfg.ModelType != "embedding" && cfg.ModelType != "classifier" && cfg.ModelType != "reranker":
 		return nil, fmt.Errorf("aisim: tei model type %q: want embedding, classifier or reranker", cfg.ModelType)
-	case cfg.Kind == probes.KindLlamaCpp && cfg.ModelType != "" && cfg.ModelType != "embedding" && cfg.ModelType != "chat":
-		return nil, fmt.Errorf("aisim: llamacpp model type %q: want chat or embedding", cfg.ModelType)
+	case cfg.Kind == probes.KindLlamaCpp && cfg.ModelType != "" && cfg.ModelType != "embedding" && cfg.ModelType != "reranker" && cfg.ModelType != "chat":
+		return nil, fmt.Errorf("aisim: llamacpp model type %q: want chat, embedding (--embeddings) or reranker (--reranking)", cfg.ModelType)
 	}
 	if err := cfg.Knobs.Validate(); err != nil {
 		return nil, fmt.Errorf("aisim: knobs: %w", err)
@@ -105,24 +129,35 @@ func New(cfg Config) (*Server, error) {
 		cfg.Version = DefaultVersion(cfg.Kind)
 	}
 	s := &Server{
-		cfg:     cfg,
-		created: cfg.Created,
-		api:     http.NewServeMux(),
-		control: http.NewServeMux(),
-		knobs:   cfg.Knobs,
-		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		loaded:  map[string]bool{},
-		done:    make(chan struct{}),
+		cfg:        cfg,
+		created:    cfg.Created,
+		started:    time.Now(),
+		api:        http.NewServeMux(),
+		control:    http.NewServeMux(),
+		infer:      map[string]bool{},
+		knobs:      cfg.Knobs,
+		changed:    make(chan struct{}),
+		rng:        rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		done:       make(chan struct{}),
+		slotJobs:   map[int]*job{},
+		waitingBy:  map[string]int{},
+		outcomes:   map[outcomeKey]int64{},
+		durationUS: map[string]int64{},
+		ollama:     map[string]*ollamaRunner{},
 	}
 	if s.created.IsZero() {
 		s.created = time.Unix(1795332313, 0).UTC()
+	}
+	if cfg.Knobs.LoadTime > 0 && cfg.Kind != probes.KindOllama {
+		s.loadUntil = time.Now().Add(time.Duration(cfg.Knobs.LoadTime))
 	}
 	s.control.HandleFunc("GET /aisim/knobs", s.getKnobs)
 	s.control.HandleFunc("POST /aisim/knobs", s.postKnobs)
 	s.control.HandleFunc("DELETE /aisim/knobs", s.deleteKnobs)
 	s.control.HandleFunc("GET /aisim/stats", s.getStats)
+	s.control.HandleFunc("POST /aisim/reload", s.postReload)
 	switch cfg.Kind {
-	case probes.KindOpenAI, probes.KindLlamaCpp, probes.KindVLLM:
+	case probes.KindOpenAI, probes.KindLlamaCpp, probes.KindVLLM, KindSGLang:
 		s.routesOpenAI()
 	case probes.KindOllama:
 		s.routesOllama()
@@ -131,7 +166,18 @@ func New(cfg Config) (*Server, error) {
 	case probes.KindKServe:
 		s.routesKServe()
 	}
+	if cfg.Kind == probes.KindTGI {
+		s.genHist = newGeneratedTokensHistogram()
+	}
+	s.reconcileLoad()
 	return s, nil
+}
+
+// inference registers an inference endpoint: its requests are work, and
+// injected errors on it count as failed requests in the metrics.
+func (s *Server) inference(pattern string, h http.HandlerFunc) {
+	s.infer[pattern] = true
+	s.api.HandleFunc(pattern, h)
 }
 
 // Kind returns the simulated kind.
@@ -141,20 +187,23 @@ func (s *Server) Kind() probes.Kind { return s.cfg.Kind }
 // received.
 func (s *Server) Requests() int64 { return s.reqs.Load() }
 
-// Close ends every hang and wait in progress (their connections are
-// reset) and makes the server reset every later API request. It is safe to
-// call more than once.
+// Close ends every hang, wait and background job in progress (their
+// connections are reset) and makes the server reset every later API
+// request. It is safe to call more than once.
 func (s *Server) Close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if !s.closed {
 		s.closed = true
 		close(s.done)
 	}
+	s.mu.Unlock()
+	s.reconcileLoad()
+	s.bg.wg.Wait()
 }
 
 // ServeHTTP serves /aisim/ control requests as they are and API requests
-// through the knobs.
+// through the knobs: down, latency, hang, the loading phase and the API
+// key (gate.go), the error rate, redirects, drip and garbage.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/aisim/") {
 		s.control.ServeHTTP(w, r)
@@ -180,7 +229,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.ended(w, s.hang(r.Context()))
 		return
 	}
+	if !s.gate(w, r, k) {
+		return
+	}
 	if k.ErrorRate > 0 && s.chance(k.ErrorRate) {
+		if _, pattern := s.api.Handler(r); s.infer[pattern] {
+			s.record(s.mainModel(), outcomeError)
+		}
 		s.serverError(w, http.StatusInternalServerError, "aisim: injected error")
 		return
 	}
@@ -256,22 +311,27 @@ func (s *Server) ended(w http.ResponseWriter, err error) {
 	}
 }
 
-// inference gates an inference endpoint: stuck hangs it, slow first token
-// delays it when stream is false (streams delay their first chunk
-// themselves). It reports whether to go on.
-func (s *Server) inference(w http.ResponseWriter, r *http.Request, stream bool) bool {
-	k := s.Knobs()
-	if k.Stuck {
-		s.ended(w, s.hang(r.Context()))
-		return false
+// begin admits an inference request for model as a job (sched.go). When
+// it cannot, because the client went away or the server closed, it ends
+// the answer and returns nil.
+func (s *Server) begin(w http.ResponseWriter, r *http.Request, model string, prompt int) *job {
+	if s.cfg.Kind == probes.KindOllama {
+		return s.beginOllama(w, r, model, prompt, nil)
 	}
-	if !stream {
-		if err := s.wait(r.Context(), time.Duration(k.SlowFirstToken)); err != nil {
-			s.ended(w, err)
-			return false
-		}
+	j, err := s.admit(r.Context(), model, prompt)
+	if err != nil {
+		s.ended(w, err)
+		s.record(model, outcomeAbort)
+		return nil
 	}
-	return true
+	return j
+}
+
+// stop ends a job that could not finish because of err (its client went
+// away, or the server closed, which resets the connection).
+func (j *job) stop(w http.ResponseWriter, err error) {
+	j.s.ended(w, err)
+	j.end(outcomeAbort)
 }
 
 // abort drops the connection without an answer: with an RST where it can
