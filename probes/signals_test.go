@@ -172,7 +172,7 @@ var engineBodies = map[string]probes.Engine{
 	"hf/testdata/signals-tgi.txt":               probes.EngineTGI,
 	"hf/testdata/signals-tei.txt":               probes.EngineTEI,
 	"kserve/testdata/signals-triton.txt":        probes.EngineTriton,
-	"llamacpp/testdata/signals-llamacpp-b5.txt": probes.EngineLlamaCpp,
+	"llamacpp/testdata/signals-llamacpp-kv.txt": probes.EngineLlamaCpp,
 }
 
 func readBody(t testing.TB, name string) []byte {
