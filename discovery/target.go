@@ -1,0 +1,151 @@
+package discovery
+
+import (
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
+)
+
+// The reserved labels that set a target's fields. Other labels starting
+// with "__" (the __meta_* labels of each mechanism among them) are
+// dropped after relabeling; the rest become the target's labels.
+const (
+	LabelAddress     = model.AddressLabel     // host:port, required
+	LabelScheme      = model.SchemeLabel      // http (default) or https
+	LabelMetricsPath = model.MetricsPathLabel // the base path the probes append to; default none
+	LabelKind        = "__vitals_kind__"      // the engine kind; default auto (detected)
+	LabelModel       = "__vitals_model__"     // the model synthetic checks use
+	LabelID          = "__vitals_id__"        // the target's id; default from the address
+)
+
+// Target is one discovered AI server, in the fields of a target in the
+// extmanager's config.
+type Target struct {
+	ID       string
+	Endpoint string
+	Kind     string // "" is auto
+	Model    string
+	Labels   map[string]string
+	// Source is the config entry that found it: "file_sd_configs[0]".
+	Source string
+}
+
+// Reasons a discovered target is not a target, the values of the reason
+// label of vitals_discovery_dropped_targets.
+const (
+	DropRelabel   = "relabel"   // a relabel rule dropped it
+	DropInvalid   = "invalid"   // no usable address, scheme, path or id
+	DropDuplicate = "duplicate" // another target has its id
+	DropLimit     = "limit"     // past the bound on targets
+)
+
+// build applies the relabel rules to one discovered label set and makes
+// a target of what is left. A false keep with a nil error is a relabel
+// drop.
+func build(lb *labels.Builder, rules []*relabel.Config) (t Target, keep bool, err error) {
+	if lb.Get(LabelScheme) == "" {
+		lb.Set(LabelScheme, "http")
+	}
+	if !relabel.ProcessBuilder(lb, rules...) {
+		return t, false, nil
+	}
+	addr, scheme, path := lb.Get(LabelAddress), strings.ToLower(lb.Get(LabelScheme)), lb.Get(LabelMetricsPath)
+	switch {
+	case addr == "":
+		return t, false, fmt.Errorf("no %s", LabelAddress)
+	case scheme != "http" && scheme != "https":
+		return t, false, fmt.Errorf("%s %q: want http or https", LabelScheme, scheme)
+	case path != "" && !strings.HasPrefix(path, "/"):
+		return t, false, fmt.Errorf("%s %q: want a path starting with /", LabelMetricsPath, path)
+	case strings.ContainsAny(addr, "/?#@ ") || strings.ContainsAny(path, "?#"):
+		return t, false, fmt.Errorf("%s %q with path %q is not a host:port and a path", LabelAddress, addr, path)
+	}
+	u, perr := url.Parse(scheme + "://" + addr + path)
+	if perr != nil || u.Host == "" {
+		return t, false, fmt.Errorf("%s %q: not a host:port", LabelAddress, addr)
+	}
+	t = Target{
+		Endpoint: strings.TrimSuffix(u.String(), "/"),
+		Kind:     lb.Get(LabelKind),
+		Model:    lb.Get(LabelModel),
+		ID:       lb.Get(LabelID),
+	}
+	if t.ID == "" {
+		t.ID = idFromAddress(addr + path)
+	}
+	lb.Range(func(l labels.Label) {
+		if strings.HasPrefix(l.Name, "__") {
+			return
+		}
+		if t.Labels == nil {
+			t.Labels = map[string]string{}
+		}
+		t.Labels[l.Name] = l.Value
+	})
+	return t, true, nil
+}
+
+// idFromAddress makes an id from host:port[/path]: lower case, every
+// character other than a-z, 0-9, '.', '_' and '-' a '-', at most 63.
+func idFromAddress(a string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(a) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	id := strings.Trim(b.String(), "-._")
+	if len(id) > 63 {
+		id = id[:63]
+	}
+	return id
+}
+
+// groupTargets turns one source's target groups into targets, in a
+// stable order, and says how many were dropped and why.
+func groupTargets(name string, groups map[string]*targetgroup.Group, rules []*relabel.Config) ([]Target, map[string]int, []error) {
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	dropped := map[string]int{}
+	var out []Target
+	var errs []error
+	lb := labels.NewBuilder(labels.EmptyLabels())
+	for _, k := range keys {
+		g := groups[k]
+		for _, tl := range g.Targets {
+			lb.Reset(labels.EmptyLabels())
+			for n, v := range g.Labels {
+				lb.Set(string(n), string(v))
+			}
+			for n, v := range tl {
+				lb.Set(string(n), string(v))
+			}
+			t, keep, err := build(lb, rules)
+			switch {
+			case err != nil:
+				dropped[DropInvalid]++
+				if len(errs) < 5 {
+					errs = append(errs, fmt.Errorf("%s: %w", tl[model.AddressLabel], err))
+				}
+			case !keep:
+				dropped[DropRelabel]++
+			default:
+				t.Source = name
+				out = append(out, t)
+			}
+		}
+	}
+	return out, dropped, errs
+}
