@@ -294,3 +294,18 @@ func TestRun(t *testing.T) {
 		t.Fatalf("Run lost the error type: %v", err)
 	}
 }
+
+func TestOutputTokensPerSecond(t *testing.T) {
+	for _, tc := range []struct {
+		r    probes.Result
+		want float64
+	}{
+		{probes.Result{}, 0},
+		{probes.Result{CompletionTokens: 4, Duration: time.Second}, 4},
+		{probes.Result{CompletionTokens: 5, Duration: 3 * time.Second, TimeToFirstToken: time.Second}, 2},
+	} {
+		if got := tc.r.OutputTokensPerSecond(); got != tc.want {
+			t.Errorf("%+v: %g, want %g", tc.r, got, tc.want)
+		}
+	}
+}

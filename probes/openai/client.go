@@ -45,25 +45,6 @@ func (c *Client) Models(ctx context.Context) (ModelList, error) {
 	return DecodeModels(b)
 }
 
-// Props fetches llama.cpp's GET /props.
-func (c *Client) Props(ctx context.Context) (Props, error) {
-	b, err := probes.Fetch(ctx, c.HTTP, http.MethodGet, c.url("/props"), nil)
-	if err != nil {
-		return Props{}, err
-	}
-	return DecodeProps(b)
-}
-
-// Health fetches llama.cpp's GET /health. A server still loading its model
-// answers 503, which is returned as an *probes.HTTPError.
-func (c *Client) Health(ctx context.Context) (Health, error) {
-	b, err := probes.Fetch(ctx, c.HTTP, http.MethodGet, c.url("/health"), nil)
-	if err != nil {
-		return Health{}, err
-	}
-	return DecodeHealth(b)
-}
-
 // Version fetches vLLM's GET /version.
 func (c *Client) Version(ctx context.Context) (string, error) {
 	b, err := probes.Fetch(ctx, c.HTTP, http.MethodGet, c.url("/version"), nil)
@@ -139,19 +120,16 @@ func (c *Client) Embeddings(ctx context.Context, req EmbeddingsRequest) (Embeddi
 	return DecodeEmbeddings(b)
 }
 
-// Detect asks the server what it is. It returns a Detection of kind
-// llamacpp, vllm or openai; an error wrapping probes.ErrNoMatch when
-// /v1/models is missing or is not an OpenAI model list; and transient
-// errors (timeouts, resets, 5xx) unwrapped, for the caller to retry.
+// Detect asks the server what it is. It returns a Detection of kind vllm
+// or openai; an error wrapping probes.ErrNoMatch when /v1/models is missing
+// or is not an OpenAI model list; and transient errors (timeouts, resets,
+// 5xx) unwrapped, for the caller to retry.
 func (c *Client) Detect(ctx context.Context) (probes.Detection, error) {
 	list, err := c.Models(ctx)
 	if err != nil {
 		return probes.Detection{}, fmt.Errorf("openai: %w", probes.NoMatch(err))
 	}
-	switch Flavor(list) {
-	case probes.KindLlamaCpp:
-		return c.describeLlamaCpp(ctx, list)
-	case probes.KindVLLM:
+	if Flavor(list) == probes.KindVLLM {
 		return c.describeVLLM(ctx, list)
 	}
 	d := probes.Detection{Kind: probes.KindOpenAI}
@@ -161,63 +139,15 @@ func (c *Client) Detect(ctx context.Context) (probes.Detection, error) {
 	return d.Finish(), nil
 }
 
-// Flavor tells llama.cpp and vLLM model lists from other OpenAI-compatible
-// ones: KindLlamaCpp, KindVLLM or KindOpenAI.
+// Flavor tells vLLM model lists from other OpenAI-compatible ones:
+// KindVLLM or KindOpenAI.
 func Flavor(l ModelList) probes.Kind {
 	for _, m := range l.Data {
-		switch {
-		case m.OwnedBy == "llamacpp", m.Meta != nil && m.Meta.NCtxTrain > 0:
-			return probes.KindLlamaCpp
-		case m.OwnedBy == "vllm", m.MaxModelLen > 0:
+		if m.OwnedBy == "vllm" || m.MaxModelLen > 0 {
 			return probes.KindVLLM
 		}
 	}
 	return probes.KindOpenAI
-}
-
-func (c *Client) describeLlamaCpp(ctx context.Context, list ModelList) (probes.Detection, error) {
-	d := probes.Detection{Kind: probes.KindLlamaCpp, Server: "llama.cpp"}
-	props, err := c.Props(ctx)
-	havePropsErr := err != nil
-	if err != nil && !errors.Is(probes.NoMatch(err), probes.ErrNoMatch) {
-		// A missing or odd /props is fine (older builds); a timeout is not.
-		return d, fmt.Errorf("llama.cpp props: %w", err)
-	}
-	loaded := false
-	if h, err := c.Health(ctx); err == nil {
-		loaded = h.Status == "ok"
-	} else if probes.Classify(err) == probes.ClassCanceled {
-		return d, fmt.Errorf("llama.cpp health: %w", err)
-	}
-	if !havePropsErr {
-		d.Version = props.BuildInfo
-	}
-	for _, m := range list.Data {
-		pm := probes.Model{ID: m.ID, Capabilities: probes.GuessCapabilities(m.ID), Loaded: loaded}
-		if m.Meta != nil {
-			pm.ContextLength = m.Meta.NCtx
-			if pm.ContextLength == 0 {
-				pm.ContextLength = m.Meta.NCtxTrain
-			}
-			pm.SizeBytes = m.Meta.Size
-		}
-		if !havePropsErr {
-			if pm.ContextLength == 0 {
-				pm.ContextLength = props.DefaultGenerationSettings.NCtx
-			}
-			if pm.Has(probes.CapChat) {
-				if props.Modalities.Vision {
-					pm.Capabilities = append(pm.Capabilities, probes.CapVision)
-				}
-				if props.ChatTemplateCaps.SupportsTools || props.ChatTemplateCaps.SupportsToolCalls {
-					pm.Capabilities = append(pm.Capabilities, probes.CapTools)
-				}
-			}
-		}
-		pm.Capabilities = probes.SortCapabilities(pm.Capabilities)
-		d.Models = append(d.Models, pm)
-	}
-	return d.Finish(), nil
 }
 
 func (c *Client) describeVLLM(ctx context.Context, list ModelList) (probes.Detection, error) {

@@ -14,42 +14,20 @@ import (
 type ModelList struct {
 	Object string       `json:"object"`
 	Data   []ModelEntry `json:"data"`
-	// Models is llama.cpp's Ollama-compatible copy of the list.
-	Models []LlamaModel `json:"models,omitempty"`
 }
 
-// ModelEntry is one model in /v1/models. OwnedBy is "llamacpp" on
-// llama.cpp and "vllm" on vLLM; MaxModelLen is vLLM's context length; Meta
-// is llama.cpp's model metadata.
+// ModelEntry is one model in /v1/models. OwnedBy is "vllm" on vLLM (and
+// "llamacpp" on llama.cpp, whose own fields probes/llamacpp decodes);
+// MaxModelLen is vLLM's context length.
 type ModelEntry struct {
-	ID          string     `json:"id"`
-	Object      string     `json:"object"`
-	Created     int64      `json:"created"`
-	OwnedBy     string     `json:"owned_by"`
-	Root        string     `json:"root,omitempty"`
-	Parent      *string    `json:"parent,omitempty"`
-	MaxModelLen int64      `json:"max_model_len,omitempty"`
-	Aliases     []string   `json:"aliases,omitempty"`
-	Meta        *LlamaMeta `json:"meta,omitempty"`
-}
-
-// LlamaMeta is the "meta" block llama.cpp adds to each model.
-type LlamaMeta struct {
-	VocabType int64  `json:"vocab_type"`
-	NVocab    int64  `json:"n_vocab"`
-	NCtx      int64  `json:"n_ctx"`
-	NCtxTrain int64  `json:"n_ctx_train"`
-	NEmbd     int64  `json:"n_embd"`
-	NParams   int64  `json:"n_params"`
-	Size      int64  `json:"size"`
-	FType     string `json:"ftype"`
-}
-
-// LlamaModel is an entry of llama.cpp's "models" list.
-type LlamaModel struct {
-	Name         string   `json:"name"`
-	Model        string   `json:"model"`
-	Capabilities []string `json:"capabilities"`
+	ID          string   `json:"id"`
+	Object      string   `json:"object"`
+	Created     int64    `json:"created"`
+	OwnedBy     string   `json:"owned_by"`
+	Root        string   `json:"root,omitempty"`
+	Parent      *string  `json:"parent,omitempty"`
+	MaxModelLen int64    `json:"max_model_len,omitempty"`
+	Aliases     []string `json:"aliases,omitempty"`
 }
 
 // DecodeModels decodes a /v1/models body. A body without a "data" list is
@@ -73,62 +51,6 @@ func DecodeModels(b []byte) (ModelList, error) {
 		}
 	}
 	return l, nil
-}
-
-// Props is the part of llama.cpp's GET /props that probes use.
-type Props struct {
-	DefaultGenerationSettings struct {
-		NCtx int64 `json:"n_ctx"`
-	} `json:"default_generation_settings"`
-	TotalSlots int64  `json:"total_slots"`
-	ModelAlias string `json:"model_alias"`
-	ModelPath  string `json:"model_path"`
-	Modalities struct {
-		Vision bool `json:"vision"`
-		Audio  bool `json:"audio"`
-	} `json:"modalities"`
-	ChatTemplate     string `json:"chat_template"`
-	ChatTemplateCaps struct {
-		SupportsTools     bool `json:"supports_tools"`
-		SupportsToolCalls bool `json:"supports_tool_calls"`
-	} `json:"chat_template_caps"`
-	BuildInfo  string `json:"build_info"`
-	IsSleeping bool   `json:"is_sleeping"`
-}
-
-// DecodeProps decodes llama.cpp's /props. It must name a build or a model.
-func DecodeProps(b []byte) (Props, error) {
-	var p Props
-	if err := probes.DecodeJSON("llama.cpp /props", b, &p); err != nil {
-		return Props{}, err
-	}
-	if p.BuildInfo == "" && p.ModelPath == "" && p.ModelAlias == "" {
-		return Props{}, &probes.DecodeError{What: "llama.cpp /props", Err: errors.New("no build_info, model_path or model_alias")}
-	}
-	return p, nil
-}
-
-// Health is the body of llama.cpp's GET /health (and of its 503 while the
-// model loads).
-type Health struct {
-	Status string `json:"status"`
-	Error  *struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-		Type    string `json:"type"`
-	} `json:"error,omitempty"`
-}
-
-// DecodeHealth decodes llama.cpp's /health.
-func DecodeHealth(b []byte) (Health, error) {
-	var h Health
-	if err := probes.DecodeJSON("llama.cpp /health", b, &h); err != nil {
-		return Health{}, err
-	}
-	if h.Status == "" && h.Error == nil {
-		return Health{}, &probes.DecodeError{What: "llama.cpp /health", Err: errors.New("no status")}
-	}
-	return h, nil
 }
 
 // DecodeVersion decodes vLLM's GET /version, {"version":"0.6.3"}.

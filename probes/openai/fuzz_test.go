@@ -32,21 +32,6 @@ func FuzzDecodeModels(f *testing.F) {
 	})
 }
 
-func FuzzDecodeProps(f *testing.F) {
-	seeds(f, "llamacpp/props.json")
-	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := openai.DecodeProps(b)
-		if err == nil && p.BuildInfo == "" && p.ModelPath == "" && p.ModelAlias == "" {
-			t.Fatalf("accepted props without identity: %q", b)
-		}
-	})
-}
-
-func FuzzDecodeHealth(f *testing.F) {
-	seeds(f, "llamacpp/health.json")
-	f.Fuzz(func(t *testing.T, b []byte) { _, _ = openai.DecodeHealth(b) })
-}
-
 func FuzzDecodeVersion(f *testing.F) {
 	f.Add([]byte(`{"version":"0.6.3"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {

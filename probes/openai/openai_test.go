@@ -45,12 +45,10 @@ func TestDecodeModelsFixtures(t *testing.T) {
 		file   string
 		flavor probes.Kind
 		id     string
-		nctx   int64
-		size   int64
 	}{
-		{"llamacpp/v1_models.json", probes.KindLlamaCpp, "tiny", 2048, 538880},
-		{"llamacpp/embed_v1_models.json", probes.KindLlamaCpp, "tiny-embed", 2048, 538880},
-		{"ollama/v1_models.json", probes.KindOpenAI, "tiny:latest", 0, 0},
+		{"llamacpp/v1_models.json", probes.KindOpenAI, "tiny"},
+		{"llamacpp/embed_v1_models.json", probes.KindOpenAI, "tiny-embed"},
+		{"ollama/v1_models.json", probes.KindOpenAI, "tiny:latest"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -63,9 +61,6 @@ func TestDecodeModelsFixtures(t *testing.T) {
 			}
 			if got := openai.Flavor(l); got != tt.flavor {
 				t.Fatalf("Flavor = %s, want %s", got, tt.flavor)
-			}
-			if m := l.Data[0].Meta; tt.nctx != 0 && (m == nil || m.NCtx != tt.nctx || m.Size != tt.size) {
-				t.Fatalf("meta %+v", m)
 			}
 		})
 	}
@@ -91,8 +86,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"models no data", func(b []byte) error { _, err := openai.DecodeModels(b); return err }, `{"object":"list"}`},
 		{"models no id", func(b []byte) error { _, err := openai.DecodeModels(b); return err }, `{"data":[{"object":"model"}]}`},
 		{"models html", func(b []byte) error { _, err := openai.DecodeModels(b); return err }, `<html></html>`},
-		{"props empty", func(b []byte) error { _, err := openai.DecodeProps(b); return err }, `{}`},
-		{"health empty", func(b []byte) error { _, err := openai.DecodeHealth(b); return err }, `{}`},
 		{"version empty", func(b []byte) error { _, err := openai.DecodeVersion(b); return err }, `{"version":""}`},
 		{"embeddings 501 body", func(b []byte) error { _, err := openai.DecodeEmbeddings(b); return err }, string(fixture(t, "llamacpp/embeddings_not_supported.json"))},
 	}
@@ -108,14 +101,6 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestDecodeFixtures(t *testing.T) {
-	p, err := openai.DecodeProps(fixture(t, "llamacpp/props.json"))
-	if err != nil || p.BuildInfo != "b1-de3ff81" || p.DefaultGenerationSettings.NCtx != 2048 || p.TotalSlots != 4 || p.Modalities.Vision {
-		t.Fatalf("props %+v, %v", p, err)
-	}
-	h, err := openai.DecodeHealth(fixture(t, "llamacpp/health.json"))
-	if err != nil || h.Status != "ok" {
-		t.Fatalf("health %+v, %v", h, err)
-	}
 	e, err := openai.DecodeEmbeddings(fixture(t, "llamacpp/embed_embeddings.json"))
 	if err != nil || len(e.Data[0].Embedding) != 64 || e.Usage.PromptTokens != 3 {
 		t.Fatalf("embeddings %+v, %v", e.Usage, err)
@@ -191,8 +176,8 @@ func TestDetect(t *testing.T) {
 		models  []string
 	}{
 		{probes.KindOpenAI, nil, probes.KindOpenAI, "", []probes.Capability{probes.CapChat, probes.CapCompletion, probes.CapEmbeddings}, []string{"sim-chat", "sim-embed"}},
-		{probes.KindLlamaCpp, nil, probes.KindLlamaCpp, "b1-aisim", []probes.Capability{probes.CapChat, probes.CapCompletion}, []string{"tiny"}},
-		{probes.KindLlamaCpp, func(c *aisim.Config) { c.ModelType = "embedding" }, probes.KindLlamaCpp, "b1-aisim", []probes.Capability{probes.CapEmbeddings}, []string{"tiny-embed"}},
+		// llama.cpp's list is an OpenAI one; probes/llamacpp tells it apart.
+		{probes.KindLlamaCpp, nil, probes.KindOpenAI, "", []probes.Capability{probes.CapChat, probes.CapCompletion}, []string{"tiny"}},
 		{probes.KindVLLM, nil, probes.KindVLLM, "0.6.3", []probes.Capability{probes.CapChat, probes.CapCompletion}, []string{"sim-chat"}},
 	}
 	for _, tt := range tests {

@@ -1,4 +1,4 @@
-package detect_test
+package engines_test
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/probes"
-	"github.com/vitals-dev/vitals/probes/detect"
+	"github.com/vitals-dev/vitals/probes/engines"
 )
 
 // oneBody is a transport that answers every request with the same status
@@ -41,10 +41,10 @@ func FuzzDetect(f *testing.F) {
 			return
 		}
 		c := &http.Client{Transport: oneBody{status, body}}
-		o := detect.DefaultOptions()
+		o := probes.DefaultDetectOptions()
 		o.Attempts = 2
 		o.Sleep = func(context.Context, time.Duration) error { return nil }
-		d, err := detect.Detect(context.Background(), c, "http://sim.invalid", o)
+		d, err := engines.Registry().Detect(context.Background(), c, "http://sim.invalid", o)
 		if d.Kind == "" || (d.Kind == probes.KindUnknown && d.Reason == "") {
 			t.Fatalf("detection without kind or reason: %+v, %v", d, err)
 		}

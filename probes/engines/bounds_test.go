@@ -1,4 +1,4 @@
-package check_test
+package engines_test
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
-	"github.com/vitals-dev/vitals/probes/check"
 	"github.com/vitals-dev/vitals/probes/ollama"
 	"github.com/vitals-dev/vitals/probes/openai"
 )
@@ -26,7 +25,7 @@ func TestSyntheticStopsAtTokenBudget(t *testing.T) {
 			sim.SetEndless(true)
 			// The deadline only ends the test if the reader is not bounded.
 			cfg := probes.Config{Timeout: 10 * time.Second, MaxTokens: 2}
-			res, err := probes.Run(context.Background(), check.SyntheticProbe(tg.Kind), c, tg, cfg, nil)
+			res, err := probes.Run(context.Background(), set(tg.Kind).Synthetic, c, tg, cfg, nil)
 			if !errors.Is(err, probes.ErrTooLarge) || res.Class != probes.ClassBadResponse {
 				t.Fatalf("synthetic on an endless stream = class %q, %v; want bad_response wrapping ErrTooLarge", res.Class, err)
 			}
@@ -111,7 +110,7 @@ func TestLivenessCountsTheBody(t *testing.T) {
 			sim, base := serve(t, aisim.Config{Kind: simKind})
 			sim.SetDrip(time.Second)
 			tg := probes.Target{ID: "t", BaseURL: base, Kind: kind}
-			res, err := probes.Run(context.Background(), check.LivenessProbe(kind), c, tg, probes.Config{Timeout: 300 * time.Millisecond}, nil)
+			res, err := probes.Run(context.Background(), set(kind).Liveness, c, tg, probes.Config{Timeout: 300 * time.Millisecond}, nil)
 			if res.Class != probes.ClassTimeout {
 				t.Fatalf("liveness on a dripping body = class %q, %v; want timeout", res.Class, err)
 			}
@@ -136,7 +135,7 @@ func TestRedirectToAnotherHostNotFollowed(t *testing.T) {
 				t.Fatal(err)
 			}
 			tg := probes.Target{ID: "t", BaseURL: base, Kind: kind}
-			res, err := probes.Run(context.Background(), check.LivenessProbe(kind), c, tg, probes.Config{Timeout: 5 * time.Second}, nil)
+			res, err := probes.Run(context.Background(), set(kind).Liveness, c, tg, probes.Config{Timeout: 5 * time.Second}, nil)
 			if !errors.Is(err, probes.ErrRedirect) || res.Class != probes.ClassBadResponse {
 				t.Fatalf("liveness redirected to another host = class %q, %v; want bad_response wrapping ErrRedirect", res.Class, err)
 			}

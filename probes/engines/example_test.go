@@ -1,4 +1,4 @@
-package detect_test
+package engines_test
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
-	"github.com/vitals-dev/vitals/probes/detect"
+	"github.com/vitals-dev/vitals/probes/engines"
 )
 
-// Detect asks an endpoint what it is; here a simulated Ollama server.
-func ExampleDetect() {
+// The registry detects what an endpoint is; here a simulated Ollama server.
+func ExampleRegistry() {
 	sim, err := aisim.New(aisim.Config{Kind: probes.KindOllama})
 	if err != nil {
 		panic(err)
@@ -23,7 +23,7 @@ func ExampleDetect() {
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 
-	d, err := detect.Detect(context.Background(), &http.Client{Transport: tr}, srv.URL, detect.DefaultOptions())
+	d, err := engines.Registry().Detect(context.Background(), &http.Client{Transport: tr}, srv.URL, probes.DefaultDetectOptions())
 	if err != nil {
 		panic(err)
 	}

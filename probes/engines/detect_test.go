@@ -1,4 +1,4 @@
-package detect_test
+package engines_test
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
-	"github.com/vitals-dev/vitals/probes/detect"
+	"github.com/vitals-dev/vitals/probes/engines"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -128,8 +128,8 @@ func (s *noSleep) got() []time.Duration {
 	return slices.Clone(s.waits)
 }
 
-func opts(s *noSleep) detect.Options {
-	o := detect.DefaultOptions()
+func opts(s *noSleep) probes.DetectOptions {
+	o := probes.DefaultDetectOptions()
 	o.Sleep = s.sleep
 	o.StepTimeout = 2 * time.Second
 	return o
@@ -161,7 +161,7 @@ func TestDetectFixtures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var s noSleep
-			d, err := detect.Detect(context.Background(), client(t), tt.url(t), opts(&s))
+			d, err := engines.Registry().Detect(context.Background(), client(t), tt.url(t), opts(&s))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -219,7 +219,7 @@ func TestDetectAisim(t *testing.T) {
 		t.Run(string(tt.kind)+"/"+tt.modelType, func(t *testing.T) {
 			sim, url := newSim(t, aisim.Config{Kind: tt.kind, ModelType: tt.modelType})
 			var s noSleep
-			d, err := detect.Detect(context.Background(), client(t), url, opts(&s))
+			d, err := engines.Registry().Detect(context.Background(), client(t), url, opts(&s))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,7 +232,7 @@ func TestDetectAisim(t *testing.T) {
 				return
 			}
 			sim.SetVersion("9.9.9-new")
-			d, err = detect.Detect(context.Background(), client(t), url, opts(&s))
+			d, err = engines.Registry().Detect(context.Background(), client(t), url, opts(&s))
 			if err != nil || d.Version != "9.9.9-new" || d.Kind != tt.kind {
 				t.Fatalf("after a version change: %+v, %v", d, err)
 			}
@@ -269,7 +269,7 @@ func TestDetectUnknown(t *testing.T) {
 			srv := httptest.NewServer(tt.h)
 			t.Cleanup(srv.Close)
 			var s noSleep
-			d, err := detect.Detect(context.Background(), client(t), srv.URL, opts(&s))
+			d, err := engines.Registry().Detect(context.Background(), client(t), srv.URL, opts(&s))
 			if err != nil {
 				t.Fatalf("unknown shape is not an error, got %v", err)
 			}
@@ -294,7 +294,7 @@ func TestDetectRetriesTimeout(t *testing.T) {
 		o := opts(&s)
 		o.StepTimeout = 30 * time.Millisecond
 		o.InitialBackoff = 100 * time.Millisecond
-		d, err := detect.Detect(context.Background(), client(t), url, o)
+		d, err := engines.Registry().Detect(context.Background(), client(t), url, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,7 +313,7 @@ func TestDetectRetriesTimeout(t *testing.T) {
 		o.Attempts = 3
 		o.InitialBackoff = time.Second
 		o.MaxBackoff = 1500 * time.Millisecond
-		d, err := detect.Detect(context.Background(), client(t), url, o)
+		d, err := engines.Registry().Detect(context.Background(), client(t), url, o)
 		if probes.Classify(err) != probes.ClassTimeout {
 			t.Fatalf("err = %v, want a timeout", err)
 		}
@@ -351,7 +351,7 @@ func TestDetectRetriesOtherTransients(t *testing.T) {
 			var s noSleep
 			o := opts(&s)
 			o.Attempts = 2
-			d, err := detect.Detect(context.Background(), client(t), tt.url, o)
+			d, err := engines.Registry().Detect(context.Background(), client(t), tt.url, o)
 			if got := probes.Classify(err); got != tt.want {
 				t.Fatalf("err = %v (%s), want %s", err, got, tt.want)
 			}
@@ -395,7 +395,7 @@ func TestDetectDoesNotSettleForGeneric(t *testing.T) {
 			srv := httptest.NewServer(flaky(sim, "/api/version", tt.failures))
 			t.Cleanup(srv.Close)
 			var s noSleep
-			d, err := detect.Detect(context.Background(), client(t), srv.URL, opts(&s))
+			d, err := engines.Registry().Detect(context.Background(), client(t), srv.URL, opts(&s))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -425,7 +425,7 @@ func TestDetectHint(t *testing.T) {
 		var s noSleep
 		o := opts(&s)
 		o.Kind = probes.KindOllama
-		d, err := detect.Detect(context.Background(), client(t), srv.URL, o)
+		d, err := engines.Registry().Detect(context.Background(), client(t), srv.URL, o)
 		if err != nil || d.Kind != probes.KindOllama {
 			t.Fatalf("got %+v, %v", d, err)
 		}
@@ -440,7 +440,7 @@ func TestDetectHint(t *testing.T) {
 		var s noSleep
 		o := opts(&s)
 		o.Kind = probes.KindVLLM
-		d, err := detect.Detect(context.Background(), client(t), url, o)
+		d, err := engines.Registry().Detect(context.Background(), client(t), url, o)
 		if err != nil || d.Kind != probes.KindVLLM {
 			t.Fatalf("got %+v, %v", d, err)
 		}
@@ -450,15 +450,15 @@ func TestDetectHint(t *testing.T) {
 		var s noSleep
 		o := opts(&s)
 		o.Kind = probes.KindKServe
-		d, err := detect.Detect(context.Background(), client(t), url, o)
+		d, err := engines.Registry().Detect(context.Background(), client(t), url, o)
 		if err != nil || d.Kind != probes.KindUnknown || !strings.Contains(d.Reason, "kserve") {
 			t.Fatalf("got %+v, %v", d, err)
 		}
 	})
 	t.Run("bad hint", func(t *testing.T) {
-		o := detect.DefaultOptions()
+		o := probes.DefaultDetectOptions()
 		o.Kind = "bogus"
-		d, err := detect.Detect(context.Background(), client(t), "http://127.0.0.1:1", o)
+		d, err := engines.Registry().Detect(context.Background(), client(t), "http://127.0.0.1:1", o)
 		if err == nil || d.Kind != probes.KindUnknown {
 			t.Fatalf("got %+v, %v", d, err)
 		}
@@ -471,7 +471,7 @@ func TestDetectContext(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		var s noSleep
-		d, err := detect.Detect(ctx, client(t), url, opts(&s))
+		d, err := engines.Registry().Detect(ctx, client(t), url, opts(&s))
 		if !errors.Is(err, context.Canceled) || d.Kind != probes.KindUnknown || len(s.got()) != 0 {
 			t.Fatalf("got %+v, %v", d, err)
 		}
@@ -483,19 +483,9 @@ func TestDetectContext(t *testing.T) {
 		s := noSleep{then: func(int) { cancel() }}
 		o := opts(&s)
 		o.StepTimeout = 20 * time.Millisecond
-		d, err := detect.Detect(ctx, client(t), url, o)
+		d, err := engines.Registry().Detect(ctx, client(t), url, o)
 		if !errors.Is(err, context.Canceled) || d.Attempts != 1 {
 			t.Fatalf("got %+v, %v", d, err)
-		}
-	})
-	t.Run("real sleep honours ctx", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if err := detect.Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
-			t.Fatalf("Sleep = %v", err)
-		}
-		if err := detect.Sleep(context.Background(), time.Millisecond); err != nil {
-			t.Fatalf("Sleep = %v", err)
 		}
 	})
 }

@@ -1,0 +1,217 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/vitals-dev/vitals/internal/backoff"
+)
+
+// DetectOptions tunes Registry.Detect and is handed to each family's
+// Detect. The zero value is usable: zero fields take the
+// values of DefaultDetectOptions.
+type DetectOptions struct {
+	// Kind is a hint: KindAuto (or empty) asks every family in turn; a
+	// concrete kind asks only its family.
+	Kind Kind
+	// Attempts bounds the detection rounds (default 4).
+	Attempts int
+	// InitialBackoff is the wait after the first failed round; it doubles
+	// each round up to MaxBackoff (defaults 250ms and 5s).
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	// StepTimeout bounds the questions to one family in one round
+	// (default 5s); the caller's ctx bounds the whole.
+	StepTimeout time.Duration
+	// Sleep waits d or until ctx ends; nil means a timer. Tests inject one
+	// that does not wait.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Models names models to describe on servers that cannot list them
+	// (KServe).
+	Models []string
+	// MaxShow bounds Ollama's per-model /api/show calls.
+	MaxShow int
+}
+
+// DefaultDetectOptions returns the defaults.
+func DefaultDetectOptions() DetectOptions {
+	return DetectOptions{
+		Kind:           KindAuto,
+		Attempts:       4,
+		InitialBackoff: 250 * time.Millisecond,
+		MaxBackoff:     5 * time.Second,
+		StepTimeout:    5 * time.Second,
+		Sleep:          sleep,
+	}
+}
+
+func (o DetectOptions) withDefaults() DetectOptions {
+	d := DefaultDetectOptions()
+	if o.Kind == "" {
+		o.Kind = d.Kind
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = d.Attempts
+	}
+	if o.InitialBackoff <= 0 {
+		o.InitialBackoff = d.InitialBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = d.MaxBackoff
+	}
+	if o.MaxBackoff < o.InitialBackoff {
+		o.MaxBackoff = o.InitialBackoff
+	}
+	if o.StepTimeout <= 0 {
+		o.StepTimeout = d.StepTimeout
+	}
+	if o.Sleep == nil {
+		o.Sleep = d.Sleep
+	}
+	return o
+}
+
+// sleep waits d or until ctx ends, whichever is first, and returns ctx's
+// error in the second case.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Detect asks the endpoint at baseURL what it is and what it can do,
+// one family at a time in the registry's order.
+//
+// It returns a Detection of a concrete kind and a nil error when a family
+// recognised the endpoint; KindUnknown with a Reason and a nil error when
+// the endpoint answered but no family recognised it; and KindUnknown with a
+// Reason and a non-nil error when the endpoint could not be asked (it kept
+// timing out, refusing or failing with 5xx for opts.Attempts rounds, or
+// ctx ended). Detect never panics on what a server sends.
+func (r *Registry) Detect(ctx context.Context, client *http.Client, baseURL string, opts DetectOptions) (Detection, error) {
+	o := opts.withDefaults()
+	fams := r.families
+	if o.Kind != KindAuto {
+		f, ok := r.Family(o.Kind)
+		if !ok {
+			err := fmt.Errorf("detect %s: kind %q has no detector", baseURL, o.Kind)
+			return Detection{Kind: KindUnknown, Reason: err.Error()}, err
+		}
+		fams = []Family{f}
+	}
+
+	var (
+		tentative *Detection // a generic match seen while a more specific family failed transiently
+		lastErr   error
+	)
+	for attempt := 1; attempt <= o.Attempts; attempt++ {
+		d, reasons, err := round(ctx, client, baseURL, fams, o)
+		d.Attempts = attempt
+		switch {
+		case err == nil && d.Kind != KindUnknown:
+			return d, nil
+		case err == nil:
+			d.Reason = "no known AI API answered: " + strings.Join(reasons, "; ")
+			return d, nil
+		}
+		var te *transientError
+		if !errors.As(err, &te) {
+			d = Detection{Kind: KindUnknown, Reason: err.Error(), Attempts: attempt}
+			return d, fmt.Errorf("detect %s: %w", baseURL, err)
+		}
+		if te.generic != nil {
+			g := *te.generic
+			g.Attempts = attempt
+			tentative = &g
+		}
+		lastErr = te.err
+		if attempt == o.Attempts {
+			break
+		}
+		if err := o.Sleep(ctx, backoff.Exponential(attempt-1, o.InitialBackoff, o.MaxBackoff)); err != nil {
+			d := Detection{Kind: KindUnknown, Reason: err.Error(), Attempts: attempt}
+			return d, fmt.Errorf("detect %s: %w", baseURL, err)
+		}
+	}
+	if tentative != nil {
+		return *tentative, nil
+	}
+	err := fmt.Errorf("detect %s: gave up after %d attempts: %w", baseURL, o.Attempts, lastErr)
+	return Detection{Kind: KindUnknown, Reason: err.Error(), Attempts: o.Attempts}, err
+}
+
+// transientError is a round that failed in a way worth retrying.
+type transientError struct {
+	err     error
+	generic *Detection
+}
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
+// round asks each family once. It returns a concrete Detection; or
+// KindUnknown with the families' reasons; or a *transientError when a
+// family timed out, was refused or reset (the round stops there), or
+// answered 5xx and no specific family matched; or another error (TLS,
+// DNS, ctx ended) that retrying will not fix.
+func round(ctx context.Context, client *http.Client, baseURL string, fams []Family, o DetectOptions) (Detection, []string, error) {
+	var (
+		reasons   []string
+		transient error
+	)
+	for _, f := range fams {
+		sctx, cancel := context.WithTimeout(ctx, o.StepTimeout)
+		d, err := safeDetect(sctx, f, client, baseURL, o)
+		cancel()
+		if err == nil {
+			if f.Generic && transient != nil {
+				// An Ollama or TGI server also answers /v1/models: do not
+				// settle for a generic answer while a more specific family
+				// failed.
+				return Detection{Kind: KindUnknown}, nil, &transientError{err: transient, generic: &d}
+			}
+			return d, nil, nil
+		}
+		if ctx.Err() != nil {
+			return Detection{Kind: KindUnknown}, nil, ctx.Err()
+		}
+		class := Classify(err)
+		switch {
+		case errors.Is(err, ErrNoMatch):
+			reasons = append(reasons, err.Error())
+		case class == ClassTimeout || class == ClassRefused || class == ClassReset:
+			return Detection{Kind: KindUnknown}, nil, &transientError{err: fmt.Errorf("%s: %w", f.Name, err)}
+		case class == ClassHTTP5xx:
+			transient = fmt.Errorf("%s: %w", f.Name, err)
+			reasons = append(reasons, err.Error())
+		case class == ClassTLS || class == ClassDNS || class == ClassCanceled:
+			return Detection{Kind: KindUnknown}, nil, fmt.Errorf("%s: %w", f.Name, err)
+		default:
+			reasons = append(reasons, err.Error())
+		}
+	}
+	if transient != nil {
+		return Detection{Kind: KindUnknown}, nil, &transientError{err: transient}
+	}
+	return Detection{Kind: KindUnknown}, reasons, nil
+}
+
+// safeDetect runs one family's detector and turns a panic into an error,
+// so that a decoder bug never takes the agent down.
+func safeDetect(ctx context.Context, f Family, client *http.Client, baseURL string, o DetectOptions) (d Detection, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			d, err = Detection{}, fmt.Errorf("%s: detector panicked: %v", f.Name, r)
+		}
+	}()
+	return f.Detect(ctx, client, baseURL, o)
+}

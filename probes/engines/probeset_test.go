@@ -1,0 +1,146 @@
+package engines_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vitals-dev/vitals/internal/aisim"
+	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/engines"
+)
+
+// set is the probe set of kind k.
+func set(k probes.Kind) probes.ProbeSet { return engines.Registry().Probes(k) }
+
+// resources is the resource probe of kind k, reading /proc.
+func resources(k probes.Kind) probes.Probe {
+	return probes.ResourcesProbe(func(pid int) (probes.ProcessStats, error) { return probes.ReadProcess(nil, pid) }, set(k).Resources)
+}
+
+func serve(t *testing.T, cfg aisim.Config) (*aisim.Server, string) {
+	t.Helper()
+	s, err := aisim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	t.Cleanup(func() { s.Close(); srv.Close() })
+	return s, srv.URL
+}
+
+// detected returns the target as the catalog has it after detection.
+func detected(t *testing.T, c *http.Client, kind probes.Kind, base string) probes.Target {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := engines.Registry().Detect(ctx, c, base, probes.DetectOptions{Kind: kind, Models: []string{"sim-llm"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return probes.Target{ID: "t", BaseURL: base, Kind: d.Kind, Models: d.Models, Capabilities: d.Capabilities}
+}
+
+func TestProbesPerKind(t *testing.T) {
+	cases := []struct {
+		kind      probes.Kind
+		modelType string
+		op        string
+		tokens    bool
+	}{
+		{probes.KindOpenAI, "", probes.OpChat, true},
+		{probes.KindLlamaCpp, "", probes.OpChat, true},
+		{probes.KindLlamaCpp, "embedding", probes.OpEmbeddings, false},
+		{probes.KindVLLM, "", probes.OpChat, true},
+		{probes.KindOllama, "", probes.OpChat, true},
+		{probes.KindTGI, "", probes.OpCompletion, true},
+		{probes.KindTEI, "", probes.OpEmbeddings, false},
+		{probes.KindTEI, "reranker", probes.OpRerank, false},
+		{probes.KindKServe, "", probes.OpInfer, false},
+	}
+	c := &http.Client{Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	for _, tc := range cases {
+		t.Run(string(tc.kind)+"-"+tc.modelType, func(t *testing.T) {
+			_, base := serve(t, aisim.Config{Kind: tc.kind, ModelType: tc.modelType})
+			tg := detected(t, c, tc.kind, base)
+			ctx := context.Background()
+			cfg := probes.Config{Timeout: 5 * time.Second, MaxTokens: 2}
+			if _, err := probes.Run(ctx, set(tg.Kind).Liveness, c, tg, cfg, nil); err != nil {
+				t.Errorf("liveness: %v", err)
+			}
+			if _, err := probes.Run(ctx, set(tg.Kind).Readiness, c, tg, cfg, nil); err != nil {
+				t.Errorf("readiness: %v", err)
+			}
+			if op := set(tg.Kind).SyntheticOp(tg); op != tc.op {
+				t.Fatalf("operation = %q, want %q (%+v)", op, tc.op, tg)
+			}
+			res, err := probes.Run(ctx, set(tg.Kind).Synthetic, c, tg, cfg, nil)
+			if err != nil {
+				t.Fatalf("synthetic: %v", err)
+			}
+			if res.Operation != tc.op || (tc.tokens && (res.CompletionTokens < 1 || res.CompletionTokens > 4)) {
+				t.Errorf("synthetic = %+v", res)
+			}
+			if tc.tokens && tc.op == probes.OpChat && res.TimeToFirstToken <= 0 {
+				t.Errorf("no time to first token: %+v", res)
+			}
+		})
+	}
+}
+
+func TestReadinessNotReady(t *testing.T) {
+	_, base := serve(t, aisim.Config{Kind: probes.KindOllama})
+	c := &http.Client{Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	tg := probes.Target{ID: "o", BaseURL: base, Kind: probes.KindOllama, Model: "llama3:70b"}
+	_, err := probes.Run(context.Background(), set(probes.KindOllama).Readiness, c, tg, probes.Config{}, nil)
+	if !errors.Is(err, probes.ErrNotReady) || probes.Classify(err) != probes.ClassNotReady {
+		t.Errorf("missing model: %v (%s)", err, probes.Classify(err))
+	}
+	if set(probes.KindAuto).Readiness != nil {
+		t.Error("readiness for an unknown kind")
+	}
+}
+
+func TestResources(t *testing.T) {
+	c := &http.Client{Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	for _, kind := range []probes.Kind{probes.KindLlamaCpp, probes.KindOllama} {
+		_, base := serve(t, aisim.Config{Kind: kind})
+		u, _ := url.Parse(base)
+		port, _ := strconv.Atoi(u.Port())
+		pid, err := probes.FindListener(nil, port)
+		if err != nil || pid != os.Getpid() {
+			t.Fatalf("FindListener(%d) = %d, %v; want %d", port, pid, err, os.Getpid())
+		}
+		tg := probes.Target{ID: "r", BaseURL: base, Kind: kind, PID: pid}
+		if kind == probes.KindOllama {
+			// Load a model, as a generate does.
+			_, _ = probes.Run(context.Background(), set(kind).Synthetic, c,
+				probes.Target{BaseURL: base, Kind: kind, Model: "tiny:latest"}, probes.Config{MaxTokens: 1}, nil)
+		}
+		res, err := probes.Run(context.Background(), resources(kind), c, tg, probes.Config{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Process == nil || res.Process.ResidentBytes <= 0 || res.Process.CPUSeconds <= 0 {
+			t.Errorf("%s process = %+v", kind, res.Process)
+		}
+		if kind == probes.KindLlamaCpp && len(res.ServerMetrics) == 0 {
+			t.Errorf("no server series: %+v", res)
+		}
+		if kind == probes.KindOllama && len(res.ModelMemory) == 0 {
+			t.Errorf("no model memory: %+v", res)
+		}
+	}
+	if _, err := probes.FindListener(nil, 1); !errors.Is(err, probes.ErrNoListener) {
+		t.Errorf("port 1: %v", err)
+	}
+}

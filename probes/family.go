@@ -1,0 +1,301 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+)
+
+// Probe names, used as the probe label of metrics and in history.
+const (
+	Liveness  = "liveness"
+	Readiness = "readiness"
+	Synthetic = "synthetic"
+	Resources = "resources"
+)
+
+// Synthetic operations, named as the OpenTelemetry GenAI conventions name
+// them (gen_ai.operation.name), plus "rerank" and "infer".
+const (
+	OpChat       = "chat"
+	OpCompletion = "text_completion"
+	OpEmbeddings = "embeddings"
+	OpRerank     = "rerank"
+	OpInfer      = "infer"
+)
+
+// DefaultMaxTokens is the token budget of a synthetic inference when the
+// config gives none; MaxSyntheticTokens caps any budget.
+const (
+	DefaultMaxTokens   = 2
+	MaxSyntheticTokens = 4
+)
+
+// SyntheticPrompt is the input of every synthetic inference: short, so the
+// prompt costs next to nothing.
+const SyntheticPrompt = "Say ok."
+
+// TokenBudget is the token budget of a synthetic inference under cfg:
+// cfg.MaxTokens, DefaultMaxTokens when unset, at most MaxSyntheticTokens.
+func TokenBudget(cfg Config) int {
+	b := cfg.MaxTokens
+	if b <= 0 {
+		b = DefaultMaxTokens
+	}
+	return min(b, MaxSyntheticTokens)
+}
+
+// ResourceFunc reads what a server says about its own resources (model
+// memory, a few series of its /metrics) into res. It is one source of the
+// resource probe; the process a target runs as is read by ResourcesProbe.
+type ResourceFunc func(ctx context.Context, client *http.Client, t Target, res *Result) error
+
+// ProbeSet is what the health engine runs against one kind of server, in
+// this order: Liveness, then Readiness, then Synthetic, each only when the
+// one before passed, then the resource probe. Every kind of a Family has
+// one; nil fields are probes the kind does not have.
+type ProbeSet struct {
+	// Liveness is the cheapest request that proves the process answers. It
+	// is never nil.
+	Liveness Probe
+	// Readiness checks that the server can serve: models loaded, the
+	// configured model there.
+	Readiness Probe
+	// Operation names the synthetic inference Synthetic runs against t (an
+	// Op constant), or "" when there is none it can run for t (a
+	// classifier, say). It is nil when Synthetic is.
+	Operation func(t Target) string
+	// Synthetic runs one tiny inference, Operation(t), within the token
+	// budget of TokenBudget.
+	Synthetic Probe
+	// Resources reads what the server says about its resources, beside the
+	// process the engine reads itself.
+	Resources ResourceFunc
+}
+
+// SyntheticOp returns the operation the set's synthetic inference runs
+// against t, "" when it has none.
+func (s ProbeSet) SyntheticOp(t Target) string {
+	if s.Synthetic == nil || s.Operation == nil {
+		return ""
+	}
+	return s.Operation(t)
+}
+
+// Family is one engine family: the server kinds one package knows, how
+// detection asks an endpoint whether it is one of them, and the probe set
+// of each. A family package exports one function returning its Family; the
+// list of families is probes/engines.
+type Family struct {
+	// Name is the family's name, its package's ("ollama", "hf").
+	Name string
+	// Kinds are the server kinds the family owns; no two families share
+	// one.
+	Kinds []Kind
+	// Generic marks a family whose question other servers answer too (any
+	// OpenAI-compatible server lists /v1/models). Detection settles for a
+	// generic family's answer only when no more specific family failed in
+	// a way worth retrying.
+	Generic bool
+	// Detect asks the endpoint at baseURL whether it is one of the
+	// family's kinds. It returns a Detection of one of Kinds; an error
+	// wrapping ErrNoMatch when the endpoint does not speak the family's
+	// protocol; or the transport's error (a timeout, a reset, a 5xx) for
+	// the caller to retry. When o.Kind names one of the family's kinds,
+	// the family may take an answer that does not say which kind it is for
+	// that kind.
+	Detect func(ctx context.Context, client *http.Client, baseURL string, o DetectOptions) (Detection, error)
+	// Probes returns the probe set of kind k, one of Kinds.
+	Probes func(k Kind) ProbeSet
+}
+
+// Registry maps server kinds to the families that own them. Build it with
+// NewRegistry; it is immutable and safe for concurrent use.
+type Registry struct {
+	families []Family
+	byKind   map[Kind]int
+}
+
+// NewRegistry returns a registry of fams, in the order detection asks
+// them. A family without a name, kinds, Detect or Probes, a name or a kind
+// given twice, a kind that is not in Kinds(), or a kind whose probe set
+// has no liveness probe is an error.
+func NewRegistry(fams ...Family) (*Registry, error) {
+	r := &Registry{byKind: map[Kind]int{}}
+	names := map[string]bool{}
+	var errs []error
+	for i, f := range fams {
+		switch {
+		case f.Name == "":
+			errs = append(errs, fmt.Errorf("family %d has no name", i))
+			continue
+		case names[f.Name]:
+			errs = append(errs, fmt.Errorf("family %q registered twice", f.Name))
+			continue
+		case len(f.Kinds) == 0 || f.Detect == nil || f.Probes == nil:
+			errs = append(errs, fmt.Errorf("family %q: needs kinds, Detect and Probes", f.Name))
+			continue
+		}
+		names[f.Name] = true
+		for _, k := range f.Kinds {
+			if j, ok := r.byKind[k]; ok {
+				errs = append(errs, fmt.Errorf("family %q: kind %s is already family %q's", f.Name, k, fams[j].Name))
+				continue
+			}
+			if !slices.Contains(Kinds(), k) {
+				errs = append(errs, fmt.Errorf("family %q: kind %q is not a probes.Kind", f.Name, k))
+				continue
+			}
+			if f.Probes(k).Liveness == nil {
+				errs = append(errs, fmt.Errorf("family %q: kind %s has no liveness probe", f.Name, k))
+				continue
+			}
+			r.byKind[k] = i
+		}
+		r.families = append(r.families, f)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Family returns the family that owns kind k.
+func (r *Registry) Family(k Kind) (Family, bool) {
+	i, ok := r.byKind[k]
+	if !ok {
+		return Family{}, false
+	}
+	return r.families[i], true
+}
+
+// Probes returns the probe set of kind k. A kind no family owns (KindAuto,
+// KindUnknown) gets only a liveness probe that any HTTP answer below 500
+// passes, since the right path is not known.
+func (r *Registry) Probes(k Kind) ProbeSet {
+	if f, ok := r.Family(k); ok {
+		return f.Probes(k)
+	}
+	return ProbeSet{Liveness: ProbeFunc(answers)}
+}
+
+// answers checks that something speaks HTTP at the target's base URL: any
+// status below 500 will do. The body is read to its end (at most
+// MaxBodyBytes) within ctx, so a server that sends its headers and then
+// drips its body fails on time like one that never answers.
+func answers(ctx context.Context, c *http.Client, t Target, _ Config) (Result, error) {
+	base := t.BaseURL
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base, nil)
+	if err != nil {
+		return Result{}, fmt.Errorf("GET %s: %w", base, err)
+	}
+	resp, err := Do(c, req, MaxBodyBytes)
+	if err != nil {
+		return Result{}, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return Result{}, fmt.Errorf("GET %s: read body: %w", base, err)
+	}
+	if resp.StatusCode >= 500 {
+		return Result{}, &HTTPError{Method: http.MethodGet, URL: base, Status: resp.StatusCode}
+	}
+	return Result{}, nil
+}
+
+// ResourcesProbe returns the resource probe of a probe set: it reads the
+// target's process with proc (when the target has a PID and proc is not
+// nil) and what the server says with server (when not nil). It fails only
+// when every source it tried failed.
+func ResourcesProbe(proc func(pid int) (ProcessStats, error), server ResourceFunc) Probe {
+	return ProbeFunc(func(ctx context.Context, c *http.Client, t Target, _ Config) (Result, error) {
+		var res Result
+		var errs []error
+		tried := 0
+		if t.PID > 0 && proc != nil {
+			tried++
+			ps, err := proc(t.PID)
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				res.Process = &ps
+			}
+		}
+		if server != nil {
+			tried++
+			if err := server(ctx, c, t, &res); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if tried > 0 && len(errs) == tried {
+			return res, errors.Join(errs...)
+		}
+		return res, nil
+	})
+}
+
+// MetricsSeries returns a ResourceFunc that scrapes the server's /metrics
+// and keeps the named series (PickSeries) in Result.ServerMetrics.
+func MetricsSeries(names ...string) ResourceFunc {
+	return func(ctx context.Context, c *http.Client, t Target, res *Result) error {
+		b, err := Fetch(ctx, c, http.MethodGet, JoinURL(t.BaseURL, "/metrics"), nil)
+		if err != nil {
+			return err
+		}
+		res.ServerMetrics = PickSeries(b, names)
+		return nil
+	}
+}
+
+// NotReadyOn503 marks a 503 of a readiness endpoint as not ready: the
+// error then wraps ErrNotReady too.
+func NotReadyOn503(err error) error {
+	var he *HTTPError
+	if errors.As(err, &he) && he.Status == http.StatusServiceUnavailable {
+		return fmt.Errorf("%w: %w", ErrNotReady, err)
+	}
+	return err
+}
+
+// PickModel returns the model for an operation needing capability c (""
+// for any): the target's model, else the first detected model with c, else
+// the first model, else "".
+func PickModel(t Target, c Capability) string {
+	if t.Model != "" {
+		return t.Model
+	}
+	for _, m := range t.Models {
+		if c == "" || m.Has(c) {
+			return m.ID
+		}
+	}
+	if len(t.Models) > 0 {
+		return t.Models[0].ID
+	}
+	return ""
+}
+
+// Has reports whether the target, or one of its models, has capability c.
+func (t Target) Has(c Capability) bool {
+	return slices.Contains(t.Capabilities, c) || slices.ContainsFunc(t.Models, func(m Model) bool { return m.Has(c) })
+}
+
+// ChatOrEmbeddings is the synthetic operation of a server that chats and
+// embeds (OpenAI-compatible servers, llama.cpp, Ollama): a chat when the
+// target chats, an embedding when it only embeds, a chat when it completes
+// text or nothing is known of it yet, and "" otherwise (a reranker, a
+// classifier).
+func ChatOrEmbeddings(t Target) string {
+	switch {
+	case t.Has(CapChat):
+		return OpChat
+	case t.Has(CapEmbeddings):
+		return OpEmbeddings
+	case t.Has(CapCompletion), len(t.Capabilities) == 0 && len(t.Models) == 0:
+		return OpChat
+	}
+	return ""
+}

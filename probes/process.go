@@ -1,0 +1,118 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/procfs"
+)
+
+// ProcFS reads process statistics; nil means the default /proc.
+type ProcFS = *procfs.FS
+
+// ReadProcess reads CPU time and resident memory of pid from fs (nil:
+// /proc).
+func ReadProcess(fs ProcFS, pid int) (ProcessStats, error) {
+	f, err := procFS(fs)
+	if err != nil {
+		return ProcessStats{}, err
+	}
+	p, err := f.Proc(pid)
+	if err != nil {
+		return ProcessStats{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return ProcessStats{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	// procfs's StartTime parses all of /proc/stat for the boot time on
+	// every call; the boot time does not change, so it is read once.
+	var start float64
+	if boot, err := bootTime(f); err == nil {
+		start = boot + float64(st.Starttime)/userHZ
+	}
+	return ProcessStats{PID: pid, CPUSeconds: st.CPUTime(), ResidentBytes: int64(st.ResidentMemory()), StartTimeSeconds: start}, nil
+}
+
+// userHZ is the kernel's clock tick rate for /proc/<pid>/stat times (the
+// USER_HZ that procfs assumes too).
+const userHZ = 100
+
+var (
+	bootOnce sync.Once
+	bootSecs float64
+	bootErr  error
+)
+
+// bootTime returns the host's boot time in Unix seconds, read once.
+func bootTime(f procfs.FS) (float64, error) {
+	bootOnce.Do(func() {
+		st, err := f.Stat()
+		if err != nil {
+			bootErr = fmt.Errorf("procfs: %w", err)
+			return
+		}
+		bootSecs = float64(st.BootTime)
+	})
+	return bootSecs, bootErr
+}
+
+func procFS(fs ProcFS) (procfs.FS, error) {
+	if fs != nil {
+		return *fs, nil
+	}
+	f, err := procfs.NewDefaultFS()
+	if err != nil {
+		return f, fmt.Errorf("procfs: %w", err)
+	}
+	return f, nil
+}
+
+// ErrNoListener is returned by FindListener when no process of this host
+// listens on the port.
+var ErrNoListener = errors.New("no process listens on the port")
+
+// FindListener returns the PID of the process that listens on TCP port
+// (IPv4 or IPv6) on this host, from fs (nil: /proc). It needs to read the
+// other processes' file descriptors, so as an unprivileged user it finds
+// only the user's own processes.
+func FindListener(fs ProcFS, port int) (int, error) {
+	f, err := procFS(fs)
+	if err != nil {
+		return 0, err
+	}
+	const listen = 0x0A
+	inodes := map[string]bool{}
+	for _, read := range []func() (procfs.NetTCP, error){f.NetTCP, f.NetTCP6} {
+		lines, err := read()
+		if err != nil {
+			continue // no IPv6, say
+		}
+		for _, l := range lines {
+			if l.St == listen && l.LocalPort == uint64(port) {
+				inodes["socket:["+strconv.FormatUint(l.Inode, 10)+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0, fmt.Errorf("port %d: %w", port, ErrNoListener)
+	}
+	procs, err := f.AllProcs()
+	if err != nil {
+		return 0, fmt.Errorf("procfs: %w", err)
+	}
+	for _, p := range procs {
+		targets, err := p.FileDescriptorTargets()
+		if err != nil {
+			continue // gone, or not ours
+		}
+		for _, t := range targets {
+			if inodes[t] {
+				return p.PID, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("port %d: %w", port, ErrNoListener)
+}
