@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/internal/hub"
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -337,13 +337,26 @@ func (c *Catalog) SetDetection(id string, d probes.Detection, err error) {
 	c.emit(evs...)
 }
 
-// SetHealth records a plugin's latest health verdict.
-func (c *Catalog) SetHealth(id string, h agent.Health) {
+// SetHealth records a plugin's latest health verdict: the engine's status,
+// or the plugin's own report (health.Reported). The catalog keeps its own
+// copy, without the engine's target.
+func (c *Catalog) SetHealth(id string, s health.Status) {
+	s.Target = health.Target{}
+	s.Last = cloneCheck(s.Last)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p, ok := c.plugins[id]; ok {
-		p.Health = &h
+		p.Health = &s
 	}
+}
+
+func cloneCheck(c *health.CheckRecord) *health.CheckRecord {
+	if c == nil {
+		return nil
+	}
+	out := *c
+	out.Probes = slices.Clone(c.Probes)
+	return &out
 }
 
 // Touch records that a plugin was heard from (a heartbeat) from its owner.
@@ -397,8 +410,8 @@ type Filter struct {
 	Capability probes.Capability
 	Kind       probes.Kind
 	Source     Source
-	// Health matches the health status ("ok", "degraded", "failing"), or
-	// "unknown" for plugins not checked yet.
+	// Health matches the health status in the host's vocabulary ("ok",
+	// "degraded", "failing"), or "unknown" for plugins not checked yet.
 	Health string
 }
 
@@ -415,7 +428,7 @@ func (f Filter) match(p *AIPlugin) bool {
 	if f.Health != "" {
 		status := "unknown"
 		if p.Health != nil {
-			status = string(p.Health.Status)
+			status = string(p.Health.State.AgentStatus())
 		}
 		if status != f.Health {
 			return false
@@ -446,6 +459,7 @@ func clone(p *AIPlugin) AIPlugin {
 	out.Dependencies = slices.Clone(p.Dependencies)
 	if p.Health != nil {
 		h := *p.Health
+		h.Last = cloneCheck(h.Last)
 		out.Health = &h
 	}
 	return out

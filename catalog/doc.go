@@ -12,5 +12,9 @@
 // the status page, the admin API and anyone else read it through this
 // package, never through the ExtManager's.
 //
-// It depends on agent and probes only (docs/architecture.md).
+// A plugin's health is the health engine's typed health.Status, as the
+// engine last set it (SetHealth); readers take its state, reason, error
+// class and last check from the fields, never from strings.
+//
+// It depends on agent, health and probes (docs/architecture.md).
 package catalog

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -110,7 +111,7 @@ type AIPlugin struct {
 	Manifest     string              `json:"manifest,omitempty"`
 	Owner        string              `json:"owner,omitempty"`
 	Presence     Presence            `json:"presence"`
-	Health       *agent.Health       `json:"health,omitempty"`
+	Health       *health.Status      `json:"health,omitempty"`
 	Detection    DetectionInfo       `json:"detection"`
 	FirstSeen    time.Time           `json:"first_seen"`
 	LastSeen     time.Time           `json:"last_seen"`

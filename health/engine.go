@@ -22,7 +22,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/check"
 )
@@ -121,25 +120,6 @@ type Status struct {
 	Last      *CheckRecord      `json:"last,omitempty"`
 	Class     probes.ErrorClass `json:"class,omitempty"`
 	Target    Target            `json:"-"`
-}
-
-// Health returns the status in the host's vocabulary.
-func (s Status) Health() agent.Health {
-	h := agent.Health{Status: s.State.AgentStatus(), Message: s.Reason, Checked: s.Checked,
-		Details: map[string]string{"state": string(s.State)}}
-	if h.Message == "" {
-		h.Message = string(s.State)
-	}
-	if s.Class != "" {
-		h.Details["error_class"] = string(s.Class)
-	}
-	if s.Last != nil {
-		h.Details["latency_seconds"] = strconv.FormatFloat(s.Last.Latency.Seconds(), 'f', 4, 64)
-		if s.Last.Probe != "" {
-			h.Details["failed_probe"] = s.Last.Probe
-		}
-	}
-	return h
 }
 
 // Engine checks AI plugins on a schedule. Feed it targets with Upsert and

@@ -10,12 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/bus"
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/exporters/audit"
 	"github.com/vitals-dev/vitals/exporters/store"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/probes"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
@@ -283,8 +283,8 @@ func TestBusHealthAnsweredOnlyByTheAnnouncer(t *testing.T) {
 		}
 	}()
 	announce(t, owner, &busv1.Announce{Name: "worker", Version: "1", HeartbeatIntervalMs: 1000})
-	r.awaitHealth("worker", func(h *agent.Health) bool {
-		return h != nil && h.Status != agent.HealthOK && h.Details["failed_probe"] == "bus_health" &&
-			h.Details["error_class"] == string(probes.ClassBadResponse)
+	r.awaitHealth("worker", func(h *health.Status) bool {
+		return h != nil && h.State != health.StateHealthy && h.Last != nil && h.Last.Probe == "bus_health" &&
+			h.Class == probes.ClassBadResponse
 	})
 }

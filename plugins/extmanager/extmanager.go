@@ -109,8 +109,13 @@ func New(cfg Config) *ExtManager {
 // Catalog returns the plugin's catalog.
 func (e *ExtManager) Catalog() *catalog.Catalog { return e.catalog }
 
-// Services lists the catalog service.
-func (e *ExtManager) Services() []string { return []string{catalog.ServiceName} }
+// Services lists the catalog and, while health checks are on, their history.
+func (e *ExtManager) Services() []string {
+	if e.cfg.Health.Enabled {
+		return []string{catalog.ServiceName, health.HistoryService}
+	}
+	return []string{catalog.ServiceName}
+}
 
 // Initialize takes the host services and the bus client and provides the
 // catalog.
@@ -155,6 +160,11 @@ func (e *ExtManager) Initialize(ctx context.Context, c *agent.Container) error {
 	e.detector = newDetector(e.catalog, client, e.log, tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager"), d.Concurrency, detect.Options{
 		Attempts: d.Attempts, StepTimeout: d.Timeout.D(),
 	})
+	if e.engine != nil {
+		if err := c.Provide(health.HistoryService, e.engine.History()); err != nil {
+			return err
+		}
+	}
 	return c.Provide(catalog.ServiceName, e.catalog)
 }
 

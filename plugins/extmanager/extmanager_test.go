@@ -24,6 +24,7 @@ import (
 	"github.com/vitals-dev/vitals/bus"
 	"github.com/vitals-dev/vitals/bus/bustest"
 	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/probes"
@@ -400,7 +401,7 @@ func TestInProcessDiscovery(t *testing.T) {
 	var p catalog.AIPlugin
 	if !agenttest.Within(10*time.Second, func() bool {
 		p, _ = r.e.Catalog().Get("reranker")
-		return p.HasCapability(probes.CapRerank) && p.Health != nil && p.Health.Status == agent.HealthOK
+		return p.HasCapability(probes.CapRerank) && p.Health != nil && p.Health.State == health.StateHealthy
 	}) {
 		t.Fatalf("in-process capabilities and health not recorded: %+v", p)
 	}

@@ -75,7 +75,7 @@ func (e *ExtManager) initHealth(ctx context.Context, c *agent.Container, cfg hea
 			},
 			health.ModeSelf: {{Name: health.ProbeSelf, Run: e.probeSelf}},
 		},
-		OnVerdict:    func(id string, s health.Status) { e.catalog.SetHealth(id, s.Health()) },
+		OnVerdict:    e.catalog.SetHealth,
 		OnTransition: e.announceTransition,
 		FindPID:      newPIDCache(time.Minute).lookup,
 	})

@@ -18,7 +18,6 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/bus"
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/health"
@@ -37,7 +36,7 @@ const fastHealth = `health:
 `
 
 // awaitHealth polls the catalog until id's health satisfies ok.
-func (r *rig) awaitHealth(id string, ok func(*agent.Health) bool) {
+func (r *rig) awaitHealth(id string, ok func(*health.Status) bool) {
 	r.t.Helper()
 	var p catalog.AIPlugin
 	if !agenttest.Within(20*time.Second, func() bool { p, _ = r.e.Catalog().Get(id); return ok(p.Health) }) {
@@ -78,7 +77,7 @@ func TestHealthEngineWiring(t *testing.T) {
 	}
 
 	// Healthy: in the catalog, on the bus, in the roll-up.
-	r.awaitHealth("llm", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthOK })
+	r.awaitHealth("llm", func(h *health.Status) bool { return h != nil && h.State == health.StateHealthy })
 	var hs busv1.HealthStatus
 	for hs.GetState() != busv1.HealthState_HEALTH_STATE_HEALTHY {
 		m := nextMsg(t, status, "health.status.llm")
@@ -92,7 +91,7 @@ func TestHealthEngineWiring(t *testing.T) {
 
 	// Down: unhealthy, an alert that starts, then recovery resolves it.
 	sim.SetDown(true)
-	r.awaitHealth("llm", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthFailing })
+	r.awaitHealth("llm", func(h *health.Status) bool { return h != nil && h.State == health.StateUnhealthy })
 	var a busv1.Alert
 	if err := nextMsg(t, alerts, "alerts.critical").Decode(&a); err != nil {
 		t.Fatal(err)
@@ -101,7 +100,7 @@ func TestHealthEngineWiring(t *testing.T) {
 		t.Errorf("firing alert = %+v", &a)
 	}
 	sim.SetDown(false)
-	r.awaitHealth("llm", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthOK })
+	r.awaitHealth("llm", func(h *health.Status) bool { return h != nil && h.State == health.StateHealthy })
 	if err := nextMsg(t, alerts, "alerts.critical").Decode(&a); err != nil {
 		t.Fatal(err)
 	}
@@ -228,23 +227,23 @@ func TestBusPluginHealth(t *testing.T) {
 		}
 	}()
 	announce(t, ext, &busv1.Announce{Name: "worker", Version: "1", HeartbeatIntervalMs: 1000})
-	r.awaitHealth("worker", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthOK })
+	r.awaitHealth("worker", func(h *health.Status) bool { return h != nil && h.State == health.StateHealthy })
 	state <- busv1.HealthState_HEALTH_STATE_UNHEALTHY
-	r.awaitHealth("worker", func(h *agent.Health) bool {
-		return h != nil && h.Status == agent.HealthFailing && h.Details["error_class"] == string(probes.ClassReported)
+	r.awaitHealth("worker", func(h *health.Status) bool {
+		return h != nil && h.State == health.StateUnhealthy && h.Class == probes.ClassReported
 	})
 }
 
 func TestRollupGatesReadiness(t *testing.T) {
 	sim, url := simServer(t, probes.KindOllama)
-	health := fastHealth + "  rollup: {policy: all, readiness: true}\n"
-	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\n%stargets: [{id: o, endpoint: %q}]\n", health, url))
-	r.awaitHealth("o", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthOK })
+	rollup := fastHealth + "  rollup: {policy: all, readiness: true}\n"
+	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\n%stargets: [{id: o, endpoint: %q}]\n", rollup, url))
+	r.awaitHealth("o", func(h *health.Status) bool { return h != nil && h.State == health.StateHealthy })
 	if err := r.e.Ready(); err != nil {
 		t.Fatalf("Ready with a healthy plugin: %v", err)
 	}
 	sim.SetDown(true)
-	r.awaitHealth("o", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthFailing })
+	r.awaitHealth("o", func(h *health.Status) bool { return h != nil && h.State == health.StateUnhealthy })
 	if err := r.e.Ready(); err == nil || !regexp.MustCompile(`^AI health roll-up \(all\)`).MatchString(err.Error()) {
 		t.Errorf("Ready with the only plugin down = %v", err)
 	}
@@ -282,7 +281,7 @@ func TestBusHealthGoesThroughRouting(t *testing.T) {
 	r := startWith(t, "directory: \"\"\nbus: {enabled: true, default_heartbeat: 1s}\n"+fastHealth, map[string]any{bus.RoutingService: router})
 	ext := r.bus.Client("worker", bus.AllowAll)
 	announce(t, ext, &busv1.Announce{Name: "worker", Version: "1", HeartbeatIntervalMs: 1000})
-	r.awaitHealth("worker", func(h *agent.Health) bool { return h != nil && h.Status == agent.HealthOK })
+	r.awaitHealth("worker", func(h *health.Status) bool { return h != nil && h.State == health.StateHealthy })
 	if router.requests() == 0 {
 		t.Fatal("no health request went through the routing service")
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/health"
 )
 
 // startInProcess lists the running host plugins that implement AI, and
@@ -89,6 +90,6 @@ func (e *ExtManager) scanInProcess(ctx context.Context) {
 			h.Checked = time.Now()
 		}
 		e.catalog.SetDetection(f.id, det, err)
-		e.catalog.SetHealth(f.id, h)
+		e.catalog.SetHealth(f.id, health.Reported(f.id, h))
 	}
 }

@@ -5,15 +5,16 @@ import (
 	"embed"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/health"
 )
 
 // Name is the plugin's name in core.yaml.
@@ -27,22 +28,19 @@ const Version = "0.1.0"
 //	status_page:
 //	  title: Vitals             # the page's heading
 //	  refresh: 5s               # the page reloads itself this often
-//	  sample_interval: 5s       # how often the history strip samples each AI plugin's state
-//	  history: 60               # samples kept per AI plugin (the strip's length)
+//	  history: 60               # checks shown per AI plugin (the strip's length)
 type Config struct {
-	Title          string         `yaml:"title"`
-	Refresh        agent.Duration `yaml:"refresh"`
-	SampleInterval agent.Duration `yaml:"sample_interval"`
-	History        int            `yaml:"history"`
+	Title   string         `yaml:"title"`
+	Refresh agent.Duration `yaml:"refresh"`
+	History int            `yaml:"history"`
 }
 
 // DefaultConfig returns the defaults a section overrides.
 func DefaultConfig() Config {
 	return Config{
-		Title:          "Vitals",
-		Refresh:        agent.Duration(5 * time.Second),
-		SampleInterval: agent.Duration(5 * time.Second),
-		History:        60,
+		Title:   "Vitals",
+		Refresh: agent.Duration(5 * time.Second),
+		History: 60,
 	}
 }
 
@@ -55,8 +53,6 @@ func Factory(s agent.Section) (agent.Plugin, error) {
 	switch {
 	case cfg.Refresh.D() < time.Second:
 		return nil, s.Errorf("refresh", "%s: want at least 1s", cfg.Refresh)
-	case cfg.SampleInterval.D() < 100*time.Millisecond:
-		return nil, s.Errorf("sample_interval", "%s: want at least 100ms", cfg.SampleInterval)
 	case cfg.History < 1 || cfg.History > 1000:
 		return nil, s.Errorf("history", "%d: want 1 to 1000", cfg.History)
 	}
@@ -70,16 +66,9 @@ type Page struct {
 
 	c   *agent.Container
 	dir agent.PluginDirectory
-
-	mu      sync.Mutex
-	history map[string][]sample
-
-	stopMu sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
-// sample is one AI plugin's state at one time.
+// sample is one check of an AI plugin in the history strip.
 type sample struct {
 	State string
 	Time  time.Time
@@ -95,8 +84,7 @@ func New(cfg Config) *Page {
 			// page shows the host plugins without the ExtManager.
 			Dependencies: []string{agent.ServicePlugins},
 		}),
-		cfg:     cfg,
-		history: map[string][]sample{},
+		cfg: cfg,
 	}
 }
 
@@ -111,54 +99,16 @@ func (p *Page) Initialize(ctx context.Context, c *agent.Container) error {
 	return nil
 }
 
-// Start runs the sampler of the history strip.
-func (p *Page) Start(context.Context) error {
-	p.stopMu.Lock()
-	defer p.stopMu.Unlock()
-	if p.cancel != nil {
-		return nil
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel, p.done = cancel, make(chan struct{})
-	go p.sampleLoop(ctx, p.done)
-	return nil
-}
+// Start does nothing: the page reads the catalog and the health history
+// when it is asked for.
+func (p *Page) Start(context.Context) error { return nil }
 
-// Stop ends the sampler. It is safe without Start and safe twice.
-func (p *Page) Stop(ctx context.Context) error {
-	p.stopMu.Lock()
-	cancel, done := p.cancel, p.done
-	p.cancel = nil
-	p.stopMu.Unlock()
-	if cancel == nil {
-		return nil
-	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("status_page stop: %w", ctx.Err())
-	}
-}
+// Stop does nothing.
+func (p *Page) Stop(context.Context) error { return nil }
 
 // Routes serves the page at the root.
 func (p *Page) Routes() []agent.Route {
 	return []agent.Route{{Pattern: "GET /{$}", Handler: http.HandlerFunc(p.serve)}}
-}
-
-func (p *Page) sampleLoop(ctx context.Context, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(p.cfg.SampleInterval.D())
-	defer t.Stop()
-	for {
-		p.sample(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // catalog returns the ExtManager's catalog, or nil when it is not running.
@@ -174,54 +124,30 @@ func (p *Page) catalog(ctx context.Context) *catalog.Catalog {
 	return cat
 }
 
-// sample records every AI plugin's state now, and forgets plugins that left.
-func (p *Page) sample(ctx context.Context) {
-	cat := p.catalog(ctx)
-	var list []catalog.AIPlugin
-	if cat != nil {
-		list = cat.List(catalog.Filter{})
+// history returns the health engine's history, or nil when the ExtManager
+// or its health checks are not running.
+func (p *Page) history(ctx context.Context) *health.History {
+	if p.c == nil {
+		return nil
 	}
-	now := time.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	seen := map[string]bool{}
-	for _, ap := range list {
-		seen[ap.ID] = true
-		h := append(p.history[ap.ID], sample{State: stateOf(ap), Time: now})
-		if len(h) > p.cfg.History {
-			h = h[len(h)-p.cfg.History:]
-		}
-		p.history[ap.ID] = h
+	v, err := p.c.Get(ctx, health.HistoryService)
+	if err != nil {
+		return nil
 	}
-	for id := range p.history {
-		if !seen[id] {
-			delete(p.history, id)
-		}
-	}
+	h, _ := v.(*health.History)
+	return h
 }
 
-// stateOf returns the health engine's state of a plugin (unknown, healthy,
-// degraded, unhealthy), or one derived from its health status.
+// stateOf returns the health state of a plugin (health.States), lost
+// while its heartbeats stopped, or unknown before any verdict.
 func stateOf(ap catalog.AIPlugin) string {
 	if ap.Presence == catalog.PresenceLost {
 		return "lost"
 	}
-	h := ap.Health
-	if h == nil {
-		return "unknown"
+	if ap.Health == nil {
+		return string(health.StateUnknown)
 	}
-	if s := h.Details["state"]; s != "" {
-		return s
-	}
-	switch h.Status {
-	case agent.HealthOK:
-		return "healthy"
-	case agent.HealthDegraded:
-		return "degraded"
-	case agent.HealthFailing:
-		return "unhealthy"
-	}
-	return "unknown"
+	return string(ap.Health.State)
 }
 
 // view is what the template renders.
@@ -261,36 +187,43 @@ func (p *Page) build(ctx context.Context) view {
 	counts := map[string]int{}
 	if cat := p.catalog(ctx); cat != nil {
 		v.Catalog = true
-		p.mu.Lock()
+		hist := p.history(ctx)
 		for _, ap := range cat.List(catalog.Filter{}) {
 			av := aiView{
 				ID: ap.ID, Kind: string(ap.Kind), Version: ap.Version, Source: string(ap.Source),
 				Endpoint: ap.Endpoint, State: stateOf(ap),
-				History: append([]sample(nil), p.history[ap.ID]...),
 			}
 			for _, c := range ap.Capabilities {
 				av.Capabilities = append(av.Capabilities, string(c))
 			}
 			if h := ap.Health; h != nil {
-				if s, err := strconv.ParseFloat(h.Details["latency_seconds"], 64); err == nil {
-					av.Latency = formatSeconds(s)
+				if h.Last != nil {
+					av.Latency = formatDuration(h.Last.Latency)
 				}
-				if h.Status != agent.HealthOK {
+				if h.State != health.StateHealthy {
 					av.LastError = lastError(*h)
 				}
 				if !h.Checked.IsZero() {
 					av.Since = h.Checked.Format(time.TimeOnly)
 				}
 			}
+			if hist != nil {
+				for _, c := range hist.Recent(ap.ID, p.cfg.History) {
+					av.History = append(av.History, sample{State: string(c.State), Time: c.Time})
+				}
+			}
 			counts[av.State]++
 			v.AI = append(v.AI, av)
 		}
-		p.mu.Unlock()
 	}
-	for _, s := range []string{"healthy", "degraded", "unhealthy", "unknown", "lost"} {
-		if counts[s] > 0 || s != "lost" {
-			v.Counts = append(v.Counts, count{State: s, N: counts[s]})
-		}
+	// Every known state always, then any other (lost, or a state this
+	// page does not know yet) when a plugin is in it.
+	for _, st := range health.States {
+		v.Counts = append(v.Counts, count{State: string(st), N: counts[string(st)]})
+		delete(counts, string(st))
+	}
+	for _, st := range slices.Sorted(maps.Keys(counts)) {
+		v.Counts = append(v.Counts, count{State: st, N: counts[st]})
 	}
 	if p.dir != nil {
 		for _, ps := range p.dir.Plugins() {
@@ -322,15 +255,20 @@ func rank(s string) int {
 	return 2
 }
 
-func lastError(h agent.Health) string {
+// lastError says what the last check found wrong: the probe that failed,
+// the error's class and the reason.
+func lastError(h health.Status) string {
 	var parts []string
-	if p := h.Details["failed_probe"]; p != "" {
-		parts = append(parts, p)
+	if h.Last != nil && h.Last.Probe != "" {
+		parts = append(parts, h.Last.Probe)
 	}
-	if c := h.Details["error_class"]; c != "" {
-		parts = append(parts, c)
+	if h.Class != "" {
+		parts = append(parts, string(h.Class))
 	}
-	msg := h.Message
+	msg := h.Reason
+	if msg == "" {
+		msg = string(h.State)
+	}
 	if len(msg) > 300 {
 		msg = msg[:300] + "…"
 	}
@@ -340,8 +278,7 @@ func lastError(h agent.Health) string {
 	return msg
 }
 
-func formatSeconds(s float64) string {
-	d := time.Duration(s * float64(time.Second))
+func formatDuration(d time.Duration) string {
 	switch {
 	case d < time.Millisecond:
 		return fmt.Sprintf("%dµs", d.Microseconds())

@@ -3,8 +3,10 @@ package statuspage
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -28,11 +31,10 @@ func TestFactory(t *testing.T) {
 		name, yaml, err string
 	}{
 		{"defaults", "{}", ""},
-		{"all keys", "title: Lab\nrefresh: 10s\nsample_interval: 1s\nhistory: 30\n", ""},
+		{"all keys", "title: Lab\nrefresh: 10s\nhistory: 30\n", ""},
 		{"unknown key", "colour: red\n", "colour"},
 		{"refresh too short", "refresh: 100ms\n", "refresh"},
 		{"history too long", "history: 5000\n", "history"},
-		{"sample interval too short", "sample_interval: 1ms\n", "sample_interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := agent.NewSection(tc.yaml)
@@ -50,13 +52,19 @@ func TestFactory(t *testing.T) {
 	}
 }
 
-// start runs the page on a container with a catalog, as the host would.
-func start(t *testing.T, cat *catalog.Catalog, cfg Config) *Page {
+// start runs the page on a container with a catalog and a health history
+// (either may be nil), as the host would.
+func start(t *testing.T, cat *catalog.Catalog, hist *health.History, cfg Config) *Page {
 	t.Helper()
 	ctx := t.Context()
 	c := agenttest.NewContainer(t)
 	if cat != nil {
 		if err := c.Provide(catalog.ServiceName, cat); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hist != nil {
+		if err := c.Provide(health.HistoryService, hist); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -111,14 +119,18 @@ func TestPage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cat.SetHealth("llm", agent.Health{Status: agent.HealthOK, Checked: time.Now(),
-		Details: map[string]string{"state": "healthy", "latency_seconds": "0.0123"}})
-	cat.SetHealth("embedder", agent.Health{Status: agent.HealthFailing, Message: "GET /health: connection refused <script>",
-		Checked: time.Now(), Details: map[string]string{"state": "unhealthy", "error_class": "refused", "failed_probe": "liveness"}})
+	now := time.Now()
+	hist := newHistory(t)
+	hist.Record(health.CheckRecord{Plugin: "llm", Time: now, State: health.StateHealthy, OK: true, Latency: 12300 * time.Microsecond}, nil)
+	last := &health.CheckRecord{Plugin: "embedder", Time: now, State: health.StateUnhealthy, Probe: "liveness", Class: probes.ClassRefused}
+	cat.SetHealth("llm", health.Status{ID: "llm", State: health.StateHealthy, Checked: now,
+		Last: &health.CheckRecord{Plugin: "llm", Time: now, State: health.StateHealthy, OK: true, Latency: 12300 * time.Microsecond}})
+	cat.SetHealth("embedder", health.Status{ID: "embedder", State: health.StateUnhealthy, Reason: "GET /health: connection refused <script>",
+		Checked: now, Class: probes.ClassRefused, Last: last})
 
 	cfg := DefaultConfig()
 	cfg.Title = "Lab"
-	p := start(t, cat, cfg)
+	p := start(t, cat, hist, cfg)
 	body := get(t, p)
 	for _, want := range []string{
 		`<meta http-equiv="refresh" content="5">`,
@@ -129,7 +141,7 @@ func TestPage(t *testing.T) {
 		`<span class="cap">chat</span>`,
 		`12.3ms`,
 		`liveness refused: GET /health: connection refused &lt;script&gt;`,
-		`<span class="healthy" title=`, // the history strip has a sample
+		`<span class="healthy" title=`, // the history strip has the check
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
@@ -141,39 +153,66 @@ func TestPage(t *testing.T) {
 }
 
 func TestPageWithoutExtManager(t *testing.T) {
-	p := start(t, nil, DefaultConfig())
+	p := start(t, nil, nil, DefaultConfig())
 	body := get(t, p)
 	if !strings.Contains(body, "The ExtManager is not running") || !strings.Contains(body, `id="host-plugins"`) {
 		t.Errorf("page without catalog:\n%s", body)
 	}
 }
 
-// TestHistoryBounded checks that the strip keeps at most History samples
-// and forgets plugins that left the catalog.
-func TestHistoryBounded(t *testing.T) {
+// TestStripReadsHistory: the strip shows the last History checks of each
+// plugin as the health history holds them, oldest first, whatever the
+// plugin's state is now; a plugin without checks has an empty strip.
+func TestStripReadsHistory(t *testing.T) {
 	cat := catalog.New(nil)
-	if err := cat.Upsert(catalog.Spec{ID: "llm", Source: catalog.SourceConfig, Kind: probes.KindOpenAI, Endpoint: "http://127.0.0.1:1"}); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{"llm", "fresh"} {
+		if err := cat.Upsert(catalog.Spec{ID: id, Source: catalog.SourceConfig, Kind: probes.KindOpenAI, Endpoint: "http://127.0.0.1:1"}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	hist := newHistory(t)
+	t0 := time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)
+	states := []health.State{health.StateUnknown, health.StateHealthy, health.StateHealthy, health.StateDegraded, health.StateUnhealthy}
+	for i, s := range states {
+		hist.Record(health.CheckRecord{Plugin: "llm", Seq: int64(i), Time: t0.Add(time.Duration(i) * time.Second), State: s}, nil)
+	}
+	// The catalog says healthy now; the strip must still show what the
+	// checks found, not a sample of the catalog.
+	cat.SetHealth("llm", health.Status{ID: "llm", State: health.StateHealthy, Checked: t0})
 	cfg := DefaultConfig()
 	cfg.History = 3
-	cfg.SampleInterval = agent.Duration(time.Hour) // samples only when the test asks
-	p := start(t, cat, cfg)
-	for range 10 {
-		p.sample(t.Context())
+	body := get(t, start(t, cat, hist, cfg))
+	strip := regexp.MustCompile(`<span class="([a-z]+)" title="([0-9:]+) ([a-z]+)"></span>`)
+	row := func(id string) string {
+		i := strings.Index(body, `data-plugin="`+id+`"`)
+		if i < 0 {
+			t.Fatalf("page lacks %s", id)
+		}
+		rest := body[i:]
+		if j := strings.Index(rest, "</tr>"); j >= 0 {
+			rest = rest[:j]
+		}
+		return rest
 	}
-	p.mu.Lock()
-	n := len(p.history["llm"])
-	p.mu.Unlock()
-	if n != 3 {
-		t.Errorf("history holds %d samples, want 3", n)
+	var got []string
+	for _, m := range strip.FindAllStringSubmatch(row("llm"), -1) {
+		got = append(got, m[2]+" "+m[1])
 	}
-	cat.Reconcile(catalog.SourceConfig, nil, "removed")
-	p.sample(t.Context())
-	p.mu.Lock()
-	_, ok := p.history["llm"]
-	p.mu.Unlock()
-	if ok {
-		t.Error("history kept a plugin that left")
+	want := []string{"03:04:02 healthy", "03:04:03 degraded", "03:04:04 unhealthy"}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("llm strip = %v, want %v", got, want)
 	}
+	if n := len(strip.FindAllString(row("fresh"), -1)); n != 0 {
+		t.Errorf("fresh has %d checks in its strip, want none", n)
+	}
+}
+
+// newHistory returns an in-memory health history.
+func newHistory(t *testing.T) *health.History {
+	t.Helper()
+	h, err := health.OpenHistory(t.Context(), nil, health.HistoryConfig{Ring: 16}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
