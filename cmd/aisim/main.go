@@ -35,12 +35,13 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- stri
 	fs := flag.NewFlagSet("aisim", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	var (
-		kind      = fs.String("kind", "openai", "server kind: openai, llamacpp, vllm, ollama, tgi, tei or kserve")
-		listen    = fs.String("listen", "127.0.0.1:8000", "address to listen on (port 0 picks a free one)")
-		version   = fs.String("version", "", "reported version (default: the kind's)")
-		modelType = fs.String("model-type", "", "tei: embedding, classifier or reranker; llamacpp: chat or embedding")
-		seed      = fs.Uint64("seed", 1, "seed for jitter and the error rate")
-		k         aisim.Knobs
+		kind          = fs.String("kind", "openai", "server kind: openai, llamacpp, vllm, ollama, tgi, tei, kserve or sglang")
+		listen        = fs.String("listen", "127.0.0.1:8000", "address to listen on (port 0 picks a free one)")
+		metricsListen = fs.String("metrics-listen", "", "also serve the metrics on this address (Triton's own metrics port)")
+		version       = fs.String("version", "", "reported version (default: the kind's)")
+		modelType     = fs.String("model-type", "", "tei: embedding, classifier or reranker; llamacpp: chat, embedding (--embeddings) or reranker (--reranking)")
+		seed          = fs.Uint64("seed", 1, "seed for jitter and the error rate")
+		k             aisim.Knobs
 	)
 	fs.Func("latency", "fixed latency added to every answer (e.g. 50ms)", durationFlag(&k.Latency))
 	fs.Func("jitter", "random extra latency, uniform in [0, jitter)", durationFlag(&k.Jitter))
@@ -54,21 +55,60 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- stri
 	fs.BoolVar(&k.Endless, "endless", false, "stream inference forever, past the token limit")
 	fs.Func("drip", "send every body one byte at a time, this long apart", durationFlag(&k.Drip))
 	fs.StringVar(&k.RedirectTo, "redirect-to", "", "answer every API request with a redirect to this URL")
+	fs.IntVar(&k.Slots, "slots", 0, "requests the engine runs at once; the others queue (0: 4)")
+	fs.IntVar(&k.Load, "load", 0, "background requests the server keeps in flight (with more than --slots: a growing queue)")
+	fs.Float64Var(&k.KVCacheUsage, "kv-cache-usage", 0, "KV-cache usage the metrics report, 0..1 (0: what the running requests hold)")
+	fs.Func("load-time", "how long a model load takes: the start-up phase, each reload and each Ollama model load", durationFlag(&k.LoadTime))
+	fs.BoolVar(&k.Loading, "loading", false, "stay in the loading phase until the knob is turned off")
+	fs.IntVar(&k.SleepLevel, "sleep-level", 0, "start a vLLM engine asleep at level 1 or 2")
+	fs.StringVar(&k.APIKey, "api-key", "", "the API key the server wants (Authorization: Bearer <key>)")
+	fs.StringVar(&k.ModelName, "model-name", "", "serve the model under this name")
+	fs.Func("keep-alive", "Ollama's default keep-alive, OLLAMA_KEEP_ALIVE (default 5m; negative: forever)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		k.KeepAlive = aisim.Duration(d)
+		return err
+	})
+	fs.IntVar(&k.MaxLoadedModels, "max-loaded-models", 0, "models Ollama keeps loaded at once (0: no limit)")
+	fs.BoolVar(&k.MetricsOff, "metrics-off", false, "no metrics endpoint (llama.cpp without --metrics: 501; SGLang without --enable-metrics: 404)")
+	fs.BoolVar(&k.SlotsOff, "slots-off", false, "llama.cpp without its /slots endpoint (--no-slots)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	kd, err := probes.ParseKind(*kind)
-	if err != nil {
-		return err
+	kd := aisim.KindSGLang
+	if *kind != string(aisim.KindSGLang) {
+		var err error
+		if kd, err = probes.ParseKind(*kind); err != nil {
+			return err
+		}
 	}
 	sim, err := aisim.New(aisim.Config{Kind: kd, Version: *version, ModelType: *modelType, Seed: *seed, Knobs: k})
 	if err != nil {
 		return err
 	}
 	defer sim.Close()
+	// llama.cpp answers while it loads; the other engines open their
+	// port once the model is loaded.
+	if kd != probes.KindLlamaCpp && kd != probes.KindOllama {
+		if sim.Loading() {
+			fmt.Fprintf(stdout, "aisim: kind=%s loading\n", kd)
+		}
+		if err := sim.WaitLoaded(ctx); err != nil {
+			return nil
+		}
+	}
+	if *metricsListen != "" {
+		mln, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", *metricsListen, err)
+		}
+		msrv := &http.Server{Handler: sim.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = msrv.Serve(mln) }()
+		defer msrv.Close()
+		fmt.Fprintf(stdout, "aisim: metrics on http://%s/metrics\n", mln.Addr())
+	}
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -92,6 +92,60 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunListensOnceLoaded: like vLLM, the program opens its port only
+// once the model is loaded; the knobs set by flag are the server's.
+func TestRunListensOnceLoaded(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	const load = 150 * time.Millisecond
+	t0 := time.Now()
+	go func() {
+		done <- run(ctx, []string{"--kind", "sglang", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+			"--load-time", load.String(), "--api-key", "k", "--slots", "2", "--load", "1", "--model-name", "m"}, &out, ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	}
+	if d := time.Since(t0); d < load {
+		t.Fatalf("listening after %v, before the %v load ended", d, load)
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	resp, err := c.Get("http://" + addr + "/aisim/knobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`"slots":2`, `"load":1`, `"api_key":"k"`, `"model_name":"m"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("knobs %s lack %s", b, want)
+		}
+	}
+	resp, err = c.Get("http://" + addr + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("/v1/models without the key: %d", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !strings.Contains(out.String(), "aisim: kind=sglang loading") || !strings.Contains(out.String(), "/metrics") {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
 func TestRunBadFlags(t *testing.T) {
 	tests := [][]string{
 		{"--kind", "bogus"},
@@ -101,6 +155,10 @@ func TestRunBadFlags(t *testing.T) {
 		{"--kind", "tei", "--model-type", "chat"},
 		{"--listen", "127.0.0.1:0", "extra"},
 		{"--nope"},
+		{"--sleep-level", "3"},
+		{"--load", "-1"},
+		{"--keep-alive", "soon"},
+		{"--kind", "llamacpp", "--model-type", "classifier"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

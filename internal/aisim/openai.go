@@ -436,7 +436,7 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !m.embed {
+	if !m.embed || m.rerank {
 		s.notSupported(w, true)
 		return
 	}
