@@ -280,3 +280,53 @@ func TestTokensAreWork(t *testing.T) {
 		t.Fatalf("tokens %v after the answer, want 9", tok)
 	}
 }
+
+// TestFailuresCounted: injected server errors, refused requests and
+// clients that give up show in each engine's failure series.
+func TestFailuresCounted(t *testing.T) {
+	t.Run("tgi", func(t *testing.T) {
+		e := start(t, aisim.Config{Kind: probes.KindTGI})
+		e.must(t, "POST", "/generate", `{not json`, 400)
+		e.sim.SetErrorRate(1)
+		e.must(t, "POST", "/generate", `{"inputs":"x"}`, 500)
+		e.must(t, "GET", "/aisim/stats", "", 200)
+		e.sim.SetErrorRate(0)
+		fams := scrape(t, e.c, e.url+"/metrics")
+		for err, want := range map[string]float64{"validation": 1, "generation": 1} {
+			if v, _, _ := series(fams, "tgi_request_failure", map[string]string{"err": err}); v != want {
+				t.Errorf("tgi_request_failure{err=%q} = %v, want %v", err, v, want)
+			}
+		}
+		if v, _, _ := series(fams, "tgi_request_success", nil); v != 0 {
+			t.Errorf("tgi_request_success = %v", v)
+		}
+	})
+	t.Run("triton", func(t *testing.T) {
+		e := start(t, aisim.Config{Kind: probes.KindKServe})
+		own := httptest.NewServer(e.sim.MetricsHandler())
+		t.Cleanup(own.Close)
+		e.sim.SetErrorRate(1)
+		e.must(t, "POST", "/v2/models/sim-llm/infer", `{"inputs":[{"name":"text_input","data":["hi"]}]}`, 500)
+		e.sim.SetErrorRate(0)
+		e.must(t, "POST", "/v2/models/sim-embed/infer", `{"inputs":[]}`, 400)
+		fams := scrape(t, e.c, own.URL)
+		if v, _, _ := series(fams, "nv_inference_request_failure", map[string]string{"model": "sim-llm", "reason": "BACKEND"}); v != 1 {
+			t.Errorf("BACKEND failures of sim-llm = %v, want 1", v)
+		}
+		if v, _, _ := series(fams, "nv_inference_request_failure", map[string]string{"model": "sim-embed", "reason": "OTHER"}); v != 1 {
+			t.Errorf("OTHER failures of sim-embed = %v, want 1", v)
+		}
+	})
+	t.Run("vllm abort", func(t *testing.T) {
+		e := start(t, aisim.Config{Kind: probes.KindVLLM, Version: "0.11.0", Knobs: aisim.Knobs{Stuck: true}})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancel()
+		if _, _, err := e.do(ctx, "POST", "/v1/completions", `{"model":"sim-chat","prompt":"x"}`); err == nil {
+			t.Fatal("a stuck request was answered")
+		}
+		waitFor(t, "the abort to be counted", func() bool {
+			v, _, _ := series(scrape(t, e.c, e.url+"/metrics"), "vllm:request_success_total", map[string]string{"finished_reason": "abort"})
+			return v == 1
+		})
+	})
+}

@@ -121,7 +121,7 @@ func TestOllamaKeepAlive(t *testing.T) {
 }
 
 func TestOllamaLoadAndEvict(t *testing.T) {
-	const load = 60 * time.Millisecond
+	const load = 300 * time.Millisecond
 	e := start(t, aisim.Config{Kind: probes.KindOllama, Knobs: aisim.Knobs{LoadTime: aisim.Duration(load), MaxLoadedModels: 1, KeepAlive: aisim.Duration(time.Hour)}})
 	t0 := time.Now()
 	e.must(t, "POST", "/api/generate", `{"model":"tiny","prompt":"x","stream":false}`, 200)

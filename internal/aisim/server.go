@@ -56,6 +56,8 @@ func DefaultVersion(k probes.Kind) string {
 		return "1.5.0"
 	case probes.KindKServe:
 		return "2.50.0"
+	case KindSGLang:
+		return "0.5.5"
 	}
 	return "aisim-1.0.0"
 }
