@@ -82,7 +82,7 @@ func lastParts(path string) string {
 func TestLinksResolve(t *testing.T) {
 	root := e2etest.RepoRoot(t)
 	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
-	files := []string{filepath.Join(root, "README.md"), "architecture.md", "dependencies.md"}
+	files := []string{filepath.Join(root, "README.md"), "architecture.md", "dependencies.md", "engines.md"}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {

@@ -241,27 +241,38 @@ type SignalTable struct {
 const MaxMetricsBytes = 4 << 20
 
 // Decode reads a Prometheus text exposition body (format 0.0.4, which
-// every engine here writes) and returns the signals t finds in it. A body
-// larger than MaxMetricsBytes, or one the parser refuses, is a
-// *DecodeError that names the engine's /metrics and, for a parse error,
-// the line.
+// every engine here writes) and returns the signals t finds in it. Only
+// the lines of the families t names are parsed: the rest of the body (an
+// engine's histograms, a Python process's own series) costs one scan, and
+// a line there the parser would refuse does not hide the signals. A body
+// larger than MaxMetricsBytes, or a line of t's families the parser
+// refuses, is a *DecodeError that names the engine's /metrics and, for a
+// parse error, the line of body.
 func (t SignalTable) Decode(body []byte) (Signals, error) {
 	what := t.what()
 	if len(body) > MaxMetricsBytes {
 		return Signals{}, &DecodeError{What: what, Err: fmt.Errorf("%w: body of %d bytes, larger than %d", ErrTooLarge, len(body), MaxMetricsBytes)}
 	}
+	kept, lines, declared := t.keep(body)
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(kept))
 	if err != nil {
 		var pe expfmt.ParseError
 		if errors.As(err, &pe) {
-			return Signals{}, &DecodeError{What: what, Err: fmt.Errorf("line %d: %s", pe.Line, pe.Msg)}
+			line := pe.Line
+			if line >= 1 && line <= len(lines) {
+				line = lines[line-1]
+			}
+			return Signals{}, &DecodeError{What: what, Err: fmt.Errorf("line %d: %s", line, pe.Msg)}
 		}
 		return Signals{}, &DecodeError{What: what, Err: err}
 	}
-	// The parser drops a family without samples; a counter's still counts
-	// (see SignalTable), so the names of TYPE lines are kept apart.
-	declared := declaredFamilies(body)
+	return t.signals(fams, declared), nil
+}
+
+// signals reads t's signals from parsed families and the names of the
+// families with a TYPE line.
+func (t SignalTable) signals(fams map[string]*dto.MetricFamily, declared map[string]bool) Signals {
 	s := Signals{Engine: t.Engine}
 	if v, ok := readAll(fams, nil, t.Running, sum); ok {
 		s.RequestsRunning, s.Reported = v, s.Reported|FieldRequestsRunning
@@ -290,7 +301,7 @@ func (t SignalTable) Decode(body []byte) (Signals, error) {
 			}
 		}
 	}
-	return s, nil
+	return s
 }
 
 func (t SignalTable) what() string {
@@ -346,21 +357,89 @@ func (src Source) family(fams map[string]*dto.MetricFamily, declared map[string]
 	return nil, false
 }
 
-// declaredFamilies returns the names of the TYPE lines of body.
-func declaredFamilies(body []byte) map[string]bool {
-	names := map[string]bool{}
-	for len(body) > 0 {
+// keep returns the lines of body that belong to a family t names (its
+// HELP and TYPE lines and its samples, a histogram's or summary's
+// suffixed ones too), the line number in body of each line kept, and the
+// families t names that have a TYPE line: the parser drops a family
+// without samples, and a counter's still counts (see SignalTable).
+func (t SignalTable) keep(body []byte) (kept []byte, lines []int, declared map[string]bool) {
+	want := map[string]bool{}
+	for _, srcs := range [][]Source{t.Running, t.Waiting, t.KVCacheUsage, t.GeneratedTokens} {
+		for _, src := range srcs {
+			for _, n := range src.Names {
+				want[n] = true
+			}
+		}
+	}
+	for _, rs := range t.Requests {
+		for _, n := range rs.Names {
+			want[n] = true
+		}
+	}
+	declared = map[string]bool{}
+	for n := 1; len(body) > 0; n++ {
 		line := body
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			line, body = body[:i], body[i+1:]
+			line, body = body[:i+1], body[i+1:]
 		} else {
 			body = nil
 		}
-		if f := bytes.Fields(line); len(f) >= 3 && string(f[0]) == "#" && string(f[1]) == "TYPE" {
-			names[string(f[2])] = true
+		name, base, typ := lineFamily(line)
+		if !want[string(name)] && !want[string(base)] {
+			continue
+		}
+		if typ {
+			declared[string(name)] = true
+		}
+		kept = append(kept, line...)
+		if line[len(line)-1] != '\n' {
+			kept = append(kept, '\n')
+		}
+		lines = append(lines, n)
+	}
+	return kept, lines, declared
+}
+
+// lineFamily names the family a line of the text format belongs to: the
+// name of a HELP or TYPE line (typ true for TYPE), or the metric name of a
+// sample line and, when that ends in _bucket, _sum or _count, base, the
+// name without it (the histogram or summary it may be part of). Other
+// lines, and samples whose name is quoted, have none. The names are
+// slices of line.
+func lineFamily(line []byte) (name, base []byte, typ bool) {
+	line = bytes.TrimLeft(line, " \t")
+	if len(line) == 0 || line[0] == '{' {
+		return nil, nil, false
+	}
+	if line[0] == '#' {
+		rest := bytes.TrimLeft(line[1:], " \t")
+		switch {
+		case bytes.HasPrefix(rest, []byte("TYPE")):
+			typ = true
+		case !bytes.HasPrefix(rest, []byte("HELP")):
+			return nil, nil, false
+		}
+		rest = rest[4:]
+		if len(rest) == 0 || (rest[0] != ' ' && rest[0] != '\t') {
+			return nil, nil, false
+		}
+		rest = bytes.TrimLeft(rest, " \t")
+		if end := bytes.IndexAny(rest, " \t\r\n"); end >= 0 {
+			rest = rest[:end]
+		}
+		return rest, nil, typ && len(rest) > 0
+	}
+	end := bytes.IndexAny(line, "{ \t\r\n")
+	if end < 0 {
+		end = len(line)
+	}
+	name = line[:end]
+	for _, suf := range [][]byte{[]byte("_bucket"), []byte("_sum"), []byte("_count")} {
+		if b, ok := bytes.CutSuffix(name, suf); ok && len(b) > 0 {
+			return name, b, false
 		}
 	}
-	return names
+	return name, nil, false
 }
 
 // value is m's value scaled, if m matches src and has a finite value.
@@ -470,13 +549,16 @@ func Fingerprint(body []byte) Engine {
 		} else {
 			body = nil
 		}
-		name := metricName(line)
-		if name == "" || seen[name] {
+		name, base, _ := lineFamily(line)
+		if base != nil {
+			name = base
+		}
+		if len(name) == 0 || seen[string(name)] {
 			continue
 		}
-		seen[name] = true
+		seen[string(name)] = true
 		for i, f := range fingerprints {
-			if strings.HasPrefix(name, f.prefix) {
+			if bytes.HasPrefix(name, []byte(f.prefix)) {
 				counts[i]++
 				break
 			}
@@ -490,32 +572,4 @@ func Fingerprint(body []byte) Engine {
 		return EngineUnknown
 	}
 	return fingerprints[slices.Index(counts, best)].engine
-}
-
-// metricName is the family a line of the text format names: the second
-// word of a HELP or TYPE line, the name of a sample line (with a
-// histogram's or summary's suffix dropped), "" for other lines.
-func metricName(line []byte) string {
-	line = bytes.TrimSpace(line)
-	if len(line) == 0 {
-		return ""
-	}
-	if line[0] == '#' {
-		f := bytes.Fields(line[1:])
-		if len(f) < 2 || (string(f[0]) != "HELP" && string(f[0]) != "TYPE") {
-			return ""
-		}
-		return string(f[1])
-	}
-	end := bytes.IndexAny(line, "{ \t")
-	if end < 0 {
-		return ""
-	}
-	name := string(line[:end])
-	for _, suf := range []string{"_bucket", "_sum", "_count"} {
-		if n, ok := strings.CutSuffix(name, suf); ok {
-			return n
-		}
-	}
-	return name
 }

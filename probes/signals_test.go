@@ -13,6 +13,10 @@ import (
 	"testing"
 
 	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/hf"
+	"github.com/vitals-dev/vitals/probes/kserve"
+	"github.com/vitals-dev/vitals/probes/llamacpp"
+	"github.com/vitals-dev/vitals/probes/openai"
 )
 
 // table is a small table with one source of each kind, for the decoder's
@@ -89,6 +93,14 @@ func TestDecodeRules(t *testing.T) {
 		want: probes.Signals{Engine: "test", Reported: probes.FieldRequests,
 			Requests: map[probes.RequestResult]float64{probes.RequestSuccess: 11, probes.RequestFailure: 3, probes.RequestCanceled: 3}},
 	}, {
+		name: "a bad line of another family is not read",
+		body: "python_info{implementation=\"CPython\" 1\n# TYPE run gauge\nrun 2\n",
+		want: probes.Signals{Engine: "test", Reported: probes.FieldRequestsRunning, RequestsRunning: 2},
+	}, {
+		name: "a name ending in _count is its own family",
+		body: "# TYPE ok_total_count counter\nok_total_count 4\n# TYPE run_count gauge\nrun_count 9\n",
+		want: probes.Signals{Engine: "test"},
+	}, {
 		name: "untyped samples count",
 		body: "run 2\ntokens 7\n",
 		want: probes.Signals{Engine: "test", Reported: probes.FieldRequestsRunning | probes.FieldGeneratedTokens, RequestsRunning: 2, GeneratedTokens: 7},
@@ -114,6 +126,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"a bad line names its number", []byte("# TYPE run gauge\nrun 1\nrun{a=\"1\" 2\n"), []string{"decode test /metrics", "line 3"}},
 		{"a value that is not a number", []byte("run one\n"), []string{"decode test /metrics", "line 1"}},
 		{"two TYPE lines", []byte("# TYPE run gauge\n# TYPE run counter\n"), []string{"line 2"}},
+		{"the line is the body's, not the kept lines'", []byte("a 1\nb 2\n# HELP c C.\nrun{x=\"1\" 2\n"), []string{"line 4"}},
 		{"too large", []byte(strings.Repeat("x", probes.MaxMetricsBytes+1)), []string{"decode test /metrics", "too large"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -285,24 +298,48 @@ func FuzzSignalsDecode(f *testing.F) {
 		probes.FieldGeneratedTokens | probes.FieldRequests | probes.FieldLoadedModels | probes.FieldSlots
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = probes.Fingerprint(b)
-		s, err := table.Decode(b)
-		if err != nil {
-			var de *probes.DecodeError
-			if !errors.As(err, &de) {
-				t.Fatalf("error %v is not a *DecodeError", err)
-			}
-			return
-		}
-		if s.Reported&^all != 0 || s.Has(probes.FieldLoadedModels) || s.Has(probes.FieldSlots) {
-			t.Fatalf("reported %v from /metrics", s.Reported)
-		}
-		for _, v := range []float64{s.RequestsRunning, s.RequestsWaiting, s.KVCacheUsage, s.GeneratedTokens} {
-			if math.IsNaN(v) {
-				t.Fatalf("NaN in %+v", s)
-			}
-		}
-		if (s.Requests != nil) != s.Has(probes.FieldRequests) {
-			t.Fatalf("requests %v with reported %v", s.Requests, s.Reported)
+		for _, tt := range append(realTables(), table) {
+			checkDecode(t, tt, b, all)
 		}
 	})
+}
+
+// realTables are every family's tables.
+func realTables() []probes.SignalTable {
+	return []probes.SignalTable{openai.VLLMSignals, openai.SGLangSignals, llamacpp.MetricsSignals,
+		hf.TGISignals, hf.TEISignals, kserve.TritonSignals}
+}
+
+// checkDecode decodes b with tt: what it decodes must be finite, name only
+// fields of /metrics, and be what decoding the whole body gives whenever
+// the whole body parses.
+func checkDecode(t *testing.T, tt probes.SignalTable, b []byte, all probes.Field) {
+	t.Helper()
+	s, err := tt.Decode(b)
+	if whole, werr := probes.DecodeWhole(tt, b); werr == nil {
+		if err != nil {
+			t.Fatalf("%s: the whole body parses, the kept lines fail: %v", tt.Engine, err)
+		}
+		if !reflect.DeepEqual(s, whole) {
+			t.Fatalf("%s: kept lines give %+v, the whole body %+v", tt.Engine, s, whole)
+		}
+	}
+	if err != nil {
+		var de *probes.DecodeError
+		if !errors.As(err, &de) {
+			t.Fatalf("error %v is not a *DecodeError", err)
+		}
+		return
+	}
+	if s.Reported&^all != 0 || s.Has(probes.FieldLoadedModels) || s.Has(probes.FieldSlots) {
+		t.Fatalf("reported %v from /metrics", s.Reported)
+	}
+	for _, v := range []float64{s.RequestsRunning, s.RequestsWaiting, s.KVCacheUsage, s.GeneratedTokens} {
+		if math.IsNaN(v) {
+			t.Fatalf("NaN in %+v", s)
+		}
+	}
+	if (s.Requests != nil) != s.Has(probes.FieldRequests) {
+		t.Fatalf("requests %v with reported %v", s.Requests, s.Reported)
+	}
 }
