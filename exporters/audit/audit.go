@@ -15,6 +15,18 @@ import (
 // provides its *Log; other plugins record with it when it is there.
 const ServiceName = "audit"
 
+// Actions that more than one package records or reads. Whoever decides
+// records: the bus broker its denials and failed logins, the encryption
+// plugin its key rotations.
+const (
+	// ActionBusDenied: a bus publish or subscribe refused by permissions.
+	ActionBusDenied = "bus.denied"
+	// ActionBusAuth: a failed PLAIN login on the bus.
+	ActionBusAuth = "bus.auth"
+	// ActionKeysReload: the encryption keys were reloaded.
+	ActionKeysReload = "encryption.reload"
+)
+
 // Outcomes.
 const (
 	OutcomeSuccess = "success"

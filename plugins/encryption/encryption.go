@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/exporters/audit"
 	"github.com/vitals-dev/vitals/exporters/store"
 )
 
@@ -27,6 +28,7 @@ type Plugin struct {
 
 	mu      sync.Mutex
 	log     *slog.Logger
+	c       *agent.Container // finds the audit recorder on reload
 	reg     prometheus.Registerer
 	ops     *prometheus.CounterVec
 	svc     *Service
@@ -76,7 +78,7 @@ func loadRing(cfg Config) (*Keyring, error) {
 func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.log = c.Logger()
+	p.log, p.c = c.Logger(), c
 	ring, err := loadRing(p.cfg)
 	if err != nil {
 		return err
@@ -133,7 +135,11 @@ func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
 	}
 	p.svc.ring.Store(ring)
 	p.cfg = cfg
-	p.log.Info("encryption keys reloaded", "audit", true, "active_key", ring.Active(), "keys", len(cfg.Keys))
+	p.log.Info("encryption keys reloaded", "active_key", ring.Active(), "keys", len(cfg.Keys))
+	if rec, err := agent.Require[audit.Recorder](ctx, p.c, audit.ServiceName); err == nil {
+		rec.Record(audit.Record{Action: audit.ActionKeysReload, Target: ring.Active(),
+			Detail: fmt.Sprintf("%d keys, active %s", len(cfg.Keys), ring.Active())})
+	}
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/exporters/audit"
 	"github.com/vitals-dev/vitals/exporters/store"
 )
 
@@ -218,6 +219,20 @@ func TestKeyRotationByReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	// Key rotations go to the audit recorder while one runs.
+	db, err := store.Open(ctx, filepath.Join(dir, "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := audit.New(ctx, db, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg.Start()
+	t.Cleanup(func() { _ = lg.Close(context.Background()); _ = db.Close() })
+	if err := c.For("security").Provide(audit.ServiceName, lg); err != nil {
+		t.Fatal(err)
+	}
 	// Add k2 and make it active: new records use k2, old ones still open.
 	if err := p.Reload(ctx, section(t, "active_key: k2\nkeys:\n  - {id: k1, file: "+k1+"}\n  - {id: k2, file: "+k2+"}\n")); err != nil {
 		t.Fatal(err)
@@ -257,6 +272,16 @@ func TestKeyRotationByReload(t *testing.T) {
 	_ = p.Stop(ctx)
 	if n, _ := testutil.GatherAndCount(reg, "vitals_encryption_operations_total"); n != 0 {
 		t.Fatal("metrics still registered after Stop")
+	}
+	// Two reloads took, one was rejected: two records, the active key
+	// as their target.
+	var recs []audit.Record
+	agenttest.Eventually(t, 5*time.Second, "key rotations audited", func() bool {
+		recs, err = lg.Query(ctx, audit.Filter{Action: audit.ActionKeysReload})
+		return err == nil && len(recs) >= 2
+	})
+	if len(recs) != 2 || recs[0].Target != "k2" || recs[1].Target != "k2" {
+		t.Errorf("audit records %+v, want two reloads of active key k2", recs)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/exporters/audit"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
 
@@ -179,10 +180,10 @@ func (b *Broker) Start(ctx context.Context) error {
 		return err
 	}
 	b.log.Info("message bus listening", "publish_address", b.cfg.PublishAddress, "subscribe_address", b.cfg.SubscribeAddress, "auth", b.cfg.Auth != nil)
-	b.refreshFilters()
+	b.refreshServices()
 	if b.events != nil {
 		b.unsubEvents = b.events.Subscribe(func(ev agent.Event) {
-			b.refreshFilters() // a filter plugin may have started or stopped
+			b.refreshServices() // a filter or the audit plugin may have started or stopped
 			if b.cfg.LifecycleEvents {
 				b.publishEvent(ev)
 			}
@@ -191,9 +192,10 @@ func (b *Broker) Start(ctx context.Context) error {
 	return nil
 }
 
-// refreshFilters looks up the bus filter services that are running now.
-// It runs on the lifecycle goroutine: a container lookup, no waiting.
-func (b *Broker) refreshFilters() {
+// refreshServices looks up the bus filter services and the audit recorder
+// that are running now. It runs on the lifecycle goroutine: container
+// lookups, no waiting.
+func (b *Broker) refreshServices() {
 	if b.container == nil || b.srv == nil {
 		return
 	}
@@ -208,6 +210,12 @@ func (b *Broker) refreshFilters() {
 		}
 	}
 	b.srv.filters.Store(&fs)
+	b.srv.recorder.Store(nil)
+	if v, err := b.container.Get(context.Background(), audit.ServiceName); err == nil {
+		if rec, ok := v.(audit.Recorder); ok {
+			b.srv.recorder.Store(&rec)
+		}
+	}
 }
 
 // publishEvent runs on the lifecycle goroutine: it only queues.
@@ -323,11 +331,13 @@ func (s *Service) ClientFor(plugin string, uses ...bus.Permissions) (bus.Bus, er
 			perms = perms.With(u)
 		}
 	}
-	log, m := s.broker.log, s.broker.metrics
+	log, m, srv := s.broker.log, s.broker.metrics, s.broker.srv
 	m.Known(plugin)
 	return cl.Scope(plugin, perms, func(op, topic string) {
 		m.Deny(plugin, op)
-		log.Warn("bus permission denied", "audit", true, "plugin", plugin, "operation", op, "topic", topic)
+		log.Warn("bus permission denied", "plugin", plugin, "operation", op, "topic", topic)
+		srv.record(audit.Record{Actor: plugin, Action: audit.ActionBusDenied, Target: op + " " + topic,
+			Outcome: audit.OutcomeDenied, Detail: "bus permission denied: outside the plugin's permissions"})
 	}), nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/exporters/audit"
+	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/internal/zmtp"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
@@ -354,7 +357,28 @@ func TestPlainAuth(t *testing.T) {
 		}
 		eventually(t, 5*time.Second, "auth failure counted", func() bool { return e.counter("authfail") > before })
 		if !strings.Contains(e.logs.String(), "bus authentication failed") {
-			t.Error("no audit line for the failed authentication")
+			t.Error("no log line for the failed authentication")
+		}
+	})
+	t.Run("bad password audited", func(t *testing.T) {
+		// The broker records its refusals through the audit recorder
+		// once the plugin that provides it runs.
+		db, err := store.Open(ctx, filepath.Join(t.TempDir(), "audit.db"))
+		must(t, err)
+		lg, err := audit.New(ctx, db, audit.Options{})
+		must(t, err)
+		lg.Start()
+		t.Cleanup(func() { _ = lg.Close(context.Background()); _ = db.Close() })
+		must(t, e.c.For("security").Provide(audit.ServiceName, lg))
+		e.events.Emit(agent.Event{Plugin: "security", To: agent.StateRunning})
+		var recs []audit.Record
+		eventually(t, 5*time.Second, "failed login audited", func() bool {
+			_, _ = zmtp.Dial(ctx, e.cfg.PublishAddress, zmtp.Pub, zmtp.Credentials{Username: "mallory", Password: "guess"})
+			recs, err = lg.Query(ctx, audit.Filter{Action: audit.ActionBusAuth})
+			return err == nil && len(recs) > 0
+		})
+		if r := recs[0]; r.Actor != "mallory" || r.Outcome != audit.OutcomeDenied || !strings.HasPrefix(r.Remote, "127.0.0.1:") {
+			t.Errorf("record %+v: want actor mallory, denied, from the connection's address", r)
 		}
 	})
 	t.Run("no credentials", func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vitals-dev/vitals/bus"
+	"github.com/vitals-dev/vitals/exporters/audit"
 	"github.com/vitals-dev/vitals/internal/zmtp"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
@@ -55,6 +56,17 @@ type server struct {
 	// filters are the running bus filters (validation, rate limits), applied
 	// to every message before fan-out.
 	filters atomic.Pointer[[]bus.Filter]
+	// recorder is the running audit recorder (audit.ServiceName), nil
+	// while none runs.
+	recorder atomic.Pointer[audit.Recorder]
+}
+
+// record gives r to the audit recorder, when one runs. The broker records
+// what it refuses itself: nobody turns its log lines into audit records.
+func (s *server) record(r audit.Record) {
+	if rec := s.recorder.Load(); rec != nil {
+		(*rec).Record(r)
+	}
 }
 
 type userEntry struct {
@@ -266,14 +278,16 @@ func (s *server) connectAgent(socket string) (net.Conn, error) {
 	return mine, nil
 }
 
-func (s *server) authenticate(user, pass string) bool {
+func (s *server) authenticate(user, pass, remote string) bool {
 	u, ok := s.users[user]
 	ok = ok && subtle.ConstantTimeCompare([]byte(u.password), []byte(pass)) == 1
 	if !ok {
 		if s.m != nil {
 			s.m.AuthFail.Inc()
 		}
-		s.log.Warn("bus authentication failed", "audit", true, "user", user)
+		s.log.Warn("bus authentication failed", "user", user, "remote", remote)
+		s.record(audit.Record{Actor: user, Remote: remote, Action: audit.ActionBusAuth, Target: "(PLAIN login)",
+			Outcome: audit.OutcomeDenied, Detail: "bus authentication failed"})
 	}
 	return ok
 }
@@ -295,7 +309,8 @@ func (s *server) serve(raw net.Conn, publishers, agent bool) {
 		o.Budget, o.MessageTimeout = s.budget, s.cfg.MessageTimeout.D()
 	}
 	if s.users != nil && !agent {
-		o.Authenticate = s.authenticate
+		remote := raw.RemoteAddr().String()
+		o.Authenticate = func(user, pass string) bool { return s.authenticate(user, pass, remote) }
 	}
 	c, err := zmtp.Server(raw, typ, o)
 	if err != nil {
@@ -388,7 +403,13 @@ func (p peer) label() string {
 
 func (s *server) deny(p peer, op, topic, why string) {
 	s.m.Deny(p.label(), op)
-	s.log.Warn("bus permission denied", "audit", true, "user", p.label(), "peer", p.id, "remote", p.addr, "operation", op, "topic", topic, "reason", why)
+	s.log.Warn("bus permission denied", "user", p.label(), "peer", p.id, "remote", p.addr, "operation", op, "topic", topic, "reason", why)
+	actor := p.id
+	if actor == "" {
+		actor = p.label()
+	}
+	s.record(audit.Record{Actor: actor, Remote: p.addr, Action: audit.ActionBusDenied, Target: op + " " + topic,
+		Outcome: audit.OutcomeDenied, Detail: "bus permission denied: " + why})
 }
 
 // stampPeer appends the peer's identity to an encoded envelope. Protobuf takes

@@ -158,6 +158,7 @@ type live struct {
 	path    string
 	metrics *prometheus.Registry
 	logs    *syncBuffer
+	log     *slog.Logger // the agent's logger, through a logtap.Tap as in the binary
 	cancel  context.CancelFunc
 	done    chan error
 	client  *http.Client
@@ -208,6 +209,7 @@ func launchAgent(t *testing.T, s *site, wrap func(*agent.Config, net.Listener) (
 	}
 	l.metrics.MustRegister(pluginstat.NewCollector())
 	log := slog.New(logtap.New(slog.NewTextHandler(l.logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	l.log = log
 	l.a, err = agent.New(agent.Options{
 		Registry: reg, Config: cfg, ConfigPath: l.path, Env: envconfig.MapLookuper(nil),
 		Metrics: l.metrics, Listener: ln, Version: "test", Logger: log, Guard: security.Guard,

@@ -10,11 +10,12 @@
 // the API is open to loopback clients only. Reload rotates tokens.
 //
 // The audit log (exporters/audit) records every admin action with who did
-// it, every denial (HTTP 401 and 403; bus permission denials and failed
-// bus authentication, seen through exporters/logtap), plugin lifecycle
-// transitions. Records are stored in SQLite, published on audit.<action>
-// and served at GET /api/v1/admin/audit; the log is the "audit" service
-// (audit.ServiceName) for other plugins: the ExtManager records there
+// it, every HTTP denial (401 and 403) and plugin lifecycle transitions.
+// Records are stored in SQLite, published on audit.<action> and served at
+// GET /api/v1/admin/audit. The log is the "audit" service
+// (audit.ServiceName, an audit.Recorder) for the plugins that decide
+// other things: the bus broker records its permission denials and failed
+// logins there, the encryption plugin its key rotations, the ExtManager
 // which external plugin registrations and deregistrations it accepted and
-// which it refused.
+// which it refused. No log line becomes an audit record.
 package security

@@ -20,7 +20,6 @@ import (
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/bus"
 	"github.com/vitals-dev/vitals/exporters/audit"
-	"github.com/vitals-dev/vitals/exporters/logtap"
 	"github.com/vitals-dev/vitals/exporters/store"
 	busv1 "github.com/vitals-dev/vitals/proto/vitals/bus/v1"
 )
@@ -46,7 +45,6 @@ type Plugin struct {
 	audit     *audit.Log
 	events    *agent.Events
 	unsubEv   func()
-	detachTap func()
 	bus       bus.Bus
 	pubQ      chan audit.Record
 	cancel    context.CancelFunc
@@ -192,7 +190,7 @@ func (p *Plugin) unregister() {
 }
 
 // Start runs the audit writer, its retention and publishing, and starts
-// listening for lifecycle events and audit log lines.
+// listening for lifecycle events.
 func (p *Plugin) Start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -209,9 +207,6 @@ func (p *Plugin) Start(ctx context.Context) error {
 	}()
 	if p.events != nil {
 		p.unsubEv = p.events.Subscribe(p.onEvent)
-	}
-	if tap, ok := logtap.Find(p.log.Handler()); ok {
-		p.detachTap = tap.Attach(p.onLog)
 	}
 	if p.bus != nil {
 		if p.pubQ != nil {
@@ -262,9 +257,6 @@ func (p *Plugin) Stop(ctx context.Context) error {
 	p.stopped = true
 	if p.unsubEv != nil {
 		p.unsubEv()
-	}
-	if p.detachTap != nil {
-		p.detachTap()
 	}
 	var errs []error
 	if p.audit != nil {
@@ -338,35 +330,6 @@ func (p *Plugin) onEvent(ev agent.Event) {
 	r := audit.Record{Time: ev.Time, Action: "lifecycle." + ev.Step, Target: ev.Plugin, Detail: fmt.Sprintf("%s → %s", ev.From, ev.To)}
 	if ev.To == agent.StateFailed || ev.Error != "" {
 		r.Outcome, r.Detail = audit.OutcomeFailure, r.Detail+": "+ev.Error
-	}
-	p.audit.Record(r)
-}
-
-// onLog turns log records marked audit=true (bus denials, bus
-// authentication failures, key rotation) into audit records.
-func (p *Plugin) onLog(lr logtap.Record) {
-	if lr.Attr("audit") != "true" {
-		return
-	}
-	// A bus connection is its broker identity (peer) from its address;
-	// an in-agent plugin is its name.
-	r := audit.Record{Time: lr.Time, Actor: lr.Attr("peer"), Remote: lr.Attr("remote"), Detail: lr.Message}
-	if r.Actor == "" {
-		r.Actor = lr.Attr("user")
-	}
-	if r.Actor == "" {
-		r.Actor = lr.Attr("plugin")
-	}
-	if why := lr.Attr("reason"); why != "" {
-		r.Detail += ": " + why
-	}
-	switch lr.Message {
-	case "bus permission denied":
-		r.Action, r.Target, r.Outcome = "bus.denied", lr.Attr("operation")+" "+lr.Attr("topic"), audit.OutcomeDenied
-	case "bus authentication failed":
-		r.Action, r.Outcome = "bus.auth", audit.OutcomeDenied
-	default:
-		r.Action = "event"
 	}
 	p.audit.Record(r)
 }
