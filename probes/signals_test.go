@@ -185,6 +185,7 @@ var engineBodies = map[string]probes.Engine{
 	"hf/testdata/signals-tgi.txt":               probes.EngineTGI,
 	"hf/testdata/signals-tei.txt":               probes.EngineTEI,
 	"kserve/testdata/signals-triton.txt":        probes.EngineTriton,
+	"kserve/testdata/signals-triton-vllm.txt":   probes.EngineTriton,
 	"llamacpp/testdata/signals-llamacpp-kv.txt": probes.EngineLlamaCpp,
 }
 

@@ -16,7 +16,9 @@ import "github.com/vitals-dev/vitals/probes"
 // docs/user_guide/metrics.md of triton-inference-server/server and, for
 // nv_trt_llm_*, the TensorRT-LLM backend's README and its
 // ci/L0_backend_trtllm/test.sh (its first releases, with Triton 23.11,
-// named them _statistics).
+// named them _statistics). A vLLM backend (Triton 24.08 and later, with
+// REPORT_CUSTOM_METRICS) adds vLLM's own counters with Triton's labels;
+// its README names vllm:generation_tokens_total among them.
 var TritonSignals = probes.SignalTable{
 	Engine: probes.EngineTriton,
 	Running: []probes.Source{{
@@ -31,6 +33,7 @@ var TritonSignals = probes.SignalTable{
 		Names: []string{"nv_trt_llm_kv_cache_block_metrics"},
 		Match: map[string]string{"kv_cache_block_type": "fraction"},
 	}},
+	GeneratedTokens: []probes.Source{{Names: []string{"vllm:generation_tokens_total"}}},
 	Requests: []probes.RequestSource{
 		{Source: probes.Source{Names: []string{"nv_inference_request_success"}}, Result: probes.RequestSuccess},
 		// reason is REJECTED (timed out in the scheduler's queue),

@@ -63,3 +63,29 @@ nv_inference_pending_request_count{model="my_model",version="1"} 0
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
 }
+
+// TestTritonWithVLLM is Triton with a vLLM backend that reports vLLM's
+// metrics (the example of the vllm_backend README): the generated tokens
+// come from vLLM's counter, and the fingerprint is Triton's.
+func TestTritonWithVLLM(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "signals-triton-vllm.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := kserve.TritonSignals.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := probes.Signals{
+		Engine:          probes.EngineTriton,
+		Reported:        probes.FieldRequestsWaiting | probes.FieldGeneratedTokens | probes.FieldRequests,
+		GeneratedTokens: 1917,
+		Requests:        map[probes.RequestResult]float64{probes.RequestSuccess: 12, probes.RequestFailure: 0, probes.RequestCanceled: 1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+	if e := probes.Fingerprint(b); e != probes.EngineTriton {
+		t.Fatalf("Fingerprint = %q, want triton", e)
+	}
+}
