@@ -9,8 +9,10 @@
 //     checks of one plugin at once, an immediate re-check after a state
 //     change, faster checks while unhealthy, and its own lag measured
 //     (vitals_scheduler_lag_seconds).
-//   - The check: the probes of probes/check for servers (liveness, then
-//     readiness, then the opt-in synthetic inference, then resources), or the
+//   - The check: for servers, the probe set of the server's kind, from the
+//     engine family that owns it (Options.Registry, probes/engines by
+//     default): liveness, then readiness, then the opt-in synthetic
+//     inference, then resources. The engine has no case per kind. Or the
 //     probes the ExtManager supplies for bus plugins (heartbeat freshness,
 //     health request/reply) and in-process plugins without an endpoint.
 //     Each check is a span; a synthetic inference is a GenAI client span.

@@ -23,15 +23,12 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/vitals-dev/vitals/probes"
-	"github.com/vitals-dev/vitals/probes/check"
+	"github.com/vitals-dev/vitals/probes/engines"
 )
 
-// Probe names beyond those of probes/check.
+// Probe names beyond those of a kind's probe set (probes.Liveness and the
+// others).
 const (
-	probeLiveness  = check.Liveness
-	probeReadiness = check.Readiness
-	probeSynthetic = check.Synthetic
-	probeResources = check.Resources
 	// ProbeHeartbeat checks that a bus plugin's heartbeats are fresh.
 	ProbeHeartbeat = "heartbeat"
 	// ProbeBusHealth asks a bus plugin over health.request.<plugin>.
@@ -98,8 +95,11 @@ type Options struct {
 	// OnTransition is called after every change of state, after the
 	// engine logged, counted and recorded it.
 	OnTransition func(ctx context.Context, t Transition)
+	// Registry maps a server's kind to its probe set; nil means the
+	// families of probes/engines.
+	Registry *probes.Registry
 	// ProcFS is where process statistics are read; nil means /proc.
-	ProcFS check.ProcFS
+	ProcFS probes.ProcFS
 	// FindPID looks up the process listening on a loopback endpoint's port
 	// when a target has no PID; nil turns the lookup off.
 	FindPID func(port int) (int, error)
@@ -163,6 +163,9 @@ func New(o Options) *Engine {
 	}
 	if o.Client == nil {
 		o.Client = http.DefaultClient
+	}
+	if o.Registry == nil {
+		o.Registry = engines.Registry()
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
@@ -427,7 +430,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 		if pr.Informational {
 			continue
 		}
-		if pr.Probe == probeSynthetic && pr.OK {
+		if pr.Probe == probes.Synthetic && pr.OK {
 			obs.Latency, obs.TTFT = pr.Duration, pr.Result.TimeToFirstToken
 			break
 		}
@@ -448,7 +451,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 		rec.Probe, rec.Class = f.Probe, f.Class
 	}
 	for _, pr := range obs.Probes {
-		if pr.Probe == probeSynthetic && pr.OK {
+		if pr.Probe == probes.Synthetic && pr.OK {
 			rec.TPS = pr.Result.OutputTokensPerSecond()
 		}
 	}
@@ -555,8 +558,9 @@ func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informat
 	return out
 }
 
-// probeHTTP runs liveness, then readiness, then the synthetic inference,
-// each only when the one before passed, then the resource probe.
+// probeHTTP runs the probe set of the target's kind: liveness, then
+// readiness, then the synthetic inference, each only when the one before
+// passed, then the resource probe.
 func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target) []ProbeOutcome {
 	pt := probes.Target{ID: t.ID, BaseURL: t.Endpoint, Kind: t.Kind, Model: t.Model, Models: t.Models,
 		Capabilities: t.Capabilities, PID: t.PID}
@@ -567,7 +571,7 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	run := func(name string, pr probes.Probe) ProbeOutcome {
 		pctx, span := e.tracer.Start(ctx, "ai.probe."+name, trace.WithAttributes(attribute.String("vitals.ai.probe", name)))
 		defer span.End()
-		o := e.runProbe(pctx, cfg, name, name == probeResources, func(ctx context.Context) (probes.Result, error) {
+		o := e.runProbe(pctx, cfg, name, name == probes.Resources, func(ctx context.Context) (probes.Result, error) {
 			return probes.Run(ctx, pr, e.o.Client, pt, pc, e.o.Clock.Now)
 		})
 		if !o.OK {
@@ -576,21 +580,22 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 		}
 		return o
 	}
+	set := e.o.Registry.Probes(t.Kind)
 	var out []ProbeOutcome
-	live := run(probeLiveness, check.LivenessProbe(t.Kind))
+	live := run(probes.Liveness, set.Liveness)
 	out = append(out, live)
 	if !live.OK {
 		return out
 	}
-	if rp := check.ReadinessProbe(t.Kind); cfg.Readiness && rp != nil {
-		o := run(probeReadiness, rp)
+	if cfg.Readiness && set.Readiness != nil {
+		o := run(probes.Readiness, set.Readiness)
 		out = append(out, o)
 		if !o.OK {
 			return out
 		}
 	}
-	if cfg.synthetic(t.ID) && check.Operation(t.Kind, pt) != "" {
-		o := e.synthetic(ctx, cfg, pt, pc)
+	if op := set.SyntheticOp(pt); cfg.synthetic(t.ID) && op != "" {
+		o := e.synthetic(ctx, cfg, set.Synthetic, op, pt, pc)
 		out = append(out, o)
 		if !o.OK {
 			return out
@@ -600,8 +605,8 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 		if pt.PID == 0 {
 			pt.PID = e.lookupPID(p, t.Endpoint)
 		}
-		if pt.PID > 0 || check.ServerSeries[t.Kind] != nil || t.Kind == probes.KindOllama {
-			o := run(probeResources, check.ResourcesProbe(t.Kind, e.o.ProcFS))
+		if set.HasResources(pt.PID) {
+			o := run(probes.Resources, set.ResourcesProbe(e.readProcess))
 			out = append(out, o)
 			if o.Result.Process == nil && t.PID == 0 && pt.PID > 0 {
 				// The process found listening is gone (a restart gives a
@@ -615,10 +620,9 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 
 // synthetic runs the synthetic inference as a GenAI client span. A timeout
 // after liveness passed is the stuck class.
-func (e *Engine) synthetic(ctx context.Context, cfg Config, pt probes.Target, pc probes.Config) ProbeOutcome {
-	op := check.Operation(pt.Kind, pt)
+func (e *Engine) synthetic(ctx context.Context, cfg Config, syn probes.Probe, op string, pt probes.Target, pc probes.Config) ProbeOutcome {
 	ctx, span := e.tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
-		attribute.String("gen_ai.operation.name", op), attribute.String("vitals.ai.probe", probeSynthetic)))
+		attribute.String("gen_ai.operation.name", op), attribute.String("vitals.ai.probe", probes.Synthetic)))
 	defer span.End()
 	if u, err := url.Parse(pt.BaseURL); err == nil {
 		span.SetAttributes(attribute.String("server.address", u.Hostname()))
@@ -626,8 +630,8 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, pt probes.Target, pc
 			span.SetAttributes(attribute.Int("server.port", port))
 		}
 	}
-	o := e.runProbe(ctx, cfg, probeSynthetic, false, func(ctx context.Context) (probes.Result, error) {
-		res, err := probes.Run(ctx, check.SyntheticProbe(pt.Kind), e.o.Client, pt, pc, e.o.Clock.Now)
+	o := e.runProbe(ctx, cfg, probes.Synthetic, false, func(ctx context.Context) (probes.Result, error) {
+		res, err := probes.Run(ctx, syn, e.o.Client, pt, pc, e.o.Clock.Now)
 		if err != nil && probes.Classify(err) == probes.ClassTimeout {
 			err = fmt.Errorf("%w: liveness answered, inference did not finish: %w", probes.ErrStuck, err)
 		}
@@ -661,6 +665,11 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, pt probes.Target, pc
 	return o
 }
 
+// readProcess reads a target's process for the resource probe.
+func (e *Engine) readProcess(pid int) (probes.ProcessStats, error) {
+	return probes.ReadProcess(e.o.ProcFS, pid)
+}
+
 // lookupPID finds the process listening on a loopback endpoint once per
 // target.
 func (e *Engine) lookupPID(p *plugin, endpoint string) int {
@@ -685,7 +694,7 @@ func (e *Engine) lookupPID(p *plugin, endpoint string) int {
 	}
 	pid, err := e.o.FindPID(port)
 	if err != nil {
-		if !errors.Is(err, check.ErrNoListener) {
+		if !errors.Is(err, probes.ErrNoListener) {
 			e.o.Logger.Debug("no pid for ai plugin", "endpoint", endpoint, "err", err)
 		}
 		return 0

@@ -179,7 +179,7 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 		} else {
 			failed.Inc()
 		}
-		if p.Probe == probeSynthetic {
+		if p.Probe == probes.Synthetic {
 			// Likewise the stuck class exists at 0 before inference first
 			// hangs: the stuck alert's increase() sees its first one, in the
 			// evaluation that also sees the engine's unhealthy verdict.
@@ -190,20 +190,20 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 		}
 		r := p.Result
 		switch p.Probe {
-		case probeLiveness:
+		case probes.Liveness:
 			v := 0.0
 			if p.OK {
 				v = 1
 			}
 			m.up.WithLabelValues(plugin).Set(v)
-		case probeSynthetic:
+		case probes.Synthetic:
 			if p.OK && r.TimeToFirstToken > 0 {
 				observeWith(m.ttft.WithLabelValues(plugin), r.TimeToFirstToken.Seconds(), sc)
 			}
 			if tps := r.OutputTokensPerSecond(); p.OK && tps > 0 {
 				m.tps.WithLabelValues(plugin).Set(tps)
 			}
-		case probeResources:
+		case probes.Resources:
 			proc, mem = r.Process, r.ModelMemory
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/vitals-dev/vitals/probes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -14,7 +15,7 @@ import (
 // increase() sees, which the stuck alert needs.
 func TestProbeTotalHasBothResults(t *testing.T) {
 	m := NewMetrics()
-	m.observe("llm", Observation{Probes: []ProbeOutcome{{Probe: probeSynthetic, OK: true, Attempts: 1}}}, trace.SpanContext{})
+	m.observe("llm", Observation{Probes: []ProbeOutcome{{Probe: probes.Synthetic, OK: true, Attempts: 1}}}, trace.SpanContext{})
 	want := `
 # HELP vitals_ai_probe_total AI plugin probes run, by probe and result (success, failure).
 # TYPE vitals_ai_probe_total counter

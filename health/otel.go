@@ -101,7 +101,7 @@ func newOTelMetrics(mp metric.MeterProvider, latest bool, e *Engine) *otelMetric
 			}
 			if s.Last != nil {
 				v := int64(1)
-				if s.Last.Probe == probeLiveness {
+				if s.Last.Probe == probes.Liveness {
 					v = 0
 				}
 				ob.ObserveInt64(up, v, metric.WithAttributes(plugin))
@@ -137,7 +137,7 @@ func (o *otelMetrics) observe(ctx context.Context, plugin string, obs Observatio
 		}
 		o.probeDuration.Record(ctx, p.Duration.Seconds(), metric.WithAttributes(attrs...))
 		o.probeCount.Add(ctx, 1, metric.WithAttributes(append(attrs, attribute.String("vitals.ai.probe.result", result))...))
-		if p.Probe == probeSynthetic && p.OK && p.Result.TimeToFirstToken > 0 {
+		if p.Probe == probes.Synthetic && p.OK && p.Result.TimeToFirstToken > 0 {
 			o.ttft.Record(ctx, p.Result.TimeToFirstToken.Seconds(), metric.WithAttributes(attribute.String("vitals.ai.plugin", plugin)))
 		}
 	}

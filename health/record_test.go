@@ -11,7 +11,7 @@ import (
 
 func TestEncodedCheckRoundTrips(t *testing.T) {
 	at := time.Date(2026, 11, 30, 12, 0, 0, 123456789, time.UTC)
-	live := ProbeOutcome{Probe: probeLiveness, OK: true, Duration: 812 * time.Microsecond, Attempts: 1}
+	live := ProbeOutcome{Probe: probes.Liveness, OK: true, Duration: 812 * time.Microsecond, Attempts: 1}
 	for _, tt := range []struct {
 		name string
 		c    CheckRecord
@@ -19,14 +19,14 @@ func TestEncodedCheckRoundTrips(t *testing.T) {
 		{"empty", CheckRecord{Plugin: "p", Time: time.Unix(0, 0)}},
 		{"healthy", CheckRecord{Seq: 42, Plugin: "p", Time: at, State: StateHealthy, OK: true, Latency: 3 * time.Millisecond,
 			TTFT: 40 * time.Millisecond, TPS: 87.25, Probes: []ProbeOutcome{live,
-				{Probe: probeReadiness, OK: true, Duration: time.Millisecond, Attempts: 1},
-				{Probe: probeSynthetic, OK: true, Duration: 3 * time.Millisecond, Attempts: 1},
-				{Probe: probeResources, OK: true, Informational: true, Duration: 90 * time.Microsecond, Attempts: 1}}}},
-		{"failed with retries", CheckRecord{Seq: 7, Plugin: "p", Time: at, State: StateUnhealthy, Probe: probeLiveness,
-			Class: probes.ClassHTTP5xx, Latency: 2 * time.Second, Probes: []ProbeOutcome{{Probe: probeLiveness, Class: probes.ClassHTTP5xx,
+				{Probe: probes.Readiness, OK: true, Duration: time.Millisecond, Attempts: 1},
+				{Probe: probes.Synthetic, OK: true, Duration: 3 * time.Millisecond, Attempts: 1},
+				{Probe: probes.Resources, OK: true, Informational: true, Duration: 90 * time.Microsecond, Attempts: 1}}}},
+		{"failed with retries", CheckRecord{Seq: 7, Plugin: "p", Time: at, State: StateUnhealthy, Probe: probes.Liveness,
+			Class: probes.ClassHTTP5xx, Latency: 2 * time.Second, Probes: []ProbeOutcome{{Probe: probes.Liveness, Class: probes.ClassHTTP5xx,
 				Error: `GET http://127.0.0.1:8080/v1/models: 503 Service Unavailable: "overloaded"`, Duration: 2 * time.Second, Attempts: 3, Failures: 3}}}},
 		{"informational failure", CheckRecord{Seq: 1 << 40, Plugin: "p", Time: at, State: StateDegraded, OK: true, Latency: -time.Nanosecond,
-			Probes: []ProbeOutcome{live, {Probe: probeResources, Informational: true, Class: probes.ClassOther, Error: "no such process", Attempts: 1, Failures: 1}}}},
+			Probes: []ProbeOutcome{live, {Probe: probes.Resources, Informational: true, Class: probes.ClassOther, Error: "no such process", Attempts: 1, Failures: 1}}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var s symbols
@@ -71,9 +71,9 @@ func TestEncodedCheckIsSmall(t *testing.T) {
 	var s symbols
 	c := CheckRecord{Seq: 123456, Plugin: "p", Time: time.Now(), State: StateHealthy, OK: true, Latency: 1500 * time.Microsecond,
 		Probes: []ProbeOutcome{
-			{Probe: probeLiveness, OK: true, Duration: 900 * time.Microsecond, Attempts: 1},
-			{Probe: probeReadiness, OK: true, Duration: 1500 * time.Microsecond, Attempts: 1},
-			{Probe: probeResources, OK: true, Informational: true, Duration: 80 * time.Microsecond, Attempts: 1}}}
+			{Probe: probes.Liveness, OK: true, Duration: 900 * time.Microsecond, Attempts: 1},
+			{Probe: probes.Readiness, OK: true, Duration: 1500 * time.Microsecond, Attempts: 1},
+			{Probe: probes.Resources, OK: true, Informational: true, Duration: 80 * time.Microsecond, Attempts: 1}}}
 	if n := len(s.encodeCheck(nil, c)); n > 48 {
 		t.Errorf("a healthy three-probe check encodes in %d bytes, want at most 48", n)
 	}

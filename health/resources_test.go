@@ -9,7 +9,6 @@ import (
 
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
-	"github.com/vitals-dev/vitals/probes/check"
 )
 
 // processSeries returns how many vitals_ai_process_* series plugin id has.
@@ -44,7 +43,7 @@ func TestInProcessServerExportsNoProcessSeries(t *testing.T) {
 	cfg := fastConfig()
 	cfg.Synthetic = false
 	r := newRig(t, cfg, func(o *health.Options) {
-		o.FindPID = func(port int) (int, error) { return check.FindListener(nil, port) }
+		o.FindPID = func(port int) (int, error) { return probes.FindListener(nil, port) }
 	})
 	r.e.Upsert(target("inproc", probes.KindLlamaCpp, srv.URL))
 	r.await("inproc", "checked twice with resources", func(vs []health.Status) bool { return len(vs) >= 2 })

@@ -7,14 +7,15 @@
 //     Classify);
 //   - the scheduler-free probe shape (Probe, ProbeFunc, Run, Result) and
 //     the probe set of a kind (ProbeSet: liveness, readiness, synthetic,
-//     resources);
+//     signals, and the resource probe built from them);
 //   - the engine family (Family: the kinds one package owns, how detection
 //     asks an endpoint about them, their probe sets) and the Registry that
 //     maps kinds to families and runs detection over them in order, with
 //     retries and backoff (Registry.Detect);
+//   - the engine signals (Signals, SignalTable, Fingerprint) that a probe
+//     set's Signals hook reads, with ReadMetrics for a /metrics table;
 //   - the one bounded HTTP reader (Fetch, PostStream, Do, ReadLines,
-//     StreamBudget), the process reader (ReadProcess, FindListener) and the
-//     exposition reader (PickSeries).
+//     StreamBudget) and the process reader (ReadProcess, FindListener).
 //
 // One package per engine family owns its kinds' identification, probe set
 // and decoders: probes/openai (OpenAI-compatible servers and vLLM),

@@ -48,10 +48,10 @@ func TokenBudget(cfg Config) int {
 	return min(b, MaxSyntheticTokens)
 }
 
-// ResourceFunc reads what a server says about its own resources (model
-// memory, a few series of its /metrics) into res. It is one source of the
-// resource probe; the process a target runs as is read by ResourcesProbe.
-type ResourceFunc func(ctx context.Context, client *http.Client, t Target, res *Result) error
+// SignalsFunc reads what an engine says about its own load: its /metrics,
+// with the family's SignalTable, and its status endpoints (llama.cpp's
+// /slots, Ollama's /api/ps).
+type SignalsFunc func(ctx context.Context, client *http.Client, t Target) (Signals, error)
 
 // ProbeSet is what the health engine runs against one kind of server, in
 // this order: Liveness, then Readiness, then Synthetic, each only when the
@@ -71,9 +71,10 @@ type ProbeSet struct {
 	// Synthetic runs one tiny inference, Operation(t), within the token
 	// budget of TokenBudget.
 	Synthetic Probe
-	// Resources reads what the server says about its resources, beside the
-	// process the engine reads itself.
-	Resources ResourceFunc
+	// Signals reads the engine's own signals: its load, and the models it
+	// holds with their memory. The resource probe reads them beside the
+	// target's process.
+	Signals SignalsFunc
 }
 
 // SyntheticOp returns the operation the set's synthetic inference runs
@@ -206,11 +207,18 @@ func answers(ctx context.Context, c *http.Client, t Target, _ Config) (Result, e
 	return Result{}, nil
 }
 
-// ResourcesProbe returns the resource probe of a probe set: it reads the
-// target's process with proc (when the target has a PID and proc is not
-// nil) and what the server says with server (when not nil). It fails only
-// when every source it tried failed.
-func ResourcesProbe(proc func(pid int) (ProcessStats, error), server ResourceFunc) Probe {
+// HasResources reports whether the set's resource probe has something to
+// read for a target with process pid.
+func (s ProbeSet) HasResources(pid int) bool {
+	return pid > 0 || s.Signals != nil
+}
+
+// ResourcesProbe returns the set's resource probe: it reads the target's
+// process with proc (when the target has a PID and proc is not nil) and the
+// engine's signals (into Result.Signals, and the memory of the models it
+// holds into Result.ModelMemory). It fails only when every source it tried
+// failed.
+func (s ProbeSet) ResourcesProbe(proc func(pid int) (ProcessStats, error)) Probe {
 	return ProbeFunc(func(ctx context.Context, c *http.Client, t Target, _ Config) (Result, error) {
 		var res Result
 		var errs []error
@@ -224,10 +232,13 @@ func ResourcesProbe(proc func(pid int) (ProcessStats, error), server ResourceFun
 				res.Process = &ps
 			}
 		}
-		if server != nil {
+		if s.Signals != nil {
 			tried++
-			if err := server(ctx, c, t, &res); err != nil {
+			if sig, err := s.Signals(ctx, c, t); err != nil {
 				errs = append(errs, err)
+			} else {
+				res.Signals = &sig
+				res.ModelMemory = modelMemory(sig)
 			}
 		}
 		if tried > 0 && len(errs) == tried {
@@ -237,16 +248,43 @@ func ResourcesProbe(proc func(pid int) (ProcessStats, error), server ResourceFun
 	})
 }
 
-// MetricsSeries returns a ResourceFunc that scrapes the server's /metrics
-// and keeps the named series (PickSeries) in Result.ServerMetrics.
-func MetricsSeries(names ...string) ResourceFunc {
-	return func(ctx context.Context, c *http.Client, t Target, res *Result) error {
-		b, err := Fetch(ctx, c, http.MethodGet, JoinURL(t.BaseURL, "/metrics"), nil)
-		if err != nil {
-			return err
+// modelMemory is the memory of each loaded model that sig reports with a
+// size, by name; nil when there is none.
+func modelMemory(sig Signals) map[string]ModelMemory {
+	var mm map[string]ModelMemory
+	for _, m := range sig.LoadedModels {
+		if m.SizeBytes <= 0 && m.VRAMBytes <= 0 {
+			continue
 		}
-		res.ServerMetrics = PickSeries(b, names)
-		return nil
+		if mm == nil {
+			mm = map[string]ModelMemory{}
+		}
+		mm[m.Name] = ModelMemory{TotalBytes: m.SizeBytes, VRAMBytes: m.VRAMBytes}
+	}
+	return mm
+}
+
+// ReadMetrics returns a SignalsFunc that reads the target's /metrics with
+// the table of the engine that wrote it: with one table that one, with
+// several the one whose engine Fingerprint names. A body no table's
+// engine wrote is a *DecodeError.
+func ReadMetrics(tables ...SignalTable) SignalsFunc {
+	return func(ctx context.Context, c *http.Client, t Target) (Signals, error) {
+		u := JoinURL(t.BaseURL, "/metrics")
+		b, err := FetchMetrics(ctx, c, u)
+		if err != nil {
+			return Signals{}, err
+		}
+		if len(tables) == 1 {
+			return tables[0].Decode(b)
+		}
+		e := Fingerprint(b)
+		for _, tb := range tables {
+			if tb.Engine == e && e != EngineUnknown {
+				return tb.Decode(b)
+			}
+		}
+		return Signals{}, &DecodeError{What: u, Err: fmt.Errorf("series of no engine this kind runs (fingerprint %q)", e)}
 	}
 }
 

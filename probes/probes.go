@@ -206,9 +206,9 @@ type Result struct {
 	// ModelMemory is the memory of each loaded model that the server
 	// reports (Ollama /api/ps), by model id.
 	ModelMemory map[string]ModelMemory
-	// ServerMetrics holds a few named series scraped from the server's own
-	// /metrics, by series name.
-	ServerMetrics map[string]float64
+	// Signals is what the engine said about its own load (a resource
+	// probe's), nil when it was not read.
+	Signals *Signals
 }
 
 // ProcessStats is what the resource probe reads of a local process.

@@ -14,8 +14,7 @@ import (
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
-	"github.com/vitals-dev/vitals/probes/check"
-	"github.com/vitals-dev/vitals/probes/detect"
+	"github.com/vitals-dev/vitals/probes/engines"
 )
 
 // Version of the plugin.
@@ -141,7 +140,7 @@ func (p *Plugin) Capabilities(ctx context.Context) (probes.Detection, error) {
 	if ep == "" {
 		return probes.Detection{Kind: probes.KindUnknown, Reason: "not started"}, errors.New("not started")
 	}
-	return detect.Detect(ctx, p.client, ep, detect.Options{Kind: p.kind, Attempts: 1})
+	return engines.Registry().Detect(ctx, p.client, ep, probes.DetectOptions{Kind: p.kind, Attempts: 1})
 }
 
 // HealthCheck runs the liveness probe of its kind against the simulated
@@ -152,7 +151,7 @@ func (p *Plugin) HealthCheck(ctx context.Context) agent.Health {
 	if h.Status != agent.HealthOK || ep == "" {
 		return h
 	}
-	_, err := check.LivenessProbe(p.kind).Probe(ctx, p.client, probes.Target{ID: p.Name(), BaseURL: ep, Kind: p.kind}, probes.Config{})
+	_, err := engines.Registry().Probes(p.kind).Liveness.Probe(ctx, p.client, probes.Target{ID: p.Name(), BaseURL: ep, Kind: p.kind}, probes.Config{})
 	if err != nil {
 		return agent.Health{Status: agent.HealthFailing, Message: err.Error(), Checked: time.Now(),
 			Details: map[string]string{"class": string(probes.Classify(err))}}

@@ -22,7 +22,7 @@ import (
 	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
-	"github.com/vitals-dev/vitals/probes/detect"
+	"github.com/vitals-dev/vitals/probes/engines"
 )
 
 // Name is the plugin's name in core.yaml.
@@ -157,7 +157,7 @@ func (e *ExtManager) Initialize(ctx context.Context, c *agent.Container) error {
 		}
 	}
 	d := e.cfg.Detection
-	e.detector = newDetector(e.catalog, client, e.log, tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager"), d.Concurrency, detect.Options{
+	e.detector = newDetector(e.catalog, client, e.log, tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager"), d.Concurrency, probes.DetectOptions{
 		Attempts: d.Attempts, StepTimeout: d.Timeout.D(),
 	})
 	if e.engine != nil {
@@ -451,7 +451,7 @@ type detector struct {
 	client  *http.Client
 	log     *slog.Logger
 	tracer  trace.Tracer
-	opts    detect.Options
+	opts    probes.DetectOptions
 	sem     chan struct{}
 
 	mu       sync.Mutex
@@ -461,7 +461,7 @@ type detector struct {
 	wg       sync.WaitGroup
 }
 
-func newDetector(c *catalog.Catalog, client *http.Client, log *slog.Logger, tracer trace.Tracer, limit int, opts detect.Options) *detector {
+func newDetector(c *catalog.Catalog, client *http.Client, log *slog.Logger, tracer trace.Tracer, limit int, opts probes.DetectOptions) *detector {
 	return &detector{
 		catalog: c, client: client, log: log, tracer: tracer, opts: opts, sem: make(chan struct{}, limit),
 		inflight: map[string]bool{}, again: map[string]bool{},
@@ -568,7 +568,7 @@ func (d *detector) detectOnce(ctx context.Context, id string) {
 	ctx, span := d.tracer.Start(ctx, "ai.detect", trace.WithAttributes(attribute.String("vitals.ai.plugin", id)))
 	defer span.End()
 	began := time.Now()
-	det, err := detect.Detect(ctx, d.client, p.Endpoint, opts)
+	det, err := engines.Registry().Detect(ctx, d.client, p.Endpoint, opts)
 	if ctx.Err() != nil {
 		return // stopping; the result may be partial
 	}

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vitals-dev/vitals/probes/check"
+	"github.com/vitals-dev/vitals/probes"
 )
 
 // pidCache remembers which process listens on a port. Finding it reads
@@ -26,7 +26,7 @@ type pidEntry struct {
 }
 
 func newPIDCache(ttl time.Duration) *pidCache {
-	return &pidCache{ttl: ttl, find: func(port int) (int, error) { return check.FindListener(nil, port) }, m: map[int]pidEntry{}}
+	return &pidCache{ttl: ttl, find: func(port int) (int, error) { return probes.FindListener(nil, port) }, m: map[int]pidEntry{}}
 }
 
 // lookup returns the PID listening on port, from the cache while fresh.

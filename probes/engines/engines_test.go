@@ -59,7 +59,7 @@ func TestEveryKindHasItsPackage(t *testing.T) {
 		if _, ok := r.Family(k); ok {
 			t.Errorf("%s has a family", k)
 		}
-		if set := r.Probes(k); set.Liveness == nil || set.Readiness != nil || set.Synthetic != nil || set.Resources != nil {
+		if set := r.Probes(k); set.Liveness == nil || set.Readiness != nil || set.Synthetic != nil || set.Signals != nil {
 			t.Errorf("%s: %+v, want only a liveness probe", k, set)
 		}
 	}

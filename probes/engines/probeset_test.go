@@ -21,7 +21,7 @@ func set(k probes.Kind) probes.ProbeSet { return engines.Registry().Probes(k) }
 
 // resources is the resource probe of kind k, reading /proc.
 func resources(k probes.Kind) probes.Probe {
-	return probes.ResourcesProbe(func(pid int) (probes.ProcessStats, error) { return probes.ReadProcess(nil, pid) }, set(k).Resources)
+	return set(k).ResourcesProbe(func(pid int) (probes.ProcessStats, error) { return probes.ReadProcess(nil, pid) })
 }
 
 func serve(t *testing.T, cfg aisim.Config) (*aisim.Server, string) {
@@ -133,8 +133,8 @@ func TestResources(t *testing.T) {
 		if res.Process == nil || res.Process.ResidentBytes <= 0 || res.Process.CPUSeconds <= 0 {
 			t.Errorf("%s process = %+v", kind, res.Process)
 		}
-		if kind == probes.KindLlamaCpp && len(res.ServerMetrics) == 0 {
-			t.Errorf("no server series: %+v", res)
+		if kind == probes.KindLlamaCpp && (res.Signals == nil || !res.Signals.Has(probes.FieldRequestsRunning|probes.FieldSlots)) {
+			t.Errorf("no server signals: %+v", res)
 		}
 		if kind == probes.KindOllama && len(res.ModelMemory) == 0 {
 			t.Errorf("no model memory: %+v", res)
@@ -142,5 +142,40 @@ func TestResources(t *testing.T) {
 	}
 	if _, err := probes.FindListener(nil, 1); !errors.Is(err, probes.ErrNoListener) {
 		t.Errorf("port 1: %v", err)
+	}
+}
+
+// Each kind's probe set reads its engine's signals from the simulator.
+func TestSignalsPerKind(t *testing.T) {
+	gauges := probes.FieldRequestsRunning | probes.FieldRequestsWaiting
+	c := &http.Client{Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	for _, tc := range []struct {
+		sim, kind probes.Kind
+		engine    probes.Engine
+		want      probes.Field
+	}{
+		{probes.KindVLLM, probes.KindVLLM, probes.EngineVLLM, gauges | probes.FieldGeneratedTokens},
+		{aisim.KindSGLang, probes.KindOpenAI, probes.EngineSGLang, gauges | probes.FieldGeneratedTokens},
+		{probes.KindLlamaCpp, probes.KindLlamaCpp, probes.EngineLlamaCpp, gauges | probes.FieldGeneratedTokens | probes.FieldSlots},
+		{probes.KindTGI, probes.KindTGI, probes.EngineTGI, gauges},
+		{probes.KindTEI, probes.KindTEI, probes.EngineTEI, probes.FieldRequestsWaiting},
+		{probes.KindOllama, probes.KindOllama, probes.EngineOllama, probes.FieldLoadedModels},
+	} {
+		t.Run(string(tc.sim), func(t *testing.T) {
+			_, base := serve(t, aisim.Config{Kind: tc.sim})
+			s, err := set(tc.kind).Signals(context.Background(), c, probes.Target{BaseURL: base, Kind: tc.kind})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Engine != tc.engine || !s.Has(tc.want) {
+				t.Fatalf("signals %+v, want engine %s with %s", s, tc.engine, tc.want)
+			}
+		})
+	}
+	// A plain OpenAI-compatible server has no engine metrics to read.
+	_, base := serve(t, aisim.Config{Kind: probes.KindOpenAI})
+	if _, err := set(probes.KindOpenAI).Signals(context.Background(), c, probes.Target{BaseURL: base}); err == nil {
+		t.Error("signals of a server without metrics")
 	}
 }

@@ -22,12 +22,6 @@ func detect(ctx context.Context, c *http.Client, baseURL string, _ probes.Detect
 	return New(c, baseURL).Detect(ctx)
 }
 
-// The series of TGI's and TEI's /metrics the resource probe keeps.
-var (
-	tgiSeries = []string{"tgi_queue_size", "tgi_batch_current_size"}
-	teiSeries = []string{"te_queue_size", "te_batch_next_size"}
-)
-
 func probeSet(k probes.Kind) probes.ProbeSet {
 	set := probes.ProbeSet{
 		Liveness: probes.ProbeFunc(func(ctx context.Context, c *http.Client, t probes.Target, _ probes.Config) (probes.Result, error) {
@@ -38,12 +32,12 @@ func probeSet(k probes.Kind) probes.ProbeSet {
 	if k == probes.KindTGI {
 		set.Operation = func(probes.Target) string { return probes.OpCompletion }
 		set.Synthetic = probes.ProbeFunc(generate)
-		set.Resources = probes.MetricsSeries(tgiSeries...)
+		set.Signals = probes.ReadMetrics(TGISignals)
 		return set
 	}
 	set.Operation = teiOperation
 	set.Synthetic = probes.ProbeFunc(teiSynthetic)
-	set.Resources = probes.MetricsSeries(teiSeries...)
+	set.Signals = probes.ReadMetrics(TEISignals)
 	return set
 }
 

@@ -32,13 +32,9 @@ func probeSet(probes.Kind) probes.ProbeSet {
 		Readiness: probes.ProbeFunc(readiness),
 		Operation: probes.ChatOrEmbeddings,
 		Synthetic: probes.ProbeFunc(synthetic),
-		Resources: probes.MetricsSeries(series...),
+		Signals:   signals,
 	}
 }
-
-// series are the series of llama.cpp's /metrics (--metrics) the resource
-// probe keeps.
-var series = []string{"llamacpp:requests_processing", "llamacpp:requests_deferred", "llamacpp:kv_cache_usage_ratio"}
 
 // liveness is /health: a 503 is a server loading its model, alive but not
 // ready.
@@ -72,4 +68,22 @@ func synthetic(ctx context.Context, c *http.Client, t probes.Target, cfg probes.
 		return openai.Embed(ctx, oc, probes.PickModel(t, probes.CapEmbeddings))
 	}
 	return probes.Result{}, fmt.Errorf("no synthetic inference for %s", t.Kind)
+}
+
+// signals reads /metrics (served with --metrics) and /slots (served unless
+// --no-slots), and fails only when neither answers.
+func signals(ctx context.Context, c *http.Client, t probes.Target) (probes.Signals, error) {
+	m, merr := probes.ReadMetrics(MetricsSignals)(ctx, c, t)
+	var sl probes.Signals
+	b, serr := probes.Fetch(ctx, c, http.MethodGet, probes.JoinURL(t.BaseURL, "/slots"), nil)
+	if serr == nil {
+		sl, serr = DecodeSlotsSignals(b)
+	}
+	switch {
+	case merr != nil && serr != nil:
+		return probes.Signals{}, errors.Join(merr, serr)
+	case merr != nil:
+		return sl, nil
+	}
+	return m.Merge(sl), nil
 }

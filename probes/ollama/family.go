@@ -32,7 +32,7 @@ func probeSet(probes.Kind) probes.ProbeSet {
 		Readiness: probes.ProbeFunc(readiness),
 		Operation: probes.ChatOrEmbeddings,
 		Synthetic: probes.ProbeFunc(synthetic),
-		Resources: resources,
+		Signals:   signals,
 	}
 }
 
@@ -93,15 +93,12 @@ func synthetic(ctx context.Context, c *http.Client, t probes.Target, cfg probes.
 	return probes.Result{}, fmt.Errorf("no synthetic inference for %s", t.Kind)
 }
 
-// resources reads the loaded models' memory from /api/ps.
-func resources(ctx context.Context, c *http.Client, t probes.Target, res *probes.Result) error {
-	models, err := New(c, t.BaseURL).PS(ctx)
+// signals reads /api/ps: the models loaded, their memory and when they
+// unload.
+func signals(ctx context.Context, c *http.Client, t probes.Target) (probes.Signals, error) {
+	b, err := probes.Fetch(ctx, c, http.MethodGet, probes.JoinURL(t.BaseURL, "/api/ps"), nil)
 	if err != nil {
-		return err
+		return probes.Signals{}, err
 	}
-	res.ModelMemory = map[string]probes.ModelMemory{}
-	for _, m := range models {
-		res.ModelMemory[m.Name] = probes.ModelMemory{TotalBytes: m.Size, VRAMBytes: m.SizeVRAM}
-	}
-	return nil
+	return DecodePSSignals(b)
 }

@@ -30,9 +30,6 @@ func detect(ctx context.Context, c *http.Client, baseURL string, o probes.Detect
 	return d, err
 }
 
-// vllmSeries are the series of vLLM's /metrics the resource probe keeps.
-var vllmSeries = []string{"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:gpu_cache_usage_perc"}
-
 func probeSet(k probes.Kind) probes.ProbeSet {
 	set := probes.ProbeSet{
 		Readiness: probes.ProbeFunc(func(ctx context.Context, c *http.Client, t probes.Target, _ probes.Config) (probes.Result, error) {
@@ -44,11 +41,14 @@ func probeSet(k probes.Kind) probes.ProbeSet {
 	case probes.KindVLLM:
 		set.Liveness = fetchProbe("/health")
 		set.Synthetic = syntheticProbe(map[string]any{"enable_thinking": false})
-		set.Resources = probes.MetricsSeries(vllmSeries...)
+		set.Signals = probes.ReadMetrics(VLLMSignals)
 	default:
 		// Answering is enough here; readiness decodes the model list.
 		set.Liveness = fetchProbe("/v1/models")
 		set.Synthetic = syntheticProbe(nil)
+		// An OpenAI-compatible server with metrics of its own: SGLang, or
+		// a vLLM not told apart.
+		set.Signals = probes.ReadMetrics(SGLangSignals, VLLMSignals)
 	}
 	return set
 }
