@@ -16,8 +16,10 @@ import (
 // model" to everything but its model lists (tools/server's
 // middleware_server_state). vLLM, TGI, TEI, SGLang and Triton open their
 // port only once the model is loaded, so a client sees its connection
-// refused; cmd/aisim does not listen until then (WaitLoaded), and a Server
-// serving on a listener it was given resets the connections instead.
+// refused: Server.Listen serves it that way, closing the port while it
+// loads; cmd/aisim opens its port once the start-up load is over
+// (WaitLoaded); a Server served on a listener of its own (httptest) resets
+// the connections instead.
 // Ollama has no loading phase of its own: its models load on demand, each
 // taking Knobs.LoadTime.
 //

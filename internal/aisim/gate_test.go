@@ -187,3 +187,62 @@ func TestAPIKeyWhileLoading(t *testing.T) {
 		t.Fatalf("X-Api-Key: %d", resp.StatusCode)
 	}
 }
+
+// TestEndpointRefusesWhileLoading: served by Listen, an engine that opens
+// its port only once loaded refuses connections while it loads, and
+// answers on the same address after.
+func TestEndpointRefusesWhileLoading(t *testing.T) {
+	s, err := aisim.New(aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{LoadTime: aisim.Duration(100 * time.Millisecond)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ep, err := s.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ep.Close)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr}
+	health := func() (int, probes.ErrorClass) {
+		resp, err := c.Get(ep.URL() + "/health")
+		if err != nil {
+			return 0, probes.Classify(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, ""
+	}
+	if st, class := health(); class != probes.ClassRefused {
+		t.Fatalf("while loading: %d %s, want refused", st, class)
+	}
+	waitFor(t, "the port to open once loaded", func() bool { st, _ := health(); return st == 200 })
+	s.SetLoading(true)
+	tr.CloseIdleConnections()
+	waitFor(t, "the port to close while loading", func() bool { _, class := health(); return class == probes.ClassRefused })
+	s.SetLoading(false)
+	waitFor(t, "the port to open again", func() bool { st, _ := health(); return st == 200 })
+	if ep.Err() != nil {
+		t.Fatal(ep.Err())
+	}
+
+	// llama.cpp keeps its port and answers 503.
+	l, err := aisim.New(aisim.Config{Kind: probes.KindLlamaCpp, Knobs: aisim.Knobs{Loading: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	lep, err := l.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lep.Close)
+	resp, err := c.Get(lep.URL() + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("llama.cpp loading: %d", resp.StatusCode)
+	}
+}
