@@ -92,7 +92,15 @@ func yamlError(file, base string, root ast.Node, err error) error {
 		}
 		return e
 	}
-	return &ConfigError{File: file, Key: base, Msg: err.Error()}
+	// A value's own unmarshaler failed (a Prometheus SD config's checks,
+	// say): the error is about the value at root.
+	e := &ConfigError{File: file, Key: base, Msg: err.Error()}
+	if root != nil {
+		if tk := root.GetToken(); tk != nil && tk.Position != nil {
+			e.Line, e.Column = tk.Position.Line, tk.Position.Column
+		}
+	}
+	return e
 }
 
 func asConfigError(file, key string, n ast.Node, err error) error {

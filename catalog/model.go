@@ -24,10 +24,13 @@ const (
 	SourceDirectory Source = "directory"
 	SourceInProcess Source = "inprocess"
 	SourceBus       Source = "bus"
+	// SourceDiscovery is the Prometheus-style discovery of package
+	// discovery: file, http, dns and kubernetes SD configs.
+	SourceDiscovery Source = "discovery"
 )
 
 // Sources lists every source, for bounded metric labels.
-var Sources = []Source{SourceConfig, SourceDirectory, SourceInProcess, SourceBus}
+var Sources = []Source{SourceConfig, SourceDirectory, SourceInProcess, SourceBus, SourceDiscovery}
 
 // AI is implemented by host plugins that are AI plugins. The ExtManager
 // finds running host plugins that implement it and lists them with source

@@ -114,6 +114,16 @@ func NewManager(opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// Unregister removes the Manager's metrics from its Registerer.
+func (m *Manager) Unregister() {
+	if m.opts.Registerer == nil {
+		return
+	}
+	for _, c := range m.metrics.collectors() {
+		m.opts.Registerer.Unregister(c)
+	}
+}
+
 // ApplyConfig makes cfg and shard the Manager's config. cfg must have
 // passed Validate.
 func (m *Manager) ApplyConfig(cfg Config, shard Shard) error {
@@ -222,6 +232,18 @@ func (m *Manager) poke() {
 	case m.notify <- struct{}{}:
 	default:
 	}
+}
+
+// ShardSource is the source label of the Manager's own targets in
+// vitals_discovery_shard_targets.
+const ShardSource = "discovery"
+
+// ObserveShard records, in vitals_discovery_shard_targets, how many
+// targets of a source sharded elsewhere (the extmanager's config
+// targets, its manifests) this agent sees and owns.
+func (m *Manager) ObserveShard(source string, seen, owned int) {
+	m.metrics.shard.WithLabelValues(source, "seen").Set(float64(seen))
+	m.metrics.shard.WithLabelValues(source, "owned").Set(float64(owned))
 }
 
 // Targets returns the targets this shard owns, as last handed on.
@@ -387,8 +409,7 @@ func (m *Manager) update() {
 		}
 		return 0
 	})
-	m.metrics.shard.WithLabelValues("seen").Set(float64(len(all)))
-	m.metrics.shard.WithLabelValues("owned").Set(float64(len(owned)))
+	m.ObserveShard(ShardSource, len(all), len(owned))
 	changed := !m.started || !reflect.DeepEqual(owned, m.last)
 	m.started = true
 	if changed {

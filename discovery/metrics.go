@@ -6,7 +6,7 @@ type metrics struct {
 	targets *prometheus.GaugeVec   // source
 	dropped *prometheus.GaugeVec   // source, reason
 	errors  *prometheus.CounterVec // source
-	shard   *prometheus.GaugeVec   // state: seen, owned
+	shard   *prometheus.GaugeVec   // source, state: seen, owned
 	count   prometheus.Gauge
 	index   prometheus.Gauge
 }
@@ -27,10 +27,10 @@ func newMetrics() *metrics {
 		}, []string{"source"}),
 		shard: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vitals_discovery_shard_targets",
-			Help: "Discovered targets this agent sees (state=seen) and those its shard owns and checks (state=owned).",
-		}, []string{"state"}),
+			Help: "Targets of a sharded source (config, directory, or discovery: the Prometheus-style sources after relabeling) that this agent sees (state=seen) and that its shard owns and checks (state=owned).",
+		}, []string{"source", "state"}),
 		count: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "vitals_discovery_shard_count",
+			Name: "vitals_discovery_shards",
 			Help: "How many shards split the discovered targets (1: no sharding).",
 		}),
 		index: prometheus.NewGauge(prometheus.GaugeOpts{

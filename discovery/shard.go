@@ -5,8 +5,6 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
-
-	"github.com/vitals-dev/vitals/agent"
 )
 
 // MaxShards bounds shard.count.
@@ -45,27 +43,27 @@ type Shard struct {
 
 // Resolve checks the config and returns the shard, taking the index from
 // hostname (a StatefulSet pod's name ends in -<ordinal>) when only the
-// count is given. Its errors are agent.KeyErrorf errors under "shard".
+// count is given. Its errors name the key below shard ("index: ...").
 func (c ShardConfig) Resolve(hostname string) (Shard, error) {
 	switch {
 	case c.Count < 0 || c.Count > MaxShards:
-		return Shard{}, agent.KeyErrorf("shard.count", "must be 0 to %d, got %d", MaxShards, c.Count)
+		return Shard{}, fmt.Errorf("count: must be 0 to %d, got %d", MaxShards, c.Count)
 	case c.Count <= 1 && c.Index != nil && *c.Index != 0:
-		return Shard{}, agent.KeyErrorf("shard.index", "set without a count above 1")
+		return Shard{}, fmt.Errorf("index: set without a count above 1")
 	case c.Count <= 1:
 		return Shard{}, nil
 	case c.Index != nil:
 		if *c.Index < 0 || *c.Index >= c.Count {
-			return Shard{}, agent.KeyErrorf("shard.index", "must be 0 to %d (count-1), got %d", c.Count-1, *c.Index)
+			return Shard{}, fmt.Errorf("index: must be 0 to %d (count-1), got %d", c.Count-1, *c.Index)
 		}
 		return Shard{Index: *c.Index, Count: c.Count}, nil
 	}
 	i, ok := ordinal(hostname)
 	if !ok {
-		return Shard{}, agent.KeyErrorf("shard.index", "not set, and the hostname %q ends in no -<ordinal> to take it from", hostname)
+		return Shard{}, fmt.Errorf("index: not set, and the hostname %q ends in no -<ordinal> to take it from", hostname)
 	}
 	if i >= c.Count {
-		return Shard{}, agent.KeyErrorf("shard.index", "the hostname %q gives ordinal %d, past count %d", hostname, i, c.Count)
+		return Shard{}, fmt.Errorf("index: the hostname %q gives ordinal %d, past count %d", hostname, i, c.Count)
 	}
 	return Shard{Index: i, Count: c.Count}, nil
 }

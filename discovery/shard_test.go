@@ -33,7 +33,7 @@ func TestShardsSplitTargets(t *testing.T) {
 		for i := range count {
 			h := run(t, cfg, discovery.Shard{Index: i, Count: count})
 			agenttest.Eventually(t, 15*time.Second, "shard seen", func() bool {
-				return strings.Contains(metricText(t, h), fmt.Sprintf(`vitals_discovery_shard_targets{state="seen"} %d`, n))
+				return strings.Contains(metricText(t, h), fmt.Sprintf(`vitals_discovery_shard_targets{source="discovery",state="seen"} %d`, n))
 			})
 			for _, tg := range h.last() {
 				if prev, dup := owner[tg.ID]; dup {
@@ -42,7 +42,7 @@ func TestShardsSplitTargets(t *testing.T) {
 				owner[tg.ID] = i
 			}
 			t.Logf("%d shards: shard %d owns %d", count, i, len(h.last()))
-			if want := fmt.Sprintf(`vitals_discovery_shard_targets{state="owned"} %d`, len(h.last())); !strings.Contains(metricText(t, h), want) {
+			if want := fmt.Sprintf(`vitals_discovery_shard_targets{source="discovery",state="owned"} %d`, len(h.last())); !strings.Contains(metricText(t, h), want) {
 				t.Errorf("metrics lack %s", want)
 			}
 		}
@@ -84,8 +84,8 @@ func TestShardConfig(t *testing.T) {
 		{"ordinal fqdn", discovery.ShardConfig{Count: 3}, "vitals-2.vitals.monitoring.svc", discovery.Shard{Index: 2, Count: 3}, ""},
 		{"no ordinal", discovery.ShardConfig{Count: 3}, "vitals", discovery.Shard{}, `hostname "vitals" ends in no -<ordinal>`},
 		{"ordinal past count", discovery.ShardConfig{Count: 2}, "vitals-2", discovery.Shard{}, "past count 2"},
-		{"index past count", discovery.ShardConfig{Count: 2, Index: idx(2)}, "", discovery.Shard{}, "shard.index: must be 0 to 1"},
-		{"negative count", discovery.ShardConfig{Count: -1}, "", discovery.Shard{}, "shard.count"},
+		{"index past count", discovery.ShardConfig{Count: 2, Index: idx(2)}, "", discovery.Shard{}, "index: must be 0 to 1"},
+		{"negative count", discovery.ShardConfig{Count: -1}, "", discovery.Shard{}, "count: must be"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.cfg.Resolve(tc.hostname)

@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/discovery"
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -26,12 +29,23 @@ import (
 //	  detection: {attempts: 4, timeout: 5s, concurrency: 4, redetect_interval: 10m}
 //	  bus: {enabled: true, lost_after: 3, deregister_after: 12, default_heartbeat: 5s}
 //	  health: {interval: 10s, timeout: 5s, synthetic: false}  # every key: health.Config
+//	  file_sd_configs: [{files: [targets/*.json]}]  # and http_sd_configs, dns_sd_configs,
+//	  relabel_configs: [...]                        # kubernetes_sd_configs: discovery.Config
+//	  shard: {count: 3, index: 0}    # or VITALS_SHARD=0/3; the index defaults to the pod ordinal
 type Config struct {
 	Targets   []Target        `yaml:"targets"`
 	Directory string          `yaml:"directory"`
 	Detection DetectionConfig `yaml:"detection"`
 	Bus       BusConfig       `yaml:"bus"`
 	Health    health.Config   `yaml:"health"`
+	// Discovery holds the Prometheus-style discovery keys, at the top of
+	// the section as in a scrape config.
+	Discovery discovery.Config `yaml:",inline"`
+	// Shard splits the config targets, the manifests and the discovered
+	// targets among agents that share one config.
+	Shard discovery.ShardConfig `yaml:"shard" env:"SHARD, overwrite"`
+
+	shard discovery.Shard // Shard, resolved
 }
 
 // Target is one AI plugin given in config or in a manifest file.
@@ -155,9 +169,38 @@ func decodeConfig(s agent.Section) (Config, error) {
 			bad(s.Errorf("health.plugins."+id, "%v", err))
 		}
 	}
+	if err := cfg.Discovery.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			bad(s.Place("", e))
+		}
+	}
+	host, _ := os.Hostname()
+	if sh, err := cfg.Shard.Resolve(host); err != nil {
+		bad(s.Errorf("shard", "%v", err))
+	} else {
+		cfg.shard = sh
+	}
+	if f := s.File(); f != "" && !cfg.Discovery.Empty() {
+		// Relative paths (file_sd files, TLS and credential files) are
+		// relative to the config file, as in Prometheus.
+		cfg.Discovery.SetDirectory(filepath.Dir(f))
+	}
 	cfg.Health.History.Path = s.Resolve(cfg.Health.History.Path)
 	cfg.Directory = s.Resolve(cfg.Directory)
 	return cfg, errors.Join(errs...)
+}
+
+// unjoin returns the errors an errors.Join holds, or err.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// discovered is a discovered target in the shape of a config target.
+func discovered(t discovery.Target) Target {
+	return Target{ID: t.ID, Endpoint: t.Endpoint, Kind: t.Kind, Model: t.Model, Labels: t.Labels}
 }
 
 // spec checks a target and turns it into a Spec. Its errors are

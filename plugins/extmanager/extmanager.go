@@ -19,6 +19,7 @@ import (
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/bus"
 	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/discovery"
 	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
@@ -53,6 +54,7 @@ type ExtManager struct {
 	detector  *detector
 	engine    *health.Engine // nil when health checks are off
 	store     *store.DB      // the health history file, when configured
+	sd        *discovery.Manager
 
 	mu        sync.Mutex // guards the fields below and cfg after Start
 	ctx       context.Context
@@ -148,6 +150,19 @@ func (e *ExtManager) Initialize(ctx context.Context, c *agent.Container) error {
 		e.reg.Unregister(e.metrics)
 		return err
 	}
+	if e.sd, err = discovery.NewManager(discovery.Options{
+		Logger: e.log, Registerer: e.reg, OnUpdate: e.applyDiscovered,
+		Check: func(t discovery.Target) error {
+			_, err := discovered(t).spec(catalog.SourceDiscovery)
+			return err
+		},
+	}); err != nil {
+		e.reg.Unregister(e.metrics)
+		return err
+	}
+	if err := e.sd.ApplyConfig(e.cfg.Discovery, e.cfg.shard); err != nil {
+		e.log.Warn("discovery", "err", err)
+	}
 	// Detection requests carry their span's trace context, as probes do.
 	tp := trace.TracerProvider(noop.NewTracerProvider())
 	client := e.client
@@ -179,10 +194,11 @@ func (e *ExtManager) Start(context.Context) error {
 	e.unsub = append(e.unsub, e.catalog.Subscribe(e.onEvent(ctx)))
 
 	cfg := e.config()
-	e.applyTargets(cfg.Targets)
+	e.applyTargets(cfg.Targets, cfg.shard)
 	redetect := cfg.Detection.RedetectInterval.D()
 	e.goRun(func() { e.detector.loop(ctx, redetect) })
-	e.startDirectory(ctx, cfg.Directory)
+	e.startDirectory(ctx, cfg.Directory, cfg.shard)
+	e.startDiscovery(ctx)
 	e.startInProcess(ctx)
 	if e.bus != nil {
 		if err := e.startBus(ctx); err != nil {
@@ -195,21 +211,27 @@ func (e *ExtManager) Start(context.Context) error {
 	return nil
 }
 
-// applyTargets makes the config source's plugins exactly targets.
-func (e *ExtManager) applyTargets(targets []Target) {
+// applyTargets makes the config source's plugins exactly the targets
+// that shard owns.
+func (e *ExtManager) applyTargets(targets []Target, shard discovery.Shard) {
 	var specs []catalog.Spec
 	for _, t := range targets {
+		if !shard.Owns(t.ID) {
+			continue
+		}
 		s, _ := t.spec(catalog.SourceConfig) // checked by the factory
 		specs = append(specs, s)
 	}
+	e.sd.ObserveShard(string(catalog.SourceConfig), len(targets), len(specs))
 	for _, err := range e.catalog.Reconcile(catalog.SourceConfig, specs, "removed from config") {
 		e.discoveryError(catalog.SourceConfig, err)
 	}
 }
 
-// startDirectory watches dir ("" for none) and returns once it has been
-// scanned; it stops the directory source that ran before.
-func (e *ExtManager) startDirectory(ctx context.Context, dir string) {
+// startDirectory watches dir ("" for none) for the manifests shard owns
+// and returns once it has been scanned; it stops the directory source
+// that ran before.
+func (e *ExtManager) startDirectory(ctx context.Context, dir string, shard discovery.Shard) {
 	e.mu.Lock()
 	cancel, done := e.dirCancel, e.dirDone
 	e.dirCancel, e.dirDone = nil, nil
@@ -226,6 +248,8 @@ func (e *ExtManager) startDirectory(ctx context.Context, dir string) {
 	ds := newDirSource(dir, e.catalog, e.log, func(string, error) {
 		e.metrics.discoveryErrors.WithLabelValues(string(catalog.SourceDirectory)).Inc()
 	})
+	ds.owns = shard.Owns
+	ds.onShard = func(seen, owned int) { e.sd.ObserveShard(string(catalog.SourceDirectory), seen, owned) }
 	e.goRun(func() {
 		defer close(finished)
 		ds.run(dctx, ready)
@@ -257,8 +281,10 @@ func (e *ExtManager) BusTopics() bus.Topics {
 
 // Reload applies a changed section while running: static targets are
 // reconciled (so bus and in-process plugins are kept), a new directory is
-// watched instead of the old one, and detection and heartbeat settings
-// apply from the next use. Turning the bus source on or off changes the
+// watched instead of the old one, changed discovery configs restart (the
+// unchanged keep running and keep their targets), a new shard applies to
+// every sharded source, and detection and heartbeat settings apply from
+// the next use. Turning the bus source on or off changes the
 // plugin's dependencies and is refused: disable and enable the plugin.
 func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 	cfg, err := decodeConfig(s)
@@ -281,15 +307,41 @@ func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 	if runCtx == nil {
 		return nil // not started: Start reads the new config
 	}
-	e.applyTargets(cfg.Targets)
-	if cfg.Directory != old.Directory {
-		e.startDirectory(runCtx, cfg.Directory)
+	e.applyTargets(cfg.Targets, cfg.shard)
+	if cfg.Directory != old.Directory || cfg.shard != old.shard {
+		e.startDirectory(runCtx, cfg.Directory, cfg.shard)
 	}
+	sdErr := e.sd.ApplyConfig(cfg.Discovery, cfg.shard)
 	e.detector.setOptions(cfg.Detection)
 	if e.engine != nil {
 		e.engine.SetConfig(cfg.Health)
 	}
-	return nil
+	return sdErr
+}
+
+// startDiscovery runs the Prometheus-style discovery sources until ctx
+// ends; their plugins leave the catalog with them.
+func (e *ExtManager) startDiscovery(ctx context.Context) {
+	e.goRun(func() {
+		defer e.catalog.Reconcile(catalog.SourceDiscovery, nil, "extmanager stopped")
+		e.sd.Run(ctx)
+	})
+}
+
+// applyDiscovered makes the discovery source's plugins exactly the
+// targets this shard owns.
+func (e *ExtManager) applyDiscovered(ts []discovery.Target) {
+	specs := make([]catalog.Spec, 0, len(ts))
+	for _, t := range ts {
+		s, err := discovered(t).spec(catalog.SourceDiscovery)
+		if err != nil {
+			continue // the Manager's Check dropped and counted these
+		}
+		specs = append(specs, s)
+	}
+	for _, err := range e.catalog.Reconcile(catalog.SourceDiscovery, specs, "no longer discovered") {
+		e.discoveryError(catalog.SourceDiscovery, err)
+	}
 }
 
 func (e *ExtManager) goRun(fn func()) {
@@ -388,6 +440,9 @@ func (e *ExtManager) Stop(ctx context.Context) error {
 	}
 	if e.reg != nil && e.metrics != nil {
 		e.reg.Unregister(e.metrics)
+	}
+	if e.sd != nil {
+		e.sd.Unregister()
 	}
 	e.client.CloseIdleConnections()
 	return err

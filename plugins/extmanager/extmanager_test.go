@@ -198,6 +198,7 @@ targets:
 vitals_ai_plugins{source="bus"} 0
 vitals_ai_plugins{source="config"} 3
 vitals_ai_plugins{source="directory"} 0
+vitals_ai_plugins{source="discovery"} 0
 vitals_ai_plugins{source="inprocess"} 0
 `
 	if err := testutil.GatherAndCompare(r.metrics, strings.NewReader(want), "vitals_ai_plugins"); err != nil {
@@ -530,6 +531,15 @@ func TestConfigErrors(t *testing.T) {
 		{"targets: [{id: a}]\ndetection: {attempts: 0, concurrency: 0}\n", "section.detection.concurrency: must be 1 to 256"},
 		{"targets: [{id: a, labels: [1]}, {id: b, endpont: x}]\n", "section.targets[0].labels: want a mapping of keys, got a list"},
 		{"targets: [{id: a, labels: [1]}, {id: b, endpont: x}]\n", `section.targets[1].endpont: unknown key "endpont"; did you mean "endpoint"?`},
+		// Prometheus-style discovery: Prometheus' own checks, at their line.
+		{"file_sd_configs:\n  - files: [a.json]\n    refresh: 1m\n", `<section>:3:5: section.file_sd_configs[0].refresh: unknown key "refresh"`},
+		{"dns_sd_configs:\n  - names: [a.example]\n    type: A\n", "<section>:2:10: section.dns_sd_configs[0]: a port is required"},
+		{"http_sd_configs:\n  - url: ftp://x\n", "<section>:2:8: section.http_sd_configs[0]: URL scheme must be"},
+		{"kubernetes_sd_configs:\n  - role: node\n", `<section>:2:5: section.kubernetes_sd_configs[0].role: role "node" is not supported here`},
+		{"relabel_configs:\n  - action: hashmod\n    target_label: x\n", "<section>:2:11: section.relabel_configs[0]: relabel configuration for hashmod requires non-zero modulus"},
+		{"relabel_configs:\n  - action: keep\n    regex: '('\n", "<section>:2:11: section.relabel_configs[0]: error parsing regexp"},
+		{"shard: {count: 3, index: 3}\n", "<section>:1:1: section.shard: index: must be 0 to 2 (count-1), got 3"},
+		{"shard: {count: 2000, index: 1}\n", "section.shard: count: must be 0 to 1024"},
 	} {
 		s, err := agent.NewSection(tt.text)
 		if err == nil {

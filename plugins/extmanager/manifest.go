@@ -54,6 +54,11 @@ type dirSource struct {
 	log     *slog.Logger
 	// onBad counts bad manifests.
 	onBad func(path string, err error)
+	// owns, when set, says which ids this agent's shard checks; the
+	// manifests of other ids are not registered. onShard hears how many
+	// manifests were seen and owned in each scan.
+	owns    func(id string) bool
+	onShard func(seen, owned int)
 	// Bounds of one scan: directory entries listed, manifests read and
 	// their bytes in all.
 	maxEntries, maxManifests int
@@ -193,11 +198,26 @@ func (d *dirSource) scan() {
 		next[path] = spec
 	}
 
+	seen := len(next)
+	for path, spec := range next {
+		if d.owns != nil && !d.owns(spec.ID) {
+			delete(next, path)
+		}
+	}
+	if d.onShard != nil {
+		d.onShard(seen, len(next))
+	}
+	kept := map[string]bool{} // ids registered after this scan
+	for _, spec := range next {
+		kept[spec.ID] = true
+	}
 	for path, old := range d.last {
-		if owner[old.ID] == "" {
+		if !kept[old.ID] {
 			reason := "manifest " + path + " removed"
 			if spec, ok := next[path]; ok {
 				reason = "manifest " + path + " now names " + spec.ID
+			} else if owner[old.ID] != "" {
+				reason = "another shard checks it"
 			}
 			d.catalog.Remove(old.ID, catalog.SourceDirectory, reason)
 		}
