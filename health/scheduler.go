@@ -325,7 +325,12 @@ func (s *Scheduler) exec(ctx context.Context, it *item) {
 		}
 	}
 	heap.Push(&s.queue, it)
-	s.poke()
+	if it.index == 0 {
+		// Otherwise the scheduler's timer is set for an earlier item: a
+		// wake now would find nothing to do, and a wake per check costs
+		// more than the rest of the scheduling.
+		s.poke()
+	}
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -274,3 +274,58 @@ func TestSchedulerSlack(t *testing.T) {
 		})
 	}
 }
+
+// countingClock counts the timers the scheduler sets: one each time it
+// goes to sleep.
+type countingClock struct {
+	*fakeClock
+	timers atomic.Int32
+}
+
+func (c *countingClock) NewTimer(d time.Duration) health.Timer {
+	c.timers.Add(1)
+	return c.fakeClock.NewTimer(d)
+}
+
+// TestSchedulerSleepsThroughRunsThatEnd: a run that ends with its next due
+// time after the earliest waiting item's does not wake the scheduler,
+// which would only set the same timer again (at a hundred checks a second,
+// a wake per check cost more than the rest of the scheduling).
+func TestSchedulerSleepsThroughRunsThatEnd(t *testing.T) {
+	clock := &countingClock{fakeClock: &fakeClock{now: time.Unix(1000, 0)}}
+	spread := map[string]float64{"a": 0, "b": 0.5} // a due now, b in 500ms; both every second
+	var next string
+	started, release := make(chan string, 10), make(chan struct{})
+	s := health.NewScheduler(health.SchedulerOptions{Clock: clock, Concurrency: 2, StartSpread: 1,
+		Rand: func() float64 { return spread[next] }},
+		func(ctx context.Context, id string, _ time.Time) {
+			started <- id
+			<-release
+		})
+	for _, id := range []string{"a", "b"} {
+		next = id
+		s.Set(id, time.Second)
+	}
+	next = "" // no jitter: a's next run is at +1s, after b's
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case id := <-started:
+		if id != "a" {
+			t.Fatalf("%s ran first, want a", id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a never ran")
+	}
+	// The scheduler goes to sleep until b is due (after the wakes that
+	// Set asked for); then a's run ends.
+	time.Sleep(100 * time.Millisecond)
+	before := clock.timers.Load()
+	close(release)
+	time.Sleep(100 * time.Millisecond) // time for a wake, if one comes, to set its timer
+	if n := clock.timers.Load(); n != before {
+		t.Errorf("the scheduler set %d timers after a's run ended, want none: b is still the earliest", n-before)
+	}
+}
