@@ -1,6 +1,8 @@
 package dashboards
 
 import (
+	"strings"
+
 	"github.com/grafana/grafana-foundation-sdk/go/bargauge"
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/cog/variants"
@@ -164,7 +166,13 @@ func stateTimeline(title, desc, expr, legend string) *statetimeline.PanelBuilder
 func quantiles(metric, s, by string) []cog.Builder[variants.Dataquery] {
 	var out []cog.Builder[variants.Dataquery]
 	for _, p := range []struct{ q, name string }{{"0.5", "p50"}, {"0.95", "p95"}, {"0.99", "p99"}} {
-		qb := q(`histogram_quantile(`+p.q+`, sum by (`+by+`le) (rate(`+metric+`_bucket{`+s+`}[$__rate_interval])))`, legendOf(by, p.name))
+		expr := `histogram_quantile(` + p.q + `, sum by (` + by + `le) (rate(` + metric + `_bucket{` + s + `}[$__rate_interval])))`
+		if tracedHistograms[metric] {
+			// A native histogram where the scrape negotiated one, the
+			// classic buckets (metrics.classic_buckets) where not.
+			expr = `histogram_quantile(` + p.q + `, sum by (` + strings.TrimSuffix(by, ", ") + `) (rate(` + metric + `{` + s + `}[$__rate_interval]))) or ` + expr
+		}
+		qb := q(expr, legendOf(by, p.name))
 		if tracedHistograms[metric] {
 			qb.Exemplar(true)
 		}

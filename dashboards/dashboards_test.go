@@ -316,7 +316,8 @@ func MetricNames(e parser.Expr) []string {
 }
 
 // TestLatencyPanelsShowExemplars checks that every query of a probe latency
-// histogram asks for exemplars, so that a point opens the check's trace.
+// histogram asks for exemplars, so that a point opens the check's trace,
+// and reads the native histogram as well as the classic buckets.
 func TestLatencyPanelsShowExemplars(t *testing.T) {
 	n := 0
 	for f, d := range load(t) {
@@ -336,6 +337,11 @@ func TestLatencyPanelsShowExemplars(t *testing.T) {
 						n++
 						if !q.Exemplar {
 							t.Errorf("%s / %s: %s without exemplars", f, title(p.Panel.Title), q.Expr)
+						}
+						// The engine exports native histograms, classic
+						// buckets only when asked to.
+						if !strings.Contains(q.Expr, "(rate("+m+"{") {
+							t.Errorf("%s / %s: %s does not read the native histogram", f, title(p.Panel.Title), q.Expr)
 						}
 					}
 				}

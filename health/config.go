@@ -1,6 +1,8 @@
 package health
 
 import (
+	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -31,6 +33,8 @@ import (
 //	  plugins:                  # per-plugin overrides
 //	    local-ollama: {synthetic: true, interval: 30s, timeout: 10s}
 //	  rollup: {policy: all, quorum: 0.5, readiness: false}
+//	  metrics:
+//	    classic_buckets: []     # latency histogram buckets (seconds) besides the native histogram; none by default
 //	  history:
 //	    path: ""                # SQLite file, relative to core.yaml; "" keeps the ring only
 //	    ring: 256               # checks and transitions kept in memory per plugin
@@ -59,8 +63,23 @@ type Config struct {
 	ErrorRate         ErrorRateConfig         `yaml:"error_rate"`
 	Plugins           map[string]PluginConfig `yaml:"plugins"`
 	Rollup            RollupConfig            `yaml:"rollup"`
+	Metrics           MetricsConfig           `yaml:"metrics"`
 	History           HistoryConfig           `yaml:"history"`
 }
+
+// MetricsConfig shapes the per-plugin latency histograms
+// (vitals_ai_probe_duration_seconds, vitals_ai_time_to_first_token_seconds).
+// They are native histograms, which a scraper that negotiates them (the
+// protobuf exposition) gets at full resolution in one series each;
+// ClassicBuckets adds classic buckets, one series each per plugin and
+// probe in every exposition, for scrapers that do not. It applies when the
+// engine starts.
+type MetricsConfig struct {
+	ClassicBuckets []float64 `yaml:"classic_buckets"`
+}
+
+// maxClassicBuckets bounds metrics.classic_buckets.
+const maxClassicBuckets = 30
 
 // ErrorRateConfig is the error-rate window: the last Window probe requests
 // of a plugin. At DegradeAbove or more failed (with at least MinSamples
@@ -194,6 +213,14 @@ func (c Config) Validate() error {
 	}
 	if r.Quorum <= 0 || r.Quorum > 1 {
 		return bad("rollup.quorum", "must be in (0, 1], got %g", r.Quorum)
+	}
+	if b := c.Metrics.ClassicBuckets; len(b) > maxClassicBuckets {
+		return bad("metrics.classic_buckets", "must have at most %d buckets, got %d", maxClassicBuckets, len(b))
+	}
+	for i, v := range c.Metrics.ClassicBuckets {
+		if !(v > 0) || math.IsInf(v, 1) || (i > 0 && !(v > c.Metrics.ClassicBuckets[i-1])) {
+			return bad(fmt.Sprintf("metrics.classic_buckets[%d]", i), "must be positive, finite and above the bucket before it, got %g", v)
+		}
 	}
 	h := c.History
 	switch {

@@ -168,7 +168,7 @@ func New(o Options) *Engine {
 		o.Registry = engines.Registry()
 	}
 	if o.Metrics == nil {
-		o.Metrics = NewMetrics()
+		o.Metrics = NewMetrics(o.Config.Metrics)
 	}
 	if o.History == nil {
 		o.History, _ = OpenHistory(context.Background(), nil, o.Config.History, o.Logger)

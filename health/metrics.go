@@ -1,8 +1,10 @@
 package health
 
 import (
+	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
@@ -32,8 +34,28 @@ type Metrics struct {
 	mems  map[string]map[string]probes.ModelMemory
 }
 
+// Native histogram settings of the latency histograms: buckets at most
+// 10 % wide, at most 20 of them per series (past that two merge into
+// one, so a series of a server whose latency ranges widely stays small),
+// and one exemplar, the latest check's trace.
+const (
+	nativeFactor     = 1.1
+	nativeMaxBuckets = 20
+	nativeResetAfter = time.Hour
+)
+
+// latencyOpts are the options of a per-plugin latency histogram: native,
+// with the classic buckets of cfg when it has any.
+func latencyOpts(name, help string, cfg MetricsConfig) prometheus.HistogramOpts {
+	return prometheus.HistogramOpts{
+		Name: name, Help: help, Buckets: slices.Clone(cfg.ClassicBuckets),
+		NativeHistogramBucketFactor: nativeFactor, NativeHistogramMaxBucketNumber: nativeMaxBuckets,
+		NativeHistogramMinResetDuration: nativeResetAfter, NativeHistogramMaxExemplars: 1,
+	}
+}
+
 // NewMetrics creates the collectors, unregistered.
-func NewMetrics() *Metrics {
+func NewMetrics(cfg MetricsConfig) *Metrics {
 	return &Metrics{
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vitals_ai_plugin_up",
@@ -43,11 +65,9 @@ func NewMetrics() *Metrics {
 			Name: "vitals_ai_plugin_health_state",
 			Help: "The AI plugin's health state: 1 for the current state (unknown, healthy, degraded, unhealthy), 0 for the others.",
 		}, []string{"plugin", "state"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "vitals_ai_probe_duration_seconds",
-			Help:    "Duration of AI plugin probes, by probe (liveness, readiness, synthetic, resources, heartbeat, bus_health, self).",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"plugin", "probe"}),
+		duration: prometheus.NewHistogramVec(latencyOpts("vitals_ai_probe_duration_seconds",
+			"Duration of AI plugin probes, by probe (liveness, readiness, synthetic, resources, heartbeat, bus_health, self).", cfg),
+			[]string{"plugin", "probe"}),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_ai_probe_total",
 			Help: "AI plugin probes run, by probe and result (success, failure).",
@@ -56,11 +76,8 @@ func NewMetrics() *Metrics {
 			Name: "vitals_ai_probe_errors_total",
 			Help: "Failed AI plugin probe requests, by error class (timeout, refused, reset, http_5xx, http_4xx, bad_response, tls, dns, canceled, stuck, not_ready, stale, reported, other).",
 		}, []string{"plugin", "class"}),
-		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "vitals_ai_time_to_first_token_seconds",
-			Help:    "Time to first token of synthetic inferences.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"plugin"}),
+		ttft: prometheus.NewHistogramVec(latencyOpts("vitals_ai_time_to_first_token_seconds",
+			"Time to first token of synthetic inferences.", cfg), []string{"plugin"}),
 		tps: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vitals_ai_output_tokens_per_second",
 			Help: "Output tokens per second of the last synthetic inference that reported its tokens.",

@@ -1,12 +1,17 @@
 package health
 
 import (
+	"math"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/vitals-dev/vitals/probes"
+	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitals-dev/vitals/probes"
 )
 
 // TestProbeTotalHasBothResults checks that a successful probe also creates
@@ -14,7 +19,7 @@ import (
 // first failure that follows is then an increase that Prometheus'
 // increase() sees, which the stuck alert needs.
 func TestProbeTotalHasBothResults(t *testing.T) {
-	m := NewMetrics()
+	m := NewMetrics(MetricsConfig{})
 	m.observe("llm", Observation{Probes: []ProbeOutcome{{Probe: probes.Synthetic, OK: true, Attempts: 1}}}, trace.SpanContext{})
 	want := `
 # HELP vitals_ai_probe_total AI plugin probes run, by probe and result (success, failure).
@@ -32,5 +37,57 @@ vitals_ai_probe_errors_total{class="stuck",plugin="llm"} 0
 `
 	if err := testutil.CollectAndCompare(m.errors, strings.NewReader(want), "vitals_ai_probe_errors_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestLatencyHistograms: a probe duration is a native histogram (one
+// series in the protobuf exposition) with no classic buckets unless
+// metrics.classic_buckets asks for them, and the check's trace is its
+// exemplar.
+func TestLatencyHistograms(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cfg     MetricsConfig
+		classic int
+	}{
+		{"native only", MetricsConfig{}, 0},
+		{"with classic buckets", MetricsConfig{ClassicBuckets: []float64{.01, .1, 1}}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMetrics(tc.cfg)
+			sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
+			m.observe("llm", Observation{Probes: []ProbeOutcome{{Probe: probes.Liveness, OK: true, Attempts: 1, Duration: 3 * time.Millisecond}}}, sc)
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(m)
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var h *dto.Histogram
+			for _, mf := range mfs {
+				if mf.GetName() == "vitals_ai_probe_duration_seconds" {
+					h = mf.GetMetric()[0].GetHistogram()
+				}
+			}
+			if h == nil {
+				t.Fatal("no vitals_ai_probe_duration_seconds")
+			}
+			// The +Inf bucket is there either way: it carries the exemplar
+			// for scrapers that read only classic buckets.
+			classic := 0
+			for _, b := range h.GetBucket() {
+				if !math.IsInf(b.GetUpperBound(), 1) {
+					classic++
+				}
+			}
+			switch {
+			case classic != tc.classic:
+				t.Errorf("%d classic buckets, want %d: %v", classic, tc.classic, h.GetBucket())
+			case h.GetSchema() != 3 || len(h.GetPositiveSpan()) == 0:
+				t.Errorf("schema %d, spans %v: not a native histogram with buckets at most 10 %% wide", h.GetSchema(), h.GetPositiveSpan())
+			case len(h.GetExemplars()) != 1 || h.GetExemplars()[0].GetLabel()[0].GetValue() != sc.TraceID().String():
+				t.Errorf("exemplars %v, want the check's trace", h.GetExemplars())
+			}
+		})
 	}
 }

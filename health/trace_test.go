@@ -133,8 +133,13 @@ func TestProbeRequestsCarryTraceContext(t *testing.T) {
 	exemplars := map[string]int{}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
+			// A native histogram keeps its exemplars beside its buckets,
+			// a classic one on them.
+			exs := m.GetHistogram().GetExemplars()
 			for _, b := range m.GetHistogram().GetBucket() {
-				ex := b.GetExemplar()
+				exs = append(exs, b.GetExemplar())
+			}
+			for _, ex := range exs {
 				if ex == nil {
 					continue
 				}

@@ -3,6 +3,7 @@ package health_test
 import (
 	"context"
 	"errors"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -98,6 +99,9 @@ func TestConfigValidate(t *testing.T) {
 		{"rollup.policy", func(c *health.Config) { c.Rollup.Policy = "most" }},
 		{"rollup.quorum", func(c *health.Config) { c.Rollup.Quorum = 0 }},
 		{"history.ring", func(c *health.Config) { c.History.Ring = 0 }},
+		{"metrics.classic_buckets[1]", func(c *health.Config) { c.Metrics.ClassicBuckets = []float64{0.1, 0.1} }},
+		{"metrics.classic_buckets[0]", func(c *health.Config) { c.Metrics.ClassicBuckets = []float64{math.NaN()} }},
+		{"metrics.classic_buckets", func(c *health.Config) { c.Metrics.ClassicBuckets = make([]float64, 31) }},
 		{"plugins.x.interval", func(c *health.Config) {
 			c.Plugins = map[string]health.PluginConfig{"x": {Interval: agent.Duration(time.Microsecond)}}
 		}},
