@@ -25,7 +25,7 @@ func newMetrics(c *catalog.Catalog) *metrics {
 			"AI plugins the agent knows, with their kind, version and discovery source; always 1.",
 			[]string{"plugin", "kind", "version", "source"}, nil),
 		capability: prometheus.NewDesc("vitals_ai_plugin_capability",
-			"Whether an AI plugin has a capability (1) or not (0).",
+			"The capabilities an AI plugin has, one series of value 1 each; a capability it lacks has none.",
 			[]string{"plugin", "capability"}, nil),
 		models: prometheus.NewDesc("vitals_ai_plugin_models",
 			"Models an AI plugin serves.",
@@ -73,12 +73,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range m.catalog.List(catalog.Filter{}) {
 		count[p.Source]++
 		ch <- prometheus.MustNewConstMetric(m.info, prometheus.GaugeValue, 1, p.ID, string(p.Kind), p.Version, string(p.Source))
+		// Only the capabilities a plugin has: a series of 0 for every one
+		// it lacks made up a third of a plugin's series.
 		for _, c := range probes.Capabilities() {
-			v := 0.0
 			if p.HasCapability(c) {
-				v = 1
+				ch <- prometheus.MustNewConstMetric(m.capability, prometheus.GaugeValue, 1, p.ID, string(c))
 			}
-			ch <- prometheus.MustNewConstMetric(m.capability, prometheus.GaugeValue, v, p.ID, string(c))
 		}
 		ch <- prometheus.MustNewConstMetric(m.models, prometheus.GaugeValue, float64(len(p.Models)), p.ID)
 	}
