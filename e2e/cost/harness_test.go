@@ -184,6 +184,9 @@ type agentSpec struct {
 	health string
 }
 
+// The most targets one config file and one manifest directory hold.
+const maxConfigTargets, maxManifests = 4000, 1000
+
 // startAgent starts the shipped binary with only the ExtManager, its
 // targets all on one server (the ids differ; the agent checks each on its
 // own, as it would servers behind one address).
@@ -198,13 +201,33 @@ func startAgent(t *testing.T, a agentSpec) *proc {
 		// More health keys, for experiments: COST_HEALTH='slack: 50ms'.
 		health = strings.TrimSuffix(health, "}") + ", " + extra + "}"
 	}
-	fmt.Fprintf(&b, "        directory: \"\"\n        bus: {enabled: false}\n        health: %s\n        targets:", health)
-	if a.targets == 0 {
+	// A config file holds at most 20 000 keys and list items, a directory
+	// 1000 manifests: past 4000 targets the rest go in manifests.
+	inConfig := min(a.targets, maxConfigTargets)
+	if rest := a.targets - inConfig; rest > 0 {
+		if rest > maxManifests {
+			t.Fatalf("%d targets: at most %d fit in one config file and its manifest directory", a.targets, maxConfigTargets+maxManifests)
+		}
+		if err := os.Mkdir(filepath.Join(dir, "plugins.d"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for i := inConfig; i < a.targets; i++ {
+			m := fmt.Sprintf("endpoint: %q\nkind: openai\n", a.endpoint)
+			if err := os.WriteFile(filepath.Join(dir, "plugins.d", fmt.Sprintf("t%05d.yaml", i)), []byte(m), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.WriteString("        directory: plugins.d\n")
+	} else {
+		b.WriteString("        directory: \"\"\n")
+	}
+	fmt.Fprintf(&b, "        bus: {enabled: false}\n        health: %s\n        targets:", health)
+	if inConfig == 0 {
 		b.WriteString(" []\n")
 	} else {
 		b.WriteString("\n")
 	}
-	for i := range a.targets {
+	for i := range inConfig {
 		fmt.Fprintf(&b, "          - {id: t%05d, endpoint: %q, kind: openai}\n", i, a.endpoint)
 	}
 	cfg := filepath.Join(dir, "core.yaml")
