@@ -81,7 +81,10 @@ func (s *Server) WaitLoaded(ctx context.Context) error {
 		ch := s.changedLocked()
 		left := time.Until(s.loadUntil)
 		s.mu.Unlock()
-		t := time.NewTimer(max(left, time.Millisecond))
+		if left <= 0 {
+			left = time.Hour // held by the knob: until the next change
+		}
+		t := time.NewTimer(left)
 		select {
 		case <-ch:
 		case <-t.C:

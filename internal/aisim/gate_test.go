@@ -40,9 +40,7 @@ func (e env) doAuth(t *testing.T, method, path, body, auth string) (int, string)
 }
 
 func TestLlamaCppLoading(t *testing.T) {
-	const load = 150 * time.Millisecond
-	e := start(t, aisim.Config{Kind: probes.KindLlamaCpp, Knobs: aisim.Knobs{LoadTime: aisim.Duration(load)}})
-	t0 := time.Now()
+	e := start(t, aisim.Config{Kind: probes.KindLlamaCpp, Knobs: aisim.Knobs{LoadTime: aisim.Duration(time.Hour)}})
 	b := e.must(t, "GET", "/health", "", 503)
 	if string(b) != `{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}` {
 		t.Fatalf("loading /health: %s", b)
@@ -52,10 +50,15 @@ func TestLlamaCppLoading(t *testing.T) {
 	if !e.sim.Loading() {
 		t.Fatal("Loading() = false while loading")
 	}
+	// A reload with a shorter load ends when that load does.
+	const load = 50 * time.Millisecond
+	e.sim.SetLoadTime(load)
+	t0 := time.Now()
+	e.sim.Reload()
 	if err := e.sim.WaitLoaded(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(t0); d < load-20*time.Millisecond {
+	if d := time.Since(t0); d < load-5*time.Millisecond {
 		t.Fatalf("loaded after %v, want about %v", d, load)
 	}
 	e.must(t, "GET", "/health", "", 200)
@@ -65,9 +68,11 @@ func TestLlamaCppLoading(t *testing.T) {
 	e.must(t, "GET", "/health", "", 503)
 	e.sim.SetLoading(false)
 	e.must(t, "GET", "/health", "", 200)
+	e.must(t, "POST", "/aisim/knobs", `{"load_time":"1h"}`, 200)
 	e.must(t, "POST", "/aisim/reload", "", 200)
 	e.must(t, "GET", "/health", "", 503)
-	waitFor(t, "the reload to end", func() bool { return !e.sim.Loading() })
+	e.sim.SetLoadTime(0)
+	e.sim.Reload()
 	e.must(t, "GET", "/health", "", 200)
 }
 
@@ -192,7 +197,7 @@ func TestAPIKeyWhileLoading(t *testing.T) {
 // its port only once loaded refuses connections while it loads, and
 // answers on the same address after.
 func TestEndpointRefusesWhileLoading(t *testing.T) {
-	s, err := aisim.New(aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{LoadTime: aisim.Duration(100 * time.Millisecond)}})
+	s, err := aisim.New(aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{LoadTime: aisim.Duration(time.Hour)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +221,8 @@ func TestEndpointRefusesWhileLoading(t *testing.T) {
 	if st, class := health(); class != probes.ClassRefused {
 		t.Fatalf("while loading: %d %s, want refused", st, class)
 	}
+	s.SetLoadTime(20 * time.Millisecond)
+	s.Reload() // a shorter load, which ends on its own
 	waitFor(t, "the port to open once loaded", func() bool { st, _ := health(); return st == 200 })
 	s.SetLoading(true)
 	tr.CloseIdleConnections()

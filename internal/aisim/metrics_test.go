@@ -260,7 +260,7 @@ func TestHungQueue(t *testing.T) {
 // TestTokensAreWork: the counter moves as tokens are generated, not when
 // the answer is written.
 func TestTokensAreWork(t *testing.T) {
-	e := start(t, aisim.Config{Kind: probes.KindLlamaCpp, Knobs: aisim.Knobs{TokenInterval: aisim.Duration(20 * time.Millisecond)}})
+	e := start(t, aisim.Config{Kind: probes.KindLlamaCpp, Knobs: aisim.Knobs{TokenInterval: aisim.Duration(40 * time.Millisecond)}})
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := e.do(context.Background(), "POST", "/v1/chat/completions", `{"messages":[{"role":"user","content":"x"}]}`)

@@ -1,6 +1,7 @@
 package aisim_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -121,7 +122,7 @@ func TestOllamaKeepAlive(t *testing.T) {
 }
 
 func TestOllamaLoadAndEvict(t *testing.T) {
-	const load = 300 * time.Millisecond
+	const load = 100 * time.Millisecond
 	e := start(t, aisim.Config{Kind: probes.KindOllama, Knobs: aisim.Knobs{LoadTime: aisim.Duration(load), MaxLoadedModels: 1, KeepAlive: aisim.Duration(time.Hour)}})
 	t0 := time.Now()
 	e.must(t, "POST", "/api/generate", `{"model":"tiny","prompt":"x","stream":false}`, 200)
@@ -129,13 +130,16 @@ func TestOllamaLoadAndEvict(t *testing.T) {
 		t.Fatalf("a cold request took %v, want >= the %v load", d, load)
 	}
 	near(t, "expires_at with OLLAMA_KEEP_ALIVE 1h", e.ps(t)["tiny:latest"].ExpiresAt, time.Now().Add(time.Hour))
-	// Loaded, the next is not slowed by a load.
-	t0 = time.Now()
-	e.must(t, "POST", "/api/generate", `{"model":"tiny","prompt":"x","stream":false}`, 200)
-	if d := time.Since(t0); d >= load {
-		t.Fatalf("a warm request took %v", d)
+	// Loaded, the next does not load it again (a load would now take an
+	// hour).
+	e.sim.SetLoadTime(time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if st, _, err := e.do(ctx, "POST", "/api/generate", `{"model":"tiny","prompt":"x","stream":false}`); err != nil || st != 200 {
+		t.Fatalf("a warm request: %d, %v", st, err)
 	}
 	// One slot: loading another evicts it.
+	e.sim.SetLoadTime(0)
 	e.must(t, "POST", "/api/embed", `{"model":"tiny-embed","input":"x"}`, 200)
 	ps := e.ps(t)
 	if _, ok := ps["tiny:latest"]; ok || len(ps) != 1 {
