@@ -89,6 +89,9 @@ func TestNew(t *testing.T) {
 		{"sglang", aisim.Config{Kind: aisim.KindSGLang}, true},
 		{"bad sleep level", aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{SleepLevel: 3}}, false},
 		{"too much load", aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{Load: 5000}}, false},
+		{"too many slots", aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{Slots: 5000}}, false},
+		{"negative slots", aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{Slots: -1}}, false},
+		{"bad kv usage", aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{KVCacheUsage: 2}}, false},
 		{"bad error rate", aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{ErrorRate: 1.5}}, false},
 		{"negative latency", aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{Latency: -1}}, false},
 	}

@@ -145,6 +145,9 @@ func (k Knobs) Validate() error {
 	if k.Load > maxLoad {
 		errs = append(errs, fmt.Errorf("load %d: want at most %d", k.Load, maxLoad))
 	}
+	if k.Slots > maxSlots {
+		errs = append(errs, fmt.Errorf("slots %d: want at most %d", k.Slots, maxSlots))
+	}
 	for name, d := range map[string]Duration{"latency": k.Latency, "jitter": k.Jitter, "slow_first_token": k.SlowFirstToken, "token_interval": k.TokenInterval, "drip": k.Drip, "load_time": k.LoadTime} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %v: want >= 0", name, time.Duration(d)))
@@ -160,8 +163,11 @@ func (s *Server) Knobs() Knobs {
 	return s.knobs
 }
 
-// maxLoad bounds Knobs.Load.
-const maxLoad = 1024
+// maxLoad and maxSlots bound Knobs.Load and Knobs.Slots.
+const (
+	maxLoad  = 1024
+	maxSlots = 1024
+)
 
 // SetKnobs replaces all knobs.
 func (s *Server) SetKnobs(k Knobs) error {
@@ -246,8 +252,9 @@ func (s *Server) Version() string {
 	return s.cfg.Version
 }
 
-// SetSlots sets how many requests run at once; 0 restores 4.
-func (s *Server) SetSlots(n int) { _ = s.Update(func(k *Knobs) { k.Slots = max(n, 0) }) }
+// SetSlots sets how many requests run at once, at most 1024; 0 restores
+// 4.
+func (s *Server) SetSlots(n int) { _ = s.Update(func(k *Knobs) { k.Slots = min(max(n, 0), maxSlots) }) }
 
 // SetLoad sets how many background requests the server keeps in flight,
 // at most 1024.
