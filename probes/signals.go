@@ -68,9 +68,10 @@ const (
 	FieldRequests
 	FieldLoadedModels
 	FieldSlots
+	FieldAsleep
 )
 
-var fieldNames = []string{"requests_running", "requests_waiting", "kv_cache_usage", "generated_tokens", "requests", "loaded_models", "slots"}
+var fieldNames = []string{"requests_running", "requests_waiting", "kv_cache_usage", "generated_tokens", "requests", "loaded_models", "slots", "asleep"}
 
 // String names the fields of f, joined by "|"; "none" for none.
 func (f Field) String() string {
@@ -106,7 +107,7 @@ const (
 // Signals is what an engine says about its own load, normalized across
 // engines: the requests it is running and queueing, how full its KV cache
 // is, the counters of tokens it generated and requests it ended, the
-// models it holds and its slots. Reported says which fields the engine
+// models it holds, its slots and whether it sleeps. Reported says which fields the engine
 // gave, so a field it does not report is told apart from a zero.
 type Signals struct {
 	// Engine is the engine the signals were read from.
@@ -130,6 +131,9 @@ type Signals struct {
 	// SlotsBusy and SlotsIdle count the server's slots (llama.cpp /slots)
 	// by whether they process a request.
 	SlotsBusy, SlotsIdle int
+	// Asleep is how many of the server's engines are asleep (vLLM's sleep
+	// mode, weights offloaded or discarded); 0 when all are awake.
+	Asleep float64
 }
 
 // LoadedModel is one model a server holds in memory. Zero fields are ones
@@ -179,6 +183,9 @@ func (s Signals) Merge(o Signals) Signals {
 	}
 	if take&FieldSlots != 0 {
 		s.SlotsBusy, s.SlotsIdle = o.SlotsBusy, o.SlotsIdle
+	}
+	if take&FieldAsleep != 0 {
+		s.Asleep = o.Asleep
 	}
 	s.Reported |= take
 	return s
@@ -233,6 +240,8 @@ type SignalTable struct {
 	KVCacheUsage    []Source
 	GeneratedTokens []Source
 	Requests        []RequestSource
+	// Asleep counts the engines asleep (a gauge).
+	Asleep []Source
 }
 
 // MaxMetricsBytes bounds a /metrics body that Decode, FetchMetrics and
@@ -285,6 +294,9 @@ func (t SignalTable) signals(fams map[string]*dto.MetricFamily, declared map[str
 	}
 	if v, ok := readAll(fams, declared, t.GeneratedTokens, sum); ok {
 		s.GeneratedTokens, s.Reported = v, s.Reported|FieldGeneratedTokens
+	}
+	if v, ok := readAll(fams, nil, t.Asleep, sum); ok {
+		s.Asleep, s.Reported = v, s.Reported|FieldAsleep
 	}
 	for _, rs := range t.Requests {
 		mf, ok := rs.family(fams, declared)
@@ -364,7 +376,7 @@ func (src Source) family(fams map[string]*dto.MetricFamily, declared map[string]
 // without samples, and a counter's still counts (see SignalTable).
 func (t SignalTable) keep(body []byte) (kept []byte, lines []int, declared map[string]bool) {
 	want := map[string]bool{}
-	for _, srcs := range [][]Source{t.Running, t.Waiting, t.KVCacheUsage, t.GeneratedTokens} {
+	for _, srcs := range [][]Source{t.Running, t.Waiting, t.KVCacheUsage, t.GeneratedTokens, t.Asleep} {
 		for _, src := range srcs {
 			for _, n := range src.Names {
 				want[n] = true

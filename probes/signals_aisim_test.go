@@ -29,7 +29,8 @@ func TestSignalsOfAisim(t *testing.T) {
 		want    probes.Field
 	}{
 		{kind: probes.KindVLLM, table: openai.VLLMSignals, want: gauges | probes.FieldKVCacheUsage | probes.FieldGeneratedTokens | probes.FieldRequests},
-		{kind: probes.KindVLLM, version: "0.8.5", table: openai.VLLMSignals, want: gauges | probes.FieldKVCacheUsage | probes.FieldGeneratedTokens | probes.FieldRequests},
+		{kind: probes.KindVLLM, version: "0.10.2", table: openai.VLLMSignals, want: gauges | probes.FieldKVCacheUsage | probes.FieldGeneratedTokens | probes.FieldRequests},
+		{kind: probes.KindVLLM, version: "0.11.0", table: openai.VLLMSignals, want: gauges | probes.FieldKVCacheUsage | probes.FieldGeneratedTokens | probes.FieldRequests | probes.FieldAsleep},
 		{kind: aisim.KindSGLang, table: openai.SGLangSignals, want: gauges | probes.FieldKVCacheUsage | probes.FieldGeneratedTokens | probes.FieldRequests},
 		{kind: probes.KindLlamaCpp, table: llamacpp.MetricsSignals, want: gauges | probes.FieldGeneratedTokens},
 		{kind: probes.KindTGI, table: hf.TGISignals, want: gauges | probes.FieldGeneratedTokens | probes.FieldRequests},
@@ -98,5 +99,42 @@ func TestLoadedModelsAndSlotsOfAisim(t *testing.T) {
 				t.Fatalf("reported %v, want %v", s.Reported, tc.want)
 			}
 		})
+	}
+}
+
+// TestAsleepOfAisim puts the simulated vLLM to sleep and reads it from its
+// /metrics, then wakes it.
+func TestAsleepOfAisim(t *testing.T) {
+	sim, err := aisim.New(aisim.Config{Kind: probes.KindVLLM, Version: "0.11.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	read := func() probes.Signals {
+		t.Helper()
+		b, err := probes.FetchMetrics(context.Background(), srv.Client(), srv.URL+"/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := openai.VLLMSignals.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if s := read(); !s.Has(probes.FieldAsleep) || s.Asleep != 0 {
+		t.Fatalf("awake: asleep %v, reported %v", s.Asleep, s.Reported)
+	}
+	for _, level := range []int{1, 2} {
+		sim.SetSleepLevel(level)
+		if s := read(); s.Asleep != 1 {
+			t.Fatalf("sleep level %d: asleep %v", level, s.Asleep)
+		}
+	}
+	sim.SetSleepLevel(0)
+	if s := read(); s.Asleep != 0 {
+		t.Fatalf("woken: asleep %v", s.Asleep)
 	}
 }

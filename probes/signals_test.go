@@ -296,7 +296,7 @@ func FuzzSignalsDecode(f *testing.F) {
 	f.Add([]byte("# TYPE tokens histogram\ntokens_bucket{le=\"+Inf\"} 2\ntokens_sum 42\ntokens_count 2\n"))
 	f.Add([]byte("run NaN\n"))
 	all := probes.FieldRequestsRunning | probes.FieldRequestsWaiting | probes.FieldKVCacheUsage |
-		probes.FieldGeneratedTokens | probes.FieldRequests | probes.FieldLoadedModels | probes.FieldSlots
+		probes.FieldGeneratedTokens | probes.FieldRequests | probes.FieldLoadedModels | probes.FieldSlots | probes.FieldAsleep
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = probes.Fingerprint(b)
 		for _, tt := range append(realTables(), table) {
@@ -335,7 +335,7 @@ func checkDecode(t *testing.T, tt probes.SignalTable, b []byte, all probes.Field
 	if s.Reported&^all != 0 || s.Has(probes.FieldLoadedModels) || s.Has(probes.FieldSlots) {
 		t.Fatalf("reported %v from /metrics", s.Reported)
 	}
-	for _, v := range []float64{s.RequestsRunning, s.RequestsWaiting, s.KVCacheUsage, s.GeneratedTokens} {
+	for _, v := range []float64{s.RequestsRunning, s.RequestsWaiting, s.KVCacheUsage, s.GeneratedTokens, s.Asleep} {
 		if math.IsNaN(v) {
 			t.Fatalf("NaN in %+v", s)
 		}

@@ -25,6 +25,14 @@ var VLLMSignals = probes.SignalTable{
 		ResultLabel: "finished_reason",
 		Results:     map[string]probes.RequestResult{"abort": probes.RequestCanceled, "error": probes.RequestFailure},
 	}},
+	// Per engine, sleep_state="awake" is 1 when awake, and
+	// "weights_offloaded" (sleep level 1) or "discard_all" (level 2) is 1
+	// while asleep: their sum counts the engines asleep. Unlike
+	// /is_sleeping, it needs no VLLM_SERVER_DEV_MODE.
+	Asleep: []probes.Source{
+		{Names: []string{"vllm:engine_sleep_state"}, Match: map[string]string{"sleep_state": "weights_offloaded"}},
+		{Names: []string{"vllm:engine_sleep_state"}, Match: map[string]string{"sleep_state": "discard_all"}},
+	},
 }
 
 // SGLangSignals maps SGLang's /metrics (with --enable-metrics) to

@@ -23,7 +23,7 @@ func TestSignals(t *testing.T) {
 		want: probes.Signals{
 			Engine: probes.EngineVLLM,
 			Reported: probes.FieldRequestsRunning | probes.FieldRequestsWaiting | probes.FieldKVCacheUsage |
-				probes.FieldGeneratedTokens | probes.FieldRequests,
+				probes.FieldGeneratedTokens | probes.FieldRequests | probes.FieldAsleep,
 			RequestsRunning: 5, RequestsWaiting: 1, KVCacheUsage: 0.5703, GeneratedTokens: 812345 + 655402,
 			Requests: map[probes.RequestResult]float64{
 				probes.RequestSuccess:  1520 + 36 + 1411 + 40,
@@ -92,5 +92,26 @@ vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.25
 	}
 	if s.Has(probes.FieldRequestsRunning) {
 		t.Fatalf("running reported from a body without it: %v", s.Reported)
+	}
+}
+
+// TestVLLMAsleep is a vLLM with two engines, one asleep at level 1: the
+// sleep state counts it, and an awake server reports zero engines asleep.
+func TestVLLMAsleep(t *testing.T) {
+	body := `# HELP vllm:engine_sleep_state Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.
+# TYPE vllm:engine_sleep_state gauge
+vllm:engine_sleep_state{engine="0",model_name="m",sleep_state="awake"} 0.0
+vllm:engine_sleep_state{engine="0",model_name="m",sleep_state="weights_offloaded"} 1.0
+vllm:engine_sleep_state{engine="0",model_name="m",sleep_state="discard_all"} 0.0
+vllm:engine_sleep_state{engine="1",model_name="m",sleep_state="awake"} 1.0
+vllm:engine_sleep_state{engine="1",model_name="m",sleep_state="weights_offloaded"} 0.0
+vllm:engine_sleep_state{engine="1",model_name="m",sleep_state="discard_all"} 0.0
+`
+	s, err := openai.VLLMSignals.Decode([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Reported != probes.FieldAsleep || s.Asleep != 1 {
+		t.Fatalf("asleep %v (reported %v), want 1", s.Asleep, s.Reported)
 	}
 }
