@@ -463,7 +463,7 @@ func defined(t *testing.T, root string) map[string]bool {
 	t.Helper()
 	re := regexp.MustCompile(`"(vitals_[a-z0-9_]+)"`)
 	out := map[string]bool{}
-	for _, dir := range []string{"agent", "plugins", "exporters", "cmd"} {
+	for _, dir := range []string{"agent", "bus", "catalog", "health", "discovery", "probes", "plugins", "exporters", "cmd"} {
 		err := filepath.WalkDir(filepath.Join(root, dir), func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
 				return err
