@@ -69,9 +69,46 @@ func (s *Server) authReady() error {
 
 func openPath(open []string, path string) bool {
 	for _, o := range open {
-		if path == o || (strings.HasSuffix(o, "/") && strings.HasPrefix(path, o)) {
+		if MatchPath(o, path) {
 			return true
 		}
 	}
 	return false
+}
+
+// MatchPath reports whether a request path matches a configured path
+// pattern: the same path; a prefix ending in "/" ("/debug/"); or, segment
+// by segment, a pattern whose "*" segments each stand for one segment of
+// the path ("/api/v1/ai-plugins/*/ready"). A "*" never matches an empty,
+// "." or ".." segment, so no path that would resolve elsewhere matches it.
+// The security plugin's open_paths, the rate limiter's exempt_paths and
+// the front's gate match with it.
+func MatchPath(pattern, path string) bool {
+	if path == pattern {
+		return true
+	}
+	if strings.HasSuffix(pattern, "/") {
+		return strings.HasPrefix(path, pattern)
+	}
+	if !strings.Contains(pattern, "*") {
+		return false
+	}
+	for {
+		ps, prest, pmore := strings.Cut(pattern, "/")
+		s, rest, more := strings.Cut(path, "/")
+		if pmore != more {
+			return false
+		}
+		if ps == "*" {
+			if s == "" || s == "." || s == ".." {
+				return false
+			}
+		} else if ps != s {
+			return false
+		}
+		if !more {
+			return true
+		}
+		pattern, path = prest, rest
+	}
 }

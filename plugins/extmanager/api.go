@@ -11,11 +11,13 @@ import (
 	"github.com/vitals-dev/vitals/probes"
 )
 
-// Routes serves the AI plugin catalog on the admin API.
+// Routes serves the AI plugin catalog on the admin API, and each AI
+// plugin's readiness.
 func (e *ExtManager) Routes() []agent.Route {
 	routes := []agent.Route{
 		{Pattern: "GET /api/v1/admin/ai-plugins", Handler: http.HandlerFunc(e.list)},
 		{Pattern: "GET /api/v1/admin/ai-plugins/{id}", Handler: http.HandlerFunc(e.get)},
+		{Pattern: ReadyPattern, Handler: http.HandlerFunc(e.ready)},
 	}
 	if e.engine != nil {
 		h := health.Handlers{Engine: e.engine, Known: func(id string) bool {

@@ -13,7 +13,7 @@ import (
 //	  api:                      # per client: bearer token, else address
 //	    rate: 20                # requests per second
 //	    burst: 40
-//	    exempt_paths: [/livez, /readyz]
+//	    exempt_paths: [/livez, /readyz, /api/v1/ai-plugins/*/ready]   # paths, prefixes ending in /, * for one segment
 //	  bus:                      # per message source (external plugins)
 //	    rate: 500               # messages per second
 //	    burst: 1000
@@ -36,7 +36,9 @@ type Limit struct {
 // DefaultConfig returns the defaults that a section overrides.
 func DefaultConfig() Config {
 	return Config{
-		API:         Limit{Rate: 20, Burst: 40, ExemptPaths: []string{"/livez", "/readyz"}},
+		// The probes: a kubelet that probes many pods' AI plugins through
+		// one agent is one client.
+		API:         Limit{Rate: 20, Burst: 40, ExemptPaths: []string{"/livez", "/readyz", "/api/v1/ai-plugins/*/ready"}},
 		Bus:         Limit{Rate: 500, Burst: 1000},
 		MaxClients:  10000,
 		IdleTimeout: agent.Duration(10 * time.Minute),

@@ -221,7 +221,7 @@ func (p *Plugin) WrapHTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cfg := p.config()
 		for _, e := range cfg.API.ExemptPaths {
-			if r.URL.Path == e {
+			if agent.MatchPath(e, r.URL.Path) {
 				next.ServeHTTP(w, r)
 				return
 			}

@@ -92,6 +92,30 @@ func (e *env) get(t *testing.T, path, token string) (int, http.Header) {
 	return resp.StatusCode, resp.Header
 }
 
+// TestProbesAreExempt: by default the agent's probes and the AI plugins'
+// readiness endpoints are never limited, so that a kubelet probing many
+// pods through one agent does not take them out of rotation.
+func TestProbesAreExempt(t *testing.T) {
+	e := start(t, "api: {rate: 0.001, burst: 1}\n")
+	for i, st := range []struct {
+		path string
+		code int
+	}{
+		{"/api/v1/admin/plugins", 200},
+		{"/api/v1/admin/plugins", 429},
+		{"/readyz", 200},
+		{"/livez", 200},
+		{"/api/v1/ai-plugins/llm/ready", 200},
+		{"/api/v1/ai-plugins/llm/ready", 200},
+		{"/api/v1/ai-plugins/llm", 429},
+		{"/api/v1/ai-plugins/a/b/ready", 429},
+	} {
+		if code, _ := e.get(t, st.path, "a"); code != st.code {
+			t.Errorf("%d: GET %s: %d, want %d", i, st.path, code, st.code)
+		}
+	}
+}
+
 func TestAPILimitAndRecovery(t *testing.T) {
 	e := start(t, "api: {rate: 0.5, burst: 2, exempt_paths: [/livez]}\n")
 	steps := []struct {

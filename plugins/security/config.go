@@ -24,7 +24,7 @@ const (
 //	    - {name: ops, role: admin, sha256: 9f86d0...}        # hash of the token
 //	    - {name: grafana, role: viewer, file: /run/secrets/vitals_token}
 //	    - {name: ci, role: admin, env: VITALS_TOKEN_CI}
-//	  open_paths: [/metrics, /livez, /readyz]   # reachable without a token (GET, HEAD)
+//	  open_paths: [/metrics, /livez, /readyz, /api/v1/ai-plugins/*/ready]   # reachable without a token (GET, HEAD)
 //	  anonymous: loopback        # no tokens: loopback clients are admin; "deny" refuses all
 //	  api_disable: token         # disabling security over the API needs an admin token; "never"
 //	  audit:
@@ -68,6 +68,12 @@ type AuditRetention struct {
 	Interval agent.Duration `yaml:"interval"`
 }
 
+// AIReadyPath is the open path pattern of the AI plugins' readiness
+// endpoints (GET /api/v1/ai-plugins/{id}/ready), which readiness probes
+// and load balancers call without a token, as they call /readyz. It is
+// the one path under /api/ that open_paths may name.
+const AIReadyPath = "/api/v1/ai-plugins/*/ready"
+
 // Anonymous modes.
 const (
 	AnonymousLoopback = "loopback"
@@ -83,7 +89,7 @@ const (
 // DefaultConfig returns the defaults that a section overrides.
 func DefaultConfig() Config {
 	return Config{
-		OpenPaths:  []string{"/metrics", "/livez", "/readyz"},
+		OpenPaths:  []string{"/metrics", "/livez", "/readyz", AIReadyPath},
 		Anonymous:  AnonymousLoopback,
 		APIDisable: APIDisableToken,
 		Audit: AuditConfig{
@@ -147,8 +153,11 @@ func (c *Config) validate(s agent.Section) error {
 		if !strings.HasPrefix(p, "/") {
 			return s.Errorf("open_paths", "entry %d: %q must start with /", i, p)
 		}
-		if strings.HasPrefix(p, "/api/") {
-			return s.Errorf("open_paths", "entry %d: %q: the admin API cannot be opened; use a viewer token", i, p)
+		if strings.HasPrefix(p, "/api/") && p != AIReadyPath {
+			return s.Errorf("open_paths", "entry %d: %q: the admin API cannot be opened; use a viewer token (of /api/, only %s may be open)", i, p, AIReadyPath)
+		}
+		if strings.Contains(p, "*") && p != AIReadyPath {
+			return s.Errorf("open_paths", "entry %d: %q: * is only for %s; name paths, or prefixes ending in /", i, p, AIReadyPath)
 		}
 		// An entry ending in "/" is a prefix: "/" would open every path.
 		if strings.HasSuffix(p, "/") && strings.HasPrefix("/api/", p) {

@@ -6,7 +6,8 @@
 // environment variable and hashed at once; a presented token is hashed and
 // compared in constant time with every configured hash. Role viewer may
 // read (GET, HEAD); role admin may also act (POST and the rest). /metrics,
-// /livez and /readyz stay open unless configured otherwise. With no tokens
+// /livez, /readyz and the AI plugins' readiness (/api/v1/ai-plugins/*/ready)
+// stay open unless configured otherwise. With no tokens
 // the API is open to loopback clients only. Reload rotates tokens.
 //
 // The audit log (exporters/audit) records every admin action with who did

@@ -494,7 +494,7 @@ func may(role, method string) bool {
 
 func isOpen(open []string, path string) bool {
 	for _, o := range open {
-		if path == o || (strings.HasSuffix(o, "/") && strings.HasPrefix(path, o)) {
+		if agent.MatchPath(o, path) {
 			return true
 		}
 	}
