@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/prometheus/discovery/dns"
 	"github.com/prometheus/prometheus/discovery/file"
 	"github.com/prometheus/prometheus/discovery/http"
-	"github.com/prometheus/prometheus/discovery/kubernetes"
 	"github.com/prometheus/prometheus/model/relabel"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -38,11 +37,11 @@ import (
 // Each entry is decoded by Prometheus' own code (its UnmarshalYAML runs its
 // own checks); Validate adds the checks a Prometheus config load makes.
 type Config struct {
-	FileSDConfigs       []*file.SDConfig       `yaml:"file_sd_configs"`
-	HTTPSDConfigs       []*http.SDConfig       `yaml:"http_sd_configs"`
-	DNSSDConfigs        []*dns.SDConfig        `yaml:"dns_sd_configs"`
-	KubernetesSDConfigs []*kubernetes.SDConfig `yaml:"kubernetes_sd_configs"`
-	RelabelConfigs      []*relabel.Config      `yaml:"relabel_configs"`
+	FileSDConfigs       []*file.SDConfig      `yaml:"file_sd_configs"`
+	HTTPSDConfigs       []*http.SDConfig      `yaml:"http_sd_configs"`
+	DNSSDConfigs        []*dns.SDConfig       `yaml:"dns_sd_configs"`
+	KubernetesSDConfigs []*KubernetesSDConfig `yaml:"kubernetes_sd_configs"`
+	RelabelConfigs      []*relabel.Config     `yaml:"relabel_configs"`
 }
 
 // The config keys of the mechanisms, which also name the sources in
@@ -94,14 +93,10 @@ func (c Config) Validate() error {
 	check(KeyKubernetes, firstNil(c.KubernetesSDConfigs))
 	check(KeyRelabel, firstNil(c.RelabelConfigs))
 	for i, k := range c.KubernetesSDConfigs {
-		if k == nil {
-			continue
-		}
-		switch k.Role {
-		case kubernetes.RolePod, kubernetes.RoleService, kubernetes.RoleEndpointSlice:
-		default:
-			errs = append(errs, agent.KeyErrorf(fmt.Sprintf("%s[%d].role", KeyKubernetes, i),
-				"role %q is not supported here: use pod, service or endpointslice", k.Role))
+		if k != nil {
+			if err := kubernetesCheck(k); err != nil {
+				errs = append(errs, agent.KeyErrorf(fmt.Sprintf("%s[%d].%s", KeyKubernetes, i, err.key), "%s", err.msg))
+			}
 		}
 	}
 	for i, r := range c.RelabelConfigs {
@@ -114,6 +109,9 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// keyMsg is a problem with one key below a config entry.
+type keyMsg struct{ key, msg string }
 
 func firstNil[T any](s []*T) int {
 	for i, v := range s {
@@ -152,7 +150,7 @@ func (c Config) sources() []source {
 	}
 	for i, s := range c.KubernetesSDConfigs {
 		if s != nil {
-			add(KeyKubernetes, i, s)
+			add(KeyKubernetes, i, kubernetesConfig(s))
 		}
 	}
 	return out

@@ -43,10 +43,6 @@ dns_sd_configs:
   - names: [llm.example.]
     type: A
     port: 8000
-kubernetes_sd_configs:
-  - role: endpointslice
-    api_server: http://127.0.0.1:9
-    namespaces: {names: [models]}
 relabel_configs:
   - source_labels: [__meta_kubernetes_pod_label_app]
     regex: vllm
@@ -65,9 +61,6 @@ relabel_configs:
 	}
 	if got := cfg.DNSSDConfigs[1].Port; got != 8000 {
 		t.Errorf("port = %d", got)
-	}
-	if got := cfg.KubernetesSDConfigs[0].NamespaceDiscovery.Names; len(got) != 1 || got[0] != "models" {
-		t.Errorf("namespaces = %v", got)
 	}
 	if got := string(cfg.RelabelConfigs[0].Action); got != "keep" {
 		t.Errorf("action = %q", got)
@@ -88,7 +81,6 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown key", "file_sd_configs:\n  - files: [a.json]\n    refresh: 1m\n", `section.file_sd_configs[0]`},
 		{"dns without port", "dns_sd_configs:\n  - names: [a.example.]\n    type: A\n", "a port is required"},
 		{"http bad url", "http_sd_configs:\n  - url: ftp://x\n", "URL scheme must be"},
-		{"kubernetes role", "kubernetes_sd_configs:\n  - role: node\n    api_server: http://127.0.0.1:9\n", `section.kubernetes_sd_configs[0].role: role "node" is not supported`},
 		{"relabel target", "relabel_configs:\n  - source_labels: [a]\n    action: hashmod\n    target_label: t\n", "relabel_configs[0]: relabel configuration for hashmod requires non-zero modulus"},
 		{"file pattern", "file_sd_configs:\n  - files: ['a/*.txt']\n", "path name"},
 	} {

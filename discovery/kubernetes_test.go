@@ -1,6 +1,9 @@
+//go:build !nokubernetes
+
 package discovery_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -115,4 +118,23 @@ relabel_configs:
 	agenttest.Eventually(t, 30*time.Second, "the pod informer lists again", func() bool { return kube.Lists(discoverytest.Pods) > lists })
 	kube.Apply(pod("vllm-2", "vllm", "10.1.0.4", 8000))
 	h.waitIDs("ollama-10.2.0.2,ollama.models.svc-11434,vllm-1,vllm-2")
+}
+
+func TestDecodeKubernetes(t *testing.T) {
+	cfg, err := decode(t, `
+kubernetes_sd_configs:
+  - role: endpointslice
+    api_server: http://127.0.0.1:9
+    namespaces: {names: [models]}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.KubernetesSDConfigs[0].NamespaceDiscovery.Names; len(got) != 1 || got[0] != "models" {
+		t.Errorf("namespaces = %v", got)
+	}
+	_, err = decode(t, "kubernetes_sd_configs:\n  - role: node\n    api_server: http://127.0.0.1:9\n")
+	if want := `<section>:2:5: section.kubernetes_sd_configs[0].role: role "node" is not supported`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("role node: %v, want %q", err, want)
+	}
 }
