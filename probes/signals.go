@@ -245,8 +245,8 @@ type SignalTable struct {
 }
 
 // MaxMetricsBytes bounds a /metrics body that Decode, FetchMetrics and
-// Fingerprint read. A vLLM server with eight data-parallel engines writes
-// about 1 MiB.
+// Fingerprint read; the benchmark's vLLM with eight data-parallel engines
+// and a dozen histograms writes 440 KiB.
 const MaxMetricsBytes = 4 << 20
 
 // Decode reads a Prometheus text exposition body (format 0.0.4, which
@@ -256,7 +256,8 @@ const MaxMetricsBytes = 4 << 20
 // a line there the parser would refuse does not hide the signals. A body
 // larger than MaxMetricsBytes, or a line of t's families the parser
 // refuses, is a *DecodeError that names the engine's /metrics and, for a
-// parse error, the line of body.
+// parse error, the line of body. Decode does not change t; it is safe for
+// concurrent use.
 func (t SignalTable) Decode(body []byte) (Signals, error) {
 	what := t.what()
 	if len(body) > MaxMetricsBytes {
