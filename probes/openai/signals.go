@@ -12,8 +12,9 @@ var VLLMSignals = probes.SignalTable{
 	Engine:  probes.EngineVLLM,
 	Running: []probes.Source{{Names: []string{"vllm:num_requests_running"}}},
 	Waiting: []probes.Source{{Names: []string{"vllm:num_requests_waiting"}}},
-	// The old name was deprecated in 0.9, both served side by side, and
-	// later releases show it only with --show-hidden-metrics-for-version.
+	// The old name was deprecated in 0.9 and served beside the new one
+	// through 0.10; by vLLM's policy a deprecated metric is then hidden
+	// (--show-hidden-metrics-for-version brings it back) and dropped.
 	// Both are a ratio, 0 to 1, despite "perc".
 	KVCacheUsage:    []probes.Source{{Names: []string{"vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"}}},
 	GeneratedTokens: []probes.Source{{Names: []string{"vllm:generation_tokens_total"}}},
@@ -51,7 +52,8 @@ var SGLangSignals = probes.SignalTable{
 	KVCacheUsage:    []probes.Source{{Names: []string{"sglang:token_usage"}}},
 	GeneratedTokens: []probes.Source{{Names: []string{"sglang:generation_tokens_total"}}},
 	// num_requests_total counts the requests SGLang finished, whatever
-	// their finish reason; aborted ones are counted apart.
+	// their finish reason, and num_aborted_requests_total the aborted
+	// ones, which may be in both.
 	Requests: []probes.RequestSource{
 		{Source: probes.Source{Names: []string{"sglang:num_requests_total"}}, Result: probes.RequestSuccess},
 		{Source: probes.Source{Names: []string{"sglang:num_aborted_requests_total"}}, Result: probes.RequestCanceled},
