@@ -132,7 +132,7 @@ func New(o Options) (*Agent, error) {
 	}
 	m := NewManager(ManagerOptions{
 		Registry: o.Registry, Logger: o.Logger, TracerProvider: o.TracerProvider, Metrics: hm,
-		Services: map[string]any{ServiceMetrics: prometheus.Registerer(o.Metrics)},
+		Registerer: o.Metrics,
 	})
 	a := &Agent{o: o, log: o.Logger, manager: m, metrics: hm, alertMetrics: am, ready: make(chan struct{})}
 	if o.ConfigPath != "" {

@@ -4,26 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 )
 
-// Names of the services the host itself puts in every container.
-const (
-	// ServiceMetrics is a prometheus.Registerer for the agent's /metrics.
-	// Each plugin gets its own: what a plugin registers is unregistered
-	// by the host when the plugin stops or fails to initialize.
-	ServiceMetrics = "metrics_registry"
-	// ServiceTracerProvider is the agent's trace.TracerProvider.
-	ServiceTracerProvider = "tracer_provider"
-	// ServiceEvents is the *Events hub of plugin lifecycle events.
-	ServiceEvents = "lifecycle_events"
-	// ServicePlugins is a PluginDirectory of the host's plugins.
-	ServicePlugins = "plugin_directory"
-)
+// ServicePlugins names the PluginDirectory of the host's plugins, the one
+// service the host itself puts in the container.
+const ServicePlugins = "plugin_directory"
 
 // PluginDirectory lets a plugin see the others, for plugins that watch
 // plugins (the ExtManager finds in-process AI plugins with it). Pair it with
@@ -39,19 +27,11 @@ type PluginDirectory interface {
 // ErrServiceNotFound is returned when no service has the requested name.
 var ErrServiceNotFound = errors.New("service not registered")
 
-// ErrServiceCycle is returned when lazy services depend on each other in a
-// cycle.
-var ErrServiceCycle = errors.New("service dependency cycle")
-
-// FactoryFunc builds a lazy service on its first lookup. Its dependencies
-// are resolved first and are available from c.
-type FactoryFunc func(ctx context.Context, c *Container) (any, error)
-
-// Container holds the agent's named services. Plugins read services in
-// Initialize with Require and register the ones they provide with Provide
-// or ProvideFactory. A Container handed to a plugin is scoped to it: errors
-// name the plugin that asked, and services it registers are owned by it and
-// follow its lifecycle state.
+// Container holds the agent's named services. It is the host's: a plugin
+// reaches it only through its Host, whose Get and Provide use a view of the
+// container scoped to the plugin, so that errors name the plugin that asked
+// and the services it registers are owned by it and follow its lifecycle
+// state.
 //
 // Its methods are safe for concurrent use.
 type Container struct {
@@ -62,42 +42,24 @@ type Container struct {
 type containerCore struct {
 	mu       sync.Mutex
 	services map[string]*service
-	log      *slog.Logger
 }
 
 type service struct {
-	name    string
-	owner   string
-	value   any
-	built   bool
-	factory FactoryFunc
-	deps    []string
-	state   State
-	err     error
+	name  string
+	owner string
+	value any // nil for the placeholder of a failed provider (failOwner)
+	state State
+	err   error
 }
 
-// NewContainer returns an empty container. log may be nil.
-func NewContainer(log *slog.Logger) *Container {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Container{core: &containerCore{services: map[string]*service{}, log: log}}
+// NewContainer returns an empty container.
+func NewContainer() *Container {
+	return &Container{core: &containerCore{services: map[string]*service{}}}
 }
 
-// For returns a view of the container scoped to the named plugin.
-func (c *Container) For(plugin string) *Container {
+// scoped returns a view of the container scoped to the named plugin.
+func (c *Container) scoped(plugin string) *Container {
 	return &Container{core: c.core, owner: plugin}
-}
-
-// Owner returns the plugin this view is scoped to, or "" for the host.
-func (c *Container) Owner() string { return c.owner }
-
-// Logger returns the agent's logger, with a plugin attribute in a scoped view.
-func (c *Container) Logger() *slog.Logger {
-	if c.owner == "" {
-		return c.core.log
-	}
-	return c.core.log.With("plugin", c.owner)
 }
 
 func (c *Container) who() string {
@@ -114,16 +76,7 @@ func (c *Container) Provide(name string, value any) error {
 	if value == nil {
 		return fmt.Errorf("%s: provide service %q: nil value", c.who(), name)
 	}
-	return c.add(&service{name: name, value: value, built: true})
-}
-
-// ProvideFactory registers a lazy service built by f on its first lookup,
-// after the services named in deps.
-func (c *Container) ProvideFactory(name string, deps []string, f FactoryFunc) error {
-	if f == nil {
-		return fmt.Errorf("%s: provide service %q: nil factory", c.who(), name)
-	}
-	return c.add(&service{name: name, factory: f, deps: append([]string(nil), deps...)})
+	return c.add(&service{name: name, value: value})
 }
 
 func (c *Container) add(s *service) error {
@@ -157,8 +110,8 @@ func (c *Container) add(s *service) error {
 	return nil
 }
 
-// Remove drops every service owned by plugin.
-func (c *Container) Remove(plugin string) {
+// remove drops every service owned by plugin.
+func (c *Container) remove(plugin string) {
 	c.core.mu.Lock()
 	defer c.core.mu.Unlock()
 	for name, s := range c.core.services {
@@ -199,87 +152,27 @@ func (c *Container) setOwnerState(plugin string, st State, err error) {
 	}
 }
 
-// Get returns the named service, building it first if it is lazy. A host
-// service that hands each plugin its own value (the metrics registry)
-// returns the asking plugin's.
-func (c *Container) Get(ctx context.Context, name string) (any, error) {
-	v, err := c.resolve(ctx, name, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s requires service %q: %w", c.who(), name, err)
-	}
-	if sc, ok := v.(scopedService); ok && c.owner != "" {
-		v = sc.forPlugin(c.owner)
-	}
-	return v, nil
-}
-
-func (c *Container) resolve(ctx context.Context, name string, stack []string) (any, error) {
-	for i, n := range stack {
-		if n == name {
-			cycle := append(append([]string(nil), stack[i:]...), name)
-			return nil, fmt.Errorf("%w: %s", ErrServiceCycle, strings.Join(cycle, " → "))
-		}
-	}
+// Get returns the named service.
+func (c *Container) Get(_ context.Context, name string) (any, error) {
 	c.core.mu.Lock()
-	s, ok := c.core.services[name]
-	if !ok {
-		c.core.mu.Unlock()
-		return nil, ErrServiceNotFound
+	var s service
+	p, ok := c.core.services[name]
+	if ok {
+		s = *p
 	}
-	if s.state == StateFailed || s.state == StateDisabled || s.state == StateStopped {
-		st, serr := s.state, s.err
-		c.core.mu.Unlock()
-		if st == StateFailed && serr != nil {
-			return nil, fmt.Errorf("service is %s: plugin %q: %w", st, s.owner, serr)
-		}
-		return nil, fmt.Errorf("service is %s", st)
-	}
-	if s.built {
-		v := s.value
-		c.core.mu.Unlock()
-		return v, nil
-	}
-	deps, f := s.deps, s.factory
 	c.core.mu.Unlock()
-
-	stack = append(stack, name)
-	for _, d := range deps {
-		if _, err := c.resolve(ctx, d, stack); err != nil {
-			if errors.Is(err, ErrServiceCycle) {
-				return nil, err
-			}
-			return nil, fmt.Errorf("dependency %q: %w", d, err)
-		}
+	var err error
+	switch {
+	case !ok:
+		err = ErrServiceNotFound
+	case s.state == StateFailed && s.err != nil:
+		err = fmt.Errorf("service is %s: plugin %q: %w", s.state, s.owner, s.err)
+	case s.state == StateFailed || s.state == StateDisabled || s.state == StateStopped:
+		err = fmt.Errorf("service is %s", s.state)
+	default:
+		return s.value, nil
 	}
-	v, err := f(ctx, c)
-	if err == nil && v == nil {
-		err = errors.New("factory returned nil")
-	}
-	c.core.mu.Lock()
-	defer c.core.mu.Unlock()
-	if err != nil {
-		s.err = err
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	if !s.built { // another caller may have built it meanwhile; keep the first
-		s.value, s.built = v, true
-	}
-	return s.value, nil
-}
-
-// Require returns the named service as a T. The error says who asked, for
-// what and why it could not be had.
-func Require[T any](ctx context.Context, c *Container, name string) (T, error) {
-	var zero T
-	v, err := c.Get(ctx, name)
-	if err != nil {
-		return zero, err
-	}
-	t, ok := v.(T)
-	if !ok {
-		return zero, fmt.Errorf("%s requires service %q as %T: it is %T", c.who(), name, zero, v)
-	}
-	return t, nil
+	return nil, fmt.Errorf("%s requires service %q: %w", c.who(), name, err)
 }
 
 // ServiceInfo is one service's entry in a container report.
@@ -287,8 +180,6 @@ type ServiceInfo struct {
 	Name   string  `json:"name"`
 	Owner  string  `json:"owner,omitempty"`
 	State  State   `json:"state"`
-	Lazy   bool    `json:"lazy,omitempty"`
-	Built  bool    `json:"built"`
 	Error  string  `json:"error,omitempty"`
 	Health *Health `json:"health,omitempty"`
 }
@@ -300,7 +191,7 @@ type HealthReport struct {
 	Services []ServiceInfo `json:"services"`
 }
 
-// Health checks every service. A built service that implements
+// Health checks every service. A service that implements
 // HealthChecker is asked, bounded by timeout; the others are judged by their
 // state. The report is sorted by name.
 func (c *Container) Health(ctx context.Context, timeout time.Duration) HealthReport {
@@ -313,7 +204,7 @@ func (c *Container) Health(ctx context.Context, timeout time.Duration) HealthRep
 	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
 	values := make([]any, len(list))
 	for i, s := range list {
-		info := ServiceInfo{Name: s.name, Owner: s.owner, State: s.state, Lazy: s.factory != nil, Built: s.built}
+		info := ServiceInfo{Name: s.name, Owner: s.owner, State: s.state}
 		if s.err != nil {
 			info.Error = s.err.Error()
 		}

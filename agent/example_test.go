@@ -32,8 +32,8 @@ func newGreeter(s agent.Section) (agent.Plugin, error) {
 	}, nil
 }
 
-func (g *greeter) Initialize(ctx context.Context, c *agent.Container) error {
-	return c.Provide("greeting", g.cfg.Greeting)
+func (g *greeter) Initialize(ctx context.Context, h agent.Host) error {
+	return h.Provide("greeting", g.cfg.Greeting)
 }
 func (g *greeter) Start(context.Context) error { fmt.Println("greeter started"); return nil }
 func (g *greeter) Stop(context.Context) error  { fmt.Println("greeter stopped"); return nil }
@@ -57,7 +57,7 @@ core:
 	if err := m.Start(context.Background(), cfg); err != nil {
 		panic(err)
 	}
-	greeting, _ := agent.Require[string](context.Background(), m.Container().For("reader"), "greeting")
+	greeting, _ := agent.Require[string](context.Background(), m.Container(), "greeting")
 	fmt.Println(greeting)
 	_ = m.Stop(context.Background())
 	// Output:

@@ -56,9 +56,10 @@ type ManagerOptions struct {
 	TracerProvider trace.TracerProvider
 	// Metrics receives the host's metrics; nil means none.
 	Metrics *HostMetrics
-	// Services are put in the container before any plugin starts, by name,
-	// in addition to the events hub.
-	Services map[string]any
+	// Registerer is the agent's /metrics registry: each plugin registers
+	// its collectors in a view of it (Host.Metrics) that the host empties
+	// when the plugin stops. nil means a private registry nobody scrapes.
+	Registerer prometheus.Registerer
 }
 
 // Manager runs plugins through their lifecycle: it builds them from config,
@@ -73,8 +74,9 @@ type Manager struct {
 	tracer    trace.Tracer
 	metrics   *HostMetrics
 	events    *Events
+	tp        trace.TracerProvider
 	container *Container
-	registry  *pluginRegistry // nil when the host has no metrics registry
+	registry  *pluginRegistry
 
 	op sync.Mutex // serializes lifecycle operations
 
@@ -103,8 +105,9 @@ type entry struct {
 	meta        Metadata
 	pc          PluginConfig
 	state       State
-	reason      string // why failed, or why skipped
-	initialized bool   // Initialize returned nil, so Stop is owed
+	reason      string      // why failed, or why skipped
+	initialized bool        // Initialize returned nil, so Stop is owed
+	host        *PluginHost // the Host of the running instance; nil before Initialize
 	since       time.Time
 	timings     map[string]time.Duration
 
@@ -121,8 +124,8 @@ type entry struct {
 	returned bool
 }
 
-// NewManager returns a manager with an empty container holding the host's
-// services.
+// NewManager returns a manager whose container holds the host's one
+// service, the plugin directory.
 func NewManager(o ManagerOptions) *Manager {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -133,28 +136,22 @@ func NewManager(o ManagerOptions) *Manager {
 	if o.Registry == nil {
 		o.Registry = NewRegistry()
 	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
 	m := &Manager{
 		reg:       o.Registry,
 		log:       o.Logger,
 		tracer:    o.TracerProvider.Tracer("github.com/vitals-dev/vitals/agent"),
+		tp:        o.TracerProvider,
 		metrics:   o.Metrics,
 		events:    NewEvents(),
-		container: NewContainer(o.Logger),
+		container: NewContainer(),
+		registry:  newPluginRegistry(o.Registerer),
 		entries:   map[string]*entry{},
 		cfg:       DefaultConfig(),
 	}
-	_ = m.container.Provide(ServiceEvents, m.events)
-	_ = m.container.Provide(ServiceTracerProvider, o.TracerProvider)
 	_ = m.container.Provide(ServicePlugins, PluginDirectory(m))
-	for name, v := range o.Services {
-		if reg, ok := v.(prometheus.Registerer); ok && name == ServiceMetrics {
-			m.registry = newPluginRegistry(reg)
-			v = m.registry
-		}
-		if err := m.container.Provide(name, v); err != nil {
-			m.log.Error("host service not provided", "service", name, "err", err)
-		}
-	}
 	return m
 }
 
@@ -265,7 +262,7 @@ func (m *Manager) build(cfg *Config) ([]string, map[string][]string, map[string]
 		e.plugin, e.meta, e.state = p, p.Metadata(), StateRegistered
 		built[name] = p
 	}
-	// The host's services, including any main added (hostServices and more).
+	// The host's services (hostServices).
 	order, deps, err := planPlugins(built, m.container.hostServiceNames())
 	if err != nil {
 		return nil, nil, nil, err
@@ -372,7 +369,9 @@ func (m *Manager) abandonedPlugins() []string {
 	var out []string
 	for name, e := range m.entries {
 		switch {
-		case !e.abandoned, e.returned && e.stranded == "stop":
+		case !e.abandoned, e.returned && (e.stranded == "stop" || e.stranded == strandedGoroutines):
+		case e.stranded == strandedGoroutines:
+			out = append(out, fmt.Sprintf("%s (goroutines it started still run)", name))
 		case e.returned:
 			out = append(out, fmt.Sprintf("%s (its %s returned late; never stopped)", name, e.stranded))
 		default:

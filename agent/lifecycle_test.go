@@ -443,7 +443,7 @@ func TestFailedProviderServiceIsNotMissing(t *testing.T) {
 	if err := r.m.Start(context.Background(), r.config(t, "", "base", "vault")); err != nil {
 		t.Fatal(err)
 	}
-	c := r.m.Container().For("base")
+	c := r.m.Container()
 	_, err := c.Get(context.Background(), "cipher")
 	if err == nil || errors.Is(err, agent.ErrServiceNotFound) || !strings.Contains(err.Error(), `service is failed: plugin "vault"`) || !strings.Contains(err.Error(), "injected failure") {
 		t.Errorf("cipher of a vault that failed to initialize: %v, want failed with the reason", err)

@@ -185,4 +185,6 @@ func checkPeers(plugins map[string]Plugin) error {
 	return errors.Join(errs...)
 }
 
-var hostServices = []string{ServiceMetrics, ServiceTracerProvider, ServiceEvents, ServicePlugins}
+// hostServices are the services the host provides, which plugins may
+// always depend on.
+var hostServices = []string{ServicePlugins}

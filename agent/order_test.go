@@ -45,7 +45,7 @@ func TestOrder(t *testing.T) {
 		},
 		{
 			name:    "host services are always there",
-			plugins: []agent.Metadata{md("a", agent.PriorityBusiness, agent.ServiceMetrics)},
+			plugins: []agent.Metadata{md("a", agent.PriorityBusiness, agent.ServicePlugins)},
 			want:    "a",
 		},
 		{
@@ -79,7 +79,7 @@ func TestOrder(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := agent.Order(tt.plugins, tt.provided, []string{agent.ServiceMetrics})
+			got, err := agent.Order(tt.plugins, tt.provided, []string{agent.ServicePlugins})
 			if tt.wantErr {
 				if err == nil || !strings.Contains(err.Error(), tt.want) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.want)

@@ -57,23 +57,28 @@ type Metadata struct {
 // (see below). Metadata, HealthCheck, Ready, Routes and WrapHTTP are not
 // steps: the host calls them at any time, concurrently with a step.
 //
-//   - Initialize once, after every dependency has been initialized. It
-//     reads services from the container, validates and allocates, and
-//     registers the services the plugin provides. It must not start
-//     background work. It may block for I/O but must return when ctx is
-//     done; the host bounds it (15 s by default).
+//   - Initialize once, after every dependency has been initialized, with
+//     the plugin's own Host. It reads services through the Host,
+//     validates and allocates, and registers the services the plugin
+//     provides and its metrics. It must not start background work. It may
+//     block for I/O but must return when ctx is done; the host bounds it
+//     (15 s by default).
 //   - Start once, after Initialize returned nil and every dependency
-//     started. It must return quickly: long-running work goes in goroutines
-//     that the plugin owns and ends in Stop. ctx bounds the call only; it
-//     is cancelled when Start returns, so background work must not use it.
-//   - Stop once per shutdown, in reverse start order. It ends the plugin's
-//     background work and releases what Initialize and Start acquired,
-//     returning when done or when ctx is done. The host also drops the
-//     metric collectors a plugin registered with the container's metrics
-//     registry after Stop and after a failed Initialize, so a plugin that
-//     misses one can still be started again. Stop must be safe to call
-//     without Start (after Initialize, or after a failed Start) and safe to
-//     call twice; the second call returns nil.
+//     started. It must return quickly: long-running work goes in
+//     goroutines started with the Host's Go, which the host owns. ctx
+//     bounds the call only; it is cancelled when Start returns, so
+//     background work must not use it.
+//   - Stop once per shutdown, in reverse start order. Before calling it
+//     the host cancels the ctx of the plugin's Go goroutines; Stop
+//     releases what Initialize and Start acquired (closing a socket that
+//     a goroutine reads from, say), returning when done or when ctx is
+//     done. After Stop returns the host waits for those goroutines, ends
+//     the plugin's event subscriptions and drops the metric collectors it
+//     registered (also after a failed Initialize), so a plugin keeps no
+//     cancel, WaitGroup or stopped flag for its goroutines and never
+//     unregisters its own metrics. Stop must be safe to call without
+//     Start (after Initialize, or after a failed Start) and safe to call
+//     twice; the second call returns nil.
 //
 // A plugin that returns an error, panics or overruns its bound in any step
 // is marked failed; the other plugins keep running unless it is required.
@@ -89,13 +94,15 @@ type Metadata struct {
 // reason that says so (PluginStatus.Abandoned, vitals_plugin_abandoned),
 // its health is failing without asking it, reloads and Enable leave it
 // alone (no new instance is built beside it) and the host never steps it
-// again. Shutdown does not wait for it beyond stop_timeout and names it as
-// left running (ErrAbandoned). A step that returns once its ctx is done is
+// again. Goroutines of its Host that still run when its stop_timeout ends
+// (counted from the start of its stop, Stop included) get it abandoned
+// the same way. Shutdown does not wait for it beyond stop_timeout and
+// names it as left running (ErrAbandoned). A step that returns once its ctx is done is
 // waited for by the next one and so never gets its plugin abandoned; only
 // Stop, which no step follows, is given up on as soon as its bound ends.
 type Plugin interface {
 	Metadata() Metadata
-	Initialize(ctx context.Context, c *Container) error
+	Initialize(ctx context.Context, h Host) error
 	Start(ctx context.Context) error
 	Stop(ctx context.Context) error
 }

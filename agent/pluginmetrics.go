@@ -6,37 +6,31 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// scopedService is implemented by host services that hand each plugin a
-// value of its own; Container.Get returns forPlugin(owner) to a plugin.
-type scopedService interface {
-	forPlugin(name string) any
-}
-
-// pluginRegistry is the agent's metrics_registry service. Each plugin gets
-// its own Registerer over the agent's registry, which remembers what the
-// plugin registered, so that the host unregisters a plugin's collectors
-// when it stops or fails to initialize: a plugin started again after a
-// reload or an enable registers afresh, without cleaning up itself.
+// pluginRegistry hands each plugin its own Registerer over the agent's
+// registry (Host.Metrics), which remembers what the plugin registered, so
+// that the host unregisters a plugin's collectors when it stops or fails to
+// initialize: a plugin started again after a reload or an enable registers
+// afresh, without cleaning up itself.
 type pluginRegistry struct {
-	prometheus.Registerer // the agent's registry, for the host's own use
+	parent prometheus.Registerer // the agent's registry
 
 	mu      sync.Mutex
 	plugins map[string]*pluginRegisterer
 }
 
 func newPluginRegistry(reg prometheus.Registerer) *pluginRegistry {
-	return &pluginRegistry{Registerer: reg, plugins: map[string]*pluginRegisterer{}}
+	return &pluginRegistry{parent: reg, plugins: map[string]*pluginRegisterer{}}
 }
 
-func (r *pluginRegistry) forPlugin(name string) any {
+func (r *pluginRegistry) forPlugin(name string) prometheus.Registerer {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, ok := r.plugins[name]
 	if !ok {
-		p = &pluginRegisterer{parent: r.Registerer}
+		p = &pluginRegisterer{parent: r.parent}
 		r.plugins[name] = p
 	}
-	return prometheus.Registerer(p)
+	return p
 }
 
 // release unregisters every collector the plugin registered.
@@ -98,8 +92,4 @@ func (p *pluginRegisterer) release() {
 	}
 }
 
-var (
-	_ prometheus.Registerer = (*pluginRegistry)(nil)
-	_ prometheus.Registerer = (*pluginRegisterer)(nil)
-	_ scopedService         = (*pluginRegistry)(nil)
-)
+var _ prometheus.Registerer = (*pluginRegisterer)(nil)

@@ -16,12 +16,8 @@ type gaugePlugin struct {
 	failAfterRegister bool
 }
 
-func (g *gaugePlugin) Initialize(ctx context.Context, c *agent.Container) error {
-	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
-	if err != nil {
-		return err
-	}
-	if err := reg.Register(prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_plugin_gauge", Help: "x"})); err != nil {
+func (g *gaugePlugin) Initialize(ctx context.Context, h agent.Host) error {
+	if err := h.Metrics().Register(prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_plugin_gauge", Help: "x"})); err != nil {
 		return err
 	}
 	if g.failAfterRegister {
@@ -55,7 +51,7 @@ func TestHostUnregistersPluginMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	metrics := prometheus.NewRegistry()
-	m := agent.NewManager(agent.ManagerOptions{Registry: reg, Services: map[string]any{agent.ServiceMetrics: prometheus.Registerer(metrics)}})
+	m := agent.NewManager(agent.ManagerOptions{Registry: reg, Registerer: metrics})
 	cfg, err := agent.Parse(context.Background(), "core.yaml", []byte("core:\n  api_gateway:\n    plugins:\n      gauge: {}\n"), reg, nil)
 	if err != nil {
 		t.Fatal(err)

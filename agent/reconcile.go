@@ -113,7 +113,7 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 			errs = append(errs, err)
 		}
 		if slices.Contains(stopping, name) {
-			m.container.Remove(name)
+			m.container.remove(name)
 			m.transition(ctx, old[name], "disable", StateDisabled, "", 0)
 		}
 	}
@@ -175,6 +175,9 @@ func (m *Manager) apply(ctx context.Context, cfg *Config, retry map[string]bool)
 		}
 		m.mu.Lock()
 		e.pc = pc
+		if e.host != nil {
+			e.host.setSection(pc.Section)
+		}
 		next := m.cfg.clone() // copy on write: Config's callers hold the old one
 		next.Core.APIGateway.Plugins[name] = pc
 		m.cfg = next

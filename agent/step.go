@@ -30,14 +30,31 @@ type budget struct {
 func newBudget(d time.Duration) budget { return budget{d: d, end: time.Now().Add(d)} }
 
 func (m *Manager) initialize(ctx context.Context, e *entry) error {
-	m.container.Remove(e.name) // services of an earlier instance
+	m.container.remove(e.name) // services of an earlier instance
+	h := NewHost(e.name, HostOptions{
+		Container: m.container, Logger: m.log, Section: e.pc.Section,
+		Metrics: m.registry.forPlugin(e.name), TracerProvider: m.tp, Events: m.events,
+	})
+	m.mu.Lock()
+	e.host = h
+	m.mu.Unlock()
 	m.transition(ctx, e, "initialize", StateInitializing, "", 0)
-	d, err := m.step(ctx, e, "initialize", newBudget(m.stepTimeout()), func(ctx context.Context) error {
-		return e.plugin.Initialize(ctx, m.container.For(e.name))
+	b := newBudget(m.stepTimeout())
+	d, err := m.step(ctx, e, "initialize", b, func(ctx context.Context) error {
+		return e.plugin.Initialize(ctx, h)
 	})
 	if err != nil {
 		m.container.failOwner(e.name, declaredServices(e.plugin), err)
+		if m.stillRunning(e) {
+			// It may yet call Go; collect ends the rest when it returns.
+			h.Cancel()
+		} else if herr := m.endHost(ctx, e, "initialize", b); herr != nil {
+			err = errors.Join(err, herr)
+		}
 		m.releaseMetrics(e.name)
+		if m.abandonedNow(e) {
+			return err
+		}
 		m.transition(ctx, e, "initialize", StateFailed, err.Error(), d)
 		return err
 	}
@@ -93,16 +110,23 @@ func (m *Manager) stop(ctx context.Context, e *entry) error {
 	if !waited {
 		m.transition(ctx, e, "stop", StateStopping, "", 0)
 	}
+	m.hostOf(e).Cancel() // the plugin's goroutines end while it stops
 	d, err := m.step(ctx, e, "stop", b, e.plugin.Stop)
+	if err != nil && m.stillRunning(e) {
+		// Stop is the last step: nothing waits for it, so the host
+		// gives up on the plugin now rather than build another one
+		// beside it.
+		m.hostOf(e).unsubscribe()
+		m.releaseMetrics(e.name)
+		m.abandon(ctx, e, "stop", fmt.Errorf("%w: %w; it is still running", ErrAbandoned, err))
+		return fmt.Errorf("stop %q: %w", e.name, err)
+	}
+	herr := m.endHost(ctx, e, "stop", b)
 	m.releaseMetrics(e.name)
+	if herr != nil {
+		return fmt.Errorf("stop %q: %w", e.name, errors.Join(err, herr))
+	}
 	if err != nil {
-		if m.stillRunning(e) {
-			// Stop is the last step: nothing waits for it, so the host
-			// gives up on the plugin now rather than build another one
-			// beside it.
-			m.abandon(ctx, e, "stop", fmt.Errorf("%w: %w; it is still running", ErrAbandoned, err))
-			return fmt.Errorf("stop %q: %w", e.name, err)
-		}
 		m.transition(ctx, e, "stop", StateFailed, err.Error(), d)
 		return fmt.Errorf("stop %q: %w", e.name, err)
 	}
@@ -116,11 +140,62 @@ func (m *Manager) stop(ctx context.Context, e *entry) error {
 }
 
 // releaseMetrics unregisters the collectors a plugin registered.
-func (m *Manager) releaseMetrics(plugin string) {
-	if m.registry != nil {
-		m.registry.release(plugin)
-	}
+func (m *Manager) releaseMetrics(plugin string) { m.registry.release(plugin) }
+
+// hostOf returns the Host of e's instance.
+func (m *Manager) hostOf(e *entry) *PluginHost {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return e.host
 }
+
+// abandonedNow reports whether the host gave up on e.
+func (m *Manager) abandonedNow(e *entry) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return e.abandoned
+}
+
+// endHost ends e's Host after its Stop returned (or its Initialize failed):
+// it cancels the plugin's goroutines, ends its event subscriptions and
+// waits for the goroutines until b ends. If some still run then, e is
+// abandoned, as for a step that overran its bound, and the error wraps
+// ErrAbandoned.
+func (m *Manager) endHost(ctx context.Context, e *entry, step string, b budget) error {
+	h := m.hostOf(e)
+	if h == nil {
+		return nil
+	}
+	wctx, cancel := context.WithDeadline(ctx, b.end)
+	defer cancel()
+	err := h.Wait(wctx)
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("%w: %w after its %s; restart the agent to recover it", ErrAbandoned, err, step)
+	if m.metrics != nil {
+		m.metrics.observeStep(e.name, step, "abandoned", time.Since(b.end.Add(-b.d)))
+	}
+	m.mu.Lock()
+	e.abandoned, e.gaveUp, e.stranded = true, err, strandedGoroutines
+	m.mu.Unlock()
+	if m.metrics != nil {
+		m.metrics.abandoned.WithLabelValues(e.name).Set(1)
+	}
+	m.transition(ctx, e, step, StateFailed, err.Error(), 0)
+	go func() {
+		<-h.idleChan()
+		m.mu.Lock()
+		e.returned = true
+		m.mu.Unlock()
+		m.log.Warn("abandoned plugin's goroutines returned", "plugin", e.name)
+	}()
+	return err
+}
+
+// strandedGoroutines is entry.stranded for a plugin abandoned because the
+// goroutines of its Host did not end after its Stop.
+const strandedGoroutines = "goroutines"
 
 // skip marks a plugin failed without running it, because a dependency did
 // not come up.
@@ -209,9 +284,14 @@ func (m *Manager) collect(e *entry, l *lateStep, err error) {
 	if l.step == "initialize" && err == nil {
 		e.initialized = true
 	}
+	h := e.host
 	m.mu.Unlock()
 	if l.step == "initialize" && err != nil {
 		m.container.failOwner(e.name, declaredServices(e.plugin), err)
+		if h != nil {
+			h.Cancel()
+			h.unsubscribe()
+		}
 		m.releaseMetrics(e.name)
 	}
 	m.log.Info("plugin step returned after its timeout", "plugin", e.name, "step", l.step,

@@ -15,6 +15,8 @@ type Spec struct {
 	Requires     []string
 	// NoReload builds a plugin without a Reload method.
 	NoReload bool
+	// Workers is the plugin's Workers.
+	Workers int
 }
 
 // FakeConfig is the section a fleet plugin accepts.
@@ -95,7 +97,7 @@ func (f *Fleet) build(name string, s agent.Section) (agent.Plugin, error) {
 	for k, v := range spec.Faults {
 		p.Faults[k] = v
 	}
-	p.Provides, p.Requires = spec.Provides, spec.Requires
+	p.Provides, p.Requires, p.Workers = spec.Provides, spec.Requires, spec.Workers
 	f.latest[name] = p
 	f.built[name]++
 	if spec.NoReload {

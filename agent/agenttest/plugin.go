@@ -74,6 +74,11 @@ type Plugin struct {
 	// NotReady, when set, is what Ready reports.
 	NotReady error
 
+	// Workers is how many goroutines Start runs with the Host's Go. A
+	// worker journals "worker:<name>" when it ends; with the fault
+	// "worker" set to Stuck it ignores its ctx until Release.
+	Workers int
+
 	release chan struct{}
 	once    sync.Once
 
@@ -83,6 +88,7 @@ type Plugin struct {
 	overlaps atomic.Int32
 
 	mu       sync.Mutex
+	host     agent.Host
 	started  bool
 	reloads  int
 	sections []agent.Section
@@ -152,25 +158,28 @@ func (p *Plugin) act(ctx context.Context, step string) error {
 }
 
 // Initialize provides and requires the configured services.
-func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
+func (p *Plugin) Initialize(ctx context.Context, h agent.Host) error {
 	defer p.enter("initialize")()
+	p.mu.Lock()
+	p.host = h
+	p.mu.Unlock()
 	if err := p.act(ctx, "initialize"); err != nil {
 		return err
 	}
 	for _, s := range p.Requires {
-		if _, err := c.Get(ctx, s); err != nil {
+		if _, err := h.Get(ctx, s); err != nil {
 			return err
 		}
 	}
 	for _, s := range p.Provides {
-		if err := c.Provide(s, p); err != nil {
+		if err := h.Provide(s, p); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// Start records the call.
+// Start records the call and starts the Workers.
 func (p *Plugin) Start(ctx context.Context) error {
 	defer p.enter("start")()
 	if err := p.act(ctx, "start"); err != nil {
@@ -178,8 +187,24 @@ func (p *Plugin) Start(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	p.started = true
+	h := p.host
 	p.mu.Unlock()
+	for range p.Workers {
+		h.Go(p.work)
+	}
 	return nil
+}
+
+// work is one of the Workers.
+func (p *Plugin) work(ctx context.Context) {
+	if p.Faults["worker"] == Stuck {
+		<-p.release
+	} else {
+		<-ctx.Done()
+	}
+	if p.Journal != nil {
+		p.Journal.Add("worker:" + p.Name())
+	}
 }
 
 // Stop records the call; it is safe twice and without Start.
