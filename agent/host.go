@@ -62,6 +62,11 @@ type Host interface {
 	// of its own for them. fn must return soon after ctx is done. Go after
 	// the stop began runs nothing.
 	Go(fn func(ctx context.Context))
+	// Context is the ctx the functions given to Go get: cancelled when
+	// the host begins to stop the plugin. Start uses it for what it begins
+	// that must end then (a subscription, a watch it hands to Go); it is
+	// not for bounding a step.
+	Context() context.Context
 }
 
 // ServiceGetter is what Require reads from: a plugin's Host, or the host's
@@ -99,7 +104,8 @@ type HostOptions struct {
 	Logger *slog.Logger
 	// Section is the plugin's config section.
 	Section Section
-	// Metrics is the plugin's registerer; nil means a private registry.
+	// Metrics is the agent's registry, of which the plugin gets a view
+	// that Close empties; nil means a private registry.
 	Metrics prometheus.Registerer
 	// TracerProvider; nil means a no-op one.
 	TracerProvider trace.TracerProvider
@@ -109,12 +115,12 @@ type HostOptions struct {
 
 // PluginHost is the Host of one plugin instance. The Manager makes one per
 // plugin it initializes and ends it when it stops the plugin (Cancel, the
-// plugin's Stop, then Wait); whoever runs a plugin by hand does the same.
+// plugin's Stop, then Close); whoever runs a plugin by hand does the same.
 type PluginHost struct {
 	name    string
 	c       *Container
 	log     *slog.Logger
-	metrics prometheus.Registerer
+	metrics *pluginRegisterer
 	tp      trace.TracerProvider
 	events  *Events
 
@@ -149,7 +155,7 @@ func NewHost(name string, o HostOptions) *PluginHost {
 	close(idle)
 	return &PluginHost{
 		name: name, c: o.Container.scoped(name), log: o.Logger.With("plugin", name),
-		metrics: o.Metrics, tp: o.TracerProvider, events: o.Events,
+		metrics: &pluginRegisterer{parent: o.Metrics}, tp: o.TracerProvider, events: o.Events,
 		section: o.Section, ctx: ctx, cancel: cancel, idle: idle,
 	}
 }
@@ -198,6 +204,9 @@ func (h *PluginHost) SubscribeEvents(fn func(Event)) func() {
 	return unsub
 }
 
+// Context implements Host.
+func (h *PluginHost) Context() context.Context { return h.ctx }
+
 // Go implements Host.
 func (h *PluginHost) Go(fn func(ctx context.Context)) {
 	h.mu.Lock()
@@ -234,12 +243,16 @@ func (h *PluginHost) Cancel() {
 	h.cancel()
 }
 
-// Wait cancels (see Cancel), ends the plugin's event subscriptions and
-// waits until every goroutine started with Go has returned, or until ctx is
-// done: then the error says how many still run.
-func (h *PluginHost) Wait(ctx context.Context) error {
+// Close ends the host after the plugin's Stop returned (or its Initialize
+// failed): it cancels (see Cancel), ends the plugin's event subscriptions,
+// waits until every goroutine started with Go has returned or ctx is done,
+// and unregisters the metric collectors the plugin registered. When ctx
+// ends first, the error says how many goroutines still run. Safe to call
+// twice.
+func (h *PluginHost) Close(ctx context.Context) error {
 	h.Cancel()
 	h.unsubscribe()
+	defer h.metrics.release()
 	for {
 		h.mu.Lock()
 		idle, n := h.idle, h.running

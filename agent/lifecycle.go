@@ -76,7 +76,9 @@ type Manager struct {
 	events    *Events
 	tp        trace.TracerProvider
 	container *Container
-	registry  *pluginRegistry
+	// registerer is the agent's /metrics registry; each plugin's Host
+	// has a view of it.
+	registerer prometheus.Registerer
 
 	op sync.Mutex // serializes lifecycle operations
 
@@ -140,16 +142,16 @@ func NewManager(o ManagerOptions) *Manager {
 		o.Registerer = prometheus.NewRegistry()
 	}
 	m := &Manager{
-		reg:       o.Registry,
-		log:       o.Logger,
-		tracer:    o.TracerProvider.Tracer("github.com/vitals-dev/vitals/agent"),
-		tp:        o.TracerProvider,
-		metrics:   o.Metrics,
-		events:    NewEvents(),
-		container: NewContainer(),
-		registry:  newPluginRegistry(o.Registerer),
-		entries:   map[string]*entry{},
-		cfg:       DefaultConfig(),
+		reg:        o.Registry,
+		log:        o.Logger,
+		tracer:     o.TracerProvider.Tracer("github.com/vitals-dev/vitals/agent"),
+		tp:         o.TracerProvider,
+		metrics:    o.Metrics,
+		events:     NewEvents(),
+		container:  NewContainer(),
+		registerer: o.Registerer,
+		entries:    map[string]*entry{},
+		cfg:        DefaultConfig(),
 	}
 	_ = m.container.Provide(ServicePlugins, PluginDirectory(m))
 	return m

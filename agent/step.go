@@ -33,7 +33,7 @@ func (m *Manager) initialize(ctx context.Context, e *entry) error {
 	m.container.remove(e.name) // services of an earlier instance
 	h := NewHost(e.name, HostOptions{
 		Container: m.container, Logger: m.log, Section: e.pc.Section,
-		Metrics: m.registry.forPlugin(e.name), TracerProvider: m.tp, Events: m.events,
+		Metrics: m.registerer, TracerProvider: m.tp, Events: m.events,
 	})
 	m.mu.Lock()
 	e.host = h
@@ -46,12 +46,12 @@ func (m *Manager) initialize(ctx context.Context, e *entry) error {
 	if err != nil {
 		m.container.failOwner(e.name, declaredServices(e.plugin), err)
 		if m.stillRunning(e) {
-			// It may yet call Go; collect ends the rest when it returns.
-			h.Cancel()
+			// It may yet register and call Go; collect drops the rest
+			// when it returns.
+			drop(h)
 		} else if herr := m.endHost(ctx, e, "initialize", b); herr != nil {
 			err = errors.Join(err, herr)
 		}
-		m.releaseMetrics(e.name)
 		if m.abandonedNow(e) {
 			return err
 		}
@@ -116,14 +116,11 @@ func (m *Manager) stop(ctx context.Context, e *entry) error {
 		// Stop is the last step: nothing waits for it, so the host
 		// gives up on the plugin now rather than build another one
 		// beside it.
-		m.hostOf(e).unsubscribe()
-		m.releaseMetrics(e.name)
+		drop(m.hostOf(e))
 		m.abandon(ctx, e, "stop", fmt.Errorf("%w: %w; it is still running", ErrAbandoned, err))
 		return fmt.Errorf("stop %q: %w", e.name, err)
 	}
-	herr := m.endHost(ctx, e, "stop", b)
-	m.releaseMetrics(e.name)
-	if herr != nil {
+	if herr := m.endHost(ctx, e, "stop", b); herr != nil {
 		return fmt.Errorf("stop %q: %w", e.name, errors.Join(err, herr))
 	}
 	if err != nil {
@@ -139,8 +136,15 @@ func (m *Manager) stop(ctx context.Context, e *entry) error {
 	return nil
 }
 
-// releaseMetrics unregisters the collectors a plugin registered.
-func (m *Manager) releaseMetrics(plugin string) { m.registry.release(plugin) }
+// drop ends h without waiting for its goroutines (see PluginHost.Close).
+func drop(h *PluginHost) {
+	if h == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = h.Close(ctx)
+}
 
 // hostOf returns the Host of e's instance.
 func (m *Manager) hostOf(e *entry) *PluginHost {
@@ -157,8 +161,9 @@ func (m *Manager) abandonedNow(e *entry) bool {
 }
 
 // endHost ends e's Host after its Stop returned (or its Initialize failed):
-// it cancels the plugin's goroutines, ends its event subscriptions and
-// waits for the goroutines until b ends. If some still run then, e is
+// it cancels the plugin's goroutines, ends its event subscriptions, waits
+// for the goroutines until b ends and drops the plugin's metric
+// collectors (PluginHost.Close). If some goroutines still run then, e is
 // abandoned, as for a step that overran its bound, and the error wraps
 // ErrAbandoned.
 func (m *Manager) endHost(ctx context.Context, e *entry, step string, b budget) error {
@@ -168,7 +173,7 @@ func (m *Manager) endHost(ctx context.Context, e *entry, step string, b budget) 
 	}
 	wctx, cancel := context.WithDeadline(ctx, b.end)
 	defer cancel()
-	err := h.Wait(wctx)
+	err := h.Close(wctx)
 	if err == nil {
 		return nil
 	}
@@ -288,11 +293,7 @@ func (m *Manager) collect(e *entry, l *lateStep, err error) {
 	m.mu.Unlock()
 	if l.step == "initialize" && err != nil {
 		m.container.failOwner(e.name, declaredServices(e.plugin), err)
-		if h != nil {
-			h.Cancel()
-			h.unsubscribe()
-		}
-		m.releaseMetrics(e.name)
+		drop(h)
 	}
 	m.log.Info("plugin step returned after its timeout", "plugin", e.name, "step", l.step,
 		"took", time.Since(l.began).Round(time.Millisecond), "err", err)

@@ -29,10 +29,10 @@ func NewContainer(t testing.TB) *agent.Container {
 
 // NewHost returns the Host of the named plugin, as the lifecycle manager
 // builds it, from o: a nil Container is NewContainer's, a nil Metrics a
-// fresh registry. When the test ends, the host cancels the goroutines the
-// plugin started with Go and fails the test if they have not returned
-// within 15 s. Stop the plugin with Stop, which ends the host as the
-// manager does.
+// fresh registry. When the test ends, the host is closed: it cancels the
+// goroutines the plugin started with Go, fails the test if they have not
+// returned within 15 s, and unregisters the plugin's metrics. Stop the
+// plugin with Stop, which ends the host as the manager does.
 func NewHost(t testing.TB, name string, o agent.HostOptions) *agent.PluginHost {
 	t.Helper()
 	if o.Container == nil {
@@ -45,7 +45,7 @@ func NewHost(t testing.TB, name string, o agent.HostOptions) *agent.PluginHost {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), bound)
 		defer cancel()
-		if err := h.Wait(ctx); err != nil {
+		if err := h.Close(ctx); err != nil {
 			t.Errorf("after the test: %v", err)
 		}
 	})
@@ -53,12 +53,13 @@ func NewHost(t testing.TB, name string, o agent.HostOptions) *agent.PluginHost {
 }
 
 // Stop stops p as the lifecycle manager does: it cancels the goroutines of
-// its Host h, calls Stop, then waits for them (bounded by ctx). An error
-// says what Stop returned and which goroutines did not end.
+// its Host h, calls Stop, then closes h (waiting for the goroutines,
+// bounded by ctx, and dropping the plugin's metrics). An error says what
+// Stop returned and which goroutines did not end.
 func Stop(ctx context.Context, h *agent.PluginHost, p agent.Plugin) error {
 	h.Cancel()
 	err := p.Stop(ctx)
-	return errors.Join(err, h.Wait(ctx))
+	return errors.Join(err, h.Close(ctx))
 }
 
 // Conformance runs the plugin contract against plugins built by newPlugin:
@@ -102,14 +103,15 @@ func Conformance(t *testing.T, newPlugin func(t *testing.T) agent.Plugin, setup 
 	stop := func(t *testing.T, r rig, p agent.Plugin, name string) {
 		t.Helper()
 		r.h.Cancel()
+		before := r.reg.unregistered.Load()
 		step(t, name, p.Stop)
+		if n := r.reg.unregistered.Load() - before; n > 0 {
+			t.Errorf("%s unregistered %d collector(s); the host drops a plugin's metrics when it stops", name, n)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), bound)
 		defer cancel()
-		if err := r.h.Wait(ctx); err != nil {
+		if err := r.h.Close(ctx); err != nil {
 			t.Errorf("after %s: %v; the host abandons such a plugin", name, err)
-		}
-		if n := r.reg.unregistered.Load(); n > 0 {
-			t.Errorf("after %s: the plugin unregistered %d collector(s) itself; the host drops a plugin's metrics when it stops", name, n)
 		}
 	}
 

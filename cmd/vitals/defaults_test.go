@@ -53,7 +53,7 @@ func TestBuiltInDefaultsWorkTogether(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := agent.NewManager(agent.ManagerOptions{Registry: reg, Services: map[string]any{agent.ServiceMetrics: prometheus.NewRegistry()}})
+	m := agent.NewManager(agent.ManagerOptions{Registry: reg, Registerer: prometheus.NewRegistry()})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := m.Start(ctx, cfg); err != nil {

@@ -42,14 +42,14 @@ func TestExamplePlugin(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	host := agent.NewContainer(nil)
-	if err := p.Initialize(ctx, host.For(messagebus.Name)); err != nil {
+	host := agenttest.NewHost(t, messagebus.Name, agent.HostOptions{})
+	if err := p.Initialize(ctx, host); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer p.Stop(context.Background())
+	defer agenttest.Stop(context.Background(), host, p)
 
 	provider, err := agent.Require[bus.Provider](ctx, host, bus.ServiceName)
 	if err != nil {
@@ -122,15 +122,12 @@ func TestExamplePlugin(t *testing.T) {
 func agentOn(t *testing.T, pub, sub string) (cat *catalog.Catalog, stop func()) {
 	t.Helper()
 	ctx := context.Background()
-	c := agent.NewContainer(nil)
-	for name, v := range map[string]any{
-		agent.ServiceEvents: agent.NewEvents(), agent.ServicePlugins: agent.PluginDirectory(noPlugins{}),
-		agent.ServiceMetrics: prometheus.Registerer(prometheus.NewRegistry()),
-	} {
-		if err := c.Provide(name, v); err != nil {
-			t.Fatal(err)
-		}
+	c := agent.NewContainer()
+	if err := c.Provide(agent.ServicePlugins, agent.PluginDirectory(noPlugins{})); err != nil {
+		t.Fatal(err)
 	}
+	events, reg := agent.NewEvents(), prometheus.NewRegistry()
+	hosts := map[string]*agent.PluginHost{}
 	bs, _ := agent.NewSection("publish_address: " + pub + "\nsubscribe_address: " + sub +
 		"\npermissions: {extmanager: {publish: [extmanager., health., logs.], subscribe: [plugin., health.]}}")
 	broker, err := messagebus.Factory(bs)
@@ -146,7 +143,8 @@ func agentOn(t *testing.T, pub, sub string) (cat *catalog.Catalog, stop func()) 
 		name string
 		p    agent.Plugin
 	}{{messagebus.Name, broker}, {extmanager.Name, em}} {
-		if err := p.p.Initialize(ctx, c.For(p.name)); err != nil {
+		hosts[p.name] = agenttest.NewHost(t, p.name, agent.HostOptions{Container: c, Events: events, Metrics: reg})
+		if err := p.p.Initialize(ctx, hosts[p.name]); err != nil {
 			t.Fatal(err)
 		}
 		if err := p.p.Start(ctx); err != nil {
@@ -156,8 +154,8 @@ func agentOn(t *testing.T, pub, sub string) (cat *catalog.Catalog, stop func()) 
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			_ = em.Stop(ctx)
-			_ = broker.Stop(ctx)
+			_ = agenttest.Stop(ctx, hosts[extmanager.Name], em)
+			_ = agenttest.Stop(ctx, hosts[messagebus.Name], broker)
 		})
 	}
 	t.Cleanup(stop)

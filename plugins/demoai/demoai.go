@@ -69,16 +69,20 @@ type Plugin struct {
 	cfg    Config
 	client *http.Client
 
-	mu      sync.Mutex
-	sim     *aisim.Server
-	srv     *http.Server
-	addr    string
-	served  chan struct{}
-	stopped bool
+	mu   sync.Mutex
+	host agent.Host
+	sim  *aisim.Server
+	srv  *http.Server
+	addr string
 }
 
-// Initialize does nothing: the server is started in Start.
-func (p *Plugin) Initialize(context.Context, *agent.Container) error { return nil }
+// Initialize keeps the Host: the server is started in Start.
+func (p *Plugin) Initialize(_ context.Context, h agent.Host) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.host = h
+	return nil
+}
 
 // Start serves the simulated server.
 func (p *Plugin) Start(context.Context) error {
@@ -94,21 +98,19 @@ func (p *Plugin) Start(context.Context) error {
 		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
 	}
 	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln) // ends with ErrServerClosed on Stop
-	}()
 	p.mu.Lock()
-	p.sim, p.srv, p.addr, p.served = sim, srv, ln.Addr().String(), served
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	p.sim, p.srv, p.addr = sim, srv, ln.Addr().String()
+	p.host.Go(func(context.Context) {
+		_ = srv.Serve(ln) // ends with ErrServerClosed on Stop
+	})
 	return nil
 }
 
 // Stop closes the server, ending hung requests. Safe twice and without Start.
 func (p *Plugin) Stop(ctx context.Context) error {
 	p.mu.Lock()
-	sim, srv, served := p.sim, p.srv, p.served
+	sim, srv := p.sim, p.srv
 	p.sim, p.srv = nil, nil
 	p.mu.Unlock()
 	if srv == nil {
@@ -119,7 +121,6 @@ func (p *Plugin) Stop(ctx context.Context) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		err = errors.Join(err, srv.Close())
 	}
-	<-served
 	p.client.CloseIdleConnections()
 	return err
 }

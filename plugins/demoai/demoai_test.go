@@ -38,10 +38,14 @@ func TestDetectsItselfAndReportsHealth(t *testing.T) {
 		t.Run(string(kind), func(t *testing.T) {
 			p := build(t, kind, "version: 9.9.9\n")
 			ctx := context.Background()
+			h := agenttest.NewHost(t, p.Name(), agent.HostOptions{})
+			if err := p.Initialize(ctx, h); err != nil {
+				t.Fatal(err)
+			}
 			if err := p.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
-			defer p.Stop(ctx)
+			defer agenttest.Stop(ctx, h, p)
 			p.SetState(agent.StateRunning, "")
 			if !strings.HasPrefix(p.Endpoint(), "http://127.0.0.1:") {
 				t.Errorf("endpoint = %q", p.Endpoint())

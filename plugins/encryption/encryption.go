@@ -26,13 +26,11 @@ type Plugin struct {
 	agent.Base
 	cfg Config
 
-	mu      sync.Mutex
-	log     *slog.Logger
-	c       *agent.Container // finds the audit recorder on reload
-	reg     prometheus.Registerer
-	ops     *prometheus.CounterVec
-	svc     *Service
-	stopped bool
+	mu   sync.Mutex
+	log  *slog.Logger
+	host agent.Host // finds the audit recorder on reload
+	ops  *prometheus.CounterVec
+	svc  *Service
 }
 
 // Factory builds the plugin from its section; it reads no key yet.
@@ -75,35 +73,28 @@ func loadRing(cfg Config) (*Keyring, error) {
 
 // Initialize reads the keys, registers the metrics and provides the
 // service.
-func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
+func (p *Plugin) Initialize(ctx context.Context, h agent.Host) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.log, p.c = c.Logger(), c
+	p.log, p.host = h.Logger(), h
 	ring, err := loadRing(p.cfg)
 	if err != nil {
-		return err
-	}
-	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
-	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
 		return err
 	}
 	p.ops = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vitals_encryption_operations_total",
 		Help: "Seal and open operations of the encryption service, by outcome.",
 	}, []string{"operation", "outcome"})
-	if reg != nil {
-		if err := reg.Register(p.ops); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return fmt.Errorf("encryption: %w", err)
-			}
-			p.ops = are.ExistingCollector.(*prometheus.CounterVec)
+	if err := h.Metrics().Register(p.ops); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return fmt.Errorf("encryption: %w", err)
 		}
-		p.reg = reg
+		p.ops = are.ExistingCollector.(*prometheus.CounterVec)
 	}
 	p.svc = &Service{ops: p.ops}
 	p.svc.ring.Store(ring)
-	return c.Provide(store.CipherService, p.svc)
+	return h.Provide(store.CipherService, p.svc)
 }
 
 // Start logs the active key; the service works from Initialize on.
@@ -136,26 +127,15 @@ func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
 	p.svc.ring.Store(ring)
 	p.cfg = cfg
 	p.log.Info("encryption keys reloaded", "active_key", ring.Active(), "keys", len(cfg.Keys))
-	if rec, err := agent.Require[audit.Recorder](ctx, p.c, audit.ServiceName); err == nil {
+	if rec, err := agent.Require[audit.Recorder](ctx, p.host, audit.ServiceName); err == nil {
 		rec.Record(audit.Record{Action: audit.ActionKeysReload, Target: ring.Active(),
 			Detail: fmt.Sprintf("%d keys, active %s", len(cfg.Keys), ring.Active())})
 	}
 	return nil
 }
 
-// Stop unregisters the metrics. Safe without Start and twice.
-func (p *Plugin) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stopped {
-		return nil
-	}
-	p.stopped = true
-	if p.reg != nil && p.ops != nil {
-		p.reg.Unregister(p.ops)
-	}
-	return nil
-}
+// Stop has nothing to release; the host drops the metrics.
+func (p *Plugin) Stop(ctx context.Context) error { return nil }
 
 // HealthCheck adds the active key id to the state report.
 func (p *Plugin) HealthCheck(ctx context.Context) agent.Health {

@@ -173,26 +173,24 @@ func TestSampleConfig(t *testing.T) {
 }
 
 // start runs the plugin through Initialize and Start on a fresh container.
-func start(t *testing.T, y string) (*Plugin, *agent.Container, *prometheus.Registry) {
+func start(t *testing.T, y string) (*Plugin, *agent.PluginHost, *agent.Container, *prometheus.Registry) {
 	t.Helper()
 	p, err := Factory(section(t, y))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	c := agent.NewContainer(nil)
-	if err := c.Provide(agent.ServiceMetrics, prometheus.Registerer(reg)); err != nil {
-		t.Fatal(err)
-	}
+	c := agenttest.NewContainer(t)
+	h := agenttest.NewHost(t, Name, agent.HostOptions{Container: c, Metrics: reg})
 	ctx := context.Background()
-	if err := p.Initialize(ctx, c.For(Name)); err != nil {
+	if err := p.Initialize(ctx, h); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Stop(ctx) })
-	return p.(*Plugin), c, reg
+	t.Cleanup(func() { _ = agenttest.Stop(ctx, h, p) })
+	return p.(*Plugin), h, c, reg
 }
 
 func writeKey(t *testing.T, dir, name string) string {
@@ -209,8 +207,8 @@ func writeKey(t *testing.T, dir, name string) string {
 func TestKeyRotationByReload(t *testing.T) {
 	dir := t.TempDir()
 	k1, k2 := writeKey(t, dir, "k1"), writeKey(t, dir, "k2")
-	p, c, reg := start(t, "keys:\n  - {id: k1, file: "+k1+"}\n")
-	svc, err := agent.Require[*Service](context.Background(), c, store.CipherService)
+	p, h, c, reg := start(t, "keys:\n  - {id: k1, file: "+k1+"}\n")
+	svc, err := agent.Require[*Service](context.Background(), h, store.CipherService)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +228,7 @@ func TestKeyRotationByReload(t *testing.T) {
 	}
 	lg.Start()
 	t.Cleanup(func() { _ = lg.Close(context.Background()); _ = db.Close() })
-	if err := c.For("security").Provide(audit.ServiceName, lg); err != nil {
+	if err := agenttest.NewHost(t, "security", agent.HostOptions{Container: c}).Provide(audit.ServiceName, lg); err != nil {
 		t.Fatal(err)
 	}
 	// Add k2 and make it active: new records use k2, old ones still open.
@@ -269,7 +267,7 @@ func TestKeyRotationByReload(t *testing.T) {
 	if n, _ := testutil.GatherAndCount(reg, "vitals_encryption_operations_total"); n == 0 {
 		t.Fatal("metrics not registered")
 	}
-	_ = p.Stop(ctx)
+	_ = agenttest.Stop(ctx, h, p)
 	if n, _ := testutil.GatherAndCount(reg, "vitals_encryption_operations_total"); n != 0 {
 		t.Fatal("metrics still registered after Stop")
 	}

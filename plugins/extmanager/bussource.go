@@ -68,7 +68,7 @@ func (e *ExtManager) startBus(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe to plugin.: %w", err)
 	}
-	e.goRun(func() {
+	e.host.Go(func(context.Context) {
 		// A flood of bad messages is counted in full and logged sparsely.
 		logs := rate.Sometimes{First: 10, Interval: time.Second}
 		for msg := range ch {
@@ -87,7 +87,7 @@ func (e *ExtManager) startBus(ctx context.Context) error {
 		}
 	})
 	period := min(e.config().Bus.DefaultHeartbeat.D()/2, time.Second)
-	e.goRun(func() {
+	e.host.Go(func(context.Context) {
 		t := time.NewTicker(period)
 		defer t.Stop()
 		for {
@@ -159,7 +159,7 @@ func (e *ExtManager) handleBus(msg bus.Message) error {
 // NULL security) and the remote its address; the source the envelope
 // claims is only detail.
 func (e *ExtManager) auditBus(msg bus.Message, action, target, detail string, err error) {
-	v, gerr := e.container.Get(context.Background(), audit.ServiceName)
+	v, gerr := e.host.Get(context.Background(), audit.ServiceName)
 	if gerr != nil {
 		return
 	}

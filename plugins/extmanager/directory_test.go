@@ -35,7 +35,7 @@ func TestManifestsThatAreNotFilesAreSkipped(t *testing.T) {
 	t.Cleanup(func() { // before start's own Stop, which waits without a bound
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := r.e.Stop(ctx); err != nil {
+		if err := r.stop(ctx); err != nil {
 			t.Errorf("Stop = %v, want it to return at once", err)
 		}
 	})

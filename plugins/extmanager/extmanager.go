@@ -10,11 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/bus"
@@ -45,25 +43,20 @@ type ExtManager struct {
 	inproc map[string]catalog.AI
 
 	// Set in Initialize.
-	container *agent.Container
-	log       *slog.Logger
-	reg       prometheus.Registerer
-	events    *agent.Events
-	plugins   agent.PluginDirectory
-	bus       bus.Bus
-	detector  *detector
-	engine    *health.Engine // nil when health checks are off
-	store     *store.DB      // the health history file, when configured
-	sd        *discovery.Manager
+	host     agent.Host
+	log      *slog.Logger
+	plugins  agent.PluginDirectory
+	bus      bus.Bus
+	detector *detector
+	engine   *health.Engine // nil when health checks are off
+	store    *store.DB      // the health history file, when configured
+	sd       *discovery.Manager
 
 	mu        sync.Mutex // guards the fields below and cfg after Start
-	ctx       context.Context
-	cancel    context.CancelFunc
-	dirCancel context.CancelFunc
+	started   bool
+	dirCancel context.CancelFunc // ends the directory source Reload replaces
 	dirDone   chan struct{}
-	wg        sync.WaitGroup
-	unsub     []func()
-	stopped   bool
+	unsub     []func() // the catalog subscriptions
 }
 
 // config returns the current config.
@@ -121,20 +114,14 @@ func (e *ExtManager) Services() []string {
 
 // Initialize takes the host services and the bus client and provides the
 // catalog.
-func (e *ExtManager) Initialize(ctx context.Context, c *agent.Container) error {
-	e.log, e.container = c.Logger(), c
+func (e *ExtManager) Initialize(ctx context.Context, h agent.Host) error {
+	e.log, e.host = h.Logger(), h
 	var err error
-	if e.reg, err = agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics); err != nil {
-		return err
-	}
-	if e.events, err = agent.Require[*agent.Events](ctx, c, agent.ServiceEvents); err != nil {
-		return err
-	}
-	if e.plugins, err = agent.Require[agent.PluginDirectory](ctx, c, agent.ServicePlugins); err != nil {
+	if e.plugins, err = agent.Require[agent.PluginDirectory](ctx, h, agent.ServicePlugins); err != nil {
 		return err
 	}
 	if e.cfg.Bus.Enabled {
-		p, err := agent.Require[bus.Provider](ctx, c, bus.ServiceName)
+		p, err := agent.Require[bus.Provider](ctx, h, bus.ServiceName)
 		if err != nil {
 			return err
 		}
@@ -143,52 +130,47 @@ func (e *ExtManager) Initialize(ctx context.Context, c *agent.Container) error {
 		}
 	}
 	e.metrics = newMetrics(e.catalog)
-	if err := e.reg.Register(e.metrics); err != nil {
+	if err := h.Metrics().Register(e.metrics); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
-	if err := e.initHealth(ctx, c, e.cfg.Health); err != nil {
-		e.reg.Unregister(e.metrics)
+	if err := e.initHealth(ctx, h, e.cfg.Health); err != nil {
 		return err
 	}
 	if e.sd, err = discovery.NewManager(discovery.Options{
-		Logger: e.log, Registerer: e.reg, OnUpdate: e.applyDiscovered,
+		Logger: e.log, Registerer: h.Metrics(), OnUpdate: e.applyDiscovered,
 		Check: func(t discovery.Target) error {
 			_, err := discovered(t).spec(catalog.SourceDiscovery)
 			return err
 		},
 	}); err != nil {
-		e.reg.Unregister(e.metrics)
 		return err
 	}
 	if err := e.sd.ApplyConfig(e.cfg.Discovery, e.cfg.shard); err != nil {
 		e.log.Warn("discovery", "err", err)
 	}
 	// Detection requests carry their span's trace context, as probes do.
-	tp := trace.TracerProvider(noop.NewTracerProvider())
-	client := e.client
-	if v, err := c.Get(ctx, agent.ServiceTracerProvider); err == nil {
-		if p, ok := v.(trace.TracerProvider); ok {
-			tp, client = p, probes.WithTraceContext(e.client, p, nil)
-		}
-	}
+	tp := h.TracerProvider()
+	client := probes.WithTraceContext(e.client, tp, nil)
 	d := e.cfg.Detection
 	e.detector = newDetector(e.catalog, client, e.log, tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager"), d.Concurrency, probes.DetectOptions{
 		Attempts: d.Attempts, StepTimeout: d.Timeout.D(),
 	})
 	if e.engine != nil {
-		if err := c.Provide(health.HistoryService, e.engine.History()); err != nil {
+		if err := h.Provide(health.HistoryService, e.engine.History()); err != nil {
 			return err
 		}
 	}
-	return c.Provide(catalog.ServiceName, e.catalog)
+	return h.Provide(catalog.ServiceName, e.catalog)
 }
 
 // Start runs the discovery sources. Static targets are in the catalog when
 // it returns; the directory has been scanned once.
+// Its goroutines are the Host's: they end when the host stops the
+// ExtManager, before and while Stop runs.
 func (e *ExtManager) Start(context.Context) error {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := e.host.Context()
 	e.mu.Lock()
-	e.ctx, e.cancel = ctx, cancel
+	e.started = true
 	e.mu.Unlock()
 
 	e.unsub = append(e.unsub, e.catalog.Subscribe(e.onEvent(ctx)))
@@ -196,15 +178,16 @@ func (e *ExtManager) Start(context.Context) error {
 	cfg := e.config()
 	e.applyTargets(cfg.Targets, cfg.shard)
 	redetect := cfg.Detection.RedetectInterval.D()
-	e.goRun(func() { e.detector.loop(ctx, redetect) })
+	e.host.Go(func(ctx context.Context) {
+		e.detector.loop(ctx, redetect)
+		e.detector.wait() // the detections it started
+	})
 	e.startDirectory(ctx, cfg.Directory, cfg.shard)
 	e.startDiscovery(ctx)
 	e.startInProcess(ctx)
 	if e.bus != nil {
 		if err := e.startBus(ctx); err != nil {
-			cancel()
-			e.wg.Wait()
-			return err
+			return err // the host stops what started
 		}
 	}
 	e.startHealth()
@@ -250,7 +233,7 @@ func (e *ExtManager) startDirectory(ctx context.Context, dir string, shard disco
 	})
 	ds.owns = shard.Owns
 	ds.onShard = func(seen, owned int) { e.sd.ObserveShard(string(catalog.SourceDirectory), seen, owned) }
-	e.goRun(func() {
+	e.host.Go(func(context.Context) {
 		defer close(finished)
 		ds.run(dctx, ready)
 	})
@@ -292,7 +275,7 @@ func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 		return err
 	}
 	e.mu.Lock()
-	old, runCtx := e.cfg, e.ctx
+	old, started := e.cfg, e.started
 	if cfg.Bus.Enabled != old.Bus.Enabled {
 		e.mu.Unlock()
 		return fmt.Errorf("bus.enabled cannot change while the extmanager runs; disable and enable the plugin")
@@ -304,12 +287,12 @@ func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 	}
 	e.cfg = cfg
 	e.mu.Unlock()
-	if runCtx == nil {
+	if !started {
 		return nil // not started: Start reads the new config
 	}
 	e.applyTargets(cfg.Targets, cfg.shard)
 	if cfg.Directory != old.Directory || cfg.shard != old.shard {
-		e.startDirectory(runCtx, cfg.Directory, cfg.shard)
+		e.startDirectory(e.host.Context(), cfg.Directory, cfg.shard)
 	}
 	sdErr := e.sd.ApplyConfig(cfg.Discovery, cfg.shard)
 	e.detector.setOptions(cfg.Detection)
@@ -322,7 +305,7 @@ func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 // startDiscovery runs the Prometheus-style discovery sources until ctx
 // ends; their plugins leave the catalog with them.
 func (e *ExtManager) startDiscovery(ctx context.Context) {
-	e.goRun(func() {
+	e.host.Go(func(context.Context) {
 		defer e.catalog.Reconcile(catalog.SourceDiscovery, nil, "extmanager stopped")
 		e.sd.Run(ctx)
 	})
@@ -342,14 +325,6 @@ func (e *ExtManager) applyDiscovered(ts []discovery.Target) {
 	for _, err := range e.catalog.Reconcile(catalog.SourceDiscovery, specs, "no longer discovered") {
 		e.discoveryError(catalog.SourceDiscovery, err)
 	}
-}
-
-func (e *ExtManager) goRun(fn func()) {
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		fn()
-	}()
 }
 
 // onEvent logs, counts and publishes every catalog change, and asks for
@@ -402,47 +377,21 @@ func (e *ExtManager) discoveryError(src catalog.Source, err error) {
 	e.log.Error("ai plugin not registered", "source", src, "err", err)
 }
 
-// Stop ends discovery, waits for its goroutines and unregisters the
-// metrics. It is safe without Start and safe twice.
+// Stop ends the catalog subscriptions and the health engine, and closes
+// the health history and the bus client; the host has cancelled the
+// discovery goroutines and waits for them after. It is safe without Start
+// and safe twice.
 func (e *ExtManager) Stop(ctx context.Context) error {
 	e.mu.Lock()
-	if e.stopped {
-		e.mu.Unlock()
-		return nil
-	}
-	e.stopped = true
-	cancel := e.cancel
+	unsub := e.unsub
+	e.unsub = nil
 	e.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-	for _, u := range e.unsub {
+	for _, u := range unsub {
 		u()
 	}
-	herr := e.stopHealth(ctx)
-	done := make(chan struct{})
-	go func() {
-		e.wg.Wait()
-		if e.detector != nil {
-			e.detector.wait()
-		}
-		close(done)
-	}()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("extmanager stop: %w", ctx.Err())
-	}
-	err = errors.Join(herr, err)
+	err := e.stopHealth(ctx)
 	if e.bus != nil {
 		err = errors.Join(err, e.bus.Close())
-	}
-	if e.reg != nil && e.metrics != nil {
-		e.reg.Unregister(e.metrics)
-	}
-	if e.sd != nil {
-		e.sd.Unregister()
 	}
 	e.client.CloseIdleConnections()
 	return err
@@ -639,4 +588,11 @@ func (d *detector) detectOnce(ctx context.Context, id string) {
 	d.catalog.SetDetection(id, det, err)
 }
 
-func (d *detector) wait() { d.wg.Wait() }
+// wait waits for the detections running once loop has returned. Taking
+// the lock first orders every earlier request's wg.Add before the Wait;
+// later requests see the loop's ctx done and start nothing.
+func (d *detector) wait() {
+	d.mu.Lock()
+	d.mu.Unlock() //nolint:staticcheck // an empty critical section, for ordering
+	d.wg.Wait()
+}

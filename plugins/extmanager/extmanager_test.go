@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
@@ -64,6 +65,7 @@ func (d *directory) set(ps ...agent.Plugin) {
 type rig struct {
 	t       *testing.T
 	e       *extmanager.ExtManager
+	h       *agent.PluginHost
 	bus     *bustest.Bus
 	events  *agent.Events
 	dir     *directory
@@ -76,7 +78,12 @@ func start(t *testing.T, section string) *rig {
 	return startWith(t, section, nil)
 }
 
-// startWith is start with extra services in the container.
+// tracerProvider is the key under which startWith's services give the
+// Host's tracer provider rather than a service.
+const tracerProvider = "tracer_provider"
+
+// startWith is start with extra services in the container, provided by
+// another plugin.
 func startWith(t *testing.T, section string, services map[string]any) *rig {
 	t.Helper()
 	s, err := agent.NewSection(section)
@@ -89,27 +96,29 @@ func startWith(t *testing.T, section string, services map[string]any) *rig {
 	}
 	r := &rig{t: t, e: p.(*extmanager.ExtManager), bus: bustest.New(), events: agent.NewEvents(), dir: &directory{},
 		metrics: prometheus.NewRegistry(), evs: make(chan catalog.Event, 256)}
-	c := agenttest.NewContainer(t)
+	c := agent.NewContainer()
 	for name, v := range map[string]any{
-		agent.ServiceEvents: r.events, agent.ServicePlugins: agent.PluginDirectory(r.dir),
-		agent.ServiceMetrics: prometheus.Registerer(r.metrics), bus.ServiceName: bus.Provider(allowAll{r.bus}),
+		agent.ServicePlugins: agent.PluginDirectory(r.dir), bus.ServiceName: bus.Provider(allowAll{r.bus}),
 	} {
 		if err := c.Provide(name, v); err != nil {
 			t.Fatal(err)
 		}
 	}
+	o := agent.HostOptions{Container: c, Events: r.events, Metrics: r.metrics}
+	other := agenttest.NewHost(t, "other", agent.HostOptions{Container: c})
 	for name, v := range services {
-		provide := c.For("other").Provide
-		if name == agent.ServiceTracerProvider { // a host service
-			provide = c.Provide
+		if name == tracerProvider {
+			o.TracerProvider = v.(trace.TracerProvider)
+			continue
 		}
-		if err := provide(name, v); err != nil {
+		if err := other.Provide(name, v); err != nil {
 			t.Fatal(err)
 		}
 	}
+	r.h = agenttest.NewHost(t, extmanager.Name, o)
 	r.e.Catalog().Subscribe(func(ev catalog.Event) { r.evs <- ev })
 	ctx := context.Background()
-	if err := r.e.Initialize(ctx, c.For(extmanager.Name)); err != nil {
+	if err := r.e.Initialize(ctx, r.h); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.e.Start(ctx); err != nil {
@@ -117,12 +126,15 @@ func startWith(t *testing.T, section string, services map[string]any) *rig {
 	}
 	r.e.SetState(agent.StateRunning, "") // as the host does
 	t.Cleanup(func() {
-		if err := r.e.Stop(context.Background()); err != nil {
+		if err := r.stop(context.Background()); err != nil {
 			t.Error(err)
 		}
 	})
 	return r
 }
+
+// stop stops the ExtManager as the host does.
+func (r *rig) stop(ctx context.Context) error { return agenttest.Stop(ctx, r.h, r.e) }
 
 // await waits for an event of type typ about id, skipping others.
 func (r *rig) await(typ catalog.EventType, id string) catalog.Event {
@@ -381,10 +393,10 @@ type aiPlugin struct {
 	asked atomic.Int32 // Capabilities calls
 }
 
-func (a *aiPlugin) Initialize(context.Context, *agent.Container) error { return nil }
-func (a *aiPlugin) Start(context.Context) error                        { return nil }
-func (a *aiPlugin) Stop(context.Context) error                         { return nil }
-func (a *aiPlugin) Endpoint() string                                   { return a.url }
+func (a *aiPlugin) Initialize(context.Context, agent.Host) error { return nil }
+func (a *aiPlugin) Start(context.Context) error                  { return nil }
+func (a *aiPlugin) Stop(context.Context) error                   { return nil }
+func (a *aiPlugin) Endpoint() string                             { return a.url }
 func (a *aiPlugin) Capabilities(context.Context) (probes.Detection, error) {
 	a.asked.Add(1)
 	return probes.Detection{Kind: probes.KindOpenAI, Version: "2.0", Capabilities: []probes.Capability{probes.CapRerank}}, nil

@@ -30,14 +30,13 @@ func realBus(t *testing.T, extSection string, brokerExtra ...string) (*extmanage
 	t.Helper()
 	pub, sub := "tcp://"+e2etest.Addr(t), "tcp://"+e2etest.Addr(t)
 	reg := prometheus.NewRegistry()
-	c := agent.NewContainer(nil)
-	for name, v := range map[string]any{
-		agent.ServiceEvents: agent.NewEvents(), agent.ServicePlugins: agent.PluginDirectory(&directory{}),
-		agent.ServiceMetrics: prometheus.Registerer(reg),
-	} {
-		if err := c.Provide(name, v); err != nil {
-			t.Fatal(err)
-		}
+	c := agent.NewContainer()
+	if err := c.Provide(agent.ServicePlugins, agent.PluginDirectory(&directory{})); err != nil {
+		t.Fatal(err)
+	}
+	events := agent.NewEvents()
+	host := func(name string) *agent.PluginHost {
+		return agenttest.NewHost(t, name, agent.HostOptions{Container: c, Events: events, Metrics: reg})
 	}
 	ctx := context.Background()
 	bs, err := agent.NewSection(fmt.Sprintf("publish_address: %s\nsubscribe_address: %s\n"+
@@ -49,13 +48,14 @@ func realBus(t *testing.T, extSection string, brokerExtra ...string) (*extmanage
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := broker.Initialize(ctx, c.For(messagebus.Name)); err != nil {
+	bh := host(messagebus.Name)
+	if err := broker.Initialize(ctx, bh); err != nil {
 		t.Fatal(err)
 	}
 	if err := broker.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = broker.Stop(context.Background()) })
+	t.Cleanup(func() { _ = agenttest.Stop(context.Background(), bh, broker) })
 
 	es, err := agent.NewSection(extSection)
 	if err != nil {
@@ -66,14 +66,15 @@ func realBus(t *testing.T, extSection string, brokerExtra ...string) (*extmanage
 		t.Fatal(err)
 	}
 	e := p.(*extmanager.ExtManager)
-	if err := e.Initialize(ctx, c.For(extmanager.Name)); err != nil {
+	eh := host(extmanager.Name)
+	if err := e.Initialize(ctx, eh); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.SetState(agent.StateRunning, "")
-	t.Cleanup(func() { _ = e.Stop(context.Background()) })
+	t.Cleanup(func() { _ = agenttest.Stop(context.Background(), eh, e) })
 	return e, reg, pub, sub
 }
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -39,14 +38,11 @@ const (
 func (e *ExtManager) Engine() *health.Engine { return e.engine }
 
 // initHealth opens the history store and builds the engine.
-func (e *ExtManager) initHealth(ctx context.Context, c *agent.Container, cfg health.Config) error {
+func (e *ExtManager) initHealth(ctx context.Context, h agent.Host, cfg health.Config) error {
 	if !cfg.Enabled {
 		return nil
 	}
-	var tp trace.TracerProvider
-	if v, err := c.Get(ctx, agent.ServiceTracerProvider); err == nil {
-		tp, _ = v.(trace.TracerProvider)
-	}
+	tp := h.TracerProvider()
 	if path := cfg.History.Path; path != "" {
 		db, err := store.Open(ctx, path)
 		if err != nil {
@@ -79,12 +75,11 @@ func (e *ExtManager) initHealth(ctx context.Context, c *agent.Container, cfg hea
 		OnTransition: e.announceTransition,
 		FindPID:      newPIDCache(time.Minute).lookup,
 	})
-	if err := e.reg.Register(e.engine.Metrics()); err != nil {
+	if err := h.Metrics().Register(e.engine.Metrics()); err != nil {
 		return fmt.Errorf("register health metrics: %w", err)
 	}
 	if e.store != nil {
-		if err := e.reg.Register(hist); err != nil {
-			e.reg.Unregister(e.engine.Metrics())
+		if err := h.Metrics().Register(hist); err != nil {
 			return fmt.Errorf("register health history metrics: %w", err)
 		}
 	}
@@ -119,12 +114,6 @@ func (e *ExtManager) stopHealth(ctx context.Context) error {
 	if e.store != nil {
 		if cerr := e.store.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("health history: %w", cerr))
-		}
-	}
-	if e.reg != nil {
-		e.reg.Unregister(e.engine.Metrics())
-		if e.store != nil {
-			e.reg.Unregister(e.engine.History())
 		}
 	}
 	return err
@@ -196,10 +185,10 @@ func (e *ExtManager) probeBusHealth(ctx context.Context, t health.Target) (probe
 
 // router returns the routing service if its plugin is running.
 func (e *ExtManager) router(ctx context.Context) (bus.Requester, bool) {
-	if e.container == nil {
+	if e.host == nil {
 		return nil, false
 	}
-	v, err := e.container.Get(ctx, bus.RoutingService)
+	v, err := e.host.Get(ctx, bus.RoutingService)
 	if err != nil {
 		return nil, false
 	}

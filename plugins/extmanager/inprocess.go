@@ -13,7 +13,7 @@ import (
 // lists them again whenever a plugin changes state.
 func (e *ExtManager) startInProcess(ctx context.Context) {
 	changed := make(chan struct{}, 1)
-	e.unsub = append(e.unsub, e.events.Subscribe(func(ev agent.Event) {
+	e.host.SubscribeEvents(func(ev agent.Event) { // ended by the host at stop
 		switch ev.To {
 		case agent.StateRunning, agent.StateStopping, agent.StateFailed, agent.StateDisabled:
 		default:
@@ -23,9 +23,9 @@ func (e *ExtManager) startInProcess(ctx context.Context) {
 		case changed <- struct{}{}:
 		default:
 		}
-	}))
+	})
 	e.scanInProcess(ctx)
-	e.goRun(func() {
+	e.host.Go(func(ctx context.Context) {
 		defer e.catalog.Reconcile(catalog.SourceInProcess, nil, "extmanager stopped")
 		for {
 			select {

@@ -14,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
@@ -48,13 +47,13 @@ func TestServerRequestsCarryTraceContext(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	r := startWith(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\nhealth: {interval: 20ms, start_spread: 0, jitter: 0}\ntargets: [{id: llm, endpoint: %q}]\n", srv.URL),
-		map[string]any{agent.ServiceTracerProvider: trace.TracerProvider(tp)})
+		map[string]any{tracerProvider: trace.TracerProvider(tp)})
 	r.awaitDetected("llm")
 	agenttest.Eventually(t, 15*time.Second, "a health check ran", func() bool {
 		s, ok := r.e.Engine().Status("llm")
 		return ok && s.Checks > 0
 	})
-	if err := r.e.Stop(context.Background()); err != nil { // every span has ended
+	if err := r.stop(context.Background()); err != nil { // every span has ended
 		t.Fatal(err)
 	}
 

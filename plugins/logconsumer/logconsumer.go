@@ -48,9 +48,8 @@ type Plugin struct {
 	cfg Config
 
 	mu     sync.Mutex
-	c      *agent.Container
+	host   agent.Host
 	log    *slog.Logger
-	reg    prometheus.Registerer
 	m      *metrics
 	db     *store.DB
 	bus    bus.Bus
@@ -61,9 +60,7 @@ type Plugin struct {
 	queue   chan Entry
 	agentQ  chan logtap.Record
 	detach  func()
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	stopped bool
+	flushed chan struct{} // closed when the writer has written what was queued
 	now     func() time.Time
 }
 
@@ -109,22 +106,18 @@ func (p *Plugin) Routes() []agent.Route {
 
 // Initialize opens and migrates the store, gets a bus client and
 // registers the metrics.
-func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
+func (p *Plugin) Initialize(ctx context.Context, h agent.Host) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.c, p.log = c, c.Logger()
-	provider, err := agent.Require[bus.Provider](ctx, c, bus.ServiceName)
+	p.host, p.log = h, h.Logger()
+	provider, err := agent.Require[bus.Provider](ctx, h, bus.ServiceName)
 	if err != nil {
 		return err
 	}
 	if p.cfg.Encrypt == EncryptRequired {
-		if p.cipher, err = agent.Require[store.Cipher](ctx, c, store.CipherService); err != nil {
+		if p.cipher, err = agent.Require[store.Cipher](ctx, h, store.CipherService); err != nil {
 			return err
 		}
-	}
-	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
-	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
-		return err
 	}
 	db, err := store.Open(ctx, p.cfg.Path)
 	if err != nil {
@@ -134,7 +127,7 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 		_ = db.Close()
 		return fmt.Errorf("log_consumer: %w", err)
 	}
-	b, err := provider.ClientFor(c.Owner(), p.cfg.topics().Uses)
+	b, err := provider.ClientFor(h.Name(), p.cfg.topics().Uses)
 	if err != nil {
 		_ = db.Close()
 		return err
@@ -161,28 +154,15 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 	for _, o := range []string{"stored", "dropped", "filtered", "malformed", "failed"} {
 		p.m.records.WithLabelValues(o)
 	}
-	if reg != nil {
-		for _, col := range []prometheus.Collector{p.m.records, p.m.pruned, p.m.size, p.m.fallback} {
-			if err := reg.Register(col); err != nil {
-				p.unregister(reg)
-				_ = b.Close()
-				_ = db.Close()
-				return fmt.Errorf("log_consumer: %w", err)
-			}
+	for _, col := range []prometheus.Collector{p.m.records, p.m.pruned, p.m.size, p.m.fallback} {
+		if err := h.Metrics().Register(col); err != nil {
+			_ = b.Close()
+			_ = db.Close()
+			p.db, p.bus = nil, nil
+			return fmt.Errorf("log_consumer: %w", err)
 		}
-		p.reg = reg
 	}
 	return nil
-}
-
-func (p *Plugin) unregister(reg prometheus.Registerer) {
-	if reg == nil || p.m == nil {
-		return
-	}
-	reg.Unregister(p.m.records)
-	reg.Unregister(p.m.pruned)
-	reg.Unregister(p.m.size)
-	reg.Unregister(p.m.fallback)
 }
 
 // BusTopics implements bus.TopicUser: the log consumer cannot start
@@ -201,46 +181,40 @@ func (p *Plugin) Start(ctx context.Context) error {
 	if p.db == nil {
 		return errors.New("log_consumer: Start before Initialize")
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
 	p.queue = make(chan Entry, p.cfg.Queue)
+	// The subscriptions end when Stop closes the bus client.
 	var subs []<-chan bus.Message
 	for _, prefix := range p.cfg.Subscribe {
-		ch, err := p.bus.Subscribe(bg, prefix)
+		ch, err := p.bus.Subscribe(context.Background(), prefix)
 		if err != nil {
-			cancel()
+			_ = p.bus.Close() // ends the subscriptions made so far
 			return fmt.Errorf("log_consumer: subscribe %s: %w", prefix, err)
 		}
 		subs = append(subs, ch)
 	}
-	var readers sync.WaitGroup
+	// The goroutines keep the store and client they started with: Stop
+	// takes them from the plugin.
+	db, b := p.db, p.bus
+	var readers sync.WaitGroup // the writer drains the queue once they end
+	readers.Add(len(subs))
 	for _, ch := range subs {
-		readers.Add(1)
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
+		p.host.Go(func(context.Context) {
 			defer readers.Done()
 			p.read(ch)
-		}()
+		})
 	}
-	p.wg.Add(2)
-	go func() {
-		defer p.wg.Done()
-		p.write(bg, &readers)
-	}()
-	go func() {
-		defer p.wg.Done()
-		p.retain(bg)
-	}()
+	flushed := make(chan struct{})
+	p.flushed = flushed
+	p.host.Go(func(ctx context.Context) {
+		defer close(flushed)
+		p.write(ctx, db, &readers)
+	})
+	p.host.Go(func(ctx context.Context) { p.retain(ctx, db) })
 	if p.cfg.PublishAgentLogs {
 		if tap, ok := logtap.Find(p.log.Handler()); ok {
 			p.agentQ = make(chan logtap.Record, 1024)
 			p.detach = tap.Attach(p.tapSink)
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				p.publishAgentLogs(bg)
-			}()
+			p.host.Go(func(ctx context.Context) { p.publishAgentLogs(ctx, b) })
 		}
 	}
 	return nil
@@ -264,14 +238,15 @@ func (p *Plugin) read(ch <-chan bus.Message) {
 }
 
 // write batches the queue into transactions until ctx ends and every
-// reader is done, then writes what is left.
-func (p *Plugin) write(ctx context.Context, readers *sync.WaitGroup) {
+// reader is done (Stop closes their subscriptions), then writes what is
+// left.
+func (p *Plugin) write(ctx context.Context, db *store.DB, readers *sync.WaitGroup) {
 	t := time.NewTicker(p.cfg.FlushInterval.D())
 	defer t.Stop()
 	batch := make([]Entry, 0, p.cfg.BatchSize)
 	flush := func() {
 		if len(batch) > 0 {
-			p.insert(batch)
+			p.insert(db, batch)
 			batch = batch[:0]
 		}
 	}
@@ -313,7 +288,7 @@ func (p *Plugin) currentCipher() (store.Cipher, error) {
 	case EncryptRequired:
 		return p.cipher, nil
 	case EncryptAuto:
-		v, err := p.c.Get(context.Background(), store.CipherService)
+		v, err := p.host.Get(context.Background(), store.CipherService)
 		if errors.Is(err, agent.ErrServiceNotFound) {
 			return nil, nil
 		}
@@ -348,12 +323,12 @@ func aad(ts int64, level, source string) []byte {
 	return fmt.Appendf(nil, "logs|%d|%s|%s", ts, level, source)
 }
 
-func (p *Plugin) insert(batch []Entry) {
+func (p *Plugin) insert(db *store.DB, batch []Entry) {
 	ciph, fallback := p.currentCipher()
 	p.noteFallback(fallback)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tx, err := p.db.BeginTx(ctx, nil)
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		p.m.records.WithLabelValues("failed").Add(float64(len(batch)))
 		return
@@ -390,12 +365,12 @@ func (p *Plugin) insert(batch []Entry) {
 }
 
 // retain applies retention now and at every interval.
-func (p *Plugin) retain(ctx context.Context) {
+func (p *Plugin) retain(ctx context.Context, db *store.DB) {
 	r := storeRetention(p.cfg)
 	t := time.NewTicker(p.cfg.Retention.Interval.D())
 	defer t.Stop()
 	for {
-		if n, err := p.db.Prune(ctx, r, p.now()); err == nil {
+		if n, err := db.Prune(ctx, r, p.now()); err == nil {
 			p.m.pruned.Add(float64(n))
 		} else if ctx.Err() == nil {
 			p.log.Warn("log retention failed", "err", err)
@@ -425,7 +400,7 @@ func (p *Plugin) tapSink(r logtap.Record) {
 }
 
 // publishAgentLogs publishes the agent's records on logs.<level>.<source>.
-func (p *Plugin) publishAgentLogs(ctx context.Context) {
+func (p *Plugin) publishAgentLogs(ctx context.Context, b bus.Bus) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -444,47 +419,39 @@ func (p *Plugin) publishAgentLogs(ctx context.Context) {
 			if err != nil {
 				continue
 			}
-			if err := p.bus.Publish(ctx, "logs."+level+"."+source, m); err != nil {
+			if err := b.Publish(ctx, "logs."+level+"."+source, m); err != nil {
 				p.m.records.WithLabelValues("dropped").Inc()
 			}
 		}
 	}
 }
 
-// Stop detaches from the logger, closes the subscriptions, writes what is
-// queued, and closes the store. Safe without Start and twice.
+// Stop detaches from the logger, closes the subscriptions, waits until the
+// writer has written what is queued, and closes the store. Safe without
+// Start and twice.
 func (p *Plugin) Stop(ctx context.Context) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stopped {
-		return nil
+	detach, b, flushed, db := p.detach, p.bus, p.flushed, p.db
+	p.detach, p.bus, p.flushed, p.db = nil, nil, nil, nil
+	p.mu.Unlock()
+	if detach != nil {
+		detach()
 	}
-	p.stopped = true
-	if p.detach != nil {
-		p.detach()
+	if b != nil {
+		_ = b.Close() // ends the readers; the writer then drains the queue
 	}
-	if p.cancel != nil {
-		p.cancel()
+	if flushed != nil {
+		select {
+		case <-flushed:
+		case <-ctx.Done():
+			// The writer still writes: the store stays open for it.
+			return fmt.Errorf("log_consumer stop: the queue is not written yet: %w", ctx.Err())
+		}
 	}
-	done := make(chan struct{})
-	go func() {
-		p.wg.Wait()
-		close(done)
-	}()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("log_consumer stop: %w", ctx.Err())
+	if db != nil {
+		return db.Close()
 	}
-	if p.bus != nil {
-		_ = p.bus.Close()
-	}
-	if p.db != nil && err == nil {
-		err = p.db.Close()
-	}
-	p.unregister(p.reg)
-	return err
+	return nil
 }
 
 // Query is a read of the stored logs.
@@ -503,9 +470,8 @@ type Query struct {
 func (p *Plugin) Query(ctx context.Context, q Query) ([]Entry, error) {
 	p.mu.Lock()
 	db := p.db
-	stopped := p.stopped
 	p.mu.Unlock()
-	if db == nil || stopped {
+	if db == nil {
 		return nil, errors.New("log_consumer is not running")
 	}
 	where, args := []string{"1=1"}, []any{}
@@ -528,7 +494,7 @@ func (p *Plugin) Query(ctx context.Context, q Query) ([]Entry, error) {
 	}
 	defer rows.Close()
 	var ciph store.Cipher
-	if v, err := p.c.Get(ctx, store.CipherService); err == nil {
+	if v, err := p.host.Get(ctx, store.CipherService); err == nil {
 		ciph, _ = v.(store.Cipher)
 	}
 	out := []Entry{}

@@ -36,6 +36,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type env struct {
 	p    *Plugin
 	c    *agent.Container
+	h    *agent.PluginHost
 	bus  *bustest.Bus
 	reg  *prometheus.Registry
 	path string
@@ -46,8 +47,9 @@ type opts struct {
 	// cipher, if set, is the encryption plugin's section: the plugin is
 	// initialized and provides the encryption service.
 	cipher string
-	// encryption, if set, provides the encryption service lazily.
-	encryption agent.FactoryFunc
+	// encryption, if set, is what a lookup of the encryption service
+	// returns.
+	encryption func() (any, error)
 	log        *slog.Logger
 	bus        *bustest.Bus
 	path       string
@@ -69,24 +71,38 @@ func start(t *testing.T, o opts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{p: pl.(*Plugin), c: agent.NewContainer(o.log), bus: o.bus, reg: prometheus.NewRegistry(), path: o.path}
-	must(t, e.c.Provide(agent.ServiceMetrics, prometheus.Registerer(e.reg)))
+	e := &env{p: pl.(*Plugin), c: agenttest.NewContainer(t), bus: o.bus, reg: prometheus.NewRegistry(), path: o.path}
 	must(t, e.c.Provide(bus.ServiceName, bus.Provider(o.bus)))
 	if o.cipher != "" {
 		sec, err := agent.NewSection(o.cipher)
 		must(t, err)
 		enc, err := encryption.Factory(sec)
 		must(t, err)
-		must(t, enc.Initialize(context.Background(), e.c.For("encryption")))
+		must(t, enc.Initialize(context.Background(), agenttest.NewHost(t, "encryption", agent.HostOptions{Container: e.c})))
 	}
+	e.h = agenttest.NewHost(t, Name, agent.HostOptions{Container: e.c, Logger: o.log, Metrics: e.reg})
+	var h agent.Host = e.h
 	if o.encryption != nil {
-		must(t, e.c.For("encryption").ProvideFactory(store.CipherService, nil, o.encryption))
+		h = cipherLookup{Host: e.h, get: o.encryption}
 	}
 	ctx := context.Background()
-	must(t, e.p.Initialize(ctx, e.c.For(Name)))
+	must(t, e.p.Initialize(ctx, h))
 	must(t, e.p.Start(ctx))
-	t.Cleanup(func() { _ = e.p.Stop(context.Background()) })
+	t.Cleanup(func() { _ = agenttest.Stop(context.Background(), e.h, e.p) })
 	return e
+}
+
+// cipherLookup is a Host whose encryption service is what get returns.
+type cipherLookup struct {
+	agent.Host
+	get func() (any, error)
+}
+
+func (c cipherLookup) Get(ctx context.Context, name string) (any, error) {
+	if name == store.CipherService {
+		return c.get()
+	}
+	return c.Host.Get(ctx, name)
 }
 
 func must(t testing.TB, err error) {
@@ -100,7 +116,7 @@ func (e *env) stop(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	must(t, e.p.Stop(ctx))
+	must(t, agenttest.Stop(ctx, e.h, e.p))
 }
 
 // waitStored polls until n records are stored.
@@ -343,11 +359,13 @@ func TestRelativePathBesideConfig(t *testing.T) {
 func TestAutoEncryptFallbackWarnedAndCounted(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		factory agent.FactoryFunc
+		factory func() (any, error)
 		want    float64
 	}{
-		{"failed", func(context.Context, *agent.Container) (any, error) { return nil, errors.New("key file unreadable") }, 2},
-		{"not a cipher", func(context.Context, *agent.Container) (any, error) { return "oops", nil }, 2},
+		{"failed", func() (any, error) {
+			return nil, errors.New(`service is failed: plugin "encryption": key file unreadable`)
+		}, 2},
+		{"not a cipher", func() (any, error) { return "oops", nil }, 2},
 		{"not configured", nil, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -34,17 +33,13 @@ type Broker struct {
 	cfg     Config
 	section agent.Section // for errors about its keys
 
-	mu          sync.Mutex
-	log         *slog.Logger
-	reg         prometheus.Registerer
-	tp          trace.TracerProvider
-	events      *agent.Events
-	container   *agent.Container // scoped; finds the bus filter services
-	metrics     *bus.Metrics
-	srv         *server
-	svc         *Service
-	unsubEvents func()
-	stopped     bool
+	mu      sync.Mutex
+	log     *slog.Logger
+	tp      trace.TracerProvider
+	host    agent.Host // finds the bus filter services
+	metrics *bus.Metrics
+	srv     *server
+	svc     *Service
 }
 
 // Factory builds a Broker from its config section; it allocates nothing.
@@ -107,26 +102,15 @@ func (b *Broker) Services() []string { return []string{bus.ServiceName} }
 
 // Initialize reads the host services, registers the metrics, resolves
 // credentials and provides the message_bus service. It binds nothing.
-func (b *Broker) Initialize(ctx context.Context, c *agent.Container) error {
+func (b *Broker) Initialize(ctx context.Context, h agent.Host) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.log = c.Logger()
-	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
-	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
-		return err
-	}
-	tp, err := agent.Require[trace.TracerProvider](ctx, c, agent.ServiceTracerProvider)
-	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
-		return err
-	}
+	b.log = h.Logger()
+	tp := h.TracerProvider()
 	if _, isNoop := tp.(noop.TracerProvider); isNoop {
 		tp = nil
 	}
-	events, err := agent.Require[*agent.Events](ctx, c, agent.ServiceEvents)
-	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
-		return err
-	}
-	b.tp, b.events, b.container = tp, events, c
+	b.tp, b.host = tp, h
 
 	var users map[string]userEntry
 	if b.cfg.Auth != nil {
@@ -145,11 +129,8 @@ func (b *Broker) Initialize(ctx context.Context, c *agent.Container) error {
 	}
 
 	b.metrics = bus.NewMetrics()
-	if reg != nil {
-		if err := b.metrics.Register(reg); err != nil {
-			return fmt.Errorf("message bus: %w", err)
-		}
-		b.reg = reg
+	if err := b.metrics.Register(h.Metrics()); err != nil {
+		return fmt.Errorf("message bus: %w", err)
 	}
 	if b.cfg.Auth != nil {
 		for _, u := range b.cfg.Auth.Users {
@@ -158,11 +139,7 @@ func (b *Broker) Initialize(ctx context.Context, c *agent.Container) error {
 	}
 	b.srv = newServer(b.cfg, b.log, b.metrics, users)
 	b.svc = &Service{broker: b}
-	if err := c.Provide(bus.ServiceName, b.svc); err != nil {
-		b.metrics.Unregister(b.reg)
-		return err
-	}
-	return nil
+	return h.Provide(bus.ServiceName, b.svc)
 }
 
 // Start binds both sockets (an address in use fails Start, naming it),
@@ -181,14 +158,13 @@ func (b *Broker) Start(ctx context.Context) error {
 	}
 	b.log.Info("message bus listening", "publish_address", b.cfg.PublishAddress, "subscribe_address", b.cfg.SubscribeAddress, "auth", b.cfg.Auth != nil)
 	b.refreshServices()
-	if b.events != nil {
-		b.unsubEvents = b.events.Subscribe(func(ev agent.Event) {
-			b.refreshServices() // a filter or the audit plugin may have started or stopped
-			if b.cfg.LifecycleEvents {
-				b.publishEvent(ev)
-			}
-		})
-	}
+	// The host ends the subscription when the broker stops.
+	b.host.SubscribeEvents(func(ev agent.Event) {
+		b.refreshServices() // a filter or the audit plugin may have started or stopped
+		if b.cfg.LifecycleEvents {
+			b.publishEvent(ev)
+		}
+	})
 	return nil
 }
 
@@ -196,12 +172,12 @@ func (b *Broker) Start(ctx context.Context) error {
 // that are running now. It runs on the lifecycle goroutine: container
 // lookups, no waiting.
 func (b *Broker) refreshServices() {
-	if b.container == nil || b.srv == nil {
+	if b.host == nil || b.srv == nil {
 		return
 	}
 	var fs []bus.Filter
 	for _, name := range bus.FilterServices {
-		v, err := b.container.Get(context.Background(), name)
+		v, err := b.host.Get(context.Background(), name)
 		if err != nil {
 			continue // not provided, or its plugin is not running
 		}
@@ -211,7 +187,7 @@ func (b *Broker) refreshServices() {
 	}
 	b.srv.filters.Store(&fs)
 	b.srv.recorder.Store(nil)
-	if v, err := b.container.Get(context.Background(), audit.ServiceName); err == nil {
+	if v, err := b.host.Get(context.Background(), audit.ServiceName); err == nil {
 		if rec, ok := v.(audit.Recorder); ok {
 			b.srv.recorder.Store(&rec)
 		}
@@ -241,18 +217,11 @@ func (b *Broker) publishEvent(ev agent.Event) {
 	}
 }
 
-// Stop ends forwarding, closes every connection and the in-agent client,
-// and unregisters the metrics. Safe without Start and twice.
+// Stop ends forwarding and closes every connection and the in-agent
+// client. Safe without Start and twice: each close is.
 func (b *Broker) Stop(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.stopped {
-		return nil
-	}
-	b.stopped = true
-	if b.unsubEvents != nil {
-		b.unsubEvents()
-	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -268,9 +237,6 @@ func (b *Broker) Stop(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = fmt.Errorf("message bus stop: %w", ctx.Err())
-	}
-	if b.metrics != nil {
-		b.metrics.Unregister(b.reg)
 	}
 	return err
 }

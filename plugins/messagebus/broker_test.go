@@ -134,7 +134,8 @@ func TestBrokerRestartClientsReconnect(t *testing.T) {
 	must(t, err)
 	ctx := ctxT(t, 20*time.Second)
 	b1 := p.(*Broker)
-	must(t, b1.Initialize(ctx, agent.NewContainer(nil).For(Name)))
+	h1 := agenttest.NewHost(t, Name, agent.HostOptions{})
+	must(t, b1.Initialize(ctx, h1))
 	must(t, b1.Start(ctx))
 
 	metrics := bus.NewMetrics()
@@ -147,14 +148,15 @@ func TestBrokerRestartClientsReconnect(t *testing.T) {
 	if m := recv(t, ch, 5*time.Second); m.Topic != "x.before" {
 		t.Fatalf("got %s", m.Topic)
 	}
-	must(t, b1.Stop(ctx))
+	must(t, agenttest.Stop(ctx, h1, b1))
 
 	p2, err := Factory(s)
 	must(t, err)
 	b2 := p2.(*Broker)
-	must(t, b2.Initialize(ctx, agent.NewContainer(nil).For(Name)))
+	h2 := agenttest.NewHost(t, Name, agent.HostOptions{})
+	must(t, b2.Initialize(ctx, h2))
 	must(t, b2.Start(ctx))
-	defer b2.Stop(context.Background())
+	defer agenttest.Stop(context.Background(), h2, b2)
 
 	// Publish until one arrives: the subscription is re-sent on reconnect.
 	agenttest.Eventually(t, 10*time.Second, "a delivery after the broker restart", func() bool {
@@ -369,7 +371,7 @@ func TestPlainAuth(t *testing.T) {
 		must(t, err)
 		lg.Start()
 		t.Cleanup(func() { _ = lg.Close(context.Background()); _ = db.Close() })
-		must(t, e.c.For("security").Provide(audit.ServiceName, lg))
+		must(t, agenttest.NewHost(t, "security", agent.HostOptions{Container: e.c}).Provide(audit.ServiceName, lg))
 		e.events.Emit(agent.Event{Plugin: "security", To: agent.StateRunning})
 		var recs []audit.Record
 		eventually(t, 5*time.Second, "failed login audited", func() bool {
@@ -430,12 +432,13 @@ func TestStartFailsWhenAddressTaken(t *testing.T) {
 			p, err := Factory(s)
 			must(t, err)
 			ctx := ctxT(t, 5*time.Second)
-			must(t, p.Initialize(ctx, agent.NewContainer(nil).For(Name)))
+			h := agenttest.NewHost(t, Name, agent.HostOptions{})
+			must(t, p.Initialize(ctx, h))
 			err = p.Start(ctx)
 			if err == nil || !strings.Contains(err.Error(), taken) {
 				t.Fatalf("Start error %v does not name %s", err, taken)
 			}
-			must(t, p.Stop(ctx))
+			must(t, agenttest.Stop(ctx, h, p))
 		})
 	}
 }
@@ -457,34 +460,15 @@ func TestLifecycleEventsArePublished(t *testing.T) {
 }
 
 func TestConformance(t *testing.T) {
-	ctx := ctxT(t, 10*time.Second)
-	newB := func() agent.Plugin {
+	agenttest.Conformance(t, func(t *testing.T) agent.Plugin {
 		s, _ := agent.NewSection(addrsYAML(freeAddr(t), freeAddr(t)))
 		p, err := Factory(s)
 		must(t, err)
-		return p
-	}
-	t.Run("initialize start stop twice", func(t *testing.T) {
-		p := newB()
-		must(t, p.Initialize(ctx, agent.NewContainer(nil).For(Name)))
-		must(t, p.Start(ctx))
-		must(t, p.Stop(ctx))
-		must(t, p.Stop(ctx))
-	})
-	t.Run("stop without start", func(t *testing.T) {
-		p := newB()
-		must(t, p.Initialize(ctx, agent.NewContainer(nil).For(Name)))
-		must(t, p.Stop(ctx))
-	})
-	t.Run("stop without initialize", func(t *testing.T) {
-		must(t, newB().Stop(ctx))
-	})
-	t.Run("metadata", func(t *testing.T) {
-		md := newB().Metadata()
-		if md.Name != Name || md.Priority != agent.PriorityInfrastructure {
+		if md := p.Metadata(); md.Name != Name || md.Priority != agent.PriorityInfrastructure {
 			t.Fatalf("metadata %+v", md)
 		}
-	})
+		return p
+	}, nil)
 }
 
 func mustMarshal(t *testing.T, e *busv1.Envelope) []byte {
@@ -515,7 +499,7 @@ func TestFiltersApplyBeforeDelivery(t *testing.T) {
 
 	// A filter service appears, as when the validation plugin starts; the
 	// broker looks again on every lifecycle event.
-	must(t, e.c.For("validation").Provide(bus.ValidatorService, bus.Filter(topicFilter{reject: "logs.debug."})))
+	must(t, agenttest.NewHost(t, "validation", agent.HostOptions{Container: e.c}).Provide(bus.ValidatorService, bus.Filter(topicFilter{reject: "logs.debug."})))
 	e.events.Emit(agent.Event{Plugin: "validation", To: agent.StateRunning})
 
 	must(t, pub.Publish(ctx, "logs.debug.pub", bus.Message{Payload: []byte("dropped")}))
@@ -529,7 +513,7 @@ func TestFiltersApplyBeforeDelivery(t *testing.T) {
 	})
 
 	// The filter's plugin stops: messages flow again.
-	e.c.Remove("validation")
+	e.gone.Store(bus.ValidatorService, true)
 	e.events.Emit(agent.Event{Plugin: "validation", To: agent.StateStopped})
 	must(t, pub.Publish(ctx, "logs.debug.pub", bus.Message{Payload: []byte("now kept")}))
 	if m := recv(t, ch, 10*time.Second); m.Topic != "logs.debug.pub" {

@@ -53,6 +53,7 @@ func (s *syncBuffer) String() string {
 type env struct {
 	broker *Broker
 	c      *agent.Container // the host's view, for adding services
+	gone   sync.Map         // service names the broker's lookups no longer find
 	reg    *prometheus.Registry
 	events *agent.Events
 	logs   *syncBuffer
@@ -63,6 +64,20 @@ type envOpt func(*Config, *envExtra)
 
 type envExtra struct {
 	tp trace.TracerProvider
+}
+
+// hidingHost is a Host whose lookups do not find the services in gone,
+// as when their plugin stopped.
+type hidingHost struct {
+	agent.Host
+	gone *sync.Map
+}
+
+func (h hidingHost) Get(ctx context.Context, name string) (any, error) {
+	if _, ok := h.gone.Load(name); ok {
+		return nil, fmt.Errorf("service %q: %w", name, agent.ErrServiceNotFound)
+	}
+	return h.Host.Get(ctx, name)
 }
 
 // startBroker runs a Broker through Initialize and Start with host
@@ -84,24 +99,20 @@ func startBroker(t testing.TB, yamlText string, opts ...envOpt) *env {
 	}
 	e := &env{broker: b, reg: prometheus.NewRegistry(), events: agent.NewEvents(), logs: &syncBuffer{}, cfg: b.cfg}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c := agent.NewContainer(log)
+	c := agenttest.NewContainer(t)
 	e.c = c
-	must(t, c.Provide(agent.ServiceMetrics, prometheus.Registerer(e.reg)))
-	must(t, c.Provide(agent.ServiceEvents, e.events))
-	if extra.tp != nil {
-		must(t, c.Provide(agent.ServiceTracerProvider, extra.tp))
-	}
+	h := agenttest.NewHost(t, Name, agent.HostOptions{Container: c, Logger: log, Metrics: e.reg, Events: e.events, TracerProvider: extra.tp})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	must(t, b.Initialize(ctx, c.For(Name)))
+	must(t, b.Initialize(ctx, hidingHost{Host: h, gone: &e.gone}))
 	if err := b.Start(ctx); err != nil {
-		_ = b.Stop(ctx)
+		_ = agenttest.Stop(ctx, h, b)
 		t.Fatalf("start: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := b.Stop(ctx); err != nil {
+		if err := agenttest.Stop(ctx, h, b); err != nil {
 			t.Errorf("stop: %v", err)
 		}
 	})

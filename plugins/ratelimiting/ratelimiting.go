@@ -34,16 +34,13 @@ var ErrLimited = errors.New("rate limited")
 type Plugin struct {
 	agent.Base
 
-	mu      sync.Mutex
-	cfg     Config
-	reg     prometheus.Registerer
-	m       *metrics
-	api     *buckets
-	bus     *buckets
-	cancel  context.CancelFunc
-	done    chan struct{}
-	stopped bool
-	now     func() time.Time
+	mu   sync.Mutex
+	cfg  Config
+	host agent.Host
+	m    *metrics
+	api  *buckets
+	bus  *buckets
+	now  func() time.Time
 }
 
 type metrics struct {
@@ -79,13 +76,10 @@ func New(cfg Config) *Plugin {
 func (p *Plugin) Services() []string { return []string{bus.RateLimiterService} }
 
 // Initialize builds the buckets and metrics and provides bus_rate_limiter.
-func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
+func (p *Plugin) Initialize(ctx context.Context, h agent.Host) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
-	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
-		return err
-	}
+	p.host = h
 	p.m = &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_rate_limit_decisions_total",
@@ -105,32 +99,15 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 		p.m.decisions.WithLabelValues(k, "limited")
 		p.m.evictions.WithLabelValues(k)
 	}
-	if reg != nil {
-		for _, col := range []prometheus.Collector{p.m.decisions, p.m.clients, p.m.evictions} {
-			if err := reg.Register(col); err != nil {
-				p.unregister(reg)
-				return fmt.Errorf("rate_limiting: %w", err)
-			}
+	for _, col := range []prometheus.Collector{p.m.decisions, p.m.clients, p.m.evictions} {
+		if err := h.Metrics().Register(col); err != nil {
+			return fmt.Errorf("rate_limiting: %w", err)
 		}
-		p.reg = reg
 	}
 	idle := p.cfg.IdleTimeout.D()
 	p.api = newBuckets(p.cfg.API.Rate, p.cfg.API.Burst, p.cfg.MaxClients, idle, p.m.evictions.WithLabelValues("api").Inc)
 	p.bus = newBuckets(p.cfg.Bus.Rate, p.cfg.Bus.Burst, p.cfg.MaxClients, idle, p.m.evictions.WithLabelValues("bus").Inc)
-	if err := c.Provide(bus.RateLimiterService, busFilter{p}); err != nil {
-		p.unregister(reg)
-		return err
-	}
-	return nil
-}
-
-func (p *Plugin) unregister(reg prometheus.Registerer) {
-	if reg == nil || p.m == nil {
-		return
-	}
-	reg.Unregister(p.m.decisions)
-	reg.Unregister(p.m.clients)
-	reg.Unregister(p.m.evictions)
+	return h.Provide(bus.RateLimiterService, busFilter{p})
 }
 
 // Start runs the janitor that drops idle buckets.
@@ -140,22 +117,19 @@ func (p *Plugin) Start(ctx context.Context) error {
 	if p.api == nil {
 		return errors.New("rate_limiting: Start before Initialize")
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	p.cancel, p.done = cancel, make(chan struct{})
 	every := p.cfg.IdleTimeout.D() / 2
-	go func() {
-		defer close(p.done)
+	p.host.Go(func(ctx context.Context) {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
-			case <-bg.Done():
+			case <-ctx.Done():
 				return
 			case <-t.C:
 				p.Sweep()
 			}
 		}
-	}()
+	})
 	return nil
 }
 
@@ -189,26 +163,9 @@ func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
 	return nil
 }
 
-// Stop ends the janitor and unregisters the metrics. Safe without Start
-// and twice.
-func (p *Plugin) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stopped {
-		return nil
-	}
-	p.stopped = true
-	if p.cancel != nil {
-		p.cancel()
-		select {
-		case <-p.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	p.unregister(p.reg)
-	return nil
-}
+// Stop has nothing to release: the host ends the janitor and drops the
+// metrics.
+func (p *Plugin) Stop(ctx context.Context) error { return nil }
 
 func (p *Plugin) config() Config {
 	p.mu.Lock()

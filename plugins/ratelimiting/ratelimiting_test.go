@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
@@ -66,14 +65,14 @@ func start(t *testing.T, y string) *env {
 	must(t, err)
 	pl, err := Factory(s)
 	must(t, err)
-	e := &env{p: pl.(*Plugin), c: agent.NewContainer(nil), clk: &clock{t: time.Unix(1_000_000, 0)}}
+	e := &env{p: pl.(*Plugin), c: agent.NewContainer(), clk: &clock{t: time.Unix(1_000_000, 0)}}
 	e.p.now = e.clk.now
-	must(t, e.c.Provide(agent.ServiceMetrics, prometheus.Registerer(prometheus.NewRegistry())))
 	must(t, e.c.Provide(agent.ServicePlugins, agent.PluginDirectory(dir{"log_consumer"})))
+	h := agenttest.NewHost(t, Name, agent.HostOptions{Container: e.c})
 	ctx := context.Background()
-	must(t, e.p.Initialize(ctx, e.c.For(Name)))
+	must(t, e.p.Initialize(ctx, h))
 	must(t, e.p.Start(ctx))
-	t.Cleanup(func() { _ = e.p.Stop(context.Background()) })
+	t.Cleanup(func() { _ = agenttest.Stop(context.Background(), h, e.p) })
 	e.srv = httptest.NewServer(e.p.WrapHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") })))
 	t.Cleanup(e.srv.Close)
 	return e

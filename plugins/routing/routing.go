@@ -35,15 +35,11 @@ var (
 type Plugin struct {
 	agent.Base
 
-	mu      sync.Mutex
-	cfg     Config
-	log     *slog.Logger
-	reg     prometheus.Registerer
-	m       *metrics
-	router  *Router
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	stopped bool
+	mu     sync.Mutex
+	cfg    Config
+	host   agent.Host
+	m      *metrics
+	router *Router
 }
 
 type metrics struct {
@@ -82,23 +78,19 @@ func (p *Plugin) Services() []string { return []string{bus.RoutingService} }
 
 // Initialize gets a bus client, registers the metrics and provides the
 // routing service.
-func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
+func (p *Plugin) Initialize(ctx context.Context, h agent.Host) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.log = c.Logger()
-	provider, err := agent.Require[bus.Provider](ctx, c, bus.ServiceName)
+	p.host = h
+	provider, err := agent.Require[bus.Provider](ctx, h, bus.ServiceName)
 	if err != nil {
 		return err
 	}
-	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
-	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
-		return err
-	}
-	b, err := provider.ClientFor(c.Owner(), p.cfg.topics().Uses)
+	b, err := provider.ClientFor(h.Name(), p.cfg.topics().Uses)
 	if err != nil {
 		return err
 	}
-	r := newRouter(b, c.Owner(), p.cfg)
+	r := newRouter(b, h.Name(), p.cfg)
 	p.m = &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_routing_requests_total",
@@ -126,32 +118,18 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 		p.m.requests.WithLabelValues(o)
 	}
 	r.m = p.m
-	if reg != nil {
-		for _, col := range []prometheus.Collector{p.m.requests, p.m.late, p.m.unmatched, p.m.pending, p.m.duration} {
-			if err := reg.Register(col); err != nil {
-				p.unregister(reg)
-				_ = b.Close()
-				return fmt.Errorf("routing: %w", err)
-			}
+	for _, col := range []prometheus.Collector{p.m.requests, p.m.late, p.m.unmatched, p.m.pending, p.m.duration} {
+		if err := h.Metrics().Register(col); err != nil {
+			_ = b.Close()
+			return fmt.Errorf("routing: %w", err)
 		}
-		p.reg = reg
 	}
-	if err := c.Provide(bus.RoutingService, r); err != nil {
-		p.unregister(reg)
+	if err := h.Provide(bus.RoutingService, r); err != nil {
 		_ = b.Close()
 		return err
 	}
 	p.router = r
 	return nil
-}
-
-func (p *Plugin) unregister(reg prometheus.Registerer) {
-	if reg == nil || p.m == nil {
-		return
-	}
-	for _, col := range []prometheus.Collector{p.m.requests, p.m.late, p.m.unmatched, p.m.pending, p.m.duration} {
-		reg.Unregister(col)
-	}
 }
 
 // BusTopics implements bus.TopicUser: routing publishes requests on its
@@ -172,22 +150,14 @@ func (p *Plugin) Start(ctx context.Context) error {
 	if p.router == nil {
 		return errors.New("routing: Start before Initialize")
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
-	ch, err := p.router.b.Subscribe(bg, p.router.replyPrefix)
+	// The subscription ends when Stop closes the client.
+	ch, err := p.router.b.Subscribe(context.Background(), p.router.replyPrefix)
 	if err != nil {
-		cancel()
 		return fmt.Errorf("routing: subscribe %s: %w", p.router.replyPrefix, err)
 	}
-	p.wg.Add(2)
-	go func() {
-		defer p.wg.Done()
-		p.router.receive(ch)
-	}()
-	go func() {
-		defer p.wg.Done()
-		p.router.sync(bg, p.log)
-	}()
+	r, log := p.router, p.host.Logger()
+	p.host.Go(func(context.Context) { r.receive(ch) })
+	p.host.Go(func(ctx context.Context) { r.sync(ctx, log) })
 	return nil
 }
 
@@ -207,34 +177,16 @@ func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
 	return nil
 }
 
-// Stop fails pending requests with ErrClosed, ends the subscription and
-// unregisters the metrics. Safe without Start and twice.
+// Stop fails pending requests with ErrClosed and closes the bus client,
+// which ends the subscription. Safe without Start and twice.
 func (p *Plugin) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopped {
-		return nil
-	}
-	p.stopped = true
 	if p.router != nil {
 		p.router.close()
-	}
-	if p.cancel != nil {
-		p.cancel()
-	}
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("routing stop: %w", ctx.Err())
-	}
-	if p.router != nil {
 		_ = p.router.b.Close()
 	}
-	p.unregister(p.reg)
-	return err
+	return nil
 }
 
 // HealthCheck adds the pending count.

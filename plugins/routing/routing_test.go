@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
@@ -34,6 +33,7 @@ func (p permProvider) ClientFor(plugin string, _ ...bus.Permissions) (bus.Bus, e
 
 type env struct {
 	p   *Plugin
+	h   *agent.PluginHost
 	r   bus.Requester
 	bus *bustest.Bus
 }
@@ -45,13 +45,13 @@ func start(t *testing.T, y string) *env {
 	pl, err := Factory(s)
 	must(t, err)
 	e := &env{p: pl.(*Plugin), bus: bustest.New()}
-	c := agent.NewContainer(nil)
-	must(t, c.Provide(agent.ServiceMetrics, prometheus.Registerer(prometheus.NewRegistry())))
+	c := agenttest.NewContainer(t)
 	must(t, c.Provide(bus.ServiceName, bus.Provider(permProvider{e.bus})))
+	e.h = agenttest.NewHost(t, Name, agent.HostOptions{Container: c})
 	ctx := context.Background()
-	must(t, e.p.Initialize(ctx, c.For(Name)))
+	must(t, e.p.Initialize(ctx, e.h))
 	must(t, e.p.Start(ctx))
-	t.Cleanup(func() { _ = e.p.Stop(context.Background()) })
+	t.Cleanup(func() { _ = agenttest.Stop(context.Background(), e.h, e.p) })
 	e.r, err = agent.Require[bus.Requester](ctx, c, bus.RoutingService)
 	must(t, err)
 	return e
@@ -200,7 +200,7 @@ func TestRequestErrors(t *testing.T) {
 	if !agenttest.Within(time.Until(deadline), func() bool { return e.p.router.Pending() == 1 }) {
 		t.Fatal("request not pending before stop")
 	}
-	must(t, e.p.Stop(context.Background()))
+	must(t, agenttest.Stop(context.Background(), e.h, e.p))
 	if err := <-res; !errors.Is(err, ErrClosed) {
 		t.Fatalf("pending at stop: %v", err)
 	}

@@ -38,18 +38,13 @@ type Plugin struct {
 
 	mu        sync.Mutex
 	cfg       Config
+	host      agent.Host
 	log       *slog.Logger
-	reg       prometheus.Registerer
 	requests  *prometheus.CounterVec
 	db        *store.DB
 	audit     *audit.Log
-	events    *agent.Events
-	unsubEv   func()
 	bus       bus.Bus
 	pubQ      chan audit.Record
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	stopped   bool
 	warned    atomic.Bool
 	noPublish atomic.Bool
 }
@@ -114,25 +109,18 @@ func newState(cfg Config, tokens []token) *authState {
 // (cfg does not change after Factory.)
 func (p *Plugin) BusTopics() bus.Topics { return p.cfg.topics() }
 
-func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
+func (p *Plugin) Initialize(ctx context.Context, h agent.Host) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.log = c.Logger()
+	p.host, p.log = h, h.Logger()
 	tokens, err := resolve(p.cfg)
 	if err != nil {
 		return err
 	}
 	p.state.Store(newState(p.cfg, tokens))
-	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
-	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
-		return err
-	}
-	if p.events, err = agent.Require[*agent.Events](ctx, c, agent.ServiceEvents); err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
-		return err
-	}
 	// The bus is optional: without it there is no audit.* publishing.
-	if provider, err := agent.Require[bus.Provider](ctx, c, bus.ServiceName); err == nil {
-		if p.bus, err = provider.ClientFor(c.Owner(), p.cfg.topics().Uses); err != nil {
+	if provider, err := agent.Require[bus.Provider](ctx, h, bus.ServiceName); err == nil {
+		if p.bus, err = provider.ClientFor(h.Name(), p.cfg.topics().Uses); err != nil {
 			return err
 		}
 	}
@@ -160,16 +148,12 @@ func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
 	for _, o := range []string{"open", "allowed", "unauthenticated", "forbidden"} {
 		p.requests.WithLabelValues(o)
 	}
-	if reg != nil {
-		if err := reg.Register(p.requests); err != nil {
-			_ = db.Close()
-			p.closeBus()
-			return fmt.Errorf("security: %w", err)
-		}
-		p.reg = reg
+	if err := h.Metrics().Register(p.requests); err != nil {
+		_ = db.Close()
+		p.closeBus()
+		return fmt.Errorf("security: %w", err)
 	}
-	if err := c.Provide(audit.ServiceName, lg); err != nil {
-		p.unregister()
+	if err := h.Provide(audit.ServiceName, lg); err != nil {
 		_ = db.Close()
 		p.closeBus()
 		return err
@@ -183,12 +167,6 @@ func (p *Plugin) closeBus() {
 	}
 }
 
-func (p *Plugin) unregister() {
-	if p.reg != nil && p.requests != nil {
-		p.reg.Unregister(p.requests)
-	}
-}
-
 // Start runs the audit writer, its retention and publishing, and starts
 // listening for lifecycle events.
 func (p *Plugin) Start(ctx context.Context) error {
@@ -197,25 +175,11 @@ func (p *Plugin) Start(ctx context.Context) error {
 	if p.audit == nil {
 		return errors.New("security: Start before Initialize")
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
 	p.audit.Start()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		p.retain(bg)
-	}()
-	if p.events != nil {
-		p.unsubEv = p.events.Subscribe(p.onEvent)
-	}
-	if p.bus != nil {
-		if p.pubQ != nil {
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				p.publish(bg)
-			}()
-		}
+	p.host.Go(p.retain)
+	p.host.SubscribeEvents(p.onEvent) // the host ends it when the plugin stops
+	if p.pubQ != nil {
+		p.host.Go(p.publish)
 	}
 	st := p.state.Load()
 	if len(st.tokens) == 0 {
@@ -246,37 +210,21 @@ func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
 	return nil
 }
 
-// Stop ends the listeners and the writer (writing what is queued) and
-// closes the audit store. Safe without Start and twice.
+// Stop ends the audit writer (writing what is
+// queued) and closes the bus client and the audit store; the host has
+// already ended retention and publishing. Safe without Start and twice:
+// each close is.
 func (p *Plugin) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopped {
-		return nil
-	}
-	p.stopped = true
-	if p.unsubEv != nil {
-		p.unsubEv()
-	}
 	var errs []error
 	if p.audit != nil {
 		errs = append(errs, p.audit.Close(ctx))
-	}
-	if p.cancel != nil {
-		p.cancel()
-	}
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("security stop: %w", ctx.Err()))
 	}
 	p.closeBus()
 	if p.db != nil {
 		errs = append(errs, p.db.Close())
 	}
-	p.unregister()
 	return errors.Join(errs...)
 }
 

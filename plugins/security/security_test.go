@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sethvargo/go-envconfig"
 	"go.uber.org/goleak"
 
@@ -61,18 +60,17 @@ func startWith(t *testing.T, y string, perms *bus.Permissions) *env {
 	pl, err := Factory(s)
 	must(t, err)
 	e := &env{p: pl.(*Plugin), bus: bustest.New(), ev: agent.NewEvents()}
-	c := agent.NewContainer(nil)
-	must(t, c.Provide(agent.ServiceMetrics, prometheus.Registerer(prometheus.NewRegistry())))
-	must(t, c.Provide(agent.ServiceEvents, e.ev))
+	c := agenttest.NewContainer(t)
 	var prov bus.Provider = e.bus
 	if perms != nil {
 		prov = permProvider{e.bus, *perms}
 	}
 	must(t, c.Provide(bus.ServiceName, prov))
+	h := agenttest.NewHost(t, Name, agent.HostOptions{Container: c, Events: e.ev})
 	ctx := context.Background()
-	must(t, e.p.Initialize(ctx, c.For(Name)))
+	must(t, e.p.Initialize(ctx, h))
 	must(t, e.p.Start(ctx))
-	t.Cleanup(func() { _ = e.p.Stop(context.Background()) })
+	t.Cleanup(func() { _ = agenttest.Stop(context.Background(), h, e.p) })
 	api := http.NewServeMux()
 	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		id, _ := IdentityFrom(r.Context())

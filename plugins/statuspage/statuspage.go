@@ -64,8 +64,8 @@ type Page struct {
 	agent.Base
 	cfg Config
 
-	c   *agent.Container
-	dir agent.PluginDirectory
+	host agent.Host
+	dir  agent.PluginDirectory
 }
 
 // sample is one check of an AI plugin in the history strip.
@@ -88,14 +88,14 @@ func New(cfg Config) *Page {
 	}
 }
 
-// Initialize takes the plugin directory and keeps the container to find
-// the catalog while serving.
-func (p *Page) Initialize(ctx context.Context, c *agent.Container) error {
-	dir, err := agent.Require[agent.PluginDirectory](ctx, c, agent.ServicePlugins)
+// Initialize takes the plugin directory and keeps the Host to find the
+// catalog while serving.
+func (p *Page) Initialize(ctx context.Context, h agent.Host) error {
+	dir, err := agent.Require[agent.PluginDirectory](ctx, h, agent.ServicePlugins)
 	if err != nil {
 		return err
 	}
-	p.c, p.dir = c, dir
+	p.host, p.dir = h, dir
 	return nil
 }
 
@@ -113,10 +113,10 @@ func (p *Page) Routes() []agent.Route {
 
 // catalog returns the ExtManager's catalog, or nil when it is not running.
 func (p *Page) catalog(ctx context.Context) *catalog.Catalog {
-	if p.c == nil {
+	if p.host == nil {
 		return nil
 	}
-	v, err := p.c.Get(ctx, catalog.ServiceName)
+	v, err := p.host.Get(ctx, catalog.ServiceName)
 	if err != nil {
 		return nil
 	}
@@ -127,10 +127,10 @@ func (p *Page) catalog(ctx context.Context) *catalog.Catalog {
 // history returns the health engine's history, or nil when the ExtManager
 // or its health checks are not running.
 func (p *Page) history(ctx context.Context) *health.History {
-	if p.c == nil {
+	if p.host == nil {
 		return nil
 	}
-	v, err := p.c.Get(ctx, health.HistoryService)
+	v, err := p.host.Get(ctx, health.HistoryService)
 	if err != nil {
 		return nil
 	}

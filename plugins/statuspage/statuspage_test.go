@@ -69,7 +69,8 @@ func start(t *testing.T, cat *catalog.Catalog, hist *health.History, cfg Config)
 		}
 	}
 	p := New(cfg)
-	if err := p.Initialize(ctx, c.For(Name)); err != nil {
+	h := agenttest.NewHost(t, Name, agent.HostOptions{Container: c})
+	if err := p.Initialize(ctx, h); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Start(ctx); err != nil {
@@ -78,7 +79,7 @@ func start(t *testing.T, cat *catalog.Catalog, hist *health.History, cfg Config)
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := p.Stop(sctx); err != nil {
+		if err := agenttest.Stop(sctx, h, p); err != nil {
 			t.Error(err)
 		}
 	})

@@ -29,9 +29,7 @@ type Plugin struct {
 
 	mu       sync.Mutex
 	cfg      Config
-	reg      prometheus.Registerer
 	rejected *prometheus.CounterVec // kind, reason
-	stopped  bool
 	now      func() time.Time
 }
 
@@ -62,30 +60,17 @@ func New(cfg Config) *Plugin {
 func (p *Plugin) Services() []string { return []string{bus.ValidatorService} }
 
 // Initialize registers the metrics and provides bus_validator.
-func (p *Plugin) Initialize(ctx context.Context, c *agent.Container) error {
+func (p *Plugin) Initialize(ctx context.Context, h agent.Host) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	reg, err := agent.Require[prometheus.Registerer](ctx, c, agent.ServiceMetrics)
-	if err != nil && !errors.Is(err, agent.ErrServiceNotFound) {
-		return err
-	}
 	p.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "vitals_validation_rejected_total",
 		Help: "Requests and bus messages rejected by validation, by kind (http, bus) and reason.",
 	}, []string{"kind", "reason"})
-	if reg != nil {
-		if err := reg.Register(p.rejected); err != nil {
-			return fmt.Errorf("validation: %w", err)
-		}
-		p.reg = reg
+	if err := h.Metrics().Register(p.rejected); err != nil {
+		return fmt.Errorf("validation: %w", err)
 	}
-	if err := c.Provide(bus.ValidatorService, busValidator{p}); err != nil {
-		if p.reg != nil {
-			p.reg.Unregister(p.rejected)
-		}
-		return err
-	}
-	return nil
+	return h.Provide(bus.ValidatorService, busValidator{p})
 }
 
 // Start has nothing to start: validation runs on the callers' goroutines.
@@ -110,19 +95,8 @@ func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
 	return nil
 }
 
-// Stop unregisters the metrics. Safe without Start and twice.
-func (p *Plugin) Stop(ctx context.Context) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stopped {
-		return nil
-	}
-	p.stopped = true
-	if p.reg != nil && p.rejected != nil {
-		p.reg.Unregister(p.rejected)
-	}
-	return nil
-}
+// Stop has nothing to stop; the host drops the metrics.
+func (p *Plugin) Stop(ctx context.Context) error { return nil }
 
 func (p *Plugin) config() Config {
 	p.mu.Lock()

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
@@ -37,12 +36,12 @@ func start(t *testing.T, y string) (*Plugin, *agent.Container) {
 	pl, err := Factory(s)
 	must(t, err)
 	p := pl.(*Plugin)
-	c := agent.NewContainer(nil)
-	must(t, c.Provide(agent.ServiceMetrics, prometheus.Registerer(prometheus.NewRegistry())))
+	c := agenttest.NewContainer(t)
+	h := agenttest.NewHost(t, Name, agent.HostOptions{Container: c})
 	ctx := context.Background()
-	must(t, p.Initialize(ctx, c.For(Name)))
+	must(t, p.Initialize(ctx, h))
 	must(t, p.Start(ctx))
-	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	t.Cleanup(func() { _ = agenttest.Stop(context.Background(), h, p) })
 	return p, c
 }
 
