@@ -18,7 +18,7 @@ import (
 //	  timeout: 5s               # bound on one check, all its probes
 //	  start_spread: 1.0         # first checks spread over this fraction of the interval
 //	  jitter: 0.05              # each next check moves by up to ±jitter × interval
-//	  slack: 10ms               # checks due this soon after a due one start with it (≤ interval/10)
+//	  slack: 100ms              # checks due this soon after a due one start with it (≤ interval/10)
 //	  concurrency: 32           # checks running at once, over all plugins
 //	  failure_threshold: 3      # consecutive failed checks of one probe → unhealthy
 //	  success_threshold: 2      # consecutive good checks to leave unhealthy
@@ -136,7 +136,7 @@ func DefaultConfig() Config {
 		Timeout:           agent.Duration(5 * time.Second),
 		StartSpread:       1,
 		Jitter:            0.05,
-		Slack:             agent.Duration(10 * time.Millisecond),
+		Slack:             agent.Duration(100 * time.Millisecond),
 		Concurrency:       32,
 		FailureThreshold:  3,
 		SuccessThreshold:  2,
