@@ -182,6 +182,9 @@ type agentSpec struct {
 	endpoint string
 	// health is the flow mapping of the extmanager's health key.
 	health string
+	// discovered lists the targets in a file_sd_configs file, not in the
+	// config.
+	discovered bool
 }
 
 // The most targets one config file and one manifest directory hold.
@@ -202,9 +205,21 @@ func startAgent(t *testing.T, a agentSpec) *proc {
 		health = strings.TrimSuffix(health, "}") + ", " + extra + "}"
 	}
 	// A config file holds at most 20 000 keys and list items, a directory
-	// 1000 manifests: past 4000 targets the rest go in manifests.
+	// 1000 manifests: past 4000 targets the rest go in manifests, or, with
+	// discovered, all in a file_sd file.
 	inConfig := min(a.targets, maxConfigTargets)
-	if rest := a.targets - inConfig; rest > 0 {
+	if a.discovered {
+		inConfig = 0
+		var groups []string
+		for i := range a.targets {
+			groups = append(groups, fmt.Sprintf(`{"targets":[%q],"labels":{"__vitals_kind__":"openai","__vitals_id__":"t%05d"}}`,
+				strings.TrimPrefix(a.endpoint, "http://"), i))
+		}
+		if err := os.WriteFile(filepath.Join(dir, "targets.json"), []byte("["+strings.Join(groups, ",\n")+"]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("        file_sd_configs: [{files: [targets.json]}]\n        directory: \"\"\n")
+	} else if rest := a.targets - inConfig; rest > 0 {
 		if rest > maxManifests {
 			t.Fatalf("%d targets: at most %d fit in one config file and its manifest directory", a.targets, maxConfigTargets+maxManifests)
 		}
@@ -499,4 +514,21 @@ func metOrMissed(ok bool) string {
 		return "met"
 	}
 	return "missed"
+}
+
+// saveHeap saves the agent's heap profile to COST_PROFILE/name when
+// COST_PROFILE names a directory.
+func saveHeap(t *testing.T, a *proc, name string) {
+	dir := os.Getenv("COST_PROFILE")
+	if dir == "" {
+		return
+	}
+	b, err := e2etest.Get(context.Background(), a.base+"/debug/pprof/heap?gc=1")
+	if err != nil {
+		t.Errorf("heap profile: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Error(err)
+	}
 }

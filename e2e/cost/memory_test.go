@@ -53,6 +53,7 @@ func TestMemory(t *testing.T) {
 		}
 	}
 	b, m, s, x := read(base), read(many), read(small), read(bb)
+	saveHeap(t, many, fmt.Sprintf("agent-%d-heap.pprof", big))
 	exp := scrape(t, many)
 	perTarget := float64(exp.series(`plugin="t00001"`))
 	checked := exp.sum("vitals_ai_probe_total", `probe="liveness"`)
