@@ -1,8 +1,13 @@
 package health
 
 import (
+	"context"
 	"fmt"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestRingKeepsTheLastN(t *testing.T) {
@@ -23,4 +28,69 @@ func TestRingKeepsTheLastN(t *testing.T) {
 			t.Errorf("n=%d: buffer grew to %d", tt.n, len(r.buf))
 		}
 	}
+}
+
+// TestCheckRingKeepsTheLastN: the check ring keeps the last n records of
+// any sizes, oldest first, across the wrap of its buffer and its growth,
+// in a buffer not much larger than the records it holds.
+func TestCheckRingKeepsTheLastN(t *testing.T) {
+	rec := func(i int) string { return strings.Repeat(string(rune('a'+i%26)), 1+i*7%150) } // 1 to 150 bytes
+	for _, tt := range []struct{ n, adds int }{{3, 0}, {3, 2}, {3, 3}, {3, 5}, {1, 4}, {256, 100}, {256, 2000}} {
+		r := newCheckRing(tt.n)
+		for i := range tt.adds {
+			r.add([]byte(rec(i)))
+		}
+		var want []string
+		size := 0
+		for i := max(0, tt.adds-tt.n); i < tt.adds; i++ {
+			want = append(want, rec(i))
+			size += len(rec(i)) + 2
+		}
+		if got := r.items(); !slices.Equal(got, want) {
+			t.Errorf("n=%d after %d adds: %d records %q, want %d %q", tt.n, tt.adds, len(got), got, len(want), want)
+		}
+		if limit := size*3/2 + 64; tt.adds >= tt.n && len(r.buf) > limit {
+			t.Errorf("n=%d after %d adds: buffer of %d bytes for %d bytes of records", tt.n, tt.adds, len(r.buf), size)
+		}
+	}
+}
+
+// TestHistoryRingIsSmall: a plugin's ring of 256 liveness checks takes
+// under 9 KiB of heap (as a string each, with its header and its
+// allocation's rounding, they took 12 KiB; 16 KiB with three probes a
+// check).
+func TestHistoryRingIsSmall(t *testing.T) {
+	h, err := OpenHistory(context.Background(), nil, HistoryConfig{Ring: 256}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1_800_000_000, 0)
+	const plugins = 200
+	ids := make([]string, plugins)
+	for p := range ids {
+		ids[p] = fmt.Sprintf("p%03d", p)
+	}
+	record := func(i int) {
+		for _, id := range ids {
+			h.Record(CheckRecord{Seq: int64(100000 + i), Plugin: id, Time: at.Add(time.Duration(i) * time.Second), State: StateHealthy, OK: true,
+				Latency: 1200 * time.Microsecond, Probes: []ProbeOutcome{{Probe: "liveness", OK: true, Attempts: 1, Duration: 1200 * time.Microsecond}}}, nil)
+		}
+	}
+	record(0) // the maps and symbols exist before the measure
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 1; i < 1000; i++ {
+		record(i)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / plugins; per > 9<<10 {
+		t.Errorf("%d bytes of heap per plugin for 256 checks, want under 9 KiB", per)
+	}
+	cs, _, err := h.Query(context.Background(), "p007", at, at.Add(time.Hour), 1000)
+	if err != nil || len(cs) != 256 || cs[0].Seq != 100999 || cs[255].Seq != 100744 || cs[0].Probes[0].Duration != 1200*time.Microsecond {
+		t.Errorf("query: %d checks (newest %+v), %v", len(cs), cs[0], err)
+	}
+	runtime.KeepAlive(h)
 }
