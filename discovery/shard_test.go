@@ -32,8 +32,11 @@ func TestShardsSplitTargets(t *testing.T) {
 		owner := map[string]int{}
 		for i := range count {
 			h := run(t, cfg, discovery.Shard{Index: i, Count: count})
-			agenttest.Eventually(t, 15*time.Second, "shard seen", func() bool {
-				return strings.Contains(metricText(t, h), fmt.Sprintf(`vitals_discovery_shard_targets{source="discovery",state="seen"} %d`, n))
+			// The metrics are set before the targets are handed on.
+			agenttest.Eventually(t, 15*time.Second, "the shard's targets handed on", func() bool {
+				text := metricText(t, h)
+				return strings.Contains(text, fmt.Sprintf(`vitals_discovery_shard_targets{source="discovery",state="seen"} %d`, n)) &&
+					strings.Contains(text, fmt.Sprintf(`vitals_discovery_shard_targets{source="discovery",state="owned"} %d`, len(h.last())))
 			})
 			for _, tg := range h.last() {
 				if prev, dup := owner[tg.ID]; dup {

@@ -18,6 +18,7 @@ import (
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/discovery"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -186,6 +187,26 @@ func TestShardedAgents(t *testing.T) {
 		}
 	}
 	add(4, 3)
+	// Until every agent has applied its reload, an old owner may still
+	// hold a target that moves: wait for each agent to hold exactly the
+	// targets that rendezvous hashing gives it.
+	agenttest.Eventually(t, 30*time.Second, "every agent holds its shard of 4", func() bool {
+		for i, r := range rigs {
+			want := 0
+			for id := range three {
+				if discovery.Owner(id, 4) == i {
+					want++
+					if _, ok := r.e.Catalog().Get(id); !ok {
+						return false
+					}
+				}
+			}
+			if len(r.e.Catalog().List(catalog.Filter{})) != want {
+				return false
+			}
+		}
+		return true
+	})
 	four := owners(4)
 	moved := 0
 	for id, o := range three {
