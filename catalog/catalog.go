@@ -312,7 +312,12 @@ func (c *Catalog) SetDetection(id string, d probes.Detection, err error) {
 		if d.Version != "" {
 			p.Version = d.Version
 		}
+		// What the server says wins; where it said nothing (the models of
+		// a server that was not asked), what the source declared stays.
 		p.Capabilities = probes.SortCapabilities(slices.Clone(d.Capabilities))
+		if len(p.Capabilities) == 0 {
+			p.Capabilities = probes.SortCapabilities(slices.Clone(p.spec.Capabilities))
+		}
 		p.Models = slices.Clone(d.Models)
 		if p.Capabilities == nil {
 			p.Capabilities = []probes.Capability{}

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -188,5 +189,21 @@ func TestClaimBoundsFollowOwners(t *testing.T) {
 	}
 	if p, _ := c.Get("b"); p.Owner != "" {
 		t.Fatalf("b after removal: %+v", p)
+	}
+}
+
+// Detection that learns no capabilities keeps the ones the source
+// declared; detection that learns some replaces them.
+func TestDetectionKeepsDeclaredCapabilities(t *testing.T) {
+	c := New(nil)
+	c.Reconcile(SourceConfig, []Spec{{ID: "gw", Endpoint: "http://127.0.0.1:1", Kind: probes.KindAuto,
+		Capabilities: []probes.Capability{probes.CapEmbeddings}}}, "test")
+	c.SetDetection("gw", probes.Detection{Kind: probes.KindOpenAI, Models: []probes.Model{{ID: "a"}, {ID: "b"}}}, nil)
+	if p, _ := c.Get("gw"); !slices.Equal(p.Capabilities, []probes.Capability{probes.CapEmbeddings}) {
+		t.Fatalf("after a detection that learned nothing: %v", p.Capabilities)
+	}
+	c.SetDetection("gw", probes.Detection{Kind: probes.KindLlamaCpp, Capabilities: []probes.Capability{probes.CapChat}}, nil)
+	if p, _ := c.Get("gw"); !slices.Equal(p.Capabilities, []probes.Capability{probes.CapChat}) {
+		t.Fatalf("after a detection that learned chat: %v", p.Capabilities)
 	}
 }

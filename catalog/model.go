@@ -60,8 +60,9 @@ type Spec struct {
 	// Version as the source reports it (bus announcements); detection
 	// fills it for servers.
 	Version string
-	// Capabilities declared by the source; detection replaces them for
-	// servers it recognises.
+	// Capabilities declared by the source; detection replaces them with
+	// what the server says and does, and keeps them where it learned
+	// nothing.
 	Capabilities []probes.Capability
 	Labels       map[string]string
 	Dependencies []string

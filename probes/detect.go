@@ -35,6 +35,9 @@ type DetectOptions struct {
 	Models []string
 	// MaxShow bounds Ollama's per-model /api/show calls.
 	MaxShow int
+	// NoTests asks a family not to test what the server can do by asking
+	// it to (one embedding, one ranking), only to read what it says.
+	NoTests bool
 }
 
 // DefaultDetectOptions returns the defaults.
@@ -169,8 +172,15 @@ func round(ctx context.Context, client *http.Client, baseURL string, fams []Fami
 		transient error
 	)
 	for _, f := range fams {
+		fo := o
+		if f.Generic && transient != nil {
+			// The server may be of the family that failed, one that loads
+			// a model for any request it is sent (Ollama): ask it only
+			// what changes nothing.
+			fo.NoTests = true
+		}
 		sctx, cancel := context.WithTimeout(ctx, o.StepTimeout)
-		d, err := safeDetect(sctx, f, client, baseURL, o)
+		d, err := safeDetect(sctx, f, client, baseURL, fo)
 		cancel()
 		if err == nil {
 			if f.Generic && transient != nil {

@@ -324,15 +324,17 @@ func (t Target) Has(c Capability) bool {
 // ChatOrEmbeddings is the synthetic operation of a server that chats and
 // embeds (OpenAI-compatible servers, llama.cpp, Ollama): a chat when the
 // target chats, an embedding when it only embeds, a chat when it completes
-// text or nothing is known of it yet, and "" otherwise (a reranker, a
-// classifier).
+// text, when nothing is known of it yet, or when its capabilities are
+// unknown and it names the model to use; "" otherwise (a reranker, a
+// classifier, models whose capabilities nobody knows).
 func ChatOrEmbeddings(t Target) string {
+	known := len(t.Capabilities) > 0 || slices.ContainsFunc(t.Models, func(m Model) bool { return len(m.Capabilities) > 0 })
 	switch {
 	case t.Has(CapChat):
 		return OpChat
 	case t.Has(CapEmbeddings):
 		return OpEmbeddings
-	case t.Has(CapCompletion), len(t.Capabilities) == 0 && len(t.Models) == 0:
+	case t.Has(CapCompletion), len(t.Models) == 0 && !known, t.Model != "" && !known:
 		return OpChat
 	}
 	return ""

@@ -54,28 +54,6 @@ func TestSortCapabilities(t *testing.T) {
 	}
 }
 
-func TestGuessCapabilities(t *testing.T) {
-	tests := []struct {
-		name string
-		want []probes.Capability
-	}{
-		{"llama3:8b", []probes.Capability{probes.CapChat, probes.CapCompletion}},
-		{"BAAI/bge-reranker-base", []probes.Capability{probes.CapRerank}},
-		{"text-embedding-3-small", []probes.Capability{probes.CapEmbeddings}},
-		{"nomic-embed-text", []probes.Capability{probes.CapEmbeddings}},
-		{"distilbert-sentiment", []probes.Capability{probes.CapClassification}},
-		{"Qwen2-VL-7B", []probes.Capability{probes.CapChat, probes.CapCompletion, probes.CapVision}},
-		{"llava:13b", []probes.Capability{probes.CapChat, probes.CapCompletion, probes.CapVision}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := probes.GuessCapabilities(tt.name); !slices.Equal(got, tt.want) {
-				t.Fatalf("got %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestDetectionFinish(t *testing.T) {
 	d := probes.Detection{Models: []probes.Model{
 		{ID: "a", Capabilities: []probes.Capability{probes.CapTools, probes.CapChat}},

@@ -84,6 +84,8 @@ func llamaRoutes(embed bool) map[string]route {
 		r["GET /v1/models"] = route{200, "llamacpp/embed_v1_models.json"}
 		r["POST /v1/embeddings"] = route{200, "llamacpp/embed_embeddings.json"}
 		delete(r, "GET /props")
+	} else {
+		r["POST /v1/embeddings"] = route{501, "llamacpp/embeddings_not_supported.json"}
 	}
 	return r
 }
@@ -204,7 +206,7 @@ func TestDetectAisim(t *testing.T) {
 		version   string
 		caps      []probes.Capability
 	}{
-		{probes.KindOpenAI, "", "", c(probes.CapChat, probes.CapCompletion, probes.CapEmbeddings)},
+		{probes.KindOpenAI, "", "", nil},
 		{probes.KindLlamaCpp, "", "b1-aisim", c(probes.CapChat, probes.CapCompletion)},
 		{probes.KindLlamaCpp, "embedding", "b1-aisim", c(probes.CapEmbeddings)},
 		{probes.KindVLLM, "", "0.6.3", c(probes.CapChat, probes.CapCompletion)},
@@ -292,7 +294,9 @@ func TestDetectRetriesTimeout(t *testing.T) {
 			}
 		}}
 		o := opts(&s)
-		o.StepTimeout = 30 * time.Millisecond
+		// Long enough for a whole Ollama detection on a loaded machine
+		// once the server answers again.
+		o.StepTimeout = 250 * time.Millisecond
 		o.InitialBackoff = 100 * time.Millisecond
 		d, err := engines.Registry().Detect(context.Background(), client(t), url, o)
 		if err != nil {
@@ -488,4 +492,116 @@ func TestDetectContext(t *testing.T) {
 			t.Fatalf("got %+v, %v", d, err)
 		}
 	})
+}
+
+// Capabilities come from what the server does, never from a model's name:
+// each server here serves a model whose name says something else.
+func TestCapabilitiesFromWhatTheServerDoes(t *testing.T) {
+	c := func(cs ...probes.Capability) []probes.Capability { return cs }
+	tests := []struct {
+		name string
+		url  func(t *testing.T) string
+		want []probes.Capability
+	}{
+		{"recorded llama.cpp --embeddings, its model named tiny", func(t *testing.T) string {
+			r := llamaRoutes(true)
+			r["GET /v1/models"] = route{200, "llamacpp/v1_models.json"}
+			return fixtureServer(t, r, llamaNotFound)
+		}, c(probes.CapEmbeddings)},
+		{"recorded llama.cpp, its model named tiny-embed", func(t *testing.T) string {
+			r := llamaRoutes(false)
+			r["GET /v1/models"] = route{200, "llamacpp/embed_v1_models.json"}
+			return fixtureServer(t, r, llamaNotFound)
+		}, c(probes.CapChat, probes.CapCompletion)},
+		{"llama.cpp --embeddings named chat", func(t *testing.T) string {
+			return simURL(t, aisim.Config{Kind: probes.KindLlamaCpp, ModelType: "embedding", Knobs: aisim.Knobs{ModelName: "llama-3-chat"}})
+		}, c(probes.CapEmbeddings)},
+		{"llama.cpp --reranking named tiny", func(t *testing.T) string {
+			return simURL(t, aisim.Config{Kind: probes.KindLlamaCpp, ModelType: "reranker", Knobs: aisim.Knobs{ModelName: "tiny"}})
+		}, c(probes.CapRerank)},
+		{"llama.cpp chat named like an embedder", func(t *testing.T) string {
+			return simURL(t, aisim.Config{Kind: probes.KindLlamaCpp, Knobs: aisim.Knobs{ModelName: "bge-embed-rerank"}})
+		}, c(probes.CapChat, probes.CapCompletion)},
+		{"vLLM named like a reranker", func(t *testing.T) string {
+			return simURL(t, aisim.Config{Kind: probes.KindVLLM, Knobs: aisim.Knobs{ModelName: "bge-reranker-v2"}})
+		}, c(probes.CapChat, probes.CapCompletion)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s noSleep
+			d, err := engines.Registry().Detect(context.Background(), client(t), tt.url(t), opts(&s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(d.Capabilities, tt.want) {
+				t.Fatalf("capabilities %v, want %v (%+v)", d.Capabilities, tt.want, d)
+			}
+		})
+	}
+}
+
+func simURL(t *testing.T, cfg aisim.Config) string {
+	t.Helper()
+	_, url := newSim(t, cfg)
+	return url
+}
+
+// recording serves h and keeps the requests it was sent.
+type recording struct {
+	h    http.Handler
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (r *recording) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	r.reqs = append(r.reqs, req.Method+" "+req.URL.Path)
+	r.mu.Unlock()
+	r.h.ServeHTTP(w, req)
+}
+
+func (r *recording) posts() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, q := range r.reqs {
+		if strings.HasPrefix(q, "POST ") && q != "POST /api/show" {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// Detection asks for no work a server might load a model for: not of a
+// server that lists several models, and not of one that answers
+// /v1/models while a more specific family failed (Ollama loads a model
+// for any request naming it).
+func TestDetectionLoadsNoModel(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    func(http.Handler) http.Handler
+		cfg  aisim.Config
+	}{
+		{"several models", func(h http.Handler) http.Handler { return h }, aisim.Config{Kind: probes.KindOpenAI}},
+		{"ollama failing", func(h http.Handler) http.Handler { return flaky(h, "/api/version", 100) }, aisim.Config{Kind: probes.KindOllama}},
+		{"ollama", func(h http.Handler) http.Handler { return h }, aisim.Config{Kind: probes.KindOllama}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sim, err := aisim.New(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(sim.Close)
+			rec := &recording{h: tc.h(sim)}
+			srv := httptest.NewServer(rec)
+			t.Cleanup(srv.Close)
+			var s noSleep
+			if _, err := engines.Registry().Detect(context.Background(), client(t), srv.URL, opts(&s)); err != nil {
+				t.Fatal(err)
+			}
+			if p := rec.posts(); len(p) > 0 {
+				t.Fatalf("detection sent %v", p)
+			}
+		})
+	}
 }

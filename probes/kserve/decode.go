@@ -55,13 +55,12 @@ func DecodeModelMetadata(b []byte) (ModelMetadata, error) {
 	return m, nil
 }
 
-// Caps infers what the model can do from its tensors and name: text_input
-// or text_output is a generative model (completion); an output named like
-// an embedding is embeddings; logits, scores or probabilities are
-// classification, or rerank when the name says so. A tensor model that
+// Caps says what the model can do from the tensors its metadata names,
+// never from the model's name: text_input or text_output is a generative
+// model (completion); an output named like an embedding is embeddings;
+// logits, scores or probabilities are classification. A tensor model that
 // says nothing of these has no capability.
 func (m ModelMetadata) Caps() []probes.Capability {
-	name := strings.ToLower(m.Name)
 	names := func(ts []Tensor) string {
 		var sb strings.Builder
 		for _, t := range ts {
@@ -77,14 +76,7 @@ func (m ModelMetadata) Caps() []probes.Capability {
 	case strings.Contains(out, "embed") || strings.Contains(out, "pooler_output"):
 		return []probes.Capability{probes.CapEmbeddings}
 	case strings.Contains(out, "logits") || strings.Contains(out, "prob") || strings.Contains(out, "score") || strings.Contains(out, "label"):
-		if strings.Contains(name, "rerank") {
-			return []probes.Capability{probes.CapRerank}
-		}
 		return []probes.Capability{probes.CapClassification}
-	}
-	switch g := probes.GuessCapabilities(name); {
-	case len(g) == 1:
-		return g // embeddings, rerank or classification by name
 	}
 	return nil
 }

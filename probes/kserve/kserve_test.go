@@ -40,8 +40,9 @@ func TestModelCaps(t *testing.T) {
 		{"llm", kserve.ModelMetadata{Name: "ensemble", Inputs: []kserve.Tensor{{Name: "text_input"}}}, []probes.Capability{probes.CapCompletion}},
 		{"embedding", kserve.ModelMetadata{Name: "bert", Outputs: []kserve.Tensor{{Name: "sentence_embedding"}}}, []probes.Capability{probes.CapEmbeddings}},
 		{"classifier", kserve.ModelMetadata{Name: "sst2", Outputs: []kserve.Tensor{{Name: "logits"}}}, []probes.Capability{probes.CapClassification}},
-		{"reranker", kserve.ModelMetadata{Name: "bge-reranker", Outputs: []kserve.Tensor{{Name: "scores"}}}, []probes.Capability{probes.CapRerank}},
-		{"by name", kserve.ModelMetadata{Name: "e5-embedder", Outputs: []kserve.Tensor{{Name: "out"}}}, []probes.Capability{probes.CapEmbeddings}},
+		// A model's name is no evidence of what it does.
+		{"scores, whatever the name", kserve.ModelMetadata{Name: "bge-reranker", Outputs: []kserve.Tensor{{Name: "scores"}}}, []probes.Capability{probes.CapClassification}},
+		{"a name only", kserve.ModelMetadata{Name: "e5-embedder", Outputs: []kserve.Tensor{{Name: "out"}}}, nil},
 		{"opaque", kserve.ModelMetadata{Name: "resnet", Outputs: []kserve.Tensor{{Name: "out"}}}, nil},
 	}
 	for _, tt := range tests {

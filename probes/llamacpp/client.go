@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/openai"
@@ -57,10 +58,14 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 // Detect asks the server what it is: a Detection of kind llamacpp when
 // /v1/models is a list llama.cpp wrote (or any OpenAI model list when
 // claim is set: the target is configured as llama.cpp), with the build and
-// the models' context, size and capabilities from /props; an error
-// wrapping probes.ErrNoMatch otherwise; transient errors unwrapped, for
-// the caller to retry.
-func (c *Client) Detect(ctx context.Context, claim bool) (probes.Detection, error) {
+// the models' context and size; an error wrapping probes.ErrNoMatch
+// otherwise; transient errors unwrapped, for the caller to retry.
+//
+// Capabilities come from what the server does, never from a model's name:
+// a llama-server started with --embeddings or --reranking serves only
+// that, and says so only by answering (Capabilities, asked unless test is
+// false).
+func (c *Client) Detect(ctx context.Context, claim, test bool) (probes.Detection, error) {
 	list, err := c.Models(ctx)
 	if err != nil {
 		return probes.Detection{}, fmt.Errorf("llama.cpp: %w", probes.NoMatch(err))
@@ -70,7 +75,7 @@ func (c *Client) Detect(ctx context.Context, claim bool) (probes.Detection, erro
 	}
 	d := probes.Detection{Kind: probes.KindLlamaCpp, Server: "llama.cpp"}
 	props, err := c.Props(ctx)
-	havePropsErr := err != nil
+	haveProps := err == nil
 	if err != nil && !errors.Is(probes.NoMatch(err), probes.ErrNoMatch) {
 		// A missing or odd /props is fine (older builds); a timeout is not.
 		return d, fmt.Errorf("llama.cpp props: %w", err)
@@ -81,11 +86,17 @@ func (c *Client) Detect(ctx context.Context, claim bool) (probes.Detection, erro
 	} else if probes.Classify(err) == probes.ClassCanceled {
 		return d, fmt.Errorf("llama.cpp health: %w", err)
 	}
-	if !havePropsErr {
+	if haveProps {
 		d.Version = props.BuildInfo
 	}
+	var caps []probes.Capability
+	if test {
+		if caps, err = c.Capabilities(ctx, list); err != nil {
+			return d, err
+		}
+	}
 	for _, m := range list.Data {
-		pm := probes.Model{ID: m.ID, Capabilities: probes.GuessCapabilities(m.ID), Loaded: loaded}
+		pm := probes.Model{ID: m.ID, Capabilities: caps, Loaded: loaded}
 		if m.Meta != nil {
 			pm.ContextLength = m.Meta.NCtx
 			if pm.ContextLength == 0 {
@@ -93,7 +104,7 @@ func (c *Client) Detect(ctx context.Context, claim bool) (probes.Detection, erro
 			}
 			pm.SizeBytes = m.Meta.Size
 		}
-		if !havePropsErr {
+		if haveProps {
 			if pm.ContextLength == 0 {
 				pm.ContextLength = props.DefaultGenerationSettings.NCtx
 			}
@@ -106,8 +117,38 @@ func (c *Client) Detect(ctx context.Context, claim bool) (probes.Detection, erro
 				}
 			}
 		}
-		pm.Capabilities = probes.SortCapabilities(pm.Capabilities)
+		pm.Capabilities = probes.SortCapabilities(slices.Clone(pm.Capabilities))
 		d.Models = append(d.Models, pm)
 	}
 	return d.Finish(), nil
+}
+
+// Capabilities finds out what a single-model llama-server serves: one
+// embedding of a short input (started with --embeddings it embeds, and
+// serves nothing else), else one ranking (--reranking), else it completes
+// and chats. Without either option both answer 501 at once, with no
+// inference. A server listing several models is llama.cpp's router, which
+// loads a model on a request for it: it is not asked, and its models are
+// taken for what they are by default, chat and completion.
+func (c *Client) Capabilities(ctx context.Context, list ModelList) ([]probes.Capability, error) {
+	generative := []probes.Capability{probes.CapChat, probes.CapCompletion}
+	if len(list.Data) != 1 {
+		return generative, nil
+	}
+	model := list.Data[0].ID
+	ok, err := c.CanEmbed(ctx, model)
+	if err != nil {
+		return nil, fmt.Errorf("llama.cpp embeddings test: %w", err)
+	}
+	if ok {
+		return []probes.Capability{probes.CapEmbeddings}, nil
+	}
+	ok, err = c.CanRerank(ctx, model)
+	if err != nil {
+		return nil, fmt.Errorf("llama.cpp rerank test: %w", err)
+	}
+	if ok {
+		return []probes.Capability{probes.CapRerank}, nil
+	}
+	return generative, nil
 }

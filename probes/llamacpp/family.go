@@ -23,7 +23,7 @@ func Family() probes.Family {
 // detect takes any OpenAI model list for llama.cpp's when the target is
 // configured as llama.cpp.
 func detect(ctx context.Context, c *http.Client, baseURL string, o probes.DetectOptions) (probes.Detection, error) {
-	return New(c, baseURL).Detect(ctx, o.Kind == probes.KindLlamaCpp)
+	return New(c, baseURL).Detect(ctx, o.Kind == probes.KindLlamaCpp, !o.NoTests)
 }
 
 func probeSet(probes.Kind) probes.ProbeSet {

@@ -120,7 +120,7 @@ func TestDetect(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.modelType, func(t *testing.T) {
 			c := sim(t, aisim.Config{Kind: probes.KindLlamaCpp, ModelType: tt.modelType})
-			d, err := c.Detect(context.Background(), false)
+			d, err := c.Detect(context.Background(), false, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,10 +139,10 @@ func TestDetect(t *testing.T) {
 // configured as llama.cpp.
 func TestDetectOtherServer(t *testing.T) {
 	c := sim(t, aisim.Config{Kind: probes.KindVLLM})
-	if _, err := c.Detect(context.Background(), false); !errors.Is(err, probes.ErrNoMatch) {
+	if _, err := c.Detect(context.Background(), false, true); !errors.Is(err, probes.ErrNoMatch) {
 		t.Fatalf("vLLM: %v, want ErrNoMatch", err)
 	}
-	d, err := c.Detect(context.Background(), true)
+	d, err := c.Detect(context.Background(), true, true)
 	if err != nil || d.Kind != probes.KindLlamaCpp {
 		t.Fatalf("vLLM claimed as llama.cpp: %+v, %v", d, err)
 	}

@@ -174,20 +174,18 @@ func (c *Client) Detect(ctx context.Context) (probes.Detection, error) {
 		if name == "" {
 			name = t.Model
 		}
+		// A model /api/show was not asked about, or could not say, keeps
+		// no capabilities: its name is no evidence.
 		m := probes.Model{ID: name, SizeBytes: t.Size}
 		if i < maxShow {
 			s, err := c.Show(ctx, name)
 			switch {
 			case err == nil:
-				m.Capabilities = s.Caps(name)
+				m.Capabilities = s.Caps()
 				m.ContextLength = s.ContextLength()
-			case errors.Is(probes.NoMatch(err), probes.ErrNoMatch):
-				m.Capabilities = probes.GuessCapabilities(name)
-			default:
+			case !errors.Is(probes.NoMatch(err), probes.ErrNoMatch):
 				return d, fmt.Errorf("ollama show %s: %w", name, err)
 			}
-		} else {
-			m.Capabilities = probes.GuessCapabilities(name)
 		}
 		if p, ok := loaded[name]; ok {
 			m.Loaded = true

@@ -128,15 +128,16 @@ func (s Show) ContextLength() int64 {
 
 // Caps maps Ollama's capability names to Vitals capabilities: completion
 // is chat and completion, insert is completion, embedding is embeddings,
-// vision and tools are themselves; others (thinking) are dropped. Without
-// a capabilities list it falls back to the family and the name.
-func (s Show) Caps(name string) []probes.Capability {
+// vision and tools are themselves; others (thinking) are dropped. Ollama
+// before 0.6 sends no capabilities list: then the model's architecture
+// says it, a BERT family embeds and any other generates, as that Ollama
+// served them.
+func (s Show) Caps() []probes.Capability {
 	if len(s.Capabilities) == 0 {
-		fam := strings.ToLower(s.Details.Family)
-		if strings.Contains(fam, "bert") {
+		if strings.Contains(strings.ToLower(s.Details.Family), "bert") {
 			return []probes.Capability{probes.CapEmbeddings}
 		}
-		return probes.GuessCapabilities(name)
+		return []probes.Capability{probes.CapChat, probes.CapCompletion}
 	}
 	var caps []probes.Capability
 	for _, c := range s.Capabilities {

@@ -55,7 +55,7 @@ func FuzzDecodeShow(f *testing.F) {
 		if n := s.ContextLength(); n < 0 {
 			t.Fatalf("negative context length %d", n)
 		}
-		_ = s.Caps("m")
+		_ = s.Caps()
 	})
 }
 

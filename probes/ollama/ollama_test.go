@@ -60,7 +60,7 @@ func TestDecodeFixtures(t *testing.T) {
 	if err != nil || show.ContextLength() != 2048 {
 		t.Fatalf("show ctx %d, %v", show.ContextLength(), err)
 	}
-	if got, want := show.Caps("tiny"), []probes.Capability{probes.CapChat, probes.CapCompletion}; !slices.Equal(got, want) {
+	if got, want := show.Caps(), []probes.Capability{probes.CapChat, probes.CapCompletion}; !slices.Equal(got, want) {
 		t.Fatalf("caps %v, want %v", got, want)
 	}
 	emb, err := ollama.DecodeEmbed(fixture(t, "ollama/api_embed.json"))
@@ -83,7 +83,7 @@ func TestShowCaps(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.show.Caps("m"); !slices.Equal(got, tt.want) {
+			if got := tt.show.Caps(); !slices.Equal(got, tt.want) {
 				t.Fatalf("got %v, want %v", got, tt.want)
 			}
 		})

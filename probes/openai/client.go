@@ -124,48 +124,143 @@ func (c *Client) Embeddings(ctx context.Context, req EmbeddingsRequest) (Embeddi
 // or openai; an error wrapping probes.ErrNoMatch when /v1/models is missing
 // or is not an OpenAI model list; and transient errors (timeouts, resets,
 // 5xx) unwrapped, for the caller to retry.
-func (c *Client) Detect(ctx context.Context) (probes.Detection, error) {
+//
+// An OpenAI model list says nothing of what a model does, and a model's
+// name is never read for it. A server that lists one model serves that
+// one, loaded: unless test is false, it is asked to embed one short input
+// (and vLLM to rank one), and a model that answers it does not is taken
+// for a generative one (chat and completion); vLLM runs one model with its
+// adapters, so it is asked about its first. Another server that lists
+// several may load a model for any request naming it (LM Studio, LocalAI, a
+// router): it is not asked, and its models' capabilities stay unknown
+// unless the target declares them.
+func (c *Client) Detect(ctx context.Context, test bool) (probes.Detection, error) {
 	list, err := c.Models(ctx)
 	if err != nil {
 		return probes.Detection{}, fmt.Errorf("openai: %w", probes.NoMatch(err))
 	}
-	if Flavor(list) == probes.KindVLLM {
-		return c.describeVLLM(ctx, list)
+	d := probes.Detection{Kind: Flavor(list)}
+	vllm := d.Kind == probes.KindVLLM
+	if vllm {
+		d.Server = "vllm"
+		v, err := c.Version(ctx)
+		switch {
+		case err == nil:
+			d.Version = v
+		case !errors.Is(probes.NoMatch(err), probes.ErrNoMatch):
+			return d, fmt.Errorf("vllm version: %w", err)
+		}
 	}
-	d := probes.Detection{Kind: probes.KindOpenAI}
+	// One vLLM engine runs one model for one task (generate, embed,
+	// score), its LoRA adapters with it: its first model is asked.
+	var caps []probes.Capability
+	if test && len(list.Data) > 0 && (len(list.Data) == 1 || vllm) {
+		if caps, err = c.modelCaps(ctx, list.Data[0].ID, vllm); err != nil {
+			return d, fmt.Errorf("%s: %w", d.Kind, err)
+		}
+	}
 	for _, m := range list.Data {
-		d.Models = append(d.Models, probes.Model{ID: m.ID, Capabilities: probes.GuessCapabilities(m.ID)})
+		d.Models = append(d.Models, probes.Model{
+			ID:            m.ID,
+			Capabilities:  caps,
+			ContextLength: m.MaxModelLen,
+			Loaded:        vllm, // vLLM lists only the models it serves
+		})
 	}
 	return d.Finish(), nil
+}
+
+// modelCaps is what model does: embeddings when it embeds, rerank when
+// rerank is set and it ranks, else chat and completion.
+func (c *Client) modelCaps(ctx context.Context, model string, rerank bool) ([]probes.Capability, error) {
+	ok, err := c.CanEmbed(ctx, model)
+	if err != nil {
+		return nil, fmt.Errorf("embeddings test of %s: %w", model, err)
+	}
+	if ok {
+		return []probes.Capability{probes.CapEmbeddings}, nil
+	}
+	if rerank {
+		ok, err := c.CanRerank(ctx, model)
+		if err != nil {
+			return nil, fmt.Errorf("rerank test of %s: %w", model, err)
+		}
+		if ok {
+			return []probes.Capability{probes.CapRerank}, nil
+		}
+	}
+	return []probes.Capability{probes.CapChat, probes.CapCompletion}, nil
 }
 
 // Flavor tells vLLM model lists from other OpenAI-compatible ones:
 // KindVLLM or KindOpenAI.
 func Flavor(l ModelList) probes.Kind {
 	for _, m := range l.Data {
-		if m.OwnedBy == "vllm" || m.MaxModelLen > 0 {
+		switch {
+		case m.OwnedBy == "vllm":
+			return probes.KindVLLM
+		case m.OwnedBy == "sglang":
+			return probes.KindOpenAI // SGLang writes max_model_len too
+		case m.MaxModelLen > 0:
 			return probes.KindVLLM
 		}
 	}
 	return probes.KindOpenAI
 }
 
-func (c *Client) describeVLLM(ctx context.Context, list ModelList) (probes.Detection, error) {
-	d := probes.Detection{Kind: probes.KindVLLM, Server: "vllm"}
-	v, err := c.Version(ctx)
+// Unsupported reports whether err is a server's answer that it does not
+// serve what was asked: a 4xx (400 "does not support Embeddings API", 404
+// no such endpoint or model) or a 501 (llama.cpp started without the
+// option). Other errors (timeouts, resets, other 5xx) say nothing about
+// what the server can do.
+func Unsupported(err error) bool {
+	var he *probes.HTTPError
+	if !errors.As(err, &he) {
+		return false
+	}
+	return he.Status >= 400 && he.Status < 500 || he.Status == http.StatusNotImplemented
+}
+
+// CanEmbed asks the server to embed one short input with model ("" for
+// its default): true when it does, false when it answers that it does not
+// (Unsupported), and an error when it did not say.
+func (c *Client) CanEmbed(ctx context.Context, model string) (bool, error) {
+	_, err := c.Embeddings(ctx, EmbeddingsRequest{Model: model, Input: []string{"ok"}})
+	return capability(err)
+}
+
+// CanRerank asks the server to rank one short document with model ("" for
+// its default) at POST /v1/rerank, the rerank API llama.cpp (with
+// --reranking) and vLLM (score models) serve: true when it does, false
+// when it answers that it does not, and an error when it did not say.
+func (c *Client) CanRerank(ctx context.Context, model string) (bool, error) {
+	return capability(c.Rerank(ctx, model))
+}
+
+// Rerank ranks one short document against a short query with model (""
+// for the server's default) at POST /v1/rerank.
+func (c *Client) Rerank(ctx context.Context, model string) error {
+	body := map[string]any{"query": "ok", "documents": []string{"ok"}}
+	if model != "" {
+		body["model"] = model
+	}
+	b, err := probes.Fetch(ctx, c.HTTP, http.MethodPost, c.url("/v1/rerank"), body)
+	if err != nil {
+		return err
+	}
+	return DecodeRerank(b)
+}
+
+func capability(err error) (bool, error) {
 	switch {
 	case err == nil:
-		d.Version = v
-	case !errors.Is(probes.NoMatch(err), probes.ErrNoMatch):
-		return d, fmt.Errorf("vllm version: %w", err)
+		return true, nil
+	case Unsupported(err):
+		return false, nil
 	}
-	for _, m := range list.Data {
-		d.Models = append(d.Models, probes.Model{
-			ID:            m.ID,
-			Capabilities:  probes.GuessCapabilities(m.ID),
-			ContextLength: m.MaxModelLen,
-			Loaded:        true, // vLLM lists only the models it serves
-		})
+	var de *probes.DecodeError
+	if errors.As(err, &de) {
+		return false, nil // a 2xx of another shape is not that API
 	}
-	return d.Finish(), nil
+	return false, err
 }

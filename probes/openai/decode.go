@@ -199,3 +199,21 @@ func DecodeEmbeddings(b []byte) (EmbeddingsResponse, error) {
 	}
 	return r, nil
 }
+
+// DecodeRerank checks a POST /v1/rerank body: a "results" list of at least
+// one ranked document.
+func DecodeRerank(b []byte) error {
+	var r struct {
+		Results []struct {
+			Index          *int     `json:"index"`
+			RelevanceScore *float64 `json:"relevance_score"`
+		} `json:"results"`
+	}
+	if err := probes.DecodeJSON("rerank", b, &r); err != nil {
+		return err
+	}
+	if len(r.Results) == 0 || r.Results[0].Index == nil || r.Results[0].RelevanceScore == nil {
+		return &probes.DecodeError{What: "rerank", Err: errors.New("no ranked results")}
+	}
+	return nil
+}

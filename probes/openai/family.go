@@ -23,7 +23,7 @@ func Family() probes.Family {
 }
 
 func detect(ctx context.Context, c *http.Client, baseURL string, o probes.DetectOptions) (probes.Detection, error) {
-	d, err := New(c, baseURL).Detect(ctx)
+	d, err := New(c, baseURL).Detect(ctx, !o.NoTests)
 	if err == nil && d.Kind == probes.KindOpenAI && o.Kind == probes.KindVLLM {
 		d.Kind = probes.KindVLLM // configured as vLLM, though it does not say so
 	}

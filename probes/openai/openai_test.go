@@ -175,7 +175,8 @@ func TestDetect(t *testing.T) {
 		caps    []probes.Capability
 		models  []string
 	}{
-		{probes.KindOpenAI, nil, probes.KindOpenAI, "", []probes.Capability{probes.CapChat, probes.CapCompletion, probes.CapEmbeddings}, []string{"sim-chat", "sim-embed"}},
+		// Several models: none is asked, so none has known capabilities.
+		{probes.KindOpenAI, nil, probes.KindOpenAI, "", nil, []string{"sim-chat", "sim-embed"}},
 		// llama.cpp's list is an OpenAI one; probes/llamacpp tells it apart.
 		{probes.KindLlamaCpp, nil, probes.KindOpenAI, "", []probes.Capability{probes.CapChat, probes.CapCompletion}, []string{"tiny"}},
 		{probes.KindVLLM, nil, probes.KindVLLM, "0.6.3", []probes.Capability{probes.CapChat, probes.CapCompletion}, []string{"sim-chat"}},
@@ -183,7 +184,7 @@ func TestDetect(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(string(tt.kind)+"/"+strings.Join(tt.models, ","), func(t *testing.T) {
 			_, c := sim(t, tt.kind, tt.mut)
-			d, err := c.Detect(context.Background())
+			d, err := c.Detect(context.Background(), true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,7 +202,7 @@ func TestDetect(t *testing.T) {
 func TestDetectNoMatch(t *testing.T) {
 	_, c := sim(t, probes.KindOllama, nil)
 	c.BaseURL += "/nothing-here"
-	_, err := c.Detect(context.Background())
+	_, err := c.Detect(context.Background(), true)
 	if !errors.Is(err, probes.ErrNoMatch) {
 		t.Fatalf("err = %v, want ErrNoMatch", err)
 	}
