@@ -442,6 +442,17 @@ func (f Filter) match(p *AIPlugin) bool {
 	return true
 }
 
+// Each calls f with every plugin, in no order, under the catalog's read
+// lock, without the copies List makes: f must not keep p or change it,
+// and must not call the catalog.
+func (c *Catalog) Each(f func(p *AIPlugin)) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, p := range c.plugins {
+		f(p)
+	}
+}
+
 // List returns the plugins that match f, sorted by id.
 func (c *Catalog) List(f Filter) []AIPlugin {
 	c.mu.RLock()
