@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -579,9 +580,32 @@ func checkConfig(t *testing.T, w podOf, cms map[string]*corev1.ConfigMap) {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := agent.Parse(t.Context(), file, []byte(text), reg, envconfig.MapLookuper(env))
+	// This test is no StatefulSet pod: give the shard the last pod's
+	// hostname would (vitals-cluster-<replicas-1>).
+	lookup := maps.Clone(env)
+	if strings.HasPrefix(w.name, "StatefulSet/") {
+		lookup["VITALS_SHARD"] = fmt.Sprintf("%d/%d", w.replicas-1, w.replicas)
+	}
+	cfg, err := agent.Parse(t.Context(), file, []byte(text), reg, envconfig.MapLookuper(lookup))
 	if err != nil {
 		t.Fatalf("%s: ConfigMap %s: %s: %v", w.name, cm.Name, file, err)
+	}
+	// Each variable the config refers to, $(NAME) in a kubernetes_sd
+	// selector, is one the pod sets: without it the config is refused.
+	for name := range env {
+		if !strings.Contains(text, "$("+name+")") {
+			continue
+		}
+		without := maps.Clone(lookup)
+		delete(without, name)
+		if _, err := agent.Parse(t.Context(), file, []byte(text), reg, envconfig.MapLookuper(without)); err == nil || !strings.Contains(err.Error(), "$("+name+")") {
+			t.Errorf("%s: without %s the config loads (%v); the agent does not use it", w.name, name, err)
+		}
+	}
+	for _, m := range kubeVarRE.FindAllStringSubmatch(text, -1) {
+		if _, ok := env[m[1]]; !ok {
+			t.Errorf("%s: core.yaml refers to $(%s), which the pod does not set", w.name, m[1])
+		}
 	}
 	for _, name := range []string{security.Name, extmanager.Name} {
 		if pc := cfg.Plugin(name); !pc.Enabled || !pc.Required {

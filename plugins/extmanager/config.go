@@ -174,6 +174,15 @@ func decodeConfig(s agent.Section) (Config, error) {
 			bad(s.Place("", e))
 		}
 	}
+	// $(NAME) in kubernetes_sd selectors: a DaemonSet's node name.
+	if err := cfg.Discovery.ExpandSelectors(func(name string) (string, error) {
+		b, err := s.Secrets().Read("", name, 4096)
+		return string(b), err
+	}); err != nil {
+		for _, e := range unjoin(err) {
+			bad(s.Place("", e))
+		}
+	}
 	host, _ := os.Hostname()
 	if sh, err := cfg.Shard.Resolve(host); err != nil {
 		bad(s.Errorf("shard", "%v", err))
