@@ -18,22 +18,28 @@ import (
 var kube struct {
 	once    sync.Once
 	mu      sync.Mutex
-	sources map[string]*Manager // source name -> its manager
+	sources map[kubeSource]bool
+}
+
+// kubeSource is one running kubernetes source of one Manager.
+type kubeSource struct {
+	m    *Manager
+	name string
 }
 
 func routeKlog(m *Manager, name string) {
 	kube.once.Do(func() {
-		kube.sources = map[string]*Manager{}
+		kube.sources = map[kubeSource]bool{}
 		klog.SetSlogLogger(slog.New(klogHandler{}))
 	})
 	kube.mu.Lock()
-	kube.sources[name] = m
+	kube.sources[kubeSource{m, name}] = true
 	kube.mu.Unlock()
 }
 
-func unrouteKlog(name string) {
+func unrouteKlog(m *Manager, name string) {
 	kube.mu.Lock()
-	delete(kube.sources, name)
+	delete(kube.sources, kubeSource{m, name})
 	kube.mu.Unlock()
 }
 
@@ -49,11 +55,11 @@ func (h klogHandler) target() (*slog.Logger, []func()) {
 	defer kube.mu.Unlock()
 	var log *slog.Logger
 	var incs []func()
-	for name, m := range kube.sources {
+	for s := range kube.sources {
 		if log == nil {
-			log = m.log
+			log = s.m.log
 		}
-		incs = append(incs, m.metrics.errors.WithLabelValues(name).Inc)
+		incs = append(incs, s.m.metrics.errors.WithLabelValues(s.name).Inc)
 	}
 	return log, incs
 }

@@ -168,7 +168,7 @@ func (m *Manager) ApplyConfig(cfg Config, shard Shard) error {
 	}
 	m.mu.Unlock()
 	for _, r := range stop {
-		r.stop()
+		r.stop(m)
 	}
 	m.poke()
 	return errors.Join(errs...)
@@ -218,7 +218,7 @@ func (m *Manager) stopAll() {
 	m.runCtx = nil
 	m.mu.Unlock()
 	for _, r := range rs {
-		r.stop()
+		r.stop(m)
 	}
 	m.mu.Lock()
 	for _, r := range rs {
@@ -300,13 +300,13 @@ func (m *Manager) start(ctx context.Context, r *runner) error {
 	return nil
 }
 
-func (r *runner) stop() {
+func (r *runner) stop(m *Manager) {
 	if r.cancel != nil {
 		r.cancel()
 		<-r.done
 	}
 	if r.cfg.Name() == "kubernetes" {
-		unrouteKlog(r.name)
+		unrouteKlog(m, r.name)
 	}
 }
 

@@ -3,6 +3,7 @@ package discovery_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -209,7 +210,7 @@ http_sd_configs:
 	}
 	// A body past the bound fails the refresh too.
 	before := h.errors("http_sd_configs[0]")
-	set(http.StatusOK, `[{"targets": ["127.0.0.1:8003"], "labels": {"pad": "`+strings.Repeat("x", discovery.MaxHTTPSDBytes)+`"}}]`)
+	set(http.StatusOK, `[`+strings.Repeat(" ", discovery.MaxHTTPSDBytes)+`{"targets": ["127.0.0.1:8003"]}]`)
 	agenttest.Eventually(t, 15*time.Second, "an oversized http_sd response counted", func() bool { return h.errors("http_sd_configs[0]") > before })
 	if got := h.ids(); got != "127.0.0.1-8001,127.0.0.1-8002" {
 		t.Errorf("after an oversized response: targets %s, want the last good ones", got)
@@ -220,9 +221,19 @@ http_sd_configs:
 
 func TestReservedLabelsAndRelabel(t *testing.T) {
 	dir := t.TempDir()
+	many := map[string]string{}
+	for i := range discovery.MaxLabels + 1 {
+		many[fmt.Sprintf("l%d", i)] = "v"
+	}
 	groups := []map[string]any{{
 		"targets": []string{"a.example:80", "b.example:80", "bad host:1"},
 		"labels":  map[string]string{"__meta_env": "prod", "region": "eu"},
+	}, {
+		"targets": []string{"many.example:80"}, // too many labels
+		"labels":  many,
+	}, {
+		"targets": []string{"big.example:80"}, // too long a value
+		"labels":  map[string]string{"note": strings.Repeat("x", discovery.MaxLabelValueBytes+1)},
 	}}
 	b, _ := json.Marshal(groups)
 	writeFile(t, filepath.Join(dir, "t.json"), string(b))
@@ -249,7 +260,7 @@ relabel_configs:
 # HELP vitals_discovery_dropped_targets Discovered targets of a source's last update that are not targets, by reason: relabel (a rule dropped it), invalid, duplicate (its id is taken), limit (past max targets per source).
 # TYPE vitals_discovery_dropped_targets gauge
 vitals_discovery_dropped_targets{reason="duplicate",source="file_sd_configs[0]"} 0
-vitals_discovery_dropped_targets{reason="invalid",source="file_sd_configs[0]"} 1
+vitals_discovery_dropped_targets{reason="invalid",source="file_sd_configs[0]"} 3
 vitals_discovery_dropped_targets{reason="limit",source="file_sd_configs[0]"} 0
 vitals_discovery_dropped_targets{reason="relabel",source="file_sd_configs[0]"} 0
 # HELP vitals_discovery_targets Targets a discovery source yields after relabeling, before sharding.

@@ -24,6 +24,14 @@ const (
 	LabelID          = "__vitals_id__"        // the target's id; default from the address
 )
 
+// Bounds of a target's labels after relabeling; a target past them is
+// dropped as invalid.
+const (
+	MaxLabels          = 32
+	MaxLabelNameBytes  = 128
+	MaxLabelValueBytes = 1024
+)
+
 // Target is one discovered AI server, in the fields of a target in the
 // extmanager's config.
 type Target struct {
@@ -79,15 +87,25 @@ func build(lb *labels.Builder, rules []*relabel.Config) (t Target, keep bool, er
 	if t.ID == "" {
 		t.ID = idFromAddress(addr + path)
 	}
+	var big string
 	lb.Range(func(l labels.Label) {
 		if strings.HasPrefix(l.Name, "__") {
 			return
+		}
+		if len(l.Name) > MaxLabelNameBytes || len(l.Value) > MaxLabelValueBytes {
+			big = l.Name
 		}
 		if t.Labels == nil {
 			t.Labels = map[string]string{}
 		}
 		t.Labels[l.Name] = l.Value
 	})
+	switch {
+	case len(t.Labels) > MaxLabels:
+		return Target{}, false, fmt.Errorf("%d labels; at most %d", len(t.Labels), MaxLabels)
+	case big != "":
+		return Target{}, false, fmt.Errorf("label %.64q: names at most %d bytes, values %d", big, MaxLabelNameBytes, MaxLabelValueBytes)
+	}
 	return t, true, nil
 }
 

@@ -145,9 +145,6 @@ func (e *ExtManager) Initialize(ctx context.Context, h agent.Host) error {
 	}); err != nil {
 		return err
 	}
-	if err := e.sd.ApplyConfig(e.cfg.Discovery, e.cfg.shard); err != nil {
-		e.log.Warn("discovery", "err", err)
-	}
 	// Detection requests carry their span's trace context, as probes do.
 	tp := h.TracerProvider()
 	client := probes.WithTraceContext(e.client, tp, nil)
@@ -183,6 +180,10 @@ func (e *ExtManager) Start(context.Context) error {
 		e.detector.wait() // the detections it started
 	})
 	e.startDirectory(ctx, cfg.Directory, cfg.shard)
+	// A reload before Start changed only e.cfg.
+	if err := e.sd.ApplyConfig(cfg.Discovery, cfg.shard); err != nil {
+		e.log.Warn("discovery", "err", err)
+	}
 	e.startDiscovery(ctx)
 	e.startInProcess(ctx)
 	if e.bus != nil {
