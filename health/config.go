@@ -61,6 +61,9 @@ type Config struct {
 	LatencySLO        agent.Duration          `yaml:"latency_slo"`
 	TTFTSLO           agent.Duration          `yaml:"ttft_slo"`
 	ErrorRate         ErrorRateConfig         `yaml:"error_rate"`
+	Signals           bool                    `yaml:"signals"`
+	OverloadedQueue   int                     `yaml:"overloaded_queue"`
+	StuckAfter        agent.Duration          `yaml:"stuck_after"`
 	Plugins           map[string]PluginConfig `yaml:"plugins"`
 	Rollup            RollupConfig            `yaml:"rollup"`
 	Metrics           MetricsConfig           `yaml:"metrics"`
@@ -147,6 +150,9 @@ func DefaultConfig() Config {
 		LatencySLO:        agent.Duration(2 * time.Second),
 		TTFTSLO:           agent.Duration(time.Second),
 		ErrorRate:         ErrorRateConfig{Window: 50, MinSamples: 10, DegradeAbove: 0.1, RecoverBelow: 0.025},
+		Signals:           true,
+		OverloadedQueue:   4,
+		StuckAfter:        agent.Duration(30 * time.Second),
 		Rollup:            RollupConfig{Policy: PolicyAll, Quorum: 0.5},
 		History: HistoryConfig{
 			Ring: 256, MaxAge: agent.Duration(8 * 24 * time.Hour), MaxRows: 1_000_000, MaxBytes: 256 << 20,
@@ -187,6 +193,10 @@ func (c Config) Validate() error {
 		return bad("latency_slo", "must be positive, got %s", c.LatencySLO)
 	case c.TTFTSLO.D() <= 0:
 		return bad("ttft_slo", "must be positive, got %s", c.TTFTSLO)
+	case c.OverloadedQueue < 0 || c.OverloadedQueue > 1_000_000:
+		return bad("overloaded_queue", "must be 0 (off) to 1000000, got %d", c.OverloadedQueue)
+	case c.StuckAfter.D() < 0 || (c.StuckAfter.D() > 0 && c.StuckAfter.D() < time.Millisecond):
+		return bad("stuck_after", "must be 0 (off) or at least 1ms, got %s", c.StuckAfter)
 	}
 	er := c.ErrorRate
 	switch {

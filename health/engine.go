@@ -408,10 +408,17 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 		attribute.String("vitals.ai.check.mode", string(t.Mode))))
 	defer span.End()
 
-	obs := Observation{Time: e.o.Clock.Now()}
+	started := e.o.Clock.Now()
+	var obs Observation
 	switch t.Mode {
 	case ModeHTTP:
-		obs.Probes = e.probeHTTP(cctx, cfg, p, t)
+		obs.Probes, obs.Signals = e.probeHTTP(cctx, cfg, p, t)
+		_, known := e.o.Registry.Family(t.Kind)
+		obs.Unidentified = !known
+		obs.Model = t.Model
+		if m := cfg.Plugins[t.ID].Model; m != "" {
+			obs.Model = m
+		}
 	default:
 		for _, pr := range e.o.Probes[t.Mode] {
 			o := e.runProbe(cctx, cfg, pr.Name, pr.Informational, func(ctx context.Context) (probes.Result, error) {
@@ -426,6 +433,10 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 	if ctx.Err() != nil {
 		return // stopping: the results say nothing about the plugin
 	}
+	// The verdict is decided now, after the probes: the time every record
+	// of this check carries. When it started and how long it took are kept
+	// beside it.
+	obs.Time = e.o.Clock.Now()
 	for _, pr := range obs.Probes {
 		if pr.Informational {
 			continue
@@ -443,10 +454,11 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 	}
 	v := p.machine.Observe(obs)
 	e.metrics.observe(id, obs, span.SpanContext())
+	e.metrics.signals.observe(id, obs.Signals, t.Models)
 	e.otel.observe(cctx, id, obs)
 
-	rec := CheckRecord{Seq: e.seq.Add(1), Plugin: id, Time: obs.Time, State: v.State, OK: obs.OK(), Latency: obs.Latency, TTFT: obs.TTFT,
-		Probes: obs.Probes}
+	rec := CheckRecord{Seq: e.seq.Add(1), Plugin: id, Time: obs.Time, Started: started, Duration: obs.Time.Sub(started),
+		State: v.State, OK: obs.OK(), Latency: obs.Latency, TTFT: obs.TTFT, Probes: obs.Probes}
 	if f := obs.Failed(); f != nil {
 		rec.Probe, rec.Class = f.Probe, f.Class
 	}
@@ -463,7 +475,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 
 	var tr *Transition
 	if v.Changed {
-		tr = &Transition{Plugin: id, Time: obs.Time, From: v.From, To: v.State, Reason: v.Reason}
+		tr = &Transition{Plugin: id, Time: obs.Time, Started: started, Duration: rec.Duration, From: v.From, To: v.State, Reason: v.Reason}
 		span.AddEvent("health.transition", trace.WithAttributes(attribute.String("vitals.ai.from", string(v.From)),
 			attribute.String("vitals.ai.to", string(v.State)), attribute.String("vitals.ai.reason", v.Reason)))
 	}
@@ -501,9 +513,9 @@ func (e *Engine) transition(ctx context.Context, cfg Config, t Transition) {
 	e.metrics.setState(t.Plugin, t.To)
 	level := slog.LevelInfo
 	switch t.To {
-	case StateDegraded:
+	case StateDegraded, StateOverloaded, StateSleeping:
 		level = slog.LevelWarn
-	case StateUnhealthy:
+	case StateStuck, StateUnhealthy:
 		level = slog.LevelError
 	}
 	e.o.Logger.Log(ctx, level, "ai plugin health changed", "id", t.Plugin, "from", t.From, "to", t.To, "reason", t.Reason)
@@ -550,6 +562,7 @@ func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informat
 		}
 		out.Failures++
 		out.Class, out.Error = probes.Classify(err), err.Error()
+		out.Loading = errors.Is(err, probes.ErrLoading)
 		if attempt >= cfg.Retries || !retryable(out.Class) || ctx.Err() != nil {
 			break
 		}
@@ -559,9 +572,12 @@ func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informat
 }
 
 // probeHTTP runs the probe set of the target's kind: liveness, then
-// readiness, then the synthetic inference, each only when the one before
-// passed, then the resource probe.
-func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target) []ProbeOutcome {
+// readiness, each only when the one before passed; then it reads the
+// engine's signals; then the synthetic inference, unless the signals say
+// the model is not loaded or the engine sleeps (a probe never loads a
+// model or wakes an engine); then the resource probe. It returns the
+// outcomes and the signals, nil when none were read.
+func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target) ([]ProbeOutcome, *probes.Signals) {
 	pt := probes.Target{ID: t.ID, BaseURL: t.Endpoint, Kind: t.Kind, Model: t.Model, Models: t.Models,
 		Capabilities: t.Capabilities, PID: t.PID}
 	if m := cfg.Plugins[t.ID].Model; m != "" {
@@ -583,30 +599,45 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	set := e.o.Registry.Probes(t.Kind)
 	var out []ProbeOutcome
 	live := run(probes.Liveness, set.Liveness)
+	if !live.OK && live.Class == probes.ClassRefused && t.PID > 0 && set.PortOpensLoaded {
+		if _, err := e.readProcess(t.PID); err == nil {
+			// vLLM, TGI and the like open their port once the model is
+			// loaded: a refusal while the process runs is a load.
+			live.Loading = true
+			live.Error = fmt.Sprintf("process %d runs, its port is not open yet: %s", t.PID, live.Error)
+		}
+	}
 	out = append(out, live)
 	if !live.OK {
-		return out
+		return out, nil
 	}
 	if cfg.Readiness && set.Readiness != nil {
 		o := run(probes.Readiness, set.Readiness)
 		out = append(out, o)
 		if !o.OK {
-			return out
+			return out, nil
 		}
 	}
-	if op := set.SyntheticOp(pt); cfg.synthetic(t.ID) && op != "" {
+	var sig *probes.Signals
+	if cfg.Signals && set.Signals != nil {
+		sig = e.readSignals(ctx, set.Signals, pt)
+	}
+	model := pt.Model
+	if op := set.SyntheticOp(pt); cfg.synthetic(t.ID) && op != "" && !cold(sig, model) && !asleep(sig) {
 		o := e.synthetic(ctx, cfg, set.Synthetic, op, pt, pc)
 		out = append(out, o)
 		if !o.OK {
-			return out
+			return out, sig
 		}
 	}
 	if cfg.Resources && ctx.Err() == nil {
 		if pt.PID == 0 {
 			pt.PID = e.lookupPID(p, t.Endpoint)
 		}
-		if set.HasResources(pt.PID) {
-			o := run(probes.Resources, set.ResourcesProbe(e.readProcess))
+		// The signals are read above; the resource probe reads the
+		// process.
+		if pt.PID > 0 {
+			o := run(probes.Resources, probes.ProbeSet{}.ResourcesProbe(e.readProcess))
 			out = append(out, o)
 			if o.Result.Process == nil && t.PID == 0 && pt.PID > 0 {
 				// The process found listening is gone (a restart gives a
@@ -615,7 +646,25 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 			}
 		}
 	}
-	return out
+	return out, sig
+}
+
+// readSignals reads the engine's signals within the check's deadline, as
+// a span of its own. A failed read is counted and logged at debug level,
+// and leaves the check without signals: it does not fail the check.
+func (e *Engine) readSignals(ctx context.Context, fn probes.SignalsFunc, pt probes.Target) *probes.Signals {
+	ctx, span := e.tracer.Start(ctx, "ai.probe.signals")
+	defer span.End()
+	sig, err := fn(ctx, e.o.Client, pt)
+	if err != nil {
+		class := probes.Classify(err)
+		span.SetStatus(codes.Error, string(class))
+		span.SetAttributes(attribute.String("error.type", string(class)))
+		e.metrics.signals.failed(pt.ID, class)
+		e.o.Logger.Debug("ai plugin signals not read", "id", pt.ID, "err", err)
+		return nil
+	}
+	return &sig
 }
 
 // synthetic runs the synthetic inference as a GenAI client span. A timeout

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,7 +168,27 @@ func sim(t *testing.T, kind probes.Kind, seed uint64) (*aisim.Server, *httptest.
 		s.Close()
 		srv.Close()
 	})
+	if kind == probes.KindOllama {
+		// A warm Ollama, its model loaded for good: a model not loaded is
+		// cold, and the probes never load one (TestStates has that).
+		warm(t, srv.URL, aisimModel(kind))
+	}
 	return s, srv
+}
+
+// warm loads model on the Ollama at url and keeps it loaded, as a user's
+// request with keep_alive -1 does.
+func warm(t *testing.T, url, model string) {
+	t.Helper()
+	resp, err := http.Post(url+"/api/generate", "application/json",
+		strings.NewReader(`{"model":"`+model+`","keep_alive":-1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("load %s: http %d", model, resp.StatusCode)
+	}
 }
 
 // target is a server as the catalog describes it after detection.
@@ -210,9 +231,9 @@ func TestFaults(t *testing.T) {
 		{name: "hang", kind: probes.KindLlamaCpp, fault: func(s *aisim.Server, _ *httptest.Server) { s.SetHang(true) },
 			want: health.StateUnhealthy, class: probes.ClassTimeout},
 		{name: "stuck", kind: probes.KindOllama, fault: func(s *aisim.Server, _ *httptest.Server) { s.SetStuck(true) },
-			want: health.StateUnhealthy, class: probes.ClassStuck},
+			want: health.StateStuck, class: probes.ClassStuck},
 		{name: "stuck-openai", kind: probes.KindVLLM, fault: func(s *aisim.Server, _ *httptest.Server) { s.SetStuck(true) },
-			want: health.StateUnhealthy, class: probes.ClassStuck},
+			want: health.StateStuck, class: probes.ClassStuck},
 		{name: "5xx", kind: probes.KindTGI, fault: func(s *aisim.Server, _ *httptest.Server) { s.SetErrorRate(1) },
 			want: health.StateUnhealthy, class: probes.ClassHTTP5xx},
 		{name: "garbage", kind: probes.KindKServe, fault: func(s *aisim.Server, _ *httptest.Server) { s.SetGarbage(true) },

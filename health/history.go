@@ -22,26 +22,35 @@ import (
 type CheckRecord struct {
 	// Seq numbers the checks of one engine run; with Plugin and Time it
 	// identifies a record.
-	Seq     int64             `json:"seq"`
-	Plugin  string            `json:"plugin"`
-	Time    time.Time         `json:"time"`
-	State   State             `json:"state"`
-	OK      bool              `json:"ok"`
-	Probe   string            `json:"failed_probe,omitempty"`
-	Class   probes.ErrorClass `json:"class,omitempty"`
-	Latency time.Duration     `json:"latency_ns"`
-	TTFT    time.Duration     `json:"ttft_ns,omitempty"`
-	TPS     float64           `json:"output_tokens_per_second,omitempty"`
-	Probes  []ProbeOutcome    `json:"probes,omitempty"`
+	Seq    int64  `json:"seq"`
+	Plugin string `json:"plugin"`
+	// Time is when the check decided its verdict, after its probes;
+	// Started is when it began and Duration how long it took.
+	Time     time.Time         `json:"time"`
+	Started  time.Time         `json:"started"`
+	Duration time.Duration     `json:"duration_ns"`
+	State    State             `json:"state"`
+	OK       bool              `json:"ok"`
+	Probe    string            `json:"failed_probe,omitempty"`
+	Class    probes.ErrorClass `json:"class,omitempty"`
+	Latency  time.Duration     `json:"latency_ns"`
+	TTFT     time.Duration     `json:"ttft_ns,omitempty"`
+	TPS      float64           `json:"output_tokens_per_second,omitempty"`
+	Probes   []ProbeOutcome    `json:"probes,omitempty"`
 }
 
 // Transition is one change of state in history.
 type Transition struct {
-	Plugin string    `json:"plugin"`
-	Time   time.Time `json:"time"`
-	From   State     `json:"from"`
-	To     State     `json:"to"`
-	Reason string    `json:"reason,omitempty"`
+	Plugin string `json:"plugin"`
+	// Time is when the change was decided, at the end of the check that
+	// made it; Started is when that check began and Duration how long it
+	// took.
+	Time     time.Time     `json:"time"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+	From     State         `json:"from"`
+	To       State         `json:"to"`
+	Reason   string        `json:"reason,omitempty"`
 }
 
 // Uptime sums up one window of a plugin's history.
@@ -102,6 +111,9 @@ const (
 )
 
 // HistoryMigrations is the schema of the health history, owner "ai_health".
+// ts is the decision time of a check or transition; version 2 adds the
+// check's start (started_ns, Unix nanoseconds) and duration, 0 in rows
+// written before it.
 var HistoryMigrations = []store.Migration{{Version: 1, SQL: `
 CREATE TABLE ai_health_checks (
 	ts INTEGER NOT NULL, plugin TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,
@@ -113,7 +125,11 @@ CREATE TABLE ai_health_transitions (
 	ts INTEGER NOT NULL, plugin TEXT NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL,
 	reason TEXT NOT NULL);
 CREATE INDEX ai_health_transitions_plugin_ts ON ai_health_transitions (plugin, ts);
-CREATE INDEX ai_health_transitions_ts ON ai_health_transitions (ts);`}}
+CREATE INDEX ai_health_transitions_ts ON ai_health_transitions (ts);`}, {Version: 2, SQL: `
+ALTER TABLE ai_health_checks ADD COLUMN started_ns INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ai_health_checks ADD COLUMN duration_ns INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ai_health_transitions ADD COLUMN started_ns INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ai_health_transitions ADD COLUMN duration_ns INTEGER NOT NULL DEFAULT 0;`}}
 
 // historyOwner owns the migrations in a shared store file.
 const historyOwner = "ai_health"
@@ -305,12 +321,14 @@ func (h *History) insert(ctx context.Context, batch []any) error {
 	}
 	defer func() { _ = tx.Rollback() }()
 	ci, err := tx.PrepareContext(ctx, `INSERT INTO ai_health_checks
-		(ts, plugin, seq, state, ok, probe, class, latency_ns, ttft_ns, tps, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)`)
+		(ts, plugin, seq, state, ok, probe, class, latency_ns, ttft_ns, tps, detail, started_ns, duration_ns)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`)
 	if err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
 	defer ci.Close()
-	ti, err := tx.PrepareContext(ctx, `INSERT INTO ai_health_transitions (ts, plugin, from_state, to_state, reason) VALUES (?,?,?,?,?)`)
+	ti, err := tx.PrepareContext(ctx, `INSERT INTO ai_health_transitions (ts, plugin, from_state, to_state, reason, started_ns, duration_ns)
+		VALUES (?,?,?,?,?,?,?)`)
 	if err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
@@ -324,11 +342,12 @@ func (h *History) insert(ctx context.Context, batch []any) error {
 				ok = 1
 			}
 			if _, err := ci.ExecContext(ctx, r.Time.UnixNano(), r.Plugin, r.Seq, string(r.State), ok, r.Probe,
-				string(r.Class), int64(r.Latency), int64(r.TTFT), r.TPS, string(detail)); err != nil {
+				string(r.Class), int64(r.Latency), int64(r.TTFT), r.TPS, string(detail), unixNano(r.Started), int64(r.Duration)); err != nil {
 				return fmt.Errorf("insert check: %w", err)
 			}
 		case Transition:
-			if _, err := ti.ExecContext(ctx, r.Time.UnixNano(), r.Plugin, string(r.From), string(r.To), r.Reason); err != nil {
+			if _, err := ti.ExecContext(ctx, r.Time.UnixNano(), r.Plugin, string(r.From), string(r.To), r.Reason,
+				unixNano(r.Started), int64(r.Duration)); err != nil {
 				return fmt.Errorf("insert transition: %w", err)
 			}
 		}
@@ -380,7 +399,7 @@ func (h *History) Query(ctx context.Context, plugin string, since, until time.Ti
 		sort.SliceStable(ts, func(i, j int) bool { return ts[i].Time.After(ts[j].Time) })
 		return head(cs, limit), head(ts, limit), nil
 	}
-	rows, err := h.db.QueryContext(ctx, `SELECT ts, seq, state, ok, probe, class, latency_ns, ttft_ns, tps, detail
+	rows, err := h.db.QueryContext(ctx, `SELECT ts, seq, state, ok, probe, class, latency_ns, ttft_ns, tps, detail, started_ns, duration_ns
 		FROM ai_health_checks WHERE plugin = ? AND ts >= ? AND ts < ? ORDER BY ts DESC LIMIT ?`,
 		plugin, since.UnixNano(), until.UnixNano(), limit)
 	if err != nil {
@@ -390,24 +409,26 @@ func (h *History) Query(ctx context.Context, plugin string, since, until time.Ti
 	for rows.Next() {
 		var (
 			ts, lat, ttft int64
+			started, dur  int64
 			c             CheckRecord
 			ok            int
 			state, class  string
 			detail        string
 		)
-		if err := rows.Scan(&ts, &c.Seq, &state, &ok, &c.Probe, &class, &lat, &ttft, &c.TPS, &detail); err != nil {
+		if err := rows.Scan(&ts, &c.Seq, &state, &ok, &c.Probe, &class, &lat, &ttft, &c.TPS, &detail, &started, &dur); err != nil {
 			rows.Close()
 			return nil, nil, fmt.Errorf("health history: %w", err)
 		}
 		c.Plugin, c.Time, c.State, c.OK, c.Class = plugin, time.Unix(0, ts), State(state), ok == 1, probes.ErrorClass(class)
 		c.Latency, c.TTFT = time.Duration(lat), time.Duration(ttft)
+		c.Started, c.Duration = fromUnixNano(started), time.Duration(dur)
 		_ = json.Unmarshal([]byte(detail), &c.Probes)
 		cs = append(cs, c)
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return nil, nil, fmt.Errorf("health history: %w", err)
 	}
-	trows, err := h.db.QueryContext(ctx, `SELECT ts, from_state, to_state, reason FROM ai_health_transitions
+	trows, err := h.db.QueryContext(ctx, `SELECT ts, from_state, to_state, reason, started_ns, duration_ns FROM ai_health_transitions
 		WHERE plugin = ? AND ts >= ? AND ts < ? ORDER BY ts DESC LIMIT ?`, plugin, since.UnixNano(), until.UnixNano(), limit)
 	if err != nil {
 		return nil, nil, fmt.Errorf("health history: %w", err)
@@ -416,12 +437,13 @@ func (h *History) Query(ctx context.Context, plugin string, since, until time.Ti
 	var ts []Transition
 	for trows.Next() {
 		var t Transition
-		var at int64
+		var at, started, dur int64
 		var from, to string
-		if err := trows.Scan(&at, &from, &to, &t.Reason); err != nil {
+		if err := trows.Scan(&at, &from, &to, &t.Reason, &started, &dur); err != nil {
 			return nil, nil, fmt.Errorf("health history: %w", err)
 		}
 		t.Plugin, t.Time, t.From, t.To = plugin, time.Unix(0, at), State(from), State(to)
+		t.Started, t.Duration = fromUnixNano(started), time.Duration(dur)
 		ts = append(ts, t)
 	}
 	return cs, ts, trows.Err()
@@ -467,6 +489,22 @@ func (h *History) Uptime(ctx context.Context, plugin string, now time.Time) ([]U
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromUnixNano is the inverse of unixNano.
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }
 
 func head[T any](s []T, n int) []T {

@@ -10,30 +10,69 @@ import (
 	"github.com/vitals-dev/vitals/probes"
 )
 
-// State is the health state of one AI plugin.
+// State is the health state of one AI plugin. docs/architecture.md has
+// the rule of each; Machine applies them.
 type State string
 
 // The states. Every plugin starts unknown.
 const (
-	StateUnknown   State = "unknown"
-	StateHealthy   State = "healthy"
-	StateDegraded  State = "degraded"
+	// StateUnknown: not checked yet, not identified yet (its kind is not
+	// known), or it never passed a check and has not failed enough to be
+	// unhealthy. Never healthy before it is identified.
+	StateUnknown State = "unknown"
+	// StateHealthy: every probe passed and nothing below holds.
+	StateHealthy State = "healthy"
+	// StateDegraded: it serves, but breaks its latency or time-to-first-
+	// token SLO, has a high error rate, or depends on an unhealthy plugin.
+	StateDegraded State = "degraded"
+	// StateOverloaded: requests queue over the threshold, or wait with no
+	// free slot, while work still completes.
+	StateOverloaded State = "overloaded"
+	// StateLoading: the process answers (or runs) but its model is not
+	// ready yet: llama.cpp's 503 "Loading model", a vLLM or TGI whose
+	// process runs with its port not open yet.
+	StateLoading State = "loading"
+	// StateCold: the model is not loaded, by design (Ollama unloads idle
+	// models); the server loads it on the next request. Not a failure.
+	StateCold State = "cold"
+	// StateSleeping: the engine says it sleeps (vLLM's sleep mode); it
+	// serves once woken.
+	StateSleeping State = "sleeping"
+	// StateStuck: requests are in flight and the server's generated-tokens
+	// counter does not move for stuck_after, or the synthetic inference
+	// times out while liveness answers.
+	StateStuck State = "stuck"
+	// StateUnhealthy: a probe failed failure_threshold checks in a row.
 	StateUnhealthy State = "unhealthy"
 )
 
-// States lists every state, for bounded metric labels.
-var States = []State{StateUnknown, StateHealthy, StateDegraded, StateUnhealthy}
+// States lists every state, for bounded metric labels, in the order of
+// the documentation.
+var States = []State{StateUnknown, StateHealthy, StateDegraded, StateOverloaded, StateLoading, StateCold,
+	StateSleeping, StateStuck, StateUnhealthy}
 
-// Serving reports whether a plugin in state s can take requests: healthy
-// or degraded.
-func (s State) Serving() bool { return s == StateHealthy || s == StateDegraded }
+// Serving reports whether a plugin in state s should be sent requests:
+// healthy, degraded or cold (the first request loads the model). An
+// overloaded one is not: routers take it out of rotation until its queue
+// drains.
+func (s State) Serving() bool {
+	switch s {
+	case StateHealthy, StateDegraded, StateCold:
+		return true
+	}
+	return false
+}
 
-// AgentStatus maps a state to the host's health vocabulary.
+// Failing reports whether s needs a human: stuck or unhealthy.
+func (s State) Failing() bool { return s == StateStuck || s == StateUnhealthy }
+
+// AgentStatus maps a state to the host's health vocabulary: healthy and
+// cold are ok, stuck and unhealthy failing, the others degraded.
 func (s State) AgentStatus() agent.HealthStatus {
 	switch s {
-	case StateHealthy:
+	case StateHealthy, StateCold:
 		return agent.HealthOK
-	case StateUnhealthy:
+	case StateStuck, StateUnhealthy:
 		return agent.HealthFailing
 	}
 	return agent.HealthDegraded
@@ -49,8 +88,12 @@ type ProbeOutcome struct {
 	Attempts int               `json:"attempts"`
 	Failures int               `json:"failures"`
 	// Informational probes (resources) do not change the state.
-	Informational bool          `json:"informational,omitempty"`
-	Result        probes.Result `json:"-"`
+	Informational bool `json:"informational,omitempty"`
+	// Loading marks a failure that says the model is loading (the
+	// probe's error wraps probes.ErrLoading, or the process runs while its
+	// port is not open yet): the plugin is loading, not failing.
+	Loading bool          `json:"loading,omitempty"`
+	Result  probes.Result `json:"-"`
 }
 
 // Observation is what one check found, as the Machine sees it.
@@ -65,9 +108,30 @@ type Observation struct {
 	// UnhealthyDeps are the plugin's declared dependencies that are
 	// unhealthy now.
 	UnhealthyDeps []string
+	// Unidentified marks a server whose kind is not known yet: it is
+	// unknown until identified, or unhealthy when it does not answer.
+	Unidentified bool
+	// Signals are what the engine said about itself in this check (its
+	// /metrics, slots, loaded models), nil when the family reads none or
+	// the read failed.
+	Signals *probes.Signals
+	// Model is the model the checks are about, "" for the server's
+	// default: the cold rule looks for it among the loaded models.
+	Model string
 }
 
-// OK reports whether every probe that decides the state passed.
+// loading returns the first outcome that says the model is loading.
+func (o Observation) loading() *ProbeOutcome {
+	for i, p := range o.Probes {
+		if p.Loading && !p.Informational {
+			return &o.Probes[i]
+		}
+	}
+	return nil
+}
+
+// OK reports whether every probe that decides the state passed. A check
+// that found the model loading is not OK.
 func (o Observation) OK() bool {
 	for _, p := range o.Probes {
 		if !p.OK && !p.Informational {
@@ -93,12 +157,20 @@ type Thresholds struct {
 	LatencySLO       time.Duration
 	TTFTSLO          time.Duration
 	ErrorRate        ErrorRateConfig
+	// OverloadedQueue is the number of waiting requests at which a plugin
+	// whose work completes is overloaded; 0 turns the rule off.
+	OverloadedQueue int
+	// StuckAfter is how long requests may be in flight with the server's
+	// progress counter standing still before the plugin is stuck; 0 turns
+	// the rule off.
+	StuckAfter time.Duration
 }
 
 func (c Config) thresholds() Thresholds {
 	return Thresholds{
 		Failure: c.FailureThreshold, Success: c.SuccessThreshold,
 		LatencySLO: c.LatencySLO.D(), TTFTSLO: c.TTFTSLO.D(), ErrorRate: c.ErrorRate,
+		OverloadedQueue: c.OverloadedQueue, StuckAfter: c.StuckAfter.D(),
 	}
 }
 
@@ -112,19 +184,37 @@ type Verdict struct {
 }
 
 // Machine is the state machine of one plugin. The rules, applied after each
-// check:
+// check, the first that holds deciding:
 //
-//  1. A probe that failed Failure checks in a row (counted per probe) makes
-//     the plugin unhealthy, from any state.
-//  2. An unhealthy plugin leaves only after Success good checks in a row;
-//     then the error-rate window starts afresh.
-//  3. Otherwise the plugin is degraded while the error rate of the window
+//  1. A server whose kind is not identified yet is unknown, or unhealthy
+//     once its liveness failed Failure checks in a row.
+//  2. A probe that failed Failure checks in a row (counted per probe) makes
+//     the plugin unhealthy, from any state; stuck when that probe is the
+//     synthetic inference timing out while liveness answers.
+//  3. A check that found the model loading (a probe's error wraps
+//     probes.ErrLoading, or the process runs with its port not open yet)
+//     makes it loading. Loading is not a failure: it counts towards no
+//     threshold and no error rate.
+//  4. An unhealthy or stuck plugin leaves only after Success good checks
+//     in a row; then the error-rate window starts afresh.
+//  5. A plugin that has never passed a check stays unknown until rule 2
+//     makes it unhealthy.
+//  6. The engine's signals say it sleeps: sleeping.
+//  7. Requests are running or waiting while the server's progress counter
+//     (generated tokens, else requests ended) has not moved for
+//     StuckAfter: stuck.
+//  8. The engine lists the models it holds and the plugin's model (any
+//     model, when it names none) is not among them, with nothing in
+//     flight: cold.
+//  9. For Failure checks in a row requests waited, at least
+//     OverloadedQueue of them or with no free slot, while the progress
+//     counter moved (since the last check, or within StuckAfter):
+//     overloaded, until Success checks in a row without.
+//  10. Otherwise the plugin is degraded while the error rate of the window
 //     is high (entered at DegradeAbove, left below RecoverBelow, once the
 //     window holds MinSamples requests), while its latency or time to first
 //     token broke the SLO in Failure good checks in a row (until Success good
 //     checks within it), or while a dependency is unhealthy; else healthy.
-//  4. A plugin that has never passed a check stays unknown until rule 1
-//     makes it unhealthy.
 //
 // A single failed check therefore moves nothing; that is the damping.
 // Machine is not safe for concurrent use; the engine never checks one
@@ -141,6 +231,15 @@ type Machine struct {
 	next, filled int
 	failed       int
 	rateDegraded bool
+
+	// The progress clock: the last value of the server's progress
+	// counter, and when it last moved (or nothing was in flight).
+	progress   float64
+	sampled    bool
+	progressAt time.Time
+	// Overload damping.
+	busy, calm int
+	overloaded bool
 }
 
 // NewMachine returns a machine in state unknown.
@@ -194,9 +293,14 @@ func (m *Machine) resetWindow() {
 func (m *Machine) Observe(o Observation) Verdict {
 	from := m.state
 	ok := o.OK()
+	loading := o.loading()
 	worst, worstProbe := 0, ""
 	for _, p := range o.Probes {
 		if p.Informational {
+			continue
+		}
+		if p.Loading {
+			m.consecFail[p.Probe] = 0
 			continue
 		}
 		for i := 0; i < p.Attempts; i++ {
@@ -216,7 +320,10 @@ func (m *Machine) Observe(o Observation) Verdict {
 			worst, worstProbe = n, name
 		}
 	}
-	if ok {
+	sig := o.Signals
+	stalled, moved := m.sample(o)
+	stuck := m.th.StuckAfter > 0 && stalled >= m.th.StuckAfter && !asleep(sig)
+	if ok && !stuck {
 		m.consecOK++
 		if o.Latency > m.th.LatencySLO || (o.TTFT > 0 && o.TTFT > m.th.TTFTSLO) {
 			m.slow++
@@ -233,6 +340,23 @@ func (m *Machine) Observe(o Observation) Verdict {
 	} else if m.fast >= m.th.Success {
 		m.slowDegraded = false
 	}
+	// Work completes when the progress counter moved since the last
+	// check, or within stuck_after (a slow server's counter may stand
+	// between two close checks).
+	completes := moved || (m.sampled && m.th.StuckAfter > 0 && stalled < m.th.StuckAfter)
+	queued := m.queued(sig)
+	if queued != "" && completes && !stuck {
+		m.busy++
+		m.calm = 0
+	} else {
+		m.calm++
+		m.busy = 0
+	}
+	if m.busy >= m.th.Failure {
+		m.overloaded = true
+	} else if m.calm >= m.th.Success {
+		m.overloaded = false
+	}
 	er := m.th.ErrorRate
 	rate := m.ErrorRate()
 	switch {
@@ -245,22 +369,45 @@ func (m *Machine) Observe(o Observation) Verdict {
 	var next State
 	var reason string
 	switch {
-	case worst >= m.th.Failure:
-		f := o.Failed()
-		class := probes.ClassOther
-		if f != nil && f.Probe == worstProbe {
-			class = f.Class
+	case o.Unidentified:
+		next, reason = StateUnknown, "kind not identified yet"
+		if worst >= m.th.Failure {
+			next, reason = StateUnhealthy, fmt.Sprintf("%s failed %d checks in a row (%s) before its kind was identified", worstProbe, worst, m.classOf(o, worstProbe))
 		}
+	case worst >= m.th.Failure:
+		class := m.classOf(o, worstProbe)
 		next, reason = StateUnhealthy, fmt.Sprintf("%s failed %d checks in a row (%s)", worstProbe, worst, class)
-	case from == StateUnhealthy && m.consecOK < m.th.Success:
-		next, reason = StateUnhealthy, fmt.Sprintf("recovering: %d of %d good checks", m.consecOK, m.th.Success)
+		if worstProbe == probes.Synthetic && class == probes.ClassStuck {
+			next, reason = StateStuck, fmt.Sprintf("synthetic inference did not finish %d checks in a row while liveness answered (stuck)", worst)
+		}
+	case loading != nil:
+		next, reason = StateLoading, fmt.Sprintf("loading its model (%s: %s)", loading.Probe, loading.Error)
+	case (from == StateUnhealthy || from == StateStuck) && m.consecOK < m.th.Success:
+		next, reason = from, fmt.Sprintf("recovering: %d of %d good checks", m.consecOK, m.th.Success)
 	case from == StateUnknown && !ok:
 		next = StateUnknown
 		if f := o.Failed(); f != nil {
 			reason = fmt.Sprintf("%s failed (%s)", f.Probe, f.Class)
 		}
+	case asleep(sig):
+		next, reason = StateSleeping, "the engine sleeps (its weights offloaded or discarded); it serves once woken"
+	case stuck:
+		next, reason = StateStuck, fmt.Sprintf("%s, and the server's %s counter has not moved for %s",
+			inFlightText(sig), progressName(sig), stalled.Round(time.Millisecond))
+	case cold(sig, o.Model):
+		next = StateCold
+		if o.Model != "" {
+			reason = fmt.Sprintf("model %q is not loaded; the server loads it on the next request", o.Model)
+		} else {
+			reason = "no model is loaded; the server loads one on the next request"
+		}
+	case m.overloaded:
+		next, reason = StateOverloaded, queued+" while work completes"
+		if queued == "" {
+			next, reason = StateOverloaded, fmt.Sprintf("calming: %d of %d checks without a queue", m.calm, m.th.Success)
+		}
 	default:
-		if from == StateUnhealthy {
+		if from == StateUnhealthy || from == StateStuck {
 			m.resetWindow()
 		}
 		var why []string
@@ -279,11 +426,145 @@ func (m *Machine) Observe(o Observation) Verdict {
 		}
 	}
 	// A check that just reached the failure threshold counts from here.
-	if next == StateUnhealthy && from != StateUnhealthy {
+	if next.Failing() && !from.Failing() {
 		m.consecOK = 0
 	}
 	m.state = next
 	return Verdict{State: next, From: from, Changed: next != from, Reason: reason}
+}
+
+// classOf is the class of probe's failure in o, ClassOther when it did not
+// fail in o.
+func (m *Machine) classOf(o Observation, probe string) probes.ErrorClass {
+	if f := o.Failed(); f != nil && f.Probe == probe {
+		return f.Class
+	}
+	for _, p := range o.Probes {
+		if p.Probe == probe && !p.OK {
+			return p.Class
+		}
+	}
+	return probes.ClassOther
+}
+
+// sample moves the progress clock with o's signals. It returns how long
+// requests have been in flight with the progress counter standing still
+// (0 when it moved, nothing is in flight or the server reports neither),
+// and whether the counter moved since the previous sample. A check without
+// signals leaves the clock as it was.
+func (m *Machine) sample(o Observation) (stalled time.Duration, moved bool) {
+	sig := o.Signals
+	if sig == nil {
+		return 0, false
+	}
+	v, ok := progressOf(*sig)
+	if !ok {
+		m.sampled = false
+		return 0, false
+	}
+	// A counter that went down is a restarted server: that is a move too.
+	moved = m.sampled && v != m.progress
+	if !m.sampled || moved || inFlight(*sig) == 0 {
+		m.progressAt = o.Time
+	}
+	m.progress, m.sampled = v, true
+	if inFlight(*sig) == 0 {
+		return 0, moved
+	}
+	return o.Time.Sub(m.progressAt), moved
+}
+
+// queued says why sig shows requests queueing ("" when it does not):
+// OverloadedQueue or more waiting, or any waiting with every slot busy.
+func (m *Machine) queued(sig *probes.Signals) string {
+	if sig == nil || !sig.Has(probes.FieldRequestsWaiting) || m.th.OverloadedQueue <= 0 {
+		return ""
+	}
+	w := sig.RequestsWaiting
+	switch {
+	case w >= float64(m.th.OverloadedQueue):
+		return fmt.Sprintf("%g requests waiting (overloaded_queue %d)", w, m.th.OverloadedQueue)
+	case w > 0 && sig.Has(probes.FieldSlots) && sig.SlotsIdle == 0 && sig.SlotsBusy > 0:
+		return fmt.Sprintf("%g requests waiting with all %d slots busy", w, sig.SlotsBusy)
+	}
+	return ""
+}
+
+// progressOf is the server's progress counter: its generated tokens, else
+// the requests it ended.
+func progressOf(sig probes.Signals) (float64, bool) {
+	if sig.Has(probes.FieldGeneratedTokens) {
+		return sig.GeneratedTokens, true
+	}
+	if sig.Has(probes.FieldRequests) {
+		n := 0.0
+		for _, v := range sig.Requests {
+			n += v
+		}
+		return n, true
+	}
+	return 0, false
+}
+
+func progressName(sig *probes.Signals) string {
+	if sig.Has(probes.FieldGeneratedTokens) {
+		return "generated-tokens"
+	}
+	return "requests-ended"
+}
+
+// inFlight is the requests running and waiting that sig reports.
+func inFlight(sig probes.Signals) float64 {
+	n := 0.0
+	if sig.Has(probes.FieldRequestsRunning) {
+		n += sig.RequestsRunning
+	}
+	if sig.Has(probes.FieldRequestsWaiting) {
+		n += sig.RequestsWaiting
+	}
+	if sig.Has(probes.FieldSlots) && !sig.Has(probes.FieldRequestsRunning) {
+		n += float64(sig.SlotsBusy)
+	}
+	return n
+}
+
+func inFlightText(sig *probes.Signals) string {
+	return fmt.Sprintf("%g requests running and %g waiting", sig.RequestsRunning, sig.RequestsWaiting)
+}
+
+// asleep reports whether sig says the engine sleeps.
+func asleep(sig *probes.Signals) bool {
+	return sig != nil && sig.Has(probes.FieldAsleep) && sig.Asleep > 0
+}
+
+// cold reports whether sig lists the models the server holds and model
+// (any model, when "") is not among them, with nothing in flight. A name
+// matches with or without the default tag ":latest" (Ollama's names).
+func cold(sig *probes.Signals, model string) bool {
+	if sig == nil || !sig.Has(probes.FieldLoadedModels) || inFlight(*sig) > 0 {
+		return false
+	}
+	if model == "" {
+		return len(sig.LoadedModels) == 0
+	}
+	for _, lm := range sig.LoadedModels {
+		if sameModel(lm.Name, model) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameModel reports whether a and b name the same model, an untagged name
+// being the ":latest" tag.
+func sameModel(a, b string) bool {
+	norm := func(s string) string {
+		if !strings.Contains(s, ":") {
+			return s + ":latest"
+		}
+		return s
+	}
+	return norm(a) == norm(b)
 }
 
 func sortedKeys(m map[string]int) []string {

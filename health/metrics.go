@@ -29,6 +29,8 @@ type Metrics struct {
 
 	cpu, rss, modelMem *prometheus.Desc
 
+	signals *signalMetrics
+
 	mu    sync.Mutex
 	procs map[string]probes.ProcessStats
 	mems  map[string]map[string]probes.ModelMemory
@@ -63,7 +65,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		}, []string{"plugin"}),
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vitals_ai_plugin_health_state",
-			Help: "The AI plugin's health state: 1 for the current state (unknown, healthy, degraded, unhealthy), 0 for the others.",
+			Help: "The AI plugin's health state: 1 for the current state (unknown, healthy, degraded, overloaded, loading, cold, sleeping, stuck, unhealthy), 0 for the others.",
 		}, []string{"plugin", "state"}),
 		duration: prometheus.NewHistogramVec(latencyOpts("vitals_ai_probe_duration_seconds",
 			"Duration of AI plugin probes, by probe (liveness, readiness, synthetic, resources, heartbeat, bus_health, self).", cfg),
@@ -98,8 +100,9 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		modelMem: prometheus.NewDesc("vitals_ai_model_memory_bytes",
 			"Memory of each loaded model as the server reports it (Ollama /api/ps): memory=total or vram.",
 			[]string{"plugin", "model", "memory"}, nil),
-		procs: map[string]probes.ProcessStats{},
-		mems:  map[string]map[string]probes.ModelMemory{},
+		signals: newSignalMetrics(),
+		procs:   map[string]probes.ProcessStats{},
+		mems:    map[string]map[string]probes.ModelMemory{},
 	}
 }
 
@@ -115,6 +118,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.cpu
 	ch <- m.rss
 	ch <- m.modelMem
+	m.signals.describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -122,6 +126,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range m.vecs() {
 		c.Collect(ch)
 	}
+	m.signals.collect(ch)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, p := range m.procs {
@@ -170,7 +175,7 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 	// check stopped before the resource probe) leaves none, rather than
 	// the last values of a process that may no longer exist.
 	var proc *probes.ProcessStats
-	var mem map[string]probes.ModelMemory
+	mem := modelMemory(o.Signals)
 	defer func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -221,7 +226,7 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 				m.tps.WithLabelValues(plugin).Set(tps)
 			}
 		case probes.Resources:
-			proc, mem = r.Process, r.ModelMemory
+			proc = r.Process
 		}
 	}
 }
@@ -238,4 +243,5 @@ func (m *Metrics) forget(plugin string) {
 	delete(m.procs, plugin)
 	delete(m.mems, plugin)
 	m.mu.Unlock()
+	m.signals.forget(plugin)
 }

@@ -22,6 +22,7 @@ const (
 	recFailed
 	recTTFT
 	recTPS
+	recTimed
 )
 
 // Flags of an encoded probe outcome.
@@ -29,6 +30,7 @@ const (
 	outOK = 1 << iota
 	outInformational
 	outError
+	outLoading
 )
 
 // symbols interns the strings check records repeat. It holds at most 255;
@@ -76,6 +78,9 @@ func (s *symbols) encodeCheck(b []byte, c CheckRecord) []byte {
 	if c.TPS != 0 {
 		flags |= recTPS
 	}
+	if !c.Started.IsZero() {
+		flags |= recTimed
+	}
 	b = append(b, flags)
 	b = binary.AppendVarint(b, c.Seq)
 	b = binary.AppendVarint(b, c.Time.UnixNano())
@@ -90,6 +95,11 @@ func (s *symbols) encodeCheck(b []byte, c CheckRecord) []byte {
 	if flags&recTPS != 0 {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(c.TPS))
 	}
+	if flags&recTimed != 0 {
+		// The start as the time before the decision, and the duration.
+		b = binary.AppendVarint(b, c.Time.UnixNano()-c.Started.UnixNano())
+		b = binary.AppendVarint(b, int64(c.Duration))
+	}
 	b = binary.AppendUvarint(b, uint64(len(c.Probes)))
 	for _, p := range c.Probes {
 		var f byte
@@ -101,6 +111,9 @@ func (s *symbols) encodeCheck(b []byte, c CheckRecord) []byte {
 		}
 		if p.Error != "" {
 			f |= outError
+		}
+		if p.Loading {
+			f |= outLoading
 		}
 		b = append(b, f)
 		b = s.append(b, p.Probe)
@@ -135,12 +148,16 @@ func (s *symbols) decodeCheck(plugin, v string) CheckRecord {
 	if flags&recTPS != 0 {
 		c.TPS = math.Float64frombits(binary.LittleEndian.Uint64([]byte(d.take(8))))
 	}
+	if flags&recTimed != 0 {
+		c.Started = c.Time.Add(-time.Duration(d.varint()))
+		c.Duration = time.Duration(d.varint())
+	}
 	if n := d.uvarint(); n > 0 {
 		c.Probes = make([]ProbeOutcome, n)
 		for i := range c.Probes {
 			p := &c.Probes[i]
 			f := d.byte()
-			p.OK, p.Informational = f&outOK != 0, f&outInformational != 0
+			p.OK, p.Informational, p.Loading = f&outOK != 0, f&outInformational != 0, f&outLoading != 0
 			p.Probe, p.Class = d.sym(), probes.ErrorClass(d.sym())
 			p.Duration = time.Duration(d.varint())
 			p.Attempts, p.Failures = int(d.uvarint()), int(d.uvarint())

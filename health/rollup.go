@@ -37,8 +37,10 @@ type CapabilityHealth struct {
 //   - per_capability: ready when every capability that some plugin has is
 //     served by at least one plugin.
 //
-// Status is ok when ready and every plugin is healthy, degraded when ready
-// otherwise, failing when not ready. No plugins at all is ready.
+// Serving is healthy, degraded, overloaded or cold (State.Serving).
+// Status is ok when ready and every plugin is healthy or cold, degraded
+// when ready otherwise, failing when not ready. No plugins at all is
+// ready.
 func (e *Engine) Rollup() Rollup {
 	cfg := e.Config().Rollup
 	statuses := e.Statuses()
@@ -98,7 +100,7 @@ func (e *Engine) Rollup() Rollup {
 	switch {
 	case !r.Ready:
 		r.Status = agent.HealthFailing
-	case r.Counts[StateHealthy] == total:
+	case r.Counts[StateHealthy]+r.Counts[StateCold] == total:
 		r.Status = agent.HealthOK
 	default:
 		r.Status = agent.HealthDegraded

@@ -47,6 +47,12 @@ const (
 // wrap it; Classify gives ClassNotReady.
 var ErrNotReady = errors.New("not ready")
 
+// ErrLoading reports a server that answers while it loads its model
+// (llama.cpp's 503 "Loading model"). It wraps ErrNotReady, so Classify
+// gives ClassNotReady; the health engine tells it apart with errors.Is
+// and calls the plugin loading rather than failing.
+var ErrLoading = fmt.Errorf("loading model: %w", ErrNotReady)
+
 // ErrStale reports that a plugin has not been heard from in time.
 var ErrStale = errors.New("heartbeat stale")
 

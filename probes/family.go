@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 )
 
 // Probe names, used as the probe label of metrics and in history.
@@ -72,9 +73,14 @@ type ProbeSet struct {
 	// budget of TokenBudget.
 	Synthetic Probe
 	// Signals reads the engine's own signals: its load, and the models it
-	// holds with their memory. The resource probe reads them beside the
-	// target's process.
+	// holds with their memory. The health engine reads them on every
+	// check.
 	Signals SignalsFunc
+	// PortOpensLoaded marks a server that opens its port only once its
+	// model is loaded (vLLM, SGLang, TGI, TEI, Triton): a connection
+	// refused while its process runs is a load in progress, not an
+	// outage. llama.cpp and Ollama listen while they load.
+	PortOpensLoaded bool
 }
 
 // SyntheticOp returns the operation the set's synthetic inference runs
@@ -289,10 +295,14 @@ func ReadMetrics(tables ...SignalTable) SignalsFunc {
 }
 
 // NotReadyOn503 marks a 503 of a readiness endpoint as not ready: the
-// error then wraps ErrNotReady too.
+// error then wraps ErrNotReady too, and ErrLoading when the body says the
+// model is loading (llama.cpp's "Loading model").
 func NotReadyOn503(err error) error {
 	var he *HTTPError
 	if errors.As(err, &he) && he.Status == http.StatusServiceUnavailable {
+		if strings.Contains(he.Body, "Loading model") {
+			return fmt.Errorf("%w: %w", ErrLoading, err)
+		}
 		return fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
 	return err

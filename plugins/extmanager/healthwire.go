@@ -31,6 +31,9 @@ const (
 	// AlertUnhealthy is the name of the alert raised while an AI plugin is
 	// unhealthy.
 	AlertUnhealthy = "AIPluginUnhealthy"
+	// AlertStuck is the name of the alert raised while an AI plugin is
+	// stuck: requests in flight and no progress.
+	AlertStuck = "AIPluginStuck"
 )
 
 // Engine returns the health engine; nil before Initialize or when health
@@ -224,14 +227,25 @@ func busState(s health.State) busv1.HealthState {
 		return busv1.HealthState_HEALTH_STATE_DEGRADED
 	case health.StateUnhealthy:
 		return busv1.HealthState_HEALTH_STATE_UNHEALTHY
+	case health.StateOverloaded:
+		return busv1.HealthState_HEALTH_STATE_OVERLOADED
+	case health.StateLoading:
+		return busv1.HealthState_HEALTH_STATE_LOADING
+	case health.StateCold:
+		return busv1.HealthState_HEALTH_STATE_COLD
+	case health.StateSleeping:
+		return busv1.HealthState_HEALTH_STATE_SLEEPING
+	case health.StateStuck:
+		return busv1.HealthState_HEALTH_STATE_STUCK
 	}
 	return busv1.HealthState_HEALTH_STATE_UNSPECIFIED
 }
 
-// announceTransition publishes a state change on health.status.<plugin>,
-// and a critical alert on alerts.critical when the plugin enters unhealthy
-// (starts_at set) and when it leaves it (ends_at set too, as Alertmanager
-// resolves alerts).
+// announceTransition publishes a state change on health.status.<plugin>
+// (its state, and the state's name in details "state", "from" and "to"),
+// and a critical alert on alerts.critical when the plugin enters a state
+// that needs a human, unhealthy or stuck (starts_at set), and when it
+// leaves it (ends_at set too, as Alertmanager resolves alerts).
 func (e *ExtManager) announceTransition(ctx context.Context, t health.Transition) {
 	if e.bus == nil {
 		return
@@ -243,43 +257,54 @@ func (e *ExtManager) announceTransition(ctx context.Context, t health.Transition
 	}
 	st := &busv1.HealthStatus{
 		Plugin: t.Plugin, State: busState(t.To), Message: t.Reason, Checked: timestamppb.New(t.Time),
-		Details: map[string]string{"from": string(t.From), "to": string(t.To)},
+		Details: map[string]string{"from": string(t.From), "to": string(t.To), "state": string(t.To)},
 	}
 	if m, err := bus.NewProto(st); err == nil {
 		publish(TopicHealthStatus+t.Plugin, &m)
 	}
-	if t.To != health.StateUnhealthy && t.From != health.StateUnhealthy {
-		return
-	}
-	a := &busv1.Alert{
-		Name: AlertUnhealthy, Severity: busv1.Severity_SEVERITY_CRITICAL,
-		Summary:     fmt.Sprintf("AI plugin %s is unhealthy", t.Plugin),
-		Description: t.Reason,
-		Labels:      map[string]string{"plugin": t.Plugin, "alertname": AlertUnhealthy, "severity": "critical"},
-	}
-	if t.To == health.StateUnhealthy {
-		a.StartsAt = timestamppb.New(t.Time)
-	} else {
-		a.Summary = fmt.Sprintf("AI plugin %s is no longer unhealthy (%s)", t.Plugin, t.To)
-		if s, ok := e.unhealthySince(t.Plugin); ok {
+	if t.From.Failing() {
+		a := failingAlert(t.Plugin, t.From, t.Reason)
+		a.Summary = fmt.Sprintf("AI plugin %s is no longer %s (%s)", t.Plugin, t.From, t.To)
+		if s, ok := e.enteredAt(t.Plugin, t.From); ok {
 			a.StartsAt = timestamppb.New(s)
 		}
 		a.EndsAt = timestamppb.New(t.Time)
+		if m, err := bus.NewProto(a); err == nil {
+			publish(TopicAlerts+"critical", &m)
+		}
 	}
-	if m, err := bus.NewProto(a); err == nil {
-		publish(TopicAlerts+"critical", &m)
+	if t.To.Failing() {
+		a := failingAlert(t.Plugin, t.To, t.Reason)
+		a.StartsAt = timestamppb.New(t.Time)
+		if m, err := bus.NewProto(a); err == nil {
+			publish(TopicAlerts+"critical", &m)
+		}
 	}
 }
 
-// unhealthySince finds when the plugin last entered unhealthy, from the
+// failingAlert is the alert of a plugin in state s, unhealthy or stuck.
+func failingAlert(plugin string, s health.State, reason string) *busv1.Alert {
+	name := AlertUnhealthy
+	if s == health.StateStuck {
+		name = AlertStuck
+	}
+	return &busv1.Alert{
+		Name: name, Severity: busv1.Severity_SEVERITY_CRITICAL,
+		Summary:     fmt.Sprintf("AI plugin %s is %s", plugin, s),
+		Description: reason,
+		Labels:      map[string]string{"plugin": plugin, "alertname": name, "severity": "critical"},
+	}
+}
+
+// enteredAt finds when the plugin last entered state s, from the
 // in-memory history.
-func (e *ExtManager) unhealthySince(id string) (time.Time, bool) {
+func (e *ExtManager) enteredAt(id string, s health.State) (time.Time, bool) {
 	_, ts, err := e.engine.History().Query(context.Background(), id, time.Now().Add(-30*24*time.Hour), time.Now().Add(time.Hour), 16)
 	if err != nil {
 		return time.Time{}, false
 	}
 	for _, t := range ts {
-		if t.To == health.StateUnhealthy {
+		if t.To == s {
 			return t.Time, true
 		}
 	}

@@ -238,9 +238,10 @@ func TestRollupGatesReadiness(t *testing.T) {
 	sim, url := simServer(t, probes.KindOllama)
 	rollup := fastHealth + "  rollup: {policy: all, readiness: true}\n"
 	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: false}\n%stargets: [{id: o, endpoint: %q}]\n", rollup, url))
-	r.awaitHealth("o", func(h *health.Status) bool { return h != nil && h.State == health.StateHealthy })
+	// Nothing loaded on the simulated Ollama: cold, which serves.
+	r.awaitHealth("o", func(h *health.Status) bool { return h != nil && h.State == health.StateCold })
 	if err := r.e.Ready(); err != nil {
-		t.Fatalf("Ready with a healthy plugin: %v", err)
+		t.Fatalf("Ready with a cold plugin: %v", err)
 	}
 	sim.SetDown(true)
 	r.awaitHealth("o", func(h *health.Status) bool { return h != nil && h.State == health.StateUnhealthy })

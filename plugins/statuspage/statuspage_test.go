@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -216,4 +217,19 @@ func newHistory(t *testing.T) *health.History {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// TestEveryStateHasAColour: each health state has a rule of its own in
+// the page's style, so no state renders as an unstyled badge.
+func TestEveryStateHasAColour(t *testing.T) {
+	b, err := os.ReadFile("page.html.tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range health.States {
+		re := regexp.MustCompile(`(?m)^[^{\n]*\.` + string(st) + `\b[^{\n]*\{ background: var\(--[a-z]+\)`)
+		if !re.Match(b) {
+			t.Errorf("state %s has no colour in page.html.tmpl", st)
+		}
+	}
 }

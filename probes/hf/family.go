@@ -28,6 +28,8 @@ func probeSet(k probes.Kind) probes.ProbeSet {
 			return probes.Result{}, New(c, t.BaseURL).Health(ctx)
 		}),
 		Readiness: probes.ProbeFunc(readiness),
+
+		PortOpensLoaded: true,
 	}
 	if k == probes.KindTGI {
 		set.Operation = func(probes.Target) string { return probes.OpCompletion }

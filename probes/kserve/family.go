@@ -36,6 +36,8 @@ func probeSet(probes.Kind) probes.ProbeSet {
 		// Triton serves /metrics on a port of its own (8002 by default):
 		// this reads it where the target's base URL has it.
 		Signals: probes.ReadMetrics(TritonSignals),
+
+		PortOpensLoaded: true,
 	}
 }
 

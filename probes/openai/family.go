@@ -36,6 +36,8 @@ func probeSet(k probes.Kind) probes.ProbeSet {
 			return probes.Result{}, ModelsReady(ctx, New(c, t.BaseURL), t.Model)
 		}),
 		Operation: probes.ChatOrEmbeddings,
+
+		PortOpensLoaded: true,
 	}
 	switch k {
 	case probes.KindVLLM:

@@ -38,6 +38,14 @@ const (
 	HealthState_HEALTH_STATE_HEALTHY     HealthState = 1
 	HealthState_HEALTH_STATE_DEGRADED    HealthState = 2
 	HealthState_HEALTH_STATE_UNHEALTHY   HealthState = 3
+	// The AI health engine's finer states (docs/architecture.md): work
+	// queues while it completes; the model is loading; the model is not
+	// loaded, by design; the engine sleeps; requests make no progress.
+	HealthState_HEALTH_STATE_OVERLOADED HealthState = 4
+	HealthState_HEALTH_STATE_LOADING    HealthState = 5
+	HealthState_HEALTH_STATE_COLD       HealthState = 6
+	HealthState_HEALTH_STATE_SLEEPING   HealthState = 7
+	HealthState_HEALTH_STATE_STUCK      HealthState = 8
 )
 
 // Enum value maps for HealthState.
@@ -47,12 +55,22 @@ var (
 		1: "HEALTH_STATE_HEALTHY",
 		2: "HEALTH_STATE_DEGRADED",
 		3: "HEALTH_STATE_UNHEALTHY",
+		4: "HEALTH_STATE_OVERLOADED",
+		5: "HEALTH_STATE_LOADING",
+		6: "HEALTH_STATE_COLD",
+		7: "HEALTH_STATE_SLEEPING",
+		8: "HEALTH_STATE_STUCK",
 	}
 	HealthState_value = map[string]int32{
 		"HEALTH_STATE_UNSPECIFIED": 0,
 		"HEALTH_STATE_HEALTHY":     1,
 		"HEALTH_STATE_DEGRADED":    2,
 		"HEALTH_STATE_UNHEALTHY":   3,
+		"HEALTH_STATE_OVERLOADED":  4,
+		"HEALTH_STATE_LOADING":     5,
+		"HEALTH_STATE_COLD":        6,
+		"HEALTH_STATE_SLEEPING":    7,
+		"HEALTH_STATE_STUCK":       8,
 	}
 )
 
@@ -1090,12 +1108,17 @@ const file_vitals_bus_v1_bus_proto_rawDesc = "" +
 	"\aspan_id\x18\a \x01(\tR\x06spanId\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*|\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xfd\x01\n" +
 	"\vHealthState\x12\x1c\n" +
 	"\x18HEALTH_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14HEALTH_STATE_HEALTHY\x10\x01\x12\x19\n" +
 	"\x15HEALTH_STATE_DEGRADED\x10\x02\x12\x1a\n" +
-	"\x16HEALTH_STATE_UNHEALTHY\x10\x03*d\n" +
+	"\x16HEALTH_STATE_UNHEALTHY\x10\x03\x12\x1b\n" +
+	"\x17HEALTH_STATE_OVERLOADED\x10\x04\x12\x18\n" +
+	"\x14HEALTH_STATE_LOADING\x10\x05\x12\x15\n" +
+	"\x11HEALTH_STATE_COLD\x10\x06\x12\x19\n" +
+	"\x15HEALTH_STATE_SLEEPING\x10\a\x12\x16\n" +
+	"\x12HEALTH_STATE_STUCK\x10\b*d\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x14\n" +
