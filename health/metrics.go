@@ -76,7 +76,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		}, []string{"plugin", "probe", "result"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_ai_probe_errors_total",
-			Help: "Failed AI plugin probe requests, by error class (timeout, refused, reset, http_5xx, http_4xx, bad_response, tls, dns, canceled, stuck, not_ready, stale, reported, other).",
+			Help: "Failed AI plugin probe requests, by error class (timeout, refused, reset, http_5xx, http_4xx, auth, bad_response, tls, dns, canceled, stuck, not_ready, stale, reported, other).",
 		}, []string{"plugin", "class"}),
 		ttft: prometheus.NewHistogramVec(latencyOpts("vitals_ai_time_to_first_token_seconds",
 			"Time to first token of synthetic inferences.", cfg), []string{"plugin"}),

@@ -31,7 +31,7 @@ vitals_ai_probe_total{plugin="llm",probe="synthetic",result="success"} 1
 		t.Error(err)
 	}
 	want = `
-# HELP vitals_ai_probe_errors_total Failed AI plugin probe requests, by error class (timeout, refused, reset, http_5xx, http_4xx, bad_response, tls, dns, canceled, stuck, not_ready, stale, reported, other).
+# HELP vitals_ai_probe_errors_total Failed AI plugin probe requests, by error class (timeout, refused, reset, http_5xx, http_4xx, auth, bad_response, tls, dns, canceled, stuck, not_ready, stale, reported, other).
 # TYPE vitals_ai_probe_errors_total counter
 vitals_ai_probe_errors_total{class="stuck",plugin="llm"} 0
 `

@@ -165,11 +165,13 @@ func (e *transientError) Unwrap() error { return e.err }
 // KindUnknown with the families' reasons; or a *transientError when a
 // family timed out, was refused or reset (the round stops there), or
 // answered 5xx and no specific family matched; or another error (TLS,
-// DNS, ctx ended) that retrying will not fix.
+// DNS, ctx ended, credentials refused with no family matching) that
+// retrying will not fix.
 func round(ctx context.Context, client *http.Client, baseURL string, fams []Family, o DetectOptions) (Detection, []string, error) {
 	var (
 		reasons   []string
 		transient error
+		auth      error // a family was refused the agent's credentials
 	)
 	for _, f := range fams {
 		fo := o
@@ -203,6 +205,11 @@ func round(ctx context.Context, client *http.Client, baseURL string, fams []Fami
 		case class == ClassHTTP5xx:
 			transient = fmt.Errorf("%s: %w", f.Name, err)
 			reasons = append(reasons, err.Error())
+		case class == ClassAuth:
+			if auth == nil {
+				auth = fmt.Errorf("%s: %w", f.Name, err)
+			}
+			reasons = append(reasons, err.Error())
 		case class == ClassTLS || class == ClassDNS || class == ClassCanceled:
 			return Detection{Kind: KindUnknown}, nil, fmt.Errorf("%s: %w", f.Name, err)
 		default:
@@ -211,6 +218,12 @@ func round(ctx context.Context, client *http.Client, baseURL string, fams []Fami
 	}
 	if transient != nil {
 		return Detection{Kind: KindUnknown}, nil, &transientError{err: transient}
+	}
+	if auth != nil {
+		// Nothing matched and something wants credentials: the server
+		// is most likely an AI server behind a key; retrying with the
+		// same credentials will not help.
+		return Detection{Kind: KindUnknown}, nil, fmt.Errorf("%w (set the target's http_config)", auth)
 	}
 	return Detection{Kind: KindUnknown}, reasons, nil
 }

@@ -23,10 +23,13 @@ const (
 	ClassReset       ErrorClass = "reset"
 	ClassHTTP5xx     ErrorClass = "http_5xx"
 	ClassHTTP4xx     ErrorClass = "http_4xx"
-	ClassBadResponse ErrorClass = "bad_response"
+	ClassBadResponse ErrorClass = "bad_response" // a body of the wrong shape, or a 404 from the engine's own API
 	ClassTLS         ErrorClass = "tls"
 	ClassDNS         ErrorClass = "dns"
 	ClassCanceled    ErrorClass = "canceled"
+	// ClassAuth is a server that refused the agent's credentials, or
+	// wants some: HTTP 401 or 403. Fix the target's http_config.
+	ClassAuth ErrorClass = "auth"
 	// ClassStuck is a server whose liveness answers while inference does
 	// not: the health engine gives it to a synthetic inference that timed
 	// out after liveness passed in the same check.
@@ -106,7 +109,10 @@ func (e *DecodeError) Error() string { return fmt.Sprintf("decode %s: %v", e.Wha
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // Classify returns the class of err: ClassNone for nil, ClassOther for
-// errors it does not recognise. It sees through wrapping.
+// errors it does not recognise. It sees through wrapping. A 404 is
+// ClassBadResponse, since probes ask only for paths of the engine's own
+// API: the server is not what the agent thinks it is, or no longer serves
+// the model it was asked for. 401 and 403 are ClassAuth.
 func Classify(err error) ErrorClass {
 	if err == nil {
 		return ClassNone
@@ -136,10 +142,14 @@ func Classify(err error) ErrorClass {
 	case errors.Is(err, context.Canceled):
 		return ClassCanceled
 	case errors.As(err, &httpErr):
-		if httpErr.Status >= 500 {
+		switch {
+		case httpErr.Status >= 500:
 			return ClassHTTP5xx
-		}
-		if httpErr.Status >= 400 {
+		case httpErr.Status == 401 || httpErr.Status == 403:
+			return ClassAuth
+		case httpErr.Status == 404:
+			return ClassBadResponse
+		case httpErr.Status >= 400:
 			return ClassHTTP4xx
 		}
 		return ClassBadResponse

@@ -181,7 +181,9 @@ func (r *Registry) Family(k Kind) (Family, bool) {
 
 // Probes returns the probe set of kind k. A kind no family owns (KindAuto,
 // KindUnknown) gets only a liveness probe that any HTTP answer below 500
-// passes, since the right path is not known.
+// but 401 and 403 passes, since the right path is not known. That proves
+// the process answers, not that it serves: the health engine keeps such
+// a target unknown until its kind is identified.
 func (r *Registry) Probes(k Kind) ProbeSet {
 	if f, ok := r.Family(k); ok {
 		return f.Probes(k)
@@ -190,7 +192,8 @@ func (r *Registry) Probes(k Kind) ProbeSet {
 }
 
 // answers checks that something speaks HTTP at the target's base URL: any
-// status below 500 will do. The body is read to its end (at most
+// status below 500 will do, but 401 and 403 (ClassAuth: the server wants
+// credentials the agent does not have). The body is read to its end (at most
 // MaxBodyBytes) within ctx, so a server that sends its headers and then
 // drips its body fails on time like one that never answers.
 func answers(ctx context.Context, c *http.Client, t Target, _ Config) (Result, error) {
@@ -207,7 +210,7 @@ func answers(ctx context.Context, c *http.Client, t Target, _ Config) (Result, e
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 		return Result{}, fmt.Errorf("GET %s: read body: %w", base, err)
 	}
-	if resp.StatusCode >= 500 {
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		return Result{}, &HTTPError{Method: http.MethodGet, URL: base, Status: resp.StatusCode}
 	}
 	return Result{}, nil

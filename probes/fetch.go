@@ -172,8 +172,10 @@ func DecodeJSON(what string, b []byte, v any) error {
 
 // NoMatch wraps err as an ErrNoMatch for a family client when it says the
 // endpoint does not speak the family's protocol (4xx or a body of the wrong
-// shape). Transient errors (timeouts, refusals, resets, 5xx) and
-// cancellation are returned unchanged, so callers can retry them.
+// shape). Transient errors (timeouts, refusals, resets, 5xx),
+// cancellation and a refusal of the agent's credentials (401, 403: the
+// server may well speak the protocol, behind a key) are returned
+// unchanged, so callers can retry them or report them.
 func NoMatch(err error) error {
 	if err == nil {
 		return nil

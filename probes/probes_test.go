@@ -129,7 +129,11 @@ func TestClassify(t *testing.T) {
 		{"reset", func(t *testing.T) error { return get(context.Background(), downSrv.URL+"/api/version") }, probes.ClassReset},
 		{"tls", func(t *testing.T) error { return get(context.Background(), tlsSrv.URL) }, probes.ClassTLS},
 		{"http 503", func(*testing.T) error { return fmt.Errorf("x: %w", &probes.HTTPError{Status: 503}) }, probes.ClassHTTP5xx},
-		{"http 404", func(*testing.T) error { return &probes.HTTPError{Status: 404} }, probes.ClassHTTP4xx},
+		{"http 404", func(*testing.T) error { return &probes.HTTPError{Status: 404} }, probes.ClassBadResponse},
+		{"http 400", func(*testing.T) error { return &probes.HTTPError{Status: 400} }, probes.ClassHTTP4xx},
+		{"http 401", func(*testing.T) error { return fmt.Errorf("x: %w", &probes.HTTPError{Status: 401}) }, probes.ClassAuth},
+		{"http 403", func(*testing.T) error { return &probes.HTTPError{Status: 403} }, probes.ClassAuth},
+		{"no match 401", func(*testing.T) error { return probes.NoMatch(&probes.HTTPError{Status: 401}) }, probes.ClassAuth},
 		{"decode", func(*testing.T) error { return &probes.DecodeError{What: "x", Err: io.ErrUnexpectedEOF} }, probes.ClassBadResponse},
 		{"dns", func(*testing.T) error {
 			return fmt.Errorf("get: %w", &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true})
@@ -139,7 +143,7 @@ func TestClassify(t *testing.T) {
 		{"econnreset", func(*testing.T) error { return fmt.Errorf("read: %w", syscall.ECONNRESET) }, probes.ClassReset},
 		{"deadline", func(*testing.T) error { return context.DeadlineExceeded }, probes.ClassTimeout},
 		{"other", func(*testing.T) error { return errors.New("something else") }, probes.ClassOther},
-		{"no match 404", func(*testing.T) error { return probes.NoMatch(&probes.HTTPError{Status: 404}) }, probes.ClassHTTP4xx},
+		{"no match 404", func(*testing.T) error { return probes.NoMatch(&probes.HTTPError{Status: 404}) }, probes.ClassBadResponse},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -263,7 +263,6 @@ func TestDetectUnknown(t *testing.T) {
 		{"empty object everywhere", handler(200, "application/json", "{}")},
 		{"json list everywhere", handler(200, "application/json", "[1,2,3]")},
 		{"empty body", handler(200, "application/json", "")},
-		{"401 everywhere", handler(401, "application/json", `{"error":"unauthorized"}`)},
 		{"aisim garbage", garbage},
 	}
 	for _, tt := range tests {
@@ -282,6 +281,32 @@ func TestDetectUnknown(t *testing.T) {
 				t.Fatalf("retried an unknown shape: %v", s.got())
 			}
 		})
+	}
+}
+
+// A server behind an API key the agent lacks is an auth error, not an
+// unknown server: the user must fix the target's credentials.
+func TestDetectAuth(t *testing.T) {
+	for _, kind := range []probes.Kind{probes.KindVLLM, probes.KindOpenAI} {
+		t.Run(string(kind), func(t *testing.T) {
+			_, url := newSim(t, aisim.Config{Kind: kind, Knobs: aisim.Knobs{APIKey: "sk-test"}})
+			var s noSleep
+			d, err := engines.Registry().Detect(context.Background(), client(t), url, opts(&s))
+			if probes.Classify(err) != probes.ClassAuth || d.Kind != probes.KindUnknown {
+				t.Fatalf("got %+v, %v (class %q), want an auth error", d, err, probes.Classify(err))
+			}
+			if !strings.Contains(d.Reason, "http 401") || !strings.Contains(d.Reason, "http_config") {
+				t.Fatalf("reason %q does not say what to fix", d.Reason)
+			}
+			if len(s.got()) != 0 {
+				t.Fatalf("retried refused credentials: %v", s.got())
+			}
+		})
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusForbidden) }))
+	t.Cleanup(srv.Close)
+	if _, err := engines.Registry().Detect(context.Background(), client(t), srv.URL, opts(new(noSleep))); probes.Classify(err) != probes.ClassAuth {
+		t.Fatalf("403 everywhere: %v, want auth", err)
 	}
 }
 

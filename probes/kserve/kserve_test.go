@@ -114,7 +114,7 @@ func TestDetect(t *testing.T) {
 	if err := c.Ready(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ModelReady(ctx, "nope"); probes.Classify(err) != probes.ClassHTTP4xx {
+	if err := c.ModelReady(ctx, "nope"); probes.Classify(err) != probes.ClassBadResponse {
 		t.Fatalf("unknown model ready: %v", err)
 	}
 }
