@@ -287,7 +287,8 @@ func (c *Catalog) Reconcile(src Source, specs []Spec, reason string) []error {
 }
 
 // SetDetection records what detection found. A changed version is an
-// event; so is a first detection or a change of kind or capabilities.
+// event; so is a first detection or a change of kind, capabilities or
+// models (any model renamed, added or removed).
 func (c *Catalog) SetDetection(id string, d probes.Detection, err error) {
 	c.mu.Lock()
 	p, ok := c.plugins[id]
@@ -333,13 +334,22 @@ func (c *Catalog) SetDetection(id string, d probes.Detection, err error) {
 		ev.OldVersion, ev.FromDetection = before.Version, true
 		evs = append(evs, ev)
 	case before.Kind != p.Kind || !slices.Equal(before.Capabilities, p.Capabilities) ||
-		len(before.Models) != len(p.Models) || before.Detection.State != p.Detection.State || before.Version != p.Version:
+		!sameModels(before.Models, p.Models) || before.Detection.State != p.Detection.State || before.Version != p.Version:
 		ev := c.event(EventUpdated, p, "detection: "+string(p.Detection.State))
 		ev.FromDetection = true
 		evs = append(evs, ev)
 	}
 	c.mu.Unlock()
 	c.emit(evs...)
+}
+
+// sameModels reports whether two model lists name the same models with the
+// same capabilities, in the same order: a model renamed is a change even
+// when the count stays.
+func sameModels(a, b []probes.Model) bool {
+	return slices.EqualFunc(a, b, func(x, y probes.Model) bool {
+		return x.ID == y.ID && slices.Equal(x.Capabilities, y.Capabilities)
+	})
 }
 
 // SetHealth records a plugin's latest health verdict: the engine's status,

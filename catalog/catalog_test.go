@@ -94,13 +94,15 @@ func TestCatalogDetection(t *testing.T) {
 	c.SetDetection("llm", det, nil) // unchanged: no event
 	det.Version = "b5001"
 	c.SetDetection("llm", det, nil)
+	det.Models = []probes.Model{{ID: "tiny-renamed"}} // same count, another name
+	c.SetDetection("llm", det, nil)
 	c.SetDetection("llm", probes.Detection{Kind: probes.KindUnknown, Reason: "timeouts", Attempts: 4}, errors.New("timeout"))
 
 	p, _ = c.Get("llm")
 	if p.Detection.State != DetectFailed || p.Detection.Reason != "timeouts" {
 		t.Errorf("after failure: %+v", p.Detection)
 	}
-	want := "registered:llm updated:llm version_changed:llm updated:llm"
+	want := "registered:llm updated:llm version_changed:llm updated:llm updated:llm"
 	if got := log.types(); got != want {
 		t.Errorf("events = %s, want %s", got, want)
 	}

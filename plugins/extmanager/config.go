@@ -26,7 +26,7 @@ import (
 //	      labels: {team: search}
 //	      depends_on: [embedder]
 //	  directory: plugins.d           # drop-in manifests, relative to core.yaml; "" turns it off
-//	  detection: {attempts: 4, timeout: 5s, concurrency: 4, redetect_interval: 10m}
+//	  detection: {attempts: 4, timeout: 5s, concurrency: 4, max_backoff: 5s, redetect_interval: 10m}
 //	  bus: {enabled: true, lost_after: 3, deregister_after: 12, default_heartbeat: 5s}
 //	  health: {interval: 10s, timeout: 5s, synthetic: false}  # every key: health.Config
 //	  file_sd_configs: [{files: [targets/*.json]}]  # and http_sd_configs, dns_sd_configs,
@@ -61,9 +61,19 @@ type Target struct {
 
 // DetectionConfig tunes capability detection.
 type DetectionConfig struct {
-	Attempts         int            `yaml:"attempts"`
-	Timeout          agent.Duration `yaml:"timeout"`
-	Concurrency      int            `yaml:"concurrency"`
+	// Attempts bounds the rounds of one detection (each round asks every
+	// family once).
+	Attempts int            `yaml:"attempts"`
+	Timeout  agent.Duration `yaml:"timeout"`
+	// Concurrency bounds the detections that run at once.
+	Concurrency int `yaml:"concurrency"`
+	// MaxBackoff caps the wait between detections of a server whose kind
+	// is not known yet (it failed, or nothing recognised it): they repeat
+	// from 1s, doubling, until one succeeds. It is also the shortest gap
+	// between the re-detections that failing probes ask for.
+	MaxBackoff agent.Duration `yaml:"max_backoff"`
+	// RedetectInterval is how often every identified server is asked
+	// again, to see version and model changes nothing else showed.
 	RedetectInterval agent.Duration `yaml:"redetect_interval"`
 }
 
@@ -97,7 +107,7 @@ func DefaultConfig() Config {
 		Directory: "plugins.d",
 		Detection: DetectionConfig{
 			Attempts: 4, Timeout: agent.Duration(5 * time.Second), Concurrency: 4,
-			RedetectInterval: agent.Duration(10 * time.Minute),
+			MaxBackoff: agent.Duration(5 * time.Second), RedetectInterval: agent.Duration(10 * time.Minute),
 		},
 		Bus: BusConfig{
 			Enabled: true, LostAfter: 3, DeregisterAfter: 12, DefaultHeartbeat: agent.Duration(5 * time.Second),
@@ -136,6 +146,9 @@ func decodeConfig(s agent.Section) (Config, error) {
 	}
 	if d.Concurrency < 1 || d.Concurrency > 256 {
 		bad(s.Errorf("detection.concurrency", "must be 1 to 256, got %d", d.Concurrency))
+	}
+	if d.MaxBackoff.D() < time.Second || d.MaxBackoff.D() > 5*time.Minute {
+		bad(s.Errorf("detection.max_backoff", "must be 1s to 5m, got %s", d.MaxBackoff))
 	}
 	if d.RedetectInterval.D() < time.Second {
 		bad(s.Errorf("detection.redetect_interval", "must be at least 1s, got %s", d.RedetectInterval))

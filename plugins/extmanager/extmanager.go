@@ -10,10 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/bus"
 	"github.com/vitals-dev/vitals/catalog"
@@ -21,7 +17,6 @@ import (
 	"github.com/vitals-dev/vitals/exporters/store"
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
-	"github.com/vitals-dev/vitals/probes/engines"
 )
 
 // Name is the plugin's name in core.yaml.
@@ -148,10 +143,8 @@ func (e *ExtManager) Initialize(ctx context.Context, h agent.Host) error {
 	// Detection requests carry their span's trace context, as probes do.
 	tp := h.TracerProvider()
 	client := probes.WithTraceContext(e.client, tp, nil)
-	d := e.cfg.Detection
-	e.detector = newDetector(e.catalog, client, e.log, tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager"), d.Concurrency, probes.DetectOptions{
-		Attempts: d.Attempts, StepTimeout: d.Timeout.D(),
-	})
+	e.detector = newDetector(e.catalog, func(string) *http.Client { return client }, e.log,
+		tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager"), e.cfg.Detection)
 	if e.engine != nil {
 		if err := h.Provide(health.HistoryService, e.engine.History()); err != nil {
 			return err
@@ -174,9 +167,8 @@ func (e *ExtManager) Start(context.Context) error {
 
 	cfg := e.config()
 	e.applyTargets(cfg.Targets, cfg.shard)
-	redetect := cfg.Detection.RedetectInterval.D()
 	e.host.Go(func(ctx context.Context) {
-		e.detector.loop(ctx, redetect)
+		e.detector.loop(ctx)
 		e.detector.wait() // the detections it started
 	})
 	e.startDirectory(ctx, cfg.Directory, cfg.shard)
@@ -267,8 +259,9 @@ func (e *ExtManager) BusTopics() bus.Topics {
 // reconciled (so bus and in-process plugins are kept), a new directory is
 // watched instead of the old one, changed discovery configs restart (the
 // unchanged keep running and keep their targets), a new shard applies to
-// every sharded source, and detection and heartbeat settings apply from
-// the next use. Turning the bus source on or off changes the
+// every sharded source, detection and heartbeat settings apply from
+// the next use (a new redetect_interval at once), and every server is
+// detected again. Turning the bus source on or off changes the
 // plugin's dependencies and is refused: disable and enable the plugin.
 func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 	cfg, err := decodeConfig(s)
@@ -297,6 +290,9 @@ func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 	}
 	sdErr := e.sd.ApplyConfig(cfg.Discovery, cfg.shard)
 	e.detector.setOptions(cfg.Detection)
+	// A reload is a person saying something changed: ask every server
+	// again (its credentials may have, or the server behind them).
+	e.detector.requestAll()
 	if e.engine != nil {
 		e.engine.SetConfig(cfg.Health)
 	}
@@ -359,6 +355,9 @@ func (e *ExtManager) onEvent(ctx context.Context) func(catalog.Event) {
 			}
 		}
 
+		if ev.Type == catalog.EventDeregistered {
+			e.detector.forget(ev.ID)
+		}
 		if ev.FromDetection || ev.Plugin.Endpoint == "" || ev.Source == catalog.SourceInProcess {
 			return
 		}
@@ -447,153 +446,3 @@ var (
 	_ agent.Reloader         = (*ExtManager)(nil)
 	_ agent.ReadinessChecker = (*ExtManager)(nil)
 )
-
-// detector runs capability detection for catalog entries, at most limit at
-// once and never twice at once for one plugin; a request for a plugin being
-// detected runs once more after.
-type detector struct {
-	catalog *catalog.Catalog
-	client  *http.Client
-	log     *slog.Logger
-	tracer  trace.Tracer
-	opts    probes.DetectOptions
-	sem     chan struct{}
-
-	mu       sync.Mutex
-	ctx      context.Context
-	inflight map[string]bool
-	again    map[string]bool
-	wg       sync.WaitGroup
-}
-
-func newDetector(c *catalog.Catalog, client *http.Client, log *slog.Logger, tracer trace.Tracer, limit int, opts probes.DetectOptions) *detector {
-	return &detector{
-		catalog: c, client: client, log: log, tracer: tracer, opts: opts, sem: make(chan struct{}, limit),
-		inflight: map[string]bool{}, again: map[string]bool{},
-	}
-}
-
-// loop enables requests until ctx ends, and re-detects every server each
-// interval so that version changes of servers are seen.
-func (d *detector) loop(ctx context.Context, every time.Duration) {
-	d.mu.Lock()
-	d.ctx = ctx
-	pending := make([]string, 0)
-	for id := range d.again {
-		pending = append(pending, id)
-	}
-	d.again = map[string]bool{}
-	d.mu.Unlock()
-	for _, id := range pending {
-		d.request(id)
-	}
-	for _, p := range d.catalog.List(catalog.Filter{}) {
-		if p.Endpoint != "" && p.Source != catalog.SourceInProcess && p.Detection.State == catalog.DetectPending {
-			d.request(p.ID)
-		}
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			for _, p := range d.catalog.List(catalog.Filter{}) {
-				if p.Endpoint != "" && p.Source != catalog.SourceInProcess {
-					d.request(p.ID)
-				}
-			}
-		}
-	}
-}
-
-// setOptions changes the options of later detections.
-func (d *detector) setOptions(c DetectionConfig) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.opts.Attempts, d.opts.StepTimeout = c.Attempts, c.Timeout.D()
-}
-
-func (d *detector) request(id string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.ctx == nil || d.inflight[id] {
-		d.again[id] = true // before the loop runs, or while one runs
-		return
-	}
-	if d.ctx.Err() != nil {
-		return
-	}
-	d.inflight[id] = true
-	ctx := d.ctx
-	d.wg.Add(1)
-	go d.run(ctx, id)
-}
-
-func (d *detector) run(ctx context.Context, id string) {
-	defer d.wg.Done()
-	for {
-		select {
-		case d.sem <- struct{}{}:
-		case <-ctx.Done():
-			d.finish(id)
-			return
-		}
-		d.detectOnce(ctx, id)
-		<-d.sem
-		d.mu.Lock()
-		if !d.again[id] || ctx.Err() != nil {
-			delete(d.inflight, id)
-			delete(d.again, id)
-			d.mu.Unlock()
-			return
-		}
-		delete(d.again, id)
-		d.mu.Unlock()
-	}
-}
-
-func (d *detector) finish(id string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.inflight, id)
-	delete(d.again, id)
-}
-
-func (d *detector) detectOnce(ctx context.Context, id string) {
-	p, ok := d.catalog.Get(id)
-	if !ok || p.Endpoint == "" {
-		return
-	}
-	d.mu.Lock()
-	opts := d.opts
-	d.mu.Unlock()
-	opts.Kind = p.Spec().Kind
-	ctx, span := d.tracer.Start(ctx, "ai.detect", trace.WithAttributes(attribute.String("vitals.ai.plugin", id)))
-	defer span.End()
-	began := time.Now()
-	det, err := engines.Registry().Detect(ctx, d.client, p.Endpoint, opts)
-	if ctx.Err() != nil {
-		return // stopping; the result may be partial
-	}
-	span.SetAttributes(attribute.String("vitals.ai.kind", string(det.Kind)), attribute.Int("vitals.ai.detect.attempts", det.Attempts))
-	if err != nil {
-		span.SetStatus(codes.Error, string(probes.Classify(err)))
-		span.SetAttributes(attribute.String("error.type", string(probes.Classify(err))))
-		d.log.WarnContext(ctx, "capability detection failed", "id", id, "endpoint", p.Endpoint, "attempts", det.Attempts, "err", err)
-	} else {
-		d.log.DebugContext(ctx, "capabilities detected", "id", id, "kind", det.Kind, "version", det.Version,
-			"capabilities", det.Capabilities, "took", time.Since(began).Round(time.Millisecond))
-	}
-	d.catalog.SetDetection(id, det, err)
-}
-
-// wait waits for the detections running once loop has returned. Taking
-// the lock first orders every earlier request's wg.Add before the Wait;
-// later requests see the loop's ctx done and start nothing.
-func (d *detector) wait() {
-	d.mu.Lock()
-	d.mu.Unlock() //nolint:staticcheck // an empty critical section, for ordering
-	d.wg.Wait()
-}

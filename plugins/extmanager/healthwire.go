@@ -74,8 +74,8 @@ func (e *ExtManager) initHealth(ctx context.Context, h agent.Host, cfg health.Co
 			},
 			health.ModeSelf: {{Name: health.ProbeSelf, Run: e.probeSelf}},
 		},
-		OnVerdict:    e.catalog.SetHealth,
-		OnTransition: e.announceTransition,
+		OnVerdict:    e.onVerdict,
+		OnTransition: e.onTransition,
 		FindPID:      newPIDCache(time.Minute).lookup,
 	})
 	if err := h.Metrics().Register(e.engine.Metrics()); err != nil {
@@ -120,6 +120,28 @@ func (e *ExtManager) stopHealth(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// onVerdict keeps each verdict in the catalog, and asks detection again
+// when a check of an identified server failed in a way that says the
+// server is not what detection found: a 404 from its own API
+// (bad_response: a model renamed or removed) or not ready (the model it
+// was asked about is not served).
+func (e *ExtManager) onVerdict(id string, s health.Status) {
+	e.catalog.SetHealth(id, s)
+	if l := s.Last; l != nil && !l.OK && (l.Class == probes.ClassBadResponse || l.Class == probes.ClassNotReady) {
+		e.detector.nudge(id)
+	}
+}
+
+// onTransition announces a state change, and asks detection again when a
+// server recovers from unhealthy: it may have come back as another
+// version, with other models, or as another server.
+func (e *ExtManager) onTransition(ctx context.Context, t health.Transition) {
+	if p, ok := e.catalog.Get(t.Plugin); ok && detectable(p) && t.From == health.StateUnhealthy && t.To != health.StateUnhealthy {
+		e.detector.request(t.Plugin)
+	}
+	e.announceTransition(ctx, t)
 }
 
 // healthTarget is how the engine sees a catalog entry: servers are probed
