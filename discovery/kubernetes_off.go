@@ -39,3 +39,7 @@ func (noKube) NewDiscoverer(promdisc.DiscovererOptions) (promdisc.Discoverer, er
 func (noKube) NewDiscovererMetrics(prometheus.Registerer, promdisc.RefreshMetricsInstantiator) promdisc.DiscovererMetrics {
 	return &promdisc.NoopDiscovererMetrics{}
 }
+
+// ExpandSelectors has nothing to expand: a build without Kubernetes
+// discovery refuses every kubernetes_sd_configs entry.
+func (c Config) ExpandSelectors(func(name string) (string, error)) error { return nil }

@@ -26,12 +26,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(inNamespaceEnv) != "" {
 		os.Exit(m.Run())
 	}
-	goleak.VerifyTestMain(m,
-		// klog's flush daemon and client-go's informer machinery keep
-		// process-wide goroutines of their own.
-		goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
-		goleak.IgnoreAnyFunction("k8s.io/apimachinery/pkg/util/wait.BackoffUntilWithContext"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 // harness runs a Manager and records what it hands on.
