@@ -11,8 +11,8 @@
 // (ValidatorService, RateLimiterService, a Filter) and request/reply to
 // named destinations (RoutingService, a Requester):
 //
-//	p, err := agent.Require[bus.Provider](ctx, c, bus.ServiceName)
-//	b, err := p.ClientFor(c.Owner()) // scoped to what config allows
+//	p, err := agent.Require[bus.Provider](ctx, h, bus.ServiceName)
+//	b, err := p.ClientFor(h.Name()) // scoped to what config allows
 //	err = b.Publish(ctx, "logs.info.myplugin", bus.Message{Payload: data})
 //	ch, err := b.Subscribe(ctx, "myplugin.")
 //

@@ -8,6 +8,6 @@
 // re-encrypting: add a key, make it active, reload; old records still open
 // with the old key while it stays in the key ring.
 //
-//	svc, err := agent.Require[store.Cipher](ctx, c, store.CipherService)
+//	svc, err := agent.Require[store.Cipher](ctx, h, store.CipherService)
 //	sealed, err := svc.Seal(record, []byte("logs"))
 package encryption

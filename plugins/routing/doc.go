@@ -7,6 +7,6 @@
 // timeout, and counts and drops replies that come after their request gave
 // up. The ExtManager's health requests to bus plugins go through it:
 //
-//	r, err := agent.Require[bus.Requester](ctx, c, bus.RoutingService)
+//	r, err := agent.Require[bus.Requester](ctx, h, bus.RoutingService)
 //	resp, err := r.Request(ctx, "gpu_probe", req) // health.request.gpu_probe
 package routing
