@@ -95,6 +95,18 @@ func TestInhibition(t *testing.T) {
 			active:     []string{"VitalsAIPluginUnhealthy/u3"},
 			suppressed: []string{"VitalsAIPluginDegraded/u3", "VitalsAIPluginFlapping/u3"},
 		},
+		{
+			name: "a stuck plugin that was overloaded and a failed load page once",
+			post: []map[string]string{
+				ai("VitalsAIPluginStuck", "critical", "o5"),
+				ai("VitalsAIPluginOverloaded", "warning", "o5"),
+				ai("VitalsAIPluginUnhealthy", "critical", "l5"),
+				ai("VitalsAIPluginLoadingTooLong", "warning", "l5"),
+				ai("VitalsAIPluginOverloaded", "warning", "busy5"),
+			},
+			active:     []string{"VitalsAIPluginStuck/o5", "VitalsAIPluginUnhealthy/l5", "VitalsAIPluginOverloaded/busy5"},
+			suppressed: []string{"VitalsAIPluginOverloaded/o5", "VitalsAIPluginLoadingTooLong/l5"},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var batch []amAlert

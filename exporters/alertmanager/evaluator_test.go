@@ -381,7 +381,8 @@ func TestRulesAreTheFilesExpressions(t *testing.T) {
 			` unless on (job, instance, plugin) sum by (job, instance, plugin) (increase(vitals_ai_probe_total{probe="synthetic", result="success"}[1m])) > 0 )` +
 			` and on (job, instance, plugin) vitals_ai_plugin_up == 1 )` +
 			` or ( max by (job, instance, plugin) (vitals_ai_plugin_health_state{state="unhealthy"}) == 1` +
-			` and on (job, instance, plugin) sum by (job, instance, plugin) (increase(vitals_ai_probe_errors_total{class="stuck"}[5m])) > 0 )`,
+			` and on (job, instance, plugin) sum by (job, instance, plugin) (increase(vitals_ai_probe_errors_total{class="stuck"}[5m])) > 0 )` +
+			` or max by (job, instance, plugin) (vitals_ai_plugin_health_state{state="stuck"}) == 1`,
 		"VitalsAIPluginLost":       `sum by (job, instance, plugin) (increase(vitals_ai_probe_errors_total{class="stale"}[2m])) > 0`,
 		"VitalsPluginFailed":       `vitals_plugin_state{state="failed"} == 1`,
 		"VitalsConfigReloadFailed": `vitals_config_last_reload_successful == 0`,

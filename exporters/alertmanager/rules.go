@@ -58,7 +58,7 @@ func aiPluginUnhealthy(w *Window) []Sample {
 //	max by (plugin) (vitals_ai_plugin_health_state{state="unhealthy"}) == 1
 //	and on (plugin) sum by (plugin) (increase(vitals_ai_probe_errors_total{class="stuck"}[5m])) > 0
 //
-// )
+// ) or max by (plugin) (vitals_ai_plugin_health_state{state="stuck"}) == 1
 func aiPluginStuck(w *Window) []Sample {
 	failed := w.Increase("vitals_ai_probe_total", map[string]string{"probe": "synthetic", "result": "failure"}, time.Minute, "plugin")
 	succeeded := w.Increase("vitals_ai_probe_total", map[string]string{"probe": "synthetic", "result": "success"}, time.Minute, "plugin")
@@ -78,6 +78,12 @@ func aiPluginStuck(w *Window) []Sample {
 	for _, s := range aiPluginUnhealthy(w) {
 		plugin := s.Labels["plugin"]
 		if !done[plugin] && stuck[plugin] > 0 {
+			out = append(out, Sample{Labels: map[string]string{"plugin": plugin}, Value: 1})
+			done[plugin] = true
+		}
+	}
+	for _, s := range equal(w.Gauge("vitals_ai_plugin_health_state", map[string]string{"state": "stuck"}), 1) {
+		if plugin := s.Labels["plugin"]; !done[plugin] {
 			out = append(out, Sample{Labels: map[string]string{"plugin": plugin}, Value: 1})
 			done[plugin] = true
 		}
