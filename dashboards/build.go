@@ -1,6 +1,8 @@
 package dashboards
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/grafana/grafana-foundation-sdk/go/bargauge"
@@ -129,31 +131,36 @@ func steps(colors ...any) []dashboard.Threshold {
 	return out
 }
 
-// healthMappings shows the numbers of healthStateExpr as words and colours.
-func healthMappings() []dashboard.ValueMapping {
-	m := func(text, color string, i int32) dashboard.ValueMappingResult {
-		return dashboard.ValueMappingResult{Text: ptr(text), Color: ptr(color), Index: ptr(i)}
-	}
-	return []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{
-		Type: dashboard.MappingTypeValueToText,
-		Options: map[string]dashboard.ValueMappingResult{
-			"0": m("unknown", "text", 0),
-			"1": m("healthy", "green", 1),
-			"2": m("degraded", "orange", 2),
-			"3": m("unhealthy", "red", 3),
-		},
-	}}}
+// healthStates are the health engine's states (health.States) in the
+// order healthStateExpr numbers them, with the colour each shows in.
+var healthStates = []struct{ name, color string }{
+	{"unknown", "text"}, {"healthy", "green"}, {"degraded", "orange"}, {"overloaded", "dark-orange"},
+	{"loading", "blue"}, {"cold", "light-blue"}, {"sleeping", "purple"}, {"stuck", "dark-red"}, {"unhealthy", "red"},
 }
 
-// healthStateExpr encodes each plugin's health state as a number: 0
-// unknown, 1 healthy, 2 degraded, 3 unhealthy.
+// healthMappings shows the numbers of healthStateExpr as words and colours.
+func healthMappings() []dashboard.ValueMapping {
+	opts := map[string]dashboard.ValueMappingResult{}
+	for i, st := range healthStates {
+		opts[strconv.Itoa(i)] = dashboard.ValueMappingResult{Text: ptr(st.name), Color: ptr(st.color), Index: ptr(int32(i))}
+	}
+	return []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{Type: dashboard.MappingTypeValueToText, Options: opts}}}
+}
+
+// healthStateExpr encodes each plugin's health state as a number: its
+// index in healthStates (0 unknown, 1 healthy, ... 8 unhealthy).
 func healthStateExpr(s string) string {
-	return `max by (plugin) (
-  (vitals_ai_plugin_health_state{` + s + `, state="unknown"} == 1) * 0
-  or (vitals_ai_plugin_health_state{` + s + `, state="healthy"} == 1) * 1
-  or (vitals_ai_plugin_health_state{` + s + `, state="degraded"} == 1) * 2
-  or (vitals_ai_plugin_health_state{` + s + `, state="unhealthy"} == 1) * 3
-)`
+	var b strings.Builder
+	b.WriteString("max by (plugin) (\n")
+	for i, st := range healthStates {
+		b.WriteString("  ")
+		if i > 0 {
+			b.WriteString("or ")
+		}
+		fmt.Fprintf(&b, "(vitals_ai_plugin_health_state{%s, state=%q} == 1) * %d\n", s, st.name, i)
+	}
+	b.WriteString(")")
+	return b.String()
 }
 
 func stateTimeline(title, desc, expr, legend string) *statetimeline.PanelBuilder {
@@ -239,6 +246,15 @@ func overview() *dashboard.DashboardBuilder {
 		WithPanel(ts("Health transitions", "State changes per plugin and new state.", "none",
 			q(`sum by (plugin, to) (increase(vitals_ai_health_transitions_total{`+sel+`}[$__rate_interval]))`, "{{plugin}} → {{to}}")).
 			DrawStyle(common.GraphDrawStyleBars)).
+		WithRow(row("Saturation")).
+		WithPanel(ts("Requests running", "Requests each AI server processes now, as it reports them.", "none",
+			q(`vitals_ai_requests_running{`+sel+`}`, "{{plugin}}")).Min(0)).
+		WithPanel(ts("Requests waiting", "Requests queued in each AI server, not yet running.", "none",
+			q(`vitals_ai_requests_waiting{`+sel+`}`, "{{plugin}}")).Min(0)).
+		WithPanel(ts("KV cache usage", "Share of each AI server's KV cache in use.", "percentunit",
+			q(`vitals_ai_kv_cache_usage_ratio{`+sel+`}`, "{{plugin}}")).Min(0).Max(1)).
+		WithPanel(ts("Server tokens per second", "Tokens each AI server generates, all clients, from its own counter.", "none",
+			q(`rate(vitals_ai_server_generated_tokens_total{`+sel+`}[$__rate_interval])`, "{{plugin}}")).Min(0)).
 		WithRow(row("Resources")).
 		WithPanel(ts("CPU", "CPU cores used by each AI plugin's local process.", "none",
 			q(`rate(vitals_ai_process_cpu_seconds_total{`+sel+`}[$__rate_interval])`, "{{plugin}}"))).
@@ -289,13 +305,24 @@ func detail() *dashboard.DashboardBuilder {
 		WithPanel(ts("Transitions", "State changes by from and to.", "none",
 			q(`sum by (from, to) (increase(vitals_ai_health_transitions_total{`+plugSel+`}[$__rate_interval]))`, "{{from}} → {{to}}")).
 			DrawStyle(common.GraphDrawStyleBars)).
+		WithRow(row("Saturation")).
+		WithPanel(ts("Requests running and waiting", "As the server reports them: running in its batch or slots, waiting in its queue.", "none",
+			q(`vitals_ai_requests_running{`+plugSel+`}`, "running"), q(`vitals_ai_requests_waiting{`+plugSel+`}`, "waiting")).Min(0)).
+		WithPanel(ts("KV cache usage", "Share of the server's KV cache in use.", "percentunit",
+			q(`vitals_ai_kv_cache_usage_ratio{`+plugSel+`}`, "kv cache")).Min(0).Max(1)).
+		WithPanel(ts("Server tokens per second", "Tokens the server generates, all clients, from its own counter (not the probe's).", "none",
+			q(`rate(vitals_ai_server_generated_tokens_total{`+plugSel+`}[$__rate_interval])`, "tokens/s")).Min(0)).
+		WithPanel(ts("Server requests by result", "Requests the server ended per second, from its own counters.", "reqps",
+			q(`sum by (result) (rate(vitals_ai_server_requests_total{`+plugSel+`}[$__rate_interval]))`, "{{result}}")).Min(0)).
 		WithRow(row("Resources and models")).
 		WithPanel(ts("CPU", "CPU cores used by the plugin's local process.", "none",
 			q(`rate(vitals_ai_process_cpu_seconds_total{`+plugSel+`}[$__rate_interval])`, "cores"))).
 		WithPanel(ts("Resident memory", "Of the plugin's local process.", "bytes",
 			q(`vitals_ai_process_resident_memory_bytes{`+plugSel+`}`, "resident"))).
 		WithPanel(ts("Model memory", "Each loaded model, total and VRAM, as the server reports it.", "bytes",
-			q(`vitals_ai_model_memory_bytes{`+plugSel+`}`, "{{model}} {{memory}}")))
+			q(`vitals_ai_model_memory_bytes{`+plugSel+`}`, "{{model}} {{memory}}"))).
+		WithPanel(ts("Models loaded", "1 while the server holds the model in memory, 0 while it is known but unloaded (cold).", "none",
+			q(`vitals_ai_model_loaded{`+plugSel+`}`, "{{model}}")).Min(0).Max(1))
 }
 
 func internals() *dashboard.DashboardBuilder {

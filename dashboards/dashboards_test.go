@@ -14,6 +14,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/cog/plugins"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/vitals-dev/vitals/health"
 )
 
 var update = flag.Bool("update", false, "write the dashboards' JSON from build.go")
@@ -350,5 +352,61 @@ func TestLatencyPanelsShowExemplars(t *testing.T) {
 	}
 	if n == 0 {
 		t.Error("no latency histogram query found")
+	}
+}
+
+// TestHealthStates: the state panels name every state of the health
+// engine, in the engine's order, each with a colour of its own.
+func TestHealthStates(t *testing.T) {
+	if len(healthStates) != len(health.States) {
+		t.Fatalf("%d states mapped, the engine has %d", len(healthStates), len(health.States))
+	}
+	colors := map[string]bool{}
+	for i, st := range health.States {
+		if healthStates[i].name != string(st) {
+			t.Errorf("state %d is %q, the engine's is %q", i, healthStates[i].name, st)
+		}
+		if colors[healthStates[i].color] {
+			t.Errorf("state %s shares its colour %s", st, healthStates[i].color)
+		}
+		colors[healthStates[i].color] = true
+		if !strings.Contains(healthStateExpr(sel), `state="`+string(st)+`"`) {
+			t.Errorf("the state expression leaves out %s", st)
+		}
+	}
+}
+
+// TestSaturationRow: both AI dashboards have a Saturation row with the
+// server's running and waiting requests, KV cache and tokens per second
+// from its own counter.
+func TestSaturationRow(t *testing.T) {
+	for _, f := range []string{"ai-plugins-overview.json", "ai-plugin-detail.json"} {
+		d := load(t)[f]
+		var in bool
+		var exprs []string
+		for _, p := range d.Panels {
+			if p.RowPanel != nil {
+				in = p.RowPanel.Title != nil && *p.RowPanel.Title == "Saturation"
+				continue
+			}
+			if !in || p.Panel == nil {
+				continue
+			}
+			for _, tg := range p.Panel.Targets {
+				b, _ := json.Marshal(tg)
+				var q struct {
+					Expr string `json:"expr"`
+				}
+				_ = json.Unmarshal(b, &q)
+				exprs = append(exprs, q.Expr)
+			}
+		}
+		all := strings.Join(exprs, "\n")
+		for _, want := range []string{"vitals_ai_requests_running{", "vitals_ai_requests_waiting{", "vitals_ai_kv_cache_usage_ratio{",
+			"rate(vitals_ai_server_generated_tokens_total{"} {
+			if !strings.Contains(all, want) {
+				t.Errorf("%s: the Saturation row does not read %s (it has %q)", f, want, exprs)
+			}
+		}
 	}
 }
