@@ -625,8 +625,13 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	model := pt.Model
 	if op := set.SyntheticOp(pt); cfg.synthetic(t.ID) && op != "" && !cold(sig, model) && !asleep(sig) {
 		o := e.synthetic(ctx, cfg, set.Synthetic, op, pt, pc)
+		if o.Class == probes.ClassCold {
+			// The model is not loaded and the probe did not load it: the
+			// check stands on liveness and readiness.
+			o.Informational = true
+		}
 		out = append(out, o)
-		if !o.OK {
+		if !o.OK && !o.Informational {
 			return out, sig
 		}
 	}
@@ -697,7 +702,9 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, syn probes.Probe, op
 		span.SetName(op + " " + r.Model)
 		span.SetAttributes(attribute.String("gen_ai.request.model", r.Model))
 	}
-	e.otel.synthetic(ctx, attrs, o)
+	if o.Class != probes.ClassCold { // no inference ran
+		e.otel.synthetic(ctx, attrs, o)
+	}
 	if r.CompletionTokens > 0 {
 		span.SetAttributes(attribute.Int64("gen_ai.usage.output_tokens", r.CompletionTokens))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/ollama"
 )
 
 func TestMain(m *testing.M) {
@@ -223,6 +224,9 @@ func TestFaults(t *testing.T) {
 		fault func(s *aisim.Server, srv *httptest.Server)
 		want  health.State
 		class probes.ErrorClass
+		// warm loads the model first: a synthetic inference runs only
+		// against a loaded Ollama model.
+		warm bool
 	}{
 		{name: "down", kind: probes.KindOpenAI, fault: func(s *aisim.Server, _ *httptest.Server) { s.SetDown(true) },
 			want: health.StateUnhealthy, class: probes.ClassReset},
@@ -231,7 +235,7 @@ func TestFaults(t *testing.T) {
 		{name: "hang", kind: probes.KindLlamaCpp, fault: func(s *aisim.Server, _ *httptest.Server) { s.SetHang(true) },
 			want: health.StateUnhealthy, class: probes.ClassTimeout},
 		{name: "stuck", kind: probes.KindOllama, fault: func(s *aisim.Server, _ *httptest.Server) { s.SetStuck(true) },
-			want: health.StateStuck, class: probes.ClassStuck},
+			want: health.StateStuck, class: probes.ClassStuck, warm: true},
 		{name: "stuck-openai", kind: probes.KindVLLM, fault: func(s *aisim.Server, _ *httptest.Server) { s.SetStuck(true) },
 			want: health.StateStuck, class: probes.ClassStuck},
 		{name: "5xx", kind: probes.KindTGI, fault: func(s *aisim.Server, _ *httptest.Server) { s.SetErrorRate(1) },
@@ -255,6 +259,9 @@ func TestFaults(t *testing.T) {
 				tc.cfg(&c)
 			}
 			s, srv := sim(t, tc.kind, 1)
+			if tc.warm {
+				warmOllama(t, srv.URL)
+			}
 			r := newRig(t, c)
 			id := "sim-" + tc.name
 			r.e.Upsert(target(id, tc.kind, srv.URL))
@@ -364,4 +371,18 @@ func simB(b *testing.B) (*aisim.Server, string) {
 	srv := httptest.NewServer(s)
 	b.Cleanup(func() { s.Close(); srv.Close() })
 	return s, srv.URL
+}
+
+// warmOllama loads the Ollama model of target() for an hour, as a user's
+// request would.
+func warmOllama(t *testing.T, base string) {
+	t.Helper()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	_, err := ollama.New(&http.Client{Transport: tr}, base).ChatStream(context.Background(), ollama.ChatRequest{
+		Model: aisimModel(probes.KindOllama), Messages: []ollama.Message{{Role: "user", Content: "hi"}},
+		Options: map[string]any{"num_predict": 1}, KeepAlive: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

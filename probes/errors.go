@@ -38,6 +38,10 @@ const (
 	// model loaded, the configured model missing, a readiness endpoint
 	// saying no.
 	ClassNotReady ErrorClass = "not_ready"
+	// ClassCold is a server whose model is not loaded, by design (Ollama
+	// unloads an idle model): a synthetic inference would load it, so it
+	// is not run. It is not a failure.
+	ClassCold ErrorClass = "cold"
 	// ClassStale is a bus plugin whose heartbeats stopped.
 	ClassStale ErrorClass = "stale"
 	// ClassReported is a plugin that reported itself unhealthy (a bus
@@ -55,6 +59,10 @@ var ErrNotReady = errors.New("not ready")
 // gives ClassNotReady; the health engine tells it apart with errors.Is
 // and calls the plugin loading rather than failing.
 var ErrLoading = fmt.Errorf("loading model: %w", ErrNotReady)
+
+// ErrCold reports that the model a probe would use is not loaded, and
+// that the probe did not load it. Classify gives ClassCold.
+var ErrCold = errors.New("model not loaded")
 
 // ErrStale reports that a plugin has not been heard from in time.
 var ErrStale = errors.New("heartbeat stale")
@@ -135,6 +143,8 @@ func Classify(err error) ErrorClass {
 		return ClassStuck
 	case errors.Is(err, ErrNotReady):
 		return ClassNotReady
+	case errors.Is(err, ErrCold):
+		return ClassCold
 	case errors.Is(err, ErrStale):
 		return ClassStale
 	case errors.Is(err, ErrReported):

@@ -21,6 +21,9 @@ func TestSyntheticStopsAtTokenBudget(t *testing.T) {
 	for _, kind := range []probes.Kind{probes.KindOpenAI, probes.KindLlamaCpp, probes.KindVLLM, probes.KindOllama} {
 		t.Run(string(kind), func(t *testing.T) {
 			sim, base := serve(t, aisim.Config{Kind: kind})
+			if kind == probes.KindOllama {
+				warm(t, c, base, "tiny:latest")
+			}
 			tg := detected(t, c, kind, base)
 			sim.SetEndless(true)
 			// The deadline only ends the test if the reader is not bounded.

@@ -14,6 +14,7 @@ import (
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/engines"
+	"github.com/vitals-dev/vitals/probes/ollama"
 )
 
 // set is the probe set of kind k.
@@ -75,6 +76,9 @@ func TestProbesPerKind(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(string(tc.kind)+"-"+tc.modelType, func(t *testing.T) {
 			_, base := serve(t, aisim.Config{Kind: tc.kind, ModelType: tc.modelType})
+			if tc.kind == probes.KindOllama {
+				warm(t, c, base, "tiny:latest")
+			}
 			tg := detected(t, c, tc.kind, base)
 			ctx := context.Background()
 			cfg := probes.Config{Timeout: 5 * time.Second, MaxTokens: 2}
@@ -128,9 +132,7 @@ func TestResources(t *testing.T) {
 		}
 		tg := probes.Target{ID: "r", BaseURL: base, Kind: kind, PID: pid}
 		if kind == probes.KindOllama {
-			// Load a model, as a generate does.
-			_, _ = probes.Run(context.Background(), set(kind).Synthetic, c,
-				probes.Target{BaseURL: base, Kind: kind, Model: "tiny:latest"}, probes.Config{MaxTokens: 1}, nil)
+			warm(t, c, base, "tiny:latest")
 		}
 		res, err := probes.Run(context.Background(), resources(kind), c, tg, probes.Config{}, nil)
 		if err != nil {
@@ -183,5 +185,17 @@ func TestSignalsPerKind(t *testing.T) {
 	_, base := serve(t, aisim.Config{Kind: probes.KindOpenAI})
 	if _, err := set(probes.KindOpenAI).Signals(context.Background(), c, probes.Target{BaseURL: base}); err == nil {
 		t.Error("signals of a server without metrics")
+	}
+}
+
+// warm loads model on the Ollama server at base for an hour, as a user's
+// request would: probes never load one.
+func warm(t *testing.T, c *http.Client, base, model string) {
+	t.Helper()
+	_, err := ollama.New(c, base).ChatStream(context.Background(), ollama.ChatRequest{
+		Model: model, Messages: []ollama.Message{{Role: "user", Content: "hi"}},
+		Options: map[string]any{"num_predict": 1}, KeepAlive: "1h"})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

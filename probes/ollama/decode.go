@@ -170,6 +170,10 @@ type ChatRequest struct {
 	Stream   *bool          `json:"stream,omitempty"`
 	Think    *bool          `json:"think,omitempty"`
 	Options  map[string]any `json:"options,omitempty"`
+	// KeepAlive is how long the model stays loaded after the request:
+	// a duration string, or a negative number for ever; nil leaves the
+	// server's own.
+	KeepAlive any `json:"keep_alive,omitempty"`
 }
 
 // Response is one object of /api/generate or /api/chat: the whole answer
@@ -240,8 +244,9 @@ func ReadStream(r io.Reader, fn func(Response) error) error {
 
 // EmbedRequest is the body of POST /api/embed.
 type EmbedRequest struct {
-	Model string   `json:"model"`
-	Input []string `json:"input"`
+	Model     string   `json:"model"`
+	Input     []string `json:"input"`
+	KeepAlive any      `json:"keep_alive,omitempty"`
 }
 
 // EmbedResponse is the body of an /api/embed response.

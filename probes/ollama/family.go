@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -70,27 +71,110 @@ func SameModel(a, b string) bool {
 }
 
 // synthetic is a streamed /api/chat with thinking off and num_predict at
-// the budget, or one /api/embed.
+// the budget, or one /api/embed, against a model /api/ps says is loaded:
+// the target's model, else the first loaded one that can do the
+// operation. A model that is not loaded is cold: the probe does not load
+// it (ErrCold). The request's keep_alive is the time the model had left
+// (KeepAliveLeft), so it does not keep the model longer than it would
+// have stayed.
 func synthetic(ctx context.Context, c *http.Client, t probes.Target, cfg probes.Config) (probes.Result, error) {
 	oc := New(c, t.BaseURL)
-	switch op := probes.ChatOrEmbeddings(t); op {
-	case probes.OpChat:
-		res := probes.Result{Operation: op, Model: probes.PickModel(t, probes.CapChat)}
-		think := false
-		r, err := oc.ChatStream(ctx, ChatRequest{
-			Model: res.Model, Messages: []Message{{Role: "user", Content: probes.SyntheticPrompt}}, Think: &think,
-			Options: map[string]any{"num_predict": probes.TokenBudget(cfg), "temperature": 0},
-		})
-		res.TimeToFirstToken = r.TimeToFirstToken
-		res.PromptTokens, res.CompletionTokens = r.Final.PromptEvalCount, r.Final.EvalCount
+	op := probes.ChatOrEmbeddings(t)
+	capability := probes.CapChat
+	if op == probes.OpEmbeddings {
+		capability = probes.CapEmbeddings
+	}
+	res := probes.Result{Operation: op}
+	if op == "" {
+		return res, fmt.Errorf("no synthetic inference for %s", t.Kind)
+	}
+	ps, err := oc.PS(ctx)
+	if err != nil {
 		return res, err
-	case probes.OpEmbeddings:
-		res := probes.Result{Operation: op, Model: probes.PickModel(t, probes.CapEmbeddings)}
-		r, err := oc.Embed(ctx, EmbedRequest{Model: res.Model, Input: []string{probes.SyntheticPrompt}})
+	}
+	m, ok := pickLoaded(t, ps, capability)
+	if !ok {
+		res.Model = probes.PickModel(t, capability)
+		return res, fmt.Errorf("no model loaded to probe, %q not loaded either: %w", res.Model, probes.ErrCold)
+	}
+	res.Model = m.Name
+	keep, ok := KeepAliveLeft(m.ExpiresAt, time.Now())
+	if !ok {
+		return res, fmt.Errorf("model %q is about to unload (expires_at %q): %w", m.Name, m.ExpiresAt, probes.ErrCold)
+	}
+	if op == probes.OpEmbeddings {
+		r, err := oc.Embed(ctx, EmbedRequest{Model: m.Name, Input: []string{probes.SyntheticPrompt}, KeepAlive: keep})
 		res.PromptTokens = r.PromptEvalCount
 		return res, err
 	}
-	return probes.Result{}, fmt.Errorf("no synthetic inference for %s", t.Kind)
+	think := false
+	r, err := oc.ChatStream(ctx, ChatRequest{
+		Model: m.Name, Messages: []Message{{Role: "user", Content: probes.SyntheticPrompt}}, Think: &think,
+		Options:   map[string]any{"num_predict": probes.TokenBudget(cfg), "temperature": 0},
+		KeepAlive: keep,
+	})
+	res.TimeToFirstToken = r.TimeToFirstToken
+	res.PromptTokens, res.CompletionTokens = r.Final.PromptEvalCount, r.Final.EvalCount
+	return res, err
+}
+
+// pickLoaded returns the loaded model a synthetic inference uses: the
+// target's model when it is loaded; else, when the target names none, the
+// first loaded model that detection found capable of c, or the first
+// loaded model when detection knows none of them.
+func pickLoaded(t probes.Target, ps []PSModel, c probes.Capability) (PSModel, bool) {
+	name := func(m PSModel) string {
+		if m.Name != "" {
+			return m.Name
+		}
+		return m.Model
+	}
+	if t.Model != "" {
+		i := slices.IndexFunc(ps, func(m PSModel) bool { return SameModel(name(m), t.Model) })
+		if i < 0 {
+			return PSModel{}, false
+		}
+		return ps[i], true
+	}
+	for _, m := range ps {
+		j := slices.IndexFunc(t.Models, func(d probes.Model) bool { return SameModel(d.ID, name(m)) })
+		if j >= 0 && t.Models[j].Has(c) || j < 0 && len(t.Models) == 0 {
+			m.Name = name(m)
+			return m, true
+		}
+	}
+	return PSModel{}, false
+}
+
+// forever is how far ahead an expires_at must be to mean a model kept
+// loaded for good (keep_alive -1 puts it centuries away).
+const forever = 100 * 365 * 24 * time.Hour
+
+// KeepAliveLeft is the keep_alive that asks Ollama to keep a model for
+// the time it had left before expiresAt (RFC 3339) at now: a duration
+// string, or -1 when it is kept for good. It is false when the model has
+// less than a second left, or expiresAt does not parse: a probe then
+// leaves the model alone.
+//
+// Ollama moves expires_at to the end of the last request using a model
+// plus that request's keep_alive, and keeps the keep_alive for later
+// requests that send none. So the model's expiry moves later by the
+// probe's own length (milliseconds), and a later request that sends no
+// keep_alive keeps the model for what was left at the probe, not for the
+// server's default. No keep_alive avoids both.
+func KeepAliveLeft(expiresAt string, now time.Time) (any, bool) {
+	at, err := time.Parse(time.RFC3339Nano, expiresAt)
+	if err != nil {
+		return nil, false
+	}
+	left := at.Sub(now)
+	switch {
+	case left >= forever:
+		return -1, true
+	case left < time.Second:
+		return nil, false
+	}
+	return left.Truncate(time.Millisecond).String(), true
 }
 
 // signals reads /api/ps: the models loaded, their memory and when they
