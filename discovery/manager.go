@@ -86,10 +86,13 @@ type runner struct {
 	done   chan struct{}
 
 	// Guarded by Manager.mu.
-	groups  map[string]*targetgroup.Group
-	dirty   bool
-	out     []Target // relabeled targets of the last good update
-	dropped map[string]int
+	groups   map[string]*targetgroup.Group
+	dirty    bool            // something changed since the last update
+	changed  map[string]bool // the groups that did
+	allDirty bool            // the rules changed: rebuild every group
+	built    map[string]built
+	out      []Target // relabeled targets of the last good update
+	dropped  map[string]int
 }
 
 // NewManager returns a Manager with no sources.
@@ -153,10 +156,10 @@ func (m *Manager) ApplyConfig(cfg Config, shard Shard) error {
 	var errs []error
 	for _, name := range m.order {
 		if r := m.sources[name]; r != nil {
-			r.dirty = true // the rules may have changed
+			r.dirty, r.allDirty = true, true // the rules may have changed
 			continue
 		}
-		r := &runner{name: name, cfg: want[name], groups: map[string]*targetgroup.Group{}, dirty: true}
+		r := &runner{name: name, cfg: want[name], groups: map[string]*targetgroup.Group{}, changed: map[string]bool{}, dirty: true}
 		m.sources[name] = r
 		m.metrics.errors.WithLabelValues(name)
 		m.metrics.targets.WithLabelValues(name)
@@ -327,6 +330,7 @@ func (m *Manager) merge(r *runner, tgs []*targetgroup.Group) {
 		} else {
 			r.groups[g.Source] = g
 		}
+		r.changed[g.Source] = true
 	}
 	r.dirty = true
 	m.mu.Unlock()
@@ -343,21 +347,7 @@ func (m *Manager) update() {
 			continue
 		}
 		r.dirty = false
-		out, dropped, errs := groupTargets(name, r.groups, m.rules)
-		if m.opts.Check != nil {
-			kept := out[:0]
-			for _, t := range out {
-				if err := m.opts.Check(t); err != nil {
-					dropped[DropInvalid]++
-					if len(errs) < 5 {
-						errs = append(errs, fmt.Errorf("target %s (%s): %w", t.ID, t.Endpoint, err))
-					}
-					continue
-				}
-				kept = append(kept, t)
-			}
-			out = kept
-		}
+		out, dropped, errs := r.rebuild(m.rules, m.opts.Check)
 		if len(errs) > 0 {
 			m.log.Warn("discovered targets dropped", "source", name, "invalid", dropped[DropInvalid], "err", errors.Join(errs...))
 		}

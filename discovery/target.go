@@ -128,41 +128,95 @@ func idFromAddress(a string) string {
 	return id
 }
 
-// groupTargets turns one source's target groups into targets, in a
-// stable order, and says how many were dropped and why.
-func groupTargets(name string, groups map[string]*targetgroup.Group, rules []*relabel.Config) ([]Target, map[string]int, []error) {
-	keys := make([]string, 0, len(groups))
-	for k := range groups {
+// built is what one target group made: its targets, how many of its
+// label sets were dropped and why, and the first few reasons.
+type built struct {
+	targets []Target
+	dropped map[string]int
+	errs    []error
+}
+
+// buildGroup relabels one target group's label sets and makes targets of
+// them, vetted by check (nil: none).
+func buildGroup(name string, g *targetgroup.Group, rules []*relabel.Config, check func(Target) error, lb *labels.Builder) built {
+	var b built
+	drop := func(reason string, err error) {
+		if b.dropped == nil {
+			b.dropped = map[string]int{}
+		}
+		b.dropped[reason]++
+		if err != nil && len(b.errs) < 5 {
+			b.errs = append(b.errs, err)
+		}
+	}
+	for _, tl := range g.Targets {
+		lb.Reset(labels.EmptyLabels())
+		for n, v := range g.Labels {
+			lb.Set(string(n), string(v))
+		}
+		for n, v := range tl {
+			lb.Set(string(n), string(v))
+		}
+		t, keep, err := build(lb, rules)
+		switch {
+		case err != nil:
+			drop(DropInvalid, fmt.Errorf("%s: %w", tl[model.AddressLabel], err))
+			continue
+		case !keep:
+			drop(DropRelabel, nil)
+			continue
+		}
+		if check != nil {
+			if err := check(t); err != nil {
+				drop(DropInvalid, fmt.Errorf("target %s (%s): %w", t.ID, t.Endpoint, err))
+				continue
+			}
+		}
+		t.Source = name
+		b.targets = append(b.targets, t)
+	}
+	return b
+}
+
+// rebuild brings a source's built groups up to date, rebuilding only the
+// groups that changed since the last call (all of them when the rules
+// changed), and returns the source's targets in group order with the
+// drop counts and the first few reasons.
+func (r *runner) rebuild(rules []*relabel.Config, check func(Target) error) ([]Target, map[string]int, []error) {
+	if r.built == nil || r.allDirty {
+		r.built = make(map[string]built, len(r.groups))
+		for k := range r.groups {
+			r.changed[k] = true
+		}
+	}
+	lb := labels.NewBuilder(labels.EmptyLabels())
+	for k := range r.changed {
+		if g, ok := r.groups[k]; ok {
+			r.built[k] = buildGroup(r.name, g, rules, check, lb)
+		} else {
+			delete(r.built, k)
+		}
+	}
+	clear(r.changed)
+	r.allDirty = false
+	keys := make([]string, 0, len(r.built))
+	n := 0
+	for k, b := range r.built {
 		keys = append(keys, k)
+		n += len(b.targets)
 	}
 	sort.Strings(keys)
+	out := make([]Target, 0, n)
 	dropped := map[string]int{}
-	var out []Target
 	var errs []error
-	lb := labels.NewBuilder(labels.EmptyLabels())
 	for _, k := range keys {
-		g := groups[k]
-		for _, tl := range g.Targets {
-			lb.Reset(labels.EmptyLabels())
-			for n, v := range g.Labels {
-				lb.Set(string(n), string(v))
-			}
-			for n, v := range tl {
-				lb.Set(string(n), string(v))
-			}
-			t, keep, err := build(lb, rules)
-			switch {
-			case err != nil:
-				dropped[DropInvalid]++
-				if len(errs) < 5 {
-					errs = append(errs, fmt.Errorf("%s: %w", tl[model.AddressLabel], err))
-				}
-			case !keep:
-				dropped[DropRelabel]++
-			default:
-				t.Source = name
-				out = append(out, t)
-			}
+		b := r.built[k]
+		out = append(out, b.targets...)
+		for reason, c := range b.dropped {
+			dropped[reason] += c
+		}
+		if len(errs) < 5 {
+			errs = append(errs, b.errs[:min(len(b.errs), 5-len(errs))]...)
 		}
 	}
 	return out, dropped, errs
