@@ -14,6 +14,11 @@
 // them fire, resolve, page once for a stuck server, and resolve on their
 // own at their endsAt after the agent is killed.
 //
+// A third has Prometheus drive the agent's /probe, blackbox_exporter
+// style, for targets of a file_sd file (two aisim servers and a port with
+// nothing behind it) with a viewer token, and reads vitals_probe_success
+// and vitals_probe_info back through Prometheus' query API.
+//
 // It needs the Debian packages prometheus and prometheus-alertmanager; it
 // fails without them under CI=true and is skipped otherwise.
 package e2e

@@ -865,3 +865,27 @@ func orEmpty(m map[string]string) map[string]string {
 	}
 	return m
 }
+
+// TestReadmeProbe: the Prometheus Operator Probe that the README shows
+// decodes strictly into the operator's type and points at /probe.
+func TestReadmeProbe(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile("(?s)```yaml\n(apiVersion: monitoring.coreos.com/v1\nkind: Probe\n.*?)```").FindSubmatch(b)
+	if block == nil {
+		t.Fatal("README shows no Probe")
+	}
+	obj, err := decode(block[1])
+	if err != nil {
+		t.Fatalf("README's Probe: %v", err)
+	}
+	p, ok := obj.(*monitoringv1.Probe)
+	if !ok {
+		t.Fatalf("README's Probe decodes as %T", obj)
+	}
+	if p.Spec.ProberSpec.Path != "/probe" || p.Spec.Module != "default" || p.Spec.Targets.StaticConfig == nil || len(p.Spec.Targets.StaticConfig.Targets) == 0 {
+		t.Errorf("README's Probe: %+v", p.Spec)
+	}
+}

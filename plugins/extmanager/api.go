@@ -18,6 +18,7 @@ func (e *ExtManager) Routes() []agent.Route {
 		{Pattern: "GET /api/v1/admin/ai-plugins", Handler: http.HandlerFunc(e.list)},
 		{Pattern: "GET /api/v1/admin/ai-plugins/{id}", Handler: http.HandlerFunc(e.get)},
 		{Pattern: ReadyPattern, Handler: http.HandlerFunc(e.ready)},
+		{Pattern: "GET /probe", Handler: e.probe},
 	}
 	if e.engine != nil {
 		h := health.Handlers{Engine: e.engine, Known: func(id string) bool {

@@ -32,6 +32,7 @@ import (
 //	  file_sd_configs: [{files: [targets/*.json]}]  # and http_sd_configs, dns_sd_configs,
 //	  relabel_configs: [...]                        # kubernetes_sd_configs: discovery.Config
 //	  shard: {count: 3, index: 0}    # or VITALS_SHARD=0/3; the index defaults to the pod ordinal
+//	  probe: {enabled: true, modules: {default: {probes: [liveness, readiness], timeout: 10s}}}  # GET /probe: ProbeConfig
 type Config struct {
 	Targets   []Target        `yaml:"targets"`
 	Directory string          `yaml:"directory"`
@@ -44,6 +45,8 @@ type Config struct {
 	// Shard splits the config targets, the manifests and the discovered
 	// targets among agents that share one config.
 	Shard discovery.ShardConfig `yaml:"shard" env:"SHARD, overwrite"`
+	// Probe is GET /probe, for checks that Prometheus drives.
+	Probe ProbeConfig `yaml:"probe"`
 
 	shard discovery.Shard // Shard, resolved
 }
@@ -114,6 +117,7 @@ func DefaultConfig() Config {
 			MaxPlugins: 256, MaxPluginsPerPeer: 16, AllowedEndpoints: []string{AllowLoopback, AllowPeer},
 		},
 		Health: health.DefaultConfig(),
+		Probe:  defaultProbeConfig(),
 	}
 }
 
@@ -196,6 +200,7 @@ func decodeConfig(s agent.Section) (Config, error) {
 			bad(s.Place("", e))
 		}
 	}
+	errs = append(errs, cfg.Probe.validate(s)...)
 	host, _ := os.Hostname()
 	if sh, err := cfg.Shard.Resolve(host); err != nil {
 		bad(s.Errorf("shard", "%v", err))

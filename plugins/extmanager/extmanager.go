@@ -36,6 +36,7 @@ type ExtManager struct {
 	// inproc holds the in-process AI plugins already asked, by id; only
 	// scanInProcess uses it.
 	inproc map[string]catalog.AI
+	probe  *prober // GET /probe
 
 	// Set in Initialize.
 	host     agent.Host
@@ -76,7 +77,7 @@ func New(cfg Config) *ExtManager {
 	if cfg.Bus.Enabled {
 		deps = append(deps, bus.ServiceName)
 	}
-	return &ExtManager{
+	e := &ExtManager{
 		Base: agent.NewBase(agent.Metadata{
 			Name: Name, Version: Version, Priority: agent.PriorityBusiness, Dependencies: deps,
 			Description: "discovers AI plugins, detects their capabilities and keeps their catalog",
@@ -94,6 +95,8 @@ func New(cfg Config) *ExtManager {
 			IdleConnTimeout: time.Minute, DisableCompression: true,
 		}, CheckRedirect: probes.SameHostRedirect},
 	}
+	e.probe = newProber(e, cfg.Probe.Concurrency)
+	return e
 }
 
 // Catalog returns the plugin's catalog.
@@ -127,6 +130,9 @@ func (e *ExtManager) Initialize(ctx context.Context, h agent.Host) error {
 	e.metrics = newMetrics(e.catalog)
 	if err := h.Metrics().Register(e.metrics); err != nil {
 		return fmt.Errorf("register metrics: %w", err)
+	}
+	if err := h.Metrics().Register(e.probe.requests); err != nil {
+		return fmt.Errorf("register probe metrics: %w", err)
 	}
 	if err := e.initHealth(ctx, h, e.cfg.Health); err != nil {
 		return err
@@ -281,6 +287,7 @@ func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 	}
 	e.cfg = cfg
 	e.mu.Unlock()
+	e.probe.resize(cfg.Probe.Concurrency)
 	if !started {
 		return nil // not started: Start reads the new config
 	}

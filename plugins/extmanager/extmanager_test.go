@@ -559,6 +559,13 @@ func TestConfigErrors(t *testing.T) {
 		{"relabel_configs:\n  - action: keep\n    regex: '('\n", "<section>:2:11: section.relabel_configs[0]: error parsing regexp"},
 		{"shard: {count: 3, index: 3}\n", "<section>:1:1: section.shard: index: must be 0 to 2 (count-1), got 3"},
 		{"shard: {count: 2000, index: 1}\n", "section.shard: count: must be 0 to 1024"},
+		{"probe: {concurrency: 0}\n", "section.probe.concurrency: must be 1 to 1024"},
+		{"probe: {allowed_targets: [peer]}\n", `section.probe.allowed_targets[0]: "peer" has no meaning for /probe`},
+		{"probe: {modules: {x: {probes: [readiness], timeout: 1s}}}\n", "section.probe.modules.x.probes: must start with liveness"},
+		{"probe: {modules: {x: {probes: [liveness, synthetic, readiness], timeout: 1s}}}\n", `section.probe.modules.x.probes: "readiness": each once, in the order liveness, readiness, synthetic`},
+		{"probe: {modules: {x: {probes: [liveness, ping], timeout: 1s}}}\n", `section.probe.modules.x.probes: "ping": want liveness, readiness, synthetic`},
+		{"probe: {modules: {x: {probes: [liveness]}}}\n", "section.probe.modules.x.timeout: must be above 0 and at most 2m0s"},
+		{"probe: {modules: {x: {probes: [liveness], timeout: 1s, max_tokens: 9}}}\n", "section.probe.modules.x.max_tokens: must be 0"},
 	} {
 		if strings.Contains(tt.text, "kubernetes_sd_configs") && !discovery.KubernetesBuiltIn {
 			continue
