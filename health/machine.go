@@ -208,8 +208,9 @@ type Verdict struct {
 //     flight: cold.
 //  9. For Failure checks in a row requests waited, at least
 //     OverloadedQueue of them or with no free slot, while the progress
-//     counter moved (since the last check, or within StuckAfter):
-//     overloaded, until Success checks in a row without.
+//     counter moved (since the last check, or within StuckAfter of its
+//     last move; the first sample is the baseline): overloaded, until
+//     Success checks in a row without.
 //  10. Otherwise the plugin is degraded while the error rate of the window
 //     is high (entered at DegradeAbove, left below RecoverBelow, once the
 //     window holds MinSamples requests), while its latency or time to first
@@ -237,6 +238,7 @@ type Machine struct {
 	progress   float64
 	sampled    bool
 	progressAt time.Time
+	movedAt    time.Time // when the counter last moved
 	// Overload damping.
 	busy, calm int
 	overloaded bool
@@ -343,7 +345,10 @@ func (m *Machine) Observe(o Observation) Verdict {
 	// Work completes when the progress counter moved since the last
 	// check, or within stuck_after (a slow server's counter may stand
 	// between two close checks).
-	completes := moved || (m.sampled && m.th.StuckAfter > 0 && stalled < m.th.StuckAfter)
+	if moved {
+		m.movedAt = o.Time
+	}
+	completes := moved || (!m.movedAt.IsZero() && m.th.StuckAfter > 0 && o.Time.Sub(m.movedAt) < m.th.StuckAfter)
 	queued := m.queued(sig)
 	if queued != "" && completes && !stuck {
 		m.busy++

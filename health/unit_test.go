@@ -273,3 +273,132 @@ vitals_ai_health_history_records_total{outcome="stored"} 1
 		t.Fatal(err)
 	}
 }
+
+// TestHistoryMigratesToDecisionTimes: a store written before the check's
+// start and duration were kept migrates in place; its old rows read back
+// with no start, and new rows keep start and duration beside the decision
+// time, in the store as in the ring.
+func TestHistoryMigratesToDecisionTimes(t *testing.T) {
+	ctx := context.Background()
+	db := openStore(t)
+	if err := db.Migrate(ctx, "ai_health", health.HistoryMigrations[:1]); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Minute)
+	if _, err := db.ExecContext(ctx, `INSERT INTO ai_health_checks (ts, plugin, seq, state, ok, probe, class, latency_ns, ttft_ns, tps, detail)
+		VALUES (?, 'p', 1, 'healthy', 1, '', '', 1000, 0, 0, 'null')`, old.UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := health.DefaultConfig().History
+	for _, withStore := range []bool{true, false} {
+		var d *store.DB
+		if withStore {
+			d = db
+		}
+		h, err := health.OpenHistory(ctx, d, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hctx, cancel := context.WithCancel(ctx)
+		h.Start(hctx)
+		started := time.Now()
+		decided := started.Add(40 * time.Millisecond)
+		h.Record(health.CheckRecord{Seq: 2, Plugin: "p", Time: decided, Started: started, Duration: 40 * time.Millisecond, State: "stuck"},
+			&health.Transition{Plugin: "p", Time: decided, Started: started, Duration: 40 * time.Millisecond, From: "healthy", To: "stuck"})
+		cancel()
+		h.Wait()
+		cs, ts, err := h.Query(ctx, "p", old.Add(-time.Second), decided.Add(time.Second), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if withStore && (len(cs) != 2 || !cs[1].Started.IsZero() || cs[1].Duration != 0) {
+			t.Fatalf("store: %d checks; the old one %+v", len(cs), cs[len(cs)-1])
+		}
+		c := cs[0]
+		if !c.Time.Equal(decided) || !c.Started.Equal(started) || c.Duration != 40*time.Millisecond || c.State != health.StateStuck {
+			t.Errorf("store %v: check decided %v started %v took %v, want %v %v 40ms", withStore, c.Time, c.Started, c.Duration, decided, started)
+		}
+		if len(ts) != 1 || !ts[0].Time.Equal(decided) || !ts[0].Started.Equal(started) || ts[0].Duration != 40*time.Millisecond {
+			t.Errorf("store %v: transitions %+v", withStore, ts)
+		}
+	}
+}
+
+func sig(running, waiting, tokens float64) *probes.Signals {
+	return &probes.Signals{Reported: probes.FieldRequestsRunning | probes.FieldRequestsWaiting | probes.FieldGeneratedTokens,
+		RequestsRunning: running, RequestsWaiting: waiting, GeneratedTokens: tokens}
+}
+
+// TestMachineStates: the rules of the states the engine's signals decide,
+// on an injected clock.
+func TestMachineStates(t *testing.T) {
+	th := health.Thresholds{Failure: 3, Success: 2, LatencySLO: time.Second, TTFTSLO: time.Second,
+		ErrorRate:       health.ErrorRateConfig{Window: 10, MinSamples: 5, DegradeAbove: 0.3, RecoverBelow: 0.1},
+		OverloadedQueue: 4, StuckAfter: 30 * time.Second}
+	t0 := time.Unix(1e9, 0)
+	at := func(sec int, s *probes.Signals, ps ...health.ProbeOutcome) health.Observation {
+		if len(ps) == 0 {
+			ps = []health.ProbeOutcome{ok("liveness")}
+		}
+		return health.Observation{Time: t0.Add(time.Duration(sec) * time.Second), Probes: ps, Signals: s}
+	}
+	loading := health.ProbeOutcome{Probe: "readiness", Class: probes.ClassNotReady, Attempts: 1, Failures: 1, Loading: true, Error: "503 Loading model"}
+	asleep := sig(1, 0, 5)
+	asleep.Reported |= probes.FieldAsleep
+	asleep.Asleep = 1
+	cold := &probes.Signals{Reported: probes.FieldLoadedModels}
+	warm := &probes.Signals{Reported: probes.FieldLoadedModels, LoadedModels: []probes.LoadedModel{{Name: "m:latest"}}}
+	cases := []struct {
+		name string
+		seq  []health.Observation
+		want []health.State
+	}{
+		{"stuck once the counter stands for stuck_after with requests in flight",
+			[]health.Observation{at(0, sig(2, 0, 10)), at(10, sig(2, 0, 10)), at(20, sig(2, 1, 10)), at(30, sig(2, 1, 10)), at(40, sig(2, 1, 11)), at(50, sig(2, 1, 12)), at(60, sig(2, 1, 13))},
+			[]health.State{"healthy", "healthy", "healthy", "stuck", "stuck", "healthy", "healthy"}},
+		{"an idle server's still counter is not stuck",
+			[]health.Observation{at(0, sig(0, 0, 10)), at(40, sig(0, 0, 10)), at(80, sig(0, 0, 10))},
+			[]health.State{"healthy", "healthy", "healthy"}},
+		{"a restart (counter down) is progress",
+			[]health.Observation{at(0, sig(1, 0, 100)), at(20, sig(1, 0, 100)), at(40, sig(1, 0, 3)), at(60, sig(1, 0, 3))},
+			[]health.State{"healthy", "healthy", "healthy", "healthy"}},
+		{"a check without signals leaves the clock running",
+			[]health.Observation{at(0, sig(1, 0, 5)), at(20, nil), at(31, sig(1, 0, 5))},
+			[]health.State{"healthy", "healthy", "stuck"}},
+		{"overloaded after failure_threshold queued checks with work completing, left after success_threshold",
+			[]health.Observation{at(0, sig(4, 6, 10)), at(1, sig(4, 6, 20)), at(2, sig(4, 6, 30)), at(3, sig(4, 6, 40)),
+				at(4, sig(4, 0, 50)), at(5, sig(4, 0, 60))},
+			// The first sample is the baseline that the next shows progress from.
+			[]health.State{"healthy", "healthy", "healthy", "overloaded", "overloaded", "healthy"}},
+		{"a queue with no progress is stuck, not overloaded",
+			[]health.Observation{at(0, sig(4, 6, 10)), at(10, sig(4, 6, 10)), at(20, sig(4, 6, 10)), at(30, sig(4, 6, 10))},
+			[]health.State{"healthy", "healthy", "healthy", "stuck"}},
+		{"loading counts towards no threshold, from unknown too",
+			[]health.Observation{at(0, nil, ok("liveness"), loading), at(1, nil, ok("liveness"), loading), at(2, nil, ok("liveness"), loading),
+				at(3, nil, ok("liveness"), loading), at(4, nil)},
+			[]health.State{"loading", "loading", "loading", "loading", "healthy"}},
+		{"asleep is sleeping, not stuck", []health.Observation{at(0, asleep), at(40, asleep), at(80, asleep)},
+			[]health.State{"sleeping", "sleeping", "sleeping"}},
+		{"no model loaded is cold until one is", []health.Observation{at(0, cold), at(1, cold), at(2, warm)},
+			[]health.State{"cold", "cold", "healthy"}},
+		{"unidentified is unknown, unhealthy only when it does not answer",
+			[]health.Observation{{Unidentified: true, Probes: []health.ProbeOutcome{ok("liveness")}}, {Unidentified: true, Probes: []health.ProbeOutcome{ok("liveness")}},
+				{Unidentified: true, Probes: []health.ProbeOutcome{fail("liveness", probes.ClassRefused)}}, {Unidentified: true, Probes: []health.ProbeOutcome{fail("liveness", probes.ClassRefused)}},
+				{Unidentified: true, Probes: []health.ProbeOutcome{fail("liveness", probes.ClassRefused)}}},
+			[]health.State{"unknown", "unknown", "unknown", "unknown", "unhealthy"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := health.NewMachine(th)
+			for i, o := range tc.seq {
+				v := m.Observe(o)
+				if v.State != tc.want[i] {
+					t.Fatalf("step %d: %s (%s), want %s", i, v.State, v.Reason, tc.want[i])
+				}
+				if v.State != health.StateHealthy && v.Reason == "" {
+					t.Fatalf("step %d: %s without a reason", i, v.State)
+				}
+			}
+		})
+	}
+}
