@@ -563,14 +563,16 @@ func (r *checkRing) add(rec []byte) {
 		r.drop()
 	}
 	if r.used+need > len(r.buf) {
-		// Room for the checks still to come at the size of those so far,
-		// and an eighth more, so that checks a little larger than those
-		// they replace do not copy the buffer each time.
+		// Twice the room, up to what n checks of the size of those so far
+		// take and an eighth more, so that a ring that fills slowly holds
+		// little and checks a little larger than those they replace do
+		// not copy the buffer each time.
 		want := r.used + need
+		full := want
 		if r.count+1 < r.n {
-			want = want / (r.count + 1) * r.n
+			full = want / (r.count + 1) * r.n
 		}
-		r.resize(max(want+want/8, r.used+need))
+		r.resize(max(want, min(2*len(r.buf), full+full/8)))
 	}
 	tail := (r.head + r.used) % len(r.buf)
 	r.put(tail, hdr[:h])

@@ -32,10 +32,11 @@ func TestRingKeepsTheLastN(t *testing.T) {
 
 // TestCheckRingKeepsTheLastN: the check ring keeps the last n records of
 // any sizes, oldest first, across the wrap of its buffer and its growth,
-// in a buffer not much larger than the records it holds.
+// in a buffer not much larger than the records it holds, also while it
+// fills.
 func TestCheckRingKeepsTheLastN(t *testing.T) {
 	rec := func(i int) string { return strings.Repeat(string(rune('a'+i%26)), 1+i*7%150) } // 1 to 150 bytes
-	for _, tt := range []struct{ n, adds int }{{3, 0}, {3, 2}, {3, 3}, {3, 5}, {1, 4}, {256, 100}, {256, 2000}} {
+	for _, tt := range []struct{ n, adds int }{{3, 0}, {3, 2}, {3, 3}, {3, 5}, {1, 4}, {256, 9}, {256, 100}, {256, 2000}} {
 		r := newCheckRing(tt.n)
 		for i := range tt.adds {
 			r.add([]byte(rec(i)))
@@ -49,9 +50,28 @@ func TestCheckRingKeepsTheLastN(t *testing.T) {
 		if got := r.items(); !slices.Equal(got, want) {
 			t.Errorf("n=%d after %d adds: %d records %q, want %d %q", tt.n, tt.adds, len(got), got, len(want), want)
 		}
-		if limit := size*3/2 + 64; tt.adds >= tt.n && len(r.buf) > limit {
+		// Full, about the records' size; filling, at most twice it.
+		limit := size*2 + 64
+		if tt.adds >= tt.n {
+			limit = size*3/2 + 64
+		}
+		if len(r.buf) > limit {
 			t.Errorf("n=%d after %d adds: buffer of %d bytes for %d bytes of records", tt.n, tt.adds, len(r.buf), size)
 		}
+	}
+}
+
+// TestCheckRingGrowsAsItFills: a ring of 256 that has seen 9 checks
+// holds about 9 checks' bytes, not 256's: at a 10 s interval a ring
+// takes 42 minutes to fill.
+func TestCheckRingGrowsAsItFills(t *testing.T) {
+	r := newCheckRing(256)
+	rec := []byte(strings.Repeat("x", 40))
+	for range 9 {
+		r.add(rec)
+	}
+	if held := 9 * (len(rec) + 1); len(r.buf) > 2*held {
+		t.Errorf("%d bytes for 9 checks of %d bytes", len(r.buf), len(rec)+1)
 	}
 }
 
