@@ -55,6 +55,7 @@ func TestScale(t *testing.T) {
 	want := float64(targets) / interval.Seconds()
 	rate := checks / wall.Seconds()
 	rss, brss := a.status(t, "VmRSS:"), base.status(t, "VmRSS:")
+	saveHeap(t, a, fmt.Sprintf("agent-%d-heap.pprof", targets))
 	t.Logf("load: %d cores; loadavg %s", numCPU(), loadavg())
 	t.Logf("%d targets at %s: %.0f checks/s achieved of %.0f configured (%.1f%%), %v failed probes", targets, interval, rate, want, 100*rate/want, failed)
 	t.Logf("scheduler lag: p50 ≤ %gs, p90 ≤ %gs, p99 ≤ %gs (bucket bounds)", p50, p90, p99)
