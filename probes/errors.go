@@ -47,7 +47,10 @@ const (
 	// ClassReported is a plugin that reported itself unhealthy (a bus
 	// health reply, an in-process plugin's own health check).
 	ClassReported ErrorClass = "reported"
-	ClassOther    ErrorClass = "other"
+	// ClassConfig is a probe the agent's own config makes fail: a token
+	// budget the server refuses (a *BudgetError).
+	ClassConfig ErrorClass = "config"
+	ClassOther  ErrorClass = "other"
 )
 
 // ErrNotReady reports that a server answered but cannot serve yet. Probes
@@ -127,6 +130,7 @@ func Classify(err error) ErrorClass {
 	}
 	var (
 		httpErr   *HTTPError
+		budgetErr *BudgetError
 		decErr    *DecodeError
 		dnsErr    *net.DNSError
 		netErr    net.Error
@@ -151,6 +155,8 @@ func Classify(err error) ErrorClass {
 		return ClassReported
 	case errors.Is(err, context.Canceled):
 		return ClassCanceled
+	case errors.As(err, &budgetErr):
+		return ClassConfig
 	case errors.As(err, &httpErr):
 		switch {
 		case httpErr.Status >= 500:

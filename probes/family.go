@@ -29,10 +29,12 @@ const (
 )
 
 // DefaultMaxTokens is the token budget of a synthetic inference when the
-// config gives none; MaxSyntheticTokens caps any budget.
+// config gives none; MaxSyntheticTokens caps any budget. Two tokens prove
+// a model generates; the cap leaves room for a model (or a gateway) that
+// refuses a budget under its minimum, such as OpenAI's 16 output tokens.
 const (
 	DefaultMaxTokens   = 2
-	MaxSyntheticTokens = 4
+	MaxSyntheticTokens = 32
 )
 
 // SyntheticPrompt is the input of every synthetic inference: short, so the

@@ -197,6 +197,9 @@ type Result struct {
 	// PromptTokens and CompletionTokens are the usage a synthetic inference
 	// reported.
 	PromptTokens, CompletionTokens int64
+	// FinishReason is why the synthetic answer ended, as the server says
+	// ("stop", "length": cut at the token budget, which is a good answer).
+	FinishReason string
 	// Operation is what a synthetic inference did ("chat", "embeddings",
 	// "rerank", "text_completion", "infer"), and Model the model it used.
 	Operation, Model string
@@ -227,9 +230,10 @@ type ModelMemory struct {
 
 // OutputTokensPerSecond is the generation throughput of a synthetic
 // inference: completion tokens over the time after the first token (over the
-// whole duration when there was no first-token time), or 0 when unknown.
+// whole duration when there was no first-token time), or 0 when unknown or
+// when the answer has fewer than MinRateTokens tokens, too few to time.
 func (r Result) OutputTokensPerSecond() float64 {
-	if r.CompletionTokens <= 0 {
+	if r.CompletionTokens < MinRateTokens {
 		return 0
 	}
 	d := r.Duration - r.TimeToFirstToken

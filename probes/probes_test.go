@@ -283,8 +283,11 @@ func TestOutputTokensPerSecond(t *testing.T) {
 		want float64
 	}{
 		{probes.Result{}, 0},
-		{probes.Result{CompletionTokens: 4, Duration: time.Second}, 4},
-		{probes.Result{CompletionTokens: 5, Duration: 3 * time.Second, TimeToFirstToken: time.Second}, 2},
+		// Fewer than MinRateTokens tokens time the network, not the server.
+		{probes.Result{CompletionTokens: 2, Duration: time.Millisecond}, 0},
+		{probes.Result{CompletionTokens: 7, Duration: time.Second}, 0},
+		{probes.Result{CompletionTokens: 8, Duration: time.Second}, 8},
+		{probes.Result{CompletionTokens: 9, Duration: 3 * time.Second, TimeToFirstToken: time.Second}, 4},
 	} {
 		if got := tc.r.OutputTokensPerSecond(); got != tc.want {
 			t.Errorf("%+v: %g, want %g", tc.r, got, tc.want)

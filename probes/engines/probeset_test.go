@@ -98,6 +98,11 @@ func TestProbesPerKind(t *testing.T) {
 			if res.Operation != tc.op || (tc.tokens && (res.CompletionTokens < 1 || res.CompletionTokens > 4)) {
 				t.Errorf("synthetic = %+v", res)
 			}
+			// aisim's answer is longer than the budget: cut at it, the
+			// answer is good (finish reason length, no error).
+			if tc.tokens && res.FinishReason != "length" {
+				t.Errorf("finish reason = %q, want length: %+v", res.FinishReason, res)
+			}
 			if tc.tokens && tc.op == probes.OpChat && res.TimeToFirstToken <= 0 {
 				t.Errorf("no time to first token: %+v", res)
 			}

@@ -63,7 +63,7 @@ func generate(ctx context.Context, c *http.Client, t probes.Target, cfg probes.C
 	req.Parameters.MaxNewTokens, req.Parameters.Details = probes.TokenBudget(cfg), true
 	r, err := New(c, t.BaseURL).Generate(ctx, req)
 	if r.Details != nil {
-		res.CompletionTokens = r.Details.GeneratedTokens
+		res.CompletionTokens, res.FinishReason = r.Details.GeneratedTokens, r.Details.FinishReason
 	}
 	return res, err
 }

@@ -115,6 +115,7 @@ func synthetic(ctx context.Context, c *http.Client, t probes.Target, cfg probes.
 	})
 	res.TimeToFirstToken = r.TimeToFirstToken
 	res.PromptTokens, res.CompletionTokens = r.Final.PromptEvalCount, r.Final.EvalCount
+	res.FinishReason = r.Final.DoneReason
 	return res, err
 }
 

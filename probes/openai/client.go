@@ -64,6 +64,9 @@ type StreamResult struct {
 	// Duration is the time from sending the request to [DONE].
 	Duration time.Duration
 	Usage    *Usage
+	// FinishReason is the last finish_reason a chunk gave ("stop",
+	// "length").
+	FinishReason string
 }
 
 // ChatStream sends a streamed chat completion (with include_usage) and
@@ -97,6 +100,11 @@ func (c *Client) ChatStream(ctx context.Context, req ChatRequest) (StreamResult,
 		}
 		if ch.Usage != nil {
 			res.Usage = ch.Usage
+		}
+		for _, c := range ch.Choices {
+			if c.FinishReason != nil && *c.FinishReason != "" {
+				res.FinishReason = *c.FinishReason
+			}
 		}
 		return nil
 	})

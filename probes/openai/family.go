@@ -131,7 +131,7 @@ func Chat(ctx context.Context, oc *Client, model string, budget int, kwargs map[
 		Model: model, Messages: []Message{{Role: "user", Content: probes.SyntheticPrompt}},
 		MaxTokens: budget, Temperature: &zero, ChatTemplateKwargs: kwargs,
 	})
-	res.TimeToFirstToken = r.TimeToFirstToken
+	res.TimeToFirstToken, res.FinishReason = r.TimeToFirstToken, r.FinishReason
 	if r.Usage != nil {
 		res.PromptTokens, res.CompletionTokens = r.Usage.PromptTokens, r.Usage.CompletionTokens
 	} else if r.Chunks > 0 {
