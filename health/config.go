@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/probes"
 )
 
 // Config is the health part of the extmanager section (key "health"):
@@ -26,12 +27,13 @@ import (
 //	  readiness: true
 //	  resources: true
 //	  synthetic: false          # one tiny inference per check; opt-in
-//	  max_tokens: 2             # its token budget (1 to 4)
+//	  max_tokens: 2             # its token budget (1 to 32)
+//	  daily_token_budget: 0     # tokens each plugin's synthetic inferences may spend per UTC day (0: no limit)
 //	  latency_slo: 2s           # check latency above it, failure_threshold times → degraded
 //	  ttft_slo: 1s              # time to first token, likewise
 //	  error_rate: {window: 50, min_samples: 10, degrade_above: 0.1, recover_below: 0.025}
 //	  plugins:                  # per-plugin overrides
-//	    local-ollama: {synthetic: true, interval: 30s, timeout: 10s}
+//	    local-ollama: {synthetic: true, interval: 30s, timeout: 10s, max_tokens: 16, daily_token_budget: 50000}
 //	  rollup: {policy: all, quorum: 0.5, readiness: false}
 //	  metrics:
 //	    classic_buckets: []     # latency histogram buckets (seconds) besides the native histogram; none by default
@@ -58,6 +60,7 @@ type Config struct {
 	Resources         bool                    `yaml:"resources"`
 	Synthetic         bool                    `yaml:"synthetic"`
 	MaxTokens         int                     `yaml:"max_tokens"`
+	DailyTokenBudget  int64                   `yaml:"daily_token_budget"`
 	LatencySLO        agent.Duration          `yaml:"latency_slo"`
 	TTFTSLO           agent.Duration          `yaml:"ttft_slo"`
 	ErrorRate         ErrorRateConfig         `yaml:"error_rate"`
@@ -97,10 +100,12 @@ type ErrorRateConfig struct {
 // PluginConfig overrides settings for one plugin; zero fields keep the
 // section's.
 type PluginConfig struct {
-	Synthetic *bool          `yaml:"synthetic"`
-	Interval  agent.Duration `yaml:"interval"`
-	Timeout   agent.Duration `yaml:"timeout"`
-	Model     string         `yaml:"model"`
+	Synthetic        *bool          `yaml:"synthetic"`
+	Interval         agent.Duration `yaml:"interval"`
+	Timeout          agent.Duration `yaml:"timeout"`
+	Model            string         `yaml:"model"`
+	MaxTokens        int            `yaml:"max_tokens"`
+	DailyTokenBudget int64          `yaml:"daily_token_budget"`
 }
 
 // Roll-up policies.
@@ -187,8 +192,10 @@ func (c Config) Validate() error {
 		return bad("success_threshold", "must be 1 to 100, got %d", c.SuccessThreshold)
 	case c.Retries < 0 || c.Retries > 3:
 		return bad("retries", "must be 0 to 3, got %d", c.Retries)
-	case c.MaxTokens < 1 || c.MaxTokens > 4:
-		return bad("max_tokens", "must be 1 to 4, got %d", c.MaxTokens)
+	case c.MaxTokens < 1 || c.MaxTokens > probes.MaxSyntheticTokens:
+		return bad("max_tokens", "must be 1 to %d, got %d", probes.MaxSyntheticTokens, c.MaxTokens)
+	case c.DailyTokenBudget < 0:
+		return bad("daily_token_budget", "must be 0 (no limit) or more, got %d", c.DailyTokenBudget)
 	case c.LatencySLO.D() <= 0:
 		return bad("latency_slo", "must be positive, got %s", c.LatencySLO)
 	case c.TTFTSLO.D() <= 0:
@@ -215,6 +222,10 @@ func (c Config) Validate() error {
 			return bad("plugins."+id+".interval", "must be at least 1ms, got %s", p.Interval)
 		case p.Timeout.D() < 0:
 			return bad("plugins."+id+".timeout", "must not be negative, got %s", p.Timeout)
+		case p.MaxTokens < 0 || p.MaxTokens > probes.MaxSyntheticTokens:
+			return bad("plugins."+id+".max_tokens", "must be 0 (the section's) to %d, got %d", probes.MaxSyntheticTokens, p.MaxTokens)
+		case p.DailyTokenBudget < 0:
+			return bad("plugins."+id+".daily_token_budget", "must be 0 (the section's) or more, got %d", p.DailyTokenBudget)
 		}
 	}
 	r := c.Rollup
@@ -268,6 +279,24 @@ func (c Config) timeout(id string) time.Duration {
 		return p.Timeout.D()
 	}
 	return c.Timeout.D()
+}
+
+// maxTokens is the token budget of plugin id's synthetic inference, and
+// the key that sets it.
+func (c Config) maxTokens(id string) (int, string) {
+	if p, ok := c.Plugins[id]; ok && p.MaxTokens > 0 {
+		return p.MaxTokens, "plugins." + id + ".max_tokens"
+	}
+	return c.MaxTokens, "max_tokens"
+}
+
+// dailyTokenBudget is the tokens plugin id's synthetic inferences may
+// spend per UTC day, 0 for no limit, and the key that sets it.
+func (c Config) dailyTokenBudget(id string) (int64, string) {
+	if p, ok := c.Plugins[id]; ok && p.DailyTokenBudget > 0 {
+		return p.DailyTokenBudget, "plugins." + id + ".daily_token_budget"
+	}
+	return c.DailyTokenBudget, "daily_token_budget"
 }
 
 func (c Config) synthetic(id string) bool {

@@ -143,8 +143,9 @@ type Engine struct {
 }
 
 type plugin struct {
-	mu      sync.Mutex // held by the check of this plugin; guards machine
+	mu      sync.Mutex // held by the check of this plugin; guards machine and tokens
 	machine *Machine
+	tokens  tokenUse
 
 	smu    sync.RWMutex // guards the fields below; never held long
 	target Target
@@ -441,7 +442,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 		if pr.Informational {
 			continue
 		}
-		if pr.Probe == probes.Synthetic && pr.OK {
+		if pr.Probe == probes.Synthetic && pr.OK && pr.sent() {
 			obs.Latency, obs.TTFT = pr.Duration, pr.Result.TimeToFirstToken
 			break
 		}
@@ -462,10 +463,9 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 	if f := obs.Failed(); f != nil {
 		rec.Probe, rec.Class = f.Probe, f.Class
 	}
-	for _, pr := range obs.Probes {
-		if pr.Probe == probes.Synthetic && pr.OK {
-			rec.TPS = pr.Result.OutputTokensPerSecond()
-		}
+	if tps, ok := e.tokensPerSecond(p, obs, started); ok {
+		rec.TPS = tps
+		e.metrics.tps.WithLabelValues(id).Set(tps)
 	}
 	span.SetAttributes(attribute.String("vitals.ai.state", string(v.State)), attribute.Bool("vitals.ai.check.ok", rec.OK))
 	if !rec.OK {
@@ -583,7 +583,8 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	if m := cfg.Plugins[t.ID].Model; m != "" {
 		pt.Model = m
 	}
-	pc := probes.Config{MaxTokens: cfg.MaxTokens}
+	maxTokens, _ := cfg.maxTokens(t.ID)
+	pc := probes.Config{MaxTokens: maxTokens}
 	run := func(name string, pr probes.Probe) ProbeOutcome {
 		pctx, span := e.tracer.Start(ctx, "ai.probe."+name, trace.WithAttributes(attribute.String("vitals.ai.probe", name)))
 		defer span.End()
@@ -624,7 +625,7 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	}
 	model := pt.Model
 	if op := set.SyntheticOp(pt); cfg.synthetic(t.ID) && op != "" && !cold(sig, model) && !asleep(sig) {
-		o := e.synthetic(ctx, cfg, set.Synthetic, op, pt, pc)
+		o := e.syntheticCheck(ctx, cfg, p, set.Synthetic, op, pt, pc, nil)
 		if o.Class == probes.ClassCold {
 			// The model is not loaded and the probe did not load it: the
 			// check stands on liveness and readiness.
@@ -686,6 +687,7 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, syn probes.Probe, op
 	}
 	o := e.runProbe(ctx, cfg, probes.Synthetic, false, func(ctx context.Context) (probes.Result, error) {
 		res, err := probes.Run(ctx, syn, e.o.Client, pt, pc, e.o.Clock.Now)
+		err = probes.AsBudgetError(err, probes.TokenBudget(pc))
 		if err != nil && probes.Classify(err) == probes.ClassTimeout {
 			err = fmt.Errorf("%w: liveness answered, inference did not finish: %w", probes.ErrStuck, err)
 		}

@@ -80,8 +80,16 @@ func (s State) AgentStatus() agent.HealthStatus {
 
 // ProbeOutcome is one probe of one check.
 type ProbeOutcome struct {
-	Probe    string            `json:"probe"`
-	OK       bool              `json:"ok"`
+	Probe string `json:"probe"`
+	OK    bool   `json:"ok"`
+	// Passive marks a synthetic inference not sent because the server's
+	// own counters showed requests completing since the last check: OK,
+	// with no request and no duration. Skipped marks one not sent for a
+	// reason of the agent's (its daily token budget spent): Informational,
+	// neither a success nor a failure. Reason says why, for both.
+	Passive  bool              `json:"passive,omitempty"`
+	Skipped  bool              `json:"skipped,omitempty"`
+	Reason   string            `json:"reason,omitempty"`
 	Class    probes.ErrorClass `json:"class,omitempty"`
 	Error    string            `json:"error,omitempty"`
 	Duration time.Duration     `json:"duration_ns"`

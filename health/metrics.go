@@ -26,6 +26,7 @@ type Metrics struct {
 	tps         *prometheus.GaugeVec
 	transitions *prometheus.CounterVec
 	lag         prometheus.Histogram
+	tokens      *tokenMetrics
 
 	cpu, rss, modelMem *prometheus.Desc
 
@@ -72,7 +73,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 			[]string{"plugin", "probe"}),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_ai_probe_total",
-			Help: "AI plugin probes run, by probe and result (success, failure).",
+			Help: "AI plugin probes run, by probe and result (success, failure; skipped: a synthetic inference not sent, its daily token budget spent).",
 		}, []string{"plugin", "probe", "result"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_ai_probe_errors_total",
@@ -82,7 +83,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 			"Time to first token of synthetic inferences.", cfg), []string{"plugin"}),
 		tps: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vitals_ai_output_tokens_per_second",
-			Help: "Output tokens per second of the last synthetic inference that reported its tokens.",
+			Help: "Output tokens per second of the AI server between its last two checks, from its own generated-tokens counter; where it has none, of the last synthetic answer of at least 8 tokens.",
 		}, []string{"plugin"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_ai_health_transitions_total",
@@ -101,13 +102,14 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 			"Memory of each loaded model as the server reports it (Ollama /api/ps): memory=total or vram.",
 			[]string{"plugin", "model", "memory"}, nil),
 		signals: newSignalMetrics(),
+		tokens:  newTokenMetrics(),
 		procs:   map[string]probes.ProcessStats{},
 		mems:    map[string]map[string]probes.ModelMemory{},
 	}
 }
 
 func (m *Metrics) vecs() []prometheus.Collector {
-	return []prometheus.Collector{m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions, m.lag}
+	return []prometheus.Collector{m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions, m.lag, m.tokens.total}
 }
 
 // Describe implements prometheus.Collector.
@@ -191,16 +193,15 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 		}
 	}()
 	for _, p := range o.Probes {
-		observeWith(m.duration.WithLabelValues(plugin, p.Probe), p.Duration.Seconds(), sc)
+		if p.sent() {
+			observeWith(m.duration.WithLabelValues(plugin, p.Probe), p.Duration.Seconds(), sc)
+		}
 		// Both results exist from the first probe on, so the first failure
 		// after successes is an increase that increase() can see (a series
 		// born at 1 is not); the stuck alert relies on it.
-		ok, failed := m.total.WithLabelValues(plugin, p.Probe, "success"), m.total.WithLabelValues(plugin, p.Probe, "failure")
-		if p.OK {
-			ok.Inc()
-		} else {
-			failed.Inc()
-		}
+		m.total.WithLabelValues(plugin, p.Probe, "success")
+		m.total.WithLabelValues(plugin, p.Probe, "failure")
+		m.total.WithLabelValues(plugin, p.Probe, p.result()).Inc()
 		if p.Probe == probes.Synthetic {
 			// Likewise the stuck class exists at 0 before inference first
 			// hangs: the stuck alert's increase() sees its first one, in the
@@ -222,9 +223,6 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 			if p.OK && r.TimeToFirstToken > 0 {
 				observeWith(m.ttft.WithLabelValues(plugin), r.TimeToFirstToken.Seconds(), sc)
 			}
-			if tps := r.OutputTokensPerSecond(); p.OK && tps > 0 {
-				m.tps.WithLabelValues(plugin).Set(tps)
-			}
 		case probes.Resources:
 			proc = r.Process
 		}
@@ -239,6 +237,7 @@ func (m *Metrics) forget(plugin string) {
 	} {
 		v.DeletePartialMatch(l)
 	}
+	m.tokens.forget(plugin)
 	m.mu.Lock()
 	delete(m.procs, plugin)
 	delete(m.mems, plugin)

@@ -129,13 +129,14 @@ func (o *otelMetrics) observe(ctx context.Context, plugin string, obs Observatio
 		return
 	}
 	for _, p := range obs.Probes {
-		result := "success"
+		result := p.result()
 		attrs := []attribute.KeyValue{attribute.String("vitals.ai.plugin", plugin), attribute.String("vitals.ai.probe", p.Probe)}
-		if !p.OK {
-			result = "failure"
+		if result == "failure" {
 			attrs = append(attrs, attribute.String("error.type", string(p.Class)))
 		}
-		o.probeDuration.Record(ctx, p.Duration.Seconds(), metric.WithAttributes(attrs...))
+		if p.sent() {
+			o.probeDuration.Record(ctx, p.Duration.Seconds(), metric.WithAttributes(attrs...))
+		}
 		o.probeCount.Add(ctx, 1, metric.WithAttributes(append(attrs, attribute.String("vitals.ai.probe.result", result))...))
 		if p.Probe == probes.Synthetic && p.OK && p.Result.TimeToFirstToken > 0 {
 			o.ttft.Record(ctx, p.Result.TimeToFirstToken.Seconds(), metric.WithAttributes(attribute.String("vitals.ai.plugin", plugin)))

@@ -31,6 +31,9 @@ const (
 	outInformational
 	outError
 	outLoading
+	outPassive
+	outSkipped
+	outReason
 )
 
 // symbols interns the strings check records repeat. It holds at most 255;
@@ -115,6 +118,15 @@ func (s *symbols) encodeCheck(b []byte, c CheckRecord) []byte {
 		if p.Loading {
 			f |= outLoading
 		}
+		if p.Passive {
+			f |= outPassive
+		}
+		if p.Skipped {
+			f |= outSkipped
+		}
+		if p.Reason != "" {
+			f |= outReason
+		}
 		b = append(b, f)
 		b = s.append(b, p.Probe)
 		b = s.append(b, string(p.Class))
@@ -123,6 +135,9 @@ func (s *symbols) encodeCheck(b []byte, c CheckRecord) []byte {
 		b = binary.AppendUvarint(b, uint64(p.Failures))
 		if f&outError != 0 {
 			b = appendString(b, p.Error)
+		}
+		if f&outReason != 0 {
+			b = appendString(b, p.Reason)
 		}
 	}
 	return b
@@ -158,11 +173,15 @@ func (s *symbols) decodeCheck(plugin, v string) CheckRecord {
 			p := &c.Probes[i]
 			f := d.byte()
 			p.OK, p.Informational, p.Loading = f&outOK != 0, f&outInformational != 0, f&outLoading != 0
+			p.Passive, p.Skipped = f&outPassive != 0, f&outSkipped != 0
 			p.Probe, p.Class = d.sym(), probes.ErrorClass(d.sym())
 			p.Duration = time.Duration(d.varint())
 			p.Attempts, p.Failures = int(d.uvarint()), int(d.uvarint())
 			if f&outError != 0 {
 				p.Error = d.string()
+			}
+			if f&outReason != 0 {
+				p.Reason = d.string()
 			}
 		}
 	}

@@ -27,6 +27,10 @@ func TestEncodedCheckRoundTrips(t *testing.T) {
 				Error: `GET http://127.0.0.1:8080/v1/models: 503 Service Unavailable: "overloaded"`, Duration: 2 * time.Second, Attempts: 3, Failures: 3}}}},
 		{"informational failure", CheckRecord{Seq: 1 << 40, Plugin: "p", Time: at, State: StateDegraded, OK: true, Latency: -time.Nanosecond,
 			Probes: []ProbeOutcome{live, {Probe: probes.Resources, Informational: true, Class: probes.ClassOther, Error: "no such process", Attempts: 1, Failures: 1}}}},
+		{"passive", CheckRecord{Seq: 3, Plugin: "p", Time: at, State: StateHealthy, OK: true, Probes: []ProbeOutcome{live,
+			{Probe: probes.Synthetic, OK: true, Passive: true, Reason: "the server's own counters show work completing since the last check (40 tokens generated)"}}}},
+		{"skipped", CheckRecord{Seq: 4, Plugin: "p", Time: at, State: StateHealthy, OK: true, Probes: []ProbeOutcome{live,
+			{Probe: probes.Synthetic, Skipped: true, Informational: true, Reason: "daily token budget spent"}}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var s symbols

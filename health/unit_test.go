@@ -93,7 +93,12 @@ func TestConfigValidate(t *testing.T) {
 		{"failure_threshold", func(c *health.Config) { c.FailureThreshold = 0 }},
 		{"success_threshold", func(c *health.Config) { c.SuccessThreshold = 0 }},
 		{"retries", func(c *health.Config) { c.Retries = 9 }},
-		{"max_tokens", func(c *health.Config) { c.MaxTokens = 5 }},
+		{"max_tokens", func(c *health.Config) { c.MaxTokens = 33 }},
+		{"daily_token_budget", func(c *health.Config) { c.DailyTokenBudget = -1 }},
+		{"plugins.x.max_tokens", func(c *health.Config) { c.Plugins = map[string]health.PluginConfig{"x": {MaxTokens: 33}} }},
+		{"plugins.x.daily_token_budget", func(c *health.Config) {
+			c.Plugins = map[string]health.PluginConfig{"x": {DailyTokenBudget: -5}}
+		}},
 		{"error_rate.min_samples", func(c *health.Config) { c.ErrorRate.MinSamples = 500 }},
 		{"error_rate.recover_below", func(c *health.Config) { c.ErrorRate.RecoverBelow = 0.5 }},
 		{"rollup.policy", func(c *health.Config) { c.Rollup.Policy = "most" }},
