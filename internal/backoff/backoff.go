@@ -1,6 +1,3 @@
-// Package backoff computes the waits between retries, for every retry loop
-// of the agent (detection rounds, bus reconnects): exponential and capped,
-// with optional jitter.
 package backoff
 
 import (

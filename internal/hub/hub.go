@@ -1,5 +1,3 @@
-// Package hub fans events out to subscribers, in process: the agent's
-// lifecycle events and the AI catalog's changes both go through it.
 package hub
 
 import "sync"

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vitals-dev/vitals/bus"
 	"github.com/vitals-dev/vitals/exporters/audit"
+	"github.com/vitals-dev/vitals/internal/backoff"
 	"github.com/vitals-dev/vitals/internal/zmtp"
 )
 
@@ -178,7 +179,7 @@ const (
 
 func (s *server) accept(l net.Listener, publishers bool) {
 	defer s.wg.Done()
-	var delay time.Duration
+	fails := 0
 	for {
 		raw, err := l.Accept()
 		if err != nil {
@@ -187,7 +188,8 @@ func (s *server) accept(l net.Listener, publishers bool) {
 			}
 			// Such as EMFILE: the pending connection stays queued, so
 			// retrying at once would spin. Wait, and give up on close.
-			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
+			delay := backoff.Exponential(fails, acceptBackoffMin, acceptBackoffMax)
+			fails++
 			s.m.AcceptError()
 			s.log.Warn("bus accept failed", "address", l.Addr().String(), "err", err, "retry_in", delay.String())
 			select {
@@ -197,7 +199,7 @@ func (s *server) accept(l net.Listener, publishers bool) {
 			}
 			continue
 		}
-		delay = 0
+		fails = 0
 		// A slot for it: with max_connections open, wait until one
 		// closes. Meanwhile this loop accepts nothing: new connections
 		// wait in the kernel's backlog, which costs the agent nothing,
