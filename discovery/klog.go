@@ -23,23 +23,23 @@ var kube struct {
 
 // kubeSource is one running kubernetes source of one Manager.
 type kubeSource struct {
-	m    *Manager
-	name string
+	m *Manager
+	r *runner
 }
 
-func routeKlog(m *Manager, name string) {
+func routeKlog(m *Manager, r *runner) {
 	kube.once.Do(func() {
 		kube.sources = map[kubeSource]bool{}
 		klog.SetSlogLogger(slog.New(klogHandler{}))
 	})
 	kube.mu.Lock()
-	kube.sources[kubeSource{m, name}] = true
+	kube.sources[kubeSource{m, r}] = true
 	kube.mu.Unlock()
 }
 
-func unrouteKlog(m *Manager, name string) {
+func unrouteKlog(m *Manager, r *runner) {
 	kube.mu.Lock()
-	delete(kube.sources, kubeSource{m, name})
+	delete(kube.sources, kubeSource{m, r})
 	kube.mu.Unlock()
 }
 
@@ -59,7 +59,7 @@ func (h klogHandler) target() (*slog.Logger, []func()) {
 		if log == nil {
 			log = s.m.log
 		}
-		incs = append(incs, s.m.metrics.errors.WithLabelValues(s.name).Inc)
+		incs = append(incs, s.m.metrics.errors.WithLabelValues(s.r.name).Inc)
 	}
 	return log, incs
 }

@@ -26,8 +26,8 @@ func kubernetesCheck(*KubernetesSDConfig) *keyMsg { return nil }
 
 func kubernetesConfig(*KubernetesSDConfig) promdisc.Config { return noKube{} }
 
-func routeKlog(*Manager, string)   {}
-func unrouteKlog(*Manager, string) {}
+func routeKlog(*Manager, *runner)   {}
+func unrouteKlog(*Manager, *runner) {}
 
 // noKube is never run: decoding refuses every entry.
 type noKube struct{}

@@ -138,3 +138,27 @@ kubernetes_sd_configs:
 		t.Errorf("role node: %v, want %q", err, want)
 	}
 }
+
+// A kubernetes source whose config changes on reload restarts, and
+// client-go's errors still count against it.
+func TestKubernetesSDReloaded(t *testing.T) {
+	kube := discoverytest.NewKubeAPI(t)
+	kube.Apply(pod("vllm-0", "vllm", "10.1.0.1", 8000))
+	conf := func(ns string) string {
+		return "kubernetes_sd_configs:\n  - role: pod\n    api_server: " + kube.URL + "\n    namespaces: {names: [" + ns + "]}\n"
+	}
+	h := run(t, conf("models"), discovery.Shard{})
+	h.waitIDs("10.1.0.1-8000")
+	cfg, err := decode(t, conf("models, other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.ApplyConfig(cfg, discovery.Shard{}); err != nil {
+		t.Fatal(err)
+	}
+	kube.Apply(pod("vllm-1", "vllm", "10.1.0.2", 8000))
+	h.waitIDs("10.1.0.1-8000,10.1.0.2-8000")
+	kube.Fail(true)
+	agenttest.Eventually(t, 20*time.Second, "errors of the restarted source counted", func() bool { return h.errors("kubernetes_sd_configs[0]") >= 1 })
+	kube.Fail(false)
+}

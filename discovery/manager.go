@@ -132,6 +132,7 @@ func (m *Manager) Unregister() {
 func (m *Manager) ApplyConfig(cfg Config, shard Shard) error {
 	var stop []*runner
 	m.mu.Lock()
+	newRules := !reflect.DeepEqual(m.rules, cfg.RelabelConfigs)
 	m.cfg, m.rules, m.shard = cfg, cfg.RelabelConfigs, shard
 	if shard.Enabled() {
 		m.metrics.count.Set(float64(shard.Count))
@@ -156,7 +157,9 @@ func (m *Manager) ApplyConfig(cfg Config, shard Shard) error {
 	var errs []error
 	for _, name := range m.order {
 		if r := m.sources[name]; r != nil {
-			r.dirty, r.allDirty = true, true // the rules may have changed
+			if newRules {
+				r.dirty, r.allDirty = true, true
+			}
 			continue
 		}
 		r := &runner{name: name, cfg: want[name], groups: map[string]*targetgroup.Group{}, changed: map[string]bool{}, dirty: true}
@@ -273,7 +276,7 @@ func (m *Manager) start(ctx context.Context, r *runner) error {
 		}
 	}
 	if r.cfg.Name() == "kubernetes" {
-		routeKlog(m, r.name)
+		routeKlog(m, r)
 	}
 	d, err := r.cfg.NewDiscoverer(opts)
 	if err != nil {
@@ -309,7 +312,7 @@ func (r *runner) stop(m *Manager) {
 		<-r.done
 	}
 	if r.cfg.Name() == "kubernetes" {
-		unrouteKlog(m, r.name)
+		unrouteKlog(m, r)
 	}
 }
 
