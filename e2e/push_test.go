@@ -148,12 +148,11 @@ func TestAlertsWithoutPrometheus(t *testing.T) {
 		if _, err := s.hook.wait(ctx, 60*time.Second, stuck, "VitalsAIPluginStuck", "ollama", "firing"); err != nil {
 			t.Fatal(err)
 		}
-		// The engine turns it unhealthy too; Alertmanager holds that
-		// alert inhibited, so amtool lists stuck alone.
-		err := e2etest.Poll(ctx, 60*time.Second, 100*time.Millisecond, "ollama unhealthy", func(ctx context.Context) error {
-			v, err := s.agentMetric(ctx, `vitals_ai_plugin_health_state{plugin="ollama",state="unhealthy"}`)
+		// The engine says stuck, not unhealthy: amtool lists stuck alone.
+		err := e2etest.Poll(ctx, 60*time.Second, 100*time.Millisecond, "ollama stuck", func(ctx context.Context) error {
+			v, err := s.agentMetric(ctx, `vitals_ai_plugin_health_state{plugin="ollama",state="stuck"}`)
 			if err == nil && v != "1" {
-				err = fmt.Errorf("unhealthy = %s", v)
+				err = fmt.Errorf("stuck = %s", v)
 			}
 			return err
 		})
@@ -161,10 +160,6 @@ func TestAlertsWithoutPrometheus(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.waitAmtool(ctx, t, []string{"VitalsAIPluginStuck/ollama"}, "plugin=ollama")
-		inhibited, err := s.amtoolQuery(ctx, t, "--inhibited", "plugin=ollama")
-		if err != nil || !slices.Contains(inhibited, "VitalsAIPluginUnhealthy/ollama") {
-			t.Errorf("amtool --inhibited lists %v (%v), want VitalsAIPluginUnhealthy/ollama among them", inhibited, err)
-		}
 		unstuck := time.Now()
 		s.setKnobs(ctx, t, "ollama", `{"stuck": false}`)
 		if _, err := s.hook.wait(ctx, 60*time.Second, unstuck, "VitalsAIPluginStuck", "ollama", "resolved"); err != nil {

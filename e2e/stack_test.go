@@ -128,6 +128,19 @@ func (s *stack) startSim(ctx context.Context, t *testing.T, kind, addr string) *
 	if err != nil {
 		t.Fatal(err)
 	}
+	if kind == "ollama" {
+		// Ollama holds no model until a request loads one, and the agent
+		// calls a server without one cold and never loads it: load the
+		// chat model for good, as a user's request with keep_alive -1 does.
+		resp, err := http.Post("http://"+got+"/api/generate", "application/json", strings.NewReader(`{"model":"tiny","keep_alive":-1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("load the Ollama model: http %d", resp.StatusCode)
+		}
+	}
 	return &sim{kind: kind, addr: got, proc: p}
 }
 
@@ -360,12 +373,12 @@ func TestStack(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("stuck-to-webhook: %.2f s", n.At.Sub(stuck).Seconds())
-		// The health engine turns the stuck plugin unhealthy too; that
-		// alert is inhibited while stuck fires, and stuck holds until the
-		// engine says healthy again, so the unhealthy alert never pages,
-		// not even in the checks between the first good inference and the
-		// engine's recovery (group_interval is 1 s here: a gap would show).
-		waitQuery(ctx, t, s, `ALERTS{alertname="VitalsAIPluginUnhealthy", plugin="ollama", alertstate="firing"}`, 120*time.Second)
+		// The health engine says stuck (not unhealthy), and stuck holds
+		// until the engine says healthy again, so the unhealthy alert never
+		// pages, not even in the checks between the first good inference
+		// and the engine's recovery (group_interval is 1 s here: a gap
+		// would show).
+		waitQuery(ctx, t, s, `vitals_ai_plugin_health_state{plugin="ollama", state="stuck"} == 1`, 120*time.Second)
 		unstuck := time.Now()
 		s.setKnobs(ctx, t, "ollama", `{"stuck": false}`)
 		if _, err := s.hook.wait(ctx, 120*time.Second, unstuck, "VitalsAIPluginStuck", "ollama", "resolved"); err != nil {

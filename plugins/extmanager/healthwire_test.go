@@ -293,3 +293,49 @@ func TestBusHealthGoesThroughRouting(t *testing.T) {
 		t.Errorf("routed to %q, want worker", dest)
 	}
 }
+
+// TestStuckOnTheBus: a stuck plugin's state goes on the bus by its own
+// wire value and name, with the stuck alert, which resolves when it
+// recovers; no unhealthy alert is raised for it.
+func TestStuckOnTheBus(t *testing.T) {
+	sim, llama := simServer(t, probes.KindLlamaCpp)
+	r := start(t, fmt.Sprintf("directory: \"\"\nbus: {enabled: true}\n%s  stuck_after: 0s\ntargets: [{id: llm, endpoint: %q}]\n", fastHealth, llama))
+	watch := r.bus.Client("watcher", bus.AllowAll)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	status, err := watch.Subscribe(ctx, extmanager.TopicHealthStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts, err := watch.Subscribe(ctx, extmanager.TopicAlerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.awaitHealth("llm", func(h *health.Status) bool { return h != nil && h.State == health.StateHealthy })
+	sim.SetStuck(true)
+	r.awaitHealth("llm", func(h *health.Status) bool { return h != nil && h.State == health.StateStuck })
+	var hs busv1.HealthStatus
+	for hs.GetState() != busv1.HealthState_HEALTH_STATE_STUCK {
+		if err := nextMsg(t, status, "health.status.llm").Decode(&hs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hs.GetDetails()["state"] != "stuck" || hs.GetMessage() == "" {
+		t.Errorf("health status = %+v", &hs)
+	}
+	var a busv1.Alert
+	if err := nextMsg(t, alerts, "alerts.critical").Decode(&a); err != nil {
+		t.Fatal(err)
+	}
+	if a.GetName() != extmanager.AlertStuck || a.GetLabels()["alertname"] != extmanager.AlertStuck || a.GetStartsAt() == nil || a.GetEndsAt() != nil {
+		t.Errorf("firing alert = %+v", &a)
+	}
+	sim.SetStuck(false)
+	r.awaitHealth("llm", func(h *health.Status) bool { return h != nil && h.State == health.StateHealthy })
+	if err := nextMsg(t, alerts, "alerts.critical").Decode(&a); err != nil {
+		t.Fatal(err)
+	}
+	if a.GetName() != extmanager.AlertStuck || a.GetEndsAt() == nil || a.GetStartsAt() == nil {
+		t.Errorf("resolved alert = %+v", &a)
+	}
+}
