@@ -29,6 +29,7 @@ import (
 //	  synthetic: false          # one tiny inference per check; opt-in
 //	  max_tokens: 2             # its token budget (1 to 32)
 //	  daily_token_budget: 0     # tokens each plugin's synthetic inferences may spend per UTC day (0: no limit)
+//	  idle_aware: true          # skip it while the server's counters show requests completing
 //	  latency_slo: 2s           # check latency above it, failure_threshold times → degraded
 //	  ttft_slo: 1s              # time to first token, likewise
 //	  error_rate: {window: 50, min_samples: 10, degrade_above: 0.1, recover_below: 0.025}
@@ -61,6 +62,7 @@ type Config struct {
 	Synthetic         bool                    `yaml:"synthetic"`
 	MaxTokens         int                     `yaml:"max_tokens"`
 	DailyTokenBudget  int64                   `yaml:"daily_token_budget"`
+	IdleAware         bool                    `yaml:"idle_aware"`
 	LatencySLO        agent.Duration          `yaml:"latency_slo"`
 	TTFTSLO           agent.Duration          `yaml:"ttft_slo"`
 	ErrorRate         ErrorRateConfig         `yaml:"error_rate"`
@@ -152,6 +154,7 @@ func DefaultConfig() Config {
 		Readiness:         true,
 		Resources:         true,
 		MaxTokens:         2,
+		IdleAware:         true,
 		LatencySLO:        agent.Duration(2 * time.Second),
 		TTFTSLO:           agent.Duration(time.Second),
 		ErrorRate:         ErrorRateConfig{Window: 50, MinSamples: 10, DegradeAbove: 0.1, RecoverBelow: 0.025},

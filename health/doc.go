@@ -12,7 +12,9 @@
 //   - The check: for servers, the probe set of the server's kind, from the
 //     engine family that owns it (Options.Registry, probes/engines by
 //     default): liveness, then readiness, then the opt-in synthetic
-//     inference, then resources. The engine has no case per kind. Or the
+//     inference (skipped while the server's own counters show others'
+//     requests completing: idle_aware), then resources. The engine has no
+//     case per kind. Or the
 //     probes the ExtManager supplies for bus plugins (heartbeat freshness,
 //     health request/reply) and in-process plugins without an endpoint.
 //     Each check is a span; a synthetic inference is a GenAI client span.

@@ -143,9 +143,10 @@ type Engine struct {
 }
 
 type plugin struct {
-	mu      sync.Mutex // held by the check of this plugin; guards machine and tokens
+	mu      sync.Mutex // held by the check of this plugin; guards machine, tokens and done
 	machine *Machine
 	tokens  tokenUse
+	done    doneCounter
 
 	smu    sync.RWMutex // guards the fields below; never held long
 	target Target
@@ -413,7 +414,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 	var obs Observation
 	switch t.Mode {
 	case ModeHTTP:
-		obs.Probes, obs.Signals = e.probeHTTP(cctx, cfg, p, t)
+		obs.Probes, obs.Signals, obs.Passive = e.probeHTTP(cctx, cfg, p, t)
 		_, known := e.o.Registry.Family(t.Kind)
 		obs.Unidentified = !known
 		obs.Model = t.Model
@@ -575,9 +576,11 @@ func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informat
 // readiness, each only when the one before passed; then it reads the
 // engine's signals; then the synthetic inference, unless the signals say
 // the model is not loaded or the engine sleeps (a probe never loads a
-// model or wakes an engine); then the resource probe. It returns the
-// outcomes and the signals, nil when none were read.
-func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target) ([]ProbeOutcome, *probes.Signals) {
+// model or wakes an engine) or their counters show requests completing
+// since the last check (idle_aware: the inference would add nothing);
+// then the resource probe. It returns the outcomes, the signals (nil when
+// none were read) and whether the inference was skipped as passive.
+func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target) ([]ProbeOutcome, *probes.Signals, bool) {
 	pt := probes.Target{ID: t.ID, BaseURL: t.Endpoint, Kind: t.Kind, Model: t.Model, Models: t.Models,
 		Capabilities: t.Capabilities, PID: t.PID}
 	if m := cfg.Plugins[t.ID].Model; m != "" {
@@ -610,22 +613,28 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	}
 	out = append(out, live)
 	if !live.OK {
-		return out, nil
+		return out, nil, false
 	}
 	if cfg.Readiness && set.Readiness != nil {
 		o := run(probes.Readiness, set.Readiness)
 		out = append(out, o)
 		if !o.OK {
-			return out, nil
+			return out, nil, false
 		}
 	}
 	var sig *probes.Signals
 	if cfg.Signals && set.Signals != nil {
 		sig = e.readSignals(ctx, set.Signals, pt)
 	}
-	model := pt.Model
-	if op := set.SyntheticOp(pt); cfg.synthetic(t.ID) && op != "" && !cold(sig, model) && !asleep(sig) {
+	op := set.SyntheticOp(pt)
+	runs := cfg.synthetic(t.ID) && op != "" && !cold(sig, pt.Model) && !asleep(sig)
+	completing := p.done.completing(sig) // kept up to date whatever runs
+	passive := runs && cfg.IdleAware && completing
+	if runs && !passive {
 		o := e.syntheticCheck(ctx, cfg, p, set.Synthetic, op, pt, pc, nil)
+		if o.OK {
+			p.done.spent(o.Result)
+		}
 		if o.Class == probes.ClassCold {
 			// The model is not loaded and the probe did not load it: the
 			// check stands on liveness and readiness.
@@ -633,7 +642,7 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 		}
 		out = append(out, o)
 		if !o.OK && !o.Informational {
-			return out, sig
+			return out, sig, false
 		}
 	}
 	if cfg.Resources && ctx.Err() == nil {
@@ -652,7 +661,55 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 			}
 		}
 	}
-	return out, sig
+	return out, sig, passive
+}
+
+// doneCounter follows a server's counter of work done, to tell whether
+// others' requests completed between two checks: its requests that ended
+// well when it counts them, else its generated tokens. What the agent's
+// own synthetic inference added is taken off.
+type doneCounter struct {
+	last float64
+	have bool
+	// tokens says last is the generated-tokens counter, not the
+	// requests one.
+	tokens bool
+	// own is what the last synthetic inference added to the counter.
+	own float64
+}
+
+// completing reports whether sig's counter moved past the agent's own
+// work since the previous call, and remembers sig's value. A counter that
+// went down (a restarted server), or one the server stopped reporting,
+// says nothing.
+func (d *doneCounter) completing(sig *probes.Signals) bool {
+	var v float64
+	tokens := false
+	switch {
+	case sig == nil:
+		d.have = false
+		return false
+	case sig.Has(probes.FieldRequests):
+		v = sig.Requests[probes.RequestSuccess]
+	case sig.Has(probes.FieldGeneratedTokens):
+		v, tokens = sig.GeneratedTokens, true
+	default:
+		d.have = false
+		return false
+	}
+	moved := d.have && d.tokens == tokens && v-d.last-d.own > 0
+	d.last, d.have, d.tokens, d.own = v, true, tokens, 0
+	return moved
+}
+
+// spent records what the agent's own synthetic inference added to the
+// counter.
+func (d *doneCounter) spent(r probes.Result) {
+	if d.tokens {
+		d.own = float64(r.CompletionTokens)
+	} else {
+		d.own = 1
+	}
 }
 
 // readSignals reads the engine's signals within the check's deadline, as

@@ -126,6 +126,11 @@ type Observation struct {
 	// Model is the model the checks are about, "" for the server's
 	// default: the cold rule looks for it among the loaded models.
 	Model string
+	// Passive marks a check whose synthetic inference was skipped because
+	// the server's own counters showed requests completing since the last
+	// check (health.idle_aware): the work of others proved what the
+	// inference would have.
+	Passive bool
 }
 
 // loading returns the first outcome that says the model is loading.
