@@ -10,12 +10,23 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
 )
+
+// kindNames lists the kinds aisim simulates, for -kind.
+var kindNames = func() string {
+	var names []string
+	for _, k := range aisim.Kinds() {
+		names = append(names, string(k))
+	}
+	return strings.Join(names, ", ")
+}()
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -35,7 +46,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- stri
 	fs := flag.NewFlagSet("aisim", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	var (
-		kind          = fs.String("kind", "openai", "server kind: openai, llamacpp, vllm, ollama, tgi, tei, kserve or sglang")
+		kind          = fs.String("kind", "openai", "server kind: "+kindNames)
 		listen        = fs.String("listen", "127.0.0.1:8000", "address to listen on (port 0 picks a free one)")
 		metricsListen = fs.String("metrics-listen", "", "also serve the metrics on this address (Triton's own metrics port)")
 		version       = fs.String("version", "", "reported version (default: the kind's)")
@@ -77,12 +88,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- stri
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	kd := aisim.KindSGLang
-	if *kind != string(aisim.KindSGLang) {
-		var err error
-		if kd, err = probes.ParseKind(*kind); err != nil {
-			return err
-		}
+	kd := probes.Kind(strings.ToLower(strings.TrimSpace(*kind)))
+	if !slices.Contains(aisim.Kinds(), kd) {
+		return fmt.Errorf("-kind %q: want one of %s", *kind, kindNames)
 	}
 	sim, err := aisim.New(aisim.Config{Kind: kd, Version: *version, ModelType: *modelType, Seed: *seed, Knobs: k})
 	if err != nil {
