@@ -196,7 +196,7 @@ func (p *prober) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	timeout := mod.Timeout.D()
 	if v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
-		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 {
+		if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 && secs <= maxProbeTimeout.Seconds() {
 			st := time.Duration(secs * float64(time.Second))
 			if st > 2*scrapeTimeoutOffset {
 				st -= scrapeTimeoutOffset

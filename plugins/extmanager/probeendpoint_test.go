@@ -151,7 +151,10 @@ func TestProbeTimeoutAndConcurrency(t *testing.T) {
 	release := make(chan struct{})
 	arrived := make(chan struct{}, 16)
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived <- struct{}{}
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -192,6 +195,13 @@ func TestProbeTimeoutAndConcurrency(t *testing.T) {
 	wantLines(t, "timed out", body, "vitals_probe_success 0")
 	if code != 200 || !strings.Contains(body, `vitals_probe_error{class="timeout",step="detect"} 1`) {
 		t.Errorf("timed out: %d\n%s", code, body)
+	}
+	// A header past any timeout (or not a number) leaves the module's.
+	for _, h := range []string{"+Inf", "1e300", "NaN", "-1", "soon"} {
+		code, body := getProbe(t, api, "target="+url.QueryEscape(hang.URL), "X-Prometheus-Scrape-Timeout-Seconds", h)
+		if code != 200 || !strings.Contains(body, "vitals_probe_success") || strings.Contains(body, `class="timeout"`) {
+			t.Errorf("scrape timeout %q: %d\n%s", h, code, body)
+		}
 	}
 	var secs float64
 	for _, l := range strings.Split(body, "\n") {
