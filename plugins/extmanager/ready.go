@@ -32,7 +32,7 @@ type Readiness struct {
 
 // readiness decides whether an AI plugin of the catalog can take requests:
 // only while it is heard from and its health state is one that serves
-// (healthy or degraded, health.State.Serving). A plugin that no check has
+// (health.State.Serving: healthy, degraded or cold). A plugin that no check has
 // judged yet is not ready: nothing says it serves.
 func readiness(p catalog.AIPlugin, checking bool) Readiness {
 	r := Readiness{ID: p.ID, State: health.StateUnknown}
