@@ -135,6 +135,11 @@ func TestBrowser(t *testing.T) {
 				return &pageError{id}
 			}
 		}
+		// The strip is the engine's history, which a check reaches after
+		// the catalog's state.
+		if !strings.Contains(string(b), `<span class="healthy" title=`) {
+			return &pageError{"the history strip"}
+		}
 		return nil
 	})
 	if err != nil {
