@@ -11,5 +11,10 @@ func (s Section) Resolve(p string) string {
 	if p == "" || p == ":memory:" || filepath.IsAbs(p) {
 		return p
 	}
-	return filepath.Join(filepath.Dir(s.file), p)
+	return filepath.Join(s.Dir(), p)
 }
+
+// Dir returns the directory Resolve resolves against: the config file's,
+// or "." for the built-in config. A plugin that hands its paths to a
+// library resolving them itself (Prometheus' SetDirectory) passes it Dir.
+func (s Section) Dir() string { return filepath.Dir(s.file) }

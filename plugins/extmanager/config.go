@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -207,10 +206,10 @@ func decodeConfig(s agent.Section) (Config, error) {
 	} else {
 		cfg.shard = sh
 	}
-	if f := s.File(); f != "" && !cfg.Discovery.Empty() {
+	if s.File() != "" && !cfg.Discovery.Empty() {
 		// Relative paths (file_sd files, TLS and credential files) are
 		// relative to the config file, as in Prometheus.
-		cfg.Discovery.SetDirectory(filepath.Dir(f))
+		cfg.Discovery.SetDirectory(s.Dir())
 	}
 	cfg.Health.History.Path = s.Resolve(cfg.Health.History.Path)
 	cfg.Directory = s.Resolve(cfg.Directory)
