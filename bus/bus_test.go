@@ -78,9 +78,6 @@ func TestFamilyIsBounded(t *testing.T) {
 	}
 }
 
-// FuzzEnvelope feeds arbitrary bytes to the envelope decoder that the
-// broker and the client use: it must never panic, and what decodes must
-// survive a round trip.
 // FuzzEnvelope runs the client's receive path on any frame: decodeFrames
 // then messageOf, as readLoop and dispatch do. A message it accepts must
 // survive the client's publish encoding (envelopeOf) and decoding again
