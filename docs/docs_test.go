@@ -154,9 +154,21 @@ func TestNothingPointsOutsideTheRepository(t *testing.T) {
 // one package per plugin, in a folder named after the plugin, and no
 // package under plugins/ imports another package under plugins/; probes
 // import nothing of ours outside probes/ and internal/; the host imports
-// only internal/ and exporters/ of ours. Tests may wire plugins together,
+// only internal/ and exporters/ of ours; and each library below the
+// plugins (bus, catalog, health, discovery, exporters, internal) imports
+// only the layers beneath it. Tests may wire plugins together,
 // so only the packages' own imports are checked.
 func TestImportRule(t *testing.T) {
+	// The libraries below the plugins, and what each may import of ours
+	// besides itself (architecture.md, "Which package may import which").
+	libraryImports := map[string][]string{
+		"bus":       {"internal", "proto"},
+		"catalog":   {"agent", "health", "probes", "internal"},
+		"health":    {"agent", "probes", "exporters/store", "internal"},
+		"discovery": {"agent", "internal"},
+		"exporters": {"alerts", "internal"},
+		"internal":  {"internal", "probes"},
+	}
 	root := e2etest.RepoRoot(t)
 	const module = "github.com/vitals-dev/vitals/"
 	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "./...")
@@ -201,6 +213,11 @@ func TestImportRule(t *testing.T) {
 				t.Errorf("%s imports %s: probes import nothing of ours outside probes/ and internal/", pkg, dep)
 			case pkg == "agent" && !under(dep, "internal", "exporters"):
 				t.Errorf("agent imports %s: the host imports only internal/ and exporters/ of ours", dep)
+			}
+			for lib, allowed := range libraryImports {
+				if under(pkg, lib) && !under(dep, append(allowed, lib)...) {
+					t.Errorf("%s imports %s: %s/ imports only %s of ours", pkg, dep, lib, strings.Join(allowed, ", "))
+				}
 			}
 		}
 	}
