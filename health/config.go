@@ -15,7 +15,7 @@ import (
 //	health:
 //	  enabled: true
 //	  interval: 10s             # between checks of one plugin
-//	  unhealthy_interval: 5s    # between checks while unhealthy (0: interval)
+//	  unhealthy_interval: 5s    # between checks while unhealthy or stuck (0: interval)
 //	  timeout: 5s               # bound on one check, all its probes
 //	  start_spread: 1.0         # first checks spread over this fraction of the interval
 //	  jitter: 0.05              # each next check moves by up to ±jitter × interval

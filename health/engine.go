@@ -232,7 +232,7 @@ func (e *Engine) SetConfig(c Config) {
 }
 
 func (e *Engine) intervalFor(c Config, id string, s State) time.Duration {
-	if s == StateUnhealthy {
+	if s.Failing() {
 		return c.unhealthyInterval(id)
 	}
 	return c.interval(id)
@@ -450,7 +450,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 		obs.Latency = max(obs.Latency, pr.Duration)
 	}
 	for _, d := range t.Dependencies {
-		if s, ok := e.state(d); ok && s == StateUnhealthy {
+		if s, ok := e.state(d); ok && s.Failing() {
 			obs.UnhealthyDeps = append(obs.UnhealthyDeps, d)
 		}
 	}
@@ -522,7 +522,7 @@ func (e *Engine) transition(ctx context.Context, cfg Config, t Transition) {
 	e.o.Logger.Log(ctx, level, "ai plugin health changed", "id", t.Plugin, "from", t.From, "to", t.To, "reason", t.Reason)
 	e.sched.Set(t.Plugin, e.intervalFor(cfg, t.Plugin, t.To))
 	e.sched.Trigger(t.Plugin)
-	if t.To == StateUnhealthy || t.From == StateUnhealthy {
+	if t.To.Failing() != t.From.Failing() {
 		e.mu.RLock()
 		var deps []string
 		for id, p := range e.plugins {

@@ -114,7 +114,7 @@ type Observation struct {
 	// TTFT is the synthetic inference's time to first token, 0 if none.
 	TTFT time.Duration
 	// UnhealthyDeps are the plugin's declared dependencies that are
-	// unhealthy now.
+	// unhealthy or stuck now.
 	UnhealthyDeps []string
 	// Unidentified marks a server whose kind is not known yet: it is
 	// unknown until identified, or unhealthy when it does not answer.

@@ -135,10 +135,10 @@ func (e *ExtManager) onVerdict(id string, s health.Status) {
 }
 
 // onTransition announces a state change, and asks detection again when a
-// server recovers from unhealthy: it may have come back as another
-// version, with other models, or as another server.
+// server recovers from unhealthy or stuck: it may have come back (been
+// restarted) as another version, with other models, or as another server.
 func (e *ExtManager) onTransition(ctx context.Context, t health.Transition) {
-	if p, ok := e.catalog.Get(t.Plugin); ok && detectable(p) && t.From == health.StateUnhealthy && t.To != health.StateUnhealthy {
+	if p, ok := e.catalog.Get(t.Plugin); ok && detectable(p) && t.From.Failing() && !t.To.Failing() {
 		e.detector.request(t.Plugin)
 	}
 	e.announceTransition(ctx, t)
