@@ -10,6 +10,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	yamlv2 "go.yaml.in/yaml/v2"
 )
 
 // maxDecodeErrors bounds the problems one decode reports.
@@ -67,6 +68,12 @@ func (d *decoder) value(path string, node ast.Node, rv reflect.Value) {
 	}
 	m, isMap := node.(*ast.MappingNode)
 	target := rv
+	if prometheusType(t) {
+		if err := decodePrometheus(node, rv); err != nil {
+			d.add(yamlError(d.file, path, node, err))
+		}
+		return
+	}
 	if customDecoder(target) {
 		if err := yaml.NodeToValue(node, rv.Interface(), yaml.DisallowUnknownField()); err != nil {
 			d.add(yamlError(d.file, path, node, err))
@@ -142,6 +149,52 @@ func customDecoder(rv reflect.Value) bool {
 		return true
 	}
 	return false
+}
+
+// prometheusType reports whether t is one of Prometheus' config types
+// (prometheus/common's HTTPClientConfig, the discovery and relabel
+// configs): their UnmarshalYAML takes yaml.v2's callback.
+func prometheusType(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && strings.HasPrefix(t.PkgPath(), "github.com/prometheus/") &&
+		reflect.PointerTo(t).Implements(reflect.TypeFor[interface{ UnmarshalYAML(func(any) error) error }]())
+}
+
+// decodePrometheus decodes node into rv (a pointer to one of Prometheus'
+// config types) with its own unmarshaler, through go-yaml, whose errors
+// name the line and key. Those types are written for yaml.v2, and
+// http_config's http_headers inlines a map, which go-yaml cannot decode
+// (it panics): then the value is decoded with yaml.v2, as Prometheus
+// decodes it, strictly.
+func decodePrometheus(node ast.Node, rv reflect.Value) error {
+	inlined, err := goYAML(node, rv.Interface())
+	if !inlined {
+		return err
+	}
+	fresh := reflect.New(rv.Type().Elem())
+	var generic any
+	if err := yaml.NodeToValue(node, &generic); err != nil {
+		return err
+	}
+	b, err := yamlv2.Marshal(generic)
+	if err != nil {
+		return err
+	}
+	if err := yamlv2.UnmarshalStrict(b, fresh.Interface()); err != nil {
+		return err
+	}
+	rv.Elem().Set(fresh.Elem())
+	return nil
+}
+
+// goYAML decodes node into v with go-yaml, strictly; inlined reports that
+// go-yaml gave up on an inline map.
+func goYAML(node ast.Node, v any) (inlined bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			inlined, err = true, fmt.Errorf("go-yaml: %v", r)
+		}
+	}()
+	return false, yaml.NodeToValue(node, v, yaml.DisallowUnknownField())
 }
 
 // structFields maps YAML keys to field indexes, inline structs included.

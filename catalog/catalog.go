@@ -205,6 +205,7 @@ func apply(p *AIPlugin, s Spec) {
 	p.spec = s
 	p.Source, p.Endpoint, p.PID = s.Source, s.Endpoint, s.PID
 	p.Labels, p.Dependencies, p.Manifest, p.Owner = s.Labels, s.Dependencies, s.Manifest, s.Owner
+	p.HTTPConfig = s.HTTPConfig
 	if p.Kind == "" || p.Detection.State != DetectDone || (s.Kind != probes.KindAuto && s.Kind != p.Kind) {
 		p.Kind = s.Kind
 	}

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/prometheus/common/config"
+
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
@@ -74,6 +76,10 @@ type Spec struct {
 	// only it may update the plugin, heartbeat for it or say goodbye for it,
 	// until it does say goodbye or the plugin is lost.
 	Owner string
+	// HTTPConfig is how every request to the server is made (credentials,
+	// TLS, proxy, headers): Prometheus' http_config. nil for the agent's
+	// default client. It is shared, never changed once in a Spec.
+	HTTPConfig *config.HTTPClientConfig
 }
 
 // DetectState says how far capability detection got.
@@ -119,6 +125,9 @@ type AIPlugin struct {
 	Detection    DetectionInfo       `json:"detection"`
 	FirstSeen    time.Time           `json:"first_seen"`
 	LastSeen     time.Time           `json:"last_seen"`
+	// HTTPConfig is the Spec's, as Prometheus writes it: every secret in
+	// it is "<secret>".
+	HTTPConfig *config.HTTPClientConfig `json:"http_config,omitempty"`
 
 	spec Spec
 }

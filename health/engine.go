@@ -61,6 +61,9 @@ type Target struct {
 	Capabilities []probes.Capability
 	PID          int
 	Dependencies []string
+	// Client makes this target's requests (its credentials, TLS, proxy):
+	// nil for Options.Client. The engine adds the trace context.
+	Client *http.Client `json:"-"`
 }
 
 // Probe is a probe for targets of a mode other than ModeHTTP.
@@ -130,6 +133,7 @@ type Engine struct {
 	otel    *otelMetrics
 	hist    *History
 	tracer  trace.Tracer
+	tp      trace.TracerProvider // nil when requests carry no trace context
 	sched   *Scheduler
 	seq     atomic.Int64
 
@@ -151,6 +155,7 @@ type plugin struct {
 	smu    sync.RWMutex // guards the fields below; never held long
 	target Target
 	status Status
+	client *http.Client // the target's client, with trace context
 	pidTry bool
 	pid    int
 }
@@ -183,7 +188,7 @@ func New(o Options) *Engine {
 		o.Client = probes.WithTraceContext(o.Client, tp, nil)
 	}
 	e := &Engine{o: o, metrics: o.Metrics, hist: o.History, cfg: o.Config, plugins: map[string]*plugin{},
-		tracer: tp.Tracer("github.com/vitals-dev/vitals/health")}
+		tracer: tp.Tracer("github.com/vitals-dev/vitals/health"), tp: o.TracerProvider}
 	e.otel = newOTelMetrics(o.MeterProvider, o.GenAILatest, e)
 	e.sched = NewScheduler(SchedulerOptions{
 		Clock: o.Clock, Concurrency: o.Config.Concurrency, StartSpread: o.Config.StartSpread, Jitter: o.Config.Jitter, Slack: o.Config.Slack.D(),
@@ -288,7 +293,7 @@ func (e *Engine) Upsert(t Target) {
 	p, ok := e.plugins[t.ID]
 	if !ok {
 		now := e.o.Clock.Now()
-		p = &plugin{target: t, machine: NewMachine(cfg.thresholds()),
+		p = &plugin{target: t, machine: NewMachine(cfg.thresholds()), client: e.clientFor(t),
 			status: Status{ID: t.ID, State: StateUnknown, Since: now, Target: t}}
 		e.plugins[t.ID] = p
 		e.mu.Unlock()
@@ -300,6 +305,9 @@ func (e *Engine) Upsert(t Target) {
 	p.smu.Lock()
 	changed := !equalTarget(p.target, t)
 	if changed {
+		if t.Client != p.target.Client {
+			p.client = e.clientFor(t)
+		}
 		p.target = t
 		p.status.Target = t
 		p.pidTry, p.pid = false, 0
@@ -312,10 +320,29 @@ func (e *Engine) Upsert(t Target) {
 
 func equalTarget(a, b Target) bool {
 	return a.ID == b.ID && a.Mode == b.Mode && a.Kind == b.Kind && a.Endpoint == b.Endpoint && a.Model == b.Model &&
-		a.PID == b.PID && slices.Equal(a.Dependencies, b.Dependencies) && slices.Equal(a.Capabilities, b.Capabilities) &&
+		a.PID == b.PID && a.Client == b.Client && slices.Equal(a.Dependencies, b.Dependencies) && slices.Equal(a.Capabilities, b.Capabilities) &&
 		slices.EqualFunc(a.Models, b.Models, func(x, y probes.Model) bool {
 			return x.ID == y.ID && slices.Equal(x.Capabilities, y.Capabilities)
 		})
+}
+
+// httpClient returns the client of the plugin's requests.
+func (p *plugin) httpClient() *http.Client {
+	p.smu.RLock()
+	defer p.smu.RUnlock()
+	return p.client
+}
+
+// clientFor returns the client of t's requests: its own or the engine's,
+// with trace context when the engine has a tracer provider.
+func (e *Engine) clientFor(t Target) *http.Client {
+	if t.Client == nil {
+		return e.o.Client // already carries trace context
+	}
+	if e.tp == nil {
+		return t.Client
+	}
+	return probes.WithTraceContext(t.Client, e.tp, nil)
 }
 
 // Remove forgets a target and deletes its series.
@@ -588,11 +615,12 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	}
 	maxTokens, _ := cfg.maxTokens(t.ID)
 	pc := probes.Config{MaxTokens: maxTokens}
+	client := p.httpClient()
 	run := func(name string, pr probes.Probe) ProbeOutcome {
 		pctx, span := e.tracer.Start(ctx, "ai.probe."+name, trace.WithAttributes(attribute.String("vitals.ai.probe", name)))
 		defer span.End()
 		o := e.runProbe(pctx, cfg, name, name == probes.Resources, func(ctx context.Context) (probes.Result, error) {
-			return probes.Run(ctx, pr, e.o.Client, pt, pc, e.o.Clock.Now)
+			return probes.Run(ctx, pr, client, pt, pc, e.o.Clock.Now)
 		})
 		if !o.OK {
 			span.SetStatus(codes.Error, string(o.Class))
@@ -624,7 +652,7 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	}
 	var sig *probes.Signals
 	if cfg.Signals && set.Signals != nil {
-		sig = e.readSignals(ctx, set.Signals, pt)
+		sig = e.readSignals(ctx, client, set.Signals, pt)
 	}
 	op := set.SyntheticOp(pt)
 	runs := cfg.synthetic(t.ID) && op != "" && !cold(sig, pt.Model) && !asleep(sig)
@@ -715,10 +743,10 @@ func (d *doneCounter) spent(r probes.Result) {
 // readSignals reads the engine's signals within the check's deadline, as
 // a span of its own. A failed read is counted and logged at debug level,
 // and leaves the check without signals: it does not fail the check.
-func (e *Engine) readSignals(ctx context.Context, fn probes.SignalsFunc, pt probes.Target) *probes.Signals {
+func (e *Engine) readSignals(ctx context.Context, client *http.Client, fn probes.SignalsFunc, pt probes.Target) *probes.Signals {
 	ctx, span := e.tracer.Start(ctx, "ai.probe.signals")
 	defer span.End()
-	sig, err := fn(ctx, e.o.Client, pt)
+	sig, err := fn(ctx, client, pt)
 	if err != nil {
 		class := probes.Classify(err)
 		span.SetStatus(codes.Error, string(class))
@@ -732,7 +760,7 @@ func (e *Engine) readSignals(ctx context.Context, fn probes.SignalsFunc, pt prob
 
 // synthetic runs the synthetic inference as a GenAI client span. A timeout
 // after liveness passed is the stuck class.
-func (e *Engine) synthetic(ctx context.Context, cfg Config, syn probes.Probe, op string, pt probes.Target, pc probes.Config) ProbeOutcome {
+func (e *Engine) synthetic(ctx context.Context, cfg Config, client *http.Client, syn probes.Probe, op string, pt probes.Target, pc probes.Config) ProbeOutcome {
 	ctx, span := e.tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 		attribute.String("gen_ai.operation.name", op), attribute.String("vitals.ai.probe", probes.Synthetic)))
 	defer span.End()
@@ -743,7 +771,7 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, syn probes.Probe, op
 		}
 	}
 	o := e.runProbe(ctx, cfg, probes.Synthetic, false, func(ctx context.Context) (probes.Result, error) {
-		res, err := probes.Run(ctx, syn, e.o.Client, pt, pc, e.o.Clock.Now)
+		res, err := probes.Run(ctx, syn, client, pt, pc, e.o.Clock.Now)
 		err = probes.AsBudgetError(err, probes.TokenBudget(pc))
 		if err != nil && probes.Classify(err) == probes.ClassTimeout {
 			err = fmt.Errorf("%w: liveness answered, inference did not finish: %w", probes.ErrStuck, err)

@@ -163,7 +163,7 @@ func (e *Engine) syntheticCheck(ctx context.Context, cfg Config, p *plugin, syn 
 					"this check rests on liveness and readiness", spent, budget, budgetKey)}
 		}
 	}
-	o := e.synthetic(ctx, cfg, syn, op, pt, pc)
+	o := e.synthetic(ctx, cfg, p.httpClient(), syn, op, pt, pc)
 	r := o.Result
 	p.tokens.spend(r.PromptTokens+r.CompletionTokens, e.o.Clock.Now())
 	e.metrics.tokens.spent(pt.ID, r.PromptTokens, r.CompletionTokens)

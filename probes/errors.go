@@ -177,7 +177,7 @@ func Classify(err error) ErrorClass {
 		}
 		return ClassDNS
 	case errors.As(err, &recErr), errors.As(err, &verErr), errors.As(err, &alertErr),
-		errors.As(err, &uaErr), errors.As(err, &hostErr), errors.As(err, &invErr):
+		errors.As(err, &uaErr), errors.As(err, &hostErr), errors.As(err, &invErr), remoteTLSAlert(err):
 		return ClassTLS
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT):
 		return ClassTimeout
@@ -193,4 +193,12 @@ func Classify(err error) ErrorClass {
 		return ClassOther
 	}
 	return ClassOther
+}
+
+// remoteTLSAlert reports whether err is an alert the server sent during
+// or right after the handshake (it refused the client certificate, say):
+// crypto/tls returns it as a *net.OpError with Op "remote error".
+func remoteTLSAlert(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/common/config"
+
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/discovery"
@@ -24,12 +26,15 @@ import (
 //	      model: llama3.2:1b         # the model synthetic checks use
 //	      labels: {team: search}
 //	      depends_on: [embedder]
+//	      http_config:               # Prometheus' http_config: credentials, TLS, proxy
+//	        authorization: {credentials_file: /run/secrets/ollama-key}
 //	  directory: plugins.d           # drop-in manifests, relative to core.yaml; "" turns it off
 //	  detection: {attempts: 4, timeout: 5s, concurrency: 4, max_backoff: 5s, redetect_interval: 10m}
 //	  bus: {enabled: true, lost_after: 3, deregister_after: 12, default_heartbeat: 5s}
 //	  health: {interval: 10s, timeout: 5s, synthetic: false}  # every key: health.Config
 //	  file_sd_configs: [{files: [targets/*.json]}]  # and http_sd_configs, dns_sd_configs,
 //	  relabel_configs: [...]                        # kubernetes_sd_configs: discovery.Config
+//	  http_config: {tls_config: {ca_file: ca.pem}}  # of the discovered targets' requests
 //	  shard: {count: 3, index: 0}    # or VITALS_SHARD=0/3; the index defaults to the pod ordinal
 //	  probe: {enabled: true, modules: {default: {probes: [liveness, readiness], timeout: 10s}}}  # GET /probe: ProbeConfig
 type Config struct {
@@ -41,6 +46,9 @@ type Config struct {
 	// Discovery holds the Prometheus-style discovery keys, at the top of
 	// the section as in a scrape config.
 	Discovery discovery.Config `yaml:",inline"`
+	// HTTPConfig is the http_config of the discovered targets' requests,
+	// beside the discovery keys as in a Prometheus scrape config.
+	HTTPConfig *config.HTTPClientConfig `yaml:"http_config"`
 	// Shard splits the config targets, the manifests and the discovered
 	// targets among agents that share one config.
 	Shard discovery.ShardConfig `yaml:"shard" env:"SHARD, overwrite"`
@@ -59,6 +67,10 @@ type Target struct {
 	PID       int               `yaml:"pid"`
 	Labels    map[string]string `yaml:"labels"`
 	DependsOn []string          `yaml:"depends_on"`
+	// HTTPConfig is Prometheus' http_config (prometheus/common's
+	// HTTPClientConfig, the same keys): how every request to the server
+	// is made, detection, probes and signals alike.
+	HTTPConfig *config.HTTPClientConfig `yaml:"http_config"`
 }
 
 // DetectionConfig tunes capability detection.
@@ -137,6 +149,13 @@ func decodeConfig(s agent.Section) (Config, error) {
 			bad(s.Place(key, err))
 		} else if seen[t.ID] {
 			bad(s.Errorf(key, "duplicate id %q", t.ID))
+		} else if t.HTTPConfig != nil {
+			if s.File() != "" {
+				t.HTTPConfig.SetDirectory(s.Dir())
+			}
+			if err := checkHTTPConfig(t.HTTPConfig); err != nil {
+				bad(s.Errorf(key+".http_config", "%v", err))
+			}
 		}
 		seen[t.ID] = true
 	}
@@ -185,6 +204,14 @@ func decodeConfig(s agent.Section) (Config, error) {
 			bad(s.Errorf("health.plugins."+id, "%v", err))
 		}
 	}
+	if cfg.HTTPConfig != nil {
+		if s.File() != "" {
+			cfg.HTTPConfig.SetDirectory(s.Dir())
+		}
+		if err := checkHTTPConfig(cfg.HTTPConfig); err != nil {
+			bad(s.Errorf("http_config", "%v", err))
+		}
+	}
 	if err := cfg.Discovery.Validate(); err != nil {
 		for _, e := range unjoin(err) {
 			bad(s.Place("", e))
@@ -224,9 +251,10 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
-// discovered is a discovered target in the shape of a config target.
-func discovered(t discovery.Target) Target {
-	return Target{ID: t.ID, Endpoint: t.Endpoint, Kind: t.Kind, Model: t.Model, Labels: t.Labels}
+// discovered is a discovered target in the shape of a config target, with
+// the section's http_config (nil for none).
+func discovered(t discovery.Target, hc *config.HTTPClientConfig) Target {
+	return Target{ID: t.ID, Endpoint: t.Endpoint, Kind: t.Kind, Model: t.Model, Labels: t.Labels, HTTPConfig: hc}
 }
 
 // spec checks a target and turns it into a Spec. Its errors are
@@ -253,6 +281,10 @@ func (t Target) spec(src catalog.Source) (catalog.Spec, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return catalog.Spec{}, agent.KeyErrorf("endpoint", "%q is not an http(s) URL", t.Endpoint)
 	}
+	if u.User != nil {
+		// They would show wherever the endpoint does: logs, the API.
+		return catalog.Spec{}, agent.KeyErrorf("endpoint", "credentials in the URL; put them in http_config (basic_auth, authorization)")
+	}
 	if t.PID < 0 {
 		return catalog.Spec{}, agent.KeyErrorf("pid", "must not be negative, got %d", t.PID)
 	}
@@ -261,8 +293,13 @@ func (t Target) spec(src catalog.Source) (catalog.Spec, error) {
 			return catalog.Spec{}, agent.KeyErrorf("depends_on", "%v", err)
 		}
 	}
+	if t.HTTPConfig != nil {
+		if err := t.HTTPConfig.Validate(); err != nil {
+			return catalog.Spec{}, agent.KeyErrorf("http_config", "%v", err)
+		}
+	}
 	return catalog.Spec{
 		ID: t.ID, Source: src, Kind: kind, Endpoint: t.Endpoint, PID: t.PID, Model: t.Model,
-		Labels: t.Labels, Dependencies: t.DependsOn,
+		Labels: t.Labels, Dependencies: t.DependsOn, HTTPConfig: t.HTTPConfig,
 	}, nil
 }

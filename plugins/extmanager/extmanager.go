@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"sync"
 	"time"
 
@@ -32,7 +33,8 @@ type ExtManager struct {
 
 	catalog *catalog.Catalog
 	metrics *metrics
-	client  *http.Client
+	client  *http.Client // of the targets without an http_config
+	clients *clients     // of every target
 	// inproc holds the in-process AI plugins already asked, by id; only
 	// scanInProcess uses it.
 	inproc map[string]catalog.AI
@@ -53,6 +55,9 @@ type ExtManager struct {
 	dirCancel context.CancelFunc // ends the directory source Reload replaces
 	dirDone   chan struct{}
 	unsub     []func() // the catalog subscriptions
+	// lastSD is what discovery found last, applied again when a reload
+	// changes the section's http_config.
+	lastSD []discovery.Target
 }
 
 // config returns the current config.
@@ -96,6 +101,7 @@ func New(cfg Config) *ExtManager {
 		}, CheckRedirect: probes.SameHostRedirect},
 	}
 	e.probe = newProber(e, cfg.Probe.Concurrency)
+	e.clients = &clients{def: e.client}
 	return e
 }
 
@@ -140,7 +146,7 @@ func (e *ExtManager) Initialize(ctx context.Context, h agent.Host) error {
 	if e.sd, err = discovery.NewManager(discovery.Options{
 		Logger: e.log, Registerer: h.Metrics(), OnUpdate: e.applyDiscovered,
 		Check: func(t discovery.Target) error {
-			_, err := discovered(t).spec(catalog.SourceDiscovery)
+			_, err := discovered(t, nil).spec(catalog.SourceDiscovery)
 			return err
 		},
 	}); err != nil {
@@ -148,8 +154,15 @@ func (e *ExtManager) Initialize(ctx context.Context, h agent.Host) error {
 	}
 	// Detection requests carry their span's trace context, as probes do.
 	tp := h.TracerProvider()
-	client := probes.WithTraceContext(e.client, tp, nil)
-	e.detector = newDetector(e.catalog, func(string) *http.Client { return client }, e.log,
+	traced := probes.WithTraceContext(e.client, tp, nil)
+	clientOf := func(id string) *http.Client {
+		p, _ := e.catalog.Get(id)
+		if c := e.clients.of(p); c != e.client {
+			return probes.WithTraceContext(c, tp, nil)
+		}
+		return traced
+	}
+	e.detector = newDetector(e.catalog, clientOf, e.log,
 		tp.Tracer("github.com/vitals-dev/vitals/plugins/extmanager"), e.cfg.Detection)
 	if e.engine != nil {
 		if err := h.Provide(health.HistoryService, e.engine.History()); err != nil {
@@ -295,6 +308,13 @@ func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 	if cfg.Directory != old.Directory || cfg.shard != old.shard {
 		e.startDirectory(e.host.Context(), cfg.Directory, cfg.shard)
 	}
+	if !reflect.DeepEqual(cfg.HTTPConfig, old.HTTPConfig) {
+		e.mu.Lock()
+		last := e.lastSD
+		e.mu.Unlock()
+		e.applyDiscovered(last) // the discovered targets take the new http_config
+	}
+	e.clients.keep(e.catalog)
 	sdErr := e.sd.ApplyConfig(cfg.Discovery, cfg.shard)
 	e.detector.setOptions(cfg.Detection)
 	// A reload is a person saying something changed: ask every server
@@ -318,9 +338,13 @@ func (e *ExtManager) startDiscovery(ctx context.Context) {
 // applyDiscovered makes the discovery source's plugins exactly the
 // targets this shard owns.
 func (e *ExtManager) applyDiscovered(ts []discovery.Target) {
+	e.mu.Lock()
+	e.lastSD = ts
+	hc := e.cfg.HTTPConfig
+	e.mu.Unlock()
 	specs := make([]catalog.Spec, 0, len(ts))
 	for _, t := range ts {
-		s, err := discovered(t).spec(catalog.SourceDiscovery)
+		s, err := discovered(t, hc).spec(catalog.SourceDiscovery)
 		if err != nil {
 			continue // the Manager's Check dropped and counted these
 		}
@@ -329,6 +353,7 @@ func (e *ExtManager) applyDiscovered(ts []discovery.Target) {
 	for _, err := range e.catalog.Reconcile(catalog.SourceDiscovery, specs, "no longer discovered") {
 		e.discoveryError(catalog.SourceDiscovery, err)
 	}
+	e.clients.keep(e.catalog)
 }
 
 // onEvent logs, counts and publishes every catalog change, and asks for
@@ -400,7 +425,7 @@ func (e *ExtManager) Stop(ctx context.Context) error {
 	if e.bus != nil {
 		err = errors.Join(err, e.bus.Close())
 	}
-	e.client.CloseIdleConnections()
+	e.clients.closeIdle()
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -77,6 +78,10 @@ func start(t *testing.T, section string) *rig {
 // Host's tracer provider rather than a service.
 const tracerProvider = "tracer_provider"
 
+// hostLogger is the key under which startWith's services give the Host's
+// logger.
+const hostLogger = "logger"
+
 // startWith is start with extra services in the container, provided by
 // another plugin.
 func startWith(t *testing.T, section string, services map[string]any) *rig {
@@ -104,6 +109,10 @@ func startWith(t *testing.T, section string, services map[string]any) *rig {
 	for name, v := range services {
 		if name == tracerProvider {
 			o.TracerProvider = v.(trace.TracerProvider)
+			continue
+		}
+		if name == hostLogger {
+			o.Logger = v.(*slog.Logger)
 			continue
 		}
 		if err := other.Provide(name, v); err != nil {

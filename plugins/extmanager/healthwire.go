@@ -99,11 +99,11 @@ func (e *ExtManager) startHealth() {
 		case catalog.EventDeregistered:
 			e.engine.Remove(ev.ID)
 		default:
-			e.engine.Upsert(healthTarget(ev.Plugin))
+			e.engine.Upsert(healthTarget(ev.Plugin, e.clients))
 		}
 	}))
 	for _, p := range e.catalog.List(catalog.Filter{}) {
-		e.engine.Upsert(healthTarget(p))
+		e.engine.Upsert(healthTarget(p, e.clients))
 	}
 	e.engine.Start()
 }
@@ -147,10 +147,13 @@ func (e *ExtManager) onTransition(ctx context.Context, t health.Transition) {
 // healthTarget is how the engine sees a catalog entry: servers are probed
 // over HTTP, bus plugins without an endpoint over the bus, in-process
 // plugins without an endpoint through their own health check.
-func healthTarget(p catalog.AIPlugin) health.Target {
+func healthTarget(p catalog.AIPlugin, cs *clients) health.Target {
 	t := health.Target{
 		ID: p.ID, Mode: health.ModeHTTP, Kind: p.Kind, Endpoint: p.Endpoint, Model: p.Spec().Model,
 		Models: p.Models, Capabilities: p.Capabilities, PID: p.PID, Dependencies: p.Dependencies,
+	}
+	if p.Spec().HTTPConfig != nil {
+		t.Client = cs.of(p) // with its credentials, TLS and proxy
 	}
 	if p.Endpoint == "" {
 		t.Mode = health.ModeSelf

@@ -19,7 +19,8 @@ import (
 )
 
 // ParseManifest reads one drop-in manifest: a YAML mapping with the keys of
-// a config target. The id defaults to the file's name without .yaml.
+// a config target. The id defaults to the file's name without .yaml; the
+// files its http_config names are relative to the manifest's directory.
 // Errors name the file, line and key.
 func ParseManifest(path string, data []byte) (catalog.Spec, error) {
 	s, err := agent.ParseSection(path, data)
@@ -39,6 +40,13 @@ func ParseManifest(path string, data []byte) (catalog.Spec, error) {
 	spec, err := t.spec(catalog.SourceDirectory)
 	if err != nil {
 		return catalog.Spec{}, s.Place("", err)
+	}
+	if t.HTTPConfig != nil {
+		// Its files (CA, certificate, key, token) are beside the manifest.
+		t.HTTPConfig.SetDirectory(filepath.Dir(path))
+		if err := checkHTTPConfig(t.HTTPConfig); err != nil {
+			return catalog.Spec{}, s.Errorf("http_config", "%v", err)
+		}
 	}
 	spec.Manifest = path
 	return spec, nil
