@@ -195,14 +195,21 @@ targets: [{id: gw, endpoint: %q}, {id: v, endpoint: %q}]
 	}
 	var last *health.Status
 	agenttest.Eventually(t, 20*time.Second, "gw unhealthy for auth", func() bool {
-		p, _ := r.e.Catalog().Get("gw")
-		if p.Health != nil && p.Health.State == health.StateHealthy {
-			t.Fatalf("gw is healthy behind a key the agent lacks: %+v", p.Health)
+		for _, id := range []string{"gw", "v"} {
+			p, _ := r.e.Catalog().Get(id)
+			if p.Health != nil && p.Health.State == health.StateHealthy {
+				t.Fatalf("%s is healthy behind a key the agent lacks: %+v", id, p.Health)
+			}
 		}
+		p, _ := r.e.Catalog().Get("gw")
 		last = p.Health
 		return last != nil && last.State == health.StateUnhealthy && last.Last != nil && last.Last.Class == probes.ClassAuth
 	})
 	if !strings.Contains(last.Reason, "auth") {
 		t.Errorf("reason %q does not name the class", last.Reason)
+	}
+	r.awaitHealth("v", func(h *health.Status) bool { return h != nil && h.Checks >= 5 })
+	if p, _ := r.e.Catalog().Get("v"); p.Health.State != health.StateUnknown {
+		t.Errorf("v (vLLM, /health open, /v1 behind the key) = %+v, want unknown: its kind is not identified", p.Health)
 	}
 }
