@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- stri
 		version       = fs.String("version", "", "reported version (default: the kind's)")
 		modelType     = fs.String("model-type", "", "tei: embedding, classifier or reranker; llamacpp: chat, embedding (--embeddings) or reranker (--reranking)")
 		seed          = fs.Uint64("seed", 1, "seed for jitter and the error rate")
+		preload       = fs.String("preload", "", "ollama: load this model for good at start, as a request with keep_alive -1 does (default: none loaded, the server is cold)")
 		k             aisim.Knobs
 	)
 	fs.Func("latency", "fixed latency added to every answer (e.g. 50ms)", durationFlag(&k.Latency))
@@ -105,6 +106,11 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- stri
 		}
 		if err := sim.WaitLoaded(ctx); err != nil {
 			return nil
+		}
+	}
+	if *preload != "" {
+		if err := sim.Preload(ctx, *preload); err != nil {
+			return fmt.Errorf("-preload %q: %w", *preload, err)
 		}
 	}
 	if *metricsListen != "" {

@@ -195,8 +195,14 @@ func Poll(ctx context.Context, timeout, interval time.Duration, what string, f f
 	defer tick.Stop()
 	var last error
 	for {
-		if last = f(ctx); last == nil {
+		err := f(ctx)
+		if err == nil {
 			return nil
+		}
+		// Keep the last error of a try that had its time: the one the
+		// deadline cut short says only that.
+		if last == nil || ctx.Err() == nil {
+			last = err
 		}
 		select {
 		case <-ctx.Done():

@@ -148,3 +148,23 @@ func TestOllamaLoadAndEvict(t *testing.T) {
 }
 
 func contains(b []byte, sub string) bool { return strings.Contains(string(b), sub) }
+
+// Preload leaves the model loaded for good, as keep_alive -1 does; other
+// kinds have no models to preload.
+func TestOllamaPreload(t *testing.T) {
+	e := start(t, aisim.Config{Kind: probes.KindOllama})
+	if err := e.sim.Preload(t.Context(), "tiny:latest"); err != nil {
+		t.Fatal(err)
+	}
+	m, ok := e.ps(t)["tiny:latest"]
+	if !ok || m.ExpiresAt.Before(time.Now().AddDate(100, 0, 0)) {
+		t.Fatalf("ps after preload: %+v", e.ps(t))
+	}
+	if len(e.ps(t)) != 1 {
+		t.Fatalf("preload loaded %d models", len(e.ps(t)))
+	}
+	v := start(t, aisim.Config{Kind: probes.KindVLLM})
+	if err := v.sim.Preload(t.Context(), "x"); err == nil {
+		t.Fatal("vllm preloaded a model")
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/vitals-dev/vitals/probes"
 )
 
 // Ollama's model scheduler (server/sched.go), as far as a client can see
@@ -239,4 +241,18 @@ func (s *Server) ollamaPS(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Unlock()
 	slices.SortStableFunc(models, func(a, b entry) int { return b.ExpiresAt.Compare(a.ExpiresAt) })
 	writeJSON(w, http.StatusOK, map[string]any{"models": models})
+}
+
+// Preload loads model for good, as a user's request with keep_alive -1
+// leaves it: a server that someone is using, not one that waits cold.
+func (s *Server) Preload(ctx context.Context, model string) error {
+	if s.cfg.Kind != probes.KindOllama {
+		return fmt.Errorf("aisim: preload: %s loads its model at start", s.cfg.Kind)
+	}
+	rn, err := s.ollamaAcquire(ctx, model, &keepAlive{d: math.MaxInt64})
+	if err != nil {
+		return err
+	}
+	s.ollamaRelease(rn)
+	return nil
 }

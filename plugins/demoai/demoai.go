@@ -85,12 +85,20 @@ func (p *Plugin) Initialize(_ context.Context, h agent.Host) error {
 }
 
 // Start serves the simulated server.
-func (p *Plugin) Start(context.Context) error {
+func (p *Plugin) Start(ctx context.Context) error {
 	sim, err := aisim.New(aisim.Config{Kind: p.kind, Version: p.cfg.Version, Knobs: aisim.Knobs{
 		Latency: aisim.Duration(p.cfg.Latency), ErrorRate: p.cfg.ErrorRate,
 	}})
 	if err != nil {
 		return err
+	}
+	if p.kind == probes.KindOllama {
+		// A demo of a server in use: its chat model is loaded, as after a
+		// user's request with keep_alive -1. Left alone it would be cold.
+		if err := sim.Preload(ctx, "tiny:latest"); err != nil {
+			sim.Close()
+			return err
+		}
 	}
 	ln, err := net.Listen("tcp", p.cfg.Listen)
 	if err != nil {
