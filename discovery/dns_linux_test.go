@@ -27,8 +27,8 @@ import (
 // in new mount and network namespaces: there /etc/resolv.conf is a file
 // of the test's, bind-mounted, that names 127.0.0.1, and the only
 // network is the namespace's own loopback, where the test's server
-// (github.com/miekg/dns) answers on port 53.
-const inNamespaceEnv = "VITALS_DISCOVERY_TEST_NAMESPACE"
+// (github.com/miekg/dns) answers on port 53. The child is marked with
+// inNamespaceEnv.
 
 func TestDNSSD(t *testing.T) {
 	if os.Getenv(inNamespaceEnv) == "" {

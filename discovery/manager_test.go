@@ -22,6 +22,10 @@ import (
 	"github.com/vitals-dev/vitals/discovery"
 )
 
+// inNamespaceEnv marks the child process that TestDNSSD runs in its own
+// namespaces (dns_linux_test.go).
+const inNamespaceEnv = "VITALS_DISCOVERY_TEST_NAMESPACE"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(inNamespaceEnv) != "" {
 		os.Exit(m.Run())
