@@ -147,10 +147,9 @@ type Engine struct {
 }
 
 type plugin struct {
-	mu      sync.Mutex // held by the check of this plugin; guards machine, tokens and done
+	mu      sync.Mutex // held by the check of this plugin; guards machine and tokens
 	machine *Machine
 	tokens  tokenUse
-	done    doneCounter
 
 	smu    sync.RWMutex // guards the fields below; never held long
 	target Target
@@ -655,14 +654,12 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 		sig = e.readSignals(ctx, client, set.Signals, pt)
 	}
 	op := set.SyntheticOp(pt)
-	runs := cfg.synthetic(t.ID) && op != "" && !cold(sig, pt.Model) && !asleep(sig)
-	completing := p.done.completing(sig) // kept up to date whatever runs
-	passive := runs && cfg.IdleAware && completing
-	if runs && !passive {
-		o := e.syntheticCheck(ctx, cfg, p, set.Synthetic, op, pt, pc, nil)
-		if o.OK {
-			p.done.spent(o.Result)
-		}
+	passive := false
+	if cfg.synthetic(t.ID) && op != "" && !cold(sig, pt.Model) && !asleep(sig) {
+		// Passive (not sent) when idle_aware and the signals show others'
+		// requests completing since the last check.
+		o := e.syntheticCheck(ctx, cfg, p, set.Synthetic, op, pt, pc, sig)
+		passive = o.Passive
 		if o.Class == probes.ClassCold {
 			// The model is not loaded and the probe did not load it: the
 			// check stands on liveness and readiness.
@@ -690,54 +687,6 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 		}
 	}
 	return out, sig, passive
-}
-
-// doneCounter follows a server's counter of work done, to tell whether
-// others' requests completed between two checks: its requests that ended
-// well when it counts them, else its generated tokens. What the agent's
-// own synthetic inference added is taken off.
-type doneCounter struct {
-	last float64
-	have bool
-	// tokens says last is the generated-tokens counter, not the
-	// requests one.
-	tokens bool
-	// own is what the last synthetic inference added to the counter.
-	own float64
-}
-
-// completing reports whether sig's counter moved past the agent's own
-// work since the previous call, and remembers sig's value. A counter that
-// went down (a restarted server), or one the server stopped reporting,
-// says nothing.
-func (d *doneCounter) completing(sig *probes.Signals) bool {
-	var v float64
-	tokens := false
-	switch {
-	case sig == nil:
-		d.have = false
-		return false
-	case sig.Has(probes.FieldRequests):
-		v = sig.Requests[probes.RequestSuccess]
-	case sig.Has(probes.FieldGeneratedTokens):
-		v, tokens = sig.GeneratedTokens, true
-	default:
-		d.have = false
-		return false
-	}
-	moved := d.have && d.tokens == tokens && v-d.last-d.own > 0
-	d.last, d.have, d.tokens, d.own = v, true, tokens, 0
-	return moved
-}
-
-// spent records what the agent's own synthetic inference added to the
-// counter.
-func (d *doneCounter) spent(r probes.Result) {
-	if d.tokens {
-		d.own = float64(r.CompletionTokens)
-	} else {
-		d.own = 1
-	}
 }
 
 // readSignals reads the engine's signals within the check's deadline, as

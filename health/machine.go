@@ -143,6 +143,17 @@ func (o Observation) loading() *ProbeOutcome {
 	return nil
 }
 
+// skipped returns the first outcome of a probe not sent for a reason of
+// the agent's (a spent token budget), or nil.
+func (o Observation) skipped() *ProbeOutcome {
+	for i, p := range o.Probes {
+		if p.Skipped {
+			return &o.Probes[i]
+		}
+	}
+	return nil
+}
+
 // OK reports whether every probe that decides the state passed. A check
 // that found the model loading is not OK.
 func (o Observation) OK() bool {
@@ -228,7 +239,9 @@ type Verdict struct {
 //     is high (entered at DegradeAbove, left below RecoverBelow, once the
 //     window holds MinSamples requests), while its latency or time to first
 //     token broke the SLO in Failure good checks in a row (until Success good
-//     checks within it), or while a dependency is unhealthy; else healthy.
+//     checks within it), or while a dependency is unhealthy; else healthy,
+//     with the reason of a synthetic inference skipped (its daily token
+//     budget spent), since liveness and readiness alone decided it.
 //
 // A single failed check therefore moves nothing; that is the damping.
 // Machine is not safe for concurrent use; the engine never checks one
@@ -398,6 +411,11 @@ func (m *Machine) Observe(o Observation) Verdict {
 		if worstProbe == probes.Synthetic && class == probes.ClassStuck {
 			next, reason = StateStuck, fmt.Sprintf("synthetic inference did not finish %d checks in a row while liveness answered (stuck)", worst)
 		}
+		if f := o.Failed(); class == probes.ClassConfig && f != nil && f.Probe == worstProbe {
+			// The agent's config is wrong, not the server: say what to
+			// change (the error names the key).
+			reason += ": " + f.Error
+		}
 	case loading != nil:
 		next, reason = StateLoading, fmt.Sprintf("loading its model (%s: %s)", loading.Probe, loading.Error)
 	case (from == StateUnhealthy || from == StateStuck) && m.consecOK < m.th.Success:
@@ -441,6 +459,11 @@ func (m *Machine) Observe(o Observation) Verdict {
 		next = StateHealthy
 		if len(why) > 0 {
 			next, reason = StateDegraded, strings.Join(why, "; ")
+		}
+		if s := o.skipped(); s != nil && next == StateHealthy {
+			// Healthy by liveness and readiness alone: say what was not
+			// checked.
+			reason = s.Probe + " not sent: " + s.Reason
 		}
 	}
 	// A check that just reached the failure threshold counts from here.

@@ -74,7 +74,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 			[]string{"plugin", "probe"}),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_ai_probe_total",
-			Help: "AI plugin probes run, by probe and result (success, failure; skipped: a synthetic inference not sent, its daily token budget spent).",
+			Help: "AI plugin probes run, by probe and result (success, failure; passive: a synthetic inference not sent because the server's counters showed work completing; skipped: not sent, its daily token budget spent).",
 		}, []string{"plugin", "probe", "result"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_ai_probe_errors_total",

@@ -22,7 +22,7 @@ func TestProbeTotalHasBothResults(t *testing.T) {
 	m := NewMetrics(MetricsConfig{})
 	m.observe("llm", Observation{Probes: []ProbeOutcome{{Probe: probes.Synthetic, OK: true, Attempts: 1}}}, trace.SpanContext{})
 	want := `
-# HELP vitals_ai_probe_total AI plugin probes run, by probe and result (success, failure; skipped: a synthetic inference not sent, its daily token budget spent).
+# HELP vitals_ai_probe_total AI plugin probes run, by probe and result (success, failure; passive: a synthetic inference not sent because the server's counters showed work completing; skipped: not sent, its daily token budget spent).
 # TYPE vitals_ai_probe_total counter
 vitals_ai_probe_total{plugin="llm",probe="synthetic",result="failure"} 0
 vitals_ai_probe_total{plugin="llm",probe="synthetic",result="success"} 1

@@ -55,7 +55,7 @@ func countersOf(sig *probes.Signals, at time.Time) *counters {
 	}
 	c := &counters{at: at, hasTokens: sig.Has(probes.FieldGeneratedTokens), hasRequests: sig.Has(probes.FieldRequests)}
 	c.tokens = sig.GeneratedTokens
-	c.success, c.failure = sig.Requests["success"], sig.Requests["failure"]
+	c.success, c.failure = sig.Requests[probes.RequestSuccess], sig.Requests[probes.RequestFailure]
 	if !c.hasTokens && !c.hasRequests {
 		return nil
 	}
@@ -152,8 +152,10 @@ func utcDay(t time.Time) time.Time {
 // budget is a config error naming the key to raise.
 func (e *Engine) syntheticCheck(ctx context.Context, cfg Config, p *plugin, syn probes.Probe, op string,
 	pt probes.Target, pc probes.Config, sig *probes.Signals) ProbeOutcome {
-	if why, ok := p.tokens.passive(sig); ok {
-		return ProbeOutcome{Probe: probes.Synthetic, OK: true, Passive: true, Reason: why}
+	if cfg.IdleAware {
+		if why, ok := p.tokens.passive(sig); ok {
+			return ProbeOutcome{Probe: probes.Synthetic, OK: true, Passive: true, Reason: why}
+		}
 	}
 	budget, budgetKey := cfg.dailyTokenBudget(pt.ID)
 	if budget > 0 {

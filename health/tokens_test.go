@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/openai"
@@ -173,6 +174,9 @@ func TestDailyTokenBudget(t *testing.T) {
 	if skipped == nil || !strings.Contains(skipped.Reason, "plugins.llm.daily_token_budget") || !strings.Contains(skipped.Reason, "8 of 8") {
 		t.Fatalf("no skipped synthetic inference with its reason: %+v", skipped)
 	}
+	if st, _ := r.e.Status("llm"); st.State != health.StateHealthy || !strings.Contains(st.Reason, "synthetic not sent: daily token budget spent") {
+		t.Errorf("status with the budget spent: %s %q", st.State, st.Reason)
+	}
 	res := series(t, r.e, "vitals_ai_probe_total", "result")
 	if res["skipped"] == 0 {
 		t.Errorf("skipped inferences not counted: %v", res)
@@ -208,8 +212,8 @@ func TestBudgetBelowModelMinimum(t *testing.T) {
 	tg.Models[0].ID = "gpt-5-mini"
 	r.e.Upsert(tg)
 	vs := r.awaitState("gw", health.StateUnhealthy)
-	if last := vs[len(vs)-1]; last.Class != probes.ClassConfig {
-		t.Errorf("class = %q, want config (%s)", last.Class, last.Reason)
+	if last := vs[len(vs)-1]; last.Class != probes.ClassConfig || !strings.Contains(last.Reason, "raise max_tokens") {
+		t.Errorf("class = %q, want config, with a reason naming the key to raise: %s", last.Class, last.Reason)
 	}
 	r.stop()
 	cs := checks(t, r.e, "gw")
@@ -259,4 +263,80 @@ func TestTokensPerSecond(t *testing.T) {
 			t.Error("no check recorded the server's tokens/s")
 		}
 	})
+}
+
+// outcomes counts the synthetic outcomes of the plugin's checks: run
+// (sent), passive and skipped.
+func outcomes(t *testing.T, e *health.Engine, id string) (sent, passive int, reason string) {
+	t.Helper()
+	for _, c := range checks(t, e, id) {
+		o := synthetic(c)
+		switch {
+		case o == nil:
+		case o.Passive:
+			passive++
+			reason = o.Reason
+			if !o.OK || o.Attempts != 0 || c.State.Failing() {
+				t.Errorf("passive outcome %+v in a %s check", o, c.State)
+			}
+		case !o.Skipped:
+			sent++
+		}
+	}
+	return sent, passive, reason
+}
+
+// On a busy server the engine's counters show requests completing, and no
+// synthetic inference is sent after the first check; on an idle one, or
+// with idle_aware off, every check sends one: the agent's own inference
+// does not count as the server's work.
+func TestIdleAware(t *testing.T) {
+	const n = 12
+	for _, tc := range []struct {
+		name      string
+		load      int
+		idleAware bool
+		passive   bool
+	}{
+		{"busy", 2, true, true},
+		{"idle", 0, true, false},
+		{"busy, idle_aware off", 2, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := fastConfig()
+			cfg.IdleAware = tc.idleAware
+			// Background requests make a token every 10ms each: a check
+			// interval of several tokens, as 10s is of a busy server's.
+			cfg.Interval = agent.Duration(50 * time.Millisecond)
+			s, srv := sim(t, probes.KindVLLM, 1)
+			s.SetLoad(tc.load)
+			r := newRig(t, cfg)
+			r.e.Upsert(target("llm", probes.KindVLLM, srv.URL))
+			r.await("llm", "checked enough", func(vs []health.Status) bool { return len(vs) >= n })
+			r.stop()
+			sent, passive, reason := outcomes(t, r.e, "llm")
+			spent := series(t, r.e, "vitals_ai_probe_tokens_total", "type")
+			results := series(t, r.e, "vitals_ai_probe_total", "result")
+			if !tc.passive {
+				if passive != 0 || sent < n {
+					t.Errorf("%d sent, %d passive in %d+ checks; want every check to send one", sent, passive, n)
+				}
+				return
+			}
+			// The first check has nothing to compare with, and the one its
+			// transition to healthy triggers follows within a millisecond,
+			// too soon for the counters to move; allow one more for a
+			// loaded machine.
+			if sent > 3 || passive < n-3 {
+				t.Errorf("%d sent, %d passive in %d+ checks of a busy server; want all but the first passive", sent, passive, n)
+			}
+			if !strings.Contains(reason, "tokens generated") {
+				t.Errorf("passive reason = %q", reason)
+			}
+			if spent["prompt"]+spent["completion"] != float64(4*sent) || results["passive"] != float64(passive) {
+				t.Errorf("spent %v, results %v; want 4 tokens for each of %d sent, %d passive", spent, results, sent, passive)
+			}
+		})
+	}
 }

@@ -378,7 +378,7 @@ func TestRulesAreTheFilesExpressions(t *testing.T) {
 	implemented := map[string]string{
 		"VitalsAIPluginUnhealthy": `vitals_ai_plugin_health_state{state="unhealthy"} == 1`,
 		"VitalsAIPluginStuck": `( ( sum by (job, instance, plugin) (increase(vitals_ai_probe_total{probe="synthetic", result="failure"}[1m])) > 0` +
-			` unless on (job, instance, plugin) sum by (job, instance, plugin) (increase(vitals_ai_probe_total{probe="synthetic", result="success"}[1m])) > 0 )` +
+			` unless on (job, instance, plugin) sum by (job, instance, plugin) (increase(vitals_ai_probe_total{probe="synthetic", result=~"success|passive"}[1m])) > 0 )` +
 			` and on (job, instance, plugin) vitals_ai_plugin_up == 1 )` +
 			` or ( max by (job, instance, plugin) (vitals_ai_plugin_health_state{state="unhealthy"}) == 1` +
 			` and on (job, instance, plugin) sum by (job, instance, plugin) (increase(vitals_ai_probe_errors_total{class="stuck"}[5m])) > 0 )` +

@@ -50,7 +50,7 @@ func aiPluginUnhealthy(w *Window) []Sample {
 // (
 //
 //	(sum by (plugin) (increase(vitals_ai_probe_total{probe="synthetic", result="failure"}[1m])) > 0
-//	  unless on (plugin) sum by (plugin) (increase(vitals_ai_probe_total{probe="synthetic", result="success"}[1m])) > 0)
+//	  unless on (plugin) sum by (plugin) (increase(vitals_ai_probe_total{probe="synthetic", result=~"success|passive"}[1m])) > 0)
 //	and on (plugin) vitals_ai_plugin_up == 1
 //
 // ) or (
@@ -62,6 +62,11 @@ func aiPluginUnhealthy(w *Window) []Sample {
 func aiPluginStuck(w *Window) []Sample {
 	failed := w.Increase("vitals_ai_probe_total", map[string]string{"probe": "synthetic", "result": "failure"}, time.Minute, "plugin")
 	succeeded := w.Increase("vitals_ai_probe_total", map[string]string{"probe": "synthetic", "result": "success"}, time.Minute, "plugin")
+	// A passive check (the server's counters showed work completing) is
+	// as good as a success.
+	for plugin, v := range w.Increase("vitals_ai_probe_total", map[string]string{"probe": "synthetic", "result": "passive"}, time.Minute, "plugin") {
+		succeeded[plugin] += v
+	}
 	up := map[string]bool{}
 	for _, s := range w.Gauge("vitals_ai_plugin_up", nil) {
 		up[s.Labels["plugin"]] = s.Value == 1
