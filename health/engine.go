@@ -677,7 +677,7 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 		// The signals are read above; the resource probe reads the
 		// process.
 		if pt.PID > 0 {
-			o := run(probes.Resources, probes.ProbeSet{}.ResourcesProbe(e.readProcess))
+			o := run(probes.Resources, probes.ProcessProbe(e.readProcess))
 			out = append(out, o)
 			if o.Result.Process == nil && t.PID == 0 && pt.PID > 0 {
 				// The process found listening is gone (a restart gives a

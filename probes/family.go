@@ -218,61 +218,20 @@ func answers(ctx context.Context, c *http.Client, t Target, _ Config) (Result, e
 	return Result{}, nil
 }
 
-// HasResources reports whether the set's resource probe has something to
-// read for a target with process pid.
-func (s ProbeSet) HasResources(pid int) bool {
-	return pid > 0 || s.Signals != nil
-}
-
-// ResourcesProbe returns the set's resource probe: it reads the target's
-// process with proc (when the target has a PID and proc is not nil) and the
-// engine's signals (into Result.Signals, and the memory of the models it
-// holds into Result.ModelMemory). It fails only when every source it tried
-// failed.
-func (s ProbeSet) ResourcesProbe(proc func(pid int) (ProcessStats, error)) Probe {
-	return ProbeFunc(func(ctx context.Context, c *http.Client, t Target, _ Config) (Result, error) {
-		var res Result
-		var errs []error
-		tried := 0
-		if t.PID > 0 && proc != nil {
-			tried++
-			ps, err := proc(t.PID)
-			if err != nil {
-				errs = append(errs, err)
-			} else {
-				res.Process = &ps
-			}
+// ProcessProbe returns the resource probe: it reads the target's process
+// with proc, and has nothing to read for a target without a PID. The
+// engine's own signals are read apart, by the probe set's Signals.
+func ProcessProbe(proc func(pid int) (ProcessStats, error)) Probe {
+	return ProbeFunc(func(_ context.Context, _ *http.Client, t Target, _ Config) (Result, error) {
+		if t.PID <= 0 {
+			return Result{}, nil
 		}
-		if s.Signals != nil {
-			tried++
-			if sig, err := s.Signals(ctx, c, t); err != nil {
-				errs = append(errs, err)
-			} else {
-				res.Signals = &sig
-				res.ModelMemory = modelMemory(sig)
-			}
+		ps, err := proc(t.PID)
+		if err != nil {
+			return Result{}, err
 		}
-		if tried > 0 && len(errs) == tried {
-			return res, errors.Join(errs...)
-		}
-		return res, nil
+		return Result{Process: &ps}, nil
 	})
-}
-
-// modelMemory is the memory of each loaded model that sig reports with a
-// size, by name; nil when there is none.
-func modelMemory(sig Signals) map[string]ModelMemory {
-	var mm map[string]ModelMemory
-	for _, m := range sig.LoadedModels {
-		if m.SizeBytes <= 0 && m.VRAMBytes <= 0 {
-			continue
-		}
-		if mm == nil {
-			mm = map[string]ModelMemory{}
-		}
-		mm[m.Name] = ModelMemory{TotalBytes: m.SizeBytes, VRAMBytes: m.VRAMBytes}
-	}
-	return mm
 }
 
 // ReadMetrics returns a SignalsFunc that reads the target's /metrics with

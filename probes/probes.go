@@ -206,12 +206,6 @@ type Result struct {
 	// Process is what a resource probe read of a local process; nil when
 	// it had none to read.
 	Process *ProcessStats
-	// ModelMemory is the memory of each loaded model that the server
-	// reports (Ollama /api/ps), by model id.
-	ModelMemory map[string]ModelMemory
-	// Signals is what the engine said about its own load (a resource
-	// probe's), nil when it was not read.
-	Signals *Signals
 }
 
 // ProcessStats is what the resource probe reads of a local process.

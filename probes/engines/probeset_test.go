@@ -22,7 +22,7 @@ func set(k probes.Kind) probes.ProbeSet { return engines.Registry().Probes(k) }
 
 // resources is the resource probe of kind k, reading /proc.
 func resources(k probes.Kind) probes.Probe {
-	return set(k).ResourcesProbe(func(pid int) (probes.ProcessStats, error) { return probes.ReadProcess(nil, pid) })
+	return probes.ProcessProbe(func(pid int) (probes.ProcessStats, error) { return probes.ReadProcess(nil, pid) })
 }
 
 func serve(t *testing.T, cfg aisim.Config) (*aisim.Server, string) {
@@ -146,11 +146,15 @@ func TestResources(t *testing.T) {
 		if res.Process == nil || res.Process.ResidentBytes <= 0 || res.Process.CPUSeconds <= 0 {
 			t.Errorf("%s process = %+v", kind, res.Process)
 		}
-		if kind == probes.KindLlamaCpp && (res.Signals == nil || !res.Signals.Has(probes.FieldRequestsRunning|probes.FieldSlots)) {
-			t.Errorf("no server signals: %+v", res)
+		sig, err := set(kind).Signals(context.Background(), c, tg)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if kind == probes.KindOllama && len(res.ModelMemory) == 0 {
-			t.Errorf("no model memory: %+v", res)
+		if kind == probes.KindLlamaCpp && !sig.Has(probes.FieldRequestsRunning|probes.FieldSlots) {
+			t.Errorf("no server signals: %+v", sig)
+		}
+		if kind == probes.KindOllama && (len(sig.LoadedModels) == 0 || sig.LoadedModels[0].SizeBytes <= 0) {
+			t.Errorf("no model memory: %+v", sig)
 		}
 	}
 	if _, err := probes.FindListener(nil, 1); !errors.Is(err, probes.ErrNoListener) {
