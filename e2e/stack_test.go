@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/goccy/go-yaml"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -448,7 +449,8 @@ func metricNames(e parser.Expr) []string {
 	return out
 }
 
-// scraped returns the series names on the agent's /metrics.
+// scraped returns the series names on the agent's /metrics: a
+// histogram's are its _bucket, _sum and _count.
 func scraped(ctx context.Context, t *testing.T, s *stack) map[string]bool {
 	t.Helper()
 	b, err := e2etest.Get(ctx, "http://"+s.agent+"/metrics")
@@ -456,15 +458,18 @@ func scraped(ctx context.Context, t *testing.T, s *stack) map[string]bool {
 		t.Fatal(err)
 	}
 	out := map[string]bool{}
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if len(line) == 0 || line[0] == '#' {
+	for name, f := range e2etest.ParseMetrics(t, b) {
+		if len(f.GetMetric()) == 0 {
 			continue
 		}
-		name := string(line)
-		if i := strings.IndexAny(name, "{ "); i > 0 {
-			name = name[:i]
+		switch f.GetType() {
+		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+			out[name+"_bucket"], out[name+"_sum"], out[name+"_count"] = true, true, true
+		case dto.MetricType_SUMMARY:
+			out[name], out[name+"_sum"], out[name+"_count"] = true, true, true
+		default:
+			out[name] = true
 		}
-		out[name] = true
 	}
 	return out
 }

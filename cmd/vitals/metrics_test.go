@@ -28,17 +28,6 @@ func scrape(t *testing.T, addr string) string {
 	return string(text)
 }
 
-// series returns the lines of text for the metric name (no comments).
-func series(text, name string) []string {
-	var out []string
-	for _, l := range strings.Split(text, "\n") {
-		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 func TestBuildInfoCarriesTheRevision(t *testing.T) {
 	bi, err := buildinfo.ReadFile(binary)
 	if err != nil {
@@ -47,14 +36,16 @@ func TestBuildInfoCarriesTheRevision(t *testing.T) {
 	wantRev, wantModified := vcsStamp(bi, "")
 	p := startBinary(t)
 	addr := p.address(t)
-	got := series(scrape(t, addr), "vitals_build_info")
+	got := e2etest.ParseMetrics(t, []byte(scrape(t, addr))).Series("vitals_build_info")
 	if len(got) != 1 {
-		t.Fatalf("vitals_build_info series: %q", got)
+		t.Fatalf("vitals_build_info series: %v", got)
 	}
-	for _, l := range []string{`revision="` + wantRev + `"`, `modified="` + wantModified + `"`, `version="`, `goversion="go`} {
-		if !strings.Contains(got[0], l) {
-			t.Errorf("%s lacks %s", got[0], l)
-		}
+	labels := map[string]string{}
+	for _, l := range got[0].GetLabel() {
+		labels[l.GetName()] = l.GetValue()
+	}
+	if _, ok := labels["version"]; !ok || labels["revision"] != wantRev || labels["modified"] != wantModified || !strings.HasPrefix(labels["goversion"], "go") {
+		t.Errorf("vitals_build_info labels %v, want revision %q, modified %q, a version and a goversion", labels, wantRev, wantModified)
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	p.wait(t)
@@ -66,20 +57,22 @@ func TestBuildInfoCarriesTheRevision(t *testing.T) {
 func TestBusCountersExistAtZero(t *testing.T) {
 	p := startBinary(t)
 	addr := p.ready(t)
-	text := scrape(t, addr)
-	for _, want := range []string{
-		`vitals_bus_dropped_total{reason="publish_queue_full"} 0`,
-		`vitals_bus_dropped_total{reason="subscriber_queue_full"} 0`,
-		`vitals_bus_malformed_total{reason="envelope"} 0`,
-		`vitals_bus_malformed_total{reason="frames"} 0`,
-		`vitals_bus_denied_total{operation="publish",plugin="extmanager"} 0`,
-		`vitals_bus_denied_total{operation="subscribe",plugin="extmanager"} 0`,
-		`vitals_bus_reconnects_total{socket="pub"} 0`,
-		`vitals_bus_reconnects_total{socket="sub"} 0`,
+	m := e2etest.ParseMetrics(t, []byte(scrape(t, addr)))
+	for _, want := range []struct {
+		name   string
+		labels []string
+	}{
+		{"vitals_bus_dropped_total", []string{"reason", "publish_queue_full"}},
+		{"vitals_bus_dropped_total", []string{"reason", "subscriber_queue_full"}},
+		{"vitals_bus_malformed_total", []string{"reason", "envelope"}},
+		{"vitals_bus_malformed_total", []string{"reason", "frames"}},
+		{"vitals_bus_denied_total", []string{"operation", "publish", "plugin", "extmanager"}},
+		{"vitals_bus_denied_total", []string{"operation", "subscribe", "plugin", "extmanager"}},
+		{"vitals_bus_reconnects_total", []string{"socket", "pub"}},
+		{"vitals_bus_reconnects_total", []string{"socket", "sub"}},
 	} {
-		name, _, _ := strings.Cut(want, "{")
-		if !strings.Contains(text, want+"\n") {
-			t.Errorf("/metrics lacks %s; has %q", want, series(text, name))
+		if v, ok := m.Value(want.name, want.labels...); !ok || v != 0 {
+			t.Errorf("/metrics lacks %s%v at 0; has %v", want.name, want.labels, m.Series(want.name))
 		}
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

@@ -3,7 +3,6 @@
 package cost
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -22,6 +21,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 	"github.com/vitals-dev/vitals/internal/aisim"
@@ -344,9 +345,11 @@ func urlEscape(s string) string {
 	return b.String()
 }
 
-// exposition is one scrape of an agent's /metrics in the text format.
+// exposition is one scrape of an agent's /metrics in the text format,
+// parsed by expfmt.
 type exposition struct {
 	body []byte
+	fams e2etest.Metrics
 }
 
 func scrape(t *testing.T, a *proc) exposition {
@@ -362,83 +365,78 @@ func scrape(t *testing.T, a *proc) exposition {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return exposition{body: b}
+	return exposition{body: b, fams: e2etest.ParseMetrics(t, b)}
 }
 
-// each calls f with every sample: its name, its labels (the text between
-// the braces) and its value.
-func (e exposition) each(f func(name, labels string, v float64)) {
-	sc := bufio.NewScanner(bytes.NewReader(e.body))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		head := line[:sp]
-		name, labels := head, ""
-		if i := strings.IndexByte(head, '{'); i >= 0 {
-			name, labels = head[:i], strings.TrimSuffix(head[i+1:], "}")
-		}
-		f(name, labels, v)
+// labelText is a series' labels as the text format writes them, sorted
+// by name: probe="liveness",result="success".
+func labelText(m *dto.Metric) string {
+	ls := m.GetLabel()
+	parts := make([]string, 0, len(ls))
+	for _, l := range ls {
+		parts = append(parts, l.GetName()+"="+strconv.Quote(l.GetValue()))
 	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
 }
 
-// sum adds the samples of name whose labels contain every one of want
-// (`probe="liveness"`).
+// sum adds the values of the series of name whose labels contain every
+// one of want (`probe="liveness"`).
 func (e exposition) sum(name string, want ...string) float64 {
 	var s float64
-	e.each(func(n, labels string, v float64) {
-		if n != name {
-			return
-		}
+	for _, m := range e.fams[name].GetMetric() {
+		labels := labelText(m)
+		ok := true
 		for _, w := range want {
-			if !strings.Contains(labels, w) {
-				return
-			}
+			ok = ok && strings.Contains(labels, w)
 		}
-		s += v
-	})
+		if ok {
+			s += e2etest.Value(m)
+		}
+	}
 	return s
 }
 
-// buckets returns the cumulative counts of histogram name by upper bound.
+// buckets returns the cumulative counts of histogram name by upper bound,
+// summed over its series.
 func (e exposition) buckets(name string) map[float64]float64 {
 	out := map[float64]float64{}
-	e.each(func(n, labels string, v float64) {
-		if n != name+"_bucket" {
-			return
+	for _, m := range e.fams[name].GetMetric() {
+		h := m.GetHistogram()
+		inf := false
+		for _, b := range h.GetBucket() {
+			out[b.GetUpperBound()] += float64(b.GetCumulativeCount())
+			inf = inf || math.IsInf(b.GetUpperBound(), 1)
 		}
-		i := strings.Index(labels, `le="`)
-		if i < 0 {
-			return
+		if !inf {
+			out[math.Inf(1)] += float64(h.GetSampleCount())
 		}
-		le := labels[i+4:]
-		le = le[:strings.IndexByte(le, '"')]
-		b, err := strconv.ParseFloat(le, 64)
-		if err == nil {
-			out[b] += v
-		}
-	})
+	}
 	return out
 }
 
-// series counts the samples whose labels contain label.
+// series counts the series whose labels contain label, as Prometheus
+// counts them: a histogram's buckets, _sum and _count are a series each.
 func (e exposition) series(label string) int {
 	n := 0
-	e.each(func(_, labels string, _ float64) {
-		if strings.Contains(labels, label) {
-			n++
+	for _, f := range e.fams {
+		for _, m := range f.GetMetric() {
+			if !strings.Contains(labelText(m), label) {
+				continue
+			}
+			switch {
+			case m.Histogram != nil:
+				n += len(m.Histogram.GetBucket()) + 2
+				if b := m.Histogram.GetBucket(); len(b) == 0 || !math.IsInf(b[len(b)-1].GetUpperBound(), 1) {
+					n++ // +Inf, which the parser keeps as the sample count
+				}
+			case m.Summary != nil:
+				n += len(m.Summary.GetQuantile()) + 2
+			default:
+				n++
+			}
 		}
-	})
+	}
 	return n
 }
 

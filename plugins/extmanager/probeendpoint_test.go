@@ -1,7 +1,6 @@
 package extmanager_test
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/vitals-dev/vitals/e2e/e2etest"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -203,12 +203,7 @@ func TestProbeTimeoutAndConcurrency(t *testing.T) {
 			t.Errorf("scrape timeout %q: %d\n%s", h, code, body)
 		}
 	}
-	var secs float64
-	for _, l := range strings.Split(body, "\n") {
-		if strings.HasPrefix(l, "vitals_probe_duration_seconds ") {
-			_, _ = fmt.Sscan(strings.TrimPrefix(l, "vitals_probe_duration_seconds "), &secs)
-		}
-	}
+	secs, _ := e2etest.ParseMetrics(t, []byte(body)).Value("vitals_probe_duration_seconds")
 	if secs <= 0 || secs >= 30 {
 		t.Errorf("probe took %vs, want the scrape's 1s, not the module's 30s", secs)
 	}
