@@ -1,0 +1,199 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// check is the scheduler's RunFunc.
+func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
+	e.mu.RLock()
+	p, ok := e.plugins[id]
+	cfg := e.cfg
+	e.mu.RUnlock()
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.smu.RLock()
+	t := p.target
+	p.smu.RUnlock()
+
+	cctx, cancel := context.WithTimeout(ctx, cfg.timeout(id))
+	defer cancel()
+	cctx, span := e.tracer.Start(cctx, "ai.health.check", trace.WithAttributes(
+		attribute.String("vitals.ai.plugin", id), attribute.String("vitals.ai.kind", string(t.Kind)),
+		attribute.String("vitals.ai.check.mode", string(t.Mode))))
+	defer span.End()
+
+	started := e.o.Clock.Now()
+	var obs Observation
+	switch t.Mode {
+	case ModeHTTP:
+		obs.Probes, obs.Signals, obs.Passive = e.probeHTTP(cctx, cfg, p, t)
+		_, known := e.o.Registry.Family(t.Kind)
+		obs.Unidentified = !known
+		obs.Model = t.Model
+		if m := cfg.Plugins[t.ID].Model; m != "" {
+			obs.Model = m
+		}
+	default:
+		for _, pr := range e.o.Probes[t.Mode] {
+			o := e.runProbe(cctx, cfg, pr.Name, pr.Informational, func(ctx context.Context) (probes.Result, error) {
+				return pr.Run(ctx, t)
+			})
+			obs.Probes = append(obs.Probes, o)
+			if !o.OK && !o.Informational {
+				break
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return // stopping: the results say nothing about the plugin
+	}
+	// The verdict is decided now, after the probes: the time every record
+	// of this check carries. When it started and how long it took are kept
+	// beside it.
+	obs.Time = e.o.Clock.Now()
+	for _, pr := range obs.Probes {
+		if pr.Informational {
+			continue
+		}
+		if pr.Probe == probes.Synthetic && pr.OK && pr.sent() {
+			obs.Latency, obs.TTFT = pr.Duration, pr.Result.TimeToFirstToken
+			break
+		}
+		obs.Latency = max(obs.Latency, pr.Duration)
+	}
+	for _, d := range t.Dependencies {
+		if s, ok := e.state(d); ok && s.Failing() {
+			obs.UnhealthyDeps = append(obs.UnhealthyDeps, d)
+		}
+	}
+	v := p.machine.Observe(obs)
+	e.metrics.observe(id, obs, span.SpanContext())
+	e.metrics.signals.observe(id, obs.Signals, t.Models)
+	e.otel.observe(cctx, id, obs)
+
+	rec := CheckRecord{Seq: e.seq.Add(1), Plugin: id, Time: obs.Time, Started: started, Duration: obs.Time.Sub(started),
+		State: v.State, OK: obs.OK(), Latency: obs.Latency, TTFT: obs.TTFT, Probes: obs.Probes}
+	if f := obs.Failed(); f != nil {
+		rec.Probe, rec.Class = f.Probe, f.Class
+	}
+	if tps, ok := e.tokensPerSecond(p, obs, started); ok {
+		rec.TPS = tps
+		e.metrics.tps.WithLabelValues(id).Set(tps)
+	}
+	span.SetAttributes(attribute.String("vitals.ai.state", string(v.State)), attribute.Bool("vitals.ai.check.ok", rec.OK))
+	if !rec.OK {
+		span.SetStatus(codes.Error, string(rec.Class))
+		span.SetAttributes(attribute.String("error.type", string(rec.Class)))
+	}
+
+	var tr *Transition
+	if v.Changed {
+		tr = &Transition{Plugin: id, Time: obs.Time, Started: started, Duration: rec.Duration, From: v.From, To: v.State, Reason: v.Reason}
+		span.AddEvent("health.transition", trace.WithAttributes(attribute.String("vitals.ai.from", string(v.From)),
+			attribute.String("vitals.ai.to", string(v.State)), attribute.String("vitals.ai.reason", v.Reason)))
+	}
+	p.smu.Lock()
+	st := &p.status
+	st.State, st.Reason, st.Checked, st.Class = v.State, v.Reason, obs.Time, rec.Class
+	st.Checks++
+	st.ErrorRate = p.machine.ErrorRate()
+	last := rec
+	last.Probes = nil
+	st.Last = &last
+	if v.Changed {
+		st.Since = obs.Time
+	}
+	snap := *st
+	p.smu.Unlock()
+
+	e.hist.Record(rec, tr)
+	if e.o.OnVerdict != nil {
+		e.o.OnVerdict(id, snap)
+	}
+	if tr != nil {
+		// Inside the check's span (its log line carries the trace id, its
+		// bus message the trace context), not under its deadline.
+		e.transition(trace.ContextWithSpan(ctx, span), cfg, *tr)
+	}
+}
+
+// transition logs, counts and announces a change of state, re-checks the
+// plugin at once at the interval of its new state, and re-checks the
+// plugins that depend on it when it entered or left unhealthy.
+func (e *Engine) transition(ctx context.Context, cfg Config, t Transition) {
+	e.metrics.transitions.WithLabelValues(t.Plugin, string(t.From), string(t.To)).Inc()
+	e.otel.transition(ctx, t)
+	e.metrics.setState(t.Plugin, t.To)
+	level := slog.LevelInfo
+	switch t.To {
+	case StateDegraded, StateOverloaded, StateSleeping:
+		level = slog.LevelWarn
+	case StateStuck, StateUnhealthy:
+		level = slog.LevelError
+	}
+	e.o.Logger.Log(ctx, level, "ai plugin health changed", "id", t.Plugin, "from", t.From, "to", t.To, "reason", t.Reason)
+	e.sched.Set(t.Plugin, e.intervalFor(cfg, t.Plugin, t.To))
+	e.sched.Trigger(t.Plugin)
+	if t.To.Failing() != t.From.Failing() {
+		e.mu.RLock()
+		var deps []string
+		for id, p := range e.plugins {
+			p.smu.RLock()
+			dep := slices.Contains(p.target.Dependencies, t.Plugin)
+			p.smu.RUnlock()
+			if dep {
+				deps = append(deps, id)
+			}
+		}
+		e.mu.RUnlock()
+		for _, id := range deps {
+			e.sched.Trigger(id)
+		}
+	}
+	if e.o.OnTransition != nil {
+		e.o.OnTransition(ctx, t)
+	}
+}
+
+// retryable reports whether a probe that failed with class c is sent again
+// within the same check: the server dropped the connection or failed with a
+// 5xx, which one more request may not see. Timeouts are not retried (they
+// used the check's time); refusals are definite.
+func retryable(c probes.ErrorClass) bool { return c == probes.ClassReset || c == probes.ClassHTTP5xx }
+
+// runProbe runs one probe with the configured retries.
+func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informational bool, fn func(context.Context) (probes.Result, error)) ProbeOutcome {
+	out := ProbeOutcome{Probe: name, Informational: informational}
+	start := e.o.Clock.Now()
+	for attempt := 0; ; attempt++ {
+		res, err := fn(ctx)
+		out.Attempts++
+		out.Result = res
+		if err == nil {
+			out.OK = true
+			break
+		}
+		out.Failures++
+		out.Class, out.Error = probes.Classify(err), err.Error()
+		out.Loading = errors.Is(err, probes.ErrLoading)
+		if attempt >= cfg.Retries || !retryable(out.Class) || ctx.Err() != nil {
+			break
+		}
+	}
+	out.Duration = e.o.Clock.Now().Sub(start)
+	return out
+}

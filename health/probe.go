@@ -1,0 +1,228 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// probeHTTP runs the probe set of the target's kind: liveness, then
+// readiness, each only when the one before passed; then it reads the
+// engine's signals; then the synthetic inference, unless the signals say
+// the model is not loaded or the engine sleeps (a probe never loads a
+// model or wakes an engine) or their counters show requests completing
+// since the last check (idle_aware: the inference would add nothing);
+// then the resource probe. It returns the outcomes, the signals (nil when
+// none were read) and whether the inference was skipped as passive.
+func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target) ([]ProbeOutcome, *probes.Signals, bool) {
+	pt := probes.Target{ID: t.ID, BaseURL: t.Endpoint, Kind: t.Kind, Model: t.Model, Models: t.Models,
+		Capabilities: t.Capabilities, PID: t.PID}
+	if m := cfg.Plugins[t.ID].Model; m != "" {
+		pt.Model = m
+	}
+	maxTokens, _ := cfg.maxTokens(t.ID)
+	pc := probes.Config{MaxTokens: maxTokens}
+	client := p.httpClient()
+	run := func(name string, pr probes.Probe) ProbeOutcome {
+		pctx, span := e.tracer.Start(ctx, "ai.probe."+name, trace.WithAttributes(attribute.String("vitals.ai.probe", name)))
+		defer span.End()
+		o := e.runProbe(pctx, cfg, name, name == probes.Resources, func(ctx context.Context) (probes.Result, error) {
+			return probes.Run(ctx, pr, client, pt, pc, e.o.Clock.Now)
+		})
+		if !o.OK {
+			span.SetStatus(codes.Error, string(o.Class))
+			span.SetAttributes(attribute.String("error.type", string(o.Class)))
+		}
+		return o
+	}
+	set := e.o.Registry.Probes(t.Kind)
+	var out []ProbeOutcome
+	live := run(probes.Liveness, set.Liveness)
+	if !live.OK && live.Class == probes.ClassRefused && t.PID > 0 && set.PortOpensLoaded {
+		if _, err := e.readProcess(t.PID); err == nil {
+			// vLLM, TGI and the like open their port once the model is
+			// loaded: a refusal while the process runs is a load.
+			live.Loading = true
+			live.Error = fmt.Sprintf("process %d runs, its port is not open yet: %s", t.PID, live.Error)
+		}
+	}
+	out = append(out, live)
+	if !live.OK {
+		return out, nil, false
+	}
+	if cfg.Readiness && set.Readiness != nil {
+		o := run(probes.Readiness, set.Readiness)
+		out = append(out, o)
+		if !o.OK {
+			return out, nil, false
+		}
+	}
+	var sig *probes.Signals
+	if cfg.Signals && set.Signals != nil {
+		sig = e.readSignals(ctx, client, set.Signals, pt)
+	}
+	op := set.SyntheticOp(pt)
+	passive := false
+	if cfg.synthetic(t.ID) && op != "" && !cold(sig, pt.Model) && !asleep(sig) {
+		// Passive (not sent) when idle_aware and the signals show others'
+		// requests completing since the last check.
+		o := e.syntheticCheck(ctx, cfg, p, set.Synthetic, op, pt, pc, sig)
+		passive = o.Passive
+		if o.Class == probes.ClassCold {
+			// The model is not loaded and the probe did not load it: the
+			// check stands on liveness and readiness.
+			o.Informational = true
+		}
+		out = append(out, o)
+		if !o.OK && !o.Informational {
+			return out, sig, false
+		}
+	}
+	if cfg.Resources && ctx.Err() == nil {
+		if pt.PID == 0 {
+			pt.PID = e.lookupPID(p, t.Endpoint)
+		}
+		// The signals are read above; the resource probe reads the
+		// process.
+		if pt.PID > 0 {
+			o := run(probes.Resources, probes.ProcessProbe(e.readProcess))
+			out = append(out, o)
+			if o.Result.Process == nil && t.PID == 0 && pt.PID > 0 {
+				// The process found listening is gone (a restart gives a
+				// new PID): look again at the next check.
+				e.forgetPID(p)
+			}
+		}
+	}
+	return out, sig, passive
+}
+
+// readSignals reads the engine's signals within the check's deadline, as
+// a span of its own. A failed read is counted and logged at debug level,
+// and leaves the check without signals: it does not fail the check.
+func (e *Engine) readSignals(ctx context.Context, client *http.Client, fn probes.SignalsFunc, pt probes.Target) *probes.Signals {
+	ctx, span := e.tracer.Start(ctx, "ai.probe.signals")
+	defer span.End()
+	sig, err := fn(ctx, client, pt)
+	if err != nil {
+		class := probes.Classify(err)
+		span.SetStatus(codes.Error, string(class))
+		span.SetAttributes(attribute.String("error.type", string(class)))
+		e.metrics.signals.failed(pt.ID, class)
+		e.o.Logger.Debug("ai plugin signals not read", "id", pt.ID, "err", err)
+		return nil
+	}
+	return &sig
+}
+
+// synthetic runs the synthetic inference as a GenAI client span. A timeout
+// after liveness passed is the stuck class.
+func (e *Engine) synthetic(ctx context.Context, cfg Config, client *http.Client, syn probes.Probe, op string, pt probes.Target, pc probes.Config) ProbeOutcome {
+	ctx, span := e.tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("gen_ai.operation.name", op), attribute.String("vitals.ai.probe", probes.Synthetic)))
+	defer span.End()
+	if u, err := url.Parse(pt.BaseURL); err == nil {
+		span.SetAttributes(attribute.String("server.address", u.Hostname()))
+		if port, err := strconv.Atoi(u.Port()); err == nil {
+			span.SetAttributes(attribute.Int("server.port", port))
+		}
+	}
+	o := e.runProbe(ctx, cfg, probes.Synthetic, false, func(ctx context.Context) (probes.Result, error) {
+		res, err := probes.Run(ctx, syn, client, pt, pc, e.o.Clock.Now)
+		err = probes.AsBudgetError(err, probes.TokenBudget(pc))
+		if err != nil && probes.Classify(err) == probes.ClassTimeout {
+			err = fmt.Errorf("%w: liveness answered, inference did not finish: %w", probes.ErrStuck, err)
+		}
+		return res, err
+	})
+	r := o.Result
+	model := r.Model
+	if model == "" {
+		model = pt.Model
+	}
+	attrs := e.otel.genAIAttrs(op, pt.Kind, model, pt.BaseURL)
+	span.SetAttributes(attrs[1]) // the provider; the others are set above and below
+	if r.Model != "" {
+		span.SetName(op + " " + r.Model)
+		span.SetAttributes(attribute.String("gen_ai.request.model", r.Model))
+	}
+	if o.Class != probes.ClassCold { // no inference ran
+		e.otel.synthetic(ctx, attrs, o)
+	}
+	if r.CompletionTokens > 0 {
+		span.SetAttributes(attribute.Int64("gen_ai.usage.output_tokens", r.CompletionTokens))
+	}
+	if r.PromptTokens > 0 {
+		span.SetAttributes(attribute.Int64("gen_ai.usage.input_tokens", r.PromptTokens))
+	}
+	if r.TimeToFirstToken > 0 {
+		span.SetAttributes(attribute.Float64("vitals.ai.time_to_first_token_seconds", r.TimeToFirstToken.Seconds()))
+	}
+	if !o.OK {
+		span.SetStatus(codes.Error, string(o.Class))
+		span.SetAttributes(attribute.String("error.type", string(o.Class)))
+	}
+	return o
+}
+
+// readProcess reads a target's process for the resource probe.
+func (e *Engine) readProcess(pid int) (probes.ProcessStats, error) {
+	return probes.ReadProcess(e.o.ProcFS, pid)
+}
+
+// lookupPID finds the process listening on a loopback endpoint once per
+// target.
+func (e *Engine) lookupPID(p *plugin, endpoint string) int {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	if p.pidTry || e.o.FindPID == nil {
+		return p.pid
+	}
+	p.pidTry = true
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return 0
+	}
+	host := u.Hostname()
+	ip := net.ParseIP(host)
+	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return 0
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		return 0
+	}
+	pid, err := e.o.FindPID(port)
+	if err != nil {
+		if !errors.Is(err, probes.ErrNoListener) {
+			e.o.Logger.Debug("no pid for ai plugin", "endpoint", endpoint, "err", err)
+		}
+		return 0
+	}
+	if pid == os.Getpid() {
+		// The agent itself serves the endpoint (an in-process plugin): the
+		// plugin has no process of its own, and the agent's CPU and memory
+		// are not the plugin's.
+		return 0
+	}
+	p.pid = pid
+	return pid
+}
+
+// forgetPID drops the PID lookupPID found, so the next check looks again.
+func (e *Engine) forgetPID(p *plugin) {
+	p.smu.Lock()
+	p.pidTry, p.pid = false, 0
+	p.smu.Unlock()
+}
