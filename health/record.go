@@ -11,7 +11,7 @@ import (
 // The in-memory history keeps every plugin's last checks (256 by default,
 // 25 600 for 100 plugins). A CheckRecord as the engine builds it, with its
 // probe outcomes and their probe results, is about 1 KiB on the heap; the
-// ring (checkRing, history.go) keeps each one as 30 to 50 bytes in one
+// ring (checkRing, ring.go) keeps each one as 30 to 50 bytes in one
 // buffer per plugin instead: integers as varints, the few strings that repeat (probe names, states, error
 // classes) as one byte each through a symbol table, error texts in full.
 // The probe results are dropped: neither the API nor the store shows them.
