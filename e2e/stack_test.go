@@ -233,6 +233,9 @@ func (s *stack) writeCore(t *testing.T, extra string) {
           unhealthy_interval: 1s
           timeout: 2s
           synthetic: true
+          # Tokens/s of a synthetic answer needs 8 tokens; Ollama has no
+          # counter of its own to give it.
+          max_tokens: 8
 `, s.agent, pubPort, subPort, s.sims["llm"].addr, s.sims["ollama"].addr)
 	write(t, filepath.Join(s.dir, "core.yaml"), core+extra)
 }

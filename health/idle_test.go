@@ -80,7 +80,7 @@ func TestIdleAwareSynthetic(t *testing.T) {
 			id := "vllm-" + tc.name
 			r.e.Upsert(target(id, probes.KindVLLM, srv.URL))
 			vs := r.await(id, "checked enough", func(vs []health.Status) bool { return len(vs) >= checks })
-			passive := counter(t, r.e, "vitals_ai_probe_passive_total", id, nil)
+			passive := counter(t, r.e, "vitals_ai_probe_total", id, map[string]string{"probe": "synthetic", "result": "passive"})
 			out := counter(t, r.e, "vitals_ai_probe_tokens_total", id, map[string]string{"type": "completion"})
 			if tc.busy {
 				// The first check has no earlier count to compare with; a

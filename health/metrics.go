@@ -25,7 +25,6 @@ type Metrics struct {
 	ttft        *prometheus.HistogramVec
 	tps         *prometheus.GaugeVec
 	transitions *prometheus.CounterVec
-	passive     *prometheus.CounterVec
 	lag         prometheus.Histogram
 	tokens      *tokenMetrics
 
@@ -90,10 +89,6 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 			Name: "vitals_ai_health_transitions_total",
 			Help: "AI plugin health state changes, by from and to state.",
 		}, []string{"plugin", "from", "to"}),
-		passive: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vitals_ai_probe_passive_total",
-			Help: "Checks whose synthetic inference was skipped because the server's own counters showed requests completing since the last check.",
-		}, []string{"plugin"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vitals_scheduler_lag_seconds",
 			Help:    "How late health checks started after they were due.",
@@ -114,7 +109,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 }
 
 func (m *Metrics) vecs() []prometheus.Collector {
-	return []prometheus.Collector{m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions, m.passive, m.lag, m.tokens.total}
+	return []prometheus.Collector{m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions, m.lag, m.tokens.total}
 }
 
 // Describe implements prometheus.Collector.
@@ -197,9 +192,6 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 			delete(m.mems, plugin)
 		}
 	}()
-	if o.Passive {
-		m.passive.WithLabelValues(plugin).Inc()
-	}
 	for _, p := range o.Probes {
 		if p.sent() {
 			observeWith(m.duration.WithLabelValues(plugin, p.Probe), p.Duration.Seconds(), sc)
@@ -241,7 +233,7 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 func (m *Metrics) forget(plugin string) {
 	l := prometheus.Labels{"plugin": plugin}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions, m.passive,
+		m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions,
 	} {
 		v.DeletePartialMatch(l)
 	}
