@@ -97,7 +97,9 @@ type Options struct {
 	// ProcFS is where process statistics are read; nil means /proc.
 	ProcFS probes.ProcFS
 	// FindPID looks up the process listening on a loopback endpoint's port
-	// when a target has no PID; nil turns the lookup off.
+	// when a target has no PID, at every check, so it must be cheap (the
+	// ExtManager's cache checks its last answer against the port's
+	// sockets and the process's start time); nil turns the lookup off.
 	FindPID func(port int) (int, error)
 	// Lag, when set, sees every scheduler lag that the
 	// vitals_scheduler_lag_seconds histogram sees.
@@ -148,8 +150,9 @@ type plugin struct {
 	target Target
 	status Status
 	client *http.Client // the target's client, with trace context
-	pidTry bool
-	pid    int
+	// procStart is when the configured PID's process started, as first
+	// read: a later read of another start time is another process.
+	procStart float64
 }
 
 // New returns an engine; nothing runs until Start.
@@ -302,7 +305,7 @@ func (e *Engine) Upsert(t Target) {
 		}
 		p.target = t
 		p.status.Target = t
-		p.pidTry, p.pid = false, 0
+		p.procStart = 0
 	}
 	p.smu.Unlock()
 	if changed {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -91,18 +92,18 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	}
 	if cfg.Resources && ctx.Err() == nil {
 		if pt.PID == 0 {
-			pt.PID = e.lookupPID(p, t.Endpoint)
+			// Looked up at every check: a restarted server is another
+			// process, with another PID.
+			pt.PID = e.lookupPID(t.Endpoint)
 		}
 		// The signals are read above; the resource probe reads the
 		// process.
 		if pt.PID > 0 {
-			o := run(probes.Resources, probes.ProcessProbe(e.readProcess))
-			out = append(out, o)
-			if o.Result.Process == nil && t.PID == 0 && pt.PID > 0 {
-				// The process found listening is gone (a restart gives a
-				// new PID): look again at the next check.
-				e.forgetPID(p)
+			read := e.readProcess
+			if t.PID > 0 {
+				read = func(pid int) (probes.ProcessStats, error) { return e.readConfiguredProcess(p, pid) }
 			}
+			out = append(out, run(probes.Resources, probes.ProcessProbe(read)))
 		}
 	}
 	return out, sig, passive
@@ -181,15 +182,36 @@ func (e *Engine) readProcess(pid int) (probes.ProcessStats, error) {
 	return probes.ReadProcess(e.o.ProcFS, pid)
 }
 
-// lookupPID finds the process listening on a loopback endpoint once per
-// target.
-func (e *Engine) lookupPID(p *plugin, endpoint string) int {
+// readConfiguredProcess reads the process of a target's configured PID,
+// and fails once that PID is another process than the one first read (a
+// later start time: the server restarted, or the kernel gave its PID to
+// another process), rather than report that process as the plugin's.
+func (e *Engine) readConfiguredProcess(p *plugin, pid int) (probes.ProcessStats, error) {
+	ps, err := e.readProcess(pid)
+	if err != nil || ps.StartTimeSeconds == 0 {
+		return ps, err
+	}
 	p.smu.Lock()
 	defer p.smu.Unlock()
-	if p.pidTry || e.o.FindPID == nil {
-		return p.pid
+	if p.procStart == 0 {
+		p.procStart = ps.StartTimeSeconds
 	}
-	p.pidTry = true
+	if ps.StartTimeSeconds != p.procStart {
+		return probes.ProcessStats{}, fmt.Errorf("process %d started at %s, not at %s as when first read: "+
+			"the server restarted or its PID is another process now; fix the target's pid", pid,
+			time.Unix(int64(ps.StartTimeSeconds), 0).UTC().Format(time.RFC3339),
+			time.Unix(int64(p.procStart), 0).UTC().Format(time.RFC3339))
+	}
+	return ps, nil
+}
+
+// lookupPID finds the process listening on a loopback endpoint, 0 when
+// there is none (or the agent itself listens). It asks Options.FindPID at
+// every check, which must be cheap.
+func (e *Engine) lookupPID(endpoint string) int {
+	if e.o.FindPID == nil {
+		return 0
+	}
 	u, err := url.Parse(endpoint)
 	if err != nil {
 		return 0
@@ -216,13 +238,5 @@ func (e *Engine) lookupPID(p *plugin, endpoint string) int {
 		// are not the plugin's.
 		return 0
 	}
-	p.pid = pid
 	return pid
-}
-
-// forgetPID drops the PID lookupPID found, so the next check looks again.
-func (e *Engine) forgetPID(p *plugin) {
-	p.smu.Lock()
-	p.pidTry, p.pid = false, 0
-	p.smu.Unlock()
 }

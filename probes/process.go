@@ -3,6 +3,7 @@ package probes
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -79,12 +80,24 @@ var ErrNoListener = errors.New("no process listens on the port")
 // other processes' file descriptors, so as an unprivileged user it finds
 // only the user's own processes.
 func FindListener(fs ProcFS, port int) (int, error) {
-	f, err := procFS(fs)
+	inodes, err := ListenerInodes(fs, port)
 	if err != nil {
 		return 0, err
 	}
+	return FindSocketOwner(fs, port, inodes)
+}
+
+// ListenerInodes returns the inodes of the sockets listening on TCP port
+// (IPv4 and IPv6), from fs (nil: /proc); ErrNoListener when there are
+// none. It reads only /proc/net/tcp and tcp6: cheap enough to ask at
+// every check whether the listener is still the one found before.
+func ListenerInodes(fs ProcFS, port int) ([]uint64, error) {
+	f, err := procFS(fs)
+	if err != nil {
+		return nil, err
+	}
 	const listen = 0x0A
-	inodes := map[string]bool{}
+	var inodes []uint64
 	for _, read := range []func() (procfs.NetTCP, error){f.NetTCP, f.NetTCP6} {
 		lines, err := read()
 		if err != nil {
@@ -92,12 +105,28 @@ func FindListener(fs ProcFS, port int) (int, error) {
 		}
 		for _, l := range lines {
 			if l.St == listen && l.LocalPort == uint64(port) {
-				inodes["socket:["+strconv.FormatUint(l.Inode, 10)+"]"] = true
+				inodes = append(inodes, l.Inode)
 			}
 		}
 	}
 	if len(inodes) == 0 {
-		return 0, fmt.Errorf("port %d: %w", port, ErrNoListener)
+		return nil, fmt.Errorf("port %d: %w", port, ErrNoListener)
+	}
+	slices.Sort(inodes)
+	return inodes, nil
+}
+
+// FindSocketOwner returns the PID of the process that holds one of the
+// socket inodes (of a listener on port), reading every process's file
+// descriptors.
+func FindSocketOwner(fs ProcFS, port int, inodes []uint64) (int, error) {
+	f, err := procFS(fs)
+	if err != nil {
+		return 0, err
+	}
+	want := map[string]bool{}
+	for _, i := range inodes {
+		want["socket:["+strconv.FormatUint(i, 10)+"]"] = true
 	}
 	procs, err := f.AllProcs()
 	if err != nil {
@@ -109,10 +138,30 @@ func FindListener(fs ProcFS, port int) (int, error) {
 			continue // gone, or not ours
 		}
 		for _, t := range targets {
-			if inodes[t] {
+			if want[t] {
 				return p.PID, nil
 			}
 		}
 	}
 	return 0, fmt.Errorf("port %d: %w", port, ErrNoListener)
+}
+
+// ProcessStart returns when pid started, in clock ticks since boot (the
+// starttime of /proc/<pid>/stat), from fs (nil: /proc). A PID and its
+// start time name one process: a PID the kernel gave again to another
+// process has another start time.
+func ProcessStart(fs ProcFS, pid int) (uint64, error) {
+	f, err := procFS(fs)
+	if err != nil {
+		return 0, err
+	}
+	p, err := f.Proc(pid)
+	if err != nil {
+		return 0, fmt.Errorf("process %d: %w", pid, err)
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return st.Starttime, nil
 }

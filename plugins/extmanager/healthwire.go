@@ -76,7 +76,7 @@ func (e *ExtManager) initHealth(ctx context.Context, h agent.Host, cfg health.Co
 		},
 		OnVerdict:    e.onVerdict,
 		OnTransition: e.onTransition,
-		FindPID:      newPIDCache(time.Minute).lookup,
+		FindPID:      newPIDCache().lookup,
 	})
 	if err := h.Metrics().Register(e.engine.Metrics()); err != nil {
 		return fmt.Errorf("register health metrics: %w", err)

@@ -1,35 +1,121 @@
 package extmanager
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
-	"time"
+
+	"github.com/vitals-dev/vitals/probes"
 )
 
-func TestPIDCacheLooksOncePerPort(t *testing.T) {
-	calls := map[int]int{}
-	c := newPIDCache(time.Hour)
-	c.find = func(port int) (int, error) {
-		calls[port]++
-		if port == 2 {
-			return 0, errors.New("nobody listens")
-		}
-		return 100 + port, nil
+// listenEnv makes the test binary a child process that listens on the
+// address it names, prints the port it got and waits to be killed.
+const listenEnv = "VITALS_TEST_LISTEN"
+
+func TestHelperListener(t *testing.T) {
+	addr := os.Getenv(listenEnv)
+	if addr == "" {
+		t.Skip("only a child process of TestPIDCacheFollowsRestarts listens")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
+	select {} // until killed
+}
+
+// listener starts a child process listening on addr and returns it and
+// its port.
+func listener(t *testing.T, addr string) (*exec.Cmd, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperListener$")
+	cmd.Env = append(os.Environ(), listenEnv+"="+addr)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	port, perr := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || perr != nil {
+		t.Fatalf("child listener said %q (%v)", line, err)
+	}
+	return cmd, port
+}
+
+func kill(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait() // reaped: its PID may be given again
+}
+
+// A server found by its port is found again when it restarts: the PID of
+// a killed server is never reported (its CPU and memory would freeze, or
+// be another process's), nor is anything while nobody listens, and the
+// new server's PID is reported at once.
+func TestPIDCacheFollowsRestarts(t *testing.T) {
+	c := newPIDCache()
+	first, port := listener(t, "127.0.0.1:0")
+	pid, err := c.lookup(port)
+	if err != nil || pid != first.Process.Pid {
+		t.Fatalf("lookup = %d, %v, want %d", pid, err, first.Process.Pid)
+	}
+	if again, _ := c.lookup(port); again != pid {
+		t.Fatalf("second lookup = %d, want %d", again, pid)
+	}
+
+	kill(t, first)
+	if pid, err := c.lookup(port); !errors.Is(err, probes.ErrNoListener) || pid != 0 {
+		t.Fatalf("after the kill: lookup = %d, %v, want no listener", pid, err)
+	}
+
+	second, _ := listener(t, fmt.Sprintf("127.0.0.1:%d", port))
+	if pid, err := c.lookup(port); err != nil || pid != second.Process.Pid {
+		t.Fatalf("after the restart: lookup = %d, %v, want the new process %d (the old one was %d)", pid, err, second.Process.Pid, first.Process.Pid)
+	}
+}
+
+// A cached answer is checked at every lookup, and only a changed listener
+// or process costs a scan of every process.
+func TestPIDCacheChecksItsAnswer(t *testing.T) {
+	scans := 0
+	inodes := []uint64{7}
+	start := uint64(100)
+	c := &pidCache{
+		inodes: func(int) ([]uint64, error) { return inodes, nil },
+		owner:  func(int, []uint64) (int, error) { scans++; return 42, nil },
+		start:  func(int) (uint64, error) { return start, nil },
+		m:      map[int]pidEntry{},
 	}
 	for range 5 {
-		if pid, err := c.lookup(1); pid != 101 || err != nil {
-			t.Fatalf("lookup(1) = %d, %v", pid, err)
-		}
-		if _, err := c.lookup(2); err == nil {
-			t.Fatal("lookup(2) lost its error")
+		if pid, err := c.lookup(1); pid != 42 || err != nil {
+			t.Fatalf("lookup = %d, %v", pid, err)
 		}
 	}
-	if calls[1] != 1 || calls[2] != 1 {
-		t.Errorf("finds per port = %v, want one each", calls)
+	if scans != 1 {
+		t.Fatalf("%d scans for an unchanged listener, want 1", scans)
 	}
-	c.ttl = 0 // stale at once: looked up again
+	start = 200 // PID 42 is another process now
 	c.lookup(1)
-	if calls[1] != 2 {
-		t.Errorf("stale entry not looked up again: %v", calls)
+	if scans != 2 {
+		t.Errorf("a reused PID was not looked up again (%d scans)", scans)
+	}
+	inodes = []uint64{8} // a new listening socket: the server restarted
+	c.lookup(1)
+	if scans != 3 {
+		t.Errorf("a new socket was not looked up again (%d scans)", scans)
 	}
 }
