@@ -21,3 +21,15 @@ func (h *History) OnPersisted(fn func(any)) { h.onPersisted = fn }
 // Queued returns how many records wait for the store, so an OnPersisted
 // hook can tell whether more are coming.
 func (h *History) Queued() int { return len(h.queue) }
+
+// IsQueued reports whether id waits in the scheduler's queue: its last
+// run, if any, has ended and been accounted for.
+func (s *Scheduler) IsQueued(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.items[id]
+	return ok && !it.running && it.index >= 0
+}
+
+// WakePending reports whether a wake waits for the scheduler's loop.
+func (s *Scheduler) WakePending() bool { return len(s.wake) > 0 }

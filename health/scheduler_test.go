@@ -319,12 +319,17 @@ func TestSchedulerSleepsThroughRunsThatEnd(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("a never ran")
 	}
-	// The scheduler goes to sleep until b is due (after the wakes that
-	// Set asked for); then a's run ends.
-	time.Sleep(100 * time.Millisecond)
+	// The scheduler goes to sleep until b is due: a timer, then one more
+	// after the wake that the Sets left.
+	agenttest.Eventually(t, 20*time.Second, "the scheduler asleep until b is due", func() bool { return clock.timers.Load() >= 2 })
 	before := clock.timers.Load()
+	// a's run ends and a is queued again, with any wake that asked for;
+	// a wake, once taken, sets a timer before the loop looks at ctx.
 	close(release)
-	time.Sleep(100 * time.Millisecond) // time for a wake, if one comes, to set its timer
+	agenttest.Eventually(t, 20*time.Second, "a queued again", func() bool { return s.IsQueued("a") })
+	agenttest.Eventually(t, 20*time.Second, "no wake pending", func() bool { return !s.WakePending() })
+	cancel()
+	<-done
 	if n := clock.timers.Load(); n != before {
 		t.Errorf("the scheduler set %d timers after a's run ended, want none: b is still the earliest", n-before)
 	}
