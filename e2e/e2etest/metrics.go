@@ -58,16 +58,6 @@ func Value(s *dto.Metric) float64 {
 	return s.GetUntyped().GetValue()
 }
 
-// Label returns the value of the label name of s, "" if it has none.
-func Label(s *dto.Metric, name string) string {
-	for _, l := range s.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
-}
-
 func hasLabels(s *dto.Metric, labels []string) bool {
 	for i := 0; i+1 < len(labels); i += 2 {
 		found := false
