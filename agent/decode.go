@@ -3,9 +3,10 @@ package agent
 import (
 	"encoding"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/goccy/go-yaml"
@@ -105,10 +106,10 @@ func (d *decoder) value(path string, node ast.Node, rv reflect.Value) {
 		if !ok {
 			e := errorAt(kv.Key.GetToken(), joinKey(path, key), "unknown key %q", key)
 			e.File = d.file
-			if s := closest(key, keys(fields)); s != "" {
+			if s := closest(key, slices.Sorted(maps.Keys(fields))); s != "" {
 				e.Msg += fmt.Sprintf("; did you mean %q?", s)
 			} else if len(fields) <= 12 {
-				e.Msg += "; known keys: " + strings.Join(keys(fields), ", ")
+				e.Msg += "; known keys: " + strings.Join(slices.Sorted(maps.Keys(fields)), ", ")
 			}
 			d.add(e)
 			continue
@@ -224,15 +225,6 @@ func structFields(t reflect.Type) map[string][]int {
 		}
 		out[name] = []int{i}
 	}
-	return out
-}
-
-func keys(m map[string][]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 

@@ -2,7 +2,8 @@ package health
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -177,7 +178,7 @@ func (m *Machine) Observe(o Observation) Verdict {
 	if ok {
 		clear(m.consecFail) // every probe that decides passed or did not need to run
 	}
-	for _, name := range sortedKeys(m.consecFail) {
+	for _, name := range slices.Sorted(maps.Keys(m.consecFail)) {
 		if n := m.consecFail[name]; n > worst {
 			worst, worstProbe = n, name
 		}
@@ -440,13 +441,4 @@ func sameModel(a, b string) bool {
 		return s
 	}
 	return norm(a) == norm(b)
-}
-
-func sortedKeys(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

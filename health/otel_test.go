@@ -4,9 +4,11 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -164,7 +166,7 @@ func TestGenAIMetricsOverOTLP(t *testing.T) {
 			for _, name := range genai {
 				pts := recv.points[name]
 				if len(pts) == 0 {
-					t.Errorf("receiver got no %s; got %v", name, keys(recv.points))
+					t.Errorf("receiver got no %s; got %v", name, slices.Sorted(maps.Keys(recv.points)))
 					continue
 				}
 				if s := recv.schema[name]; s != "https://opentelemetry.io/schemas/"+version {
@@ -199,14 +201,6 @@ func TestGenAIMetricsOverOTLP(t *testing.T) {
 			}
 		})
 	}
-}
-
-func keys[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // TestStoppedEngineLeavesTheGauges checks that the state gauges of a

@@ -1,9 +1,9 @@
 package aisim_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
@@ -97,14 +97,14 @@ func TestOllamaKeepAlive(t *testing.T) {
 
 	// An empty prompt only loads ("load"); with keep_alive 0 it unloads.
 	b := e.must(t, "POST", "/api/generate", `{"model":"tiny-vision"}`, 200)
-	if !json.Valid(b) || !contains(b, `"done_reason":"load"`) {
+	if !json.Valid(b) || !bytes.Contains(b, []byte(`"done_reason":"load"`)) {
 		t.Fatalf("load: %s", b)
 	}
 	if _, ok := e.ps(t)["tiny-vision:latest"]; !ok {
 		t.Fatal("an empty prompt did not load the model")
 	}
 	b = e.must(t, "POST", "/api/generate", `{"model":"tiny-vision","keep_alive":0}`, 200)
-	if !contains(b, `"done_reason":"unload"`) {
+	if !bytes.Contains(b, []byte(`"done_reason":"unload"`)) {
 		t.Fatalf("unload: %s", b)
 	}
 	if _, ok := e.ps(t)["tiny-vision:latest"]; ok {
@@ -146,8 +146,6 @@ func TestOllamaLoadAndEvict(t *testing.T) {
 		t.Fatalf("after loading a second model with one slot: %+v", ps)
 	}
 }
-
-func contains(b []byte, sub string) bool { return strings.Contains(string(b), sub) }
 
 // Preload leaves the model loaded for good, as keep_alive -1 does; other
 // kinds have no models to preload.

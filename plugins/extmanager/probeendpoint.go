@@ -3,10 +3,10 @@ package extmanager
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -178,7 +178,7 @@ func (p *prober) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	mod, ok := cfg.Modules[name]
 	if !ok {
-		p.invalid(w, "", fmt.Sprintf("module %q is not configured; known: %s", truncate(name, 64), strings.Join(moduleNames(cfg), ", ")))
+		p.invalid(w, "", fmt.Sprintf("module %q is not configured; known: %s", truncate(name, 64), strings.Join(slices.Sorted(maps.Keys(cfg.Modules)), ", ")))
 		return
 	}
 	kind := probes.KindAuto
@@ -229,15 +229,6 @@ func (p *prober) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *prober) invalid(w http.ResponseWriter, module, msg string) {
 	p.requests.WithLabelValues(module, probeInvalid).Inc()
 	agent.WriteError(w, http.StatusBadRequest, msg)
-}
-
-func moduleNames(c ProbeConfig) []string {
-	out := make([]string, 0, len(c.Modules))
-	for n := range c.Modules {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // probeTarget checks a /probe target and returns it as a base URL: an
