@@ -21,7 +21,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if childMain() {
+	if childMain() || fakeOllamaMain() {
 		return
 	}
 	goleak.VerifyTestMain(m)

@@ -28,13 +28,16 @@ type Metrics struct {
 	lag         prometheus.Histogram
 	tokens      *tokenMetrics
 
-	cpu, rss, modelMem *prometheus.Desc
+	cpu, rss, modelMem, runCPU, runRSS *prometheus.Desc
 
 	signals *signalMetrics
 
 	mu    sync.Mutex
 	procs map[string]probes.ProcessStats
 	mems  map[string]map[string]probes.ModelMemory
+	// runs are each plugin's runner processes by model, summed where
+	// several share one (the unattributed ones).
+	runs map[string]map[string]probes.ProcessStats
 }
 
 // Native histogram settings of the latency histograms: buckets at most
@@ -101,10 +104,17 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		modelMem: prometheus.NewDesc("vitals_ai_model_memory_bytes",
 			"Memory of each loaded model as the server reports it (Ollama /api/ps): memory=total or vram.",
 			[]string{"plugin", "model", "memory"}, nil),
+		runCPU: prometheus.NewDesc("vitals_ai_model_process_cpu_seconds_total",
+			"CPU time of the AI server's runner processes, by the model each runs (Ollama's `ollama runner`; model=\"\" for runners not attributed to a loaded model), from procfs.",
+			[]string{"plugin", "model"}, nil),
+		runRSS: prometheus.NewDesc("vitals_ai_model_process_resident_memory_bytes",
+			"Resident memory of the AI server's runner processes, by the model each runs (model=\"\" for runners not attributed to a loaded model), from procfs.",
+			[]string{"plugin", "model"}, nil),
 		signals: newSignalMetrics(),
 		tokens:  newTokenMetrics(),
 		procs:   map[string]probes.ProcessStats{},
 		mems:    map[string]map[string]probes.ModelMemory{},
+		runs:    map[string]map[string]probes.ProcessStats{},
 	}
 }
 
@@ -120,6 +130,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.cpu
 	ch <- m.rss
 	ch <- m.modelMem
+	ch <- m.runCPU
+	ch <- m.runRSS
 	m.signals.describe(ch)
 }
 
@@ -134,6 +146,12 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for id, p := range m.procs {
 		ch <- prometheus.MustNewConstMetric(m.cpu, prometheus.CounterValue, p.CPUSeconds, id)
 		ch <- prometheus.MustNewConstMetric(m.rss, prometheus.GaugeValue, float64(p.ResidentBytes), id)
+	}
+	for id, rs := range m.runs {
+		for model, p := range rs {
+			ch <- prometheus.MustNewConstMetric(m.runCPU, prometheus.CounterValue, p.CPUSeconds, id, model)
+			ch <- prometheus.MustNewConstMetric(m.runRSS, prometheus.GaugeValue, float64(p.ResidentBytes), id, model)
+		}
 	}
 	for id, mm := range m.mems {
 		names := make([]string, 0, len(mm))
@@ -177,6 +195,7 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 	// check stopped before the resource probe) leaves none, rather than
 	// the last values of a process that may no longer exist.
 	var proc *probes.ProcessStats
+	var runs map[string]probes.ProcessStats
 	mem := modelMemory(o.Signals)
 	defer func() {
 		m.mu.Lock()
@@ -185,6 +204,11 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 			m.procs[plugin] = *proc
 		} else {
 			delete(m.procs, plugin)
+		}
+		if runs != nil {
+			m.runs[plugin] = runs
+		} else {
+			delete(m.runs, plugin)
 		}
 		if mem != nil {
 			m.mems[plugin] = mem
@@ -225,6 +249,15 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 			}
 		case probes.Resources:
 			proc = r.Process
+			for _, mp := range r.ModelProcesses {
+				if runs == nil {
+					runs = map[string]probes.ProcessStats{}
+				}
+				sum := runs[mp.Model]
+				sum.CPUSeconds += mp.CPUSeconds
+				sum.ResidentBytes += mp.ResidentBytes
+				runs[mp.Model] = sum
+			}
 		}
 	}
 }
@@ -241,6 +274,7 @@ func (m *Metrics) forget(plugin string) {
 	m.mu.Lock()
 	delete(m.procs, plugin)
 	delete(m.mems, plugin)
+	delete(m.runs, plugin)
 	m.mu.Unlock()
 	m.signals.forget(plugin)
 }

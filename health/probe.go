@@ -103,7 +103,17 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 			if t.PID > 0 {
 				read = func(pid int) (probes.ProcessStats, error) { return e.readConfiguredProcess(p, pid) }
 			}
-			out = append(out, run(probes.Resources, probes.ProcessProbe(read)))
+			o := run(probes.Resources, probes.ProcessProbe(read))
+			if o.OK && o.Result.Process != nil && sig != nil && sig.Has(probes.FieldLoadedModels) {
+				// The server lists its loaded models (Ollama): its runner
+				// children are read and attributed to them.
+				mps, err := probes.FindModelProcesses(e.o.ProcFS, o.Result.Process.PID, sig.LoadedModels)
+				if err != nil {
+					e.o.Logger.Debug("ai plugin runner processes not read", "id", t.ID, "err", err)
+				}
+				o.Result.ModelProcesses = mps
+			}
+			out = append(out, o)
 		}
 	}
 	return out, sig, passive

@@ -206,6 +206,9 @@ type Result struct {
 	// Process is what a resource probe read of a local process; nil when
 	// it had none to read.
 	Process *ProcessStats
+	// ModelProcesses are the server's runner children, by model (Ollama);
+	// nil when it has none or they were not read.
+	ModelProcesses []ModelProcess
 }
 
 // ProcessStats is what the resource probe reads of a local process.

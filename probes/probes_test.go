@@ -20,7 +20,12 @@ import (
 	"github.com/vitals-dev/vitals/probes"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if fakeProcessMain() {
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestParseKind(t *testing.T) {
 	tests := []struct {

@@ -3,8 +3,10 @@ package probes
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/procfs"
@@ -164,4 +166,96 @@ func ProcessStart(fs ProcFS, pid int) (uint64, error) {
 		return 0, fmt.Errorf("process %d: %w", pid, err)
 	}
 	return st.Starttime, nil
+}
+
+// ModelProcess is a child process of a server that runs one model's
+// inference (Ollama's `ollama runner --model <models>/blobs/sha256-<hex>`),
+// and the loaded model it runs.
+type ModelProcess struct {
+	// Model is the loaded model's name; "" when the runner could not be
+	// attributed: it was started without --model (Ollama's newer engine
+	// receives the model in its load request), or its blob's digest is
+	// none of the loaded models'.
+	Model string
+	// Digest is the sha256 digest of the runner's --model blob
+	// ("sha256:<hex>"); "" without --model.
+	Digest string
+	ProcessStats
+}
+
+// maxRunners bounds the runners read of one server.
+const maxRunners = 64
+
+// FindModelProcesses reads the runner children of the server process ppid
+// from fs (nil: /proc): the children whose second argument is "runner".
+// Each is attributed to the loaded model whose digest is its --model
+// blob's. It reads every process's stat to find the children, at most
+// maxRunners of them.
+func FindModelProcesses(fs ProcFS, ppid int, loaded []LoadedModel) ([]ModelProcess, error) {
+	f, err := procFS(fs)
+	if err != nil {
+		return nil, err
+	}
+	procs, err := f.AllProcs()
+	if err != nil {
+		return nil, fmt.Errorf("procfs: %w", err)
+	}
+	var out []ModelProcess
+	for _, p := range procs {
+		if len(out) == maxRunners {
+			break
+		}
+		st, err := p.Stat()
+		if err != nil || st.PPID != ppid {
+			continue // gone, or not a child
+		}
+		argv, err := p.CmdLine()
+		if err != nil || len(argv) < 2 || argv[1] != "runner" {
+			continue
+		}
+		ps, err := ReadProcess(&f, p.PID)
+		if err != nil {
+			continue // ended since
+		}
+		mp := ModelProcess{Digest: runnerDigest(argv[2:]), ProcessStats: ps}
+		for _, lm := range loaded {
+			if mp.Digest != "" && sameDigest(lm.Digest, mp.Digest) {
+				mp.Model = lm.Name
+				break
+			}
+		}
+		out = append(out, mp)
+	}
+	slices.SortFunc(out, func(a, b ModelProcess) int { return a.PID - b.PID })
+	return out, nil
+}
+
+// runnerDigest is the digest of a runner's --model blob
+// (<models>/blobs/sha256-<hex>), as "sha256:<hex>"; "" without one.
+func runnerDigest(args []string) string {
+	var path string
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--model="); ok {
+			path = v
+		} else if a == "--model" && i+1 < len(args) {
+			path = args[i+1]
+		}
+	}
+	hex, ok := strings.CutPrefix(filepath.Base(path), "sha256-")
+	if !ok || len(hex) != 64 {
+		return ""
+	}
+	return "sha256:" + strings.ToLower(hex)
+}
+
+// sameDigest reports whether a digest as a server lists it (with or
+// without the "sha256:" prefix) is d.
+func sameDigest(listed, d string) bool {
+	if listed == "" {
+		return false
+	}
+	if !strings.Contains(listed, ":") {
+		listed = "sha256:" + listed
+	}
+	return strings.EqualFold(listed, d)
 }

@@ -147,6 +147,9 @@ type LoadedModel struct {
 	VRAMBytes int64
 	// ContextLength is the context window it was loaded with, in tokens.
 	ContextLength int64
+	// Digest is the model's digest as the server lists it (Ollama
+	// /api/ps), with or without its "sha256:" prefix.
+	Digest string
 	// ExpiresAt is when the server unloads it unless it is used again;
 	// zero when the server did not say.
 	ExpiresAt time.Time

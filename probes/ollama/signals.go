@@ -28,7 +28,7 @@ func DecodePSSignals(b []byte) (probes.Signals, error) {
 		if name == "" {
 			return probes.Signals{}, &probes.DecodeError{What: "ollama /api/ps", Err: fmt.Errorf("model %d has no name", i)}
 		}
-		lm := probes.LoadedModel{Name: name, SizeBytes: m.Size, VRAMBytes: m.SizeVRAM, ContextLength: m.ContextLength}
+		lm := probes.LoadedModel{Name: name, SizeBytes: m.Size, VRAMBytes: m.SizeVRAM, ContextLength: m.ContextLength, Digest: m.Digest}
 		if m.ExpiresAt != "" {
 			t, err := time.Parse(time.RFC3339Nano, m.ExpiresAt)
 			if err != nil {

@@ -35,15 +35,15 @@ func TestDecodePSSignals(t *testing.T) {
 		name: "recorded, one model on the CPU",
 		path: []string{"..", "testdata", "peers", "ollama", "api_ps_loaded.json"},
 		models: []probes.LoadedModel{
-			{Name: "tiny:latest", SizeBytes: 1482496, ContextLength: 2048, ExpiresAt: at(t, "2026-11-22T07:30:14.195493383Z")},
+			{Name: "tiny:latest", SizeBytes: 1482496, ContextLength: 2048, Digest: "6bcf11190d71e13406d408455f611d066d8661ad65a3687db7021d34f0cc2b49", ExpiresAt: at(t, "2026-11-22T07:30:14.195493383Z")},
 		},
 	}, {
 		name: "in VRAM, split with the CPU, kept for good",
 		path: []string{"testdata", "signals-ollama-ps.json"},
 		models: []probes.LoadedModel{
-			{Name: "qwen3:8b", SizeBytes: 6654289920, VRAMBytes: 6654289920, ContextLength: 4096, ExpiresAt: at(t, "2026-12-01T15:41:07.418592871Z")},
-			{Name: "llama3.1:70b", SizeBytes: 45352566784, VRAMBytes: 23622320128, ContextLength: 8192, ExpiresAt: at(t, "2026-12-01T15:36:52.003917622Z")},
-			{Name: "nomic-embed-text:latest", SizeBytes: 849001472, VRAMBytes: 849001472, ContextLength: 2048, ExpiresAt: at(t, "2318-09-19T16:12:33.204871102Z")},
+			{Name: "qwen3:8b", SizeBytes: 6654289920, VRAMBytes: 6654289920, ContextLength: 4096, Digest: "500a1f067a9f782620b40bee6f7b0c89e17ae61f686b92c24933e4ca4b2b8b41", ExpiresAt: at(t, "2026-12-01T15:41:07.418592871Z")},
+			{Name: "llama3.1:70b", SizeBytes: 45352566784, VRAMBytes: 23622320128, ContextLength: 8192, Digest: "711a9e8463afd9b6ba2e4d9a2a5af6abe8a5f0ef4f1dd6d6c06b5f6e8fd4bd4b", ExpiresAt: at(t, "2026-12-01T15:36:52.003917622Z")},
+			{Name: "nomic-embed-text:latest", SizeBytes: 849001472, VRAMBytes: 849001472, ContextLength: 2048, Digest: "0a109f422b47e3a30ba2b10eca18548e944e8a23073ee3f3e947efcf3c45e59f", ExpiresAt: at(t, "2318-09-19T16:12:33.204871102Z")},
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
