@@ -41,6 +41,10 @@ func TestStates(t *testing.T) {
 		reason string
 		// within is how many checks after the fault the state may take.
 		within int
+		// holds, when set, tells when the fault has taken hold on the
+		// server (a queue takes a while to build): checks are counted
+		// from then.
+		holds func(*aisim.Server) bool
 	}{
 		{name: "healthy", kind: probes.KindVLLM, want: health.StateHealthy, within: 1},
 		{name: "degraded", kind: probes.KindOpenAI, warm: true,
@@ -54,7 +58,8 @@ func TestStates(t *testing.T) {
 			},
 			// One check may begin before the queue, one is the baseline the
 			// next show progress from, then failure_threshold.
-			want: health.StateOverloaded, reason: "requests waiting (overloaded_queue 4) while work completes", within: F + 3},
+			want: health.StateOverloaded, reason: "requests waiting (overloaded_queue 4) while work completes", within: F + 3,
+			holds: func(s *aisim.Server) bool { return s.Stats().Waiting > 4 }},
 		{name: "loading-llamacpp", kind: probes.KindLlamaCpp, warm: true,
 			fault: func(s *aisim.Server) { s.SetLoading(true) },
 			want:  health.StateLoading, reason: "Loading model", within: 2},
@@ -113,9 +118,13 @@ func TestStates(t *testing.T) {
 			if tc.warm {
 				before = r.awaitState(id, health.StateHealthy)
 				tc.fault(s)
+				if tc.holds != nil {
+					agenttest.Eventually(t, 10*time.Second, "the fault takes hold", func() bool { return tc.holds(s) })
+					before = r.await(id, "checked", func([]health.Status) bool { return true })
+				}
 			}
 			all := r.awaitState(id, tc.want)
-			after := all[len(before):]
+			after := all[min(len(before), len(all)):]
 			if len(after) > tc.within {
 				t.Errorf("%s after %d checks, want at most %d: %s", tc.want, len(after), tc.within, summary(after))
 			}
