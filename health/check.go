@@ -187,6 +187,12 @@ func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informat
 			out.OK = true
 			break
 		}
+		if ns := (*probes.NotSentError)(nil); errors.As(err, &ns) {
+			// The probe chose not to send its request: neither a
+			// success nor a failure.
+			out.Skipped, out.Informational, out.Reason = true, true, ns.Reason
+			break
+		}
 		out.Failures++
 		out.Class, out.Error = probes.Classify(err), err.Error()
 		out.Loading = errors.Is(err, probes.ErrLoading)

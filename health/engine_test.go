@@ -373,15 +373,16 @@ func simB(b *testing.B) (*aisim.Server, string) {
 	return s, srv.URL
 }
 
-// warmOllama loads the Ollama model of target() for an hour, as a user's
-// request would.
+// warmOllama loads the Ollama model of target() for good, as a user's
+// request with keep_alive -1 would: the only model a synthetic inference
+// is sent to.
 func warmOllama(t *testing.T, base string) {
 	t.Helper()
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	_, err := ollama.New(&http.Client{Transport: tr}, base).ChatStream(context.Background(), ollama.ChatRequest{
 		Model: aisimModel(probes.KindOllama), Messages: []ollama.Message{{Role: "user", Content: "hi"}},
-		Options: map[string]any{"num_predict": 1}, KeepAlive: "1h"})
+		Options: map[string]any{"num_predict": 1}, KeepAlive: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -168,7 +168,7 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, client *http.Client,
 		span.SetName(op + " " + r.Model)
 		span.SetAttributes(attribute.String("gen_ai.request.model", r.Model))
 	}
-	if o.Class != probes.ClassCold { // no inference ran
+	if o.Class != probes.ClassCold && !o.Skipped { // else no inference ran
 		e.otel.synthetic(ctx, attrs, o)
 	}
 	if r.CompletionTokens > 0 {
@@ -180,7 +180,7 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, client *http.Client,
 	if r.TimeToFirstToken > 0 {
 		span.SetAttributes(attribute.Float64("vitals.ai.time_to_first_token_seconds", r.TimeToFirstToken.Seconds()))
 	}
-	if !o.OK {
+	if !o.OK && !o.Skipped {
 		span.SetStatus(codes.Error, string(o.Class))
 		span.SetAttributes(attribute.String("error.type", string(o.Class)))
 	}

@@ -2,6 +2,7 @@ package health_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -222,6 +223,66 @@ func TestColdNeverLoads(t *testing.T) {
 	// A user's request loads it: healthy.
 	warm(t, srv.URL, aisimModel(probes.KindOllama))
 	r.awaitState(tg.ID, health.StateHealthy)
+}
+
+// TestSyntheticKeepsOllamaExpiry: against an Ollama model loaded with the
+// server's default keep-alive, the checks send no inference, which would
+// move its expires_at and shorten the keep-alive of the users' next
+// requests. They record the synthetic inference as skipped with the
+// reason, healthy by liveness, readiness and /api/ps alone; expires_at
+// does not move, and a user's next request still gets the 5m default.
+func TestSyntheticKeepsOllamaExpiry(t *testing.T) {
+	_, srv := sim(t, probes.KindOllama, 1)
+	model := aisimModel(probes.KindOllama)
+	unload(t, srv.URL, model)
+	load := func() {
+		t.Helper()
+		resp, err := http.Post(srv.URL+"/api/generate", "application/json", strings.NewReader(`{"model":"`+model+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	load() // no keep_alive: Ollama's default, five minutes
+	before := psExpiry(t, srv.URL)
+	r := newRig(t, fastConfig())
+	tg := target("ollama-expiring", probes.KindOllama, srv.URL)
+	r.e.Upsert(tg)
+	vs := r.await(tg.ID, "checked 10 times", func(vs []health.Status) bool { return len(vs) >= 10 })
+	for _, v := range vs[2:] { // the first may be passive: the load completed a request
+		if v.State != health.StateHealthy || v.Class != "" || !strings.HasPrefix(v.Reason, "synthetic not sent: ") ||
+			!strings.Contains(v.Reason, "expires_at") || !strings.Contains(v.Reason, before) {
+			t.Fatalf("state %s (%s, class %q); want healthy, the synthetic inference not sent, saying until when the model stays",
+				v.State, v.Reason, v.Class)
+		}
+	}
+	if after := psExpiry(t, srv.URL); after != before {
+		t.Fatalf("expires_at moved from %s to %s", before, after)
+	}
+	sent := time.Now()
+	load()
+	at, err := time.Parse(time.RFC3339Nano, psExpiry(t, srv.URL))
+	if err != nil || at.Before(sent.Add(5*time.Minute)) || at.After(time.Now().Add(5*time.Minute)) {
+		t.Fatalf("a user's request without keep_alive keeps the model until %s (%v), want 5m after it", at, err)
+	}
+}
+
+// psExpiry is the expires_at of the one model /api/ps lists.
+func psExpiry(t *testing.T, url string) string {
+	t.Helper()
+	b, err := probes.Fetch(context.Background(), http.DefaultClient, http.MethodGet, url+"/api/ps", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps struct {
+		Models []struct {
+			ExpiresAt string `json:"expires_at"`
+		} `json:"models"`
+	}
+	if err := json.Unmarshal(b, &ps); err != nil || len(ps.Models) != 1 {
+		t.Fatalf("/api/ps %s: %v", b, err)
+	}
+	return ps.Models[0].ExpiresAt
 }
 
 func unload(t *testing.T, url, model string) {

@@ -42,6 +42,10 @@ const (
 	// unloads an idle model): a synthetic inference would load it, so it
 	// is not run. It is not a failure.
 	ClassCold ErrorClass = "cold"
+	// ClassNotSent is a probe that chose not to send its request, since it
+	// would change the server's state (a *NotSentError). It is not a
+	// failure of the server.
+	ClassNotSent ErrorClass = "not_sent"
 	// ClassStale is a bus plugin whose heartbeats stopped.
 	ClassStale ErrorClass = "stale"
 	// ClassReported is a plugin that reported itself unhealthy (a bus
@@ -66,6 +70,17 @@ var ErrLoading = fmt.Errorf("loading model: %w", ErrNotReady)
 // ErrCold reports that the model a probe would use is not loaded, and
 // that the probe did not load it. Classify gives ClassCold.
 var ErrCold = errors.New("model not loaded")
+
+// NotSentError reports a probe that chose not to send its request,
+// because the request would change the server's state (an Ollama model's
+// expiry). The health engine records the probe as skipped, with Reason:
+// neither a success nor a failure.
+type NotSentError struct {
+	// Reason says why, and what decided the check instead.
+	Reason string
+}
+
+func (e *NotSentError) Error() string { return "not sent: " + e.Reason }
 
 // ErrStale reports that a plugin has not been heard from in time.
 var ErrStale = errors.New("heartbeat stale")
@@ -131,6 +146,7 @@ func Classify(err error) ErrorClass {
 	var (
 		httpErr   *HTTPError
 		budgetErr *BudgetError
+		notSent   *NotSentError
 		decErr    *DecodeError
 		dnsErr    *net.DNSError
 		netErr    net.Error
@@ -149,6 +165,8 @@ func Classify(err error) ErrorClass {
 		return ClassNotReady
 	case errors.Is(err, ErrCold):
 		return ClassCold
+	case errors.As(err, &notSent):
+		return ClassNotSent
 	case errors.Is(err, ErrStale):
 		return ClassStale
 	case errors.Is(err, ErrReported):

@@ -197,13 +197,14 @@ func TestSignalsPerKind(t *testing.T) {
 	}
 }
 
-// warm loads model on the Ollama server at base for an hour, as a user's
-// request would: probes never load one.
+// warm loads model on the Ollama server at base for good, as a user's
+// request with keep_alive -1 would: probes never load one, and send an
+// inference only to a model kept for good.
 func warm(t *testing.T, c *http.Client, base, model string) {
 	t.Helper()
 	_, err := ollama.New(c, base).ChatStream(context.Background(), ollama.ChatRequest{
 		Model: model, Messages: []ollama.Message{{Role: "user", Content: "hi"}},
-		Options: map[string]any{"num_predict": 1}, KeepAlive: "1h"})
+		Options: map[string]any{"num_predict": 1}, KeepAlive: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,8 +61,9 @@ func TestSyntheticTurnsReasoningOff(t *testing.T) {
 			defer c.CloseIdleConnections()
 			tg := detected(t, c, tc.kind, srv.URL)
 			if tc.kind == probes.KindOllama {
-				// A probe never loads a model: load one as a user would.
-				resp, err := c.Post(srv.URL+"/api/generate", "application/json", bytes.NewReader([]byte(`{"model":"tiny:latest","prompt":"hi","stream":false}`)))
+				// A probe never loads a model, and infers only against one
+				// kept for good: load one so, as a user would.
+				resp, err := c.Post(srv.URL+"/api/generate", "application/json", bytes.NewReader([]byte(`{"model":"tiny:latest","prompt":"hi","stream":false,"keep_alive":-1}`)))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -74,9 +74,11 @@ func SameModel(a, b string) bool {
 // the budget, or one /api/embed, against a model /api/ps says is loaded:
 // the target's model, else the first loaded one that can do the
 // operation. A model that is not loaded is cold: the probe does not load
-// it (ErrCold). The request's keep_alive is the time the model had left
-// (KeepAliveLeft), so it does not keep the model longer than it would
-// have stayed.
+// it (ErrCold). It runs only against a model kept loaded for good, with
+// keep_alive -1, which changes nothing. Against a model with an expiry it
+// is not sent (a *probes.NotSentError): every request that reaches a
+// model moves its expires_at, and its keep_alive becomes the one of later
+// requests that send none (see KeptForever).
 func synthetic(ctx context.Context, c *http.Client, t probes.Target, cfg probes.Config) (probes.Result, error) {
 	oc := New(c, t.BaseURL)
 	op := probes.ChatOrEmbeddings(t)
@@ -98,10 +100,11 @@ func synthetic(ctx context.Context, c *http.Client, t probes.Target, cfg probes.
 		return res, fmt.Errorf("no model loaded to probe, %q not loaded either: %w", res.Model, probes.ErrCold)
 	}
 	res.Model = m.Name
-	keep, ok := KeepAliveLeft(m.ExpiresAt, time.Now())
-	if !ok {
-		return res, fmt.Errorf("model %q is about to unload (expires_at %q): %w", m.Name, m.ExpiresAt, probes.ErrCold)
+	if until, ok := KeptForever(m.ExpiresAt, time.Now()); !ok {
+		return res, &probes.NotSentError{Reason: fmt.Sprintf("an inference would move model %q's expires_at and keep-alive; "+
+			"Ollama keeps it loaded until %s; liveness, readiness and /api/ps decided this check", m.Name, until)}
 	}
+	const keep = -1 // what the model has already: nothing moves
 	if op == probes.OpEmbeddings {
 		r, err := oc.Embed(ctx, EmbedRequest{Model: m.Name, Input: []string{probes.SyntheticPrompt}, KeepAlive: keep})
 		res.PromptTokens = r.PromptEvalCount
@@ -151,31 +154,24 @@ func pickLoaded(t probes.Target, ps []PSModel, c probes.Capability) (PSModel, bo
 // loaded for good (keep_alive -1 puts it centuries away).
 const forever = 100 * 365 * 24 * time.Hour
 
-// KeepAliveLeft is the keep_alive that asks Ollama to keep a model for
-// the time it had left before expiresAt (RFC 3339) at now: a duration
-// string, or -1 when it is kept for good. It is false when the model has
-// less than a second left, or expiresAt does not parse: a probe then
-// leaves the model alone.
+// KeptForever reports whether expiresAt (RFC 3339, from /api/ps) at now
+// means a model kept loaded for good, as keep_alive -1 leaves it. When it
+// does not, it returns expiresAt as given, for a reason to name.
 //
 // Ollama moves expires_at to the end of the last request using a model
-// plus that request's keep_alive, and keeps the keep_alive for later
-// requests that send none. So the model's expiry moves later by the
-// probe's own length (milliseconds), and a later request that sends no
-// keep_alive keeps the model for what was left at the probe, not for the
-// server's default. No keep_alive avoids both.
-func KeepAliveLeft(expiresAt string, now time.Time) (any, bool) {
+// plus that request's keep_alive, and keeps the keep_alive as the model's
+// for later requests that send none (server/sched.go). So an inference
+// against a model with an expiry changes how long it stays, whatever
+// keep_alive it sends: even the time left moves expires_at by the
+// request's length and shortens the keep-alive of the users' next
+// requests. Only keep_alive -1 against a model kept for good changes
+// nothing.
+func KeptForever(expiresAt string, now time.Time) (string, bool) {
 	at, err := time.Parse(time.RFC3339Nano, expiresAt)
 	if err != nil {
-		return nil, false
+		return fmt.Sprintf("%q (unreadable)", expiresAt), false
 	}
-	left := at.Sub(now)
-	switch {
-	case left >= forever:
-		return -1, true
-	case left < time.Second:
-		return nil, false
-	}
-	return left.Truncate(time.Millisecond).String(), true
+	return expiresAt, at.Sub(now) >= forever
 }
 
 // signals reads /api/ps: the models loaded, their memory and when they
