@@ -69,10 +69,10 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		}, []string{"plugin"}),
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vitals_ai_plugin_health_state",
-			Help: "The AI plugin's health state: 1 for the current state (unknown, healthy, degraded, overloaded, loading, cold, sleeping, stuck, unhealthy), 0 for the others.",
+			Help: "The AI plugin's health state: one series at 1 whose state label is the current state (unknown, healthy, degraded, overloaded, loading, cold, sleeping, stuck, unhealthy).",
 		}, []string{"plugin", "state"}),
 		duration: prometheus.NewHistogramVec(latencyOpts("vitals_ai_probe_duration_seconds",
-			"Duration of AI plugin probes, by probe (liveness, readiness, synthetic, resources, heartbeat, bus_health, self).", cfg),
+			"Duration of AI plugin probes, by probe (liveness, readiness, synthetic, heartbeat, bus_health, self; not resources, which reads the agent's own procfs and the server's reports more than it times the server).", cfg),
 			[]string{"plugin", "probe"}),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_ai_probe_total",
@@ -166,15 +166,17 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// setState sets the state series of plugin.
+// setState makes s the state series of plugin: one series, at 1, whose
+// state label is the current state. The others are deleted rather than
+// kept at 0, so that a plugin costs one series here, not one per state;
+// a query for a state (state="unhealthy" == 1) reads the same.
 func (m *Metrics) setState(plugin string, s State) {
 	for _, st := range States {
-		v := 0.0
-		if st == s {
-			v = 1
+		if st != s {
+			m.state.DeleteLabelValues(plugin, string(st))
 		}
-		m.state.WithLabelValues(plugin, string(st)).Set(v)
 	}
+	m.state.WithLabelValues(plugin, string(s)).Set(1)
 }
 
 // observeWith records v on h, with the trace and span id of sc as the
@@ -217,7 +219,9 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 		}
 	}()
 	for _, p := range o.Probes {
-		if p.sent() {
+		// The resource probe has no duration series: it is informational,
+		// and its time is mostly the agent's own procfs reads.
+		if p.sent() && p.Probe != probes.Resources {
 			observeWith(m.duration.WithLabelValues(plugin, p.Probe), p.Duration.Seconds(), sc)
 		}
 		// Both results exist from the first probe on, so the first failure

@@ -95,7 +95,7 @@ func startWith(t *testing.T, section string, services map[string]any) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, e: p.(*extmanager.ExtManager), bus: bustest.New(), events: agent.NewEvents(), dir: &directory{},
-		metrics: prometheus.NewRegistry(), evs: make(chan catalog.Event, 256)}
+		metrics: prometheus.NewRegistry(), evs: make(chan catalog.Event, 8192)}
 	c := agent.NewContainer()
 	for name, v := range map[string]any{
 		agent.ServicePlugins: agent.PluginDirectory(r.dir), bus.ServiceName: bus.Provider(allowAll{r.bus}),
