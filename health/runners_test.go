@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vitals-dev/vitals/health"
+	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -29,7 +30,7 @@ func fakeOllamaMain() bool {
 		var stdins []io.Closer
 		var kids []*exec.Cmd
 		for _, args := range [][]string{
-			{"runner", "--model", "/tmp/x/blobs/sha256-6bcf11190d71e13406d408455f611d066d8661ad65a3687db7021d34f0cc2b49", "--port", "0"},
+			{"runner", "--model", "/tmp/x/blobs/sha256-" + aisim.BlobDigest("tiny:latest"), "--port", "0"},
 			{"runner", "--port", "0"},
 		} {
 			c := exec.Command(os.Args[0], args...)
@@ -88,7 +89,8 @@ func modelProcessSeries(t *testing.T, e *health.Engine, id string) map[string]fl
 }
 
 // An Ollama server's runner processes are exported by the model each
-// runs, matched by its --model blob's digest to /api/ps; a runner without
+// runs, matched by its --model blob's digest to the blob /api/show names
+// for a model /api/ps lists (not /api/ps's manifest digest); a runner without
 // --model is exported with model="". Their series go with the server.
 func TestOllamaRunnersAttributedToModels(t *testing.T) {
 	_, srv := sim(t, probes.KindOllama, 1)

@@ -219,7 +219,7 @@ func FindModelProcesses(fs ProcFS, ppid int, loaded []LoadedModel) ([]ModelProce
 		}
 		mp := ModelProcess{Digest: runnerDigest(argv[2:]), ProcessStats: ps}
 		for _, lm := range loaded {
-			if mp.Digest != "" && sameDigest(lm.Digest, mp.Digest) {
+			if mp.Digest != "" && sameDigest(lm.BlobDigest, mp.Digest) {
 				mp.Model = lm.Name
 				break
 			}

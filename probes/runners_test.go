@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/vitals-dev/vitals/probes"
-	"github.com/vitals-dev/vitals/probes/ollama"
 )
 
 // fakeProcessEnv makes the test binary a fake process: "serve" (a server
@@ -75,13 +74,13 @@ func TestFindModelProcesses(t *testing.T) {
 	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
 		t.Fatalf("fake server said %q, %v; want ready", line, err)
 	}
-	sig, err := ollama.DecodePSSignals([]byte(`{"models":[
-		{"name":"other:1b","model":"other:1b","digest":"0a1f0e8f3f8d8ad9c2f46c1f4a1c1b5e0f6c3b7f1d7a1f7e59c50c3e3a4e9d11"},
-		{"name":"llama3.2:1b","model":"llama3.2:1b","digest":"` + runnerDigest + `"}]}`))
-	if err != nil {
-		t.Fatal(err)
+	// Runners are matched by the weights blob /api/show names, never by
+	// the manifest digest /api/ps lists, even when one equals the blob's.
+	loaded := []probes.LoadedModel{
+		{Name: "other:1b", Digest: runnerDigest, BlobDigest: "sha256:0a1f0e8f3f8d8ad9c2f46c1f4a1c1b5e0f6c3b7f1d7a1f7e59c50c3e3a4e9d11"},
+		{Name: "llama3.2:1b", Digest: "sha256:feedfacefeedfacefeedfacefeedfacefeedfacefeedfacefeedfacefeedface", BlobDigest: "sha256:" + runnerDigest},
 	}
-	mps, err := probes.FindModelProcesses(nil, serve.Process.Pid, sig.LoadedModels)
+	mps, err := probes.FindModelProcesses(nil, serve.Process.Pid, loaded)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +101,7 @@ func TestFindModelProcesses(t *testing.T) {
 		t.Errorf("runners %+v: the runner without --model is not the unattributed one", mps)
 	}
 	// A process that is not the server has no runners.
-	none, err := probes.FindModelProcesses(nil, os.Getpid(), sig.LoadedModels)
+	none, err := probes.FindModelProcesses(nil, os.Getpid(), loaded)
 	if err != nil || len(none) != 0 {
 		t.Errorf("runners of the test process: %+v, %v; want none", none, err)
 	}

@@ -148,8 +148,12 @@ type LoadedModel struct {
 	// ContextLength is the context window it was loaded with, in tokens.
 	ContextLength int64
 	// Digest is the model's digest as the server lists it (Ollama
-	// /api/ps), with or without its "sha256:" prefix.
+	// /api/ps: its manifest's), with or without its "sha256:" prefix.
 	Digest string
+	// BlobDigest is the digest of the model's weights blob, the file a
+	// runner process is started with (Ollama: the FROM line of /api/show's
+	// modelfile), as "sha256:<hex>"; "" when unknown.
+	BlobDigest string
 	// ExpiresAt is when the server unloads it unless it is used again;
 	// zero when the server did not say.
 	ExpiresAt time.Time

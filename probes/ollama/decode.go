@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/vitals-dev/vitals/probes"
@@ -97,6 +98,22 @@ type Show struct {
 	Capabilities []string       `json:"capabilities"`
 	Template     string         `json:"template"`
 	ModifiedAt   string         `json:"modified_at"`
+	Modelfile    string         `json:"modelfile"`
+}
+
+// blobRE is the FROM line of a modelfile that names a local weights blob.
+var blobRE = regexp.MustCompile(`(?m)^FROM \S*/blobs/sha256-([0-9a-fA-F]{64})\s*$`)
+
+// BlobDigest is the digest of the model's weights blob, as "sha256:<hex>",
+// from the FROM line of the modelfile Ollama shows ("FROM
+// <models>/blobs/sha256-<hex>"); "" when the modelfile names none. Runners
+// are started with that blob, and /api/ps lists the manifest's digest.
+func (s Show) BlobDigest() string {
+	m := blobRE.FindStringSubmatch(s.Modelfile)
+	if m == nil {
+		return ""
+	}
+	return "sha256:" + strings.ToLower(m[1])
 }
 
 // DecodeShow decodes POST /api/show. Ollama before 0.6 sends no

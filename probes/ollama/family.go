@@ -174,12 +174,29 @@ func KeptForever(expiresAt string, now time.Time) (string, bool) {
 	return expiresAt, at.Sub(now) >= forever
 }
 
+// maxShown bounds the /api/show calls of one signals read.
+const maxShown = 16
+
 // signals reads /api/ps: the models loaded, their memory and when they
-// unload.
+// unload; and for each loaded model (up to maxShown) /api/show, whose
+// modelfile names the weights blob its runner process was started with.
+// /api/show reads the model's manifest only: it neither loads the model
+// nor moves its expiry. A model whose show fails keeps no blob digest (its
+// runner is then not attributed), and the read does not fail for it.
 func signals(ctx context.Context, c *http.Client, t probes.Target) (probes.Signals, error) {
 	b, err := probes.Fetch(ctx, c, http.MethodGet, probes.JoinURL(t.BaseURL, "/api/ps"), nil)
 	if err != nil {
 		return probes.Signals{}, err
 	}
-	return DecodePSSignals(b)
+	s, err := DecodePSSignals(b)
+	if err != nil {
+		return s, err
+	}
+	cl := New(c, t.BaseURL)
+	for i := range s.LoadedModels[:min(len(s.LoadedModels), maxShown)] {
+		if show, err := cl.Show(ctx, s.LoadedModels[i].Name); err == nil {
+			s.LoadedModels[i].BlobDigest = show.BlobDigest()
+		}
+	}
+	return s, nil
 }

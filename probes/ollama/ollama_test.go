@@ -202,3 +202,28 @@ func TestInference(t *testing.T) {
 		t.Fatalf("unknown model: %v", err)
 	}
 }
+
+// The weights blob comes from the FROM line of the modelfile a real
+// Ollama shows, and differs from the manifest digest its /api/ps lists.
+func TestShowBlobDigest(t *testing.T) {
+	show, err := ollama.DecodeShow(fixture(t, "ollama/api_show.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "sha256:73a0efbde1c8ac14aee55adefa66d7f26c62f9548a978daa8526722fe73fa0f4"
+	if got := show.BlobDigest(); got != want {
+		t.Fatalf("blob digest %q, want %q", got, want)
+	}
+	ps, err := ollama.DecodePSSignals(fixture(t, "ollama/api_ps_loaded.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := ps.LoadedModels[0].Digest; d == "" || strings.HasSuffix(want, d) {
+		t.Fatalf("/api/ps digest %q: the recording should list the manifest's, not the blob's", d)
+	}
+	for _, mf := range []string{"", "FROM tiny:latest\n", "FROM /x/blobs/sha256-abc\n"} {
+		if got := (ollama.Show{Modelfile: mf}).BlobDigest(); got != "" {
+			t.Errorf("modelfile %q: blob digest %q, want none", mf, got)
+		}
+	}
+}
