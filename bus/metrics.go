@@ -208,49 +208,31 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 		m.registered = append(m.registered, c)
 		return c
 	}
-	if v, ok := reg1(m.Messages).(*prometheus.CounterVec); ok {
-		m.Messages = v
-	}
-	if v, ok := reg1(m.Bytes).(*prometheus.CounterVec); ok {
-		m.Bytes = v
-	}
-	if v, ok := reg1(m.Dropped).(*prometheus.CounterVec); ok {
-		m.Dropped = v
-	}
-	if v, ok := reg1(m.Malformed).(*prometheus.CounterVec); ok {
-		m.Malformed = v
-	}
-	if v, ok := reg1(m.Denied).(*prometheus.CounterVec); ok {
-		m.Denied = v
-	}
-	if v, ok := reg1(m.Reconnect).(*prometheus.CounterVec); ok {
-		m.Reconnect = v
-	}
-	if v, ok := reg1(m.AuthFail).(prometheus.Counter); ok {
-		m.AuthFail = v
-	}
-	if v, ok := reg1(m.Latency).(*prometheus.HistogramVec); ok {
-		m.Latency = v
-	}
-	if v, ok := reg1(m.Conns).(*prometheus.GaugeVec); ok {
-		m.Conns = v
-	}
-	if v, ok := reg1(m.Disconnects).(*prometheus.CounterVec); ok {
-		m.Disconnects = v
-	}
-	if v, ok := reg1(m.Refused).(*prometheus.CounterVec); ok {
-		m.Refused = v
-	}
-	if v, ok := reg1(m.Throttled).(*prometheus.CounterVec); ok {
-		m.Throttled = v
-	}
-	if v, ok := reg1(m.AcceptErrors).(prometheus.Counter); ok {
-		m.AcceptErrors = v
-	}
+	adopt(reg1, &m.Messages)
+	adopt(reg1, &m.Bytes)
+	adopt(reg1, &m.Dropped)
+	adopt(reg1, &m.Malformed)
+	adopt(reg1, &m.Denied)
+	adopt(reg1, &m.Reconnect)
+	adopt(reg1, &m.AuthFail)
+	adopt(reg1, &m.Latency)
+	adopt(reg1, &m.Conns)
+	adopt(reg1, &m.Disconnects)
+	adopt(reg1, &m.Refused)
+	adopt(reg1, &m.Throttled)
+	adopt(reg1, &m.AcceptErrors)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("bus metrics: %w", err)
 	}
 	return nil
+}
+
+// adopt registers *c through reg and keeps what reg returns: the
+// collector already registered in its place, when there is one.
+func adopt[T prometheus.Collector](reg func(prometheus.Collector) prometheus.Collector, c *T) {
+	if v, ok := reg(*c).(T); ok {
+		*c = v
+	}
 }
 
 // Unregister removes what Register registered.
