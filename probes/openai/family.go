@@ -2,6 +2,7 @@ package openai
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -49,8 +50,9 @@ func probeSet(k probes.Kind) probes.ProbeSet {
 		set.Liveness = fetchProbe("/v1/models")
 		set.Synthetic = syntheticProbe(nil)
 		// An OpenAI-compatible server with metrics of its own: SGLang, or
-		// a vLLM not told apart.
-		set.Signals = probes.ReadMetrics(SGLangSignals, VLLMSignals)
+		// a vLLM not told apart. Most others (gateways, desktop servers)
+		// have no /metrics: a 404 there says only that, and is no error.
+		set.Signals = optionalSignals(probes.ReadMetrics(SGLangSignals, VLLMSignals))
 	}
 	return set
 }
@@ -152,4 +154,17 @@ func Embed(ctx context.Context, oc *Client, model string) (probes.Result, error)
 		res.PromptTokens = r.Usage.PromptTokens
 	}
 	return res, err
+}
+
+// optionalSignals reads signals with read, and takes a 404 for no signals
+// at all rather than an error: the server has no metrics endpoint.
+func optionalSignals(read probes.SignalsFunc) probes.SignalsFunc {
+	return func(ctx context.Context, c *http.Client, t probes.Target) (probes.Signals, error) {
+		s, err := read(ctx, c, t)
+		var he *probes.HTTPError
+		if errors.As(err, &he) && he.Status == http.StatusNotFound {
+			return probes.Signals{}, nil
+		}
+		return s, err
+	}
 }
