@@ -208,11 +208,11 @@ func overview() *dashboard.DashboardBuilder {
 		"Health, latency, errors, resources and capabilities of every AI plugin the Vitals agents watch.").
 		WithRow(row("Health now")).
 		WithPanel(statPanel("Healthy", "AI plugins in state healthy.", "none",
-			instant(`sum(vitals_ai_plugin_health_state{`+sel+`, state="healthy"})`), steps(nil, "green"))).
+			instant(`sum(vitals_ai_plugin_health_state{`+sel+`, state="healthy"}) or vector(0)`), steps(nil, "green"))).
 		WithPanel(statPanel("Degraded", "AI plugins in state degraded.", "none",
-			instant(`sum(vitals_ai_plugin_health_state{`+sel+`, state="degraded"})`), steps(nil, "green", 1.0, "orange"))).
+			instant(`sum(vitals_ai_plugin_health_state{`+sel+`, state="degraded"}) or vector(0)`), steps(nil, "green", 1.0, "orange"))).
 		WithPanel(statPanel("Unhealthy", "AI plugins in state unhealthy.", "none",
-			instant(`sum(vitals_ai_plugin_health_state{`+sel+`, state="unhealthy"})`), steps(nil, "green", 1.0, "red"))).
+			instant(`sum(vitals_ai_plugin_health_state{`+sel+`, state="unhealthy"}) or vector(0)`), steps(nil, "green", 1.0, "red"))).
 		WithPanel(statPanel("Up ratio", "Share of AI plugins whose last liveness probe passed.", "percentunit",
 			instant(`avg(vitals_ai_plugin_up{`+sel+`})`), steps(nil, "red", 0.5, "orange", 1.0, "green"))).
 		WithPanel(stateTimeline("Health state per plugin", "The health engine's state of each AI plugin over time.",
