@@ -4,6 +4,8 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -147,11 +149,7 @@ func (q *readyQueue) Pop() any {
 // planPlugins orders built plugins by their metadata and the services they
 // provide (see plan); host names the services the host provides.
 func planPlugins(plugins map[string]Plugin, host []string) ([]string, map[string][]string, error) {
-	names := make([]string, 0, len(plugins))
-	for name := range plugins {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(plugins))
 	metas := make([]Metadata, 0, len(names))
 	provided := map[string]string{}
 	for _, name := range names {
@@ -169,13 +167,8 @@ func planPlugins(plugins map[string]Plugin, host []string) ([]string, map[string
 // checkPeers asks every PeerChecker among plugins about the others, in
 // name order, and joins what they say.
 func checkPeers(plugins map[string]Plugin) error {
-	names := make([]string, 0, len(plugins))
-	for name := range plugins {
-		names = append(names, name)
-	}
-	sort.Strings(names)
 	var errs []error
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(plugins)) {
 		if pc, ok := plugins[name].(PeerChecker); ok {
 			if err := pc.CheckPeers(plugins); err != nil {
 				errs = append(errs, err)
