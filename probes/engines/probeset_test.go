@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,5 +221,39 @@ func warm(t *testing.T, c *http.Client, base, model string) {
 		Options: map[string]any{"num_predict": 1}, KeepAlive: -1})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An Ollama's runner blobs come from /api/show once per model version,
+// not at every check: the signals of three checks ask it once.
+func TestOllamaBlobShownOnce(t *testing.T) {
+	s, err := aisim.New(aisim.Config{Kind: probes.KindOllama})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Preload(t.Context(), "tiny:latest"); err != nil {
+		t.Fatal(err)
+	}
+	var shows atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/show" {
+			shows.Add(1)
+		}
+		s.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { s.Close(); srv.Close() })
+	c := &http.Client{Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	for range 3 {
+		sig, err := set(probes.KindOllama).Signals(t.Context(), c, probes.Target{BaseURL: srv.URL, Kind: probes.KindOllama})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sig.LoadedModels) != 1 || sig.LoadedModels[0].BlobDigest != "sha256:"+aisim.BlobDigest("tiny:latest") {
+			t.Fatalf("loaded models %+v, want tiny:latest with its blob", sig.LoadedModels)
+		}
+	}
+	if n := shows.Load(); n != 1 {
+		t.Fatalf("/api/show asked %d times over three checks, want once", n)
 	}
 }

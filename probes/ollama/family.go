@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vitals-dev/vitals/probes"
@@ -178,10 +179,11 @@ func KeptForever(expiresAt string, now time.Time) (string, bool) {
 const maxShown = 16
 
 // signals reads /api/ps: the models loaded, their memory and when they
-// unload; and for each loaded model (up to maxShown) /api/show, whose
-// modelfile names the weights blob its runner process was started with.
+// unload; and for each loaded model (up to maxShown) the weights blob its
+// runner process was started with, which /api/show's modelfile names.
 // /api/show reads the model's manifest only: it neither loads the model
-// nor moves its expiry. A model whose show fails keeps no blob digest (its
+// nor moves its expiry. It is asked once per model version (blobs), not
+// at every check. A model whose show fails keeps no blob digest (its
 // runner is then not attributed), and the read does not fail for it.
 func signals(ctx context.Context, c *http.Client, t probes.Target) (probes.Signals, error) {
 	b, err := probes.Fetch(ctx, c, http.MethodGet, probes.JoinURL(t.BaseURL, "/api/ps"), nil)
@@ -194,9 +196,53 @@ func signals(ctx context.Context, c *http.Client, t probes.Target) (probes.Signa
 	}
 	cl := New(c, t.BaseURL)
 	for i := range s.LoadedModels[:min(len(s.LoadedModels), maxShown)] {
-		if show, err := cl.Show(ctx, s.LoadedModels[i].Name); err == nil {
-			s.LoadedModels[i].BlobDigest = show.BlobDigest()
+		lm := &s.LoadedModels[i]
+		k := blobKey{base: t.BaseURL, name: lm.Name, digest: lm.Digest}
+		if d, ok := blobs.get(k); ok {
+			lm.BlobDigest = d
+			continue
+		}
+		if show, err := cl.Show(ctx, lm.Name); err == nil {
+			lm.BlobDigest = show.BlobDigest()
+			blobs.put(k, lm.BlobDigest)
 		}
 	}
 	return s, nil
+}
+
+// blobs remembers the weights blob of each model version a server lists:
+// a model's blob changes only with its manifest, whose digest /api/ps
+// lists, so a server, name and manifest digest name one blob.
+var blobs = blobCache{m: map[blobKey]string{}}
+
+// maxBlobs bounds blobs; when full it starts again empty.
+const maxBlobs = 4096
+
+type blobKey struct{ base, name, digest string }
+
+type blobCache struct {
+	mu sync.Mutex
+	m  map[blobKey]string
+}
+
+func (c *blobCache) get(k blobKey) (string, bool) {
+	if k.digest == "" {
+		return "", false // no manifest digest: nothing to tell versions apart
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.m[k]
+	return d, ok
+}
+
+func (c *blobCache) put(k blobKey, d string) {
+	if k.digest == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxBlobs {
+		clear(c.m)
+	}
+	c.m[k] = d
 }
