@@ -199,6 +199,16 @@ func TestSchedulerReusesWorkers(t *testing.T) {
 				t.Fatalf("round %d: not every item ran", round)
 			}
 		}
+		// Each run is queued again, due a second from the clock's now,
+		// before the clock moves: else a late one waits a round more.
+		agenttest.Eventually(t, 20*time.Second, "every item queued again", func() bool {
+			for _, id := range []string{"a", "b", "c", "d", "e"} {
+				if !s.IsQueued(id) {
+					return false
+				}
+			}
+			return true
+		})
 		clock.Advance(time.Second)
 	}
 	mu.Lock()
