@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
@@ -435,62 +436,50 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// gaugeValue returns the value of the series of name whose labels include
-// want, failing the test if there is none.
+// findSeries returns the series of name whose labels include want, nil
+// when there is none.
+func findSeries(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) *dto.Metric {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue series
+				}
+			}
+			return m
+		}
+	}
+	return nil
+}
+
 // hasSeries reports whether g has a series of name with the labels want.
 func hasSeries(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) bool {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range want {
-				if labels[k] != v {
-					continue series
-				}
-			}
-			return true
-		}
-	}
-	return false
+	return findSeries(t, g, name, want) != nil
 }
 
+// gaugeValue returns the value of the series of name whose labels include
+// want, failing the test if there is none.
 func gaugeValue(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
+	m := findSeries(t, g, name, want)
+	if m == nil {
+		t.Fatalf("no %s series with %v", name, want)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range want {
-				if labels[k] != v {
-					continue series
-				}
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no %s series with %v", name, want)
-	return 0
+	return m.GetGauge().GetValue()
 }
 
 func discoveryErrors(t *testing.T, g prometheus.Gatherer, source string) prometheus.Collector {
