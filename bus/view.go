@@ -156,38 +156,38 @@ func (v *View) Close() error {
 // at the broker: it subscribes to a private reply topic and publishes
 // probes on it until one comes back.
 func (v *View) Sync(ctx context.Context) error {
-	_, err := v.syncTopic(ctx, "sync")
+	_, _, err := v.syncTopic(ctx, "sync")
 	return err
 }
 
 // syncTopic subscribes to a private reply topic, waits until it is live,
-// and returns the channel; the subscription ends with ctx.
-func (v *View) syncTopic(ctx context.Context, kind string) (<-chan Message, error) {
+// and returns the topic and its channel; the subscription ends with ctx.
+func (v *View) syncTopic(ctx context.Context, kind string) (string, <-chan Message, error) {
 	topic := ReplyPrefix + v.source + "." + kind + "." + v.c.newID()
 	ch, err := v.subscribe(ctx, topic)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	probe := "probe-" + v.c.newID()
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		if err := v.c.publish(ctx, v.source, topic, Message{ID: probe}); err != nil && !errors.Is(err, ErrQueueFull) {
-			return nil, err
+			return "", nil, err
 		}
 		for {
 			select {
 			case m, ok := <-ch:
 				if !ok {
-					return nil, ErrClosed
+					return "", nil, ErrClosed
 				}
 				if m.ID == probe {
-					return ch, nil
+					return topic, ch, nil
 				}
 				continue
 			case <-tick.C:
 			case <-ctx.Done():
-				return nil, fmt.Errorf("bus: sync: %w", ctx.Err())
+				return "", nil, fmt.Errorf("bus: sync: %w", ctx.Err())
 			}
 			break
 		}
@@ -208,17 +208,14 @@ func (v *View) Request(ctx context.Context, topic string, msg Message) (Message,
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ch, err := v.syncTopic(rctx, "req")
+	replyTo, ch, err := v.syncTopic(rctx, "req")
 	if err != nil {
 		return Message{}, fmt.Errorf("bus: request on %s: %w", topic, err)
 	}
 	if msg.ID == "" {
 		msg.ID = v.c.newID()
 	}
-	msg.ReplyTo = replyTopicOf(ch, v)
-	if msg.ReplyTo == "" {
-		return Message{}, fmt.Errorf("bus: request on %s: no reply topic", topic)
-	}
+	msg.ReplyTo = replyTo
 	if err := v.c.publish(ctx, v.source, topic, msg); err != nil {
 		return Message{}, err
 	}
@@ -235,19 +232,6 @@ func (v *View) Request(ctx context.Context, topic string, msg Message) (Message,
 			return Message{}, fmt.Errorf("bus: request %s on %s: %w", msg.ID, topic, ctx.Err())
 		}
 	}
-}
-
-// replyTopicOf finds the prefix of the view's subscription whose channel
-// is ch.
-func replyTopicOf(ch <-chan Message, v *View) string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for s := range v.subs {
-		if (<-chan Message)(s.ch) == ch {
-			return s.prefix
-		}
-	}
-	return ""
 }
 
 var (
