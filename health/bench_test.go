@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -53,33 +54,21 @@ func startProc(t *testing.T, url string, name string, args ...string) *exec.Cmd 
 // procCPU returns a process's user+system CPU seconds from /proc.
 func procCPU(t *testing.T, pid int) float64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	v, err := e2etest.ProcCPU(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
+	return v
 }
 
-func procRSS(t *testing.T, pid int) int64 { return procStatus(t, pid, "VmRSS:") }
-
-// procStatus reads one kB field of /proc/<pid>/status, in bytes.
-func procStatus(t *testing.T, pid int, field string) int64 {
+// procStatus reads a process's /proc/<pid>/status.
+func procStatus(t *testing.T, pid int) procfs.ProcStatus {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := e2etest.ProcStatus(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := bufio.NewScanner(strings.NewReader(string(b)))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == field {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	return st
 }
 
 func selfCPU() float64 {
@@ -240,7 +229,8 @@ func TestBenchAgentMemory(t *testing.T) {
 	type sample struct{ rss, anon, file int64 }
 	read := func(c *exec.Cmd) sample {
 		pid := c.Process.Pid
-		return sample{procRSS(t, pid), procStatus(t, pid, "RssAnon:"), procStatus(t, pid, "RssFile:")}
+		st := procStatus(t, pid)
+		return sample{int64(st.VmRSS), int64(st.RssAnon), int64(st.RssFile)}
 	}
 	var at30 sample
 	var peak int64

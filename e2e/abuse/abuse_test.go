@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,31 +82,22 @@ func startAgent(t *testing.T, bin string) *agent {
 	return a
 }
 
-// status reads one kB field of /proc/<pid>/status, in bytes.
-func status(pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+// rss and hwm read a process's resident and peak resident memory, in
+// bytes; 0 once it is gone.
+func rss(pid int) int64 {
+	st, _ := e2etest.ProcStatus(pid)
+	return int64(st.VmRSS)
 }
 
-// cpu returns a process's user+system CPU seconds from /proc/<pid>/stat.
+func hwm(pid int) int64 {
+	st, _ := e2etest.ProcStatus(pid)
+	return int64(st.VmHWM)
+}
+
+// cpu returns a process's user+system CPU seconds; 0 once it is gone.
 func cpu(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
+	v, _ := e2etest.ProcCPU(pid)
+	return v
 }
 
 type result struct {
@@ -148,9 +138,9 @@ func measure(t *testing.T, bin, name string, d time.Duration, flood func(ctx con
 	var idle int64
 	for range 30 {
 		<-time.After(100 * time.Millisecond)
-		idle = status(a.pid, "VmRSS:")
+		idle = rss(a.pid)
 	}
-	r := result{name: name, idle: idle, hwmIdle: status(a.pid, "VmHWM:")}
+	r := result{name: name, idle: idle, hwmIdle: hwm(a.pid)}
 
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -162,7 +152,7 @@ func measure(t *testing.T, bin, name string, d time.Duration, flood func(ctx con
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if v := status(a.pid, "VmRSS:"); v > peak.Load() {
+			if v := rss(a.pid); v > peak.Load() {
 				peak.Store(v)
 			}
 			select {
@@ -210,7 +200,7 @@ func measure(t *testing.T, bin, name string, d time.Duration, flood func(ctx con
 	// The peak: the largest VmRSS sampled, or VmHWM if higher (it sees
 	// what falls between samples, such as the end of a flood when its
 	// connections close at once; before the flood it is the idle agent's).
-	r.hwm = status(a.pid, "VmHWM:")
+	r.hwm = hwm(a.pid)
 	r.sampled = peak.Load()
 	r.peak = max(r.sampled, r.hwm)
 	r.probes, r.failed = len(lat), failed

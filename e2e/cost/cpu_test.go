@@ -97,7 +97,7 @@ func cpuOnce(t *testing.T, mode string, keepAlive bool, targets int, window time
 	r := cpuRun{mode: mode,
 		agentProbes: agentSim.reqs.Load() - n0a, bbProbes: bbSim.reqs.Load() - n0b,
 		agentCPU: a.cpu(t) - c0a, bbCPU: bb.cpu(t) - c0b, agentPromCPU: promA.cpu(t) - c0pa, bbPromCPU: promB.cpu(t) - c0pb,
-		agentRSS: a.status(t, "VmRSS:"), bbRSS: bb.status(t, "VmRSS:"),
+		agentRSS: int64(a.status(t).VmRSS), bbRSS: int64(bb.status(t).VmRSS),
 	}
 	wait()
 	r.scrapeSamples = query(t, promA, `scrape_samples_scraped{job="vitals"}`)

@@ -3,7 +3,6 @@
 package cost
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/procfs"
 
 	"github.com/vitals-dev/vitals/e2e/e2etest"
 	"github.com/vitals-dev/vitals/internal/aisim"
@@ -143,31 +143,21 @@ type proc struct {
 // cpu returns the process's user+system CPU seconds.
 func (p *proc) cpu(t *testing.T) float64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	v, err := e2etest.ProcCPU(p.pid)
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", p.Name, err, p.Output())
 	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
+	return v
 }
 
-// status returns a kB field of /proc/<pid>/status in bytes (VmRSS:,
-// RssAnon:, VmHWM:).
-func (p *proc) status(t *testing.T, field string) int64 {
+// status returns the process's /proc/<pid>/status.
+func (p *proc) status(t *testing.T) procfs.ProcStatus {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
+	st, err := e2etest.ProcStatus(p.pid)
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", p.Name, err, p.Output())
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	return st
 }
 
 func start(t *testing.T, ready string, addr, name string, args ...string) *proc {

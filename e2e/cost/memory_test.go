@@ -39,7 +39,8 @@ func TestMemory(t *testing.T) {
 
 	type sample struct{ rss, anon, hwm int64 }
 	read := func(p *proc) sample {
-		return sample{p.status(t, "VmRSS:"), p.status(t, "RssAnon:"), p.status(t, "VmHWM:")}
+		st := p.status(t)
+		return sample{int64(st.VmRSS), int64(st.RssAnon), int64(st.VmHWM)}
 	}
 	startAt := time.Now()
 	tick := time.NewTicker(10 * time.Second)

@@ -54,7 +54,7 @@ func TestScale(t *testing.T) {
 	p99, p90, p50 := quantileBound(lag0, lag1, 0.99), quantileBound(lag0, lag1, 0.9), quantileBound(lag0, lag1, 0.5)
 	want := float64(targets) / interval.Seconds()
 	rate := checks / wall.Seconds()
-	rss, brss := a.status(t, "VmRSS:"), base.status(t, "VmRSS:")
+	rss, brss := int64(a.status(t).VmRSS), int64(base.status(t).VmRSS)
 	saveHeap(t, a, fmt.Sprintf("agent-%d-heap.pprof", targets))
 	t.Logf("load: %d cores; loadavg %s", numCPU(), loadavg())
 	t.Logf("%d targets at %s: %.0f checks/s achieved of %.0f configured (%.1f%%), %v failed probes", targets, interval, rate, want, 100*rate/want, failed)
