@@ -106,10 +106,11 @@ func (d *decoder) value(path string, node ast.Node, rv reflect.Value) {
 		if !ok {
 			e := errorAt(kv.Key.GetToken(), joinKey(path, key), "unknown key %q", key)
 			e.File = d.file
-			if s := closest(key, slices.Sorted(maps.Keys(fields))); s != "" {
+			known := slices.Sorted(maps.Keys(fields))
+			if s := closest(key, known); s != "" {
 				e.Msg += fmt.Sprintf("; did you mean %q?", s)
-			} else if len(fields) <= 12 {
-				e.Msg += "; known keys: " + strings.Join(slices.Sorted(maps.Keys(fields)), ", ")
+			} else if len(known) <= 12 {
+				e.Msg += "; known keys: " + strings.Join(known, ", ")
 			}
 			d.add(e)
 			continue
