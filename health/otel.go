@@ -153,16 +153,13 @@ func (o *otelMetrics) transition(ctx context.Context, t Transition) {
 // genAIAttrs are the attributes of a synthetic inference in the GenAI
 // conventions of the engine's version: operation, provider (the kind of
 // server, as the client knows it: "openai" for any OpenAI-compatible API),
-// requested model and server address and port.
-func (o *otelMetrics) genAIAttrs(op string, kind probes.Kind, model, baseURL string) []attribute.KeyValue {
+// server address and port. The requested model is the caller's to add.
+func (o *otelMetrics) genAIAttrs(op string, kind probes.Kind, baseURL string) []attribute.KeyValue {
 	provider := "gen_ai.system"
 	if o.latest {
 		provider = "gen_ai.provider.name"
 	}
 	attrs := []attribute.KeyValue{attribute.String("gen_ai.operation.name", op), attribute.String(provider, string(kind))}
-	if model != "" {
-		attrs = append(attrs, attribute.String("gen_ai.request.model", model))
-	}
 	if u, err := url.Parse(baseURL); err == nil && u.Hostname() != "" {
 		attrs = append(attrs, attribute.String("server.address", u.Hostname()))
 		if port, err := strconv.Atoi(u.Port()); err == nil {

@@ -140,15 +140,13 @@ func (e *Engine) readSignals(ctx context.Context, client *http.Client, fn probes
 // synthetic runs the synthetic inference as a GenAI client span. A timeout
 // after liveness passed is the stuck class.
 func (e *Engine) synthetic(ctx context.Context, cfg Config, client *http.Client, syn probes.Probe, op string, pt probes.Target, pc probes.Config) ProbeOutcome {
-	ctx, span := e.tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
-		attribute.String("gen_ai.operation.name", op), attribute.String("vitals.ai.probe", probes.Synthetic)))
+	// Operation, provider, server address and port: the span's and the
+	// GenAI metrics' attributes; the requested model is known once the
+	// inference answered.
+	attrs := e.otel.genAIAttrs(op, pt.Kind, pt.BaseURL)
+	ctx, span := e.tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...),
+		trace.WithAttributes(attribute.String("vitals.ai.probe", probes.Synthetic)))
 	defer span.End()
-	if u, err := url.Parse(pt.BaseURL); err == nil {
-		span.SetAttributes(attribute.String("server.address", u.Hostname()))
-		if port, err := strconv.Atoi(u.Port()); err == nil {
-			span.SetAttributes(attribute.Int("server.port", port))
-		}
-	}
 	o := e.runProbe(ctx, cfg, probes.Synthetic, false, func(ctx context.Context) (probes.Result, error) {
 		res, err := probes.Run(ctx, syn, client, pt, pc, e.o.Clock.Now)
 		err = probes.AsBudgetError(err, probes.TokenBudget(pc))
@@ -162,8 +160,9 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, client *http.Client,
 	if model == "" {
 		model = pt.Model
 	}
-	attrs := e.otel.genAIAttrs(op, pt.Kind, model, pt.BaseURL)
-	span.SetAttributes(attrs[1]) // the provider; the others are set above and below
+	if model != "" {
+		attrs = append(attrs, attribute.String("gen_ai.request.model", model))
+	}
 	if r.Model != "" {
 		span.SetName(op + " " + r.Model)
 		span.SetAttributes(attribute.String("gen_ai.request.model", r.Model))
