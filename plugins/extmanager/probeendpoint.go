@@ -56,7 +56,6 @@ const (
 	// scrapeTimeoutOffset is left of a scrape's timeout for the answer to
 	// reach Prometheus, as blackbox_exporter's timeout_offset.
 	scrapeTimeoutOffset = 500 * time.Millisecond
-	maxTargetLen        = 2048
 )
 
 // probeSteps are the checks a module may name, in the order they run.
@@ -235,12 +234,11 @@ func (p *prober) invalid(w http.ResponseWriter, module, msg string) {
 // http or https URL (a bare host:port is http) with a host, no user info,
 // no query or fragment (the probes append their paths to it), whose host
 // allowed permits (any when allowed is empty).
+// Its length is bounded before: agent.ParseQuery refuses a value longer
+// than agent.MaxQueryValueBytes.
 func probeTarget(target string, allowed []string) (string, error) {
-	switch {
-	case target == "":
+	if target == "" {
 		return "", fmt.Errorf("target is required: /probe?target=http://host:port")
-	case len(target) > maxTargetLen:
-		return "", fmt.Errorf("target is %d bytes, more than %d", len(target), maxTargetLen)
 	}
 	raw := target
 	if !strings.Contains(raw, "://") {
