@@ -129,17 +129,23 @@ func Fetch(ctx context.Context, client *http.Client, method, url string, body an
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := Do(client, req, MaxBodyBytes)
+	return readOK(client, req, url, MaxBodyBytes)
+}
+
+// readOK sends req through Do with a body bound of limit and returns the
+// body of a 2xx response; url names the request in errors.
+func readOK(client *http.Client, req *http.Request, url string, limit int64) ([]byte, error) {
+	resp, err := Do(client, req, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, &HTTPError{Method: method, URL: url, Status: resp.StatusCode, Body: snippet(b)}
+		return nil, &HTTPError{Method: req.Method, URL: url, Status: resp.StatusCode, Body: snippet(b)}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: read body: %w", method, url, err)
+		return nil, fmt.Errorf("%s %s: read body: %w", req.Method, url, err)
 	}
 	return b, nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -521,19 +520,7 @@ func FetchMetrics(ctx context.Context, client *http.Client, url string) ([]byte,
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	req.Header.Set("Accept", "text/plain; version=0.0.4")
-	resp, err := Do(client, req, MaxMetricsBytes)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, &HTTPError{Method: http.MethodGet, URL: url, Status: resp.StatusCode, Body: snippet(b)}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: read body: %w", url, err)
-	}
-	return b, nil
+	return readOK(client, req, url, MaxMetricsBytes)
 }
 
 // fingerprints are the metric name prefixes of each engine, in the order
