@@ -79,7 +79,7 @@ func TestFamilyIsBounded(t *testing.T) {
 }
 
 // FuzzEnvelope runs the client's receive path on any frame: decodeFrames
-// then messageOf, as readLoop and dispatch do. A message it accepts must
+// then MessageOf, as readLoop and dispatch do. A message it accepts must
 // survive the client's publish encoding (envelopeOf) and decoding again
 // unchanged, but for the peer fields, which only the broker sets; the
 // trace carrier and topic check must cope with any content.
@@ -97,7 +97,7 @@ func FuzzEnvelope(f *testing.F) {
 			}
 			return
 		}
-		msg := messageOf(topic, &env)
+		msg := MessageOf(topic, &env)
 		if msg.Topic != topic || string(msg.Payload) != string(env.GetPayload()) || msg.ID != env.GetId() || msg.Peer != env.GetPeer() {
 			t.Fatalf("message %+v does not carry envelope %v", msg, &env)
 		}
@@ -109,7 +109,7 @@ func FuzzEnvelope(f *testing.F) {
 		if malformed := decodeFrames([][]byte{[]byte(topic), out}, &again); malformed != "" {
 			t.Fatalf("the client's own envelope is malformed: %s", malformed)
 		}
-		back := messageOf(topic, &again)
+		back := MessageOf(topic, &again)
 		msg.Peer, msg.PeerAddress = "", ""
 		if !back.Time.Equal(msg.Time) {
 			t.Fatalf("time %v came back as %v", msg.Time, back.Time)

@@ -222,8 +222,9 @@ func decodeFrames(frames [][]byte, env *busv1.Envelope) string {
 	return ""
 }
 
-// messageOf is the message an envelope received on topic carries.
-func messageOf(topic string, env *busv1.Envelope) Message {
+// MessageOf is the message an envelope received on topic carries; the
+// broker uses it too, to show its filters what a publisher sent.
+func MessageOf(topic string, env *busv1.Envelope) Message {
 	msg := Message{
 		Topic:         topic,
 		ID:            env.GetId(),
@@ -256,7 +257,7 @@ func envelopeOf(source string, msg Message) *busv1.Envelope {
 }
 
 func (c *Client) dispatch(topic string, env *busv1.Envelope, size int) {
-	msg := messageOf(topic, env)
+	msg := MessageOf(topic, env)
 	if env.Time != nil {
 		if m := c.opts.Metrics; m != nil {
 			m.Latency.WithLabelValues(Family(topic)).Observe(time.Since(msg.Time).Seconds())

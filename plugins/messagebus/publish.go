@@ -143,14 +143,8 @@ func (s *server) servePublisher(c *zmtp.Conn, p peer) {
 			continue
 		}
 		if fs := s.filters.Load(); fs != nil && len(*fs) > 0 {
-			m := bus.Message{
-				Topic: topic, ID: env.GetId(), Source: env.GetSource(), Peer: p.id, PeerAddress: p.addr,
-				ContentType: env.GetContentType(), CorrelationID: env.GetCorrelationId(), ReplyTo: env.GetReplyTo(),
-				Payload: env.GetPayload(),
-			}
-			if env.GetTime() != nil {
-				m.Time = env.GetTime().AsTime()
-			}
+			m := bus.MessageOf(topic, &env)
+			m.Peer, m.PeerAddress = p.id, p.addr // what the broker stamps, not what the envelope claims
 			if p.user != "" {
 				// An authenticated external process is who it logged in
 				// as, whatever its envelopes claim.
