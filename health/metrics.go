@@ -95,7 +95,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vitals_scheduler_lag_seconds",
 			Help:    "How late health checks started after they were due.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
 		cpu: prometheus.NewDesc("vitals_ai_process_cpu_seconds_total",
 			"CPU time of the AI plugin's local process (user and system), from procfs.", []string{"plugin"}, nil),
