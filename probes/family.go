@@ -234,13 +234,17 @@ func ProcessProbe(proc func(pid int) (ProcessStats, error)) Probe {
 	})
 }
 
-// ReadMetrics returns a SignalsFunc that reads the target's /metrics with
-// the table of the engine that wrote it: with one table that one, with
-// several the one whose engine Fingerprint names. A body no table's
-// engine wrote is a *DecodeError.
+// ReadMetrics returns a SignalsFunc that reads the target's metrics (its
+// MetricsURL, else its base URL's /metrics) with the table of the engine
+// that wrote them: with one table that one, with several the one whose
+// engine Fingerprint names. A body no table's engine wrote is a
+// *DecodeError.
 func ReadMetrics(tables ...SignalTable) SignalsFunc {
 	return func(ctx context.Context, c *http.Client, t Target) (Signals, error) {
-		u := JoinURL(t.BaseURL, "/metrics")
+		u := t.MetricsURL
+		if u == "" {
+			u = JoinURL(t.BaseURL, "/metrics")
+		}
 		b, err := FetchMetrics(ctx, c, u)
 		if err != nil {
 			return Signals{}, err

@@ -158,6 +158,10 @@ type Target struct {
 	ID string
 	// BaseURL is the server's root, e.g. "http://127.0.0.1:11434".
 	BaseURL string
+	// MetricsURL is where the server's Prometheus metrics are, when not
+	// at BaseURL's /metrics (Triton's own metrics port); "" for the
+	// family's default.
+	MetricsURL string
 	// Kind is the server kind, KindAuto when not known yet.
 	Kind Kind
 	// Model is the model a synthetic inference uses, when it needs one.

@@ -33,9 +33,9 @@ func probeSet(probes.Kind) probes.ProbeSet {
 		Readiness: probes.ProbeFunc(readiness),
 		Operation: operation,
 		Synthetic: probes.ProbeFunc(infer),
-		// Triton serves /metrics on a port of its own (8002 by default):
-		// this reads it where the target's base URL has it.
-		Signals: probes.ReadMetrics(TritonSignals),
+		// Triton serves /metrics on a port of its own (8002 by default),
+		// not on the inference port: readSignals finds it.
+		Signals: readSignals(MetricsPort),
 
 		PortOpensLoaded: true,
 	}
