@@ -203,7 +203,7 @@ func (c *Catalog) upsert(s Spec, check func(*AIPlugin) error) error {
 // unless the source says otherwise.
 func apply(p *AIPlugin, s Spec) {
 	p.spec = s
-	p.Source, p.Endpoint, p.PID = s.Source, s.Endpoint, s.PID
+	p.Source, p.Endpoint, p.MetricsURL, p.PID = s.Source, s.Endpoint, s.MetricsURL, s.PID
 	p.Labels, p.Dependencies, p.Manifest, p.Owner = s.Labels, s.Dependencies, s.Manifest, s.Owner
 	p.HTTPConfig = s.HTTPConfig
 	if p.Kind == "" || p.Detection.State != DetectDone || (s.Kind != probes.KindAuto && s.Kind != p.Kind) {

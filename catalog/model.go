@@ -56,6 +56,10 @@ type Spec struct {
 	Source   Source
 	Kind     probes.Kind
 	Endpoint string
+	// MetricsURL is where the server's Prometheus metrics are when not at
+	// the endpoint's /metrics (Triton's metrics port); "" for the kind's
+	// default.
+	MetricsURL string
 	// PID of a local process, when known.
 	PID   int
 	Model string
@@ -111,6 +115,7 @@ type AIPlugin struct {
 	Kind         probes.Kind         `json:"kind"`
 	Source       Source              `json:"source"`
 	Endpoint     string              `json:"endpoint,omitempty"`
+	MetricsURL   string              `json:"metrics_url,omitempty"`
 	PID          int                 `json:"pid,omitempty"`
 	Server       string              `json:"server,omitempty"`
 	Version      string              `json:"version,omitempty"`

@@ -8,9 +8,10 @@
 //
 // A Manager runs the configured discoverers, relabels each discovered
 // label set, and makes a Target of what survives: __address__,
-// __scheme__ and __metrics_path__ make the endpoint, __vitals_kind__,
-// __vitals_model__ and __vitals_id__ set the kind, the model and the id,
-// and every other label not starting with "__" becomes a label of the
+// __scheme__ and __metrics_path__ make the endpoint,
+// __vitals_metrics_url__ says where its metrics are when not at the
+// endpoint's /metrics, __vitals_kind__, __vitals_model__ and
+// __vitals_id__ set the kind, the model and the id, and every other label not starting with "__" becomes a label of the
 // target. It keeps the part of the targets that this agent's Shard owns
 // (rendezvous hashing of the target id, so N agents with one config
 // check each target once) and hands the whole set to a callback whenever

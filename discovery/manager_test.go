@@ -172,7 +172,7 @@ relabel_configs:
 
 func TestHTTPSD(t *testing.T) {
 	var mu sync.Mutex
-	status, body := http.StatusOK, `[{"targets": ["127.0.0.1:8000"], "labels": {"__scheme__": "https", "__metrics_path__": "/llm", "__vitals_model__": "qwen"}}]`
+	status, body := http.StatusOK, `[{"targets": ["127.0.0.1:8000"], "labels": {"__scheme__": "https", "__metrics_path__": "/llm", "__vitals_model__": "qwen", "__vitals_metrics_url__": "http://127.0.0.1:8002/metrics"}}]`
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -195,7 +195,7 @@ http_sd_configs:
     refresh_interval: 50ms
 `, discovery.Shard{})
 	h.waitIDs("127.0.0.1-8000-llm")
-	if got := h.last()[0]; got.Endpoint != "https://127.0.0.1:8000/llm" || got.Model != "qwen" {
+	if got := h.last()[0]; got.Endpoint != "https://127.0.0.1:8000/llm" || got.Model != "qwen" || got.MetricsURL != "http://127.0.0.1:8002/metrics" {
 		t.Errorf("target = %+v", got)
 	}
 	set(http.StatusOK, `[{"targets": ["127.0.0.1:8001", "127.0.0.1:8002"]}]`)

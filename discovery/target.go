@@ -16,12 +16,13 @@ import (
 // with "__" (the __meta_* labels of each mechanism among them) are
 // dropped after relabeling; the rest become the target's labels.
 const (
-	LabelAddress     = model.AddressLabel     // host:port, required
-	LabelScheme      = model.SchemeLabel      // http (default) or https
-	LabelMetricsPath = model.MetricsPathLabel // the base path the probes append to; default none
-	LabelKind        = "__vitals_kind__"      // the engine kind; default auto (detected)
-	LabelModel       = "__vitals_model__"     // the model synthetic checks use
-	LabelID          = "__vitals_id__"        // the target's id; default from the address
+	LabelAddress     = model.AddressLabel       // host:port, required
+	LabelScheme      = model.SchemeLabel        // http (default) or https
+	LabelMetricsPath = model.MetricsPathLabel   // the base path the probes append to; default none
+	LabelMetricsURL  = "__vitals_metrics_url__" // where the server's metrics are; default the endpoint's /metrics
+	LabelKind        = "__vitals_kind__"        // the engine kind; default auto (detected)
+	LabelModel       = "__vitals_model__"       // the model synthetic checks use
+	LabelID          = "__vitals_id__"          // the target's id; default from the address
 )
 
 // Bounds of a target's labels after relabeling; a target past them is
@@ -35,11 +36,12 @@ const (
 // Target is one discovered AI server, in the fields of a target in the
 // extmanager's config.
 type Target struct {
-	ID       string
-	Endpoint string
-	Kind     string // "" is auto
-	Model    string
-	Labels   map[string]string
+	ID         string
+	Endpoint   string
+	MetricsURL string // "" is the endpoint's /metrics (kserve: see the extmanager)
+	Kind       string // "" is auto
+	Model      string
+	Labels     map[string]string
 	// Source is the config entry that found it: "file_sd_configs[0]".
 	Source string
 }
@@ -79,10 +81,11 @@ func build(lb *labels.Builder, rules []*relabel.Config) (t Target, keep bool, er
 		return t, false, fmt.Errorf("%s %q: not a host:port", LabelAddress, addr)
 	}
 	t = Target{
-		Endpoint: strings.TrimSuffix(u.String(), "/"),
-		Kind:     lb.Get(LabelKind),
-		Model:    lb.Get(LabelModel),
-		ID:       lb.Get(LabelID),
+		Endpoint:   strings.TrimSuffix(u.String(), "/"),
+		MetricsURL: lb.Get(LabelMetricsURL),
+		Kind:       lb.Get(LabelKind),
+		Model:      lb.Get(LabelModel),
+		ID:         lb.Get(LabelID),
 	}
 	if t.ID == "" {
 		t.ID = idFromAddress(addr + path)

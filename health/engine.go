@@ -45,10 +45,13 @@ const (
 
 // Target is one AI plugin as the engine sees it.
 type Target struct {
-	ID           string
-	Mode         Mode
-	Kind         probes.Kind
-	Endpoint     string
+	ID       string
+	Mode     Mode
+	Kind     probes.Kind
+	Endpoint string
+	// MetricsURL is where the server's metrics are, "" for the kind's
+	// default (probes.Target.MetricsURL).
+	MetricsURL   string
 	Model        string
 	Models       []probes.Model
 	Capabilities []probes.Capability
@@ -314,7 +317,7 @@ func (e *Engine) Upsert(t Target) {
 }
 
 func equalTarget(a, b Target) bool {
-	return a.ID == b.ID && a.Mode == b.Mode && a.Kind == b.Kind && a.Endpoint == b.Endpoint && a.Model == b.Model &&
+	return a.ID == b.ID && a.Mode == b.Mode && a.Kind == b.Kind && a.Endpoint == b.Endpoint && a.MetricsURL == b.MetricsURL && a.Model == b.Model &&
 		a.PID == b.PID && a.Client == b.Client && slices.Equal(a.Dependencies, b.Dependencies) && slices.Equal(a.Capabilities, b.Capabilities) &&
 		slices.EqualFunc(a.Models, b.Models, func(x, y probes.Model) bool {
 			return x.ID == y.ID && slices.Equal(x.Capabilities, y.Capabilities)

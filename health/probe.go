@@ -27,7 +27,7 @@ import (
 // then the resource probe. It returns the outcomes, the signals (nil when
 // none were read) and whether the inference was skipped as passive.
 func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target) ([]ProbeOutcome, *probes.Signals, bool) {
-	pt := probes.Target{ID: t.ID, BaseURL: t.Endpoint, Kind: t.Kind, Model: t.Model, Models: t.Models,
+	pt := probes.Target{ID: t.ID, BaseURL: t.Endpoint, MetricsURL: t.MetricsURL, Kind: t.Kind, Model: t.Model, Models: t.Models,
 		Capabilities: t.Capabilities, PID: t.PID}
 	if m := cfg.Plugins[t.ID].Model; m != "" {
 		pt.Model = m

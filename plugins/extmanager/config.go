@@ -24,6 +24,7 @@ import (
 //	      endpoint: http://127.0.0.1:11434
 //	      kind: auto                 # or openai, llamacpp, vllm, ollama, tgi, tei, kserve
 //	      model: llama3.2:1b         # the model synthetic checks use
+//	      metrics_url: http://127.0.0.1:8002/metrics  # when not at the endpoint's /metrics (Triton)
 //	      labels: {team: search}
 //	      depends_on: [embedder]
 //	      http_config:               # Prometheus' http_config: credentials, TLS, proxy
@@ -60,13 +61,17 @@ type Config struct {
 
 // Target is one AI plugin given in config or in a manifest file.
 type Target struct {
-	ID        string            `yaml:"id"`
-	Endpoint  string            `yaml:"endpoint"`
-	Kind      string            `yaml:"kind"`
-	Model     string            `yaml:"model"`
-	PID       int               `yaml:"pid"`
-	Labels    map[string]string `yaml:"labels"`
-	DependsOn []string          `yaml:"depends_on"`
+	ID       string `yaml:"id"`
+	Endpoint string `yaml:"endpoint"`
+	Kind     string `yaml:"kind"`
+	Model    string `yaml:"model"`
+	// MetricsURL is where the server's Prometheus metrics are when not
+	// at the endpoint's /metrics (Triton serves them on a port of their
+	// own); a URL with no path gets /metrics.
+	MetricsURL string            `yaml:"metrics_url"`
+	PID        int               `yaml:"pid"`
+	Labels     map[string]string `yaml:"labels"`
+	DependsOn  []string          `yaml:"depends_on"`
 	// HTTPConfig is Prometheus' http_config (prometheus/common's
 	// HTTPClientConfig, the same keys): how every request to the server
 	// is made, detection, probes and signals alike.
@@ -254,7 +259,7 @@ func unjoin(err error) []error {
 // discovered is a discovered target in the shape of a config target, with
 // the section's http_config (nil for none).
 func discovered(t discovery.Target, hc *config.HTTPClientConfig) Target {
-	return Target{ID: t.ID, Endpoint: t.Endpoint, Kind: t.Kind, Model: t.Model, Labels: t.Labels, HTTPConfig: hc}
+	return Target{ID: t.ID, Endpoint: t.Endpoint, MetricsURL: t.MetricsURL, Kind: t.Kind, Model: t.Model, Labels: t.Labels, HTTPConfig: hc}
 }
 
 // spec checks a target and turns it into a Spec. Its errors are
@@ -285,6 +290,10 @@ func (t Target) spec(src catalog.Source) (catalog.Spec, error) {
 		// They would show wherever the endpoint does: logs, the API.
 		return catalog.Spec{}, agent.KeyErrorf("endpoint", "credentials in the URL; put them in http_config (basic_auth, authorization)")
 	}
+	metricsURL, err := checkMetricsURL(t.MetricsURL)
+	if err != nil {
+		return catalog.Spec{}, agent.KeyErrorf("metrics_url", "%v", err)
+	}
 	if t.PID < 0 {
 		return catalog.Spec{}, agent.KeyErrorf("pid", "must not be negative, got %d", t.PID)
 	}
@@ -299,7 +308,29 @@ func (t Target) spec(src catalog.Source) (catalog.Spec, error) {
 		}
 	}
 	return catalog.Spec{
-		ID: t.ID, Source: src, Kind: kind, Endpoint: t.Endpoint, PID: t.PID, Model: t.Model,
+		ID: t.ID, Source: src, Kind: kind, Endpoint: t.Endpoint, MetricsURL: metricsURL, PID: t.PID, Model: t.Model,
 		Labels: t.Labels, Dependencies: t.DependsOn, HTTPConfig: t.HTTPConfig,
 	}, nil
+}
+
+// checkMetricsURL checks a target's metrics_url and returns it with the
+// path /metrics when it has none; "" stays "".
+func checkMetricsURL(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err == nil && u.User != nil:
+		// They would show wherever the target does: logs, the API.
+		return "", errors.New("credentials in the URL; put them in http_config (basic_auth, authorization)")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return "", fmt.Errorf("%q is not an http(s) URL", s)
+	case u.Fragment != "":
+		return "", fmt.Errorf("%q has a fragment", s)
+	}
+	if u.Path == "" {
+		u.Path = "/metrics"
+	}
+	return u.String(), nil
 }

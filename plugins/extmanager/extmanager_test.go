@@ -394,6 +394,8 @@ func TestConfigErrors(t *testing.T) {
 		{"detection: {attempts: 0}\n", "section.detection.attempts: must be 1 to 20"},
 		{"bus: {lost_after: 3, deregister_after: 2}\n", "section.bus.deregister_after: must be more than lost_after"},
 		{"targets: [{id: a, endpoint: 'http://h:1', kind: unknown}]\n", "cannot be configured"},
+		{"targets: [{id: a, endpoint: 'http://h:1', metrics_url: 'h:8002/metrics'}]\n", `section.targets[0].metrics_url: "h:8002/metrics" is not an http(s) URL`},
+		{"targets: [{id: a, endpoint: 'http://h:1', metrics_url: 'http://u:secret@h:8002'}]\n", "section.targets[0].metrics_url: credentials in the URL"},
 		{"dirctory: x\n", `unknown key "dirctory"; did you mean "directory"?`},
 		{"bus: {max_plugins: 0}\n", "section.bus.max_plugins: must be 1 to 100000"},
 		{"bus: {max_plugins: 4, max_plugins_per_peer: 5}\n", "section.bus.max_plugins_per_peer: must be 1 to max_plugins (4)"},

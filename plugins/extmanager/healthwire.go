@@ -149,7 +149,7 @@ func (e *ExtManager) onTransition(ctx context.Context, t health.Transition) {
 // plugins without an endpoint through their own health check.
 func healthTarget(p catalog.AIPlugin, cs *clients) health.Target {
 	t := health.Target{
-		ID: p.ID, Mode: health.ModeHTTP, Kind: p.Kind, Endpoint: p.Endpoint, Model: p.Spec().Model,
+		ID: p.ID, Mode: health.ModeHTTP, Kind: p.Kind, Endpoint: p.Endpoint, MetricsURL: p.MetricsURL, Model: p.Spec().Model,
 		Models: p.Models, Capabilities: p.Capabilities, PID: p.PID, Dependencies: p.Dependencies,
 	}
 	if p.Spec().HTTPConfig != nil {

@@ -1,0 +1,49 @@
+package extmanager_test
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/internal/aisim"
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// TestTritonMetricsPort runs a Triton that serves inference on one port
+// and its metrics on another, as Triton does (--metrics-port), with one
+// slot and three requests of its own in flight: the agent's signals for
+// a config target with metrics_url and for a discovered one with
+// __vitals_metrics_url__ are Triton's series, read on the metrics port.
+func TestTritonMetricsPort(t *testing.T) {
+	sim, err := aisim.New(aisim.Config{Kind: probes.KindKServe, Knobs: aisim.Knobs{Slots: 1, Load: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, metrics := httptest.NewServer(sim), httptest.NewServer(sim.MetricsHandler())
+	t.Cleanup(func() { sim.Close(); api.Close(); metrics.Close() })
+	u, _ := url.Parse(api.URL)
+	sd := filepath.Join(t.TempDir(), "triton.json")
+	writeSD(t, sd, []map[string]any{{"targets": []string{u.Host}, "labels": map[string]string{
+		"__vitals_id__": "triton-sd", "__vitals_kind__": "kserve", "__vitals_metrics_url__": metrics.URL + "/metrics"}}})
+	r := start(t, fmt.Sprintf(`directory: ""
+bus: {enabled: false}
+health: {interval: 50ms, unhealthy_interval: 50ms, start_spread: 0, jitter: 0}
+targets: [{id: triton, kind: kserve, endpoint: %q, metrics_url: %q}]
+file_sd_configs: [{files: [%s]}]
+`, api.URL, metrics.URL, sd))
+	for _, id := range []string{"triton", "triton-sd"} {
+		p := r.awaitDetected(id)
+		if p.MetricsURL != metrics.URL+"/metrics" {
+			t.Errorf("%s: metrics_url = %q, want %q", id, p.MetricsURL, metrics.URL+"/metrics")
+		}
+		agenttest.Eventually(t, 15*time.Second, id+": two waiting and successes counted, from Triton's series", func() bool {
+			w, ok := gaugeIf(r.metrics, "vitals_ai_requests_waiting", map[string]string{"plugin": id})
+			m := findSeries(t, r.metrics, "vitals_ai_server_requests_total", map[string]string{"plugin": id, "result": "success"})
+			return ok && w == 2 && m != nil && m.GetCounter().GetValue() > 0
+		})
+	}
+}
