@@ -7,5 +7,7 @@
 //
 // The protocol moves tensors, not text, so Detect infers a model's
 // capabilities from the names of its inputs and outputs (text_input,
-// embedding, logits) and from its name. Each Decode function is fuzzed.
+// embedding, logits), never from the model's name. Triton serves its
+// metrics on a port of their own (8002); the family reads its signals
+// there (see readSignals). Each Decode function is fuzzed.
 package kserve
