@@ -147,6 +147,21 @@ func TestStates(t *testing.T) {
 					}
 				}
 			}
+			if tc.want == health.StateSleeping {
+				// A probe never wakes it: no inference is sent, or it would
+				// wait in the sleeping engine's queue, time out and make
+				// the plugin stuck within failure_threshold checks.
+				n := len(all)
+				vs := r.await(id, "checked more", func(vs []health.Status) bool { return len(vs) >= n+3*F })
+				for _, v := range vs[n:] {
+					if v.State != health.StateSleeping {
+						t.Fatalf("sleeping server went %s (%s)", v.State, v.Reason)
+					}
+				}
+				if st := s.Stats(); st.Running != 0 || st.Waiting != 0 {
+					t.Errorf("sleeping server has %d running and %d waiting, want none of the agent's", st.Running, st.Waiting)
+				}
+			}
 			// The state series says it (set once the transition is
 			// announced, just after the verdict).
 			agenttest.Eventually(t, 5*time.Second, "the state series at 1", func() bool {
