@@ -3,6 +3,7 @@ package extmanager
 import (
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -16,13 +17,32 @@ import (
 // sockets, new process) or a PID the kernel gave to another process (other
 // start time) is looked up again; a port nobody listens on has no PID.
 // One lookup runs at a time.
+//
+// Reading the socket table is not cheap either: the kernel writes a line
+// for every socket of the host, and procfs parses each (27 ms and 1.2 MB
+// of garbage with 3600 sockets), so one port's listeners, as read, answer
+// its lookups for socketsAge. Many plugins on one port at a 1 s interval
+// read it once a second, not once a check; a restarted server is followed
+// within that.
 type pidCache struct {
 	inodes func(port int) ([]uint64, error)
 	owner  func(port int, inodes []uint64) (int, error)
 	start  func(pid int) (uint64, error)
+	now    func() time.Time
 
-	mu sync.Mutex
-	m  map[int]pidEntry
+	mu      sync.Mutex
+	m       map[int]pidEntry
+	sockets map[int]socketsRead
+}
+
+// socketsAge is how long a port's listeners, as read, answer its lookups.
+const socketsAge = time.Second
+
+// socketsRead is one read of a port's listening sockets.
+type socketsRead struct {
+	inodes []uint64
+	err    error
+	at     time.Time
 }
 
 type pidEntry struct {
@@ -37,15 +57,38 @@ func newPIDCache() *pidCache {
 		inodes: func(port int) ([]uint64, error) { return probes.ListenerInodes(nil, port) },
 		owner:  func(port int, inodes []uint64) (int, error) { return probes.FindSocketOwner(nil, port, inodes) },
 		start:  func(pid int) (uint64, error) { return probes.ProcessStart(nil, pid) },
+		now:    time.Now,
 		m:      map[int]pidEntry{},
 	}
+}
+
+// listeners returns port's listening sockets, read at most once in
+// socketsAge. Call with c.mu held.
+func (c *pidCache) listeners(port int) ([]uint64, error) {
+	now := time.Now
+	if c.now != nil {
+		now = c.now
+	}
+	t := now()
+	if r, ok := c.sockets[port]; ok && t.Sub(r.at) < socketsAge && !t.Before(r.at) {
+		return r.inodes, r.err
+	}
+	inodes, err := c.inodes(port)
+	if c.sockets == nil {
+		c.sockets = map[int]socketsRead{}
+	}
+	if len(c.sockets) > 4096 {
+		clear(c.sockets) // ports come and go; the reads are only a second old
+	}
+	c.sockets[port] = socketsRead{inodes: inodes, err: err, at: t}
+	return inodes, err
 }
 
 // lookup returns the PID listening on port.
 func (c *pidCache) lookup(port int) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	inodes, err := c.inodes(port)
+	inodes, err := c.listeners(port)
 	if err != nil {
 		delete(c.m, port)
 		return 0, err

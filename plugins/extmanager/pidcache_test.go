@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -68,6 +69,9 @@ func kill(t *testing.T, cmd *exec.Cmd) {
 // new server's PID is reported at once.
 func TestPIDCacheFollowsRestarts(t *testing.T) {
 	c := newPIDCache()
+	at := time.Now()
+	c.now = func() time.Time { return at }
+	later := func() { at = at.Add(socketsAge) } // the socket table is read again
 	first, port := listener(t, "127.0.0.1:0")
 	pid, err := c.lookup(port)
 	if err != nil || pid != first.Process.Pid {
@@ -78,11 +82,13 @@ func TestPIDCacheFollowsRestarts(t *testing.T) {
 	}
 
 	kill(t, first)
+	later()
 	if pid, err := c.lookup(port); !errors.Is(err, probes.ErrNoListener) || pid != 0 {
 		t.Fatalf("after the kill: lookup = %d, %v, want no listener", pid, err)
 	}
 
 	second, _ := listener(t, fmt.Sprintf("127.0.0.1:%d", port))
+	later()
 	if pid, err := c.lookup(port); err != nil || pid != second.Process.Pid {
 		t.Fatalf("after the restart: lookup = %d, %v, want the new process %d (the old one was %d)", pid, err, second.Process.Pid, first.Process.Pid)
 	}
@@ -91,11 +97,13 @@ func TestPIDCacheFollowsRestarts(t *testing.T) {
 // A cached answer is checked at every lookup, and only a changed listener
 // or process costs a scan of every process.
 func TestPIDCacheChecksItsAnswer(t *testing.T) {
-	scans := 0
+	scans, reads := 0, 0
 	inodes := []uint64{7}
 	start := uint64(100)
+	at := time.Now()
 	c := &pidCache{
-		inodes: func(int) ([]uint64, error) { return inodes, nil },
+		inodes: func(int) ([]uint64, error) { reads++; return inodes, nil },
+		now:    func() time.Time { return at },
 		owner:  func(int, []uint64) (int, error) { scans++; return 42, nil },
 		start:  func(int) (uint64, error) { return start, nil },
 		m:      map[int]pidEntry{},
@@ -108,12 +116,20 @@ func TestPIDCacheChecksItsAnswer(t *testing.T) {
 	if scans != 1 {
 		t.Fatalf("%d scans for an unchanged listener, want 1", scans)
 	}
+	if reads != 1 {
+		t.Fatalf("the socket table read %d times within %v, want once", reads, socketsAge)
+	}
 	start = 200 // PID 42 is another process now
 	c.lookup(1)
 	if scans != 2 {
 		t.Errorf("a reused PID was not looked up again (%d scans)", scans)
 	}
 	inodes = []uint64{8} // a new listening socket: the server restarted
+	c.lookup(1)
+	if scans != 2 {
+		t.Errorf("a new socket seen before the socket table was read again (%d scans)", scans)
+	}
+	at = at.Add(socketsAge)
 	c.lookup(1)
 	if scans != 3 {
 		t.Errorf("a new socket was not looked up again (%d scans)", scans)
