@@ -520,3 +520,37 @@ func saveHeap(t *testing.T, a *proc, name string) {
 		t.Error(err)
 	}
 }
+
+// saveFile copies path to COST_PROFILE/name when COST_PROFILE names a
+// directory.
+func saveFile(t *testing.T, path, name string) {
+	dir := os.Getenv("COST_PROFILE")
+	if dir == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Errorf("save %s: %v", path, err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Error(err)
+	}
+}
+
+// saveURL saves the body of a GET to COST_PROFILE/name when COST_PROFILE
+// names a directory.
+func saveURL(t *testing.T, url, name string) {
+	dir := os.Getenv("COST_PROFILE")
+	if dir == "" {
+		return
+	}
+	b, err := e2etest.Get(context.Background(), url)
+	if err != nil {
+		t.Errorf("save %s: %v", url, err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Error(err)
+	}
+}

@@ -55,7 +55,10 @@ func TestMemory(t *testing.T) {
 	}
 	b, m, s, x := read(base), read(many), read(small), read(bb)
 	saveHeap(t, many, fmt.Sprintf("agent-%d-heap.pprof", big))
-	exp := scrape(t, many)
+	saveFile(t, fmt.Sprintf("/proc/%d/smaps", many.pid), fmt.Sprintf("agent-%d-smaps.txt", big))
+	saveFile(t, fmt.Sprintf("/proc/%d/smaps", base.pid), "agent-0-smaps.txt")
+	saveURL(t, many.base+"/debug/pprof/goroutine?debug=1", fmt.Sprintf("agent-%d-goroutines.txt", big))
+	exp, none := scrape(t, many), scrape(t, base)
 	perTarget := float64(exp.series(`plugin="t00001"`))
 	checked := exp.sum("vitals_ai_probe_total", `probe="liveness"`)
 	if checked < float64(big)*steady.Seconds()*0.8 {
@@ -81,6 +84,20 @@ func TestMemory(t *testing.T) {
 	t.Logf("| %d targets, shipped probes | %.1f | %.1f | %.1f |", big, mib(m.rss), mib(m.anon), mib(m.hwm))
 	t.Logf("| 100 targets, liveness only | %.1f | %.1f | %.1f |", mib(s.rss), mib(s.anon), mib(s.hwm))
 	t.Logf("| blackbox_exporter, 100 targets | %.1f | %.1f | %.1f |", mib(x.rss), mib(x.anon), mib(x.hwm))
+	// The Go runtime's own account of the memory, from each agent's
+	// client_golang Go collector, per target between the two agents.
+	t.Logf("| runtime (go_memstats_*) | no targets MiB | %d targets MiB | per target KiB |", big)
+	t.Logf("| --- | --- | --- | --- |")
+	for _, name := range []string{"go_memstats_heap_alloc_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes",
+		"go_memstats_heap_released_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_mspan_inuse_bytes",
+		"go_memstats_gc_sys_bytes", "go_memstats_other_sys_bytes", "go_memstats_sys_bytes", "go_goroutines"} {
+		v0, v1 := none.sum(name), exp.sum(name)
+		if name == "go_goroutines" {
+			t.Logf("| goroutines | %.0f | %.0f | %.2f a target |", v0, v1, (v1-v0)/float64(big))
+			continue
+		}
+		t.Logf("| %s | %.1f | %.1f | %.2f |", name, v0/(1<<20), v1/(1<<20), (v1-v0)/float64(big)/1024)
+	}
 	t.Logf("marginal memory per target (%d vs 0): %.1f KiB RSS, %.1f KiB anonymous", big, perKiB(m.rss, b.rss), perKiB(m.anon, b.anon))
 	t.Logf("100 targets: agent RSS %.1f MiB, blackbox_exporter %.1f MiB: %.2fx", mib(s.rss), mib(x.rss), float64(s.rss)/float64(x.rss))
 	t.Logf("/metrics at %d targets: %.0f series per target, %d bytes of text (%.2f MB)", big, perTarget, len(exp.body), float64(len(exp.body))/1e6)
