@@ -1,0 +1,257 @@
+//go:build bench
+
+package extmanager_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/vitals-dev/vitals/agent/agenttest"
+	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/health"
+	"github.com/vitals-dev/vitals/probes"
+)
+
+// TestMemoryPerTarget measures, inside one process, what the agent's
+// ExtManager holds per target at steady state: MEMORY_TARGETS (1000)
+// aisim OpenAI-shaped targets on one loopback server with the shipped
+// probes, all checked and healthy, then every history ring filled to its
+// 256 checks with copies of the plugin's own last check (a ring fills in
+// 256 s at 1 s; the copies are what it would hold). It reports the live
+// heap per target by runtime.MemStats after a collection, against the
+// same process before the ExtManager started, and with MEMORY_PROFILE set
+// to a directory saves the heap profile there (go tool pprof -top
+// -sample_index=inuse_space). The aisim server's side of the
+// connections is in the same process; the profile tells it apart.
+//
+//	go test -tags bench -run TestMemoryPerTarget -v ./plugins/extmanager/
+func TestMemoryPerTarget(t *testing.T) {
+	targets := 1000
+	if v := os.Getenv("MEMORY_TARGETS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			t.Fatalf("MEMORY_TARGETS=%q: want 1 to 10000", v)
+		}
+		targets = n
+	}
+	// A heap profile fine enough to attribute a few KiB a target.
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	runtime.MemProfileRate = 4096
+	_, url := simServer(t, probes.KindOpenAI)
+	before := heap()
+	var b strings.Builder
+	b.WriteString("directory: \"\"\nbus: {enabled: false}\nhealth: {interval: 1s, unhealthy_interval: 1s}\ntargets:\n")
+	for i := range targets {
+		fmt.Fprintf(&b, "  - {id: t%05d, endpoint: %q, kind: openai}\n", i, url)
+	}
+	r := start(t, b.String())
+	// The rig's buffer of catalog events is the test's, not the agent's.
+	rigBuffer := uint64(cap(r.evs)) * uint64(unsafe.Sizeof(catalog.Event{}))
+	before.HeapAlloc += rigBuffer
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		for {
+			select {
+			case <-r.evs:
+			case <-done:
+				return
+			}
+		}
+	}()
+	id := func(i int) string { return fmt.Sprintf("t%05d", i) }
+	if !agenttest.Within(120*time.Second, func() bool {
+		for i := range targets {
+			if p, ok := r.e.Catalog().Get(id(i)); !ok || p.Health == nil || p.Health.State != health.StateHealthy {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("not every one of %d targets healthy", targets)
+	}
+	checked := heap()
+	h := r.e.Engine().History()
+	ring := r.e.Engine().Config().History.Ring
+	far := time.Now().Add(time.Hour)
+	for i := range targets {
+		cs, _, err := h.Query(context.Background(), id(i), time.Time{}, far, ring)
+		if err != nil || len(cs) == 0 {
+			t.Fatalf("%s: %d checks in history, %v", id(i), len(cs), err)
+		}
+		c := cs[0]
+		for range ring - len(cs) {
+			c.Seq += 1 << 20
+			c.Time, c.Started = c.Time.Add(time.Second), c.Started.Add(time.Second)
+			h.Record(c, nil)
+		}
+	}
+	full := heap()
+	per := func(a, b runtime.MemStats, f func(runtime.MemStats) uint64) float64 {
+		return (float64(f(a)) - float64(f(b))) / float64(targets) / 1024
+	}
+	alloc := func(m runtime.MemStats) uint64 { return m.HeapAlloc }
+	stack := func(m runtime.MemStats) uint64 { return m.StackInuse }
+	t.Logf("the rig's event buffer, not counted: %.1f MiB", mib(rigBuffer))
+	t.Logf("%d targets, ring %d: live heap %.1f MiB before, %.1f checked once or more, %.1f rings full",
+		targets, ring, mib(before.HeapAlloc), mib(checked.HeapAlloc), mib(full.HeapAlloc))
+	t.Logf("per target: heap %.2f KiB (of it the rings filled from one check: %.2f KiB), stacks %.2f KiB, %.2f goroutines",
+		per(full, before, alloc), per(full, checked, alloc), per(full, before, stack),
+		float64(runtime.NumGoroutine())/float64(targets))
+	if dir := os.Getenv("MEMORY_PROFILE"); dir != "" {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("inprocess-%d-heap.pprof", targets)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMemoryPerConnection measures what one idle keep-alive connection
+// costs the client that keeps it: MEMORY_CONNS (1000) connections, each to
+// its own loopback listener in another process (so that only the client's
+// side is in this one), opened by one request each and left idle in the
+// ExtManager's transport. Heap and goroutine stacks per connection, by
+// runtime.MemStats after a collection.
+//
+//	go test -tags bench -run TestMemoryPerConnection -v ./plugins/extmanager/
+func TestMemoryPerConnection(t *testing.T) {
+	conns := 1000
+	if v := os.Getenv("MEMORY_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5000 {
+			t.Fatalf("MEMORY_CONNS=%q: want 1 to 5000", v)
+		}
+		conns = n
+	}
+	for _, tc := range []struct {
+		name string
+		tr   func() *http.Transport
+	}{
+		{"default buffers (4 KiB each way)", func() *http.Transport {
+			return &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, DisableCompression: true}
+		}},
+		{"1 KiB buffers", func() *http.Transport {
+			return &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, DisableCompression: true,
+				ReadBufferSize: 1 << 10, WriteBufferSize: 1 << 10}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addrs := listeners(t, conns)
+			tr := tc.tr()
+			c := &http.Client{Transport: tr}
+			defer tr.CloseIdleConnections()
+			before := heap()
+			g0 := runtime.NumGoroutine()
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 32)
+			for _, a := range addrs {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					resp, err := c.Get("http://" + a + "/v1/models")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					_, _ = resp.Body.Read(make([]byte, 512))
+					resp.Body.Close()
+				}()
+			}
+			wg.Wait()
+			after := heap()
+			g := runtime.NumGoroutine() - g0
+			t.Logf("%d idle connections: heap %.2f KiB, stacks %.2f KiB, %.2f goroutines a connection",
+				conns, (float64(after.HeapAlloc)-float64(before.HeapAlloc))/float64(conns)/1024,
+				(float64(after.StackInuse)-float64(before.StackInuse))/float64(conns)/1024, float64(g)/float64(conns))
+		})
+	}
+}
+
+// listeners returns n loopback addresses whose connections another
+// process accepts and answers: the test binary itself, run again as
+// TestMemoryServer.
+func listeners(t *testing.T, n int) []string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMemoryServer$")
+	cmd.Env = append(os.Environ(), "MEMORY_SERVE="+strconv.Itoa(n))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); _ = cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	var addrs []string
+	for len(addrs) < n && sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "listen "); ok {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) < n {
+		t.Fatalf("server: %d of %d addresses: %v", len(addrs), n, sc.Err())
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	return addrs
+}
+
+// TestMemoryServer is the other process of TestMemoryPerConnection: with
+// MEMORY_SERVE=n it serves n loopback listeners, prints their addresses
+// and returns when its standard input closes.
+func TestMemoryServer(t *testing.T) {
+	n, err := strconv.Atoi(os.Getenv("MEMORY_SERVE"))
+	if err != nil {
+		t.Skip("the server of TestMemoryPerConnection")
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"object":"list","data":[{"id":"m","object":"model"}]}`))
+	})}
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("listen %s\n", ln.Addr())
+		go func() { _ = srv.Serve(ln) }()
+	}
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	_ = srv.Close()
+}
+
+// heap is the memory statistics after two collections.
+func heap() runtime.MemStats {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m
+}
+
+func mib(v uint64) float64 { return float64(v) / (1 << 20) }
