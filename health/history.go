@@ -188,15 +188,16 @@ func (h *History) Record(c CheckRecord, t *Transition) {
 		rb = newCheckRing(h.ring)
 		h.checks[c.Plugin] = rb
 	}
-	h.enc = h.sym.encodeCheck(h.enc[:0], c)
-	rb.add(h.enc)
+	var at point
+	h.enc, at = h.sym.encodeCheck(h.enc[:0], c, rb.last)
+	rb.add(h.enc, at)
 	if t != nil {
 		tb := h.trans[t.Plugin]
 		if tb == nil {
 			tb = newRing[Transition](h.ring)
 			h.trans[t.Plugin] = tb
 		}
-		tb.add(*t)
+		tb.add(keptTransition(*t))
 	}
 	h.mu.Unlock()
 	if h.queue == nil {
@@ -381,11 +382,11 @@ func (h *History) Query(ctx context.Context, plugin string, since, until time.Ti
 		var cs []CheckRecord
 		var ts []Transition
 		if rb := h.checks[plugin]; rb != nil {
-			for _, v := range rb.items() {
-				if c := h.sym.decodeCheck(plugin, v); !c.Time.Before(since) && c.Time.Before(until) {
+			rb.each(rb.count, func(v []byte, prev point) {
+				if c := h.sym.decodeCheck(plugin, v, prev); !c.Time.Before(since) && c.Time.Before(until) {
 					cs = append(cs, c)
 				}
-			}
+			})
 		}
 		if tb := h.trans[plugin]; tb != nil {
 			for _, t := range tb.items() {

@@ -34,18 +34,25 @@ func (r *ringBuf[T]) items() []T {
 // bytes: 64 bytes for a check of 44, 16 KiB a plugin for the default ring.
 // The buffer grows as checks come, to what n of them take, and never
 // shrinks.
+//
+// Each check's sequence number and time are kept as the difference from
+// the check before it (record.go): base is the point of the check before
+// the oldest one kept, last that of the newest.
 type checkRing struct {
 	buf   []byte // circular; len(buf) is the capacity
 	head  int    // offset of the oldest check's length
 	used  int    // bytes held
 	count int
 	n     int
+
+	base, last point
 }
 
 func newCheckRing(n int) *checkRing { return &checkRing{n: max(n, 1)} }
 
-// add keeps rec, dropping the oldest check when n are kept.
-func (r *checkRing) add(rec []byte) {
+// add keeps rec, the check at point at encoded after r.last, dropping the
+// oldest check when n are kept.
+func (r *checkRing) add(rec []byte, at point) {
 	var hdr [binary.MaxVarintLen64]byte
 	h := binary.PutUvarint(hdr[:], uint64(len(rec)))
 	need := h + len(rec)
@@ -69,6 +76,7 @@ func (r *checkRing) add(rec []byte) {
 	r.put((tail+h)%len(r.buf), rec)
 	r.used += need
 	r.count++
+	r.last = at
 }
 
 // put writes p at off, wrapping around the end of the buffer.
@@ -103,23 +111,41 @@ func (r *checkRing) next(off int) (int, int) {
 	return int(v), k
 }
 
+// prefix is the most bytes advance reads of a check: its flags and two
+// varints.
+const prefix = 1 + 2*binary.MaxVarintLen64
+
+// drop forgets the oldest check; its point becomes the base.
 func (r *checkRing) drop() {
 	l, k := r.next(r.head)
+	var b [prefix]byte
+	r.get((r.head+k)%len(r.buf), b[:min(l, prefix)])
+	r.base = advance(b[:min(l, prefix)], r.base)
 	r.head = (r.head + k + l) % len(r.buf)
 	r.used -= k + l
 	r.count--
 }
 
-// items returns the checks, oldest first.
-func (r *checkRing) items() []string {
-	out := make([]string, 0, r.count)
-	off := r.head
-	for range r.count {
+// each calls fn with the checks from the (count-n)th on, oldest first, and
+// the point of the check before each. rec is only valid during the call.
+func (r *checkRing) each(n int, fn func(rec []byte, prev point)) {
+	var scratch []byte
+	off, at := r.head, r.base
+	for i := range r.count {
 		l, k := r.next(off)
-		b := make([]byte, l)
-		r.get((off+k)%len(r.buf), b)
-		out = append(out, string(b))
+		if cap(scratch) < l {
+			scratch = make([]byte, l, max(l, 64))
+		}
+		rec := scratch[:l]
+		skip := i < r.count-n
+		if skip {
+			rec = rec[:min(l, prefix)]
+		}
+		r.get((off+k)%len(r.buf), rec)
+		if !skip {
+			fn(rec, at)
+		}
+		at = advance(rec, at)
 		off = (off + k + l) % len(r.buf)
 	}
-	return out
 }

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"runtime"
 	"slices"
@@ -35,19 +36,24 @@ func TestRingKeepsTheLastN(t *testing.T) {
 // in a buffer not much larger than the records it holds, also while it
 // fills.
 func TestCheckRingKeepsTheLastN(t *testing.T) {
-	rec := func(i int) string { return strings.Repeat(string(rune('a'+i%26)), 1+i*7%150) } // 1 to 150 bytes
 	for _, tt := range []struct{ n, adds int }{{3, 0}, {3, 2}, {3, 3}, {3, 5}, {1, 4}, {256, 9}, {256, 100}, {256, 2000}} {
 		r := newCheckRing(tt.n)
 		for i := range tt.adds {
-			r.add([]byte(rec(i)))
+			rec, at := testRecord(i, r.last)
+			r.add(rec, at)
 		}
 		var want []string
 		size := 0
-		for i := max(0, tt.adds-tt.n); i < tt.adds; i++ {
-			want = append(want, rec(i))
-			size += len(rec(i)) + 2
+		prev := point{}
+		for i := range tt.adds {
+			rec, at := testRecord(i, prev)
+			prev = at
+			if i >= tt.adds-tt.n {
+				want = append(want, string(rec))
+				size += len(rec) + 2
+			}
 		}
-		if got := r.items(); !slices.Equal(got, want) {
+		if got := ringItems(t, r, max(0, tt.adds-tt.n)); !slices.Equal(got, want) {
 			t.Errorf("n=%d after %d adds: %d records %q, want %d %q", tt.n, tt.adds, len(got), got, len(want), want)
 		}
 		// Full, about the records' size; filling, at most twice it.
@@ -61,14 +67,46 @@ func TestCheckRingKeepsTheLastN(t *testing.T) {
 	}
 }
 
+// testRecord is the ith test record after prev: a check's prefix (flags,
+// its sequence number i and its time, i seconds and i*i µs) and 0 to 149
+// bytes more.
+func testRecord(i int, prev point) ([]byte, point) {
+	at := point{seq: int64(i), us: int64(i)*1e6 + int64(i*i)}
+	if i%5 == 4 {
+		at.us = -at.us // time going back, as a stepped clock does
+	}
+	b := binary.AppendVarint(binary.AppendVarint([]byte{0}, at.seq-prev.seq), at.us-prev.us)
+	return append(b, strings.Repeat(string(rune('a'+i%26)), i*7%150)...), at
+}
+
+// ringItems returns r's records, oldest first, checking that each one's
+// point, from the ring's base across its wraps, is the one testRecord
+// gave it, the first being the firstth.
+func ringItems(t *testing.T, r *checkRing, first int) []string {
+	t.Helper()
+	var out []string
+	i := first
+	r.each(r.count, func(rec []byte, prev point) {
+		if _, want := testRecord(i, point{}); advance(rec, prev) != want {
+			t.Errorf("record %d at %+v, want %+v", i, advance(rec, prev), want)
+		}
+		out = append(out, string(rec))
+		i++
+	})
+	return out
+}
+
 // TestCheckRingGrowsAsItFills: a ring of 256 that has seen 9 checks
 // holds about 9 checks' bytes, not 256's: at a 10 s interval a ring
 // takes 42 minutes to fill.
 func TestCheckRingGrowsAsItFills(t *testing.T) {
 	r := newCheckRing(256)
-	rec := []byte(strings.Repeat("x", 40))
-	for range 9 {
-		r.add(rec)
+	var rec []byte
+	for i := range 9 {
+		var at point
+		rec, at = testRecord(40, r.last)
+		_ = i
+		r.add(rec, at)
 	}
 	if held := 9 * (len(rec) + 1); len(r.buf) > 2*held {
 		t.Errorf("%d bytes for 9 checks of %d bytes", len(r.buf), len(rec)+1)
@@ -109,7 +147,7 @@ func TestHistoryRingIsSmall(t *testing.T) {
 		t.Errorf("%d bytes of heap per plugin for 256 checks, want under 9 KiB", per)
 	}
 	cs, _, err := h.Query(context.Background(), "p007", at, at.Add(time.Hour), 1000)
-	if err != nil || len(cs) != 256 || cs[0].Seq != 100999 || cs[255].Seq != 100744 || cs[0].Probes[0].Duration != 1200*time.Microsecond {
+	if err != nil || len(cs) != 256 || cs[0].Seq != 100999 || cs[255].Seq != 100744 || cs[0].Probes[0].Duration != dequantize(quantize(1200*time.Microsecond)) {
 		t.Errorf("query: %d checks (newest %+v), %v", len(cs), cs[0], err)
 	}
 	runtime.KeepAlive(h)

@@ -55,11 +55,9 @@ func (h *History) Recent(plugin string, n int) []CheckRecord {
 	if rb == nil || n <= 0 {
 		return nil
 	}
-	items := rb.items()
-	items = items[max(len(items)-n, 0):]
-	out := make([]CheckRecord, len(items))
-	for i, v := range items {
-		out[i] = h.sym.decodeCheck(plugin, v)
-	}
+	out := make([]CheckRecord, 0, min(n, rb.count))
+	rb.each(n, func(v []byte, prev point) {
+		out = append(out, h.sym.decodeCheck(plugin, v, prev))
+	})
 	return out
 }

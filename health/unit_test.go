@@ -306,10 +306,13 @@ func TestHistoryMigratesToDecisionTimes(t *testing.T) {
 		}
 		hctx, cancel := context.WithCancel(ctx)
 		h.Start(hctx)
-		started := time.Now()
-		decided := started.Add(40 * time.Millisecond)
-		h.Record(health.CheckRecord{Seq: 2, Plugin: "p", Time: decided, Started: started, Duration: 40 * time.Millisecond, State: "stuck"},
-			&health.Transition{Plugin: "p", Time: decided, Started: started, Duration: 40 * time.Millisecond, From: "healthy", To: "stuck"})
+		// The ring keeps times to the microsecond and durations to 11
+		// significant bits: these it keeps exactly.
+		const took = 32768 * time.Microsecond
+		started := time.Now().Truncate(time.Microsecond)
+		decided := started.Add(took)
+		h.Record(health.CheckRecord{Seq: 2, Plugin: "p", Time: decided, Started: started, Duration: took, State: "stuck"},
+			&health.Transition{Plugin: "p", Time: decided, Started: started, Duration: took, From: "healthy", To: "stuck"})
 		cancel()
 		h.Wait()
 		cs, ts, err := h.Query(ctx, "p", old.Add(-time.Second), decided.Add(time.Second), 10)
@@ -320,10 +323,10 @@ func TestHistoryMigratesToDecisionTimes(t *testing.T) {
 			t.Fatalf("store: %d checks; the old one %+v", len(cs), cs[len(cs)-1])
 		}
 		c := cs[0]
-		if !c.Time.Equal(decided) || !c.Started.Equal(started) || c.Duration != 40*time.Millisecond || c.State != health.StateStuck {
-			t.Errorf("store %v: check decided %v started %v took %v, want %v %v 40ms", withStore, c.Time, c.Started, c.Duration, decided, started)
+		if !c.Time.Equal(decided) || !c.Started.Equal(started) || c.Duration != took || c.State != health.StateStuck {
+			t.Errorf("store %v: check decided %v started %v took %v, want %v %v %v", withStore, c.Time, c.Started, c.Duration, decided, started, took)
 		}
-		if len(ts) != 1 || !ts[0].Time.Equal(decided) || !ts[0].Started.Equal(started) || ts[0].Duration != 40*time.Millisecond {
+		if len(ts) != 1 || !ts[0].Time.Equal(decided) || !ts[0].Started.Equal(started) || ts[0].Duration != took {
 			t.Errorf("store %v: transitions %+v", withStore, ts)
 		}
 	}
