@@ -44,29 +44,51 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var build struct {
+// builds holds the binaries built for this run, by build tags.
+var builds struct {
+	mu   sync.Mutex
+	bins map[string]*built
+}
+
+type built struct {
 	once sync.Once
 	path string
 	err  error
 }
 
 // vitalsBin builds cmd/vitals once per run as the Dockerfile builds it:
-// static, trimmed, without symbols.
-func vitalsBin(t *testing.T) string {
+// static, trimmed, without symbols; with tags ("nokubernetes"), the
+// build the tags name.
+func vitalsBin(t *testing.T, tags string) string {
 	t.Helper()
-	build.once.Do(func() {
-		build.path = filepath.Join(binDir, "vitals")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", build.path, "./cmd/vitals")
+	builds.mu.Lock()
+	if builds.bins == nil {
+		builds.bins = map[string]*built{}
+	}
+	b := builds.bins[tags]
+	if b == nil {
+		b = &built{}
+		builds.bins[tags] = b
+	}
+	builds.mu.Unlock()
+	b.once.Do(func() {
+		b.path = filepath.Join(binDir, "vitals")
+		args := []string{"build", "-trimpath", "-ldflags", "-s -w"}
+		if tags != "" {
+			b.path += "-" + tags
+			args = append(args, "-tags", tags)
+		}
+		cmd := exec.Command("go", append(args, "-o", b.path, "./cmd/vitals")...)
 		cmd.Dir = e2etest.RepoRoot(t)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build ./cmd/vitals: %v\n%s", err, out)
+			b.err = fmt.Errorf("go %s ./cmd/vitals: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	})
-	if build.err != nil {
-		t.Fatal(build.err)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return build.path
+	return b.path
 }
 
 // envDuration reads a duration from the environment, bounded.
@@ -176,6 +198,8 @@ type agentSpec struct {
 	// discovered lists the targets in a file_sd_configs file, not in the
 	// config.
 	discovered bool
+	// tags are the build tags of the binary: "" is the shipped build.
+	tags string
 }
 
 // The most targets one config file and one manifest directory hold.
@@ -240,7 +264,7 @@ func startAgent(t *testing.T, a agentSpec) *proc {
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return start(t, "/readyz", addr, vitalsBin(t), "--config", cfg)
+	return start(t, "/readyz", addr, vitalsBin(t, a.tags), "--config", cfg)
 }
 
 // startBlackbox starts Debian's blackbox_exporter with one http_2xx module.

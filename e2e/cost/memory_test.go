@@ -19,7 +19,8 @@ const shipped = "{interval: 1s, unhealthy_interval: 1s}"
 // TestMemory: resident memory at steady state, side by side: agents with
 // no targets and with 1000 (the shipped probes, every second), an agent
 // with 100 liveness-only targets beside blackbox_exporter with the same
-// 100, all scraped by one Prometheus every second. It runs until every
+// 100, and the agent built with -tags nokubernetes with none and with the
+// same 100, all scraped by one Prometheus every second. It runs until every
 // history ring has filled (COST_MEMORY_DURATION, 280 s: the default ring
 // of 256 checks at 1 s, and some), then reports the marginal memory per
 // target, the 100-target agent against blackbox_exporter, and the series
@@ -27,33 +28,37 @@ const shipped = "{interval: 1s, unhealthy_interval: 1s}"
 func TestMemory(t *testing.T) {
 	steady := envDuration(t, "COST_MEMORY_DURATION", 280*time.Second)
 	big := envInt(t, "COST_MEMORY_TARGETS", 1000, 10, 20000)
-	simBig, simSmall, simBB := startSim(t, true), startSim(t, true), startSim(t, true)
+	simBig, simSmall, simLean, simBB := startSim(t, true), startSim(t, true), startSim(t, true), startSim(t, true)
 	base := startAgent(t, agentSpec{targets: 0, health: shipped})
 	many := startAgent(t, agentSpec{targets: big, endpoint: simBig.url, health: shipped})
 	small := startAgent(t, agentSpec{targets: 100, endpoint: simSmall.url, health: livenessOnly})
+	leanBase := startAgent(t, agentSpec{targets: 0, health: shipped, tags: "nokubernetes"})
+	lean := startAgent(t, agentSpec{targets: 100, endpoint: simLean.url, health: livenessOnly, tags: "nokubernetes"})
 	bb := startBlackbox(t)
 	host := func(p *proc) string { return strings.TrimPrefix(p.base, "http://") }
 	prom := startPrometheus(t,
-		scrapeJob{name: "vitals", interval: time.Second, targets: []string{host(base), host(many), host(small)}},
+		scrapeJob{name: "vitals", interval: time.Second, targets: []string{host(base), host(many), host(small), host(leanBase), host(lean)}},
 		scrapeJob{name: "blackbox", interval: time.Second, targets: blackboxTargets(simBB.url, 100), blackbox: host(bb)})
 
-	type sample struct{ rss, anon, hwm int64 }
+	// RSS is anonymous memory (the heap, stacks, the runtime's own) and
+	// file-backed pages: the pages of the binary the process has touched.
+	type sample struct{ rss, anon, file, hwm int64 }
 	read := func(p *proc) sample {
 		st := p.status(t)
-		return sample{int64(st.VmRSS), int64(st.RssAnon), int64(st.VmHWM)}
+		return sample{int64(st.VmRSS), int64(st.RssAnon), int64(st.RssFile), int64(st.VmHWM)}
 	}
 	startAt := time.Now()
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for time.Since(startAt) < steady {
 		<-tick.C
-		for _, p := range []*proc{base, many, small, bb} {
+		for _, p := range []*proc{base, many, small, leanBase, lean, bb} {
 			if p.Exited() {
 				t.Fatalf("%s exited:\n%s", p.Name, p.Output())
 			}
 		}
 	}
-	b, m, s, x := read(base), read(many), read(small), read(bb)
+	b, m, s, lb, l, x := read(base), read(many), read(small), read(leanBase), read(lean), read(bb)
 	saveHeap(t, many, fmt.Sprintf("agent-%d-heap.pprof", big))
 	saveFile(t, fmt.Sprintf("/proc/%d/smaps", many.pid), fmt.Sprintf("agent-%d-smaps.txt", big))
 	saveFile(t, fmt.Sprintf("/proc/%d/smaps", base.pid), "agent-0-smaps.txt")
@@ -68,8 +73,8 @@ func TestMemory(t *testing.T) {
 		t.Errorf("blackbox: %v of 100 targets succeeding", n)
 	}
 	err := e2etest.Poll(context.Background(), 10*time.Second, time.Second, "scrapes", func(context.Context) error {
-		if n := query(t, prom, `sum(up{job="vitals"})`); n != 3 {
-			return fmt.Errorf("%v of 3 agents scraped", n)
+		if n := query(t, prom, `sum(up{job="vitals"})`); n != 5 {
+			return fmt.Errorf("%v of 5 agents scraped", n)
 		}
 		return nil
 	})
@@ -78,12 +83,17 @@ func TestMemory(t *testing.T) {
 	}
 	perKiB := func(a, b int64) float64 { return float64(a-b) / float64(big) / 1024 }
 	t.Logf("load: %d cores; loadavg %s; after %s", numCPU(), loadavg(), steady)
-	t.Logf("| agent | RSS MiB | anonymous MiB | VmHWM MiB |")
-	t.Logf("| --- | --- | --- | --- |")
-	t.Logf("| no targets | %.1f | %.1f | %.1f |", mib(b.rss), mib(b.anon), mib(b.hwm))
-	t.Logf("| %d targets, shipped probes | %.1f | %.1f | %.1f |", big, mib(m.rss), mib(m.anon), mib(m.hwm))
-	t.Logf("| 100 targets, liveness only | %.1f | %.1f | %.1f |", mib(s.rss), mib(s.anon), mib(s.hwm))
-	t.Logf("| blackbox_exporter, 100 targets | %.1f | %.1f | %.1f |", mib(x.rss), mib(x.anon), mib(x.hwm))
+	t.Logf("| process | RSS MiB | anonymous MiB | file-backed MiB | VmHWM MiB |")
+	t.Logf("| --- | --- | --- | --- | --- |")
+	row := func(name string, v sample) {
+		t.Logf("| %s | %.1f | %.1f | %.1f | %.1f |", name, mib(v.rss), mib(v.anon), mib(v.file), mib(v.hwm))
+	}
+	row("agent, no targets", b)
+	row(fmt.Sprintf("agent, %d targets, shipped probes", big), m)
+	row("agent, 100 targets, liveness only", s)
+	row("agent -tags nokubernetes, no targets", lb)
+	row("agent -tags nokubernetes, 100 targets, liveness only", l)
+	row("blackbox_exporter, 100 targets", x)
 	// The Go runtime's own account of the memory, from each agent's
 	// client_golang Go collector, per target between the two agents.
 	t.Logf("| runtime (go_memstats_*) | no targets MiB | %d targets MiB | per target KiB |", big)
@@ -100,6 +110,7 @@ func TestMemory(t *testing.T) {
 	}
 	t.Logf("marginal memory per target (%d vs 0): %.1f KiB RSS, %.1f KiB anonymous", big, perKiB(m.rss, b.rss), perKiB(m.anon, b.anon))
 	t.Logf("100 targets: agent RSS %.1f MiB, blackbox_exporter %.1f MiB: %.2fx", mib(s.rss), mib(x.rss), float64(s.rss)/float64(x.rss))
+	t.Logf("100 targets: agent -tags nokubernetes RSS %.1f MiB: %.2fx blackbox_exporter's", mib(l.rss), float64(l.rss)/float64(x.rss))
 	t.Logf("/metrics at %d targets: %.0f series per target, %d bytes of text (%.2f MB)", big, perTarget, len(exp.body), float64(len(exp.body))/1e6)
 	t.Logf("Prometheus: %v samples per scrape of the %d-target agent", query(t, prom, fmt.Sprintf(`max(scrape_samples_scraped{instance=%q})`, host(many))), big)
 }
