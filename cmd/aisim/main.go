@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- stri
 		version       = fs.String("version", "", "reported version (default: the kind's)")
 		modelType     = fs.String("model-type", "", "tei: embedding, classifier or reranker; llamacpp: chat, embedding (--embeddings) or reranker (--reranking)")
 		seed          = fs.Uint64("seed", 1, "seed for jitter and the error rate")
+		routerModels  = fs.String("router-models", "", "llamacpp: run as llama.cpp's router over these models, name[=status] comma-separated, status unloaded (default), loading, loaded or sleeping")
+		noAutoload    = fs.Bool("no-models-autoload", false, "llamacpp router: refuse requests for a model not loaded, as --no-models-autoload")
 		preload       = fs.String("preload", "", "ollama: load this model for good at start, as a request with keep_alive -1 does (default: none loaded, the server is cold)")
 		k             aisim.Knobs
 	)
@@ -93,7 +95,14 @@ func run(ctx context.Context, args []string, stdout io.Writer, ready chan<- stri
 	if !slices.Contains(aisim.Kinds(), kd) {
 		return fmt.Errorf("-kind %q: want one of %s", *kind, kindNames)
 	}
-	sim, err := aisim.New(aisim.Config{Kind: kd, Version: *version, ModelType: *modelType, Seed: *seed, Knobs: k})
+	cfg := aisim.Config{Kind: kd, Version: *version, ModelType: *modelType, Seed: *seed, Knobs: k, NoModelsAutoload: *noAutoload}
+	if *routerModels != "" {
+		var err error
+		if cfg.Router, err = aisim.ParseRouterModels(*routerModels); err != nil {
+			return fmt.Errorf("-router-models: %w", err)
+		}
+	}
+	sim, err := aisim.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -92,6 +92,49 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunRouter: --router-models runs llama.cpp's router over the models
+// given, each with its status.
+func TestRunRouter(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--kind", "llamacpp", "--listen", "127.0.0.1:0", "--router-models", "warm=loaded,cold", "--no-models-autoload"}, &out, ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	resp, err := c.Get("http://" + addr + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"id":"warm"`) || !strings.Contains(string(b), `"value":"loaded"`) || !strings.Contains(string(b), `"value":"unloaded"`) {
+		t.Fatalf("router /v1/models %s", b)
+	}
+	resp, err = c.Get("http://" + addr + "/metrics?model=cold")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("--no-models-autoload: /metrics?model=cold answered %d, want 400", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
 // TestRunListensOnceLoaded: like vLLM, the program opens its port only
 // once the model is loaded; the knobs set by flag are the server's.
 func TestRunListensOnceLoaded(t *testing.T) {
@@ -159,6 +202,9 @@ func TestRunBadFlags(t *testing.T) {
 		{"--load", "-1"},
 		{"--keep-alive", "soon"},
 		{"--kind", "llamacpp", "--model-type", "classifier"},
+		{"--kind", "vllm", "--router-models", "a"},
+		{"--kind", "llamacpp", "--router-models", "a,,b"},
+		{"--kind", "llamacpp", "--router-models", "a=asleep"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

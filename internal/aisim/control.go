@@ -67,6 +67,10 @@ type Stats struct {
 	Running int  `json:"running"`
 	Waiting int  `json:"waiting"`
 	Loading bool `json:"loading"`
+	// RouterLoads and RouterWakes count the model loads and wakes that
+	// clients of a llama.cpp router caused (llamarouter.go).
+	RouterLoads int64 `json:"router_loads,omitempty"`
+	RouterWakes int64 `json:"router_wakes,omitempty"`
 }
 
 // Stats returns the server's counters.
@@ -76,6 +80,9 @@ func (s *Server) Stats() Stats {
 	defer s.mu.Unlock()
 	st.PromptTokens, st.CompletionTokens = s.promptTokens, s.genTokens
 	st.Running, st.Waiting = len(s.slotJobs), s.waiting
+	if s.router != nil {
+		st.RouterLoads, st.RouterWakes = s.router.loads, s.router.wakes
+	}
 	return st
 }
 

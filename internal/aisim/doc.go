@@ -15,7 +15,9 @@
 // are all knobs: busy (more load than slots, work completing), hung
 // (stuck: running, tokens frozen, health 200), loading (gate.go), asleep
 // (vLLM), cold and keep-alive (Ollama, ollamasched.go), behind an API key
-// (gate.go), embeddings- or rerank-only (llama.cpp), a model renamed.
+// (gate.go), embeddings- or rerank-only (llama.cpp), a model renamed, and
+// llama.cpp's router over several models, each unloaded, loading, loaded
+// or sleeping, loading one for a request that names it (llamarouter.go).
 //
 // Knobs are set in Config, with the setters, or at run time over HTTP
 // (GET, POST and DELETE /aisim/knobs; POST /aisim/reload starts a loading

@@ -41,8 +41,8 @@ func (s *Server) llamaHealth(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *Server) llamaProps(w http.ResponseWriter, _ *http.Request) {
-	m := s.openAIModels()[0]
+func (s *Server) llamaProps(w http.ResponseWriter, r *http.Request) {
+	m := s.llamaModel(r)
 	k := s.Knobs()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"default_generation_settings": map[string]any{
@@ -69,15 +69,29 @@ func (s *Server) llamaProps(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
+// llamaModel is the model a GET asks about: the one ?model= names of a
+// router (which admitted the request for it), else the one it serves.
+func (s *Server) llamaModel(r *http.Request) simModel {
+	ms := s.openAIModels()
+	if name := r.URL.Query().Get("model"); s.router != nil {
+		for _, m := range ms {
+			if m.id == name {
+				return m
+			}
+		}
+	}
+	return ms[0]
+}
+
 // llamaSlots answers /slots: one entry per slot, with the task it runs
 // and how many tokens that task has decoded.
-func (s *Server) llamaSlots(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) llamaSlots(w http.ResponseWriter, r *http.Request) {
 	k := s.Knobs()
 	if k.SlotsOff {
 		llamaNotSupported(w, "This server does not support slots endpoint. Start it with `--slots`")
 		return
 	}
-	m := s.openAIModels()[0]
+	m := s.llamaModel(r)
 	s.mu.Lock()
 	n := max(k.slots(), len(s.slotJobs))
 	slots := make([]map[string]any, n)

@@ -31,6 +31,9 @@ func (s *Server) openAIModels() []simModel {
 	var ms []simModel
 	switch s.cfg.Kind {
 	case probes.KindLlamaCpp:
+		if s.router != nil {
+			return s.routerSimModels()
+		}
 		switch s.cfg.ModelType {
 		case "embedding":
 			ms = []simModel{{id: "tiny-embed", embed: true, ctx: 2048, size: 538880}}
@@ -80,6 +83,10 @@ func (s *Server) mainModel() string {
 }
 
 func (s *Server) routesOpenAI() {
+	if s.router != nil {
+		s.routesLlamaRouter()
+		return
+	}
 	m := s.api
 	m.HandleFunc("GET /v1/models", s.v1Models)
 	s.inference("POST /v1/chat/completions", s.chatCompletions)
@@ -136,12 +143,12 @@ func (s *Server) v1Models(w http.ResponseWriter, _ *http.Request) {
 }
 
 // findModel returns the model a request names. llama.cpp ignores the name
-// when it serves one model, as the real one does; the others answer 404
-// for a model they do not have. An empty name is the first model of the
-// wanted sort.
+// when it serves one model, as the real one does (its router has admitted
+// the request for the model named); the others answer 404 for a model they
+// do not have. An empty name is the first model of the wanted sort.
 func (s *Server) findModel(w http.ResponseWriter, name string, embed bool) (simModel, bool) {
 	models := s.openAIModels()
-	if s.cfg.Kind == probes.KindLlamaCpp {
+	if s.cfg.Kind == probes.KindLlamaCpp && s.router == nil {
 		return models[0], true
 	}
 	if s.cfg.Kind == probes.KindOllama {

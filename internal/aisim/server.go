@@ -39,6 +39,12 @@ type Config struct {
 	// Created is the time the server reports for model creation and
 	// responses; zero means a fixed time, so bodies are deterministic.
 	Created time.Time
+	// Router, for kind llamacpp, runs the server as llama.cpp's router
+	// over these models, each with its own status (llamarouter.go).
+	Router []RouterModel
+	// NoModelsAutoload is the router's --no-models-autoload: a request
+	// naming a model that is not loaded is refused, not loaded.
+	NoModelsAutoload bool
 }
 
 // DefaultVersion returns the version a kind reports by default.
@@ -102,6 +108,7 @@ type Server struct {
 	outcomes     map[outcomeKey]int64
 	durationUS   map[string]int64
 	ollama       map[string]*ollamaRunner // ollama: loaded models by name
+	router       *llamaRouter             // llama.cpp in router mode
 
 	reqs atomic.Int64
 	seq  atomic.Int64
@@ -127,6 +134,16 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Knobs.Validate(); err != nil {
 		return nil, fmt.Errorf("aisim: knobs: %w", err)
 	}
+	var router *llamaRouter
+	if len(cfg.Router) > 0 {
+		if cfg.Kind != probes.KindLlamaCpp || cfg.ModelType != "" {
+			return nil, fmt.Errorf("aisim: router mode is llama.cpp's, without a model type (kind %s, model type %q)", cfg.Kind, cfg.ModelType)
+		}
+		var err error
+		if router, err = newLlamaRouter(cfg.Router, time.Duration(cfg.Knobs.LoadTime)); err != nil {
+			return nil, fmt.Errorf("aisim: %w", err)
+		}
+	}
 	if cfg.Version == "" {
 		cfg.Version = DefaultVersion(cfg.Kind)
 	}
@@ -146,11 +163,12 @@ func New(cfg Config) (*Server, error) {
 		outcomes:   map[outcomeKey]int64{},
 		durationUS: map[string]int64{},
 		ollama:     map[string]*ollamaRunner{},
+		router:     router,
 	}
 	if s.created.IsZero() {
 		s.created = time.Unix(1795332313, 0).UTC()
 	}
-	if cfg.Knobs.LoadTime > 0 && cfg.Kind != probes.KindOllama {
+	if cfg.Knobs.LoadTime > 0 && cfg.Kind != probes.KindOllama && router == nil {
 		s.loadUntil = time.Now().Add(time.Duration(cfg.Knobs.LoadTime))
 	}
 	s.control.HandleFunc("GET /aisim/knobs", s.getKnobs)
