@@ -64,7 +64,9 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 // Capabilities come from what the server does, never from a model's name:
 // a llama-server started with --embeddings or --reranking serves only
 // that, and says so only by answering (Capabilities, asked unless test is
-// false).
+// false). A router (its list gives each model a status, or its /props
+// says role "router") is never asked: it would load the model a test
+// names. Its models are loaded as its list says.
 func (c *Client) Detect(ctx context.Context, claim, test bool) (probes.Detection, error) {
 	list, err := c.Models(ctx)
 	if err != nil {
@@ -80,6 +82,7 @@ func (c *Client) Detect(ctx context.Context, claim, test bool) (probes.Detection
 		// A missing or odd /props is fine (older builds); a timeout is not.
 		return d, fmt.Errorf("llama.cpp props: %w", err)
 	}
+	router := list.Router() || haveProps && props.Role == "router"
 	loaded := false
 	if h, err := c.Health(ctx); err == nil {
 		loaded = h.Status == "ok"
@@ -90,13 +93,19 @@ func (c *Client) Detect(ctx context.Context, claim, test bool) (probes.Detection
 		d.Version = props.BuildInfo
 	}
 	var caps []probes.Capability
-	if test {
+	if test && !router {
 		if caps, err = c.Capabilities(ctx, list); err != nil {
 			return d, err
 		}
 	}
+	if router {
+		caps = []probes.Capability{probes.CapChat, probes.CapCompletion} // as Capabilities takes them
+	}
 	for _, m := range list.Data {
 		pm := probes.Model{ID: m.ID, Capabilities: caps, Loaded: loaded}
+		if router {
+			pm.Loaded = m.State() == StatusLoaded
+		}
 		if m.Meta != nil {
 			pm.ContextLength = m.Meta.NCtx
 			if pm.ContextLength == 0 {
@@ -127,12 +136,12 @@ func (c *Client) Detect(ctx context.Context, claim, test bool) (probes.Detection
 // embedding of a short input (started with --embeddings it embeds, and
 // serves nothing else), else one ranking (--reranking), else it completes
 // and chats. Without either option both answer 501 at once, with no
-// inference. A server listing several models is llama.cpp's router, which
+// inference. A router (a list of several models, or of one with a status)
 // loads a model on a request for it: it is not asked, and its models are
 // taken for what they are by default, chat and completion.
 func (c *Client) Capabilities(ctx context.Context, list ModelList) ([]probes.Capability, error) {
 	generative := []probes.Capability{probes.CapChat, probes.CapCompletion}
-	if len(list.Data) != 1 {
+	if len(list.Data) != 1 || list.Router() {
 		return generative, nil
 	}
 	model := list.Data[0].ID

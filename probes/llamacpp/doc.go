@@ -11,4 +11,9 @@
 // or one embedding, and the server's own series. Each Decode function
 // turns one response body into a typed value and is fuzzed against the
 // recorded responses of probes/testdata/peers/llamacpp.
+//
+// A llama-server in router mode (several models, --models-dir or
+// --models-preset) is told by the status its model list gives each model;
+// against it no probe names a model that is not loaded, since the router
+// would load it, or wake it (router.go).
 package llamacpp

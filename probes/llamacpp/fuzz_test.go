@@ -1,6 +1,8 @@
 package llamacpp_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/vitals-dev/vitals/probes/llamacpp"
@@ -17,6 +19,11 @@ func seeds(f *testing.F, files ...string) {
 
 func FuzzDecodeModels(f *testing.F) {
 	seeds(f, "llamacpp/v1_models.json", "llamacpp/embed_v1_models.json")
+	router, err := os.ReadFile(filepath.Join("testdata", "router-models.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(router)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		l, err := llamacpp.DecodeModels(b)
 		if err != nil {
@@ -25,6 +32,9 @@ func FuzzDecodeModels(f *testing.F) {
 		for _, m := range l.Data {
 			if m.ID == "" {
 				t.Fatalf("decoded a model without id from %q", b)
+			}
+			if m.Status != nil && m.State() == "" {
+				t.Fatalf("decoded a status without a value from %q", b)
 			}
 		}
 		_ = l.Written()
