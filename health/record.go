@@ -12,7 +12,7 @@ import (
 // The in-memory history keeps every plugin's last checks (256 by default,
 // 256 000 for 1000 plugins). A CheckRecord as the engine builds it, with
 // its probe outcomes and their probe results, is about 1 KiB on the heap;
-// the ring (checkRing, ring.go) keeps each one as about 22 bytes for a
+// the ring (checkRing, ring.go) keeps each one as about 20 bytes for a
 // healthy check of three probes, in one buffer per plugin:
 //
 //   - its sequence number and time as the difference from the check before
@@ -23,7 +23,9 @@ import (
 //   - the few strings that repeat (states, error classes, the list of a
 //     check's probe names) as one byte each through a symbol table;
 //   - a probe that passed with one attempt as its flags and its duration,
-//     three bytes; error texts and reasons in full.
+//     three bytes; the check's latency not at all when it is its slowest
+//     probe's duration, as it is unless a synthetic inference ran; error
+//     texts and reasons in full.
 //
 // The probe results are dropped: neither the API nor the store shows them.
 
@@ -36,6 +38,9 @@ const (
 	recTimed
 	// recSpan: the duration is the time from Started to Time, kept once.
 	recSpan
+	// recSlowest: the latency is the slowest deciding probe's duration
+	// (the engine's latency when no synthetic inference ran), not kept.
+	recSlowest
 )
 
 // Flags of an encoded probe outcome.
@@ -208,11 +213,16 @@ func (s *symbols) encodeCheck(b []byte, c CheckRecord, prev point) ([]byte, poin
 			flags |= recSpan
 		}
 	}
+	if len(c.Probes) > 0 && c.Latency == slowest(c.Probes) {
+		flags |= recSlowest
+	}
 	b = append(b, flags)
 	b = binary.AppendVarint(b, at.seq-prev.seq)
 	b = binary.AppendVarint(b, at.us-prev.us)
 	b = s.append(b, string(c.State))
-	b = appendQuantized(b, c.Latency)
+	if flags&recSlowest == 0 {
+		b = appendQuantized(b, c.Latency)
+	}
 	if flags&recFailed != 0 {
 		b = s.append(s.append(b, c.Probe), string(c.Class))
 	}
@@ -307,7 +317,9 @@ func (s *symbols) decodeCheck(plugin string, v []byte, prev point) CheckRecord {
 	c.Seq = prev.seq + d.varint()
 	c.Time = time.UnixMicro(prev.us + d.varint())
 	c.State = State(d.sym())
-	c.Latency = d.quantized()
+	if flags&recSlowest == 0 {
+		c.Latency = d.quantized()
+	}
 	if flags&recFailed != 0 {
 		c.Probe, c.Class = d.sym(), probes.ErrorClass(d.sym())
 	}
@@ -362,10 +374,27 @@ func (s *symbols) decodeCheck(plugin string, v []byte, prev point) CheckRecord {
 			}
 		}
 	}
+	if flags&recSlowest != 0 {
+		// The slowest of the kept durations is the kept slowest one:
+		// quantize keeps their order.
+		c.Latency = slowest(c.Probes)
+	}
 	if len(d.b) != 0 {
 		panic("health: trailing bytes in an encoded check")
 	}
 	return c
+}
+
+// slowest is the longest duration of the probes that decide the state, 0
+// when none does.
+func slowest(ps []ProbeOutcome) time.Duration {
+	var d time.Duration
+	for _, p := range ps {
+		if !p.Informational {
+			d = max(d, p.Duration)
+		}
+	}
+	return d
 }
 
 type decoder struct {

@@ -95,8 +95,8 @@ func TestEncodedCheckIsSmall(t *testing.T) {
 	// between them.
 	prev := point{seq: c.Seq - 1000, us: c.Time.Add(-time.Second).UnixMicro()}
 	s.encodeCheck(nil, c, prev) // the symbols exist
-	if enc, _ := s.encodeCheck(nil, c, prev); len(enc) > 22 {
-		t.Errorf("a healthy three-probe check encodes in %d bytes, want at most 22", len(enc))
+	if enc, _ := s.encodeCheck(nil, c, prev); len(enc) > 20 {
+		t.Errorf("a healthy three-probe check encodes in %d bytes, want at most 20", len(enc))
 	}
 }
 

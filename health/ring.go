@@ -61,7 +61,7 @@ func (r *checkRing) add(rec []byte, at point) {
 	}
 	if r.used+need > len(r.buf) {
 		// Twice the room, up to what n checks of the size of those so far
-		// take and an eighth more, so that a ring that fills slowly holds
+		// take and a sixteenth more, so that a ring that fills slowly holds
 		// little and checks a little larger than those they replace do
 		// not copy the buffer each time.
 		want := r.used + need
@@ -69,7 +69,7 @@ func (r *checkRing) add(rec []byte, at point) {
 		if r.count+1 < r.n {
 			full = want / (r.count + 1) * r.n
 		}
-		r.resize(max(want, min(2*len(r.buf), full+full/8)))
+		r.resize(max(want, min(2*len(r.buf), full+full/16)))
 	}
 	tail := (r.head + r.used) % len(r.buf)
 	r.put(tail, hdr[:h])
