@@ -264,7 +264,13 @@ func startAgent(t *testing.T, a agentSpec) *proc {
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return start(t, "/readyz", addr, vitalsBin(t, a.tags), "--config", cfg)
+	args := []string{vitalsBin(t, a.tags), "--config", cfg}
+	if env := strings.Fields(os.Getenv("COST_AGENT_ENV")); len(env) > 0 {
+		// The agents' own environment, for runtime settings:
+		// COST_AGENT_ENV='GOGC=50'. env(1) execs the agent in its place.
+		args = append(append([]string{"/usr/bin/env"}, env...), args...)
+	}
+	return start(t, "/readyz", addr, args[0], args[1:]...)
 }
 
 // startBlackbox starts Debian's blackbox_exporter with one http_2xx module.

@@ -5,6 +5,7 @@ package cost
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,7 @@ func TestMemory(t *testing.T) {
 		return sample{int64(st.VmRSS), int64(st.RssAnon), int64(st.RssFile), int64(st.VmHWM)}
 	}
 	startAt := time.Now()
+	cpu0, cpuMany0 := base.cpu(t), many.cpu(t)
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for time.Since(startAt) < steady {
@@ -59,6 +61,8 @@ func TestMemory(t *testing.T) {
 		}
 	}
 	b, m, s, lb, l, x := read(base), read(many), read(small), read(leanBase), read(lean), read(bb)
+	window := time.Since(startAt)
+	cpuBase, cpuMany := base.cpu(t)-cpu0, many.cpu(t)-cpuMany0
 	saveHeap(t, many, fmt.Sprintf("agent-%d-heap.pprof", big))
 	saveFile(t, fmt.Sprintf("/proc/%d/smaps", many.pid), fmt.Sprintf("agent-%d-smaps.txt", big))
 	saveFile(t, fmt.Sprintf("/proc/%d/smaps", base.pid), "agent-0-smaps.txt")
@@ -108,6 +112,8 @@ func TestMemory(t *testing.T) {
 		}
 		t.Logf("| %s | %.1f | %.1f | %.2f |", name, v0/(1<<20), v1/(1<<20), (v1-v0)/float64(big)/1024)
 	}
+	t.Logf("CPU over the %s: no targets %.1f s, %d targets %.1f s (%.3f cores); agents' environment %q",
+		window.Round(time.Second), cpuBase, big, cpuMany, cpuMany/window.Seconds(), os.Getenv("COST_AGENT_ENV"))
 	t.Logf("marginal memory per target (%d vs 0): %.1f KiB RSS, %.1f KiB anonymous", big, perKiB(m.rss, b.rss), perKiB(m.anon, b.anon))
 	t.Logf("100 targets: agent RSS %.1f MiB, blackbox_exporter %.1f MiB: %.2fx", mib(s.rss), mib(x.rss), float64(s.rss)/float64(x.rss))
 	t.Logf("100 targets: agent -tags nokubernetes RSS %.1f MiB: %.2fx blackbox_exporter's", mib(l.rss), float64(l.rss)/float64(x.rss))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -24,6 +26,7 @@ import (
 	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/health"
+	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -255,3 +258,54 @@ func heap() runtime.MemStats {
 }
 
 func mib(v uint64) float64 { return float64(v) / (1 << 20) }
+
+// BenchmarkTransportBuffers: the CPU side of smaller connection buffers,
+// one keep-alive GET after another against aisim, for a short answer
+// (OpenAI-shaped /v1/models) and a long one (vLLM's /metrics).
+//
+//	go test -tags bench -run '^$' -bench TransportBuffers -count 6 ./plugins/extmanager/ | benchstat -col /buffers -
+func BenchmarkTransportBuffers(b *testing.B) {
+	for _, srv := range []struct {
+		name string
+		kind probes.Kind
+		path string
+	}{{"models", probes.KindOpenAI, "/v1/models"}, {"metrics", probes.KindVLLM, "/metrics"}} {
+		sim, err := aisim.New(aisim.Config{Kind: srv.kind})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ts := httptest.NewServer(sim)
+		for _, size := range []int{4 << 10, 1 << 10} {
+			b.Run(fmt.Sprintf("answer=%s/buffers=%d", srv.name, size), func(b *testing.B) {
+				tr := &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true, ReadBufferSize: size, WriteBufferSize: size}
+				defer tr.CloseIdleConnections()
+				c := &http.Client{Transport: tr}
+				n := int64(0)
+				cpu0 := cpuTime()
+				for b.Loop() {
+					resp, err := c.Get(ts.URL + srv.path)
+					if err != nil {
+						b.Fatal(err)
+					}
+					m, _ := io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					n += m
+				}
+				b.SetBytes(n / int64(b.N))
+				b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+			})
+		}
+		ts.Close()
+		sim.Close()
+	}
+}
+
+// cpuTime is the process's user and system CPU time: on a loaded machine
+// the time a request takes says little of what it costs.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
