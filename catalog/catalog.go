@@ -356,14 +356,31 @@ func sameModels(a, b []probes.Model) bool {
 // SetHealth records a plugin's latest health verdict: the engine's status,
 // or the plugin's own report (health.Reported). The catalog keeps its own
 // copy, without the engine's target.
+//
+// The status and its last check are overwritten in place: every reader
+// copies them under the lock (clone), and a verdict comes every check.
 func (c *Catalog) SetHealth(id string, s health.Status) {
 	s.Target = health.Target{}
-	s.Last = cloneCheck(s.Last)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p, ok := c.plugins[id]; ok {
-		p.Health = &s
+	p, ok := c.plugins[id]
+	if !ok {
+		return
 	}
+	if p.Health == nil {
+		p.Health = new(health.Status)
+	}
+	last := p.Health.Last
+	*p.Health = s
+	if s.Last == nil {
+		return
+	}
+	if last == nil {
+		last = new(health.CheckRecord)
+	}
+	*last = *s.Last
+	last.Probes = slices.Clone(s.Last.Probes)
+	p.Health.Last = last
 }
 
 func cloneCheck(c *health.CheckRecord) *health.CheckRecord {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -207,5 +208,43 @@ func TestDetectionKeepsDeclaredCapabilities(t *testing.T) {
 	c.SetDetection("gw", probes.Detection{Kind: probes.KindLlamaCpp, Capabilities: []probes.Capability{probes.CapChat}}, nil)
 	if p, _ := c.Get("gw"); !slices.Equal(p.Capabilities, []probes.Capability{probes.CapChat}) {
 		t.Fatalf("after a detection that learned chat: %v", p.Capabilities)
+	}
+}
+
+// SetHealth keeps the latest verdict in place, allocating nothing once a
+// plugin has one, and a copy taken before (Get, List, an event) keeps
+// the verdict it was taken with.
+func TestSetHealthInPlace(t *testing.T) {
+	c := New(nil)
+	if err := c.Upsert(Spec{ID: "p", Source: SourceConfig, Endpoint: "http://127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1_800_000_000, 0)
+	verdict := func(s health.State, seq int64) health.Status {
+		return health.Status{ID: "p", State: s, Checked: at, Target: health.Target{ID: "p"},
+			Last: &health.CheckRecord{Seq: seq, Plugin: "p", State: s, Probes: []health.ProbeOutcome{{Probe: probes.Liveness}}}}
+	}
+	c.SetHealth("p", verdict(health.StateHealthy, 1))
+	before, _ := c.Get("p")
+	list := c.List(Filter{})
+	c.SetHealth("p", verdict(health.StateUnhealthy, 2))
+	for name, p := range map[string]AIPlugin{"get": before, "list": list[0]} {
+		if p.Health.State != health.StateHealthy || p.Health.Last.Seq != 1 || p.Health.Last.State != health.StateHealthy {
+			t.Errorf("%s: a copy taken before changed with the next verdict: %+v, last %+v", name, *p.Health, *p.Health.Last)
+		}
+	}
+	after, _ := c.Get("p")
+	if after.Health.State != health.StateUnhealthy || after.Health.Last.Seq != 2 || after.Health.Target.ID != "" ||
+		len(after.Health.Last.Probes) != 1 {
+		t.Errorf("after the second verdict: %+v, last %+v", *after.Health, *after.Health.Last)
+	}
+	v := verdict(health.StateHealthy, 3)
+	v.Last.Probes = nil // as the engine hands it
+	if n := testing.AllocsPerRun(100, func() { c.SetHealth("p", v) }); n != 0 {
+		t.Errorf("SetHealth allocates %v times a verdict, want 0", n)
+	}
+	c.SetHealth("p", health.Status{ID: "p", State: health.StateUnknown})
+	if p, _ := c.Get("p"); p.Health.Last != nil || p.Health.State != health.StateUnknown {
+		t.Errorf("a verdict without a last check: %+v", *p.Health)
 	}
 }
