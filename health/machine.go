@@ -85,7 +85,7 @@ type Machine struct {
 	th    Thresholds
 	state State
 
-	consecFail   map[string]int
+	consecFail   map[string]int // failures in a row by probe, only of probes failing now; nil when none
 	consecOK     int
 	slow, fast   int
 	slowDegraded bool
@@ -107,7 +107,7 @@ type Machine struct {
 
 // NewMachine returns a machine in state unknown.
 func NewMachine(th Thresholds) *Machine {
-	return &Machine{th: th, state: StateUnknown, consecFail: map[string]int{}, window: make([]bool, th.ErrorRate.Window)}
+	return &Machine{th: th, state: StateUnknown, window: make([]bool, th.ErrorRate.Window)}
 }
 
 // State returns the current state.
@@ -163,24 +163,31 @@ func (m *Machine) Observe(o Observation) Verdict {
 			continue
 		}
 		if p.Loading {
-			m.consecFail[p.Probe] = 0
+			delete(m.consecFail, p.Probe)
 			continue
 		}
 		for i := 0; i < p.Attempts; i++ {
 			m.push(i < p.Failures)
 		}
 		if p.OK {
-			m.consecFail[p.Probe] = 0
+			delete(m.consecFail, p.Probe)
 		} else {
+			if m.consecFail == nil {
+				m.consecFail = map[string]int{}
+			}
 			m.consecFail[p.Probe]++
 		}
 	}
 	if ok {
-		clear(m.consecFail) // every probe that decides passed or did not need to run
+		// Every probe that decides passed or did not need to run: a
+		// healthy plugin keeps no map.
+		m.consecFail = nil
 	}
-	for _, name := range slices.Sorted(maps.Keys(m.consecFail)) {
-		if n := m.consecFail[name]; n > worst {
-			worst, worstProbe = n, name
+	if len(m.consecFail) > 0 {
+		for _, name := range slices.Sorted(maps.Keys(m.consecFail)) {
+			if n := m.consecFail[name]; n > worst {
+				worst, worstProbe = n, name
+			}
 		}
 	}
 	sig := o.Signals
