@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -293,29 +294,35 @@ func distance(a, b string) int {
 	return prev[len(rb)]
 }
 
+// The decoder's messages these rewrite are compiled for at the first
+// error, not when the binary starts.
 var (
-	reIntoGo    = regexp.MustCompile(`^cannot (?:unmarshal|use) (.+?) into Go (?:struct field \S+|value) of type (.+?)(?: \( overflow \))?$`)
-	reUsedWhere = regexp.MustCompile(`^(\S+) was used where (sequence|mapping) is expected$`)
-	reUnknown   = regexp.MustCompile(`^unknown field "(.*)"$`)
+	reIntoGo    = lazyRE(`^cannot (?:unmarshal|use) (.+?) into Go (?:struct field \S+|value) of type (.+?)(?: \( overflow \))?$`)
+	reUsedWhere = lazyRE(`^(\S+) was used where (sequence|mapping) is expected$`)
+	reUnknown   = lazyRE(`^unknown field "(.*)"$`)
 )
+
+func lazyRE(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 // plainMessage rewrites go-yaml's messages in the words of the config:
 // no Go type names. got is the offending value's text, if known.
 func plainMessage(m, got string) string {
-	if sm := reIntoGo.FindStringSubmatch(m); sm != nil {
+	if sm := reIntoGo().FindStringSubmatch(m); sm != nil {
 		if strings.HasSuffix(m, "( overflow )") {
 			return fmt.Sprintf("%s is out of range for %s", describe(sm[1], got), kindWords(sm[2]))
 		}
 		return fmt.Sprintf("want %s, got %s", kindWords(sm[2]), describe(sm[1], got))
 	}
-	if sm := reUsedWhere.FindStringSubmatch(m); sm != nil {
+	if sm := reUsedWhere().FindStringSubmatch(m); sm != nil {
 		want := "a list"
 		if sm[2] == "mapping" {
 			want = "a mapping of keys"
 		}
 		return fmt.Sprintf("want %s, got %s", want, describe(sm[1], got))
 	}
-	if sm := reUnknown.FindStringSubmatch(m); sm != nil {
+	if sm := reUnknown().FindStringSubmatch(m); sm != nil {
 		return fmt.Sprintf("unknown key %q", sm[1])
 	}
 	return m

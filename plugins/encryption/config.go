@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/vitals-dev/vitals/agent"
 )
@@ -48,7 +49,7 @@ type TLSConfig struct {
 // DefaultConfig returns the defaults that a section overrides.
 func DefaultConfig() Config { return Config{} }
 
-var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+var keyIDRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`) })
 
 func (c *Config) validate(s agent.Section) error {
 	var errs []error
@@ -63,7 +64,7 @@ func (c *Config) validate(s agent.Section) error {
 	seen := map[string]bool{}
 	for i, k := range c.Keys {
 		key := fmt.Sprintf("keys[%d]", i)
-		if !keyIDRE.MatchString(k.ID) {
+		if !keyIDRE().MatchString(k.ID) {
 			bad(s.Errorf(key+".id", "key id %q must be 1..64 of A-Z a-z 0-9 _ . -", k.ID))
 		} else if seen[k.ID] {
 			bad(s.Errorf(key+".id", "duplicate key id %q", k.ID))

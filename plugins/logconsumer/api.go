@@ -37,7 +37,7 @@ func ParseQuery(v map[string][]string, now time.Time) (Query, error) {
 		return Query{}, err
 	}
 	q := Query{Source: aq.Get("source"), Limit: 100}
-	if q.Source != "" && !sourceRE.MatchString(q.Source) {
+	if q.Source != "" && !sourceRE().MatchString(q.Source) {
 		return q, &agent.ParamError{Param: "source", Value: q.Source, Want: "want 1..128 of letters, digits, _ . : -"}
 	}
 	if l := aq.Get("level"); l != "" {

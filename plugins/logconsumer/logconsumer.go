@@ -407,7 +407,7 @@ func (p *Plugin) publishAgentLogs(ctx context.Context, b bus.Bus) {
 			return
 		case r := <-p.agentQ:
 			source := r.Attr("plugin")
-			if !sourceRE.MatchString(source) || strings.ContainsAny(source, ".") {
+			if !sourceRE().MatchString(source) || strings.ContainsAny(source, ".") {
 				source = "agent"
 			}
 			level := normLevel(r.Level.String())

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vitals-dev/vitals/bus"
@@ -52,7 +53,7 @@ func normLevel(l string) string {
 	return "info"
 }
 
-var sourceRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+var sourceRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`) })
 
 var logRecordType = bus.ProtoContentType(&busv1.LogRecord{})
 
@@ -108,7 +109,7 @@ func parse(m bus.Message, now time.Time) (Entry, error) {
 	if e.Source == "" {
 		e.Source = m.Source
 	}
-	if !sourceRE.MatchString(e.Source) {
+	if !sourceRE().MatchString(e.Source) {
 		e.Source = "unknown"
 	}
 	e.Level = normLevel(e.Level)

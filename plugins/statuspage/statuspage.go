@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -291,14 +292,17 @@ func formatDuration(d time.Duration) string {
 //go:embed page.html.tmpl
 var files embed.FS
 
-var page = template.Must(template.New("page.html.tmpl").Funcs(template.FuncMap{
-	"clock": func(t time.Time) string { return t.Format(time.TimeOnly) },
-}).ParseFS(files, "page.html.tmpl"))
+// page is parsed at the first request, not when the binary starts.
+var page = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("page.html.tmpl").Funcs(template.FuncMap{
+		"clock": func(t time.Time) string { return t.Format(time.TimeOnly) },
+	}).ParseFS(files, "page.html.tmpl"))
+})
 
 func (p *Page) serve(w http.ResponseWriter, r *http.Request) {
 	v := p.build(r.Context())
 	var b strings.Builder
-	if err := page.Execute(&b, v); err != nil {
+	if err := page().Execute(&b, v); err != nil {
 		agent.WriteError(w, http.StatusInternalServerError, "status page: "+err.Error())
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -19,8 +20,8 @@ import (
 var ErrInvalid = errors.New("invalid bus message")
 
 var (
-	idRE     = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
-	sourceRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+	idRE     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`) })
+	sourceRE = idRE
 )
 
 // payloadFor returns an empty message of the type a well-known topic
@@ -57,10 +58,10 @@ func checkMessage(cfg BusConfig, m bus.Message, now time.Time) *busReject {
 	if err := bus.ValidTopic(m.Topic); err != nil {
 		return &busReject{"topic", fmt.Sprintf("topic %q: %v", m.Topic, err)}
 	}
-	if !idRE.MatchString(m.ID) {
+	if !idRE().MatchString(m.ID) {
 		return &busReject{"envelope", fmt.Sprintf("envelope id %q: want 1..128 of letters, digits, _ . : -", m.ID)}
 	}
-	if !sourceRE.MatchString(m.Source) {
+	if !sourceRE().MatchString(m.Source) {
 		return &busReject{"envelope", fmt.Sprintf("envelope source %q: want 1..128 of letters, digits, _ . : -", m.Source)}
 	}
 	if m.Time.IsZero() {
@@ -69,7 +70,7 @@ func checkMessage(cfg BusConfig, m bus.Message, now time.Time) *busReject {
 	if m.Time.After(now.Add(cfg.MaxClockSkew.D())) {
 		return &busReject{"envelope", fmt.Sprintf("envelope time %s is more than %s in the future", m.Time.UTC().Format(time.RFC3339), cfg.MaxClockSkew)}
 	}
-	if m.CorrelationID != "" && !idRE.MatchString(m.CorrelationID) {
+	if m.CorrelationID != "" && !idRE().MatchString(m.CorrelationID) {
 		return &busReject{"envelope", fmt.Sprintf("correlation id %q is malformed", m.CorrelationID)}
 	}
 	if m.ReplyTo != "" && (bus.ValidTopic(m.ReplyTo) != nil || !strings.HasPrefix(m.ReplyTo, bus.ReplyPrefix)) {

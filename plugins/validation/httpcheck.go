@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -25,7 +26,7 @@ type problem struct {
 }
 
 var (
-	segmentRE = regexp.MustCompile(`^[A-Za-z0-9_.:~-]{1,128}$`)
+	segmentRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.:~-]{1,128}$`) })
 )
 
 // checkPath validates the path's segments under /api/, and the plugin and
@@ -39,7 +40,7 @@ func checkPath(path string) *problem {
 		if s == "" && i == len(segs)-1 {
 			continue // trailing slash
 		}
-		if s == "" || s == "." || s == ".." || !segmentRE.MatchString(s) {
+		if s == "" || s == "." || s == ".." || !segmentRE().MatchString(s) {
 			return &problem{http.StatusBadRequest, "path", fmt.Sprintf("path segment %d %q is invalid: want 1..128 of letters, digits, _ . : ~ -", i+1, s)}
 		}
 	}
