@@ -90,16 +90,29 @@ func FindListener(fs ProcFS, port int) (int, error) {
 }
 
 // ListenerInodes returns the inodes of the sockets listening on TCP port
-// (IPv4 and IPv6), from fs (nil: /proc); ErrNoListener when there are
-// none. It reads only /proc/net/tcp and tcp6: cheap enough to ask at
-// every check whether the listener is still the one found before.
+// (IPv4 and IPv6); ErrNoListener when there are none. With fs nil it asks
+// the kernel for the listening sockets over netlink (sock_diag, as ss(8)
+// does), cheap enough to ask at every check whether the listener is still
+// the one found before; where that is refused, and with an fs, it reads
+// fs's net/tcp and tcp6, which list every connection of the host as text
+// (thousands of lines on a busy one, milliseconds of CPU to read).
 func ListenerInodes(fs ProcFS, port int) ([]uint64, error) {
+	var inodes []uint64
+	if fs == nil {
+		var err error
+		if inodes, err = netlinkListenerInodes(port); err == nil {
+			if len(inodes) == 0 {
+				return nil, fmt.Errorf("port %d: %w", port, ErrNoListener)
+			}
+			slices.Sort(inodes)
+			return inodes, nil
+		}
+	}
 	f, err := procFS(fs)
 	if err != nil {
 		return nil, err
 	}
 	const listen = 0x0A
-	var inodes []uint64
 	for _, read := range []func() (procfs.NetTCP, error){f.NetTCP, f.NetTCP6} {
 		lines, err := read()
 		if err != nil {

@@ -12,7 +12,7 @@ import (
 // every process's file descriptors, and many AI plugins often share one
 // server (models behind one endpoint, or one simulated server in a test),
 // so the answer is kept and checked at each lookup, cheaply: the port's
-// listening sockets (/proc/net/tcp) must be the ones found before, and the
+// listening sockets (probes.ListenerInodes, over netlink) must be the ones found before, and the
 // process must have the start time it had. A server that restarted (new
 // sockets, new process) or a PID the kernel gave to another process (other
 // start time) is looked up again; a port nobody listens on has no PID.

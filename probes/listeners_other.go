@@ -1,0 +1,11 @@
+//go:build !linux
+
+package probes
+
+import "errors"
+
+// netlinkListenerInodes needs Linux's sock_diag; elsewhere the listeners
+// are read from /proc.
+func netlinkListenerInodes(int) ([]uint64, error) {
+	return nil, errors.New("sock_diag: Linux only")
+}
