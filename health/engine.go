@@ -145,9 +145,10 @@ type Engine struct {
 }
 
 type plugin struct {
-	mu      sync.Mutex // held by the check of this plugin; guards machine and tokens
-	machine *Machine
-	tokens  tokenUse
+	mu        sync.Mutex // held by the check of this plugin; guards machine, tokens and noSignals
+	machine   *Machine
+	tokens    tokenUse
+	noSignals noSignals // the server had no signals endpoint
 
 	smu    sync.RWMutex // guards the fields below; never held long
 	target Target

@@ -71,7 +71,7 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	}
 	var sig *probes.Signals
 	if cfg.Signals && set.Signals != nil {
-		sig = e.readSignals(ctx, client, set.Signals, pt)
+		sig = e.readSignals(ctx, p, client, set.Signals, pt)
 	}
 	op := set.SyntheticOp(pt)
 	passive := false
@@ -119,13 +119,38 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	return out, sig, passive
 }
 
+// signalsRetry is how long the checks of a server with no signals
+// endpoint (probes.ErrNoSignals: an OpenAI-compatible server without
+// /metrics) go without asking it again. A server gains one only when it
+// restarts with other flags; asking at every check would double the
+// requests of a liveness-only check.
+const signalsRetry = 5 * time.Minute
+
+// noSignals remembers that a plugin's server had no signals endpoint.
+type noSignals struct {
+	endpoint, metricsURL string // where it was asked
+	until                time.Time
+}
+
 // readSignals reads the engine's signals within the check's deadline, as
 // a span of its own. A failed read is counted and logged at debug level,
-// and leaves the check without signals: it does not fail the check.
-func (e *Engine) readSignals(ctx context.Context, client *http.Client, fn probes.SignalsFunc, pt probes.Target) *probes.Signals {
+// and leaves the check without signals: it does not fail the check. A
+// server with no signals endpoint gives empty signals, and is not asked
+// again for signalsRetry. p.mu is held.
+func (e *Engine) readSignals(ctx context.Context, p *plugin, client *http.Client, fn probes.SignalsFunc, pt probes.Target) *probes.Signals {
+	now := e.o.Clock.Now()
+	if n := p.noSignals; n.endpoint == pt.BaseURL && n.metricsURL == pt.MetricsURL && now.Before(n.until) {
+		return &probes.Signals{}
+	}
 	ctx, span := e.tracer.Start(ctx, "ai.probe.signals")
 	defer span.End()
 	sig, err := fn(ctx, client, pt)
+	if errors.Is(err, probes.ErrNoSignals) {
+		p.noSignals = noSignals{endpoint: pt.BaseURL, metricsURL: pt.MetricsURL, until: now.Add(signalsRetry)}
+		span.AddEvent("no signals endpoint", trace.WithAttributes(attribute.String("vitals.ai.reason", err.Error())))
+		e.o.Logger.Debug("ai plugin serves no signals; not asked again before "+signalsRetry.String(), "id", pt.ID, "err", err)
+		return &probes.Signals{}
+	}
 	if err != nil {
 		class := probes.Classify(err)
 		span.SetStatus(codes.Error, string(class))
@@ -134,6 +159,7 @@ func (e *Engine) readSignals(ctx context.Context, client *http.Client, fn probes
 		e.o.Logger.Debug("ai plugin signals not read", "id", pt.ID, "err", err)
 		return nil
 	}
+	p.noSignals = noSignals{}
 	return &sig
 }
 

@@ -106,6 +106,12 @@ func (c ErrorClass) Transient() bool {
 // client asked it about. Family clients wrap it; test with errors.Is.
 var ErrNoMatch = errors.New("endpoint does not speak this protocol")
 
+// ErrNoSignals is wrapped by a SignalsFunc's error when the server has no
+// endpoint for its signals at all (an OpenAI-compatible server without
+// /metrics answers 404): nothing failed, there is nothing to read. The
+// health engine then asks again only after a while, not at every check.
+var ErrNoSignals = errors.New("server serves no signals")
+
 // HTTPError is a response with a status code outside 2xx.
 type HTTPError struct {
 	Method string

@@ -192,11 +192,12 @@ func TestSignalsPerKind(t *testing.T) {
 		})
 	}
 	// A plain OpenAI-compatible server has no engine metrics to read: its
-	// 404 is no signals, not an error counted at every check.
+	// 404 is no signals (probes.ErrNoSignals), not a failed read counted
+	// at every check.
 	_, base := serve(t, aisim.Config{Kind: probes.KindOpenAI})
 	s, err := set(probes.KindOpenAI).Signals(context.Background(), c, probes.Target{BaseURL: base})
-	if err != nil || s.Reported != 0 {
-		t.Errorf("signals of a server without metrics: %+v, %v; want none and no error", s, err)
+	if !errors.Is(err, probes.ErrNoSignals) || s.Reported != 0 {
+		t.Errorf("signals of a server without metrics: %+v, %v; want none and probes.ErrNoSignals", s, err)
 	}
 	// One whose /metrics fails, or is no engine's, is an error.
 	for name, h := range map[string]http.HandlerFunc{
@@ -204,8 +205,8 @@ func TestSignalsPerKind(t *testing.T) {
 		"not engine": func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("go_goroutines 7\n")) },
 	} {
 		srv := httptest.NewServer(h)
-		if _, err := set(probes.KindOpenAI).Signals(context.Background(), c, probes.Target{BaseURL: srv.URL}); err == nil {
-			t.Errorf("%s: no error", name)
+		if _, err := set(probes.KindOpenAI).Signals(context.Background(), c, probes.Target{BaseURL: srv.URL}); err == nil || errors.Is(err, probes.ErrNoSignals) {
+			t.Errorf("%s: %v, want a failed read", name, err)
 		}
 		srv.Close()
 	}

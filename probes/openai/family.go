@@ -156,14 +156,15 @@ func Embed(ctx context.Context, oc *Client, model string) (probes.Result, error)
 	return res, err
 }
 
-// optionalSignals reads signals with read, and takes a 404 for no signals
-// at all rather than an error: the server has no metrics endpoint.
+// optionalSignals reads signals with read, and takes a 404 for a server
+// with no metrics endpoint: an error wrapping probes.ErrNoSignals, not a
+// failed read.
 func optionalSignals(read probes.SignalsFunc) probes.SignalsFunc {
 	return func(ctx context.Context, c *http.Client, t probes.Target) (probes.Signals, error) {
 		s, err := read(ctx, c, t)
 		var he *probes.HTTPError
 		if errors.As(err, &he) && he.Status == http.StatusNotFound {
-			return probes.Signals{}, nil
+			return probes.Signals{}, fmt.Errorf("%w: %w", probes.ErrNoSignals, err)
 		}
 		return s, err
 	}
