@@ -122,22 +122,23 @@ func envInt(t *testing.T, name string, def, lo, hi int) int {
 // liveness requests (GET /v1/models) it answers.
 type sim struct {
 	url  string
+	urls []string
 	reqs atomic.Int64
 }
 
 // startSim serves an aisim openai server; without keepAlive it closes
 // every connection after one answer, so every client opens a new one.
-func startSim(t *testing.T, keepAlive bool) *sim {
+func startSim(t *testing.T, keepAlive bool) *sim { return startSims(t, keepAlive, 1) }
+
+// startSims is startSim on n listeners, n servers to a client: urls lists
+// them, url is the first.
+func startSims(t *testing.T, keepAlive bool, n int) *sim {
 	t.Helper()
 	s, err := aisim.New(aisim.Config{Kind: probes.KindOpenAI})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := &sim{url: "http://" + ln.Addr().String()}
+	x := &sim{}
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/models" {
 			x.reqs.Add(1)
@@ -145,7 +146,15 @@ func startSim(t *testing.T, keepAlive bool) *sim {
 		s.ServeHTTP(w, r)
 	})}
 	srv.SetKeepAlivesEnabled(keepAlive)
-	go func() { _ = srv.Serve(ln) }()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.urls = append(x.urls, "http://"+ln.Addr().String())
+		go func() { _ = srv.Serve(ln) }()
+	}
+	x.url = x.urls[0]
 	t.Cleanup(func() {
 		s.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -193,6 +202,9 @@ func start(t *testing.T, ready string, addr, name string, args ...string) *proc 
 type agentSpec struct {
 	targets  int
 	endpoint string
+	// endpoints, when set, are the targets' servers in turn, in place of
+	// endpoint.
+	endpoints []string
 	// health is the flow mapping of the extmanager's health key.
 	health string
 	// discovered lists the targets in a file_sd_configs file, not in the
@@ -210,6 +222,12 @@ const maxConfigTargets, maxManifests = 4000, 1000
 // own, as it would servers behind one address).
 func startAgent(t *testing.T, a agentSpec) *proc {
 	t.Helper()
+	endpoint := func(i int) string {
+		if len(a.endpoints) > 0 {
+			return a.endpoints[i%len(a.endpoints)]
+		}
+		return a.endpoint
+	}
 	dir := t.TempDir()
 	addr := e2etest.Addr(t)
 	var b strings.Builder
@@ -228,7 +246,7 @@ func startAgent(t *testing.T, a agentSpec) *proc {
 		var groups []string
 		for i := range a.targets {
 			groups = append(groups, fmt.Sprintf(`{"targets":[%q],"labels":{"__vitals_kind__":"openai","__vitals_id__":"t%05d"}}`,
-				strings.TrimPrefix(a.endpoint, "http://"), i))
+				strings.TrimPrefix(endpoint(i), "http://"), i))
 		}
 		if err := os.WriteFile(filepath.Join(dir, "targets.json"), []byte("["+strings.Join(groups, ",\n")+"]\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -242,7 +260,7 @@ func startAgent(t *testing.T, a agentSpec) *proc {
 			t.Fatal(err)
 		}
 		for i := inConfig; i < a.targets; i++ {
-			m := fmt.Sprintf("endpoint: %q\nkind: openai\n", a.endpoint)
+			m := fmt.Sprintf("endpoint: %q\nkind: openai\n", endpoint(i))
 			if err := os.WriteFile(filepath.Join(dir, "plugins.d", fmt.Sprintf("t%05d.yaml", i)), []byte(m), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -258,7 +276,7 @@ func startAgent(t *testing.T, a agentSpec) *proc {
 		b.WriteString("\n")
 	}
 	for i := range inConfig {
-		fmt.Fprintf(&b, "          - {id: t%05d, endpoint: %q, kind: openai}\n", i, a.endpoint)
+		fmt.Fprintf(&b, "          - {id: t%05d, endpoint: %q, kind: openai}\n", i, endpoint(i))
 	}
 	cfg := filepath.Join(dir, "core.yaml")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {

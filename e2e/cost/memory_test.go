@@ -29,9 +29,13 @@ const shipped = "{interval: 1s, unhealthy_interval: 1s}"
 func TestMemory(t *testing.T) {
 	steady := envDuration(t, "COST_MEMORY_DURATION", 280*time.Second)
 	big := envInt(t, "COST_MEMORY_TARGETS", 1000, 10, 20000)
-	simBig, simSmall, simLean, simBB := startSim(t, true), startSim(t, true), startSim(t, true), startSim(t, true)
+	// COST_MEMORY_SERVERS: the big agent's targets on that many servers
+	// (listeners), one by default; a fleet has one per target, and the
+	// agent one kept connection per server.
+	servers := envInt(t, "COST_MEMORY_SERVERS", 1, 1, 20000)
+	simBig, simSmall, simLean, simBB := startSims(t, true, servers), startSim(t, true), startSim(t, true), startSim(t, true)
 	base := startAgent(t, agentSpec{targets: 0, health: shipped})
-	many := startAgent(t, agentSpec{targets: big, endpoint: simBig.url, health: shipped})
+	many := startAgent(t, agentSpec{targets: big, endpoints: simBig.urls, health: shipped})
 	small := startAgent(t, agentSpec{targets: 100, endpoint: simSmall.url, health: livenessOnly})
 	leanBase := startAgent(t, agentSpec{targets: 0, health: shipped, tags: "nokubernetes"})
 	lean := startAgent(t, agentSpec{targets: 100, endpoint: simLean.url, health: livenessOnly, tags: "nokubernetes"})
@@ -86,7 +90,7 @@ func TestMemory(t *testing.T) {
 		t.Error(err)
 	}
 	perKiB := func(a, b int64) float64 { return float64(a-b) / float64(big) / 1024 }
-	t.Logf("load: %d cores; loadavg %s; after %s", numCPU(), loadavg(), steady)
+	t.Logf("load: %d cores; loadavg %s; after %s; %d targets on %d servers", numCPU(), loadavg(), steady, big, servers)
 	t.Logf("| process | RSS MiB | anonymous MiB | file-backed MiB | VmHWM MiB |")
 	t.Logf("| --- | --- | --- | --- | --- |")
 	row := func(name string, v sample) {
