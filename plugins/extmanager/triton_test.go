@@ -2,6 +2,7 @@ package extmanager_test
 
 import (
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
@@ -17,13 +18,24 @@ import (
 // and its metrics on another, as Triton does (--metrics-port), with one
 // slot and three requests of its own in flight: the agent's signals for
 // a config target with metrics_url and for a discovered one with
-// __vitals_metrics_url__ are Triton's series, read on the metrics port.
+// __vitals_metrics_url__ are Triton's series, read on the metrics port
+// with the target's http_config.
 func TestTritonMetricsPort(t *testing.T) {
 	sim, err := aisim.New(aisim.Config{Kind: probes.KindKServe, Knobs: aisim.Knobs{Slots: 1, Load: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, metrics := httptest.NewServer(sim), httptest.NewServer(sim.MetricsHandler())
+	// The metrics port is behind a token (a proxy in front of it): the
+	// target's http_config applies to it as to every other request.
+	const token = "metrics-token-7"
+	mh := sim.MetricsHandler()
+	api, metrics := httptest.NewServer(sim), httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		mh.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() { sim.Close(); api.Close(); metrics.Close() })
 	u, _ := url.Parse(api.URL)
 	sd := filepath.Join(t.TempDir(), "triton.json")
@@ -32,9 +44,10 @@ func TestTritonMetricsPort(t *testing.T) {
 	r := start(t, fmt.Sprintf(`directory: ""
 bus: {enabled: false}
 health: {interval: 50ms, unhealthy_interval: 50ms, start_spread: 0, jitter: 0}
-targets: [{id: triton, kind: kserve, endpoint: %q, metrics_url: %q}]
+targets: [{id: triton, kind: kserve, endpoint: %q, metrics_url: %q, http_config: {authorization: {credentials: %s}}}]
 file_sd_configs: [{files: [%s]}]
-`, api.URL, metrics.URL, sd))
+http_config: {authorization: {credentials: %[3]s}}
+`, api.URL, metrics.URL, token, sd))
 	for _, id := range []string{"triton", "triton-sd"} {
 		p := r.awaitDetected(id)
 		if p.MetricsURL != metrics.URL+"/metrics" {
