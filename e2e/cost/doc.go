@@ -16,8 +16,9 @@
 //
 // TestMemory: marginal resident memory per target at steady state (every
 // history ring full), agents with 0, 100 and 1000 targets at 1 s side by
-// side, and blackbox_exporter with 100; series per target and the size of
-// one scrape at 1000 targets.
+// side, the -tags nokubernetes build with 0 and 100, and blackbox_exporter
+// with 100, each process's RSS split into anonymous and file-backed pages;
+// series per target and the size of one scrape at 1000 targets.
 //
 // TestScale: 10 000 targets at 10 s on one agent, from file_sd_configs:
 // scheduler lag and checks per second achieved, and memory against an
