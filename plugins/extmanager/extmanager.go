@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
-	"time"
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/bus"
@@ -90,15 +89,7 @@ func New(cfg Config) *ExtManager {
 		cfg:     cfg,
 		catalog: catalog.New(nil),
 		inproc:  map[string]catalog.AI{},
-		// No gzip: probe bodies are small, and decompressing them cost the
-		// health checks a tenth of their CPU. Keep as many idle connections
-		// per server as checks may run at once (several AI plugins often
-		// share one server), or each extra check opens and closes a TCP
-		// connection.
-		client: &http.Client{Transport: &http.Transport{
-			MaxIdleConns: 512, MaxIdleConnsPerHost: max(cfg.Health.Concurrency, 4),
-			IdleConnTimeout: time.Minute, DisableCompression: true,
-		}, CheckRedirect: probes.SameHostRedirect},
+		client:  newDefaultClient(cfg.Health.Concurrency),
 	}
 	e.probe = newProber(e, cfg.Probe.Concurrency)
 	e.clients = &clients{def: e.client}
