@@ -116,8 +116,8 @@ func TestMemory(t *testing.T) {
 		}
 		t.Logf("| %s | %.1f | %.1f | %.2f |", name, v0/(1<<20), v1/(1<<20), (v1-v0)/float64(big)/1024)
 	}
-	t.Logf("CPU over the %s: no targets %.1f s, %d targets %.1f s (%.3f cores); agents' environment %q",
-		window.Round(time.Second), cpuBase, big, cpuMany, cpuMany/window.Seconds(), os.Getenv("COST_AGENT_ENV"))
+	t.Logf("CPU over the %s: no targets %.1f s, %d targets %.1f s (%.3f cores, %.3f CPU-s per 1000 liveness probes, %.0f probes); agents' environment %q",
+		window.Round(time.Second), cpuBase, big, cpuMany, cpuMany/window.Seconds(), 1000*cpuMany/checked, checked, os.Getenv("COST_AGENT_ENV"))
 	t.Logf("marginal memory per target (%d vs 0): %.1f KiB RSS, %.1f KiB anonymous", big, perKiB(m.rss, b.rss), perKiB(m.anon, b.anon))
 	t.Logf("100 targets: agent RSS %.1f MiB, blackbox_exporter %.1f MiB: %.2fx", mib(s.rss), mib(x.rss), float64(s.rss)/float64(x.rss))
 	t.Logf("100 targets: agent -tags nokubernetes RSS %.1f MiB: %.2fx blackbox_exporter's", mib(l.rss), float64(l.rss)/float64(x.rss))
