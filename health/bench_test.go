@@ -122,7 +122,7 @@ func TestBenchLivenessVsBlackbox(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-			o.TracerProvider = tp.Tracer
+			o.TracerProvider = tp.TracerProvider()
 		}
 		if v.store {
 			db := openStore(t)
@@ -318,11 +318,11 @@ func benchResult(name string, v float64) {
 // target, which triggers a check at once (the interval is an hour).
 func BenchmarkLivenessCheck(b *testing.B) {
 	_, srv := simB(b)
-	for _, traced := range []bool{false, true} {
-		name := "bare"
-		if traced {
-			name = "traced"
-		}
+	// bare: no tracer provider. traced: the agent's, as it ships (spans to
+	// zPages only, requests carry trace context). exported: the same SDK
+	// provider as when a trace exporter is set (a CLIENT span per request).
+	for _, name := range []string{"bare", "traced", "exported"} {
+		traced := name != "bare"
 		b.Run(name, func(b *testing.B) {
 			cfg := livenessConfig(time.Hour)
 			ch := make(chan struct{}, 1)
@@ -338,7 +338,10 @@ func BenchmarkLivenessCheck(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer tp.Shutdown(context.Background())
-				o.TracerProvider = tp.Tracer
+				o.TracerProvider = tp.TracerProvider()
+				if name == "exported" {
+					o.TracerProvider = tp.Tracer
+				}
 			}
 			e := health.New(o)
 			target := health.Target{ID: "b", Mode: health.ModeHTTP, Kind: probes.KindOpenAI, Endpoint: srv, Model: "warm-up"}

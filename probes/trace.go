@@ -10,13 +10,26 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
+// LocalTracerProvider is implemented by a TracerProvider whose spans never
+// leave the process (the agent's with no trace exporter: they reach only
+// /debug/tracez). WithTraceContext gives its clients trace context without
+// a CLIENT span per request: the probe's own span says what the request
+// did, and a span per request that nothing exports is only cost.
+type LocalTracerProvider interface {
+	trace.TracerProvider
+	SpansStayLocal() bool
+}
+
 // WithTraceContext returns a copy of client (nil: http.DefaultClient) whose
 // requests carry the W3C trace context of their context (traceparent,
 // tracestate) and baggage, and are recorded as HTTP CLIENT spans of tp
 // ("GET", "POST": the URL goes in attributes). A server that traces
 // (vLLM with --otlp-traces-endpoint, a proxy) then puts its spans under the
 // probe's. mp receives otelhttp's http.client.* metrics; nil records none.
-// The copy shares the client's transport and its idle connections.
+// When tp is a LocalTracerProvider whose spans stay local, the requests
+// carry the trace context of the span they were sent in and are no span
+// of their own (and mp records nothing). The copy shares the client's
+// transport and its idle connections.
 func WithTraceContext(client *http.Client, tp trace.TracerProvider, mp metric.MeterProvider) *http.Client {
 	if client == nil {
 		client = http.DefaultClient
@@ -29,12 +42,37 @@ func WithTraceContext(client *http.Client, tp trace.TracerProvider, mp metric.Me
 		rt = http.DefaultTransport
 	}
 	c := *client
+	if l, ok := tp.(LocalTracerProvider); ok && l.SpansStayLocal() {
+		c.Transport = propagating{rt}
+		return &c
+	}
 	c.Transport = otelhttp.NewTransport(rt,
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithMeterProvider(mp),
 		// The HTTP conventions name a client span by its method alone.
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
-		otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
+		otelhttp.WithPropagators(propagator),
 	)
 	return &c
+}
+
+// propagator is the trace context and baggage of every probe request.
+var propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// propagating is a transport that adds the trace context of a request's
+// context to its headers, and records nothing.
+type propagating struct{ rt http.RoundTripper }
+
+func (p propagating) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !trace.SpanContextFromContext(r.Context()).IsValid() {
+		return p.rt.RoundTrip(r)
+	}
+	// A RoundTripper must not change the request it is given.
+	r2 := *r
+	r2.Header = r.Header.Clone()
+	if r2.Header == nil {
+		r2.Header = http.Header{}
+	}
+	propagator.Inject(r.Context(), propagation.HeaderCarrier(r2.Header))
+	return p.rt.RoundTrip(&r2)
 }

@@ -221,7 +221,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 
 	a, err := agent.New(agent.Options{
 		Registry: reg, Config: cfg, ConfigPath: *configPath, Logger: log, LogLevel: level,
-		TracerProvider: tel.Tracer, Tracez: tel.Tracez(), Metrics: metrics, Version: fullVersion(), Listener: ln,
+		TracerProvider: tel.TracerProvider(), Tracez: tel.Tracez(), Metrics: metrics, Version: fullVersion(), Listener: ln,
 		Guard: security.Guard,
 	})
 	if err != nil {

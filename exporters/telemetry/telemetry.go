@@ -29,6 +29,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Options configures Setup.
@@ -44,6 +45,7 @@ type Options struct {
 // Providers are the agent's tracer, meter and logger providers.
 type Providers struct {
 	// Tracer always records to zPages; it exports where Traces says.
+	// Plugins get TracerProvider().
 	Tracer *sdktrace.TracerProvider
 	// Meter is a no-op provider unless a metrics exporter is configured.
 	Meter metric.MeterProvider
@@ -301,6 +303,24 @@ func newResource(o Options) (*resource.Resource, error) {
 	}
 	return res, nil
 }
+
+// TracerProvider is the provider the agent's plugins trace with: Tracer,
+// and while no trace exporter is configured (spans reach only
+// /debug/tracez) one that says so (probes.LocalTracerProvider), so that
+// probe requests carry trace context without a CLIENT span each.
+func (p *Providers) TracerProvider() trace.TracerProvider {
+	if p.Traces == "" {
+		return localTracerProvider{p.Tracer}
+	}
+	return p.Tracer
+}
+
+// localTracerProvider is the SDK's provider while its spans stay in the
+// process.
+type localTracerProvider struct{ *sdktrace.TracerProvider }
+
+// SpansStayLocal reports that no span leaves the process.
+func (localTracerProvider) SpansStayLocal() bool { return true }
 
 // Tracez returns the zPages handler for /debug/tracez.
 func (p *Providers) Tracez() http.Handler { return zpages.NewTracezHandler(p.zpages) }
