@@ -16,10 +16,11 @@ import (
 // see their connections refused, and opened again on the same address
 // when the load ends (start-up, Reload, the Loading knob).
 type Endpoint struct {
-	s    *Server
-	addr string
-	stop chan struct{}
-	wg   sync.WaitGroup
+	s       *Server
+	addr    string
+	stop    chan struct{}
+	runDone chan struct{}  // closed when run returns
+	wg      sync.WaitGroup // the Serve goroutines
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -38,13 +39,12 @@ func (s *Server) Listen(addr string) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aisim: listen %s: %w", addr, err)
 	}
-	e := &Endpoint{s: s, addr: ln.Addr().String(), stop: make(chan struct{})}
+	e := &Endpoint{s: s, addr: ln.Addr().String(), stop: make(chan struct{}), runDone: make(chan struct{})}
 	if !s.listensWhileLoading() && s.Loading() {
 		_ = ln.Close()
 	} else {
 		e.serve(ln)
 	}
-	e.wg.Add(1)
 	go e.run()
 	return e, nil
 }
@@ -76,7 +76,7 @@ func (e *Endpoint) serve(ln net.Listener) {
 
 // run opens and closes the port as loads begin and end.
 func (e *Endpoint) run() {
-	defer e.wg.Done()
+	defer close(e.runDone)
 	for {
 		e.s.mu.Lock()
 		changed := e.s.changedLocked()
@@ -126,13 +126,15 @@ func (e *Endpoint) closeServer() {
 }
 
 // Close stops serving; it does not close the Server. It is safe to call
-// more than once.
+// more than once. The port loop ends first, so that it cannot open the
+// port again once the server is closed.
 func (e *Endpoint) Close() {
 	select {
 	case <-e.stop:
 	default:
 		close(e.stop)
 	}
+	<-e.runDone
 	e.closeServer()
 	e.wg.Wait()
 }
