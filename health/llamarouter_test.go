@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
@@ -16,8 +17,15 @@ import (
 // a target per model never make the router load or wake a model: the
 // unloaded model's target is cold, naming the model; the loaded one's is
 // healthy, its synthetic inference sent; the sleeping one's sleeping; the
-// loading one's loading.
+// loading one's loading. With signals off the probes still load nothing:
+// the synthetic inference finds the unloaded model cold, and leaves the
+// sleeping one asleep (not sent).
 func TestLlamaCppRouter(t *testing.T) {
+	t.Run("signals", func(t *testing.T) { testLlamaCppRouter(t, true) })
+	t.Run("no-signals", func(t *testing.T) { testLlamaCppRouter(t, false) })
+}
+
+func testLlamaCppRouter(t *testing.T, signals bool) {
 	s, err := aisim.New(aisim.Config{Kind: probes.KindLlamaCpp,
 		Knobs: aisim.Knobs{LoadTime: aisim.Duration(time.Hour)},
 		Router: []aisim.RouterModel{{Name: "warm", Status: aisim.RouterLoaded}, {Name: "cold"},
@@ -42,7 +50,15 @@ func TestLlamaCppRouter(t *testing.T) {
 		{"dozing", health.StateSleeping, "the engine sleeps"},
 		{"waking", health.StateLoading, `model "waking" is loading`},
 	}
-	r := newRig(t, fastConfig())
+	cfg := fastConfig()
+	cfg.Signals = signals
+	// Every verdict is checked: a probe timing out on a loaded machine
+	// would decide one by itself.
+	cfg.Timeout = agent.Duration(10 * time.Second)
+	if !signals {
+		cases[2].want, cases[2].reason = health.StateHealthy, `synthetic not sent: llama.cpp router: model "dozing" sleeps`
+	}
+	r := newRig(t, cfg)
 	for _, tc := range cases {
 		tg := target("router-"+tc.model, probes.KindLlamaCpp, srv.URL)
 		tg.Model, tg.Models, tg.Capabilities = tc.model, models, chat

@@ -64,7 +64,8 @@ type Verdict struct {
 //     StuckAfter: stuck.
 //  8. The engine lists the models it holds and the plugin's model (any
 //     model, when it names none) is not among them, with nothing in
-//     flight: cold.
+//     flight; or a probe found its model not loaded and did not load it
+//     (probes.ErrCold: the synthetic inference, with signals off): cold.
 //  9. For Failure checks in a row requests waited, at least
 //     OverloadedQueue of them or with no free slot, while the progress
 //     counter moved (since the last check, or within StuckAfter of its
@@ -272,10 +273,14 @@ func (m *Machine) Observe(o Observation) Verdict {
 	case stuck:
 		next, reason = StateStuck, fmt.Sprintf("%s, and the server's %s counter has not moved for %s",
 			inFlightText(sig), progressName(sig), stalled.Round(time.Millisecond))
-	case cold(sig, o.Model):
+	case cold(sig, o.Model) || o.cold() != nil:
 		next = StateCold
-		if o.Model != "" {
-			reason = fmt.Sprintf("model %q is not loaded; the server loads it on the next request", o.Model)
+		model := o.Model
+		if c := o.cold(); model == "" && c != nil {
+			model = c.Result.Model
+		}
+		if model != "" {
+			reason = fmt.Sprintf("model %q is not loaded; the server loads it on the next request", model)
 		} else {
 			reason = "no model is loaded; the server loads one on the next request"
 		}

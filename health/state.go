@@ -140,6 +140,17 @@ func (o Observation) loading() *ProbeOutcome {
 	return nil
 }
 
+// cold returns the first outcome of a probe that found its model not
+// loaded and did not load it (probes.ClassCold), or nil.
+func (o Observation) cold() *ProbeOutcome {
+	for i, p := range o.Probes {
+		if p.Class == probes.ClassCold {
+			return &o.Probes[i]
+		}
+	}
+	return nil
+}
+
 // skipped returns the first outcome of a probe not sent for a reason of
 // the agent's (a spent token budget), or nil.
 func (o Observation) skipped() *ProbeOutcome {
