@@ -54,7 +54,11 @@ type SchedulerOptions struct {
 	// Slack starts, with an item that is due, the items due within Slack
 	// after it (within a tenth of their interval at most), so that the
 	// scheduler and the process wake once for them all. Waking an idle
-	// process costs more CPU than the HTTP exchange of a probe.
+	// process costs more CPU than the HTTP exchange of a probe. Where the
+	// items are due more often than slackRuns in Slack, the window is the
+	// time in which slackRuns are due: the process is not idle then, and a
+	// larger batch would only start its tail behind the workers and send
+	// its probes in bursts.
 	Slack time.Duration
 	// WorkerIdle is how long a worker waits for its next run before it
 	// exits; 0 means 30 s.
@@ -77,6 +81,7 @@ type Scheduler struct {
 
 	mu    sync.Mutex
 	items map[string]*item
+	rate  float64 // runs due a second, of all items: the sum of 1/interval
 	queue queue
 	wake  chan struct{}
 	sem   chan struct{}  // one token per worker
@@ -128,6 +133,7 @@ func (s *Scheduler) Set(id string, interval time.Duration) {
 	now := s.o.Clock.Now()
 	it, ok := s.items[id]
 	if !ok {
+		s.rate += perSecond(interval)
 		it = &item{id: id, interval: interval, index: -1}
 		it.due = now.Add(time.Duration(s.o.StartSpread * s.o.Rand() * float64(interval)))
 		s.items[id] = it
@@ -140,6 +146,7 @@ func (s *Scheduler) Set(id string, interval time.Duration) {
 	}
 	old := it.interval
 	it.interval = interval
+	s.rate += perSecond(interval) - perSecond(old)
 	if it.index >= 0 && interval < old {
 		if d := it.due.Add(interval - old); d.Before(it.due) {
 			it.due = maxTime(d, now)
@@ -187,6 +194,7 @@ func (s *Scheduler) Remove(id string) {
 		return
 	}
 	delete(s.items, id)
+	s.rate = max(s.rate-perSecond(it.interval), 0)
 	it.removed = true
 	if it.index >= 0 {
 		heap.Remove(&s.queue, it.index)
@@ -207,12 +215,16 @@ func (s *Scheduler) Run(ctx context.Context) {
 	for {
 		s.mu.Lock()
 		now := s.o.Clock.Now()
+		slack := s.o.Slack
+		if s.rate > 0 {
+			slack = min(slack, time.Duration(slackRuns/s.rate*float64(time.Second)))
+		}
 		var wait time.Duration = -1
 		var due, aside []*item
 		for s.queue.Len() > 0 {
 			it := s.queue[0]
 			early := it.due.Sub(now)
-			if early > 0 && (len(due) == 0 || early > s.o.Slack) {
+			if early > 0 && (len(due) == 0 || early > slack) {
 				wait = early
 				break
 			}
@@ -331,6 +343,19 @@ func (s *Scheduler) exec(ctx context.Context, it *item) {
 		// more than the rest of the scheduling.
 		s.poke()
 	}
+}
+
+// slackRuns is about how many runs one wake starts early, at most, when
+// items are due more often than that in Slack (1000 runs a second: 16 ms
+// of them, not 100).
+const slackRuns = 16
+
+// perSecond is how often a second an item of interval runs.
+func perSecond(interval time.Duration) float64 {
+	if interval <= 0 {
+		return 0
+	}
+	return float64(time.Second) / float64(interval)
 }
 
 func maxTime(a, b time.Time) time.Time {
