@@ -5,6 +5,7 @@ package cost
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,9 @@ type cpuRun struct {
 	agentPromCPU, bbPromCPU  float64
 	agentRSS, bbRSS          int64
 	scrapeSamples, scrapeSec float64
+	// The agent of COST_BASELINE, beside the others; 0 probes without it.
+	baseProbes int64
+	baseCPU    float64
 }
 
 func (r cpuRun) per1000(cpu float64, n int64) float64 { return cpu / float64(n) * 1000 }
@@ -33,7 +37,9 @@ func (r cpuRun) per1000(cpu float64, n int64) float64 { return cpu / float64(n) 
 // Prometheus at 1 s. keep-alive: the server keeps connections open (the
 // agent reuses them; blackbox_exporter never does, it disables keep-alive
 // for every probe). new-connection: the server closes every connection
-// after one answer, so both open one per probe.
+// after one answer, so both open one per probe. COST_BASELINE=<binary>
+// runs that agent too, in the same window with its own server and
+// Prometheus, to compare a change with the build before it.
 func TestCPU(t *testing.T) {
 	const targets = 100
 	window := envDuration(t, "COST_DURATION", 60*time.Second)
@@ -59,6 +65,15 @@ func TestCPU(t *testing.T) {
 		t.Logf("| %s | %d | %.3f | %d | %.3f | %.1fx | %.3f vs %.3f: %.1fx | %.0f, %.4f | %.1f / %.1f |",
 			r.mode, r.agentProbes, a, r.bbProbes, b, b/a, ap, bp, bp/ap, r.scrapeSamples, r.scrapeSec, mib(r.agentRSS), mib(r.bbRSS))
 	}
+	if os.Getenv("COST_BASELINE") == "" {
+		return
+	}
+	t.Logf("| mode | agent CPU-s/1000 | baseline agent CPU-s/1000 | agent vs baseline | blackbox vs baseline |")
+	t.Logf("| --- | --- | --- | --- | --- |")
+	for _, r := range runs {
+		a, b, base := r.per1000(r.agentCPU, r.agentProbes), r.per1000(r.bbCPU, r.bbProbes), r.per1000(r.baseCPU, r.baseProbes)
+		t.Logf("| %s | %.3f | %.3f | %.2fx | %.1fx |", r.mode, a, base, a/base, b/base)
+	}
 }
 
 func cpuOnce(t *testing.T, mode string, keepAlive bool, targets int, window time.Duration) cpuRun {
@@ -68,6 +83,13 @@ func cpuOnce(t *testing.T, mode string, keepAlive bool, targets int, window time
 	promA := startPrometheus(t, scrapeJob{name: "vitals", interval: time.Second, targets: []string{strings.TrimPrefix(a.base, "http://")}})
 	promB := startPrometheus(t, scrapeJob{name: "blackbox", interval: time.Second,
 		targets: blackboxTargets(bbSim.url, targets), blackbox: strings.TrimPrefix(bb.base, "http://")})
+	var base *proc
+	var baseSim *sim
+	if bin := os.Getenv("COST_BASELINE"); bin != "" {
+		baseSim = startSim(t, keepAlive)
+		base = startAgent(t, agentSpec{targets: targets, endpoint: baseSim.url, health: livenessOnly, bin: bin})
+		startPrometheus(t, scrapeJob{name: "vitals", interval: time.Second, targets: []string{strings.TrimPrefix(base.base, "http://")}})
+	}
 
 	// Warm: every target checked a few times on both sides, both
 	// Prometheus servers scraping, then a few seconds more.
@@ -92,12 +114,23 @@ func cpuOnce(t *testing.T, mode string, keepAlive bool, targets int, window time
 	fail0 := scrape(t, a).sum("vitals_ai_probe_total", `result="failure"`)
 	n0a, n0b := agentSim.reqs.Load(), bbSim.reqs.Load()
 	c0a, c0b, c0pa, c0pb := a.cpu(t), bb.cpu(t), promA.cpu(t), promB.cpu(t)
+	var n0base int64
+	var c0base float64
+	if base != nil {
+		n0base, c0base = baseSim.reqs.Load(), base.cpu(t)
+	}
 	wait := profile(t, a, fmt.Sprintf("agent-%s.pprof", mode), window-2*time.Second)
 	time.Sleep(window) // the measurement window
 	r := cpuRun{mode: mode,
 		agentProbes: agentSim.reqs.Load() - n0a, bbProbes: bbSim.reqs.Load() - n0b,
 		agentCPU: a.cpu(t) - c0a, bbCPU: bb.cpu(t) - c0b, agentPromCPU: promA.cpu(t) - c0pa, bbPromCPU: promB.cpu(t) - c0pb,
 		agentRSS: int64(a.status(t).VmRSS), bbRSS: int64(bb.status(t).VmRSS),
+	}
+	if base != nil {
+		r.baseProbes, r.baseCPU = baseSim.reqs.Load()-n0base, base.cpu(t)-c0base
+		if want := int64(window/time.Second) * int64(targets) * 9 / 10; r.baseProbes < want {
+			t.Errorf("probes in %s: baseline agent %d, want at least %d", window, r.baseProbes, want)
+		}
 	}
 	wait()
 	r.scrapeSamples = query(t, promA, `scrape_samples_scraped{job="vitals"}`)

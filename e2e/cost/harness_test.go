@@ -212,6 +212,9 @@ type agentSpec struct {
 	discovered bool
 	// tags are the build tags of the binary: "" is the shipped build.
 	tags string
+	// bin, when set, is the binary to run in place of the one built (an
+	// earlier build, to compare against in the same window).
+	bin string
 }
 
 // The most targets one config file and one manifest directory hold.
@@ -282,7 +285,11 @@ func startAgent(t *testing.T, a agentSpec) *proc {
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{vitalsBin(t, a.tags), "--config", cfg}
+	bin := a.bin
+	if bin == "" {
+		bin = vitalsBin(t, a.tags)
+	}
+	args := []string{bin, "--config", cfg}
 	if env := strings.Fields(os.Getenv("COST_AGENT_ENV")); len(env) > 0 {
 		// The agents' own environment, for runtime settings:
 		// COST_AGENT_ENV='GOGC=50'. env(1) execs the agent in its place.
