@@ -19,8 +19,22 @@ func Family() probes.Family {
 		Kinds:   []probes.Kind{probes.KindOpenAI, probes.KindVLLM},
 		Generic: true,
 		Detect:  detect,
-		Probes:  probeSet,
+		Probes:  kindProbes,
 	}
+}
+
+// The probe sets of the two kinds, built once: every check asks for its
+// kind's.
+var (
+	vllmSet    = probeSet(probes.KindVLLM)
+	defaultSet = probeSet(probes.KindOpenAI)
+)
+
+func kindProbes(k probes.Kind) probes.ProbeSet {
+	if k == probes.KindVLLM {
+		return vllmSet
+	}
+	return defaultSet
 }
 
 func detect(ctx context.Context, c *http.Client, baseURL string, o probes.DetectOptions) (probes.Detection, error) {
