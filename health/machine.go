@@ -58,7 +58,8 @@ type Verdict struct {
 //     in a row; then the error-rate window starts afresh.
 //  5. A plugin that has never passed a check stays unknown until rule 2
 //     makes it unhealthy.
-//  6. The engine's signals say it sleeps: sleeping.
+//  6. The engine's signals say it sleeps, or a probe found its model
+//     asleep and did not wake it (probes.ErrAsleep): sleeping.
 //  7. Requests are running or waiting while the server's progress counter
 //     (generated tokens, else requests ended) has not moved for
 //     StuckAfter: stuck.
@@ -270,13 +271,16 @@ func (m *Machine) Observe(o Observation) Verdict {
 		}
 	case asleep(sig):
 		next, reason = StateSleeping, "the engine sleeps (its weights offloaded or discarded); it serves once woken"
+	case o.withClass(probes.ClassAsleep) != nil:
+		a := o.withClass(probes.ClassAsleep)
+		next, reason = StateSleeping, fmt.Sprintf("the engine sleeps (%s: %s); it serves once woken", a.Probe, a.Error)
 	case stuck:
 		next, reason = StateStuck, fmt.Sprintf("%s, and the server's %s counter has not moved for %s",
 			inFlightText(sig), progressName(sig), stalled.Round(time.Millisecond))
-	case cold(sig, o.Model) || o.cold() != nil:
+	case cold(sig, o.Model) || o.withClass(probes.ClassCold) != nil:
 		next = StateCold
 		model := o.Model
-		if c := o.cold(); model == "" && c != nil {
+		if c := o.withClass(probes.ClassCold); model == "" && c != nil {
 			model = c.Result.Model
 		}
 		if model != "" {

@@ -80,9 +80,9 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 		// requests completing since the last check.
 		o := e.syntheticCheck(ctx, cfg, p, set.Synthetic, op, pt, pc, sig)
 		passive = o.Passive
-		if o.Class == probes.ClassCold {
-			// The model is not loaded and the probe did not load it: the
-			// check stands on liveness and readiness.
+		if o.Class == probes.ClassCold || o.Class == probes.ClassAsleep {
+			// The model is not loaded, or asleep, and the probe did not
+			// load or wake it: the check stands on liveness and readiness.
 			o.Informational = true
 		}
 		out = append(out, o)
@@ -193,7 +193,7 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, client *http.Client,
 		span.SetName(op + " " + r.Model)
 		span.SetAttributes(attribute.String("gen_ai.request.model", r.Model))
 	}
-	if o.Class != probes.ClassCold && !o.Skipped { // else no inference ran
+	if o.Class != probes.ClassCold && o.Class != probes.ClassAsleep && !o.Skipped { // else no inference ran
 		e.otel.synthetic(ctx, attrs, o)
 	}
 	if r.CompletionTokens > 0 {

@@ -140,11 +140,12 @@ func (o Observation) loading() *ProbeOutcome {
 	return nil
 }
 
-// cold returns the first outcome of a probe that found its model not
-// loaded and did not load it (probes.ClassCold), or nil.
-func (o Observation) cold() *ProbeOutcome {
+// withClass returns the first outcome of class c, or nil: probes.ClassCold
+// for a probe that found its model not loaded and did not load it,
+// probes.ClassAsleep for one that found it asleep and did not wake it.
+func (o Observation) withClass(c probes.ErrorClass) *ProbeOutcome {
 	for i, p := range o.Probes {
-		if p.Class == probes.ClassCold {
+		if p.Class == c {
 			return &o.Probes[i]
 		}
 	}

@@ -42,6 +42,10 @@ const (
 	// unloads an idle model): a synthetic inference would load it, so it
 	// is not run. It is not a failure.
 	ClassCold ErrorClass = "cold"
+	// ClassAsleep is a server whose model sleeps (a llama.cpp router's
+	// sleeping model): a request would wake it, so none is sent. It is
+	// not a failure.
+	ClassAsleep ErrorClass = "asleep"
 	// ClassNotSent is a probe that chose not to send its request, since it
 	// would change the server's state (a *NotSentError). It is not a
 	// failure of the server.
@@ -70,6 +74,10 @@ var ErrLoading = fmt.Errorf("loading model: %w", ErrNotReady)
 // ErrCold reports that the model a probe would use is not loaded, and
 // that the probe did not load it. Classify gives ClassCold.
 var ErrCold = errors.New("model not loaded")
+
+// ErrAsleep reports that the model a probe would use sleeps, and that the
+// probe did not wake it. Classify gives ClassAsleep.
+var ErrAsleep = errors.New("model sleeps")
 
 // NotSentError reports a probe that chose not to send its request,
 // because the request would change the server's state (an Ollama model's
@@ -171,6 +179,8 @@ func Classify(err error) ErrorClass {
 		return ClassNotReady
 	case errors.Is(err, ErrCold):
 		return ClassCold
+	case errors.Is(err, ErrAsleep):
+		return ClassAsleep
 	case errors.As(err, &notSent):
 		return ClassNotSent
 	case errors.Is(err, ErrStale):

@@ -4,6 +4,6 @@ package probes
 // tests that go over all of them.
 func ErrorClasses() []ErrorClass {
 	return []ErrorClass{ClassTimeout, ClassRefused, ClassReset, ClassHTTP5xx, ClassHTTP4xx,
-		ClassAuth, ClassBadResponse, ClassTLS, ClassDNS, ClassCanceled, ClassStuck, ClassNotReady, ClassCold, ClassNotSent, ClassStale,
+		ClassAuth, ClassBadResponse, ClassTLS, ClassDNS, ClassCanceled, ClassStuck, ClassNotReady, ClassCold, ClassAsleep, ClassNotSent, ClassStale,
 		ClassReported, ClassOther}
 }

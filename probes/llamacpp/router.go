@@ -98,7 +98,7 @@ func pick(t probes.Target, l ModelList, c probes.Capability) (ModelEntry, bool) 
 
 // notServing says why the router's model m is not sent a request: nil
 // when it is loaded; wrapping probes.ErrLoading while it loads (or
-// downloads); a *probes.NotSentError while it sleeps, since a request
+// downloads); wrapping probes.ErrAsleep while it sleeps, since a request
 // would wake it; wrapping probes.ErrCold when it is unloaded, since a
 // request would load it; wrapping probes.ErrNotReady when its process
 // failed, or for a status this package does not know.
@@ -109,8 +109,7 @@ func notServing(m ModelEntry) error {
 	case StatusLoading, StatusDownloading:
 		return fmt.Errorf("llama.cpp router: model %q is %s: %w", m.ID, s, probes.ErrLoading)
 	case StatusSleeping:
-		return &probes.NotSentError{Reason: fmt.Sprintf("llama.cpp router: model %q sleeps and a request would wake it; "+
-			"the router's model list decided this check", m.ID)}
+		return fmt.Errorf("llama.cpp router: model %q sleeps, and a request naming it would wake it: %w", m.ID, probes.ErrAsleep)
 	case StatusUnloaded:
 		if m.Status.Failed {
 			return fmt.Errorf("llama.cpp router: model %q failed: its server exited with status %d: %w", m.ID, m.Status.ExitCode, probes.ErrNotReady)
@@ -133,12 +132,10 @@ func routerReady(t probes.Target, l ModelList) error {
 	if !ok {
 		return fmt.Errorf("llama.cpp router lists no model %q: %w", t.Model, probes.ErrNotReady)
 	}
-	err := notServing(m)
-	var ns *probes.NotSentError
-	if errors.Is(err, probes.ErrCold) || errors.As(err, &ns) {
-		return nil
+	if err := notServing(m); !errors.Is(err, probes.ErrCold) && !errors.Is(err, probes.ErrAsleep) {
+		return err
 	}
-	return err
+	return nil
 }
 
 // routerSignals reads a router's signals: the models it holds loaded
