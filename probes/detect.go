@@ -35,6 +35,10 @@ type DetectOptions struct {
 	Models []string
 	// MaxShow bounds Ollama's per-model /api/show calls.
 	MaxShow int
+	// MetricsURL is where the server's Prometheus metrics are when not at
+	// its base URL's /metrics (the target's metrics_url): detection reads
+	// them to fingerprint a server no family's API identified.
+	MetricsURL string
 	// NoTests asks a family not to test what the server can do by asking
 	// it to (one embedding, one ranking), only to read what it says.
 	NoTests bool
@@ -94,12 +98,23 @@ func sleep(ctx context.Context, d time.Duration) error {
 // Detect asks the endpoint at baseURL what it is and what it can do,
 // one family at a time in the registry's order.
 //
+// When opts.Kind is KindAuto and no family's API recognised the endpoint
+// though it answered, or only a generic family did, Detect reads the
+// server's metrics once (opts.MetricsURL, else the base URL's /metrics;
+// bounded as every signals read, within opts.StepTimeout) and
+// fingerprints them by the prefixes of every registered engine's table
+// (Registry.Fingerprint). An unidentified
+// server is then of the engine's kind. A generic answer (KindOpenAI) is
+// of the engine's kind only when that kind's own liveness probe answers
+// too; otherwise it stays as the generic family said.
+//
 // It returns a Detection of a concrete kind and a nil error when a family
-// recognised the endpoint; KindUnknown with a Reason and a nil error when
-// the endpoint answered but no family recognised it; and KindUnknown with a
-// Reason and a non-nil error when the endpoint could not be asked (it kept
-// timing out, refusing or failing with 5xx for opts.Attempts rounds, or
-// ctx ended). Detect never panics on what a server sends.
+// or the metrics recognised the endpoint; KindUnknown with a Reason and a
+// nil error when the endpoint answered but neither did; and KindUnknown
+// with a Reason and a non-nil error when the endpoint could not be asked
+// (it kept timing out, refusing or failing with 5xx for opts.Attempts
+// rounds, it refused the agent's credentials, or ctx ended). Detect never
+// panics on what a server sends.
 func (r *Registry) Detect(ctx context.Context, client *http.Client, baseURL string, opts DetectOptions) (Detection, error) {
 	o := opts.withDefaults()
 	fams := r.families
@@ -112,6 +127,7 @@ func (r *Registry) Detect(ctx context.Context, client *http.Client, baseURL stri
 		fams = []Family{f}
 	}
 
+	auto := o.Kind == KindAuto
 	var (
 		tentative *Detection // a generic match seen while a more specific family failed transiently
 		lastErr   error
@@ -121,9 +137,22 @@ func (r *Registry) Detect(ctx context.Context, client *http.Client, baseURL stri
 		d.Attempts = attempt
 		switch {
 		case err == nil && d.Kind != KindUnknown:
+			if f, _ := r.Family(d.Kind); auto && f.Generic {
+				d = r.refine(ctx, client, baseURL, o, d)
+			}
 			return d, nil
 		case err == nil:
-			d.Reason = "no known AI API answered: " + strings.Join(reasons, "; ")
+			why := "no known AI API answered (" + strings.Join(reasons, "; ") + ")"
+			if !auto {
+				d.Reason = why
+				return d, nil
+			}
+			md, merr := r.fromMetrics(ctx, client, baseURL, o)
+			if merr == nil {
+				md.Attempts = attempt
+				return md, nil
+			}
+			d.Reason = "kind not identified: " + why + " and " + merr.Error() + "; set kind: in the target's config"
 			return d, nil
 		}
 		var te *transientError
@@ -237,4 +266,70 @@ func safeDetect(ctx context.Context, f Family, client *http.Client, baseURL stri
 		}
 	}()
 	return f.Detect(ctx, client, baseURL, o)
+}
+
+// fromMetrics identifies the server at baseURL by its metrics alone: a
+// Detection of the kind of the registered engine Fingerprint names, with
+// Server the engine's name and FromMetrics set, or an error saying, for a
+// person, why the metrics named none.
+func (r *Registry) fromMetrics(ctx context.Context, client *http.Client, baseURL string, o DetectOptions) (Detection, error) {
+	es, err := r.readFingerprint(ctx, client, baseURL, o)
+	if err != nil {
+		return Detection{}, err
+	}
+	return Detection{Kind: es.Kind, Server: string(es.Table.Engine), FromMetrics: true}, nil
+}
+
+// refine checks a generic family's answer d against the server's
+// metrics: when they are of an engine of another kind and that kind's
+// liveness probe answers, d is of that kind (a vLLM or a TGI behind a
+// gateway that rewrites /v1/models); otherwise d stays as it was.
+func (r *Registry) refine(ctx context.Context, client *http.Client, baseURL string, o DetectOptions, d Detection) Detection {
+	es, err := r.readFingerprint(ctx, client, baseURL, o)
+	if err != nil || es.Kind == d.Kind {
+		return d
+	}
+	sctx, cancel := context.WithTimeout(ctx, o.StepTimeout)
+	defer cancel()
+	t := Target{BaseURL: baseURL, MetricsURL: o.MetricsURL, Kind: es.Kind, Models: d.Models, Capabilities: d.Capabilities}
+	if err := safeProbe(sctx, r.Probes(es.Kind).Liveness, client, t); err != nil {
+		return d
+	}
+	d.Kind, d.FromMetrics = es.Kind, true
+	if d.Server == "" {
+		d.Server = string(es.Table.Engine)
+	}
+	return d
+}
+
+// readFingerprint reads the server's metrics once, within o.StepTimeout
+// and MaxMetricsBytes, and fingerprints them; it returns the engine, or
+// an error saying what the metrics lacked.
+func (r *Registry) readFingerprint(ctx context.Context, client *http.Client, baseURL string, o DetectOptions) (EngineSignals, error) {
+	u := o.MetricsURL
+	if u == "" {
+		u = JoinURL(baseURL, "/metrics")
+	}
+	sctx, cancel := context.WithTimeout(ctx, o.StepTimeout)
+	defer cancel()
+	b, err := FetchMetrics(sctx, client, u)
+	if err != nil {
+		return EngineSignals{}, fmt.Errorf("its metrics could not be read: %w", err)
+	}
+	es, ok := r.Fingerprint(b)
+	if !ok {
+		return EngineSignals{}, fmt.Errorf("%s has no known engine prefix (%s)", u, strings.Join(r.Prefixes(), ", "))
+	}
+	return es, nil
+}
+
+// safeProbe runs p against t and turns a panic into an error.
+func safeProbe(ctx context.Context, p Probe, client *http.Client, t Target) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("probe panicked: %v", r)
+		}
+	}()
+	_, err = p.Probe(ctx, client, t, Config{})
+	return err
 }

@@ -119,6 +119,21 @@ type Family struct {
 	Detect func(ctx context.Context, client *http.Client, baseURL string, o DetectOptions) (Detection, error)
 	// Probes returns the probe set of kind k, one of Kinds.
 	Probes func(k Kind) ProbeSet
+	// Engines are the engines the family's kinds run whose /metrics a
+	// SignalTable reads, each with its kind. Detection fingerprints a
+	// server its API questions did not identify (or found only
+	// OpenAI-compatible) by the prefixes of every family's tables.
+	Engines []EngineSignals
+}
+
+// EngineSignals is one engine a family's kind runs and the table its
+// /metrics is read with.
+type EngineSignals struct {
+	// Kind is the kind of a server of the engine, one of the family's
+	// Kinds: the kind detection gives a server whose /metrics Table's
+	// prefixes fingerprint.
+	Kind  Kind
+	Table SignalTable
 }
 
 // Registry maps server kinds to the families that own them. Build it with
@@ -126,15 +141,21 @@ type Family struct {
 type Registry struct {
 	families []Family
 	byKind   map[Kind]int
+	engines  []EngineSignals // every family's, in the families' order
+	tables   []SignalTable   // engines' tables, in the same order
 }
 
 // NewRegistry returns a registry of fams, in the order detection asks
 // them. A family without a name, kinds, Detect or Probes, a name or a kind
 // given twice, a kind that is not in Kinds(), or a kind whose probe set
-// has no liveness probe is an error.
+// has no liveness probe is an error; so is an engine of a kind not the
+// family's, one without an Engine name or Prefixes, and an engine or a
+// prefix given twice.
 func NewRegistry(fams ...Family) (*Registry, error) {
 	r := &Registry{byKind: map[Kind]int{}}
 	names := map[string]bool{}
+	engines := map[Engine]bool{}
+	prefixes := map[string]Engine{}
 	var errs []error
 	for i, f := range fams {
 		switch {
@@ -164,6 +185,31 @@ func NewRegistry(fams ...Family) (*Registry, error) {
 			}
 			r.byKind[k] = i
 		}
+		for _, es := range f.Engines {
+			e := es.Table.Engine
+			switch {
+			case !slices.Contains(f.Kinds, es.Kind):
+				errs = append(errs, fmt.Errorf("family %q: engine %q is of kind %q, not the family's", f.Name, e, es.Kind))
+				continue
+			case e == EngineUnknown || len(es.Table.Prefixes) == 0:
+				errs = append(errs, fmt.Errorf("family %q: an engine of kind %s needs an Engine name and Prefixes", f.Name, es.Kind))
+				continue
+			case engines[e]:
+				errs = append(errs, fmt.Errorf("family %q: engine %q registered twice", f.Name, e))
+				continue
+			}
+			for _, p := range es.Table.Prefixes {
+				if o, ok := prefixes[p]; ok {
+					errs = append(errs, fmt.Errorf("family %q: engine %q: prefix %q is already engine %q's", f.Name, e, p, o))
+				} else if p == "" {
+					errs = append(errs, fmt.Errorf("family %q: engine %q has an empty prefix", f.Name, e))
+				}
+				prefixes[p] = e
+			}
+			engines[e] = true
+			r.engines = append(r.engines, es)
+			r.tables = append(r.tables, es.Table)
+		}
 		r.families = append(r.families, f)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -179,6 +225,26 @@ func (r *Registry) Family(k Kind) (Family, bool) {
 		return Family{}, false
 	}
 	return r.families[i], true
+}
+
+// Engines returns every family's engines, in the order detection asks
+// the families.
+func (r *Registry) Engines() []EngineSignals { return slices.Clone(r.engines) }
+
+// Fingerprint tells which registered engine wrote a /metrics body, by the
+// prefixes of every family's tables (see the package's Fingerprint), and
+// returns it with its kind; false when the body has no known prefix.
+func (r *Registry) Fingerprint(body []byte) (EngineSignals, bool) {
+	if i := fingerprint(body, r.tables); i >= 0 {
+		return r.engines[i], true
+	}
+	return EngineSignals{}, false
+}
+
+// Prefixes returns every registered engine's metric name prefixes, in
+// the registry's order.
+func (r *Registry) Prefixes() []string {
+	return prefixesOf(r.tables)
 }
 
 // Probes returns the probe set of kind k. A kind no family owns (KindAuto,
@@ -236,8 +302,8 @@ func ProcessProbe(proc func(pid int) (ProcessStats, error)) Probe {
 
 // ReadMetrics returns a SignalsFunc that reads the target's metrics (its
 // MetricsURL, else its base URL's /metrics) with the table of the engine
-// that wrote them: with one table that one, with several the one whose
-// engine Fingerprint names. A body no table's engine wrote is a
+// that wrote them: with one table that one, with several the one
+// Fingerprint picks among them. A body none of their engines wrote is a
 // *DecodeError.
 func ReadMetrics(tables ...SignalTable) SignalsFunc {
 	return func(ctx context.Context, c *http.Client, t Target) (Signals, error) {
@@ -252,14 +318,20 @@ func ReadMetrics(tables ...SignalTable) SignalsFunc {
 		if len(tables) == 1 {
 			return tables[0].Decode(b)
 		}
-		e := Fingerprint(b)
-		for _, tb := range tables {
-			if tb.Engine == e && e != EngineUnknown {
-				return tb.Decode(b)
-			}
+		if i := fingerprint(b, tables); i >= 0 {
+			return tables[i].Decode(b)
 		}
-		return Signals{}, &DecodeError{What: u, Err: fmt.Errorf("series of no engine this kind runs (fingerprint %q)", e)}
+		return Signals{}, &DecodeError{What: u, Err: fmt.Errorf("series of no engine this kind runs (no name starts with %s)", strings.Join(prefixesOf(tables), ", "))}
 	}
+}
+
+// prefixesOf is the prefixes of tables, in order.
+func prefixesOf(tables []SignalTable) []string {
+	var ps []string
+	for _, t := range tables {
+		ps = append(ps, t.Prefixes...)
+	}
+	return ps
 }
 
 // NotReadyOn503 marks a 503 of a readiness endpoint as not ready: the

@@ -135,6 +135,9 @@ type Detection struct {
 	Reason string `json:"reason,omitempty"`
 	// Attempts is how many detection rounds it took.
 	Attempts int `json:"attempts,omitempty"`
+	// FromMetrics is set when the kind was told from the prefixes of the
+	// server's metric names, not by its API.
+	FromMetrics bool `json:"from_metrics,omitempty"`
 }
 
 // Has reports whether the endpoint has capability c.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -32,28 +31,6 @@ const (
 	EngineTriton   Engine = "triton"
 	EngineOllama   Engine = "ollama"
 )
-
-// Kind returns the server kind that speaks e's protocol, KindUnknown for
-// EngineUnknown.
-func (e Engine) Kind() Kind {
-	switch e {
-	case EngineVLLM:
-		return KindVLLM
-	case EngineSGLang:
-		return KindOpenAI
-	case EngineLlamaCpp:
-		return KindLlamaCpp
-	case EngineTGI:
-		return KindTGI
-	case EngineTEI:
-		return KindTEI
-	case EngineTriton:
-		return KindKServe
-	case EngineOllama:
-		return KindOllama
-	}
-	return KindUnknown
-}
 
 // Field is one signal of Signals, or a set of them (the bits or-ed).
 type Field uint16
@@ -240,7 +217,16 @@ type RequestSource struct {
 // and a counter that has not counted is zero.
 type SignalTable struct {
 	// Engine names the engine, and the document in errors.
-	Engine          Engine
+	Engine Engine
+	// Prefixes are the metric name prefixes only this engine writes
+	// ("vllm:", "tgi_"): Fingerprint tells the engine of a /metrics body
+	// by them.
+	Prefixes []string
+	// Hosts marks an engine that runs other engines as its backends and
+	// exposes their series beside its own (Triton's vLLM backend): a body
+	// with one of its prefixes is its, however many of theirs it holds.
+	Hosts bool
+
 	Running         []Source
 	Waiting         []Source
 	KVCacheUsage    []Source
@@ -523,32 +509,26 @@ func FetchMetrics(ctx context.Context, client *http.Client, url string) ([]byte,
 	return readOK(client, req, url, MaxMetricsBytes)
 }
 
-// fingerprints are the metric name prefixes of each engine, in the order
-// Fingerprint breaks ties. Triton comes first: it hosts vLLM and
-// TensorRT-LLM backends whose series carry their own prefixes next to
-// Triton's.
-var fingerprints = []struct {
-	prefix string
-	engine Engine
-}{
-	{"nv_inference_", EngineTriton},
-	{"vllm:", EngineVLLM},
-	{"sglang:", EngineSGLang},
-	{"llamacpp:", EngineLlamaCpp},
-	{"tgi_", EngineTGI},
-	{"te_", EngineTEI},
+// Fingerprint tells which of tables' engines wrote a /metrics body from
+// the prefixes of its metric names (SignalTable.Prefixes): the engine of
+// a Hosts table whenever the body has one of its families, else the one
+// with the most families, the first of tables on a tie; EngineUnknown
+// when none has any. It reads names from TYPE, HELP and sample lines
+// without parsing values, so a body the parser would refuse still has a
+// fingerprint, and reads at most the first MaxMetricsBytes. The registry's
+// Fingerprint is this over every family's tables.
+func Fingerprint(body []byte, tables ...SignalTable) Engine {
+	if i := fingerprint(body, tables); i >= 0 {
+		return tables[i].Engine
+	}
+	return EngineUnknown
 }
 
-// Fingerprint tells which engine wrote a /metrics body from the prefixes
-// of its metric names: the engine with the most metric families, Triton
-// whenever it has one, EngineUnknown when none has any. It reads names
-// from TYPE, HELP and sample lines without parsing values, so a body the
-// parser would refuse still has a fingerprint, and reads at most the first
-// MaxMetricsBytes.
-func Fingerprint(body []byte) Engine {
+// fingerprint is Fingerprint's table, its index in tables; -1 for none.
+func fingerprint(body []byte, tables []SignalTable) int {
 	body = body[:min(len(body), MaxMetricsBytes)]
 	seen := map[string]bool{}
-	counts := make([]int, len(fingerprints))
+	counts := make([]int, len(tables))
 	for len(body) > 0 {
 		line := body
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -564,19 +544,32 @@ func Fingerprint(body []byte) Engine {
 			continue
 		}
 		seen[string(name)] = true
-		for i, f := range fingerprints {
-			if bytes.HasPrefix(name, []byte(f.prefix)) {
-				counts[i]++
-				break
+		if i := owner(name, tables); i >= 0 {
+			counts[i]++
+		}
+	}
+	best := -1
+	for i, n := range counts {
+		switch {
+		case n == 0:
+		case tables[i].Hosts:
+			return i
+		case best < 0 || n > counts[best]:
+			best = i
+		}
+	}
+	return best
+}
+
+// owner is the index of the table one of whose prefixes name has, -1 for
+// none.
+func owner(name []byte, tables []SignalTable) int {
+	for i, t := range tables {
+		for _, p := range t.Prefixes {
+			if bytes.HasPrefix(name, []byte(p)) {
+				return i
 			}
 		}
 	}
-	if counts[0] > 0 {
-		return fingerprints[0].engine
-	}
-	best := slices.Max(counts)
-	if best == 0 {
-		return EngineUnknown
-	}
-	return fingerprints[slices.Index(counts, best)].engine
+	return -1
 }

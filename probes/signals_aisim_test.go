@@ -8,6 +8,7 @@ import (
 
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/engines"
 	"github.com/vitals-dev/vitals/probes/hf"
 	"github.com/vitals-dev/vitals/probes/kserve"
 	"github.com/vitals-dev/vitals/probes/llamacpp"
@@ -53,8 +54,8 @@ func TestSignalsOfAisim(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e := probes.Fingerprint(b); e != tc.table.Engine {
-				t.Fatalf("Fingerprint = %q, want %q", e, tc.table.Engine)
+			if es, _ := engines.Registry().Fingerprint(b); es.Table.Engine != tc.table.Engine {
+				t.Fatalf("Fingerprint = %q, want %q", es.Table.Engine, tc.table.Engine)
 			}
 			s, err := tc.table.Decode(b)
 			if err != nil {

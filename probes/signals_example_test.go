@@ -31,10 +31,12 @@ vllm:gpu_cache_usage_perc{engine="0",model_name="m"} 0.5
 	// Output: 5 0.5 false requests_running|kv_cache_usage
 }
 
-// Fingerprint names the engine behind an unknown /metrics body.
+// Fingerprint names which of the tables' engines wrote a /metrics body,
+// by the prefixes of its metric names.
 func ExampleFingerprint() {
 	body := "# TYPE tgi_queue_size gauge\ntgi_queue_size 0\n# TYPE tgi_batch_current_size gauge\ntgi_batch_current_size 2\n"
-	e := probes.Fingerprint([]byte(body))
-	fmt.Println(e, e.Kind())
-	// Output: tgi tgi
+	tgi := probes.SignalTable{Engine: probes.EngineTGI, Prefixes: []string{"tgi_"}}
+	tei := probes.SignalTable{Engine: probes.EngineTEI, Prefixes: []string{"te_"}}
+	fmt.Println(probes.Fingerprint([]byte(body), tei, tgi))
+	// Output: tgi
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/engines"
 	"github.com/vitals-dev/vitals/probes/hf"
 	"github.com/vitals-dev/vitals/probes/kserve"
 	"github.com/vitals-dev/vitals/probes/llamacpp"
@@ -204,8 +205,8 @@ func TestFingerprint(t *testing.T) {
 			continue // that family's testdata has not landed yet
 		}
 		t.Run(name, func(t *testing.T) {
-			if got := probes.Fingerprint(readBody(t, name)); got != want {
-				t.Fatalf("Fingerprint = %q, want %q", got, want)
+			if es, _ := engines.Registry().Fingerprint(readBody(t, name)); es.Table.Engine != want {
+				t.Fatalf("Fingerprint = %q, want %q", es.Table.Engine, want)
 			}
 		})
 	}
@@ -223,22 +224,13 @@ func TestFingerprint(t *testing.T) {
 		{"histogram suffixes are one family", "te_a_bucket{le=\"1\"} 1\nte_a_sum 1\nte_a_count 1\ntgi_b 1\ntgi_c 1\n", probes.EngineTGI},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := probes.Fingerprint([]byte(tc.body)); got != tc.want {
-				t.Fatalf("Fingerprint = %q, want %q", got, tc.want)
+			if es, _ := engines.Registry().Fingerprint([]byte(tc.body)); es.Table.Engine != tc.want {
+				t.Fatalf("Fingerprint = %q, want %q", es.Table.Engine, tc.want)
+			}
+			if got := probes.Fingerprint([]byte(tc.body), realTables()...); got != tc.want {
+				t.Fatalf("Fingerprint over the tables = %q, want %q", got, tc.want)
 			}
 		})
-	}
-}
-
-func TestEngineKind(t *testing.T) {
-	for e, k := range map[probes.Engine]probes.Kind{
-		probes.EngineVLLM: probes.KindVLLM, probes.EngineSGLang: probes.KindOpenAI, probes.EngineLlamaCpp: probes.KindLlamaCpp,
-		probes.EngineTGI: probes.KindTGI, probes.EngineTEI: probes.KindTEI, probes.EngineTriton: probes.KindKServe,
-		probes.EngineOllama: probes.KindOllama, probes.EngineUnknown: probes.KindUnknown,
-	} {
-		if got := e.Kind(); got != k {
-			t.Errorf("%q.Kind() = %s, want %s", e, got, k)
-		}
 	}
 }
 
@@ -298,7 +290,7 @@ func FuzzSignalsDecode(f *testing.F) {
 	all := probes.FieldRequestsRunning | probes.FieldRequestsWaiting | probes.FieldKVCacheUsage |
 		probes.FieldGeneratedTokens | probes.FieldRequests | probes.FieldLoadedModels | probes.FieldSlots | probes.FieldAsleep
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_ = probes.Fingerprint(b)
+		_, _ = engines.Registry().Fingerprint(b)
 		for _, tt := range append(realTables(), table) {
 			checkDecode(t, tt, b, all)
 		}

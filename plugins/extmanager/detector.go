@@ -261,6 +261,7 @@ func (d *detector) detectOnce(ctx context.Context, id string) {
 	opts := d.opts
 	d.mu.Unlock()
 	opts.Kind = p.Spec().Kind
+	opts.MetricsURL = p.MetricsURL // read when the server's API does not say what it is
 	ctx, span := d.tracer.Start(ctx, "ai.detect", trace.WithAttributes(attribute.String("vitals.ai.plugin", id)))
 	defer span.End()
 	began := time.Now()
@@ -283,7 +284,7 @@ func (d *detector) detectOnce(ctx context.Context, id string) {
 			"attempts", det.Attempts, "class", class, "err", err)
 	} else {
 		d.log.DebugContext(ctx, "capabilities detected", "id", id, "kind", det.Kind, "version", det.Version,
-			"capabilities", det.Capabilities, "took", time.Since(began).Round(time.Millisecond))
+			"capabilities", det.Capabilities, "from_metrics", det.FromMetrics, "took", time.Since(began).Round(time.Millisecond))
 	}
 	d.catalog.SetDetection(id, det, err)
 }

@@ -15,6 +15,10 @@ func Family() probes.Family {
 		Kinds:  []probes.Kind{probes.KindTGI, probes.KindTEI},
 		Detect: detect,
 		Probes: probeSet,
+		Engines: []probes.EngineSignals{
+			{Kind: probes.KindTGI, Table: TGISignals},
+			{Kind: probes.KindTEI, Table: TEISignals},
+		},
 	}
 }
 

@@ -10,7 +10,8 @@ import "github.com/vitals-dev/vitals/probes"
 // (server.rs, infer/mod.rs), backends/v3/src (backend.rs, queue.rs) and
 // docs/source/reference/metrics.md.
 var TGISignals = probes.SignalTable{
-	Engine: probes.EngineTGI,
+	Engine:   probes.EngineTGI,
+	Prefixes: []string{"tgi_"},
 	// The requests in the batch the server is running.
 	Running: []probes.Source{{Names: []string{"tgi_batch_current_size"}}},
 	Waiting: []probes.Source{{Names: []string{"tgi_queue_size"}}},
@@ -33,8 +34,9 @@ var TGISignals = probes.SignalTable{
 // the same habits. Names are from core/src (queue.rs, infer.rs) and
 // router/src/http/server.rs.
 var TEISignals = probes.SignalTable{
-	Engine:  probes.EngineTEI,
-	Waiting: []probes.Source{{Names: []string{"te_queue_size"}}},
+	Engine:   probes.EngineTEI,
+	Prefixes: []string{"te_"},
+	Waiting:  []probes.Source{{Names: []string{"te_queue_size"}}},
 	Requests: []probes.RequestSource{
 		// method is single or batch.
 		{Source: probes.Source{Names: []string{"te_request_success"}}, Result: probes.RequestSuccess},

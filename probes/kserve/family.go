@@ -12,10 +12,11 @@ import (
 // one kind kserve.
 func Family() probes.Family {
 	return probes.Family{
-		Name:   "kserve",
-		Kinds:  []probes.Kind{probes.KindKServe},
-		Detect: detect,
-		Probes: probeSet,
+		Name:    "kserve",
+		Kinds:   []probes.Kind{probes.KindKServe},
+		Detect:  detect,
+		Probes:  probeSet,
+		Engines: []probes.EngineSignals{{Kind: probes.KindKServe, Table: TritonSignals}},
 	}
 }
 

@@ -31,6 +31,9 @@ import (
 // its README names vllm:generation_tokens_total among them.
 var TritonSignals = probes.SignalTable{
 	Engine: probes.EngineTriton,
+	// A vLLM or TensorRT-LLM backend's series sit beside Triton's own.
+	Prefixes: []string{"nv_inference_", "nv_trt_llm_"},
+	Hosts:    true,
 	Running: []probes.Source{{
 		Names: []string{"nv_trt_llm_request_metrics", "nv_trt_llm_request_statistics"},
 		Match: map[string]string{"request_type": "active"},
@@ -75,7 +78,7 @@ func readSignals(port string) probes.SignalsFunc {
 		b, err := probes.FetchMetrics(ctx, c, u)
 		var he *probes.HTTPError
 		switch {
-		case err == nil && probes.Fingerprint(b) == probes.EngineTriton:
+		case err == nil && probes.Fingerprint(b, TritonSignals) == probes.EngineTriton:
 			return TritonSignals.Decode(b)
 		case err == nil:
 			err = &probes.DecodeError{What: u, Err: errors.New("no nv_inference_ series")}

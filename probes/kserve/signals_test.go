@@ -17,6 +17,7 @@ import (
 	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/engines"
 	"github.com/vitals-dev/vitals/probes/kserve"
 )
 
@@ -41,8 +42,8 @@ func TestTritonSignals(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
-	if e := probes.Fingerprint(b); e != probes.EngineTriton {
-		t.Fatalf("Fingerprint = %q", e)
+	if es, _ := engines.Registry().Fingerprint(b); es.Table.Engine != probes.EngineTriton {
+		t.Fatalf("Fingerprint = %q", es.Table.Engine)
 	}
 }
 
@@ -95,8 +96,8 @@ func TestTritonWithVLLM(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
-	if e := probes.Fingerprint(b); e != probes.EngineTriton {
-		t.Fatalf("Fingerprint = %q, want triton", e)
+	if es, _ := engines.Registry().Fingerprint(b); es.Table.Engine != probes.EngineTriton {
+		t.Fatalf("Fingerprint = %q, want triton", es.Table.Engine)
 	}
 }
 

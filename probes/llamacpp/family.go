@@ -13,10 +13,11 @@ import (
 // Family returns the llama.cpp family, of the one kind llamacpp.
 func Family() probes.Family {
 	return probes.Family{
-		Name:   "llamacpp",
-		Kinds:  []probes.Kind{probes.KindLlamaCpp},
-		Detect: detect,
-		Probes: probeSet,
+		Name:    "llamacpp",
+		Kinds:   []probes.Kind{probes.KindLlamaCpp},
+		Detect:  detect,
+		Probes:  probeSet,
+		Engines: []probes.EngineSignals{{Kind: probes.KindLlamaCpp, Table: MetricsSignals}},
 	}
 }
 

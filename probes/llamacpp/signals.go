@@ -21,6 +21,7 @@ import (
 // a slow generation can leave it where it was for a while.
 var MetricsSignals = probes.SignalTable{
 	Engine:          probes.EngineLlamaCpp,
+	Prefixes:        []string{"llamacpp:"},
 	Running:         []probes.Source{{Names: []string{"llamacpp:requests_processing"}}},
 	Waiting:         []probes.Source{{Names: []string{"llamacpp:requests_deferred"}}},
 	KVCacheUsage:    []probes.Source{{Names: []string{"llamacpp:kv_cache_usage_ratio"}}},

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/engines"
 	"github.com/vitals-dev/vitals/probes/llamacpp"
 )
 
@@ -53,8 +54,8 @@ func TestMetricsSignals(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, tc.want)
 			}
-			if e := probes.Fingerprint(b); e != probes.EngineLlamaCpp {
-				t.Fatalf("Fingerprint = %q", e)
+			if es, _ := engines.Registry().Fingerprint(b); es.Table.Engine != probes.EngineLlamaCpp {
+				t.Fatalf("Fingerprint = %q", es.Table.Engine)
 			}
 		})
 	}

@@ -20,6 +20,10 @@ func Family() probes.Family {
 		Generic: true,
 		Detect:  detect,
 		Probes:  kindProbes,
+		Engines: []probes.EngineSignals{
+			{Kind: probes.KindVLLM, Table: VLLMSignals},
+			{Kind: probes.KindOpenAI, Table: SGLangSignals},
+		},
 	}
 }
 

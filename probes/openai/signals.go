@@ -9,9 +9,10 @@ import "github.com/vitals-dev/vitals/probes"
 // (PrometheusStatLogger) and docs.vllm.ai/en/stable/usage/metrics/;
 // docs/engines.md has the table.
 var VLLMSignals = probes.SignalTable{
-	Engine:  probes.EngineVLLM,
-	Running: []probes.Source{{Names: []string{"vllm:num_requests_running"}}},
-	Waiting: []probes.Source{{Names: []string{"vllm:num_requests_waiting"}}},
+	Engine:   probes.EngineVLLM,
+	Prefixes: []string{"vllm:"},
+	Running:  []probes.Source{{Names: []string{"vllm:num_requests_running"}}},
+	Waiting:  []probes.Source{{Names: []string{"vllm:num_requests_waiting"}}},
 	// The old name was deprecated in 0.9 and served beside the new one
 	// through 0.10; by vLLM's policy a deprecated metric is then hidden
 	// (--show-hidden-metrics-for-version brings it back) and dropped.
@@ -45,9 +46,10 @@ var VLLMSignals = probes.SignalTable{
 // (SchedulerMetricsCollector, TokenizerMetricsCollector) and
 // docs/references/production_metrics.md.
 var SGLangSignals = probes.SignalTable{
-	Engine:  probes.EngineSGLang,
-	Running: []probes.Source{{Names: []string{"sglang:num_running_reqs"}}},
-	Waiting: []probes.Source{{Names: []string{"sglang:num_queue_reqs"}}},
+	Engine:   probes.EngineSGLang,
+	Prefixes: []string{"sglang:"},
+	Running:  []probes.Source{{Names: []string{"sglang:num_running_reqs"}}},
+	Waiting:  []probes.Source{{Names: []string{"sglang:num_queue_reqs"}}},
 	// The fraction of the KV pool's tokens in use.
 	KVCacheUsage:    []probes.Source{{Names: []string{"sglang:token_usage"}}},
 	GeneratedTokens: []probes.Source{{Names: []string{"sglang:generation_tokens_total"}}},

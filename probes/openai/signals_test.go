@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/engines"
 	"github.com/vitals-dev/vitals/probes/openai"
 )
 
@@ -66,8 +67,8 @@ func TestSignals(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, tc.want)
 			}
-			if e := probes.Fingerprint(b); e != tc.want.Engine {
-				t.Fatalf("Fingerprint = %q, want %q", e, tc.want.Engine)
+			if es, _ := engines.Registry().Fingerprint(b); es.Table.Engine != tc.want.Engine {
+				t.Fatalf("Fingerprint = %q, want %q", es.Table.Engine, tc.want.Engine)
 			}
 		})
 	}
