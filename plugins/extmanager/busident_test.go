@@ -22,7 +22,7 @@ import (
 )
 
 // rejected returns vitals_ai_bus_rejected_total{reason}.
-func rejected(t *testing.T, g prometheus.Gatherer, reason string) float64 {
+func rejected(t testing.TB, g prometheus.Gatherer, reason string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {

@@ -60,7 +60,7 @@ func (d *directory) set(ps ...agent.Plugin) {
 }
 
 type rig struct {
-	t       *testing.T
+	t       testing.TB
 	e       *extmanager.ExtManager
 	h       *agent.PluginHost
 	bus     *bustest.Bus
@@ -70,7 +70,7 @@ type rig struct {
 	evs     chan catalog.Event
 }
 
-func start(t *testing.T, section string) *rig {
+func start(t testing.TB, section string) *rig {
 	t.Helper()
 	return startWith(t, section, nil)
 }
@@ -85,7 +85,7 @@ const hostLogger = "logger"
 
 // startWith is start with extra services in the container, provided by
 // another plugin.
-func startWith(t *testing.T, section string, services map[string]any) *rig {
+func startWith(t testing.TB, section string, services map[string]any) *rig {
 	t.Helper()
 	s, err := agent.NewSection(section)
 	if err != nil {
@@ -175,7 +175,7 @@ func (r *rig) awaitDetected(id string) catalog.AIPlugin {
 	return p
 }
 
-func simServer(t *testing.T, kind probes.Kind) (*aisim.Server, string) {
+func simServer(t testing.TB, kind probes.Kind) (*aisim.Server, string) {
 	t.Helper()
 	sim, err := aisim.New(aisim.Config{Kind: kind})
 	if err != nil {
@@ -440,7 +440,7 @@ func TestConfigErrors(t *testing.T) {
 
 // findSeries returns the series of name whose labels include want, nil
 // when there is none.
-func findSeries(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) *dto.Metric {
+func findSeries(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) *dto.Metric {
 	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {
@@ -468,14 +468,14 @@ func findSeries(t *testing.T, g prometheus.Gatherer, name string, want map[strin
 }
 
 // hasSeries reports whether g has a series of name with the labels want.
-func hasSeries(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) bool {
+func hasSeries(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) bool {
 	t.Helper()
 	return findSeries(t, g, name, want) != nil
 }
 
 // gaugeValue returns the value of the series of name whose labels include
 // want, failing the test if there is none.
-func gaugeValue(t *testing.T, g prometheus.Gatherer, name string, want map[string]string) float64 {
+func gaugeValue(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) float64 {
 	t.Helper()
 	m := findSeries(t, g, name, want)
 	if m == nil {
