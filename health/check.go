@@ -92,7 +92,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 	}
 	if tps, ok := e.tokensPerSecond(p, obs, started); ok {
 		rec.TPS = tps
-		e.metrics.tps.WithLabelValues(id).Set(tps)
+		e.metrics.setTPS(id, tps)
 	}
 	span.SetAttributes(attribute.String("vitals.ai.state", string(v.State)), attribute.Bool("vitals.ai.check.ok", rec.OK))
 	if !rec.OK {
@@ -135,7 +135,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 // plugin at once at the interval of its new state, and re-checks the
 // plugins that depend on it when it entered or left unhealthy.
 func (e *Engine) transition(ctx context.Context, cfg Config, t Transition) {
-	e.metrics.transitions.WithLabelValues(t.Plugin, string(t.From), string(t.To)).Inc()
+	e.metrics.transition(t.Plugin, t.From, t.To)
 	e.otel.transition(ctx, t)
 	e.metrics.setState(t.Plugin, t.To)
 	level := slog.LevelInfo

@@ -1,13 +1,19 @@
 package health
 
 import (
+	"encoding/hex"
+	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -16,21 +22,30 @@ import (
 // plugin label and is deleted when the plugin leaves the catalog; the other
 // labels are bounded (probe names, results, error classes, states, model
 // ids a server reports).
+//
+// A plugin's series are kept as it changes them, not built at every
+// scrape: each is one small value with its label pairs made once (the
+// plugin's pair shared by all of its series, the bounded labels' pairs by
+// every plugin's), written by a Write that allocates once; the latency
+// histograms are native ones in a fixed array of buckets
+// (histogram.go). This is what a scrape costs per series, once per scrape
+// interval for every series of every plugin.
 type Metrics struct {
-	up          *prometheus.GaugeVec
-	state       *prometheus.GaugeVec
-	duration    *prometheus.HistogramVec
-	total       *prometheus.CounterVec
-	errors      *prometheus.CounterVec
-	ttft        *prometheus.HistogramVec
-	tps         *prometheus.GaugeVec
-	transitions *prometheus.CounterVec
-	lag         prometheus.Histogram
-	tokens      *tokenMetrics
+	up, state, duration, total, errors, ttft, tps, transitions *prometheus.Desc
+
+	lag    prometheus.Histogram
+	tokens *tokenMetrics
+	// classic are the classic buckets of the latency histograms
+	// (metrics.classic_buckets); nil for none.
+	classic []float64
+	now     func() time.Time
 
 	cpu, rss, modelMem, runCPU, runRSS *prometheus.Desc
 
 	signals *signalMetrics
+
+	pmu     sync.RWMutex
+	plugins map[string]*pluginMetrics
 
 	mu    sync.Mutex
 	procs map[string]probes.ProcessStats
@@ -40,63 +55,37 @@ type Metrics struct {
 	runs map[string]map[string]probes.ProcessStats
 }
 
-// Native histogram settings of the latency histograms: buckets at most
-// 10 % wide, at most 20 of them per series (past that two merge into
-// one, so a series of a server whose latency ranges widely stays small),
-// and one exemplar, the latest check's trace.
-const (
-	nativeFactor     = 1.1
-	nativeMaxBuckets = 20
-	nativeResetAfter = time.Hour
-)
-
-// latencyOpts are the options of a per-plugin latency histogram: native,
-// with the classic buckets of cfg when it has any.
-func latencyOpts(name, help string, cfg MetricsConfig) prometheus.HistogramOpts {
-	return prometheus.HistogramOpts{
-		Name: name, Help: help, Buckets: slices.Clone(cfg.ClassicBuckets),
-		NativeHistogramBucketFactor: nativeFactor, NativeHistogramMaxBucketNumber: nativeMaxBuckets,
-		NativeHistogramMinResetDuration: nativeResetAfter, NativeHistogramMaxExemplars: 1,
-	}
-}
-
 // NewMetrics creates the collectors, unregistered.
 func NewMetrics(cfg MetricsConfig) *Metrics {
 	return &Metrics{
-		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "vitals_ai_plugin_up",
-			Help: "Whether the AI plugin answered its last liveness probe (1) or not (0).",
-		}, []string{"plugin"}),
-		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "vitals_ai_plugin_health_state",
-			Help: "The AI plugin's health state: one series at 1 whose state label is the current state (unknown, healthy, degraded, overloaded, loading, cold, sleeping, stuck, unhealthy).",
-		}, []string{"plugin", "state"}),
-		duration: prometheus.NewHistogramVec(latencyOpts("vitals_ai_probe_duration_seconds",
-			"Duration of AI plugin probes, by probe (liveness, readiness, synthetic, heartbeat, bus_health, self; not resources, which reads the agent's own procfs and the server's reports more than it times the server).", cfg),
-			[]string{"plugin", "probe"}),
-		total: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vitals_ai_probe_total",
-			Help: "AI plugin probes run, by probe and result (success, failure; passive: a synthetic inference not sent because the server's counters showed work completing; skipped: not sent, its daily token budget spent).",
-		}, []string{"plugin", "probe", "result"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vitals_ai_probe_errors_total",
-			Help: "Failed AI plugin probe requests, by error class (timeout, refused, reset, http_5xx, http_4xx, auth, bad_response, tls, dns, canceled, stuck, not_ready, stale, reported, other).",
-		}, []string{"plugin", "class"}),
-		ttft: prometheus.NewHistogramVec(latencyOpts("vitals_ai_time_to_first_token_seconds",
-			"Time to first token of synthetic inferences.", cfg), []string{"plugin"}),
-		tps: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "vitals_ai_output_tokens_per_second",
-			Help: "Output tokens per second of the AI server between its last two checks, from its own generated-tokens counter; where it has none, of the last synthetic answer of at least 8 tokens.",
-		}, []string{"plugin"}),
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vitals_ai_health_transitions_total",
-			Help: "AI plugin health state changes, by from and to state.",
-		}, []string{"plugin", "from", "to"}),
+		up: prometheus.NewDesc("vitals_ai_plugin_up",
+			"Whether the AI plugin answered its last liveness probe (1) or not (0).", []string{"plugin"}, nil),
+		state: prometheus.NewDesc("vitals_ai_plugin_health_state",
+			"The AI plugin's health state: one series at 1 whose state label is the current state (unknown, healthy, degraded, overloaded, loading, cold, sleeping, stuck, unhealthy).",
+			[]string{"plugin", "state"}, nil),
+		duration: prometheus.NewDesc("vitals_ai_probe_duration_seconds",
+			"Duration of AI plugin probes, by probe (liveness, readiness, synthetic, heartbeat, bus_health, self; not resources, which reads the agent's own procfs and the server's reports more than it times the server).",
+			[]string{"plugin", "probe"}, nil),
+		total: prometheus.NewDesc("vitals_ai_probe_total",
+			"AI plugin probes run, by probe and result (success, failure; passive: a synthetic inference not sent because the server's counters showed work completing; skipped: not sent, its daily token budget spent).",
+			[]string{"plugin", "probe", "result"}, nil),
+		errors: prometheus.NewDesc("vitals_ai_probe_errors_total",
+			"Failed AI plugin probe requests, by error class (timeout, refused, reset, http_5xx, http_4xx, auth, bad_response, tls, dns, canceled, stuck, not_ready, stale, reported, other).",
+			[]string{"plugin", "class"}, nil),
+		ttft: prometheus.NewDesc("vitals_ai_time_to_first_token_seconds",
+			"Time to first token of synthetic inferences.", []string{"plugin"}, nil),
+		tps: prometheus.NewDesc("vitals_ai_output_tokens_per_second",
+			"Output tokens per second of the AI server between its last two checks, from its own generated-tokens counter; where it has none, of the last synthetic answer of at least 8 tokens.",
+			[]string{"plugin"}, nil),
+		transitions: prometheus.NewDesc("vitals_ai_health_transitions_total",
+			"AI plugin health state changes, by from and to state.", []string{"plugin", "from", "to"}, nil),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vitals_scheduler_lag_seconds",
 			Help:    "How late health checks started after they were due.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
+		classic: slices.Clone(cfg.ClassicBuckets),
+		now:     time.Now,
 		cpu: prometheus.NewDesc("vitals_ai_process_cpu_seconds_total",
 			"CPU time of the AI plugin's local process (user and system), from procfs.", []string{"plugin"}, nil),
 		rss: prometheus.NewDesc("vitals_ai_process_resident_memory_bytes",
@@ -112,33 +101,41 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 			[]string{"plugin", "model"}, nil),
 		signals: newSignalMetrics(),
 		tokens:  newTokenMetrics(),
+		plugins: map[string]*pluginMetrics{},
 		procs:   map[string]probes.ProcessStats{},
 		mems:    map[string]map[string]probes.ModelMemory{},
 		runs:    map[string]map[string]probes.ProcessStats{},
 	}
 }
 
-func (m *Metrics) vecs() []prometheus.Collector {
-	return []prometheus.Collector{m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions, m.lag, m.tokens.total}
-}
-
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range m.vecs() {
-		c.Describe(ch)
+	for _, d := range []*prometheus.Desc{m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions,
+		m.cpu, m.rss, m.modelMem, m.runCPU, m.runRSS} {
+		ch <- d
 	}
-	ch <- m.cpu
-	ch <- m.rss
-	ch <- m.modelMem
-	ch <- m.runCPU
-	ch <- m.runRSS
+	m.lag.Describe(ch)
+	m.tokens.total.Describe(ch)
 	m.signals.describe(ch)
 }
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range m.vecs() {
-		c.Collect(ch)
+	m.lag.Collect(ch)
+	m.tokens.total.Collect(ch)
+	m.pmu.RLock()
+	ps := make([]*pluginMetrics, 0, len(m.plugins))
+	for _, p := range m.plugins {
+		ps = append(ps, p)
+	}
+	m.pmu.RUnlock()
+	for _, p := range ps {
+		p.mu.Lock()
+		series := p.series
+		p.mu.Unlock()
+		for _, s := range series {
+			ch <- s
+		}
 	}
 	m.signals.collect(ch)
 	m.mu.Lock()
@@ -166,28 +163,84 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// setState makes s the state series of plugin: one series, at 1, whose
-// state label is the current state. The others are deleted rather than
-// kept at 0, so that a plugin costs one series here, not one per state;
-// a query for a state (state="unhealthy" == 1) reads the same.
-func (m *Metrics) setState(plugin string, s State) {
-	for _, st := range States {
-		if st != s {
-			m.state.DeleteLabelValues(plugin, string(st))
-		}
+// plugin is the series of plugin, made at its first use.
+func (m *Metrics) plugin(id string) *pluginMetrics {
+	m.pmu.RLock()
+	p := m.plugins[id]
+	m.pmu.RUnlock()
+	if p != nil {
+		return p
 	}
-	m.state.WithLabelValues(plugin, string(s)).Set(1)
+	m.pmu.Lock()
+	defer m.pmu.Unlock()
+	if p = m.plugins[id]; p == nil {
+		p = &pluginMetrics{m: m, label: &dto.LabelPair{Name: &pluginLabel, Value: &id}}
+		m.plugins[id] = p
+	}
+	return p
 }
 
-// observeWith records v on h, with the trace and span id of sc as the
-// exemplar when sc is sampled, so that a point on a latency panel opens the
-// check's trace.
-func observeWith(h prometheus.Observer, v float64, sc trace.SpanContext) {
-	if eo, ok := h.(prometheus.ExemplarObserver); ok && sc.IsSampled() {
-		eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String(), "span_id": sc.SpanID().String()})
+// setState makes s the state series of plugin: one series, at 1, whose
+// state label is the current state. The series of the state before is
+// deleted rather than kept at 0, so that a plugin costs one series here,
+// not one per state; a query for a state (state="unhealthy" == 1) reads
+// the same.
+func (m *Metrics) setState(plugin string, s State) {
+	p := m.plugin(plugin)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != nil && p.state.labels[1] == constPair("state", string(s)) {
 		return
 	}
-	h.Observe(v)
+	st := p.newScalar(m.state, gauge, constPair("state", string(s)))
+	st.set(1)
+	p.replace(p.state, st)
+	p.state = st
+}
+
+// setTPS sets the plugin's output tokens per second.
+func (m *Metrics) setTPS(plugin string, tps float64) {
+	p := m.plugin(plugin)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tps == nil {
+		p.tps = p.add(p.newScalar(m.tps, gauge))
+	}
+	p.tps.set(tps)
+}
+
+// transition counts a change of plugin's state.
+func (m *Metrics) transition(plugin string, from, to State) {
+	p := m.plugin(plugin)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.find(&p.transitions, m.transitions, counter, constPair("from", string(from)), constPair("to", string(to))).add(1)
+}
+
+// exemplar is the exemplar of an observation of v in the check whose span
+// is sc, nil when sc is not sampled: its trace and span ids, so that a
+// point on a latency panel opens the check's trace.
+func exemplar(v float64, sc trace.SpanContext, now time.Time) *dto.Exemplar {
+	if !sc.IsSampled() {
+		return nil
+	}
+	type out struct {
+		ex     dto.Exemplar
+		labels [2]*dto.LabelPair
+		pairs  [2]dto.LabelPair
+		v      float64
+		ts     timestamppb.Timestamp
+		ids    string
+	}
+	tid, sid := sc.TraceID(), sc.SpanID()
+	o := &out{v: v, ts: timestamppb.Timestamp{Seconds: now.Unix(), Nanos: int32(now.Nanosecond())},
+		ids: hex.EncodeToString(tid[:]) + hex.EncodeToString(sid[:])}
+	tidHex, sidHex := o.ids[:32], o.ids[32:]
+	o.pairs[0] = dto.LabelPair{Name: &traceIDLabel, Value: &tidHex}
+	o.pairs[1] = dto.LabelPair{Name: &spanIDLabel, Value: &sidHex}
+	o.labels = [2]*dto.LabelPair{&o.pairs[0], &o.pairs[1]}
+	o.ex = dto.Exemplar{Label: o.labels[:], Value: &o.v, Timestamp: &o.ts}
+	return &o.ex
 }
 
 // observe records a check's probes; sc is the check's span.
@@ -218,38 +271,52 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 			delete(m.mems, plugin)
 		}
 	}()
+	now := m.now()
+	pm := m.plugin(plugin)
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
 	for _, p := range o.Probes {
+		probe := constPair("probe", p.Probe)
 		// The resource probe has no duration series: it is informational,
 		// and its time is mostly the agent's own procfs reads.
 		if p.sent() && p.Probe != probes.Resources {
-			observeWith(m.duration.WithLabelValues(plugin, p.Probe), p.Duration.Seconds(), sc)
+			v := p.Duration.Seconds()
+			pm.latency(&pm.durations, m.duration, now, probe).observe(v, now, exemplar(v, sc, now))
 		}
 		// Both results exist from the first probe on, so the first failure
 		// after successes is an increase that increase() can see (a series
 		// born at 1 is not); the stuck alert relies on it.
-		m.total.WithLabelValues(plugin, p.Probe, "success")
-		m.total.WithLabelValues(plugin, p.Probe, "failure")
-		m.total.WithLabelValues(plugin, p.Probe, p.result()).Inc()
+		pm.find(&pm.totals, m.total, counter, probe, resultPairs[0])
+		pm.find(&pm.totals, m.total, counter, probe, resultPairs[1])
+		pm.find(&pm.totals, m.total, counter, probe, constPair("result", p.result())).add(1)
 		if p.Probe == probes.Synthetic {
 			// Likewise the stuck class exists at 0 before inference first
 			// hangs: the stuck alert's increase() sees its first one, in the
 			// evaluation that also sees the engine's unhealthy verdict.
-			m.errors.WithLabelValues(plugin, string(probes.ClassStuck))
+			pm.find(&pm.errors, m.errors, counter, constPair("class", string(probes.ClassStuck)))
 		}
 		if p.Failures > 0 && p.Class != "" {
-			m.errors.WithLabelValues(plugin, string(p.Class)).Add(float64(p.Failures))
+			pm.find(&pm.errors, m.errors, counter, constPair("class", string(p.Class))).add(float64(p.Failures))
 		}
 		r := p.Result
 		switch p.Probe {
 		case probes.Liveness:
+			if pm.up == nil {
+				pm.up = pm.add(pm.newScalar(m.up, gauge))
+			}
 			v := 0.0
 			if p.OK {
 				v = 1
 			}
-			m.up.WithLabelValues(plugin).Set(v)
+			pm.up.set(v)
 		case probes.Synthetic:
 			if p.OK && r.TimeToFirstToken > 0 {
-				observeWith(m.ttft.WithLabelValues(plugin), r.TimeToFirstToken.Seconds(), sc)
+				v := r.TimeToFirstToken.Seconds()
+				if pm.ttft == nil {
+					pm.ttft = newLatency(m.ttft, []*dto.LabelPair{pm.label}, m.classic, now)
+					pm.add(pm.ttft)
+				}
+				pm.ttft.observe(v, now, exemplar(v, sc, now))
 			}
 		case probes.Resources:
 			proc = r.Process
@@ -268,12 +335,9 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 
 // forget deletes every series of plugin.
 func (m *Metrics) forget(plugin string) {
-	l := prometheus.Labels{"plugin": plugin}
-	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions,
-	} {
-		v.DeletePartialMatch(l)
-	}
+	m.pmu.Lock()
+	delete(m.plugins, plugin)
+	m.pmu.Unlock()
 	m.tokens.forget(plugin)
 	m.mu.Lock()
 	delete(m.procs, plugin)
@@ -281,4 +345,168 @@ func (m *Metrics) forget(plugin string) {
 	delete(m.runs, plugin)
 	m.mu.Unlock()
 	m.signals.forget(plugin)
+}
+
+// pluginMetrics are one plugin's series. mu guards the fields; series is
+// replaced, never changed in place, so that a scrape may send the one it
+// read without holding mu while the registry writes them.
+type pluginMetrics struct {
+	m     *Metrics
+	label *dto.LabelPair // plugin="<id>", shared by every series of the plugin
+
+	mu                          sync.Mutex
+	up, state, tps              *scalar
+	totals, errors, transitions []*scalar
+	durations                   []*latency
+	ttft                        *latency
+	series                      []prometheus.Metric
+}
+
+// add appends s to the plugin's series and returns it.
+func (p *pluginMetrics) add(s prometheus.Metric) *scalar {
+	p.series = append(slices.Clip(p.series), s)
+	sc, _ := s.(*scalar)
+	return sc
+}
+
+// replace puts s in the place of old in the plugin's series (appends it
+// when old is nil).
+func (p *pluginMetrics) replace(old, s *scalar) {
+	i := slices.IndexFunc(p.series, func(x prometheus.Metric) bool { return old != nil && x == prometheus.Metric(old) })
+	if i < 0 {
+		p.add(s)
+		return
+	}
+	series := slices.Clone(p.series)
+	series[i] = s
+	p.series = series
+}
+
+// newScalar is a series of desc with the plugin's label and the pairs
+// after it (in the order of their names, which sort after "plugin").
+func (p *pluginMetrics) newScalar(desc *prometheus.Desc, k scalarKind, pairs ...*dto.LabelPair) *scalar {
+	return &scalar{desc: desc, kind: k, labels: p.labels(pairs...), created: p.m.now().UnixNano()}
+}
+
+// labels are the label pairs of one series: the plugin's and pairs, in
+// the order of their names, as a Metric's are.
+func (p *pluginMetrics) labels(pairs ...*dto.LabelPair) []*dto.LabelPair {
+	ls := make([]*dto.LabelPair, 0, len(pairs)+1)
+	ls = append(ls, p.label)
+	ls = append(ls, pairs...)
+	slices.SortFunc(ls, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return ls
+}
+
+// find is the series of desc in *list with the pairs (interned by
+// constPair, so compared by pointer), made at 0 when there is none.
+func (p *pluginMetrics) find(list *[]*scalar, desc *prometheus.Desc, k scalarKind, pairs ...*dto.LabelPair) *scalar {
+	for _, s := range *list {
+		if s.has(pairs) {
+			return s
+		}
+	}
+	s := p.add(p.newScalar(desc, k, pairs...))
+	*list = append(*list, s)
+	return s
+}
+
+// latency is the histogram of desc in *list with the pair, made when
+// there is none.
+func (p *pluginMetrics) latency(list *[]*latency, desc *prometheus.Desc, now time.Time, pair *dto.LabelPair) *latency {
+	for _, h := range *list {
+		if slices.Contains(h.labels, pair) {
+			return h
+		}
+	}
+	h := newLatency(desc, p.labels(pair), p.m.classic, now)
+	p.add(h)
+	*list = append(*list, h)
+	return h
+}
+
+type scalarKind uint8
+
+const (
+	gauge scalarKind = iota
+	counter
+)
+
+// scalar is one gauge or counter series; its value is a float64's bits,
+// set and read atomically.
+type scalar struct {
+	desc    *prometheus.Desc
+	labels  []*dto.LabelPair
+	bits    atomic.Uint64
+	created int64 // unix nanoseconds, for a counter
+	kind    scalarKind
+}
+
+func (s *scalar) set(v float64) { s.bits.Store(math.Float64bits(v)) }
+
+func (s *scalar) add(v float64) {
+	for {
+		old := s.bits.Load()
+		if s.bits.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
+			return
+		}
+	}
+}
+
+// has reports whether the series' labels after the plugin's include
+// every one of pairs.
+func (s *scalar) has(pairs []*dto.LabelPair) bool {
+	for _, p := range pairs {
+		if !slices.Contains(s.labels, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *scalar) Desc() *prometheus.Desc { return s.desc }
+
+// Write implements prometheus.Metric, with one allocation.
+func (s *scalar) Write(out *dto.Metric) error {
+	v := math.Float64frombits(s.bits.Load())
+	out.Label = s.labels
+	if s.kind == gauge {
+		o := &struct {
+			g dto.Gauge
+			v float64
+		}{v: v}
+		o.g.Value = &o.v
+		out.Gauge = &o.g
+		return nil
+	}
+	o := &struct {
+		c  dto.Counter
+		v  float64
+		ts timestamppb.Timestamp
+	}{v: v, ts: timestamppb.Timestamp{Seconds: s.created / 1e9, Nanos: int32(s.created % 1e9)}}
+	o.c.Value, o.c.CreatedTimestamp = &o.v, &o.ts
+	out.Counter = &o.c
+	return nil
+}
+
+var (
+	pluginLabel  = "plugin"
+	traceIDLabel = "trace_id"
+	spanIDLabel  = "span_id"
+	resultPairs  = [2]*dto.LabelPair{constPair("result", "success"), constPair("result", "failure")}
+	pairs        sync.Map // labelKey -> *dto.LabelPair
+)
+
+type labelKey struct{ name, value string }
+
+// constPair is the one label pair name=value shared by every series that
+// has it. Only labels of bounded values (probes, results, classes,
+// states) go through it.
+func constPair(name, value string) *dto.LabelPair {
+	k := labelKey{name, value}
+	if p, ok := pairs.Load(k); ok {
+		return p.(*dto.LabelPair)
+	}
+	p, _ := pairs.LoadOrStore(k, &dto.LabelPair{Name: &k.name, Value: &k.value})
+	return p.(*dto.LabelPair)
 }
