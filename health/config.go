@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -82,9 +83,20 @@ type Config struct {
 // ClassicBuckets adds classic buckets, one series each per plugin and
 // probe in every exposition, for scrapers that do not. It applies when the
 // engine starts.
+//
+// ProbeDurations are the probes with a duration histogram. By default
+// not readiness: its request goes to the same server as liveness's, in the
+// same check, so its time says little that liveness's does not, and its
+// histogram was a fifth of a plugin's series. Its results and errors are
+// counted either way.
 type MetricsConfig struct {
 	ClassicBuckets []float64 `yaml:"classic_buckets"`
+	ProbeDurations []string  `yaml:"probe_durations"`
 }
+
+// timedProbes are the probes that may have a duration histogram (not the
+// resource probe, whose time is the agent's own procfs reads).
+var timedProbes = []string{probes.Liveness, probes.Readiness, probes.Synthetic, ProbeHeartbeat, ProbeBusHealth, ProbeSelf}
 
 // maxClassicBuckets bounds metrics.classic_buckets.
 const maxClassicBuckets = 30
@@ -162,6 +174,7 @@ func DefaultConfig() Config {
 		OverloadedQueue:   4,
 		StuckAfter:        agent.Duration(30 * time.Second),
 		Rollup:            RollupConfig{Policy: PolicyAll, Quorum: 0.5},
+		Metrics:           MetricsConfig{ProbeDurations: []string{probes.Liveness, probes.Synthetic, ProbeHeartbeat, ProbeBusHealth, ProbeSelf}},
 		History: HistoryConfig{
 			Ring: 256, MaxAge: agent.Duration(8 * 24 * time.Hour), MaxRows: 1_000_000, MaxBytes: 256 << 20,
 			PruneInterval: agent.Duration(time.Minute),
@@ -244,6 +257,11 @@ func (c Config) Validate() error {
 	for i, v := range c.Metrics.ClassicBuckets {
 		if !(v > 0) || math.IsInf(v, 1) || (i > 0 && !(v > c.Metrics.ClassicBuckets[i-1])) {
 			return bad(fmt.Sprintf("metrics.classic_buckets[%d]", i), "must be positive, finite and above the bucket before it, got %g", v)
+		}
+	}
+	for i, p := range c.Metrics.ProbeDurations {
+		if !slices.Contains(timedProbes, p) {
+			return bad(fmt.Sprintf("metrics.probe_durations[%d]", i), "must be one of %s, got %q", strings.Join(timedProbes, ", "), p)
 		}
 	}
 	h := c.History

@@ -36,8 +36,10 @@ type Metrics struct {
 	lag    prometheus.Histogram
 	tokens *tokenMetrics
 	// classic are the classic buckets of the latency histograms
-	// (metrics.classic_buckets); nil for none.
+	// (metrics.classic_buckets); nil for none. timed are the probes with
+	// a duration histogram (metrics.probe_durations).
 	classic []float64
+	timed   []string
 	now     func() time.Time
 
 	cpu, rss, modelMem, runCPU, runRSS *prometheus.Desc
@@ -55,8 +57,13 @@ type Metrics struct {
 	runs map[string]map[string]probes.ProcessStats
 }
 
-// NewMetrics creates the collectors, unregistered.
+// NewMetrics creates the collectors, unregistered. A nil
+// cfg.ProbeDurations is the default's.
 func NewMetrics(cfg MetricsConfig) *Metrics {
+	timed := cfg.ProbeDurations
+	if timed == nil {
+		timed = DefaultConfig().Metrics.ProbeDurations
+	}
 	return &Metrics{
 		up: prometheus.NewDesc("vitals_ai_plugin_up",
 			"Whether the AI plugin answered its last liveness probe (1) or not (0).", []string{"plugin"}, nil),
@@ -64,7 +71,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 			"The AI plugin's health state: one series at 1 whose state label is the current state (unknown, healthy, degraded, overloaded, loading, cold, sleeping, stuck, unhealthy).",
 			[]string{"plugin", "state"}, nil),
 		duration: prometheus.NewDesc("vitals_ai_probe_duration_seconds",
-			"Duration of AI plugin probes, by probe (liveness, readiness, synthetic, heartbeat, bus_health, self; not resources, which reads the agent's own procfs and the server's reports more than it times the server).",
+			"Duration of AI plugin probes, by probe: those of health.metrics.probe_durations, by default liveness, synthetic, heartbeat, bus_health and self (readiness on request; never resources, which reads the agent's own procfs and the server's reports more than it times the server).",
 			[]string{"plugin", "probe"}, nil),
 		total: prometheus.NewDesc("vitals_ai_probe_total",
 			"AI plugin probes run, by probe and result (success, failure; passive: a synthetic inference not sent because the server's counters showed work completing; skipped: not sent, its daily token budget spent).",
@@ -85,6 +92,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
 		classic: slices.Clone(cfg.ClassicBuckets),
+		timed:   slices.Clone(timed),
 		now:     time.Now,
 		cpu: prometheus.NewDesc("vitals_ai_process_cpu_seconds_total",
 			"CPU time of the AI plugin's local process (user and system), from procfs.", []string{"plugin"}, nil),
@@ -277,9 +285,10 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 	defer pm.mu.Unlock()
 	for _, p := range o.Probes {
 		probe := constPair("probe", p.Probe)
-		// The resource probe has no duration series: it is informational,
-		// and its time is mostly the agent's own procfs reads.
-		if p.sent() && p.Probe != probes.Resources {
+		// Only the probes of metrics.probe_durations have a duration
+		// series; never the resource probe, which is informational and
+		// whose time is mostly the agent's own procfs reads.
+		if p.sent() && p.Probe != probes.Resources && slices.Contains(m.timed, p.Probe) {
 			v := p.Duration.Seconds()
 			pm.latency(&pm.durations, m.duration, now, probe).observe(v, now, exemplar(v, sc, now))
 		}

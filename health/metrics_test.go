@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +185,53 @@ func TestMetricsHeapPerPlugin(t *testing.T) {
 	t.Logf("%.0f bytes of heap per plugin", per)
 	if per > 4096 {
 		t.Errorf("%.0f bytes of heap per plugin, want at most 4096", per)
+	}
+}
+
+// TestProbeDurations: the readiness probe has no duration histogram by
+// default, only its results; metrics.probe_durations gives it one, and an
+// empty list none at all.
+func TestProbeDurations(t *testing.T) {
+	obs := Observation{Probes: []ProbeOutcome{
+		{Probe: probes.Liveness, OK: true, Duration: time.Millisecond},
+		{Probe: probes.Readiness, OK: true, Duration: 2 * time.Millisecond},
+	}}
+	for _, tc := range []struct {
+		name   string
+		probes []string
+		want   []string
+	}{
+		{"default", nil, []string{probes.Liveness}},
+		{"with readiness", []string{probes.Liveness, probes.Readiness}, []string{probes.Liveness, probes.Readiness}},
+		{"none", []string{}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMetrics(MetricsConfig{ProbeDurations: tc.probes})
+			m.observe("llm", obs, trace.SpanContext{})
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(m)
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			totals := 0
+			for _, mf := range mfs {
+				for _, s := range mf.GetMetric() {
+					for _, l := range s.GetLabel() {
+						switch {
+						case l.GetName() != "probe":
+						case mf.GetName() == "vitals_ai_probe_duration_seconds":
+							got = append(got, l.GetValue())
+						case mf.GetName() == "vitals_ai_probe_total":
+							totals++
+						}
+					}
+				}
+			}
+			if !slices.Equal(got, tc.want) || totals != 4 {
+				t.Errorf("duration histograms of %v, %d probe totals; want %v and 4", got, totals, tc.want)
+			}
+		})
 	}
 }

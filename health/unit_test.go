@@ -109,6 +109,7 @@ func TestConfigValidate(t *testing.T) {
 		{"metrics.classic_buckets[1]", func(c *health.Config) { c.Metrics.ClassicBuckets = []float64{0.1, 0.1} }},
 		{"metrics.classic_buckets[0]", func(c *health.Config) { c.Metrics.ClassicBuckets = []float64{math.NaN()} }},
 		{"metrics.classic_buckets", func(c *health.Config) { c.Metrics.ClassicBuckets = make([]float64, 31) }},
+		{"metrics.probe_durations[1]", func(c *health.Config) { c.Metrics.ProbeDurations = []string{"liveness", "resources"} }},
 		{"plugins.x.interval", func(c *health.Config) {
 			c.Plugins = map[string]health.PluginConfig{"x": {Interval: agent.Duration(time.Microsecond)}}
 		}},
