@@ -103,10 +103,11 @@ func sleep(ctx context.Context, d time.Duration) error {
 // server's metrics once (opts.MetricsURL, else the base URL's /metrics;
 // bounded as every signals read, within opts.StepTimeout) and
 // fingerprints them by the prefixes of every registered engine's table
-// (Registry.Fingerprint). An unidentified
-// server is then of the engine's kind. A generic answer (KindOpenAI) is
-// of the engine's kind only when that kind's own liveness probe answers
-// too; otherwise it stays as the generic family said.
+// (Registry.Fingerprint). An unidentified server is then of the engine's
+// kind. A generic answer (KindOpenAI, say) is of the engine's kind only
+// when that kind's own liveness probe answers too; otherwise it stays as
+// the generic family said. Each metrics read is one request of a
+// detection, not of a round.
 //
 // It returns a Detection of a concrete kind and a nil error when a family
 // or the metrics recognised the endpoint; KindUnknown with a Reason and a
@@ -142,11 +143,11 @@ func (r *Registry) Detect(ctx context.Context, client *http.Client, baseURL stri
 			}
 			return d, nil
 		case err == nil:
-			why := "no known AI API answered (" + strings.Join(reasons, "; ") + ")"
 			if !auto {
-				d.Reason = why
+				d.Reason = "no known AI API answered: " + strings.Join(reasons, "; ")
 				return d, nil
 			}
+			why := "no known AI API answered (" + strings.Join(reasons, "; ") + ")"
 			md, merr := r.fromMetrics(ctx, client, baseURL, o)
 			if merr == nil {
 				md.Attempts = attempt

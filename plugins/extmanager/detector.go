@@ -269,7 +269,8 @@ func (d *detector) detectOnce(ctx context.Context, id string) {
 	if ctx.Err() != nil {
 		return // stopping; the result may be partial
 	}
-	span.SetAttributes(attribute.String("vitals.ai.kind", string(det.Kind)), attribute.Int("vitals.ai.detect.attempts", det.Attempts))
+	span.SetAttributes(attribute.String("vitals.ai.kind", string(det.Kind)), attribute.Int("vitals.ai.detect.attempts", det.Attempts),
+		attribute.Bool("vitals.ai.detect.from_metrics", det.FromMetrics))
 	if err != nil {
 		class := probes.Classify(err)
 		span.SetStatus(codes.Error, string(class))

@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/health"
@@ -65,17 +69,37 @@ func TestKindFromMetrics(t *testing.T) {
 		http.NotFound(w, r)
 	})))
 	t.Cleanup(other.Close)
-	r := start(t, fmt.Sprintf(`directory: ""
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	r := startWith(t, fmt.Sprintf(`directory: ""
 bus: {enabled: false}
 health: {interval: 50ms, unhealthy_interval: 50ms, start_spread: 0, jitter: 0}
 targets: [{id: tgi, endpoint: %q}, {id: triton, endpoint: %q}, {id: other, endpoint: %q}]
-`, servers["tgi"], servers["triton"], other.URL))
+`, servers["tgi"], servers["triton"], other.URL), map[string]any{tracerProvider: trace.TracerProvider(tp)})
 	for id, want := range map[string]probes.Kind{"tgi": probes.KindTGI, "triton": probes.KindKServe} {
 		p := r.awaitDetected(id)
 		if p.Kind != want || p.Detection.State != catalog.DetectDone {
 			t.Fatalf("%s: kind %s, detection %+v; want %s from its metrics", id, p.Kind, p.Detection, want)
 		}
 	}
+	agenttest.Eventually(t, 15*time.Second, "triton's ai.detect span says its kind came from its metrics", func() bool {
+		for _, sp := range rec.Ended() {
+			var plugin string
+			var fromMetrics bool
+			for _, kv := range sp.Attributes() {
+				switch kv.Key {
+				case "vitals.ai.plugin":
+					plugin = kv.Value.AsString()
+				case "vitals.ai.detect.from_metrics":
+					fromMetrics = kv.Value.AsBool()
+				}
+			}
+			if sp.Name() == "ai.detect" && plugin == "triton" && fromMetrics {
+				return true
+			}
+		}
+		return false
+	})
 	agenttest.Eventually(t, 15*time.Second, "triton: two waiting, from Triton's series", func() bool {
 		w, ok := gaugeIf(r.metrics, "vitals_ai_requests_waiting", map[string]string{"plugin": "triton"})
 		return ok && w == 2
