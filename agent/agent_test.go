@@ -1,6 +1,8 @@
 package agent_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -556,5 +558,67 @@ func TestProbesAnswerHEADAndNameEachCheck(t *testing.T) {
 	// Without a parameter the body still names what is not ready.
 	if _, body = l.do("GET", "/readyz"); len(body) != 1 || body["plugin:catalog"] == nil {
 		t.Errorf("plain readyz: %v", body)
+	}
+}
+
+// TestMetricsCompression: /metrics answers a scrape as Prometheus makes it
+// (OpenMetrics, gzip) compressed, in the format it asked for, and one that
+// accepts no encoding in plain text; both decode to the same families.
+func TestMetricsCompression(t *testing.T) {
+	l := startLive(t, false, basePlugins)
+	get := func(encoding string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, l.base+"/metrics", nil)
+		req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+		if encoding != "" {
+			req.Header.Set("Accept-Encoding", encoding)
+		}
+		// A transport that leaves Accept-Encoding and the body as they are.
+		resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, body
+	}
+	families := func(body []byte) map[string]bool {
+		t.Helper()
+		out := map[string]bool{}
+		for _, line := range strings.Split(string(body), "\n") {
+			if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
+				out[strings.Fields(name)[0]] = true
+			}
+		}
+		return out
+	}
+	zipped, zbody := get("gzip")
+	plain, pbody := get("")
+	if ce := zipped.Header.Get("Content-Encoding"); ce != "gzip" {
+		t.Fatalf("Content-Encoding %q with gzip accepted, want gzip", ce)
+	}
+	if ce := plain.Header.Get("Content-Encoding"); ce != "" {
+		t.Errorf("Content-Encoding %q with none accepted, want none", ce)
+	}
+	for _, r := range []*http.Response{zipped, plain} {
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+			t.Errorf("Content-Type %q, want OpenMetrics", ct)
+		}
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(zbody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unzipped, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zf, pf := families(unzipped), families(pbody)
+	if !zf["vitals_plugin_state"] || len(zf) != len(pf) || !strings.HasSuffix(string(unzipped), "# EOF\n") {
+		t.Errorf("gzip answer: %d families (vitals_plugin_state %v, ends in # EOF: %v), plain one %d",
+			len(zf), zf["vitals_plugin_state"], strings.HasSuffix(string(unzipped), "# EOF\n"), len(pf))
 	}
 }

