@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -205,8 +206,6 @@ func (pc *PluginConfig) UnmarshalYAML(node ast.Node) error {
 	if !ok {
 		return errorAt(node.GetToken(), "", "plugin section must be a mapping of keys, got %s", nodeWords(node))
 	}
-	own := *m
-	own.Values = nil
 	for _, kv := range m.Values {
 		switch kv.Key.String() {
 		case "enabled", "required":
@@ -219,14 +218,28 @@ func (pc *PluginConfig) UnmarshalYAML(node ast.Node) error {
 			} else {
 				pc.Required = b
 			}
-		default:
+		}
+	}
+	if own := ownKeys(m); own != nil {
+		pc.Section.node = own
+	}
+	return nil
+}
+
+// ownKeys returns a plugin's mapping without enabled and required, which
+// are the agent's: the plugin's own section, nil when it has no keys.
+func ownKeys(m *ast.MappingNode) *ast.MappingNode {
+	own := *m
+	own.Values = nil
+	for _, kv := range m.Values {
+		if k := kv.Key.String(); k != "enabled" && k != "required" {
 			own.Values = append(own.Values, kv)
 		}
 	}
-	if len(own.Values) > 0 {
-		pc.Section.node = &own
+	if len(own.Values) == 0 {
+		return nil
 	}
-	return nil
+	return &own
 }
 
 // Duration is a time.Duration written as "15s" in YAML and environment.
@@ -290,9 +303,16 @@ func Parse(ctx context.Context, name string, data []byte, reg *Registry, lookup 
 	if cfg.Core.APIGateway.Plugins == nil {
 		cfg.Core.APIGateway.Plugins = map[string]PluginConfig{}
 	}
+	text := bytes.Clone(data)
 	for pname, pc := range cfg.Core.APIGateway.Plugins {
 		if pc.line == 0 {
 			pc.Enabled = true // "name:" with nothing after it
+		}
+		if pc.Section.node != nil {
+			// The section keeps the file's text, not its tree: the tree of
+			// a large section is ten times the text, for as long as the
+			// config runs.
+			pc.Section.node, pc.Section.src = nil, &configSource{name: name, data: text, plugin: pname}
 		}
 		pc.Section.path, pc.Section.file = pluginPath(pname), name
 		pc.Section.env = newSectionEnv(lookup)

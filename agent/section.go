@@ -13,12 +13,13 @@ import (
 	"github.com/sethvargo/go-envconfig"
 )
 
-// Section is a plugin's own part of the config. It keeps the parsed YAML so
-// that the plugin's decode and validation errors name the file, line and
+// Section is a plugin's own part of the config. It can give its parsed YAML
+// so that the plugin's decode and validation errors name the file, line and
 // full key.
 type Section struct {
-	node ast.Node
-	path string // e.g. core.api_gateway.plugins.message_bus
+	node ast.Node      // a section parsed on its own (ParseSection)
+	src  *configSource // a section of a config file: parsed again when wanted
+	path string        // e.g. core.api_gateway.plugins.message_bus
 	file string
 	env  *sectionEnv // VITALS_ overrides of the section's keys; nil: none
 }
@@ -67,7 +68,15 @@ func ParseSection(file string, data []byte) (Section, error) {
 func (s Section) File() string { return s.file }
 
 // Empty reports whether the section has no keys.
-func (s Section) Empty() bool { return s.node == nil }
+func (s Section) Empty() bool { return s.node == nil && s.src == nil }
+
+// tree returns the section's parsed YAML, nil when it has no keys.
+func (s Section) tree() ast.Node {
+	if s.src != nil {
+		return s.src.section()
+	}
+	return s.node
+}
 
 // Path returns the section's key path in the config.
 func (s Section) Path() string { return s.path }
@@ -83,8 +92,8 @@ func (s Section) Path() string { return s.path }
 // ParseSection, the zero Section) read no environment.
 func (s Section) Decode(v any) error {
 	var errs []error
-	if s.node != nil {
-		errs = decodeAll(s.file, s.path, s.node, v)
+	if n := s.tree(); n != nil {
+		errs = decodeAll(s.file, s.path, n, v)
 	}
 	if err := s.applyEnv(v); err != nil {
 		errs = append(errs, err)
@@ -158,7 +167,7 @@ func (s Section) Errorf(key, format string, args ...any) error {
 			return e
 		}
 	}
-	if n := lookup(s.node, key); n != nil {
+	if n := lookup(s.tree(), key); n != nil {
 		e.Line, e.Column = n.GetToken().Position.Line, n.GetToken().Position.Column
 	}
 	return e
@@ -167,11 +176,11 @@ func (s Section) Errorf(key, format string, args ...any) error {
 // Equal reports whether two sections hold the same keys and values.
 func (s Section) Equal(o Section) bool {
 	var a, b any
-	if s.node != nil {
-		_ = yaml.NodeToValue(s.node, &a)
+	if n := s.tree(); n != nil {
+		_ = yaml.NodeToValue(n, &a)
 	}
-	if o.node != nil {
-		_ = yaml.NodeToValue(o.node, &b)
+	if n := o.tree(); n != nil {
+		_ = yaml.NodeToValue(n, &b)
 	}
 	return reflect.DeepEqual(a, b)
 }
