@@ -48,6 +48,11 @@ type Metrics struct {
 
 	pmu     sync.RWMutex
 	plugins map[string]*pluginMetrics
+	// sorted are the plugins in the order of their ids, nil when one came
+	// or went since; a slice made anew, never changed in place. A scrape
+	// sends the series in the order the registry sorts them into, which
+	// makes its sort a pass over them.
+	sorted []*pluginMetrics
 
 	mu    sync.Mutex
 	procs map[string]probes.ProcessStats
@@ -116,10 +121,15 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 	}
 }
 
+// families are the descs of the per-plugin series, in the order a
+// plugin's series are kept.
+func (m *Metrics) families() []*prometheus.Desc {
+	return []*prometheus.Desc{m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions}
+}
+
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions,
-		m.cpu, m.rss, m.modelMem, m.runCPU, m.runRSS} {
+	for _, d := range append(m.families(), m.cpu, m.rss, m.modelMem, m.runCPU, m.runRSS) {
 		ch <- d
 	}
 	m.lag.Describe(ch)
@@ -131,13 +141,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.lag.Collect(ch)
 	m.tokens.total.Collect(ch)
-	m.pmu.RLock()
-	ps := make([]*pluginMetrics, 0, len(m.plugins))
-	for _, p := range m.plugins {
-		ps = append(ps, p)
-	}
-	m.pmu.RUnlock()
-	for _, p := range ps {
+	for _, p := range m.inOrder() {
 		p.mu.Lock()
 		series := p.series
 		p.mu.Unlock()
@@ -171,6 +175,27 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// inOrder is m.sorted, sorted again when a plugin came or went.
+func (m *Metrics) inOrder() []*pluginMetrics {
+	m.pmu.RLock()
+	ps, n := m.sorted, len(m.plugins)
+	m.pmu.RUnlock()
+	if ps != nil || n == 0 {
+		return ps
+	}
+	m.pmu.Lock()
+	defer m.pmu.Unlock()
+	if m.sorted == nil {
+		ps := make([]*pluginMetrics, 0, len(m.plugins))
+		for _, p := range m.plugins {
+			ps = append(ps, p)
+		}
+		slices.SortFunc(ps, func(a, b *pluginMetrics) int { return strings.Compare(a.label.GetValue(), b.label.GetValue()) })
+		m.sorted = ps
+	}
+	return m.sorted
+}
+
 // plugin is the series of plugin, made at its first use.
 func (m *Metrics) plugin(id string) *pluginMetrics {
 	m.pmu.RLock()
@@ -184,6 +209,7 @@ func (m *Metrics) plugin(id string) *pluginMetrics {
 	if p = m.plugins[id]; p == nil {
 		p = &pluginMetrics{m: m, label: &dto.LabelPair{Name: &pluginLabel, Value: &id}}
 		m.plugins[id] = p
+		m.sorted = nil
 	}
 	return p
 }
@@ -345,7 +371,10 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 // forget deletes every series of plugin.
 func (m *Metrics) forget(plugin string) {
 	m.pmu.Lock()
-	delete(m.plugins, plugin)
+	if _, ok := m.plugins[plugin]; ok {
+		delete(m.plugins, plugin)
+		m.sorted = nil
+	}
 	m.pmu.Unlock()
 	m.tokens.forget(plugin)
 	m.mu.Lock()
@@ -371,11 +400,40 @@ type pluginMetrics struct {
 	series                      []prometheus.Metric
 }
 
-// add appends s to the plugin's series and returns it.
+// add puts s among the plugin's series and returns it.
 func (p *pluginMetrics) add(s prometheus.Metric) *scalar {
 	p.series = append(slices.Clip(p.series), s)
+	p.sort()
 	sc, _ := s.(*scalar)
 	return sc
+}
+
+// sort orders the plugin's series as the registry does those of one
+// family: by their label values, in the order of the labels' names.
+// Between families the order is the descs'.
+func (p *pluginMetrics) sort() {
+	family := func(m prometheus.Metric) int { return slices.Index(p.m.families(), m.Desc()) }
+	labels := func(m prometheus.Metric) []*dto.LabelPair {
+		switch m := m.(type) {
+		case *scalar:
+			return m.labels
+		case *latency:
+			return m.labels
+		}
+		return nil
+	}
+	slices.SortFunc(p.series, func(a, b prometheus.Metric) int {
+		if c := family(a) - family(b); c != 0 {
+			return c
+		}
+		la, lb := labels(a), labels(b)
+		for i := range min(len(la), len(lb)) {
+			if c := strings.Compare(la[i].GetValue(), lb[i].GetValue()); c != 0 {
+				return c
+			}
+		}
+		return len(la) - len(lb)
+	})
 }
 
 // replace puts s in the place of old in the plugin's series (appends it
@@ -389,6 +447,7 @@ func (p *pluginMetrics) replace(old, s *scalar) {
 	series := slices.Clone(p.series)
 	series[i] = s
 	p.series = series
+	p.sort()
 }
 
 // newScalar is a series of desc with the plugin's label and the pairs

@@ -235,3 +235,46 @@ func TestProbeDurations(t *testing.T) {
 		})
 	}
 }
+
+// TestCollectInRegistryOrder: Collect sends each family's series in the
+// order the registry sorts them into (by plugin, then the other labels),
+// so that its sort is a pass; plugins that come and go are placed too.
+func TestCollectInRegistryOrder(t *testing.T) {
+	m := NewMetrics(MetricsConfig{})
+	obs := Observation{Probes: []ProbeOutcome{
+		{Probe: probes.Readiness, OK: false, Failures: 1, Class: probes.ClassTimeout},
+		{Probe: probes.Liveness, OK: true, Duration: time.Millisecond},
+	}}
+	for _, id := range []string{"m", "c", "x", "a", "q"} {
+		m.observe(id, obs, trace.SpanContext{})
+	}
+	m.forget("x")
+	m.observe("b", obs, trace.SpanContext{})
+	ch := make(chan prometheus.Metric, 1000)
+	m.Collect(ch)
+	close(ch)
+	last := map[string]string{}
+	n := 0
+	for s := range ch {
+		var d dto.Metric
+		if err := s.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		var key []string
+		for _, l := range d.GetLabel() {
+			key = append(key, l.GetValue())
+		}
+		if len(key) == 0 {
+			continue
+		}
+		k, name := strings.Join(key, "\xff"), s.Desc().String()
+		if prev, ok := last[name]; ok && prev >= k {
+			t.Errorf("%s: %q after %q", name, k, prev)
+		}
+		last[name] = k
+		n++
+	}
+	if n != 5*7 { // up, the liveness histogram, 4 probe totals, an error class
+		t.Errorf("%d series, want 35", n)
+	}
+}
