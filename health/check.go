@@ -146,7 +146,7 @@ func (e *Engine) transition(ctx context.Context, cfg Config, t Transition) {
 		level = slog.LevelError
 	}
 	e.o.Logger.Log(ctx, level, "ai plugin health changed", "id", t.Plugin, "from", t.From, "to", t.To, "reason", t.Reason)
-	e.sched.Set(t.Plugin, e.intervalFor(cfg, t.Plugin, t.To))
+	e.sched.Reschedule(t.Plugin, e.intervalFor(cfg, t.Plugin, t.To))
 	e.sched.Trigger(t.Plugin)
 	if t.To.Failing() != t.From.Failing() {
 		e.mu.RLock()

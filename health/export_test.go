@@ -31,5 +31,8 @@ func (s *Scheduler) IsQueued(id string) bool {
 	return ok && !it.running && it.index >= 0
 }
 
+// Scheduled returns how many items the engine's scheduler holds.
+func (e *Engine) Scheduled() int { return e.sched.Len() }
+
 // WakePending reports whether a wake waits for the scheduler's loop.
 func (s *Scheduler) WakePending() bool { return len(s.wake) > 0 }

@@ -128,10 +128,17 @@ func (s *Scheduler) poke() {
 // item's first run is spread over StartSpread × interval; a shorter
 // interval brings a waiting item's next run forward.
 func (s *Scheduler) Set(id string, interval time.Duration) {
+	s.set(id, interval, true)
+}
+
+func (s *Scheduler) set(id string, interval time.Duration, add bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.o.Clock.Now()
 	it, ok := s.items[id]
+	if !ok && !add {
+		return
+	}
 	if !ok {
 		s.rate += perSecond(interval)
 		it = &item{id: id, interval: interval, index: -1}
@@ -154,6 +161,13 @@ func (s *Scheduler) Set(id string, interval time.Duration) {
 			s.poke()
 		}
 	}
+}
+
+// Reschedule changes the interval of a known id as Set does, and does
+// nothing for an unknown one: a check that ends after its item was removed
+// must not add it back, to run for good with nothing to check.
+func (s *Scheduler) Reschedule(id string, interval time.Duration) {
+	s.set(id, interval, false)
 }
 
 // SetTiming changes StartSpread, Jitter and Slack; runs already due keep

@@ -2,6 +2,8 @@ package health_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/health"
+	"github.com/vitals-dev/vitals/probes"
 )
 
 // fakeClock is a Clock that moves only when told.
@@ -475,5 +478,49 @@ func TestSchedulerSlackFollowsRate(t *testing.T) {
 	}
 	if !slices.Equal(started, want) {
 		t.Fatalf("the first wake started %d runs (%v...), want the 17 due within 16 ms", len(started), started[:min(len(started), 20)])
+	}
+}
+
+// TestEngineRemoveDuringCheck: a plugin removed while its check runs is
+// not scheduled again by the state change that check ends with; before,
+// it stayed in the scheduler for good, run every interval with nothing
+// to check.
+func TestEngineRemoveDuringCheck(t *testing.T) {
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		<-release
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	defer close(release)
+	cfg := health.DefaultConfig()
+	cfg.Retries, cfg.FailureThreshold = 0, 1
+	changed := make(chan health.Transition, 10)
+	e := health.New(health.Options{Config: cfg, Client: &http.Client{},
+		OnTransition: func(_ context.Context, tr health.Transition) { changed <- tr }})
+	e.Upsert(health.Target{ID: "a", Mode: health.ModeHTTP, Kind: probes.KindOpenAI, Endpoint: srv.URL})
+	e.Start()
+	defer func() { _ = e.Stop(context.Background()) }()
+	select {
+	case <-arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the check never reached the server")
+	}
+	e.Remove("a")
+	release <- struct{}{} // the check's liveness probe fails: a state change
+	select {
+	case tr := <-changed:
+		if tr.Plugin != "a" {
+			t.Fatalf("transition of %s", tr.Plugin)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the check ended without a state change")
+	}
+	if n := e.Scheduled(); n != 0 {
+		t.Fatalf("%d items scheduled after the plugin was removed and its check ended, want 0", n)
 	}
 }
