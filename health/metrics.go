@@ -79,7 +79,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 			"Duration of AI plugin probes, by probe: those of health.metrics.probe_durations, by default liveness, synthetic, heartbeat, bus_health and self (readiness on request; never resources, which reads the agent's own procfs and the server's reports more than it times the server).",
 			[]string{"plugin", "probe"}, nil),
 		total: prometheus.NewDesc("vitals_ai_probe_total",
-			"AI plugin probes run, by probe and result (success, failure; passive: a synthetic inference not sent because the server's counters showed work completing; skipped: not sent, its daily token budget spent).",
+			"AI plugin probes run, by probe (not resources, which reads the agent's own procfs) and result (success, failure; passive: a synthetic inference not sent because the server's counters showed work completing; skipped: not sent, its daily token budget spent).",
 			[]string{"plugin", "probe", "result"}, nil),
 		errors: prometheus.NewDesc("vitals_ai_probe_errors_total",
 			"Failed AI plugin probe requests, by error class (timeout, refused, reset, http_5xx, http_4xx, auth, bad_response, tls, dns, canceled, stuck, not_ready, stale, reported, other).",
@@ -320,10 +320,14 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 		}
 		// Both results exist from the first probe on, so the first failure
 		// after successes is an increase that increase() can see (a series
-		// born at 1 is not); the stuck alert relies on it.
-		pm.find(&pm.totals, m.total, counter, probe, resultPairs[0])
-		pm.find(&pm.totals, m.total, counter, probe, resultPairs[1])
-		pm.find(&pm.totals, m.total, counter, probe, constPair("result", p.result())).add(1)
+		// born at 1 is not); the stuck alert relies on it. The resource
+		// probe is not counted: it reads the agent's own procfs, and a
+		// failure of it is in the errors by class.
+		if p.Probe != probes.Resources {
+			pm.find(&pm.totals, m.total, counter, probe, resultPairs[0])
+			pm.find(&pm.totals, m.total, counter, probe, resultPairs[1])
+			pm.find(&pm.totals, m.total, counter, probe, constPair("result", p.result())).add(1)
+		}
 		if p.Probe == probes.Synthetic {
 			// Likewise the stuck class exists at 0 before inference first
 			// hangs: the stuck alert's increase() sees its first one, in the

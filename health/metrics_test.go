@@ -21,12 +21,14 @@ import (
 // TestProbeTotalHasBothResults checks that a successful probe also creates
 // its failure series at 0, and a synthetic one the stuck error class: the
 // first failure that follows is then an increase that Prometheus'
-// increase() sees, which the stuck alert needs.
+// increase() sees, which the stuck alert needs. The resource probe, which
+// reads the agent's own procfs, is not counted.
 func TestProbeTotalHasBothResults(t *testing.T) {
 	m := NewMetrics(MetricsConfig{})
-	m.observe("llm", Observation{Probes: []ProbeOutcome{{Probe: probes.Synthetic, OK: true, Attempts: 1}}}, trace.SpanContext{})
+	m.observe("llm", Observation{Probes: []ProbeOutcome{{Probe: probes.Synthetic, OK: true, Attempts: 1},
+		{Probe: probes.Resources, OK: true, Attempts: 1}}}, trace.SpanContext{})
 	want := `
-# HELP vitals_ai_probe_total AI plugin probes run, by probe and result (success, failure; passive: a synthetic inference not sent because the server's counters showed work completing; skipped: not sent, its daily token budget spent).
+# HELP vitals_ai_probe_total AI plugin probes run, by probe (not resources, which reads the agent's own procfs) and result (success, failure; passive: a synthetic inference not sent because the server's counters showed work completing; skipped: not sent, its daily token budget spent).
 # TYPE vitals_ai_probe_total counter
 vitals_ai_probe_total{plugin="llm",probe="synthetic",result="failure"} 0
 vitals_ai_probe_total{plugin="llm",probe="synthetic",result="success"} 1
