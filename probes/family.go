@@ -389,3 +389,16 @@ func ChatOrEmbeddings(t Target) string {
 	}
 	return ""
 }
+
+// ChatOrEmbeddingsFor is ChatOrEmbeddings with the capability a model needs
+// for the operation (CapChat, or CapEmbeddings), and an error naming the
+// kind when there is no operation.
+func ChatOrEmbeddingsFor(t Target) (op string, need Capability, err error) {
+	switch op = ChatOrEmbeddings(t); op {
+	case "":
+		return "", "", fmt.Errorf("no synthetic inference for %s", t.Kind)
+	case OpEmbeddings:
+		return op, CapEmbeddings, nil
+	}
+	return op, CapChat, nil
+}

@@ -74,14 +74,10 @@ func readiness(ctx context.Context, c *http.Client, t probes.Target, _ probes.Co
 // says which), with ?autoload=false; any other model is not sent anything
 // (notServing says why).
 func synthetic(ctx context.Context, c *http.Client, t probes.Target, cfg probes.Config) (probes.Result, error) {
-	op := probes.ChatOrEmbeddings(t)
-	capability := probes.CapChat
-	if op == probes.OpEmbeddings {
-		capability = probes.CapEmbeddings
-	}
+	op, capability, err := probes.ChatOrEmbeddingsFor(t)
 	res := probes.Result{Operation: op}
-	if op == "" {
-		return res, fmt.Errorf("no synthetic inference for %s", t.Kind)
+	if err != nil {
+		return res, err
 	}
 	model := probes.PickModel(t, capability)
 	l, err := New(c, t.BaseURL).Models(ctx)

@@ -82,14 +82,10 @@ func SameModel(a, b string) bool {
 // requests that send none (see KeptForever).
 func synthetic(ctx context.Context, c *http.Client, t probes.Target, cfg probes.Config) (probes.Result, error) {
 	oc := New(c, t.BaseURL)
-	op := probes.ChatOrEmbeddings(t)
-	capability := probes.CapChat
-	if op == probes.OpEmbeddings {
-		capability = probes.CapEmbeddings
-	}
+	op, capability, err := probes.ChatOrEmbeddingsFor(t)
 	res := probes.Result{Operation: op}
-	if op == "" {
-		return res, fmt.Errorf("no synthetic inference for %s", t.Kind)
+	if err != nil {
+		return res, err
 	}
 	ps, err := oc.PS(ctx)
 	if err != nil {
