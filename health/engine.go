@@ -231,7 +231,9 @@ func (e *Engine) SetConfig(c Config) {
 		p.mu.Unlock()
 		s := p.snapshot()
 		id, st := s.ID, s.State
-		e.sched.Set(id, e.intervalFor(c, id, st))
+		// Reschedule, not Set: a plugin removed since the list was taken
+		// must not be added back.
+		e.sched.Reschedule(id, e.intervalFor(c, id, st))
 	}
 }
 

@@ -36,3 +36,20 @@ func (e *Engine) Scheduled() int { return e.sched.Len() }
 
 // WakePending reports whether a wake waits for the scheduler's loop.
 func (s *Scheduler) WakePending() bool { return len(s.wake) > 0 }
+
+// HoldPlugin locks id's plugin, as a config change does to set its
+// thresholds, until the returned func is called.
+func (e *Engine) HoldPlugin(id string) (release func()) {
+	e.mu.RLock()
+	p := e.plugins[id]
+	e.mu.RUnlock()
+	p.mu.Lock()
+	return p.mu.Unlock
+}
+
+// ConfigJitter returns the jitter of the config the engine holds.
+func (e *Engine) ConfigJitter() float64 {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.cfg.Jitter
+}

@@ -524,3 +524,32 @@ func TestEngineRemoveDuringCheck(t *testing.T) {
 		t.Fatalf("%d items scheduled after the plugin was removed and its check ended, want 0", n)
 	}
 }
+
+// TestEngineRemoveDuringSetConfig: a plugin removed while a config change
+// goes through the plugins it held is not scheduled again by it; before,
+// it stayed in the scheduler for good, run every interval with nothing
+// to check.
+func TestEngineRemoveDuringSetConfig(t *testing.T) {
+	cfg := health.DefaultConfig()
+	e := health.New(health.Options{Config: cfg, Client: &http.Client{}})
+	e.Upsert(health.Target{ID: "a", Mode: health.ModeHTTP, Kind: probes.KindOpenAI, Endpoint: "http://127.0.0.1:1"})
+	release := e.HoldPlugin("a")
+	next := cfg
+	next.Jitter = cfg.Jitter / 2
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.SetConfig(next)
+	}()
+	// The config is stored with the list of plugins taken: SetConfig
+	// holds "a" and waits for its lock.
+	agenttest.Eventually(t, 10*time.Second, "the config change took its list of plugins", func() bool {
+		return e.ConfigJitter() == next.Jitter
+	})
+	e.Remove("a")
+	release()
+	<-done
+	if n := e.Scheduled(); n != 0 {
+		t.Fatalf("%d items scheduled after the plugin was removed during a config change, want 0", n)
+	}
+}
