@@ -132,6 +132,33 @@ func Fetch(ctx context.Context, client *http.Client, method, url string, body an
 	return readOK(client, req, url, MaxBodyBytes)
 }
 
+// Get sends a GET of url through Do and reads the body of a 2xx answer to
+// its end, within ctx and MaxBodyBytes, without keeping it: the check of a
+// probe that needs only the answer's status, such as a liveness GET. Its
+// errors are Fetch's. Reading to the end lets the transport reuse the
+// connection; discarding goes through io.Discard's pooled buffer, so a
+// check keeps no copy of the body.
+func Get(ctx context.Context, client *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := Do(client, req, MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return &HTTPError{Method: req.Method, URL: url, Status: resp.StatusCode, Body: snippet(b)}
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return fmt.Errorf("%s %s: read body: %w", req.Method, url, err)
+	}
+	return nil
+}
+
 // readOK sends req through Do with a body bound of limit and returns the
 // body of a 2xx response; url names the request in errors.
 func readOK(client *http.Client, req *http.Request, url string, limit int64) ([]byte, error) {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 
@@ -74,5 +76,48 @@ func TestReadLines(t *testing.T) {
 	err = probes.ReadLines(strings.NewReader("1\n2\n3\n"), func([]byte) error { n++; return probes.ErrStopLines })
 	if err != nil || n != 1 {
 		t.Fatalf("ErrStopLines: %d lines, %v", n, err)
+	}
+}
+
+// Get reads a 2xx body to its end on one kept-alive connection, reports a
+// non-2xx answer with the start of its body, and bounds the body like Fetch.
+func TestGet(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept") != "application/json" {
+			t.Errorf("Accept = %q", r.Header.Get("Accept"))
+		}
+		switch r.URL.Path {
+		case "/ok":
+			io.WriteString(w, strings.Repeat("x", 64<<10))
+		case "/down":
+			http.Error(w, "  model is loading\n", http.StatusServiceUnavailable)
+		case "/huge":
+			w.Write(make([]byte, probes.MaxBodyBytes+1))
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	c := client(t)
+	for range 3 {
+		if err := probes.Get(ctx, c, srv.URL+"/ok"); err != nil {
+			t.Fatalf("GET /ok = %v", err)
+		}
+	}
+	var he *probes.HTTPError
+	if err := probes.Get(ctx, c, srv.URL+"/down"); !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable || he.Body != "model is loading" {
+		t.Fatalf("GET /down = %v, want an HTTPError 503 with its body", err)
+	}
+	if err := probes.Get(ctx, c, srv.URL+"/huge"); !errors.Is(err, probes.ErrTooLarge) {
+		t.Fatalf("GET /huge = %v, want ErrTooLarge", err)
+	}
+	if n := conns.Load(); n > 2 {
+		t.Fatalf("%d connections for three GETs of /ok, a 503 and a body too large; want the body read to its end and the connection reused", n)
 	}
 }

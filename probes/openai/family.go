@@ -78,8 +78,7 @@ func probeSet(k probes.Kind) probes.ProbeSet {
 // fetchProbe is a liveness probe that GETs path and reads the answer.
 func fetchProbe(path string) probes.Probe {
 	return probes.ProbeFunc(func(ctx context.Context, c *http.Client, t probes.Target, _ probes.Config) (probes.Result, error) {
-		_, err := probes.Fetch(ctx, c, http.MethodGet, probes.JoinURL(t.BaseURL, path), nil)
-		return probes.Result{}, err
+		return probes.Result{}, probes.Get(ctx, c, probes.JoinURL(t.BaseURL, path))
 	})
 }
 
