@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -283,7 +282,7 @@ func BenchmarkTransportBuffers(b *testing.B) {
 				defer tr.CloseIdleConnections()
 				c := &http.Client{Transport: tr}
 				n := int64(0)
-				cpu0 := cpuTime()
+				cpu0 := cpuTime(b)
 				for b.Loop() {
 					resp, err := c.Get(ts.URL + srv.path)
 					if err != nil {
@@ -294,20 +293,10 @@ func BenchmarkTransportBuffers(b *testing.B) {
 					n += m
 				}
 				b.SetBytes(n / int64(b.N))
-				b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+				b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
 			})
 		}
 		ts.Close()
 		sim.Close()
 	}
-}
-
-// cpuTime is the process's user and system CPU time: on a loaded machine
-// the time a request takes says little of what it costs.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
