@@ -31,9 +31,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 
 	cctx, cancel := context.WithTimeout(ctx, cfg.timeout(id))
 	defer cancel()
-	cctx, span := e.tracer.Start(cctx, "ai.health.check", trace.WithAttributes(
-		attribute.String("vitals.ai.plugin", id), attribute.String("vitals.ai.kind", string(t.Kind)),
-		attribute.String("vitals.ai.check.mode", string(t.Mode))))
+	cctx, span := e.tracer.Start(cctx, "ai.health.check", trace.WithAttributes(p.spanAttrs(id, t)...))
 	defer span.End()
 
 	started := e.o.Clock.Now()
@@ -202,4 +200,16 @@ func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informat
 	}
 	out.Duration = e.o.Clock.Now().Sub(start)
 	return out
+}
+
+// spanAttrs returns the attributes of the check span of the plugin id with
+// target t, built again only when its kind or mode changed (the SDK copies
+// the attributes it is given). The caller holds p.mu.
+func (p *plugin) spanAttrs(id string, t Target) []attribute.KeyValue {
+	if p.attrs == nil || p.attrsKind != t.Kind || p.attrsMode != t.Mode {
+		p.attrs = []attribute.KeyValue{attribute.String("vitals.ai.plugin", id), attribute.String("vitals.ai.kind", string(t.Kind)),
+			attribute.String("vitals.ai.check.mode", string(t.Mode))}
+		p.attrsKind, p.attrsMode = t.Kind, t.Mode
+	}
+	return p.attrs
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/engines"
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // Probe names beyond those of a kind's probe set (probes.Liveness and the
@@ -149,6 +150,10 @@ type plugin struct {
 	machine   *Machine
 	tokens    tokenUse
 	noSignals noSignals // the server had no signals endpoint
+	// attrs are the check span's attributes, for attrsKind and attrsMode.
+	attrs     []attribute.KeyValue
+	attrsKind probes.Kind
+	attrsMode Mode
 
 	smu    sync.RWMutex // guards the fields below; never held long
 	target Target

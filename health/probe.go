@@ -36,7 +36,8 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	pc := probes.Config{MaxTokens: maxTokens}
 	client := p.httpClient()
 	run := func(name string, pr probes.Probe) ProbeOutcome {
-		pctx, span := e.tracer.Start(ctx, "ai.probe."+name, trace.WithAttributes(attribute.String("vitals.ai.probe", name)))
+		sn := spanOfProbe(name)
+		pctx, span := e.tracer.Start(ctx, sn.name, trace.WithAttributes(sn.attrs...))
 		defer span.End()
 		o := e.runProbe(pctx, cfg, name, name == probes.Resources, func(ctx context.Context) (probes.Result, error) {
 			return probes.Run(ctx, pr, client, pt, pc, e.o.Clock.Now)
@@ -274,4 +275,32 @@ func (e *Engine) lookupPID(endpoint string) int {
 		return 0
 	}
 	return pid
+}
+
+// probeSpan is the name and attributes of a probe's span.
+type probeSpan struct {
+	name  string
+	attrs []attribute.KeyValue
+}
+
+// probeSpans are the spans of the probes every check runs, built once so
+// a check does not build their names and attributes again (the SDK copies
+// the attributes it is given).
+var probeSpans = func() map[string]probeSpan {
+	m := map[string]probeSpan{}
+	for _, name := range []string{probes.Liveness, probes.Readiness, probes.Synthetic, probes.Resources} {
+		m[name] = newProbeSpan(name)
+	}
+	return m
+}()
+
+func newProbeSpan(name string) probeSpan {
+	return probeSpan{name: "ai.probe." + name, attrs: []attribute.KeyValue{attribute.String("vitals.ai.probe", name)}}
+}
+
+func spanOfProbe(name string) probeSpan {
+	if s, ok := probeSpans[name]; ok {
+		return s
+	}
+	return newProbeSpan(name)
 }
