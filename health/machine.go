@@ -315,6 +315,8 @@ func (m *Machine) Observe(o Observation) Verdict {
 			// Healthy by liveness and readiness alone: say what was not
 			// checked.
 			reason = s.Probe + " not sent: " + s.Reason
+		} else if next == StateHealthy {
+			reason = healthyReason(o)
 		}
 	}
 	// A check that just reached the failure threshold counts from here.

@@ -98,7 +98,7 @@ func TestReadyFollowsHealth(t *testing.T) {
 	if a.fields["ready"] != true || a.fields["state"] != "healthy" || a.fields["id"] != "llm" || a.fields["checked"] == nil {
 		t.Errorf("healthy: %d %s", a.code, a.body)
 	}
-	if a := getReady(t, api.URL, "llm", "?verbose"); a.code != 200 || !strings.HasPrefix(a.ctype, "text/plain") || a.body != "llm ready: healthy\n" {
+	if a := getReady(t, api.URL, "llm", "?verbose"); a.code != 200 || !strings.HasPrefix(a.ctype, "text/plain") || a.body != "llm ready: healthy: liveness and readiness passed\n" {
 		t.Errorf("verbose healthy: %d %q %q", a.code, a.ctype, a.body)
 	}
 
