@@ -16,7 +16,10 @@ import (
 // process must have the start time it had. A server that restarted (new
 // sockets, new process) or a PID the kernel gave to another process (other
 // start time) is looked up again; a port nobody listens on has no PID.
-// One lookup runs at a time.
+// One lookup runs at a time, and the lookups of a port asked for while
+// one of it runs share the next one: each answer is still checked after it
+// was asked for, but 1000 checks a second on one port do not read the
+// process's start time 1000 times a second.
 //
 // Reading the socket table is not cheap either: the kernel writes a line
 // for every socket of the host, and procfs parses each (27 ms and 1.2 MB
@@ -33,6 +36,18 @@ type pidCache struct {
 	mu      sync.Mutex
 	m       map[int]pidEntry
 	sockets map[int]socketsRead
+
+	fmu     sync.Mutex         // for running and next, never held with mu
+	running map[int]*pidFlight // a port's lookup in progress
+	next    map[int]*pidFlight // the one its callers since will share
+}
+
+// pidFlight is one lookup of a port, shared by the callers that wait for it.
+type pidFlight struct {
+	done    chan struct{} // closed with pid and err set
+	pid     int
+	err     error
+	waiting int // callers sharing it besides the one that runs it
 }
 
 // socketsAge is how long a port's listeners, as read, answer its lookups.
@@ -84,10 +99,55 @@ func (c *pidCache) listeners(port int) ([]uint64, error) {
 	return inodes, err
 }
 
-// lookup returns the PID listening on port.
+// lookup returns the PID listening on port, as checked after it was
+// called: by a lookup of its own, or by the next one of the port, which
+// the callers that came while one ran share.
 func (c *pidCache) lookup(port int) (int, error) {
+	c.fmu.Lock()
+	if c.running == nil {
+		c.running, c.next = map[int]*pidFlight{}, map[int]*pidFlight{}
+	}
+	cur := c.running[port]
+	if cur == nil {
+		f := &pidFlight{done: make(chan struct{})}
+		c.running[port] = f
+		c.fmu.Unlock()
+		return c.fly(port, f)
+	}
+	f := c.next[port]
+	if f != nil {
+		f.waiting++
+		c.fmu.Unlock()
+		<-f.done
+		return f.pid, f.err
+	}
+	f = &pidFlight{done: make(chan struct{})}
+	c.next[port] = f
+	c.fmu.Unlock()
+	<-cur.done // it started before this call: its answer may be older
+	c.fmu.Lock()
+	delete(c.next, port)
+	c.running[port] = f
+	c.fmu.Unlock()
+	return c.fly(port, f)
+}
+
+// fly runs f, the lookup of port, and hands its answer to those who wait.
+func (c *pidCache) fly(port int, f *pidFlight) (int, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	f.pid, f.err = c.resolve(port)
+	c.mu.Unlock()
+	c.fmu.Lock()
+	if c.running[port] == f {
+		delete(c.running, port)
+	}
+	c.fmu.Unlock()
+	close(f.done)
+	return f.pid, f.err
+}
+
+// resolve checks port's cached PID, or finds it. Call with c.mu held.
+func (c *pidCache) resolve(port int) (int, error) {
 	inodes, err := c.listeners(port)
 	if err != nil {
 		delete(c.m, port)

@@ -9,9 +9,11 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -133,5 +135,66 @@ func TestPIDCacheChecksItsAnswer(t *testing.T) {
 	c.lookup(1)
 	if scans != 3 {
 		t.Errorf("a new socket was not looked up again (%d scans)", scans)
+	}
+}
+
+// Lookups of a port asked for while one of it runs share the next one,
+// which checks the process after they asked: a server restarted while the
+// first lookup ran is seen by all of them, and the start time is read
+// twice for six lookups, not six times.
+func TestPIDCacheSharesLookups(t *testing.T) {
+	var reads atomic.Int32
+	inside, release := make(chan struct{}), make(chan struct{})
+	var start atomic.Uint64
+	c := &pidCache{
+		inodes: func(int) ([]uint64, error) { return []uint64{7}, nil },
+		owner:  func(int, []uint64) (int, error) { return 42, nil },
+		start: func(int) (uint64, error) {
+			if reads.Add(1) == 1 {
+				close(inside)
+				<-release
+				return 100, nil // as it was when the first lookup read it
+			}
+			return start.Load(), nil
+		},
+		m: map[int]pidEntry{},
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.lookup(1)
+		first <- err
+	}()
+	<-inside // the first lookup reads the start time
+	const callers = 5
+	answers := make(chan int, callers)
+	for range callers {
+		go func() {
+			pid, _ := c.lookup(1)
+			answers <- pid
+		}()
+	}
+	agenttest.Eventually(t, 10*time.Second, "the later lookups wait for the next one", func() bool {
+		c.fmu.Lock()
+		defer c.fmu.Unlock()
+		f := c.next[1]
+		return f != nil && f.waiting == callers-1
+	})
+	start.Store(200) // PID 42 is another process now: the next lookup must see it
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range callers {
+		if pid := <-answers; pid != 42 {
+			t.Fatalf("a shared lookup = %d, want 42", pid)
+		}
+	}
+	if e := c.m[1]; e.start != 200 {
+		t.Fatalf("the shared lookup kept start time %d, want the process seen after the callers asked (200)", e.start)
+	}
+	// The first lookup: one read; the shared one: the reused PID's read,
+	// then the new process's after its scan.
+	if n := reads.Load(); n != 3 {
+		t.Fatalf("the start time read %d times for %d lookups, want 3", n, callers+1)
 	}
 }
