@@ -54,13 +54,15 @@ func TestScale(t *testing.T) {
 	r0 := srv.reqs.Load()
 	c0, w0 := a.cpu(t), time.Now()
 	prof := profile(t, a, fmt.Sprintf("agent-%d-scale.pprof", targets), window-2*time.Second)
-	ticks := srv.perSecond(window)
 	traced := make(chan struct{})
 	go func() {
 		defer close(traced)
 		time.Sleep(window/2 - 2500*time.Millisecond)
 		saveTrace(t, a, fmt.Sprintf("agent-%d-scale.trace", targets), 5*time.Second)
 	}()
+	// After the trace's start: sampling takes the window, and the trace
+	// started after it made the window half as long again.
+	ticks := srv.perSecond(window)
 	prof()
 	<-traced
 	e1 := scrape(t, a)
@@ -75,7 +77,7 @@ func TestScale(t *testing.T) {
 	rss, brss := int64(a.status(t).VmRSS), int64(base.status(t).VmRSS)
 	saveHeap(t, a, fmt.Sprintf("agent-%d-heap.pprof", targets))
 	t.Logf("load: %d cores; loadavg %s", numCPU(), loadavg())
-	t.Logf("%d targets at %s: %.0f checks/s achieved of %.0f configured (%.1f%%), %v failed probes", targets, interval, rate, want, 100*rate/want, failed)
+	t.Logf("%d targets at %s: %.0f checks/s achieved of %.0f configured (%.1f%%) over %s, %v failed probes", targets, interval, rate, want, 100*rate/want, wall.Round(100*time.Millisecond), failed)
 	perCheck := float64(reqs) / checks // GET /v1/models a check: liveness and readiness
 	secs := make([]float64, len(ticks))
 	for i, n := range ticks {
