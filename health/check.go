@@ -92,7 +92,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 		rec.TPS = tps
 		e.metrics.setTPS(id, tps)
 	}
-	span.SetAttributes(attribute.String("vitals.ai.state", string(v.State)), attribute.Bool("vitals.ai.check.ok", rec.OK))
+	span.SetAttributes(p.verdictAttrs(v.State, rec.OK)...)
 	if !rec.OK {
 		span.SetStatus(codes.Error, string(rec.Class))
 		span.SetAttributes(attribute.String("error.type", string(rec.Class)))
@@ -212,4 +212,15 @@ func (p *plugin) spanAttrs(id string, t Target) []attribute.KeyValue {
 		p.attrsKind, p.attrsMode = t.Kind, t.Mode
 	}
 	return p.attrs
+}
+
+// verdictAttrs returns the attributes of a check span's verdict, built
+// again only when the state or its OK changed since the plugin's last
+// check. The caller holds p.mu.
+func (p *plugin) verdictAttrs(s State, ok bool) []attribute.KeyValue {
+	if p.vattrs == nil || p.vattrsState != s || p.vattrsOK != ok {
+		p.vattrs = []attribute.KeyValue{attribute.String("vitals.ai.state", string(s)), attribute.Bool("vitals.ai.check.ok", ok)}
+		p.vattrsState, p.vattrsOK = s, ok
+	}
+	return p.vattrs
 }

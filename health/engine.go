@@ -154,6 +154,11 @@ type plugin struct {
 	attrs     []attribute.KeyValue
 	attrsKind probes.Kind
 	attrsMode Mode
+	// vattrs are the check span's verdict attributes, for vattrsState and
+	// vattrsOK.
+	vattrs      []attribute.KeyValue
+	vattrsState State
+	vattrsOK    bool
 
 	smu    sync.RWMutex // guards the fields below; never held long
 	target Target
