@@ -90,7 +90,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 			"Output tokens per second of the AI server between its last two checks, from its own generated-tokens counter; where it has none, of the last synthetic answer of at least 8 tokens.",
 			[]string{"plugin"}, nil),
 		transitions: prometheus.NewDesc("vitals_ai_health_transitions_total",
-			"AI plugin health state changes, by from and to state.", []string{"plugin", "from", "to"}, nil),
+			"AI plugin health state changes, by from and to state; not a plugin's first decision, from unknown.", []string{"plugin", "from", "to"}, nil),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vitals_scheduler_lag_seconds",
 			Help:    "How late health checks started after they were due.",
@@ -243,11 +243,18 @@ func (m *Metrics) setTPS(plugin string, tps float64) {
 	p.tps.set(tps)
 }
 
-// transition counts a change of plugin's state.
+// transition counts a change of plugin's state, but not its first
+// decision (from unknown, with nothing counted yet): that is the agent
+// learning the state, not the server changing it, and it would be a series
+// a plugin that never changes keeps for good, born at 1, which increase()
+// does not see anyway. The history, the bus and the log keep it.
 func (m *Metrics) transition(plugin string, from, to State) {
 	p := m.plugin(plugin)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if from == StateUnknown && len(p.transitions) == 0 {
+		return
+	}
 	p.find(&p.transitions, m.transitions, counter, constPair("from", string(from)), constPair("to", string(to))).add(1)
 }
 

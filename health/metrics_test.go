@@ -107,6 +107,28 @@ func exemplarLabel(e *dto.Exemplar, name string) string {
 	return ""
 }
 
+// TestFirstDecisionIsNotATransition: a plugin's first state, decided from
+// unknown, is not counted as a transition; every change after it is, also
+// one back to unknown and out of it again.
+func TestFirstDecisionIsNotATransition(t *testing.T) {
+	m := NewMetrics(MetricsConfig{})
+	m.transition("a", StateUnknown, StateHealthy)
+	if n := testutil.CollectAndCount(m, "vitals_ai_health_transitions_total"); n != 0 {
+		t.Fatalf("%d transition series after the first decision, want 0", n)
+	}
+	m.transition("a", StateHealthy, StateUnknown)
+	m.transition("a", StateUnknown, StateHealthy)
+	want := `
+# HELP vitals_ai_health_transitions_total AI plugin health state changes, by from and to state; not a plugin's first decision, from unknown.
+# TYPE vitals_ai_health_transitions_total counter
+vitals_ai_health_transitions_total{from="healthy",plugin="a",to="unknown"} 1
+vitals_ai_health_transitions_total{from="unknown",plugin="a",to="healthy"} 1
+`
+	if err := testutil.CollectAndCompare(m, strings.NewReader(want), "vitals_ai_health_transitions_total"); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestForgetDeletesEverySeries: a plugin that leaves the catalog leaves
 // no series behind, and the other plugins' stay.
 func TestForgetDeletesEverySeries(t *testing.T) {
@@ -118,7 +140,8 @@ func TestForgetDeletesEverySeries(t *testing.T) {
 			{Probe: probes.Liveness, OK: true, Duration: time.Millisecond},
 			{Probe: probes.Synthetic, OK: false, Failures: 1, Class: probes.ClassTimeout, Duration: time.Second},
 		}}, sc)
-		m.transition(id, StateUnknown, StateUnhealthy)
+		m.transition(id, StateUnknown, StateHealthy) // the first decision: not counted
+		m.transition(id, StateHealthy, StateUnhealthy)
 		m.setState(id, StateUnhealthy)
 		m.setTPS(id, 12)
 	}
