@@ -144,37 +144,37 @@ func Get(ctx context.Context, client *http.Client, url string) error {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := Do(client, req, MaxBodyBytes)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return &HTTPError{Method: req.Method, URL: url, Status: resp.StatusCode, Body: snippet(b)}
-	}
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return fmt.Errorf("%s %s: read body: %w", req.Method, url, err)
-	}
-	return nil
+	return copyOK(client, req, url, MaxBodyBytes, io.Discard)
 }
 
 // readOK sends req through Do with a body bound of limit and returns the
 // body of a 2xx response; url names the request in errors.
 func readOK(client *http.Client, req *http.Request, url string, limit int64) ([]byte, error) {
-	resp, err := Do(client, req, limit)
-	if err != nil {
+	var body bytes.Buffer
+	if err := copyOK(client, req, url, limit, &body); err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, &HTTPError{Method: req.Method, URL: url, Status: resp.StatusCode, Body: snippet(b)}
-	}
+	return body.Bytes(), nil
+}
+
+// copyOK sends req through Do with a body bound of limit and copies the
+// body of a 2xx response to w. Any other status is an *HTTPError with the
+// start of its body; the body is read to its end either way, so the
+// transport can reuse the connection.
+func copyOK(client *http.Client, req *http.Request, url string, limit int64, w io.Writer) error {
+	resp, err := Do(client, req, limit)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: read body: %w", req.Method, url, err)
+		return err
 	}
-	return b, nil
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		b, _ := io.ReadAll(resp.Body)
+		return &HTTPError{Method: req.Method, URL: url, Status: resp.StatusCode, Body: snippet(b)}
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("%s %s: read body: %w", req.Method, url, err)
+	}
+	return nil
 }
 
 func snippet(b []byte) string {
