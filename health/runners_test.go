@@ -16,8 +16,9 @@ import (
 
 // fakeOllamaEnv makes the test binary a fake `ollama serve` ("serve": it
 // starts a runner of the simulator's tiny:latest blob and one without
-// --model, says "ready" and waits for its stdin to close) or one of its
-// runners ("runner": waits for its stdin to close).
+// --model, says "ready" once both have, and waits for its stdin to close)
+// or one of its runners ("runner": says "ready" and waits for its stdin to
+// close).
 const fakeOllamaEnv = "VITALS_HEALTH_FAKE_OLLAMA"
 
 func fakeOllamaMain() bool {
@@ -25,6 +26,9 @@ func fakeOllamaMain() bool {
 	case "":
 		return false
 	case "runner":
+		// Said once this process runs as itself, with its own memory and
+		// command line, which the test then reads.
+		_, _ = os.Stdout.WriteString("ready\n")
 		_, _ = io.Copy(io.Discard, os.Stdin)
 	case "serve":
 		var stdins []io.Closer
@@ -36,7 +40,15 @@ func fakeOllamaMain() bool {
 			c := exec.Command(os.Args[0], args...)
 			c.Env = append(os.Environ(), fakeOllamaEnv+"=runner")
 			in, err := c.StdinPipe()
+			if err != nil {
+				os.Exit(2)
+			}
+			out, err := c.StdoutPipe()
 			if err != nil || c.Start() != nil {
+				os.Exit(2)
+			}
+			// The server is ready once its runners are.
+			if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
 				os.Exit(2)
 			}
 			stdins, kids = append(stdins, in), append(kids, c)

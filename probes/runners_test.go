@@ -12,8 +12,8 @@ import (
 
 // fakeProcessEnv makes the test binary a fake process: "serve" (a server
 // that starts two runner children, one with --model and one without, says
-// "ready" and waits for its stdin to close) or "runner" (waits for its
-// stdin to close).
+// "ready" once both have, and waits for its stdin to close) or "runner"
+// (says "ready" and waits for its stdin to close).
 const fakeProcessEnv = "VITALS_PROBES_FAKE_PROCESS"
 
 const runnerDigest = "6bcf11190d71e13406d408455f611d066d8661ad65a3687db7021d34f0cc2b49"
@@ -23,6 +23,9 @@ func fakeProcessMain() bool {
 	case "":
 		return false
 	case "runner":
+		// Said once this process runs as itself, with its own memory and
+		// command line, which the test then reads.
+		_, _ = os.Stdout.WriteString("ready\n")
 		_, _ = io.Copy(io.Discard, os.Stdin)
 	case "serve":
 		var stdins []io.Closer
@@ -37,7 +40,12 @@ func fakeProcessMain() bool {
 			if err != nil {
 				os.Exit(2)
 			}
-			if err := c.Start(); err != nil {
+			out, err := c.StdoutPipe()
+			if err != nil || c.Start() != nil {
+				os.Exit(2)
+			}
+			// The server is ready once its runners are.
+			if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
 				os.Exit(2)
 			}
 			stdins, kids = append(stdins, in), append(kids, c)
