@@ -21,7 +21,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var peers = filepath.Join("..", "testdata", "peers")
+// testdata holds peers/, the recorded responses of real servers, and
+// written/, bodies written from the engines' documentation and source.
+var testdata = filepath.Join("..", "testdata")
 
 func client(t *testing.T) *http.Client {
 	t.Helper()
@@ -30,21 +32,21 @@ func client(t *testing.T) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// route is one recorded response.
+// route is one response: status and a file under probes/testdata.
 type route struct {
 	status int
 	file   string
 }
 
-// fixtureServer serves recorded bodies by "METHOD /path"; anything else is
-// the server's own 404 body.
+// fixtureServer serves the bodies of probes/testdata by "METHOD /path";
+// anything else is the server's own 404 body.
 func fixtureServer(t *testing.T, routes map[string]route, notFound string) string {
 	t.Helper()
 	bodies := map[string][]byte{}
 	for k, r := range routes {
-		b, err := os.ReadFile(filepath.Join(peers, r.file))
+		b, err := os.ReadFile(filepath.Join(testdata, r.file))
 		if err != nil {
-			t.Fatalf("recorded fixture (probes/testdata/peers): %v", err)
+			t.Fatalf("fixture (probes/testdata): %v", err)
 		}
 		bodies[k] = b
 	}
@@ -67,38 +69,68 @@ func fixtureServer(t *testing.T, routes map[string]route, notFound string) strin
 const (
 	llamaNotFound  = `{"error":{"code":404,"message":"File Not Found","type":"not_found_error"}}`
 	ollamaNotFound = "404 page not found"
+	// Written, as the documentation and source describe them (see
+	// probes/testdata/written/README.md): axum's empty 404 (TGI, TEI),
+	// FastAPI's (vLLM) and Triton's.
+	hfNotFound     = ""
+	vllmNotFound   = `{"detail":"Not Found"}`
+	tritonNotFound = `{"error":"Not Found"}`
+)
+
+// The written engines' routes, files under probes/testdata/written.
+var (
+	tgiRoutes = map[string]route{
+		"GET /info":   {200, "written/tgi/info.json"},
+		"GET /health": {200, "written/tgi/health.txt"},
+	}
+	teiRoutes = map[string]route{
+		"GET /info":   {200, "written/tei/info.json"},
+		"GET /health": {200, "written/tei/health.txt"},
+	}
+	vllmRoutes = map[string]route{
+		"GET /v1/models":      {200, "written/vllm/v1_models.json"},
+		"GET /version":        {200, "written/vllm/version.json"},
+		"POST /v1/embeddings": {400, "written/vllm/embeddings_not_supported.json"},
+		"POST /v1/rerank":     {400, "written/vllm/rerank_not_supported.json"},
+	}
+	tritonRoutes = map[string]route{
+		"GET /v2":                   {200, "written/triton/v2.json"},
+		"POST /v2/repository/index": {200, "written/triton/v2_repository_index.json"},
+		"GET /v2/models/bert":       {200, "written/triton/v2_models_bert.json"},
+		"GET /v2/models/bert/ready": {200, "written/triton/v2_models_bert_ready.txt"},
+	}
 )
 
 func llamaRoutes(embed bool) map[string]route {
 	r := map[string]route{
-		"GET /health":    {200, "llamacpp/health.json"},
-		"GET /v1/models": {200, "llamacpp/v1_models.json"},
-		"GET /props":     {200, "llamacpp/props.json"},
-		"GET /slots":     {200, "llamacpp/slots.json"},
-		"GET /metrics":   {200, "llamacpp/metrics.txt"},
+		"GET /health":    {200, "peers/llamacpp/health.json"},
+		"GET /v1/models": {200, "peers/llamacpp/v1_models.json"},
+		"GET /props":     {200, "peers/llamacpp/props.json"},
+		"GET /slots":     {200, "peers/llamacpp/slots.json"},
+		"GET /metrics":   {200, "peers/llamacpp/metrics.txt"},
 	}
 	if embed {
-		r["GET /v1/models"] = route{200, "llamacpp/embed_v1_models.json"}
-		r["POST /v1/embeddings"] = route{200, "llamacpp/embed_embeddings.json"}
+		r["GET /v1/models"] = route{200, "peers/llamacpp/embed_v1_models.json"}
+		r["POST /v1/embeddings"] = route{200, "peers/llamacpp/embed_embeddings.json"}
 		delete(r, "GET /props")
 	} else {
-		r["POST /v1/embeddings"] = route{501, "llamacpp/embeddings_not_supported.json"}
+		r["POST /v1/embeddings"] = route{501, "peers/llamacpp/embeddings_not_supported.json"}
 	}
 	return r
 }
 
 func ollamaRoutes(loaded bool) map[string]route {
 	r := map[string]route{
-		"GET /":                     {200, "ollama/root.txt"},
-		"GET /api/version":          {200, "ollama/api_version.json"},
-		"GET /api/tags":             {200, "ollama/api_tags.json"},
-		"GET /api/ps":               {200, "ollama/api_ps_idle.json"},
-		"POST /api/show":            {200, "ollama/api_show.json"},
-		"GET /v1/models":            {200, "ollama/v1_models.json"},
-		"POST /v1/chat/completions": {200, "ollama/v1_chat_completions.json"},
+		"GET /":                     {200, "peers/ollama/root.txt"},
+		"GET /api/version":          {200, "peers/ollama/api_version.json"},
+		"GET /api/tags":             {200, "peers/ollama/api_tags.json"},
+		"GET /api/ps":               {200, "peers/ollama/api_ps_idle.json"},
+		"POST /api/show":            {200, "peers/ollama/api_show.json"},
+		"GET /v1/models":            {200, "peers/ollama/v1_models.json"},
+		"POST /v1/chat/completions": {200, "peers/ollama/v1_chat_completions.json"},
 	}
 	if loaded {
-		r["GET /api/ps"] = route{200, "ollama/api_ps_loaded.json"}
+		r["GET /api/ps"] = route{200, "peers/ollama/api_ps_loaded.json"}
 	}
 	return r
 }
@@ -156,6 +188,19 @@ func TestDetectFixtures(t *testing.T) {
 		{"ollama loaded", func(t *testing.T) string { return fixtureServer(t, ollamaRoutes(true), ollamaNotFound) },
 			probes.KindOllama, "0.24.0", "ollama", []probes.Capability{probes.CapChat, probes.CapCompletion},
 			probes.Model{ID: "tiny:latest", Capabilities: []probes.Capability{probes.CapChat, probes.CapCompletion}, ContextLength: 2048, SizeBytes: 550336, MemoryBytes: 1482496, Loaded: true}},
+		// Written from the engines' documentation, not recorded.
+		{"tgi (written)", func(t *testing.T) string { return fixtureServer(t, tgiRoutes, hfNotFound) },
+			probes.KindTGI, "3.0.1", "text-generation-router", []probes.Capability{probes.CapChat, probes.CapCompletion},
+			probes.Model{ID: "HuggingFaceTB/SmolLM2-135M-Instruct", Capabilities: []probes.Capability{probes.CapChat, probes.CapCompletion}, ContextLength: 2048, Loaded: true}},
+		{"tei (written)", func(t *testing.T) string { return fixtureServer(t, teiRoutes, hfNotFound) },
+			probes.KindTEI, "1.5.0", "text-embeddings-inference", []probes.Capability{probes.CapEmbeddings},
+			probes.Model{ID: "BAAI/bge-small-en-v1.5", Capabilities: []probes.Capability{probes.CapEmbeddings}, ContextLength: 512, Loaded: true}},
+		{"vllm (written)", func(t *testing.T) string { return fixtureServer(t, vllmRoutes, vllmNotFound) },
+			probes.KindVLLM, "0.11.0", "vllm", []probes.Capability{probes.CapChat, probes.CapCompletion},
+			probes.Model{ID: "Qwen/Qwen2.5-1.5B-Instruct", Capabilities: []probes.Capability{probes.CapChat, probes.CapCompletion}, ContextLength: 32768, Loaded: true}},
+		{"triton (written)", func(t *testing.T) string { return fixtureServer(t, tritonRoutes, tritonNotFound) },
+			probes.KindKServe, "2.50.0", "triton", []probes.Capability{probes.CapEmbeddings},
+			probes.Model{ID: "bert", Capabilities: []probes.Capability{probes.CapEmbeddings}, Loaded: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -409,12 +454,12 @@ func TestCapabilitiesFromWhatTheServerDoes(t *testing.T) {
 	}{
 		{"recorded llama.cpp --embeddings, its model named tiny", func(t *testing.T) string {
 			r := llamaRoutes(true)
-			r["GET /v1/models"] = route{200, "llamacpp/v1_models.json"}
+			r["GET /v1/models"] = route{200, "peers/llamacpp/v1_models.json"}
 			return fixtureServer(t, r, llamaNotFound)
 		}, c(probes.CapEmbeddings)},
 		{"recorded llama.cpp, its model named tiny-embed", func(t *testing.T) string {
 			r := llamaRoutes(false)
-			r["GET /v1/models"] = route{200, "llamacpp/embed_v1_models.json"}
+			r["GET /v1/models"] = route{200, "peers/llamacpp/embed_v1_models.json"}
 			return fixtureServer(t, r, llamaNotFound)
 		}, c(probes.CapChat, probes.CapCompletion)},
 		{"llama.cpp --embeddings named chat", func(t *testing.T) string {

@@ -8,7 +8,7 @@ import (
 )
 
 func FuzzDecodeInfo(f *testing.F) {
-	for _, s := range []string{tgiInfo, teiInfo, teiRank, teiCls, `{}`, `{"model_type":{}}`, `{"max_input_tokens":-1}`} {
+	for _, s := range []string{written(f, "tgi/info.json"), written(f, "tei/info.json"), teiRank, teiCls, `{}`, `{"model_type":{}}`, `{"max_input_tokens":-1}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

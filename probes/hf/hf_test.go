@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -24,10 +26,21 @@ func client(t *testing.T) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// Bodies as TGI 3.0 and TEI 1.5 send them.
+// written reads a body written from an engine's documentation, in
+// probes/testdata/written (its README names the sources).
+func written(t testing.TB, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "written", name))
+	if err != nil {
+		t.Fatalf("written fixture (probes/testdata/written): %v", err)
+	}
+	return string(b)
+}
+
+// TGI's /info of a vision model and TEI's of a reranker and a classifier,
+// short: the /info of TGI 3.0 and TEI 1.5 in full are in
+// probes/testdata/written.
 const (
-	tgiInfo = `{"model_id":"HuggingFaceTB/SmolLM2-135M-Instruct","model_sha":"abc","model_pipeline_tag":"text-generation","max_concurrent_requests":128,"max_best_of":2,"max_stop_sequences":4,"max_input_tokens":1024,"max_total_tokens":2048,"validation_workers":2,"max_client_batch_size":4,"router":"text-generation-router","version":"3.0.1","sha":"def","docker_label":"sha-def"}`
-	teiInfo = `{"model_id":"BAAI/bge-small-en-v1.5","model_sha":null,"model_dtype":"float32","model_type":{"embedding":{"pooling":"cls"}},"max_concurrent_requests":512,"max_input_length":512,"max_batch_tokens":16384,"max_batch_requests":null,"max_client_batch_size":32,"auto_truncate":false,"tokenization_workers":8,"version":"1.5.0","sha":null,"docker_label":null}`
 	teiRank = `{"model_id":"BAAI/bge-reranker-base","model_type":{"reranker":{"id2label":{"0":"LABEL_0"},"label2id":{"LABEL_0":0}}},"max_input_length":512,"version":"1.5.0"}`
 	teiCls  = `{"model_id":"x/sentiment","model_type":{"classifier":{"id2label":{"0":"NEG","1":"POS"}}},"max_input_length":512,"version":"1.5.0"}`
 )
@@ -40,10 +53,10 @@ func TestDecodeInfo(t *testing.T) {
 		caps []probes.Capability
 		ctx  int64
 	}{
-		{"tgi", tgiInfo, probes.KindTGI, []probes.Capability{probes.CapChat, probes.CapCompletion}, 2048},
+		{"tgi", written(t, "tgi/info.json"), probes.KindTGI, []probes.Capability{probes.CapChat, probes.CapCompletion}, 2048},
 		{"tgi vision", `{"model_id":"m","model_pipeline_tag":"image-text-to-text","max_input_tokens":10,"version":"3"}`, probes.KindTGI,
 			[]probes.Capability{probes.CapChat, probes.CapCompletion, probes.CapVision}, 10},
-		{"tei embedding", teiInfo, probes.KindTEI, []probes.Capability{probes.CapEmbeddings}, 512},
+		{"tei embedding", written(t, "tei/info.json"), probes.KindTEI, []probes.Capability{probes.CapEmbeddings}, 512},
 		{"tei reranker", teiRank, probes.KindTEI, []probes.Capability{probes.CapRerank}, 512},
 		{"tei classifier", teiCls, probes.KindTEI, []probes.Capability{probes.CapClassification}, 512},
 	}

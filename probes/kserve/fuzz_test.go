@@ -7,7 +7,7 @@ import (
 )
 
 func FuzzDecodeServerMetadata(f *testing.F) {
-	f.Add([]byte(serverMeta))
+	f.Add(written(f, "v2.json"))
 	f.Add([]byte(`{"name":"kserve","version":"0.13"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if m, err := kserve.DecodeServerMetadata(b); err == nil && (m.Name == "" || m.Version == "") {
@@ -17,7 +17,7 @@ func FuzzDecodeServerMetadata(f *testing.F) {
 }
 
 func FuzzDecodeModelMetadata(f *testing.F) {
-	f.Add([]byte(bertMeta))
+	f.Add(written(f, "v2_models_bert.json"))
 	f.Add([]byte(`{"name":"m","inputs":[{"name":"text_input"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := kserve.DecodeModelMetadata(b)

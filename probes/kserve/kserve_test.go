@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -24,12 +26,20 @@ func client(t *testing.T) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
-// Bodies as Triton 2.x sends them.
-const (
-	serverMeta = `{"name":"triton","version":"2.50.0","extensions":["classification","sequence","model_repository"]}`
-	index      = `[{"name":"bert","version":"1","state":"READY"},{"name":"broken","state":"UNAVAILABLE","reason":"load failed"}]`
-	bertMeta   = `{"name":"bert","versions":["1"],"platform":"onnxruntime_onnx","inputs":[{"name":"input_ids","datatype":"INT64","shape":[-1,-1]}],"outputs":[{"name":"sentence_embedding","datatype":"FP32","shape":[-1,384]}]}`
-)
+// written reads a body written from Triton 2.x's documentation, in
+// probes/testdata/written/triton (its README names the sources).
+func written(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "written", "triton", name))
+	if err != nil {
+		t.Fatalf("written fixture (probes/testdata/written): %v", err)
+	}
+	return b
+}
+
+// index is a repository index with a model that failed to load, which the
+// written one (all ready) has not.
+const index = `[{"name":"bert","version":"1","state":"READY"},{"name":"broken","state":"UNAVAILABLE","reason":"load failed"}]`
 
 func TestModelCaps(t *testing.T) {
 	tests := []struct {
@@ -55,7 +65,7 @@ func TestModelCaps(t *testing.T) {
 }
 
 func TestDecode(t *testing.T) {
-	m, err := kserve.DecodeServerMetadata([]byte(serverMeta))
+	m, err := kserve.DecodeServerMetadata(written(t, "v2.json"))
 	if err != nil || m.Name != "triton" || m.Version != "2.50.0" || len(m.Extensions) != 3 {
 		t.Fatalf("server %+v, %v", m, err)
 	}
@@ -63,7 +73,7 @@ func TestDecode(t *testing.T) {
 	if err != nil || len(idx) != 2 || idx[1].State != "UNAVAILABLE" {
 		t.Fatalf("index %+v, %v", idx, err)
 	}
-	md, err := kserve.DecodeModelMetadata([]byte(bertMeta))
+	md, err := kserve.DecodeModelMetadata(written(t, "v2_models_bert.json"))
 	if err != nil || md.Outputs[0].Shape[1] != 384 {
 		t.Fatalf("model %+v, %v", md, err)
 	}

@@ -33,6 +33,17 @@ func fixture(t testing.TB, name string) []byte {
 	return b
 }
 
+// written reads a body written from an engine's documentation, not
+// recorded, in probes/testdata/written (its README names the sources).
+func written(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "written", name))
+	if err != nil {
+		t.Fatalf("written fixture (probes/testdata/written): %v", err)
+	}
+	return b
+}
+
 func client(t *testing.T) *http.Client {
 	t.Helper()
 	tr := &http.Transport{}
@@ -67,8 +78,7 @@ func TestDecodeModelsFixtures(t *testing.T) {
 }
 
 func TestDecodeModelsVLLM(t *testing.T) {
-	body := `{"object":"list","data":[{"id":"Qwen/Qwen2.5-1.5B-Instruct","object":"model","created":1,"owned_by":"vllm","root":"Qwen/Qwen2.5-1.5B-Instruct","parent":null,"max_model_len":32768,"permission":[]}]}`
-	l, err := openai.DecodeModels([]byte(body))
+	l, err := openai.DecodeModels(written(t, "vllm/v1_models.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
