@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -485,18 +486,20 @@ func (e exposition) series(label string) int {
 	return n
 }
 
+// between returns how many observations fell between two scrapes of a
+// histogram's cumulative buckets (by bound), and the bounds in order.
+func between(before, after map[float64]float64) (total float64, bounds []float64) {
+	bounds = slices.Sorted(maps.Keys(after))
+	return after[math.Inf(1)] - before[math.Inf(1)], bounds
+}
+
 // quantileBound returns the smallest bucket bound at or under which a
 // fraction q of the observations between two scrapes fell.
 func quantileBound(before, after map[float64]float64, q float64) float64 {
-	total := after[math.Inf(1)] - before[math.Inf(1)]
+	total, bounds := between(before, after)
 	if total <= 0 {
 		return math.NaN()
 	}
-	bounds := make([]float64, 0, len(after))
-	for b := range after {
-		bounds = append(bounds, b)
-	}
-	slices.Sort(bounds)
 	for _, b := range bounds {
 		if after[b]-before[b] >= q*total {
 			return b

@@ -140,15 +140,10 @@ func (x *sim) perSecond(d time.Duration) []float64 {
 // scrapes as histogram_quantile does: linearly within the bucket that
 // holds it (from 0 in the first).
 func quantileLinear(before, after map[float64]float64, q float64) float64 {
-	total := after[math.Inf(1)] - before[math.Inf(1)]
+	total, bounds := between(before, after)
 	if total <= 0 {
 		return math.NaN()
 	}
-	bounds := make([]float64, 0, len(after))
-	for b := range after {
-		bounds = append(bounds, b)
-	}
-	slices.Sort(bounds)
 	lo, below := 0.0, 0.0
 	for _, b := range bounds {
 		n := after[b] - before[b]
