@@ -1,7 +1,6 @@
 package health_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -17,29 +16,12 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/exporters/telemetry"
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
 )
-
-// lockedBuffer is a log sink shared by the engine's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestProbeRequestsCarryTraceContext checks that every request a check
 // sends carries a W3C traceparent naming the check's trace and an HTTP
@@ -67,7 +49,7 @@ func TestProbeRequestsCarryTraceContext(t *testing.T) {
 
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	logs := &lockedBuffer{}
+	logs := &agenttest.LogBuffer{}
 	r := newRig(t, fastConfig(), func(o *health.Options) {
 		o.TracerProvider = tp
 		o.Logger = slog.New(telemetry.WithTraceIDs(slog.NewJSONHandler(logs, nil)))

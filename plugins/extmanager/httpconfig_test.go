@@ -22,37 +22,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/probes"
 )
-
-// syncBuffer is a bytes.Buffer for a logger that several goroutines use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Every request to a target carries its http_config's credentials:
 // authorization inline (a static target), from a file beside a manifest,
@@ -80,7 +62,7 @@ func TestHTTPConfigCredentials(t *testing.T) {
 	u, _ := url.Parse(sdURL)
 	writeSD(t, sdFile, []map[string]any{{"targets": []string{u.Host}, "labels": map[string]string{"__vitals_id__": "found"}}})
 
-	var logs syncBuffer
+	var logs agenttest.LogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r := startWith(t, fmt.Sprintf(`
 directory: %q

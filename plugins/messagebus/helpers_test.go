@@ -1,7 +1,6 @@
 package messagebus
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -32,31 +31,13 @@ func ipcAddrs(t testing.TB) (string, string) {
 	return "ipc://" + filepath.Join(dir, "pub.sock"), "ipc://" + filepath.Join(dir, "sub.sock")
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	broker *Broker
 	c      *agent.Container // the host's view, for adding services
 	gone   sync.Map         // service names the broker's lookups no longer find
 	reg    *prometheus.Registry
 	events *agent.Events
-	logs   *syncBuffer
+	logs   *agenttest.LogBuffer
 	cfg    Config
 }
 
@@ -97,7 +78,7 @@ func startBroker(t testing.TB, yamlText string, opts ...envOpt) *env {
 	for _, o := range opts {
 		o(&b.cfg, &extra)
 	}
-	e := &env{broker: b, reg: prometheus.NewRegistry(), events: agent.NewEvents(), logs: &syncBuffer{}, cfg: b.cfg}
+	e := &env{broker: b, reg: prometheus.NewRegistry(), events: agent.NewEvents(), logs: &agenttest.LogBuffer{}, cfg: b.cfg}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := agenttest.NewContainer(t)
 	e.c = c

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -55,23 +54,6 @@ const (
 
 func freeAddr(t testing.TB) string {
 	return "tcp://" + e2etest.Addr(t)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // site is a data directory and bus addresses that outlive one agent run.
@@ -153,7 +135,7 @@ type live struct {
 	base    string
 	path    string
 	metrics *prometheus.Registry
-	logs    *syncBuffer
+	logs    *agenttest.LogBuffer
 	log     *slog.Logger // the agent's logger, through a logtap.Tap as in the binary
 	cancel  context.CancelFunc
 	done    chan error
@@ -182,7 +164,7 @@ func launchAgent(t *testing.T, s *site, wrap func(*agent.Config, net.Listener) (
 			t.Fatal(err)
 		}
 	}
-	l := &live{t: t, s: s, metrics: prometheus.NewRegistry(), logs: &syncBuffer{}, done: make(chan error, 1), client: &http.Client{}}
+	l := &live{t: t, s: s, metrics: prometheus.NewRegistry(), logs: &agenttest.LogBuffer{}, done: make(chan error, 1), client: &http.Client{}}
 	l.path = filepath.Join(s.dir, "core.yaml")
 	if err := os.WriteFile(l.path, []byte(s.config()), 0o600); err != nil {
 		t.Fatal(err)
