@@ -1,10 +1,6 @@
 package health_test
 
 import (
-	"bufio"
-	"io"
-	"os"
-	"os/exec"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,57 +8,8 @@ import (
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/probestest"
 )
-
-// fakeOllamaEnv makes the test binary a fake `ollama serve` ("serve": it
-// starts a runner of the simulator's tiny:latest blob and one without
-// --model, says "ready" once both have, and waits for its stdin to close)
-// or one of its runners ("runner": says "ready" and waits for its stdin to
-// close).
-const fakeOllamaEnv = "VITALS_HEALTH_FAKE_OLLAMA"
-
-func fakeOllamaMain() bool {
-	switch os.Getenv(fakeOllamaEnv) {
-	case "":
-		return false
-	case "runner":
-		// Said once this process runs as itself, with its own memory and
-		// command line, which the test then reads.
-		_, _ = os.Stdout.WriteString("ready\n")
-		_, _ = io.Copy(io.Discard, os.Stdin)
-	case "serve":
-		var stdins []io.Closer
-		var kids []*exec.Cmd
-		for _, args := range [][]string{
-			{"runner", "--model", "/tmp/x/blobs/sha256-" + aisim.BlobDigest("tiny:latest"), "--port", "0"},
-			{"runner", "--port", "0"},
-		} {
-			c := exec.Command(os.Args[0], args...)
-			c.Env = append(os.Environ(), fakeOllamaEnv+"=runner")
-			in, err := c.StdinPipe()
-			if err != nil {
-				os.Exit(2)
-			}
-			out, err := c.StdoutPipe()
-			if err != nil || c.Start() != nil {
-				os.Exit(2)
-			}
-			// The server is ready once its runners are.
-			if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-				os.Exit(2)
-			}
-			stdins, kids = append(stdins, in), append(kids, c)
-		}
-		_, _ = os.Stdout.WriteString("ready\n")
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		for i, k := range kids {
-			_ = stdins[i].Close()
-			_ = k.Wait()
-		}
-	}
-	os.Exit(0)
-	return true
-}
 
 // modelProcessSeries returns plugin id's vitals_ai_model_process_* series
 // as name{model} -> value.
@@ -106,36 +53,12 @@ func modelProcessSeries(t *testing.T, e *health.Engine, id string) map[string]fl
 // --model is exported with model="". Their series go with the server.
 func TestOllamaRunnersAttributedToModels(t *testing.T) {
 	_, srv := sim(t, probes.KindOllama, 1)
-	serve := exec.Command(os.Args[0])
-	serve.Env = append(os.Environ(), fakeOllamaEnv+"=serve")
-	in, err := serve.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := serve.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			_ = in.Close()
-			_ = serve.Wait()
-		}
-	}
-	t.Cleanup(stop)
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("fake server said %q, %v; want ready", line, err)
-	}
+	pid, stop := probestest.StartFakeOllama(t, aisim.BlobDigest("tiny:latest"))
 	cfg := fastConfig()
 	cfg.Synthetic = false
 	r := newRig(t, cfg)
 	tg := target("o", probes.KindOllama, srv.URL)
-	tg.PID = serve.Process.Pid
+	tg.PID = pid
 	r.e.Upsert(tg)
 	r.await("o", "checked once", func(vs []health.Status) bool { return len(vs) >= 1 })
 	got := modelProcessSeries(t, r.e, "o")

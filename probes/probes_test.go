@@ -18,10 +18,11 @@ import (
 
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/probes"
+	"github.com/vitals-dev/vitals/probes/probestest"
 )
 
 func TestMain(m *testing.M) {
-	if fakeProcessMain() {
+	if probestest.FakeOllamaMain() {
 		return
 	}
 	goleak.VerifyTestMain(m)
