@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/config"
 
 	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/internal/h1"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -17,15 +18,20 @@ import (
 // code uses it for its connection tracing).
 const clientName = "vitals_ai_plugin"
 
-// connBuffer is the size of each kept connection's read and write buffers
+// connBuffer is the size of the read and write buffers a request uses
 // (net/http's default is 4 KiB each). Requests and the answers probes read
 // are short, and a longer body is read past the buffer straight into the
-// reader's own slice; an idle keep-alive connection costs its two
-// goroutines' stacks (8 KiB) and its buffers, 19 KiB of heap and stacks
-// with the default and 12 with these, and a fleet keeps one per server.
+// reader's own slice.
 const connBuffer = 1 << 10
 
 // newDefaultClient is the client of targets with no http_config.
+//
+// Plain HTTP goes through h1's transport: the check's own goroutine sends
+// the request and reads the answer, and an idle kept connection is its
+// socket alone. net/http's transport gave each kept connection a read and
+// a write goroutine and handed every request between them and the check
+// (8 KiB of stacks a connection, and three goroutines woken a probe);
+// https goes to net/http's, as before.
 //
 // No gzip: probe bodies are small, and decompressing them cost the health
 // checks a tenth of their CPU. Keep-alive: a check at 1 s reuses its
@@ -33,17 +39,22 @@ const connBuffer = 1 << 10
 // exchange per probe); as many idle connections are kept per server as
 // checks may run at once (several AI plugins often share one server), or
 // each extra check opens and closes one. There is no bound on the idle
-// connections of all servers together beyond that: the pool drops the
-// least recently used one past its bound, and checks going round more
-// servers than it holds would each drop the one the next check needs, so
-// every check opened a connection and the pool held the bound's worth
-// for nothing. A connection idle for a minute (checks further apart than
-// that) is closed.
+// connections of all servers together beyond that: a pool that drops the
+// least recently used one past its bound, with checks going round more
+// servers than it holds, would drop at every check the one the next check
+// needs. A connection idle for a minute (checks further apart than that)
+// is closed.
 func newDefaultClient(concurrency int) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		MaxIdleConnsPerHost: max(concurrency, 4),
-		IdleConnTimeout:     time.Minute, DisableCompression: true,
-		ReadBufferSize: connBuffer, WriteBufferSize: connBuffer,
+	perHost := max(concurrency, 4)
+	return &http.Client{Transport: &h1.Transport{
+		MaxIdleConnsPerHost: perHost,
+		IdleConnTimeout:     time.Minute,
+		BufferSize:          connBuffer,
+		Fallback: &http.Transport{
+			MaxIdleConnsPerHost: perHost,
+			IdleConnTimeout:     time.Minute, DisableCompression: true,
+			ReadBufferSize: connBuffer, WriteBufferSize: connBuffer,
+		},
 	}, CheckRedirect: probes.SameHostRedirect}
 }
 

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,5 +49,12 @@ func TestDefaultClientKeepsAConnectionPerServer(t *testing.T) {
 	}
 	if n := opened.Load(); n != servers {
 		t.Errorf("%d connections opened for %d servers checked twice, want %d", n, servers, servers)
+	}
+	// A kept connection is its socket: nothing runs for it while it idles
+	// (net/http's transport has a read and a write loop on each).
+	buf := make([]byte, 1<<22)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	if n := strings.Count(stacks, "net/http.(*persistConn)"); n > 0 {
+		t.Errorf("%d goroutine frames of net/http's persistConn for %d idle plain-HTTP connections, want none", n, servers)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/internal/aisim"
+	"github.com/vitals-dev/vitals/plugins/extmanager"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -146,17 +147,22 @@ func TestMemoryPerConnection(t *testing.T) {
 		}
 		conns = n
 	}
+	type transport interface {
+		http.RoundTripper
+		CloseIdleConnections()
+	}
 	for _, tc := range []struct {
 		name string
-		tr   func() *http.Transport
+		tr   func() transport
 	}{
-		{"default buffers (4 KiB each way)", func() *http.Transport {
+		{"net/http, default buffers (4 KiB each way)", func() transport {
 			return &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, DisableCompression: true}
 		}},
-		{"1 KiB buffers", func() *http.Transport {
+		{"net/http, 1 KiB buffers", func() transport {
 			return &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, DisableCompression: true,
 				ReadBufferSize: 1 << 10, WriteBufferSize: 1 << 10}
 		}},
+		{"the default client (internal/h1)", func() transport { return extmanager.NewDefaultClient(4).Transport.(transport) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addrs := listeners(t, conns)

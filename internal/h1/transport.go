@@ -1,0 +1,442 @@
+// Package h1 is the HTTP/1.1 transport of the health checks' default
+// client: plain-HTTP requests sent and answered in the goroutine that
+// sends them, over connections kept between checks.
+//
+// net/http's Transport gives every kept connection a read and a write
+// goroutine and hands each request between them and its caller by
+// channels: a check of a server every second paid three goroutines' wake-ups
+// and their stacks (8 KiB a connection, kept while it idles) for a request
+// of a few hundred bytes. Here the caller writes the request, reads the
+// answer and, when the body has been read to its end, puts the connection
+// back; an idle connection is a socket and its read buffer, nothing runs
+// for it. The request and the answer are written and parsed by net/http
+// itself (Request.Write, ReadResponse), so what goes on the wire is what
+// net/http's client sends.
+//
+// Anything that is not plain HTTP (https, or a transport option this one
+// does not have) goes to the fallback transport, net/http's: TLS and
+// HTTP/2 stay the standard library's.
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Transport is an http.RoundTripper for plain HTTP/1.1. The zero value is
+// not usable; fill in Fallback.
+type Transport struct {
+	// Fallback sends every request that is not plain http.
+	Fallback http.RoundTripper
+	// MaxIdleConnsPerHost bounds the idle connections kept per host:port;
+	// past it a connection is closed when its answer has been read. 0 keeps
+	// none.
+	MaxIdleConnsPerHost int
+	// IdleConnTimeout closes a connection idle for longer; 0 never does.
+	IdleConnTimeout time.Duration
+	// BufferSize is the size of the read and write buffers a request
+	// uses (4 KiB when 0). They are the transport's, not the
+	// connection's: a connection has them only while a request is on it.
+	// A body longer than the read buffer is read past it into the
+	// reader's slice.
+	BufferSize int
+	// Dialer dials the connections; nil is a net.Dialer with a 30 s
+	// keep-alive, as net/http's default transport has.
+	Dialer *net.Dialer
+
+	mu   sync.Mutex
+	idle map[string][]*conn // by host:port, the most recently used last
+
+	readers, writers sync.Pool
+}
+
+var defaultDialer = &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+
+// conn is a kept connection.
+type conn struct {
+	t      *Transport
+	key    string
+	nc     net.Conn
+	br     *bufio.Reader // while a request is on the connection
+	idleAt time.Time
+	timer  *time.Timer // closes the connection once idle too long
+	reused bool
+}
+
+// RoundTrip sends req and returns its answer. The answer's body must be
+// read to its end (or closed) for its connection to be used again;
+// closing it early closes the connection.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil || req.URL.Scheme != "http" || req.URL.Host == "" {
+		return t.Fallback.RoundTrip(req)
+	}
+	ctx := req.Context()
+	if err := ctx.Err(); err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	key := hostPort(req)
+	for attempt := 0; ; attempt++ {
+		c, err := t.get(ctx, key)
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		resp, err := c.roundTrip(ctx, req)
+		if err == nil {
+			return resp, nil
+		}
+		// A kept connection the server closed while it idled fails before
+		// any answer: send once more on a new one when the request may be
+		// sent twice, as net/http does.
+		if !c.reused || attempt > 0 || !errors.Is(err, errNoAnswer) || !replayable(req) {
+			closeBody(req)
+			return nil, err
+		}
+		if req.GetBody != nil {
+			body, gerr := req.GetBody()
+			if gerr != nil {
+				return nil, err
+			}
+			r2 := *req
+			r2.Body = body
+			req = &r2
+		}
+	}
+}
+
+// errNoAnswer is wrapped by the error of a request whose connection ended
+// before the first byte of an answer.
+var errNoAnswer = errors.New("connection closed before an answer")
+
+func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+	stop := c.watch(ctx)
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		c.close()
+		return nil, contextError(ctx, err)
+	}
+	if err := c.t.write(c.nc, req); err != nil {
+		return fail(fmt.Errorf("write request: %w", err))
+	}
+	c.br = c.t.reader(c.nc)
+	var resp *http.Response
+	for {
+		r, err := http.ReadResponse(c.br, req)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+				err = fmt.Errorf("%w: %w", errNoAnswer, err)
+			}
+			return fail(fmt.Errorf("read response: %w", err))
+		}
+		// An informational answer (100 Continue, 103 Early Hints) comes
+		// before the real one.
+		if r.StatusCode >= 100 && r.StatusCode < 200 && r.StatusCode != http.StatusSwitchingProtocols {
+			continue
+		}
+		resp = r
+		break
+	}
+	reusable := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	resp.Body = &body{ctx: ctx, c: c, rc: resp.Body, stop: stop, reusable: reusable}
+	return resp, nil
+}
+
+// watch makes the connection's reads and writes fail once ctx is done and
+// returns the function that stops that; it reports whether ctx ended
+// first.
+func (c *conn) watch(ctx context.Context) (stop func() bool) {
+	if d, ok := ctx.Deadline(); ok {
+		c.nc.SetDeadline(d)
+	}
+	if ctx.Done() == nil {
+		return func() bool { return true }
+	}
+	return context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// contextError is err of a request in ctx, as the context's error when the
+// context ended it: the connection's deadline is the context's, and it
+// can pass a moment before the context says so.
+func contextError(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if cerr == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			cerr = context.DeadlineExceeded
+		}
+	}
+	if cerr == nil {
+		return err
+	}
+	return fmt.Errorf("%w (%v)", cerr, err)
+}
+
+// body is an answer's body: at its end the connection goes back to the
+// transport's idle ones.
+type body struct {
+	ctx      context.Context
+	c        *conn
+	rc       io.ReadCloser
+	stop     func() bool
+	reusable bool
+	done     bool // the connection is back or closed
+	atEnd    bool
+}
+
+var errClosed = errors.New("h1: read on a closed response body")
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.done {
+		if b.atEnd {
+			return 0, io.EOF
+		}
+		return 0, errClosed
+	}
+	n, err := b.rc.Read(p)
+	switch {
+	case err == io.EOF:
+		b.finish(true)
+	case err != nil:
+		b.finish(false)
+		err = contextError(b.ctx, err)
+	}
+	return n, err
+}
+
+// Close closes the connection unless the body was read to its end: what
+// is left of the body is not read.
+func (b *body) Close() error {
+	if !b.done {
+		b.finish(b.rc == http.NoBody)
+	}
+	return nil
+}
+
+func (b *body) finish(atEnd bool) {
+	b.done, b.atEnd = true, atEnd
+	// stop reports false when the context's watch already ran: the
+	// connection's deadline is in the past.
+	c := b.c
+	if b.stop() && atEnd && b.reusable && c.br.Buffered() == 0 {
+		c.t.readers.Put(c.br)
+		c.br = nil
+		c.t.put(c)
+		return
+	}
+	c.close()
+}
+
+// close closes the connection and lets its read buffer go.
+func (c *conn) close() {
+	c.nc.Close()
+	if c.br != nil {
+		c.br.Reset(nil)
+		c.t.readers.Put(c.br)
+		c.br = nil
+	}
+}
+
+// write writes req to nc through one of the transport's write buffers.
+func (t *Transport) write(nc net.Conn, req *http.Request) error {
+	bw, _ := t.writers.Get().(*bufio.Writer)
+	if bw == nil {
+		bw = bufio.NewWriterSize(nc, t.bufferSize())
+	} else {
+		bw.Reset(nc)
+	}
+	err := req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	t.writers.Put(bw)
+	return err
+}
+
+// reader returns one of the transport's read buffers, reading from nc.
+func (t *Transport) reader(nc net.Conn) *bufio.Reader {
+	br, _ := t.readers.Get().(*bufio.Reader)
+	if br == nil {
+		return bufio.NewReaderSize(nc, t.bufferSize())
+	}
+	br.Reset(nc)
+	return br
+}
+
+func (t *Transport) bufferSize() int {
+	if t.BufferSize <= 0 {
+		return 4 << 10
+	}
+	return t.BufferSize
+}
+
+// get returns a kept connection to key that is still open, or dials one.
+func (t *Transport) get(ctx context.Context, key string) (*conn, error) {
+	now := time.Now()
+	t.mu.Lock()
+	for {
+		list := t.idle[key]
+		if len(list) == 0 {
+			break
+		}
+		c := list[len(list)-1]
+		list[len(list)-1] = nil
+		if len(list) == 1 {
+			delete(t.idle, key)
+		} else {
+			t.idle[key] = list[:len(list)-1]
+		}
+		if t.IdleConnTimeout > 0 && now.Sub(c.idleAt) > t.IdleConnTimeout {
+			c.nc.Close()
+			continue
+		}
+		t.mu.Unlock()
+		if c.open() {
+			c.reused = true
+			return c, nil
+		}
+		c.close()
+		t.mu.Lock()
+	}
+	t.mu.Unlock()
+	d := t.Dialer
+	if d == nil {
+		d = defaultDialer
+	}
+	nc, err := d.DialContext(ctx, "tcp", key)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{t: t, key: key, nc: nc}, nil
+}
+
+// open reports whether the server has not closed the idle connection: a
+// peek at the socket that does not wait finds nothing to read. A server
+// that closed it (its keep-alive timeout: five seconds for uvicorn, which
+// vLLM, SGLang and TGI's router run on) has sent its FIN, which reads as
+// zero bytes; bytes the server sent unasked make the connection unusable
+// too.
+func (c *conn) open() bool {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	var buf [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = errors.Is(rerr, syscall.EAGAIN) || errors.Is(rerr, syscall.EWOULDBLOCK)
+		return true
+	})
+	return err == nil && alive
+}
+
+// put keeps c for the next request to its host, or closes it when the
+// host has as many kept as it may.
+func (t *Transport) put(c *conn) {
+	c.nc.SetDeadline(time.Time{})
+	c.idleAt = time.Now()
+	t.mu.Lock()
+	if t.idle == nil {
+		t.idle = map[string][]*conn{}
+	}
+	list := t.idle[c.key]
+	if len(list) >= t.MaxIdleConnsPerHost {
+		t.mu.Unlock()
+		c.nc.Close()
+		return
+	}
+	t.idle[c.key] = append(list, c)
+	if t.IdleConnTimeout > 0 {
+		if c.timer == nil {
+			c.timer = time.AfterFunc(t.IdleConnTimeout, c.expire)
+		} else {
+			c.timer.Reset(t.IdleConnTimeout)
+		}
+	}
+	t.mu.Unlock()
+}
+
+// expire closes c if it is still idle and has been for IdleConnTimeout.
+func (c *conn) expire() {
+	t := c.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if time.Since(c.idleAt) < t.IdleConnTimeout {
+		return // used and put back since; its timer was reset
+	}
+	list := t.idle[c.key]
+	for i, k := range list {
+		if k == c {
+			t.idle[c.key] = append(list[:i], list[i+1:]...)
+			if len(t.idle[c.key]) == 0 {
+				delete(t.idle, c.key)
+			}
+			c.nc.Close()
+			return
+		}
+	}
+}
+
+// CloseIdleConnections closes every kept connection, and the fallback's.
+func (t *Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, list := range idle {
+		for _, c := range list {
+			if c.timer != nil {
+				c.timer.Stop()
+			}
+			c.nc.Close()
+		}
+	}
+	if ci, ok := t.Fallback.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
+// hostPort is the address a request is sent to: its URL's host with the
+// port, 80 when the URL has none.
+func hostPort(req *http.Request) string {
+	host := req.URL.Host
+	if req.URL.Port() == "" {
+		return net.JoinHostPort(req.URL.Hostname(), "80")
+	}
+	return host
+}
+
+// replayable reports whether req may be sent again: a method without side
+// effects, and a body that can be had again, as net/http decides.
+func replayable(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return false
+	}
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
