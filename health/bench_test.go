@@ -23,6 +23,7 @@ import (
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/exporters/telemetry"
 	"github.com/vitals-dev/vitals/health"
+	"github.com/vitals-dev/vitals/internal/h1"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -326,7 +327,7 @@ func BenchmarkLivenessCheck(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			cfg := livenessConfig(time.Hour)
 			ch := make(chan struct{}, 1)
-			o := health.Options{Config: cfg, Client: &http.Client{Transport: &http.Transport{}}, OnVerdict: func(string, health.Status) {
+			o := health.Options{Config: cfg, Client: &http.Client{Transport: &h1.Transport{Fallback: http.DefaultTransport, MaxIdleConnsPerHost: 4, BufferSize: 1 << 10}}, OnVerdict: func(string, health.Status) {
 				select {
 				case ch <- struct{}{}:
 				default:

@@ -67,12 +67,36 @@ func (p propagating) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !trace.SpanContextFromContext(r.Context()).IsValid() {
 		return p.rt.RoundTrip(r)
 	}
-	// A RoundTripper must not change the request it is given.
+	// A RoundTripper must not change the request it is given: the copy
+	// has a header map of its own, sharing the values, which are never
+	// changed (Inject only sets keys).
 	r2 := *r
-	r2.Header = r.Header.Clone()
-	if r2.Header == nil {
-		r2.Header = http.Header{}
+	r2.Header = make(http.Header, len(r.Header)+1)
+	for k, v := range r.Header {
+		r2.Header[k] = v
 	}
-	propagator.Inject(r.Context(), propagation.HeaderCarrier(r2.Header))
+	propagator.Inject(r.Context(), headerCarrier(r2.Header))
 	return p.rt.RoundTrip(&r2)
 }
+
+// headerCarrier is propagation.HeaderCarrier with the keys the trace
+// context and baggage set written in their canonical form at once,
+// rather than canonicalised (a new string) at every request.
+type headerCarrier http.Header
+
+func (h headerCarrier) Get(key string) string { return http.Header(h).Get(key) }
+
+func (h headerCarrier) Set(key, value string) {
+	switch key {
+	case "traceparent":
+		h["Traceparent"] = []string{value}
+	case "tracestate":
+		h["Tracestate"] = []string{value}
+	case "baggage":
+		h["Baggage"] = []string{value}
+	default:
+		http.Header(h).Set(key, value)
+	}
+}
+
+func (h headerCarrier) Keys() []string { return propagation.HeaderCarrier(h).Keys() }

@@ -70,6 +70,12 @@ type conn struct {
 	idleAt time.Time
 	timer  *time.Timer // closes the connection once idle too long
 	reused bool
+
+	raw   syscall.RawConn // nil when the connection has none
+	alive bool            // what the last peek found
+	buf   [1]byte         // the peek's
+	peekF func(fd uintptr) bool
+	abort func() // makes the connection's reads and writes fail now
 }
 
 // RoundTrip sends req and returns its answer. The answer's body must be
@@ -161,7 +167,7 @@ func (c *conn) watch(ctx context.Context) (stop func() bool) {
 	if ctx.Done() == nil {
 		return func() bool { return true }
 	}
-	return context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	return context.AfterFunc(ctx, c.abort)
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
@@ -318,7 +324,14 @@ func (t *Transport) get(ctx context.Context, key string) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{t: t, key: key, nc: nc}, nil
+	c := &conn{t: t, key: key, nc: nc}
+	c.abort = func() { c.nc.SetDeadline(aLongTimeAgo) }
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw, c.peekF = raw, c.peek
+		}
+	}
+	return c, nil
 }
 
 // open reports whether the server has not closed the idle connection: a
@@ -328,22 +341,11 @@ func (t *Transport) get(ctx context.Context, key string) (*conn, error) {
 // zero bytes; bytes the server sent unasked make the connection unusable
 // too.
 func (c *conn) open() bool {
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
+	if c.raw == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	alive := false
-	var buf [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = errors.Is(rerr, syscall.EAGAIN) || errors.Is(rerr, syscall.EWOULDBLOCK)
-		return true
-	})
-	return err == nil && alive
+	c.alive = false
+	return c.raw.Read(c.peekF) == nil && c.alive
 }
 
 // put keeps c for the next request to its host, or closes it when the
