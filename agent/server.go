@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
 )
 
 // ServerOptions configures the agent's HTTP front.
@@ -118,14 +119,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.h.ServeHTTP(w, r)
 }
 
-// MetricsHandler serves g at /metrics: promhttp's handler, OpenMetrics
-// when the scraper asks for it, compressed by compressMetrics; errors of a
-// gather go to log.
+// MetricsHandler serves g at /metrics: OpenMetrics when the scraper asks
+// for it, compressed by compressMetrics; errors of a gather go to log.
+// The text formats are written by textExposition, as promhttp writes them
+// at less CPU a series; promhttp's handler serves the others (protobuf,
+// with native histograms) and requests filtered by name.
 func MetricsHandler(g prometheus.Gatherer, log *slog.Logger) http.Handler {
-	return compressMetrics(promhttp.HandlerFor(g, promhttp.HandlerOpts{
-		ErrorLog:           slog.NewLogLogger(log.Handler(), slog.LevelError),
+	errs := slog.NewLogLogger(log.Handler(), slog.LevelError)
+	other := promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		ErrorLog:           errs,
 		EnableOpenMetrics:  true,
 		DisableCompression: true, // compressMetrics does
+	})
+	text := &textExposition{g: g, log: errs}
+	formats := expfmt.DefaultOpenMetricsAcceptedFormats()
+	return compressMetrics(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := expfmt.NegotiateAccept(r.Header, formats...); text.serves(f, r) {
+			text.serve(w, f)
+			return
+		}
+		other.ServeHTTP(w, r)
 	}))
 }
 
