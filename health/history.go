@@ -87,7 +87,8 @@ type History struct {
 	checks map[string]*checkRing // encoded by sym (record.go)
 	trans  map[string]*ringBuf[Transition]
 	sym    symbols
-	enc    []byte // encodeCheck's scratch
+	// encodeCheck's scratch
+	key, vary []byte
 
 	queue       chan any
 	onPersisted func(any) // tests set it before Start; called from the writer
@@ -188,9 +189,8 @@ func (h *History) Record(c CheckRecord, t *Transition) {
 		rb = newCheckRing(h.ring)
 		h.checks[c.Plugin] = rb
 	}
-	var at point
-	h.enc, at = h.sym.encodeCheck(h.enc[:0], c, rb.last)
-	rb.add(h.enc, at)
+	h.key, h.vary = h.sym.encodeCheck(h.key[:0], h.vary[:0], c)
+	rb.add(h.key, h.vary, c.Seq, c.Time.UnixMicro())
 	if t != nil {
 		tb := h.trans[t.Plugin]
 		if tb == nil {
@@ -382,8 +382,8 @@ func (h *History) Query(ctx context.Context, plugin string, since, until time.Ti
 		var cs []CheckRecord
 		var ts []Transition
 		if rb := h.checks[plugin]; rb != nil {
-			rb.each(rb.count, func(v []byte, prev point) {
-				if c := h.sym.decodeCheck(plugin, v, prev); !c.Time.Before(since) && c.Time.Before(until) {
+			rb.each(rb.count, func(key, vary []byte, seq, us int64) {
+				if c := h.sym.decodeCheck(plugin, key, vary, seq, us); !c.Time.Before(since) && c.Time.Before(until) {
 					cs = append(cs, c)
 				}
 			})

@@ -12,21 +12,25 @@ import (
 // The in-memory history keeps every plugin's last checks (256 by default,
 // 256 000 for 1000 plugins). A CheckRecord as the engine builds it, with
 // its probe outcomes and their probe results, is about 1 KiB on the heap;
-// the ring (checkRing, ring.go) keeps each one as about 20 bytes for a
-// healthy check of three probes, in one buffer per plugin:
+// the ring (checkRing, ring.go) keeps a healthy check of three probes in
+// about 13 bytes, in one buffer per plugin. A check is encoded in two
+// parts:
 //
-//   - its sequence number and time as the difference from the check before
-//     it in the ring (zigzag varints; the time to the microsecond), so a
-//     check a second after the last takes three bytes, not nine;
-//   - durations quantized to 16 bits (quantize): exact under 2048 ns,
-//     within 1/2048 of their value above, up to 73 minutes;
-//   - the few strings that repeat (states, error classes, the list of a
-//     check's probe names) as one byte each through a symbol table;
-//   - a probe that passed with one attempt as its flags and its duration,
-//     three bytes; the check's latency not at all when it is its slowest
-//     probe's duration, as it is unless a synthetic inference ran; error
-//     texts and reasons in full.
+//   - its key: its flags, its state, its failed probe, the list of its
+//     probe names, and each probe's flags, error class, attempts, error
+//     text and reason. The few strings that repeat (states, error classes,
+//     the list of names) are one byte each through a symbol table; a probe
+//     that passed with one attempt is its flags byte alone. The ring keeps
+//     a key once for a run of checks that have the same one, as a server's
+//     checks do while nothing changes.
+//   - what varies from check to check: its durations quantized to 16 bits
+//     (quantize: exact under 2048 ns, within 1/2048 of their value above,
+//     up to 73 minutes), its start as the time before its decision, the
+//     time to first token and tokens per second when a synthetic
+//     inference ran. The check's latency is not kept when it is its
+//     slowest probe's duration, as it is unless a synthetic inference ran.
 //
+// The ring keeps the sequence number and the time (to the microsecond).
 // The probe results are dropped: neither the API nor the store shows them.
 
 // Flags of an encoded check.
@@ -115,10 +119,6 @@ func keptTransition(t Transition) Transition {
 	return t
 }
 
-// point is a check's sequence number and time in Unix microseconds: the
-// ring keeps each check's as the difference from the check before it.
-type point struct{ seq, us int64 }
-
 // symbols interns the strings check records repeat. It holds at most 255;
 // past that a string is written in full after the byte 255. Not safe for
 // concurrent use: History calls it under its mutex.
@@ -189,10 +189,13 @@ func appendQuantized(b []byte, d time.Duration) []byte {
 	return binary.LittleEndian.AppendUint16(b, quantize(d))
 }
 
-// encodeCheck appends c to b as the check after prev; it returns c's
-// point. c.Plugin is the ring's key and is not kept.
-func (s *symbols) encodeCheck(b []byte, c CheckRecord, prev point) ([]byte, point) {
-	at := point{seq: c.Seq, us: c.Time.UnixMicro()}
+// encodeCheck appends c to key and vary, split for the ring's runs
+// (ring.go): vary is what changes from one check to the next when nothing
+// else does, the durations, latencies and tokens per second, of a length
+// key decides; key is all the rest: flags, state, the failed probe, the
+// probe names and each probe's flags, error and reason. c.Plugin is the
+// ring's key, and c.Seq and c.Time the ring's own: neither is in them.
+func (s *symbols) encodeCheck(key, vary []byte, c CheckRecord) ([]byte, []byte) {
 	var flags byte
 	if c.OK {
 		flags |= recOK
@@ -216,31 +219,29 @@ func (s *symbols) encodeCheck(b []byte, c CheckRecord, prev point) ([]byte, poin
 	if len(c.Probes) > 0 && c.Latency == slowest(c.Probes) {
 		flags |= recSlowest
 	}
-	b = append(b, flags)
-	b = binary.AppendVarint(b, at.seq-prev.seq)
-	b = binary.AppendVarint(b, at.us-prev.us)
-	b = s.append(b, string(c.State))
+	key = append(key, flags)
+	key = s.append(key, string(c.State))
 	if flags&recSlowest == 0 {
-		b = appendQuantized(b, c.Latency)
+		vary = appendQuantized(vary, c.Latency)
 	}
 	if flags&recFailed != 0 {
-		b = s.append(s.append(b, c.Probe), string(c.Class))
+		key = s.append(s.append(key, c.Probe), string(c.Class))
 	}
 	if flags&recTTFT != 0 {
-		b = appendQuantized(b, c.TTFT)
+		vary = appendQuantized(vary, c.TTFT)
 	}
 	if flags&recTPS != 0 {
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(c.TPS)))
+		vary = binary.LittleEndian.AppendUint32(vary, math.Float32bits(float32(c.TPS)))
 	}
 	if flags&recTimed != 0 {
 		// The start as the time before the decision, and the duration
 		// when it is not that.
-		b = appendQuantized(b, span)
+		vary = appendQuantized(vary, span)
 		if flags&recSpan == 0 {
-			b = appendQuantized(b, c.Duration)
+			vary = appendQuantized(vary, c.Duration)
 		}
 	}
-	b = s.appendNames(b, c.Probes)
+	key = s.appendNames(key, c.Probes)
 	for _, p := range c.Probes {
 		var f, x byte
 		if p.OK {
@@ -273,77 +274,66 @@ func (s *symbols) encodeCheck(b []byte, c CheckRecord, prev point) ([]byte, poin
 		if x != 0 {
 			f |= outExtra
 		}
-		b = append(b, f)
-		b = appendQuantized(b, p.Duration)
+		key = append(key, f)
+		vary = appendQuantized(vary, p.Duration)
 		if x == 0 {
 			continue
 		}
-		b = append(b, x)
+		key = append(key, x)
 		if x&extClass != 0 {
-			b = s.append(b, string(p.Class))
+			key = s.append(key, string(p.Class))
 		}
 		if x&extCounts != 0 {
-			b = binary.AppendUvarint(b, uint64(max(p.Attempts, 0)))
-			b = binary.AppendUvarint(b, uint64(max(p.Failures, 0)))
+			key = binary.AppendUvarint(key, uint64(max(p.Attempts, 0)))
+			key = binary.AppendUvarint(key, uint64(max(p.Failures, 0)))
 		}
 		if x&extError != 0 {
-			b = appendString(b, p.Error)
+			key = appendString(key, p.Error)
 		}
 		if x&extReason != 0 {
-			b = appendString(b, p.Reason)
+			key = appendString(key, p.Reason)
 		}
 	}
-	return b, at
+	return key, vary
 }
 
-// advance returns the point of the check encoded in v, the one after
-// prev, reading only its first bytes.
-func advance(v []byte, prev point) point {
-	d := decoder{b: v}
-	d.byte()
-	prev.seq += d.varint()
-	prev.us += d.varint()
-	return prev
-}
-
-// decodeCheck is the inverse of encodeCheck, to the precision it keeps: v
-// is the check after prev. The input is always one of encodeCheck's: a
-// short or malformed one is a bug and panics.
-func (s *symbols) decodeCheck(plugin string, v []byte, prev point) CheckRecord {
-	d := decoder{s: s, b: v}
-	c := CheckRecord{Plugin: plugin}
+// decodeCheck is the inverse of encodeCheck, to the precision it keeps,
+// for the check of plugin numbered seq, decided at us (Unix
+// microseconds). The input is always one of encodeCheck's: a short or
+// malformed one is a bug and panics.
+func (s *symbols) decodeCheck(plugin string, key, vary []byte, seq, us int64) CheckRecord {
+	d, v := decoder{s: s, b: key}, decoder{b: vary}
+	c := CheckRecord{Plugin: plugin, Seq: seq, Time: time.UnixMicro(us)}
 	flags := d.byte()
 	c.OK = flags&recOK != 0
-	c.Seq = prev.seq + d.varint()
-	c.Time = time.UnixMicro(prev.us + d.varint())
 	c.State = State(d.sym())
 	if flags&recSlowest == 0 {
-		c.Latency = d.quantized()
+		c.Latency = v.quantized()
 	}
 	if flags&recFailed != 0 {
 		c.Probe, c.Class = d.sym(), probes.ErrorClass(d.sym())
 	}
 	if flags&recTTFT != 0 {
-		c.TTFT = d.quantized()
+		c.TTFT = v.quantized()
 	}
 	if flags&recTPS != 0 {
-		c.TPS = float64(math.Float32frombits(binary.LittleEndian.Uint32(d.take(4))))
+		c.TPS = float64(math.Float32frombits(binary.LittleEndian.Uint32(v.take(4))))
 	}
 	if flags&recTimed != 0 {
-		span := d.quantized()
+		span := v.quantized()
 		c.Started, c.Duration = c.Time.Add(-span), span
 		if flags&recSpan == 0 {
-			c.Duration = d.quantized()
+			c.Duration = v.quantized()
 		}
 	}
 	sym := d.byte()
-	var key string
+	var names string
 	if sym == symInline {
-		key = string(d.take(int(d.uvarint())))
+		names = string(d.take(int(d.uvarint())))
 	} else {
-		key = s.str[sym]
+		names = s.str[sym]
 	}
-	if names := s.namesOf(sym, key); len(names) > 0 {
+	if names := s.namesOf(sym, names); len(names) > 0 {
 		c.Probes = make([]ProbeOutcome, len(names))
 		for i := range c.Probes {
 			p := &c.Probes[i]
@@ -351,7 +341,7 @@ func (s *symbols) decodeCheck(plugin string, v []byte, prev point) CheckRecord {
 			f := d.byte()
 			p.OK, p.Informational, p.Loading = f&outOK != 0, f&outInformational != 0, f&outLoading != 0
 			p.Passive, p.Skipped = f&outPassive != 0, f&outSkipped != 0
-			p.Duration = d.quantized()
+			p.Duration = v.quantized()
 			p.Attempts = 1
 			if !p.OK {
 				p.Failures = 1
@@ -379,7 +369,7 @@ func (s *symbols) decodeCheck(plugin string, v []byte, prev point) CheckRecord {
 		// quantize keeps their order.
 		c.Latency = slowest(c.Probes)
 	}
-	if len(d.b) != 0 {
+	if len(d.b) != 0 || len(v.b) != 0 {
 		panic("health: trailing bytes in an encoded check")
 	}
 	return c

@@ -41,15 +41,30 @@ func TestEncodedCheckRoundTrips(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var s symbols
-			prev := point{seq: 40, us: at.Add(-time.Second).UnixMicro()}
-			enc, p := s.encodeCheck(nil, tt.c, prev)
-			if p.seq != tt.c.Seq || p.us != tt.c.Time.UnixMicro() {
-				t.Errorf("point %+v, want seq %d at %d µs", p, tt.c.Seq, tt.c.Time.UnixMicro())
+			key, vary := s.encodeCheck(nil, nil, tt.c)
+			sameCheck(t, s.decodeCheck(tt.c.Plugin, key, vary, tt.c.Seq, tt.c.Time.UnixMicro()), tt.c)
+			// The same check again, but for what varies, has the same key
+			// and a vary part as long: the ring keeps it in a run.
+			again := tt.c
+			again.Latency, again.TTFT, again.TPS = again.Latency*3+7, again.TTFT*2, again.TPS*1.5
+			if !again.Started.IsZero() {
+				again.Started = again.Started.Add(-time.Millisecond)
+				if tt.c.Duration == tt.c.Time.Sub(tt.c.Started) {
+					again.Duration = again.Time.Sub(again.Started)
+				}
 			}
-			if a := advance(enc, prev); a != p {
-				t.Errorf("advance: %+v, want %+v", a, p)
+			again.Probes = slices.Clone(again.Probes)
+			for i := range again.Probes {
+				again.Probes[i].Duration = again.Probes[i].Duration*9/8 + 3
 			}
-			sameCheck(t, s.decodeCheck(tt.c.Plugin, enc, prev), tt.c)
+			if len(tt.c.Probes) > 0 && tt.c.Latency == slowest(tt.c.Probes) {
+				again.Latency = slowest(again.Probes)
+			}
+			key2, vary2 := s.encodeCheck(nil, nil, again)
+			if string(key2) != string(key) || len(vary2) != len(vary) {
+				t.Errorf("changed only in its durations: key %x vary %d bytes, want key %x vary %d bytes", key2, len(vary2), key, len(vary))
+			}
+			sameCheck(t, s.decodeCheck(tt.c.Plugin, key, vary2, tt.c.Seq, tt.c.Time.UnixMicro()), again)
 		})
 	}
 }
@@ -58,22 +73,18 @@ func TestEncodedCheckRoundTrips(t *testing.T) {
 // ones are written in full and still come back.
 func TestEncodedCheckPastTheSymbolTable(t *testing.T) {
 	var s symbols
-	var encs [][]byte
-	var prev point
+	var keys, varys [][]byte
 	for i := range 300 {
 		c := CheckRecord{Seq: int64(i), Time: time.Unix(int64(i), 0), State: State(fmt.Sprintf("s%d", i)),
 			Probes: []ProbeOutcome{{Probe: fmt.Sprintf("probe%d", i), Class: probes.ErrorClass(fmt.Sprintf("c%d", i))}}}
-		var enc []byte
-		enc, prev = s.encodeCheck(nil, c, prev)
-		encs = append(encs, enc)
+		key, vary := s.encodeCheck(nil, nil, c)
+		keys, varys = append(keys, key), append(varys, vary)
 	}
 	if len(s.str) != 255 {
 		t.Fatalf("symbol table holds %d strings, want 255", len(s.str))
 	}
-	prev = point{}
-	for i, e := range encs {
-		c := s.decodeCheck("p", e, prev)
-		prev = advance(e, prev)
+	for i := range keys {
+		c := s.decodeCheck("p", keys[i], varys[i], int64(i), int64(i)*1e6)
 		if c.Seq != int64(i) || c.State != State(fmt.Sprintf("s%d", i)) || c.Probes[0].Probe != fmt.Sprintf("probe%d", i) ||
 			c.Probes[0].Class != probes.ErrorClass(fmt.Sprintf("c%d", i)) {
 			t.Fatalf("record %d decoded as %+v", i, c)
@@ -82,7 +93,9 @@ func TestEncodedCheckPastTheSymbolTable(t *testing.T) {
 }
 
 // TestEncodedCheckIsSmall: what the ring keeps per check is what sizes the
-// agent's memory (256 checks per plugin by default).
+// agent's memory (256 checks per plugin by default). A healthy check of
+// three probes is a key of 6 bytes, kept once for a run of them, and 8
+// bytes of durations.
 func TestEncodedCheckIsSmall(t *testing.T) {
 	var s symbols
 	c := CheckRecord{Seq: 123456, Plugin: "p", Time: time.Now(), State: StateHealthy, OK: true, Latency: 1500 * time.Microsecond,
@@ -91,12 +104,9 @@ func TestEncodedCheckIsSmall(t *testing.T) {
 			{Probe: probes.Readiness, OK: true, Duration: 1500 * time.Microsecond, Attempts: 1},
 			{Probe: probes.Resources, OK: true, Informational: true, Duration: 80 * time.Microsecond, Attempts: 1}}}
 	c.Started, c.Duration = c.Time.Add(-1600*time.Microsecond), 1600*time.Microsecond
-	// A second after the check before it, 1000 checks of other plugins
-	// between them.
-	prev := point{seq: c.Seq - 1000, us: c.Time.Add(-time.Second).UnixMicro()}
-	s.encodeCheck(nil, c, prev) // the symbols exist
-	if enc, _ := s.encodeCheck(nil, c, prev); len(enc) > 20 {
-		t.Errorf("a healthy three-probe check encodes in %d bytes, want at most 20", len(enc))
+	s.encodeCheck(nil, nil, c) // the symbols exist
+	if key, vary := s.encodeCheck(nil, nil, c); len(key) > 6 || len(vary) > 8 {
+		t.Errorf("a healthy three-probe check encodes in a key of %d bytes and %d of durations, want at most 6 and 8", len(key), len(vary))
 	}
 }
 

@@ -2,8 +2,9 @@ package health
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strings"
@@ -31,69 +32,122 @@ func TestRingKeepsTheLastN(t *testing.T) {
 	}
 }
 
-// TestCheckRingKeepsTheLastN: the check ring keeps the last n records of
-// any sizes, oldest first, across the wrap of its buffer and its growth,
-// in a buffer not much larger than the records it holds, also while it
-// fills.
+// TestCheckRingKeepsTheLastN: the check ring keeps the last n checks of
+// any sizes, runs and points, oldest first, across the wrap of its buffer,
+// its growth and the drops that make a run's second check its first, in a
+// buffer not much larger than the checks it holds, also while it fills.
 func TestCheckRingKeepsTheLastN(t *testing.T) {
-	for _, tt := range []struct{ n, adds int }{{3, 0}, {3, 2}, {3, 3}, {3, 5}, {1, 4}, {256, 9}, {256, 100}, {256, 2000}} {
+	for _, tt := range []struct{ n, adds int }{
+		{3, 0}, {3, 2}, {3, 3}, {3, 5}, {1, 4}, {2, 40}, {7, 300}, {256, 9}, {256, 100}, {256, 2000},
+	} {
 		r := newCheckRing(tt.n)
 		for i := range tt.adds {
-			rec, at := testRecord(i, r.last)
-			r.add(rec, at)
+			c := testCheck(i)
+			r.add([]byte(c.key), []byte(c.vary), c.seq, c.us)
 		}
-		var want []string
+		var want, got []testEntry
 		size := 0
-		prev := point{}
-		for i := range tt.adds {
-			rec, at := testRecord(i, prev)
-			prev = at
-			if i >= tt.adds-tt.n {
-				want = append(want, string(rec))
-				size += len(rec) + 2
+		for i := max(0, tt.adds-tt.n); i < tt.adds; i++ {
+			c := testCheck(i)
+			want = append(want, c)
+			size += len(c.key) + len(c.vary) + 4
+		}
+		r.each(r.count, func(key, vary []byte, seq, us int64) {
+			got = append(got, testEntry{string(key), string(vary), seq, us})
+		})
+		if !slices.Equal(got, want) {
+			t.Errorf("n=%d after %d adds: %d checks\n%v\nwant %d\n%v", tt.n, tt.adds, len(got), got, len(want), want)
+		}
+		for k := range min(tt.n, tt.adds) + 1 {
+			var last []testEntry
+			r.each(k, func(key, vary []byte, seq, us int64) {
+				last = append(last, testEntry{string(key), string(vary), seq, us})
+			})
+			if !slices.Equal(last, want[len(want)-min(k, len(want)):]) {
+				t.Errorf("n=%d after %d adds: the last %d are %v", tt.n, tt.adds, k, last)
 			}
 		}
-		if got := ringItems(t, r, max(0, tt.adds-tt.n)); !slices.Equal(got, want) {
-			t.Errorf("n=%d after %d adds: %d records %q, want %d %q", tt.n, tt.adds, len(got), got, len(want), want)
-		}
-		// Full, about the records' size; filling, at most twice it.
+		// Full, about the checks' size; filling, at most twice it.
 		limit := size*2 + 64
 		if tt.adds >= tt.n {
 			limit = size*3/2 + 64
 		}
 		if len(r.buf) > limit {
-			t.Errorf("n=%d after %d adds: buffer of %d bytes for %d bytes of records", tt.n, tt.adds, len(r.buf), size)
+			t.Errorf("n=%d after %d adds: buffer of %d bytes for %d bytes of checks", tt.n, tt.adds, len(r.buf), size)
 		}
 	}
 }
 
-// testRecord is the ith test record after prev: a check's prefix (flags,
-// its sequence number i and its time, i seconds and i*i µs) and 0 to 149
-// bytes more.
-func testRecord(i int, prev point) ([]byte, point) {
-	at := point{seq: int64(i), us: int64(i)*1e6 + int64(i*i)}
-	if i%5 == 4 {
-		at.us = -at.us // time going back, as a stepped clock does
-	}
-	b := binary.AppendVarint(binary.AppendVarint([]byte{0}, at.seq-prev.seq), at.us-prev.us)
-	return append(b, strings.Repeat(string(rune('a'+i%26)), i*7%150)...), at
+type testEntry struct {
+	key, vary string
+	seq, us   int64
 }
 
-// ringItems returns r's records, oldest first, checking that each one's
-// point, from the ring's base across its wraps, is the one testRecord
-// gave it, the first being the firstth.
-func ringItems(t *testing.T, r *checkRing, first int) []string {
-	t.Helper()
-	var out []string
-	i := first
-	r.each(r.count, func(rec []byte, prev point) {
-		if _, want := testRecord(i, point{}); advance(rec, prev) != want {
-			t.Errorf("record %d at %+v, want %+v", i, advance(rec, prev), want)
-		}
-		out = append(out, string(rec))
-		i++
-	})
-	return out
+// testCheck is the ith test check: runs of 1 to 5 checks with the same key
+// of 1 to 40 bytes, broken by a check of another key; a vary part of 0 to
+// 8 bytes that the key decides; sequence numbers mostly 1000 apart, going
+// back now and then (a new engine run) and far off (past the tag's room);
+// times mostly a second apart with some jitter, going back as a stepped
+// clock does, and at the ends of int64.
+func testCheck(i int) testEntry {
+	run := i / (1 + i%5)
+	if i%7 == 3 {
+		run = -i
+	}
+	key := strings.Repeat(string(rune('a'+(run%26+26)%26)), (run*7%40+40)%40+1)
+	vary := make([]byte, (run%5+5)%5*2)
+	for j := range vary {
+		vary[j] = byte(i + j)
+	}
+	c := testEntry{key: key, vary: string(vary), seq: int64(i)*1000 + int64(i*i%17), us: int64(i)*1e6 + int64(i*i%4000)}
+	switch {
+	case i%50 == 49:
+		c.seq = int64(i % 3)
+	case i%97 == 96:
+		c.seq = math.MaxInt64 - int64(i)
+	case i%89 == 88:
+		c.seq = math.MinInt64 + int64(i)
+	}
+	switch {
+	case i%5 == 4:
+		c.us = -c.us
+	case i%61 == 60:
+		c.us = math.MinInt64
+	case i%67 == 66:
+		c.us = math.MaxInt64
+	}
+	return c
+}
+
+// TestCheckRingKeepsARunOnce: checks that differ only in their durations,
+// times and sequence numbers take their vary part and the second
+// differences of their points: three bytes at a 1 s interval with
+// milliseconds of lag, five with the scheduler's default jitter (±5 % of
+// the interval), a thousand checks a second of all plugins numbered
+// between two of them.
+func TestCheckRingKeepsARunOnce(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		jitter float64
+		point  float64
+	}{{"no jitter", 0, 3}, {"5 % jitter", 0.05, 5}} {
+		t.Run(tt.name, func(t *testing.T) {
+			rnd := rand.New(rand.NewPCG(3, 4))
+			r := newCheckRing(256)
+			key, vary := []byte("flags, state, probe names"), make([]byte, 8)
+			due := time.Unix(1_800_000_000, 0)
+			for range 1000 {
+				at := due.Add(time.Duration(rnd.Int64N(int64(4 * time.Millisecond))))
+				r.add(key, vary, at.UnixMilli(), at.UnixMicro())
+				due = due.Add(time.Second + time.Duration((2*rnd.Float64()-1)*tt.jitter*float64(time.Second)))
+			}
+			per := float64(r.used-len(key)-4) / float64(r.count)
+			t.Logf("%.2f bytes a check", per)
+			if per > float64(len(vary))+tt.point {
+				t.Errorf("%.2f bytes a check of %d bytes of durations in a run, want at most %g", per, len(vary), float64(len(vary))+tt.point)
+			}
+		})
+	}
 }
 
 // TestCheckRingGrowsAsItFills: a ring of 256 that has seen 9 checks
@@ -101,23 +155,23 @@ func ringItems(t *testing.T, r *checkRing, first int) []string {
 // takes 42 minutes to fill.
 func TestCheckRingGrowsAsItFills(t *testing.T) {
 	r := newCheckRing(256)
-	var rec []byte
+	c := testCheck(40)
 	for i := range 9 {
-		var at point
-		rec, at = testRecord(40, r.last)
-		_ = i
-		r.add(rec, at)
+		r.add([]byte(c.key), []byte(c.vary), int64(i), int64(i)*1e6)
 	}
-	if held := 9 * (len(rec) + 1); len(r.buf) > 2*held {
-		t.Errorf("%d bytes for 9 checks of %d bytes", len(r.buf), len(rec)+1)
+	if held := len(c.key) + 9*(len(c.vary)+2) + 4; len(r.buf) > 2*held {
+		t.Errorf("%d bytes for 9 checks holding %d", len(r.buf), held)
 	}
 }
 
 // TestHistoryRingIsSmall: a plugin's ring of 256 checks takes under
-// 5 KiB of heap with one probe a check, 6 KiB with three (as a string
-// each, with its header and its allocation's rounding, they took 12 and
-// 16 KiB; encoded as they were before the differences and the quantized
-// durations, 9 and 15).
+// 2.75 KiB of heap with one probe a check, 3.75 KiB with three, checked
+// as the scheduler runs them: a second apart give or take its 5 % jitter,
+// their durations varying, a thousand checks a second of all plugins. (As
+// a string each, with its header and its allocation's rounding, they took
+// 12 and 16 KiB; encoded as they were before the differences and the
+// quantized durations, 9 and 15; each check on its own, before the runs
+// and the second differences, 3.6 and 6.0.)
 func TestHistoryRingIsSmall(t *testing.T) {
 	live := ProbeOutcome{Probe: "liveness", OK: true, Attempts: 1, Duration: 1200 * time.Microsecond}
 	for _, tt := range []struct {
@@ -125,9 +179,9 @@ func TestHistoryRingIsSmall(t *testing.T) {
 		probes []ProbeOutcome
 		limit  int64
 	}{
-		{"liveness", []ProbeOutcome{live}, 5 << 10},
+		{"liveness", []ProbeOutcome{live}, 2816},
 		{"shipped probes", []ProbeOutcome{live, {Probe: "readiness", OK: true, Attempts: 1, Duration: 1500 * time.Microsecond},
-			{Probe: "resources", OK: true, Informational: true, Attempts: 1, Duration: 90 * time.Microsecond}}, 6 << 10},
+			{Probe: "resources", OK: true, Informational: true, Attempts: 1, Duration: 90 * time.Microsecond}}, 3840},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h, err := OpenHistory(context.Background(), nil, HistoryConfig{Ring: 256}, nil)
@@ -137,23 +191,47 @@ func TestHistoryRingIsSmall(t *testing.T) {
 			at := time.Unix(1_800_000_000, 0)
 			const plugins = 200
 			ids := make([]string, plugins)
+			due := make([]time.Time, plugins)
 			for p := range ids {
 				ids[p] = fmt.Sprintf("p%03d", p)
+				due[p] = at.Add(time.Duration(p) * time.Second / plugins)
 			}
-			record := func(i int) {
-				// A second apart, 1000 other checks between two of a plugin.
+			rnd := rand.New(rand.NewPCG(1, 2))
+			vary := func(d time.Duration) time.Duration { return d*7/10 + time.Duration(rnd.Int64N(int64(d)*6/10)) }
+			// p007's checks, allocated before the measure.
+			kept := make([]CheckRecord, 0, 1000)
+			keptProbes := make([]ProbeOutcome, 1000*len(tt.probes))
+			scratch := slices.Clone(tt.probes)
+			record := func() {
 				for p, id := range ids {
-					decided := at.Add(time.Duration(i)*time.Second + time.Duration(p)*time.Millisecond)
-					h.Record(CheckRecord{Seq: int64(100000 + 1000*i + p), Plugin: id, Time: decided, Started: decided.Add(-1700 * time.Microsecond),
-						Duration: 1700 * time.Microsecond, State: StateHealthy, OK: true, Latency: 1500 * time.Microsecond, Probes: tt.probes}, nil)
+					c := CheckRecord{Plugin: id, State: StateHealthy, OK: true, Probes: scratch}
+					if p == 7 {
+						c.Probes = keptProbes[len(kept)*len(tt.probes):][:len(tt.probes)]
+					}
+					copy(c.Probes, tt.probes)
+					for i := range c.Probes {
+						c.Probes[i].Duration = vary(c.Probes[i].Duration)
+					}
+					c.Latency = slowest(c.Probes)
+					c.Started = due[p].Add(time.Duration(rnd.Int64N(int64(time.Millisecond))))
+					c.Duration = c.Latency + vary(100*time.Microsecond)
+					c.Time = c.Started.Add(c.Duration)
+					// The engine numbers the checks of every plugin, a
+					// thousand a second.
+					c.Seq = 100000 + int64(c.Time.Sub(at)/time.Millisecond)
+					h.Record(c, nil)
+					if p == 7 {
+						kept = append(kept, c)
+					}
+					due[p] = due[p].Add(time.Second + time.Duration((2*rnd.Float64()-1)*0.05*float64(time.Second)))
 				}
 			}
-			record(0) // the maps and symbols exist before the measure
+			record() // the maps and symbols exist before the measure
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
-			for i := 1; i < 1000; i++ {
-				record(i)
+			for range 999 {
+				record()
 			}
 			runtime.GC()
 			runtime.ReadMemStats(&after)
@@ -163,12 +241,11 @@ func TestHistoryRingIsSmall(t *testing.T) {
 				t.Errorf("%d bytes of heap per plugin for 256 checks, want at most %d", per, tt.limit)
 			}
 			cs, _, err := h.Query(context.Background(), "p007", at, at.Add(time.Hour), 1000)
-			if err != nil || len(cs) != 256 || cs[0].Seq != 100000+999*1000+7 || cs[255].Seq != 100000+744*1000+7 ||
-				cs[0].Probes[0].Duration != dequantize(quantize(1200*time.Microsecond)) || len(cs[0].Probes) != len(tt.probes) {
-				t.Errorf("query: %d checks (newest %+v), %v", len(cs), cs[0], err)
+			if err != nil || len(cs) != 256 {
+				t.Fatalf("query: %d checks, %v", len(cs), err)
 			}
-			if got, want := cs[0].Time, at.Add(999*time.Second+7*time.Millisecond); !got.Equal(want) {
-				t.Errorf("newest check at %v, want %v", got, want)
+			for i, c := range cs {
+				sameCheck(t, c, kept[len(kept)-1-i])
 			}
 			runtime.KeepAlive(h)
 		})

@@ -56,8 +56,8 @@ func (h *History) Recent(plugin string, n int) []CheckRecord {
 		return nil
 	}
 	out := make([]CheckRecord, 0, min(n, rb.count))
-	rb.each(n, func(v []byte, prev point) {
-		out = append(out, h.sym.decodeCheck(plugin, v, prev))
+	rb.each(n, func(key, vary []byte, seq, us int64) {
+		out = append(out, h.sym.decodeCheck(plugin, key, vary, seq, us))
 	})
 	return out
 }

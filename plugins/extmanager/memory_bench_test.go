@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,8 +38,9 @@ import (
 // probes at a 10 s interval (what a target holds does not depend on it,
 // and the test leaves the machine's CPU to others), all checked and
 // healthy, then every history ring filled to its 256 checks with copies
-// of the plugin's own last check (a ring fills in 256 s at 1 s; the copies
-// are what it would hold). It reports the live
+// of the plugin's own last check, at the times and with the durations of
+// checks run at 1 s (a ring fills in 256 s at 1 s; the copies are what it
+// would hold). It reports the live
 // heap per target by runtime.MemStats after a collection, against the
 // same process before the ExtManager started, and with MEMORY_PROFILE set
 // to a directory saves the heap profile there (go tool pprof -top
@@ -94,15 +97,27 @@ func TestMemoryPerTarget(t *testing.T) {
 	h := r.e.Engine().History()
 	ring := r.e.Engine().Config().History.Ring
 	far := time.Now().Add(time.Hour)
+	rnd := rand.New(rand.NewPCG(1, 2))
 	for i := range targets {
 		cs, _, err := h.Query(context.Background(), id(i), time.Time{}, far, ring)
 		if err != nil || len(cs) == 0 {
 			t.Fatalf("%s: %d checks in history, %v", id(i), len(cs), err)
 		}
-		c := cs[0]
+		last := cs[0]
+		c := last
+		c.Probes = slices.Clone(last.Probes)
 		for range ring - len(cs) {
-			c.Seq += 1 << 20
-			c.Time, c.Started = c.Time.Add(time.Second), c.Started.Add(time.Second)
+			// As the scheduler runs them: a second apart give or take its
+			// 5 % jitter, the engine numbering about a thousand checks of
+			// all targets between two, the durations varying.
+			step := time.Second + time.Duration((2*rnd.Float64()-1)*0.05*float64(time.Second))
+			c.Seq += int64(step / time.Millisecond)
+			for i, p := range last.Probes {
+				c.Probes[i].Duration = p.Duration*7/10 + time.Duration(rnd.Int64N(int64(p.Duration)*6/10+1))
+			}
+			c.Started = c.Started.Add(step)
+			c.Duration = last.Duration - last.Latency + slowest(c.Probes)
+			c.Time, c.Latency = c.Started.Add(c.Duration), slowest(c.Probes)
 			h.Record(c, nil)
 		}
 	}
@@ -305,4 +320,16 @@ func BenchmarkTransportBuffers(b *testing.B) {
 		ts.Close()
 		sim.Close()
 	}
+}
+
+// slowest is the longest duration of the probes that decide the state, the
+// check's latency when no synthetic inference ran.
+func slowest(ps []health.ProbeOutcome) time.Duration {
+	var d time.Duration
+	for _, p := range ps {
+		if !p.Informational {
+			d = max(d, p.Duration)
+		}
+	}
+	return d
 }
