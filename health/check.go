@@ -31,7 +31,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 
 	cctx, cancel := context.WithTimeout(ctx, cfg.timeout(id))
 	defer cancel()
-	cctx, span := e.tracer.Start(cctx, "ai.health.check", trace.WithAttributes(p.spanAttrs(id, t)...))
+	cctx, span := e.tracer.Start(cctx, "ai.health.check", p.spanStart(id, t)...)
 	defer span.End()
 
 	started := e.o.Clock.Now()
@@ -202,16 +202,17 @@ func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informat
 	return out
 }
 
-// spanAttrs returns the attributes of the check span of the plugin id with
-// target t, built again only when its kind or mode changed (the SDK copies
-// the attributes it is given). The caller holds p.mu.
-func (p *plugin) spanAttrs(id string, t Target) []attribute.KeyValue {
-	if p.attrs == nil || p.attrsKind != t.Kind || p.attrsMode != t.Mode {
-		p.attrs = []attribute.KeyValue{attribute.String("vitals.ai.plugin", id), attribute.String("vitals.ai.kind", string(t.Kind)),
-			attribute.String("vitals.ai.check.mode", string(t.Mode))}
-		p.attrsKind, p.attrsMode = t.Kind, t.Mode
+// spanStart returns the options that start the check span of the plugin
+// id with target t (its attributes), built again only when its kind or
+// mode changed (the SDK copies the attributes it is given). The caller
+// holds p.mu.
+func (p *plugin) spanStart(id string, t Target) []trace.SpanStartOption {
+	if p.start == nil || p.startKind != t.Kind || p.startMode != t.Mode {
+		p.start = []trace.SpanStartOption{trace.WithAttributes(attribute.String("vitals.ai.plugin", id), attribute.String("vitals.ai.kind", string(t.Kind)),
+			attribute.String("vitals.ai.check.mode", string(t.Mode)))}
+		p.startKind, p.startMode = t.Kind, t.Mode
 	}
-	return p.attrs
+	return p.start
 }
 
 // verdictAttrs returns the attributes of a check span's verdict, built

@@ -136,6 +136,11 @@ type Engine struct {
 	sched   *Scheduler
 	seq     atomic.Int64
 
+	// localSpans is set when tp's spans stay in the process
+	// (probes.LocalTracerProvider): a check's probes are events on its
+	// span, not spans of their own (probeTrace).
+	localSpans bool
+
 	mu      sync.RWMutex
 	cfg     Config
 	plugins map[string]*plugin
@@ -150,10 +155,11 @@ type plugin struct {
 	machine   *Machine
 	tokens    tokenUse
 	noSignals noSignals // the server had no signals endpoint
-	// attrs are the check span's attributes, for attrsKind and attrsMode.
-	attrs     []attribute.KeyValue
-	attrsKind probes.Kind
-	attrsMode Mode
+	// start are the options that start the check span (its attributes),
+	// for startKind and startMode.
+	start     []trace.SpanStartOption
+	startKind probes.Kind
+	startMode Mode
 	// vattrs are the check span's verdict attributes, for vattrsState and
 	// vattrsOK.
 	vattrs      []attribute.KeyValue
@@ -198,6 +204,9 @@ func New(o Options) *Engine {
 	}
 	e := &Engine{o: o, metrics: o.Metrics, hist: o.History, cfg: o.Config, plugins: map[string]*plugin{},
 		tracer: tp.Tracer("github.com/vitals-dev/vitals/health"), tp: o.TracerProvider}
+	if l, ok := o.TracerProvider.(probes.LocalTracerProvider); ok && l.SpansStayLocal() {
+		e.localSpans = true
+	}
 	e.otel = newOTelMetrics(o.MeterProvider, o.GenAILatest, e)
 	e.sched = NewScheduler(SchedulerOptions{
 		Clock: o.Clock, Concurrency: o.Config.Concurrency, StartSpread: o.Config.StartSpread, Jitter: o.Config.Jitter, Slack: o.Config.Slack.D(),

@@ -36,16 +36,15 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	pc := probes.Config{MaxTokens: maxTokens}
 	client := p.httpClient()
 	run := func(name string, pr probes.Probe) ProbeOutcome {
-		sn := spanOfProbe(name)
-		pctx, span := e.tracer.Start(ctx, sn.name, trace.WithAttributes(sn.attrs...))
-		defer span.End()
+		pctx, tr := e.startProbe(ctx, spanOfProbe(name))
 		o := e.runProbe(pctx, cfg, name, name == probes.Resources, func(ctx context.Context) (probes.Result, error) {
 			return probes.Run(ctx, pr, client, pt, pc, e.o.Clock.Now)
 		})
-		if !o.OK {
-			span.SetStatus(codes.Error, string(o.Class))
-			span.SetAttributes(attribute.String("error.type", string(o.Class)))
+		class := o.Class
+		if o.OK {
+			class = ""
 		}
+		tr.end(o.Duration, class, "")
 		return o
 	}
 	set := e.o.Registry.Probes(t.Kind)
@@ -133,33 +132,33 @@ type noSignals struct {
 	until                time.Time
 }
 
-// readSignals reads the engine's signals within the check's deadline, as
-// a span of its own. A failed read is counted and logged at debug level,
-// and leaves the check without signals: it does not fail the check. A
-// server with no signals endpoint gives empty signals, and is not asked
-// again for signalsRetry. p.mu is held.
+// readSignals reads the engine's signals within the check's deadline,
+// traced as a probe is (startProbe). A failed read is counted and logged
+// at debug level, and leaves the check without signals: it does not fail
+// the check. A server with no signals endpoint gives empty signals, and is
+// not asked again for signalsRetry. p.mu is held.
 func (e *Engine) readSignals(ctx context.Context, p *plugin, client *http.Client, fn probes.SignalsFunc, pt probes.Target) *probes.Signals {
 	now := e.o.Clock.Now()
 	if n := p.noSignals; n.endpoint == pt.BaseURL && n.metricsURL == pt.MetricsURL && now.Before(n.until) {
 		return &probes.Signals{}
 	}
-	ctx, span := e.tracer.Start(ctx, "ai.probe.signals")
-	defer span.End()
+	ctx, tr := e.startProbe(ctx, signalsSpan)
 	sig, err := fn(ctx, client, pt)
+	took := e.o.Clock.Now().Sub(now)
 	if errors.Is(err, probes.ErrNoSignals) {
 		p.noSignals = noSignals{endpoint: pt.BaseURL, metricsURL: pt.MetricsURL, until: now.Add(signalsRetry)}
-		span.AddEvent("no signals endpoint", trace.WithAttributes(attribute.String("vitals.ai.reason", err.Error())))
+		tr.end(took, "", "no signals endpoint: "+err.Error())
 		e.o.Logger.Debug("ai plugin serves no signals; not asked again before "+signalsRetry.String(), "id", pt.ID, "err", err)
 		return &probes.Signals{}
 	}
 	if err != nil {
 		class := probes.Classify(err)
-		span.SetStatus(codes.Error, string(class))
-		span.SetAttributes(attribute.String("error.type", string(class)))
+		tr.end(took, class, "")
 		e.metrics.signals.failed(pt.ID, class)
 		e.o.Logger.Debug("ai plugin signals not read", "id", pt.ID, "err", err)
 		return nil
 	}
+	tr.end(took, "", "")
 	p.noSignals = noSignals{}
 	return &sig
 }
@@ -277,15 +276,16 @@ func (e *Engine) lookupPID(endpoint string) int {
 	return pid
 }
 
-// probeSpan is the name and attributes of a probe's span.
+// probeSpan is the name and attributes of a probe's span, with the
+// options that start it, built once: a check does not build them again
+// (the SDK copies the attributes it is given).
 type probeSpan struct {
 	name  string
 	attrs []attribute.KeyValue
+	start []trace.SpanStartOption
 }
 
-// probeSpans are the spans of the probes every check runs, built once so
-// a check does not build their names and attributes again (the SDK copies
-// the attributes it is given).
+// probeSpans are the spans of the probes every check runs.
 var probeSpans = func() map[string]probeSpan {
 	m := map[string]probeSpan{}
 	for _, name := range []string{probes.Liveness, probes.Readiness, probes.Synthetic, probes.Resources} {
@@ -295,7 +295,8 @@ var probeSpans = func() map[string]probeSpan {
 }()
 
 func newProbeSpan(name string) probeSpan {
-	return probeSpan{name: "ai.probe." + name, attrs: []attribute.KeyValue{attribute.String("vitals.ai.probe", name)}}
+	attrs := []attribute.KeyValue{attribute.String("vitals.ai.probe", name)}
+	return probeSpan{name: "ai.probe." + name, attrs: attrs, start: []trace.SpanStartOption{trace.WithAttributes(attrs...)}}
 }
 
 func spanOfProbe(name string) probeSpan {
@@ -303,4 +304,61 @@ func spanOfProbe(name string) probeSpan {
 		return s
 	}
 	return newProbeSpan(name)
+}
+
+// signalsSpan is the span of reading a server's signals, which has no
+// attributes of its own.
+var signalsSpan = probeSpan{name: "ai.probe.signals"}
+
+// probeTrace is the trace of one probe of a check: a span of its own under
+// the check's, or, while spans stay in the process (Engine.localSpans), an
+// event on the check's span as the probe ends. The event has the span's
+// name and attributes, vitals.ai.probe.duration_seconds, and error.type
+// for a probe that failed: what the span would have said, for a fraction
+// of its cost (a span is a start and an end, IDs, a context and a
+// snapshot for zPages; an event is an entry in a span recorded anyway).
+// Exported, a probe stays a span, as tracing backends show it.
+type probeTrace struct {
+	span  trace.Span // the probe's; the check's when event is set
+	event bool
+	s     probeSpan
+}
+
+// startProbe starts the trace of probe s under the check's span in ctx.
+func (e *Engine) startProbe(ctx context.Context, s probeSpan) (context.Context, probeTrace) {
+	if e.localSpans {
+		return ctx, probeTrace{span: trace.SpanFromContext(ctx), event: true, s: s}
+	}
+	ctx, span := e.tracer.Start(ctx, s.name, s.start...)
+	return ctx, probeTrace{span: span, s: s}
+}
+
+// end ends the trace of a probe that took d: failed with class, or passed
+// when class is empty; reason, when not empty, says why it passed without
+// an answer (vitals.ai.reason).
+func (t probeTrace) end(d time.Duration, class probes.ErrorClass, reason string) {
+	if !t.event {
+		if class != "" {
+			t.span.SetStatus(codes.Error, string(class))
+			t.span.SetAttributes(attribute.String("error.type", string(class)))
+		}
+		if reason != "" {
+			t.span.SetAttributes(attribute.String("vitals.ai.reason", reason))
+		}
+		t.span.End()
+		return
+	}
+	if !t.span.IsRecording() {
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, len(t.s.attrs)+3)
+	attrs = append(attrs, t.s.attrs...)
+	attrs = append(attrs, attribute.Float64("vitals.ai.probe.duration_seconds", d.Seconds()))
+	if class != "" {
+		attrs = append(attrs, attribute.String("error.type", string(class)))
+	}
+	if reason != "" {
+		attrs = append(attrs, attribute.String("vitals.ai.reason", reason))
+	}
+	t.span.AddEvent(t.s.name, trace.WithAttributes(attrs...))
 }

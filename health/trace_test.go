@@ -154,3 +154,150 @@ func TestProbeRequestsCarryTraceContext(t *testing.T) {
 		t.Errorf("transition log line %v lacks the check's trace_id", changed)
 	}
 }
+
+// TestLocalSpansRecordProbesAsEvents checks the traces of checks while no
+// span leaves the process (the agent's tracer provider with no trace
+// exporter: spans reach only /debug/tracez): a check is one span, its
+// probes and its signals read events on it in the order they ran, a
+// failed probe's event carrying error.type; only the synthetic inference,
+// a GenAI CLIENT span, is a span of its own. Every request carries the
+// trace context of the span it was sent in, the check's or the
+// inference's.
+func TestLocalSpansRecordProbesAsEvents(t *testing.T) {
+	t.Setenv("OTEL_TRACES_EXPORTER", "none")
+	sm, err := aisim.New(aisim.Config{Kind: probes.KindVLLM, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	parents := map[string]string{} // request path -> span id of its traceparent
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		parts := strings.Split(r.Header.Get("traceparent"), "-")
+		mu.Lock()
+		if len(parts) == 4 {
+			parents[r.URL.Path] = parts[2]
+		} else {
+			parents[r.URL.Path] = ""
+		}
+		mu.Unlock()
+		sm.ServeHTTP(w, r)
+	}))
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "overloaded", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(func() {
+		sm.Close()
+		srv.Close()
+		failing.Close()
+	})
+
+	rec := tracetest.NewSpanRecorder()
+	p, err := telemetry.Setup(context.Background(), telemetry.Options{ServiceName: "vitals", Processors: []sdktrace.SpanProcessor{rec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	tp := p.TracerProvider()
+	if l, ok := tp.(probes.LocalTracerProvider); !ok || !l.SpansStayLocal() {
+		t.Fatalf("provider %T: spans do not stay local", tp)
+	}
+	cfg := fastConfig()
+	cfg.Readiness = true
+	r := newRig(t, cfg, func(o *health.Options) { o.TracerProvider = tp })
+	r.e.Upsert(target("llm", probes.KindVLLM, srv.URL))
+	r.e.Upsert(target("down", probes.KindOpenAI, failing.URL))
+	r.awaitState("llm", health.StateHealthy)
+	r.awaitState("down", health.StateUnhealthy)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.e.Stop(ctx); err != nil { // every span has ended
+		t.Fatal(err)
+	}
+
+	checks := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	var others []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		switch {
+		case s.Name() == "ai.health.check":
+			checks[s.SpanContext().SpanID()] = s
+		case strings.HasPrefix(s.Name(), "ai.probe."):
+			t.Errorf("probe span %s recorded: with spans only in the process a probe is an event on the check's span", s.Name())
+		default:
+			others = append(others, s)
+		}
+	}
+	for _, s := range others {
+		if !strings.HasPrefix(s.Name(), "chat") || s.SpanKind() != trace.SpanKindClient {
+			t.Errorf("span %q (%s) in a check's trace, want only the synthetic inference's CLIENT span", s.Name(), s.SpanKind())
+		}
+		if _, ok := checks[s.Parent().SpanID()]; !ok {
+			t.Errorf("span %q is not under a check's span", s.Name())
+		}
+	}
+	if len(others) == 0 {
+		t.Error("no synthetic inference span")
+	}
+
+	// The events of each plugin's checks, in order, with their attributes.
+	events := map[string]map[string]bool{} // plugin -> "event[,error.type=...]"
+	for _, s := range checks {
+		var plugin string
+		for _, kv := range s.Attributes() {
+			if kv.Key == "vitals.ai.plugin" {
+				plugin = kv.Value.AsString()
+			}
+		}
+		if events[plugin] == nil {
+			events[plugin] = map[string]bool{}
+		}
+		var seq []string
+		for _, ev := range s.Events() {
+			if !strings.HasPrefix(ev.Name, "ai.probe.") {
+				continue
+			}
+			e, timed := ev.Name, false
+			for _, kv := range ev.Attributes {
+				switch kv.Key {
+				case "error.type", "vitals.ai.probe":
+					e += "," + string(kv.Key) + "=" + kv.Value.AsString()
+				case "vitals.ai.probe.duration_seconds":
+					timed = kv.Value.AsFloat64() >= 0
+				}
+			}
+			if !timed {
+				t.Errorf("%s: event %s %v has no vitals.ai.probe.duration_seconds", plugin, ev.Name, ev.Attributes)
+			}
+			seq = append(seq, e)
+		}
+		events[plugin][strings.Join(seq, " ")] = true
+	}
+	want := map[string]string{
+		"llm":  "ai.probe.liveness,vitals.ai.probe=liveness ai.probe.readiness,vitals.ai.probe=readiness ai.probe.signals",
+		"down": "ai.probe.liveness,vitals.ai.probe=liveness,error.type=" + string(probes.ClassHTTP5xx),
+	}
+	for plugin, seq := range want {
+		if !events[plugin][seq] {
+			t.Errorf("%s: no check span with the probe events %q; saw %v", plugin, seq, events[plugin])
+		}
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	spans := map[string]string{}
+	for id, s := range checks {
+		spans[id.String()] = s.Name()
+	}
+	for _, s := range others {
+		spans[s.SpanContext().SpanID().String()] = s.Name()
+	}
+	for _, path := range []string{"/health", "/v1/chat/completions", "/metrics"} {
+		id, ok := parents[path]
+		if !ok {
+			t.Errorf("no request to %s; saw %v", path, parents)
+			continue
+		}
+		if _, ok := spans[id]; !ok {
+			t.Errorf("%s: traceparent's span %q is not a recorded check or inference span", path, id)
+		}
+	}
+}

@@ -13,8 +13,10 @@ import (
 // LocalTracerProvider is implemented by a TracerProvider whose spans never
 // leave the process (the agent's with no trace exporter: they reach only
 // /debug/tracez). WithTraceContext gives its clients trace context without
-// a CLIENT span per request: the probe's own span says what the request
-// did, and a span per request that nothing exports is only cost.
+// a CLIENT span per request, and the health engine records a check's
+// probes as events on the check's span rather than as spans of their own:
+// the span a request was sent in says what it did, and a span per request
+// or probe that nothing exports is only cost.
 type LocalTracerProvider interface {
 	trace.TracerProvider
 	SpansStayLocal() bool

@@ -307,7 +307,8 @@ func newResource(o Options) (*resource.Resource, error) {
 // TracerProvider is the provider the agent's plugins trace with: Tracer,
 // and while no trace exporter is configured (spans reach only
 // /debug/tracez) one that says so (probes.LocalTracerProvider), so that
-// probe requests carry trace context without a CLIENT span each.
+// probe requests carry trace context without a CLIENT span each and a
+// health check's probes are events on its span, not spans of their own.
 func (p *Providers) TracerProvider() trace.TracerProvider {
 	if p.Traces == "" {
 		return localTracerProvider{p.Tracer}
