@@ -49,8 +49,7 @@ type Transport struct {
 	// A body longer than the read buffer is read past it into the
 	// reader's slice.
 	BufferSize int
-	// Dialer dials the connections; nil is a net.Dialer with a 30 s
-	// keep-alive, as net/http's default transport has.
+	// Dialer dials the connections; nil is defaultDialer.
 	Dialer *net.Dialer
 
 	mu   sync.Mutex
@@ -59,7 +58,13 @@ type Transport struct {
 	readers, writers sync.Pool
 }
 
-var defaultDialer = &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+// defaultDialer dials with the request's context as its only deadline
+// beyond 30 s, and without TCP keep-alive probes: a kept connection is
+// looked at before it is used again (open) and closed after
+// IdleConnTimeout, so the kernel's probes of an idle one would find
+// nothing the next request does not, and setting them up is three system
+// calls a connection.
+var defaultDialer = &net.Dialer{Timeout: 30 * time.Second, KeepAlive: -1}
 
 // conn is a kept connection.
 type conn struct {
