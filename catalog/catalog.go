@@ -355,12 +355,11 @@ func sameModels(a, b []probes.Model) bool {
 
 // SetHealth records a plugin's latest health verdict: the engine's status,
 // or the plugin's own report (health.Reported). The catalog keeps its own
-// copy, without the engine's target.
+// copy.
 //
 // The status and its last check are overwritten in place: every reader
 // copies them under the lock (clone), and a verdict comes every check.
 func (c *Catalog) SetHealth(id string, s health.Status) {
-	s.Target = health.Target{}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p, ok := c.plugins[id]

@@ -221,7 +221,7 @@ func TestSetHealthInPlace(t *testing.T) {
 	}
 	at := time.Unix(1_800_000_000, 0)
 	verdict := func(s health.State, seq int64) health.Status {
-		return health.Status{ID: "p", State: s, Checked: at, Target: health.Target{ID: "p"},
+		return health.Status{ID: "p", State: s, Checked: at,
 			Last: &health.CheckRecord{Seq: seq, Plugin: "p", State: s, Probes: []health.ProbeOutcome{{Probe: probes.Liveness}}}}
 	}
 	c.SetHealth("p", verdict(health.StateHealthy, 1))
@@ -234,7 +234,7 @@ func TestSetHealthInPlace(t *testing.T) {
 		}
 	}
 	after, _ := c.Get("p")
-	if after.Health.State != health.StateUnhealthy || after.Health.Last.Seq != 2 || after.Health.Target.ID != "" ||
+	if after.Health.State != health.StateUnhealthy || after.Health.Last.Seq != 2 ||
 		len(after.Health.Last.Probes) != 1 {
 		t.Errorf("after the second verdict: %+v, last %+v", *after.Health, *after.Health.Last)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,7 +122,6 @@ type Status struct {
 	ErrorRate float64           `json:"error_rate"`
 	Last      *CheckRecord      `json:"last,omitempty"`
 	Class     probes.ErrorClass `json:"class,omitempty"`
-	Target    Target            `json:"-"`
 }
 
 // Engine checks AI plugins on a schedule. Feed it targets with Upsert and
@@ -152,7 +152,7 @@ type Engine struct {
 
 type plugin struct {
 	mu        sync.Mutex // held by the check of this plugin; guards machine, tokens and noSignals
-	machine   *Machine
+	machine   Machine
 	tokens    tokenUse
 	noSignals noSignals // the server had no signals endpoint
 	// start are the options that start the check span (its attributes),
@@ -313,8 +313,8 @@ func (e *Engine) Upsert(t Target) {
 	p, ok := e.plugins[t.ID]
 	if !ok {
 		now := e.o.Clock.Now()
-		p = &plugin{target: t, machine: NewMachine(cfg.thresholds()), client: e.clientFor(t),
-			status: Status{ID: t.ID, State: StateUnknown, Since: now, Target: t}}
+		p = &plugin{target: t, machine: *NewMachine(cfg.thresholds()), client: e.clientFor(t),
+			status: Status{ID: t.ID, State: StateUnknown, Since: now}}
 		e.plugins[t.ID] = p
 		e.mu.Unlock()
 		e.metrics.setState(t.ID, StateUnknown)
@@ -329,7 +329,6 @@ func (e *Engine) Upsert(t Target) {
 			p.client = e.clientFor(t)
 		}
 		p.target = t
-		p.status.Target = t
 		p.procStart = 0
 	}
 	p.smu.Unlock()
@@ -392,25 +391,38 @@ func (e *Engine) Status(id string) (Status, bool) {
 
 // Statuses returns every plugin's status, sorted by id.
 func (e *Engine) Statuses() []Status {
+	vs := e.views()
+	out := make([]Status, len(vs))
+	for i, v := range vs {
+		out[i] = v.Status
+	}
+	return out
+}
+
+// view is a plugin's status and the capabilities and models of its
+// target, as one snapshot.
+type view struct {
+	Status
+	caps   []probes.Capability
+	models []probes.Model
+}
+
+// views returns every plugin's view, sorted by id.
+func (e *Engine) views() []view {
 	e.mu.RLock()
 	ps := make([]*plugin, 0, len(e.plugins))
 	for _, p := range e.plugins {
 		ps = append(ps, p)
 	}
 	e.mu.RUnlock()
-	out := make([]Status, 0, len(ps))
+	out := make([]view, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, p.snapshot())
+		p.smu.RLock()
+		caps, models := p.target.Capabilities, p.target.Models
+		p.smu.RUnlock()
+		out = append(out, view{p.snapshot(), caps, models})
 	}
-	slices.SortFunc(out, func(a, b Status) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b view) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -87,30 +87,32 @@ type Machine struct {
 	th    Thresholds
 	state State
 
-	consecFail   map[string]int // failures in a row by probe, only of probes failing now; nil when none
-	consecOK     int
-	slow, fast   int
-	slowDegraded bool
-	window       []bool // ring of request outcomes, true = failed
+	consecFail map[string]int // failures in a row by probe, only of probes failing now; nil when none
+	consecOK   int
+	slow, fast int
+	// window is the ring of the last ErrorRate.Window request outcomes, a
+	// bit each, set for a failure.
+	window       []uint64
 	next, filled int
 	failed       int
-	rateDegraded bool
 
 	// The progress clock: the last value of the server's progress
 	// counter, and when it last moved (or nothing was in flight).
 	progress   float64
-	sampled    bool
 	progressAt time.Time
 	movedAt    time.Time // when the counter last moved
 	// Overload damping.
 	busy, calm int
-	overloaded bool
+
+	slowDegraded, rateDegraded, sampled, overloaded bool
 }
 
 // NewMachine returns a machine in state unknown.
 func NewMachine(th Thresholds) *Machine {
-	return &Machine{th: th, state: StateUnknown, window: make([]bool, th.ErrorRate.Window)}
+	return &Machine{th: th, state: StateUnknown, window: newWindow(th.ErrorRate.Window)}
 }
+
+func newWindow(n int) []uint64 { return make([]uint64, (n+63)/64) }
 
 // State returns the current state.
 func (m *Machine) State() State { return m.state }
@@ -119,7 +121,7 @@ func (m *Machine) State() State { return m.state }
 // window size starts the window afresh.
 func (m *Machine) SetThresholds(th Thresholds) {
 	if th.ErrorRate.Window != m.th.ErrorRate.Window {
-		m.window = make([]bool, th.ErrorRate.Window)
+		m.window = newWindow(th.ErrorRate.Window)
 		m.next, m.filled, m.failed = 0, 0, 0
 	}
 	m.th = th
@@ -134,18 +136,20 @@ func (m *Machine) ErrorRate() float64 {
 }
 
 func (m *Machine) push(failed bool) {
-	if m.filled == len(m.window) {
-		if m.window[m.next] {
+	w, bit := &m.window[m.next/64], uint64(1)<<(m.next%64)
+	if m.filled == m.th.ErrorRate.Window {
+		if *w&bit != 0 {
 			m.failed--
 		}
 	} else {
 		m.filled++
 	}
-	m.window[m.next] = failed
+	*w &^= bit
 	if failed {
+		*w |= bit
 		m.failed++
 	}
-	m.next = (m.next + 1) % len(m.window)
+	m.next = (m.next + 1) % m.th.ErrorRate.Window
 }
 
 func (m *Machine) resetWindow() {

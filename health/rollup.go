@@ -43,7 +43,7 @@ type CapabilityHealth struct {
 // ready.
 func (e *Engine) Rollup() Rollup {
 	cfg := e.Config().Rollup
-	statuses := e.Statuses()
+	statuses := e.views()
 	r := Rollup{Policy: cfg.Policy, Counts: map[State]int{}, Capabilities: map[probes.Capability]CapabilityHealth{}}
 	serving, total := 0, len(statuses)
 	var down []string
@@ -54,8 +54,8 @@ func (e *Engine) Rollup() Rollup {
 		} else {
 			down = append(down, s.ID)
 		}
-		caps := slices.Clone(s.Target.Capabilities)
-		for _, m := range s.Target.Models {
+		caps := slices.Clone(s.caps)
+		for _, m := range s.models {
 			caps = append(caps, m.Capabilities...)
 		}
 		for _, c := range probes.SortCapabilities(caps) {
