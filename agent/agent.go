@@ -60,6 +60,9 @@ type Agent struct {
 	manager *Manager
 	server  *Server
 	metrics *HostMetrics
+	// gatherer is o.Metrics with the plugins' SelfGatherers: what
+	// /metrics and the alert rules read.
+	gatherer *MetricsRegistry
 
 	reloadMu sync.Mutex // one reload at a time; guards lastHash
 	lastHash [32]byte
@@ -130,11 +133,14 @@ func New(o Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alertmanager metrics: %w", err)
 	}
+	// The plugins register through gatherer, which gathers the health
+	// engine's series without the registry's checks of each.
+	gatherer := NewMetricsRegistry(o.Metrics)
 	m := NewManager(ManagerOptions{
 		Registry: o.Registry, Logger: o.Logger, TracerProvider: o.TracerProvider, Metrics: hm,
-		Registerer: o.Metrics,
+		Registerer: gatherer,
 	})
-	a := &Agent{o: o, log: o.Logger, manager: m, metrics: hm, alertMetrics: am, ready: make(chan struct{})}
+	a := &Agent{o: o, log: o.Logger, manager: m, metrics: hm, gatherer: gatherer, alertMetrics: am, ready: make(chan struct{})}
 	if o.ConfigPath != "" {
 		a.lastHash = fileHash(ReadFile(o.ConfigPath, MaxConfigBytes))
 	}
@@ -143,7 +149,7 @@ func New(o Options) (*Agent, error) {
 		reload = a.Reload
 	}
 	a.server = NewServer(ServerOptions{
-		Manager: m, Gatherer: o.Metrics, Tracez: o.Tracez, Reload: reload, Logger: o.Logger, Version: o.Version,
+		Manager: m, Gatherer: gatherer, Tracez: o.Tracez, Reload: reload, Logger: o.Logger, Version: o.Version,
 		Guard: o.Guard, metrics: fm,
 	})
 	// The gate closes before the listener serves its first byte.

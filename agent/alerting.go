@@ -60,7 +60,7 @@ func (a *Agent) startAlerting(cfg AlertingConfig, addr string) error {
 		return fmt.Errorf("core.alerting: %w", err)
 	}
 	e, err := alertmanager.NewEvaluator(alertmanager.EvaluatorOptions{
-		Gatherer: a.o.Metrics, Sender: n, Labels: alertLabels(cfg, addr),
+		Gatherer: a.gatherer, Sender: n, Labels: alertLabels(cfg, addr),
 		Interval: cfg.EvaluationInterval.D(), ResendInterval: cfg.ResendInterval.D(),
 		Metrics: a.alertMetrics, Logger: a.log.With("component", "alertmanager"),
 	})

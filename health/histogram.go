@@ -66,6 +66,8 @@ type latency struct {
 	desc   *prometheus.Desc
 	labels []*dto.LabelPair
 	bounds []float64 // the classic buckets' upper bounds; nil for none
+	// invalid is set when a label value is not UTF-8.
+	invalid bool
 
 	mu      sync.Mutex
 	count   uint64

@@ -2,6 +2,8 @@ package health
 
 import (
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -9,12 +11,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -32,6 +36,11 @@ import (
 // interval for every series of every plugin.
 type Metrics struct {
 	up, state, duration, total, errors, ttft, tps, transitions *prometheus.Desc
+	// info are the names, helps and types of those, in that order.
+	info [8]familyInfo
+	// rest is a registry of restCollector: the series GatherSelf leaves
+	// to one.
+	rest *prometheus.Registry
 
 	lag    prometheus.Histogram
 	tokens *tokenMetrics
@@ -69,28 +78,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 	if timed == nil {
 		timed = DefaultConfig().Metrics.ProbeDurations
 	}
-	return &Metrics{
-		up: prometheus.NewDesc("vitals_ai_plugin_up",
-			"Whether the AI plugin answered its last liveness probe (1) or not (0).", []string{"plugin"}, nil),
-		state: prometheus.NewDesc("vitals_ai_plugin_health_state",
-			"The AI plugin's health state: one series at 1 whose state label is the current state (unknown, healthy, degraded, overloaded, loading, cold, sleeping, stuck, unhealthy).",
-			[]string{"plugin", "state"}, nil),
-		duration: prometheus.NewDesc("vitals_ai_probe_duration_seconds",
-			"Duration of AI plugin probes, by probe: those of health.metrics.probe_durations, by default liveness, synthetic, heartbeat, bus_health and self (readiness on request; never resources, which reads the agent's own procfs and the server's reports more than it times the server).",
-			[]string{"plugin", "probe"}, nil),
-		total: prometheus.NewDesc("vitals_ai_probe_total",
-			"AI plugin probes run, by probe (not resources, which reads the agent's own procfs) and result (success, failure; passive: a synthetic inference not sent because the server's counters showed work completing; skipped: not sent, its daily token budget spent).",
-			[]string{"plugin", "probe", "result"}, nil),
-		errors: prometheus.NewDesc("vitals_ai_probe_errors_total",
-			"Failed AI plugin probe requests, by error class (timeout, refused, reset, http_5xx, http_4xx, auth, bad_response, tls, dns, canceled, stuck, not_ready, stale, reported, other).",
-			[]string{"plugin", "class"}, nil),
-		ttft: prometheus.NewDesc("vitals_ai_time_to_first_token_seconds",
-			"Time to first token of synthetic inferences.", []string{"plugin"}, nil),
-		tps: prometheus.NewDesc("vitals_ai_output_tokens_per_second",
-			"Output tokens per second of the AI server between its last two checks, from its own generated-tokens counter; where it has none, of the last synthetic answer of at least 8 tokens.",
-			[]string{"plugin"}, nil),
-		transitions: prometheus.NewDesc("vitals_ai_health_transitions_total",
-			"AI plugin health state changes, by from and to state; not a plugin's first decision, from unknown.", []string{"plugin", "from", "to"}, nil),
+	m := &Metrics{
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "vitals_scheduler_lag_seconds",
 			Help:    "How late health checks started after they were due.",
@@ -119,6 +107,43 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		mems:    map[string]map[string]probes.ModelMemory{},
 		runs:    map[string]map[string]probes.ProcessStats{},
 	}
+	m.up = m.define(0, dto.MetricType_GAUGE, "vitals_ai_plugin_up",
+		"Whether the AI plugin answered its last liveness probe (1) or not (0).", []string{"plugin"})
+	m.state = m.define(1, dto.MetricType_GAUGE, "vitals_ai_plugin_health_state",
+		"The AI plugin's health state: one series at 1 whose state label is the current state (unknown, healthy, degraded, overloaded, loading, cold, sleeping, stuck, unhealthy).",
+		[]string{"plugin", "state"})
+	m.duration = m.define(2, dto.MetricType_HISTOGRAM, "vitals_ai_probe_duration_seconds",
+		"Duration of AI plugin probes, by probe: those of health.metrics.probe_durations, by default liveness, synthetic, heartbeat, bus_health and self (readiness on request; never resources, which reads the agent's own procfs and the server's reports more than it times the server).",
+		[]string{"plugin", "probe"})
+	m.total = m.define(3, dto.MetricType_COUNTER, "vitals_ai_probe_total",
+		"AI plugin probes run, by probe (not resources, which reads the agent's own procfs) and result (success, failure; passive: a synthetic inference not sent because the server's counters showed work completing; skipped: not sent, its daily token budget spent).",
+		[]string{"plugin", "probe", "result"})
+	m.errors = m.define(4, dto.MetricType_COUNTER, "vitals_ai_probe_errors_total",
+		"Failed AI plugin probe requests, by error class (timeout, refused, reset, http_5xx, http_4xx, auth, bad_response, tls, dns, canceled, stuck, not_ready, stale, reported, other).",
+		[]string{"plugin", "class"})
+	m.ttft = m.define(5, dto.MetricType_HISTOGRAM, "vitals_ai_time_to_first_token_seconds",
+		"Time to first token of synthetic inferences.", []string{"plugin"})
+	m.tps = m.define(6, dto.MetricType_GAUGE, "vitals_ai_output_tokens_per_second",
+		"Output tokens per second of the AI server between its last two checks, from its own generated-tokens counter; where it has none, of the last synthetic answer of at least 8 tokens.",
+		[]string{"plugin"})
+	m.transitions = m.define(7, dto.MetricType_COUNTER, "vitals_ai_health_transitions_total",
+		"AI plugin health state changes, by from and to state; not a plugin's first decision, from unknown.", []string{"plugin", "from", "to"})
+	m.rest = prometheus.NewRegistry()
+	m.rest.MustRegister(restCollector{m})
+	return m
+}
+
+// define is the desc of the per-plugin family i, which GatherSelf
+// names and types.
+func (m *Metrics) define(i int, typ dto.MetricType, name, help string, labels []string) *prometheus.Desc {
+	m.info[i] = familyInfo{name: name, help: help, typ: typ}
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+// familyInfo is what a family's desc holds and GatherSelf writes.
+type familyInfo struct {
+	name, help string
+	typ        dto.MetricType
 }
 
 // families are the descs of the per-plugin series, in the order a
@@ -139,8 +164,6 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	m.lag.Collect(ch)
-	m.tokens.total.Collect(ch)
 	for _, p := range m.inOrder() {
 		p.mu.Lock()
 		series := p.series
@@ -149,6 +172,122 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- s
 		}
 	}
+	m.collectRest(ch)
+}
+
+// GatherSelf gathers the collector's families as a registry holding it
+// alone does (TestGatherSelfMatchesRegistry compares the two), the
+// plugins' series without the registry's checks at every scrape, which
+// they pass by construction: one series a label set (found by their
+// interned label pairs), label names and types fixed by their family,
+// label values checked for UTF-8 once, when a series is made. The rest
+// (the scheduler's lag, tokens, signals, processes) go through a registry
+// of their own. Per series that is about a third of a scrape's CPU.
+func (m *Metrics) GatherSelf() ([]*dto.MetricFamily, error) {
+	out, err := m.rest.Gather()
+	descs := m.families()
+	fams := make([]*dto.MetricFamily, len(descs))
+	var bad []string
+	for _, p := range m.inOrder() {
+		p.mu.Lock()
+		series := p.series
+		p.mu.Unlock()
+		slab := make([]dto.Metric, len(series))
+		for i, s := range series {
+			if !valid(s) {
+				bad = append(bad, s.Desc().String())
+				continue
+			}
+			f := slices.Index(descs, s.Desc())
+			if fams[f] == nil {
+				fams[f] = &dto.MetricFamily{Name: &m.info[f].name, Help: &m.info[f].help, Type: m.info[f].typ.Enum()}
+			}
+			if err := s.Write(&slab[i]); err != nil {
+				return nil, err
+			}
+			fams[f].Metric = append(fams[f].Metric, &slab[i])
+		}
+	}
+	for _, f := range fams {
+		if f == nil {
+			continue
+		}
+		// The plugins' series are in the order of their ids; a family
+		// whose first label sorts before "plugin" is sorted again.
+		if !sort.IsSorted(metricSorter(f.Metric)) {
+			sort.Sort(metricSorter(f.Metric))
+		}
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	if bad != nil {
+		err = errors.Join(err, fmt.Errorf("%d series with a label value that is not UTF-8, not gathered: %s", len(bad), strings.Join(bad, ", ")))
+	}
+	return out, err
+}
+
+// Metrics gathers its own series beside the agent's registry.
+var _ agent.SelfGatherer = (*Metrics)(nil)
+
+// metricSorter orders the series of a family as client_golang's registry
+// does: by their label values, in the order of the labels.
+type metricSorter []*dto.Metric
+
+func (s metricSorter) Len() int      { return len(s) }
+func (s metricSorter) Swap(i, j int) { s[i], s[j] = s[j], s[i] }
+func (s metricSorter) Less(i, j int) bool {
+	if len(s[i].Label) != len(s[j].Label) {
+		return len(s[i].Label) < len(s[j].Label)
+	}
+	for n, lp := range s[i].Label {
+		if vi, vj := lp.GetValue(), s[j].Label[n].GetValue(); vi != vj {
+			return vi < vj
+		}
+	}
+	return false
+}
+
+// valid reports whether the series' label values are UTF-8, as it was
+// found when it was made.
+func valid(s prometheus.Metric) bool {
+	switch s := s.(type) {
+	case *scalar:
+		return !s.invalid
+	case *latency:
+		return !s.invalid
+	}
+	return true
+}
+
+// validLabels reports whether every value of ls is UTF-8.
+func validLabels(ls []*dto.LabelPair) bool {
+	for _, l := range ls {
+		if !utf8.ValidString(l.GetValue()) {
+			return false
+		}
+	}
+	return true
+}
+
+// restCollector collects the series of m that are not a plugin's own
+// series: what GatherSelf gathers through a registry.
+type restCollector struct{ m *Metrics }
+
+func (r restCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{r.m.cpu, r.m.rss, r.m.modelMem, r.m.runCPU, r.m.runRSS} {
+		ch <- d
+	}
+	r.m.lag.Describe(ch)
+	r.m.tokens.total.Describe(ch)
+	r.m.signals.describe(ch)
+}
+
+func (r restCollector) Collect(ch chan<- prometheus.Metric) { r.m.collectRest(ch) }
+
+// collectRest collects the series of m that are not a plugin's own.
+func (m *Metrics) collectRest(ch chan<- prometheus.Metric) {
+	m.lag.Collect(ch)
+	m.tokens.total.Collect(ch)
 	m.signals.collect(ch)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -360,6 +499,7 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 				v := r.TimeToFirstToken.Seconds()
 				if pm.ttft == nil {
 					pm.ttft = newLatency(m.ttft, []*dto.LabelPair{pm.label}, m.classic, now)
+					pm.ttft.invalid = !validLabels(pm.ttft.labels)
 					pm.add(pm.ttft)
 				}
 				pm.ttft.observe(v, now, exemplar(v, sc, now))
@@ -464,7 +604,8 @@ func (p *pluginMetrics) replace(old, s *scalar) {
 // newScalar is a series of desc with the plugin's label and the pairs
 // after it (in the order of their names, which sort after "plugin").
 func (p *pluginMetrics) newScalar(desc *prometheus.Desc, k scalarKind, pairs ...*dto.LabelPair) *scalar {
-	return &scalar{desc: desc, kind: k, labels: p.labels(pairs...), created: p.m.now().UnixNano()}
+	ls := p.labels(pairs...)
+	return &scalar{desc: desc, kind: k, labels: ls, created: p.m.now().UnixNano(), invalid: !validLabels(ls)}
 }
 
 // labels are the label pairs of one series: the plugin's and pairs, in
@@ -499,6 +640,7 @@ func (p *pluginMetrics) latency(list *[]*latency, desc *prometheus.Desc, now tim
 		}
 	}
 	h := newLatency(desc, p.labels(pair), p.m.classic, now)
+	h.invalid = !validLabels(h.labels)
 	p.add(h)
 	*list = append(*list, h)
 	return h
@@ -519,6 +661,7 @@ type scalar struct {
 	bits    atomic.Uint64
 	created int64 // unix nanoseconds, for a counter
 	kind    scalarKind
+	invalid bool // a label value is not UTF-8
 }
 
 func (s *scalar) set(v float64) { s.bits.Store(math.Float64bits(v)) }

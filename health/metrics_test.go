@@ -9,11 +9,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -302,4 +304,123 @@ func TestCollectInRegistryOrder(t *testing.T) {
 	if n != 5*7 { // up, the liveness histogram, 4 probe totals, an error class
 		t.Errorf("%d series, want 35", n)
 	}
+}
+
+// populated is a Metrics with every kind of series for n plugins: states,
+// transitions from several states (whose family sorts by from first),
+// both results and error classes, native histograms with exemplars and
+// classic buckets, time to first token, tokens per second, processes and
+// signals, the scheduler's lag.
+func populated(n int) *Metrics {
+	m := NewMetrics(MetricsConfig{ClassicBuckets: []float64{.01, .1, 1}})
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
+	for i := range n {
+		id := fmt.Sprintf("p%03d", (i*7919)%n)
+		m.setState(id, StateUnknown)
+		for j := range 5 {
+			m.observe(id, Observation{Probes: []ProbeOutcome{
+				{Probe: probes.Liveness, OK: j != 3, Failures: btoi(j == 3), Class: probes.ClassRefused, Duration: time.Duration(j+1) * time.Millisecond},
+				{Probe: probes.Synthetic, OK: true, Duration: 300 * time.Millisecond, Result: probes.Result{TimeToFirstToken: 40 * time.Millisecond}},
+				{Probe: probes.Readiness, OK: false, Failures: 1, Class: probes.ClassTimeout},
+				{Probe: probes.Resources, OK: true, Result: probes.Result{Process: &probes.ProcessStats{PID: 1, CPUSeconds: 2.5, ResidentBytes: 1 << 20}}},
+			}}, sc)
+		}
+		m.transition(id, StateUnknown, StateHealthy)
+		m.transition(id, StateHealthy, StateDegraded)
+		m.transition(id, StateDegraded, StateHealthy)
+		m.setState(id, StateHealthy)
+		m.setTPS(id, float64(i)+0.5)
+		m.signals.observe(id, &probes.Signals{Reported: probes.FieldRequestsRunning | probes.FieldLoadedModels,
+			RequestsRunning: 2, LoadedModels: []probes.LoadedModel{{Name: "llama3", SizeBytes: 4 << 30}}}, []probes.Model{{ID: "qwen"}})
+		m.lag.Observe(0.002)
+	}
+	return m
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestGatherSelfMatchesRegistry: GatherSelf gives the families a pedantic
+// registry holding the Metrics alone gathers, series for series.
+func TestGatherSelfMatchesRegistry(t *testing.T) {
+	m := populated(30)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m)
+	want, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.GatherSelf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(mfs []*dto.MetricFamily) (out []string) {
+		for _, mf := range mfs {
+			out = append(out, fmt.Sprintf("%s:%d", mf.GetName(), len(mf.GetMetric())))
+		}
+		return out
+	}
+	if !slices.Equal(names(got), names(want)) {
+		t.Fatalf("families\n%v\nwant\n%v", names(got), names(want))
+	}
+	for i := range want {
+		if !proto.Equal(got[i], want[i]) {
+			t.Errorf("%s:\n%v\nwant\n%v", want[i].GetName(), got[i], want[i])
+		}
+	}
+	if len(want) < 13 {
+		t.Errorf("only %d families: %v", len(want), names(want))
+	}
+}
+
+// TestGatherSelfInvalidLabel: a series with a label value that is not
+// UTF-8 fails the gather, as it fails the registry's, and is left out.
+func TestGatherSelfInvalidLabel(t *testing.T) {
+	m := populated(2)
+	m.setState("bad\xff", StateHealthy)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	if _, err := reg.Gather(); err == nil {
+		t.Fatal("the registry took it")
+	}
+	mfs, err := m.GatherSelf()
+	if err == nil || !strings.Contains(err.Error(), "not UTF-8") {
+		t.Errorf("error %v", err)
+	}
+	for _, mf := range mfs {
+		for _, s := range mf.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if !utf8.ValidString(l.GetValue()) {
+					t.Errorf("%s gathered with %q", mf.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+}
+
+// TestGatherSelfAllocations: GatherSelf allocates about one object a
+// plugin series (its Write's; two more a histogram with classic buckets)
+// besides the rest's registry, where a registry's gather makes three or
+// four.
+func TestGatherSelfAllocations(t *testing.T) {
+	m := populated(100)
+	count := func(mfs []*dto.MetricFamily, err error) (n int) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			n += len(mf.GetMetric())
+		}
+		return n
+	}
+	series := count(m.GatherSelf()) - count(m.rest.Gather())
+	allocs := testing.AllocsPerRun(10, func() { _, _ = m.GatherSelf() }) - testing.AllocsPerRun(10, func() { _, _ = m.rest.Gather() })
+	if limit := 1.7 * float64(series); allocs > limit {
+		t.Errorf("%.0f allocations for %d plugin series, want at most %.0f", allocs, series, limit)
+	}
+	t.Logf("%.0f allocations for %d plugin series", allocs, series)
 }

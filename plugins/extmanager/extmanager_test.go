@@ -66,7 +66,7 @@ type rig struct {
 	bus     *bustest.Bus
 	events  *agent.Events
 	dir     *directory
-	metrics *prometheus.Registry
+	metrics *agent.MetricsRegistry
 	evs     chan catalog.Event
 }
 
@@ -96,7 +96,7 @@ func startWith(t testing.TB, section string, services map[string]any) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, e: p.(*extmanager.ExtManager), bus: bustest.New(), events: agent.NewEvents(), dir: &directory{},
-		metrics: prometheus.NewRegistry(), evs: make(chan catalog.Event, 8192)}
+		metrics: agent.NewMetricsRegistry(prometheus.NewRegistry()), evs: make(chan catalog.Event, 8192)}
 	c := agent.NewContainer()
 	for name, v := range map[string]any{
 		agent.ServicePlugins: agent.PluginDirectory(r.dir), bus.ServiceName: bus.Provider(allowAll{r.bus}),
@@ -227,7 +227,7 @@ vitals_ai_plugins{source="inprocess"} 0
 	for _, p := range r.e.Catalog().List(catalog.Filter{}) {
 		caps += len(p.Capabilities)
 	}
-	if n := testutil.CollectAndCount(r.metrics, "vitals_ai_plugin_capability"); n != caps || caps == 0 {
+	if n, err := testutil.GatherAndCount(r.metrics, "vitals_ai_plugin_capability"); err != nil || n != caps || caps == 0 {
 		t.Errorf("capability series = %d, want %d, one per capability the plugins have", n, caps)
 	}
 	if got := gaugeValue(t, r.metrics, "vitals_ai_plugin_capability", map[string]string{"plugin": "embedder", "capability": "embeddings"}); got != 1 {
