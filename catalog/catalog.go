@@ -74,9 +74,9 @@ type holder struct {
 }
 
 // hold counts p in (n = 1) or out (n = -1). Call with c.mu held, with p's
-// spec as it is in the catalog.
+// owner as it is in the catalog.
 func (c *Catalog) hold(p *AIPlugin, n int) {
-	for _, h := range []holder{{src: p.Source, all: true}, {src: p.Source, owner: p.spec.Owner}} {
+	for _, h := range []holder{{src: p.Source, all: true}, {src: p.Source, owner: p.Owner}} {
 		if c.held[h] += n; c.held[h] <= 0 {
 			delete(c.held, h)
 		}
@@ -119,11 +119,11 @@ func (c *Catalog) Upsert(s Spec) error { return c.upsert(s, nil) }
 func (c *Catalog) Claim(s Spec, lim Limits) error {
 	return c.upsert(s, func(p *AIPlugin) error {
 		if p != nil && p.Source == s.Source {
-			if p.spec.Owner == s.Owner {
+			if p.Owner == s.Owner {
 				return nil
 			}
 			if p.Presence != PresenceLost {
-				return fmt.Errorf("ai plugin %q: %w (%s)", s.ID, ErrNotOwner, p.spec.Owner)
+				return fmt.Errorf("ai plugin %q: %w (%s)", s.ID, ErrNotOwner, p.Owner)
 			}
 		}
 		total, mine := c.held[holder{src: s.Source, all: true}], c.held[holder{src: s.Source, owner: s.Owner}]
@@ -175,7 +175,7 @@ func (c *Catalog) upsert(s Spec, check func(*AIPlugin) error) error {
 		return fmt.Errorf("ai plugin %q is already registered by source %s", s.ID, p.Source)
 	default:
 		c.hold(p, -1) // the owner may change
-		old := p.spec
+		old := p.Spec()
 		wasLost := p.Presence == PresenceLost
 		p.LastSeen, p.Presence = now, PresenceActive
 		if s.Version != "" && old.Version != "" && s.Version != old.Version {
@@ -202,7 +202,7 @@ func (c *Catalog) upsert(s Spec, check func(*AIPlugin) error) error {
 // apply copies what the source says onto p, keeping what detection found
 // unless the source says otherwise.
 func apply(p *AIPlugin, s Spec) {
-	p.spec = s
+	p.declared = declared{kind: s.Kind, model: s.Model, version: s.Version, capabilities: s.Capabilities, heartbeatInterval: s.HeartbeatInterval}
 	p.Source, p.Endpoint, p.MetricsURL, p.PID = s.Source, s.Endpoint, s.MetricsURL, s.PID
 	p.Labels, p.Dependencies, p.Manifest, p.Owner = s.Labels, s.Dependencies, s.Manifest, s.Owner
 	p.HTTPConfig = s.HTTPConfig
@@ -253,9 +253,9 @@ func (c *Catalog) Leave(id string, src Source, owner, reason string) (bool, erro
 		c.mu.Unlock()
 		return false, nil
 	}
-	if p.spec.Owner != owner {
+	if p.Owner != owner {
 		c.mu.Unlock()
-		return true, fmt.Errorf("ai plugin %q: %w (%s)", id, ErrNotOwner, p.spec.Owner)
+		return true, fmt.Errorf("ai plugin %q: %w (%s)", id, ErrNotOwner, p.Owner)
 	}
 	delete(c.plugins, id)
 	c.hold(p, -1)
@@ -318,7 +318,7 @@ func (c *Catalog) SetDetection(id string, d probes.Detection, err error) {
 		// a server that was not asked), what the source declared stays.
 		p.Capabilities = probes.SortCapabilities(slices.Clone(d.Capabilities))
 		if len(p.Capabilities) == 0 {
-			p.Capabilities = probes.SortCapabilities(slices.Clone(p.spec.Capabilities))
+			p.Capabilities = probes.SortCapabilities(slices.Clone(p.declared.capabilities))
 		}
 		p.Models = slices.Clone(d.Models)
 		if p.Capabilities == nil {
@@ -397,7 +397,7 @@ func cloneCheck(c *health.CheckRecord) *health.CheckRecord {
 func (c *Catalog) Touch(id string, src Source, owner string) bool {
 	c.mu.Lock()
 	p, ok := c.plugins[id]
-	if !ok || p.Source != src || p.spec.Owner != owner {
+	if !ok || p.Source != src || p.Owner != owner {
 		c.mu.Unlock()
 		return false
 	}

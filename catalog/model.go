@@ -134,7 +134,18 @@ type AIPlugin struct {
 	// it is "<secret>".
 	HTTPConfig *config.HTTPClientConfig `json:"http_config,omitempty"`
 
-	spec Spec
+	// declared is what the source said that the fields above do not keep
+	// as it said it; the rest of its Spec they keep as they are (apply).
+	declared declared
+}
+
+// declared is the part of a Spec that detection may change in an AIPlugin
+// (kind, version, capabilities) or that it does not show.
+type declared struct {
+	kind              probes.Kind
+	model, version    string
+	capabilities      []probes.Capability
+	heartbeatInterval time.Duration
 }
 
 // DetectionInfo is the state of capability detection for a plugin.
@@ -146,7 +157,12 @@ type DetectionInfo struct {
 }
 
 // Spec returns what the source said.
-func (p AIPlugin) Spec() Spec { return p.spec }
+func (p AIPlugin) Spec() Spec {
+	d := p.declared
+	return Spec{ID: p.ID, Source: p.Source, Kind: d.kind, Endpoint: p.Endpoint, MetricsURL: p.MetricsURL, PID: p.PID,
+		Model: d.model, Version: d.version, Capabilities: d.capabilities, Labels: p.Labels, Dependencies: p.Dependencies,
+		Manifest: p.Manifest, HeartbeatInterval: d.heartbeatInterval, Owner: p.Owner, HTTPConfig: p.HTTPConfig}
+}
 
 // HasCapability reports whether the plugin can do c.
 func (p AIPlugin) HasCapability(c probes.Capability) bool {
