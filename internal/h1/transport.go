@@ -26,7 +26,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -162,35 +161,30 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response
 	return resp, nil
 }
 
-// watch makes the connection's reads and writes fail once ctx is done and
-// returns the function that stops that; it reports whether ctx ended
-// first.
+// watch makes the connection's reads and writes fail once ctx is done,
+// at its deadline or its cancel, and returns the function that stops
+// that, which reports false when ctx ended first.
 func (c *conn) watch(ctx context.Context) (stop func() bool) {
-	if d, ok := ctx.Deadline(); ok {
-		c.nc.SetDeadline(d)
-	}
 	if ctx.Done() == nil {
-		return func() bool { return true }
+		return never
 	}
+	// The context's own timer ends it at its deadline; the connection
+	// needs no deadline of its own (setting and clearing one is a timer
+	// change each in the runtime's poller).
 	return context.AfterFunc(ctx, c.abort)
 }
+
+func never() bool { return true }
 
 var aLongTimeAgo = time.Unix(1, 0)
 
 // contextError is err of a request in ctx, as the context's error when the
-// context ended it: the connection's deadline is the context's, and it
-// can pass a moment before the context says so.
+// context ended it.
 func contextError(ctx context.Context, err error) error {
-	cerr := ctx.Err()
-	if cerr == nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-			cerr = context.DeadlineExceeded
-		}
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w (%v)", cerr, err)
 	}
-	if cerr == nil {
-		return err
-	}
-	return fmt.Errorf("%w (%v)", cerr, err)
+	return err
 }
 
 // body is an answer's body: at its end the connection goes back to the
@@ -356,7 +350,6 @@ func (c *conn) open() bool {
 // put keeps c for the next request to its host, or closes it when the
 // host has as many kept as it may.
 func (t *Transport) put(c *conn) {
-	c.nc.SetDeadline(time.Time{})
 	c.idleAt = time.Now()
 	t.mu.Lock()
 	if t.idle == nil {
