@@ -83,10 +83,9 @@ type History struct {
 	log  *slog.Logger
 	ret  HistoryConfig
 
-	mu     sync.Mutex
-	checks map[string]*checkRing // encoded by sym (record.go)
-	trans  map[string]*ringBuf[Transition]
-	sym    symbols
+	mu   sync.Mutex
+	kept map[string]*kept // by plugin
+	sym  symbols
 	// encodeCheck's scratch
 	key, vary []byte
 
@@ -149,8 +148,8 @@ func OpenHistory(ctx context.Context, db *store.DB, cfg HistoryConfig, log *slog
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &History{ring: cfg.Ring, db: db, log: log, ret: cfg, checks: map[string]*checkRing{},
-		trans: map[string]*ringBuf[Transition]{}, done: make(chan struct{}),
+	h := &History{ring: cfg.Ring, db: db, log: log, ret: cfg, kept: map[string]*kept{},
+		done: make(chan struct{}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_ai_health_history_records_total",
 			Help: "Health checks and transitions sent to the history store, by outcome: stored, failed (the write failed), dropped (the write queue was full).",
@@ -181,23 +180,32 @@ func (h *History) Start(ctx context.Context) {
 // Wait returns when the writer has finished.
 func (h *History) Wait() { <-h.done }
 
+// kept is what the ring keeps of one plugin: its last checks, encoded by
+// History.sym (record.go), and its last transitions.
+type kept struct {
+	checks checkRing
+	trans  ringBuf[Transition]
+}
+
+// of returns the rings of plugin, made on its first record. Call with
+// h.mu held.
+func (h *History) of(plugin string) *kept {
+	k := h.kept[plugin]
+	if k == nil {
+		n := max(h.ring, 1)
+		k = &kept{checks: checkRing{n: n}, trans: ringBuf[Transition]{n: n}}
+		h.kept[plugin] = k
+	}
+	return k
+}
+
 // Record keeps a check and its transition, if any.
 func (h *History) Record(c CheckRecord, t *Transition) {
 	h.mu.Lock()
-	rb := h.checks[c.Plugin]
-	if rb == nil {
-		rb = newCheckRing(h.ring)
-		h.checks[c.Plugin] = rb
-	}
 	h.key, h.vary = h.sym.encodeCheck(h.key[:0], h.vary[:0], c)
-	rb.add(h.key, h.vary, c.Seq, c.Time.UnixMicro())
+	h.of(c.Plugin).checks.add(h.key, h.vary, c.Seq, c.Time.UnixMicro())
 	if t != nil {
-		tb := h.trans[t.Plugin]
-		if tb == nil {
-			tb = newRing[Transition](h.ring)
-			h.trans[t.Plugin] = tb
-		}
-		tb.add(keptTransition(*t))
+		h.of(t.Plugin).trans.add(keptTransition(*t))
 	}
 	h.mu.Unlock()
 	if h.queue == nil {
@@ -244,8 +252,7 @@ func (h *History) Collect(ch chan<- prometheus.Metric) {
 func (h *History) Forget(plugin string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.checks, plugin)
-	delete(h.trans, plugin)
+	delete(h.kept, plugin)
 }
 
 func (h *History) write(ctx context.Context) {
@@ -381,15 +388,13 @@ func (h *History) Query(ctx context.Context, plugin string, since, until time.Ti
 		defer h.mu.Unlock()
 		var cs []CheckRecord
 		var ts []Transition
-		if rb := h.checks[plugin]; rb != nil {
-			rb.each(rb.count, func(key, vary []byte, seq, us int64) {
+		if k := h.kept[plugin]; k != nil {
+			k.checks.each(k.checks.count, func(key, vary []byte, seq, us int64) {
 				if c := h.sym.decodeCheck(plugin, key, vary, seq, us); !c.Time.Before(since) && c.Time.Before(until) {
 					cs = append(cs, c)
 				}
 			})
-		}
-		if tb := h.trans[plugin]; tb != nil {
-			for _, t := range tb.items() {
+			for _, t := range k.trans.items() {
 				if !t.Time.Before(since) && t.Time.Before(until) {
 					ts = append(ts, t)
 				}

@@ -51,12 +51,12 @@ func StateOf(h agent.HealthStatus) State {
 func (h *History) Recent(plugin string, n int) []CheckRecord {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	rb := h.checks[plugin]
-	if rb == nil || n <= 0 {
+	k := h.kept[plugin]
+	if k == nil || n <= 0 {
 		return nil
 	}
-	out := make([]CheckRecord, 0, min(n, rb.count))
-	rb.each(n, func(key, vary []byte, seq, us int64) {
+	out := make([]CheckRecord, 0, min(n, k.checks.count))
+	k.checks.each(n, func(key, vary []byte, seq, us int64) {
 		out = append(out, h.sym.decodeCheck(plugin, key, vary, seq, us))
 	})
 	return out
