@@ -314,14 +314,15 @@ func benchResult(name string, v float64) {
 
 // BenchmarkLivenessCheck is one liveness check of a loopback aisim server
 // through the engine's scheduler path, for benchstat: bare, and traced as
-// the agent runs it (every check, probe and probe request a span recorded
-// for zPages; the request carries traceparent). Each iteration changes the
+// the agent runs it (every check a span recorded for zPages, its probes
+// events on it; the request carries traceparent). Each iteration changes the
 // target, which triggers a check at once (the interval is an hour).
 func BenchmarkLivenessCheck(b *testing.B) {
 	_, srv := simB(b)
 	// bare: no tracer provider. traced: the agent's, as it ships (spans to
-	// zPages only, requests carry trace context). exported: the same SDK
-	// provider as when a trace exporter is set (a CLIENT span per request).
+	// zPages only, a check's probes events on its span, requests carry
+	// trace context). exported: the same SDK provider as when a trace
+	// exporter is set (a span per probe, a CLIENT span per request).
 	for _, name := range []string{"bare", "traced", "exported"} {
 		traced := name != "bare"
 		b.Run(name, func(b *testing.B) {

@@ -16,8 +16,8 @@ import (
 )
 
 // A probe request is a CLIENT span of its own only when traces leave the
-// process; with zPages alone it carries the trace context of the probe's
-// span, which is the span recorded, and no span of its own.
+// process; with zPages alone it carries the trace context of the span it
+// is sent in (a check's, in the agent), and is no span of its own.
 func TestProbeRequestsAreSpansOnlyWhenExported(t *testing.T) {
 	var mu sync.Mutex
 	var traceparent string
