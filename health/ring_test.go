@@ -78,6 +78,44 @@ func TestCheckRingKeepsTheLastN(t *testing.T) {
 	}
 }
 
+// TestCheckRingMatchesASlice: random checks, keys from a few so that runs
+// form, break and resume, each ring against the last n of a plain slice,
+// after every add.
+func TestCheckRingMatchesASlice(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{1, 2, 3, 5, 16, 100} {
+		r := newCheckRing(n)
+		var all []testEntry
+		seq, us := int64(0), int64(0)
+		for i := range 3000 {
+			k := rnd.IntN(3)
+			key := strings.Repeat(string(rune('a'+k)), 1+k*9)
+			vary := make([]byte, 2*k)
+			for j := range vary {
+				vary[j] = byte(rnd.Uint32())
+			}
+			switch rnd.IntN(20) {
+			case 0:
+				seq, us = rnd.Int64(), rnd.Int64()
+			case 1:
+				seq, us = seq-rnd.Int64N(1000), us-rnd.Int64N(1e9)
+			default:
+				seq, us = seq+1000+rnd.Int64N(50), us+1e6+rnd.Int64N(1e5)
+			}
+			c := testEntry{key, string(vary), seq, us}
+			r.add([]byte(c.key), []byte(c.vary), c.seq, c.us)
+			all = append(all, c)
+			var got []testEntry
+			r.each(n, func(key, vary []byte, seq, us int64) {
+				got = append(got, testEntry{string(key), string(vary), seq, us})
+			})
+			if want := all[max(0, len(all)-n):]; !slices.Equal(got, want) {
+				t.Fatalf("n=%d after %d adds: %v, want %v", n, i+1, got, want)
+			}
+		}
+	}
+}
+
 type testEntry struct {
 	key, vary string
 	seq, us   int64
