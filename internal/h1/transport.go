@@ -57,8 +57,8 @@ type Transport struct {
 	readers, writers sync.Pool
 }
 
-// defaultDialer dials with the request's context as its only deadline
-// beyond 30 s, and without TCP keep-alive probes: a kept connection is
+// defaultDialer dials within the request's context and at most 30 s,
+// without TCP keep-alive probes: a kept connection is
 // looked at before it is used again (open) and closed after
 // IdleConnTimeout, so the kernel's probes of an idle one would find
 // nothing the next request does not, and setting them up is three system
@@ -136,7 +136,9 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response
 		return nil, contextError(ctx, err)
 	}
 	if err := c.t.write(c.nc, req); err != nil {
-		return fail(fmt.Errorf("write request: %w", err))
+		// Nothing was answered: a kept connection the server had closed
+		// fails here too, when its reset came back before this write.
+		return fail(fmt.Errorf("write request: %w: %w", errNoAnswer, err))
 	}
 	c.br = c.t.reader(c.nc)
 	var resp *http.Response
