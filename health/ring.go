@@ -33,16 +33,18 @@ func (r *ringBuf[T]) items() []T {
 // verdicts, errors) and a vary part (durations and latencies) of a length
 // the key decides. Checks in a row with the same key are a run: the key is
 // kept once, at the run's first check, and each check after it is only
-// its vary part and its point. A healthy server's checks are one run of
-// 11 bytes a check (three probes) where each as its own took 21.
+// its vary part and its point. A healthy server's checks are one run,
+// about 12 bytes a check of three probes at 1 s, where each on its own
+// took 21.
 //
 // A check's point is kept as the second difference of its sequence number
 // and time (to the microsecond) from the checks before it: the scheduler
 // runs a plugin's checks an interval apart and the engine numbers about as
-// many checks between two of them each time, so both are near 0 and take a
-// byte or two, where the differences took two and three (and four at
-// 10 s). base is the point of the check before the oldest one kept, last
-// that of the newest.
+// many checks between two of them each time, so both are near 0: a byte
+// or two for the sequence number, two bytes for the time, three with the
+// scheduler's default jitter (±5 % of the interval), where the differences
+// took two and three (three and four at 10 s). base is the point of the
+// check before the oldest one kept, last that of the newest.
 //
 // An entry is
 //
