@@ -226,7 +226,11 @@ func (s *Scheduler) Len() int {
 // progress (which see ctx end) and returns.
 func (s *Scheduler) Run(ctx context.Context) {
 	defer s.wg.Wait()
+	var due, aside []*item // reused from one wake-up to the next
 	for {
+		clear(due)
+		clear(aside)
+		due, aside = due[:0], aside[:0]
 		s.mu.Lock()
 		now := s.o.Clock.Now()
 		slack := s.o.Slack
@@ -234,7 +238,6 @@ func (s *Scheduler) Run(ctx context.Context) {
 			slack = min(slack, time.Duration(slackRuns/s.rate*float64(time.Second)))
 		}
 		var wait time.Duration = -1
-		var due, aside []*item
 		for s.queue.Len() > 0 {
 			it := s.queue[0]
 			early := it.due.Sub(now)
