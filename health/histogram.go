@@ -83,7 +83,7 @@ type latency struct {
 }
 
 func newLatency(desc *prometheus.Desc, labels []*dto.LabelPair, bounds []float64, now time.Time) *latency {
-	h := &latency{desc: desc, labels: labels, bounds: bounds, schema: nativeSchema, created: now}
+	h := &latency{desc: desc, labels: labels, bounds: bounds, schema: nativeSchema, created: now, invalid: !validLabels(labels)}
 	if len(bounds) > 0 {
 		h.classic = make([]uint64, len(bounds)+1)
 	}

@@ -499,7 +499,6 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 				v := r.TimeToFirstToken.Seconds()
 				if pm.ttft == nil {
 					pm.ttft = newLatency(m.ttft, []*dto.LabelPair{pm.label}, m.classic, now)
-					pm.ttft.invalid = !validLabels(pm.ttft.labels)
 					pm.add(pm.ttft)
 				}
 				pm.ttft.observe(v, now, exemplar(v, sc, now))
@@ -640,7 +639,6 @@ func (p *pluginMetrics) latency(list *[]*latency, desc *prometheus.Desc, now tim
 		}
 	}
 	h := newLatency(desc, p.labels(pair), p.m.classic, now)
-	h.invalid = !validLabels(h.labels)
 	p.add(h)
 	*list = append(*list, h)
 	return h
