@@ -24,7 +24,8 @@ import (
 // (exposition_test.go compares the two for every kind of family and every
 // escaping scheme), but cheaper per series: each line is appended to one
 // buffer rather than written a call at a time through a bufio.Writer, the
-// metric and label names are checked once a family, not once a line, and
+// metric name is checked once a family and the label names once a series
+// (a histogram's series is many lines), not once a line, and
 // a label value is escaped only when it holds a character to escape.
 // Families it has no fast path for (summaries, gauge histograms, names
 // that need escaping, timestamps, units, float histograms) go through
