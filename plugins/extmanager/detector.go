@@ -23,7 +23,11 @@ const firstRetry = time.Second
 
 // detector runs capability detection for catalog entries, at most limit at
 // once and never twice at once for one plugin; a request for a plugin being
-// detected runs once more after.
+// detected runs once more after. Requests wait in a queue for one of at
+// most limit workers, not in a goroutine each: every server is asked at
+// start and again each redetect_interval, and a goroutine a server (its
+// stack while it waits, its descriptor kept by the runtime for good) was
+// most of what detection cost a target.
 //
 // A server whose kind is not known after a detection (it failed, or no
 // family recognised it) is asked again and again, after waits that double
@@ -37,7 +41,7 @@ type detector struct {
 	client  func(id string) *http.Client
 	log     *slog.Logger
 	tracer  trace.Tracer
-	sem     chan struct{}
+	limit   int           // workers at most
 	reset   chan struct{} // redetect_interval changed
 
 	mu         sync.Mutex
@@ -45,8 +49,10 @@ type detector struct {
 	every      time.Duration
 	maxBackoff time.Duration
 	ctx        context.Context
-	inflight   map[string]bool
-	again      map[string]bool
+	inflight   map[string]bool // queued or being detected
+	again      map[string]bool // asked for while being detected
+	queue      []string        // waiting for a worker, oldest first
+	workers    int
 	retries    map[string]*retry    // plugins whose kind is not known yet
 	nudged     map[string]time.Time // when nudge last asked, by plugin
 	wg         sync.WaitGroup
@@ -61,7 +67,7 @@ type retry struct {
 
 func newDetector(c *catalog.Catalog, client func(string) *http.Client, log *slog.Logger, tracer trace.Tracer, cfg DetectionConfig) *detector {
 	d := &detector{
-		catalog: c, client: client, log: log, tracer: tracer, sem: make(chan struct{}, cfg.Concurrency),
+		catalog: c, client: client, log: log, tracer: tracer, limit: max(cfg.Concurrency, 1),
 		reset: make(chan struct{}, 1), inflight: map[string]bool{}, again: map[string]bool{},
 		retries: map[string]*retry{}, nudged: map[string]time.Time{},
 	}
@@ -159,9 +165,12 @@ func (d *detector) request(id string) {
 		return
 	}
 	d.inflight[id] = true
-	ctx := d.ctx
-	d.wg.Add(1)
-	go d.run(ctx, id)
+	d.queue = append(d.queue, id)
+	if d.workers < d.limit {
+		d.workers++
+		d.wg.Add(1)
+		go d.work(d.ctx)
+	}
 }
 
 // nudge asks for a detection of an identified server whose probes fail in
@@ -198,27 +207,38 @@ func (d *detector) forget(id string) {
 	delete(d.nudged, id)
 }
 
-func (d *detector) run(ctx context.Context, id string) {
+// work detects the queued plugins until the queue is empty or ctx ends;
+// then it drops what is still queued. A plugin asked for again while it
+// was detected goes to the back of the queue.
+func (d *detector) work(ctx context.Context) {
 	defer d.wg.Done()
-	for {
-		select {
-		case d.sem <- struct{}{}:
-		case <-ctx.Done():
-			d.finish(id)
-			return
-		}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for len(d.queue) > 0 && ctx.Err() == nil {
+		id := d.queue[0]
+		d.queue[0] = ""
+		d.queue = d.queue[1:]
+		d.mu.Unlock()
 		d.detectOnce(ctx, id)
-		<-d.sem
 		d.settle(ctx, id)
 		d.mu.Lock()
-		if !d.again[id] || ctx.Err() != nil {
-			delete(d.inflight, id)
+		if d.again[id] && ctx.Err() == nil {
 			delete(d.again, id)
-			d.mu.Unlock()
-			return
+			d.queue = append(d.queue, id)
+			continue
 		}
+		delete(d.inflight, id)
 		delete(d.again, id)
-		d.mu.Unlock()
+	}
+	for _, id := range d.queue { // ctx ended
+		delete(d.inflight, id)
+		delete(d.again, id)
+	}
+	d.queue = nil // its array held every server at start
+	d.workers--
+	if len(d.inflight) == 0 {
+		// Maps keep their room when emptied; these held every server.
+		d.inflight, d.again = map[string]bool{}, map[string]bool{}
 	}
 }
 
@@ -243,13 +263,6 @@ func (d *detector) settle(ctx context.Context, id string) {
 	wait := backoff.Jitter(backoff.Exponential(r.n, firstRetry, d.maxBackoff))
 	r.n++
 	r.timer = time.AfterFunc(wait, func() { d.request(id) })
-}
-
-func (d *detector) finish(id string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.inflight, id)
-	delete(d.again, id)
 }
 
 func (d *detector) detectOnce(ctx context.Context, id string) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -212,4 +213,55 @@ targets: [{id: gw, endpoint: %q}, {id: v, endpoint: %q}]
 	if p, _ := r.e.Catalog().Get("v"); p.Health.State != health.StateUnknown {
 		t.Errorf("v (vLLM, /health open, /v1 behind the key) = %+v, want unknown: its kind is not identified", p.Health)
 	}
+}
+
+// Detection runs in at most detection.concurrency goroutines, however
+// many servers wait for it: every server is asked at start, and a
+// goroutine each would cost a target its stack while it waits and a
+// descriptor the runtime keeps for good.
+func TestDetectionRunsInAtMostConcurrencyGoroutines(t *testing.T) {
+	const servers, concurrency = 40, 2
+	arrived, release := make(chan struct{}, servers), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	var b strings.Builder
+	fmt.Fprintf(&b, "directory: \"\"\nbus: {enabled: false}\nhealth: {enabled: false}\ndetection: {attempts: 1, timeout: 1m, concurrency: %d}\ntargets:\n", concurrency)
+	for i := range servers {
+		fmt.Fprintf(&b, "  - {id: s%02d, endpoint: %q}\n", i, srv.URL)
+	}
+	r := start(t, b.String())
+	if n := len(r.e.Catalog().List(catalog.Filter{})); n != servers {
+		t.Fatalf("%d servers in the catalog, want %d", n, servers)
+	}
+	for range concurrency {
+		<-arrived
+	}
+	// Besides its loop, which asks for the detections.
+	if n := goroutinesIn("extmanager.(*detector)", "extmanager.(*detector).loop"); n > concurrency {
+		t.Errorf("%d goroutines of the detector with %d servers waiting, want at most %d", n, servers, concurrency)
+	}
+	select {
+	case <-arrived:
+		t.Errorf("a detection past the first %d ran at once with them", concurrency)
+	default:
+	}
+}
+
+// goroutinesIn counts the goroutines with a frame of fn in their stacks,
+// but none of not.
+func goroutinesIn(fn, not string) int {
+	var buf bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&buf, 2)
+	n := 0
+	for _, g := range strings.Split(buf.String(), "\n\n") {
+		if strings.Contains(g, fn) && !strings.Contains(g, not) {
+			n++
+		}
+	}
+	return n
 }
