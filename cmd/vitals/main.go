@@ -23,6 +23,7 @@ import (
 	"github.com/vitals-dev/vitals/exporters/logtap"
 	"github.com/vitals-dev/vitals/exporters/pluginstat"
 	"github.com/vitals-dev/vitals/exporters/telemetry"
+	"github.com/vitals-dev/vitals/internal/exepages"
 	"github.com/vitals-dev/vitals/plugins/encryption"
 	"github.com/vitals-dev/vitals/plugins/security"
 )
@@ -257,6 +258,21 @@ func serve(args []string, stdout, stderr io.Writer) int {
 				log.Info("signal received; shutting down gracefully (send it again to exit at once)", "signal", sig.String())
 				cancel()
 			}
+		}
+	}()
+
+	go func() {
+		select {
+		case <-a.Started():
+		case <-ctx.Done():
+			return
+		}
+		// Package initialisation and the plugins' Start have run: the
+		// pages of the binary only they touched need not stay resident.
+		if n, err := exepages.Release(); err != nil {
+			log.Warn("cannot release the executable's start-up pages", "err", err)
+		} else {
+			log.Debug("released the executable's start-up pages", "mapped_bytes", n)
 		}
 	}()
 
