@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -36,4 +40,39 @@ func TestEnginePluginIsSmall(t *testing.T) {
 	}
 	runtime.KeepAlive(e)
 	runtime.KeepAlive(targets)
+}
+
+// TestLatencyWithExemplarIsSmall: a latency histogram that has seen
+// traced checks stays small, its exemplar kept as the ids and value it
+// holds, not as the message a scrape writes: a target has one or two of
+// these. (It was 707 bytes with the exemplar kept as a dto.Exemplar,
+// made at every check.)
+func TestLatencyWithExemplarIsSmall(t *testing.T) {
+	const n = 1000
+	desc := NewMetrics(MetricsConfig{}).duration
+	now := time.Now()
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
+	hs := make([]*latency, n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range hs {
+		hs[i] = newLatency(desc, nil, nil, now)
+		for j := range 3 {
+			v := float64(j+1) / 1000
+			hs[i].observe(v, now, exemplarOf(v, sc, now))
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	t.Logf("%d bytes of heap a latency histogram with an exemplar", per)
+	if limit := int64(500); per > limit {
+		t.Errorf("%d bytes of heap a latency histogram with an exemplar, want at most %d", per, limit)
+	}
+	var m dto.Metric
+	if err := hs[0].Write(&m); err != nil || len(m.GetHistogram().GetExemplars()) != 1 {
+		t.Fatalf("written: %v, %v; want one exemplar", &m, err)
+	}
+	runtime.KeepAlive(hs)
 }

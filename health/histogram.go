@@ -79,7 +79,7 @@ type latency struct {
 	counts  [nativeMaxBuckets]uint64
 	classic []uint64 // per classic bucket, not cumulative; the last is +Inf
 	created time.Time
-	ex      *dto.Exemplar // the latest observation's, nil for none
+	ex      exemplar // the latest observation's, if ok
 }
 
 func newLatency(desc *prometheus.Desc, labels []*dto.LabelPair, bounds []float64, now time.Time) *latency {
@@ -91,14 +91,14 @@ func newLatency(desc *prometheus.Desc, labels []*dto.LabelPair, bounds []float64
 }
 
 // observe records v (seconds) at now, with ex as the exemplar when it is
-// not nil.
-func (h *latency) observe(v float64, now time.Time, ex *dto.Exemplar) {
+// one (ok).
+func (h *latency) observe(v float64, now time.Time, ex exemplar) {
 	if math.IsNaN(v) || v < 0 {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if ex != nil {
+	if ex.ok {
 		h.ex = ex
 	}
 	// A histogram whose buckets were widened starts over at full
@@ -186,6 +186,7 @@ type histogramOut struct {
 	lengths   [nativeMaxBuckets]uint32
 	deltas    [nativeMaxBuckets]int64
 	exemplars [1]*dto.Exemplar
+	ex        exemplarOut
 	inf       dto.Bucket
 	infBound  float64
 	buckets   [1]*dto.Bucket
@@ -237,15 +238,17 @@ func (h *latency) Write(out *dto.Metric) error {
 	}
 	o.h.PositiveSpan = ptrs[:spans]
 	o.h.PositiveDelta = o.deltas[:h.n]
-	if h.ex != nil {
-		o.exemplars[0] = h.ex
+	var ex *dto.Exemplar
+	if h.ex.ok {
+		ex = o.ex.write(h.ex)
+		o.exemplars[0] = ex
 		o.h.Exemplars = o.exemplars[:]
 	}
 	if h.classic != nil {
-		o.h.Bucket = h.classicBuckets()
-	} else if h.ex != nil {
+		o.h.Bucket = h.classicBuckets(ex)
+	} else if ex != nil {
 		o.infBound = math.Inf(1)
-		o.inf.CumulativeCount, o.inf.UpperBound, o.inf.Exemplar = &o.count, &o.infBound, h.ex
+		o.inf.CumulativeCount, o.inf.UpperBound, o.inf.Exemplar = &o.count, &o.infBound, ex
 		o.buckets[0] = &o.inf
 		o.h.Bucket = o.buckets[:]
 	}
@@ -255,8 +258,8 @@ func (h *latency) Write(out *dto.Metric) error {
 }
 
 // classicBuckets are the cumulative classic buckets, +Inf last, the
-// exemplar on the one its value fell in.
-func (h *latency) classicBuckets() []*dto.Bucket {
+// exemplar ex (nil for none) on the one its value fell in.
+func (h *latency) classicBuckets(ex *dto.Exemplar) []*dto.Bucket {
 	type bucket struct {
 		b     dto.Bucket
 		count uint64
@@ -265,8 +268,8 @@ func (h *latency) classicBuckets() []*dto.Bucket {
 	bs := make([]bucket, len(h.classic))
 	out := make([]*dto.Bucket, len(h.classic))
 	exAt := -1
-	if h.ex != nil {
-		exAt = sort.SearchFloat64s(h.bounds, h.ex.GetValue())
+	if ex != nil {
+		exAt = sort.SearchFloat64s(h.bounds, ex.GetValue())
 	}
 	var cum uint64
 	for i, c := range h.classic {
@@ -278,7 +281,7 @@ func (h *latency) classicBuckets() []*dto.Bucket {
 		}
 		b.b.CumulativeCount, b.b.UpperBound = &b.count, &b.bound
 		if i == exAt {
-			b.b.Exemplar = h.ex
+			b.b.Exemplar = ex
 		}
 		out[i] = &b.b
 	}

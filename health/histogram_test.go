@@ -71,7 +71,7 @@ func TestLatencyMatchesClientGolang(t *testing.T) {
 			for range 5000 {
 				v := tc.sample()
 				ref.Observe(v)
-				h.observe(v, time.Now(), nil)
+				h.observe(v, time.Now(), exemplar{})
 			}
 			var want, got dto.Metric
 			if err := ref.Write(&want); err != nil {
@@ -130,12 +130,12 @@ func TestLatencyStartsOverAfterAnHour(t *testing.T) {
 	start := time.Now()
 	h := newLatency(prometheus.NewDesc("l", "l", nil, nil), nil, nil, start)
 	for i := range 200 {
-		h.observe(0.001*math.Pow(1.1, float64(i%60)), start, nil)
+		h.observe(0.001*math.Pow(1.1, float64(i%60)), start, exemplar{})
 	}
 	if h.schema >= nativeSchema {
 		t.Fatalf("schema %d after 60 buckets' worth, want it lowered", h.schema)
 	}
-	h.observe(0.002, start.Add(nativeResetAfter), nil)
+	h.observe(0.002, start.Add(nativeResetAfter), exemplar{})
 	if h.schema != nativeSchema || h.count != 1 || h.n != 1 {
 		t.Errorf("after an hour: schema %d, count %d, %d buckets; want %d, 1, 1", h.schema, h.count, h.n, nativeSchema)
 	}

@@ -397,27 +397,51 @@ func (m *Metrics) transition(plugin string, from, to State) {
 	p.find(&p.transitions, m.transitions, counter, constPair("from", string(from)), constPair("to", string(to))).add(1)
 }
 
-// exemplar is the exemplar of an observation of v in the check whose span
-// is sc, nil when sc is not sampled: its trace and span ids, so that a
-// point on a latency panel opens the check's trace.
-func exemplar(v float64, sc trace.SpanContext, now time.Time) *dto.Exemplar {
+// exemplar is what a latency series keeps of its latest observation's
+// check for its exemplar: the check span's trace and span ids, so that a
+// point on a latency panel opens the check's trace, the value and when it
+// was observed. It is kept as these bytes and made a dto.Exemplar only
+// when the series is written (exemplarOut): the message, its two label
+// pairs and its hex ids took a series four times the room, made at every
+// check.
+type exemplar struct {
+	trace trace.TraceID
+	span  trace.SpanID
+	v     float64
+	at    int64 // unix nanoseconds
+	ok    bool  // false for none
+}
+
+// exemplarOf is the exemplar of an observation of v at now in the check
+// whose span is sc, the zero exemplar (none) when sc is not sampled.
+func exemplarOf(v float64, sc trace.SpanContext, now time.Time) exemplar {
 	if !sc.IsSampled() {
-		return nil
+		return exemplar{}
 	}
-	type out struct {
-		ex     dto.Exemplar
-		labels [2]*dto.LabelPair
-		pairs  [2]dto.LabelPair
-		v      float64
-		ts     timestamppb.Timestamp
-		ids    string
-	}
-	tid, sid := sc.TraceID(), sc.SpanID()
-	o := &out{v: v, ts: timestamppb.Timestamp{Seconds: now.Unix(), Nanos: int32(now.Nanosecond())},
-		ids: hex.EncodeToString(tid[:]) + hex.EncodeToString(sid[:])}
-	tidHex, sidHex := o.ids[:32], o.ids[32:]
-	o.pairs[0] = dto.LabelPair{Name: &traceIDLabel, Value: &tidHex}
-	o.pairs[1] = dto.LabelPair{Name: &spanIDLabel, Value: &sidHex}
+	return exemplar{trace: sc.TraceID(), span: sc.SpanID(), v: v, at: now.UnixNano(), ok: true}
+}
+
+// exemplarOut is the dto.Exemplar of an exemplar, in the piece a
+// series' Write allocates; its ids' hex are one allocation more.
+type exemplarOut struct {
+	ex       dto.Exemplar
+	labels   [2]*dto.LabelPair
+	pairs    [2]dto.LabelPair
+	v        float64
+	ts       timestamppb.Timestamp
+	tid, sid string
+}
+
+// write makes e the exemplar of o and returns it.
+func (o *exemplarOut) write(e exemplar) *dto.Exemplar {
+	o.v, o.ts = e.v, timestamppb.Timestamp{Seconds: e.at / 1e9, Nanos: int32(e.at % 1e9)}
+	var ids [2 * (len(e.trace) + len(e.span))]byte
+	hex.Encode(ids[:], e.trace[:])
+	hex.Encode(ids[2*len(e.trace):], e.span[:])
+	all := string(ids[:])
+	o.tid, o.sid = all[:2*len(e.trace)], all[2*len(e.trace):]
+	o.pairs[0] = dto.LabelPair{Name: &traceIDLabel, Value: &o.tid}
+	o.pairs[1] = dto.LabelPair{Name: &spanIDLabel, Value: &o.sid}
 	o.labels = [2]*dto.LabelPair{&o.pairs[0], &o.pairs[1]}
 	o.ex = dto.Exemplar{Label: o.labels[:], Value: &o.v, Timestamp: &o.ts}
 	return &o.ex
@@ -462,7 +486,7 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 		// whose time is mostly the agent's own procfs reads.
 		if p.sent() && p.Probe != probes.Resources && slices.Contains(m.timed, p.Probe) {
 			v := p.Duration.Seconds()
-			pm.latency(&pm.durations, m.duration, now, probe).observe(v, now, exemplar(v, sc, now))
+			pm.latency(&pm.durations, m.duration, now, probe).observe(v, now, exemplarOf(v, sc, now))
 		}
 		// Both results exist from the first probe on, so the first failure
 		// after successes is an increase that increase() can see (a series
@@ -501,7 +525,7 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 					pm.ttft = newLatency(m.ttft, []*dto.LabelPair{pm.label}, m.classic, now)
 					pm.add(pm.ttft)
 				}
-				pm.ttft.observe(v, now, exemplar(v, sc, now))
+				pm.ttft.observe(v, now, exemplarOf(v, sc, now))
 			}
 		case probes.Resources:
 			proc = r.Process
