@@ -24,6 +24,7 @@ import (
 	"github.com/vitals-dev/vitals/exporters/pluginstat"
 	"github.com/vitals-dev/vitals/exporters/telemetry"
 	"github.com/vitals-dev/vitals/internal/exepages"
+	"github.com/vitals-dev/vitals/internal/procmetrics"
 	"github.com/vitals-dev/vitals/plugins/encryption"
 	"github.com/vitals-dev/vitals/plugins/security"
 )
@@ -198,7 +199,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(
 		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		procmetrics.NewCollector(), // client_golang's process metrics, cheaper per scrape
 		pluginstat.NewCollector(),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "vitals_build_info",

@@ -2,10 +2,13 @@ package main
 
 import (
 	"debug/buildinfo"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -104,6 +107,40 @@ func TestVCSStamp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProcessMetrics: the agent exports client_golang's process series,
+// which the dashboards read, each once; its limit on open files is the
+// one /proc says the process has.
+func TestProcessMetrics(t *testing.T) {
+	p := startBinary(t)
+	addr := p.address(t)
+	m := e2etest.ParseMetrics(t, []byte(scrape(t, addr)))
+	for _, name := range []string{
+		"process_cpu_seconds_total", "process_open_fds", "process_max_fds",
+		"process_virtual_memory_bytes", "process_virtual_memory_max_bytes",
+		"process_resident_memory_bytes", "process_start_time_seconds",
+		"process_network_receive_bytes_total", "process_network_transmit_bytes_total",
+	} {
+		if got := m.Series(name); len(got) != 1 {
+			t.Errorf("%s: %d series, want 1", name, len(got))
+		}
+	}
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", p.cmd.Process.Pid))
+	if err != nil {
+		t.Skipf("no /proc to check against: %v", err)
+	}
+	var soft float64
+	for line := range strings.Lines(string(limits)) {
+		if rest, ok := strings.CutPrefix(line, "Max open files"); ok {
+			soft, _ = strconv.ParseFloat(strings.Fields(rest)[0], 64)
+		}
+	}
+	if v, _ := m.Value("process_max_fds"); v != soft || soft == 0 {
+		t.Errorf("process_max_fds = %v, /proc's soft limit %v", v, soft)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t)
 }
 
 func TestMetricsPassPromtool(t *testing.T) {
