@@ -26,6 +26,7 @@ import (
 
 	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/exporters/telemetry"
 	"github.com/vitals-dev/vitals/health"
 	"github.com/vitals-dev/vitals/internal/aisim"
 	"github.com/vitals-dev/vitals/plugins/extmanager"
@@ -40,7 +41,11 @@ import (
 // healthy, then every history ring filled to its 256 checks with copies
 // of the plugin's own last check, at the times and with the durations of
 // checks run at 1 s (a ring fills in 256 s at 1 s; the copies are what it
-// would hold). It reports the live
+// would hold). As the shipped agent does, it traces with the telemetry
+// providers of no exporter (spans stay in the process and zPages; the
+// latency series keep the checks' trace ids as exemplars), and its
+// registry is gathered once, as a scrape does (the catalog's series are
+// made at the first). It reports the live
 // heap per target by runtime.MemStats after a collection, against the
 // same process before the ExtManager started, and with MEMORY_PROFILE set
 // to a directory saves the heap profile there (go tool pprof -top
@@ -61,13 +66,18 @@ func TestMemoryPerTarget(t *testing.T) {
 	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
 	runtime.MemProfileRate = 4096
 	_, url := simServer(t, probes.KindOpenAI)
+	tel, err := telemetry.Setup(context.Background(), telemetry.Options{ServiceName: "vitals"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	before := heap()
 	var b strings.Builder
 	b.WriteString("directory: \"\"\nbus: {enabled: false}\nhealth: {interval: 10s, unhealthy_interval: 10s}\ntargets:\n")
 	for i := range targets {
 		fmt.Fprintf(&b, "  - {id: t%05d, endpoint: %q, kind: openai}\n", i, url)
 	}
-	r := start(t, b.String())
+	r := startWith(t, b.String(), map[string]any{tracerProvider: tel.TracerProvider()})
 	// The rig's buffer of catalog events is the test's, not the agent's.
 	rigBuffer := uint64(cap(r.evs)) * uint64(unsafe.Sizeof(catalog.Event{}))
 	before.HeapAlloc += rigBuffer
@@ -120,6 +130,9 @@ func TestMemoryPerTarget(t *testing.T) {
 			c.Time, c.Latency = c.Started.Add(c.Duration), slowest(c.Probes)
 			h.Record(c, nil)
 		}
+	}
+	if _, err := r.metrics.Gather(); err != nil {
+		t.Fatal(err)
 	}
 	full := heap()
 	per := func(a, b runtime.MemStats, f func(runtime.MemStats) uint64) float64 {
