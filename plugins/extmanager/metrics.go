@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/probes"
@@ -23,11 +24,14 @@ type metrics struct {
 	mu     sync.Mutex // one Collect at a time over the fields below
 	series map[string]*pluginSeries
 	gen    uint64
+	// pairs are the label pairs of bounded values (kinds, sources,
+	// capabilities) every plugin's series share.
+	pairs map[[2]string]*dto.LabelPair
 }
 
 func newMetrics(c *catalog.Catalog) *metrics {
 	m := &metrics{
-		catalog: c, series: map[string]*pluginSeries{},
+		catalog: c, series: map[string]*pluginSeries{}, pairs: map[[2]string]*dto.LabelPair{},
 		info: prometheus.NewDesc("vitals_ai_plugin_info",
 			"AI plugins the agent knows, with their kind, version and discovery source; always 1.",
 			[]string{"plugin", "kind", "version", "source"}, nil),
@@ -88,7 +92,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			m.series[p.ID] = e
 		}
 		e.gen = m.gen
-		out = append(out, e.metrics...)
+		for i := range e.gauges {
+			out = append(out, &e.gauges[i])
+		}
 	})
 	for id, e := range m.series {
 		if e.gen != m.gen {
@@ -112,13 +118,20 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 // pluginSeries are one plugin's series as of its kind, version, source,
 // capabilities and model count. They are built when one of those changes,
 // not at every scrape: building them, and copying the catalog to do so, was
-// a tenth of the agent's CPU when scraped every second.
+// a tenth of the agent's CPU when scraped every second. They share their
+// label pairs: the plugin's and its version's among its series, the
+// kind's, source's and capabilities' with every plugin's. As const
+// metrics, each with a pair and two strings of its own a label, they were
+// most of what a target's catalog series took.
 type pluginSeries struct {
 	kind, version, source string
 	caps                  []probes.Capability
 	models                int
-	metrics               []prometheus.Metric
-	gen                   uint64 // the last scrape that saw the plugin
+	id                    string
+	// The plugin's label pair and its version's.
+	plugin, ver dto.LabelPair
+	gauges      []gauge
+	gen         uint64 // the last scrape that saw the plugin
 }
 
 func (e *pluginSeries) describes(p *catalog.AIPlugin) bool {
@@ -128,15 +141,65 @@ func (e *pluginSeries) describes(p *catalog.AIPlugin) bool {
 
 func (m *metrics) pluginSeries(p *catalog.AIPlugin) *pluginSeries {
 	e := &pluginSeries{kind: string(p.Kind), version: p.Version, source: string(p.Source),
-		caps: slices.Clone(p.Capabilities), models: len(p.Models)}
-	e.metrics = append(e.metrics, prometheus.MustNewConstMetric(m.info, prometheus.GaugeValue, 1, p.ID, e.kind, e.version, e.source))
+		caps: slices.Clone(p.Capabilities), models: len(p.Models), id: p.ID}
+	e.plugin.Name, e.plugin.Value = &labelPlugin, &e.id
+	e.ver.Name, e.ver.Value = &labelVersion, &e.version
 	// Only the capabilities a plugin has: a series of 0 for every one it
 	// lacks made up a third of a plugin's series.
+	var caps []probes.Capability
 	for _, c := range probes.Capabilities() {
 		if p.HasCapability(c) {
-			e.metrics = append(e.metrics, prometheus.MustNewConstMetric(m.capability, prometheus.GaugeValue, 1, p.ID, string(c)))
+			caps = append(caps, c)
 		}
 	}
-	e.metrics = append(e.metrics, prometheus.MustNewConstMetric(m.models, prometheus.GaugeValue, float64(e.models), p.ID))
+	// The series' values and label lists, one piece each; a series'
+	// labels are in the order of their names, as a registry wants them.
+	e.gauges = make([]gauge, 0, len(caps)+2)
+	labels := make([]*dto.LabelPair, 0, 4+2*len(caps)+1)
+	add := func(desc *prometheus.Desc, v float64, pairs ...*dto.LabelPair) {
+		n := len(labels)
+		labels = append(labels, pairs...)
+		e.gauges = append(e.gauges, gauge{desc: desc, labels: labels[n:len(labels):len(labels)], v: v})
+	}
+	add(m.info, 1, m.pair("kind", e.kind), &e.plugin, m.pair("source", e.source), &e.ver)
+	for _, c := range caps {
+		add(m.capability, 1, m.pair("capability", string(c)), &e.plugin)
+	}
+	add(m.models, float64(e.models), &e.plugin)
 	return e
+}
+
+var labelPlugin, labelVersion = "plugin", "version"
+
+// pair is the label pair name=value every plugin's series share; only
+// labels of bounded values go through it. Call with m.mu held.
+func (m *metrics) pair(name, value string) *dto.LabelPair {
+	k := [2]string{name, value}
+	p := m.pairs[k]
+	if p == nil {
+		p = &dto.LabelPair{Name: &k[0], Value: &k[1]}
+		m.pairs[k] = p
+	}
+	return p
+}
+
+// gauge is one series of the catalog's: a value under its labels, never
+// changed once made.
+type gauge struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	v      float64
+}
+
+func (g *gauge) Desc() *prometheus.Desc { return g.desc }
+
+// Write implements prometheus.Metric, with one allocation.
+func (g *gauge) Write(out *dto.Metric) error {
+	o := &struct {
+		g dto.Gauge
+		v float64
+	}{v: g.v}
+	o.g.Value = &o.v
+	out.Label, out.Gauge = g.labels, &o.g
+	return nil
 }
