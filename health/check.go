@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -92,7 +93,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 		rec.TPS = tps
 		e.metrics.setTPS(id, tps)
 	}
-	span.SetAttributes(p.verdictAttrs(v.State, rec.OK)...)
+	span.SetAttributes(verdictAttrs(v.State, rec.OK)...)
 	if !rec.OK {
 		span.SetStatus(codes.Error, string(rec.Class))
 		span.SetAttributes(attribute.String("error.type", string(rec.Class)))
@@ -204,24 +205,60 @@ func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informat
 
 // spanStart returns the options that start the check span of the plugin
 // id with target t (its attributes), built again only when its kind or
-// mode changed (the SDK copies the attributes it is given). The caller
-// holds p.mu.
+// mode changed (the SDK copies the attributes it is given). The plugin
+// attribute is the plugin's own; its kind and mode are in an option
+// every plugin of that kind and mode shares. The caller holds p.mu.
 func (p *plugin) spanStart(id string, t Target) []trace.SpanStartOption {
 	if p.start == nil || p.startKind != t.Kind || p.startMode != t.Mode {
-		p.start = []trace.SpanStartOption{trace.WithAttributes(attribute.String("vitals.ai.plugin", id), attribute.String("vitals.ai.kind", string(t.Kind)),
-			attribute.String("vitals.ai.check.mode", string(t.Mode)))}
+		p.start = []trace.SpanStartOption{trace.WithAttributes(attribute.String("vitals.ai.plugin", id)), kindModeAttrs(t.Kind, t.Mode)}
 		p.startKind, p.startMode = t.Kind, t.Mode
 	}
 	return p.start
 }
 
-// verdictAttrs returns the attributes of a check span's verdict, built
-// again only when the state or its OK changed since the plugin's last
-// check. The caller holds p.mu.
-func (p *plugin) verdictAttrs(s State, ok bool) []attribute.KeyValue {
-	if p.vattrs == nil || p.vattrsState != s || p.vattrsOK != ok {
-		p.vattrs = []attribute.KeyValue{attribute.String("vitals.ai.state", string(s)), attribute.Bool("vitals.ai.check.ok", ok)}
-		p.vattrsState, p.vattrsOK = s, ok
+// kindModes are the span start options of a kind and a mode, by
+// kindMode.
+var kindModes sync.Map
+
+type kindMode struct {
+	kind probes.Kind
+	mode Mode
+}
+
+// kindModeAttrs is the span start option with the attributes of kind and
+// mode, made once for each pair.
+func kindModeAttrs(kind probes.Kind, mode Mode) trace.SpanStartOption {
+	k := kindMode{kind, mode}
+	if o, ok := kindModes.Load(k); ok {
+		return o.(trace.SpanStartOption)
 	}
-	return p.vattrs
+	o, _ := kindModes.LoadOrStore(k, trace.WithAttributes(attribute.String("vitals.ai.kind", string(kind)),
+		attribute.String("vitals.ai.check.mode", string(mode))))
+	return o.(trace.SpanStartOption)
+}
+
+// verdicts are the attributes of a check span's verdict, by state and
+// whether the check passed: every plugin's checks share them.
+var verdicts = func() map[State][2][]attribute.KeyValue {
+	m := make(map[State][2][]attribute.KeyValue, len(States))
+	for _, s := range States {
+		m[s] = [2][]attribute.KeyValue{newVerdictAttrs(s, false), newVerdictAttrs(s, true)}
+	}
+	return m
+}()
+
+func newVerdictAttrs(s State, ok bool) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String("vitals.ai.state", string(s)), attribute.Bool("vitals.ai.check.ok", ok)}
+}
+
+// verdictAttrs returns the attributes of a check span's verdict (the SDK
+// copies them).
+func verdictAttrs(s State, ok bool) []attribute.KeyValue {
+	if v, found := verdicts[s]; found {
+		if ok {
+			return v[1]
+		}
+		return v[0]
+	}
+	return newVerdictAttrs(s, ok)
 }

@@ -18,7 +18,6 @@ import (
 
 	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/engines"
-	"go.opentelemetry.io/otel/attribute"
 )
 
 // Probe names beyond those of a kind's probe set (probes.Liveness and the
@@ -160,11 +159,6 @@ type plugin struct {
 	start     []trace.SpanStartOption
 	startKind probes.Kind
 	startMode Mode
-	// vattrs are the check span's verdict attributes, for vattrsState and
-	// vattrsOK.
-	vattrs      []attribute.KeyValue
-	vattrsState State
-	vattrsOK    bool
 
 	smu    sync.RWMutex // guards the fields below; never held long
 	target Target
