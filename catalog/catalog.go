@@ -355,10 +355,10 @@ func sameModels(a, b []probes.Model) bool {
 
 // SetHealth records a plugin's latest health verdict: the engine's status,
 // or the plugin's own report (health.Reported). The catalog keeps its own
-// copy.
-//
-// The status and its last check are overwritten in place: every reader
-// copies them under the lock (clone), and a verdict comes every check.
+// copy of the status, overwritten in place, and its last check as it is:
+// a check record is not changed once made (the engine makes one a check),
+// so the engine and the catalog hold one, not a copy each. Every reader
+// copies both under the lock (clone).
 func (c *Catalog) SetHealth(id string, s health.Status) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -369,17 +369,7 @@ func (c *Catalog) SetHealth(id string, s health.Status) {
 	if p.Health == nil {
 		p.Health = new(health.Status)
 	}
-	last := p.Health.Last
 	*p.Health = s
-	if s.Last == nil {
-		return
-	}
-	if last == nil {
-		last = new(health.CheckRecord)
-	}
-	*last = *s.Last
-	last.Probes = slices.Clone(s.Last.Probes)
-	p.Health.Last = last
 }
 
 func cloneCheck(c *health.CheckRecord) *health.CheckRecord {

@@ -112,15 +112,17 @@ type Options struct {
 
 // Status is the engine's view of one plugin.
 type Status struct {
-	ID        string            `json:"id"`
-	State     State             `json:"state"`
-	Reason    string            `json:"reason,omitempty"`
-	Since     time.Time         `json:"since"`
-	Checked   time.Time         `json:"checked,omitempty"`
-	Checks    int64             `json:"checks"`
-	ErrorRate float64           `json:"error_rate"`
-	Last      *CheckRecord      `json:"last,omitempty"`
-	Class     probes.ErrorClass `json:"class,omitempty"`
+	ID        string    `json:"id"`
+	State     State     `json:"state"`
+	Reason    string    `json:"reason,omitempty"`
+	Since     time.Time `json:"since"`
+	Checked   time.Time `json:"checked,omitempty"`
+	Checks    int64     `json:"checks"`
+	ErrorRate float64   `json:"error_rate"`
+	// Last is the last check, not changed once made: the engine makes
+	// one a check, and the catalog keeps the engine's.
+	Last  *CheckRecord      `json:"last,omitempty"`
+	Class probes.ErrorClass `json:"class,omitempty"`
 }
 
 // Engine checks AI plugins on a schedule. Feed it targets with Upsert and
