@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -112,4 +113,37 @@ func TestCheckedPluginIsSmall(t *testing.T) {
 		t.Errorf("status %+v", s)
 	}
 	runtime.KeepAlive(e)
+}
+
+// TestSignalsOfNoneAreNotKept: the signals of a check that read none of
+// the fields with series (a server without a signals endpoint, every
+// check) take no room. (They took 138 bytes a target, kept to export
+// nothing.)
+func TestSignalsOfNoneAreNotKept(t *testing.T) {
+	m := newSignalMetrics()
+	const n = 1000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("t%05d", i)
+	}
+	models := []probes.Model{{ID: "m"}}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, id := range ids {
+		m.observe(id, &probes.Signals{Engine: probes.EngineVLLM, Reported: probes.FieldSlots}, models)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n; per > 16 {
+		t.Errorf("%d bytes of heap a target's signals of no series, want at most 16", per)
+	}
+	m.observe(ids[0], &probes.Signals{Reported: probes.FieldRequestsRunning, RequestsRunning: 2}, models)
+	ch := make(chan prometheus.Metric, 8)
+	m.collect(ch)
+	close(ch)
+	if got := len(ch); got != 1 {
+		t.Errorf("%d series of a plugin's requests running, want 1", got)
+	}
+	runtime.KeepAlive(m)
 }

@@ -57,11 +57,17 @@ func newSignalMetrics() *signalMetrics {
 	}
 }
 
-// observe keeps a check's signals; sig nil drops the plugin's series.
+// exported are the fields that have series; signals with none of them
+// are not kept, as a server without a signals endpoint gives every check.
+const exported = probes.FieldRequestsRunning | probes.FieldRequestsWaiting | probes.FieldKVCacheUsage |
+	probes.FieldGeneratedTokens | probes.FieldRequests | probes.FieldLoadedModels
+
+// observe keeps a check's signals; sig nil, or with none of the exported
+// fields, drops the plugin's series.
 func (m *signalMetrics) observe(plugin string, sig *probes.Signals, models []probes.Model) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if sig == nil {
+	if sig == nil || sig.Reported&exported == 0 {
 		delete(m.last, plugin)
 		return
 	}
