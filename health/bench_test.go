@@ -316,7 +316,9 @@ func benchResult(name string, v float64) {
 // through the engine's scheduler path, for benchstat: bare, and traced as
 // the agent runs it (every check a span recorded for zPages, its probes
 // events on it; the request carries traceparent). Each iteration changes the
-// target, which triggers a check at once (the interval is an hour).
+// target, which triggers a check at once (the interval is an hour). The
+// client is the shipped default client's: h1's transport, its buffers, the
+// probes' redirect policy.
 func BenchmarkLivenessCheck(b *testing.B) {
 	_, srv := simB(b)
 	// bare: no tracer provider. traced: the agent's, as it ships (spans to
@@ -328,7 +330,7 @@ func BenchmarkLivenessCheck(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			cfg := livenessConfig(time.Hour)
 			ch := make(chan struct{}, 1)
-			o := health.Options{Config: cfg, Client: &http.Client{Transport: &h1.Transport{Fallback: http.DefaultTransport, MaxIdleConnsPerHost: 4, BufferSize: 1 << 10}}, OnVerdict: func(string, health.Status) {
+			o := health.Options{Config: cfg, Client: &http.Client{Transport: &h1.Transport{Fallback: http.DefaultTransport, MaxIdleConnsPerHost: 4, BufferSize: 1 << 10}, CheckRedirect: probes.SameHostRedirect}, OnVerdict: func(string, health.Status) {
 				select {
 				case ch <- struct{}{}:
 				default:

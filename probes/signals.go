@@ -505,7 +505,7 @@ func FetchMetrics(ctx context.Context, client *http.Client, url string) ([]byte,
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
-	req.Header.Set("Accept", "text/plain; version=0.0.4")
+	req.Header = acceptMetrics
 	return readOK(client, req, url, MaxMetricsBytes)
 }
 
