@@ -155,7 +155,7 @@ type plugin struct {
 	mu        sync.Mutex // held by the check of this plugin; guards machine, tokens and noSignals
 	machine   Machine
 	tokens    tokenUse
-	noSignals noSignals // the server had no signals endpoint
+	noSignals *noSignals // the server had no signals endpoint; nil when it had one
 	// start are the options that start the check span (its attributes),
 	// for startKind and startMode.
 	start     []trace.SpanStartOption

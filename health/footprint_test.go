@@ -19,7 +19,9 @@ import (
 // first check, its metrics' series and its scheduler item with it, stays
 // small: every byte of it is held a thousand times at 1000 targets. (It
 // was 1797 bytes with the target kept twice, in the plugin and in its
-// status, and the error-rate window a bool a request.)
+// status, and the error-rate window a bool a request; 1453 with room for
+// a server without signals in every plugin, and for all of a server's
+// counters where two of them are what its synthetic inference added.)
 func TestEnginePluginIsSmall(t *testing.T) {
 	e := New(Options{Config: DefaultConfig()})
 	const n = 1000
@@ -38,7 +40,7 @@ func TestEnginePluginIsSmall(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
 	t.Logf("%d bytes of heap a target", per)
-	if limit := int64(1600); per > limit {
+	if limit := int64(1400); per > limit {
 		t.Errorf("%d bytes of heap a target, want at most %d", per, limit)
 	}
 	runtime.KeepAlive(e)

@@ -126,7 +126,8 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 // requests of a liveness-only check.
 const signalsRetry = 5 * time.Minute
 
-// noSignals remembers that a plugin's server had no signals endpoint.
+// noSignals remembers that a plugin's server had no signals endpoint; a
+// plugin whose server has one keeps none.
 type noSignals struct {
 	endpoint, metricsURL string // where it was asked
 	until                time.Time
@@ -139,14 +140,14 @@ type noSignals struct {
 // not asked again for signalsRetry. p.mu is held.
 func (e *Engine) readSignals(ctx context.Context, p *plugin, client *http.Client, fn probes.SignalsFunc, pt probes.Target) *probes.Signals {
 	now := e.o.Clock.Now()
-	if n := p.noSignals; n.endpoint == pt.BaseURL && n.metricsURL == pt.MetricsURL && now.Before(n.until) {
+	if n := p.noSignals; n != nil && n.endpoint == pt.BaseURL && n.metricsURL == pt.MetricsURL && now.Before(n.until) {
 		return &probes.Signals{}
 	}
 	ctx, tr := e.startProbe(ctx, signalsSpan)
 	sig, err := fn(ctx, client, pt)
 	took := e.o.Clock.Now().Sub(now)
 	if errors.Is(err, probes.ErrNoSignals) {
-		p.noSignals = noSignals{endpoint: pt.BaseURL, metricsURL: pt.MetricsURL, until: now.Add(signalsRetry)}
+		p.noSignals = &noSignals{endpoint: pt.BaseURL, metricsURL: pt.MetricsURL, until: now.Add(signalsRetry)}
 		tr.end(took, "", "no signals endpoint: "+err.Error())
 		e.o.Logger.Debug("ai plugin serves no signals; not asked again before "+signalsRetry.String(), "id", pt.ID, "err", err)
 		return &probes.Signals{}
@@ -159,7 +160,7 @@ func (e *Engine) readSignals(ctx context.Context, p *plugin, client *http.Client
 		return nil
 	}
 	tr.end(took, "", "")
-	p.noSignals = noSignals{}
+	p.noSignals = nil
 	return &sig
 }
 

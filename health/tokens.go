@@ -35,10 +35,11 @@ type tokenUse struct {
 	spent int64
 
 	// prev is the server's counters at the previous check that read them,
-	// nil when that check read none; own is what the previous check's
-	// synthetic inference, sent after that read, added to them.
-	prev *counters
-	own  counters
+	// nil when that check read none; ownTokens and ownSuccess are what the
+	// previous check's synthetic inference, sent after that read, added to
+	// them.
+	prev                  *counters
+	ownTokens, ownSuccess float64
 }
 
 // counters are the progress counters of a server's signals.
@@ -78,7 +79,7 @@ func (u *tokenUse) passive(sig *probes.Signals) (string, bool) {
 		if cur.tokens < p.tokens {
 			return "", false
 		}
-		if d := cur.tokens - p.tokens - u.own.tokens; d > 0 {
+		if d := cur.tokens - p.tokens - u.ownTokens; d > 0 {
 			moved = append(moved, fmt.Sprintf("%g tokens generated", d))
 		}
 	}
@@ -89,7 +90,7 @@ func (u *tokenUse) passive(sig *probes.Signals) (string, bool) {
 		if cur.failure > p.failure {
 			return "", false // failures rising: let the probe say what fails
 		}
-		if d := cur.success - p.success - u.own.success; d > 0 {
+		if d := cur.success - p.success - u.ownSuccess; d > 0 {
 			moved = append(moved, fmt.Sprintf("%g requests succeeded", d))
 		}
 	}
@@ -110,10 +111,9 @@ func (u *tokenUse) passive(sig *probes.Signals) (string, bool) {
 func (u *tokenUse) sample(sig *probes.Signals, at time.Time, r *probes.Result) (tps float64, ok bool) {
 	cur := countersOf(sig, at)
 	prev := u.prev
-	u.prev, u.own = cur, counters{}
+	u.prev, u.ownTokens, u.ownSuccess = cur, 0, 0
 	if r != nil {
-		u.own.tokens = float64(r.CompletionTokens)
-		u.own.success = 1
+		u.ownTokens, u.ownSuccess = float64(r.CompletionTokens), 1
 	}
 	if cur == nil || prev == nil || !cur.hasTokens || !prev.hasTokens || cur.tokens < prev.tokens {
 		return 0, false
