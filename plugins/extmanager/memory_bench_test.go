@@ -143,9 +143,12 @@ func TestMemoryPerTarget(t *testing.T) {
 	t.Logf("the rig's event buffer, not counted: %.1f MiB", mib(rigBuffer))
 	t.Logf("%d targets, ring %d: live heap %.1f MiB before, %.1f checked once or more, %.1f rings full",
 		targets, ring, mib(before.HeapAlloc), mib(checked.HeapAlloc), mib(full.HeapAlloc))
+	inuse := func(m runtime.MemStats) uint64 { return m.HeapInuse }
 	t.Logf("per target: heap %.2f KiB (of it the rings filled from one check: %.2f KiB), stacks %.2f KiB, %.2f goroutines",
 		per(full, before, alloc), per(full, checked, alloc), per(full, before, stack),
 		float64(runtime.NumGoroutine())/float64(targets))
+	// The spans that hold the heap, with the room left in them.
+	t.Logf("per target: heap spans in use %.2f KiB", per(full, before, inuse))
 	if dir := os.Getenv("MEMORY_PROFILE"); dir != "" {
 		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("inprocess-%d-heap.pprof", targets)))
 		if err != nil {
