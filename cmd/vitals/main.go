@@ -24,6 +24,7 @@ import (
 	"github.com/vitals-dev/vitals/exporters/pluginstat"
 	"github.com/vitals-dev/vitals/exporters/telemetry"
 	"github.com/vitals-dev/vitals/internal/exepages"
+	"github.com/vitals-dev/vitals/internal/maxprocs"
 	"github.com/vitals-dev/vitals/internal/procmetrics"
 	"github.com/vitals-dev/vitals/plugins/encryption"
 	"github.com/vitals-dev/vitals/plugins/security"
@@ -195,6 +196,8 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			log.Warn("telemetry flush failed", "err", err)
 		}
 	}()
+
+	go maxprocs.Run(ctx, log) // one P while the agent is nearly idle
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(
