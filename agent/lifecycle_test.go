@@ -452,3 +452,54 @@ func TestFailedProviderServiceIsNotMissing(t *testing.T) {
 		t.Errorf("an undeclared service: %v, want ErrServiceNotFound", err)
 	}
 }
+
+// TestReadinessOutsideTheLock: a plugin whose Ready panics is reported not
+// ready with the panic as its reason; one whose Ready blocks holds up only
+// the readiness asked of it, not the manager.
+func TestReadinessOutsideTheLock(t *testing.T) {
+	r := newRig(t, map[string]agenttest.Spec{
+		"a": {Priority: agent.PriorityInfrastructure},
+		"p": {Priority: agent.PriorityMiddleware, Faults: map[string]agenttest.Fault{"ready": agenttest.Panic}},
+		"s": {Priority: agent.PriorityBusiness, Faults: map[string]agenttest.Fault{"ready": agenttest.Stuck}},
+	})
+	if err := r.m.Start(context.Background(), r.config(t, "", "a", "p", "s")); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		r.fleet.ReleaseAll()
+		_ = r.m.Stop(context.Background())
+	}()
+
+	done := make(chan []agent.ReadinessCheck, 1)
+	go func() { done <- r.m.Readiness() }()
+	order := make(chan []string, 1)
+	go func() { order <- r.m.Order() }() // takes the manager's lock
+	select {
+	case got := <-order:
+		if len(got) != 3 {
+			t.Errorf("order %v while a Ready blocks", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the manager's lock is held while a plugin's Ready blocks")
+	}
+	select {
+	case <-done:
+		t.Fatal("Readiness returned while a plugin's Ready blocks")
+	default:
+	}
+	r.fleet.ReleaseAll()
+	checks := <-done
+	byName := map[string]error{}
+	for _, c := range checks {
+		byName[c.Name] = c.Err
+	}
+	if err := byName["plugin:a"]; err != nil {
+		t.Errorf("plugin:a: %v, want ready", err)
+	}
+	if err := byName["plugin:p"]; err == nil || !strings.Contains(err.Error(), "Ready panicked: p ready: injected panic") {
+		t.Errorf("plugin:p: %v, want the panic as its reason", err)
+	}
+	if err := byName["plugin:s"]; err != nil {
+		t.Errorf("plugin:s after release: %v, want ready", err)
+	}
+}

@@ -126,25 +126,28 @@ type ReadinessCheck struct {
 
 // Readiness returns the agent's lifecycle phase while it is not running,
 // else one check per enabled plugin in start order: running (and its
-// ReadinessChecker agreeing), or why not.
+// ReadinessChecker agreeing), or why not. The plugins' Ready is called
+// outside the manager's lock, so one that blocks holds up only the
+// readiness asked of it, not the lifecycle, and one that panics is
+// reported as not ready with the panic as its reason.
 func (m *Manager) Readiness() []ReadinessCheck {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	switch m.phase {
 	case phaseNew, phaseStarting:
+		m.mu.Unlock()
 		return []ReadinessCheck{{Name: "lifecycle", Err: errors.New("the agent is starting")}}
 	case phaseStopping, phaseStopped:
+		m.mu.Unlock()
 		return []ReadinessCheck{{Name: "lifecycle", Err: errors.New("the agent is shutting down")}}
 	}
 	out := make([]ReadinessCheck, 0, len(m.order))
-	for _, name := range m.order {
+	ask := make([]ReadinessChecker, len(m.order))
+	for i, name := range m.order {
 		e := m.entries[name]
 		c := ReadinessCheck{Name: "plugin:" + name}
 		switch {
 		case e.state == StateRunning:
-			if rc, ok := e.plugin.(ReadinessChecker); ok {
-				c.Err = rc.Ready()
-			}
+			ask[i], _ = e.plugin.(ReadinessChecker)
 		case e.state == StateFailed:
 			c.Err = fmt.Errorf("failed: %s", e.reason)
 			c.Ignored = !e.pc.Required && m.cfg.Core.Lifecycle.Readiness == ReadinessRequired
@@ -153,7 +156,23 @@ func (m *Manager) Readiness() []ReadinessCheck {
 		}
 		out = append(out, c)
 	}
+	m.mu.Unlock()
+	for i, rc := range ask {
+		if rc != nil {
+			out[i].Err = ready(rc)
+		}
+	}
 	return out
+}
+
+// ready is rc.Ready, with a panic turned into its error.
+func ready(rc ReadinessChecker) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("Ready panicked: %v", v)
+		}
+	}()
+	return rc.Ready()
 }
 
 // Order returns the current start order of the enabled plugins.

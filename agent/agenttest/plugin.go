@@ -229,8 +229,15 @@ func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
 	return nil
 }
 
-// Ready reports NotReady.
+// Ready reports NotReady, or does its "ready" fault: Panic, or Stuck
+// until the plugin is released (other faults do nothing here).
 func (p *Plugin) Ready() error {
+	switch p.Faults["ready"] {
+	case Panic:
+		panic(p.Name() + " ready: injected panic")
+	case Stuck:
+		<-p.release
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.NotReady
