@@ -305,7 +305,7 @@ func (e *ExtManager) Reload(ctx context.Context, s agent.Section) error {
 		e.mu.Unlock()
 		e.applyDiscovered(last) // the discovered targets take the new http_config
 	}
-	e.clients.keep(e.catalog)
+	e.clients.keep(e.catalog, e.config().Probe.httpConfigs())
 	sdErr := e.sd.ApplyConfig(cfg.Discovery, cfg.shard)
 	e.detector.setOptions(cfg.Detection)
 	// A reload is a person saying something changed: ask every server
@@ -344,7 +344,7 @@ func (e *ExtManager) applyDiscovered(ts []discovery.Target) {
 	for _, err := range e.catalog.Reconcile(catalog.SourceDiscovery, specs, "no longer discovered") {
 		e.discoveryError(catalog.SourceDiscovery, err)
 	}
-	e.clients.keep(e.catalog)
+	e.clients.keep(e.catalog, e.config().Probe.httpConfigs())
 }
 
 // onEvent logs, counts and publishes every catalog change, and asks for

@@ -137,14 +137,17 @@ func (c *clients) get(hc *config.HTTPClientConfig) *http.Client {
 // of returns the client of a catalog entry.
 func (c *clients) of(p catalog.AIPlugin) *http.Client { return c.get(p.Spec().HTTPConfig) }
 
-// keep drops the clients of the http_configs no entry of the catalog has
-// any more, closing their idle connections.
-func (c *clients) keep(cat *catalog.Catalog) {
+// keep drops the clients of the http_configs neither an entry of the
+// catalog nor one of also has any more, closing their idle connections.
+func (c *clients) keep(cat *catalog.Catalog, also []*config.HTTPClientConfig) {
 	used := map[*config.HTTPClientConfig]bool{}
 	for _, p := range cat.List(catalog.Filter{}) {
 		if hc := p.Spec().HTTPConfig; hc != nil {
 			used[hc] = true
 		}
+	}
+	for _, hc := range also {
+		used[hc] = true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -287,6 +287,8 @@ func TestHTTPConfigErrors(t *testing.T) {
 			"targets[0]"},
 		{"credentials in the URL", "targets: [{id: a, endpoint: \"http://user:hunter2@127.0.0.1:1\"}]", "credentials in the URL"},
 		{"section's CA", "http_config: {tls_config: {ca_file: /nonexistent/ca.pem}}", "http_config"},
+		{"a probe module's CA", "probe: {enabled: true, modules: {tls: {probes: [liveness], timeout: 5s, http_config: {tls_config: {ca_file: /nonexistent/ca.pem}}}}}",
+			"probe.modules.tls.http_config"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := agent.NewSection(tt.section)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/config"
 
 	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/probes"
@@ -30,6 +31,7 @@ import (
 //	  modules:
 //	    default:   {probes: [liveness, readiness], timeout: 10s}
 //	    inference: {probes: [liveness, readiness, synthetic], timeout: 15s, max_tokens: 2}
+//	    vllm_key:  {probes: [liveness, readiness], timeout: 10s, http_config: {authorization: {credentials_file: /etc/vitals/vllm-key}}}
 type ProbeConfig struct {
 	Enabled        bool                   `yaml:"enabled"`
 	Concurrency    int                    `yaml:"concurrency"`
@@ -47,6 +49,9 @@ type ProbeModule struct {
 	// the server's.
 	Model     string `yaml:"model"`
 	MaxTokens int    `yaml:"max_tokens"`
+	// HTTPConfig is Prometheus' http_config of the module's requests
+	// (credentials, TLS, proxy), as a target's; none: the default client.
+	HTTPConfig *config.HTTPClientConfig `yaml:"http_config"`
 }
 
 // The /probe bounds.
@@ -113,8 +118,27 @@ func (c ProbeConfig) validate(s agent.Section) []error {
 		if m.MaxTokens < 0 || m.MaxTokens > 4 {
 			errs = append(errs, s.Errorf(key+".max_tokens", "must be 0 (the default, 2) to 4, got %d", m.MaxTokens))
 		}
+		if m.HTTPConfig != nil {
+			if s.File() != "" {
+				m.HTTPConfig.SetDirectory(s.Dir())
+			}
+			if err := checkHTTPConfig(m.HTTPConfig); err != nil {
+				errs = append(errs, s.Errorf(key+".http_config", "%v", err))
+			}
+		}
 	}
 	return errs
+}
+
+// httpConfigs are the modules' http_configs, whose clients are kept.
+func (c ProbeConfig) httpConfigs() []*config.HTTPClientConfig {
+	var out []*config.HTTPClientConfig
+	for _, m := range c.Modules {
+		if m.HTTPConfig != nil {
+			out = append(out, m.HTTPConfig)
+		}
+	}
+	return out
 }
 
 // prober serves GET /probe. Its semaphore bounds the probes in flight; a
@@ -316,8 +340,9 @@ func (p *prober) steps(ctx context.Context, m *probeMetrics, base string, kind p
 		return false
 	}
 	reg := engines.Registry()
+	client := p.e.clients.get(mod.HTTPConfig)
 	t0 := time.Now()
-	d, err := reg.Detect(ctx, p.e.client, base, probes.DetectOptions{Kind: kind, Attempts: 1})
+	d, err := reg.Detect(ctx, client, base, probes.DetectOptions{Kind: kind, Attempts: 1})
 	m.stepDuration.WithLabelValues("detect").Set(time.Since(t0).Seconds())
 	if err != nil {
 		return fail("detect", probes.Classify(err))
@@ -353,7 +378,7 @@ func (p *prober) steps(ctx context.Context, m *probeMetrics, base string, kind p
 		if pr == nil {
 			continue // the kind has no such check (a classifier's inference, say)
 		}
-		res, err := probes.Run(ctx, pr, p.e.client, pt, pc, time.Now)
+		res, err := probes.Run(ctx, pr, client, pt, pc, time.Now)
 		m.stepDuration.WithLabelValues(step).Set(res.Duration.Seconds())
 		if err != nil {
 			return fail(step, probes.Classify(err))

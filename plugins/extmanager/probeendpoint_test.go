@@ -1,10 +1,13 @@
 package extmanager_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -206,5 +209,39 @@ func TestProbeTimeoutAndConcurrency(t *testing.T) {
 	secs, _ := e2etest.ParseMetrics(t, []byte(body)).Value("vitals_probe_duration_seconds")
 	if secs <= 0 || secs >= 30 {
 		t.Errorf("probe took %vs, want the scrape's 1s, not the module's 30s", secs)
+	}
+}
+
+// TestProbeModuleHTTPConfig: a module's http_config carries the
+// credentials of a server that wants them, for detection and every check;
+// a module without one reaches the same server unauthenticated, and says
+// so.
+func TestProbeModuleHTTPConfig(t *testing.T) {
+	sim, vllm := simServer(t, probes.KindVLLM)
+	sim.SetAPIKey("sk-probe")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "key"), []byte("sk-probe\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, api := probeAPI(t, fmt.Sprintf("probe:\n  enabled: true\n  modules:\n"+
+		"    default: {probes: [liveness, readiness], timeout: 10s}\n"+
+		"    keyed: {probes: [liveness, readiness, synthetic], timeout: 10s, http_config: {authorization: {credentials_file: %q}}}\n",
+		filepath.Join(dir, "key")))
+
+	code, body := getProbe(t, api, "module=keyed&kind=vllm&target="+url.QueryEscape(vllm))
+	if code != 200 {
+		t.Fatalf("keyed: %d %s", code, body)
+	}
+	wantLines(t, "keyed module", body,
+		"vitals_probe_success 1",
+		`vitals_probe_step_success{step="liveness"} 1`,
+		`vitals_probe_step_success{step="readiness"} 1`,
+		`vitals_probe_step_success{step="synthetic"} 1`,
+	)
+
+	code, body = getProbe(t, api, "kind=vllm&target="+url.QueryEscape(vllm))
+	wantLines(t, "default module", body, "vitals_probe_success 0")
+	if code != 200 || !strings.Contains(body, `class="auth"`) {
+		t.Errorf("default module, no credentials: %d, want a failure of class auth:\n%s", code, body)
 	}
 }
