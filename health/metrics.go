@@ -346,7 +346,8 @@ func (m *Metrics) plugin(id string) *pluginMetrics {
 	m.pmu.Lock()
 	defer m.pmu.Unlock()
 	if p = m.plugins[id]; p == nil {
-		p = &pluginMetrics{m: m, label: &dto.LabelPair{Name: &pluginLabel, Value: &id}}
+		value := id // its own variable: &id would move id to the heap at every call
+		p = &pluginMetrics{m: m, label: &dto.LabelPair{Name: &pluginLabel, Value: &value}}
 		m.plugins[id] = p
 		m.sorted = nil
 	}
@@ -747,10 +748,13 @@ type labelKey struct{ name, value string }
 // has it. Only labels of bounded values (probes, results, classes,
 // states) go through it.
 func constPair(name, value string) *dto.LabelPair {
-	k := labelKey{name, value}
-	if p, ok := pairs.Load(k); ok {
+	if p, ok := pairs.Load(labelKey{name, value}); ok {
 		return p.(*dto.LabelPair)
 	}
-	p, _ := pairs.LoadOrStore(k, &dto.LabelPair{Name: &k.name, Value: &k.value})
+	// A key of its own for the pair to point into: pointing into the
+	// lookup's key would move that to the heap at every call, the calls
+	// that find the pair too (two a check).
+	k := &labelKey{name, value}
+	p, _ := pairs.LoadOrStore(*k, &dto.LabelPair{Name: &k.name, Value: &k.value})
 	return p.(*dto.LabelPair)
 }
