@@ -472,6 +472,8 @@ func TestReadinessOutsideTheLock(t *testing.T) {
 
 	done := make(chan []agent.ReadinessCheck, 1)
 	go func() { done <- r.m.Readiness() }()
+	stuck := r.fleet.Latest("s")
+	agenttest.Eventually(t, 10*time.Second, "s's Ready called", func() bool { return stuck.ReadyCalls() > 0 })
 	order := make(chan []string, 1)
 	go func() { order <- r.m.Order() }() // takes the manager's lock
 	select {

@@ -61,7 +61,8 @@ func (j *Journal) Steps(step string) []string {
 type Plugin struct {
 	agent.Base
 	Journal *Journal
-	// Faults per step: "initialize", "start", "stop", "reload".
+	// Faults per step: "initialize", "start", "stop", "reload", and
+	// "ready" (Panic or Stuck).
 	Faults map[string]Fault
 	// Provides lists services it registers in Initialize (value: itself).
 	Provides []string
@@ -86,6 +87,8 @@ type Plugin struct {
 	// steps that began while another one ran, which the contract forbids.
 	inStep   atomic.Int32
 	overlaps atomic.Int32
+	// readyCalls counts the calls of Ready begun.
+	readyCalls atomic.Int64
 
 	mu       sync.Mutex
 	host     agent.Host
@@ -232,6 +235,7 @@ func (p *Plugin) Reload(ctx context.Context, s agent.Section) error {
 // Ready reports NotReady, or does its "ready" fault: Panic, or Stuck
 // until the plugin is released (other faults do nothing here).
 func (p *Plugin) Ready() error {
+	p.readyCalls.Add(1)
 	switch p.Faults["ready"] {
 	case Panic:
 		panic(p.Name() + " ready: injected panic")
@@ -242,6 +246,9 @@ func (p *Plugin) Ready() error {
 	defer p.mu.Unlock()
 	return p.NotReady
 }
+
+// ReadyCalls is how many calls of Ready have begun, a Stuck one among them.
+func (p *Plugin) ReadyCalls() int64 { return p.readyCalls.Load() }
 
 // SetNotReady sets what Ready reports.
 func (p *Plugin) SetNotReady(err error) {

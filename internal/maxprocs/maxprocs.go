@@ -5,9 +5,10 @@
 // At that load, with more than one P, nearly every goroutine the runtime
 // readies (a timer, an answer from the network poller, a scrape) wakes a
 // second thread to look for work the first one then runs itself: the wake,
-// the spin and the sleep again are a sixth of the agent's CPU (measured:
-// BENCHMARKS.md). node_exporter defaults to one P for the same reason. A
-// busy agent needs its Ps, though: 10 000 targets at 10 s on one P start
+// the spin and the sleep again are about 15 % of its CPU (measured:
+// BENCHMARKS.md). node_exporter has defaulted to one P since 1.5, to keep
+// its threads off the run queues of every CPU. A busy agent needs its Ps,
+// though: 10 000 targets at 10 s on one P start
 // one check in a hundred more than 50 ms late, where two start them on
 // time. So the Tuner watches the process's CPU time and moves between the
 // two with hysteresis.
