@@ -8,10 +8,10 @@
 // the spin and the sleep again are about 15 % of its CPU (measured:
 // BENCHMARKS.md). node_exporter has defaulted to one P since 1.5, to keep
 // its threads off the run queues of every CPU. A busy agent needs its Ps,
-// though: 10 000 targets at 10 s on one P start
-// one check in a hundred more than 50 ms late, where two start them on
-// time. So the Tuner watches the process's CPU time and moves between the
-// two with hysteresis.
+// though: 10 000 targets at 10 s on one P start one check in a hundred
+// more than 50 ms late, where two start them on time. So the Tuner
+// watches the process's CPU time and moves between the two with
+// hysteresis.
 //
 // A GOMAXPROCS set in the environment is the operator's choice and is
 // left alone.
