@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"time"
 )
@@ -75,11 +74,7 @@ type SchedulerOptions struct {
 // Runs happen on up to Concurrency worker goroutines that take one run
 // after another and exit after WorkerIdle without one. A goroutine per run
 // would grow a new stack through every HTTP probe, a tenth of a probe's
-// CPU time. A run goes to the worker idle the shortest, so that a load
-// that needs fewer workers than Concurrency leaves the others idle long
-// enough to exit, and their stacks (tens of KiB each, grown through the
-// probes) with them: handed out in turn, every worker a burst made would
-// stay.
+// CPU time.
 type Scheduler struct {
 	o   SchedulerOptions
 	run RunFunc
@@ -90,14 +85,8 @@ type Scheduler struct {
 	queue queue
 	wake  chan struct{}
 	sem   chan struct{}  // one token per worker
+	jobs  chan *item     // to idle workers
 	wg    sync.WaitGroup // the workers
-
-	// idle are the idle workers' channels (of one run each), the one idle
-	// the shortest last; freed says one came idle, to a dispatch waiting
-	// for a worker.
-	idleMu sync.Mutex
-	idle   []chan *item
-	freed  chan struct{}
 }
 
 type item struct {
@@ -125,7 +114,7 @@ func NewScheduler(o SchedulerOptions, run RunFunc) *Scheduler {
 		o.WorkerIdle = 30 * time.Second
 	}
 	return &Scheduler{o: o, run: run, items: map[string]*item{}, wake: make(chan struct{}, 1), sem: make(chan struct{}, o.Concurrency),
-		freed: make(chan struct{}, 1)}
+		jobs: make(chan *item)}
 }
 
 func (s *Scheduler) poke() {
@@ -297,52 +286,23 @@ func (s *Scheduler) Run(ctx context.Context) {
 	}
 }
 
-// dispatch hands it to the worker idle the shortest, or to a new one
-// while there are fewer than Concurrency, or waits for a worker to come
-// free. It returns false when ctx ended first.
+// dispatch hands it to an idle worker, or to a new one while there are
+// fewer than Concurrency, or waits for a worker to come free. It returns
+// false when ctx ended first.
 func (s *Scheduler) dispatch(ctx context.Context, it *item) bool {
-	for {
-		if w := s.takeIdle(); w != nil {
-			w <- it // never blocks: the worker took its last run
-			return true
-		}
-		select {
-		case s.sem <- struct{}{}:
-			s.wg.Add(1)
-			go s.worker(ctx, it)
-			return true
-		case <-s.freed:
-		case <-ctx.Done():
-			return false
-		}
+	select {
+	case s.jobs <- it:
+		return true
+	default:
 	}
-}
-
-// takeIdle removes the worker idle the shortest from the idle ones and
-// returns its channel; nil when none is idle.
-func (s *Scheduler) takeIdle() chan *item {
-	s.idleMu.Lock()
-	defer s.idleMu.Unlock()
-	n := len(s.idle)
-	if n == 0 {
-		return nil
-	}
-	w := s.idle[n-1]
-	s.idle[n-1] = nil
-	s.idle = s.idle[:n-1]
-	return w
-}
-
-// leave removes w from the idle workers; false when a dispatch took it
-// first, and a run is on its way to it.
-func (s *Scheduler) leave(w chan *item) bool {
-	s.idleMu.Lock()
-	defer s.idleMu.Unlock()
-	i := slices.Index(s.idle, w)
-	if i < 0 {
+	select {
+	case s.jobs <- it:
+	case s.sem <- struct{}{}:
+		s.wg.Add(1)
+		go s.worker(ctx, it)
+	case <-ctx.Done():
 		return false
 	}
-	s.idle = slices.Delete(s.idle, i, i+1)
 	return true
 }
 
@@ -351,29 +311,18 @@ func (s *Scheduler) leave(w chan *item) bool {
 func (s *Scheduler) worker(ctx context.Context, it *item) {
 	defer s.wg.Done()
 	defer func() { <-s.sem }()
-	w := make(chan *item, 1)
 	idle := time.NewTimer(s.o.WorkerIdle)
 	defer idle.Stop()
 	for {
 		s.exec(ctx, it)
-		s.idleMu.Lock()
-		s.idle = append(s.idle, w)
-		s.idleMu.Unlock()
-		select {
-		case s.freed <- struct{}{}:
-		default:
-		}
 		idle.Reset(s.o.WorkerIdle)
 		select {
-		case it = <-w:
-			continue
+		case it = <-s.jobs:
 		case <-idle.C:
+			return
 		case <-ctx.Done():
-		}
-		if s.leave(w) {
 			return
 		}
-		it = <-w // handed a run as it stopped waiting: it runs it first
 	}
 }
 

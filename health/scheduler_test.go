@@ -233,65 +233,6 @@ func TestSchedulerReusesWorkers(t *testing.T) {
 	<-done
 }
 
-// TestSchedulerIdlesOutWorkersItDoesNotNeed: after a burst made every
-// worker, a load of one run at a time goes to one of them, and the others
-// exit once idle for WorkerIdle: runs handed out in turn would keep every
-// worker (and its stack) busy enough to stay.
-func TestSchedulerIdlesOutWorkersItDoesNotNeed(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1000, 0)}
-	const limit = 6
-	ids := []string{"a", "b", "c", "d", "e", "f"}
-	var burst sync.WaitGroup
-	burst.Add(limit)
-	inBurst := true
-	var mu sync.Mutex
-	ran := make(chan string, 100)
-	s := health.NewScheduler(health.SchedulerOptions{Clock: clock, Concurrency: limit, WorkerIdle: time.Second},
-		func(ctx context.Context, id string, _ time.Time) {
-			mu.Lock()
-			b := inBurst
-			mu.Unlock()
-			if b {
-				// The burst's runs wait for each other: one worker each.
-				burst.Done()
-				burst.Wait()
-			}
-			ran <- id
-		})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	base := runtime.NumGoroutine()
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	for _, id := range ids {
-		s.Set(id, time.Second)
-	}
-	for range ids {
-		<-ran
-	}
-	if n := runtime.NumGoroutine() - base; n != limit+1 { // + the Run goroutine
-		t.Fatalf("%d goroutines after the burst, want %d workers and Run", n, limit)
-	}
-	mu.Lock()
-	inBurst = false
-	mu.Unlock()
-	for _, id := range ids[1:] {
-		s.Remove(id)
-	}
-	// One run at a time, a few milliseconds apart, until the workers the
-	// burst made but this load does not need are gone.
-	if !agenttest.Within(20*time.Second, func() bool {
-		agenttest.Eventually(t, 20*time.Second, "a queued again", func() bool { return s.IsQueued("a") })
-		clock.Advance(time.Second)
-		<-ran
-		return runtime.NumGoroutine() <= base+2 // Run and one worker
-	}) {
-		t.Fatalf("%d goroutines, want Run and one worker for one run at a time", runtime.NumGoroutine()-base)
-	}
-	cancel()
-	<-done
-}
-
 // TestSchedulerSlack: a wake for a due item also starts the items due
 // within Slack after it, but never earlier than a tenth of their interval.
 func TestSchedulerSlack(t *testing.T) {
