@@ -13,8 +13,11 @@
 // every counter of /proc/<pid>/net/netstat, about a tenth of the agent's
 // scrape. On Linux this collector reads the process's start time once,
 // and per scrape only what changes: /proc/self/stat and
-// /proc/self/net/netstat into one reused buffer (of the latter only
-// IpExt's InOctets and OutOctets), the fd count from the size of
-// /proc/self/fd (Linux 6.2 and later; its entries counted before that),
-// and the limits from getrlimit. Elsewhere it is client_golang's.
+// /proc/self/net/netstat, read again from descriptors it keeps open (two
+// of process_open_fds) into one reused buffer, of the latter only IpExt's
+// InOctets and OutOctets; the fd count from the size of /proc/self/fd
+// (Linux 6.2 and later; its entries counted before that); and the limits
+// from getrlimit. What is left is mostly the kernel's: making netstat's
+// text, each counter summed over the CPUs, is about 70 µs a scrape.
+// Elsewhere it is client_golang's.
 package procmetrics
