@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vitals-dev/vitals/health"
+	"github.com/vitals-dev/vitals/internal/heaptest"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -272,23 +273,15 @@ func TestCatalogEntryIsSmall(t *testing.T) {
 	for i, id := range ids {
 		lasts[i] = &health.CheckRecord{Seq: 1, Plugin: id, Time: at, State: health.StateHealthy, OK: true}
 	}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i, id := range ids {
-		if err := c.Upsert(Spec{ID: id, Source: SourceConfig, Kind: probes.KindOpenAI, Endpoint: "http://127.0.0.1:8000", Labels: labels}); err != nil {
-			t.Fatal(err)
+	heaptest.PerItem(t, "a plugin", n, 800, func() {
+		for i, id := range ids {
+			if err := c.Upsert(Spec{ID: id, Source: SourceConfig, Kind: probes.KindOpenAI, Endpoint: "http://127.0.0.1:8000", Labels: labels}); err != nil {
+				t.Fatal(err)
+			}
+			c.SetDetection(id, probes.Detection{Kind: probes.KindOpenAI, Models: models, Capabilities: []probes.Capability{probes.CapChat}}, nil)
+			c.SetHealth(id, health.Status{ID: id, State: health.StateHealthy, Checked: at, Checks: 1, Last: lasts[i]})
 		}
-		c.SetDetection(id, probes.Detection{Kind: probes.KindOpenAI, Models: models, Capabilities: []probes.Capability{probes.CapChat}}, nil)
-		c.SetHealth(id, health.Status{ID: id, State: health.StateHealthy, Checked: at, Checks: 1, Last: lasts[i]})
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
-	t.Logf("%d bytes of heap a plugin", per)
-	if limit := int64(800); per > limit {
-		t.Errorf("%d bytes of heap a plugin, want at most %d", per, limit)
-	}
+	})
 	if p, ok := c.Get(ids[7]); !ok || p.Spec().Endpoint != "http://127.0.0.1:8000" || p.Spec().Labels["zone"] != "a" || p.Health.Last.Seq != 1 {
 		t.Errorf("plugin %+v", p)
 	}

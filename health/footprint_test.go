@@ -12,6 +12,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vitals-dev/vitals/internal/heaptest"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -30,19 +31,11 @@ func TestEnginePluginIsSmall(t *testing.T) {
 		targets[i] = Target{ID: fmt.Sprintf("t%05d", i), Mode: ModeHTTP, Kind: probes.KindOpenAI, Endpoint: "http://127.0.0.1:8000",
 			Models: []probes.Model{{ID: "m"}}, Capabilities: []probes.Capability{probes.CapChat}}
 	}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for _, tg := range targets {
-		e.Upsert(tg)
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
-	t.Logf("%d bytes of heap a target", per)
-	if limit := int64(1400); per > limit {
-		t.Errorf("%d bytes of heap a target, want at most %d", per, limit)
-	}
+	heaptest.PerItem(t, "a target", n, 1400, func() {
+		for _, tg := range targets {
+			e.Upsert(tg)
+		}
+	})
 	runtime.KeepAlive(e)
 	runtime.KeepAlive(targets)
 }
@@ -58,23 +51,15 @@ func TestLatencyWithExemplarIsSmall(t *testing.T) {
 	now := time.Now()
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
 	hs := make([]*latency, n)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range hs {
-		hs[i] = newLatency(desc, nil, nil, now)
-		for j := range 3 {
-			v := float64(j+1) / 1000
-			hs[i].observe(v, now, exemplarOf(v, sc, now))
+	heaptest.PerItem(t, "a latency histogram with an exemplar", n, 500, func() {
+		for i := range hs {
+			hs[i] = newLatency(desc, nil, nil, now)
+			for j := range 3 {
+				v := float64(j+1) / 1000
+				hs[i].observe(v, now, exemplarOf(v, sc, now))
+			}
 		}
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
-	t.Logf("%d bytes of heap a latency histogram with an exemplar", per)
-	if limit := int64(500); per > limit {
-		t.Errorf("%d bytes of heap a latency histogram with an exemplar, want at most %d", per, limit)
-	}
+	})
 	var m dto.Metric
 	if err := hs[0].Write(&m); err != nil || len(m.GetHistogram().GetExemplars()) != 1 {
 		t.Fatalf("written: %v, %v; want one exemplar", &m, err)
@@ -97,20 +82,12 @@ func TestCheckedPluginIsSmall(t *testing.T) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("t%05d", i)
 	}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for _, id := range ids {
-		e.Upsert(Target{ID: id, Mode: ModeSelf, Capabilities: []probes.Capability{probes.CapChat}})
-		e.check(context.Background(), id, time.Now())
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
-	t.Logf("%d bytes of heap a checked target", per)
-	if limit := int64(3100); per > limit {
-		t.Errorf("%d bytes of heap a checked target, want at most %d", per, limit)
-	}
+	heaptest.PerItem(t, "a checked target", n, 3100, func() {
+		for _, id := range ids {
+			e.Upsert(Target{ID: id, Mode: ModeSelf, Capabilities: []probes.Capability{probes.CapChat}})
+			e.check(context.Background(), id, time.Now())
+		}
+	})
 	if s, ok := e.Status(ids[7]); !ok || s.Checks != 1 {
 		t.Errorf("status %+v", s)
 	}
@@ -129,17 +106,11 @@ func TestSignalsOfNoneAreNotKept(t *testing.T) {
 		ids[i] = fmt.Sprintf("t%05d", i)
 	}
 	models := []probes.Model{{ID: "m"}}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for _, id := range ids {
-		m.observe(id, &probes.Signals{Engine: probes.EngineVLLM, Reported: probes.FieldSlots}, models)
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	if per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n; per > 16 {
-		t.Errorf("%d bytes of heap a target's signals of no series, want at most 16", per)
-	}
+	heaptest.PerItem(t, "a target's signals of no series", n, 16, func() {
+		for _, id := range ids {
+			m.observe(id, &probes.Signals{Engine: probes.EngineVLLM, Reported: probes.FieldSlots}, models)
+		}
+	})
 	m.observe(ids[0], &probes.Signals{Reported: probes.FieldRequestsRunning, RequestsRunning: 2}, models)
 	ch := make(chan prometheus.Metric, 8)
 	m.collect(ch)

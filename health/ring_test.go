@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vitals-dev/vitals/internal/heaptest"
 )
 
 func TestRingKeepsTheLastN(t *testing.T) {
@@ -270,20 +272,12 @@ func TestHistoryRingIsSmall(t *testing.T) {
 					due[p] = due[p].Add(time.Second + time.Duration((2*rnd.Float64()-1)*0.05*float64(time.Second)))
 				}
 			}
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			record(true) // the plugin's first transition, from unknown
-			for range 999 {
-				record(false)
-			}
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / plugins
-			t.Logf("%d bytes of heap per plugin for 256 checks", per)
-			if per > tt.limit {
-				t.Errorf("%d bytes of heap per plugin for 256 checks, want at most %d", per, tt.limit)
-			}
+			heaptest.PerItem(t, "per plugin for 256 checks", plugins, tt.limit, func() {
+				record(true) // the plugin's first transition, from unknown
+				for range 999 {
+					record(false)
+				}
+			})
 			cs, _, err := h.Query(context.Background(), "p007", at, at.Add(time.Hour), 1000)
 			if err != nil || len(cs) != 256 {
 				t.Fatalf("query: %d checks, %v", len(cs), err)

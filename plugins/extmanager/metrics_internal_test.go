@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/internal/heaptest"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -35,17 +36,9 @@ func TestCatalogSeriesAreSmall(t *testing.T) {
 		for range ch {
 		}
 	}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	collect()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
-	t.Logf("%d bytes of heap a target's catalog series", per)
-	if limit := int64(640); per > limit {
-		t.Errorf("%d bytes of heap a target's catalog series, want at most %d", per, limit)
-	}
+	heaptest.PerItem(t, "a target's catalog series", n, 640, func() {
+		collect()
+	})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(m)
 	if got, err := testutil.GatherAndCount(reg, "vitals_ai_plugin_info", "vitals_ai_plugin_capability", "vitals_ai_plugin_models"); err != nil || got != 4*n {

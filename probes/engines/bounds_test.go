@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/vitals-dev/vitals/internal/aisim"
+	"github.com/vitals-dev/vitals/internal/heaptest"
 	"github.com/vitals-dev/vitals/probes"
 	"github.com/vitals-dev/vitals/probes/ollama"
 	"github.com/vitals-dev/vitals/probes/openai"
@@ -39,13 +39,8 @@ func TestSyntheticStopsAtTokenBudget(t *testing.T) {
 // heapGrowth returns how much the live heap grew while f ran, with what f
 // returned still alive.
 func heapGrowth(f func() any) (int64, any) {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	v := f()
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	return int64(after.HeapAlloc) - int64(before.HeapAlloc), v
+	var v any
+	return heaptest.Growth(func() { v = f() }), v
 }
 
 // With no token limit at all, the byte bound stops an endless stream, and
