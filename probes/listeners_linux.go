@@ -24,12 +24,12 @@ const (
 // errDiagTooLarge: the dump did not end within maxDiagBytes.
 var errDiagTooLarge = errors.New("sock_diag: more listening sockets than read at once")
 
-// netlinkListenerInodes returns the inodes of the TCP sockets listening
-// on port (IPv4 and IPv6) by asking the kernel over NETLINK_SOCK_DIAG, as
-// ss(8) does, for the listening sockets only: its cost follows the
-// number of listeners, where /proc/net/tcp lists every connection of the
-// network namespace, thousands on a busy host, as text.
-func netlinkListenerInodes(port int) ([]uint64, error) {
+// netlinkListeners returns the inodes of the TCP sockets listening (IPv4
+// and IPv6) by port, by asking the kernel over NETLINK_SOCK_DIAG, as ss(8)
+// does, for the listening sockets only: its cost follows the number of
+// listeners, where /proc/net/tcp lists every connection of the network
+// namespace, thousands on a busy host, as text.
+func netlinkListeners() (map[int][]uint64, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_INET_DIAG)
 	if err != nil {
 		return nil, fmt.Errorf("sock_diag: %w", os.NewSyscallError("socket", err))
@@ -38,7 +38,7 @@ func netlinkListenerInodes(port int) ([]uint64, error) {
 	if err := unix.Connect(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, fmt.Errorf("sock_diag: %w", os.NewSyscallError("connect", err))
 	}
-	var inodes []uint64
+	all := map[int][]uint64{}
 	buf := make([]byte, 32<<10)
 	for i, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
 		seq := uint32(i + 1)
@@ -89,12 +89,11 @@ func netlinkListenerInodes(port int) ([]uint64, error) {
 					if len(d) < sizeofInetDiagMsg || d[1] != tcpListen {
 						continue
 					}
-					if sport := binary.BigEndian.Uint16(d[4:]); int(sport) == port {
-						inodes = append(inodes, uint64(binary.NativeEndian.Uint32(d[4+sizeofInetDiagSockID+16:])))
-					}
+					sport := int(binary.BigEndian.Uint16(d[4:]))
+					all[sport] = append(all[sport], uint64(binary.NativeEndian.Uint32(d[4+sizeofInetDiagSockID+16:])))
 				}
 			}
 		}
 	}
-	return inodes, nil
+	return all, nil
 }

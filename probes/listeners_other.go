@@ -4,8 +4,8 @@ package probes
 
 import "errors"
 
-// netlinkListenerInodes needs Linux's sock_diag; elsewhere the listeners
-// are read from /proc.
-func netlinkListenerInodes(int) ([]uint64, error) {
+// netlinkListeners needs Linux's sock_diag; elsewhere the listeners are
+// read from /proc.
+func netlinkListeners() (map[int][]uint64, error) {
 	return nil, errors.New("sock_diag: Linux only")
 }

@@ -90,22 +90,40 @@ func FindListener(fs ProcFS, port int) (int, error) {
 }
 
 // ListenerInodes returns the inodes of the sockets listening on TCP port
-// (IPv4 and IPv6); ErrNoListener when there are none. With fs nil it asks
-// the kernel for the listening sockets over netlink (sock_diag, as ss(8)
-// does), cheap enough to ask at every check whether the listener is still
-// the one found before; where that is refused, and with an fs, it reads
-// fs's net/tcp and tcp6, which list every connection of the host as text
-// (thousands of lines on a busy one, milliseconds of CPU to read).
+// (IPv4 and IPv6); ErrNoListener when there are none. It reads every
+// listener as Listeners does.
 func ListenerInodes(fs ProcFS, port int) ([]uint64, error) {
-	var inodes []uint64
+	all, err := Listeners(fs)
+	if err != nil {
+		return nil, err
+	}
+	return PortListeners(all, port)
+}
+
+// PortListeners is port's entry of Listeners' map; ErrNoListener when it
+// has none.
+func PortListeners(all map[int][]uint64, port int) ([]uint64, error) {
+	inodes := all[port]
+	if len(inodes) == 0 {
+		return nil, fmt.Errorf("port %d: %w", port, ErrNoListener)
+	}
+	return inodes, nil
+}
+
+// Listeners returns the inodes of the host's listening TCP sockets (IPv4
+// and IPv6) by port, each port's sorted. With fs nil it asks the kernel
+// for the listening sockets over netlink (sock_diag, as ss(8) does),
+// cheap enough to ask every second whether a listener is still the one
+// found before; where that is refused, and with an fs, it reads fs's
+// net/tcp and tcp6, which list every connection of the host as text
+// (thousands of lines on a busy one, milliseconds of CPU to read).
+func Listeners(fs ProcFS) (map[int][]uint64, error) {
 	if fs == nil {
-		var err error
-		if inodes, err = netlinkListenerInodes(port); err == nil {
-			if len(inodes) == 0 {
-				return nil, fmt.Errorf("port %d: %w", port, ErrNoListener)
+		if all, err := netlinkListeners(); err == nil {
+			for _, inodes := range all {
+				slices.Sort(inodes)
 			}
-			slices.Sort(inodes)
-			return inodes, nil
+			return all, nil
 		}
 	}
 	f, err := procFS(fs)
@@ -113,22 +131,22 @@ func ListenerInodes(fs ProcFS, port int) ([]uint64, error) {
 		return nil, err
 	}
 	const listen = 0x0A
+	all := map[int][]uint64{}
 	for _, read := range []func() (procfs.NetTCP, error){f.NetTCP, f.NetTCP6} {
 		lines, err := read()
 		if err != nil {
 			continue // no IPv6, say
 		}
 		for _, l := range lines {
-			if l.St == listen && l.LocalPort == uint64(port) {
-				inodes = append(inodes, l.Inode)
+			if l.St == listen {
+				all[int(l.LocalPort)] = append(all[int(l.LocalPort)], l.Inode)
 			}
 		}
 	}
-	if len(inodes) == 0 {
-		return nil, fmt.Errorf("port %d: %w", port, ErrNoListener)
+	for _, inodes := range all {
+		slices.Sort(inodes)
 	}
-	slices.Sort(inodes)
-	return inodes, nil
+	return all, nil
 }
 
 // FindSocketOwner returns the PID of the process that holds one of the

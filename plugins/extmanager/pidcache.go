@@ -21,21 +21,23 @@ import (
 // was asked for, but 1000 checks a second on one port do not read the
 // process's start time 1000 times a second.
 //
-// Reading the socket table is not cheap either: the kernel writes a line
-// for every socket of the host, and procfs parses each (27 ms and 1.2 MB
-// of garbage with 3600 sockets), so one port's listeners, as read, answer
-// its lookups for socketsAge. Many plugins on one port at a 1 s interval
-// read it once a second, not once a check; a restarted server is followed
-// within that.
+// Reading the listening sockets is not free either (one dump of all of
+// them over netlink, or, where that is refused, /proc/net/tcp: a line for
+// every socket of the host, 27 ms and 1.2 MB of garbage with 3600
+// sockets), so one read of every port's listeners answers the lookups of
+// all ports for socketsAge: plugins on one port, or a thousand local
+// servers on a thousand ports, at a 1 s interval read it once a second,
+// not once a check or once a port; a restarted server is followed within
+// that.
 type pidCache struct {
-	inodes func(port int) ([]uint64, error)
-	owner  func(port int, inodes []uint64) (int, error)
-	start  func(pid int) (uint64, error)
-	now    func() time.Time
+	listening func() (map[int][]uint64, error)
+	owner     func(port int, inodes []uint64) (int, error)
+	start     func(pid int) (uint64, error)
+	now       func() time.Time
 
 	mu      sync.Mutex
 	m       map[int]pidEntry
-	sockets map[int]socketsRead
+	sockets socketsRead // the last read of every listener
 
 	fmu     sync.Mutex         // for running and next, never held with mu
 	running map[int]*pidFlight // a port's lookup in progress
@@ -50,14 +52,14 @@ type pidFlight struct {
 	waiting int // callers sharing it besides the one that runs it
 }
 
-// socketsAge is how long a port's listeners, as read, answer its lookups.
+// socketsAge is how long a read of the listeners answers lookups.
 const socketsAge = time.Second
 
-// socketsRead is one read of a port's listening sockets.
+// socketsRead is one read of the host's listening sockets, by port.
 type socketsRead struct {
-	inodes []uint64
-	err    error
-	at     time.Time
+	ports map[int][]uint64
+	err   error
+	at    time.Time
 }
 
 type pidEntry struct {
@@ -69,34 +71,30 @@ type pidEntry struct {
 
 func newPIDCache() *pidCache {
 	return &pidCache{
-		inodes: func(port int) ([]uint64, error) { return probes.ListenerInodes(nil, port) },
-		owner:  func(port int, inodes []uint64) (int, error) { return probes.FindSocketOwner(nil, port, inodes) },
-		start:  func(pid int) (uint64, error) { return probes.ProcessStart(nil, pid) },
-		now:    time.Now,
-		m:      map[int]pidEntry{},
+		listening: func() (map[int][]uint64, error) { return probes.Listeners(nil) },
+		owner:     func(port int, inodes []uint64) (int, error) { return probes.FindSocketOwner(nil, port, inodes) },
+		start:     func(pid int) (uint64, error) { return probes.ProcessStart(nil, pid) },
+		now:       time.Now,
+		m:         map[int]pidEntry{},
 	}
 }
 
-// listeners returns port's listening sockets, read at most once in
-// socketsAge. Call with c.mu held.
+// listeners returns port's listening sockets, from a read of every
+// listener at most socketsAge old. Call with c.mu held.
 func (c *pidCache) listeners(port int) ([]uint64, error) {
 	now := time.Now
 	if c.now != nil {
 		now = c.now
 	}
 	t := now()
-	if r, ok := c.sockets[port]; ok && t.Sub(r.at) < socketsAge && !t.Before(r.at) {
-		return r.inodes, r.err
+	if r := c.sockets; r.at.IsZero() || t.Sub(r.at) >= socketsAge || t.Before(r.at) {
+		ports, err := c.listening()
+		c.sockets = socketsRead{ports: ports, err: err, at: t}
 	}
-	inodes, err := c.inodes(port)
-	if c.sockets == nil {
-		c.sockets = map[int]socketsRead{}
+	if c.sockets.err != nil {
+		return nil, c.sockets.err
 	}
-	if len(c.sockets) > 4096 {
-		clear(c.sockets) // ports come and go; the reads are only a second old
-	}
-	c.sockets[port] = socketsRead{inodes: inodes, err: err, at: t}
-	return inodes, err
+	return probes.PortListeners(c.sockets.ports, port)
 }
 
 // lookup returns the PID listening on port, as checked after it was

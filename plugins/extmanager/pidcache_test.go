@@ -104,11 +104,11 @@ func TestPIDCacheChecksItsAnswer(t *testing.T) {
 	start := uint64(100)
 	at := time.Now()
 	c := &pidCache{
-		inodes: func(int) ([]uint64, error) { reads++; return inodes, nil },
-		now:    func() time.Time { return at },
-		owner:  func(int, []uint64) (int, error) { scans++; return 42, nil },
-		start:  func(int) (uint64, error) { return start, nil },
-		m:      map[int]pidEntry{},
+		listening: func() (map[int][]uint64, error) { reads++; return map[int][]uint64{1: inodes}, nil },
+		now:       func() time.Time { return at },
+		owner:     func(int, []uint64) (int, error) { scans++; return 42, nil },
+		start:     func(int) (uint64, error) { return start, nil },
+		m:         map[int]pidEntry{},
 	}
 	for range 5 {
 		if pid, err := c.lookup(1); pid != 42 || err != nil {
@@ -147,8 +147,8 @@ func TestPIDCacheSharesLookups(t *testing.T) {
 	inside, release := make(chan struct{}), make(chan struct{})
 	var start atomic.Uint64
 	c := &pidCache{
-		inodes: func(int) ([]uint64, error) { return []uint64{7}, nil },
-		owner:  func(int, []uint64) (int, error) { return 42, nil },
+		listening: func() (map[int][]uint64, error) { return map[int][]uint64{1: {7}}, nil },
+		owner:     func(int, []uint64) (int, error) { return 42, nil },
 		start: func(int) (uint64, error) {
 			if reads.Add(1) == 1 {
 				close(inside)
@@ -196,5 +196,40 @@ func TestPIDCacheSharesLookups(t *testing.T) {
 	// then the new process's after its scan.
 	if n := reads.Load(); n != 3 {
 		t.Fatalf("the start time read %d times for %d lookups, want 3", n, callers+1)
+	}
+}
+
+// Lookups of many ports within socketsAge share one read of every
+// listener: a hundred local servers checked every second are one dump of
+// the listening sockets a second, not a hundred. A port nobody listens on
+// is ErrNoListener.
+func TestPIDCacheReadsListenersOnceForAllPorts(t *testing.T) {
+	reads := 0
+	at := time.Now()
+	ports := map[int][]uint64{}
+	for p := 1; p <= 100; p++ {
+		ports[p] = []uint64{uint64(1000 + p)}
+	}
+	c := &pidCache{
+		listening: func() (map[int][]uint64, error) { reads++; return ports, nil },
+		now:       func() time.Time { return at },
+		owner:     func(port int, _ []uint64) (int, error) { return 10000 + port, nil },
+		start:     func(int) (uint64, error) { return 1, nil },
+		m:         map[int]pidEntry{},
+	}
+	for p := 1; p <= 100; p++ {
+		if pid, err := c.lookup(p); pid != 10000+p || err != nil {
+			t.Fatalf("port %d: lookup = %d, %v, want %d", p, pid, err, 10000+p)
+		}
+	}
+	if reads != 1 {
+		t.Fatalf("the listeners read %d times for 100 ports within %v, want once", reads, socketsAge)
+	}
+	if pid, err := c.lookup(101); !errors.Is(err, probes.ErrNoListener) {
+		t.Errorf("a port nobody listens on: %d, %v, want ErrNoListener", pid, err)
+	}
+	at = at.Add(socketsAge)
+	if _, err := c.lookup(1); err != nil || reads != 2 {
+		t.Errorf("after %v: %v, %d reads, want a second read", socketsAge, err, reads)
 	}
 }
