@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,17 +13,8 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/internal/heaptest"
 )
-
-// allocated runs fn and returns the bytes it allocated.
-func allocated(fn func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	fn()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
 
 // loadBounded loads path with LoadFile, failing the test if that takes
 // more than 5 s (a read that blocks).
@@ -82,7 +72,7 @@ func TestBadConfigFilesAreRejectedCheaply(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
-			alloc := allocated(func() { err = loadBounded(t, tc.path) })
+			alloc := heaptest.Allocated(func() { err = loadBounded(t, tc.path) })
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("LoadFile = %v, want an error containing %q", err, tc.want)
 			}

@@ -1,5 +1,6 @@
-// Package heaptest measures what code leaves on the heap, for the tests
-// that hold a structure's size to a bound.
+// Package heaptest measures what code allocates and leaves on the heap,
+// for the tests that hold a structure's size or a reader's garbage to a
+// bound.
 package heaptest
 
 import (
@@ -19,6 +20,17 @@ func Growth(f func()) int64 {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	return int64(after.HeapAlloc) - int64(before.HeapAlloc)
+}
+
+// Allocated returns how many bytes f allocated, whether or not they are
+// still reachable: what a reader allocates for its input, say.
+func Allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
 
 // PerItem holds the heap that n items of f cost to limit bytes an item:
