@@ -118,14 +118,25 @@ func PortListeners(all map[int][]uint64, port int) ([]uint64, error) {
 // net/tcp and tcp6, which list every connection of the host as text
 // (thousands of lines on a busy one, milliseconds of CPU to read).
 func Listeners(fs ProcFS) (map[int][]uint64, error) {
+	var all map[int][]uint64
+	var err error
 	if fs == nil {
-		if all, err := netlinkListeners(); err == nil {
-			for _, inodes := range all {
-				slices.Sort(inodes)
-			}
-			return all, nil
-		}
+		all, err = netlinkListeners()
 	}
+	if fs != nil || err != nil {
+		all, err = procListeners(fs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, inodes := range all {
+		slices.Sort(inodes)
+	}
+	return all, nil
+}
+
+// procListeners is Listeners from fs's net/tcp and tcp6.
+func procListeners(fs ProcFS) (map[int][]uint64, error) {
 	f, err := procFS(fs)
 	if err != nil {
 		return nil, err
@@ -142,9 +153,6 @@ func Listeners(fs ProcFS) (map[int][]uint64, error) {
 				all[int(l.LocalPort)] = append(all[int(l.LocalPort)], l.Inode)
 			}
 		}
-	}
-	for _, inodes := range all {
-		slices.Sort(inodes)
 	}
 	return all, nil
 }
