@@ -8,8 +8,9 @@
 // and their stacks (8 KiB a connection, kept while it idles) for a request
 // of a few hundred bytes. Here the caller writes the request, reads the
 // answer and, when the body has been read to its end, puts the connection
-// back; an idle connection is a socket and its read buffer, nothing runs
-// for it. The request and the answer are written and parsed by net/http
+// back; an idle connection is its socket alone (the buffers are the
+// transport's, held only while a request is on a connection), and nothing
+// runs for it. The request and the answer are written and parsed by net/http
 // itself (Request.Write, ReadResponse), so what goes on the wire is what
 // net/http's client sends.
 //
