@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -313,20 +314,15 @@ func countFDs() (int, error) {
 }
 
 // bootTime returns the host's boot time in Unix seconds: btime of
-// /proc/stat.
+// /proc/stat, read once, by procfs.
 func bootTime() (float64, error) {
-	b, err := os.ReadFile("/proc/stat")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return 0, err
 	}
-	for line := range bytes.Lines(b) {
-		if v, ok := bytes.CutPrefix(line, []byte("btime ")); ok {
-			t, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
-			if err != nil {
-				return 0, errFormat
-			}
-			return float64(t), nil
-		}
+	st, err := fs.Stat()
+	if err != nil {
+		return 0, err
 	}
-	return 0, errFormat
+	return float64(st.BootTime), nil
 }
