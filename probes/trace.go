@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"maps"
 	"net/http"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -74,9 +75,7 @@ func (p propagating) RoundTrip(r *http.Request) (*http.Response, error) {
 	// changed (Inject only sets keys).
 	r2 := *r
 	r2.Header = make(http.Header, len(r.Header)+1)
-	for k, v := range r.Header {
-		r2.Header[k] = v
-	}
+	maps.Copy(r2.Header, r.Header)
 	propagator.Inject(r.Context(), headerCarrier(r2.Header))
 	return p.rt.RoundTrip(&r2)
 }
