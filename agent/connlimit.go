@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 )
 
 // connLimiter bounds the connections of the HTTP front. Unlike a limit
@@ -25,11 +24,48 @@ type connLimiter struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]*connInfo
+	// idle holds the connections that are new or between requests, busy
+	// the others, each in the order of their last state change, oldest
+	// first: the victim is the head of idle, else of busy, whatever the
+	// number of connections.
+	idle, busy connList
 }
 
 type connInfo struct {
-	state http.ConnState
-	since time.Time // of the last state change
+	c          net.Conn
+	state      http.ConnState
+	prev, next *connInfo
+	list       *connList
+}
+
+// connList is a doubly linked list of connections, oldest first.
+type connList struct{ head, tail *connInfo }
+
+// push appends ci, the newest.
+func (l *connList) push(ci *connInfo) {
+	ci.list, ci.prev, ci.next = l, l.tail, nil
+	if l.tail != nil {
+		l.tail.next = ci
+	} else {
+		l.head = ci
+	}
+	l.tail = ci
+}
+
+// remove takes ci out of the list it is in.
+func (ci *connInfo) remove() {
+	l := ci.list
+	if ci.prev != nil {
+		ci.prev.next = ci.next
+	} else {
+		l.head = ci.next
+	}
+	if ci.next != nil {
+		ci.next.prev = ci.prev
+	} else {
+		l.tail = ci.prev
+	}
+	ci.list, ci.prev, ci.next = nil, nil, nil
 }
 
 func newConnLimiter(ln net.Listener, max int, m *frontMetrics) *connLimiter {
@@ -55,9 +91,9 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 				_ = c.Close()
 				continue
 			}
-			delete(l.conns, victim)
+			l.forgetLocked(victim)
 		}
-		l.conns[c] = &connInfo{state: http.StateNew, since: time.Now()}
+		l.setLocked(&connInfo{c: c}, http.StateNew)
 		n := len(l.conns)
 		l.mu.Unlock()
 		if victim != nil {
@@ -73,23 +109,35 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 // (the shed metric's reason): the one idle longest, else the one busy
 // longest.
 func (l *connLimiter) victimLocked() (net.Conn, string) {
-	var (
-		idle, busy           net.Conn
-		idleSince, busySince time.Time
-	)
-	for c, ci := range l.conns {
-		if ci.state == http.StateNew || ci.state == http.StateIdle {
-			if idle == nil || ci.since.Before(idleSince) {
-				idle, idleSince = c, ci.since
-			}
-		} else if busy == nil || ci.since.Before(busySince) {
-			busy, busySince = c, ci.since
-		}
+	if l.idle.head != nil {
+		return l.idle.head.c, "idle"
 	}
-	if idle != nil {
-		return idle, "idle"
+	if l.busy.head != nil {
+		return l.busy.head.c, "busy"
 	}
-	return busy, "busy"
+	return nil, ""
+}
+
+// setLocked records ci's state st, as the newest of its list.
+func (l *connLimiter) setLocked(ci *connInfo, st http.ConnState) {
+	if ci.list != nil {
+		ci.remove()
+	}
+	ci.state = st
+	l.conns[ci.c] = ci
+	if st == http.StateNew || st == http.StateIdle {
+		l.idle.push(ci)
+	} else {
+		l.busy.push(ci)
+	}
+}
+
+// forgetLocked stops tracking c.
+func (l *connLimiter) forgetLocked(c net.Conn) {
+	if ci, ok := l.conns[c]; ok {
+		ci.remove()
+		delete(l.conns, c)
+	}
 }
 
 // connState is the http.Server's ConnState hook: it tracks which
@@ -100,9 +148,9 @@ func (l *connLimiter) connState(c net.Conn, st http.ConnState) {
 	switch {
 	case !ok:
 	case st == http.StateClosed || st == http.StateHijacked:
-		delete(l.conns, c)
+		l.forgetLocked(c)
 	default:
-		ci.state, ci.since = st, time.Now()
+		l.setLocked(ci, st)
 	}
 	n := len(l.conns)
 	l.mu.Unlock()

@@ -88,3 +88,102 @@ func TestBusyConnectionsDoNotStarveLivez(t *testing.T) {
 		t.Errorf("the limiter holds %d connections, more than max_connections %d", n, max)
 	}
 }
+
+// The victim is the connection idle longest, a state change making a
+// connection the newest of its kind; with none idle, the one busy longest.
+// Closed and hijacked connections are forgotten.
+func TestConnLimiterVictimOrder(t *testing.T) {
+	m, err := newFrontMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newConnLimiter(nil, 4, m)
+	conns := make([]net.Conn, 4)
+	for i := range conns {
+		a, b := net.Pipe()
+		t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+		conns[i] = a
+		l.mu.Lock()
+		l.setLocked(&connInfo{c: a}, http.StateNew)
+		l.mu.Unlock()
+	}
+	victim := func() (int, string) {
+		t.Helper()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		c, reason := l.victimLocked()
+		for i, x := range conns {
+			if x == c {
+				return i, reason
+			}
+		}
+		t.Fatalf("victim %v is none of the connections", c)
+		return -1, ""
+	}
+	check := func(want int, wantReason string) {
+		t.Helper()
+		if got, reason := victim(); got != want || reason != wantReason {
+			t.Fatalf("victim %d (%s), want %d (%s)", got, reason, want, wantReason)
+		}
+	}
+	check(0, "idle")
+	l.connState(conns[0], http.StateActive) // busy since now
+	check(1, "idle")
+	l.connState(conns[1], http.StateActive)
+	l.connState(conns[1], http.StateIdle) // idle again, the newest
+	check(2, "idle")
+	l.connState(conns[2], http.StateClosed)
+	l.connState(conns[3], http.StateHijacked)
+	check(1, "idle")
+	l.connState(conns[1], http.StateActive)
+	check(0, "busy") // none idle: busy longest
+	l.connState(conns[0], http.StateIdle)
+	l.connState(conns[0], http.StateActive)
+	check(1, "busy")
+	l.mu.Lock()
+	n := len(l.conns)
+	l.mu.Unlock()
+	if n != 2 {
+		t.Errorf("tracking %d connections after two were closed or hijacked, want 2", n)
+	}
+	l.connState(conns[2], http.StateActive) // forgotten: stays forgotten
+	l.mu.Lock()
+	n = len(l.conns)
+	l.mu.Unlock()
+	if n != 2 {
+		t.Errorf("a closed connection's late state change tracked it again: %d connections", n)
+	}
+}
+
+// BenchmarkConnLimiterAtMax: making room at max_connections, where every
+// connection is busy but one that turns idle, as in a flood. The cost is
+// that of the lists, whatever max is.
+func BenchmarkConnLimiterAtMax(b *testing.B) {
+	for _, max := range []int{512, 8192} {
+		b.Run(fmt.Sprint(max), func(b *testing.B) {
+			m, err := newFrontMetrics(nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l := newConnLimiter(nil, max, m)
+			conns := make([]*connInfo, max)
+			for i := range conns {
+				a, _ := net.Pipe()
+				conns[i] = &connInfo{c: a}
+				l.setLocked(conns[i], http.StateActive)
+			}
+			for i := 0; b.Loop(); i++ {
+				l.mu.Lock()
+				c, _ := l.victimLocked()
+				l.forgetLocked(c)
+				ci := conns[i%max]
+				if ci.c != c {
+					b.Fatalf("victim is not the one busy longest")
+				}
+				l.setLocked(ci, http.StateNew)
+				l.mu.Unlock()
+				l.connState(ci.c, http.StateActive)
+			}
+		})
+	}
+}
