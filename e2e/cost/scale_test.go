@@ -49,6 +49,19 @@ func TestScale(t *testing.T) {
 	}
 	t.Logf("every target checked %s after start", time.Since(t0).Round(time.Second))
 	time.Sleep(interval) // one more round at the steady pace
+	// COST_SCALE_SETTLE: run that long more before the window, so that the
+	// memory read at its end is at steady state (the rings of 256 checks
+	// fill in 43 minutes at 10 s).
+	if settle := envDuration(t, "COST_SCALE_SETTLE", 0); settle > 0 {
+		t.Logf("settling for %s", settle)
+		tick := time.NewTicker(10 * time.Second)
+		for end := time.Now().Add(settle); time.Now().Before(end); <-tick.C {
+			if a.Exited() {
+				t.Fatalf("agent exited while settling:\n%s", a.Output())
+			}
+		}
+		tick.Stop()
+	}
 
 	e0 := scrape(t, a)
 	r0 := srv.reqs.Load()
