@@ -202,6 +202,11 @@ func (e *ExtManager) claim(a *busv1.Announce, msg bus.Message) error {
 			return reject(rejectEndpoint, fmt.Errorf("announce %q from %s: %w", spec.ID, msg.Peer, err))
 		}
 	}
+	if spec.MetricsURL != "" {
+		if err := endpointAllowed(cfg.AllowedEndpoints, spec.MetricsURL, msg.PeerAddress); err != nil {
+			return reject(rejectEndpoint, fmt.Errorf("announce %q from %s: metrics_url: %w", spec.ID, msg.Peer, err))
+		}
+	}
 	spec.Owner = msg.Peer
 	err = e.catalog.Claim(spec, catalog.Limits{Max: cfg.MaxPlugins, PerOwner: cfg.MaxPluginsPerPeer})
 	switch {
@@ -236,6 +241,10 @@ func announceSpec(a *busv1.Announce) (catalog.Spec, error) {
 		return s, fmt.Errorf("announce %q: at most %d labels, got %d", s.ID, maxLabels, len(s.Labels))
 	case len(s.Endpoint) > maxEndpointLen:
 		return s, fmt.Errorf("announce %q: endpoint must be at most %d bytes, got %d", s.ID, maxEndpointLen, len(s.Endpoint))
+	case len(a.GetMetricsUrl()) > maxEndpointLen:
+		return s, fmt.Errorf("announce %q: metrics_url must be at most %d bytes, got %d", s.ID, maxEndpointLen, len(a.GetMetricsUrl()))
+	case a.GetMetricsUrl() != "" && s.Endpoint == "":
+		return s, fmt.Errorf("announce %q: metrics_url without an endpoint", s.ID)
 	case s.PID < 0:
 		return s, fmt.Errorf("announce %q: pid must not be negative, got %d", s.ID, s.PID)
 	}
@@ -264,9 +273,11 @@ func announceSpec(a *busv1.Announce) (catalog.Spec, error) {
 		}
 	}
 	if s.Endpoint != "" {
-		if _, err := (Target{ID: s.ID, Endpoint: s.Endpoint}).spec(catalog.SourceBus); err != nil {
+		ts, err := (Target{ID: s.ID, Endpoint: s.Endpoint, MetricsURL: a.GetMetricsUrl()}).spec(catalog.SourceBus)
+		if err != nil {
 			return s, fmt.Errorf("announce %q: %w", s.ID, err)
 		}
+		s.MetricsURL = ts.MetricsURL // with /metrics when it names no path
 	}
 	return s, nil
 }

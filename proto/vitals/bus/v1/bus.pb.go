@@ -402,8 +402,12 @@ type Announce struct {
 	// How often it will heartbeat, in milliseconds.
 	HeartbeatIntervalMs int64             `protobuf:"varint,7,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
 	Labels              map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Where its Prometheus metrics are when not at the endpoint's /metrics
+	// (Triton's --metrics-port: http://127.0.0.1:8002/metrics); only with an
+	// endpoint, and on a host allowed_endpoints allows.
+	MetricsUrl    string `protobuf:"bytes,9,opt,name=metrics_url,json=metricsUrl,proto3" json:"metrics_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Announce) Reset() {
@@ -490,6 +494,13 @@ func (x *Announce) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *Announce) GetMetricsUrl() string {
+	if x != nil {
+		return x.MetricsUrl
+	}
+	return ""
 }
 
 // Heartbeat is sent on plugin.heartbeat at the announced interval.
@@ -1043,7 +1054,7 @@ const file_vitals_bus_v1_bus_proto_rawDesc = "" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12\x1f\n" +
 	"\vduration_ns\x18\x06 \x01(\x03R\n" +
 	"durationNs\x12.\n" +
-	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xd8\x02\n" +
+	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xf9\x02\n" +
 	"\bAnnounce\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12 \n" +
@@ -1052,7 +1063,9 @@ const file_vitals_bus_v1_bus_proto_rawDesc = "" +
 	"\bendpoint\x18\x05 \x01(\tR\bendpoint\x12\x10\n" +
 	"\x03pid\x18\x06 \x01(\x05R\x03pid\x122\n" +
 	"\x15heartbeat_interval_ms\x18\a \x01(\x03R\x13heartbeatIntervalMs\x12;\n" +
-	"\x06labels\x18\b \x03(\v2#.vitals.bus.v1.Announce.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\b \x03(\v2#.vitals.bus.v1.Announce.LabelsEntryR\x06labels\x12\x1f\n" +
+	"\vmetrics_url\x18\t \x01(\tR\n" +
+	"metricsUrl\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x97\x01\n" +
