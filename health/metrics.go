@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/vitals-dev/vitals/agent"
+	"github.com/vitals-dev/vitals/internal/labelpair"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -363,10 +364,10 @@ func (m *Metrics) setState(plugin string, s State) {
 	p := m.plugin(plugin)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state != nil && p.state.labels[1] == constPair("state", string(s)) {
+	if p.state != nil && p.state.labels[1] == labelpair.Shared("state", string(s)) {
 		return
 	}
-	st := p.newScalar(m.state, gauge, constPair("state", string(s)))
+	st := p.newScalar(m.state, gauge, labelpair.Shared("state", string(s)))
 	st.set(1)
 	p.replace(p.state, st)
 	p.state = st
@@ -395,7 +396,7 @@ func (m *Metrics) transition(plugin string, from, to State) {
 	if from == StateUnknown && len(p.transitions) == 0 {
 		return
 	}
-	p.find(&p.transitions, m.transitions, counter, constPair("from", string(from)), constPair("to", string(to))).add(1)
+	p.find(&p.transitions, m.transitions, counter, labelpair.Shared("from", string(from)), labelpair.Shared("to", string(to))).add(1)
 }
 
 // exemplar is what a latency series keeps of its latest observation's
@@ -481,7 +482,7 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
 	for _, p := range o.Probes {
-		probe := constPair("probe", p.Probe)
+		probe := labelpair.Shared("probe", p.Probe)
 		// Only the probes of metrics.probe_durations have a duration
 		// series; never the resource probe, which is informational and
 		// whose time is mostly the agent's own procfs reads.
@@ -497,16 +498,16 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 		if p.Probe != probes.Resources {
 			pm.find(&pm.totals, m.total, counter, probe, resultPairs[0])
 			pm.find(&pm.totals, m.total, counter, probe, resultPairs[1])
-			pm.find(&pm.totals, m.total, counter, probe, constPair("result", p.result())).add(1)
+			pm.find(&pm.totals, m.total, counter, probe, labelpair.Shared("result", p.result())).add(1)
 		}
 		if p.Probe == probes.Synthetic {
 			// Likewise the stuck class exists at 0 before inference first
 			// hangs: the stuck alert's increase() sees its first one, in the
 			// evaluation that also sees the engine's unhealthy verdict.
-			pm.find(&pm.errors, m.errors, counter, constPair("class", string(probes.ClassStuck)))
+			pm.find(&pm.errors, m.errors, counter, labelpair.Shared("class", string(probes.ClassStuck)))
 		}
 		if p.Failures > 0 && p.Class != "" {
-			pm.find(&pm.errors, m.errors, counter, constPair("class", string(p.Class))).add(float64(p.Failures))
+			pm.find(&pm.errors, m.errors, counter, labelpair.Shared("class", string(p.Class))).add(float64(p.Failures))
 		}
 		r := p.Result
 		switch p.Probe {
@@ -643,7 +644,7 @@ func (p *pluginMetrics) labels(pairs ...*dto.LabelPair) []*dto.LabelPair {
 }
 
 // find is the series of desc in *list with the pairs (interned by
-// constPair, so compared by pointer), made at 0 when there is none.
+// labelpair.Shared, so compared by pointer), made at 0 when there is none.
 func (p *pluginMetrics) find(list *[]*scalar, desc *prometheus.Desc, k scalarKind, pairs ...*dto.LabelPair) *scalar {
 	for _, s := range *list {
 		if s.has(pairs) {
@@ -738,23 +739,5 @@ var (
 	pluginLabel  = "plugin"
 	traceIDLabel = "trace_id"
 	spanIDLabel  = "span_id"
-	resultPairs  = [2]*dto.LabelPair{constPair("result", "success"), constPair("result", "failure")}
-	pairs        sync.Map // labelKey -> *dto.LabelPair
+	resultPairs  = [2]*dto.LabelPair{labelpair.Shared("result", "success"), labelpair.Shared("result", "failure")}
 )
-
-type labelKey struct{ name, value string }
-
-// constPair is the one label pair name=value shared by every series that
-// has it. Only labels of bounded values (probes, results, classes,
-// states) go through it.
-func constPair(name, value string) *dto.LabelPair {
-	if p, ok := pairs.Load(labelKey{name, value}); ok {
-		return p.(*dto.LabelPair)
-	}
-	// A key of its own for the pair to point into: pointing into the
-	// lookup's key would move that to the heap at every call, the calls
-	// that find the pair too (two a check).
-	k := &labelKey{name, value}
-	p, _ := pairs.LoadOrStore(*k, &dto.LabelPair{Name: &k.name, Value: &k.value})
-	return p.(*dto.LabelPair)
-}

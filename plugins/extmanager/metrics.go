@@ -8,6 +8,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/vitals-dev/vitals/catalog"
+	"github.com/vitals-dev/vitals/internal/labelpair"
 	"github.com/vitals-dev/vitals/probes"
 )
 
@@ -24,14 +25,11 @@ type metrics struct {
 	mu     sync.Mutex // one Collect at a time over the fields below
 	series map[string]*pluginSeries
 	gen    uint64
-	// pairs are the label pairs of bounded values (kinds, sources,
-	// capabilities) every plugin's series share.
-	pairs map[[2]string]*dto.LabelPair
 }
 
 func newMetrics(c *catalog.Catalog) *metrics {
 	m := &metrics{
-		catalog: c, series: map[string]*pluginSeries{}, pairs: map[[2]string]*dto.LabelPair{},
+		catalog: c, series: map[string]*pluginSeries{},
 		info: prometheus.NewDesc("vitals_ai_plugin_info",
 			"AI plugins the agent knows, with their kind, version and discovery source; always 1.",
 			[]string{"plugin", "kind", "version", "source"}, nil),
@@ -161,27 +159,15 @@ func (m *metrics) pluginSeries(p *catalog.AIPlugin) *pluginSeries {
 		labels = append(labels, pairs...)
 		e.gauges = append(e.gauges, gauge{desc: desc, labels: labels[n:len(labels):len(labels)], v: v})
 	}
-	add(m.info, 1, m.pair("kind", e.kind), &e.plugin, m.pair("source", e.source), &e.ver)
+	add(m.info, 1, labelpair.Shared("kind", e.kind), &e.plugin, labelpair.Shared("source", e.source), &e.ver)
 	for _, c := range caps {
-		add(m.capability, 1, m.pair("capability", string(c)), &e.plugin)
+		add(m.capability, 1, labelpair.Shared("capability", string(c)), &e.plugin)
 	}
 	add(m.models, float64(e.models), &e.plugin)
 	return e
 }
 
 var labelPlugin, labelVersion = "plugin", "version"
-
-// pair is the label pair name=value every plugin's series share; only
-// labels of bounded values go through it. Call with m.mu held.
-func (m *metrics) pair(name, value string) *dto.LabelPair {
-	k := [2]string{name, value}
-	p := m.pairs[k]
-	if p == nil {
-		p = &dto.LabelPair{Name: &k[0], Value: &k[1]}
-		m.pairs[k] = p
-	}
-	return p
-}
 
 // gauge is one series of the catalog's: a value under its labels, never
 // changed once made.
