@@ -154,13 +154,8 @@ func decodeConfig(s agent.Section) (Config, error) {
 			bad(s.Place(key, err))
 		} else if seen[t.ID] {
 			bad(s.Errorf(key, "duplicate id %q", t.ID))
-		} else if t.HTTPConfig != nil {
-			if s.File() != "" {
-				t.HTTPConfig.SetDirectory(s.Dir())
-			}
-			if err := checkHTTPConfig(t.HTTPConfig); err != nil {
-				bad(s.Errorf(key+".http_config", "%v", err))
-			}
+		} else if err := checkHTTPConfig(t.HTTPConfig, fileDir(s)); err != nil {
+			bad(s.Errorf(key+".http_config", "%v", err))
 		}
 		seen[t.ID] = true
 	}
@@ -209,13 +204,8 @@ func decodeConfig(s agent.Section) (Config, error) {
 			bad(s.Errorf("health.plugins."+id, "%v", err))
 		}
 	}
-	if cfg.HTTPConfig != nil {
-		if s.File() != "" {
-			cfg.HTTPConfig.SetDirectory(s.Dir())
-		}
-		if err := checkHTTPConfig(cfg.HTTPConfig); err != nil {
-			bad(s.Errorf("http_config", "%v", err))
-		}
+	if err := checkHTTPConfig(cfg.HTTPConfig, fileDir(s)); err != nil {
+		bad(s.Errorf("http_config", "%v", err))
 	}
 	if err := cfg.Discovery.Validate(); err != nil {
 		for _, e := range unjoin(err) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/common/config"
 
+	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/internal/h1"
 	"github.com/vitals-dev/vitals/probes"
@@ -73,13 +74,26 @@ func newHTTPClient(hc config.HTTPClientConfig) (*http.Client, error) {
 	return c, nil
 }
 
+// fileDir is the directory of the file s was read from, "" when it came
+// from none (the built-in config, the environment).
+func fileDir(s agent.Section) string {
+	if s.File() == "" {
+		return ""
+	}
+	return s.Dir()
+}
+
 // checkHTTPConfig checks an http_config as a config load should: its
 // keys, and that the files it names (CA, client certificate and key) can
 // be read and make a client, so that a bad one rejects the config rather
-// than failing every check later.
-func checkHTTPConfig(hc *config.HTTPClientConfig) error {
+// than failing every check later. Its relative file paths are first taken
+// to be in dir, unless dir is "".
+func checkHTTPConfig(hc *config.HTTPClientConfig, dir string) error {
 	if hc == nil {
 		return nil
+	}
+	if dir != "" {
+		hc.SetDirectory(dir)
 	}
 	if err := hc.Validate(); err != nil {
 		return err

@@ -41,12 +41,9 @@ func ParseManifest(path string, data []byte) (catalog.Spec, error) {
 	if err != nil {
 		return catalog.Spec{}, s.Place("", err)
 	}
-	if t.HTTPConfig != nil {
-		// Its files (CA, certificate, key, token) are beside the manifest.
-		t.HTTPConfig.SetDirectory(filepath.Dir(path))
-		if err := checkHTTPConfig(t.HTTPConfig); err != nil {
-			return catalog.Spec{}, s.Errorf("http_config", "%v", err)
-		}
+	// Its files (CA, certificate, key, token) are beside the manifest.
+	if err := checkHTTPConfig(t.HTTPConfig, filepath.Dir(path)); err != nil {
+		return catalog.Spec{}, s.Errorf("http_config", "%v", err)
 	}
 	spec.Manifest = path
 	return spec, nil

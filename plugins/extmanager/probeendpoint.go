@@ -118,13 +118,8 @@ func (c ProbeConfig) validate(s agent.Section) []error {
 		if m.MaxTokens < 0 || m.MaxTokens > 4 {
 			errs = append(errs, s.Errorf(key+".max_tokens", "must be 0 (the default, 2) to 4, got %d", m.MaxTokens))
 		}
-		if m.HTTPConfig != nil {
-			if s.File() != "" {
-				m.HTTPConfig.SetDirectory(s.Dir())
-			}
-			if err := checkHTTPConfig(m.HTTPConfig); err != nil {
-				errs = append(errs, s.Errorf(key+".http_config", "%v", err))
-			}
+		if err := checkHTTPConfig(m.HTTPConfig, fileDir(s)); err != nil {
+			errs = append(errs, s.Errorf(key+".http_config", "%v", err))
 		}
 	}
 	return errs
