@@ -37,9 +37,20 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 
 	started := e.o.Clock.Now()
 	var obs Observation
+	e.observe(cctx, &cfg, p, t, &obs)
+	if ctx.Err() != nil {
+		return // stopping: the results say nothing about the plugin
+	}
+	e.conclude(ctx, cctx, &cfg, p, id, t, span, started, &obs)
+}
+
+// observe runs the probes of a check into obs. It and conclude are
+// functions of their own so that the locals of neither are on the stack
+// through the probes' calls: a check then runs within a worker's 16 KiB.
+func (e *Engine) observe(ctx context.Context, cfg *Config, p *plugin, t Target, obs *Observation) {
 	switch t.Mode {
 	case ModeHTTP:
-		obs.Probes, obs.Signals, obs.Passive = e.probeHTTP(cctx, cfg, p, t)
+		obs.Probes, obs.Signals, obs.Passive = e.probeHTTP(ctx, cfg, p, t)
 		_, known := e.o.Registry.Family(t.Kind)
 		obs.Unidentified = !known
 		obs.Model = t.Model
@@ -48,18 +59,22 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 		}
 	default:
 		for _, pr := range e.o.Probes[t.Mode] {
-			o := e.runProbe(cctx, cfg, pr.Name, pr.Informational, func(ctx context.Context) (probes.Result, error) {
+			obs.Probes = append(obs.Probes, ProbeOutcome{})
+			o := &obs.Probes[len(obs.Probes)-1]
+			e.runProbe(ctx, cfg, o, pr.Name, pr.Informational, func(ctx context.Context) (probes.Result, error) {
 				return pr.Run(ctx, t)
 			})
-			obs.Probes = append(obs.Probes, o)
 			if !o.OK && !o.Informational {
 				break
 			}
 		}
 	}
-	if ctx.Err() != nil {
-		return // stopping: the results say nothing about the plugin
-	}
+}
+
+// conclude decides the verdict of a check whose probes ran into obs
+// (cctx is the check's context, under its deadline and in its span), and
+// records, exports and announces it.
+func (e *Engine) conclude(ctx, cctx context.Context, cfg *Config, p *plugin, id string, t Target, span trace.Span, started time.Time, obs *Observation) {
 	// The verdict is decided now, after the probes: the time every record
 	// of this check carries. When it started and how long it took are kept
 	// beside it.
@@ -79,17 +94,17 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 			obs.UnhealthyDeps = append(obs.UnhealthyDeps, d)
 		}
 	}
-	v := p.machine.Observe(obs)
-	e.metrics.observe(id, obs, span.SpanContext())
+	v := p.machine.Observe(*obs)
+	e.metrics.observe(id, *obs, span.SpanContext())
 	e.metrics.signals.observe(id, obs.Signals, t.Models)
-	e.otel.observe(cctx, id, obs)
+	e.otel.observe(cctx, id, *obs)
 
 	rec := CheckRecord{Seq: e.seq.Add(1), Plugin: id, Time: obs.Time, Started: started, Duration: obs.Time.Sub(started),
 		State: v.State, OK: obs.OK(), Latency: obs.Latency, TTFT: obs.TTFT, Probes: obs.Probes}
 	if f := obs.Failed(); f != nil {
 		rec.Probe, rec.Class = f.Probe, f.Class
 	}
-	if tps, ok := e.tokensPerSecond(p, obs, started); ok {
+	if tps, ok := e.tokensPerSecond(p, *obs, started); ok {
 		rec.TPS = tps
 		e.metrics.setTPS(id, tps)
 	}
@@ -133,7 +148,7 @@ func (e *Engine) check(ctx context.Context, id string, _ time.Time) {
 // transition logs, counts and announces a change of state, re-checks the
 // plugin at once at the interval of its new state, and re-checks the
 // plugins that depend on it when it entered or left unhealthy.
-func (e *Engine) transition(ctx context.Context, cfg Config, t Transition) {
+func (e *Engine) transition(ctx context.Context, cfg *Config, t Transition) {
 	e.metrics.transition(t.Plugin, t.From, t.To)
 	e.otel.transition(ctx, t)
 	e.metrics.setState(t.Plugin, t.To)
@@ -145,7 +160,7 @@ func (e *Engine) transition(ctx context.Context, cfg Config, t Transition) {
 		level = slog.LevelError
 	}
 	e.o.Logger.Log(ctx, level, "ai plugin health changed", "id", t.Plugin, "from", t.From, "to", t.To, "reason", t.Reason)
-	e.sched.Reschedule(t.Plugin, e.intervalFor(cfg, t.Plugin, t.To))
+	e.sched.Reschedule(t.Plugin, e.intervalFor(*cfg, t.Plugin, t.To))
 	e.sched.Trigger(t.Plugin)
 	if t.To.Failing() != t.From.Failing() {
 		e.mu.RLock()
@@ -175,8 +190,8 @@ func (e *Engine) transition(ctx context.Context, cfg Config, t Transition) {
 func retryable(c probes.ErrorClass) bool { return c == probes.ClassReset || c == probes.ClassHTTP5xx }
 
 // runProbe runs one probe with the configured retries.
-func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informational bool, fn func(context.Context) (probes.Result, error)) ProbeOutcome {
-	out := ProbeOutcome{Probe: name, Informational: informational}
+func (e *Engine) runProbe(ctx context.Context, cfg *Config, out *ProbeOutcome, name string, informational bool, fn func(context.Context) (probes.Result, error)) {
+	*out = ProbeOutcome{Probe: name, Informational: informational}
 	start := e.o.Clock.Now()
 	for attempt := 0; ; attempt++ {
 		res, err := fn(ctx)
@@ -200,7 +215,6 @@ func (e *Engine) runProbe(ctx context.Context, cfg Config, name string, informat
 		}
 	}
 	out.Duration = e.o.Clock.Now().Sub(start)
-	return out
 }
 
 // spanStart returns the options that start the check span of the plugin

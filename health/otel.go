@@ -170,7 +170,7 @@ func (o *otelMetrics) genAIAttrs(op string, kind probes.Kind, baseURL string) []
 }
 
 // synthetic records one synthetic inference as a GenAI client operation.
-func (o *otelMetrics) synthetic(ctx context.Context, attrs []attribute.KeyValue, out ProbeOutcome) {
+func (o *otelMetrics) synthetic(ctx context.Context, attrs []attribute.KeyValue, out *ProbeOutcome) {
 	if !o.opDuration.Enabled(ctx) {
 		return
 	}

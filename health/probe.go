@@ -26,7 +26,7 @@ import (
 // since the last check (idle_aware: the inference would add nothing);
 // then the resource probe. It returns the outcomes, the signals (nil when
 // none were read) and whether the inference was skipped as passive.
-func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target) ([]ProbeOutcome, *probes.Signals, bool) {
+func (e *Engine) probeHTTP(ctx context.Context, cfg *Config, p *plugin, t Target) ([]ProbeOutcome, *probes.Signals, bool) {
 	pt := probes.Target{ID: t.ID, BaseURL: t.Endpoint, MetricsURL: t.MetricsURL, Kind: t.Kind, Model: t.Model, Models: t.Models,
 		Capabilities: t.Capabilities, PID: t.PID}
 	if m := cfg.Plugins[t.ID].Model; m != "" {
@@ -35,9 +35,16 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	maxTokens, _ := cfg.maxTokens(t.ID)
 	pc := probes.Config{MaxTokens: maxTokens}
 	client := p.httpClient()
-	run := func(name string, pr probes.Probe) ProbeOutcome {
+	var out []ProbeOutcome
+	// run appends the outcome of probe pr to out and returns it (out's
+	// last, until the next append). Outcomes are written in place, not
+	// returned: each copy on the way would be a ProbeOutcome more on the
+	// stack under the probe's calls.
+	run := func(name string, pr probes.Probe) *ProbeOutcome {
+		out = append(out, ProbeOutcome{})
+		o := &out[len(out)-1]
 		pctx, tr := e.startProbe(ctx, spanOfProbe(name))
-		o := e.runProbe(pctx, cfg, name, name == probes.Resources, func(ctx context.Context) (probes.Result, error) {
+		e.runProbe(pctx, cfg, o, name, name == probes.Resources, func(ctx context.Context) (probes.Result, error) {
 			return probes.Run(ctx, pr, client, pt, pc, e.o.Clock.Now)
 		})
 		class := o.Class
@@ -48,24 +55,14 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 		return o
 	}
 	set := e.o.Registry.Probes(t.Kind)
-	var out []ProbeOutcome
-	live := run(probes.Liveness, set.Liveness)
-	if !live.OK && live.Class == probes.ClassRefused && t.PID > 0 && set.PortOpensLoaded {
-		if _, err := e.readProcess(t.PID); err == nil {
-			// vLLM, TGI and the like open their port once the model is
-			// loaded: a refusal while the process runs is a load.
-			live.Loading = true
-			live.Error = fmt.Sprintf("process %d runs, its port is not open yet: %s", t.PID, live.Error)
+	if live := run(probes.Liveness, set.Liveness); !live.OK {
+		if live.Class == probes.ClassRefused && t.PID > 0 && set.PortOpensLoaded {
+			e.refusedWhileLoading(live, t.PID)
 		}
-	}
-	out = append(out, live)
-	if !live.OK {
 		return out, nil, false
 	}
 	if cfg.Readiness && set.Readiness != nil {
-		o := run(probes.Readiness, set.Readiness)
-		out = append(out, o)
-		if !o.OK {
+		if o := run(probes.Readiness, set.Readiness); !o.OK {
 			return out, nil, false
 		}
 	}
@@ -78,14 +75,15 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 	if cfg.synthetic(t.ID) && op != "" && !cold(sig, pt.Model) && !asleep(sig) {
 		// Passive (not sent) when idle_aware and the signals show others'
 		// requests completing since the last check.
-		o := e.syntheticCheck(ctx, cfg, p, set.Synthetic, op, pt, pc, sig)
+		out = append(out, ProbeOutcome{})
+		o := &out[len(out)-1]
+		e.syntheticCheck(ctx, cfg, p, o, set.Synthetic, op, pt, pc, sig)
 		passive = o.Passive
 		if o.Class == probes.ClassCold || o.Class == probes.ClassAsleep {
 			// The model is not loaded, or asleep, and the probe did not
 			// load or wake it: the check stands on liveness and readiness.
 			o.Informational = true
 		}
-		out = append(out, o)
 		if !o.OK && !o.Informational {
 			return out, sig, false
 		}
@@ -103,20 +101,33 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg Config, p *plugin, t Target)
 			if t.PID > 0 {
 				read = func(pid int) (probes.ProcessStats, error) { return e.readConfiguredProcess(p, pid) }
 			}
-			o := run(probes.Resources, probes.ProcessProbe(read))
-			if o.OK && o.Result.Process != nil && sig != nil && sig.Has(probes.FieldLoadedModels) {
-				// The server lists its loaded models (Ollama): its runner
-				// children are read and attributed to them.
-				mps, err := probes.FindModelProcesses(e.o.ProcFS, o.Result.Process.PID, sig.LoadedModels)
-				if err != nil {
-					e.o.Logger.Debug("ai plugin runner processes not read", "id", t.ID, "err", err)
-				}
-				o.Result.ModelProcesses = mps
+			if o := run(probes.Resources, probes.ProcessProbe(read)); o.OK && o.Result.Process != nil && sig != nil && sig.Has(probes.FieldLoadedModels) {
+				e.readRunners(o, t.ID, sig)
 			}
-			out = append(out, o)
 		}
 	}
 	return out, sig, passive
+}
+
+// refusedWhileLoading marks a liveness probe refused while the server's
+// process runs as loading: vLLM, TGI and the like open their port once
+// the model is loaded.
+func (e *Engine) refusedWhileLoading(live *ProbeOutcome, pid int) {
+	if _, err := e.readProcess(pid); err == nil {
+		live.Loading = true
+		live.Error = fmt.Sprintf("process %d runs, its port is not open yet: %s", pid, live.Error)
+	}
+}
+
+// readRunners reads the runner children of the server process the
+// resource probe o read, for a server that lists its loaded models
+// (Ollama), and attributes them to those models.
+func (e *Engine) readRunners(o *ProbeOutcome, id string, sig *probes.Signals) {
+	mps, err := probes.FindModelProcesses(e.o.ProcFS, o.Result.Process.PID, sig.LoadedModels)
+	if err != nil {
+		e.o.Logger.Debug("ai plugin runner processes not read", "id", id, "err", err)
+	}
+	o.Result.ModelProcesses = mps
 }
 
 // signalsRetry is how long the checks of a server with no signals
@@ -165,8 +176,8 @@ func (e *Engine) readSignals(ctx context.Context, p *plugin, client *http.Client
 }
 
 // synthetic runs the synthetic inference as a GenAI client span. A timeout
-// after liveness passed is the stuck class.
-func (e *Engine) synthetic(ctx context.Context, cfg Config, client *http.Client, syn probes.Probe, op string, pt probes.Target, pc probes.Config) ProbeOutcome {
+// after liveness passed is the stuck class. Its outcome is written to o.
+func (e *Engine) synthetic(ctx context.Context, cfg *Config, o *ProbeOutcome, client *http.Client, syn probes.Probe, op string, pt probes.Target, pc probes.Config) {
 	// Operation, provider, server address and port: the span's and the
 	// GenAI metrics' attributes; the requested model is known once the
 	// inference answered.
@@ -174,7 +185,7 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, client *http.Client,
 	ctx, span := e.tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...),
 		trace.WithAttributes(attribute.String("vitals.ai.probe", probes.Synthetic)))
 	defer span.End()
-	o := e.runProbe(ctx, cfg, probes.Synthetic, false, func(ctx context.Context) (probes.Result, error) {
+	e.runProbe(ctx, cfg, o, probes.Synthetic, false, func(ctx context.Context) (probes.Result, error) {
 		res, err := probes.Run(ctx, syn, client, pt, pc, e.o.Clock.Now)
 		err = probes.AsBudgetError(err, probes.TokenBudget(pc))
 		if err != nil && probes.Classify(err) == probes.ClassTimeout {
@@ -182,7 +193,7 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, client *http.Client,
 		}
 		return res, err
 	})
-	r := o.Result
+	r := &o.Result
 	model := r.Model
 	if model == "" {
 		model = pt.Model
@@ -210,7 +221,6 @@ func (e *Engine) synthetic(ctx context.Context, cfg Config, client *http.Client,
 		span.SetStatus(codes.Error, string(o.Class))
 		span.SetAttributes(attribute.String("error.type", string(o.Class)))
 	}
-	return o
 }
 
 // readProcess reads a target's process for the resource probe.

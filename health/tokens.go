@@ -150,30 +150,32 @@ func utcDay(t time.Time) time.Time {
 // shows requests completing; skipped once the plugin's daily token budget
 // is spent; else run, its tokens counted. A server that refuses the
 // budget is a config error naming the key to raise.
-func (e *Engine) syntheticCheck(ctx context.Context, cfg Config, p *plugin, syn probes.Probe, op string,
-	pt probes.Target, pc probes.Config, sig *probes.Signals) ProbeOutcome {
+// Its outcome is written to o.
+func (e *Engine) syntheticCheck(ctx context.Context, cfg *Config, p *plugin, o *ProbeOutcome, syn probes.Probe, op string,
+	pt probes.Target, pc probes.Config, sig *probes.Signals) {
 	if cfg.IdleAware {
 		if why, ok := p.tokens.passive(sig); ok {
-			return ProbeOutcome{Probe: probes.Synthetic, OK: true, Passive: true, Reason: why}
+			*o = ProbeOutcome{Probe: probes.Synthetic, OK: true, Passive: true, Reason: why}
+			return
 		}
 	}
 	budget, budgetKey := cfg.dailyTokenBudget(pt.ID)
 	if budget > 0 {
 		if spent := p.tokens.spentToday(e.o.Clock.Now()); spent >= budget {
-			return ProbeOutcome{Probe: probes.Synthetic, Skipped: true, Informational: true,
+			*o = ProbeOutcome{Probe: probes.Synthetic, Skipped: true, Informational: true,
 				Reason: fmt.Sprintf("daily token budget spent (%d of %d tokens today, %s): no synthetic inference until 00:00 UTC; "+
 					"this check rests on liveness and readiness", spent, budget, budgetKey)}
+			return
 		}
 	}
-	o := e.synthetic(ctx, cfg, p.httpClient(), syn, op, pt, pc)
-	r := o.Result
+	e.synthetic(ctx, cfg, o, p.httpClient(), syn, op, pt, pc)
+	r := &o.Result
 	p.tokens.spend(r.PromptTokens+r.CompletionTokens, e.o.Clock.Now())
 	e.metrics.tokens.spent(pt.ID, r.PromptTokens, r.CompletionTokens)
 	if o.Class == probes.ClassConfig {
 		n, key := cfg.maxTokens(pt.ID)
 		o.Error = fmt.Sprintf("%s; raise %s (now %d, at most %d)", o.Error, key, n, probes.MaxSyntheticTokens)
 	}
-	return o
 }
 
 // tokenMetrics count the tokens the agent's own synthetic inferences
