@@ -48,6 +48,8 @@ type ExtManager struct {
 	engine   *health.Engine // nil when health checks are off
 	store    *store.DB      // the health history file, when configured
 	sd       *discovery.Manager
+	// healthMu orders what syncHealth gives the engine.
+	healthMu sync.Mutex
 
 	mu        sync.Mutex // guards the fields below and cfg after Start
 	started   bool

@@ -94,18 +94,29 @@ func (e *ExtManager) startHealth() {
 	if e.engine == nil {
 		return
 	}
-	e.unsub = append(e.unsub, e.catalog.Subscribe(func(ev catalog.Event) {
-		switch ev.Type {
-		case catalog.EventDeregistered:
-			e.engine.Remove(ev.ID)
-		default:
-			e.engine.Upsert(healthTarget(ev.Plugin, e.clients))
-		}
-	}))
+	e.unsub = append(e.unsub, e.catalog.Subscribe(func(ev catalog.Event) { e.syncHealth(ev.ID) }))
 	for _, p := range e.catalog.List(catalog.Filter{}) {
-		e.engine.Upsert(healthTarget(p, e.clients))
+		e.syncHealth(p.ID)
 	}
 	e.engine.Start()
+}
+
+// syncHealth gives the engine plugin id as the catalog holds it now, or
+// removes it when the catalog no longer does. The catalog's events and
+// startHealth's first pass both go through it, one at a time, and each
+// reads the catalog afresh: the list of the first pass is read before
+// the detections already under way end, and a copy of a plugin from
+// before its detection, applied after the detection's event, would leave
+// its kind unidentified until its next change. (The catalog emits after
+// it unlocks, so two events of one plugin may come in either order too.)
+func (e *ExtManager) syncHealth(id string) {
+	e.healthMu.Lock()
+	defer e.healthMu.Unlock()
+	if p, ok := e.catalog.Get(id); ok {
+		e.engine.Upsert(healthTarget(p, e.clients))
+	} else {
+		e.engine.Remove(id)
+	}
 }
 
 // stopHealth stops the engine and closes the store.
