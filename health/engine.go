@@ -206,6 +206,7 @@ func New(o Options) *Engine {
 	e.otel = newOTelMetrics(o.MeterProvider, o.GenAILatest, e)
 	e.sched = NewScheduler(SchedulerOptions{
 		Clock: o.Clock, Concurrency: o.Config.Concurrency, StartSpread: o.Config.StartSpread, Jitter: o.Config.Jitter, Slack: o.Config.Slack.D(),
+		Align: o.Config.Slack.D() > 0,
 		Lag: func(d time.Duration) {
 			e.metrics.lag.Observe(d.Seconds())
 			if o.Lag != nil {

@@ -1,5 +1,7 @@
 package health
 
+import "time"
+
 // ForceState sets a plugin's state without a check, for tests of what
 // reads states (roll-up, dependencies).
 func (e *Engine) ForceState(id string, s State) {
@@ -52,4 +54,11 @@ func (e *Engine) ConfigJitter() float64 {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.cfg.Jitter
+}
+
+// Nominal returns id's nominal time: its next run before jitter.
+func (s *Scheduler) Nominal(id string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.items[id].nominal
 }

@@ -3,6 +3,7 @@ package health
 import (
 	"container/heap"
 	"context"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -63,6 +64,15 @@ type SchedulerOptions struct {
 	// WorkerIdle is how long a worker waits for its next run before it
 	// exits; 0 means 30 s.
 	WorkerIdle time.Duration
+	// Align puts each new item on a phase shared with others of its
+	// interval: its first due time, spread as StartSpread says, is moved
+	// to the grid that divides the interval into as many phases as leave
+	// about alignRuns items in each at the rate then scheduled. An item's
+	// later runs keep its phase (the jitter moves each run, not the
+	// phase), so the items of one phase are due within their jitter of
+	// each other and Slack starts them in one wake-up: at 100 items a
+	// second, two wake-ups a second, not eight or more.
+	Align bool
 }
 
 // Scheduler runs checks of many items, each at its own interval, never two
@@ -92,6 +102,7 @@ type Scheduler struct {
 type item struct {
 	id       string
 	interval time.Duration
+	nominal  time.Time // the run's time before jitter: its phase
 	due      time.Time
 	running  bool
 	again    bool // run again as soon as the current run ends
@@ -142,7 +153,11 @@ func (s *Scheduler) set(id string, interval time.Duration, add bool) {
 	if !ok {
 		s.rate += perSecond(interval)
 		it = &item{id: id, interval: interval, index: -1}
-		it.due = now.Add(time.Duration(s.o.StartSpread * s.o.Rand() * float64(interval)))
+		it.nominal = now.Add(time.Duration(s.o.StartSpread * s.o.Rand() * float64(interval)))
+		if s.o.Align {
+			it.nominal = s.align(it.nominal, now, interval)
+		}
+		it.due = it.nominal
 		s.items[id] = it
 		heap.Push(&s.queue, it)
 		s.poke()
@@ -157,10 +172,40 @@ func (s *Scheduler) set(id string, interval time.Duration, add bool) {
 	if it.index >= 0 && interval < old {
 		if d := it.due.Add(interval - old); d.Before(it.due) {
 			it.due = maxTime(d, now)
+			it.nominal = it.due
+			if s.o.Align {
+				it.nominal = s.align(it.due, now, interval)
+				it.due = it.nominal
+			}
 			heap.Fix(&s.queue, it.index)
 			s.poke()
 		}
 	}
+}
+
+// align returns t moved to the nearest phase of the grid for interval
+// that is not before now. The grid divides the interval into phases
+// alignRuns/rate apart at least (the time in which alignRuns runs are due
+// at the rate scheduled), counted from the Unix epoch, so that every item
+// of one interval shares it.
+func (s *Scheduler) align(t, now time.Time, interval time.Duration) time.Time {
+	if interval <= 0 || s.rate <= 0 {
+		return t
+	}
+	phases := max(1, int64(math.Ceil(float64(interval)/(alignRuns/s.rate*float64(time.Second)))))
+	step := int64(interval) / phases
+	if step <= 0 {
+		return t
+	}
+	ns := t.UnixNano()
+	at := ns - ns%step
+	if ns%step >= step/2 {
+		at += step
+	}
+	for at < now.UnixNano() {
+		at += step
+	}
+	return time.Unix(0, at)
 }
 
 // Reschedule changes the interval of a known id as Set does, and does
@@ -344,14 +389,13 @@ func (s *Scheduler) exec(ctx context.Context, it *item) {
 		it.again = false
 		it.due = now
 	} else {
+		it.nominal = nextRun(it.nominal, start, it.interval)
 		j := 0.0
 		if s.o.Jitter > 0 {
 			j = (2*s.o.Rand() - 1) * s.o.Jitter
 		}
-		it.due = it.due.Add(it.interval + time.Duration(j*float64(it.interval)))
-		if it.due.Before(now) {
-			it.due = now // late: run next at once, do not make up missed runs
-		}
+		// late: run next at once, do not make up missed runs
+		it.due = maxTime(it.nominal.Add(time.Duration(j*float64(it.interval))), now)
 	}
 	heap.Push(&s.queue, it)
 	if it.index == 0 {
@@ -366,6 +410,30 @@ func (s *Scheduler) exec(ctx context.Context, it *item) {
 // items are due more often than that in Slack (1000 runs a second: 16 ms
 // of them, not 100).
 const slackRuns = 16
+
+// alignRuns is about how many items Align puts in one phase: at 100
+// items a second, two phases a second of 50 each; at 1000, 16 of about 64,
+// which their jitter spreads into the same stream as items at random
+// phases.
+const alignRuns = 64
+
+// nextRun returns the nominal time of the run after one that started at
+// start, on the phase of nominal: the first of nominal plus whole
+// intervals at least half an interval after start. A run on time is
+// followed one interval later; a triggered run half an interval or more
+// before its nominal time leaves that run in place; runs missed while a
+// run was late are skipped.
+func nextRun(nominal, start time.Time, interval time.Duration) time.Time {
+	if interval <= 0 {
+		return start
+	}
+	next := start.Add(interval / 2)
+	if !nominal.Before(next) {
+		return nominal
+	}
+	k := (next.Sub(nominal) + interval - 1) / interval
+	return nominal.Add(k * interval)
+}
 
 // perSecond is how often a second an item of interval runs.
 func perSecond(interval time.Duration) float64 {

@@ -2,6 +2,7 @@ package health_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -552,4 +553,96 @@ func TestEngineRemoveDuringSetConfig(t *testing.T) {
 	if n := e.Scheduled(); n != 0 {
 		t.Fatalf("%d items scheduled after the plugin was removed during a config change, want 0", n)
 	}
+}
+
+// TestSchedulerAlignsPhases: 100 items every second, spread at random
+// over the second, with the engine's jitter and slack. Aligned, they
+// share two phases and the scheduler starts them in two wake-ups a
+// second, each item keeping its phase from run to run; at random phases
+// the same items take several times the wake-ups.
+func TestSchedulerAlignsPhases(t *testing.T) {
+	const items, seconds = 100, 3
+	wakes := func(t *testing.T, align bool) int {
+		clock := &countingClock{fakeClock: &fakeClock{now: time.Unix(1000, 0)}}
+		rng := rand.New(rand.NewPCG(1, 2)) // called under the scheduler's lock
+		var inFlight atomic.Int32
+		var mu sync.Mutex
+		starts := map[time.Time]bool{}
+		s := health.NewScheduler(health.SchedulerOptions{Clock: clock, Concurrency: 32, StartSpread: 1, Jitter: 0.05,
+			Slack: 100 * time.Millisecond, Align: align, Rand: rng.Float64},
+			func(ctx context.Context, id string, _ time.Time) {
+				mu.Lock()
+				starts[clock.Now()] = true
+				mu.Unlock()
+				inFlight.Add(-1)
+			})
+		for i := range items {
+			s.Set(strconv.Itoa(i), time.Second)
+		}
+		phase := func(id string) time.Duration { return time.Duration(s.Nominal(id).UnixNano() % int64(time.Second)) }
+		first := map[string]time.Duration{}
+		phases := map[time.Duration]bool{}
+		for i := range items {
+			id := strconv.Itoa(i)
+			first[id] = phase(id)
+			phases[first[id]] = true
+		}
+		if align && len(phases) != 2 {
+			t.Errorf("aligned: %d phases, want 2 (100 items a second, about %d a phase)", len(phases), 64)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { s.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		// Move the clock 10 ms at a time; after a step that fired the
+		// scheduler's timer, wait until its runs have ended and it sleeps
+		// again.
+		agenttest.Eventually(t, 20*time.Second, "the scheduler asleep", func() bool { return clock.timers.Load() >= 1 && !s.WakePending() })
+		for range seconds * 100 {
+			fc := clock.fakeClock
+			fc.mu.Lock()
+			pending := len(fc.timers)
+			fc.mu.Unlock()
+			before := clock.timers.Load()
+			inFlight.Store(0)
+			clock.Advance(10 * time.Millisecond)
+			fc.mu.Lock()
+			fired := len(fc.timers) < pending
+			fc.mu.Unlock()
+			if !fired {
+				continue
+			}
+			agenttest.Eventually(t, 20*time.Second, "the scheduler asleep after a wake", func() bool {
+				return clock.timers.Load() > before && !s.WakePending() && allQueued(s, items)
+			})
+		}
+		if align {
+			for i := range items {
+				id := strconv.Itoa(i)
+				if p := phase(id); p != first[id] {
+					t.Errorf("item %s: phase %s after %d s, %s at first", id, p, seconds, first[id])
+				}
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return len(starts)
+	}
+	aligned, spread := wakes(t, true), wakes(t, false)
+	t.Logf("wake-ups that started runs in %d s: aligned %d, at random phases %d", seconds, aligned, spread)
+	if aligned > 2*seconds+1 {
+		t.Errorf("aligned: %d wake-ups started runs in %d s, want at most %d", aligned, seconds, 2*seconds+1)
+	}
+	if spread < 2*aligned {
+		t.Errorf("at random phases: %d wake-ups against %d aligned, want at least twice as many", spread, aligned)
+	}
+}
+
+func allQueued(s *health.Scheduler, items int) bool {
+	for i := range items {
+		if !s.IsQueued(strconv.Itoa(i)) {
+			return false
+		}
+	}
+	return true
 }
