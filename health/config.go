@@ -19,8 +19,8 @@ import (
 //	  unhealthy_interval: 5s    # between checks while unhealthy or stuck (0: interval)
 //	  timeout: 5s               # bound on one check, all its probes
 //	  start_spread: 1.0         # first checks spread over this fraction of the interval
-//	  jitter: 0.05              # each next check moves by up to ±jitter × interval
-//	  slack: 100ms              # checks due this soon after a due one start with it (≤ interval/10)
+//	  jitter: 0.05              # each check moves by up to ±jitter × interval from its phase
+//	  slack: 100ms              # checks due this soon after a due one start with it (≤ interval/10); > 0 also aligns phases
 //	  concurrency: 32           # checks running at once, over all plugins
 //	  failure_threshold: 3      # consecutive failed checks of one probe → unhealthy
 //	  success_threshold: 2      # consecutive good checks to leave unhealthy

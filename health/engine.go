@@ -233,7 +233,7 @@ func (e *Engine) Config() Config {
 // SetConfig applies a new config from each plugin's next check; the
 // concurrency bound stays the one the engine was made with.
 func (e *Engine) SetConfig(c Config) {
-	e.sched.SetTiming(c.StartSpread, c.Jitter, c.Slack.D())
+	e.sched.SetTiming(c.StartSpread, c.Jitter, c.Slack.D(), c.Slack.D() > 0)
 	e.mu.Lock()
 	e.cfg = c
 	ps := make([]*plugin, 0, len(e.plugins))

@@ -215,12 +215,12 @@ func (s *Scheduler) Reschedule(id string, interval time.Duration) {
 	s.set(id, interval, false)
 }
 
-// SetTiming changes StartSpread, Jitter and Slack; runs already due keep
-// the times they have.
-func (s *Scheduler) SetTiming(startSpread, jitter float64, slack time.Duration) {
+// SetTiming changes StartSpread, Jitter, Slack and Align; runs already
+// due keep the times they have, items already added their phases.
+func (s *Scheduler) SetTiming(startSpread, jitter float64, slack time.Duration, align bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.o.StartSpread, s.o.Jitter, s.o.Slack = startSpread, jitter, slack
+	s.o.StartSpread, s.o.Jitter, s.o.Slack, s.o.Align = startSpread, jitter, slack, align
 	s.poke()
 }
 
