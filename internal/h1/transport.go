@@ -160,7 +160,7 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response
 		break
 	}
 	reusable := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
-	resp.Body = &body{ctx: ctx, c: c, rc: resp.Body, stop: stop, reusable: reusable}
+	resp.Body = &body{ctx: ctx, c: c, rc: resp.Body, stop: stop, reusable: reusable, serverCloses: resp.Close}
 	return resp, nil
 }
 
@@ -198,8 +198,11 @@ type body struct {
 	rc       io.ReadCloser
 	stop     func() bool
 	reusable bool
-	done     bool // the connection is back or closed
-	atEnd    bool
+	// serverCloses: the answer said Connection: close, so the server
+	// closes its end once it has sent it.
+	serverCloses bool
+	done         bool // the connection is back or closed
+	atEnd        bool
 }
 
 var errClosed = errors.New("h1: read on a closed response body")
@@ -241,6 +244,27 @@ func (b *body) finish(atEnd bool) {
 		c.br = nil
 		c.t.put(c)
 		return
+	}
+	if atEnd && b.serverCloses {
+		c.reset()
+		return
+	}
+	c.close()
+}
+
+// reset closes a connection whose server said it closes it (Connection:
+// close) and has sent all of its answer, with a reset rather than a FIN,
+// as HAProxy ends its health checks' connections. The server is done with
+// the connection (a read it still makes finds the reset where it would
+// have found the end), and its kernel drops it at once instead of keeping
+// it in TIME_WAIT for a minute: a check a second of a server that closes
+// every connection would otherwise leave sixty there, and on loopback,
+// where the closing side runs both ends' TCP work, the agent would pay
+// for the FIN, its ACK and the TIME_WAIT entry. A connection the server
+// would keep open is closed with a FIN (close).
+func (c *conn) reset() {
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		tc.SetLinger(0)
 	}
 	c.close()
 }

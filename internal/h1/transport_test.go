@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -436,5 +437,54 @@ func TestDialError(t *testing.T) {
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Op != "dial" {
 		t.Fatalf("a refused connection: %v, want a dial *net.OpError", err)
+	}
+}
+
+// TestClosesWithAResetWhenTheServerCloses: a connection whose answer said
+// Connection: close ends with a reset, so neither end keeps it in
+// TIME_WAIT; one the server would keep open, closed because the transport
+// keeps no more idle ones, ends with a FIN, which the server reads as the
+// end of the connection.
+func TestClosesWithAResetWhenTheServerCloses(t *testing.T) {
+	for name, tc := range map[string]struct {
+		answer string
+		want   error
+	}{
+		"connection close": {"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", syscall.ECONNRESET},
+		"keep-alive":       {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", io.EOF},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			after := make(chan error, 1)
+			go func() {
+				nc, err := ln.Accept()
+				if err != nil {
+					after <- err
+					return
+				}
+				defer nc.Close()
+				br := bufio.NewReader(nc)
+				if _, err := http.ReadRequest(br); err != nil {
+					after <- err
+					return
+				}
+				io.WriteString(nc, tc.answer)
+				nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+				_, err = br.ReadByte()
+				after <- err
+			}()
+			tr := newTransport()
+			tr.MaxIdleConnsPerHost = 0
+			if got := get(t, &http.Client{Transport: tr}, "http://"+ln.Addr().String()+"/"); got != "ok" {
+				t.Fatalf("body %q", got)
+			}
+			if err := <-after; !errors.Is(err, tc.want) {
+				t.Fatalf("the server's read after its answer: %v, want %v", err, tc.want)
+			}
+		})
 	}
 }
