@@ -106,8 +106,11 @@ type item struct {
 	due      time.Time
 	running  bool
 	again    bool // run again as soon as the current run ends
-	removed  bool
-	index    int // in the heap, -1 when not queued
+	// realign: the interval changed since the phase was chosen, so the
+	// next run goes to the new interval's grid (Align).
+	realign bool
+	removed bool
+	index   int // in the heap, -1 when not queued
 }
 
 // NewScheduler returns a scheduler that calls run for each due check.
@@ -169,6 +172,12 @@ func (s *Scheduler) set(id string, interval time.Duration, add bool) {
 	old := it.interval
 	it.interval = interval
 	s.rate += perSecond(interval) - perSecond(old)
+	// The phase was on the old interval's grid. A queued run that comes
+	// sooner is moved to the new grid now; otherwise the run after the
+	// next one is (a running item, one whose interval grew), or the item
+	// would wake the scheduler on a phase of its own for as long as it
+	// is scheduled.
+	it.realign = s.o.Align
 	if it.index >= 0 && interval < old {
 		if d := it.due.Add(interval - old); d.Before(it.due) {
 			it.due = maxTime(d, now)
@@ -176,6 +185,7 @@ func (s *Scheduler) set(id string, interval time.Duration, add bool) {
 			if s.o.Align {
 				it.nominal = s.align(it.due, now, interval)
 				it.due = it.nominal
+				it.realign = false
 			}
 			heap.Fix(&s.queue, it.index)
 			s.poke()
@@ -390,6 +400,10 @@ func (s *Scheduler) exec(ctx context.Context, it *item) {
 		it.due = now
 	} else {
 		it.nominal = nextRun(it.nominal, start, it.interval)
+		if it.realign && s.o.Align {
+			it.nominal = s.align(it.nominal, now, it.interval)
+		}
+		it.realign = false
 		j := 0.0
 		if s.o.Jitter > 0 {
 			j = (2*s.o.Rand() - 1) * s.o.Jitter

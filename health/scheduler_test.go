@@ -646,3 +646,41 @@ func allQueued(s *health.Scheduler, items int) bool {
 	}
 	return true
 }
+
+// TestSchedulerRealignsAChangedInterval: an item whose interval changes,
+// from within its run (as a verdict changes it to unhealthy_interval and
+// back) or while it waits, is on the new interval's grid from the run
+// after: at one item, the grid of whole intervals from the Unix epoch.
+func TestSchedulerRealignsAChangedInterval(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	ran := make(chan struct{}, 10)
+	var s *health.Scheduler
+	var runs atomic.Int32
+	s = health.NewScheduler(health.SchedulerOptions{Clock: clock, Concurrency: 1, Align: true},
+		func(ctx context.Context, id string, _ time.Time) {
+			if runs.Add(1) == 1 {
+				s.Reschedule(id, 1500*time.Millisecond)
+			}
+			ran <- struct{}{}
+		})
+	s.Set("a", time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	onGrid := func(interval time.Duration) {
+		t.Helper()
+		agenttest.Eventually(t, 20*time.Second, "the item queued after its run", func() bool { return s.IsQueued("a") })
+		if n := s.Nominal("a"); n.UnixNano()%int64(interval) != 0 {
+			t.Fatalf("next run at %s: %s past the %s grid", n.Format("15:04:05.000"), time.Duration(n.UnixNano()%int64(interval)), interval)
+		}
+	}
+
+	<-ran // at 1000 s, on the 1 s grid; its run changes the interval
+	onGrid(1500 * time.Millisecond)
+
+	s.Reschedule("a", 2500*time.Millisecond) // while it waits, longer
+	clock.Advance(s.Nominal("a").Sub(clock.Now()))
+	<-ran
+	onGrid(2500 * time.Millisecond)
+}
