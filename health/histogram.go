@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/vitals-dev/vitals/internal/labelpair"
 )
 
 // Native histogram settings of the latency histograms: buckets at most
@@ -83,7 +85,7 @@ type latency struct {
 }
 
 func newLatency(desc *prometheus.Desc, labels []*dto.LabelPair, bounds []float64, now time.Time) *latency {
-	h := &latency{desc: desc, labels: labels, bounds: bounds, schema: nativeSchema, created: now, invalid: !validLabels(labels)}
+	h := &latency{desc: desc, labels: labels, bounds: bounds, schema: nativeSchema, created: now, invalid: !labelpair.Valid(labels)}
 	if len(bounds) > 0 {
 		h.classic = make([]uint64, len(bounds)+1)
 	}

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -215,9 +214,7 @@ func (m *Metrics) GatherSelf() ([]*dto.MetricFamily, error) {
 		}
 		// The plugins' series are in the order of their ids; a family
 		// whose first label sorts before "plugin" is sorted again.
-		if !sort.IsSorted(metricSorter(f.Metric)) {
-			sort.Sort(metricSorter(f.Metric))
-		}
+		labelpair.SortSeries(f.Metric)
 		out = append(out, f)
 	}
 	slices.SortFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
@@ -230,24 +227,6 @@ func (m *Metrics) GatherSelf() ([]*dto.MetricFamily, error) {
 // Metrics gathers its own series beside the agent's registry.
 var _ agent.SelfGatherer = (*Metrics)(nil)
 
-// metricSorter orders the series of a family as client_golang's registry
-// does: by their label values, in the order of the labels.
-type metricSorter []*dto.Metric
-
-func (s metricSorter) Len() int      { return len(s) }
-func (s metricSorter) Swap(i, j int) { s[i], s[j] = s[j], s[i] }
-func (s metricSorter) Less(i, j int) bool {
-	if len(s[i].Label) != len(s[j].Label) {
-		return len(s[i].Label) < len(s[j].Label)
-	}
-	for n, lp := range s[i].Label {
-		if vi, vj := lp.GetValue(), s[j].Label[n].GetValue(); vi != vj {
-			return vi < vj
-		}
-	}
-	return false
-}
-
 // valid reports whether the series' label values are UTF-8, as it was
 // found when it was made.
 func valid(s prometheus.Metric) bool {
@@ -256,16 +235,6 @@ func valid(s prometheus.Metric) bool {
 		return !s.invalid
 	case *latency:
 		return !s.invalid
-	}
-	return true
-}
-
-// validLabels reports whether every value of ls is UTF-8.
-func validLabels(ls []*dto.LabelPair) bool {
-	for _, l := range ls {
-		if !utf8.ValidString(l.GetValue()) {
-			return false
-		}
 	}
 	return true
 }
@@ -630,7 +599,7 @@ func (p *pluginMetrics) replace(old, s *scalar) {
 // after it (in the order of their names, which sort after "plugin").
 func (p *pluginMetrics) newScalar(desc *prometheus.Desc, k scalarKind, pairs ...*dto.LabelPair) *scalar {
 	ls := p.labels(pairs...)
-	return &scalar{desc: desc, kind: k, labels: ls, created: p.m.now().UnixNano(), invalid: !validLabels(ls)}
+	return &scalar{desc: desc, kind: k, labels: ls, created: p.m.now().UnixNano(), invalid: !labelpair.Valid(ls)}
 }
 
 // labels are the label pairs of one series: the plugin's and pairs, in

@@ -4,7 +4,9 @@
 package labelpair
 
 import (
+	"sort"
 	"sync"
+	"unicode/utf8"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -27,4 +29,40 @@ func Shared(name, value string) *dto.LabelPair {
 	k := &key{name, value}
 	p, _ := pairs.LoadOrStore(*k, &dto.LabelPair{Name: &k.name, Value: &k.value})
 	return p.(*dto.LabelPair)
+}
+
+// SortSeries orders the series of one family as client_golang's registry
+// does: fewer labels first, then by their label values in the order of
+// their labels. Series already in that order are left as they are.
+func SortSeries(ms []*dto.Metric) {
+	if !sort.IsSorted(series(ms)) {
+		sort.Sort(series(ms))
+	}
+}
+
+type series []*dto.Metric
+
+func (s series) Len() int      { return len(s) }
+func (s series) Swap(i, j int) { s[i], s[j] = s[j], s[i] }
+func (s series) Less(i, j int) bool {
+	if len(s[i].Label) != len(s[j].Label) {
+		return len(s[i].Label) < len(s[j].Label)
+	}
+	for n, lp := range s[i].Label {
+		if vi, vj := lp.GetValue(), s[j].Label[n].GetValue(); vi != vj {
+			return vi < vj
+		}
+	}
+	return false
+}
+
+// Valid reports whether every value of ls is UTF-8, as a registry requires
+// of a series it gathers.
+func Valid(ls []*dto.LabelPair) bool {
+	for _, l := range ls {
+		if !utf8.ValidString(l.GetValue()) {
+			return false
+		}
+	}
+	return true
 }

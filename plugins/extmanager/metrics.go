@@ -1,12 +1,17 @@
 package extmanager
 
 import (
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/internal/labelpair"
 	"github.com/vitals-dev/vitals/probes"
@@ -18,30 +23,27 @@ type metrics struct {
 	catalog *catalog.Catalog
 
 	info, capability, models, perSource *prometheus.Desc
+	families                            [4]family // of those descs
 	events                              *prometheus.CounterVec
 	discoveryErrors                     *prometheus.CounterVec
 	busRejected                         *prometheus.CounterVec
+	counters                            *prometheus.Registry // the three above, for GatherSelf
 
-	mu     sync.Mutex // one Collect at a time over the fields below
+	mu     sync.Mutex // one walk at a time over the fields below
 	series map[string]*pluginSeries
 	gen    uint64
+	gauges int // the series of the last walk
 }
 
 func newMetrics(c *catalog.Catalog) *metrics {
 	m := &metrics{
 		catalog: c, series: map[string]*pluginSeries{},
-		info: prometheus.NewDesc("vitals_ai_plugin_info",
-			"AI plugins the agent knows, with their kind, version and discovery source; always 1.",
-			[]string{"plugin", "kind", "version", "source"}, nil),
-		capability: prometheus.NewDesc("vitals_ai_plugin_capability",
-			"The capabilities an AI plugin has, one series of value 1 each; a capability it lacks has none.",
-			[]string{"plugin", "capability"}, nil),
-		models: prometheus.NewDesc("vitals_ai_plugin_models",
-			"Models an AI plugin serves.",
-			[]string{"plugin"}, nil),
-		perSource: prometheus.NewDesc("vitals_ai_plugins",
-			"AI plugins known, by discovery source.",
-			[]string{"source"}, nil),
+		families: [...]family{
+			{"vitals_ai_plugin_info", "AI plugins the agent knows, with their kind, version and discovery source; always 1."},
+			{"vitals_ai_plugin_capability", "The capabilities an AI plugin has, one series of value 1 each; a capability it lacks has none."},
+			{"vitals_ai_plugin_models", "Models an AI plugin serves."},
+			{"vitals_ai_plugins", "AI plugins known, by discovery source."},
+		},
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vitals_ai_plugin_events_total",
 			Help: "Catalog changes, by event (registered, updated, version_changed, deregistered, lost) and source.",
@@ -55,6 +57,13 @@ func newMetrics(c *catalog.Catalog) *metrics {
 			Help: "Bus announcements, heartbeats and goodbyes refused, by reason (invalid, endpoint, not_owner, catalog_full, peer_full, unknown, no_peer).",
 		}, []string{"reason"}),
 	}
+	desc := func(i int, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(m.families[i].name, m.families[i].help, labels, nil)
+	}
+	m.info = desc(0, "plugin", "kind", "version", "source")
+	m.capability = desc(1, "plugin", "capability")
+	m.models = desc(2, "plugin")
+	m.perSource = desc(3, "source")
 	for _, r := range rejectReasons {
 		m.busRejected.WithLabelValues(r)
 	}
@@ -64,6 +73,8 @@ func newMetrics(c *catalog.Catalog) *metrics {
 			m.events.WithLabelValues(string(e), string(s))
 		}
 	}
+	m.counters = prometheus.NewRegistry()
+	m.counters.MustRegister(m.events, m.discoveryErrors, m.busRejected)
 	return m
 }
 
@@ -78,9 +89,28 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	gauges, count := m.walk()
+	// Sent outside the catalog's lock: a slow scrape must not hold up the
+	// checks that write the catalog.
+	for _, g := range gauges {
+		ch <- g
+	}
+	for _, s := range catalog.Sources {
+		ch <- prometheus.MustNewConstMetric(m.perSource, prometheus.GaugeValue, float64(count[s]), string(s))
+	}
+	m.events.Collect(ch)
+	m.discoveryErrors.Collect(ch)
+	m.busRejected.Collect(ch)
+}
+
+// walk returns the catalog's plugins' series, in the order of their ids,
+// and the plugins by source, making the series of a plugin new or
+// changed since the last walk and forgetting those of plugins gone.
+func (m *metrics) walk() ([]*gauge, map[catalog.Source]int) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.gen++
-	out := make([]prometheus.Metric, 0, 5*len(m.series))
+	out := make([]*gauge, 0, m.gauges)
 	count := map[catalog.Source]int{}
 	m.catalog.Each(func(p *catalog.AIPlugin) {
 		count[p.Source]++
@@ -99,18 +129,69 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			delete(m.series, id) // the plugin left the catalog
 		}
 	}
-	m.mu.Unlock()
-	// Sent outside the catalog's lock: a slow scrape must not hold up the
-	// checks that write the catalog.
-	for _, s := range out {
-		ch <- s
+	m.gauges = len(out)
+	return out, count
+}
+
+// GatherSelf gathers the families as a registry holding m alone does
+// (TestCatalogGatherSelfMatchesRegistry compares the two), the plugins'
+// series without the registry's checks of each at every scrape, which
+// they pass by construction: one plugin a label set, as the catalog
+// holds one plugin an id; labels fixed by their family, in the order of
+// their names; values checked for UTF-8 once, when the series are made.
+// The counters go through a registry of their own.
+func (m *metrics) GatherSelf() ([]*dto.MetricFamily, error) {
+	out, err := m.counters.Gather()
+	gauges, count := m.walk()
+	descs := [...]*prometheus.Desc{m.info, m.capability, m.models}
+	var fams [len(descs)]*dto.MetricFamily
+	slab := make([]dto.Metric, len(gauges)+len(catalog.Sources))
+	var bad []string
+	for i, g := range gauges {
+		if g.invalid {
+			bad = append(bad, g.desc.String())
+			continue
+		}
+		f := slices.Index(descs[:], g.desc)
+		if fams[f] == nil {
+			fams[f] = newFamily(m.families[f])
+		}
+		g.write(&slab[i])
+		fams[f].Metric = append(fams[f].Metric, &slab[i])
 	}
-	for _, s := range catalog.Sources {
-		ch <- prometheus.MustNewConstMetric(m.perSource, prometheus.GaugeValue, float64(count[s]), string(s))
+	sources := newFamily(m.families[len(descs)])
+	for i, s := range catalog.Sources {
+		v := &slab[len(gauges)+i]
+		v.Label = []*dto.LabelPair{labelpair.Shared("source", string(s))}
+		v.Gauge = &dto.Gauge{Value: proto.Float64(float64(count[s]))}
+		sources.Metric = append(sources.Metric, v)
 	}
-	m.events.Collect(ch)
-	m.discoveryErrors.Collect(ch)
-	m.busRejected.Collect(ch)
+	labelpair.SortSeries(sources.Metric)
+	out = append(out, sources)
+	for _, f := range fams {
+		if f != nil {
+			// info's first label is kind, capability's the capability:
+			// the plugins' order is not theirs.
+			labelpair.SortSeries(f.Metric)
+			out = append(out, f)
+		}
+	}
+	slices.SortFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	if bad != nil {
+		err = errors.Join(err, fmt.Errorf("%d series with a label value that is not UTF-8, not gathered: %s", len(bad), strings.Join(bad, ", ")))
+	}
+	return out, err
+}
+
+// The catalog's series are gathered beside the agent's registry.
+var _ agent.SelfGatherer = (*metrics)(nil)
+
+// family is the name, help and type of one of the catalog's gauge
+// families, as GatherSelf writes them.
+type family struct{ name, help string }
+
+func newFamily(f family) *dto.MetricFamily {
+	return &dto.MetricFamily{Name: &f.name, Help: &f.help, Type: dto.MetricType_GAUGE.Enum()}
 }
 
 // pluginSeries are one plugin's series as of its kind, version, source,
@@ -157,7 +238,8 @@ func (m *metrics) pluginSeries(p *catalog.AIPlugin) *pluginSeries {
 	add := func(desc *prometheus.Desc, v float64, pairs ...*dto.LabelPair) {
 		n := len(labels)
 		labels = append(labels, pairs...)
-		e.gauges = append(e.gauges, gauge{desc: desc, labels: labels[n:len(labels):len(labels)], v: v})
+		ls := labels[n:len(labels):len(labels)]
+		e.gauges = append(e.gauges, gauge{desc: desc, labels: ls, v: v, invalid: !labelpair.Valid(ls)})
 	}
 	add(m.info, 1, labelpair.Shared("kind", e.kind), &e.plugin, labelpair.Shared("source", e.source), &e.ver)
 	for _, c := range caps {
@@ -172,20 +254,25 @@ var labelPlugin, labelVersion = "plugin", "version"
 // gauge is one series of the catalog's: a value under its labels, never
 // changed once made.
 type gauge struct {
-	desc   *prometheus.Desc
-	labels []*dto.LabelPair
-	v      float64
+	desc    *prometheus.Desc
+	labels  []*dto.LabelPair
+	v       float64
+	invalid bool // a label value is not UTF-8
 }
 
 func (g *gauge) Desc() *prometheus.Desc { return g.desc }
 
 // Write implements prometheus.Metric, with one allocation.
 func (g *gauge) Write(out *dto.Metric) error {
+	g.write(out)
+	return nil
+}
+
+func (g *gauge) write(out *dto.Metric) {
 	o := &struct {
 		g dto.Gauge
 		v float64
 	}{v: g.v}
 	o.g.Value = &o.v
 	out.Label, out.Gauge = g.labels, &o.g
-	return nil
 }

@@ -2,47 +2,119 @@ package extmanager
 
 import (
 	"fmt"
-	"runtime"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/vitals-dev/vitals/catalog"
-	"github.com/vitals-dev/vitals/internal/heaptest"
 	"github.com/vitals-dev/vitals/probes"
 )
 
-// TestCatalogSeriesAreSmall: what a target's catalog series (its info,
-// capabilities and model count) hold once a scrape has made them stays
-// small, their label pairs shared: every byte of it is held a thousand
-// times at 1000 targets. (It was 1939 bytes as const metrics, each with
-// label pairs of its own.)
-func TestCatalogSeriesAreSmall(t *testing.T) {
+// catalogWith is a catalog of n plugins of every source that takes specs,
+// detected as kinds and versions that vary, with zero to two capabilities
+// and models, ids in an order their kinds and capabilities are not in.
+func catalogWith(t *testing.T, n int) *catalog.Catalog {
+	t.Helper()
 	c := catalog.New(nil)
-	const n = 1000
+	kinds := []probes.Kind{probes.KindVLLM, probes.KindOllama, probes.KindLlamaCpp, probes.KindTEI}
+	caps := []probes.Capability{probes.CapEmbeddings, probes.CapChat, probes.CapCompletion}
 	for i := range n {
-		id := fmt.Sprintf("t%05d", i)
-		if err := c.Upsert(catalog.Spec{ID: id, Source: catalog.SourceConfig, Kind: probes.KindOpenAI, Endpoint: "http://127.0.0.1:8000"}); err != nil {
+		id := fmt.Sprintf("p%03d", (i*7)%n)
+		src := []catalog.Source{catalog.SourceConfig, catalog.SourceBus}[i%2]
+		spec := catalog.Spec{ID: id, Source: src}
+		if src != catalog.SourceBus {
+			spec.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", 10000+i)
+		}
+		if err := c.Upsert(spec); err != nil {
 			t.Fatal(err)
 		}
-		c.SetDetection(id, probes.Detection{Kind: probes.KindOpenAI, Version: "0.9.1", Models: []probes.Model{{ID: "m"}},
-			Capabilities: []probes.Capability{probes.CapChat, probes.CapCompletion}}, nil)
-	}
-	m := newMetrics(c)
-	collect := func() {
-		ch := make(chan prometheus.Metric, 64)
-		go func() { m.Collect(ch); close(ch) }()
-		for range ch {
+		d := probes.Detection{Kind: kinds[i%len(kinds)], Version: fmt.Sprintf("0.%d", i%3)}
+		for j := range i % 3 {
+			d.Capabilities = append(d.Capabilities, caps[(i+j)%len(caps)])
+			d.Models = append(d.Models, probes.Model{ID: fmt.Sprintf("m%d", j), Capabilities: []probes.Capability{caps[(i+j)%len(caps)]}})
 		}
+		slices.Sort(d.Capabilities)
+		c.SetDetection(id, d, nil)
 	}
-	heaptest.PerItem(t, "a target's catalog series", n, 640, func() {
-		collect()
-	})
+	return c
+}
+
+// TestCatalogGatherSelfMatchesRegistry: the catalog's series gathered by
+// GatherSelf are what a registry holding the collector alone gathers, and
+// stay so after plugins change and leave.
+func TestCatalogGatherSelfMatchesRegistry(t *testing.T) {
+	c := catalogWith(t, 40)
+	m := newMetrics(c)
+	m.events.WithLabelValues(string(catalog.EventRegistered), string(catalog.SourceConfig)).Add(3)
+	m.discoveryErrors.WithLabelValues(string(catalog.SourceBus)).Inc()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(m)
-	if got, err := testutil.GatherAndCount(reg, "vitals_ai_plugin_info", "vitals_ai_plugin_capability", "vitals_ai_plugin_models"); err != nil || got != 4*n {
-		t.Errorf("%d series, %v; want %d", got, err, 4*n)
+	compare := func(when string) {
+		t.Helper()
+		want, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := m.GatherSelf()
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := func(mfs []*dto.MetricFamily) (out []string) {
+			for _, mf := range mfs {
+				out = append(out, fmt.Sprintf("%s:%d", mf.GetName(), len(mf.GetMetric())))
+			}
+			return out
+		}
+		if !slices.Equal(names(got), names(want)) {
+			t.Fatalf("%s: families\n%v\nwant\n%v", when, names(got), names(want))
+		}
+		for i := range want {
+			if !proto.Equal(got[i], want[i]) {
+				t.Errorf("%s: %s:\n%v\nwant\n%v", when, want[i].GetName(), got[i], want[i])
+			}
+		}
+		if len(want) != 7 {
+			t.Errorf("%s: %d families, want 7: %v", when, len(want), names(want))
+		}
 	}
-	runtime.KeepAlive(m)
+	compare("at first")
+	c.SetDetection("p003", probes.Detection{Kind: probes.KindTGI, Version: "3.0", Capabilities: []probes.Capability{probes.CapChat}}, nil)
+	if !c.Remove("p004", catalog.SourceBus, "goodbye") && !c.Remove("p004", catalog.SourceConfig, "gone") {
+		t.Fatal("p004 not removed")
+	}
+	compare("after a change and a removal")
+}
+
+// TestCatalogGatherSelfInvalidLabel: a plugin whose version is not UTF-8
+// fails the gather, as it fails a registry's, and its info series is left
+// out; its other series are gathered.
+func TestCatalogGatherSelfInvalidLabel(t *testing.T) {
+	c := catalogWith(t, 3)
+	c.SetDetection("p001", probes.Detection{Kind: probes.KindVLLM, Version: "bad\xff"}, nil)
+	m := newMetrics(c)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	if _, err := reg.Gather(); err == nil {
+		t.Fatal("the registry took it")
+	}
+	mfs, err := m.GatherSelf()
+	if err == nil || !strings.Contains(err.Error(), "not UTF-8") {
+		t.Errorf("error %v", err)
+	}
+	for _, mf := range mfs {
+		for _, s := range mf.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetValue() == "bad\xff" {
+					t.Errorf("%s gathered with %q", mf.GetName(), l.GetValue())
+				}
+			}
+		}
+		if mf.GetName() == "vitals_ai_plugin_info" && len(mf.GetMetric()) != 2 {
+			t.Errorf("%d info series, want the 2 valid ones", len(mf.GetMetric()))
+		}
+	}
 }
