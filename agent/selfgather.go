@@ -21,6 +21,18 @@ type SelfGatherer interface {
 	GatherSelf() ([]*dto.MetricFamily, error)
 }
 
+// SelfGathered finishes a GatherSelf: its families in the order of their
+// names, as a registry returns them, and err with the series left out for
+// a label value that is not UTF-8, named by their descs, as a registry
+// refuses them.
+func SelfGathered(fams []*dto.MetricFamily, invalid []string, err error) ([]*dto.MetricFamily, error) {
+	slices.SortFunc(fams, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	if invalid != nil {
+		err = errors.Join(err, fmt.Errorf("%d series with a label value that is not UTF-8, not gathered: %s", len(invalid), strings.Join(invalid, ", ")))
+	}
+	return fams, err
+}
+
 // MetricsRegistry is the agent's /metrics registry: a prometheus.Registry,
 // and beside it the SelfGatherers registered through it, whose descs the
 // registry holds (so that a collector of the same names is refused as

@@ -2,8 +2,6 @@ package health
 
 import (
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -217,11 +215,7 @@ func (m *Metrics) GatherSelf() ([]*dto.MetricFamily, error) {
 		labelpair.SortSeries(f.Metric)
 		out = append(out, f)
 	}
-	slices.SortFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
-	if bad != nil {
-		err = errors.Join(err, fmt.Errorf("%d series with a label value that is not UTF-8, not gathered: %s", len(bad), strings.Join(bad, ", ")))
-	}
-	return out, err
+	return agent.SelfGathered(out, bad, err)
 }
 
 // Metrics gathers its own series beside the agent's registry.

@@ -1,10 +1,7 @@
 package extmanager
 
 import (
-	"errors"
-	"fmt"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -176,11 +173,7 @@ func (m *metrics) GatherSelf() ([]*dto.MetricFamily, error) {
 			out = append(out, f)
 		}
 	}
-	slices.SortFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
-	if bad != nil {
-		err = errors.Join(err, fmt.Errorf("%d series with a label value that is not UTF-8, not gathered: %s", len(bad), strings.Join(bad, ", ")))
-	}
-	return out, err
+	return agent.SelfGathered(out, bad, err)
 }
 
 // The catalog's series are gathered beside the agent's registry.

@@ -3,13 +3,11 @@ package extmanager
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/probes"
 )
@@ -55,30 +53,8 @@ func TestCatalogGatherSelfMatchesRegistry(t *testing.T) {
 	reg.MustRegister(m)
 	compare := func(when string) {
 		t.Helper()
-		want, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := m.GatherSelf()
-		if err != nil {
-			t.Fatal(err)
-		}
-		names := func(mfs []*dto.MetricFamily) (out []string) {
-			for _, mf := range mfs {
-				out = append(out, fmt.Sprintf("%s:%d", mf.GetName(), len(mf.GetMetric())))
-			}
-			return out
-		}
-		if !slices.Equal(names(got), names(want)) {
-			t.Fatalf("%s: families\n%v\nwant\n%v", when, names(got), names(want))
-		}
-		for i := range want {
-			if !proto.Equal(got[i], want[i]) {
-				t.Errorf("%s: %s:\n%v\nwant\n%v", when, want[i].GetName(), got[i], want[i])
-			}
-		}
-		if len(want) != 7 {
-			t.Errorf("%s: %d families, want 7: %v", when, len(want), names(want))
+		if n := agenttest.GathersAsRegistry(t, reg, m); n != 7 {
+			t.Errorf("%s: %d families, want 7", when, n)
 		}
 	}
 	compare("at first")
@@ -95,24 +71,7 @@ func TestCatalogGatherSelfMatchesRegistry(t *testing.T) {
 func TestCatalogGatherSelfInvalidLabel(t *testing.T) {
 	c := catalogWith(t, 3)
 	c.SetDetection("p001", probes.Detection{Kind: probes.KindVLLM, Version: "bad\xff"}, nil)
-	m := newMetrics(c)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m)
-	if _, err := reg.Gather(); err == nil {
-		t.Fatal("the registry took it")
-	}
-	mfs, err := m.GatherSelf()
-	if err == nil || !strings.Contains(err.Error(), "not UTF-8") {
-		t.Errorf("error %v", err)
-	}
-	for _, mf := range mfs {
-		for _, s := range mf.GetMetric() {
-			for _, l := range s.GetLabel() {
-				if l.GetValue() == "bad\xff" {
-					t.Errorf("%s gathered with %q", mf.GetName(), l.GetValue())
-				}
-			}
-		}
+	for _, mf := range agenttest.DropsInvalid(t, newMetrics(c)) {
 		if mf.GetName() == "vitals_ai_plugin_info" && len(mf.GetMetric()) != 2 {
 			t.Errorf("%d info series, want the 2 valid ones", len(mf.GetMetric()))
 		}
