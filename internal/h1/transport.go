@@ -55,6 +55,8 @@ type Transport struct {
 	mu   sync.Mutex
 	idle map[string][]*conn // by host:port, the most recently used last
 
+	sockets sockets // on Linux, the spare sockets of connections ended with a reset
+
 	readers, writers sync.Pool
 }
 
@@ -239,18 +241,23 @@ func (b *body) finish(atEnd bool) {
 	// stop reports false when the context's watch already ran: the
 	// connection's deadline is in the past.
 	c := b.c
-	if b.stop() && atEnd && b.reusable && c.br.Buffered() == 0 {
+	intact := b.stop()
+	if intact && atEnd && b.reusable && c.br.Buffered() == 0 {
 		c.t.readers.Put(c.br)
 		c.br = nil
 		c.t.put(c)
 		return
 	}
 	if atEnd && b.serverCloses {
-		c.reset()
+		c.reset(intact)
 		return
 	}
 	c.close()
 }
+
+// resetter is a connection of the transport's own sockets (socket_linux.go),
+// which ends itself with a reset and keeps its socket when spare is set.
+type resetter interface{ reset(spare bool) }
 
 // reset closes a connection whose server said it closes it (Connection:
 // close) and has sent all of its answer, with a reset rather than a FIN,
@@ -261,10 +268,16 @@ func (b *body) finish(atEnd bool) {
 // every connection would otherwise leave sixty there, and on loopback,
 // where the closing side runs both ends' TCP work, the agent would pay
 // for the FIN, its ACK and the TIME_WAIT entry. A connection the server
-// would keep open is closed with a FIN (close).
-func (c *conn) reset() {
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		tc.SetLinger(0)
+// would keep open is closed with a FIN (close). intact says that no abort
+// of the request's context has touched the connection.
+func (c *conn) reset(intact bool) {
+	switch nc := c.nc.(type) {
+	case resetter:
+		nc.reset(intact)
+		c.release()
+		return
+	case *net.TCPConn:
+		nc.SetLinger(0)
 	}
 	c.close()
 }
@@ -272,6 +285,11 @@ func (c *conn) reset() {
 // close closes the connection and lets its read buffer go.
 func (c *conn) close() {
 	c.nc.Close()
+	c.release()
+}
+
+// release lets the connection's read buffer go.
+func (c *conn) release() {
 	if c.br != nil {
 		c.br.Reset(nil)
 		c.t.readers.Put(c.br)
@@ -342,11 +360,7 @@ func (t *Transport) get(ctx context.Context, key string) (*conn, error) {
 		t.mu.Lock()
 	}
 	t.mu.Unlock()
-	d := t.Dialer
-	if d == nil {
-		d = defaultDialer
-	}
-	nc, err := d.DialContext(ctx, "tcp", key)
+	nc, err := t.dial(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -358,6 +372,22 @@ func (t *Transport) get(ctx context.Context, key string) (*conn, error) {
 		}
 	}
 	return c, nil
+}
+
+// dial opens a connection to key: on the transport's own sockets when it
+// has them (Linux, a numeric address, no Dialer set), else with the
+// Dialer.
+func (t *Transport) dial(ctx context.Context, key string) (net.Conn, error) {
+	if t.Dialer == nil {
+		if nc, ok, err := t.sockets.dial(ctx, key); ok {
+			return nc, err
+		}
+	}
+	d := t.Dialer
+	if d == nil {
+		d = defaultDialer
+	}
+	return d.DialContext(ctx, "tcp", key)
 }
 
 // open reports whether the server has not closed the idle connection: a
@@ -420,7 +450,8 @@ func (c *conn) expire() {
 	}
 }
 
-// CloseIdleConnections closes every kept connection, and the fallback's.
+// CloseIdleConnections closes every kept connection and spare socket, and
+// the fallback's.
 func (t *Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle
@@ -434,6 +465,7 @@ func (t *Transport) CloseIdleConnections() {
 			c.nc.Close()
 		}
 	}
+	t.sockets.closeAll()
 	if ci, ok := t.Fallback.(interface{ CloseIdleConnections() }); ok {
 		ci.CloseIdleConnections()
 	}
