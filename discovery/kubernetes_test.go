@@ -115,7 +115,10 @@ relabel_configs:
 		t.Errorf("while failing: targets %s, want the last good ones", got)
 	}
 	kube.Fail(false)
-	agenttest.Eventually(t, 30*time.Second, "the pod informer lists again", func() bool { return kube.Lists(discoverytest.Pods) > lists })
+	// client-go's reflector retries a failing API server after a jittered
+	// backoff that doubles up to between 30 and 60 s: on a loaded machine
+	// the failure above lasts long enough for the next retry to be that far.
+	agenttest.Eventually(t, 75*time.Second, "the pod informer lists again", func() bool { return kube.Lists(discoverytest.Pods) > lists })
 	kube.Apply(pod("vllm-2", "vllm", "10.1.0.4", 8000))
 	h.waitIDs("ollama-10.2.0.2,ollama.models.svc-11434,vllm-1,vllm-2")
 }
