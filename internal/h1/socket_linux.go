@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -187,6 +188,7 @@ type sock struct {
 	rc     syscall.RawConn
 	family int
 	addr   netip.AddrPort
+	closed atomic.Bool                       // by Close, for its errors
 	sa     [syscall.SizeofSockaddrInet6]byte // addr as the kernel reads it
 	salen  uintptr
 
@@ -314,6 +316,7 @@ func (s *sock) Write(p []byte) (int, error) {
 
 // Close closes the connection: with a FIN when it is open.
 func (s *sock) Close() error {
+	s.closed.Store(true)
 	if err := s.f.Close(); err != nil {
 		return s.opError("close", err)
 	}
@@ -355,7 +358,11 @@ func (s *sock) SetDeadline(t time.Time) error      { return s.f.SetDeadline(t) }
 func (s *sock) SetReadDeadline(t time.Time) error  { return s.f.SetReadDeadline(t) }
 func (s *sock) SetWriteDeadline(t time.Time) error { return s.f.SetWriteDeadline(t) }
 
-// opError is err as net's connections return it.
+// opError is err as net's connections return it: a closed socket's is
+// net.ErrClosed, where an os.File's calls say "use of closed file".
 func (s *sock) opError(op string, err error) error {
+	if s.closed.Load() {
+		err = net.ErrClosed
+	}
 	return &net.OpError{Op: op, Net: "tcp", Addr: s.RemoteAddr(), Err: err}
 }

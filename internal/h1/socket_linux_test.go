@@ -195,3 +195,31 @@ func TestSocketDeadline(t *testing.T) {
 		t.Fatalf("%d spare sockets of %d made, want 0 of 1", spare, made)
 	}
 }
+
+// TestSocketClosedErrors: a socket's calls after its close fail as a
+// closed net.Conn's do, with net.ErrClosed.
+func TestSocketClosedErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var ss sockets
+	nc, ok, err := ss.dial(context.Background(), ln.Addr().String())
+	if !ok || err != nil {
+		t.Fatalf("dial: %v, %v", ok, err)
+	}
+	if err := nc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	if _, err := nc.Read(b[:]); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("a read after the close: %v, want net.ErrClosed", err)
+	}
+	if _, err := nc.Write(b[:]); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("a write after the close: %v, want net.ErrClosed", err)
+	}
+	if err := nc.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("a second close: %v, want net.ErrClosed", err)
+	}
+}
