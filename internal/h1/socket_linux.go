@@ -84,7 +84,13 @@ func (ss *sockets) dial(ctx context.Context, key string) (net.Conn, bool, error)
 	err = s.rc.Write(s.connectF)
 	intact := stop() // no abort ran: the socket's deadline is still unset
 	if err == nil && s.cerr == 0 {
-		return s, true, nil
+		if intact {
+			return s, true, nil
+		}
+		// Connected as the context ended: the abort has set, or is
+		// setting, a deadline in the past on it.
+		s.f.Close()
+		return nil, true, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: context.Cause(ctx)}
 	}
 	if err == nil {
 		err = os.NewSyscallError("connect", s.cerr)

@@ -223,3 +223,27 @@ func TestSocketClosedErrors(t *testing.T) {
 		t.Errorf("a second close: %v, want net.ErrClosed", err)
 	}
 }
+
+// TestSocketDialCanceled: a dial whose context has ended fails with the
+// context's error whether the connect or the abort comes first, and keeps
+// no socket the abort touched.
+func TestSocketDialCanceled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var ss sockets
+	defer ss.closeAll()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 20 {
+		nc, ok, err := ss.dial(ctx, ln.Addr().String())
+		if !ok || nc != nil || !errors.Is(err, context.Canceled) {
+			t.Fatalf("dial %d with a canceled context: %v, %v, %v; want no connection, canceled", i, nc, ok, err)
+		}
+	}
+	if spare, _ := ss.count(); spare != 0 {
+		t.Fatalf("%d spare sockets after canceled dials, want 0", spare)
+	}
+}
