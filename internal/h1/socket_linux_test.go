@@ -80,11 +80,7 @@ func TestSocketDialErrors(t *testing.T) {
 // TestSocketReadErrors: a server that resets the connection before its
 // answer is a read error as net's connections report it.
 func TestSocketReadErrors(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t)
 	go func() {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -95,7 +91,7 @@ func TestSocketReadErrors(t *testing.T) {
 		nc.(*net.TCPConn).SetLinger(0)
 		nc.Close()
 	}()
-	_, err = (&http.Client{Transport: newTransport()}).Get("http://" + ln.Addr().String() + "/")
+	_, err := (&http.Client{Transport: newTransport()}).Get("http://" + ln.Addr().String() + "/")
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Op != "read" || !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("a reset before the answer: %v, want a read *net.OpError, connection reset", err)
@@ -169,11 +165,7 @@ func TestSparesUnderConcurrentRequests(t *testing.T) {
 // TestSocketDeadline: a server that never answers is the request's
 // deadline, and the socket its abort touched is closed, not spared.
 func TestSocketDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t)
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -199,11 +191,7 @@ func TestSocketDeadline(t *testing.T) {
 // TestSocketClosedErrors: a socket's calls after its close fail as a
 // closed net.Conn's do, with net.ErrClosed.
 func TestSocketClosedErrors(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t)
 	var ss sockets
 	nc, ok, err := ss.dial(context.Background(), ln.Addr().String())
 	if !ok || err != nil {
@@ -228,11 +216,7 @@ func TestSocketClosedErrors(t *testing.T) {
 // context's error whether the connect or the abort comes first, and keeps
 // no socket the abort touched.
 func TestSocketDialCanceled(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t)
 	var ss sockets
 	defer ss.closeAll()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -246,4 +230,15 @@ func TestSocketDialCanceled(t *testing.T) {
 	if spare, _ := ss.count(); spare != 0 {
 		t.Fatalf("%d spare sockets after canceled dials, want 0", spare)
 	}
+}
+
+// listen returns a listener on a loopback port, closed when the test ends.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }
