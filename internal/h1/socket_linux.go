@@ -141,14 +141,6 @@ func (ss *sockets) closeAll() {
 	}
 }
 
-// count returns how many spare sockets are kept and how many sockets
-// were made.
-func (ss *sockets) count() (spare, made int) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return len(ss.spare[0]) + len(ss.spare[1]), ss.made
-}
-
 // make makes a non-blocking TCP socket of family, with TCP_NODELAY set as
 // net sets it, registered in the runtime's poller.
 func (ss *sockets) make(family int) (*sock, error) {

@@ -242,3 +242,11 @@ func listen(t *testing.T) net.Listener {
 	t.Cleanup(func() { ln.Close() })
 	return ln
 }
+
+// count returns how many spare sockets are kept and how many sockets
+// were made.
+func (ss *sockets) count() (spare, made int) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return len(ss.spare[0]) + len(ss.spare[1]), ss.made
+}
