@@ -70,7 +70,7 @@ func (ss *sockets) dial(ctx context.Context, key string) (net.Conn, bool, error)
 	s := ss.get(family)
 	if s == nil {
 		if s, err = ss.make(family); err != nil {
-			return nil, true, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+			return nil, true, dialError(ap, err)
 		}
 	}
 	s.peer(ap)
@@ -83,22 +83,29 @@ func (ss *sockets) dial(ctx context.Context, key string) (net.Conn, bool, error)
 	s.cerr = 0
 	err = s.rc.Write(s.connectF)
 	intact := stop() // no abort ran: the socket's deadline is still unset
-	if err == nil && s.cerr == 0 {
-		if intact {
-			return s, true, nil
-		}
+	if err == nil && s.cerr != 0 {
+		err = os.NewSyscallError("connect", s.cerr)
+	}
+	switch {
+	case err == nil && intact:
+		return s, true, nil
+	case err == nil:
 		// Connected as the context ended: the abort has set, or is
 		// setting, a deadline in the past on it.
 		s.f.Close()
-		return nil, true, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: context.Cause(ctx)}
+		err = context.Cause(ctx)
+	default:
+		// Refused, unreachable: the socket is not connected, and a spare
+		// again unless an abort touched it.
+		s.reset(intact)
+		err = contextError(ctx, err)
 	}
-	if err == nil {
-		err = os.NewSyscallError("connect", s.cerr)
-	}
-	// Refused, unreachable: the socket is not connected, and a spare
-	// again unless an abort touched it.
-	s.reset(intact)
-	return nil, true, &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: contextError(ctx, err)}
+	return nil, true, dialError(ap, err)
+}
+
+// dialError is a failed dial to ap as net.Dialer reports it.
+func dialError(ap netip.AddrPort, err error) error {
+	return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
 }
 
 // get returns a spare socket of family, or nil.
@@ -287,12 +294,10 @@ func (s *sock) Read(p []byte) (int, error) {
 	err := s.rc.Read(s.readF)
 	n, errno := s.rn, s.rerr
 	s.rp = nil
-	switch {
-	case err != nil:
-		return 0, s.opError("read", err)
-	case errno != 0:
-		return 0, s.opError("read", os.NewSyscallError("read", errno))
-	case n == 0:
+	if err := s.ioError("read", err, errno); err != nil {
+		return 0, err
+	}
+	if n == 0 {
 		return 0, io.EOF
 	}
 	return n, nil
@@ -303,13 +308,19 @@ func (s *sock) Write(p []byte) (int, error) {
 	err := s.rc.Write(s.writeF)
 	n, errno := s.wn, s.werr
 	s.wp = nil
-	switch {
-	case err != nil:
-		return n, s.opError("write", err)
-	case errno != 0:
-		return n, s.opError("write", os.NewSyscallError("write", errno))
+	return n, s.ioError("write", err, errno)
+}
+
+// ioError is the error of a read or write: the poller's (a deadline, a
+// close) or the system call's.
+func (s *sock) ioError(op string, err error, errno syscall.Errno) error {
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError(op, errno)
 	}
-	return n, nil
+	if err != nil {
+		return s.opError(op, err)
+	}
+	return nil
 }
 
 // Close closes the connection: with a FIN when it is open.

@@ -378,13 +378,11 @@ func (t *Transport) get(ctx context.Context, key string) (*conn, error) {
 // has them (Linux, a numeric address, no Dialer set), else with the
 // Dialer.
 func (t *Transport) dial(ctx context.Context, key string) (net.Conn, error) {
-	if t.Dialer == nil {
+	d := t.Dialer
+	if d == nil {
 		if nc, ok, err := t.sockets.dial(ctx, key); ok {
 			return nc, err
 		}
-	}
-	d := t.Dialer
-	if d == nil {
 		d = defaultDialer
 	}
 	return d.DialContext(ctx, "tcp", key)
