@@ -25,7 +25,9 @@ const shipped = "{interval: 1s, unhealthy_interval: 1s}"
 // history ring has filled (COST_MEMORY_DURATION, 280 s: the default ring
 // of 256 checks at 1 s, and some), then reports the marginal memory per
 // target, the 100-target agent against blackbox_exporter, and the series
-// per target and size of one scrape at 1000 targets.
+// per target and size of one scrape at 1000 targets. With
+// COST_BASELINE=<binary>, that build's agents with none and with the 1000
+// run beside them, on a server of their own, and are reported the same way.
 func TestMemory(t *testing.T) {
 	steady := envDuration(t, "COST_MEMORY_DURATION", 280*time.Second)
 	big := envInt(t, "COST_MEMORY_TARGETS", 1000, 10, 20000)
@@ -39,10 +41,22 @@ func TestMemory(t *testing.T) {
 	small := startAgent(t, agentSpec{targets: 100, endpoint: simSmall.url, health: livenessOnly})
 	leanBase := startAgent(t, agentSpec{targets: 0, health: shipped, tags: "nokubernetes"})
 	lean := startAgent(t, agentSpec{targets: 100, endpoint: simLean.url, health: livenessOnly, tags: "nokubernetes"})
+	agents := []*proc{base, many, small, leanBase, lean}
+	var was0, wasMany *proc // COST_BASELINE's
+	if bin := os.Getenv("COST_BASELINE"); bin != "" {
+		simWas := startSims(t, true, servers)
+		was0 = startAgent(t, agentSpec{targets: 0, health: shipped, bin: bin})
+		wasMany = startAgent(t, agentSpec{targets: big, endpoints: simWas.urls, health: shipped, bin: bin})
+		agents = append(agents, was0, wasMany)
+	}
 	bb := startBlackbox(t)
 	host := func(p *proc) string { return strings.TrimPrefix(p.base, "http://") }
+	var hosts []string
+	for _, p := range agents {
+		hosts = append(hosts, host(p))
+	}
 	prom := startPrometheus(t,
-		scrapeJob{name: "vitals", interval: time.Second, targets: []string{host(base), host(many), host(small), host(leanBase), host(lean)}},
+		scrapeJob{name: "vitals", interval: time.Second, targets: hosts},
 		scrapeJob{name: "blackbox", interval: time.Second, targets: blackboxTargets(simBB.url, 100), blackbox: host(bb)})
 
 	// RSS is anonymous memory (the heap, stacks, the runtime's own) and
@@ -54,11 +68,15 @@ func TestMemory(t *testing.T) {
 	}
 	startAt := time.Now()
 	cpu0, cpuMany0 := base.cpu(t), many.cpu(t)
+	var cpuWas0 float64
+	if wasMany != nil {
+		cpuWas0 = wasMany.cpu(t)
+	}
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for time.Since(startAt) < steady {
 		<-tick.C
-		for _, p := range []*proc{base, many, small, leanBase, lean, bb} {
+		for _, p := range append(agents, bb) {
 			if p.Exited() {
 				t.Fatalf("%s exited:\n%s", p.Name, p.Output())
 			}
@@ -67,6 +85,11 @@ func TestMemory(t *testing.T) {
 	b, m, s, lb, l, x := read(base), read(many), read(small), read(leanBase), read(lean), read(bb)
 	window := time.Since(startAt)
 	cpuBase, cpuMany := base.cpu(t)-cpu0, many.cpu(t)-cpuMany0
+	var w0, wm sample
+	var cpuWas float64
+	if wasMany != nil {
+		w0, wm, cpuWas = read(was0), read(wasMany), wasMany.cpu(t)-cpuWas0
+	}
 	saveHeap(t, many, fmt.Sprintf("agent-%d-heap.pprof", big))
 	saveFile(t, fmt.Sprintf("/proc/%d/smaps", many.pid), fmt.Sprintf("agent-%d-smaps.txt", big))
 	saveFile(t, fmt.Sprintf("/proc/%d/smaps", base.pid), "agent-0-smaps.txt")
@@ -81,8 +104,8 @@ func TestMemory(t *testing.T) {
 		t.Errorf("blackbox: %v of 100 targets succeeding", n)
 	}
 	err := e2etest.Poll(context.Background(), 10*time.Second, time.Second, "scrapes", func(context.Context) error {
-		if n := query(t, prom, `sum(up{job="vitals"})`); n != 5 {
-			return fmt.Errorf("%v of 5 agents scraped", n)
+		if n := query(t, prom, `sum(up{job="vitals"})`); n != float64(len(agents)) {
+			return fmt.Errorf("%v of %d agents scraped", n, len(agents))
 		}
 		return nil
 	})
@@ -102,6 +125,10 @@ func TestMemory(t *testing.T) {
 	row("agent -tags nokubernetes, no targets", lb)
 	row("agent -tags nokubernetes, 100 targets, liveness only", l)
 	row("blackbox_exporter, 100 targets", x)
+	if wasMany != nil {
+		row("COST_BASELINE agent, no targets", w0)
+		row(fmt.Sprintf("COST_BASELINE agent, %d targets, shipped probes", big), wm)
+	}
 	// The Go runtime's own account of the memory, from each agent's
 	// client_golang Go collector, per target between the two agents.
 	t.Logf("| runtime (go_memstats_*) | no targets MiB | %d targets MiB | per target KiB |", big)
@@ -119,6 +146,12 @@ func TestMemory(t *testing.T) {
 	t.Logf("CPU over the %s: no targets %.1f s, %d targets %.1f s (%.3f cores, %.3f CPU-s per 1000 liveness probes, %.0f probes); agents' environment %q",
 		window.Round(time.Second), cpuBase, big, cpuMany, cpuMany/window.Seconds(), 1000*cpuMany/checked, checked, os.Getenv("COST_AGENT_ENV"))
 	t.Logf("marginal memory per target (%d vs 0): %.1f KiB RSS, %.1f KiB anonymous", big, perKiB(m.rss, b.rss), perKiB(m.anon, b.anon))
+	if wasMany != nil {
+		wasChecked := scrape(t, wasMany).sum("vitals_ai_probe_total", `probe="liveness"`)
+		t.Logf("COST_BASELINE, same window: %.1f KiB RSS, %.1f KiB anonymous a target; this build's RSS a target %.2fx its; CPU %.3f CPU-s per 1000 liveness probes against its %.3f (%.2fx)",
+			perKiB(wm.rss, w0.rss), perKiB(wm.anon, w0.anon), perKiB(m.rss, b.rss)/perKiB(wm.rss, w0.rss),
+			1000*cpuMany/checked, 1000*cpuWas/wasChecked, (cpuMany/checked)/(cpuWas/wasChecked))
+	}
 	t.Logf("100 targets: agent RSS %.1f MiB, blackbox_exporter %.1f MiB: %.2fx", mib(s.rss), mib(x.rss), float64(s.rss)/float64(x.rss))
 	t.Logf("100 targets: agent -tags nokubernetes RSS %.1f MiB: %.2fx blackbox_exporter's", mib(l.rss), float64(l.rss)/float64(x.rss))
 	t.Logf("/metrics at %d targets: %.0f series per target, %d bytes of text (%.2f MB)", big, perTarget, len(exp.body), float64(len(exp.body))/1e6)
