@@ -2,11 +2,13 @@ package agent
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log"
 	"math"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,17 +59,13 @@ const flushAt = 32 << 10
 var textBuffers = sync.Pool{New: func() any { b := make([]byte, 0, flushAt+4<<10); return &b }}
 
 // serve answers r in the format f as promhttp.HandlerFor does with its
-// default options (HTTPErrorOnError, no compression of its own).
+// default options (HTTPErrorOnError, no compression of its own). From a
+// MetricsRegistry it writes each family as it is gathered (or, one that
+// writes its own series, without gathering it):
+// an error known before the first 32 KiB are sent is a 500 as from
+// promhttp; one after that aborts the answer, so that the scraper sees a
+// failed scrape rather than a short one.
 func (x *textExposition) serve(w http.ResponseWriter, f expfmt.Format) {
-	mfs, err := x.g.Gather()
-	if err != nil {
-		x.log.Println("error gathering metrics:", err)
-		w.Header().Del("Content-Encoding")
-		http.Error(w, "An error has occurred while serving metrics:\n\n"+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Add("Vary", "Accept")
-	w.Header().Set("Content-Type", string(f))
 	bp := textBuffers.Get().(*[]byte)
 	e := textEncoder{w: w, b: (*bp)[:0], om: f.FormatType() == expfmt.TypeOpenMetrics, scheme: f.ToEscapingScheme()}
 	defer func() {
@@ -76,12 +74,53 @@ func (x *textExposition) serve(w http.ResponseWriter, f expfmt.Format) {
 			textBuffers.Put(bp)
 		}
 	}()
-	for _, mf := range mfs {
-		if err := e.family(mf); err != nil {
-			x.log.Println("error encoding and sending metric family:", err)
-			return
+	headed := false
+	head := func() {
+		if !headed {
+			w.Header().Add("Vary", "Accept")
+			w.Header().Set("Content-Type", string(f))
+			headed = true
 		}
 	}
+	var err error
+	encode := func(mf *dto.MetricFamily) error {
+		head()
+		if err := e.family(mf); err != nil {
+			return &encodeError{err}
+		}
+		return nil
+	}
+	if r, ok := x.g.(*MetricsRegistry); ok {
+		head()
+		err = r.writeText(&e)
+	} else {
+		var mfs []*dto.MetricFamily
+		if mfs, err = x.g.Gather(); err == nil {
+			for _, mf := range mfs {
+				if err = encode(mf); err != nil {
+					break
+				}
+			}
+		}
+	}
+	if ee, ok := errors.AsType[*encodeError](err); ok {
+		x.log.Println("error encoding and sending metric family:", ee.err)
+		return
+	}
+	if err != nil {
+		x.log.Println("error gathering metrics:", err)
+		if e.sent > 0 {
+			panic(http.ErrAbortHandler)
+		}
+		h := w.Header()
+		h.Del("Content-Encoding")
+		if headed {
+			h["Vary"] = slices.DeleteFunc(h["Vary"], func(v string) bool { return v == "Accept" })
+		}
+		http.Error(w, "An error has occurred while serving metrics:\n\n"+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	head()
 	if e.om {
 		e.b = append(e.b, "# EOF\n"...)
 	}
@@ -90,19 +129,26 @@ func (x *textExposition) serve(w http.ResponseWriter, f expfmt.Format) {
 	}
 }
 
+// encodeError is an error of writing the answer, not of gathering it.
+type encodeError struct{ err error }
+
+func (e *encodeError) Error() string { return e.err.Error() }
+
 // textEncoder appends families to b and writes b to w as it fills.
 type textEncoder struct {
 	w      io.Writer
 	b      []byte
 	om     bool
 	scheme model.EscapingScheme
+	sent   int // bytes written to w
 }
 
 func (e *textEncoder) flush() error {
 	if len(e.b) == 0 {
 		return nil
 	}
-	_, err := e.w.Write(e.b)
+	n, err := e.w.Write(e.b)
+	e.sent += n
 	e.b = e.b[:0]
 	return err
 }
@@ -125,39 +171,7 @@ func (e *textEncoder) family(mf *dto.MetricFamily) error {
 		return err
 	}
 	name, typ := mf.GetName(), mf.GetType()
-	// The name in HELP and TYPE: OpenMetrics names a counter's family
-	// without its _total, and has no counter without one.
-	family, kind := name, ""
-	switch typ {
-	case dto.MetricType_COUNTER:
-		kind = " counter\n"
-		if e.om {
-			if strings.HasSuffix(name, "_total") {
-				family = name[:len(name)-len("_total")]
-			} else {
-				kind = " unknown\n"
-			}
-		}
-	case dto.MetricType_GAUGE:
-		kind = " gauge\n"
-	case dto.MetricType_UNTYPED:
-		kind = " untyped\n"
-		if e.om {
-			kind = " unknown\n"
-		}
-	case dto.MetricType_HISTOGRAM:
-		kind = " histogram\n"
-	}
-	if mf.Help != nil {
-		e.b = append(e.b, "# HELP "...)
-		e.b = append(e.b, family...)
-		e.b = append(e.b, ' ')
-		e.b = appendEscaped(e.b, mf.GetHelp(), e.om)
-		e.b = append(e.b, '\n')
-	}
-	e.b = append(e.b, "# TYPE "...)
-	e.b = append(e.b, family...)
-	e.b = append(e.b, kind...)
+	e.header(name, mf.Help, typ)
 	for _, m := range mf.Metric {
 		switch typ {
 		case dto.MetricType_COUNTER:
@@ -186,6 +200,108 @@ func (e *textEncoder) family(mf *dto.MetricFamily) error {
 		}
 	}
 	return nil
+}
+
+// header appends the HELP (when help is not nil) and TYPE lines of the
+// family name of type typ.
+func (e *textEncoder) header(name string, help *string, typ dto.MetricType) {
+	// The name in HELP and TYPE: OpenMetrics names a counter's family
+	// without its _total, and has no counter without one.
+	family, kind := name, ""
+	switch typ {
+	case dto.MetricType_COUNTER:
+		kind = " counter\n"
+		if e.om {
+			if strings.HasSuffix(name, "_total") {
+				family = name[:len(name)-len("_total")]
+			} else {
+				kind = " unknown\n"
+			}
+		}
+	case dto.MetricType_GAUGE:
+		kind = " gauge\n"
+	case dto.MetricType_UNTYPED:
+		kind = " untyped\n"
+		if e.om {
+			kind = " unknown\n"
+		}
+	case dto.MetricType_HISTOGRAM:
+		kind = " histogram\n"
+	}
+	if help != nil {
+		e.b = append(e.b, "# HELP "...)
+		e.b = append(e.b, family...)
+		e.b = append(e.b, ' ')
+		e.b = appendEscaped(e.b, *help, e.om)
+		e.b = append(e.b, '\n')
+	}
+	e.b = append(e.b, "# TYPE "...)
+	e.b = append(e.b, family...)
+	e.b = append(e.b, kind...)
+}
+
+// A SeriesWriter appends the series of one family to a text exposition
+// (LazyFamily.Text), line by line as the exposition writes a gathered
+// family's, so that the family is written without a message a series.
+// Its header is written with its first series; a family with none is not
+// written at all.
+type SeriesWriter struct {
+	e       *textEncoder
+	name    string
+	help    string
+	typ     dto.MetricType
+	started bool
+	err     error // of writing out the exposition; nothing is written after it
+}
+
+func (w *SeriesWriter) start() bool {
+	if w.err != nil {
+		return false
+	}
+	if !w.started {
+		w.e.header(w.name, &w.help, w.typ)
+		w.started = true
+	}
+	return true
+}
+
+// Value writes a counter's, gauge's or untyped series' sample, with the
+// exemplar ex (nil for none; written for a counter in OpenMetrics).
+func (w *SeriesWriter) Value(labels []*dto.LabelPair, v float64, ex *dto.Exemplar) {
+	if !w.start() {
+		return
+	}
+	if w.typ != dto.MetricType_COUNTER {
+		ex = nil
+	}
+	w.e.sample(w.name, "", labels, false, 0, v, 0, false, ex)
+}
+
+// Bucket writes a histogram series' bucket of upper bound le and
+// cumulative count n, with the exemplar ex (nil for none). A histogram's
+// buckets end with +Inf's.
+func (w *SeriesWriter) Bucket(labels []*dto.LabelPair, le float64, n uint64, ex *dto.Exemplar) {
+	if w.start() {
+		w.e.sample(w.name, "_bucket", labels, true, le, 0, n, true, ex)
+	}
+}
+
+// SumCount writes a histogram series' sum and count, after its buckets:
+// the end of the series.
+func (w *SeriesWriter) SumCount(labels []*dto.LabelPair, sum float64, count uint64) {
+	if w.start() {
+		w.e.sample(w.name, "_sum", labels, false, 0, sum, 0, false, nil)
+		w.e.sample(w.name, "_count", labels, false, 0, 0, count, true, nil)
+	}
+}
+
+// Next ends a series: the exposition is written out as its buffer fills.
+// A series' lines are all written before Next, so that a writer holding
+// a lock while it writes them does not wait on the scraper.
+func (w *SeriesWriter) Next() {
+	if w.err == nil && len(w.e.b) >= flushAt {
+		w.err = w.e.flush()
+	}
 }
 
 // sample appends one line: name and suffix, the labels (and le, the

@@ -296,3 +296,116 @@ func body(t *testing.T, w *httptest.ResponseRecorder) []byte {
 	}
 	return b
 }
+
+// lazyGatherer is a FamilyGatherer of gauge families f0, f1, ... of n
+// series each, written as series (Text) or gathered; fail is the family
+// whose gather fails, -1 for none, and order records when each family
+// was gathered or written.
+type lazyGatherer struct {
+	families, n, fail int
+	text              bool
+	order             *[]string
+}
+
+func (l lazyGatherer) Describe(chan<- *prometheus.Desc) {}
+func (l lazyGatherer) Collect(chan<- prometheus.Metric) {}
+func (l lazyGatherer) GatherSelf() ([]*dto.MetricFamily, error) {
+	return GatherAll(l.GatherFamilies())
+}
+
+func (l lazyGatherer) GatherFamilies() ([]LazyFamily, error) {
+	var out []LazyFamily
+	for f := range l.families {
+		name := fmt.Sprintf("vitals_test_f%02d", f)
+		labels := func(i int) []*dto.LabelPair {
+			return []*dto.LabelPair{{Name: proto.String("plugin"), Value: proto.String(fmt.Sprintf("p%05d", i))}}
+		}
+		lf := LazyFamily{Name: name, Help: "A family.", Type: dto.MetricType_GAUGE}
+		lf.Gather = func() (*dto.MetricFamily, []string, error) {
+			*l.order = append(*l.order, "gather "+name)
+			if f == l.fail {
+				return nil, nil, errors.New(name + " broke")
+			}
+			mf := &dto.MetricFamily{Name: proto.String(name), Help: proto.String("A family."), Type: dto.MetricType_GAUGE.Enum()}
+			for i := range l.n {
+				mf.Metric = append(mf.Metric, &dto.Metric{Label: labels(i), Gauge: &dto.Gauge{Value: proto.Float64(float64(i))}})
+			}
+			return mf, nil, nil
+		}
+		if l.text && f != l.fail {
+			lf.Text = func(w *SeriesWriter) []string {
+				*l.order = append(*l.order, "text "+name)
+				for i := range l.n {
+					w.Value(labels(i), float64(i), nil)
+					w.Next()
+				}
+				return nil
+			}
+		}
+		out = append(out, lf)
+	}
+	return out, nil
+}
+
+// TestGatherEachOneFamilyAtATime: a FamilyGatherer's families are
+// gathered as they are written, one after the other, each after the one
+// before it was written; Gather gathers the same.
+func TestGatherEachOneFamilyAtATime(t *testing.T) {
+	var order []string
+	r := NewMetricsRegistry(prometheus.NewRegistry())
+	r.MustRegister(lazyGatherer{families: 3, n: 2, fail: -1, order: &order})
+	if err := r.GatherEach(func(mf *dto.MetricFamily) error {
+		order = append(order, "write "+mf.GetName())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"gather vitals_test_f00", "write vitals_test_f00", "gather vitals_test_f01", "write vitals_test_f01", "gather vitals_test_f02", "write vitals_test_f02"}
+	if fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Errorf("%v\nwant %v", order, want)
+	}
+	mfs, err := r.Gather()
+	if err != nil || len(mfs) != 3 || len(mfs[2].Metric) != 2 {
+		t.Errorf("Gather: %d families, %v", len(mfs), err)
+	}
+}
+
+// TestMetricsHandlerFamilyError: a family that fails before anything is
+// sent answers 500, as promhttp does; one that fails after 32 KiB were
+// sent aborts the answer, so that the scraper sees no complete scrape
+// (no # EOF, a body cut short), and is logged.
+func TestMetricsHandlerFamilyError(t *testing.T) {
+	for _, text := range []bool{false, true} {
+		var order []string
+		r := NewMetricsRegistry(prometheus.NewRegistry())
+		r.MustRegister(lazyGatherer{families: 2, n: 3, fail: 0, text: text, order: &order})
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+		MetricsHandler(r, slog.New(slog.DiscardHandler)).ServeHTTP(w, req)
+		if w.Code != http.StatusInternalServerError || !bytes.Contains(w.Body.Bytes(), []byte("vitals_test_f00 broke")) {
+			t.Errorf("text=%v, failing first: %d %q", text, w.Code, w.Body.String())
+		}
+
+		order = nil
+		r = NewMetricsRegistry(prometheus.NewRegistry())
+		r.MustRegister(lazyGatherer{families: 3, n: 2000, fail: 2, text: text, order: &order})
+		var logged bytes.Buffer
+		srv := httptest.NewServer(MetricsHandler(r, slog.New(slog.NewTextHandler(&logged, nil))))
+		req, _ = http.NewRequest(http.MethodGet, srv.URL, nil)
+		req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		if err == nil || bytes.Contains(b, []byte("# EOF")) || len(b) < flushAt {
+			t.Errorf("text=%v, failing after %d bytes: %d, %v", text, len(b), resp.StatusCode, err)
+		}
+		if !bytes.Contains(logged.Bytes(), []byte("vitals_test_f02 broke")) {
+			t.Errorf("text=%v: logged %q", text, logged.String())
+		}
+	}
+}

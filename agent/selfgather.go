@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 )
 
 // A SelfGatherer is a collector that also gathers its own families, as a
@@ -109,29 +110,176 @@ func (r *MetricsRegistry) Unregister(c prometheus.Collector) bool {
 // SelfGatherers', in the order of their names. A name gathered twice is
 // an error, as a registry reports it, and its second family is left out.
 func (r *MetricsRegistry) Gather() ([]*dto.MetricFamily, error) {
+	var mfs []*dto.MetricFamily
+	err := r.GatherEach(func(mf *dto.MetricFamily) error {
+		mfs = append(mfs, mf)
+		return nil
+	})
+	return mfs, err
+}
+
+// GatherEach is Gather one family at a time: it calls write with each
+// family Gather returns, in the same order, and gathers a
+// FamilyGatherer's families only as they are written, so that a scrape
+// holds the family it is writing rather than all of them (at 1000
+// targets every family of the health engine's together were 3 KiB a
+// target, live for as long as the scrape took). It returns write's first
+// error, at once, or else Gather's error.
+func (r *MetricsRegistry) GatherEach(write func(*dto.MetricFamily) error) error {
+	return r.each(func(f LazyFamily, g *gathering) error {
+		mf := g.gather(f)
+		if mf == nil {
+			return nil
+		}
+		return write(mf)
+	})
+}
+
+// writeText writes the families to e as GatherEach gathers them; those
+// with a Text of their own append their series to e, making no messages.
+func (r *MetricsRegistry) writeText(e *textEncoder) error {
+	return r.each(func(f LazyFamily, g *gathering) error {
+		if f.Text == nil || !model.LegacyValidation.IsValidMetricName(f.Name) {
+			mf := g.gather(f)
+			if mf == nil {
+				return nil
+			}
+			if err := e.family(mf); err != nil {
+				return &encodeError{err}
+			}
+			return nil
+		}
+		if f.Name == g.last {
+			g.twice(f.Name)
+			return nil
+		}
+		w := SeriesWriter{e: e, name: f.Name, help: f.Help, typ: f.Type}
+		g.invalid = append(g.invalid, f.Text(&w)...)
+		if w.err != nil {
+			return &encodeError{w.err}
+		}
+		if w.started {
+			g.last = f.Name
+		}
+		return nil
+	})
+}
+
+// gathering is what each family of one gather adds to its outcome.
+type gathering struct {
+	err     error
+	invalid []string
+	last    string // the name of the family written last
+}
+
+// gather is f's family, nil when it has no series or when one of its
+// name was written already.
+func (g *gathering) gather(f LazyFamily) *dto.MetricFamily {
+	mf, bad, err := f.Gather()
+	g.invalid = append(g.invalid, bad...)
+	g.err = errors.Join(g.err, err)
+	if mf == nil || len(mf.Metric) == 0 {
+		return nil
+	}
+	if mf.GetName() == g.last {
+		g.twice(g.last)
+		return nil
+	}
+	g.last = mf.GetName()
+	return mf
+}
+
+func (g *gathering) twice(name string) {
+	g.err = errors.Join(g.err, fmt.Errorf("metric family %s gathered twice, by two collectors", name))
+}
+
+// each calls visit with every family in the order of their names: the
+// registry's, gathered at once, and the SelfGatherers', a
+// FamilyGatherer's each as visit gathers it. It returns visit's first
+// error, at once, or else the gather's.
+func (r *MetricsRegistry) each(visit func(LazyFamily, *gathering) error) error {
 	mfs, err := r.reg.Gather()
 	r.mu.Lock()
 	self := r.self
 	r.mu.Unlock()
-	if len(self) == 0 {
-		return mfs, err
+	fams := make([]LazyFamily, 0, len(mfs)+16*len(self))
+	for _, mf := range mfs {
+		fams = append(fams, Gathered(mf))
 	}
 	for _, s := range self {
-		fs, e := s.GatherSelf()
-		if e != nil {
+		if fg, ok := s.(FamilyGatherer); ok {
+			fs, e := fg.GatherFamilies()
 			err = errors.Join(err, e)
+			fams = append(fams, fs...)
+			continue
 		}
-		mfs = append(mfs, fs...)
+		fs, e := s.GatherSelf()
+		err = errors.Join(err, e)
+		for _, mf := range fs {
+			fams = append(fams, Gathered(mf))
+		}
 	}
-	slices.SortStableFunc(mfs, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
-	mfs = slices.CompactFunc(mfs, func(a, b *dto.MetricFamily) bool {
-		if a.GetName() != b.GetName() {
-			return false
+	// Stable: of two families of a name, the registry's is kept, then
+	// the SelfGatherer's registered first.
+	slices.SortStableFunc(fams, func(a, b LazyFamily) int { return strings.Compare(a.Name, b.Name) })
+	g := gathering{err: err}
+	for _, f := range fams {
+		if err := visit(f, &g); err != nil {
+			return err
 		}
-		err = errors.Join(err, fmt.Errorf("metric family %s gathered twice, by two collectors", a.GetName()))
-		return true
-	})
-	return mfs, err
+	}
+	_, err = SelfGathered(nil, g.invalid, g.err)
+	return err
+}
+
+// A LazyFamily is a family known by its name and gathered only when its
+// Gather is called.
+type LazyFamily struct {
+	Name string
+	// Gather gathers the family, nil or empty when it has no series, and
+	// names by their descs the series left out for a label value that is
+	// not UTF-8.
+	Gather func() (mf *dto.MetricFamily, invalid []string, err error)
+	// Text, when set, writes the family Gather would gather to a text
+	// exposition without gathering it: the series that Gather would
+	// return, in its order, each through w, and the same invalid. The
+	// family's help and type are Help and Type; its name and its label
+	// names are ones that need no escaping or quoting in any scheme.
+	Text func(w *SeriesWriter) (invalid []string)
+	Help string
+	Type dto.MetricType
+}
+
+// Gathered is a family already gathered, as a LazyFamily.
+func Gathered(mf *dto.MetricFamily) LazyFamily {
+	return LazyFamily{Name: mf.GetName(), Gather: func() (*dto.MetricFamily, []string, error) { return mf, nil, nil }}
+}
+
+// A FamilyGatherer is a SelfGatherer that also lists its families to be
+// gathered one at a time, each when it is written: the health engine's
+// and the catalog's series, a dozen families of a series or more a
+// target each.
+type FamilyGatherer interface {
+	SelfGatherer
+	// GatherFamilies lists the families, each name at most once, in any
+	// order, with the error of gathering those it gathered at once.
+	GatherFamilies() ([]LazyFamily, error)
+}
+
+// GatherAll is GatherSelf of a FamilyGatherer: every family of fams
+// gathered, as SelfGathered finishes them.
+func GatherAll(fams []LazyFamily, err error) ([]*dto.MetricFamily, error) {
+	out := make([]*dto.MetricFamily, 0, len(fams))
+	var invalid []string
+	for _, f := range fams {
+		mf, bad, e := f.Gather()
+		invalid = append(invalid, bad...)
+		err = errors.Join(err, e)
+		if mf != nil && len(mf.Metric) > 0 {
+			out = append(out, mf)
+		}
+	}
+	return SelfGathered(out, invalid, err)
 }
 
 var (

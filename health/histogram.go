@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/internal/labelpair"
 )
 
@@ -257,6 +258,43 @@ func (h *latency) Write(out *dto.Metric) error {
 	out.Label = h.labels
 	out.Histogram = &o.h
 	return nil
+}
+
+// writeText writes the histogram's lines as Write's message is written:
+// its classic buckets, or the +Inf bucket alone, the exemplar on the
+// bucket it fell in, then its sum and count. What they read is copied
+// under the histogram's lock, the lines written after it.
+func (h *latency) writeText(w *agent.SeriesWriter, t *seriesText) {
+	h.mu.Lock()
+	count, sum, e := h.count, h.sum, h.ex
+	t.buckets = append(t.buckets[:0], h.classic...)
+	h.mu.Unlock()
+	var ex *dto.Exemplar
+	if e.ok {
+		ex = t.ex.write(e)
+	}
+	if len(t.buckets) == 0 {
+		w.Bucket(h.labels, math.Inf(1), count, ex)
+	} else {
+		exAt := -1
+		if ex != nil {
+			exAt = sort.SearchFloat64s(h.bounds, ex.GetValue())
+		}
+		var cum uint64
+		for i, c := range t.buckets {
+			cum += c
+			le := math.Inf(1)
+			if i < len(h.bounds) {
+				le = h.bounds[i]
+			}
+			var bex *dto.Exemplar
+			if i == exAt {
+				bex = ex
+			}
+			w.Bucket(h.labels, le, cum, bex)
+		}
+	}
+	w.SumCount(h.labels, sum, count)
 }
 
 // classicBuckets are the cumulative classic buckets, +Inf last, the

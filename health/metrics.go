@@ -134,7 +134,7 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 // define is the desc of the per-plugin family i, which GatherSelf
 // names and types.
 func (m *Metrics) define(i int, typ dto.MetricType, name, help string, labels []string) *prometheus.Desc {
-	m.info[i] = familyInfo{name: name, help: help, typ: typ}
+	m.info[i] = familyInfo{name: name, help: help, typ: typ, pluginFirst: slices.Min(labels) == pluginLabel}
 	return prometheus.NewDesc(name, help, labels, nil)
 }
 
@@ -142,6 +142,10 @@ func (m *Metrics) define(i int, typ dto.MetricType, name, help string, labels []
 type familyInfo struct {
 	name, help string
 	typ        dto.MetricType
+	// pluginFirst is set when plugin is the first of the family's labels
+	// in the order of their names (a series' order), so that its series
+	// in the plugins' order are in the registry's.
+	pluginFirst bool
 }
 
 // families are the descs of the per-plugin series, in the order a
@@ -182,44 +186,135 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 // (the scheduler's lag, tokens, signals, processes) go through a registry
 // of their own. Per series that is about a third of a scrape's CPU.
 func (m *Metrics) GatherSelf() ([]*dto.MetricFamily, error) {
-	out, err := m.rest.Gather()
+	return agent.GatherAll(m.GatherFamilies())
+}
+
+// GatherFamilies lists the families of GatherSelf: the rest gathered at
+// once, each of the plugins' families when it is written.
+func (m *Metrics) GatherFamilies() ([]agent.LazyFamily, error) {
+	rest, err := m.rest.Gather()
 	descs := m.families()
-	fams := make([]*dto.MetricFamily, len(descs))
-	var bad []string
-	for _, p := range m.inOrder() {
+	fams := make([]agent.LazyFamily, 0, len(rest)+len(descs))
+	for _, mf := range rest {
+		fams = append(fams, agent.Gathered(mf))
+	}
+	plugins := m.inOrder()
+	for f, desc := range descs {
+		fams = append(fams, agent.LazyFamily{
+			Name: m.info[f].name, Help: m.info[f].help, Type: m.info[f].typ,
+			Gather: func() (*dto.MetricFamily, []string, error) { return m.gatherFamily(f, desc, plugins) },
+			Text:   func(w *agent.SeriesWriter) []string { return m.writeFamily(w, f, desc, plugins) },
+		})
+	}
+	return fams, err
+}
+
+// eachSeries calls yield with the series of desc of each of plugins, in
+// the plugins' order, and returns the descs of those with a label value
+// that is not UTF-8, which it leaves out.
+func eachSeries(desc *prometheus.Desc, plugins []*pluginMetrics, yield func(prometheus.Metric)) (bad []string) {
+	for _, p := range plugins {
 		p.mu.Lock()
 		series := p.series
 		p.mu.Unlock()
-		slab := make([]dto.Metric, len(series))
-		for i, s := range series {
+		in := false
+		for _, s := range series {
+			if s.Desc() != desc {
+				if in {
+					break // a plugin's series are in the order of their families
+				}
+				continue
+			}
+			in = true
 			if !valid(s) {
 				bad = append(bad, s.Desc().String())
 				continue
 			}
-			f := slices.Index(descs, s.Desc())
-			if fams[f] == nil {
-				fams[f] = &dto.MetricFamily{Name: &m.info[f].name, Help: &m.info[f].help, Type: m.info[f].typ.Enum()}
-			}
-			if err := s.Write(&slab[i]); err != nil {
-				return nil, err
-			}
-			fams[f].Metric = append(fams[f].Metric, &slab[i])
+			yield(s)
 		}
 	}
-	for _, f := range fams {
-		if f == nil {
-			continue
-		}
-		// The plugins' series are in the order of their ids; a family
-		// whose first label sorts before "plugin" is sorted again.
-		labelpair.SortSeries(f.Metric)
-		out = append(out, f)
-	}
-	return agent.SelfGathered(out, bad, err)
+	return bad
 }
 
-// Metrics gathers its own series beside the agent's registry.
-var _ agent.SelfGatherer = (*Metrics)(nil)
+// writeFamily writes the family f, of desc, of the plugins' series to w
+// as gatherFamily gathers it, making no messages: a scrape at 1000
+// targets made 3 MB of them.
+func (m *Metrics) writeFamily(w *agent.SeriesWriter, f int, desc *prometheus.Desc, plugins []*pluginMetrics) []string {
+	var t seriesText
+	if !m.info[f].pluginFirst {
+		// The plugins' order is not the family's: its series are sorted
+		// as a registry sorts them.
+		var all []prometheus.Metric
+		bad := eachSeries(desc, plugins, func(s prometheus.Metric) { all = append(all, s) })
+		slices.SortStableFunc(all, func(a, b prometheus.Metric) int { return labelpair.Compare(labelsOf(a), labelsOf(b)) })
+		for _, s := range all {
+			t.write(w, s)
+		}
+		return bad
+	}
+	return eachSeries(desc, plugins, func(s prometheus.Metric) { t.write(w, s) })
+}
+
+// seriesText writes series to a SeriesWriter, with room for what their
+// lines need beyond the series' own values.
+type seriesText struct {
+	ex      exemplarOut
+	buckets []uint64
+}
+
+func (t *seriesText) write(w *agent.SeriesWriter, s prometheus.Metric) {
+	switch s := s.(type) {
+	case *scalar:
+		w.Value(s.labels, math.Float64frombits(s.bits.Load()), nil)
+	case *latency:
+		s.writeText(w, t)
+	}
+	w.Next()
+}
+
+// labelsOf is the label pairs of one of a plugin's series.
+func labelsOf(m prometheus.Metric) []*dto.LabelPair {
+	switch m := m.(type) {
+	case *scalar:
+		return m.labels
+	case *latency:
+		return m.labels
+	}
+	return nil
+}
+
+// gatherFamily is the family f, of desc, of the plugins' series.
+func (m *Metrics) gatherFamily(f int, desc *prometheus.Desc, plugins []*pluginMetrics) (*dto.MetricFamily, []string, error) {
+	mf := &dto.MetricFamily{Name: &m.info[f].name, Help: &m.info[f].help, Type: m.info[f].typ.Enum()}
+	// Most families have a series a plugin or none: one slab for as many,
+	// another when it is full.
+	var slab []dto.Metric
+	var err error
+	bad := eachSeries(desc, plugins, func(s prometheus.Metric) {
+		if err != nil {
+			return
+		}
+		if len(slab) == cap(slab) {
+			slab = make([]dto.Metric, 0, max(len(plugins), 8))
+		}
+		slab = slab[:len(slab)+1]
+		out := &slab[len(slab)-1]
+		if err = s.Write(out); err == nil {
+			mf.Metric = append(mf.Metric, out)
+		}
+	})
+	if err != nil {
+		return nil, bad, err
+	}
+	// The plugins' series are in the order of their ids; a family whose
+	// first label sorts before "plugin" is sorted again.
+	labelpair.SortSeries(mf.Metric)
+	return mf, bad, nil
+}
+
+// Metrics gathers its own series beside the agent's registry, a family
+// at a time.
+var _ agent.FamilyGatherer = (*Metrics)(nil)
 
 // valid reports whether the series' label values are UTF-8, as it was
 // found when it was made.

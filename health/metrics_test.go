@@ -311,7 +311,12 @@ func TestCollectInRegistryOrder(t *testing.T) {
 // classic buckets, time to first token, tokens per second, processes and
 // signals, the scheduler's lag.
 func populated(n int) *Metrics {
-	m := NewMetrics(MetricsConfig{ClassicBuckets: []float64{.01, .1, 1}})
+	return populatedWith(MetricsConfig{ClassicBuckets: []float64{.01, .1, 1}}, n)
+}
+
+// populatedWith is populated with the metrics settings cfg.
+func populatedWith(cfg MetricsConfig, n int) *Metrics {
+	m := NewMetrics(cfg)
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
 	for i := range n {
 		id := fmt.Sprintf("p%03d", (i*7919)%n)
@@ -352,6 +357,14 @@ func TestGatherSelfMatchesRegistry(t *testing.T) {
 	if n := agenttest.GathersAsRegistry(t, reg, m); n < 13 {
 		t.Errorf("only %d families", n)
 	}
+}
+
+// TestExposedAsGathered: /metrics writes the plugins' series without
+// gathering them, byte for byte as promhttp writes them gathered: with
+// classic buckets and without, exemplars on the bucket each fell in.
+func TestExposedAsGathered(t *testing.T) {
+	agenttest.ExposesAsGathered(t, populated(30))
+	agenttest.ExposesAsGathered(t, populatedWith(MetricsConfig{ProbeDurations: []string{"liveness", "readiness", "synthetic"}}, 30))
 }
 
 // TestGatherSelfInvalidLabel: a series with a label value that is not

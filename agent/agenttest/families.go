@@ -1,13 +1,18 @@
 package agenttest
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
@@ -70,4 +75,38 @@ func DropsInvalid(t testing.TB, s agent.SelfGatherer) []*dto.MetricFamily {
 		}
 	}
 	return mfs
+}
+
+// ExposesAsGathered fails t unless /metrics over a MetricsRegistry holding
+// s alone (agent.MetricsHandler, which writes a FamilyGatherer's families
+// without gathering them where it can) answers each text format a
+// scraper negotiates with the bytes promhttp writes of s's GatherSelf.
+func ExposesAsGathered(t testing.TB, s agent.SelfGatherer) {
+	t.Helper()
+	r := agent.NewMetricsRegistry(prometheus.NewRegistry())
+	r.MustRegister(s)
+	ours := agent.MetricsHandler(r, slog.New(slog.DiscardHandler))
+	theirs := promhttp.HandlerFor(prometheus.GathererFunc(s.GatherSelf), promhttp.HandlerOpts{EnableOpenMetrics: true, DisableCompression: true})
+	for _, accept := range []string{
+		"application/openmetrics-text;version=1.0.0",
+		"application/openmetrics-text;version=0.0.1",
+		"application/openmetrics-text;version=1.0.0;escaping=dots",
+		"text/plain;version=0.0.4",
+		"",
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.Header.Set("Accept", accept)
+		got, want := httptest.NewRecorder(), httptest.NewRecorder()
+		ours.ServeHTTP(got, req)
+		theirs.ServeHTTP(want, req)
+		if got.Code != want.Code || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") {
+			t.Errorf("%q: %d %s, promhttp's %d %s", accept, got.Code, got.Header().Get("Content-Type"), want.Code, want.Header().Get("Content-Type"))
+		}
+		if !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+			t.Errorf("%q: body\n%s\npromhttp's\n%s", accept, got.Body.Bytes(), want.Body.Bytes())
+		}
+		if want.Body.Len() < 200 {
+			t.Errorf("%q: only %q", accept, want.Body.Bytes())
+		}
+	}
 }

@@ -5,6 +5,7 @@ package labelpair
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -42,18 +43,22 @@ func SortSeries(ms []*dto.Metric) {
 
 type series []*dto.Metric
 
-func (s series) Len() int      { return len(s) }
-func (s series) Swap(i, j int) { s[i], s[j] = s[j], s[i] }
-func (s series) Less(i, j int) bool {
-	if len(s[i].Label) != len(s[j].Label) {
-		return len(s[i].Label) < len(s[j].Label)
+func (s series) Len() int           { return len(s) }
+func (s series) Swap(i, j int)      { s[i], s[j] = s[j], s[i] }
+func (s series) Less(i, j int) bool { return Compare(s[i].Label, s[j].Label) < 0 }
+
+// Compare orders two series' label pairs, of one family, as a registry
+// sorts its series: fewer pairs first, then by their values in order.
+func Compare(a, b []*dto.LabelPair) int {
+	if c := len(a) - len(b); c != 0 {
+		return c
 	}
-	for n, lp := range s[i].Label {
-		if vi, vj := lp.GetValue(), s[j].Label[n].GetValue(); vi != vj {
-			return vi < vj
+	for i := range a {
+		if c := strings.Compare(a[i].GetValue(), b[i].GetValue()); c != 0 {
+			return c
 		}
 	}
-	return false
+	return 0
 }
 
 // Valid reports whether every value of ls is UTF-8, as a registry requires

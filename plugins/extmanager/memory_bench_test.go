@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -24,6 +25,9 @@ import (
 	"time"
 	"unsafe"
 
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/vitals-dev/vitals/agent"
 	"github.com/vitals-dev/vitals/agent/agenttest"
 	"github.com/vitals-dev/vitals/catalog"
 	"github.com/vitals-dev/vitals/exporters/telemetry"
@@ -139,6 +143,41 @@ func TestMemoryPerTarget(t *testing.T) {
 		return (float64(f(a)) - float64(f(b))) / float64(targets) / 1024
 	}
 	alloc := func(m runtime.MemStats) uint64 { return m.HeapAlloc }
+	// What a scrape holds while it runs: all of a gather, or the
+	// largest of its families gathered one at a time.
+	mfs, err := r.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := heap()
+	runtime.KeepAlive(mfs)
+	mfs = nil
+	base := heap()
+	var most uint64
+	if err := r.metrics.GatherEach(func(mf *dto.MetricFamily) error {
+		most = max(most, heap().HeapAlloc)
+		runtime.KeepAlive(mf)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// One scrape as Prometheus asks for it, into a writer that keeps
+	// nothing, so that only the scrape's own allocations are counted.
+	srv := agent.MetricsHandler(r.metrics, slog.New(slog.DiscardHandler))
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+	req.Header.Set("Accept-Encoding", "gzip")
+	var sink countingWriter
+	srv.ServeHTTP(&sink, req) // the gzip writer's pool filled
+	sink = countingWriter{}
+	var scraped runtime.MemStats
+	runtime.ReadMemStats(&scraped)
+	srv.ServeHTTP(&sink, req)
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	t.Logf("per target: a gather holds %.2f KiB, a scrape a family at a time at most %.2f KiB; a scrape allocates %.2f KiB (%d bytes gzipped)",
+		per(gathered, base, alloc), (float64(most)-float64(base.HeapAlloc))/float64(targets)/1024,
+		(float64(after.TotalAlloc)-float64(scraped.TotalAlloc))/float64(targets)/1024, sink.n)
 	stack := func(m runtime.MemStats) uint64 { return m.StackInuse }
 	t.Logf("the rig's event buffer, not counted: %.1f MiB", mib(rigBuffer))
 	t.Logf("%d targets, ring %d: live heap %.1f MiB before, %.1f checked once or more, %.1f rings full",
@@ -294,6 +333,21 @@ func heap() runtime.MemStats {
 	runtime.ReadMemStats(&m)
 	return m
 }
+
+// countingWriter is an http.ResponseWriter that counts what it is sent.
+type countingWriter struct {
+	h http.Header
+	n int
+}
+
+func (w *countingWriter) Header() http.Header {
+	if w.h == nil {
+		w.h = http.Header{}
+	}
+	return w.h
+}
+func (w *countingWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+func (w *countingWriter) WriteHeader(int)             {}
 
 func mib(v uint64) float64 { return float64(v) / (1 << 20) }
 

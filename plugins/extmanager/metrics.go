@@ -138,46 +138,76 @@ func (m *metrics) walk() ([]*gauge, map[catalog.Source]int) {
 // their names; values checked for UTF-8 once, when the series are made.
 // The counters go through a registry of their own.
 func (m *metrics) GatherSelf() ([]*dto.MetricFamily, error) {
-	out, err := m.counters.Gather()
+	return agent.GatherAll(m.GatherFamilies())
+}
+
+// GatherFamilies lists the families of GatherSelf: the counters and the
+// plugins by source gathered at once, the plugins' series of a family
+// when it is written.
+func (m *metrics) GatherFamilies() ([]agent.LazyFamily, error) {
+	counters, err := m.counters.Gather()
 	gauges, count := m.walk()
-	descs := [...]*prometheus.Desc{m.info, m.capability, m.models}
-	var fams [len(descs)]*dto.MetricFamily
-	slab := make([]dto.Metric, len(gauges)+len(catalog.Sources))
-	var bad []string
-	for i, g := range gauges {
-		if g.invalid {
-			bad = append(bad, g.desc.String())
-			continue
-		}
-		f := slices.Index(descs[:], g.desc)
-		if fams[f] == nil {
-			fams[f] = newFamily(m.families[f])
-		}
-		g.write(&slab[i])
-		fams[f].Metric = append(fams[f].Metric, &slab[i])
+	out := make([]agent.LazyFamily, 0, len(counters)+len(m.families))
+	for _, mf := range counters {
+		out = append(out, agent.Gathered(mf))
 	}
-	sources := newFamily(m.families[len(descs)])
+	sources := newFamily(m.families[len(m.families)-1])
+	slab := make([]dto.Metric, len(catalog.Sources))
 	for i, s := range catalog.Sources {
-		v := &slab[len(gauges)+i]
+		v := &slab[i]
 		v.Label = []*dto.LabelPair{labelpair.Shared("source", string(s))}
 		v.Gauge = &dto.Gauge{Value: proto.Float64(float64(count[s]))}
 		sources.Metric = append(sources.Metric, v)
 	}
 	labelpair.SortSeries(sources.Metric)
-	out = append(out, sources)
-	for _, f := range fams {
-		if f != nil {
-			// info's first label is kind, capability's the capability:
-			// the plugins' order is not theirs.
-			labelpair.SortSeries(f.Metric)
-			out = append(out, f)
+	out = append(out, agent.Gathered(sources))
+	for f, desc := range [...]*prometheus.Desc{m.info, m.capability, m.models} {
+		// The family's series in the registry's order: info's first label
+		// is kind, capability's the capability.
+		series := func() (out []*gauge, bad []string) {
+			for _, g := range gauges {
+				switch {
+				case g.desc != desc:
+				case g.invalid:
+					bad = append(bad, g.desc.String())
+				default:
+					out = append(out, g)
+				}
+			}
+			order := func(a, b *gauge) int { return labelpair.Compare(a.labels, b.labels) }
+			if !slices.IsSortedFunc(out, order) {
+				slices.SortStableFunc(out, order)
+			}
+			return out, bad
 		}
+		out = append(out, agent.LazyFamily{
+			Name: m.families[f].name, Help: m.families[f].help, Type: dto.MetricType_GAUGE,
+			Gather: func() (*dto.MetricFamily, []string, error) {
+				gs, bad := series()
+				mf := newFamily(m.families[f])
+				slab := make([]dto.Metric, len(gs))
+				for i, g := range gs {
+					g.write(&slab[i])
+					mf.Metric = append(mf.Metric, &slab[i])
+				}
+				return mf, bad, nil
+			},
+			Text: func(w *agent.SeriesWriter) []string {
+				gs, bad := series()
+				for _, g := range gs {
+					w.Value(g.labels, g.v, nil)
+					w.Next()
+				}
+				return bad
+			},
+		})
 	}
-	return agent.SelfGathered(out, bad, err)
+	return out, err
 }
 
-// The catalog's series are gathered beside the agent's registry.
-var _ agent.SelfGatherer = (*metrics)(nil)
+// The catalog's series are gathered beside the agent's registry, a
+// family at a time.
+var _ agent.FamilyGatherer = (*metrics)(nil)
 
 // family is the name, help and type of one of the catalog's gauge
 // families, as GatherSelf writes them.

@@ -95,11 +95,13 @@ func TestCatalogGatherSelfMatchesRegistry(t *testing.T) {
 		}
 	}
 	compare("at first")
+	agenttest.ExposesAsGathered(t, m)
 	c.SetDetection("p003", probes.Detection{Kind: probes.KindTGI, Version: "3.0", Capabilities: []probes.Capability{probes.CapChat}}, nil)
 	if !c.Remove("p004", catalog.SourceBus, "goodbye") && !c.Remove("p004", catalog.SourceConfig, "gone") {
 		t.Fatal("p004 not removed")
 	}
 	compare("after a change and a removal")
+	agenttest.ExposesAsGathered(t, m)
 }
 
 // TestCatalogGatherSelfInvalidLabel: a plugin whose version is not UTF-8
