@@ -35,7 +35,16 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg *Config, p *plugin, t Target
 	maxTokens, _ := cfg.maxTokens(t.ID)
 	pc := probes.Config{MaxTokens: maxTokens}
 	client := p.httpClient()
-	var out []ProbeOutcome
+	set := e.o.Registry.Probes(t.Kind)
+	// Room for every probe the check may run, in one allocation: grown
+	// one append at a time, three probes took three, twice the bytes.
+	n := 1
+	for _, on := range []bool{cfg.Readiness && set.Readiness != nil, cfg.synthetic(t.ID), cfg.Resources} {
+		if on {
+			n++
+		}
+	}
+	out := make([]ProbeOutcome, 0, n)
 	// run appends the outcome of probe pr to out and returns it (out's
 	// last, until the next append). Outcomes are written in place, not
 	// returned: each copy on the way would be a ProbeOutcome more on the
@@ -54,7 +63,6 @@ func (e *Engine) probeHTTP(ctx context.Context, cfg *Config, p *plugin, t Target
 		tr.end(o.Duration, class, "")
 		return o
 	}
-	set := e.o.Registry.Probes(t.Kind)
 	if live := run(probes.Liveness, set.Liveness); !live.OK {
 		if live.Class == probes.ClassRefused && t.PID > 0 && set.PortOpensLoaded {
 			e.refusedWhileLoading(live, t.PID)

@@ -162,3 +162,23 @@ func TestMetricsPassPromtool(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	p.wait(t)
 }
+
+// TestDefaultGOGC: the agent runs its collector at GOGC=50 when the
+// environment sets none, and at the environment's when it does, as
+// go_gc_gogc_percent reports.
+func TestDefaultGOGC(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		want float64
+	}{{"", defaultGOGC}, {"100", 100}, {"75", 75}} {
+		t.Setenv("GOGC", c.env)
+		if c.env == "" {
+			os.Unsetenv("GOGC")
+		}
+		p := startBinary(t)
+		m := e2etest.ParseMetrics(t, []byte(scrape(t, p.address(t))))
+		if got, ok := m.Value("go_gc_gogc_percent"); !ok || got != c.want {
+			t.Errorf("GOGC=%q: go_gc_gogc_percent %v (%v), want %v", c.env, got, ok, c.want)
+		}
+	}
+}
