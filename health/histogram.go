@@ -275,25 +275,8 @@ func (h *latency) writeText(w *agent.SeriesWriter, t *seriesText) {
 	}
 	if len(t.buckets) == 0 {
 		w.Bucket(h.labels, math.Inf(1), count, ex)
-	} else {
-		exAt := -1
-		if ex != nil {
-			exAt = sort.SearchFloat64s(h.bounds, ex.GetValue())
-		}
-		var cum uint64
-		for i, c := range t.buckets {
-			cum += c
-			le := math.Inf(1)
-			if i < len(h.bounds) {
-				le = h.bounds[i]
-			}
-			var bex *dto.Exemplar
-			if i == exAt {
-				bex = ex
-			}
-			w.Bucket(h.labels, le, cum, bex)
-		}
 	}
+	h.eachClassic(t.buckets, ex, func(_ int, le float64, cum uint64, ex *dto.Exemplar) { w.Bucket(h.labels, le, cum, ex) })
 	w.SumCount(h.labels, sum, count)
 }
 
@@ -307,23 +290,34 @@ func (h *latency) classicBuckets(ex *dto.Exemplar) []*dto.Bucket {
 	}
 	bs := make([]bucket, len(h.classic))
 	out := make([]*dto.Bucket, len(h.classic))
+	h.eachClassic(h.classic, ex, func(i int, le float64, cum uint64, ex *dto.Exemplar) {
+		b := &bs[i]
+		b.count, b.bound = cum, le
+		b.b.CumulativeCount, b.b.UpperBound, b.b.Exemplar = &b.count, &b.bound, ex
+		out[i] = &b.b
+	})
+	return out
+}
+
+// eachClassic calls f with each classic bucket of counts (a count a
+// bucket, +Inf's last): its index, upper bound and cumulative count, and
+// ex (nil for none) on the bucket its value fell in.
+func (h *latency) eachClassic(counts []uint64, ex *dto.Exemplar, f func(i int, le float64, cum uint64, ex *dto.Exemplar)) {
 	exAt := -1
 	if ex != nil {
 		exAt = sort.SearchFloat64s(h.bounds, ex.GetValue())
 	}
 	var cum uint64
-	for i, c := range h.classic {
+	for i, c := range counts {
 		cum += c
-		b := &bs[i]
-		b.count, b.bound = cum, math.Inf(1)
+		le := math.Inf(1)
 		if i < len(h.bounds) {
-			b.bound = h.bounds[i]
+			le = h.bounds[i]
 		}
-		b.b.CumulativeCount, b.b.UpperBound = &b.count, &b.bound
+		var bex *dto.Exemplar
 		if i == exAt {
-			b.b.Exemplar = ex
+			bex = ex
 		}
-		out[i] = &b.b
+		f(i, le, cum, bex)
 	}
-	return out
 }

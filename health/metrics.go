@@ -647,26 +647,11 @@ func (p *pluginMetrics) add(s prometheus.Metric) *scalar {
 // Between families the order is the descs'.
 func (p *pluginMetrics) sort() {
 	family := func(m prometheus.Metric) int { return slices.Index(p.m.families(), m.Desc()) }
-	labels := func(m prometheus.Metric) []*dto.LabelPair {
-		switch m := m.(type) {
-		case *scalar:
-			return m.labels
-		case *latency:
-			return m.labels
-		}
-		return nil
-	}
 	slices.SortFunc(p.series, func(a, b prometheus.Metric) int {
 		if c := family(a) - family(b); c != 0 {
 			return c
 		}
-		la, lb := labels(a), labels(b)
-		for i := range min(len(la), len(lb)) {
-			if c := strings.Compare(la[i].GetValue(), lb[i].GetValue()); c != 0 {
-				return c
-			}
-		}
-		return len(la) - len(lb)
+		return labelpair.Compare(labelsOf(a), labelsOf(b))
 	})
 }
 
