@@ -375,7 +375,8 @@ func TestGatherEachOneFamilyAtATime(t *testing.T) {
 // sent aborts the answer, so that the scraper sees no complete scrape
 // (no # EOF, a body cut short), and is logged.
 func TestMetricsHandlerFamilyError(t *testing.T) {
-	for _, text := range []bool{false, true} {
+	for _, c := range []struct{ text, gzip bool }{{false, false}, {true, false}, {true, true}} {
+		text := c.text
 		var order []string
 		r := NewMetricsRegistry(prometheus.NewRegistry())
 		r.MustRegister(lazyGatherer{families: 2, n: 3, fail: 0, text: text, order: &order})
@@ -394,15 +395,27 @@ func TestMetricsHandlerFamilyError(t *testing.T) {
 		srv := httptest.NewServer(MetricsHandler(r, slog.New(slog.NewTextHandler(&logged, nil))))
 		req, _ = http.NewRequest(http.MethodGet, srv.URL, nil)
 		req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+		if c.gzip {
+			req.Header.Set("Accept-Encoding", "gzip")
+		}
 		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := io.ReadAll(resp.Body)
+		body := io.Reader(resp.Body)
+		if c.gzip {
+			if resp.Header.Get("Content-Encoding") != "gzip" {
+				t.Fatalf("Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+			}
+			if body, err = gzip.NewReader(resp.Body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := io.ReadAll(body)
 		resp.Body.Close()
 		srv.Close()
 		if err == nil || bytes.Contains(b, []byte("# EOF")) || len(b) < flushAt {
-			t.Errorf("text=%v, failing after %d bytes: %d, %v", text, len(b), resp.StatusCode, err)
+			t.Errorf("%+v, failing after %d bytes: %d, %v", c, len(b), resp.StatusCode, err)
 		}
 		if !bytes.Contains(logged.Bytes(), []byte("vitals_test_f02 broke")) {
 			t.Errorf("text=%v: logged %q", text, logged.String())
