@@ -74,30 +74,17 @@ func (x *textExposition) serve(w http.ResponseWriter, f expfmt.Format) {
 			textBuffers.Put(bp)
 		}
 	}()
-	headed := false
-	head := func() {
-		if !headed {
-			w.Header().Add("Vary", "Accept")
-			w.Header().Set("Content-Type", string(f))
-			headed = true
-		}
-	}
+	w.Header().Add("Vary", "Accept")
+	w.Header().Set("Content-Type", string(f))
 	var err error
-	encode := func(mf *dto.MetricFamily) error {
-		head()
-		if err := e.family(mf); err != nil {
-			return &encodeError{err}
-		}
-		return nil
-	}
 	if r, ok := x.g.(*MetricsRegistry); ok {
-		head()
 		err = r.writeText(&e)
 	} else {
 		var mfs []*dto.MetricFamily
 		if mfs, err = x.g.Gather(); err == nil {
 			for _, mf := range mfs {
-				if err = encode(mf); err != nil {
+				if err = e.family(mf); err != nil {
+					err = &encodeError{err}
 					break
 				}
 			}
@@ -112,15 +99,17 @@ func (x *textExposition) serve(w http.ResponseWriter, f expfmt.Format) {
 		if e.sent > 0 {
 			panic(http.ErrAbortHandler)
 		}
+		// Nothing sent: promhttp's answer, without this format's headers.
 		h := w.Header()
 		h.Del("Content-Encoding")
-		if headed {
-			h["Vary"] = slices.DeleteFunc(h["Vary"], func(v string) bool { return v == "Accept" })
+		if vary := slices.DeleteFunc(h["Vary"], func(v string) bool { return v == "Accept" }); len(vary) > 0 {
+			h["Vary"] = vary
+		} else {
+			h.Del("Vary")
 		}
 		http.Error(w, "An error has occurred while serving metrics:\n\n"+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	head()
 	if e.om {
 		e.b = append(e.b, "# EOF\n"...)
 	}

@@ -270,16 +270,13 @@ type FamilyGatherer interface {
 // gathered, as SelfGathered finishes them.
 func GatherAll(fams []LazyFamily, err error) ([]*dto.MetricFamily, error) {
 	out := make([]*dto.MetricFamily, 0, len(fams))
-	var invalid []string
+	g := gathering{err: err}
 	for _, f := range fams {
-		mf, bad, e := f.Gather()
-		invalid = append(invalid, bad...)
-		err = errors.Join(err, e)
-		if mf != nil && len(mf.Metric) > 0 {
+		if mf := g.gather(f); mf != nil {
 			out = append(out, mf)
 		}
 	}
-	return SelfGathered(out, invalid, err)
+	return SelfGathered(out, g.invalid, g.err)
 }
 
 var (

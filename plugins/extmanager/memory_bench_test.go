@@ -151,7 +151,6 @@ func TestMemoryPerTarget(t *testing.T) {
 	}
 	gathered := heap()
 	runtime.KeepAlive(mfs)
-	mfs = nil
 	base := heap()
 	var most uint64
 	if err := r.metrics.GatherEach(func(mf *dto.MetricFamily) error {
