@@ -3,6 +3,7 @@ package probes
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,26 +19,38 @@ type ProcFS = *procfs.FS
 // ReadProcess reads CPU time and resident memory of pid from fs (nil:
 // /proc).
 func ReadProcess(fs ProcFS, pid int) (ProcessStats, error) {
-	f, err := procFS(fs)
+	st, err := stat(fs, pid)
 	if err != nil {
 		return ProcessStats{}, err
-	}
-	p, err := f.Proc(pid)
-	if err != nil {
-		return ProcessStats{}, fmt.Errorf("process %d: %w", pid, err)
-	}
-	st, err := p.Stat()
-	if err != nil {
-		return ProcessStats{}, fmt.Errorf("process %d: %w", pid, err)
 	}
 	// procfs's StartTime parses all of /proc/stat for the boot time on
 	// every call; the boot time does not change, so it is read once.
 	var start float64
-	if boot, err := bootTime(f); err == nil {
-		start = boot + float64(st.Starttime)/userHZ
+	if boot, err := bootTime(fs); err == nil {
+		start = boot + float64(st.starttime)/userHZ
 	}
-	return ProcessStats{PID: pid, CPUSeconds: st.CPUTime(), ResidentBytes: int64(st.ResidentMemory()), StartTimeSeconds: start}, nil
+	return ProcessStats{PID: pid, CPUSeconds: float64(st.utime+st.stime) / userHZ, ResidentBytes: st.rss * pageSize, StartTimeSeconds: start}, nil
 }
+
+// stat reads pid's stat line: from /proc without allocating, or from fs
+// through procfs.
+func stat(fs ProcFS, pid int) (procStat, error) {
+	if fs == nil {
+		return readStat(pid)
+	}
+	p, err := fs.Proc(pid)
+	if err != nil {
+		return procStat{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return procStat{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return procStat{utime: uint64(st.UTime), stime: uint64(st.STime), starttime: st.Starttime, rss: int64(st.RSS)}, nil
+}
+
+// pageSize converts the stat line's resident pages to bytes.
+var pageSize = int64(os.Getpagesize())
 
 // userHZ is the kernel's clock tick rate for /proc/<pid>/stat times (the
 // USER_HZ that procfs assumes too).
@@ -50,8 +63,13 @@ var (
 )
 
 // bootTime returns the host's boot time in Unix seconds, read once.
-func bootTime(f procfs.FS) (float64, error) {
+func bootTime(fs ProcFS) (float64, error) {
 	bootOnce.Do(func() {
+		f, err := procFS(fs)
+		if err != nil {
+			bootErr = err
+			return
+		}
 		st, err := f.Stat()
 		if err != nil {
 			bootErr = fmt.Errorf("procfs: %w", err)
@@ -192,19 +210,8 @@ func FindSocketOwner(fs ProcFS, port int, inodes []uint64) (int, error) {
 // start time name one process: a PID the kernel gave again to another
 // process has another start time.
 func ProcessStart(fs ProcFS, pid int) (uint64, error) {
-	f, err := procFS(fs)
-	if err != nil {
-		return 0, err
-	}
-	p, err := f.Proc(pid)
-	if err != nil {
-		return 0, fmt.Errorf("process %d: %w", pid, err)
-	}
-	st, err := p.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("process %d: %w", pid, err)
-	}
-	return st.Starttime, nil
+	st, err := stat(fs, pid)
+	return st.starttime, err
 }
 
 // ModelProcess is a child process of a server that runs one model's
