@@ -33,9 +33,9 @@ import (
 // (histogram.go). This is what a scrape costs per series, once per scrape
 // interval for every series of every plugin.
 type Metrics struct {
-	up, state, duration, total, errors, ttft, tps, transitions *prometheus.Desc
+	up, state, duration, total, errors, ttft, tps, transitions, cpu, rss *prometheus.Desc
 	// info are the names, helps and types of those, in that order.
-	info [8]familyInfo
+	info [10]familyInfo
 	// rest is a registry of restCollector: the series GatherSelf leaves
 	// to one.
 	rest *prometheus.Registry
@@ -49,7 +49,7 @@ type Metrics struct {
 	timed   []string
 	now     func() time.Time
 
-	cpu, rss, modelMem, runCPU, runRSS *prometheus.Desc
+	modelMem, runCPU, runRSS *prometheus.Desc
 
 	signals *signalMetrics
 
@@ -61,9 +61,8 @@ type Metrics struct {
 	// makes its sort a pass over them.
 	sorted []*pluginMetrics
 
-	mu    sync.Mutex
-	procs map[string]probes.ProcessStats
-	mems  map[string]map[string]probes.ModelMemory
+	mu   sync.Mutex
+	mems map[string]map[string]probes.ModelMemory
 	// runs are each plugin's runner processes by model, summed where
 	// several share one (the unattributed ones).
 	runs map[string]map[string]probes.ProcessStats
@@ -85,10 +84,6 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		classic: slices.Clone(cfg.ClassicBuckets),
 		timed:   slices.Clone(timed),
 		now:     time.Now,
-		cpu: prometheus.NewDesc("vitals_ai_process_cpu_seconds_total",
-			"CPU time of the AI plugin's local process (user and system), from procfs.", []string{"plugin"}, nil),
-		rss: prometheus.NewDesc("vitals_ai_process_resident_memory_bytes",
-			"Resident memory of the AI plugin's local process, from procfs.", []string{"plugin"}, nil),
 		modelMem: prometheus.NewDesc("vitals_ai_model_memory_bytes",
 			"Memory of each loaded model as the server reports it (Ollama /api/ps): memory=total or vram.",
 			[]string{"plugin", "model", "memory"}, nil),
@@ -101,7 +96,6 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		signals: newSignalMetrics(),
 		tokens:  newTokenMetrics(),
 		plugins: map[string]*pluginMetrics{},
-		procs:   map[string]probes.ProcessStats{},
 		mems:    map[string]map[string]probes.ModelMemory{},
 		runs:    map[string]map[string]probes.ProcessStats{},
 	}
@@ -126,6 +120,10 @@ func NewMetrics(cfg MetricsConfig) *Metrics {
 		[]string{"plugin"})
 	m.transitions = m.define(7, dto.MetricType_COUNTER, "vitals_ai_health_transitions_total",
 		"AI plugin health state changes, by from and to state; not a plugin's first decision, from unknown.", []string{"plugin", "from", "to"})
+	m.cpu = m.define(8, dto.MetricType_COUNTER, "vitals_ai_process_cpu_seconds_total",
+		"CPU time of the AI plugin's local process (user and system), from procfs.", []string{"plugin"})
+	m.rss = m.define(9, dto.MetricType_GAUGE, "vitals_ai_process_resident_memory_bytes",
+		"Resident memory of the AI plugin's local process, from procfs.", []string{"plugin"})
 	m.rest = prometheus.NewRegistry()
 	m.rest.MustRegister(restCollector{m})
 	return m
@@ -151,12 +149,12 @@ type familyInfo struct {
 // families are the descs of the per-plugin series, in the order a
 // plugin's series are kept.
 func (m *Metrics) families() []*prometheus.Desc {
-	return []*prometheus.Desc{m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions}
+	return []*prometheus.Desc{m.up, m.state, m.duration, m.total, m.errors, m.ttft, m.tps, m.transitions, m.cpu, m.rss}
 }
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range append(m.families(), m.cpu, m.rss, m.modelMem, m.runCPU, m.runRSS) {
+	for _, d := range append(m.families(), m.modelMem, m.runCPU, m.runRSS) {
 		ch <- d
 	}
 	m.lag.Describe(ch)
@@ -183,8 +181,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 // they pass by construction: one series a label set (found by their
 // interned label pairs), label names and types fixed by their family,
 // label values checked for UTF-8 once, when a series is made. The rest
-// (the scheduler's lag, tokens, signals, processes) go through a registry
-// of their own. Per series that is about a third of a scrape's CPU.
+// (the scheduler's lag, tokens, signals, model memory and runner
+// processes) go through a registry of their own. Per series that is
+// about a third of a scrape's CPU.
 func (m *Metrics) GatherSelf() ([]*dto.MetricFamily, error) {
 	return agent.GatherAll(m.GatherFamilies())
 }
@@ -333,7 +332,7 @@ func valid(s prometheus.Metric) bool {
 type restCollector struct{ m *Metrics }
 
 func (r restCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{r.m.cpu, r.m.rss, r.m.modelMem, r.m.runCPU, r.m.runRSS} {
+	for _, d := range []*prometheus.Desc{r.m.modelMem, r.m.runCPU, r.m.runRSS} {
 		ch <- d
 	}
 	r.m.lag.Describe(ch)
@@ -350,10 +349,6 @@ func (m *Metrics) collectRest(ch chan<- prometheus.Metric) {
 	m.signals.collect(ch)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for id, p := range m.procs {
-		ch <- prometheus.MustNewConstMetric(m.cpu, prometheus.CounterValue, p.CPUSeconds, id)
-		ch <- prometheus.MustNewConstMetric(m.rss, prometheus.GaugeValue, float64(p.ResidentBytes), id)
-	}
 	for id, rs := range m.runs {
 		for model, p := range rs {
 			ch <- prometheus.MustNewConstMetric(m.runCPU, prometheus.CounterValue, p.CPUSeconds, id, model)
@@ -519,11 +514,6 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 	defer func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		if proc != nil {
-			m.procs[plugin] = *proc
-		} else {
-			delete(m.procs, plugin)
-		}
 		if runs != nil {
 			m.runs[plugin] = runs
 		} else {
@@ -600,6 +590,31 @@ func (m *Metrics) observe(plugin string, o Observation, sc trace.SpanContext) {
 			}
 		}
 	}
+	pm.setProcess(proc)
+}
+
+// setProcess sets the plugin's process series to what this check read of
+// its process, or deletes them when it read none. Call with p.mu held.
+// The CPU counter's created timestamp is the process's start, so a new
+// process (a restart, or another PID) is a new series object.
+func (p *pluginMetrics) setProcess(proc *probes.ProcessStats) {
+	if proc == nil {
+		p.remove(p.cpu, p.rss)
+		p.cpu, p.rss = nil, nil
+		return
+	}
+	created := int64(math.Round(proc.StartTimeSeconds*1e6)) * 1e3 // to the microsecond: a float64 of Unix seconds holds no more
+	if p.cpu == nil || p.cpu.created != created {
+		cpu := p.newScalar(p.m.cpu, counter)
+		cpu.created = created
+		p.replace(p.cpu, cpu)
+		p.cpu = cpu
+	}
+	if p.rss == nil {
+		p.rss = p.add(p.newScalar(p.m.rss, gauge))
+	}
+	p.cpu.set(proc.CPUSeconds)
+	p.rss.set(float64(proc.ResidentBytes))
 }
 
 // forget deletes every series of plugin.
@@ -612,7 +627,6 @@ func (m *Metrics) forget(plugin string) {
 	m.pmu.Unlock()
 	m.tokens.forget(plugin)
 	m.mu.Lock()
-	delete(m.procs, plugin)
 	delete(m.mems, plugin)
 	delete(m.runs, plugin)
 	m.mu.Unlock()
@@ -627,7 +641,7 @@ type pluginMetrics struct {
 	label *dto.LabelPair // plugin="<id>", shared by every series of the plugin
 
 	mu                          sync.Mutex
-	up, state, tps              *scalar
+	up, state, tps, cpu, rss    *scalar
 	totals, errors, transitions []*scalar
 	durations                   []*latency
 	ttft                        *latency
@@ -667,6 +681,19 @@ func (p *pluginMetrics) replace(old, s *scalar) {
 	series[i] = s
 	p.series = series
 	p.sort()
+}
+
+// remove takes the series given out of the plugin's series; nil ones
+// are none.
+func (p *pluginMetrics) remove(gone ...*scalar) {
+	del := func(x prometheus.Metric) bool {
+		s, ok := x.(*scalar)
+		return ok && s != nil && slices.Contains(gone, s)
+	}
+	if !slices.ContainsFunc(p.series, del) {
+		return
+	}
+	p.series = slices.DeleteFunc(slices.Clone(p.series), del)
 }
 
 // newScalar is a series of desc with the plugin's label and the pairs
@@ -773,7 +800,10 @@ func (s *scalar) Write(out *dto.Metric) error {
 		v  float64
 		ts timestamppb.Timestamp
 	}{v: v, ts: timestamppb.Timestamp{Seconds: s.created / 1e9, Nanos: int32(s.created % 1e9)}}
-	o.c.Value, o.c.CreatedTimestamp = &o.v, &o.ts
+	o.c.Value = &o.v
+	if s.created != 0 { // 0: not known (a process whose start was not read)
+		o.c.CreatedTimestamp = &o.ts
+	}
 	out.Counter = &o.c
 	return nil
 }

@@ -404,3 +404,57 @@ func TestGatherSelfAllocations(t *testing.T) {
 	}
 	t.Logf("%.0f allocations for %d plugin series, %d exemplars", allocs, series, exemplars)
 }
+
+// TestProcessSeries: a check that read the plugin's process sets its CPU
+// and memory series, the CPU counter created at the process's start; a
+// restarted process is a new counter; a check that read none deletes
+// them, rather than keep the numbers of a process that may be gone.
+func TestProcessSeries(t *testing.T) {
+	m := NewMetrics(MetricsConfig{})
+	check := func(proc *probes.ProcessStats) {
+		m.observe("p", Observation{Probes: []ProbeOutcome{
+			{Probe: probes.Liveness, OK: true, Duration: time.Millisecond},
+			{Probe: probes.Resources, OK: proc != nil, Result: probes.Result{Process: proc}},
+		}}, trace.SpanContext{})
+	}
+	series := func() (cpu, rss *dto.Metric) {
+		t.Helper()
+		mfs, err := m.GatherSelf()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, s := range mf.GetMetric() {
+				switch mf.GetName() {
+				case "vitals_ai_process_cpu_seconds_total":
+					cpu = s
+				case "vitals_ai_process_resident_memory_bytes":
+					rss = s
+				}
+			}
+		}
+		return cpu, rss
+	}
+	check(&probes.ProcessStats{PID: 10, CPUSeconds: 1.5, ResidentBytes: 4096, StartTimeSeconds: 1_800_000_000.25})
+	check(&probes.ProcessStats{PID: 10, CPUSeconds: 2.5, ResidentBytes: 8192, StartTimeSeconds: 1_800_000_000.25})
+	cpu, rss := series()
+	if cpu.GetCounter().GetValue() != 2.5 || rss.GetGauge().GetValue() != 8192 {
+		t.Fatalf("cpu %v, rss %v; want 2.5 and 8192", cpu, rss)
+	}
+	if got := cpu.GetCounter().GetCreatedTimestamp().AsTime(); !got.Equal(time.Unix(1_800_000_000, 250_000_000)) {
+		t.Errorf("cpu counter created %v, want the process's start", got)
+	}
+	check(&probes.ProcessStats{PID: 11, CPUSeconds: 0.1, ResidentBytes: 4096, StartTimeSeconds: 1_800_000_100})
+	if cpu, _ := series(); cpu.GetCounter().GetValue() != 0.1 || cpu.GetCounter().GetCreatedTimestamp().AsTime().Unix() != 1_800_000_100 {
+		t.Errorf("after a restart: %v", cpu)
+	}
+	check(&probes.ProcessStats{PID: 11, CPUSeconds: 0.2, ResidentBytes: 4096})
+	if cpu, _ := series(); cpu.GetCounter().GetValue() != 0.2 || cpu.GetCounter().CreatedTimestamp != nil {
+		t.Errorf("a start time not read: %v, want no created timestamp", cpu)
+	}
+	check(nil)
+	if cpu, rss := series(); cpu != nil || rss != nil {
+		t.Errorf("after a check that read no process: cpu %v, rss %v", cpu, rss)
+	}
+	agenttest.ExposesAsGathered(t, m)
+}
