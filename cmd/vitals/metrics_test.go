@@ -163,7 +163,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 	p.wait(t)
 }
 
-// TestDefaultGOGC: the agent runs its collector at GOGC=50 when the
+// TestDefaultGOGC: the agent runs its collector at defaultGOGC when the
 // environment sets none, and at the environment's when it does, as
 // go_gc_gogc_percent reports.
 func TestDefaultGOGC(t *testing.T) {
