@@ -13,7 +13,7 @@ import (
 // 256 000 for 1000 plugins). A CheckRecord as the engine builds it, with
 // its probe outcomes and their probe results, is about 1 KiB on the heap;
 // the ring (checkRing, ring.go) keeps a healthy check of three probes in
-// about 13 bytes, in one buffer per plugin. A check is encoded in two
+// about 10 bytes, in one buffer per plugin. A check is encoded in two
 // parts:
 //
 //   - its key: its flags, its state, its failed probe, the list of its
@@ -23,11 +23,12 @@ import (
 //     that passed with one attempt is its flags byte alone. The ring keeps
 //     a key once for a run of checks that have the same one, as a server's
 //     checks do while nothing changes.
-//   - what varies from check to check: its durations quantized to 16 bits
-//     (quantize: exact under 2048 ns, within 1/2048 of their value above,
-//     up to 73 minutes), its start as the time before its decision, the
-//     time to first token and tokens per second when a synthetic
-//     inference ran. The check's latency is not kept when it is its
+//   - what varies from check to check: the tokens per second when a
+//     synthetic inference ran, then its durations, each quantized to 12
+//     bits (quantize: exact under 64 ns, within 1/128 of their value
+//     above) and two packed in three bytes: its start as the time before
+//     its decision, the time to first token when a synthetic inference
+//     ran, each probe's. The check's latency is not kept when it is its
 //     slowest probe's duration, as it is unless a synthetic inference ran.
 //
 // The ring keeps the sequence number and the time (to the microsecond).
@@ -69,37 +70,86 @@ const (
 	extCounts
 )
 
-// quantize maps d to 16 bits: a 5-bit exponent and an 11-bit mantissa,
-// rounded to nearest. Durations under 2048 ns are exact; above, the error
-// is at most 1/2048 of the value. Negative durations are 0; durations past
-// maxQuantized (about 73 minutes) are maxQuantized.
+// quantize maps d to 12 bits, a float of 6 bits of exponent and 7 of
+// significand whose leading one is not kept, rounded to nearest:
+// durations under 64 ns are exact, longer ones within 1/128 of their
+// value (a check's durations vary between checks by far more), in order.
+// Negative durations are 0; past maxQuantized (290 years) they are
+// maxQuantized.
 func quantize(d time.Duration) uint16 {
 	if d <= 0 {
 		return 0
 	}
-	if d >= maxQuantized {
-		return math.MaxUint16
-	}
 	v := uint64(d)
-	if v < 1<<11 {
+	if v < 1<<6 {
 		return uint16(v)
 	}
-	e := bits.Len64(v) - 11 // v>>e has 11 significant bits
-	m := (v + 1<<(e-1)) >> e
-	if m == 1<<11 { // rounded up past the mantissa
-		m, e = 1<<10, e+1
+	shift := bits.Len64(v) - 7 // v>>shift has 7 significant bits
+	m := v
+	if shift > 0 {
+		m = (v + 1<<(shift-1)) >> shift
 	}
-	return uint16(e)<<11 | uint16(m)
+	if m == 1<<7 { // rounded up past the significand
+		m, shift = 1<<6, shift+1
+	}
+	e := uint64(shift + 1)
+	if e > maxExponent {
+		return maxCode
+	}
+	return uint16(e<<6 | (m - 1<<6))
 }
 
 // dequantize is the inverse of quantize, to its precision.
 func dequantize(q uint16) time.Duration {
-	e, m := uint(q>>11), uint64(q&(1<<11-1))
-	return time.Duration(m << e)
+	e, m := uint(q>>6), uint64(q&(1<<6-1))
+	if e == 0 {
+		return time.Duration(m)
+	}
+	return time.Duration((1<<6 | m) << (e - 1))
 }
 
-// maxQuantized is the largest duration quantize keeps.
-const maxQuantized = time.Duration(uint64(1<<11-1) << 31)
+// The largest exponent whose durations fit in an int64, its largest code
+// and the duration that is.
+const (
+	maxExponent  = 57
+	maxCode      = maxExponent<<6 | (1<<6 - 1)
+	maxQuantized = time.Duration((1<<7 - 1) << (maxExponent - 1))
+)
+
+// packCodes appends the 12-bit codes qs to b, two in three bytes and the
+// last in two when there is an odd number of them.
+func packCodes(b []byte, qs []uint16) []byte {
+	for i := 0; i+1 < len(qs); i += 2 {
+		x, y := qs[i], qs[i+1]
+		b = append(b, byte(x), byte(x>>8)|byte(y<<4), byte(y>>4))
+	}
+	if len(qs)%2 == 1 {
+		x := qs[len(qs)-1]
+		b = append(b, byte(x), byte(x>>8))
+	}
+	return b
+}
+
+// packedLen is the length of n packed codes.
+func packedLen(n int) int { return 3*(n/2) + 2*(n%2) }
+
+// packedCodes reads packCodes' codes, one at a time.
+type packedCodes struct {
+	b []byte
+	i int
+}
+
+func (c *packedCodes) next() time.Duration {
+	off := 3 * (c.i / 2)
+	var q uint16
+	if c.i%2 == 0 {
+		q = uint16(c.b[off]) | uint16(c.b[off+1]&0x0f)<<8
+	} else {
+		q = uint16(c.b[off+1])>>4 | uint16(c.b[off+2])<<4
+	}
+	c.i++
+	return dequantize(q)
+}
 
 // keptTransition is t as the ring keeps it: its times and duration to the
 // precision of the checks' (the microsecond, durations quantized), so a
@@ -185,10 +235,6 @@ func appendString(b []byte, v string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(v))), v...)
 }
 
-func appendQuantized(b []byte, d time.Duration) []byte {
-	return binary.LittleEndian.AppendUint16(b, quantize(d))
-}
-
 // encodeCheck appends c to key and vary, split for the ring's runs
 // (ring.go): vary is what changes from one check to the next when nothing
 // else does, the durations, latencies and tokens per second, of a length
@@ -221,24 +267,26 @@ func (s *symbols) encodeCheck(key, vary []byte, c CheckRecord) ([]byte, []byte) 
 	}
 	key = append(key, flags)
 	key = s.append(key, string(c.State))
+	if flags&recTPS != 0 {
+		vary = binary.LittleEndian.AppendUint32(vary, math.Float32bits(float32(c.TPS)))
+	}
+	var room [12]uint16
+	qs := room[:0]
 	if flags&recSlowest == 0 {
-		vary = appendQuantized(vary, c.Latency)
+		qs = append(qs, quantize(c.Latency))
 	}
 	if flags&recFailed != 0 {
 		key = s.append(s.append(key, c.Probe), string(c.Class))
 	}
 	if flags&recTTFT != 0 {
-		vary = appendQuantized(vary, c.TTFT)
-	}
-	if flags&recTPS != 0 {
-		vary = binary.LittleEndian.AppendUint32(vary, math.Float32bits(float32(c.TPS)))
+		qs = append(qs, quantize(c.TTFT))
 	}
 	if flags&recTimed != 0 {
 		// The start as the time before the decision, and the duration
 		// when it is not that.
-		vary = appendQuantized(vary, span)
+		qs = append(qs, quantize(span))
 		if flags&recSpan == 0 {
-			vary = appendQuantized(vary, c.Duration)
+			qs = append(qs, quantize(c.Duration))
 		}
 	}
 	key = s.appendNames(key, c.Probes)
@@ -275,7 +323,7 @@ func (s *symbols) encodeCheck(key, vary []byte, c CheckRecord) ([]byte, []byte) 
 			f |= outExtra
 		}
 		key = append(key, f)
-		vary = appendQuantized(vary, p.Duration)
+		qs = append(qs, quantize(p.Duration))
 		if x == 0 {
 			continue
 		}
@@ -294,7 +342,7 @@ func (s *symbols) encodeCheck(key, vary []byte, c CheckRecord) ([]byte, []byte) 
 			key = appendString(key, p.Reason)
 		}
 	}
-	return key, vary
+	return key, packCodes(vary, qs)
 }
 
 // decodeCheck is the inverse of encodeCheck, to the precision it keeps,
@@ -302,28 +350,30 @@ func (s *symbols) encodeCheck(key, vary []byte, c CheckRecord) ([]byte, []byte) 
 // microseconds). The input is always one of encodeCheck's: a short or
 // malformed one is a bug and panics.
 func (s *symbols) decodeCheck(plugin string, key, vary []byte, seq, us int64) CheckRecord {
-	d, v := decoder{s: s, b: key}, decoder{b: vary}
+	d := decoder{s: s, b: key}
 	c := CheckRecord{Plugin: plugin, Seq: seq, Time: time.UnixMicro(us)}
 	flags := d.byte()
 	c.OK = flags&recOK != 0
 	c.State = State(d.sym())
+	if flags&recTPS != 0 {
+		c.TPS = float64(math.Float32frombits(binary.LittleEndian.Uint32(vary)))
+		vary = vary[4:]
+	}
+	v := packedCodes{b: vary}
 	if flags&recSlowest == 0 {
-		c.Latency = v.quantized()
+		c.Latency = v.next()
 	}
 	if flags&recFailed != 0 {
 		c.Probe, c.Class = d.sym(), probes.ErrorClass(d.sym())
 	}
 	if flags&recTTFT != 0 {
-		c.TTFT = v.quantized()
-	}
-	if flags&recTPS != 0 {
-		c.TPS = float64(math.Float32frombits(binary.LittleEndian.Uint32(v.take(4))))
+		c.TTFT = v.next()
 	}
 	if flags&recTimed != 0 {
-		span := v.quantized()
+		span := v.next()
 		c.Started, c.Duration = c.Time.Add(-span), span
 		if flags&recSpan == 0 {
-			c.Duration = v.quantized()
+			c.Duration = v.next()
 		}
 	}
 	sym := d.byte()
@@ -341,7 +391,7 @@ func (s *symbols) decodeCheck(plugin string, key, vary []byte, seq, us int64) Ch
 			f := d.byte()
 			p.OK, p.Informational, p.Loading = f&outOK != 0, f&outInformational != 0, f&outLoading != 0
 			p.Passive, p.Skipped = f&outPassive != 0, f&outSkipped != 0
-			p.Duration = v.quantized()
+			p.Duration = v.next()
 			p.Attempts = 1
 			if !p.OK {
 				p.Failures = 1
@@ -369,7 +419,7 @@ func (s *symbols) decodeCheck(plugin string, key, vary []byte, seq, us int64) Ch
 		// quantize keeps their order.
 		c.Latency = slowest(c.Probes)
 	}
-	if len(d.b) != 0 || len(v.b) != 0 {
+	if len(d.b) != 0 || packedLen(v.i) != len(v.b) {
 		panic("health: trailing bytes in an encoded check")
 	}
 	return c
@@ -402,10 +452,6 @@ func (d *decoder) take(n int) []byte {
 	v := d.b[:n]
 	d.b = d.b[n:]
 	return v
-}
-
-func (d *decoder) quantized() time.Duration {
-	return dequantize(binary.LittleEndian.Uint16(d.take(2)))
 }
 
 func (d *decoder) uvarint() uint64 {

@@ -2,6 +2,7 @@ package health
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"testing"
@@ -105,19 +106,19 @@ func TestEncodedCheckIsSmall(t *testing.T) {
 			{Probe: probes.Resources, OK: true, Informational: true, Duration: 80 * time.Microsecond, Attempts: 1}}}
 	c.Started, c.Duration = c.Time.Add(-1600*time.Microsecond), 1600*time.Microsecond
 	s.encodeCheck(nil, nil, c) // the symbols exist
-	if key, vary := s.encodeCheck(nil, nil, c); len(key) > 6 || len(vary) > 8 {
-		t.Errorf("a healthy three-probe check encodes in a key of %d bytes and %d of durations, want at most 6 and 8", len(key), len(vary))
+	if key, vary := s.encodeCheck(nil, nil, c); len(key) > 6 || len(vary) > 6 {
+		t.Errorf("a healthy three-probe check encodes in a key of %d bytes and %d of durations, want at most 6 and 6", len(key), len(vary))
 	}
 }
 
 // sameCheck compares a decoded check with the one encoded, to the
 // precision the encoding keeps: times to the microsecond, durations
-// within 1/2048, tokens per second as a float32.
+// within 1/128, tokens per second as a float32.
 func sameCheck(t *testing.T, got, want CheckRecord) {
 	t.Helper()
 	near := func(what string, g, w time.Duration) {
-		if d := g - w; d < -w/2048 || d > w/2048 {
-			t.Errorf("%s: %v, want %v within 1/2048", what, g, w)
+		if d := g - w; d < -w/128 || d > w/128 {
+			t.Errorf("%s: %v, want %v within 1/128", what, g, w)
 		}
 	}
 	at := func(what string, g, w time.Time, tolerance time.Duration) {
@@ -132,7 +133,7 @@ func sameCheck(t *testing.T, got, want CheckRecord) {
 		}
 	}
 	at("time", got.Time, want.Time, time.Microsecond)
-	at("started", got.Started, want.Started, time.Microsecond+want.Time.Sub(want.Started)/2048)
+	at("started", got.Started, want.Started, time.Microsecond+want.Time.Sub(want.Started)/128)
 	near("latency", got.Latency, want.Latency)
 	near("ttft", got.TTFT, want.TTFT)
 	near("duration", got.Duration, want.Duration)
@@ -152,31 +153,43 @@ func sameCheck(t *testing.T, got, want CheckRecord) {
 	}
 }
 
-// TestQuantize: durations under 2048 ns are kept exactly, larger ones
-// within 1/2048 of their value up to about 73 minutes, in order; those
-// past it are the largest, negative ones 0.
+// TestQuantize: durations under 64 ns are kept exactly, larger ones
+// within 1/128 of their value, in order, up to centuries; those past it
+// are the largest, negative ones 0. Three codes pack in five bytes and
+// read back in order.
 func TestQuantize(t *testing.T) {
 	for _, tt := range []struct{ in, want time.Duration }{
-		{-time.Second, 0}, {0, 0}, {1, 1}, {2047, 2047}, {2048, 2048}, {2049, 2050}, {4095, 4096}, {4097, 4096},
-		{time.Millisecond, 999936}, {time.Second, 999817216}, {maxQuantized, maxQuantized},
-		{maxQuantized + 1, maxQuantized}, {24 * time.Hour, maxQuantized},
+		{-time.Second, 0}, {0, 0}, {1, 1}, {63, 63}, {64, 64}, {127, 127}, {128, 128}, {129, 130}, {255, 256}, {257, 256},
+		{time.Millisecond, 999424}, {time.Second, 998244352}, {maxQuantized, maxQuantized},
+		{maxQuantized + 1, maxQuantized}, {math.MaxInt64, maxQuantized},
 	} {
 		if got := dequantize(quantize(tt.in)); got != tt.want {
 			t.Errorf("%d ns: kept as %d, want %d", tt.in, got, tt.want)
 		}
 	}
-	if maxQuantized < 73*time.Minute {
-		t.Errorf("largest duration kept %v, want at least 73m", maxQuantized)
+	if maxQuantized < 100*365*24*time.Hour || quantize(math.MaxInt64) >= 1<<12 {
+		t.Errorf("largest duration kept %v, code %d: want a century or more in 12 bits", maxQuantized, quantize(math.MaxInt64))
 	}
 	last := time.Duration(0)
-	for d := time.Duration(1); d < maxQuantized; d = d*17/16 + 1 {
+	for d := time.Duration(1); d < maxQuantized && d > 0; d = d*17/16 + 1 {
 		got := dequantize(quantize(d))
-		if diff := got - d; diff < -d/2048 || diff > d/2048 {
-			t.Fatalf("%d ns: kept as %d, off by more than 1/2048", d, got)
+		if diff := got - d; diff < -d/128 || diff > d/128 {
+			t.Fatalf("%d ns: kept as %d, off by more than 1/128", d, got)
 		}
 		if got < last {
 			t.Fatalf("%d ns: kept as %d, below %d kept for a shorter one", d, got, last)
 		}
 		last = got
+	}
+	in := []uint16{quantize(time.Millisecond), maxCode, quantize(7)}
+	b := packCodes([]byte{0xAA}, in)
+	if len(b) != 1+packedLen(3) || packedLen(3) != 5 {
+		t.Fatalf("three codes packed in %d bytes, want 5", len(b)-1)
+	}
+	c := packedCodes{b: b[1:]}
+	for i, q := range in {
+		if got := c.next(); got != dequantize(q) {
+			t.Errorf("code %d read back as %v, want %v", i, got, dequantize(q))
+		}
 	}
 }
