@@ -234,6 +234,98 @@ func TestSchedulerReusesWorkers(t *testing.T) {
 	<-done
 }
 
+// TestSchedulerQuickRunsShareAWorker: runs that end before SpawnAfter all
+// go to one worker, however many are due at once.
+func TestSchedulerQuickRunsShareAWorker(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	var mu sync.Mutex
+	workers := map[string]bool{}
+	ran := make(chan struct{}, 100)
+	s := health.NewScheduler(health.SchedulerOptions{Clock: clock, Concurrency: 8, SpawnAfter: time.Hour},
+		func(ctx context.Context, id string, _ time.Time) {
+			mu.Lock()
+			workers[goroutineID()] = true
+			mu.Unlock()
+			ran <- struct{}{}
+		})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for i := range 20 {
+		s.Set(strconv.Itoa(i), time.Second) // all due now
+	}
+	for i := range 20 {
+		select {
+		case <-ran:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of 20 runs", i)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(workers) != 1 {
+		t.Errorf("20 quick runs due at once went to %d workers, want 1", len(workers))
+	}
+}
+
+// TestSchedulerPoolGrowsAndShrinks: runs that wait put a worker more to
+// work each SpawnAfter, up to Concurrency; once runs are quick again, the
+// workers beyond those they keep busy are idle the longest, and exit.
+func TestSchedulerPoolGrowsAndShrinks(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	const limit = 8
+	var quick atomic.Bool
+	gate := make(chan struct{})
+	started := make(chan struct{}, 100)
+	s := health.NewScheduler(health.SchedulerOptions{Clock: clock, Concurrency: limit, WorkerIdle: 100 * time.Millisecond},
+		func(ctx context.Context, id string, _ time.Time) {
+			if quick.Load() {
+				return
+			}
+			started <- struct{}{}
+			select {
+			case <-gate:
+			case <-ctx.Done():
+			}
+		})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for i := range 2 * limit {
+		s.Set(strconv.Itoa(i), time.Second)
+	}
+	for i := range limit {
+		select {
+		case <-started:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d runs that wait started at once, want %d", i, 2*limit, limit)
+		}
+	}
+	if n := s.Workers(); n != limit {
+		t.Fatalf("%d workers for runs that wait, want %d", n, limit)
+	}
+	quick.Store(true)
+	close(gate)
+	// Every second of the clock every item runs again, quickly.
+	stop := make(chan struct{})
+	ticked := make(chan struct{})
+	go func() {
+		defer close(ticked)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				clock.Advance(time.Second)
+			}
+		}
+	}()
+	defer func() { close(stop); <-ticked }()
+	agenttest.Eventually(t, 20*time.Second, "workers beyond the few quick runs keep busy exited", func() bool { return s.Workers() <= limit/2 })
+}
+
 // TestSchedulerSlack: a wake for a due item also starts the items due
 // within Slack after it, but never earlier than a tenth of their interval.
 func TestSchedulerSlack(t *testing.T) {
