@@ -39,13 +39,6 @@ func (e *Engine) Scheduled() int { return e.sched.Len() }
 // WakePending reports whether a wake waits for the scheduler's loop.
 func (s *Scheduler) WakePending() bool { return len(s.wake) > 0 }
 
-// Workers returns how many worker goroutines the scheduler has.
-func (s *Scheduler) Workers() int {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	return s.workers
-}
-
 // HoldPlugin locks id's plugin, as a config change does to set its
 // thresholds, until the returned func is called.
 func (e *Engine) HoldPlugin(id string) (release func()) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"time"
 )
@@ -65,10 +64,6 @@ type SchedulerOptions struct {
 	// WorkerIdle is how long a worker waits for its next run before it
 	// exits; 0 means 30 s.
 	WorkerIdle time.Duration
-	// SpawnAfter is how long a due run waits for a busy worker to take it
-	// before another worker is put to work (one more each SpawnAfter, up
-	// to Concurrency); 0 means spawnAfter.
-	SpawnAfter time.Duration
 	// Align puts each new item on a phase shared with others of its
 	// interval: its first due time, spread as StartSpread says, is moved
 	// to the grid that divides the interval into as many phases as leave
@@ -86,17 +81,10 @@ type SchedulerOptions struct {
 // ends after its next due time is followed at once by the next; runs that
 // were missed are not made up.
 //
-// Runs happen on up to Concurrency worker goroutines that take one due run
-// after another, in order, and exit after WorkerIdle without one. A
-// goroutine per run would grow a new stack through every HTTP probe, a
-// tenth of a probe's CPU time. Another worker is put to work only when a
-// run has waited SpawnAfter for the busy ones: checks that end within a
-// millisecond (a server on the host or near it) run on the few workers
-// they keep busy, each with its stack, not on as many as a batch of them
-// has items, and the workers a burst needed beyond those are the longest
-// idle, and exit. Checks that wait on their servers longer (across a
-// network, a synthetic inference) keep their workers busy past it and
-// grow the pool, a worker a SpawnAfter.
+// Runs happen on up to Concurrency worker goroutines that take one run
+// after another and exit after WorkerIdle without one. A goroutine per run
+// would grow a new stack through every HTTP probe, a tenth of a probe's
+// CPU time.
 type Scheduler struct {
 	o   SchedulerOptions
 	run RunFunc
@@ -106,20 +94,10 @@ type Scheduler struct {
 	rate  float64 // runs due a second, of all items: the sum of 1/interval
 	queue queue
 	wake  chan struct{}
+	sem   chan struct{}  // one token per worker
+	jobs  chan *item     // to idle workers
 	wg    sync.WaitGroup // the workers
-
-	wmu     sync.Mutex
-	pending []*item // due runs no worker has taken yet, from pending[taken]
-	taken   int
-	idle    []worker  // waiting for work, the one idle longest first
-	workers int       // started and not exited
-	busy    int       // workers running or put to work and about to
-	grew    time.Time // when a worker was last put to work
 }
-
-// worker is a worker goroutine's wake-up: Run puts an idle worker to work
-// by taking it off the idle list and sending on it.
-type worker chan struct{}
 
 type item struct {
 	id       string
@@ -132,8 +110,7 @@ type item struct {
 	// next run goes to the new interval's grid (Align).
 	realign bool
 	removed bool
-	index   int       // in the heap, -1 when not queued
-	queued  time.Time // when it was last handed to the workers
+	index   int // in the heap, -1 when not queued
 }
 
 // NewScheduler returns a scheduler that calls run for each due check.
@@ -150,10 +127,8 @@ func NewScheduler(o SchedulerOptions, run RunFunc) *Scheduler {
 	if o.WorkerIdle <= 0 {
 		o.WorkerIdle = 30 * time.Second
 	}
-	if o.SpawnAfter <= 0 {
-		o.SpawnAfter = spawnAfter
-	}
-	return &Scheduler{o: o, run: run, items: map[string]*item{}, wake: make(chan struct{}, 1)}
+	return &Scheduler{o: o, run: run, items: map[string]*item{}, wake: make(chan struct{}, 1), sem: make(chan struct{}, o.Concurrency),
+		jobs: make(chan *item)}
 }
 
 func (s *Scheduler) poke() {
@@ -307,10 +282,6 @@ func (s *Scheduler) Len() int {
 func (s *Scheduler) Run(ctx context.Context) {
 	defer s.wg.Wait()
 	var due, aside []*item // reused from one wake-up to the next
-	// spawn times the wait of a run no worker has taken (SpawnAfter is
-	// the process's time, not the Clock's).
-	spawn := time.NewTimer(time.Hour)
-	spawn.Stop()
 	for {
 		clear(due)
 		clear(aside)
@@ -341,9 +312,13 @@ func (s *Scheduler) Run(ctx context.Context) {
 			heap.Push(&s.queue, it)
 		}
 		s.mu.Unlock()
-		grow := s.dispatch(ctx, due)
+		for _, it := range due {
+			if !s.dispatch(ctx, it) {
+				return
+			}
+		}
 		if len(due) > 0 {
-			continue // for the runs set aside, and any due since
+			continue // time passed while dispatching
 		}
 		var timer Timer
 		var fire <-chan time.Time
@@ -351,139 +326,58 @@ func (s *Scheduler) Run(ctx context.Context) {
 			timer = s.o.Clock.NewTimer(wait)
 			fire = timer.C()
 		}
-	sleep:
-		for {
-			var staff <-chan time.Time
-			if grow > 0 {
-				spawn.Reset(grow)
-				staff = spawn.C
+		select {
+		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
 			}
-			select {
-			case <-ctx.Done():
-			case <-s.wake:
-			case <-fire:
-			case <-staff:
-				// A run still waits for a worker: put one more to work
-				// and sleep on, the timer for the next due run kept.
-				grow = s.dispatch(ctx, nil)
-				continue
-			}
-			break sleep
+			return
+		case <-s.wake:
+		case <-fire:
 		}
-		spawn.Stop()
 		if timer != nil {
 			timer.Stop()
 		}
-		if ctx.Err() != nil {
-			return
-		}
 	}
 }
 
-// dispatch queues the due runs for the workers and puts workers to work:
-// one when none is busy, and one more when the oldest run has waited
-// SpawnAfter (and none was put to work in that time), while fewer than
-// Concurrency are busy. It returns how long until it should be called
-// again to put another to work (with no runs, to look again), or 0.
-func (s *Scheduler) dispatch(ctx context.Context, due []*item) time.Duration {
-	now := time.Now()
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	for _, it := range due {
-		it.queued = now
-		s.pending = append(s.pending, it)
+// dispatch hands it to an idle worker, or to a new one while there are
+// fewer than Concurrency, or waits for a worker to come free. It returns
+// false when ctx ended first.
+func (s *Scheduler) dispatch(ctx context.Context, it *item) bool {
+	select {
+	case s.jobs <- it:
+		return true
+	default:
 	}
-	if s.taken == len(s.pending) || ctx.Err() != nil {
-		return 0
+	select {
+	case s.jobs <- it:
+	case s.sem <- struct{}{}:
+		s.wg.Add(1)
+		go s.worker(ctx, it)
+	case <-ctx.Done():
+		return false
 	}
-	if s.busy == 0 || (s.busy < s.o.Concurrency && !now.Before(s.next())) {
-		s.putToWork(ctx, now)
-	}
-	if s.busy >= s.o.Concurrency {
-		return 0 // the busy workers take the rest as they come free
-	}
-	return max(s.next().Sub(now), time.Microsecond)
+	return true
 }
 
-// next is when another worker is to be put to work if the oldest run is
-// still waiting then. s.wmu is held.
-func (s *Scheduler) next() time.Time {
-	return maxTime(s.pending[s.taken].queued, s.grew).Add(s.o.SpawnAfter)
-}
-
-// putToWork wakes the worker that came free last, or starts one. s.wmu is
-// held.
-func (s *Scheduler) putToWork(ctx context.Context, now time.Time) {
-	s.busy++
-	s.grew = now
-	if n := len(s.idle); n > 0 {
-		w := s.idle[n-1]
-		s.idle[n-1] = nil
-		s.idle = s.idle[:n-1]
-		w <- struct{}{} // buffered, and empty while the worker is idle
-		return
-	}
-	s.workers++
-	s.wg.Add(1)
-	go s.worker(ctx, make(worker, 1))
-}
-
-// take returns the oldest due run no worker has taken, if any; else the
-// worker is idle from then. s.wmu is held.
-func (s *Scheduler) take(ctx context.Context, w worker) (*item, bool) {
-	if s.taken < len(s.pending) && ctx.Err() == nil {
-		it := s.pending[s.taken]
-		s.pending[s.taken] = nil
-		s.taken++
-		if s.taken == len(s.pending) {
-			s.pending, s.taken = s.pending[:0], 0
-		}
-		return it, true
-	}
-	s.busy--
-	s.idle = append(s.idle, w)
-	return nil, false
-}
-
-// spawnAfter is SpawnAfter's default: about what a check of a server on
-// loopback takes, so that such checks share a few workers; the lag it
-// adds to a run is at most this much, and only while the pool grows.
-const spawnAfter = time.Millisecond
-
-// worker runs the due runs while there are any, then waits to be put to
-// work again, until it has been idle for WorkerIdle or ctx ends.
-func (s *Scheduler) worker(ctx context.Context, w worker) {
+// worker runs it, then every run it is handed, until it has been idle for
+// WorkerIdle or ctx ends.
+func (s *Scheduler) worker(ctx context.Context, it *item) {
 	defer s.wg.Done()
-	var idle *time.Timer
+	defer func() { <-s.sem }()
+	idle := time.NewTimer(s.o.WorkerIdle)
+	defer idle.Stop()
 	for {
-		s.wmu.Lock()
-		it, ok := s.take(ctx, w)
-		s.wmu.Unlock()
-		if ok {
-			s.exec(ctx, it)
-			continue
-		}
-		if idle == nil {
-			idle = time.NewTimer(s.o.WorkerIdle)
-			defer idle.Stop()
-		} else {
-			idle.Reset(s.o.WorkerIdle)
-		}
+		s.exec(ctx, it)
+		idle.Reset(s.o.WorkerIdle)
 		select {
-		case <-w:
-			continue
+		case it = <-s.jobs:
 		case <-idle.C:
+			return
 		case <-ctx.Done():
-		}
-		s.wmu.Lock()
-		if i := slices.Index(s.idle, w); i >= 0 {
-			s.idle = slices.Delete(s.idle, i, i+1)
-			s.workers--
-			s.wmu.Unlock()
 			return
 		}
-		s.wmu.Unlock()
-		<-w // put to work as it was leaving
 	}
 }
 
