@@ -31,8 +31,11 @@ type LocalTracerProvider interface {
 // probe's. mp receives otelhttp's http.client.* metrics; nil records none.
 // When tp is a LocalTracerProvider whose spans stay local, the requests
 // carry the trace context of the span they were sent in and are no span
-// of their own (and mp records nothing). The copy shares the client's
-// transport and its idle connections.
+// of their own (and mp records nothing): the client's transport sends it
+// when it writes the trace context itself (a TraceContextWriter that
+// says so), else a transport around it adds it to a copy of each
+// request. The copy shares the client's transport and its idle
+// connections.
 func WithTraceContext(client *http.Client, tp trace.TracerProvider, mp metric.MeterProvider) *http.Client {
 	if client == nil {
 		client = http.DefaultClient
@@ -46,7 +49,9 @@ func WithTraceContext(client *http.Client, tp trace.TracerProvider, mp metric.Me
 	}
 	c := *client
 	if l, ok := tp.(LocalTracerProvider); ok && l.SpansStayLocal() {
-		c.Transport = propagating{rt}
+		if w, ok := rt.(TraceContextWriter); !ok || !w.WritesTraceContext() {
+			c.Transport = propagating{rt}
+		}
 		return &c
 	}
 	c.Transport = otelhttp.NewTransport(rt,
@@ -54,13 +59,20 @@ func WithTraceContext(client *http.Client, tp trace.TracerProvider, mp metric.Me
 		otelhttp.WithMeterProvider(mp),
 		// The HTTP conventions name a client span by its method alone.
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }),
-		otelhttp.WithPropagators(propagator),
+		otelhttp.WithPropagators(Propagator),
 	)
 	return &c
 }
 
-// propagator is the trace context and baggage of every probe request.
-var propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+// Propagator is the trace context and baggage of every probe request.
+var Propagator propagation.TextMapPropagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// TraceContextWriter is a transport that can send the trace context of a
+// request's context itself, as Propagator injects it, without a copy of
+// the request (internal/h1's, with its Propagator set).
+type TraceContextWriter interface {
+	WritesTraceContext() bool
+}
 
 // propagating is a transport that adds the trace context of a request's
 // context to its headers, and records nothing.
@@ -76,7 +88,7 @@ func (p propagating) RoundTrip(r *http.Request) (*http.Response, error) {
 	r2 := *r
 	r2.Header = make(http.Header, len(r.Header)+1)
 	maps.Copy(r2.Header, r.Header)
-	propagator.Inject(r.Context(), headerCarrier(r2.Header))
+	Propagator.Inject(r.Context(), headerCarrier(r2.Header))
 	return p.rt.RoundTrip(&r2)
 }
 

@@ -12,12 +12,15 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/vitals-dev/vitals/internal/h1"
 	"github.com/vitals-dev/vitals/probes"
 )
 
 // A probe request is a CLIENT span of its own only when traces leave the
 // process; with zPages alone it carries the trace context of the span it
-// is sent in (a check's, in the agent), and is no span of its own.
+// is sent in (a check's, in the agent), and is no span of its own. Both
+// through net/http's transport and through the agent's own, which writes
+// the trace context itself.
 func TestProbeRequestsAreSpansOnlyWhenExported(t *testing.T) {
 	var mu sync.Mutex
 	var traceparent string
@@ -33,9 +36,12 @@ func TestProbeRequestsAreSpansOnlyWhenExported(t *testing.T) {
 		name       string
 		env        map[string]string
 		clientSpan bool
+		transport  func() http.RoundTripper
 	}{
-		{"zPages only", nil, false},
-		{"exported", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": otlp.srv.URL + "/v1/traces"}, true},
+		{"zPages only", nil, false, func() http.RoundTripper { return &http.Transport{} }},
+		{"exported", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": otlp.srv.URL + "/v1/traces"}, true, func() http.RoundTripper { return &http.Transport{} }},
+		{"zPages only, h1", nil, false, newH1},
+		{"exported, h1", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": otlp.srv.URL + "/v1/traces"}, true, newH1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			setEnv(t, tt.env)
@@ -45,7 +51,11 @@ func TestProbeRequestsAreSpansOnlyWhenExported(t *testing.T) {
 			if _, local := tp.(probes.LocalTracerProvider); local == tt.clientSpan {
 				t.Errorf("provider %T: local %v, want %v", tp, local, !tt.clientSpan)
 			}
-			client := probes.WithTraceContext(&http.Client{Transport: &http.Transport{}}, tp, nil)
+			rt := tt.transport()
+			client := probes.WithTraceContext(&http.Client{Transport: rt}, tp, nil)
+			if _, own := rt.(probes.TraceContextWriter); own && !tt.clientSpan && client.Transport != rt {
+				t.Errorf("a transport that writes the trace context itself was wrapped: %T", client.Transport)
+			}
 			defer client.CloseIdleConnections()
 			ctx, probe := tp.Tracer("test").Start(context.Background(), "ai.probe.liveness")
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/models", nil)
@@ -85,4 +95,9 @@ func TestProbeRequestsAreSpansOnlyWhenExported(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newH1 is the agent's own transport, as the ExtManager builds it.
+func newH1() http.RoundTripper {
+	return &h1.Transport{Fallback: http.DefaultTransport, MaxIdleConnsPerHost: 4, Propagator: probes.Propagator}
 }

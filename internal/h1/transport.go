@@ -10,9 +10,13 @@
 // answer and, when the body has been read to its end, puts the connection
 // back; an idle connection is its socket alone (the buffers are the
 // transport's, held only while a request is on a connection), and nothing
-// runs for it. The request and the answer are written and parsed by net/http
-// itself (Request.Write, ReadResponse), so what goes on the wire is what
-// net/http's client sends.
+// runs for it. The answer is parsed by net/http itself (ReadResponse), and
+// the request written by it (Request.Write) but for a plain GET, which
+// request.go writes byte for byte as Request.Write does, without its
+// allocations: what goes on the wire is what net/http's client sends. The
+// trace context of a request's context goes with it when Propagator is
+// set, without the copy of the request a RoundTripper around this one
+// would need to add it.
 //
 // Anything that is not plain HTTP (https, or a transport option this one
 // does not have) goes to the fallback transport, net/http's: TLS and
@@ -30,6 +34,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Transport is an http.RoundTripper for plain HTTP/1.1. The zero value is
@@ -51,6 +57,12 @@ type Transport struct {
 	BufferSize int
 	// Dialer dials the connections; nil is defaultDialer.
 	Dialer *net.Dialer
+	// Propagator, when set, sends the trace context of each request's
+	// context (what it injects) with the request, unless its header has
+	// a traceparent already: written after the header, without a copy of
+	// the request (a copy with a header of its own where Request.Write
+	// writes it, and for the fallback).
+	Propagator propagation.TextMapPropagator
 
 	mu   sync.Mutex
 	idle map[string][]*conn // by host:port, the most recently used last
@@ -90,7 +102,7 @@ type conn struct {
 // closing it early closes the connection.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil || req.URL.Scheme != "http" || req.URL.Host == "" {
-		return t.Fallback.RoundTrip(req)
+		return t.Fallback.RoundTrip(withTraceContext(req, t.Propagator))
 	}
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
@@ -297,6 +309,10 @@ func (c *conn) release() {
 	}
 }
 
+// WritesTraceContext reports whether the transport sends the trace
+// context of a request's context itself (Propagator is set).
+func (t *Transport) WritesTraceContext() bool { return t.Propagator != nil }
+
 // write writes req to nc through one of the transport's write buffers.
 func (t *Transport) write(nc net.Conn, req *http.Request) error {
 	bw, _ := t.writers.Get().(*bufio.Writer)
@@ -305,7 +321,10 @@ func (t *Transport) write(nc net.Conn, req *http.Request) error {
 	} else {
 		bw.Reset(nc)
 	}
-	err := req.Write(bw)
+	var err error
+	if !writeGet(bw, req, req.Context(), t.Propagator) {
+		err = withTraceContext(req, t.Propagator).Write(bw)
+	}
 	if err == nil {
 		err = bw.Flush()
 	}

@@ -32,7 +32,9 @@ const connBuffer = 1 << 10
 // socket alone. net/http's transport gave each kept connection a read and
 // a write goroutine and handed every request between them and the check
 // (8 KiB of stacks a connection, and three goroutines woken a probe);
-// https goes to net/http's, as before.
+// https goes to net/http's, as before. It sends each request's trace
+// context itself (probes.WithTraceContext then adds no copy of the
+// request to carry it).
 //
 // No gzip: probe bodies are small, and decompressing them cost the health
 // checks a tenth of their CPU. Keep-alive: a check at 1 s reuses its
@@ -51,6 +53,7 @@ func newDefaultClient(concurrency int) *http.Client {
 		MaxIdleConnsPerHost: perHost,
 		IdleConnTimeout:     time.Minute,
 		BufferSize:          connBuffer,
+		Propagator:          probes.Propagator,
 		Fallback: &http.Transport{
 			MaxIdleConnsPerHost: perHost,
 			IdleConnTimeout:     time.Minute, DisableCompression: true,
