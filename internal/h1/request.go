@@ -8,6 +8,7 @@ import (
 	"net/http/httptrace"
 
 	"go.opentelemetry.io/otel/propagation"
+	"golang.org/x/net/http/httpguts"
 )
 
 // The request is written by net/http's Request.Write, which for a GET of
@@ -71,7 +72,7 @@ func writeGet(bw *bufio.Writer, req *http.Request, ctx context.Context, p propag
 			}
 			continue
 		}
-		if !token(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return false
 		}
 		for _, v := range vs {
@@ -149,7 +150,7 @@ func plainHost(host string) bool {
 // trims them).
 func plainValue(v string) bool {
 	for i := 0; i < len(v); i++ {
-		if c := v[i]; c == '\r' || c == '\n' || c < ' ' && c != '\t' || c == 0x7f {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
 			return false
 		}
 	}
@@ -166,24 +167,6 @@ func hasCTL(s string) bool {
 	return false
 }
 
-// token reports whether k is a header name of token characters (RFC 9110).
-func token(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c == '!' || c == '#' || c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' ||
-			c == '+' || c == '-' || c == '.' || c == '^' || c == '_' || c == '`' || c == '|' || c == '~':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // wireCarrier writes the fields a propagator sets as header lines, in the
 // canonical form of their names.
 type wireCarrier struct{ bw *bufio.Writer }
@@ -192,7 +175,7 @@ func (c wireCarrier) Get(string) string { return "" }
 func (c wireCarrier) Keys() []string    { return nil }
 
 func (c wireCarrier) Set(key, value string) {
-	if !plainValue(value) || !token(key) {
+	if !plainValue(value) || !httpguts.ValidHeaderFieldName(key) {
 		return
 	}
 	line(c.bw, canonical(key), value)
