@@ -2,7 +2,6 @@ package h1
 
 import (
 	"bufio"
-	"context"
 	"maps"
 	"net/http"
 	"net/http/httptrace"
@@ -32,9 +31,10 @@ const defaultUserAgent = "Go-http-client/1.1"
 // Request.Write would change or refuse (a line break or padding in a
 // value, a key it writes itself, a name with an IDNA or zone part, a
 // control byte in the path), an httptrace.ClientTrace to call, or more
-// than maxQuickHeaders keys. The trace context of ctx, when p is set and the
-// header has none, follows the header.
-func writeGet(bw *bufio.Writer, req *http.Request, ctx context.Context, p propagation.TextMapPropagator) bool {
+// than maxQuickHeaders keys. The trace context of the request's context,
+// when p is set and the header has none, follows the header.
+func writeGet(bw *bufio.Writer, req *http.Request, p propagation.TextMapPropagator) bool {
+	ctx := req.Context()
 	if (req.Method != "" && req.Method != http.MethodGet && req.Method != http.MethodHead) ||
 		(req.Body != nil && req.Body != http.NoBody) || req.ContentLength != 0 || req.Close ||
 		len(req.TransferEncoding) > 0 || len(req.Trailer) > 0 || req.URL.Opaque != "" || len(req.Header) > maxQuickHeaders ||

@@ -91,7 +91,7 @@ func TestWriteGetIsRequestWrite(t *testing.T) {
 			var quick bytes.Buffer
 			bw := bufio.NewWriter(&quick)
 			r := tt.req()
-			wrote := writeGet(bw, r, r.Context(), nil)
+			wrote := writeGet(bw, r, nil)
 			bw.Flush()
 			if wrote != tt.quick {
 				t.Fatalf("writeGet wrote it: %v, want %v", wrote, tt.quick)
@@ -116,9 +116,8 @@ func TestWriteGetAllocatesNothing(t *testing.T) {
 	r, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:8080/v1/models", nil)
 	r.Header = http.Header{"Accept": {"application/json"}}
 	bw := bufio.NewWriter(io.Discard)
-	ctx := r.Context()
 	if n := testing.AllocsPerRun(100, func() {
-		if !writeGet(bw, r, ctx, propagation.TraceContext{}) {
+		if !writeGet(bw, r, propagation.TraceContext{}) {
 			t.Fatal("not written")
 		}
 	}); n != 0 {

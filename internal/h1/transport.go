@@ -322,7 +322,7 @@ func (t *Transport) write(nc net.Conn, req *http.Request) error {
 		bw.Reset(nc)
 	}
 	var err error
-	if !writeGet(bw, req, req.Context(), t.Propagator) {
+	if !writeGet(bw, req, t.Propagator) {
 		err = withTraceContext(req, t.Propagator).Write(bw)
 	}
 	if err == nil {
