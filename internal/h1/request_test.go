@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -186,4 +187,41 @@ func TestSendsTheTraceContext(t *testing.T) {
 	if tp := send(http.MethodGet, s.URL+"/", nil, http.Header{"Traceparent": {own}}); len(tp) != 1 || tp[0] != own {
 		t.Errorf("a request's own traceparent: sent %q, want %q", tp, own)
 	}
+}
+
+// FuzzWriteGet: whatever GET writeGet writes, Request.Write writes the
+// same bytes.
+func FuzzWriteGet(f *testing.F) {
+	f.Add("127.0.0.1:8080", "/v1/models", "", "Accept", "application/json", "")
+	f.Add("[::1]:9090", "/a%20b/", "x=1&y=%2F", "User-Agent", "vitals/1", "h.example:80")
+	f.Add("h", "", "", "X-B", " padded ", "")
+	f.Add("bücher.example", "/p", "q", "Content-Length", "0", "")
+	f.Fuzz(func(t *testing.T, host, path, query, key, value, reqHost string) {
+		u := &url.URL{Scheme: "http", Host: host, Path: path, RawQuery: query}
+		r, err := http.NewRequest(http.MethodGet, u.String(), nil)
+		if err != nil {
+			return
+		}
+		r.Host = reqHost
+		if key != "" {
+			r.Header = http.Header{key: {value}, "Accept": {"*/*"}}
+		}
+		var quick bytes.Buffer
+		bw := bufio.NewWriter(&quick)
+		wrote := writeGet(bw, r, nil)
+		bw.Flush()
+		if !wrote {
+			if quick.Len() > 0 {
+				t.Fatalf("reported false and wrote %q", quick.String())
+			}
+			return
+		}
+		var std bytes.Buffer
+		if err := r.Write(&std); err != nil {
+			t.Fatalf("writeGet wrote %q where Request.Write fails: %v", quick.String(), err)
+		}
+		if quick.String() != std.String() {
+			t.Fatalf("writeGet wrote\n%q\nRequest.Write writes\n%q", quick.String(), std.String())
+		}
+	})
 }
