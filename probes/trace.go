@@ -1,7 +1,6 @@
 package probes
 
 import (
-	"maps"
 	"net/http"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -9,6 +8,8 @@ import (
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/vitals-dev/vitals/internal/h1"
 )
 
 // LocalTracerProvider is implemented by a TracerProvider whose spans never
@@ -82,34 +83,5 @@ func (p propagating) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !trace.SpanContextFromContext(r.Context()).IsValid() {
 		return p.rt.RoundTrip(r)
 	}
-	// A RoundTripper must not change the request it is given: the copy
-	// has a header map of its own, sharing the values, which are never
-	// changed (Inject only sets keys).
-	r2 := *r
-	r2.Header = make(http.Header, len(r.Header)+1)
-	maps.Copy(r2.Header, r.Header)
-	Propagator.Inject(r.Context(), headerCarrier(r2.Header))
-	return p.rt.RoundTrip(&r2)
+	return p.rt.RoundTrip(h1.CarryTraceContext(r, Propagator))
 }
-
-// headerCarrier is propagation.HeaderCarrier with the keys the trace
-// context and baggage set written in their canonical form at once,
-// rather than canonicalised (a new string) at every request.
-type headerCarrier http.Header
-
-func (h headerCarrier) Get(key string) string { return http.Header(h).Get(key) }
-
-func (h headerCarrier) Set(key, value string) {
-	switch key {
-	case "traceparent":
-		h["Traceparent"] = []string{value}
-	case "tracestate":
-		h["Tracestate"] = []string{value}
-	case "baggage":
-		h["Baggage"] = []string{value}
-	default:
-		http.Header(h).Set(key, value)
-	}
-}
-
-func (h headerCarrier) Keys() []string { return propagation.HeaderCarrier(h).Keys() }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptrace"
 
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http/httpguts"
 )
 
@@ -32,7 +33,7 @@ const defaultUserAgent = "Go-http-client/1.1"
 // value, a key it writes itself, a name with an IDNA or zone part, a
 // control byte in the path), an httptrace.ClientTrace to call, or more
 // than maxQuickHeaders keys. The trace context of the request's context,
-// when p is set and the header has none, follows the header.
+// when it goes with it (sendsTraceContext), follows the header.
 func writeGet(bw *bufio.Writer, req *http.Request, p propagation.TextMapPropagator) bool {
 	ctx := req.Context()
 	if (req.Method != "" && req.Method != http.MethodGet && req.Method != http.MethodHead) ||
@@ -111,7 +112,7 @@ func writeGet(bw *bufio.Writer, req *http.Request, p propagation.TextMapPropagat
 			line(bw, k, v)
 		}
 	}
-	if p != nil && req.Header["Traceparent"] == nil {
+	if sendsTraceContext(req, p) {
 		p.Inject(ctx, wireCarrier{bw})
 	}
 	bw.WriteString("\r\n")
@@ -195,24 +196,39 @@ func canonical(key string) string {
 	return http.CanonicalHeaderKey(key)
 }
 
-// withTraceContext returns req, or, when p is set, the context has a
-// trace context to send and the header none, a copy of req with a header
-// of its own that carries it (a RoundTripper must not change the request
-// it is given; the values are shared, never changed).
+// sendsTraceContext reports whether req goes with the trace context of
+// its context: p is set, the context has a span, and the header has no
+// traceparent of its own.
+func sendsTraceContext(req *http.Request, p propagation.TextMapPropagator) bool {
+	return p != nil && req.Header["Traceparent"] == nil && trace.SpanContextFromContext(req.Context()).IsValid()
+}
+
+// withTraceContext returns req, or, when it goes with the trace context of
+// its context (sendsTraceContext), a copy that carries it.
 func withTraceContext(req *http.Request, p propagation.TextMapPropagator) *http.Request {
-	if p == nil || req.Header["Traceparent"] != nil {
+	if !sendsTraceContext(req, p) {
 		return req
 	}
-	c := propagation.MapCarrier{}
-	p.Inject(req.Context(), c)
-	if len(c) == 0 {
-		return req
-	}
+	return CarryTraceContext(req, p)
+}
+
+// CarryTraceContext returns a copy of req whose header, a map of its own
+// sharing req's values (which are never changed), has what p injects from
+// req's context besides: a RoundTripper must not change the request it is
+// given.
+func CarryTraceContext(req *http.Request, p propagation.TextMapPropagator) *http.Request {
 	r2 := *req
-	r2.Header = make(http.Header, len(req.Header)+len(c))
+	r2.Header = make(http.Header, len(req.Header)+1)
 	maps.Copy(r2.Header, req.Header)
-	for k, v := range c {
-		r2.Header[canonical(k)] = []string{v}
-	}
+	p.Inject(req.Context(), headerCarrier(r2.Header))
 	return &r2
 }
+
+// headerCarrier is propagation.HeaderCarrier with the names the trace
+// context and baggage set written in their canonical form at once,
+// rather than canonicalised (a new string) at every request.
+type headerCarrier http.Header
+
+func (h headerCarrier) Get(key string) string { return http.Header(h).Get(key) }
+func (h headerCarrier) Set(key, value string) { h[canonical(key)] = []string{value} }
+func (h headerCarrier) Keys() []string        { return propagation.HeaderCarrier(h).Keys() }
